@@ -1,0 +1,46 @@
+# txcoord: every target installs what it needs (Debian 12), configures, builds and runs.
+BUILD ?= build
+TYPE ?= RelWithDebInfo
+JOBS ?= 2
+CMAKE_FLAGS ?=
+LAUNCHER := $(shell command -v ccache >/dev/null 2>&1 && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+
+.PHONY: all deps configure build test demo bench soak sanitize tsan clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja: | deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) $(LAUNCHER) $(CMAKE_FLAGS)
+
+configure: $(BUILD)/build.ninja
+
+build: deps configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The whole suite: unit, simulation and integration tests (real processes on loopback).
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# The bank-transfer demo: a coordinator and two agents on loopback, an agent killed mid-run.
+demo: build
+	$(BUILD)/bin/bank_transfer --bin $(BUILD)/bin
+
+# Benchmarks (not part of the test suite); results go to docs/benchmarks.md by hand.
+bench: build
+	bash scripts/bench.sh $(BUILD)
+
+# Long simulation soak: 10,000 heavy-fault seeds.
+soak: build
+	$(BUILD)/bin/txsim --seeds 1..10000 --faults heavy
+
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer, and under ThreadSanitizer.
+sanitize:
+	$(MAKE) test BUILD=build-asan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=address,undefined"
+tsan:
+	$(MAKE) test BUILD=build-tsan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=thread"
+
+clean:
+	rm -rf $(BUILD)

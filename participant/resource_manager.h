@@ -1,0 +1,131 @@
+// The participant SDK: what a resource (a database, a queue, a service) must
+// do to take part in txcoord transactions.
+//
+// A txcoord agent (txagent) hosts one or more ResourceManagers. The agent runs
+// the protocol (votes, idempotency, tombstones, lock waits, asking the
+// coordinator about in-doubt branches); a ResourceManager only does local,
+// durable work on one branch at a time, when the agent asks. A branch is the
+// part of one global transaction (txid) that touches this resource.
+//
+// Contract, per branch, in the order the agent calls:
+//   Execute*        apply the statements, keep what is needed to undo them,
+//                   take row locks so no other branch sees or changes those rows
+//   Prepare         make the branch durable as PREPARED: after OK, a crash and
+//                   restart must still be able to Commit or Rollback it
+//   Commit          make the outcome durable, drop the undo, release the locks
+//   Rollback        undo every change, release the locks, leave a tombstone
+// Recover() at start returns every branch that is not final, so the agent can
+// roll back ACTIVE ones and ask the coordinator about PREPARED ones.
+//
+// Threading: the agent calls every method from its io thread, never two
+// operations on the same txid at once. Operations on different txids may be
+// in flight together (that is what lets a resource group-commit). A callback
+// may run on any thread, exactly once; the agent moves it to its io thread.
+// The methods must not block for long: queue the work and call back.
+//
+// Durability: "OK" from Prepare and Commit means the record is on disk (fsync
+// or equivalent). The agent sends the vote or the ack only after that OK:
+// never call back OK early (DESIGN.md: durability points).
+//
+// Errors: return a Status whose message a user can act on, e.g.
+// "SQL_ERROR: bank_a: no such table: acounts". A storage failure (a failed
+// fsync or COMMIT) must make the resource refuse every later write with
+// STORAGE_FAILED until restarted.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/txid.h"
+#include "txcoord_types.h"
+
+namespace txc::participant {
+
+// Branch states as stored in a resource's log.
+// on-disk format: do not renumber
+enum class BranchState : int {
+  kActive = 1,
+  kPrepared = 2,
+  kPreCommitted = 3,
+  kCommitted = 4,
+  kAborted = 5,
+};
+const char* BranchStateName(BranchState s);
+
+struct ExecuteResult {
+  // OK; SQL_ERROR or EXPECTATION_FAILED (nothing of this call is applied; the
+  // branch keeps what earlier calls did); CONFLICT when a row this call needs
+  // is locked by another branch: nothing of this call is applied, `holder`
+  // names the lock's owner and `conflict` the row, and the agent decides
+  // whether to wait and retry or fail.
+  Status status;
+  std::vector<proto::ResultSet> results;  // one per statement, rows for queries
+  std::optional<TxId> holder;
+  std::string conflict;  // e.g. "bank_a.accounts id=7"
+  // True when the branch has changed data (this call or an earlier one); a
+  // branch that never wrote votes READ_ONLY.
+  bool wrote = false;
+};
+
+struct PrepareInfo {
+  std::vector<proto::Participant> participants;  // every participant of the txn
+  proto::Protocol::type protocol = proto::Protocol::TWO_PC;
+};
+
+struct RecoveredBranch {
+  TxId txid;
+  BranchState state = BranchState::kActive;
+  PrepareInfo info;
+};
+
+class ResourceManager {
+ public:
+  template <class T>
+  using Callback = std::function<void(T)>;
+
+  virtual ~ResourceManager() = default;
+
+  // The resource's name, as clients address it ("bank_a").
+  virtual const std::string& name() const = 0;
+
+  // Called once before any other operation. Returns every branch that is not
+  // final (ACTIVE, PREPARED, PRECOMMITTED) with the row locks it held already
+  // re-taken by the resource.
+  virtual Result<std::vector<RecoveredBranch>> Recover() = 0;
+
+  // Applies `statements` within branch `txid` (creating the branch, ACTIVE, on
+  // first use). Changes must be undoable and locked until Commit/Rollback.
+  // Need not be durable: an ACTIVE branch is rolled back after a crash.
+  virtual void Execute(const TxId& txid, std::vector<proto::Statement> statements,
+                       Callback<ExecuteResult> done) = 0;
+
+  // Records the branch as PREPARED. OK means durable.
+  // REQUIRES: the branch exists and is ACTIVE (Execute returned OK at least once).
+  virtual void Prepare(const TxId& txid, const PrepareInfo& info, Callback<Status> done) = 0;
+
+  // One-shot: Execute then Prepare. A resource that can do both in one local
+  // transaction (and one sync) should override this. On a non-OK result
+  // nothing of `statements` is applied and the branch is not prepared.
+  virtual void ExecuteAndPrepare(const TxId& txid, std::vector<proto::Statement> statements,
+                                 const PrepareInfo& info, Callback<ExecuteResult> done);
+
+  // Records the branch as COMMITTED, releases its locks. OK means durable.
+  // Idempotent: committing a committed branch is OK.
+  virtual void Commit(const TxId& txid, Callback<Status> done) = 0;
+
+  // Undoes the branch, records it ABORTED (a tombstone: also for a txid with
+  // no branch at all), releases its locks. Need not be durable (presumed
+  // abort). Idempotent.
+  virtual void Rollback(const TxId& txid, Callback<Status> done) = 0;
+};
+
+// Builds the resource named by a --resource value: "NAME=sqlite:PATH".
+// Returns INVALID_ARGUMENT naming what is wrong otherwise.
+Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec);
+
+}  // namespace txc::participant

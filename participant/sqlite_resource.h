@@ -1,0 +1,76 @@
+// SqliteResource: the built-in ResourceManager for an SQLite database file.
+//
+// Data and the branch log live in the same database file, so a data change
+// and its undo/redo record commit atomically in one local transaction (as
+// DESIGN.md, "Participant WAL"). Log tables (created on open, excluded from
+// change capture):
+//   txc_branches(txid TEXT PRIMARY KEY, epoch, seq, state INTEGER, participants BLOB,
+//                protocol INTEGER, updated INTEGER)
+//   txc_changes(txid TEXT, seq INTEGER, redo BLOB, undo BLOB, keys BLOB, PRIMARY KEY(txid, seq))
+// Redo is the SQLite session changeset of one Execute call; undo its inverse.
+// A table without a PRIMARY KEY cannot be captured by the session extension:
+// a statement that changes one fails with SQL_ERROR.
+//
+// Row locks: an exclusive lock per changed row (table + primary key), owned by
+// the branch until Commit/Rollback. A statement runs inside a SAVEPOINT; if
+// the rows it changed are locked by another branch, the savepoint is rolled
+// back and Execute answers CONFLICT with the holder: waiting is the agent's
+// decision. Reads take no locks (read-uncommitted across branches, as
+// Seata's AT mode); use an UPDATE or expect_rows for a checked read.
+//
+// Group commit: one worker thread takes every queued operation, runs them in
+// one BEGIN IMMEDIATE ... COMMIT (each in its own SAVEPOINT), syncs once if any
+// of them needs durability (Prepare, Commit, ExecuteAndPrepare), then runs the
+// callbacks on the worker thread.
+//
+// Threading: public methods may be called from any thread; callbacks run on
+// the worker thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "participant/resource_manager.h"
+
+namespace txc::participant {
+
+struct SqliteResourceOptions {
+  // Most operations one group commit takes. Default: 512.
+  size_t max_group_ops = 512;
+  // Benchmark only: skip fsync. Never in production. Default: false.
+  bool unsafe_no_sync = false;
+};
+
+class SqliteResource : public ResourceManager {
+ public:
+  // Opens (creating if needed) the database at `path`.
+  static Result<std::unique_ptr<SqliteResource>> Open(const std::string& name,
+                                                      const std::string& path,
+                                                      SqliteResourceOptions options = {});
+  ~SqliteResource() override;  // drains the queue, then stops the worker
+
+  const std::string& name() const override;
+  Result<std::vector<RecoveredBranch>> Recover() override;
+  void Execute(const TxId& txid, std::vector<proto::Statement> statements,
+               Callback<ExecuteResult> done) override;
+  void Prepare(const TxId& txid, const PrepareInfo& info, Callback<Status> done) override;
+  void ExecuteAndPrepare(const TxId& txid, std::vector<proto::Statement> statements,
+                         const PrepareInfo& info, Callback<ExecuteResult> done) override;
+  void Commit(const TxId& txid, Callback<Status> done) override;
+  void Rollback(const TxId& txid, Callback<Status> done) override;
+
+  // Counters for benchmarks and tests.
+  uint64_t groups_committed() const;
+  uint64_t syncs() const;
+  size_t locks_held() const;
+
+  // Test-only: the next durable group fails as a full disk would (sticky).
+  void InjectFailureForTest();
+
+ private:
+  class Impl;
+  explicit SqliteResource(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace txc::participant

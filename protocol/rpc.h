@@ -1,0 +1,151 @@
+// The RPC layer: framed Thrift over Boost.Asio.
+//
+// Wire format: a 4-byte big-endian length, then one TBinaryProtocol (strict)
+// message. Every txcoord method takes exactly one argument struct (field id 1)
+// and returns one result struct (field id 0 of the result), so a stock Thrift
+// client using TFramedTransport + TBinaryProtocol and the generated
+// Coordinator/Agent/Replica clients interoperates with these classes.
+//
+// Threading: RpcServer and RpcChannel are not thread-safe. Each is owned by
+// one io_context that a single thread runs; every method, handler and
+// completion runs on that thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <boost/asio.hpp>
+
+#include "common/status.h"
+#include "common/time.h"
+
+namespace txc::rpc {
+
+// Parses "HOST:PORT" (IPv4 dotted quad or "localhost").
+Result<boost::asio::ip::tcp::endpoint> ParseEndpoint(const std::string& host_port);
+
+// Type-erased serialisation hooks, so the channel and server are not templates.
+// WriteFn writes a struct with Thrift's TProtocol; ReadFn reads one.
+namespace detail {
+using Bytes = std::string;
+// Serialises `value` as a Thrift struct into bytes (TBinaryProtocol, no framing).
+template <class T>
+Bytes Serialize(const T& value);
+// Parses bytes into `value`; false on malformed input.
+template <class T>
+bool Deserialize(const Bytes& bytes, T* value);
+}  // namespace detail
+
+struct ServerOptions {
+  // Largest frame accepted; a larger length prefix closes the connection.
+  // Default: 16 MiB.
+  uint32_t max_frame_bytes = 16u << 20;
+  // Connections above this are refused (accepted and closed at once).
+  // Default: 4096.
+  size_t max_connections = 4096;
+};
+
+class RpcServer {
+ public:
+  // Hands a reply back for one call. Call it exactly once, on the io thread;
+  // calling it after the connection closed is harmless (the reply is dropped).
+  template <class Resp>
+  using Reply = std::function<void(Resp)>;
+
+  RpcServer(boost::asio::io_context& io, ServerOptions options = {});
+  ~RpcServer();
+  RpcServer(const RpcServer&) = delete;
+  RpcServer& operator=(const RpcServer&) = delete;
+
+  // Registers the handler of `method`. Req/Resp are generated Thrift structs
+  // (e.g. proto::BeginRequest / proto::BeginResponse). The handler may reply
+  // at once or later (after a durable write, a vote, ...).
+  // REQUIRES: called before Listen().
+  template <class Req, class Resp>
+  void Handle(const std::string& method, std::function<void(Req, Reply<Resp>)> handler);
+
+  // Binds and starts accepting. host_port "127.0.0.1:0" picks a free port.
+  Status Listen(const std::string& host_port);
+  uint16_t port() const;
+
+  // Closes the acceptor and every connection; pending replies are dropped.
+  void Stop();
+
+  // Number of calls answered, connections accepted, malformed frames seen
+  // (for status output and tests).
+  uint64_t calls_served() const;
+  uint64_t malformed_frames() const;
+
+ private:
+  class Impl;
+  // A raw handler: args bytes in (the struct at field id 1 of the call), a
+  // function that takes the serialised result struct out.
+  using RawHandler =
+      std::function<void(const detail::Bytes& args, std::function<void(detail::Bytes)> reply)>;
+  void HandleRaw(const std::string& method, RawHandler handler);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct ChannelOptions {
+  // Time allowed for a TCP connect before the attempt fails. Default: 1 s.
+  Micros connect_timeout = 1 * kSeconds;
+  // Reconnect backoff after a failed connect: doubles from initial up to max.
+  // Default: 10 ms .. 1 s.
+  Micros backoff_initial = 10 * kMillis;
+  Micros backoff_max = 1 * kSeconds;
+  // Largest response frame accepted. Default: 64 MiB.
+  uint32_t max_frame_bytes = 64u << 20;
+};
+
+// An async client connection to one address: many calls in flight on one
+// TCP connection (matched by Thrift seqid), a deadline per call, reconnect
+// with backoff. Create with std::make_shared (callbacks keep it alive).
+class RpcChannel : public std::enable_shared_from_this<RpcChannel> {
+ public:
+  template <class Resp>
+  using Done = std::function<void(Status, Resp)>;
+
+  RpcChannel(boost::asio::io_context& io, std::string host_port, ChannelOptions options = {});
+  ~RpcChannel();
+
+  // Calls `method` with `req`. `done` runs exactly once on the io thread:
+  // OK with the response, UNAVAILABLE if the connection failed or closed
+  // before the response arrived (the call may or may not have executed),
+  // TIMEOUT if `timeout` passed first, INTERNAL if the server answered with a
+  // Thrift exception (e.g. unknown method) or an unreadable reply.
+  template <class Req, class Resp>
+  void Call(const std::string& method, const Req& req, Micros timeout, Done<Resp> done);
+
+  // Fails every pending call with UNAVAILABLE and stops reconnecting.
+  void Close();
+
+  const std::string& address() const;
+
+ private:
+  class Impl;
+  using RawDone = std::function<void(Status, const detail::Bytes& result)>;
+  void CallRaw(const std::string& method, detail::Bytes args, Micros timeout, RawDone done);
+  std::shared_ptr<Impl> impl_;
+};
+
+// Channels by address, created on first use. Not thread-safe (io thread).
+class ChannelPool {
+ public:
+  explicit ChannelPool(boost::asio::io_context& io, ChannelOptions options = {})
+      : io_(io), options_(options) {}
+  ~ChannelPool();
+  std::shared_ptr<RpcChannel> Get(const std::string& host_port);
+  void CloseAll();
+
+ private:
+  boost::asio::io_context& io_;
+  ChannelOptions options_;
+  std::map<std::string, std::shared_ptr<RpcChannel>> channels_;
+};
+
+}  // namespace txc::rpc
+
+#include "protocol/rpc_inl.h"  // template definitions

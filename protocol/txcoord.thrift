@@ -1,0 +1,296 @@
+// txcoord wire protocol and persisted command format.
+//
+// Transport: framed Thrift (4-byte big-endian length, then one TBinaryProtocol
+// message), so a stock Thrift client with TFramedTransport + TBinaryProtocol
+// can call any txcoord server. Every response carries a Status instead of a
+// Thrift exception, so a caller in any language reads one shape of error.
+//
+// Compatibility: field ids are never reused or renumbered; enum values are
+// persisted (Command is written to the coordinator log) and must not be
+// renumbered either.
+
+namespace cpp txc.proto
+namespace py txcoord
+
+// ---------------------------------------------------------------- common
+
+// A global transaction id: epoch = the ballot round of the coordinator leader
+// that allocated it, seq = a counter within that epoch. Printed "E.S".
+struct TxId {
+  1: i64 epoch
+  2: i64 seq
+}
+
+// on-disk/wire format: do not renumber
+enum Code {
+  OK = 0
+  INVALID_ARGUMENT = 1   // the request is malformed or names nothing we know
+  NOT_FOUND = 2          // no such transaction / branch / resource
+  ABORTED = 3            // the transaction is aborted; message says why
+  LOCK_TIMEOUT = 4       // a row lock was not granted in time; message names the holder
+  UNAVAILABLE = 5        // the server cannot serve now (peer down, recovering); retry
+  TIMEOUT = 6            // the call's deadline passed
+  STORAGE_FAILED = 7     // a durable write failed; the node refuses writes until restarted
+  NOT_LEADER = 8         // ask the leader; Status.leader_hint names it when known
+  CONFLICT = 9           // a row is locked by another transaction (wait-die refused to wait)
+  INTERNAL = 10
+  SQL_ERROR = 11         // a statement failed in the resource; message is the database's
+  EXPECTATION_FAILED = 12 // a statement changed another number of rows than expect_rows
+}
+
+struct Status {
+  1: Code code = Code.OK
+  2: string message
+  3: optional string leader_hint   // HOST:PORT of the leader, with NOT_LEADER
+}
+
+// on-disk/wire format: do not renumber
+enum Protocol {
+  TWO_PC = 1
+  THREE_PC = 2
+}
+
+// on-disk/wire format: do not renumber
+enum Vote {
+  YES = 1
+  NO = 2
+  READ_ONLY = 3
+}
+
+// on-disk/wire format: do not renumber
+enum Outcome {
+  UNKNOWN = 0    // nothing decided and nothing known (only in replies)
+  PENDING = 1    // allocated in the current epoch, not decided yet
+  COMMITTED = 2
+  ABORTED = 3
+}
+
+// A SQL value. Exactly one field set, or none for NULL.
+struct Value {
+  1: optional i64 i
+  2: optional double d
+  3: optional string s
+  4: optional binary b
+}
+
+struct Statement {
+  1: string sql
+  2: list<Value> params
+  // When set, the statement must change exactly this many rows, or the
+  // branch fails (EXPECTATION_FAILED) and, inside a one-shot PREPARE, votes NO.
+  3: optional i64 expect_rows
+}
+
+struct Row {
+  1: list<Value> values
+}
+
+struct ResultSet {
+  1: list<string> columns
+  2: list<Row> rows
+  3: i64 rows_changed
+}
+
+// One resource taking part in a transaction, and the agent that hosts it.
+struct Participant {
+  1: string resource
+  2: string address      // HOST:PORT of the agent
+}
+
+struct Branch {
+  1: Participant participant
+  2: list<Statement> statements
+}
+
+// ------------------------------------------------- client <-> coordinator
+
+struct BeginRequest {
+  1: optional i64 timeout_ms     // abort if not committed within; default from the coordinator
+}
+struct BeginResponse {
+  1: Status status
+  2: TxId txid
+}
+
+struct CommitRequest {
+  1: TxId txid
+  2: list<Participant> participants
+  3: Protocol protocol = Protocol.TWO_PC
+}
+
+// One-shot: every branch's work travels with PREPARE. txid must come from Begin.
+struct SubmitRequest {
+  1: TxId txid
+  2: list<Branch> branches
+  3: Protocol protocol = Protocol.TWO_PC
+}
+
+struct AbortRequest {
+  1: TxId txid
+  2: list<Participant> participants
+  3: string reason
+}
+
+struct CommitResponse {
+  1: Status status
+  2: TxId txid
+  3: Outcome outcome
+  4: string reason          // why it aborted, when it did
+}
+
+struct OutcomeRequest {
+  1: TxId txid
+}
+struct OutcomeResponse {
+  1: Status status
+  2: Outcome outcome
+}
+
+struct StatusRequest {}
+
+struct ReplicaInfo {
+  1: i32 id
+  2: string address
+  3: bool reachable
+  4: i64 applied_index
+}
+
+struct StatusResponse {
+  1: Status status
+  2: i32 replica_id
+  3: i32 leader_id          // 0 when unknown
+  4: string leader_address
+  5: i64 epoch
+  6: i64 commit_index
+  7: i64 applied_index
+  8: list<ReplicaInfo> replicas
+  9: i64 active_txns        // begun or voting, not decided
+  10: i64 decided_txns      // decided, not ended
+  11: bool storage_failed
+}
+
+struct TxnInfo {
+  1: TxId txid
+  2: string state           // active | voting | committing | committed | aborted
+  3: Outcome outcome
+  4: list<Participant> participants
+  5: list<string> acked      // resources that acknowledged the outcome
+  6: Protocol protocol
+  7: i64 age_ms
+  8: bool in_doubt          // not ended and its outcome has not reached every participant
+}
+
+struct ListTxnsRequest {
+  1: optional string state  // "in-doubt" or a TxnInfo.state; empty = all
+}
+struct ListTxnsResponse {
+  1: Status status
+  2: list<TxnInfo> txns
+}
+
+service Coordinator {
+  BeginResponse Begin(1: BeginRequest req)
+  CommitResponse Commit(1: CommitRequest req)
+  CommitResponse Submit(1: SubmitRequest req)
+  CommitResponse Abort(1: AbortRequest req)
+  OutcomeResponse Outcome(1: OutcomeRequest req)
+  StatusResponse Status(1: StatusRequest req)
+  ListTxnsResponse ListTxns(1: ListTxnsRequest req)
+}
+
+// ---------------------------------- coordinator / client <-> participant agent
+
+struct ExecuteRequest {
+  1: TxId txid
+  2: string resource
+  3: list<Statement> statements
+  4: optional i64 timeout_ms   // branch deadline from now; default from the agent
+}
+struct ExecuteResponse {
+  1: Status status
+  2: list<ResultSet> results
+}
+
+struct PrepareRequest {
+  1: TxId txid
+  2: string resource
+  3: list<Participant> participants
+  4: Protocol protocol = Protocol.TWO_PC
+  5: optional list<Statement> work      // one-shot: execute, then prepare, in one step
+}
+struct PrepareResponse {
+  1: Status status
+  2: Vote vote
+  3: string reason
+}
+
+struct DecideRequest {
+  1: TxId txid
+  2: string resource
+  3: Outcome outcome       // COMMITTED or ABORTED
+}
+struct DecideResponse {
+  1: Status status
+}
+
+struct BranchInfo {
+  1: TxId txid
+  2: string resource
+  3: string state
+  4: i64 age_ms
+}
+struct ListBranchesRequest {}
+struct ListBranchesResponse {
+  1: Status status
+  2: list<BranchInfo> branches
+}
+
+service Agent {
+  ExecuteResponse Execute(1: ExecuteRequest req)
+  PrepareResponse Prepare(1: PrepareRequest req)
+  DecideResponse Decide(1: DecideRequest req)
+  ListBranchesResponse ListBranches(1: ListBranchesRequest req)
+}
+
+// ------------------------------------------------ replica <-> replica
+// Reserved for Multi-Paxos: an opaque, versioned envelope so the protocol can
+// evolve without touching the service.
+struct PeerMessage {
+  1: i32 sender
+  2: i32 receiver
+  3: binary payload
+}
+struct PeerAck {
+  1: Status status
+}
+service Replica {
+  PeerAck Deliver(1: PeerMessage msg)
+}
+
+// --------------------------------------------- persisted: replicated commands
+
+// on-disk format: do not renumber
+enum CommandType {
+  NOOP = 0
+  DECIDE = 1
+  PRECOMMIT = 2
+  END_TXN = 3   // END in DESIGN.md ("END" is a reserved word in Thrift)
+  RESOLVE = 4
+  EPOCH = 5      // a single replica starts a new epoch (Paxos: a new ballot round)
+}
+
+struct Command {
+  1: CommandType type
+  2: TxId txid
+  3: Outcome outcome
+  4: list<Participant> participants
+  5: Protocol protocol = Protocol.TWO_PC
+  6: string reason
+  7: string who
+  8: i64 epoch
+}
+
+// One log record: many commands batched into one slot.
+struct CommandBatch {
+  1: list<Command> commands
+}

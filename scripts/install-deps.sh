@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what txcoord needs to build and test on Debian 12. Idempotent; quiet when all is there.
+set -euo pipefail
+PKGS=(g++ make cmake ninja-build ccache pkg-config python3
+      libboost-dev libboost-program-options-dev
+      thrift-compiler libthrift-dev libspdlog-dev libfmt-dev
+      libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}"
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

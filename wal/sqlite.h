@@ -1,0 +1,92 @@
+// A thin RAII wrapper over sqlite3: a connection (Db) and a prepared statement
+// (Stmt). Every return code is checked and turned into a Status whose message
+// names the database file and SQLite's own error text.
+//
+// Threading: a Db and its Stmts are used by one thread at a time (SQLite's
+// default serialized mode makes misuse safe but slow; don't rely on it).
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace txc::wal {
+
+class Stmt;
+
+class Db {
+ public:
+  // Opens (creating if needed) the database at `path` (":memory:" works) and
+  // applies journal_mode=WAL, synchronous=FULL, busy_timeout=5000,
+  // foreign_keys=ON.
+  static Result<std::unique_ptr<Db>> Open(const std::string& path);
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  // Runs one or more statements with no parameters and no result rows.
+  Status Exec(std::string_view sql);
+  // Compiles `sql` into a reusable statement.
+  Result<std::unique_ptr<Stmt>> Prepare(std::string_view sql);
+
+  // PRAGMA synchronous: true = FULL (every commit syncs the WAL), false = NORMAL.
+  Status SetSynchronousFull(bool full);
+
+  int64_t changes() const;            // rows changed by the last statement
+  int64_t last_insert_rowid() const;
+  sqlite3* raw() { return db_; }
+  const std::string& path() const { return path_; }
+  // An error Status with this connection's current error text.
+  Status Error(std::string_view what) const;
+
+ private:
+  Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_;
+  std::string path_;
+};
+
+class Stmt {
+ public:
+  ~Stmt();
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  // Binding: 1-based indices, as SQLite.
+  Status BindInt(int i, int64_t v);
+  Status BindDouble(int i, double v);
+  Status BindText(int i, std::string_view v);
+  Status BindBlob(int i, std::string_view v);
+  Status BindNull(int i);
+
+  // Steps once: true = a row is ready, false = done. Errors as Status.
+  Result<bool> Step();
+  // Steps until done, for statements with no rows.
+  Status Run();
+  // Resets for re-use and clears bindings.
+  void Reset();
+
+  int column_count() const;
+  int column_type(int i) const;  // SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_BLOB, SQLITE_NULL
+  std::string column_name(int i) const;
+  int64_t ColumnInt(int i) const;
+  double ColumnDouble(int i) const;
+  std::string ColumnText(int i) const;
+  std::string ColumnBlob(int i) const;
+  bool ColumnIsNull(int i) const;
+  sqlite3_stmt* raw() { return stmt_; }
+
+ private:
+  friend class Db;
+  Stmt(sqlite3_stmt* s, Db* db) : stmt_(s), db_(db) {}
+  sqlite3_stmt* stmt_;
+  Db* db_;
+};
+
+}  // namespace txc::wal
