@@ -17,6 +17,8 @@
 #include <memory>
 #include <string>
 
+#include <utility>  // Boost 1.74 Asio under C++20 uses std::exchange without it
+
 #include <boost/asio.hpp>
 
 #include "common/status.h"

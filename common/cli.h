@@ -1,0 +1,17 @@
+// Shared command-line plumbing for the binaries: options from the command
+// line and, with --config FILE, from an INI-style file (command line wins).
+#pragma once
+
+#include <string>
+
+#include <boost/program_options.hpp>
+
+namespace txc::cli {
+
+// Parses argv (and --config) into `vm`. Prints help and exits 0 for --help;
+// prints a clear error and exits 2 for bad input.
+void Parse(int argc, char** argv, const std::string& usage,
+           boost::program_options::options_description& desc,
+           boost::program_options::variables_map& vm);
+
+}  // namespace txc::cli

@@ -1,0 +1,521 @@
+#include "coordinator/commit_driver.h"
+
+#include <algorithm>
+#include <set>
+
+namespace txc::coord {
+
+namespace {
+
+proto::Status ToProto(const Status& s) {
+  proto::Status p;
+  p.code = static_cast<proto::Code::type>(s.code());
+  p.message = s.message();
+  return p;
+}
+
+std::string Describe(const proto::Participant& p) { return p.resource + " at " + p.address; }
+
+}  // namespace
+
+CommitDriver::CommitDriver(const TxnTable* table, DriverOptions options)
+    : table_(table), options_(options) {}
+
+const char* CommitDriver::StateName(State s) {
+  switch (s) {
+    case State::kActive: return "active";
+    case State::kVoting: return "voting";
+    case State::kDeciding: return "deciding";
+    case State::kCompleting: return "completing";
+    case State::kEnding: return "ending";
+  }
+  return "?";
+}
+
+void CommitDriver::BecomeLeader(int64_t epoch, Micros now) {
+  serving_ = true;
+  epoch_ = epoch;
+  next_seq_ = 1;
+  txns_.clear();
+  // Finish what earlier leaders decided: resend the outcome until acked, then END.
+  for (const TxnTable::Entry* e : table_->Unended()) {
+    Txn& t = txns_[e->txid];
+    t.txid = e->txid;
+    t.protocol = e->protocol;
+    t.outcome = e->outcome;
+    t.began = now;
+    t.participants = e->participants;
+    StartCompleting(&t, now);
+  }
+}
+
+void CommitDriver::StepDown(const std::string& leader_hint) {
+  leader_hint_ = leader_hint;
+  if (!serving_) return;
+  serving_ = false;
+  for (auto& [txid, t] : txns_) {
+    for (uint64_t w : t.waiters) ReplyNotServing(w, txid, false);
+  }
+  txns_.clear();
+}
+
+// ------------------------------------------------------------ client requests
+
+void CommitDriver::OnBegin(uint64_t token, const proto::BeginRequest& req, Micros now) {
+  proto::BeginResponse resp;
+  if (!serving_) {
+    resp.status = ToProto(leader_hint_.empty() ? Status::Unavailable("coordinator is not serving")
+                                               : Status::NotLeader("ask the leader"));
+    if (!leader_hint_.empty()) resp.status.__set_leader_hint(leader_hint_);
+    effects_.replies.push_back({token, resp});
+    return;
+  }
+  Txn t;
+  t.txid = MakeTxId(epoch_, next_seq_++);
+  t.began = now;
+  Micros timeout = options_.txn_timeout;
+  if (req.__isset.timeout_ms && req.timeout_ms > 0) timeout = req.timeout_ms * kMillis;
+  t.deadline = now + timeout;
+  resp.txid = t.txid;
+  txns_.emplace(t.txid, std::move(t));
+  effects_.replies.push_back({token, resp});
+}
+
+Status CommitDriver::ValidateParticipants(std::vector<proto::Participant>* ps) const {
+  std::set<std::pair<std::string, std::string>> seen;
+  std::vector<proto::Participant> out;
+  for (auto& p : *ps) {
+    if (p.resource.empty() || p.address.empty()) {
+      return Status::InvalidArgument("a participant needs a resource name and an agent address");
+    }
+    if (seen.insert({p.resource, p.address}).second) out.push_back(p);
+  }
+  *ps = std::move(out);
+  return Status::Ok();
+}
+
+void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Micros now) {
+  if (!serving_) return ReplyNotServing(token, req.txid, false);
+  auto it = txns_.find(req.txid);
+  if (it == txns_.end()) {
+    std::string reason;
+    auto outcome = SettledOutcome(req.txid, &reason);
+    if (outcome == proto::Outcome::UNKNOWN) {
+      return ReplyCommit(token, req.txid, outcome,
+                         Status::InvalidArgument("txid " + ToString(req.txid) +
+                                                 " was not begun at this coordinator"),
+                         "");
+    }
+    return ReplyCommit(token, req.txid, outcome, Status::Ok(), reason);
+  }
+  Txn& t = it->second;
+  if (t.state != State::kActive) {
+    // A retried commit: answer with the outcome once it is known.
+    if (t.state == State::kCompleting || t.state == State::kEnding) {
+      return ReplyCommit(token, t.txid, t.outcome, Status::Ok(), "");
+    }
+    t.waiters.push_back(token);
+    return;
+  }
+  std::vector<proto::Participant> ps = req.participants;
+  Status valid = ValidateParticipants(&ps);
+  if (!valid.ok()) return ReplyCommit(token, t.txid, proto::Outcome::PENDING, valid, "");
+  t.participants = std::move(ps);
+  t.protocol = req.protocol;
+  t.waiters.push_back(token);
+  StartVoting(&t, nullptr, now);
+}
+
+void CommitDriver::OnSubmit(uint64_t token, const proto::SubmitRequest& req, Micros now) {
+  if (!serving_) return ReplyNotServing(token, req.txid, false);
+  auto it = txns_.find(req.txid);
+  if (it == txns_.end() || it->second.state != State::kActive) {
+    // A retried submit behaves as a retried commit.
+    proto::CommitRequest c;
+    c.txid = req.txid;
+    return OnCommit(token, c, now);
+  }
+  Txn& t = it->second;
+  // One branch per (resource, agent); statements for the same one are joined.
+  std::vector<proto::Participant> ps;
+  std::vector<std::vector<proto::Statement>> work;
+  for (const auto& b : req.branches) {
+    if (b.participant.resource.empty() || b.participant.address.empty()) {
+      return ReplyCommit(token, t.txid, proto::Outcome::PENDING,
+                         Status::InvalidArgument("a branch needs a resource name and an agent address"),
+                         "");
+    }
+    size_t i = 0;
+    while (i < ps.size() && !(ps[i] == b.participant)) ++i;
+    if (i == ps.size()) {
+      ps.push_back(b.participant);
+      work.emplace_back();
+    }
+    work[i].insert(work[i].end(), b.statements.begin(), b.statements.end());
+  }
+  t.participants = std::move(ps);
+  t.protocol = req.protocol;
+  t.waiters.push_back(token);
+  StartVoting(&t, &work, now);
+}
+
+void CommitDriver::OnAbort(uint64_t token, const proto::AbortRequest& req, Micros now) {
+  if (!serving_) return ReplyNotServing(token, req.txid, false);
+  auto it = txns_.find(req.txid);
+  if (it == txns_.end()) {
+    std::string reason;
+    auto outcome = SettledOutcome(req.txid, &reason);
+    if (outcome == proto::Outcome::COMMITTED) {
+      return ReplyCommit(token, req.txid, outcome,
+                         Status::InvalidArgument("transaction " + ToString(req.txid) +
+                                                 " is already committed"),
+                         "");
+    }
+    // Unknown or already aborted: tell the named participants anyway (a
+    // tombstone at each keeps a late execute out), and answer ABORTED.
+    for (size_t i = 0; i < req.participants.size(); ++i) {
+      ParticipantCall call;
+      call.txid = req.txid;
+      call.index = i;
+      call.to = req.participants[i];
+      proto::DecideRequest d;
+      d.txid = req.txid;
+      d.resource = call.to.resource;
+      d.outcome = proto::Outcome::ABORTED;
+      call.decide = d;
+      effects_.calls.push_back(std::move(call));
+    }
+    return ReplyCommit(token, req.txid, proto::Outcome::ABORTED, Status::Ok(),
+                       reason.empty() ? req.reason : reason);
+  }
+  Txn& t = it->second;
+  if (t.state == State::kActive || t.state == State::kVoting) {
+    std::vector<proto::Participant> ps = t.participants;
+    ps.insert(ps.end(), req.participants.begin(), req.participants.end());
+    (void)ValidateParticipants(&ps);
+    t.participants = std::move(ps);
+    t.votes.resize(t.participants.size());
+    t.waiters.push_back(token);
+    Abort(&t, req.reason.empty() ? "rolled back by the client" : req.reason);
+    return;
+  }
+  // The commit is already being decided: the caller learns which way it went.
+  if (t.state == State::kDeciding) {
+    t.waiters.push_back(token);
+    return;
+  }
+  ReplyCommit(token, t.txid, t.outcome,
+              t.outcome == proto::Outcome::COMMITTED
+                  ? Status::InvalidArgument("transaction " + ToString(t.txid) + " is already committed")
+                  : Status::Ok(),
+              "");
+}
+
+void CommitDriver::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now) {
+  if (!serving_) return ReplyNotServing(token, req.txid, true);
+  auto it = txns_.find(req.txid);
+  if (it != txns_.end()) {
+    const Txn& t = it->second;
+    bool decided = t.state == State::kCompleting || t.state == State::kEnding;
+    return ReplyOutcome(token, decided ? t.outcome : proto::Outcome::PENDING, Status::Ok());
+  }
+  std::string reason;
+  auto outcome = SettledOutcome(req.txid, &reason);
+  if (outcome == proto::Outcome::UNKNOWN) {
+    return ReplyOutcome(token, outcome,
+                        Status::InvalidArgument("txid " + ToString(req.txid) +
+                                                " was never allocated by this coordinator group"));
+  }
+  ReplyOutcome(token, outcome, Status::Ok());
+}
+
+proto::Outcome::type CommitDriver::SettledOutcome(const TxId& txid, std::string* reason) const {
+  if (const TxnTable::Entry* e = table_->Find(txid);
+      e != nullptr && e->outcome != proto::Outcome::UNKNOWN) {
+    *reason = e->reason;
+    return e->outcome;
+  }
+  // Presumed abort, made safe (DESIGN.md): a txid of an older epoch that no
+  // leader decided can never be decided now; one of ours that is no longer
+  // being driven was aborted.
+  if (txid.epoch < epoch_) {
+    *reason = "its coordinator leader changed before a decision (presumed abort)";
+    return proto::Outcome::ABORTED;
+  }
+  if (txid.epoch == epoch_ && txid.seq >= 1 && txid.seq < next_seq_) {
+    *reason = "aborted (timed out, voted down or rolled back)";
+    return proto::Outcome::ABORTED;
+  }
+  return proto::Outcome::UNKNOWN;
+}
+
+// ----------------------------------------------------------------- protocol
+
+void CommitDriver::StartVoting(Txn* t, const std::vector<std::vector<proto::Statement>>* work,
+                               Micros now) {
+  t->state = State::kVoting;
+  t->deadline = now + options_.vote_timeout;
+  t->votes.assign(t->participants.size(), std::nullopt);
+  for (size_t i = 0; i < t->participants.size(); ++i) {
+    ParticipantCall call;
+    call.txid = t->txid;
+    call.index = i;
+    call.to = t->participants[i];
+    proto::PrepareRequest p;
+    p.txid = t->txid;
+    p.resource = call.to.resource;
+    p.participants = t->participants;
+    p.protocol = t->protocol;
+    if (work != nullptr) p.__set_work((*work)[i]);
+    call.prepare = std::move(p);
+    call.want_ack = true;
+    effects_.calls.push_back(std::move(call));
+  }
+  MaybeDecide(t, now);
+}
+
+void CommitDriver::OnVote(const TxId& txid, size_t index, const Status& status,
+                          const proto::PrepareResponse& resp, Micros now) {
+  auto it = txns_.find(txid);
+  if (it == txns_.end()) return;  // late vote for a finished transaction
+  Txn& t = it->second;
+  if (t.state != State::kVoting || index >= t.votes.size() || t.votes[index]) return;
+  const proto::Participant& p = t.participants[index];
+  if (!status.ok()) {
+    t.votes[index] = proto::Vote::NO;
+    return Abort(&t, Describe(p) + " did not vote: " + status.ToString());
+  }
+  if (resp.status.code != proto::Code::OK || resp.vote == proto::Vote::NO) {
+    t.votes[index] = proto::Vote::NO;
+    std::string why = !resp.reason.empty() ? resp.reason : resp.status.message;
+    return Abort(&t, Describe(p) + " voted no: " + why);
+  }
+  t.votes[index] = resp.vote;
+  MaybeDecide(&t, now);
+}
+
+void CommitDriver::MaybeDecide(Txn* t, Micros now) {
+  for (const auto& v : t->votes) {
+    if (!v) return;
+  }
+  // Every vote is YES or READ_ONLY. Only YES voters take part in phase 2.
+  std::vector<proto::Participant> phase2;
+  for (size_t i = 0; i < t->participants.size(); ++i) {
+    if (*t->votes[i] == proto::Vote::YES) phase2.push_back(t->participants[i]);
+  }
+  t->state = State::kDeciding;
+  effects_.proposals.push_back(
+      MakeDecide(t->txid, proto::Outcome::COMMITTED, std::move(phase2), t->protocol, ""));
+}
+
+void CommitDriver::Abort(Txn* t, const std::string& reason) {
+  // Presumed abort: nothing is logged; every participant is told once, and
+  // one that misses it learns the outcome by asking.
+  for (size_t i = 0; i < t->participants.size(); ++i) {
+    if (i < t->votes.size() && t->votes[i] == proto::Vote::READ_ONLY) continue;
+    ParticipantCall call;
+    call.txid = t->txid;
+    call.index = i;
+    call.to = t->participants[i];
+    proto::DecideRequest d;
+    d.txid = t->txid;
+    d.resource = call.to.resource;
+    d.outcome = proto::Outcome::ABORTED;
+    call.decide = d;
+    effects_.calls.push_back(std::move(call));
+  }
+  for (uint64_t w : t->waiters) {
+    ReplyCommit(w, t->txid, proto::Outcome::ABORTED, Status::Ok(), reason);
+  }
+  txns_.erase(t->txid);
+}
+
+void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
+  if (!serving_) return;
+  auto it = txns_.find(cmd.txid);
+  if (it == txns_.end()) return;
+  Txn& t = it->second;
+  switch (cmd.type) {
+    case proto::CommandType::DECIDE:
+    case proto::CommandType::RESOLVE: {
+      const TxnTable::Entry* e = table_->Find(cmd.txid);
+      if (e == nullptr || t.state == State::kCompleting || t.state == State::kEnding) return;
+      t.outcome = e->outcome;  // the first decision chosen stands
+      t.participants = e->participants;
+      for (uint64_t w : t.waiters) ReplyCommit(w, t.txid, t.outcome, Status::Ok(), e->reason);
+      t.waiters.clear();
+      StartCompleting(&t, now);
+      return;
+    }
+    case proto::CommandType::END_TXN:
+      txns_.erase(it);
+      return;
+    default:
+      return;
+  }
+}
+
+void CommitDriver::OnProposalFailed(const proto::Command& cmd, const Status& why, Micros now) {
+  // The record may or may not be durable: this node can no longer say what
+  // happened, so it stops answering anything until it restarts or a new
+  // leadership starts from the log (STYLE.md: sticky storage failure).
+  for (auto& [txid, t] : txns_) {
+    for (uint64_t w : t.waiters) {
+      ReplyCommit(w, txid, proto::Outcome::UNKNOWN,
+                  Status::Unavailable("the coordinator could not make " + DescribeCommand(cmd) +
+                                      " durable (" + why.ToString() +
+                                      "); the outcome is unknown until it recovers, ask again"),
+                  "");
+    }
+    t.waiters.clear();
+  }
+  txns_.clear();
+  serving_ = false;
+}
+
+void CommitDriver::StartCompleting(Txn* t, Micros now) {
+  t->state = State::kCompleting;
+  size_t n = t->participants.size();
+  t->acked.assign(n, false);
+  t->backoff.assign(n, options_.resend_initial);
+  t->next_send.assign(n, now);
+  for (size_t i = 0; i < n; ++i) SendDecision(t, i, now);
+  MaybeEnd(t);
+}
+
+void CommitDriver::SendDecision(Txn* t, size_t i, Micros now) {
+  ParticipantCall call;
+  call.txid = t->txid;
+  call.index = i;
+  call.to = t->participants[i];
+  proto::DecideRequest d;
+  d.txid = t->txid;
+  d.resource = call.to.resource;
+  d.outcome = t->outcome;
+  call.decide = d;
+  call.want_ack = true;
+  effects_.calls.push_back(std::move(call));
+  // Resend only if neither an ack nor a failure comes back in time.
+  t->next_send[i] = now + options_.call_timeout + t->backoff[i];
+}
+
+void CommitDriver::OnAck(const TxId& txid, size_t index, const Status& status, Micros now) {
+  auto it = txns_.find(txid);
+  if (it == txns_.end()) return;
+  Txn& t = it->second;
+  if (t.state != State::kCompleting || index >= t.acked.size() || t.acked[index]) return;
+  if (status.ok()) {
+    t.acked[index] = true;
+    return MaybeEnd(&t);
+  }
+  // Not delivered: try again after a backoff (a decided outcome is delivered,
+  // whatever it takes).
+  t.next_send[index] = now + t.backoff[index];
+  t.backoff[index] = std::min(t.backoff[index] * 2, options_.resend_max);
+}
+
+void CommitDriver::MaybeEnd(Txn* t) {
+  if (t->state != State::kCompleting) return;
+  for (bool a : t->acked) {
+    if (!a) return;
+  }
+  t->state = State::kEnding;
+  effects_.proposals.push_back(MakeEnd(t->txid));
+}
+
+void CommitDriver::Tick(Micros now) {
+  if (!serving_) return;
+  std::vector<std::pair<TxId, std::string>> to_abort;
+  for (auto& [txid, t] : txns_) {
+    switch (t.state) {
+      case State::kActive:
+        if (now >= t.deadline) {
+          to_abort.emplace_back(txid, "transaction timed out before commit");
+        }
+        break;
+      case State::kVoting:
+        if (now >= t.deadline) {
+          std::string missing;
+          for (size_t i = 0; i < t.votes.size(); ++i) {
+            if (!t.votes[i]) missing += (missing.empty() ? "" : ", ") + Describe(t.participants[i]);
+          }
+          to_abort.emplace_back(txid, "vote timeout: no vote from " + missing);
+        }
+        break;
+      case State::kCompleting:
+        for (size_t i = 0; i < t.acked.size(); ++i) {
+          if (!t.acked[i] && now >= t.next_send[i]) SendDecision(&t, i, now);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  for (auto& [txid, reason] : to_abort) {
+    auto it = txns_.find(txid);
+    if (it != txns_.end()) Abort(&it->second, reason);
+  }
+}
+
+DriverEffects CommitDriver::TakeEffects() {
+  DriverEffects out = std::move(effects_);
+  effects_ = DriverEffects();
+  return out;
+}
+
+std::vector<CommitDriver::TxnView> CommitDriver::ActiveTxns() const {
+  std::vector<TxnView> out;
+  out.reserve(txns_.size());
+  for (const auto& [txid, t] : txns_) {
+    TxnView v;
+    v.txid = txid;
+    v.state = StateName(t.state);
+    v.participants = t.participants;
+    v.acked = t.acked;
+    v.protocol = t.protocol;
+    v.began = t.began;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+// -------------------------------------------------------------------- replies
+
+void CommitDriver::ReplyCommit(uint64_t token, const TxId& txid, proto::Outcome::type outcome,
+                               const Status& status, const std::string& reason) {
+  proto::CommitResponse r;
+  r.status = ToProto(status);
+  r.txid = txid;
+  r.outcome = outcome;
+  r.reason = reason;
+  effects_.replies.push_back({token, r});
+}
+
+void CommitDriver::ReplyOutcome(uint64_t token, proto::Outcome::type outcome, const Status& status) {
+  proto::OutcomeResponse r;
+  r.status = ToProto(status);
+  r.outcome = outcome;
+  effects_.replies.push_back({token, r});
+}
+
+void CommitDriver::ReplyNotServing(uint64_t token, const TxId& txid, bool outcome_query) {
+  Status s = leader_hint_.empty()
+                 ? Status::Unavailable("this coordinator is not serving (no leader, or recovering)")
+                 : Status::NotLeader("not the leader; ask " + leader_hint_);
+  proto::Status ps = ToProto(s);
+  if (!leader_hint_.empty()) ps.__set_leader_hint(leader_hint_);
+  if (outcome_query) {
+    proto::OutcomeResponse r;
+    r.status = ps;
+    r.outcome = proto::Outcome::UNKNOWN;
+    effects_.replies.push_back({token, r});
+  } else {
+    proto::CommitResponse r;
+    r.status = ps;
+    r.txid = txid;
+    r.outcome = proto::Outcome::UNKNOWN;
+    effects_.replies.push_back({token, r});
+  }
+}
+
+}  // namespace txc::coord

@@ -1,0 +1,177 @@
+// CommitDriver: the coordinator leader's two-phase commit, presumed abort, as
+// a deterministic core (DESIGN.md, "Transactions and the commit protocols").
+//
+// Inputs: client requests (each with a token the shell uses to route the
+// reply), votes and acks from participants, commands the log has chosen and
+// applied to the TxnTable, and Tick(now). Outputs (TakeEffects): messages to
+// participants, commands to propose to the log, replies to clients. The
+// driver never touches a socket, a file or a clock: `now` comes in.
+//
+// Durability: a client hears COMMITTED, and a participant hears COMMIT, only
+// after the DECIDE command was chosen (OnApplied), i.e. it is durable in the
+// log (a majority of replicas, with Paxos). Aborts are not logged.
+//
+// Not thread-safe; owned by the node's io thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "common/txid.h"
+#include "coordinator/txn_table.h"
+#include "txcoord_types.h"
+
+namespace txc::coord {
+
+struct DriverOptions {
+  // A participant that has not voted by then makes the transaction abort.
+  // Default: 5 s.
+  Micros vote_timeout = 5 * kSeconds;
+  // A transaction begun but not committed within this is aborted (a client
+  // may ask for another in Begin). Default: 60 s.
+  Micros txn_timeout = 60 * kSeconds;
+  // Resending COMMIT to a participant that has not acked: backoff doubling
+  // from initial to max. Default: 50 ms .. 2 s.
+  Micros resend_initial = 50 * kMillis;
+  Micros resend_max = 2 * kSeconds;
+  // Deadline the shell should give each participant call. Default: 5 s.
+  Micros call_timeout = 5 * kSeconds;
+};
+
+// One message to a participant agent.
+struct ParticipantCall {
+  TxId txid;
+  size_t index = 0;  // which participant of the txn (echo it back in OnVote/OnAck)
+  proto::Participant to;
+  std::optional<proto::PrepareRequest> prepare;  // PREPARE (with work: one-shot)
+  std::optional<proto::DecideRequest> decide;    // COMMIT or ABORT
+  bool want_ack = false;  // false: fire and forget (ABORT under presumed abort)
+};
+
+using ClientResponse =
+    std::variant<proto::BeginResponse, proto::CommitResponse, proto::OutcomeResponse>;
+
+struct ClientReply {
+  uint64_t token = 0;
+  ClientResponse response;
+};
+
+struct DriverEffects {
+  std::vector<ParticipantCall> calls;
+  std::vector<proto::Command> proposals;
+  std::vector<ClientReply> replies;
+  bool empty() const { return calls.empty() && proposals.empty() && replies.empty(); }
+};
+
+class CommitDriver {
+ public:
+  // `table` is the applied state machine; the driver reads it, never writes.
+  CommitDriver(const TxnTable* table, DriverOptions options);
+
+  // Starts serving as leader of `epoch`. REQUIRES: every chosen command up to
+  // the leader's own first command is applied to the table (DESIGN.md: a new
+  // leader answers only after phase 1 and recovery). Drives every decided,
+  // un-ended transaction in the table to its end.
+  void BecomeLeader(int64_t epoch, Micros now);
+  // Stops serving: pending client calls get NOT_LEADER with the hint.
+  void StepDown(const std::string& leader_hint);
+  bool serving() const { return serving_; }
+  int64_t epoch() const { return epoch_; }
+
+  // Client requests. Each produces exactly one ClientReply with `token`,
+  // possibly much later (after the decision is chosen).
+  void OnBegin(uint64_t token, const proto::BeginRequest& req, Micros now);
+  void OnCommit(uint64_t token, const proto::CommitRequest& req, Micros now);
+  void OnSubmit(uint64_t token, const proto::SubmitRequest& req, Micros now);
+  void OnAbort(uint64_t token, const proto::AbortRequest& req, Micros now);
+  void OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now);
+
+  // A participant answered PREPARE; a non-OK status (unreachable, timed out)
+  // counts as a NO vote.
+  void OnVote(const TxId& txid, size_t index, const Status& status,
+              const proto::PrepareResponse& resp, Micros now);
+  // A participant answered COMMIT/ABORT (want_ack calls only).
+  void OnAck(const TxId& txid, size_t index, const Status& status, Micros now);
+
+  // The log chose `cmd` and the table has applied it.
+  void OnApplied(const proto::Command& cmd, Micros now);
+  // The log could not make `cmd` durable (storage failure, lost leadership).
+  // The outcome is unknown to this node: waiting clients get UNAVAILABLE.
+  void OnProposalFailed(const proto::Command& cmd, const Status& why, Micros now);
+
+  void Tick(Micros now);
+
+  DriverEffects TakeEffects();
+
+  // What the driver is working on, for status and txadmin.
+  struct TxnView {
+    TxId txid;
+    std::string state;
+    std::vector<proto::Participant> participants;
+    std::vector<bool> acked;
+    proto::Protocol::type protocol;
+    Micros began = 0;
+  };
+  std::vector<TxnView> ActiveTxns() const;
+  size_t active_count() const { return txns_.size(); }
+  int64_t next_seq() const { return next_seq_; }
+
+ private:
+  enum class State {
+    kActive,      // begun; work goes straight to agents
+    kVoting,      // PREPARE sent, collecting votes
+    kDeciding,    // DECIDE(COMMIT) proposed, not chosen yet
+    kCompleting,  // decision chosen; delivering it until every participant acks
+    kEnding,      // END proposed
+  };
+  static const char* StateName(State s);
+
+  struct Txn {
+    TxId txid;
+    State state = State::kActive;
+    proto::Protocol::type protocol = proto::Protocol::TWO_PC;
+    proto::Outcome::type outcome = proto::Outcome::PENDING;
+    Micros began = 0;
+    Micros deadline = 0;  // txn timeout (kActive) or vote timeout (kVoting)
+    std::vector<proto::Participant> participants;
+    std::vector<std::optional<proto::Vote::type>> votes;
+    std::vector<bool> acked;
+    std::vector<Micros> next_send;
+    std::vector<Micros> backoff;
+    std::vector<uint64_t> waiters;  // client tokens awaiting the outcome
+  };
+
+  // Reply helpers.
+  void ReplyCommit(uint64_t token, const TxId& txid, proto::Outcome::type outcome,
+                   const Status& status, const std::string& reason);
+  void ReplyOutcome(uint64_t token, proto::Outcome::type outcome, const Status& status);
+  void ReplyNotServing(uint64_t token, const TxId& txid, bool outcome_query);
+
+  // What this leader can say about a txid it is not driving.
+  proto::Outcome::type SettledOutcome(const TxId& txid, std::string* reason) const;
+  Status ValidateParticipants(std::vector<proto::Participant>* ps) const;
+
+  void StartVoting(Txn* t, const std::vector<std::vector<proto::Statement>>* work, Micros now);
+  void MaybeDecide(Txn* t, Micros now);
+  void Abort(Txn* t, const std::string& reason);
+  void StartCompleting(Txn* t, Micros now);
+  void SendDecision(Txn* t, size_t i, Micros now);
+  void MaybeEnd(Txn* t);
+
+  const TxnTable* table_;
+  DriverOptions options_;
+  bool serving_ = false;
+  int64_t epoch_ = 0;
+  int64_t next_seq_ = 1;
+  std::string leader_hint_;
+  std::map<TxId, Txn, TxIdLess> txns_;
+  DriverEffects effects_;
+};
+
+}  // namespace txc::coord

@@ -1,0 +1,58 @@
+// txcoord: one coordinator replica.
+#include <csignal>
+#include <iostream>
+
+#include <boost/asio.hpp>
+
+#include "common/cli.h"
+#include "common/log.h"
+#include "coordinator/node.h"
+#include "protocol/coordinator_set.h"
+
+namespace po = boost::program_options;
+
+int main(int argc, char** argv) {
+  po::options_description desc("txcoord options");
+  desc.add_options()
+      ("id", po::value<int>()->default_value(1), "this replica's id (1..N)")
+      ("listen", po::value<std::string>()->default_value("127.0.0.1:7000"), "HOST:PORT to serve on")
+      ("peers", po::value<std::string>()->default_value(""),
+       "every replica of the group: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT (empty: a single replica)")
+      ("data", po::value<std::string>()->default_value("./txcoord-data"), "directory of the decision log")
+      ("vote-timeout-ms", po::value<int64_t>()->default_value(5000), "abort when a vote is missing this long")
+      ("txn-timeout-ms", po::value<int64_t>()->default_value(60000), "abort a begun transaction not committed within")
+      ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync the decision log");
+  po::variables_map vm;
+  txc::cli::Parse(argc, argv, "usage: txcoord --listen HOST:PORT --data DIR [--id N --peers LIST]", desc, vm);
+  txc::SetLogLevel(vm["log-level"].as<std::string>());
+
+  txc::coord::NodeOptions o;
+  o.replica_id = vm["id"].as<int>();
+  o.listen = vm["listen"].as<std::string>();
+  o.data_dir = vm["data"].as<std::string>();
+  o.driver.vote_timeout = vm["vote-timeout-ms"].as<int64_t>() * txc::kMillis;
+  o.driver.txn_timeout = vm["txn-timeout-ms"].as<int64_t>() * txc::kMillis;
+  o.unsafe_no_sync = vm["unsafe-no-sync"].as<bool>();
+  auto peers = txc::rpc::SplitList(vm["peers"].as<std::string>());
+  if (peers.size() > 1) {
+    std::cerr << "txcoord: a replicated group (--peers with more than one replica) is not available "
+                 "in this build yet; run a single replica\n";
+    return 2;
+  }
+
+  boost::asio::io_context io;
+  txc::coord::CoordinatorNode node(io, o);
+  txc::Status s = node.Start();
+  if (!s.ok()) {
+    txc::Logger("coord")->error("cannot start: {}", s.ToString());
+    return 1;
+  }
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int sig) {
+    txc::Logger("coord")->info("signal {}: stopping", sig);
+    node.Stop();
+    io.stop();
+  });
+  io.run();
+  return 0;
+}

@@ -1,0 +1,85 @@
+// CoordinatorNode: the real shell around the coordinator's cores. It serves
+// the Coordinator RPC service, runs the CommitDriver, talks to participant
+// agents, and makes every chosen command durable through the decision log.
+//
+// Single-replica mode (this file's LocalLog): the decision log is a LogStore
+// in DIR/coord.log; a command is chosen once it is durable there. At start
+// the node replays snapshot + log into the TxnTable, appends EPOCH(last+1)
+// and, once that is durable, serves as leader of the new epoch.
+//
+// Threading: everything runs on the io_context's thread; the LogStore's WAL
+// thread posts completions back to it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <boost/asio.hpp>
+
+#include "coordinator/commit_driver.h"
+#include "coordinator/txn_table.h"
+#include "protocol/rpc.h"
+#include "wal/log_store.h"
+
+namespace txc::coord {
+
+struct NodeOptions {
+  std::string listen = "127.0.0.1:7000";
+  std::string data_dir = "./txcoord-data";
+  int replica_id = 1;
+  DriverOptions driver;
+  // How often the driver's timers are checked. Default: 5 ms.
+  Micros tick = 5 * kMillis;
+  // A snapshot of the table is written, and the log truncated, after this
+  // many log records. Default: 50,000.
+  uint64_t snapshot_every = 50000;
+  // Benchmark only: skip fsync in the decision log. Default: false.
+  bool unsafe_no_sync = false;
+};
+
+class CoordinatorNode {
+ public:
+  CoordinatorNode(boost::asio::io_context& io, NodeOptions options);
+  ~CoordinatorNode();
+
+  // Opens the log, recovers the table, starts listening, and starts a new
+  // epoch. Serving begins once the EPOCH record is durable.
+  Status Start();
+  void Stop();
+
+  uint16_t port() const;
+  const TxnTable& table() const { return table_; }
+  const CommitDriver& driver() const { return driver_; }
+
+ private:
+  template <class Req, class Resp>
+  void Serve(const std::string& method,
+             std::function<void(CommitDriver&, uint64_t, const Req&, Micros)> in);
+  void Flush();
+  void Propose(std::vector<proto::Command> cmds);
+  void OnDurable(uint64_t index, const std::vector<proto::Command>& cmds, const Status& s);
+  void MaybeSnapshot();
+  void ScheduleTick();
+  proto::StatusResponse StatusNow() const;
+  proto::ListTxnsResponse ListTxns(const proto::ListTxnsRequest& req) const;
+
+  boost::asio::io_context& io_;
+  NodeOptions options_;
+  std::unique_ptr<wal::LogStore> log_;
+  TxnTable table_;
+  CommitDriver driver_;
+  rpc::RpcServer server_;
+  rpc::ChannelPool pool_;
+  boost::asio::steady_timer tick_timer_;
+  std::map<uint64_t, std::function<void(ClientResponse)>> pending_;
+  uint64_t next_token_ = 1;
+  uint64_t next_index_ = 1;
+  uint64_t last_snapshot_index_ = 0;
+  bool storage_failed_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace txc::coord

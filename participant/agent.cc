@@ -1,0 +1,192 @@
+#include "participant/agent.h"
+
+#include "common/crash_point.h"
+#include "common/log.h"
+
+namespace txc::participant {
+
+namespace {
+
+std::vector<std::string> Names(const std::vector<std::unique_ptr<ResourceManager>>& rs) {
+  std::vector<std::string> out;
+  for (const auto& r : rs) out.push_back(r->name());
+  return out;
+}
+
+}  // namespace
+
+Agent::Agent(boost::asio::io_context& io, AgentNodeOptions options,
+             std::vector<std::unique_ptr<ResourceManager>> resources)
+    : io_(io),
+      options_(std::move(options)),
+      core_(Names(resources), options_.core),
+      server_(io),
+      pool_(io),
+      coordinators_(std::make_shared<rpc::CoordinatorSet>(io, &pool_, options_.coordinators)),
+      tick_timer_(io) {
+  for (auto& r : resources) {
+    std::string name = r->name();
+    resources_.emplace(name, std::move(r));
+  }
+}
+
+Agent::~Agent() { Stop(); }
+
+template <class Req, class Resp>
+void Agent::Serve(const std::string& method, void (BranchCore::*in)(uint64_t, const Req&, Micros)) {
+  server_.Handle<Req, Resp>(method, [this, in](Req req, rpc::RpcServer::Reply<Resp> reply) {
+    uint64_t token = next_token_++;
+    pending_.emplace(token, [reply = std::move(reply)](AgentResponse r) {
+      reply(std::get<Resp>(std::move(r)));
+    });
+    (core_.*in)(token, req, SteadyNowMicros());
+    Flush();
+  });
+}
+
+Status Agent::Start() {
+  auto log = Logger("agent");
+  Micros now = SteadyNowMicros();
+  for (auto& [name, r] : resources_) {
+    auto recovered = r->Recover();
+    if (!recovered.ok()) {
+      return Status(recovered.status().code(),
+                    "recovering resource " + name + ": " + recovered.status().message());
+    }
+    size_t active = 0, in_doubt = 0;
+    for (const auto& b : *recovered) (b.state == BranchState::kActive ? active : in_doubt)++;
+    log->info("recovered resource={} active_rolled_back={} in_doubt={}", name, active, in_doubt);
+    core_.OnRecovered(name, *recovered, now);
+  }
+  Serve<proto::ExecuteRequest, proto::ExecuteResponse>("Execute", &BranchCore::OnExecute);
+  Serve<proto::PrepareRequest, proto::PrepareResponse>("Prepare", &BranchCore::OnPrepare);
+  Serve<proto::DecideRequest, proto::DecideResponse>("Decide", &BranchCore::OnDecide);
+  server_.Handle<proto::ListBranchesRequest, proto::ListBranchesResponse>(
+      "ListBranches",
+      [this](proto::ListBranchesRequest, rpc::RpcServer::Reply<proto::ListBranchesResponse> reply) {
+        proto::ListBranchesResponse out;
+        Micros now = SteadyNowMicros();
+        for (const auto& b : core_.Branches()) {
+          proto::BranchInfo i;
+          i.txid = b.txid;
+          i.resource = b.resource;
+          i.state = b.state;
+          i.age_ms = (now - b.since) / kMillis;
+          out.branches.push_back(std::move(i));
+        }
+        reply(std::move(out));
+      });
+  TXC_RETURN_IF_ERROR(server_.Listen(options_.listen));
+  std::string names;
+  for (const auto& [name, r] : resources_) names += (names.empty() ? "" : ",") + name;
+  log->info("listening on {} resources={}", options_.listen, names);
+  Flush();  // recovery work (rollbacks) queued by OnRecovered
+  ScheduleTick();
+  return Status::Ok();
+}
+
+void Agent::Stop() {
+  if (!*alive_) return;
+  *alive_ = false;
+  tick_timer_.cancel();
+  server_.Stop();
+  pool_.CloseAll();
+  resources_.clear();  // drains each resource's queue
+}
+
+uint16_t Agent::port() const { return server_.port(); }
+
+void Agent::ScheduleTick() {
+  tick_timer_.expires_after(std::chrono::microseconds(options_.tick));
+  tick_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+    if (ec || !*alive) return;
+    core_.Tick(SteadyNowMicros());
+    Flush();
+    ScheduleTick();
+  });
+}
+
+void Agent::Flush() {
+  if (!*alive_) return;
+  AgentEffects fx = core_.TakeEffects();
+  for (AgentReply& r : fx.replies) {
+    auto it = pending_.find(r.token);
+    if (it == pending_.end()) continue;
+    auto reply = std::move(it->second);
+    pending_.erase(it);
+    bool yes = false;
+    if (auto* v = std::get_if<proto::PrepareResponse>(&r.response)) {
+      yes = v->vote == proto::Vote::YES;
+      if (yes) CrashPoint("agent.before_vote");
+    }
+    reply(std::move(r.response));
+    if (yes && std::getenv("TXC_CRASH_AT") != nullptr) {
+      // Lets the vote reach the coordinator, then dies as kill -9 would.
+      auto t = std::make_shared<boost::asio::steady_timer>(io_, std::chrono::milliseconds(50));
+      t->async_wait([t](const boost::system::error_code&) { CrashPoint("agent.after_vote"); });
+    }
+  }
+  for (ResourceOp& op : fx.ops) Run(std::move(op));
+  for (const TxId& txid : fx.queries) {
+    proto::OutcomeRequest req;
+    req.txid = txid;
+    coordinators_->Call<proto::OutcomeRequest, proto::OutcomeResponse>(
+        "Outcome", req, options_.query_timeout,
+        [this, txid, alive = alive_](Status s, proto::OutcomeResponse r) {
+          if (!*alive) return;
+          if (s.ok() && r.status.code != proto::Code::OK) {
+            s = Status(static_cast<Status::Code>(r.status.code), r.status.message);
+          }
+          if (!s.ok()) {
+            Logger("agent")->warn("outcome query failed txid={} error={}", ToString(txid), s.ToString());
+          } else {
+            Logger("agent")->info("in-doubt branch resolved by query txid={} outcome={}",
+                                  ToString(txid), OutcomeName(r.outcome));
+          }
+          core_.OnOutcome(txid, s, r.outcome, SteadyNowMicros());
+          Flush();
+        });
+  }
+}
+
+void Agent::Run(ResourceOp op) {
+  auto it = resources_.find(op.resource);
+  uint64_t id = op.id;
+  auto post_exec = [this, id, alive = alive_](ExecuteResult r) {
+    boost::asio::post(io_, [this, id, alive, r = std::move(r)]() {
+      if (!*alive) return;
+      core_.OnExecuteDone(id, r, SteadyNowMicros());
+      Flush();
+    });
+  };
+  auto post_status = [this, id, alive = alive_](Status s) {
+    boost::asio::post(io_, [this, id, alive, s = std::move(s)]() {
+      if (!*alive) return;
+      core_.OnOpDone(id, s, SteadyNowMicros());
+      Flush();
+    });
+  };
+  if (it == resources_.end()) {
+    ExecuteResult r;
+    r.status = Status::InvalidArgument("no resource named " + op.resource);
+    if (op.kind == ResourceOp::kExecute || op.kind == ResourceOp::kExecuteAndPrepare) {
+      return post_exec(std::move(r));
+    }
+    return post_status(r.status);
+  }
+  ResourceManager& rm = *it->second;
+  switch (op.kind) {
+    case ResourceOp::kExecute:
+      return rm.Execute(op.txid, std::move(op.statements), post_exec);
+    case ResourceOp::kExecuteAndPrepare:
+      return rm.ExecuteAndPrepare(op.txid, std::move(op.statements), op.info, post_exec);
+    case ResourceOp::kPrepare:
+      return rm.Prepare(op.txid, op.info, post_status);
+    case ResourceOp::kCommit:
+      return rm.Commit(op.txid, post_status);
+    case ResourceOp::kRollback:
+      return rm.Rollback(op.txid, post_status);
+  }
+}
+
+}  // namespace txc::participant

@@ -1,0 +1,70 @@
+// Agent: the real shell of a participant agent (txagent). It serves the Agent
+// RPC service, runs the BranchCore, hands resource operations to the
+// ResourceManagers and their completions back to the core, and asks the
+// coordinator group about branches in doubt.
+//
+// Threading: the core, the RPC server and the coordinator calls run on the
+// io_context's thread; each resource does its work on its own thread and its
+// callbacks are posted back here.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio.hpp>
+
+#include "participant/branch_core.h"
+#include "participant/resource_manager.h"
+#include "protocol/coordinator_set.h"
+#include "protocol/rpc.h"
+
+namespace txc::participant {
+
+struct AgentNodeOptions {
+  std::string listen = "127.0.0.1:7100";
+  std::vector<std::string> coordinators;  // HOST:PORT of every coordinator replica
+  AgentOptions core;
+  // How often the core's timers are checked. Default: 5 ms.
+  Micros tick = 5 * kMillis;
+  // Deadline of an outcome query to the coordinator group. Default: 3 s.
+  Micros query_timeout = 3 * kSeconds;
+};
+
+class Agent {
+ public:
+  // Takes ownership of the resources.
+  Agent(boost::asio::io_context& io, AgentNodeOptions options,
+        std::vector<std::unique_ptr<ResourceManager>> resources);
+  ~Agent();
+
+  // Recovers every resource (ACTIVE branches rolled back, PREPARED ones kept
+  // in doubt and asked about), then listens.
+  Status Start();
+  void Stop();
+  uint16_t port() const;
+
+ private:
+  template <class Req, class Resp>
+  void Serve(const std::string& method,
+             void (BranchCore::*in)(uint64_t, const Req&, Micros));
+  void Flush();
+  void Run(ResourceOp op);
+  void ScheduleTick();
+
+  boost::asio::io_context& io_;
+  AgentNodeOptions options_;
+  std::map<std::string, std::unique_ptr<ResourceManager>> resources_;
+  BranchCore core_;
+  rpc::RpcServer server_;
+  rpc::ChannelPool pool_;
+  std::shared_ptr<rpc::CoordinatorSet> coordinators_;
+  boost::asio::steady_timer tick_timer_;
+  std::map<uint64_t, std::function<void(AgentResponse)>> pending_;
+  uint64_t next_token_ = 1;
+  // Guards callbacks that resources post after Stop().
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace txc::participant

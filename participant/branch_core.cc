@@ -1,0 +1,548 @@
+#include "participant/branch_core.h"
+
+#include <algorithm>
+
+namespace txc::participant {
+
+namespace {
+
+proto::Status ToProto(const Status& s) {
+  proto::Status p;
+  p.code = static_cast<proto::Code::type>(s.code());
+  p.message = s.message();
+  return p;
+}
+
+std::string Name(const std::string& resource, const TxId& txid) {
+  return "branch " + ToString(txid) + " on " + resource;
+}
+
+}  // namespace
+
+BranchCore::BranchCore(std::vector<std::string> resources, AgentOptions options)
+    : resources_(resources.begin(), resources.end()), options_(options) {}
+
+const char* BranchCore::StName(St s) {
+  switch (s) {
+    case St::kNone: return "none";
+    case St::kActive: return "active";
+    case St::kPrepared: return "prepared";
+    case St::kCommitted: return "committed";
+    case St::kAborted: return "aborted";
+  }
+  return "?";
+}
+
+BranchCore::Branch& BranchCore::Get(const std::string& resource, const TxId& txid, Micros now) {
+  auto [it, inserted] = branches_.try_emplace(Key{resource, txid});
+  if (inserted) it->second.since = now;
+  return it->second;
+}
+
+void BranchCore::SetState(const Key& key, Branch& b, St st, Micros now) {
+  b.state = st;
+  b.since = now;
+  if (st == St::kActive || st == St::kPrepared) {
+    live_.insert(key);
+  } else if (!b.parked) {
+    live_.erase(key);
+  }
+  if (st == St::kCommitted || st == St::kAborted) finals_.emplace_back(now, key);
+}
+
+// ------------------------------------------------------------------ requests
+
+void BranchCore::OnRecovered(const std::string& resource, const std::vector<RecoveredBranch>& rs,
+                             Micros now) {
+  for (const RecoveredBranch& r : rs) {
+    Key key{resource, r.txid};
+    Branch& b = Get(resource, r.txid, now);
+    b.info = r.info;
+    b.wrote = true;
+    if (r.state == BranchState::kActive) {
+      // Its client's connection died with the old process: roll it back.
+      SetState(key, b, St::kActive, now);
+      proto::DecideRequest d;
+      d.txid = r.txid;
+      d.resource = resource;
+      d.outcome = proto::Outcome::ABORTED;
+      Enqueue(key, Pending{0, false, d}, now);
+    } else {
+      // PREPARED (or PRECOMMITTED): in doubt, locks held; ask at once.
+      SetState(key, b, St::kPrepared, now);
+      b.deadline = now;
+      b.query_backoff = options_.in_doubt_after;
+    }
+  }
+}
+
+void BranchCore::OnExecute(uint64_t token, const proto::ExecuteRequest& req, Micros now) {
+  if (!KnownResource(req.resource)) {
+    return ReplyExecute(Pending{token, true, req},
+                        Status::InvalidArgument("this agent hosts no resource named '" +
+                                                req.resource + "'"));
+  }
+  Enqueue(Key{req.resource, req.txid}, Pending{token, true, req}, now);
+}
+
+void BranchCore::OnPrepare(uint64_t token, const proto::PrepareRequest& req, Micros now) {
+  if (!KnownResource(req.resource)) {
+    return ReplyVote(Pending{token, true, req}, proto::Vote::NO,
+                     "this agent hosts no resource named '" + req.resource + "'");
+  }
+  Enqueue(Key{req.resource, req.txid}, Pending{token, true, req}, now);
+}
+
+void BranchCore::OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now) {
+  if (!KnownResource(req.resource)) {
+    return ReplyDecide(Pending{token, true, req},
+                       Status::InvalidArgument("this agent hosts no resource named '" +
+                                               req.resource + "'"));
+  }
+  Key key{req.resource, req.txid};
+  if (req.outcome == proto::Outcome::ABORTED) {
+    // An abort does not wait behind a statement that waits for a lock.
+    auto it = branches_.find(key);
+    if (it != branches_.end() && it->second.parked) {
+      Branch& b = it->second;
+      Unpark(key, b, /*retry=*/false, now);
+      Pending p = std::move(*b.current);
+      b.current.reset();
+      Status s = Status::Aborted("transaction " + ToString(req.txid) +
+                                 " was aborted while waiting for a lock");
+      if (std::holds_alternative<proto::ExecuteRequest>(p.req)) {
+        ReplyExecute(p, s);
+      } else {
+        ReplyVote(p, proto::Vote::NO, s.message());
+      }
+    }
+  }
+  Enqueue(key, Pending{token, true, req}, now);
+}
+
+void BranchCore::Enqueue(const Key& key, Pending p, Micros now) {
+  Branch& b = Get(key.first, key.second, now);
+  b.queue.push_back(std::move(p));
+  Pump(key, now);
+}
+
+void BranchCore::Pump(const Key& key, Micros now) {
+  auto it = branches_.find(key);
+  if (it == branches_.end()) return;
+  Branch& b = it->second;
+  while (!b.in_flight && !b.parked && !b.queue.empty()) {
+    Pending p = std::move(b.queue.front());
+    b.queue.pop_front();
+    Start(key, b, std::move(p), now);
+  }
+}
+
+void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
+  const std::string& resource = key.first;
+  const TxId& txid = key.second;
+
+  if (auto* e = std::get_if<proto::ExecuteRequest>(&p.req)) {
+    switch (b.state) {
+      case St::kNone:
+      case St::kActive: {
+        Micros timeout = e->__isset.timeout_ms && e->timeout_ms > 0 ? e->timeout_ms * kMillis
+                                                                    : options_.active_timeout;
+        b.deadline = now + timeout;
+        b.wait_until = now + options_.lock_timeout;
+        std::vector<proto::Statement> stmts = e->statements;
+        b.current = std::move(p);
+        return IssueOp(key, b, ResourceOp::kExecute, std::move(stmts), now);
+      }
+      case St::kAborted:
+        return ReplyExecute(p, Status::Aborted("transaction " + ToString(txid) +
+                                               " is already aborted on " + resource +
+                                               "; begin a new transaction"));
+      case St::kPrepared:
+      case St::kCommitted:
+        return ReplyExecute(p, Status::InvalidArgument(Name(resource, txid) + " is " +
+                                                       StName(b.state) +
+                                                       "; it takes no more statements"));
+    }
+  }
+
+  if (auto* pr = std::get_if<proto::PrepareRequest>(&p.req)) {
+    if (b.state == St::kNone || b.state == St::kActive) {
+      b.info.participants = pr->participants;
+      b.info.protocol = pr->protocol;
+    }
+    switch (b.state) {
+      case St::kPrepared:
+      case St::kCommitted:
+        return ReplyVote(p, proto::Vote::YES, "");  // a duplicate PREPARE
+      case St::kAborted:
+        return ReplyVote(p, proto::Vote::NO, "transaction " + ToString(txid) +
+                                                 " is already aborted on " + resource);
+      case St::kNone:
+      case St::kActive:
+        break;
+    }
+    if (pr->__isset.work) {
+      b.wait_until = now + options_.lock_timeout;
+      std::vector<proto::Statement> stmts = pr->work;
+      b.current = std::move(p);
+      return IssueOp(key, b, ResourceOp::kExecuteAndPrepare, std::move(stmts), now);
+    }
+    if (b.state == St::kNone) {
+      // Nothing was executed here (or it was rolled back in a restart): NO,
+      // and a tombstone so a late execute is refused.
+      ReplyVote(p, proto::Vote::NO,
+                "no work was done for " + ToString(txid) + " on " + resource +
+                    " (never executed, or rolled back when the agent restarted)");
+      SetState(key, b, St::kAborted, now);
+      return IssueOp(key, b, ResourceOp::kRollback, {}, now);
+    }
+    if (!b.wrote) {
+      // Only read: release and take no part in phase 2.
+      ReplyVote(p, proto::Vote::READ_ONLY, "");
+      SetState(key, b, St::kCommitted, now);
+      return IssueOp(key, b, ResourceOp::kCommit, {}, now);
+    }
+    b.current = std::move(p);
+    return IssueOp(key, b, ResourceOp::kPrepare, {}, now);
+  }
+
+  const auto& d = std::get<proto::DecideRequest>(p.req);
+  if (d.outcome == proto::Outcome::COMMITTED) {
+    switch (b.state) {
+      case St::kPrepared:
+        b.current = std::move(p);
+        return IssueOp(key, b, ResourceOp::kCommit, {}, now);
+      case St::kNone:  // committed and forgotten, or read-only
+      case St::kCommitted:
+        return ReplyDecide(p, Status::Ok());
+      case St::kActive:
+        return ReplyDecide(p, Status::InvalidArgument(Name(resource, txid) +
+                                                      " was never prepared; it cannot commit"));
+      case St::kAborted:
+        return ReplyDecide(p, Status::Internal(Name(resource, txid) +
+                                               " is aborted here; refusing to commit it"));
+    }
+  }
+  if (d.outcome == proto::Outcome::ABORTED) {
+    switch (b.state) {
+      case St::kNone:
+      case St::kActive:
+      case St::kPrepared:
+        b.current = std::move(p);
+        return IssueOp(key, b, ResourceOp::kRollback, {}, now);
+      case St::kAborted:
+        return ReplyDecide(p, Status::Ok());
+      case St::kCommitted:
+        return ReplyDecide(p, Status::Internal(Name(resource, txid) +
+                                               " is committed here; refusing to abort it"));
+    }
+  }
+  ReplyDecide(p, Status::InvalidArgument("a decision must be COMMITTED or ABORTED"));
+}
+
+void BranchCore::IssueOp(const Key& key, Branch& b, ResourceOp::Kind kind,
+                         std::vector<proto::Statement> stmts, Micros now) {
+  ResourceOp op;
+  op.id = next_op_++;
+  op.kind = kind;
+  op.resource = key.first;
+  op.txid = key.second;
+  op.statements = std::move(stmts);
+  op.info = b.info;
+  ops_.emplace(op.id, std::make_pair(key, kind));
+  b.in_flight = true;
+  effects_.ops.push_back(std::move(op));
+}
+
+// ---------------------------------------------------------------- completions
+
+void BranchCore::OnExecuteDone(uint64_t op, const ExecuteResult& r, Micros now) {
+  auto oit = ops_.find(op);
+  if (oit == ops_.end()) return;
+  Key key = oit->second.first;
+  ops_.erase(oit);
+  Branch& b = branches_[key];
+  b.in_flight = false;
+  if (!b.current) return Pump(key, now);
+  const TxId& txid = key.second;
+  bool oneshot = std::holds_alternative<proto::PrepareRequest>(b.current->req);
+
+  if (r.status.ok()) {
+    b.wrote = r.wrote;
+    Pending p = std::move(*b.current);
+    b.current.reset();
+    if (!oneshot) {
+      if (b.state == St::kNone) SetState(key, b, St::kActive, now);
+      ReplyExecute(p, Status::Ok(), r.results);
+    } else if (r.wrote) {
+      SetState(key, b, St::kPrepared, now);
+      b.deadline = now + options_.in_doubt_after;
+      b.query_backoff = options_.in_doubt_after;
+      ReplyVote(p, proto::Vote::YES, "");
+    } else {
+      ReplyVote(p, proto::Vote::READ_ONLY, "");
+      SetState(key, b, St::kCommitted, now);
+      IssueOp(key, b, ResourceOp::kCommit, {}, now);
+    }
+    return Pump(key, now);
+  }
+
+  if (r.status.code() == Status::kConflict) {
+    bool younger = r.holder && Older(*r.holder, txid);
+    if (oneshot && younger) {
+      // Wait-die: a younger one-shot transaction never waits, so no cycle of
+      // prepared branches across agents can form.
+      return FailCurrent(key, b,
+                         Status::Conflict("lock conflict on " + r.conflict +
+                                          " held by older transaction " + ToString(*r.holder) +
+                                          " (wait-die)"),
+                         now);
+    }
+    if (now < b.wait_until) return Park(key, b, r, now);
+    return FailCurrent(key, b, LockTimeoutStatus(r.conflict, r.holder), now);
+  }
+  FailCurrent(key, b, r.status, now);
+}
+
+Status BranchCore::LockTimeoutStatus(const std::string& conflict,
+                                     const std::optional<TxId>& holder) const {
+  return Status::LockTimeout("lock timeout after " +
+                             std::to_string(options_.lock_timeout / kMillis) + " ms on " +
+                             conflict + " held by txn " +
+                             (holder ? ToString(*holder) : std::string("?")));
+}
+
+void BranchCore::FailCurrent(const Key& key, Branch& b, const Status& s, Micros now) {
+  Pending p = std::move(*b.current);
+  b.current.reset();
+  if (std::holds_alternative<proto::ExecuteRequest>(p.req)) {
+    // The branch keeps what earlier statements did; the caller decides.
+    ReplyExecute(p, s);
+    if (b.state == St::kNone && b.queue.empty()) {
+      live_.erase(key);
+      branches_.erase(key);
+      return;
+    }
+    return Pump(key, now);
+  }
+  // One-shot: vote NO and leave a tombstone (undoing anything earlier).
+  ReplyVote(p, proto::Vote::NO, s.message(), Status::Ok());
+  SetState(key, b, St::kAborted, now);
+  IssueOp(key, b, ResourceOp::kRollback, {}, now);
+}
+
+void BranchCore::OnOpDone(uint64_t op, const Status& status, Micros now) {
+  auto oit = ops_.find(op);
+  if (oit == ops_.end()) return;
+  Key key = oit->second.first;
+  ResourceOp::Kind kind = oit->second.second;
+  ops_.erase(oit);
+  Branch& b = branches_[key];
+  b.in_flight = false;
+  std::optional<Pending> p = std::move(b.current);
+  b.current.reset();
+
+  switch (kind) {
+    case ResourceOp::kPrepare:
+      if (status.ok()) {
+        SetState(key, b, St::kPrepared, now);
+        b.deadline = now + options_.in_doubt_after;
+        b.query_backoff = options_.in_doubt_after;
+        if (p) ReplyVote(*p, proto::Vote::YES, "");
+      } else {
+        if (p) ReplyVote(*p, proto::Vote::NO, "could not prepare: " + status.ToString());
+        SetState(key, b, St::kAborted, now);
+        IssueOp(key, b, ResourceOp::kRollback, {}, now);
+        return;
+      }
+      break;
+    case ResourceOp::kCommit:
+      if (status.ok()) {
+        if (b.state != St::kCommitted) SetState(key, b, St::kCommitted, now);
+        WakeWaitersOf(key, now);
+      }
+      if (p) ReplyDecide(*p, status);
+      break;
+    case ResourceOp::kRollback:
+      if (status.ok()) {
+        if (b.state != St::kAborted) SetState(key, b, St::kAborted, now);
+        WakeWaitersOf(key, now);
+      }
+      if (p) ReplyDecide(*p, status);
+      break;
+    default:
+      break;
+  }
+  Pump(key, now);
+}
+
+// ------------------------------------------------------------------ lock waits
+
+void BranchCore::Park(const Key& key, Branch& b, const ExecuteResult& r, Micros now) {
+  b.parked = true;
+  b.holder = r.holder;
+  b.conflict = r.conflict;
+  b.next_retry = now + options_.lock_retry;
+  live_.insert(key);
+  if (r.holder) waiters_[Key{key.first, *r.holder}].insert(key);
+}
+
+void BranchCore::Unpark(const Key& key, Branch& b, bool retry, Micros now) {
+  b.parked = false;
+  if (b.holder) {
+    auto it = waiters_.find(Key{key.first, *b.holder});
+    if (it != waiters_.end()) {
+      it->second.erase(key);
+      if (it->second.empty()) waiters_.erase(it);
+    }
+  }
+  if (b.state != St::kActive && b.state != St::kPrepared) live_.erase(key);
+  if (!retry || !b.current) return;
+  if (auto* e = std::get_if<proto::ExecuteRequest>(&b.current->req)) {
+    IssueOp(key, b, ResourceOp::kExecute, e->statements, now);
+  } else if (auto* pr = std::get_if<proto::PrepareRequest>(&b.current->req)) {
+    IssueOp(key, b, ResourceOp::kExecuteAndPrepare, pr->work, now);
+  }
+}
+
+void BranchCore::WakeWaitersOf(const Key& holder, Micros now) {
+  auto it = waiters_.find(holder);
+  if (it == waiters_.end()) return;
+  std::set<Key, KeyLess> keys = std::move(it->second);
+  waiters_.erase(it);
+  for (const Key& k : keys) {
+    auto bit = branches_.find(k);
+    if (bit == branches_.end() || !bit->second.parked) continue;
+    bit->second.holder.reset();  // already removed from waiters_
+    Unpark(k, bit->second, /*retry=*/true, now);
+  }
+}
+
+// -------------------------------------------------------------------- outcomes
+
+void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcome::type outcome,
+                           Micros now) {
+  if (!status.ok()) return;  // asked again when the branch's deadline passes
+  for (const std::string& resource : resources_) {
+    Key key{resource, txid};
+    auto it = branches_.find(key);
+    if (it == branches_.end()) continue;
+    Branch& b = it->second;
+    proto::DecideRequest d;
+    d.txid = txid;
+    d.resource = resource;
+    if (outcome == proto::Outcome::COMMITTED && b.state == St::kPrepared) {
+      d.outcome = proto::Outcome::COMMITTED;
+      Enqueue(key, Pending{0, false, d}, now);
+    } else if (outcome == proto::Outcome::ABORTED &&
+               (b.state == St::kActive || b.state == St::kPrepared)) {
+      d.outcome = proto::Outcome::ABORTED;
+      Enqueue(key, Pending{0, false, d}, now);
+    } else if (outcome == proto::Outcome::PENDING && b.state == St::kActive) {
+      b.deadline = now + options_.active_timeout;
+    }
+  }
+}
+
+void BranchCore::Tick(Micros now) {
+  std::vector<Key> keys(live_.begin(), live_.end());
+  std::set<TxId, TxIdLess> asked;
+  for (const Key& key : keys) {
+    auto it = branches_.find(key);
+    if (it == branches_.end()) {
+      live_.erase(key);
+      continue;
+    }
+    Branch& b = it->second;
+    if (b.parked) {
+      if (now >= b.wait_until) {
+        std::string conflict = b.conflict;
+        std::optional<TxId> holder = b.holder;
+        Unpark(key, b, /*retry=*/false, now);
+        FailCurrent(key, b, LockTimeoutStatus(conflict, holder), now);
+      } else if (now >= b.next_retry) {
+        Unpark(key, b, /*retry=*/true, now);
+      }
+      continue;
+    }
+    if (b.in_flight || !b.queue.empty() || now < b.deadline) continue;
+    if (b.state == St::kActive) {
+      // A client that went quiet: is its transaction still alive?
+      b.deadline = now + options_.in_doubt_after;
+    } else if (b.state == St::kPrepared) {
+      b.deadline = now + b.query_backoff;
+      b.query_backoff = std::min(b.query_backoff * 2, options_.query_max);
+    } else {
+      continue;
+    }
+    if (asked.insert(key.second).second) effects_.queries.push_back(key.second);
+  }
+  // Forget finished branches after the retention; the resource's own log
+  // keeps tombstones for late executes.
+  while (!finals_.empty() && (finals_.front().first + options_.final_retention <= now ||
+                              finals_.size() > kMaxFinalsRemembered)) {
+    Key key = finals_.front().second;
+    finals_.pop_front();
+    auto it = branches_.find(key);
+    if (it == branches_.end()) continue;
+    Branch& b = it->second;
+    if ((b.state == St::kCommitted || b.state == St::kAborted) && !b.in_flight && !b.parked &&
+        b.queue.empty() && b.since + options_.final_retention <= now) {
+      branches_.erase(it);
+    }
+  }
+}
+
+AgentEffects BranchCore::TakeEffects() {
+  AgentEffects out = std::move(effects_);
+  effects_ = AgentEffects();
+  return out;
+}
+
+std::vector<BranchCore::BranchView> BranchCore::Branches() const {
+  std::vector<BranchView> out;
+  for (const auto& [key, b] : branches_) {
+    if (b.state == St::kNone) continue;
+    out.push_back(BranchView{key.second, key.first, StName(b.state), b.since});
+  }
+  return out;
+}
+
+size_t BranchCore::in_doubt_count() const {
+  size_t n = 0;
+  for (const Key& k : live_) {
+    auto it = branches_.find(k);
+    if (it != branches_.end() && it->second.state == St::kPrepared) ++n;
+  }
+  return n;
+}
+
+// -------------------------------------------------------------------- replies
+
+void BranchCore::ReplyExecute(const Pending& p, const Status& s,
+                              std::vector<proto::ResultSet> results) {
+  if (!p.has_token) return;
+  proto::ExecuteResponse r;
+  r.status = ToProto(s);
+  r.results = std::move(results);
+  effects_.replies.push_back({p.token, std::move(r)});
+}
+
+void BranchCore::ReplyVote(const Pending& p, proto::Vote::type vote, const std::string& reason,
+                           const Status& s) {
+  if (!p.has_token) return;
+  proto::PrepareResponse r;
+  r.status = ToProto(s);
+  r.vote = vote;
+  r.reason = reason;
+  effects_.replies.push_back({p.token, std::move(r)});
+}
+
+void BranchCore::ReplyDecide(const Pending& p, const Status& s) {
+  if (!p.has_token) return;
+  proto::DecideResponse r;
+  r.status = ToProto(s);
+  effects_.replies.push_back({p.token, std::move(r)});
+}
+
+}  // namespace txc::participant

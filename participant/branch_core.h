@@ -1,0 +1,192 @@
+// BranchCore: a participant agent's protocol, as a deterministic core — the
+// state machine of every branch (one txid on one resource): execute, vote,
+// commit/abort, tombstones, lock waits, and asking the coordinator group about
+// branches left ACTIVE past their deadline or PREPARED (in doubt).
+//
+// Inputs: requests (each with a token the shell uses to route the reply),
+// completions of resource operations, the coordinator's answers to outcome
+// queries, Tick(now). Outputs (TakeEffects): resource operations to run,
+// replies, outcome queries. No sockets, files, clocks or threads inside.
+//
+// Durability: a YES vote and a COMMIT ack are emitted only from the
+// completion of the resource operation that made the record durable.
+//
+// Per branch, operations are serialised: a request that arrives while an
+// operation is in flight (or while a statement waits for a lock) is queued
+// and handled when it completes. An ABORT cancels a lock wait at once.
+//
+// Not thread-safe; owned by the agent's io thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "common/txid.h"
+#include "participant/resource_manager.h"
+#include "txcoord_types.h"
+
+namespace txc::participant {
+
+struct AgentOptions {
+  // An interactive statement waits this long for a row lock held by another
+  // transaction, then fails with LOCK_TIMEOUT naming the holder. A one-shot
+  // PREPARE uses wait-die instead (an older txn waits up to this long, a
+  // younger one votes NO at once), so distributed deadlocks cannot stall it.
+  // Default: 2 s.
+  Micros lock_timeout = 2 * kSeconds;
+  // An ACTIVE branch with no request for this long asks the coordinator
+  // whether its transaction is still alive (a client may have died).
+  // Default: 60 s (a Begin or Execute may ask for another).
+  Micros active_timeout = 60 * kSeconds;
+  // A PREPARED branch that has heard no decision for this long asks the
+  // coordinator, then again with backoff up to query_max. Default: 1 s .. 5 s.
+  Micros in_doubt_after = 1 * kSeconds;
+  Micros query_max = 5 * kSeconds;
+  // Finished branches are remembered in memory this long (answers to
+  // duplicate messages); the resource's log keeps tombstones longer.
+  // Default: 30 s.
+  Micros final_retention = 30 * kSeconds;
+  // How often a parked statement retries its lock when no release woke it.
+  // Default: 20 ms.
+  Micros lock_retry = 20 * kMillis;
+};
+
+struct ResourceOp {
+  enum Kind { kExecute, kPrepare, kExecuteAndPrepare, kCommit, kRollback };
+  uint64_t id = 0;  // echo it back in OnExecuteDone / OnOpDone
+  Kind kind = kExecute;
+  std::string resource;
+  TxId txid;
+  std::vector<proto::Statement> statements;
+  PrepareInfo info;
+};
+
+using AgentResponse =
+    std::variant<proto::ExecuteResponse, proto::PrepareResponse, proto::DecideResponse>;
+
+struct AgentReply {
+  uint64_t token = 0;
+  AgentResponse response;
+};
+
+struct AgentEffects {
+  std::vector<ResourceOp> ops;
+  std::vector<AgentReply> replies;
+  std::vector<TxId> queries;  // ask the coordinator group for these outcomes
+  bool empty() const { return ops.empty() && replies.empty() && queries.empty(); }
+};
+
+class BranchCore {
+ public:
+  BranchCore(std::vector<std::string> resources, AgentOptions options);
+
+  // Start-up: the branches a resource's Recover() returned. ACTIVE ones are
+  // rolled back; PREPARED ones stay in doubt, holding their locks, and ask.
+  void OnRecovered(const std::string& resource, const std::vector<RecoveredBranch>& branches,
+                   Micros now);
+
+  void OnExecute(uint64_t token, const proto::ExecuteRequest& req, Micros now);
+  void OnPrepare(uint64_t token, const proto::PrepareRequest& req, Micros now);
+  void OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now);
+
+  // Completions of ResourceOps: Execute and ExecuteAndPrepare report an
+  // ExecuteResult, the others a Status.
+  void OnExecuteDone(uint64_t op, const ExecuteResult& result, Micros now);
+  void OnOpDone(uint64_t op, const Status& status, Micros now);
+
+  // The coordinator group's answer to a query (a non-OK status: ask again later).
+  void OnOutcome(const TxId& txid, const Status& status, proto::Outcome::type outcome, Micros now);
+
+  void Tick(Micros now);
+
+  AgentEffects TakeEffects();
+
+  struct BranchView {
+    TxId txid;
+    std::string resource;
+    std::string state;
+    Micros since = 0;
+  };
+  std::vector<BranchView> Branches() const;
+  size_t in_doubt_count() const;
+
+ private:
+  using Key = std::pair<std::string, TxId>;
+  struct KeyLess {
+    bool operator()(const Key& a, const Key& b) const {
+      if (a.first != b.first) return a.first < b.first;
+      return Older(a.second, b.second);
+    }
+  };
+
+  // A request waiting for its turn on a branch.
+  struct Pending {
+    uint64_t token = 0;
+    bool has_token = false;  // internal work (recovery, outcome answers) has none
+    std::variant<proto::ExecuteRequest, proto::PrepareRequest, proto::DecideRequest> req;
+  };
+
+  enum class St { kNone, kActive, kPrepared, kCommitted, kAborted };
+
+  struct Branch {
+    St state = St::kNone;
+    bool wrote = false;
+    bool in_flight = false;  // a ResourceOp is running
+    std::optional<Pending> current;  // the request the in-flight op (or lock wait) serves
+    std::deque<Pending> queue;
+    Micros since = 0;       // last state change or request
+    Micros deadline = 0;    // ACTIVE: ask after; PREPARED: next query
+    Micros query_backoff = 0;
+    PrepareInfo info;
+    // Lock wait of `current`:
+    bool parked = false;
+    Micros wait_until = 0;
+    Micros next_retry = 0;
+    std::optional<TxId> holder;
+    std::string conflict;
+  };
+
+  static const char* StName(St s);
+  static constexpr size_t kMaxFinalsRemembered = 200000;
+  bool KnownResource(const std::string& r) const { return resources_.count(r) > 0; }
+  Branch& Get(const std::string& resource, const TxId& txid, Micros now);
+  void SetState(const Key& key, Branch& b, St st, Micros now);
+
+  void Enqueue(const Key& key, Pending p, Micros now);
+  void Pump(const Key& key, Micros now);  // start the next queued request if idle
+  void Start(const Key& key, Branch& b, Pending p, Micros now);
+  void IssueOp(const Key& key, Branch& b, ResourceOp::Kind kind, std::vector<proto::Statement> stmts,
+               Micros now);
+  // Ends the current request with `s` (one-shot: a NO vote and a tombstone).
+  void FailCurrent(const Key& key, Branch& b, const Status& s, Micros now);
+  Status LockTimeoutStatus(const std::string& conflict, const std::optional<TxId>& holder) const;
+  void Park(const Key& key, Branch& b, const ExecuteResult& r, Micros now);
+  // Ends a lock wait; with retry, re-issues the waiting request's operation.
+  void Unpark(const Key& key, Branch& b, bool retry, Micros now);
+  void WakeWaitersOf(const Key& holder, Micros now);
+
+  void ReplyExecute(const Pending& p, const Status& s, std::vector<proto::ResultSet> results = {});
+  void ReplyVote(const Pending& p, proto::Vote::type vote, const std::string& reason,
+                 const Status& s = Status::Ok());
+  void ReplyDecide(const Pending& p, const Status& s);
+
+  std::set<std::string> resources_;
+  AgentOptions options_;
+  std::map<Key, Branch, KeyLess> branches_;
+  std::set<Key, KeyLess> live_;  // branches Tick must look at: ACTIVE, PREPARED, waiting
+  std::deque<std::pair<Micros, Key>> finals_;  // finished branches, oldest first
+  std::map<Key, std::set<Key, KeyLess>, KeyLess> waiters_;  // lock holder -> waiting branches
+  std::map<uint64_t, std::pair<Key, ResourceOp::Kind>> ops_;  // in-flight op id -> branch
+  uint64_t next_op_ = 1;
+  AgentEffects effects_;
+};
+
+}  // namespace txc::participant

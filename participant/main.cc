@@ -1,0 +1,73 @@
+// txagent: a participant agent hosting one or more resources.
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+
+#include <boost/asio.hpp>
+
+#include "common/cli.h"
+#include "common/log.h"
+#include "participant/agent.h"
+
+namespace po = boost::program_options;
+
+int main(int argc, char** argv) {
+  po::options_description desc("txagent options");
+  desc.add_options()
+      ("listen", po::value<std::string>()->default_value("127.0.0.1:7100"), "HOST:PORT to serve on")
+      ("data", po::value<std::string>()->default_value("./txagent-data"), "the agent's own directory")
+      ("coordinator", po::value<std::string>()->required(),
+       "the coordinator group: HOST:PORT[,HOST:PORT...]")
+      ("resource", po::value<std::vector<std::string>>()->required(),
+       "a resource to host, NAME=sqlite:PATH (repeatable)")
+      ("lock-timeout-ms", po::value<int64_t>()->default_value(2000),
+       "how long a statement waits for a row lock")
+      ("active-timeout-ms", po::value<int64_t>()->default_value(60000),
+       "an idle ACTIVE branch asks the coordinator after this long")
+      ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync resource logs");
+  po::variables_map vm;
+  txc::cli::Parse(argc, argv,
+                  "usage: txagent --listen HOST:PORT --data DIR --coordinator HOST:PORT[,...] "
+                  "--resource NAME=sqlite:PATH [--resource ...]",
+                  desc, vm);
+  txc::SetLogLevel(vm["log-level"].as<std::string>());
+  auto log = txc::Logger("agent");
+
+  std::vector<std::unique_ptr<txc::participant::ResourceManager>> resources;
+  for (const std::string& spec : vm["resource"].as<std::vector<std::string>>()) {
+    auto r = txc::participant::MakeResource(spec);
+    if (!r.ok()) {
+      std::cerr << "txagent: --resource " << spec << ": " << r.status().ToString() << "\n";
+      return 2;
+    }
+    resources.push_back(std::move(r.value()));
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(vm["data"].as<std::string>(), ec);
+
+  txc::participant::AgentNodeOptions o;
+  o.listen = vm["listen"].as<std::string>();
+  o.coordinators = txc::rpc::SplitList(vm["coordinator"].as<std::string>());
+  o.core.lock_timeout = vm["lock-timeout-ms"].as<int64_t>() * txc::kMillis;
+  o.core.active_timeout = vm["active-timeout-ms"].as<int64_t>() * txc::kMillis;
+  if (o.coordinators.empty()) {
+    std::cerr << "txagent: --coordinator names no address\n";
+    return 2;
+  }
+
+  boost::asio::io_context io;
+  txc::participant::Agent agent(io, o, std::move(resources));
+  txc::Status s = agent.Start();
+  if (!s.ok()) {
+    log->error("cannot start: {}", s.ToString());
+    return 1;
+  }
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int sig) {
+    log->info("signal {}: stopping", sig);
+    agent.Stop();
+    io.stop();
+  });
+  io.run();
+  return 0;
+}
