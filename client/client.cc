@@ -1,0 +1,277 @@
+#include "client/client.h"
+
+#include <algorithm>
+#include <future>
+#include <thread>
+
+#include <boost/asio.hpp>
+
+#include "protocol/coordinator_set.h"
+#include "protocol/rpc.h"
+
+namespace txc {
+
+namespace {
+
+Status FromProto(const proto::Status& s) {
+  return Status(static_cast<Status::Code>(s.code), s.message);
+}
+
+}  // namespace
+
+proto::Value Int(int64_t v) { proto::Value x; x.__set_i(v); return x; }
+proto::Value Real(double v) { proto::Value x; x.__set_d(v); return x; }
+proto::Value Text(std::string v) { proto::Value x; x.__set_s(std::move(v)); return x; }
+proto::Value Blob(std::string v) { proto::Value x; x.__set_b(std::move(v)); return x; }
+proto::Value Null() { return proto::Value(); }
+
+proto::Statement Sql(std::string sql, std::vector<proto::Value> params) {
+  proto::Statement s;
+  s.sql = std::move(sql);
+  s.params = std::move(params);
+  return s;
+}
+
+proto::Statement SqlExpect(std::string sql, std::vector<proto::Value> params, int64_t rows) {
+  proto::Statement s = Sql(std::move(sql), std::move(params));
+  s.__set_expect_rows(rows);
+  return s;
+}
+
+// The io thread, the channels and the coordinator set.
+class Client::Impl {
+ public:
+  explicit Impl(const ClientOptions& o)
+      : work_(boost::asio::make_work_guard(io_)),
+        pool_(io_),
+        coordinators_(std::make_shared<rpc::CoordinatorSet>(io_, &pool_, o.coordinators)) {
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~Impl() {
+    boost::asio::post(io_, [this] { pool_.CloseAll(); });
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  // Blocks until the coordinator group answers (following redirects).
+  template <class Req, class Resp>
+  Result<Resp> Coordinator(const std::string& method, const Req& req, Micros timeout) {
+    auto promise = std::make_shared<std::promise<Result<Resp>>>();
+    auto future = promise->get_future();
+    boost::asio::post(io_, [this, method, req, timeout, promise] {
+      coordinators_->Call<Req, Resp>(method, req, timeout, [promise](Status s, Resp r) {
+        if (s.ok()) {
+          promise->set_value(std::move(r));
+        } else {
+          promise->set_value(s);
+        }
+      });
+    });
+    return future.get();
+  }
+
+  // Blocks until one replica (or agent) at `address` answers.
+  template <class Req, class Resp>
+  Result<Resp> Direct(const std::string& address, const std::string& method, const Req& req,
+                      Micros timeout) {
+    auto promise = std::make_shared<std::promise<Result<Resp>>>();
+    auto future = promise->get_future();
+    boost::asio::post(io_, [this, address, method, req, timeout, promise] {
+      pool_.Get(address)->Call<Req, Resp>(method, req, timeout, [promise](Status s, Resp r) {
+        if (s.ok()) {
+          promise->set_value(std::move(r));
+        } else {
+          promise->set_value(s);
+        }
+      });
+    });
+    return future.get();
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  rpc::ChannelPool pool_;
+  std::shared_ptr<rpc::CoordinatorSet> coordinators_;
+  std::thread thread_;
+};
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {}
+Client::~Client() = default;
+
+Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
+  if (options.coordinators.empty()) {
+    return Status::InvalidArgument("ClientOptions.coordinators is empty: name at least one replica");
+  }
+  for (const auto& a : options.coordinators) {
+    auto ep = rpc::ParseEndpoint(a);
+    if (!ep.ok()) return Status::InvalidArgument("coordinator address: " + ep.status().message());
+  }
+  for (const auto& [name, a] : options.agents) {
+    auto ep = rpc::ParseEndpoint(a);
+    if (!ep.ok()) return Status::InvalidArgument("agent for " + name + ": " + ep.status().message());
+  }
+  std::unique_ptr<Client> c(new Client(std::move(options)));
+  c->impl_ = std::make_unique<Impl>(c->options_);
+  return c;
+}
+
+Result<std::string> Client::AgentFor(const std::string& resource) const {
+  auto it = options_.agents.find(resource);
+  if (it == options_.agents.end()) {
+    return Status::InvalidArgument("no agent is known for resource '" + resource +
+                                   "': add it to ClientOptions.agents");
+  }
+  return it->second;
+}
+
+Result<Transaction> Client::Begin() {
+  proto::BeginRequest req;
+  if (options_.txn_timeout_ms > 0) req.__set_timeout_ms(options_.txn_timeout_ms);
+  auto r = impl_->Coordinator<proto::BeginRequest, proto::BeginResponse>("Begin", req,
+                                                                         options_.commit_timeout);
+  if (!r.ok()) return r.status();
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  return Transaction(this, r->txid);
+}
+
+Status Client::Finish(const TxId& id, const proto::CommitResponse& r) {
+  if (r.status.code != proto::Code::OK) return FromProto(r.status);
+  switch (r.outcome) {
+    case proto::Outcome::COMMITTED:
+      return Status::Ok();
+    case proto::Outcome::ABORTED:
+      return Status::Aborted("transaction " + ToString(id) + " aborted: " + r.reason);
+    default:
+      return Status::Unavailable("the outcome of " + ToString(id) +
+                                 " is not known yet; ask Client::Outcome later");
+  }
+}
+
+Result<TxId> Client::Submit(const std::map<std::string, std::vector<proto::Statement>>& work) {
+  proto::SubmitRequest req;
+  for (const auto& [resource, statements] : work) {
+    auto agent = AgentFor(resource);
+    if (!agent.ok()) return agent.status();
+    proto::Branch b;
+    b.participant.resource = resource;
+    b.participant.address = *agent;
+    b.statements = statements;
+    req.branches.push_back(std::move(b));
+  }
+  // The txid comes first, so that a retried submit (after a lost reply or a
+  // leader change) is recognised as the same transaction.
+  auto tx = Begin();
+  if (!tx.ok()) return tx.status();
+  req.txid = tx->id();
+  auto r = impl_->Coordinator<proto::SubmitRequest, proto::CommitResponse>(
+      "Submit", req, options_.commit_timeout);
+  if (!r.ok()) {
+    return Status::Unavailable("coordinator unreachable; the outcome of " + ToString(req.txid) +
+                               " is unknown: " + r.status().message());
+  }
+  Status s = Finish(req.txid, *r);
+  if (!s.ok()) return s;
+  return req.txid;
+}
+
+Result<proto::Outcome::type> Client::Outcome(const TxId& txid) {
+  proto::OutcomeRequest req;
+  req.txid = txid;
+  auto r = impl_->Coordinator<proto::OutcomeRequest, proto::OutcomeResponse>(
+      "Outcome", req, options_.commit_timeout);
+  if (!r.ok()) return r.status();
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  return r->outcome;
+}
+
+Result<proto::StatusResponse> Client::ClusterStatus(const std::string& replica) {
+  proto::StatusRequest req;
+  Result<proto::StatusResponse> r =
+      replica.empty()
+          ? impl_->Coordinator<proto::StatusRequest, proto::StatusResponse>("Status", req, 3 * kSeconds)
+          : impl_->Direct<proto::StatusRequest, proto::StatusResponse>(replica, "Status", req,
+                                                                       2 * kSeconds);
+  if (!r.ok()) return r.status();
+  return r;
+}
+
+Result<std::vector<proto::TxnInfo>> Client::ListTxns(const std::string& state) {
+  proto::ListTxnsRequest req;
+  if (!state.empty()) req.__set_state(state);
+  auto r = impl_->Coordinator<proto::ListTxnsRequest, proto::ListTxnsResponse>(
+      "ListTxns", req, 5 * kSeconds);
+  if (!r.ok()) return r.status();
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  return std::move(r->txns);
+}
+
+// ---------------------------------------------------------------- Transaction
+
+Result<std::vector<proto::ResultSet>> Transaction::Execute(const std::string& resource,
+                                                           std::vector<proto::Statement> statements) {
+  if (finished_) return Status::InvalidArgument("transaction " + ToString(id_) + " is finished");
+  auto agent = client_->AgentFor(resource);
+  if (!agent.ok()) return agent.status();
+  proto::ExecuteRequest req;
+  req.txid = id_;
+  req.resource = resource;
+  req.statements = std::move(statements);
+  if (client_->options_.txn_timeout_ms > 0) req.__set_timeout_ms(client_->options_.txn_timeout_ms);
+  proto::Participant p;
+  p.resource = resource;
+  p.address = *agent;
+  if (std::find(participants_.begin(), participants_.end(), p) == participants_.end()) {
+    // Recorded before the call: even a failed or timed-out execute may have
+    // left work that a rollback must reach.
+    participants_.push_back(p);
+  }
+  auto r = client_->impl_->Direct<proto::ExecuteRequest, proto::ExecuteResponse>(
+      *agent, "Execute", req, client_->options_.call_timeout);
+  if (!r.ok()) {
+    return Status(r.status().code(), "agent " + *agent + " (" + resource + "): " + r.status().message());
+  }
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  return std::move(r->results);
+}
+
+Result<proto::ResultSet> Transaction::Execute(const std::string& resource, proto::Statement statement) {
+  auto r = Execute(resource, std::vector<proto::Statement>{std::move(statement)});
+  if (!r.ok()) return r.status();
+  if (r->empty()) return proto::ResultSet();
+  return std::move(r->front());
+}
+
+Status Transaction::Commit() {
+  if (finished_) return Status::InvalidArgument("transaction " + ToString(id_) + " is finished");
+  finished_ = true;
+  proto::CommitRequest req;
+  req.txid = id_;
+  req.participants = participants_;
+  auto r = client_->impl_->Coordinator<proto::CommitRequest, proto::CommitResponse>(
+      "Commit", req, client_->options_.commit_timeout);
+  if (!r.ok()) {
+    return Status::Unavailable("coordinator unreachable; the outcome of " + ToString(id_) +
+                               " is unknown: " + r.status().message());
+  }
+  return client_->Finish(id_, *r);
+}
+
+Status Transaction::Rollback() {
+  if (finished_) return Status::InvalidArgument("transaction " + ToString(id_) + " is finished");
+  finished_ = true;
+  proto::AbortRequest req;
+  req.txid = id_;
+  req.participants = participants_;
+  req.reason = "rolled back by the application";
+  auto r = client_->impl_->Coordinator<proto::AbortRequest, proto::CommitResponse>(
+      "Abort", req, client_->options_.commit_timeout);
+  if (!r.ok()) return r.status();
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  return r->outcome == proto::Outcome::ABORTED
+             ? Status::Ok()
+             : Status::InvalidArgument("transaction " + ToString(id_) + " is already committed");
+}
+
+}  // namespace txc

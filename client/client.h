@@ -1,0 +1,118 @@
+// The application-facing library: wrap work on several databases in one
+// atomic transaction.
+//
+//   auto client = txc::Client::Connect({.coordinators = {"127.0.0.1:7000"},
+//                                       .agents = {{"bank_a", "127.0.0.1:7101"},
+//                                                  {"bank_b", "127.0.0.1:7102"}}});
+//   auto tx = (*client)->Begin();
+//   tx->Execute("bank_a", txc::Sql("UPDATE accounts SET balance = balance - ? WHERE id = ?",
+//                                  {txc::Int(10), txc::Int(7)}));
+//   tx->Execute("bank_b", ...);
+//   txc::Status s = tx->Commit();   // OK: committed everywhere
+//
+// Errors a caller can act on: LOCK_TIMEOUT naming the row and the holder's
+// txid; ABORTED with the reason (a NO vote, a vote timeout, ...); UNAVAILABLE
+// when no coordinator replica answers (for Commit: the outcome is unknown;
+// Client::Outcome(txid) asks again later).
+//
+// Threading: a Client is thread-safe; it runs one io thread of its own and
+// every call blocks the calling thread until its answer. A Transaction is
+// used by one thread at a time.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "common/txid.h"
+#include "txcoord_types.h"
+
+namespace txc {
+
+// Statement and value builders.
+proto::Value Int(int64_t v);
+proto::Value Real(double v);
+proto::Value Text(std::string v);
+proto::Value Blob(std::string v);
+proto::Value Null();
+proto::Statement Sql(std::string sql, std::vector<proto::Value> params = {});
+// A statement that must change exactly `rows` rows, or its branch fails
+// (inside Submit: the transaction aborts).
+proto::Statement SqlExpect(std::string sql, std::vector<proto::Value> params, int64_t rows);
+
+struct ClientOptions {
+  std::vector<std::string> coordinators;        // HOST:PORT of every coordinator replica
+  std::map<std::string, std::string> agents;    // resource name -> agent HOST:PORT
+  // Deadline of one call to an agent (Execute). Default: 10 s.
+  Micros call_timeout = 10 * kSeconds;
+  // How long Commit/Submit keep trying the coordinator group, across
+  // leader changes, before answering UNAVAILABLE. Default: 30 s.
+  Micros commit_timeout = 30 * kSeconds;
+  // Abort a transaction not committed within this (0: the coordinator's default).
+  int64_t txn_timeout_ms = 0;
+};
+
+class Client;
+
+class Transaction {
+ public:
+  const TxId& id() const { return id_; }
+
+  // Runs statements on `resource` within this transaction: one ResultSet per
+  // statement (rows for queries, rows_changed for the rest).
+  Result<std::vector<proto::ResultSet>> Execute(const std::string& resource,
+                                                std::vector<proto::Statement> statements);
+  Result<proto::ResultSet> Execute(const std::string& resource, proto::Statement statement);
+
+  // Commits atomically on every resource touched. OK = committed everywhere
+  // (durably decided; delivery to participants continues in the background).
+  Status Commit();
+  // Rolls back on every resource touched.
+  Status Rollback();
+
+ private:
+  friend class Client;
+  Transaction(Client* client, TxId id) : client_(client), id_(id) {}
+  Client* client_;
+  TxId id_;
+  std::vector<proto::Participant> participants_;
+  bool finished_ = false;
+};
+
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> Connect(ClientOptions options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  Result<Transaction> Begin();
+
+  // One-shot: every resource's statements travel with PREPARE; one round
+  // trip to each agent. OK = committed; returns the txid.
+  Result<TxId> Submit(const std::map<std::string, std::vector<proto::Statement>>& work);
+
+  // What the coordinator group knows of `txid` now.
+  Result<proto::Outcome::type> Outcome(const TxId& txid);
+
+  // Operator views (txadmin).
+  Result<proto::StatusResponse> ClusterStatus(const std::string& replica = "");
+  Result<std::vector<proto::TxnInfo>> ListTxns(const std::string& state);
+
+  const ClientOptions& options() const { return options_; }
+  // The agent address for a resource, or INVALID_ARGUMENT.
+  Result<std::string> AgentFor(const std::string& resource) const;
+
+ private:
+  friend class Transaction;
+  explicit Client(ClientOptions options);
+  class Impl;
+  ClientOptions options_;
+  std::unique_ptr<Impl> impl_;
+  Status Finish(const TxId& id, const proto::CommitResponse& r);
+};
+
+}  // namespace txc

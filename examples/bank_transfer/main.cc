@@ -1,0 +1,276 @@
+// bank_transfer: the txcoord demo. Starts a coordinator and two participant
+// agents (each holding one bank's SQLite database) as child processes on free
+// loopback ports, moves money between the banks from concurrent clients,
+// kills one agent with SIGKILL in the middle and restarts it, then checks that
+// not a single unit of money was created or lost.
+//
+// Ends with: RESULT committed=N aborted=N total_before=N total_after=N invariant=held|BROKEN
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "client/client.h"
+#include "common/log.h"
+
+namespace po = boost::program_options;
+using namespace txc;
+
+namespace {
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool PortOpen(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// A child process: its command line, log file and pid.
+struct Child {
+  std::string name;
+  std::vector<std::string> argv;
+  std::string log;
+  int port = 0;
+  pid_t pid = -1;
+
+  bool Start() {
+    pid = fork();
+    if (pid < 0) return false;
+    if (pid == 0) {
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    for (int i = 0; i < 200; ++i) {
+      if (PortOpen(port)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  void Kill(int sig) {
+    if (pid > 0) {
+      kill(pid, sig);
+      waitpid(pid, nullptr, 0);
+      pid = -1;
+    }
+  }
+};
+
+std::vector<Child*> g_children;
+void StopAll() {
+  for (Child* c : g_children) c->Kill(SIGTERM);
+}
+
+int64_t SumBalances(Client& c, const std::string& resource) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto tx = c.Begin();
+    if (tx.ok()) {
+      auto r = tx->Execute(resource, Sql("SELECT COALESCE(SUM(balance), 0) FROM accounts"));
+      if (r.ok() && !r->rows.empty() && r->rows[0].values[0].__isset.i) {
+        (void)tx->Commit();
+        return r->rows[0].values[0].i;
+      }
+      (void)tx->Rollback();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description desc("bank_transfer options");
+  desc.add_options()("help,h", "show this help")
+      ("bin", po::value<std::string>()->default_value("build/bin"), "where txcoord and txagent are")
+      ("seconds", po::value<int>()->default_value(12), "how long to run transfers")
+      ("concurrency", po::value<int>()->default_value(8), "concurrent clients")
+      ("accounts", po::value<int>()->default_value(50), "accounts per bank")
+      ("no-kill", po::bool_switch(), "do not kill an agent mid-run");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "bank_transfer: " << e.what() << "\n" << desc << "\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  SetLogLevel("error");
+  std::string bin = std::filesystem::absolute(vm["bin"].as<std::string>()).string();
+  int seconds = vm["seconds"].as<int>();
+  int concurrency = vm["concurrency"].as<int>();
+  int accounts = vm["accounts"].as<int>();
+  bool tty = isatty(2);
+
+  char tmpl[] = "/tmp/txcoord-demo.XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::printf("txcoord bank-transfer demo: data and logs in %s\n", dir.c_str());
+
+  Child coord{"txcoord", {}, dir + "/txcoord.log", FreePort()};
+  std::string caddr = "127.0.0.1:" + std::to_string(coord.port);
+  coord.argv = {bin + "/txcoord", "--listen", caddr, "--data", dir + "/coord"};
+  std::map<std::string, Child> agents;
+  for (std::string bank : {"bank_a", "bank_b"}) {
+    Child a{"txagent " + bank, {}, dir + "/" + bank + ".log", FreePort()};
+    a.argv = {bin + "/txagent", "--listen", "127.0.0.1:" + std::to_string(a.port), "--data",
+              dir + "/" + bank, "--coordinator", caddr, "--resource",
+              bank + "=sqlite:" + dir + "/" + bank + ".db"};
+    agents.emplace(bank, std::move(a));
+  }
+  g_children = {&coord, &agents["bank_a"], &agents["bank_b"]};
+  std::atexit(StopAll);
+  signal(SIGINT, [](int) { StopAll(); _exit(130); });
+  for (Child* c : g_children) {
+    if (!c->Start()) {
+      std::fprintf(stderr, "could not start %s (see %s)\n", c->name.c_str(), c->log.c_str());
+      return 1;
+    }
+    std::printf("started %-16s pid=%d port=%d\n", c->name.c_str(), c->pid, c->port);
+  }
+
+  ClientOptions co;
+  co.coordinators = {caddr};
+  for (auto& [bank, a] : agents) co.agents[bank] = "127.0.0.1:" + std::to_string(a.port);
+  co.call_timeout = 3 * kSeconds;
+  co.commit_timeout = 10 * kSeconds;
+  auto client = Client::Connect(co);
+  if (!client.ok()) {
+    std::fprintf(stderr, "%s\n", client.status().ToString().c_str());
+    return 1;
+  }
+  Client& c = **client;
+
+  // Each bank: an accounts table, every account opened with 1000.
+  for (const auto& [bank, a] : agents) {
+    auto tx = c.Begin();
+    Status s = tx.status();
+    if (tx.ok()) {
+      auto e = tx->Execute(bank, {Sql("CREATE TABLE IF NOT EXISTS accounts(id INTEGER PRIMARY KEY, "
+                                      "balance INTEGER NOT NULL)"),
+                                  Sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+                                      "WHERE x < ?) INSERT INTO accounts SELECT x, 1000 FROM n",
+                                      {Int(accounts)})});
+      s = e.ok() ? tx->Commit() : e.status();
+    }
+    if (!s.ok()) {
+      std::fprintf(stderr, "setting up %s failed: %s\n", bank.c_str(), s.ToString().c_str());
+      return 1;
+    }
+  }
+  int64_t before = SumBalances(c, "bank_a") + SumBalances(c, "bank_b");
+  std::printf("opened %d accounts in each bank; total money: %ld\n", accounts, static_cast<long>(before));
+
+  std::atomic<int64_t> committed{0}, aborted{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < concurrency; ++w) {
+    workers.emplace_back([&, w] {
+      std::mt19937 rng(w * 7919 + 1);
+      while (!stop) {
+        bool a_to_b = rng() % 2 == 0;
+        std::string from = a_to_b ? "bank_a" : "bank_b", to = a_to_b ? "bank_b" : "bank_a";
+        int64_t amount = 1 + rng() % 50;
+        int64_t x = 1 + rng() % accounts, y = 1 + rng() % accounts;
+        std::map<std::string, std::vector<proto::Statement>> work;
+        work[from] = {SqlExpect("UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?",
+                                {Int(amount), Int(x), Int(amount)}, 1)};
+        work[to] = {SqlExpect("UPDATE accounts SET balance = balance + ? WHERE id = ?", {Int(amount), Int(y)}, 1)};
+        auto r = c.Submit(work);
+        if (r.ok()) {
+          ++committed;
+        } else {
+          ++aborted;
+          if (r.status().code() == Status::kUnavailable) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+    });
+  }
+
+  bool killed = false, restarted = false;
+  bool do_kill = !vm["no-kill"].as<bool>();
+  auto t0 = std::chrono::steady_clock::now();
+  double kill_at = seconds * 0.35, restart_at = seconds * 0.35 + 1.5;
+  while (true) {
+    double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (t >= seconds) break;
+    if (do_kill && !killed && t >= kill_at) {
+      std::fprintf(stderr, "%s*** kill -9 txagent bank_b (pid %d) mid-run\n", tty ? "\n" : "", agents["bank_b"].pid);
+      agents["bank_b"].Kill(SIGKILL);
+      killed = true;
+    }
+    if (do_kill && killed && !restarted && t >= restart_at) {
+      bool ok = agents["bank_b"].Start();
+      std::fprintf(stderr, "%s*** restarted txagent bank_b: pid %d %s\n", tty ? "\n" : "", agents["bank_b"].pid,
+                   ok ? "(recovering in-doubt branches)" : "FAILED");
+      restarted = true;
+    }
+    int width = 30, filled = static_cast<int>(width * t / seconds);
+    std::string bar(filled, '#');
+    bar.resize(width, '.');
+    std::fprintf(stderr, tty ? "\r[%s] %3.0f%% committed=%ld aborted=%ld   " : "[%s] %3.0f%% committed=%ld aborted=%ld\n",
+                 bar.c_str(), 100 * t / seconds, static_cast<long>(committed.load()),
+                 static_cast<long>(aborted.load()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 250 : 1000));
+  }
+  stop = true;
+  for (auto& w : workers) w.join();
+  if (tty) std::fprintf(stderr, "\n");
+
+  // Let every decided transaction reach both banks, then count the money.
+  for (int i = 0; i < 300; ++i) {
+    auto doubt = c.ListTxns("in-doubt");
+    if (doubt.ok() && doubt->empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  int64_t sa = SumBalances(c, "bank_a"), sb = SumBalances(c, "bank_b");
+  int64_t after = (sa < 0 || sb < 0) ? -1 : sa + sb;
+  bool held = after == before && before == 2LL * accounts * 1000;
+  std::printf("bank_a=%ld bank_b=%ld\n", static_cast<long>(sa), static_cast<long>(sb));
+  std::printf("RESULT committed=%ld aborted=%ld total_before=%ld total_after=%ld invariant=%s\n",
+              static_cast<long>(committed.load()), static_cast<long>(aborted.load()), static_cast<long>(before),
+              static_cast<long>(after), held ? "held" : "BROKEN");
+  StopAll();
+  return held ? 0 : 1;
+}
