@@ -1,0 +1,136 @@
+// paxos::Replica: one member of the coordinator group's Multi-Paxos, as a
+// deterministic core (acceptor, proposer and learner in one object).
+//
+// DESIGN.md, "Multi-Paxos for the coordinator group": ballots (round,
+// replica id); pre-vote and randomized election timeouts; phase 1 over every
+// slot above the applied index on a leadership change (adopt the
+// highest-ballot value of each slot, fill gaps with no-ops); steady-state
+// phase 2 with a window of slots in flight; the commit index carried on
+// accepts and heartbeats; in-order apply; catch-up of missing slots;
+// snapshot install for a replica that is too far behind.
+//
+// Values are opaque bytes (the shell's encoded command batches); the empty
+// string is a no-op.
+//
+// Epochs: a PREPARE is granted only for a round strictly above the promised
+// round, so no two leaders ever own the same round: the round is the epoch
+// of the txids its leader allocates.
+//
+// Durability: a promise is persisted before the PROMISE leaves, an accepted
+// value before the ACCEPTED leaves, and the leader counts its own vote only
+// once its own write is durable. The core emits Persist effects with a token
+// and holds every dependent message until OnPersisted(token).
+//
+// Not thread-safe; owned by the node's io thread (or the simulator).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/time.h"
+#include "paxos_types.h"
+
+namespace txc::paxos {
+
+using wire::Ballot;
+using wire::Entry;
+using wire::Message;
+
+bool operator<(const Ballot& a, const Ballot& b);  // lexicographic (round, replica)
+
+struct Options {
+  // Leader heartbeat (carries the commit index). Default: 50 ms.
+  Micros heartbeat = 50 * kMillis;
+  // A follower that hears no leader for a random time in [min, max] runs a
+  // pre-vote. Failover takes about this long. Default: 300..600 ms.
+  Micros election_min = 300 * kMillis;
+  Micros election_max = 600 * kMillis;
+  // Slots proposed but not yet chosen, at most. Default: 64.
+  size_t max_inflight = 64;
+  // Entries per CATCHUP_REPLY. Default: 256.
+  size_t catchup_batch = 256;
+  // Seed of the core's own deterministic jitter generator (the shell picks it:
+  // e.g. from the replica id and the time in the real shell, from the world's
+  // RNG in the simulator).
+  uint64_t seed = 1;
+};
+
+// What an acceptor keeps on disk; handed back to the constructor at restart.
+struct DurableState {
+  Ballot promised;                   // round 0 = none
+  std::map<int64_t, Entry> accepted;  // slots above snapshot_index
+  int64_t snapshot_index = 0;         // slots <= this live only in `snapshot`
+  std::string snapshot;               // the shell's state-machine image at snapshot_index
+};
+
+struct Persist {
+  uint64_t token = 0;
+  std::optional<Ballot> promised;  // write the promised ballot
+  std::vector<Entry> entries;      // write (replace) these accepted values
+};
+
+struct Outgoing {
+  int to = 0;
+  Message msg;
+};
+
+struct Effects {
+  std::vector<Persist> persists;  // make durable, then call OnPersisted(token)
+  std::vector<Outgoing> sends;
+  // Chosen values, in slot order, each slot once (slots above the snapshot).
+  std::vector<std::pair<int64_t, std::string>> applies;
+  // Replace the state machine with this image (it is at `snapshot_index`);
+  // applies that follow continue from there.
+  std::optional<std::pair<int64_t, std::string>> install;
+  // This replica won phase 1 for `epoch` and has applied every recovered slot:
+  // the shell proposes its epoch marker and serves once that is applied.
+  std::optional<int64_t> leader_recovered;
+  // This replica stopped leading (it saw a higher ballot, or lost its majority).
+  bool stepped_down = false;
+  bool empty() const {
+    return persists.empty() && sends.empty() && applies.empty() && !install &&
+           !leader_recovered && !stepped_down;
+  }
+};
+
+class Replica {
+ public:
+  // `members`: every replica id of the group, including `id`. `applied_index`:
+  // what the shell's state machine already holds (its snapshot's index).
+  Replica(int id, std::vector<int> members, Options options, DurableState recovered,
+          int64_t applied_index);
+  ~Replica();
+
+  void OnMessage(const Message& m, Micros now);
+  void OnPersisted(uint64_t token, Micros now);
+  void Tick(Micros now);
+
+  // Proposes `value` for the next slot. REQUIRES: is_leader(). Values queue
+  // while the window is full. Returns false when not the leader.
+  bool Propose(std::string value, Micros now);
+
+  // The shell's state machine holds everything through `index` in `image`:
+  // slots <= index may be forgotten; `image` is sent to replicas behind it.
+  void Compacted(int64_t index, std::string image);
+
+  Effects TakeEffects();
+
+  int id() const;
+  bool is_leader() const;     // won phase 1 and has not stepped down
+  int leader_id() const;      // 0 when unknown
+  int64_t epoch() const;      // round of the leader this replica follows (or is)
+  int64_t commit_index() const;
+  int64_t applied_index() const;
+  // As the leader knows them: each member's highest applied slot.
+  std::map<int, int64_t> progress() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace txc::paxos
