@@ -1,0 +1,660 @@
+#include "participant/sqlite_resource.h"
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "wal/sqlite.h"
+
+namespace txc::participant {
+namespace {
+
+using ::testing::HasSubstr;
+
+#define ASSERT_OK(expr)                        \
+  do {                                         \
+    const ::txc::Status& s_ = (expr);          \
+    ASSERT_TRUE(s_.ok()) << s_.ToString();     \
+  } while (0)
+#define EXPECT_OK(expr)                        \
+  do {                                         \
+    const ::txc::Status& s_ = (expr);          \
+    EXPECT_TRUE(s_.ok()) << s_.ToString();     \
+  } while (0)
+
+proto::Value I(int64_t v) {
+  proto::Value x;
+  x.__set_i(v);
+  return x;
+}
+proto::Value S(std::string v) {
+  proto::Value x;
+  x.__set_s(std::move(v));
+  return x;
+}
+proto::Value Null() { return proto::Value(); }
+
+proto::Statement Sql(std::string sql, std::vector<proto::Value> params = {},
+                     std::optional<int64_t> expect_rows = std::nullopt) {
+  proto::Statement s;
+  s.sql = std::move(sql);
+  s.params = std::move(params);
+  if (expect_rows) s.__set_expect_rows(*expect_rows);
+  return s;
+}
+
+// Moves `delta` onto account `id`, which must exist.
+proto::Statement Add(int64_t id, int64_t delta) {
+  return Sql("UPDATE accounts SET balance = balance + ?1 WHERE id = ?2", {I(delta), I(id)}, 1);
+}
+
+// Waits for a callback's value.
+template <typename T>
+T Wait(std::future<T> f) {
+  EXPECT_EQ(f.wait_for(std::chrono::seconds(60)), std::future_status::ready) << "no callback";
+  return f.get();
+}
+
+class SqliteResourceTest : public ::testing::Test {
+ protected:
+  static constexpr int kAccounts = 1000;
+
+  void SetUp() override {
+    char tmpl[] = "/tmp/sqlite_resource_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/bank_a.db";
+    auto db = wal::Db::Open(path_);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    reader_ = std::move(*db);
+    ASSERT_OK(reader_->Exec(
+        "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
+        "CREATE TABLE audit(msg TEXT);"  // no primary key
+        "CREATE TABLE kv(k TEXT, part INTEGER, v TEXT, PRIMARY KEY(k, part));"
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) "
+        "INSERT INTO accounts SELECT i, 100 FROM n;"));
+    Open();
+  }
+
+  void TearDown() override {
+    rm_.reset();
+    reader_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // (Re)opens the resource, as an agent restart would, and runs Recover.
+  std::vector<RecoveredBranch> Open(SqliteResourceOptions options = {}) {
+    rm_.reset();
+    auto r = SqliteResource::Open("bank_a", path_, options);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return {};
+    rm_ = std::move(*r);
+    auto rec = rm_->Recover();
+    EXPECT_TRUE(rec.ok()) << rec.status().ToString();
+    return rec.ok() ? *rec : std::vector<RecoveredBranch>{};
+  }
+
+  ExecuteResult Execute(const TxId& t, std::vector<proto::Statement> stmts) {
+    std::promise<ExecuteResult> p;
+    auto f = p.get_future();
+    rm_->Execute(t, std::move(stmts), [&p](ExecuteResult r) { p.set_value(std::move(r)); });
+    return Wait(std::move(f));
+  }
+  ExecuteResult ExecuteAndPrepare(const TxId& t, std::vector<proto::Statement> stmts,
+                                  const PrepareInfo& info = {}) {
+    std::promise<ExecuteResult> p;
+    auto f = p.get_future();
+    rm_->ExecuteAndPrepare(t, std::move(stmts), info,
+                           [&p](ExecuteResult r) { p.set_value(std::move(r)); });
+    return Wait(std::move(f));
+  }
+  Status Prepare(const TxId& t, const PrepareInfo& info = {}) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    rm_->Prepare(t, info, [&p](Status s) { p.set_value(std::move(s)); });
+    return Wait(std::move(f));
+  }
+  Status Commit(const TxId& t) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    rm_->Commit(t, [&p](Status s) { p.set_value(std::move(s)); });
+    return Wait(std::move(f));
+  }
+  Status Rollback(const TxId& t) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    rm_->Rollback(t, [&p](Status s) { p.set_value(std::move(s)); });
+    return Wait(std::move(f));
+  }
+
+  // Reads through a second connection, as any other reader of the file would.
+  std::optional<int64_t> Balance(int64_t id) {
+    auto q = reader_->Prepare("SELECT balance FROM accounts WHERE id = ?1");
+    EXPECT_TRUE(q.ok());
+    EXPECT_TRUE((*q)->BindInt(1, id).ok());
+    auto row = (*q)->Step();
+    EXPECT_TRUE(row.ok()) << row.status().ToString();
+    if (!row.ok() || !*row) return std::nullopt;
+    return (*q)->ColumnInt(0);
+  }
+  std::map<int64_t, int64_t> Accounts() {
+    std::map<int64_t, int64_t> out;
+    auto q = reader_->Prepare("SELECT id, balance FROM accounts");
+    EXPECT_TRUE(q.ok());
+    while (true) {
+      auto row = (*q)->Step();
+      EXPECT_TRUE(row.ok());
+      if (!row.ok() || !*row) break;
+      out[(*q)->ColumnInt(0)] = (*q)->ColumnInt(1);
+    }
+    return out;
+  }
+  int64_t Count(const std::string& sql) {
+    auto q = reader_->Prepare(sql);
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    auto row = (*q)->Step();
+    EXPECT_TRUE(row.ok() && *row);
+    return (*q)->ColumnInt(0);
+  }
+
+  std::string dir_;
+  std::string path_;
+  std::unique_ptr<wal::Db> reader_;
+  std::unique_ptr<SqliteResource> rm_;
+  const TxId a_ = MakeTxId(1, 1);
+  const TxId b_ = MakeTxId(1, 2);
+};
+
+TEST_F(SqliteResourceTest, ExecuteThenCommitKeepsTheData) {
+  ExecuteResult r = Execute(a_, {Add(1, -30), Add(2, 30)});
+  ASSERT_OK(r.status);
+  EXPECT_TRUE(r.wrote);
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(r.results[0].rows_changed, 1);
+  EXPECT_EQ(rm_->locks_held(), 2u);
+  ASSERT_OK(Prepare(a_));
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  EXPECT_EQ(Balance(1), 70);
+  EXPECT_EQ(Balance(2), 130);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes"), 0);
+  EXPECT_EQ(Count("SELECT state FROM txc_branches WHERE txid = '1.1'"),
+            static_cast<int>(BranchState::kCommitted));
+  // Commit is idempotent.
+  EXPECT_OK(Commit(a_));
+}
+
+TEST_F(SqliteResourceTest, RollbackRestoresUpdatesInsertsAndDeletesExactly) {
+  auto before = Accounts();
+  ASSERT_OK(Execute(a_, {Add(1, -30), Sql("INSERT INTO accounts VALUES(?1, ?2)", {I(5000), I(7)})})
+                .status);
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM accounts WHERE id IN (2, 3)", {}, 2), Add(1, -5),
+                         Sql("UPDATE accounts SET balance = 0 WHERE id = 5000", {}, 1)})
+                .status);
+  EXPECT_EQ(Balance(1), 65);
+  EXPECT_EQ(Balance(2), std::nullopt);
+  EXPECT_EQ(Balance(5000), 0);
+  EXPECT_EQ(rm_->locks_held(), 4u);
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Accounts(), before);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes"), 0);
+  EXPECT_OK(Rollback(a_));  // idempotent
+  EXPECT_EQ(Accounts(), before);
+}
+
+TEST_F(SqliteResourceTest, ConflictNamesHolderAndRowAndAppliesNothing) {
+  ASSERT_OK(Execute(a_, {Add(7, -10)}).status);
+  ExecuteResult r = Execute(b_, {Add(8, 1), Add(7, 1)});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  ASSERT_TRUE(r.holder.has_value());
+  EXPECT_EQ(*r.holder, a_);
+  EXPECT_EQ(r.conflict, "bank_a.accounts id=7");
+  EXPECT_THAT(r.status.message(), HasSubstr("held by txn 1.1"));
+  EXPECT_FALSE(r.wrote);
+  EXPECT_TRUE(r.results.empty());
+  EXPECT_EQ(Balance(8), 100);  // nothing of B applied
+  EXPECT_EQ(Balance(7), 90);   // A's change untouched
+  EXPECT_EQ(rm_->locks_held(), 1u);
+
+  ASSERT_OK(Commit(a_));
+  r = Execute(b_, {Add(8, 1), Add(7, 1)});
+  ASSERT_OK(r.status);
+  ASSERT_OK(Commit(b_));
+  EXPECT_EQ(Balance(7), 91);
+  EXPECT_EQ(Balance(8), 101);
+}
+
+TEST_F(SqliteResourceTest, ConflictOnCompositeTextKeyIsReadable) {
+  ASSERT_OK(Execute(a_, {Sql("INSERT INTO kv VALUES('user', 3, 'x')")}).status);
+  ExecuteResult r = Execute(b_, {Sql("DELETE FROM kv")});
+  EXPECT_EQ(r.status.code(), Status::kConflict);
+  EXPECT_EQ(r.conflict, "bank_a.kv k='user',part=3");
+}
+
+TEST_F(SqliteResourceTest, ReTakingOwnLockIsFine) {
+  ASSERT_OK(Execute(a_, {Add(7, -10)}).status);
+  ExecuteResult r = Execute(a_, {Add(7, -10)});
+  ASSERT_OK(r.status);
+  EXPECT_TRUE(r.wrote);
+  EXPECT_EQ(rm_->locks_held(), 1u);
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Balance(7), 100);  // both calls undone, newest first
+}
+
+TEST_F(SqliteResourceTest, ExpectRowsMismatchFailsAndAppliesNothing) {
+  ExecuteResult r = Execute(a_, {Add(1, -10), Add(99999, 10)});
+  EXPECT_EQ(r.status.code(), Status::kExpectationFailed);
+  EXPECT_THAT(r.status.message(), HasSubstr("statement 2"));
+  EXPECT_THAT(r.status.message(), HasSubstr("changed 0 rows, expected 1"));
+  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+}
+
+TEST_F(SqliteResourceTest, SelectReturnsRowsAndColumnsAndReadOnlyBranchDidNotWrite) {
+  ExecuteResult r = Execute(
+      a_, {Sql("SELECT id, balance, 'x' AS s, NULL AS n, 2.5 AS d FROM accounts WHERE id <= ?1 "
+               "ORDER BY id",
+               {I(2)})});
+  ASSERT_OK(r.status);
+  EXPECT_FALSE(r.wrote);
+  ASSERT_EQ(r.results.size(), 1u);
+  const proto::ResultSet& rs = r.results[0];
+  EXPECT_EQ(rs.columns, (std::vector<std::string>{"id", "balance", "s", "n", "d"}));
+  ASSERT_EQ(rs.rows.size(), 2u);
+  EXPECT_EQ(rs.rows[1].values[0].i, 2);
+  EXPECT_TRUE(rs.rows[1].values[0].__isset.i);
+  EXPECT_EQ(rs.rows[1].values[1].i, 100);
+  EXPECT_EQ(rs.rows[0].values[2].s, "x");
+  EXPECT_FALSE(rs.rows[0].values[3].__isset.i || rs.rows[0].values[3].__isset.s ||
+               rs.rows[0].values[3].__isset.d || rs.rows[0].values[3].__isset.b);
+  EXPECT_DOUBLE_EQ(rs.rows[0].values[4].d, 2.5);
+  EXPECT_EQ(rs.rows_changed, 0);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  // A later write makes the branch a writer.
+  r = Execute(a_, {Add(1, 1)});
+  ASSERT_OK(r.status);
+  EXPECT_TRUE(r.wrote);
+  r = Execute(a_, {Sql("SELECT 1")});
+  EXPECT_TRUE(r.wrote);
+}
+
+TEST_F(SqliteResourceTest, SqlErrorNamesResourceAndKeepsEarlierWork) {
+  ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
+  ExecuteResult r = Execute(a_, {Add(2, 10), Sql("UPDATE acounts SET balance = 0")});
+  EXPECT_EQ(r.status.code(), Status::kSqlError);
+  EXPECT_THAT(r.status.message(), HasSubstr("bank_a: no such table: acounts"));
+  EXPECT_TRUE(r.wrote);  // the first call's change
+  EXPECT_EQ(Balance(2), 100);
+  EXPECT_EQ(Balance(1), 90);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(1), 90);
+  EXPECT_EQ(Balance(2), 100);
+}
+
+TEST_F(SqliteResourceTest, ParameterCountMismatchIsAnSqlError) {
+  ExecuteResult r = Execute(a_, {Sql("UPDATE accounts SET balance = ?1 WHERE id = ?2", {I(1)})});
+  EXPECT_EQ(r.status.code(), Status::kSqlError);
+  EXPECT_THAT(r.status.message(), HasSubstr("expected 2 parameters, got 1"));
+  r = Execute(a_, {Sql("INSERT INTO kv VALUES(?1, ?2, ?3)", {S("k"), I(1), Null()})});
+  ASSERT_OK(r.status);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM kv WHERE v IS NULL"), 1);
+}
+
+TEST_F(SqliteResourceTest, TableWithoutPrimaryKeyIsRefused) {
+  ExecuteResult r = Execute(a_, {Add(1, 1), Sql("INSERT INTO audit VALUES('moved')")});
+  EXPECT_EQ(r.status.code(), Status::kSqlError);
+  EXPECT_THAT(r.status.message(), HasSubstr("PRIMARY KEY"));
+  EXPECT_THAT(r.status.message(), HasSubstr("audit"));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM audit"), 0);
+  EXPECT_EQ(Balance(1), 100);
+  // Reading it is fine.
+  ASSERT_OK(Execute(a_, {Sql("SELECT * FROM audit")}).status);
+}
+
+TEST_F(SqliteResourceTest, TransactionControlAndLogTablesAreOffLimits) {
+  for (const char* sql : {"COMMIT", "BEGIN", "SAVEPOINT x", "DELETE FROM txc_branches",
+                          "PRAGMA synchronous=OFF", "SELECT 1; SELECT 2"}) {
+    ExecuteResult r = Execute(a_, {Sql(sql)});
+    EXPECT_EQ(r.status.code(), Status::kSqlError) << sql;
+  }
+  ASSERT_OK(Execute(a_, {Sql("SELECT COUNT(*) FROM txc_branches")}).status);
+  ASSERT_OK(Execute(a_, {Add(3, 1)}).status);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(3), 101);
+}
+
+TEST_F(SqliteResourceTest, StatementThatRollsBackTheTransactionKeepsEarlierWork) {
+  ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
+  ExecuteResult r = Execute(a_, {Add(2, 5), Sql("INSERT OR ROLLBACK INTO accounts VALUES(1, 5)")});
+  EXPECT_EQ(r.status.code(), Status::kSqlError);
+  EXPECT_THAT(r.status.message(), HasSubstr("UNIQUE"));
+  EXPECT_EQ(Balance(1), 90);
+  EXPECT_EQ(Balance(2), 100);
+  ASSERT_OK(Execute(b_, {Add(3, 1)}).status);
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Balance(1), 100);
+  ASSERT_OK(Commit(b_));
+  EXPECT_EQ(Balance(3), 101);
+}
+
+TEST_F(SqliteResourceTest, PreparedBranchSurvivesRestartWithItsLocks) {
+  PrepareInfo info;
+  proto::Participant p1, p2;
+  p1.resource = "bank_a";
+  p1.address = "127.0.0.1:7001";
+  p2.resource = "bank_b";
+  p2.address = "127.0.0.1:7002";
+  info.participants = {p1, p2};
+  info.protocol = proto::Protocol::THREE_PC;
+  ASSERT_OK(Execute(a_, {Add(7, -50)}).status);
+  ASSERT_OK(Prepare(a_, info));
+  EXPECT_OK(Prepare(a_, info));  // idempotent
+
+  auto recovered = Open();  // restart
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].txid, a_);
+  EXPECT_EQ(recovered[0].state, BranchState::kPrepared);
+  EXPECT_EQ(recovered[0].info.participants, info.participants);
+  EXPECT_EQ(recovered[0].info.protocol, proto::Protocol::THREE_PC);
+  EXPECT_EQ(rm_->locks_held(), 1u);
+
+  ExecuteResult r = Execute(b_, {Add(7, 1)});
+  EXPECT_EQ(r.status.code(), Status::kConflict);
+  EXPECT_EQ(r.conflict, "bank_a.accounts id=7");
+  // A prepared branch takes no more statements.
+  EXPECT_EQ(Execute(a_, {Add(1, 1)}).status.code(), Status::kInvalidArgument);
+
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(7), 50);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  ASSERT_OK(Execute(b_, {Add(7, 1)}).status);
+  EXPECT_TRUE(Open().size() == 1u);  // b is ACTIVE
+}
+
+TEST_F(SqliteResourceTest, ActiveBranchRecoveredAndRolledBackAfterRestart) {
+  auto before = Accounts();
+  ASSERT_OK(Execute(a_, {Add(1, -10), Sql("INSERT INTO accounts VALUES(7777, 1)")}).status);
+  ASSERT_OK(Execute(b_, {Sql("SELECT 1")}).status);  // read-only: recovered, no locks
+  auto recovered = Open();
+  ASSERT_EQ(recovered.size(), 2u);
+  EXPECT_EQ(recovered[0].txid, a_);
+  EXPECT_EQ(recovered[0].state, BranchState::kActive);
+  EXPECT_EQ(recovered[1].txid, b_);
+  EXPECT_EQ(rm_->locks_held(), 2u);
+  ASSERT_OK(Rollback(a_));
+  ASSERT_OK(Rollback(b_));
+  EXPECT_EQ(Accounts(), before);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  EXPECT_TRUE(Open().empty());
+}
+
+TEST_F(SqliteResourceTest, RollbackOfUnknownTxidLeavesATombstone) {
+  ASSERT_OK(Rollback(a_));
+  ExecuteResult r = Execute(a_, {Add(1, 1)});
+  EXPECT_EQ(r.status.code(), Status::kAborted);
+  EXPECT_THAT(r.status.message(), HasSubstr("branch 1.1 is already aborted"));
+  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(Prepare(a_).code(), Status::kAborted);
+  EXPECT_EQ(ExecuteAndPrepare(a_, {Add(1, 1)}).status.code(), Status::kAborted);
+  EXPECT_EQ(Commit(a_).code(), Status::kAborted);
+  EXPECT_OK(Rollback(a_));
+  EXPECT_TRUE(Open().empty());  // a tombstone is final
+  EXPECT_EQ(Execute(a_, {Add(1, 1)}).status.code(), Status::kAborted);
+}
+
+TEST_F(SqliteResourceTest, FinishedAndUnknownBranchesAnswerClearly) {
+  EXPECT_EQ(Commit(a_).code(), Status::kNotFound);
+  EXPECT_EQ(Prepare(a_).code(), Status::kNotFound);
+  ASSERT_OK(Execute(a_, {Add(1, 1)}).status);
+  ASSERT_OK(Commit(a_));
+  ExecuteResult r = Execute(a_, {Add(1, 1)});
+  EXPECT_EQ(r.status.code(), Status::kInvalidArgument);
+  EXPECT_THAT(r.status.message(), HasSubstr("already committed"));
+  EXPECT_EQ(Rollback(a_).code(), Status::kInvalidArgument);
+  EXPECT_EQ(Balance(1), 101);
+}
+
+TEST_F(SqliteResourceTest, ExecuteAndPrepareIsOneDurableStep) {
+  uint64_t syncs = rm_->syncs();
+  ExecuteResult r = ExecuteAndPrepare(a_, {Add(1, -10), Add(2, 10)});
+  ASSERT_OK(r.status);
+  EXPECT_TRUE(r.wrote);
+  EXPECT_EQ(rm_->syncs(), syncs + 1);
+  auto recovered = Open();
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].state, BranchState::kPrepared);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(1), 90);
+}
+
+TEST_F(SqliteResourceTest, FailedExecuteAndPrepareLeavesNoBranch) {
+  ExecuteResult r = ExecuteAndPrepare(a_, {Add(1, -10), Add(424242, 10)});
+  EXPECT_EQ(r.status.code(), Status::kExpectationFailed);
+  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches"), 0);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  // The agent then rolls it back: a tombstone.
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Count("SELECT state FROM txc_branches WHERE txid = '1.1'"),
+            static_cast<int>(BranchState::kAborted));
+}
+
+TEST_F(SqliteResourceTest, UndoOverwritesARowChangedBehindTxcoordsBack) {
+  ASSERT_OK(Execute(a_, {Add(1, -10), Sql("INSERT INTO accounts VALUES(9999, 1)")}).status);
+  ASSERT_OK(reader_->Exec("UPDATE accounts SET balance = 5 WHERE id = 1; "
+                          "DELETE FROM accounts WHERE id = 9999"));
+  ASSERT_OK(Rollback(a_));  // logs the conflicts, restores the before-image
+  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(Balance(9999), std::nullopt);
+}
+
+TEST_F(SqliteResourceTest, ConcurrentExecuteAndPrepareAreGroupCommitted) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 50;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::future<ExecuteResult>> pending;
+      std::vector<std::shared_ptr<std::promise<ExecuteResult>>> promises;
+      for (int i = 0; i < kPerThread; ++i) {
+        int64_t seq = t * kPerThread + i + 1;
+        int64_t id = seq;  // a distinct row per transaction
+        auto p = std::make_shared<std::promise<ExecuteResult>>();
+        pending.push_back(p->get_future());
+        rm_->ExecuteAndPrepare(MakeTxId(2, seq), {Add(id, -1)}, {},
+                               [p](ExecuteResult r) { p->set_value(std::move(r)); });
+      }
+      for (auto& f : pending) {
+        ExecuteResult r = Wait(std::move(f));
+        if (!r.status.ok()) failures++;
+      }
+      std::vector<std::future<Status>> commits;
+      for (int i = 0; i < kPerThread; ++i) {
+        auto p = std::make_shared<std::promise<Status>>();
+        commits.push_back(p->get_future());
+        rm_->Commit(MakeTxId(2, t * kPerThread + i + 1), [p](Status s) { p->set_value(s); });
+      }
+      for (auto& f : commits) {
+        if (!Wait(std::move(f)).ok()) failures++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  const uint64_t ops = 2 * kThreads * kPerThread;
+  EXPECT_LT(rm_->syncs(), ops);
+  std::printf("[ info     ] %llu durable ops in %llu syncs (%llu groups)\n",
+              static_cast<unsigned long long>(ops),
+              static_cast<unsigned long long>(rm_->syncs()),
+              static_cast<unsigned long long>(rm_->groups_committed()));
+  EXPECT_EQ(Count("SELECT SUM(balance) FROM accounts"), 100 * kAccounts - kThreads * kPerThread);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+}
+
+TEST_F(SqliteResourceTest, StorageFailureIsStickyAndUndoesTheGroupsLocks) {
+  ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
+  rm_->InjectFailureForTest();
+  ExecuteResult r = ExecuteAndPrepare(b_, {Add(2, 10)});
+  EXPECT_EQ(r.status.code(), Status::kStorageFailed);
+  EXPECT_EQ(rm_->locks_held(), 1u);  // a's lock only: b's lock went with its group
+  EXPECT_EQ(Execute(MakeTxId(1, 3), {Sql("SELECT 1")}).status.code(), Status::kStorageFailed);
+  Status c = Commit(a_);
+  EXPECT_EQ(c.code(), Status::kStorageFailed);
+  EXPECT_THAT(c.message(), HasSubstr("refuses every operation until restarted"));
+  EXPECT_EQ(Rollback(a_).code(), Status::kStorageFailed);
+  EXPECT_EQ(Balance(2), 100);
+
+  auto recovered = Open();  // a restart clears it
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].txid, a_);
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Balance(1), 100);
+}
+
+TEST_F(SqliteResourceTest, OldFinalRowsArePurgedAndLiveOnesKept) {
+  ASSERT_OK(Rollback(a_));                       // tombstone
+  ASSERT_OK(Execute(b_, {Add(1, 1)}).status);    // committed
+  ASSERT_OK(Commit(b_));
+  const TxId c = MakeTxId(1, 3);
+  ASSERT_OK(Execute(c, {Add(2, 1)}).status);     // still active
+  rm_.reset();
+  ASSERT_OK(reader_->Exec("UPDATE txc_branches SET updated = 0"));  // long ago
+  Open();
+  ASSERT_OK(Execute(MakeTxId(1, 4), {Sql("SELECT 1")}).status);  // the first group purges
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches WHERE txid IN ('1.1', '1.2')"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches WHERE txid = '1.3'"), 1);
+  ASSERT_OK(Rollback(c));
+  EXPECT_EQ(Balance(2), 100);
+}
+
+TEST_F(SqliteResourceTest, UnsafeNoSyncNeverSyncs) {
+  SqliteResourceOptions o;
+  o.unsafe_no_sync = true;
+  Open(o);
+  ASSERT_OK(ExecuteAndPrepare(a_, {Add(1, 1)}).status);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(rm_->syncs(), 0u);
+  EXPECT_GE(rm_->groups_committed(), 2u);
+}
+
+// --------------------------------------------------------- the SDK itself
+
+class ResourceManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/resource_manager_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(ResourceManagerTest, MakeResourceOpensSqliteSpec) {
+  auto r = MakeResource("bank_a=sqlite:" + dir_ + "/a.db");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)->name(), "bank_a");
+  auto rec = (*r)->Recover();
+  ASSERT_TRUE(rec.ok());
+  EXPECT_TRUE(rec->empty());
+}
+
+TEST_F(ResourceManagerTest, MakeResourceExplainsBadSpecs) {
+  struct Case {
+    std::string spec;
+    std::string says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"bank_a", "expected NAME=KIND:PATH"},
+           {"=sqlite:/tmp/x.db", "name"},
+           {"bank a=sqlite:/tmp/x.db", "name"},
+           {"bank_a=/tmp/x.db", "KIND:PATH"},
+           {"bank_a=postgres:host=db", "unknown resource kind \"postgres\""},
+           {"bank_a=sqlite:", "empty database path"},
+       }) {
+    auto r = MakeResource(c.spec);
+    ASSERT_FALSE(r.ok()) << c.spec;
+    EXPECT_EQ(r.status().code(), Status::kInvalidArgument) << c.spec;
+    EXPECT_THAT(r.status().message(), HasSubstr(c.says)) << c.spec;
+  }
+  auto r = MakeResource("bank_a=sqlite:" + dir_ + "/no/such/dir/a.db");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("no/such/dir/a.db"));
+}
+
+TEST(BranchStateTest, NamesEveryState) {
+  EXPECT_STREQ(BranchStateName(BranchState::kActive), "ACTIVE");
+  EXPECT_STREQ(BranchStateName(BranchState::kPrepared), "PREPARED");
+  EXPECT_STREQ(BranchStateName(BranchState::kPreCommitted), "PRECOMMITTED");
+  EXPECT_STREQ(BranchStateName(BranchState::kCommitted), "COMMITTED");
+  EXPECT_STREQ(BranchStateName(BranchState::kAborted), "ABORTED");
+}
+
+// A resource that only has Execute and Prepare, to test the default one-shot.
+class FakeResource : public ResourceManager {
+ public:
+  const std::string& name() const override { return name_; }
+  Result<std::vector<RecoveredBranch>> Recover() override { return std::vector<RecoveredBranch>{}; }
+  void Execute(const TxId&, std::vector<proto::Statement> s, Callback<ExecuteResult> done) override {
+    calls.push_back("execute");
+    ExecuteResult r;
+    r.status = execute_status;
+    r.wrote = true;
+    r.results.resize(s.size());
+    done(std::move(r));
+  }
+  void Prepare(const TxId&, const PrepareInfo&, Callback<Status> done) override {
+    calls.push_back("prepare");
+    done(prepare_status);
+  }
+  void Commit(const TxId&, Callback<Status> done) override { done(Status::Ok()); }
+  void Rollback(const TxId&, Callback<Status> done) override { done(Status::Ok()); }
+
+  std::string name_ = "fake";
+  std::vector<std::string> calls;
+  Status execute_status;
+  Status prepare_status;
+};
+
+TEST(DefaultExecuteAndPrepareTest, ExecutesThenPrepares) {
+  FakeResource fake;
+  std::optional<ExecuteResult> got;
+  fake.ExecuteAndPrepare(MakeTxId(1, 1), {Sql("x"), Sql("y")}, {},
+                         [&](ExecuteResult r) { got = std::move(r); });
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->status.ok());
+  EXPECT_EQ(got->results.size(), 2u);
+  EXPECT_EQ(fake.calls, (std::vector<std::string>{"execute", "prepare"}));
+}
+
+TEST(DefaultExecuteAndPrepareTest, StopsAtTheFirstFailure) {
+  FakeResource fake;
+  fake.execute_status = Status::SqlError("fake: boom");
+  std::optional<ExecuteResult> got;
+  fake.ExecuteAndPrepare(MakeTxId(1, 1), {Sql("x")}, {}, [&](ExecuteResult r) { got = std::move(r); });
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status.code(), Status::kSqlError);
+  EXPECT_EQ(fake.calls, (std::vector<std::string>{"execute"}));
+
+  FakeResource fake2;
+  fake2.prepare_status = Status::StorageFailed("fake: disk full");
+  fake2.ExecuteAndPrepare(MakeTxId(1, 1), {Sql("x")}, {}, [&](ExecuteResult r) { got = std::move(r); });
+  EXPECT_EQ(got->status.code(), Status::kStorageFailed);
+  EXPECT_EQ(fake2.calls, (std::vector<std::string>{"execute", "prepare"}));
+}
+
+}  // namespace
+}  // namespace txc::participant

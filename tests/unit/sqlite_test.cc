@@ -1,0 +1,192 @@
+#include "wal/sqlite.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace txc::wal {
+namespace {
+
+using ::testing::HasSubstr;
+
+#define ASSERT_OK(expr)                                   \
+  do {                                                    \
+    const ::txc::Status& s_ = (expr);                     \
+    ASSERT_TRUE(s_.ok()) << s_.ToString();                \
+  } while (0)
+
+class SqliteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sqlite_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/test.db";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<Db> OpenDb() {
+    auto db = Db::Open(path_);
+    EXPECT_TRUE(db.ok()) << db.status().ToString();
+    return db.ok() ? std::move(*db) : nullptr;
+  }
+
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(SqliteTest, OpensInWalModeWithFullSync) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  auto q = db->Prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(q.ok());
+  ASSERT_TRUE(*(*q)->Step());
+  EXPECT_EQ((*q)->ColumnText(0), "wal");
+  auto sync = db->Prepare("PRAGMA synchronous");
+  ASSERT_TRUE(sync.ok());
+  ASSERT_TRUE(*(*sync)->Step());
+  EXPECT_EQ((*sync)->ColumnInt(0), 2);  // FULL
+  ASSERT_OK(db->SetSynchronousFull(false));
+  (*sync)->Reset();
+  ASSERT_TRUE(*(*sync)->Step());
+  EXPECT_EQ((*sync)->ColumnInt(0), 1);  // NORMAL
+}
+
+TEST_F(SqliteTest, BindsStepsAndReadsBackEveryType) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(db->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, i INTEGER, d REAL, s TEXT, b BLOB)"));
+  auto ins = db->Prepare("INSERT INTO t(id, i, d, s, b) VALUES(?1, ?2, ?3, ?4, ?5)");
+  ASSERT_TRUE(ins.ok()) << ins.status().ToString();
+  Stmt& s = **ins;
+  ASSERT_OK(s.BindInt(1, 1));
+  ASSERT_OK(s.BindInt(2, -42));
+  ASSERT_OK(s.BindDouble(3, 2.5));
+  ASSERT_OK(s.BindText(4, "hello"));
+  ASSERT_OK(s.BindBlob(5, std::string("a\0b", 3)));
+  ASSERT_OK(s.Run());
+  EXPECT_EQ(db->changes(), 1);
+  EXPECT_EQ(db->last_insert_rowid(), 1);
+  // Reuse: Reset clears the bindings, so unbound parameters are NULL.
+  s.Reset();
+  ASSERT_OK(s.BindInt(1, 2));
+  ASSERT_OK(s.BindNull(2));
+  ASSERT_OK(s.Run());
+
+  auto sel = db->Prepare("SELECT id, i, d, s, b FROM t ORDER BY id");
+  ASSERT_TRUE(sel.ok());
+  Stmt& q = **sel;
+  EXPECT_EQ(q.column_count(), 5);
+  EXPECT_EQ(q.column_name(3), "s");
+  auto row = q.Step();
+  ASSERT_TRUE(row.ok());
+  ASSERT_TRUE(*row);
+  EXPECT_EQ(q.column_type(1), SQLITE_INTEGER);
+  EXPECT_EQ(q.ColumnInt(1), -42);
+  EXPECT_DOUBLE_EQ(q.ColumnDouble(2), 2.5);
+  EXPECT_EQ(q.ColumnText(3), "hello");
+  EXPECT_EQ(q.ColumnBlob(4), std::string("a\0b", 3));
+  row = q.Step();
+  ASSERT_TRUE(row.ok());
+  ASSERT_TRUE(*row);
+  EXPECT_EQ(q.ColumnInt(0), 2);
+  EXPECT_TRUE(q.ColumnIsNull(1));
+  EXPECT_TRUE(q.ColumnIsNull(3));
+  row = q.Step();
+  ASSERT_TRUE(row.ok());
+  EXPECT_FALSE(*row);
+}
+
+TEST_F(SqliteTest, DataSurvivesReopen) {
+  {
+    auto db = OpenDb();
+    ASSERT_NE(db, nullptr);
+    ASSERT_OK(db->Exec("CREATE TABLE kv(k TEXT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES('a','1')"));
+  }
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  auto q = db->Prepare("SELECT v FROM kv WHERE k = 'a'");
+  ASSERT_TRUE(q.ok());
+  ASSERT_TRUE(*(*q)->Step());
+  EXPECT_EQ((*q)->ColumnText(0), "1");
+}
+
+TEST_F(SqliteTest, PrepareErrorNamesFileAndSqliteMessage) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  auto bad = db->Prepare("SELECT * FROM acounts");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Status::kSqlError);
+  EXPECT_THAT(bad.status().message(), HasSubstr(path_));
+  EXPECT_THAT(bad.status().message(), HasSubstr("no such table: acounts"));
+}
+
+TEST_F(SqliteTest, ExecErrorNamesFileAndSqliteMessage) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  Status s = db->Exec("CREATE TABLE t(x); CREATE TABLE t(x)");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr(path_));
+  EXPECT_THAT(s.message(), HasSubstr("table t already exists"));
+}
+
+TEST_F(SqliteTest, StepErrorCarriesConstraintMessage) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(db->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY); INSERT INTO t VALUES(1)"));
+  auto ins = db->Prepare("INSERT INTO t VALUES(?1)");
+  ASSERT_TRUE(ins.ok());
+  ASSERT_OK((*ins)->BindInt(1, 1));
+  Status s = (*ins)->Run();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Status::kSqlError);
+  EXPECT_THAT(s.message(), HasSubstr(path_));
+  EXPECT_THAT(s.message(), HasSubstr("UNIQUE constraint failed: t.id"));
+  Status e = db->Error("after insert");
+  EXPECT_FALSE(e.ok());
+  EXPECT_THAT(e.message(), HasSubstr("after insert"));
+}
+
+TEST_F(SqliteTest, BindOutOfRangeIsAnError) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  auto q = db->Prepare("SELECT ?1");
+  ASSERT_TRUE(q.ok());
+  Status s = (*q)->BindInt(5, 1);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("bind parameter 5"));
+}
+
+TEST_F(SqliteTest, PrepareRefusesEmptyAndMultipleStatements) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  auto empty = db->Prepare("  -- nothing\n");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.status().code(), Status::kInvalidArgument);
+  auto two = db->Prepare("SELECT 1; SELECT 2");
+  ASSERT_FALSE(two.ok());
+  EXPECT_THAT(two.status().message(), HasSubstr("more than one statement"));
+  auto one = db->Prepare("SELECT 1;  ");
+  EXPECT_TRUE(one.ok()) << one.status().ToString();
+}
+
+TEST_F(SqliteTest, OpenFailureNamesThePath) {
+  auto db = Db::Open(dir_ + "/no/such/dir/x.db");
+  ASSERT_FALSE(db.ok());
+  EXPECT_EQ(db.status().code(), Status::kStorageFailed);
+  EXPECT_THAT(db.status().message(), HasSubstr(dir_ + "/no/such/dir/x.db"));
+}
+
+TEST_F(SqliteTest, MemoryDatabaseWorks) {
+  auto db = Db::Open(":memory:");
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  ASSERT_OK((*db)->Exec("CREATE TABLE t(x); INSERT INTO t VALUES(1)"));
+  EXPECT_EQ((*db)->changes(), 1);
+}
+
+}  // namespace
+}  // namespace txc::wal

@@ -1,0 +1,344 @@
+#include "wal/log_store.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include <boost/asio/post.hpp>
+
+#include "common/log.h"
+#include "wal/sqlite.h"
+
+namespace txc::wal {
+
+namespace {
+
+struct Op {
+  enum Kind { kAppend, kMeta, kTruncate };
+  Kind kind = kAppend;
+  std::vector<LogRecord> records;  // kAppend
+  std::string key;                 // kMeta
+  std::string value;               // kMeta
+  uint64_t upto = 0;               // kTruncate
+  LogStore::Done done;
+
+  size_t weight() const { return kind == kAppend ? std::max<size_t>(records.size(), 1) : 1; }
+};
+
+}  // namespace
+
+class LogStore::Impl {
+ public:
+  Impl(std::unique_ptr<Db> db, boost::asio::any_io_executor completions, LogStoreOptions options)
+      : db_(std::move(db)), completions_(std::move(completions)), options_(options) {}
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  Status Init() {
+    TXC_RETURN_IF_ERROR(db_->Exec(
+        "CREATE TABLE IF NOT EXISTS records(idx INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"));
+    if (options_.unsafe_no_sync) {
+      Logger("wal")->warn("log store opened with unsafe_no_sync: records are NOT durable path={}",
+                          db_->path());
+      TXC_RETURN_IF_ERROR(db_->Exec("PRAGMA synchronous=OFF"));
+    } else {
+      TXC_RETURN_IF_ERROR(db_->SetSynchronousFull(true));
+    }
+    auto prep = [this](std::unique_ptr<Stmt>* out, std::string_view sql) -> Status {
+      auto s = db_->Prepare(sql);
+      if (!s.ok()) return s.status();
+      *out = std::move(*s);
+      return Status::Ok();
+    };
+    TXC_RETURN_IF_ERROR(
+        prep(&put_record_, "INSERT OR REPLACE INTO records(idx, data) VALUES(?1, ?2)"));
+    TXC_RETURN_IF_ERROR(prep(&put_meta_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"));
+    TXC_RETURN_IF_ERROR(prep(&truncate_, "DELETE FROM records WHERE idx <= ?1"));
+    TXC_RETURN_IF_ERROR(
+        prep(&read_from_, "SELECT idx, data FROM records WHERE idx >= ?1 ORDER BY idx"));
+    TXC_RETURN_IF_ERROR(prep(&get_meta_, "SELECT value FROM meta WHERE key = ?1"));
+    TXC_RETURN_IF_ERROR(prep(&last_index_, "SELECT COALESCE(MAX(idx), 0) FROM records"));
+    TXC_RETURN_IF_ERROR(prep(&begin_, "BEGIN IMMEDIATE"));
+    TXC_RETURN_IF_ERROR(prep(&commit_, "COMMIT"));
+    thread_ = std::thread([this] { Run(); });
+    return Status::Ok();
+  }
+
+  void Enqueue(Op op) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.push_back(std::move(op));
+    }
+    cv_.notify_one();
+  }
+
+  Result<std::vector<LogRecord>> ReadFrom(uint64_t first) {
+    std::lock_guard<std::mutex> l(db_mu_);
+    std::vector<LogRecord> out;
+    Stmt& s = *read_from_;
+    s.Reset();
+    TXC_RETURN_IF_ERROR(s.BindInt(1, static_cast<int64_t>(first)));
+    for (;;) {
+      auto row = s.Step();
+      if (!row.ok()) {
+        s.Reset();
+        return row.status();
+      }
+      if (!*row) break;
+      out.push_back(LogRecord{static_cast<uint64_t>(s.ColumnInt(0)), s.ColumnBlob(1)});
+    }
+    s.Reset();
+    return out;
+  }
+
+  Result<std::optional<std::string>> GetMeta(const std::string& key) {
+    std::lock_guard<std::mutex> l(db_mu_);
+    Stmt& s = *get_meta_;
+    s.Reset();
+    TXC_RETURN_IF_ERROR(s.BindText(1, key));
+    auto row = s.Step();
+    std::optional<std::string> v;
+    if (row.ok() && *row) v = s.ColumnBlob(0);
+    s.Reset();
+    if (!row.ok()) return row.status();
+    return v;
+  }
+
+  uint64_t LastIndex() {
+    std::lock_guard<std::mutex> l(db_mu_);
+    Stmt& s = *last_index_;
+    s.Reset();
+    auto row = s.Step();
+    uint64_t v = 0;
+    if (row.ok() && *row) {
+      v = static_cast<uint64_t>(s.ColumnInt(0));
+    } else if (!row.ok()) {
+      Logger("wal")->error("log store LastIndex failed path={} error=\"{}\"", db_->path(),
+                           row.status().ToString());
+    }
+    s.Reset();
+    return v;
+  }
+
+  std::atomic<bool> failed{false};
+  std::atomic<bool> inject_failure{false};
+  std::atomic<uint64_t> groups{0};
+  std::atomic<uint64_t> records{0};
+
+ private:
+  void Run() {
+    for (;;) {
+      std::vector<Op> group;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [this] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stop_ and drained
+        size_t weight = 0;
+        while (!queue_.empty()) {
+          size_t w = queue_.front().weight();
+          if (!group.empty() && weight + w > options_.max_group_records) break;
+          weight += w;
+          group.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      std::vector<Status> results(group.size());
+      {
+        std::lock_guard<std::mutex> l(db_mu_);
+        WriteGroup(group, &results);
+      }
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (!group[i].done) continue;
+        boost::asio::post(completions_,
+                          [done = std::move(group[i].done), st = std::move(results[i])]() {
+                            done(st);
+                          });
+      }
+    }
+  }
+
+  Status StickyError() const {
+    return Status::StorageFailed("log store " + db_->path() + " failed earlier (" + fail_reason_ +
+                                 "); it refuses writes until restarted");
+  }
+
+  // Fails the store for good; logs the reason once.
+  void Fail(const Status& why) {
+    fail_reason_ = why.message();
+    failed.store(true);
+    Logger("wal")->error("log store write failed, refusing every later write path={} error=\"{}\"",
+                         db_->path(), why.ToString());
+  }
+
+  Status ApplyOp(Op& op) {
+    switch (op.kind) {
+      case Op::kAppend:
+        for (const LogRecord& r : op.records) {
+          Stmt& s = *put_record_;
+          s.Reset();
+          TXC_RETURN_IF_ERROR(s.BindInt(1, static_cast<int64_t>(r.index)));
+          TXC_RETURN_IF_ERROR(s.BindBlob(2, r.data));
+          Status st = s.Run();
+          s.Reset();
+          TXC_RETURN_IF_ERROR(st);
+        }
+        return Status::Ok();
+      case Op::kMeta: {
+        Stmt& s = *put_meta_;
+        s.Reset();
+        TXC_RETURN_IF_ERROR(s.BindText(1, op.key));
+        TXC_RETURN_IF_ERROR(s.BindBlob(2, op.value));
+        Status st = s.Run();
+        s.Reset();
+        return st;
+      }
+      case Op::kTruncate: {
+        Stmt& s = *truncate_;
+        s.Reset();
+        TXC_RETURN_IF_ERROR(
+            s.BindInt(1, static_cast<int64_t>(std::min<uint64_t>(op.upto, INT64_MAX))));
+        Status st = s.Run();
+        s.Reset();
+        return st;
+      }
+    }
+    return Status::Internal("unknown log op");
+  }
+
+  static Status Validate(const Op& op) {
+    if (op.kind != Op::kAppend) return Status::Ok();
+    for (const LogRecord& r : op.records) {
+      if (r.index == 0 || r.index > static_cast<uint64_t>(INT64_MAX)) {
+        return Status::InvalidArgument("log record index " + std::to_string(r.index) +
+                                       " out of range (1..2^63-1)");
+      }
+    }
+    return Status::Ok();
+  }
+
+  void Rollback() {
+    if (!sqlite3_get_autocommit(db_->raw())) (void)db_->Exec("ROLLBACK");
+  }
+
+  // Writes the group in one transaction and one sync. Fills one Status per op.
+  void WriteGroup(std::vector<Op>& group, std::vector<Status>* results) {
+    if (failed.load()) {
+      for (Status& s : *results) s = StickyError();
+      return;
+    }
+    size_t n_records = 0;
+    std::vector<bool> valid(group.size());
+    for (size_t i = 0; i < group.size(); ++i) {
+      (*results)[i] = Validate(group[i]);
+      valid[i] = (*results)[i].ok();
+      if (valid[i] && group[i].kind == Op::kAppend) n_records += group[i].records.size();
+    }
+    Status st = [&]() -> Status {
+      begin_->Reset();
+      TXC_RETURN_IF_ERROR(begin_->Run());
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (valid[i]) TXC_RETURN_IF_ERROR(ApplyOp(group[i]));
+      }
+      if (inject_failure.exchange(false)) {
+        return Status::StorageFailed("injected failure (test): disk full at sync");
+      }
+      commit_->Reset();
+      Status c = commit_->Run();
+      commit_->Reset();
+      return c;
+    }();
+    if (!st.ok()) {
+      Rollback();
+      Fail(st);
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (valid[i]) (*results)[i] = Status::StorageFailed(st.message());
+      }
+      return;
+    }
+    groups.fetch_add(1);
+    records.fetch_add(n_records);
+  }
+
+  std::unique_ptr<Db> db_;
+  boost::asio::any_io_executor completions_;
+  LogStoreOptions options_;
+
+  std::unique_ptr<Stmt> put_record_, put_meta_, truncate_, read_from_, get_meta_, last_index_,
+      begin_, commit_;
+
+  std::mutex mu_;  // guards queue_ and stop_
+  std::condition_variable cv_;
+  std::deque<Op> queue_;
+  bool stop_ = false;
+
+  std::mutex db_mu_;         // the WAL thread's group vs. start-up reads
+  std::string fail_reason_;  // WAL thread only, set once
+  std::thread thread_;
+};
+
+Result<std::unique_ptr<LogStore>> LogStore::Open(const std::string& path,
+                                                 boost::asio::any_io_executor completions,
+                                                 LogStoreOptions options) {
+  if (options.max_group_records == 0) options.max_group_records = 1;
+  auto db = Db::Open(path);
+  if (!db.ok()) return db.status();
+  auto impl = std::make_unique<Impl>(std::move(*db), std::move(completions), options);
+  TXC_RETURN_IF_ERROR(impl->Init());
+  Logger("wal")->info("log store opened path={} last_index={}", path, impl->LastIndex());
+  return std::unique_ptr<LogStore>(new LogStore(std::move(impl)));
+}
+
+LogStore::LogStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LogStore::~LogStore() = default;
+
+void LogStore::Append(std::vector<LogRecord> records, Done done) {
+  Op op;
+  op.kind = Op::kAppend;
+  op.records = std::move(records);
+  op.done = std::move(done);
+  impl_->Enqueue(std::move(op));
+}
+
+void LogStore::PutMeta(const std::string& key, std::string value, Done done) {
+  Op op;
+  op.kind = Op::kMeta;
+  op.key = key;
+  op.value = std::move(value);
+  op.done = std::move(done);
+  impl_->Enqueue(std::move(op));
+}
+
+void LogStore::TruncatePrefix(uint64_t upto, Done done) {
+  Op op;
+  op.kind = Op::kTruncate;
+  op.upto = upto;
+  op.done = std::move(done);
+  impl_->Enqueue(std::move(op));
+}
+
+Result<std::vector<LogRecord>> LogStore::ReadFrom(uint64_t first_index) {
+  return impl_->ReadFrom(first_index);
+}
+Result<std::optional<std::string>> LogStore::GetMeta(const std::string& key) {
+  return impl_->GetMeta(key);
+}
+uint64_t LogStore::LastIndex() { return impl_->LastIndex(); }
+bool LogStore::failed() const { return impl_->failed.load(); }
+uint64_t LogStore::groups_written() const { return impl_->groups.load(); }
+uint64_t LogStore::records_written() const { return impl_->records.load(); }
+void LogStore::InjectFailureForTest() { impl_->inject_failure.store(true); }
+
+}  // namespace txc::wal
