@@ -34,6 +34,7 @@ const char* CommitDriver::StateName(State s) {
 
 void CommitDriver::BecomeLeader(int64_t epoch, Micros now) {
   serving_ = true;
+  leader_hint_.clear();  // this node leads now; a hint from an earlier StepDown is void
   epoch_ = epoch;
   next_seq_ = 1;
   txns_.clear();
@@ -171,8 +172,17 @@ void CommitDriver::OnAbort(uint64_t token, const proto::AbortRequest& req, Micro
                                                  " is already committed"),
                          "");
     }
-    // Unknown or already aborted: tell the named participants anyway (a
-    // tombstone at each keeps a late execute out), and answer ABORTED.
+    if (outcome == proto::Outcome::UNKNOWN) {
+      // Not allocated by this leadership: a later epoch's txid may be live at
+      // a newer leader (this one may not know yet that it was deposed), and
+      // an ABORT could undo branches that leader commits. Refuse, as Commit does.
+      return ReplyCommit(token, req.txid, outcome,
+                         Status::InvalidArgument("txid " + ToString(req.txid) +
+                                                 " was not begun at this coordinator"),
+                         "");
+    }
+    // Already aborted: tell the named participants anyway (a tombstone at
+    // each keeps a late execute out), and answer ABORTED.
     for (size_t i = 0; i < req.participants.size(); ++i) {
       ParticipantCall call;
       call.txid = req.txid;
@@ -285,7 +295,10 @@ void CommitDriver::OnVote(const TxId& txid, size_t index, const Status& status,
     t.votes[index] = proto::Vote::NO;
     return Abort(&t, Describe(p) + " did not vote: " + status.ToString());
   }
-  if (resp.status.code != proto::Code::OK || resp.vote == proto::Vote::NO) {
+  // Anything but YES or READ_ONLY (NO, an unset or unknown value) is a NO:
+  // never commit on a vote we do not understand.
+  if (resp.status.code != proto::Code::OK ||
+      (resp.vote != proto::Vote::YES && resp.vote != proto::Vote::READ_ONLY)) {
     t.votes[index] = proto::Vote::NO;
     std::string why = !resp.reason.empty() ? resp.reason : resp.status.message;
     return Abort(&t, Describe(p) + " voted no: " + why);

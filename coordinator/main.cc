@@ -33,10 +33,27 @@ int main(int argc, char** argv) {
   o.driver.vote_timeout = vm["vote-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.driver.txn_timeout = vm["txn-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.unsafe_no_sync = vm["unsafe-no-sync"].as<bool>();
-  auto peers = txc::rpc::SplitList(vm["peers"].as<std::string>());
-  if (peers.size() > 1) {
-    std::cerr << "txcoord: a replicated group (--peers with more than one replica) is not available "
-                 "in this build yet; run a single replica\n";
+  for (const std::string& p : txc::rpc::SplitList(vm["peers"].as<std::string>())) {
+    auto eq = p.find('=');
+    int id = 0;
+    try {
+      id = eq == std::string::npos ? 0 : std::stoi(p.substr(0, eq));
+    } catch (const std::exception&) {
+      id = 0;
+    }
+    if (id <= 0 || eq + 1 >= p.size()) {
+      std::cerr << "txcoord: --peers wants ID=HOST:PORT items, got '" << p << "'\n";
+      return 2;
+    }
+    o.peers[id] = p.substr(eq + 1);
+  }
+  if (!o.peers.empty() && o.peers.count(o.replica_id) == 0) {
+    std::cerr << "txcoord: --id " << o.replica_id << " is not one of --peers\n";
+    return 2;
+  }
+  if (!o.peers.empty() && o.peers[o.replica_id] != o.listen) {
+    std::cerr << "txcoord: --listen " << o.listen << " differs from this replica's --peers address "
+              << o.peers[o.replica_id] << "\n";
     return 2;
   }
 

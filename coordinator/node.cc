@@ -47,30 +47,6 @@ Status CoordinatorNode::Start() {
     return Status::InvalidArgument("cannot create data directory " + options_.data_dir + ": " +
                                    ec.message());
   }
-  wal::LogStoreOptions lo;
-  lo.unsafe_no_sync = options_.unsafe_no_sync;
-  auto opened = wal::LogStore::Open(options_.data_dir + "/coord.log", io_.get_executor(), lo);
-  if (!opened.ok()) return opened.status();
-  log_ = std::move(opened.value());
-
-  // Recover: snapshot, then every record after it.
-  auto snap = log_->GetMeta("snapshot");
-  if (!snap.ok()) return snap.status();
-  if (snap->has_value()) TXC_RETURN_IF_ERROR(table_.Restore(**snap));
-  last_snapshot_index_ = table_.applied_index();
-  auto records = log_->ReadFrom(table_.applied_index() + 1);
-  if (!records.ok()) return records.status();
-  for (const wal::LogRecord& r : *records) {
-    auto cmds = DecodeBatch(r.data);
-    if (!cmds.ok()) {
-      return Status::Internal("decision log record " + std::to_string(r.index) + ": " +
-                              cmds.status().message());
-    }
-    for (const proto::Command& c : *cmds) table_.Apply(r.index, c);
-  }
-  next_index_ = std::max<uint64_t>(log_->LastIndex(), table_.applied_index()) + 1;
-  log->info("recovered decision log records={} applied_index={} epoch={} unended={}",
-            records->size(), table_.applied_index(), table_.epoch(), table_.unended_count());
 
   using CD = CommitDriver;
   Serve<proto::BeginRequest, proto::BeginResponse>(
@@ -92,12 +68,56 @@ Status CoordinatorNode::Start() {
       [this](proto::ListTxnsRequest req, rpc::RpcServer::Reply<proto::ListTxnsResponse> reply) {
         reply(ListTxns(req));
       });
-  TXC_RETURN_IF_ERROR(server_.Listen(options_.listen));
-  log->info("listening on {} data={}", options_.listen, options_.data_dir);
 
-  // A new epoch, durable before the first txid of it is handed out, so no
-  // txid is ever allocated twice across restarts.
-  Propose({MakeEpoch(table_.epoch() + 1)});
+  if (options_.peers.size() > 1) {
+    PaxosLogOptions po;
+    po.self_id = options_.replica_id;
+    po.peers = options_.peers;
+    po.path = options_.data_dir + "/paxos.log";
+    po.unsafe_no_sync = options_.unsafe_no_sync;
+    po.heartbeat = options_.heartbeat;
+    po.election_min = options_.election_min;
+    po.election_max = options_.election_max;
+    return Status::InvalidArgument("a replicated group (--peers) is not built in yet");  // PAXOS-PENDING
+    (void)po;
+  } else {
+    LocalLogOptions lo;
+    lo.path = options_.data_dir + "/coord.log";
+    lo.unsafe_no_sync = options_.unsafe_no_sync;
+    lo.self_address = options_.listen;
+    lo.self_id = options_.replica_id;
+    log_ = MakeLocalLog(io_, lo);
+  }
+
+  LogCallbacks cb;
+  cb.apply = [this](uint64_t index, const std::vector<proto::Command>& cmds) { OnChosen(index, cmds); };
+  cb.install = [this](uint64_t index, const std::string& image) {
+    Status s = table_.Restore(image);
+    if (!s.ok()) Logger("coord")->error("snapshot install at index={} failed: {}", index, s.ToString());
+    last_snapshot_index_ = table_.applied_index();
+  };
+  cb.lead = [this](int64_t epoch) {
+    lead_epoch_ = epoch;
+    Logger("coord")->info("leading epoch={}; proposing its marker", epoch);
+    log_->Propose({MakeEpoch(epoch)});
+  };
+  cb.step_down = [this](const std::string& hint) {
+    if (driver_.serving()) Logger("coord")->info("stepping down; leader={}", hint.empty() ? "?" : hint);
+    lead_epoch_ = 0;
+    driver_.StepDown(hint);
+    Flush();
+  };
+  cb.failed = [this](const std::vector<proto::Command>& cmds, const Status& why) {
+    if (why.code() == Status::kStorageFailed) storage_failed_ = true;
+    for (const auto& c : cmds) driver_.OnProposalFailed(c, why, SteadyNowMicros());
+    if (cmds.empty()) driver_.StepDown("");
+    Flush();
+  };
+  TXC_RETURN_IF_ERROR(log_->Start(std::move(cb)));
+  last_snapshot_index_ = table_.applied_index();
+  TXC_RETURN_IF_ERROR(server_.Listen(options_.listen));
+  log->info("listening on {} replica={} replicas={} data={}", options_.listen, options_.replica_id,
+            std::max<size_t>(1, options_.peers.size()), options_.data_dir);
   ScheduleTick();
   return Status::Ok();
 }
@@ -108,7 +128,7 @@ void CoordinatorNode::Stop() {
   tick_timer_.cancel();
   server_.Stop();
   pool_.CloseAll();
-  log_.reset();
+  if (log_) log_->Stop();
 }
 
 uint16_t CoordinatorNode::port() const { return server_.port(); }
@@ -133,7 +153,7 @@ void CoordinatorNode::Flush() {
     pending_.erase(it);
     reply(std::move(r.response));
   }
-  if (!fx.proposals.empty()) Propose(std::move(fx.proposals));
+  if (!fx.proposals.empty()) log_->Propose(std::move(fx.proposals));
   for (ParticipantCall& c : fx.calls) {
     auto channel = pool_.Get(c.to.address);
     TxId txid = c.txid;
@@ -159,41 +179,19 @@ void CoordinatorNode::Flush() {
   }
 }
 
-void CoordinatorNode::Propose(std::vector<proto::Command> cmds) {
-  if (storage_failed_) {
-    Status s = Status::StorageFailed("the decision log refused an earlier write");
-    for (const auto& c : cmds) driver_.OnProposalFailed(c, s, SteadyNowMicros());
-    return;
-  }
-  uint64_t index = next_index_++;
-  std::string bytes = EncodeBatch(cmds);
-  log_->Append({wal::LogRecord{index, std::move(bytes)}},
-               [this, index, cmds = std::move(cmds)](Status s) { OnDurable(index, cmds, s); });
-}
-
-void CoordinatorNode::OnDurable(uint64_t index, const std::vector<proto::Command>& cmds,
-                                const Status& s) {
+void CoordinatorNode::OnChosen(uint64_t index, const std::vector<proto::Command>& cmds) {
   if (stopped_) return;
   Micros now = SteadyNowMicros();
-  if (!s.ok()) {
-    if (!storage_failed_) {
-      Logger("coord")->error(
-          "decision log write failed, refusing to decide anything until restarted: {}",
-          s.ToString());
-    }
-    storage_failed_ = true;
-    for (const auto& c : cmds) driver_.OnProposalFailed(c, s, now);
-    Flush();
-    return;
-  }
   for (const proto::Command& c : cmds) {
     table_.Apply(index, c);
-    if (c.type == proto::CommandType::EPOCH && !driver_.serving()) {
-      driver_.BecomeLeader(c.epoch, now);
-      Logger("coord")->info("serving epoch={} recovered_unended={}", c.epoch,
-                            table_.unended_count());
+    if (c.type == proto::CommandType::EPOCH) {
+      if (c.epoch == lead_epoch_ && !driver_.serving()) {
+        driver_.BecomeLeader(c.epoch, now);
+        Logger("coord")->info("serving epoch={} recovered_unended={}", c.epoch, table_.unended_count());
+      }
       continue;
     }
+    if (!driver_.serving()) continue;
     driver_.OnApplied(c, now);
     if (c.type == proto::CommandType::DECIDE && c.outcome == proto::Outcome::COMMITTED) {
       CrashPoint("coord.after_decide");
@@ -207,32 +205,28 @@ void CoordinatorNode::MaybeSnapshot() {
   uint64_t applied = table_.applied_index();
   if (applied < last_snapshot_index_ + options_.snapshot_every) return;
   last_snapshot_index_ = applied;
-  log_->PutMeta("snapshot", table_.Snapshot(), [](Status) {});
-  log_->TruncatePrefix(applied, [](Status) {});
+  log_->Compact(applied, table_.Snapshot());
   Logger("coord")->info("snapshot written applied_index={} entries={}", applied, table_.size());
 }
 
 proto::StatusResponse CoordinatorNode::StatusNow() const {
+  LogInfo info = log_->Info();
   proto::StatusResponse r;
   r.replica_id = options_.replica_id;
-  r.leader_id = driver_.serving() ? options_.replica_id : 0;
-  r.leader_address = driver_.serving() ? options_.listen : "";
-  r.epoch = driver_.serving() ? driver_.epoch() : table_.epoch();
-  r.commit_index = static_cast<int64_t>(table_.applied_index());
+  // Only a replica that serves calls itself the leader.
+  r.leader_id = info.leader_id == options_.replica_id && !driver_.serving() ? 0 : info.leader_id;
+  r.leader_address = r.leader_id != 0 ? info.leader_address : "";
+  r.epoch = driver_.serving() ? driver_.epoch() : info.epoch;
+  r.commit_index = info.commit_index;
   r.applied_index = static_cast<int64_t>(table_.applied_index());
-  proto::ReplicaInfo self;
-  self.id = options_.replica_id;
-  self.address = options_.listen;
-  self.reachable = true;
-  self.applied_index = r.applied_index;
-  r.replicas.push_back(self);
+  r.replicas = info.replicas;
   int64_t active = 0;
   for (const auto& t : driver_.ActiveTxns()) {
     if (t.state == "active" || t.state == "voting" || t.state == "deciding") ++active;
   }
   r.active_txns = active;
   r.decided_txns = static_cast<int64_t>(table_.unended_count());
-  r.storage_failed = storage_failed_;
+  r.storage_failed = storage_failed_ || info.storage_failed;
   return r;
 }
 

@@ -2,10 +2,11 @@
 // the Coordinator RPC service, runs the CommitDriver, talks to participant
 // agents, and makes every chosen command durable through the decision log.
 //
-// Single-replica mode (this file's LocalLog): the decision log is a LogStore
-// in DIR/coord.log; a command is chosen once it is durable there. At start
-// the node replays snapshot + log into the TxnTable, appends EPOCH(last+1)
-// and, once that is durable, serves as leader of the new epoch.
+// The decision log is a DecisionLog: a single replica's LocalLog (DIR/coord.log)
+// or, with peers, a member of a Multi-Paxos group (DIR/paxos.log). At start the
+// node replays what is chosen into the TxnTable; when the log says this
+// replica leads an epoch, it proposes EPOCH(epoch) and serves once that is
+// applied (every earlier slot is applied by then).
 //
 // Threading: everything runs on the io_context's thread; the LogStore's WAL
 // thread posts completions back to it.
@@ -20,9 +21,9 @@
 #include <boost/asio.hpp>
 
 #include "coordinator/commit_driver.h"
+#include "coordinator/decision_log.h"
 #include "coordinator/txn_table.h"
 #include "protocol/rpc.h"
-#include "wal/log_store.h"
 
 namespace txc::coord {
 
@@ -30,6 +31,13 @@ struct NodeOptions {
   std::string listen = "127.0.0.1:7000";
   std::string data_dir = "./txcoord-data";
   int replica_id = 1;
+  // Every replica of the group, id -> HOST:PORT; empty or one entry: a single
+  // replica with a LocalLog.
+  std::map<int, std::string> peers;
+  // Multi-Paxos timing (see coordinator/paxos/replica.h).
+  Micros heartbeat = 50 * kMillis;
+  Micros election_min = 300 * kMillis;
+  Micros election_max = 600 * kMillis;
   DriverOptions driver;
   // How often the driver's timers are checked. Default: 5 ms.
   Micros tick = 5 * kMillis;
@@ -59,8 +67,7 @@ class CoordinatorNode {
   void Serve(const std::string& method,
              std::function<void(CommitDriver&, uint64_t, const Req&, Micros)> in);
   void Flush();
-  void Propose(std::vector<proto::Command> cmds);
-  void OnDurable(uint64_t index, const std::vector<proto::Command>& cmds, const Status& s);
+  void OnChosen(uint64_t index, const std::vector<proto::Command>& cmds);
   void MaybeSnapshot();
   void ScheduleTick();
   proto::StatusResponse StatusNow() const;
@@ -68,7 +75,7 @@ class CoordinatorNode {
 
   boost::asio::io_context& io_;
   NodeOptions options_;
-  std::unique_ptr<wal::LogStore> log_;
+  std::unique_ptr<DecisionLog> log_;
   TxnTable table_;
   CommitDriver driver_;
   rpc::RpcServer server_;
@@ -76,7 +83,7 @@ class CoordinatorNode {
   boost::asio::steady_timer tick_timer_;
   std::map<uint64_t, std::function<void(ClientResponse)>> pending_;
   uint64_t next_token_ = 1;
-  uint64_t next_index_ = 1;
+  int64_t lead_epoch_ = 0;  // the epoch whose marker this replica proposed
   uint64_t last_snapshot_index_ = 0;
   bool storage_failed_ = false;
   bool stopped_ = false;
