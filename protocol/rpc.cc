@@ -1,0 +1,1183 @@
+// The RPC layer: framed strict TBinaryProtocol over Boost.Asio.
+//
+// Message envelopes (header, args/result wrapper structs, exceptions) are read
+// and written here by hand: they are a few fixed bytes, and doing it directly
+// on the frame buffer keeps the hot path free of Thrift transport objects and
+// allocations. Only the request/response structs themselves go through the
+// generated Thrift code (rpc_inl.h). Nothing in this file throws.
+#include "protocol/rpc.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/log.h"
+
+namespace txc::rpc {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using detail::Bytes;
+
+namespace {
+
+// ------------------------------------------------------------ wire helpers
+
+// Thrift type ids (TBinaryProtocol), from thrift/protocol/TEnum.h.
+constexpr uint8_t kTStop = 0;
+constexpr uint8_t kTBool = 2;
+constexpr uint8_t kTByte = 3;
+constexpr uint8_t kTDouble = 4;
+constexpr uint8_t kTI16 = 6;
+constexpr uint8_t kTI32 = 8;
+constexpr uint8_t kTI64 = 10;
+constexpr uint8_t kTString = 11;
+constexpr uint8_t kTStruct = 12;
+constexpr uint8_t kTMap = 13;
+constexpr uint8_t kTSet = 14;
+constexpr uint8_t kTList = 15;
+
+// Message types and the strict version word.
+constexpr uint32_t kVersionMask = 0xffff0000u;
+constexpr uint32_t kVersion1 = 0x80010000u;
+constexpr uint8_t kCall = 1;
+constexpr uint8_t kReply = 2;
+constexpr uint8_t kException = 3;
+
+// TApplicationException types (thrift/TApplicationException.h).
+constexpr int32_t kUnknownMethod = 1;
+constexpr int32_t kInternalError = 6;
+
+// Nesting limit while skipping a struct (Thrift's default recursion limit).
+constexpr int kMaxDepth = 64;
+
+// Read and write buffers that grew past this are given back once idle.
+constexpr size_t kKeepBufferBytes = 1u << 20;
+constexpr size_t kInitialReadBytes = 16u << 10;
+constexpr size_t kMinReadBytes = 4u << 10;
+
+// The server stops reading a connection while this much reply data waits for
+// the peer to read it (a client that pipelines and never reads).
+constexpr size_t kMaxQueuedReplyBytes = 8u << 20;
+
+// Requests above the server's default frame limit are refused by the channel
+// up front, instead of making the server close a connection other calls share.
+constexpr size_t kMaxRequestFrameBytes = ServerOptions{}.max_frame_bytes;
+
+const std::shared_ptr<spdlog::logger>& Log() {
+  static const std::shared_ptr<spdlog::logger> log = txc::Logger("rpc");
+  return log;
+}
+
+const Bytes& EmptyBytes() {
+  static const Bytes empty;
+  return empty;
+}
+
+inline uint32_t LoadBE32(const char* p) {
+  const auto* u = reinterpret_cast<const uint8_t*>(p);
+  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | uint32_t{u[3]};
+}
+
+inline char* StoreBE32(char* p, uint32_t v) {
+  p[0] = static_cast<char>(v >> 24);
+  p[1] = static_cast<char>(v >> 16);
+  p[2] = static_cast<char>(v >> 8);
+  p[3] = static_cast<char>(v);
+  return p + 4;
+}
+
+// Appends one frame: length prefix, strict message header, then either the
+// body wrapped as field `field_id` (a struct) of an args/result struct, or,
+// with field_id < 0, the body as the message struct itself.
+void AppendFrame(std::string* out, uint8_t type, std::string_view name, int32_t seqid, int field_id,
+                 std::string_view body) {
+  const size_t wrap = field_id >= 0 ? 4 : 0;  // field header (3) + stop (1)
+  const size_t payload = 4 + 4 + name.size() + 4 + wrap + body.size();
+  const size_t start = out->size();
+  out->resize(start + 4 + payload);
+  char* p = out->data() + start;
+  p = StoreBE32(p, static_cast<uint32_t>(payload));
+  p = StoreBE32(p, kVersion1 | type);
+  p = StoreBE32(p, static_cast<uint32_t>(name.size()));
+  std::memcpy(p, name.data(), name.size());
+  p += name.size();
+  p = StoreBE32(p, static_cast<uint32_t>(seqid));
+  if (field_id >= 0) {
+    *p++ = static_cast<char>(kTStruct);
+    *p++ = static_cast<char>(field_id >> 8);
+    *p++ = static_cast<char>(field_id & 0xff);
+  }
+  std::memcpy(p, body.data(), body.size());
+  p += body.size();
+  if (field_id >= 0) *p++ = static_cast<char>(kTStop);
+}
+
+// A TApplicationException struct: 1: string message, 2: i32 type.
+std::string EncodeApplicationException(std::string_view message, int32_t type) {
+  std::string s;
+  s.resize(3 + 4 + message.size() + 3 + 4 + 1);
+  char* p = s.data();
+  *p++ = static_cast<char>(kTString);
+  *p++ = 0;
+  *p++ = 1;
+  p = StoreBE32(p, static_cast<uint32_t>(message.size()));
+  std::memcpy(p, message.data(), message.size());
+  p += message.size();
+  *p++ = static_cast<char>(kTI32);
+  *p++ = 0;
+  *p++ = 2;
+  p = StoreBE32(p, static_cast<uint32_t>(type));
+  *p = static_cast<char>(kTStop);
+  return s;
+}
+
+// Bounds-checked reader of TBinaryProtocol data inside one frame. Every
+// method returns false on truncated or impossible input; none allocates.
+class WireReader {
+ public:
+  WireReader(const char* data, size_t size) : p_(data), end_(data + size) {}
+
+  const char* pos() const { return p_; }
+  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
+
+  bool ReadU8(uint8_t* v) {
+    if (remaining() < 1) return false;
+    *v = static_cast<uint8_t>(*p_++);
+    return true;
+  }
+  bool ReadI16(int16_t* v) {
+    if (remaining() < 2) return false;
+    const auto* u = reinterpret_cast<const uint8_t*>(p_);
+    *v = static_cast<int16_t>((u[0] << 8) | u[1]);
+    p_ += 2;
+    return true;
+  }
+  bool ReadU32(uint32_t* v) {
+    if (remaining() < 4) return false;
+    *v = LoadBE32(p_);
+    p_ += 4;
+    return true;
+  }
+  bool ReadString(std::string_view* s) {
+    uint32_t len;
+    if (!ReadU32(&len) || len > remaining()) return false;  // also rejects negative sizes
+    *s = std::string_view(p_, len);
+    p_ += len;
+    return true;
+  }
+  bool Advance(size_t n) {
+    if (n > remaining()) return false;
+    p_ += n;
+    return true;
+  }
+
+  // Skips one value of `type`.
+  bool Skip(uint8_t type, int depth) {
+    if (int w = FixedWidth(type); w > 0) return Advance(static_cast<size_t>(w));
+    switch (type) {
+      case kTString: {
+        std::string_view s;
+        return ReadString(&s);
+      }
+      case kTStruct:
+        return SkipStruct(depth);
+      case kTMap: {
+        uint8_t kt, vt;
+        uint32_t n;
+        if (depth >= kMaxDepth || !ReadU8(&kt) || !ReadU8(&vt) || !ReadU32(&n)) return false;
+        return SkipElements(n, kt, vt, depth + 1);
+      }
+      case kTSet:
+      case kTList: {
+        uint8_t et;
+        uint32_t n;
+        if (depth >= kMaxDepth || !ReadU8(&et) || !ReadU32(&n)) return false;
+        return SkipElements(n, et, kTStop, depth + 1);
+      }
+      default:
+        return false;
+    }
+  }
+
+  bool SkipStruct(int depth) {
+    if (depth >= kMaxDepth) return false;
+    for (;;) {
+      uint8_t type;
+      int16_t id;
+      if (!ReadU8(&type)) return false;
+      if (type == kTStop) return true;
+      if (!ReadI16(&id) || !Skip(type, depth + 1)) return false;
+    }
+  }
+
+  // Walks a struct; if it has a struct-typed field `id`, returns its bytes in
+  // *field (otherwise leaves *field empty with found false).
+  bool FindStructField(int16_t want, std::string_view* field, bool* found) {
+    *found = false;
+    for (;;) {
+      uint8_t type;
+      int16_t id;
+      if (!ReadU8(&type)) return false;
+      if (type == kTStop) return true;
+      if (!ReadI16(&id)) return false;
+      const char* begin = p_;
+      if (!Skip(type, 1)) return false;
+      if (id == want && type == kTStruct && !*found) {
+        *field = std::string_view(begin, static_cast<size_t>(p_ - begin));
+        *found = true;
+      }
+    }
+  }
+
+ private:
+  static int FixedWidth(uint8_t type) {
+    switch (type) {
+      case kTBool:
+      case kTByte:
+        return 1;
+      case kTI16:
+        return 2;
+      case kTI32:
+        return 4;
+      case kTI64:
+      case kTDouble:
+        return 8;
+      default:
+        return 0;
+    }
+  }
+
+  // `vt` is kTStop for lists and sets.
+  bool SkipElements(uint32_t n, uint8_t kt, uint8_t vt, int depth) {
+    if (n > 0x7fffffffu) return false;  // a negative size on the wire
+    if (n == 0) return true;
+    const int kw = FixedWidth(kt);
+    const int vw = vt == kTStop ? 0 : FixedWidth(vt);
+    if (kw > 0 && (vt == kTStop || vw > 0)) {
+      const uint64_t bytes = uint64_t{n} * static_cast<uint64_t>(kw + vw);
+      return bytes <= remaining() && Advance(static_cast<size_t>(bytes));
+    }
+    // Every element takes at least one byte: refuse impossible counts early.
+    if (n > remaining()) return false;
+    for (uint32_t i = 0; i < n; ++i) {
+      if (!Skip(kt, depth)) return false;
+      if (vt != kTStop && !Skip(vt, depth)) return false;
+    }
+    return true;
+  }
+
+  const char* p_;
+  const char* end_;
+};
+
+// The parsed envelope of one message.
+struct Envelope {
+  uint8_t type = 0;
+  std::string_view name;
+  int32_t seqid = 0;
+};
+
+// Reads the strict message header. On failure *error says why.
+bool ReadEnvelope(WireReader* r, Envelope* env, std::string* error) {
+  uint32_t version;
+  if (!r->ReadU32(&version)) {
+    *error = "truncated message header";
+    return false;
+  }
+  if ((version & kVersionMask) != kVersion1) {
+    *error = fmt::format("bad protocol version 0x{:08x} (want strict TBinaryProtocol)", version);
+    return false;
+  }
+  env->type = static_cast<uint8_t>(version & 0xff);
+  uint32_t seqid;
+  if (!r->ReadString(&env->name) || !r->ReadU32(&seqid)) {
+    *error = "truncated message header";
+    return false;
+  }
+  env->seqid = static_cast<int32_t>(seqid);
+  return true;
+}
+
+// ------------------------------------------------------------ frame buffer
+
+// The read side of a connection: bytes received, not yet consumed as frames.
+class FrameBuffer {
+ public:
+  size_t size() const { return end_ - begin_; }
+  const char* data() const { return buf_.get() + begin_; }
+
+  // Free space for the next read (at least kMinReadBytes), compacting or
+  // growing as needed.
+  asio::mutable_buffer Prepare() {
+    if (!buf_) Allocate(kInitialReadBytes);
+    if (cap_ - end_ < kMinReadBytes && begin_ > 0) Compact();
+    if (cap_ - end_ < kMinReadBytes) Reallocate(cap_ * 2);
+    return asio::buffer(buf_.get() + end_, cap_ - end_);
+  }
+  void Commit(size_t n) { end_ += n; }
+
+  void Consume(size_t n) {
+    begin_ += n;
+    if (begin_ == end_) {
+      begin_ = end_ = 0;
+      if (cap_ > kKeepBufferBytes) {
+        buf_.reset();
+        cap_ = 0;
+      }
+    }
+  }
+
+  // Makes room for a frame of `total` bytes starting at data().
+  void Reserve(size_t total) {
+    if (cap_ - begin_ >= total) return;
+    if (cap_ >= total) {
+      Compact();
+    } else {
+      Reallocate(total);
+    }
+  }
+
+ private:
+  void Allocate(size_t cap) {
+    buf_ = std::make_unique_for_overwrite<char[]>(cap);
+    cap_ = cap;
+    begin_ = end_ = 0;
+  }
+  void Compact() {
+    std::memmove(buf_.get(), buf_.get() + begin_, size());
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  void Reallocate(size_t cap) {
+    auto fresh = std::make_unique_for_overwrite<char[]>(cap);
+    std::memcpy(fresh.get(), data(), size());
+    end_ = size();
+    begin_ = 0;
+    buf_ = std::move(fresh);
+    cap_ = cap;
+  }
+
+  std::unique_ptr<char[]> buf_;
+  size_t cap_ = 0;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+};
+
+void ReleaseIfHuge(std::string* s) {
+  s->clear();
+  if (s->capacity() > kKeepBufferBytes) std::string().swap(*s);
+}
+
+std::string PeerName(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  tcp::endpoint ep = socket.remote_endpoint(ec);
+  if (ec) return "?";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+// Peer-supplied text (a method name) made safe for a log line.
+std::string Printable(std::string_view s) {
+  constexpr size_t kMax = 64;
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < kMax; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  if (s.size() > kMax) out += "...";
+  return out;
+}
+
+bool IsQuietDisconnect(const boost::system::error_code& ec) {
+  return ec == asio::error::eof || ec == asio::error::connection_reset ||
+         ec == asio::error::operation_aborted || ec == asio::error::broken_pipe;
+}
+
+using RawHandlerFn = std::function<void(const Bytes&, std::function<void(Bytes)>)>;
+
+}  // namespace
+
+// ------------------------------------------------------------ ParseEndpoint
+
+Result<tcp::endpoint> ParseEndpoint(const std::string& host_port) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos) {
+    return Status::InvalidArgument("address '" + host_port + "' is not HOST:PORT");
+  }
+  const std::string host = host_port.substr(0, colon);
+  const std::string port = host_port.substr(colon + 1);
+  if (host.empty()) {
+    return Status::InvalidArgument("address '" + host_port + "' has no host");
+  }
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return Status::InvalidArgument("address '" + host_port + "': port '" + port +
+                                   "' is not a number");
+  }
+  const unsigned long port_number = std::stoul(port);
+  if (port_number > 65535) {
+    return Status::InvalidArgument("address '" + host_port + "': port " + port +
+                                   " is out of range (0..65535)");
+  }
+  asio::ip::address_v4 address;
+  if (host == "localhost") {
+    address = asio::ip::address_v4::loopback();
+  } else {
+    boost::system::error_code ec;
+    address = asio::ip::make_address_v4(host, ec);
+    if (ec) {
+      return Status::InvalidArgument("address '" + host_port + "': host '" + host +
+                                     "' is not an IPv4 address or localhost");
+    }
+  }
+  return tcp::endpoint(address, static_cast<uint16_t>(port_number));
+}
+
+// ------------------------------------------------------------ server
+
+namespace {
+
+class ServerConn;
+
+// Server state shared with its connections, so a connection that outlives
+// the RpcServer (a handler still holds its reply) never dangles.
+struct ServerCore {
+  ServerCore(asio::io_context& io, ServerOptions opts)
+      : io(io), options(opts), acceptor(io), retry_timer(io) {}
+
+  void Stop();
+
+  asio::io_context& io;
+  ServerOptions options;
+  tcp::acceptor acceptor;
+  asio::steady_timer retry_timer;  // re-accept after an accept error (e.g. EMFILE)
+  bool listening = false;
+  uint64_t generation = 0;  // bumped by Stop(): accepts of an older Listen() are stale
+  uint16_t port = 0;
+  // std::less<> for lookup by string_view; keys are stable (replies point at them).
+  std::map<std::string, RawHandlerFn, std::less<>> handlers;
+  std::unordered_map<ServerConn*, std::weak_ptr<ServerConn>> conns;
+  uint64_t calls_served = 0;
+  uint64_t malformed_frames = 0;
+};
+
+// One accepted connection. Alive while a read or write is outstanding;
+// replies hold only a weak_ptr.
+class ServerConn : public std::enable_shared_from_this<ServerConn> {
+ public:
+  ServerConn(std::shared_ptr<ServerCore> core, tcp::socket socket)
+      : core_(std::move(core)), socket_(std::move(socket)), peer_(PeerName(socket_)) {}
+
+  void Start() { StartRead(); }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ec;
+    socket_.close(ec);
+    core_->conns.erase(this);
+    out_.clear();
+    Log()->debug("connection from {} closed", peer_);
+  }
+
+  void SendReply(const std::string& method, int32_t seqid, const Bytes& result) {
+    if (closed_) return;   // the peer is gone: drop the reply
+    if (result.empty()) {  // see RpcServer::Handle in rpc_inl.h
+      Malformed(fmt::format("arguments of '{}' do not parse as its request struct", method));
+      return;
+    }
+    AppendFrame(&out_, kReply, method, seqid, 0, result);
+    ++core_->calls_served;
+    if (!in_dispatch_) Flush();
+  }
+
+ private:
+  void StartRead() {
+    if (closed_ || reading_) return;
+    reading_ = true;
+    socket_.async_read_some(
+        in_.Prepare(), [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+          self->OnRead(ec, n);
+        });
+  }
+
+  void OnRead(const boost::system::error_code& ec, size_t n) {
+    reading_ = false;
+    if (closed_) return;
+    if (ec) {
+      if (!IsQuietDisconnect(ec)) Log()->debug("read from {}: {}", peer_, ec.message());
+      Close();
+      return;
+    }
+    in_.Commit(n);
+    const uint32_t max = core_->options.max_frame_bytes;
+    in_dispatch_ = true;
+    while (in_.size() >= 4) {
+      const uint32_t len = LoadBE32(in_.data());
+      if (len == 0 || len > max) {
+        Malformed(fmt::format("frame length {} out of range (1..{})", len, max));
+        return;
+      }
+      if (in_.size() - 4 < len) {
+        in_.Reserve(size_t{len} + 4);
+        break;
+      }
+      Dispatch(in_.data() + 4, len);
+      if (closed_) return;
+      in_.Consume(size_t{len} + 4);
+    }
+    in_dispatch_ = false;
+    Flush();
+    if (out_.size() + wbuf_.size() <= kMaxQueuedReplyBytes) StartRead();
+  }
+
+  void Dispatch(const char* frame, uint32_t len) {
+    WireReader r(frame, len);
+    Envelope env;
+    std::string error;
+    if (!ReadEnvelope(&r, &env, &error)) {
+      Malformed(error);
+      return;
+    }
+    if (env.type != kCall) {
+      Malformed(fmt::format("message type {} where a call was expected", env.type));
+      return;
+    }
+    std::string_view args;
+    bool found = false;
+    if (!r.FindStructField(1, &args, &found)) {
+      Malformed(fmt::format("unreadable arguments of '{}'", Printable(env.name)));
+      return;
+    }
+    auto it = core_->handlers.find(env.name);
+    if (it == core_->handlers.end()) {
+      // As a stock Thrift processor does; the connection stays usable.
+      Log()->warn("unknown method '{}' from {}; replied UNKNOWN_METHOD", Printable(env.name),
+                  peer_);
+      SendException(env.name, env.seqid, kUnknownMethod,
+                    fmt::format("Invalid method name: '{}'", env.name));
+      return;
+    }
+    Log()->trace("call {} seqid={} from {}", env.name, env.seqid, peer_);
+    // A call without field 1 gets a default request, as in stock Thrift.
+    Bytes arg_bytes = found ? Bytes(args) : Bytes(1, static_cast<char>(kTStop));
+    const std::string* method = &it->first;
+    const int32_t seqid = env.seqid;
+    try {
+      it->second(arg_bytes, [weak = weak_from_this(), method, seqid](Bytes result) {
+        if (auto self = weak.lock()) self->SendReply(*method, seqid, result);
+      });
+    } catch (const std::exception& e) {
+      Log()->error("handler of '{}' threw: {}", *method, e.what());
+      SendException(*method, seqid, kInternalError,
+                    fmt::format("handler of '{}' failed: {}", *method, e.what()));
+    }
+  }
+
+  void SendException(std::string_view method, int32_t seqid, int32_t type,
+                     std::string_view message) {
+    if (closed_) return;
+    AppendFrame(&out_, kException, method, seqid, -1, EncodeApplicationException(message, type));
+    if (!in_dispatch_) Flush();
+  }
+
+  void Malformed(const std::string& why) {
+    ++core_->malformed_frames;
+    Log()->warn("closing connection from {}: {}", peer_, why);
+    Close();
+  }
+
+  void Flush() {
+    if (closed_ || writing_ || out_.empty()) return;
+    std::swap(out_, wbuf_);
+    writing_ = true;
+    asio::async_write(socket_, asio::buffer(wbuf_),
+                      [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                        self->OnWritten(ec);
+                      });
+  }
+
+  void OnWritten(const boost::system::error_code& ec) {
+    writing_ = false;
+    if (closed_) return;
+    if (ec) {
+      if (!IsQuietDisconnect(ec)) Log()->debug("write to {}: {}", peer_, ec.message());
+      Close();
+      return;
+    }
+    ReleaseIfHuge(&wbuf_);
+    Flush();
+    if (!reading_ && !in_dispatch_ && out_.size() + wbuf_.size() <= kMaxQueuedReplyBytes) {
+      StartRead();
+    }
+  }
+
+  std::shared_ptr<ServerCore> core_;
+  tcp::socket socket_;
+  std::string peer_;
+  FrameBuffer in_;
+  std::string out_;   // replies queued behind the write in flight
+  std::string wbuf_;  // the write in flight
+  bool reading_ = false;
+  bool writing_ = false;
+  bool in_dispatch_ = false;  // replies made inside a read batch go out in one write
+  bool closed_ = false;
+};
+
+}  // namespace
+
+class RpcServer::Impl {
+ public:
+  Impl(asio::io_context& io, ServerOptions options)
+      : core_(std::make_shared<ServerCore>(io, options)) {}
+  std::shared_ptr<ServerCore> core_;
+};
+
+namespace {
+
+// One accept at a time; the handler holds the core, Stop() aborts it.
+void AcceptNext(const std::shared_ptr<ServerCore>& core) {
+  core->acceptor.async_accept(
+      [core, gen = core->generation](const boost::system::error_code& ec, tcp::socket socket) {
+        // Stopped: the socket closes as it goes out of scope.
+        if (!core->listening || gen != core->generation) return;
+        if (ec) {
+          if (ec == asio::error::operation_aborted) return;
+          Log()->warn("accept on port {}: {}; retrying in 100 ms", core->port, ec.message());
+          core->retry_timer.expires_after(std::chrono::milliseconds(100));
+          core->retry_timer.async_wait([core, gen](const boost::system::error_code& tec) {
+            if (!tec && core->listening && gen == core->generation) AcceptNext(core);
+          });
+          return;
+        }
+        if (core->conns.size() >= core->options.max_connections) {
+          Log()->warn("refusing connection from {}: {} connections open (max_connections)",
+                      PeerName(socket), core->conns.size());
+          boost::system::error_code ignored;
+          socket.close(ignored);
+        } else {
+          boost::system::error_code ignored;
+          socket.set_option(tcp::no_delay(true), ignored);
+          auto conn = std::make_shared<ServerConn>(core, std::move(socket));
+          core->conns.emplace(conn.get(), conn);
+          Log()->debug("connection accepted on port {}", core->port);
+          conn->Start();
+        }
+        AcceptNext(core);
+      });
+}
+
+void ServerCore::Stop() {
+  boost::system::error_code ignored;
+  if (listening) Log()->info("stopped listening on port {}", port);
+  listening = false;
+  ++generation;
+  acceptor.close(ignored);
+  retry_timer.cancel();
+  auto open = std::move(conns);
+  conns.clear();
+  for (auto& [ptr, weak] : open) {
+    if (auto conn = weak.lock()) conn->Close();
+  }
+}
+
+}  // namespace
+
+RpcServer::RpcServer(asio::io_context& io, ServerOptions options)
+    : impl_(std::make_unique<Impl>(io, options)) {}
+
+RpcServer::~RpcServer() { Stop(); }
+
+void RpcServer::HandleRaw(const std::string& method, RawHandler handler) {
+  impl_->core_->handlers[method] = std::move(handler);
+}
+
+Status RpcServer::Listen(const std::string& host_port) {
+  auto endpoint = ParseEndpoint(host_port);
+  if (!endpoint.ok()) return endpoint.status();
+  ServerCore& core = *impl_->core_;
+  if (core.listening) {
+    return Status::InvalidArgument(fmt::format(
+        "server already listening on port {}; cannot listen on {}", core.port, host_port));
+  }
+  boost::system::error_code ec;
+  core.acceptor.open(endpoint->protocol(), ec);
+  if (!ec) core.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) core.acceptor.bind(*endpoint, ec);
+  if (!ec) core.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  tcp::endpoint local;
+  if (!ec) local = core.acceptor.local_endpoint(ec);
+  if (ec) {
+    boost::system::error_code ignored;
+    core.acceptor.close(ignored);
+    return Status::Unavailable(fmt::format("cannot listen on {}: {}", host_port, ec.message()));
+  }
+  core.port = local.port();
+  core.listening = true;
+  Log()->info("listening on {}:{}", local.address().to_string(), core.port);
+  AcceptNext(impl_->core_);
+  return Status::Ok();
+}
+
+uint16_t RpcServer::port() const { return impl_->core_->port; }
+
+void RpcServer::Stop() { impl_->core_->Stop(); }
+
+uint64_t RpcServer::calls_served() const { return impl_->core_->calls_served; }
+
+uint64_t RpcServer::malformed_frames() const { return impl_->core_->malformed_frames; }
+
+// ------------------------------------------------------------ channel
+
+namespace {
+
+// One TCP connection of a channel; a reconnect makes a new one, so handlers
+// of an old connection can tell they are stale.
+struct ClientConn {
+  explicit ClientConn(asio::io_context& io) : socket(io), connect_timer(io) {}
+  tcp::socket socket;
+  asio::steady_timer connect_timer;
+  FrameBuffer in;
+  std::string out;   // requests queued behind the write in flight
+  std::string wbuf;  // the write in flight
+  bool writing = false;
+  bool connect_timed_out = false;
+};
+
+}  // namespace
+
+// The channel's state machine. What callers see:
+// - The first call connects (no background connecting, ever).
+// - A failed connect fails every pending call with UNAVAILABLE and starts a
+//   backoff (backoff_initial, doubling up to backoff_max). Calls made while
+//   backing off fail at once with UNAVAILABLE ("next connect attempt in N
+//   ms"), as gRPC does without wait-for-ready; the first call after the
+//   backoff expires makes the next attempt. Callers retry with their own pace.
+// - A connection lost after it was up fails the pending calls with
+//   UNAVAILABLE; the next call reconnects at once (no backoff).
+// - A non-positive timeout gives TIMEOUT; an unparsable address gives
+//   INVALID_ARGUMENT to every call; a request above 16 MiB gives
+//   INVALID_ARGUMENT without being sent.
+// - Completions decided inside Call() or Close() are posted to the io_context,
+//   never run inside them; those decided by I/O or the timer run directly.
+// Deadlines: one steady_timer per channel, armed for the earliest deadline of
+// a min-heap of (deadline, seqid), rather than a timer per call.
+class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
+ public:
+  Impl(asio::io_context& io, std::string host_port, ChannelOptions options)
+      : io_(io),
+        address_(std::move(host_port)),
+        options_(options),
+        deadline_timer_(io),
+        backoff_(options.backoff_initial) {
+    auto ep = ParseEndpoint(address_);
+    if (ep.ok()) {
+      endpoint_ = *ep;
+    } else {
+      bad_address_ = ep.status();
+    }
+  }
+
+  ~Impl() { Close(); }
+
+  const std::string& address() const { return address_; }
+
+  void Call(const std::string& method, Bytes args, Micros timeout, RawDone done) {
+    if (state_ == State::kClosed) {
+      return PostDone(std::move(done),
+                      Status::Unavailable("channel to " + address_ + " is closed"));
+    }
+    if (!bad_address_.ok()) return PostDone(std::move(done), bad_address_);
+    if (args.empty()) {
+      return PostDone(std::move(done),
+                      Status::Internal("could not serialise the request of " + method));
+    }
+    if (args.size() + method.size() + 64 > kMaxRequestFrameBytes) {
+      return PostDone(std::move(done), Status::InvalidArgument(fmt::format(
+                                           "request of {} is {} bytes; the limit is {}", method,
+                                           args.size(), kMaxRequestFrameBytes)));
+    }
+    if (timeout <= 0) {
+      return PostDone(std::move(done), Status::Timeout(fmt::format(
+                                           "{} to {}: timeout {} us is not positive", method,
+                                           address_, timeout)));
+    }
+    const Micros now = SteadyNowMicros();
+    if (state_ == State::kBackoff) {
+      if (now < next_attempt_) {
+        return PostDone(std::move(done),
+                        Status::Unavailable(fmt::format(
+                            "{} is unreachable ({}); next connect attempt in {} ms", address_,
+                            last_error_, (next_attempt_ - now + 999) / 1000)));
+      }
+      state_ = State::kIdle;
+    }
+    if (state_ == State::kIdle) StartConnect();
+
+    const int32_t seqid = next_seqid_;
+    next_seqid_ = next_seqid_ == std::numeric_limits<int32_t>::max() ? 1 : next_seqid_ + 1;
+    // Clamped so the timer's nanosecond arithmetic cannot overflow.
+    const Micros deadline = now + std::min(timeout, kMaxTimeout);
+    auto [it, inserted] =
+        pending_.try_emplace(seqid, Pending{RawDone(), method, deadline, timeout});
+    if (!inserted) {  // 2^31 calls later, one still pending: refuse rather than mix them up
+      return PostDone(std::move(done), Status::Internal("seqid wrapped onto a pending call"));
+    }
+    it->second.done = std::move(done);
+    AppendFrame(&conn_->out, kCall, method, seqid, 1, args);
+    deadlines_.emplace_back(deadline, seqid);
+    std::push_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+    if (deadline < armed_) ArmTimer();
+    if (state_ == State::kConnected) Flush(conn_);
+  }
+
+  void Close() {
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
+    DropConnection();
+    FailAll(Status::Unavailable("channel to " + address_ + " closed"), /*post=*/true);
+  }
+
+ private:
+  enum class State { kIdle, kConnecting, kConnected, kBackoff, kClosed };
+
+  struct Pending {
+    RawDone done;
+    std::string method;  // short names fit the small-string buffer: no allocation
+    Micros deadline;
+    Micros timeout;
+  };
+
+  void PostDone(RawDone done, Status status) {
+    asio::post(io_, [done = std::move(done), status = std::move(status)]() {
+      RunDone(done, status, EmptyBytes());
+    });
+  }
+
+  static void RunDone(const RawDone& done, const Status& status, const Bytes& result) {
+    try {
+      done(status, result);
+    } catch (const std::exception& e) {
+      Log()->error("rpc completion threw: {}", e.what());
+    }
+  }
+
+  void StartConnect() {
+    auto conn = std::make_shared<ClientConn>(io_);
+    conn_ = conn;
+    state_ = State::kConnecting;
+    auto self = shared_from_this();
+    conn->socket.async_connect(endpoint_, [self, conn](const boost::system::error_code& ec) {
+      self->OnConnected(conn, ec);
+    });
+    conn->connect_timer.expires_after(std::chrono::microseconds(options_.connect_timeout));
+    conn->connect_timer.async_wait([self, conn](const boost::system::error_code& ec) {
+      if (ec || conn != self->conn_ || self->state_ != State::kConnecting) return;
+      conn->connect_timed_out = true;
+      boost::system::error_code ignored;
+      conn->socket.close(ignored);  // the connect completes with operation_aborted
+    });
+  }
+
+  void OnConnected(const std::shared_ptr<ClientConn>& conn, const boost::system::error_code& ec) {
+    conn->connect_timer.cancel();
+    if (conn != conn_) return;  // closed or replaced meanwhile
+    if (ec) {
+      const std::string why =
+          conn->connect_timed_out
+              ? fmt::format("connect timed out after {} ms", options_.connect_timeout / kMillis)
+              : ec.message();
+      const Micros wait = backoff_;
+      next_attempt_ = SteadyNowMicros() + wait;
+      backoff_ = std::min(backoff_ * 2, options_.backoff_max);
+      if (failures_++ == 0) {
+        Log()->warn("connect to {} failed: {}; backing off {} ms", address_, why, wait / kMillis);
+      } else {
+        Log()->debug("connect to {} failed again: {}; backing off {} ms", address_, why,
+                     wait / kMillis);
+      }
+      last_error_ = why;
+      DropConnection();
+      state_ = State::kBackoff;
+      FailAll(Status::Unavailable(fmt::format("connect to {} failed: {}", address_, why)),
+              /*post=*/false);
+      return;
+    }
+    boost::system::error_code ignored;
+    conn->socket.set_option(tcp::no_delay(true), ignored);
+    if (failures_ > 0) {
+      Log()->info("connected to {} after {} failed attempts", address_, failures_);
+    } else {
+      Log()->debug("connected to {}", address_);
+    }
+    failures_ = 0;
+    backoff_ = options_.backoff_initial;
+    state_ = State::kConnected;
+    StartRead(conn);
+    Flush(conn);
+  }
+
+  void StartRead(const std::shared_ptr<ClientConn>& conn) {
+    conn->socket.async_read_some(conn->in.Prepare(), [self = shared_from_this(), conn](
+                                                         const boost::system::error_code& ec,
+                                                         size_t n) { self->OnRead(conn, ec, n); });
+  }
+
+  void OnRead(const std::shared_ptr<ClientConn>& conn, const boost::system::error_code& ec,
+              size_t n) {
+    if (conn != conn_) return;
+    if (ec) {
+      return ConnectionLost(ec == asio::error::eof ? std::string("closed by the server")
+                                                   : ec.message());
+    }
+    conn->in.Commit(n);
+    while (conn->in.size() >= 4) {
+      const uint32_t len = LoadBE32(conn->in.data());
+      if (len == 0 || len > options_.max_frame_bytes) {
+        return ConnectionLost(fmt::format("response frame length {} out of range (1..{})", len,
+                                          options_.max_frame_bytes),
+                              /*malformed=*/true);
+      }
+      if (conn->in.size() - 4 < len) {
+        conn->in.Reserve(size_t{len} + 4);
+        break;
+      }
+      std::string error;
+      if (!HandleFrame(conn->in.data() + 4, len, &error)) {
+        return ConnectionLost(error, /*malformed=*/true);
+      }
+      if (conn != conn_) return;  // a completion closed the channel or the connection
+      conn->in.Consume(size_t{len} + 4);
+    }
+    StartRead(conn);
+  }
+
+  // Completes the call a reply belongs to. False when the frame cannot be
+  // tied to a call (the stream is then not trustworthy: close it).
+  bool HandleFrame(const char* frame, uint32_t len, std::string* error) {
+    WireReader r(frame, len);
+    Envelope env;
+    if (!ReadEnvelope(&r, &env, error)) return false;
+    auto it = pending_.find(env.seqid);
+    if (it == pending_.end()) {
+      Log()->debug("dropping reply seqid={} from {}: its call already completed", env.seqid,
+                   address_);
+      return true;
+    }
+    Status status;
+    Bytes result;
+    if (env.type == kReply) {
+      std::string_view body;
+      bool found = false;
+      if (!r.FindStructField(0, &body, &found)) {
+        status = Status::Internal(
+            fmt::format("unreadable reply to {} from {}", it->second.method, address_));
+      } else if (!found) {
+        status = Status::Internal(
+            fmt::format("reply to {} from {} carries no result", it->second.method, address_));
+      } else {
+        result.assign(body.data(), body.size());
+      }
+    } else if (env.type == kException) {
+      status = ReadApplicationException(&r, it->second.method);
+    } else {
+      status = Status::Internal(fmt::format("reply to {} from {} has message type {}",
+                                            it->second.method, address_, env.type));
+    }
+    RawDone done = std::move(it->second.done);
+    pending_.erase(it);
+    MaybeCompactDeadlines();
+    RunDone(done, status, result);
+    return true;
+  }
+
+  Status ReadApplicationException(WireReader* r, const std::string& method) {
+    std::string_view message;
+    int32_t type = 0;
+    for (;;) {
+      uint8_t ftype;
+      int16_t id;
+      if (!r->ReadU8(&ftype) || (ftype != kTStop && !r->ReadI16(&id))) break;
+      if (ftype == kTStop) {
+        return Status::Internal(
+            fmt::format("{} on {}: server raised TApplicationException "
+                        "type={}: {}",
+                        method, address_, type, message));
+      }
+      if (id == 1 && ftype == kTString) {
+        if (!r->ReadString(&message)) break;
+      } else if (id == 2 && ftype == kTI32) {
+        uint32_t v;
+        if (!r->ReadU32(&v)) break;
+        type = static_cast<int32_t>(v);
+      } else if (!r->Skip(ftype, 1)) {
+        break;
+      }
+    }
+    return Status::Internal(fmt::format("{} on {}: unreadable exception reply", method, address_));
+  }
+
+  void Flush(const std::shared_ptr<ClientConn>& conn) {
+    if (conn->writing || conn->out.empty()) return;
+    std::swap(conn->out, conn->wbuf);
+    conn->writing = true;
+    asio::async_write(conn->socket, asio::buffer(conn->wbuf),
+                      [self = shared_from_this(), conn](const boost::system::error_code& ec,
+                                                        size_t) { self->OnWritten(conn, ec); });
+  }
+
+  void OnWritten(const std::shared_ptr<ClientConn>& conn, const boost::system::error_code& ec) {
+    conn->writing = false;
+    if (conn != conn_) return;
+    if (ec) return ConnectionLost("write failed: " + ec.message());
+    ReleaseIfHuge(&conn->wbuf);
+    Flush(conn);
+  }
+
+  void ConnectionLost(const std::string& why, bool malformed = false) {
+    if (malformed) {
+      Log()->warn("closing connection to {}: {}", address_, why);
+    } else if (pending_.empty()) {
+      // Losing an idle connection (a server restart, an idle close) is routine.
+      Log()->debug("connection to {} lost: {}", address_, why);
+    } else {
+      Log()->warn("connection to {} lost with {} calls pending: {}", address_, pending_.size(),
+                  why);
+    }
+    DropConnection();
+    state_ = State::kIdle;  // reconnect on the next call
+    FailAll(Status::Unavailable(fmt::format("connection to {} lost: {}", address_, why)),
+            /*post=*/false);
+  }
+
+  void DropConnection() {
+    if (!conn_) return;
+    boost::system::error_code ignored;
+    conn_->connect_timer.cancel();
+    conn_->socket.close(ignored);
+    conn_.reset();
+  }
+
+  // Completes every pending call with `status`. Inline from io handlers; from
+  // Close() it is posted, so a caller never sees its completions re-enter it.
+  void FailAll(const Status& status, bool post) {
+    deadlines_.clear();
+    armed_ = kNever;
+    deadline_timer_.cancel();
+    if (pending_.empty()) return;
+    std::vector<std::pair<int32_t, RawDone>> failed;
+    failed.reserve(pending_.size());
+    for (auto& [seqid, p] : pending_) failed.emplace_back(seqid, std::move(p.done));
+    pending_.clear();
+    std::sort(failed.begin(), failed.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (post) {
+      asio::post(io_, [failed = std::move(failed), status]() {
+        for (auto& f : failed) RunDone(f.second, status, EmptyBytes());
+      });
+    } else {
+      for (auto& f : failed) RunDone(f.second, status, EmptyBytes());
+    }
+  }
+
+  // Deadlines live in a min-heap; completed calls leave stale entries behind,
+  // skipped on expiry and purged when they outnumber live calls.
+  void MaybeCompactDeadlines() {
+    if (deadlines_.size() <= 2 * pending_.size() + 64) return;
+    deadlines_.clear();
+    for (const auto& [seqid, p] : pending_) deadlines_.emplace_back(p.deadline, seqid);
+    std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+  }
+
+  void ArmTimer() {
+    if (deadlines_.empty()) return;
+    armed_ = deadlines_.front().first;
+    deadline_timer_.expires_at(
+        std::chrono::steady_clock::time_point(std::chrono::microseconds(armed_)));
+    deadline_timer_.async_wait(
+        [self = shared_from_this()](const boost::system::error_code& ec) { self->OnTimer(ec); });
+  }
+
+  void OnTimer(const boost::system::error_code& ec) {
+    if (ec) return;  // re-armed or closed: whoever did that owns the timer now
+    armed_ = kNever;
+    const Micros now = SteadyNowMicros();
+    while (!deadlines_.empty() && deadlines_.front().first <= now) {
+      const auto [deadline, seqid] = deadlines_.front();
+      std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+      deadlines_.pop_back();
+      auto it = pending_.find(seqid);
+      if (it == pending_.end() || it->second.deadline != deadline) continue;
+      Status status =
+          Status::Timeout(fmt::format("{} to {} timed out after {} ms", it->second.method, address_,
+                                      it->second.timeout / kMillis));
+      RawDone done = std::move(it->second.done);
+      pending_.erase(it);
+      RunDone(done, status, EmptyBytes());
+    }
+    if (armed_ == kNever) ArmTimer();
+  }
+
+  static constexpr Micros kNever = std::numeric_limits<Micros>::max();
+  static constexpr Micros kMaxTimeout = 365LL * 24 * 3600 * kSeconds;
+
+  asio::io_context& io_;
+  const std::string address_;
+  const ChannelOptions options_;
+  tcp::endpoint endpoint_;
+  Status bad_address_;
+
+  State state_ = State::kIdle;
+  std::shared_ptr<ClientConn> conn_;  // set while connecting or connected
+  int32_t next_seqid_ = 1;
+  std::unordered_map<int32_t, Pending> pending_;
+
+  std::vector<std::pair<Micros, int32_t>> deadlines_;  // min-heap of (deadline, seqid)
+  asio::steady_timer deadline_timer_;
+  Micros armed_ = kNever;  // deadline the timer waits for
+
+  Micros backoff_;
+  Micros next_attempt_ = 0;
+  int failures_ = 0;  // consecutive failed connects
+  std::string last_error_;
+};
+
+RpcChannel::RpcChannel(asio::io_context& io, std::string host_port, ChannelOptions options)
+    : impl_(std::make_shared<Impl>(io, std::move(host_port), options)) {}
+
+RpcChannel::~RpcChannel() { impl_->Close(); }
+
+void RpcChannel::CallRaw(const std::string& method, Bytes args, Micros timeout, RawDone done) {
+  impl_->Call(method, std::move(args), timeout, std::move(done));
+}
+
+void RpcChannel::Close() { impl_->Close(); }
+
+const std::string& RpcChannel::address() const { return impl_->address(); }
+
+// ------------------------------------------------------------ pool
+
+ChannelPool::~ChannelPool() { CloseAll(); }
+
+std::shared_ptr<RpcChannel> ChannelPool::Get(const std::string& host_port) {
+  auto& channel = channels_[host_port];
+  if (!channel) channel = std::make_shared<RpcChannel>(io_, host_port, options_);
+  return channel;
+}
+
+void ChannelPool::CloseAll() {
+  auto channels = std::move(channels_);
+  channels_.clear();
+  for (auto& [address, channel] : channels) channel->Close();
+}
+
+}  // namespace txc::rpc
