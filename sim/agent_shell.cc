@@ -1,0 +1,328 @@
+// SimAgent: the simulated shell of a participant agent. It drives the
+// production BranchCore exactly as participant/agent.cc does: requests in,
+// effects out; resource operations run on the BankResources and their
+// completions come back as events; in-doubt branches ask the coordinator.
+#include <algorithm>
+
+#include "sim/cluster.h"
+
+namespace txc::sim {
+
+namespace {
+
+Status FromProto(const proto::Status& s) {
+  return Status(static_cast<Status::Code>(s.code), s.message);
+}
+
+const char* OpName(participant::ResourceOp::Kind k) {
+  switch (k) {
+    case participant::ResourceOp::kExecute: return "execute";
+    case participant::ResourceOp::kPrepare: return "prepare";
+    case participant::ResourceOp::kExecuteAndPrepare: return "execute+prepare";
+    case participant::ResourceOp::kCommit: return "commit";
+    case participant::ResourceOp::kRollback: return "rollback";
+  }
+  return "?";
+}
+
+std::vector<std::string> Keys(const std::map<std::string, BankImage>& m) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : m) out.push_back(k);
+  return out;
+}
+
+}  // namespace
+
+struct SimAgent::Live {
+  participant::BranchCore core;
+  std::map<std::string, std::unique_ptr<BankResource>> resources;
+  struct Waiting {
+    std::function<void(participant::AgentResponse)> reply;
+    TxId txid;
+  };
+  std::map<uint64_t, Waiting> pending;
+  uint64_t next_token = 1;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+
+  Live(std::vector<std::string> names, const participant::AgentOptions& o)
+      : core(std::move(names), o) {}
+};
+
+SimAgent::SimAgent(Cluster* cluster, int node, std::string address,
+                   std::map<std::string, BankImage> initial)
+    : c_(cluster),
+      node_(node),
+      address_(std::move(address)),
+      disk_(&cluster->world(), cluster->disk_options()),
+      images_(std::move(initial)) {}
+
+SimAgent::~SimAgent() = default;
+
+std::vector<std::string> SimAgent::resources() const { return Keys(images_); }
+
+void SimAgent::Boot() {
+  World& w = c_->world();
+  Micros now = w.now();
+  live_ = std::make_unique<Live>(Keys(images_), c_->timing().agent);
+  Live* l = live_.get();
+  for (auto& [name, image] : images_) {
+    ResourceEnv env;
+    env.world = &w;
+    env.disk = &disk_;
+    env.checker = &c_->checker();
+    env.node = node_;
+    env.alive = l->alive;
+    env.bugs.vote_before_durable = c_->bugs().vote_before_durable;
+    env.bugs.forget_undo = c_->bugs().forget_undo;
+    auto r = std::make_unique<BankResource>(name, &image, env);
+    auto recovered = r->Recover();
+    if (!recovered.ok()) {
+      c_->checker().Violation("termination", nullptr,
+                              "resource " + name + " cannot recover: " + recovered.status().ToString());
+      continue;
+    }
+    size_t active = 0, in_doubt = 0;
+    for (const auto& b : *recovered) {
+      (b.state == participant::BranchState::kActive ? active : in_doubt)++;
+      w.Log(node_, &b.txid, "recovered " + std::string(participant::BranchStateName(b.state)) +
+                                " branch on " + name);
+    }
+    w.Log(node_, "boot: " + name + " recovered, " + std::to_string(active) + " active (roll back), " +
+                     std::to_string(in_doubt) + " in doubt");
+    l->core.OnRecovered(name, *recovered, now);
+    l->resources.emplace(name, std::move(r));
+  }
+  Flush(l);
+  if (!*l->alive) return;
+  ScheduleTick(l);
+}
+
+void SimAgent::Crash() {
+  if (!live_) return;
+  *live_->alive = false;
+  c_->world().Bury(std::shared_ptr<Live>(std::move(live_)));
+  disk_.Crash();
+}
+
+void SimAgent::ScheduleTick(Live* l) {
+  auto alive = l->alive;
+  c_->world().After(c_->timing().tick, [this, l, alive] {
+    if (!*alive) return;
+    ScheduleTick(l);
+    l->core.Tick(c_->world().now());
+    Flush(l);
+  });
+}
+
+void SimAgent::VisitState(const Checker::BankVisitor& visit) const {
+  if (live_) {
+    for (const auto& [name, r] : live_->resources) visit(name, r->live());
+    return;
+  }
+  for (const auto& [name, image] : images_) visit(name, image);
+}
+
+void SimAgent::VisitDurable(const Checker::BankVisitor& visit) const {
+  for (const auto& [name, image] : images_) visit(name, image);
+}
+
+bool SimAgent::Idle(std::string* why) const {
+  const std::string& me = c_->world().NodeName(node_);
+  if (!live_) {
+    *why = me + " is down";
+    return false;
+  }
+  for (const auto& b : live_->core.Branches()) {
+    if (b.state == "active" || b.state == "prepared") {
+      *why = me + ": branch " + ToString(b.txid) + " on " + b.resource + " is still " + b.state;
+      return false;
+    }
+  }
+  for (const auto& [name, r] : live_->resources) {
+    if (!r->live().open.empty()) {
+      const TxId& t = *r->live().open.begin();
+      *why = me + ": resource " + name + " still has a non-final branch " + ToString(t) + " (" +
+             participant::BranchStateName(r->live().branches.at(t).state) + ")";
+      return false;
+    }
+    if (r->locks_held() > 0) {
+      *why = me + ": resource " + name + " still holds " + std::to_string(r->locks_held()) + " lock(s)";
+      return false;
+    }
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- requests
+
+template <class Req, class Resp>
+void SimAgent::Serve(const Req& req, std::function<void(Resp)> reply,
+                     void (participant::BranchCore::*in)(uint64_t, const Req&, Micros)) {
+  if (!live_) return;
+  Live* l = live_.get();
+  uint64_t token = l->next_token++;
+  Live::Waiting wt;
+  wt.reply = [reply = std::move(reply)](participant::AgentResponse r) {
+    reply(std::get<Resp>(std::move(r)));
+  };
+  wt.txid = req.txid;
+  l->pending.emplace(token, std::move(wt));
+  (l->core.*in)(token, req, c_->world().now());
+  Flush(l);
+}
+
+void SimAgent::Execute(const proto::ExecuteRequest& req,
+                       std::function<void(proto::ExecuteResponse)> reply) {
+  c_->world().Log(node_, &req.txid, "EXECUTE on " + req.resource);
+  Serve<proto::ExecuteRequest, proto::ExecuteResponse>(req, std::move(reply),
+                                                       &participant::BranchCore::OnExecute);
+}
+
+void SimAgent::Prepare(const proto::PrepareRequest& req,
+                       std::function<void(proto::PrepareResponse)> reply) {
+  c_->world().Log(node_, &req.txid, "PREPARE on " + req.resource +
+                                        (req.__isset.work ? " (with work)" : ""));
+  Serve<proto::PrepareRequest, proto::PrepareResponse>(req, std::move(reply),
+                                                       &participant::BranchCore::OnPrepare);
+}
+
+void SimAgent::Decide(const proto::DecideRequest& req,
+                      std::function<void(proto::DecideResponse)> reply) {
+  c_->world().Log(node_, &req.txid, std::string(OutcomeName(req.outcome)) + " decision on " + req.resource);
+  Serve<proto::DecideRequest, proto::DecideResponse>(req, std::move(reply),
+                                                     &participant::BranchCore::OnDecide);
+}
+
+// ----------------------------------------------------------------- effects
+
+void SimAgent::Flush(Live* l) {
+  World& w = c_->world();
+  for (;;) {
+    if (!*l->alive) return;
+    participant::AgentEffects fx = l->core.TakeEffects();
+    if (fx.empty()) return;
+
+    for (participant::AgentReply& r : fx.replies) {
+      auto it = l->pending.find(r.token);
+      if (it == l->pending.end()) continue;
+      auto reply = std::move(it->second.reply);
+      TxId txid = it->second.txid;
+      l->pending.erase(it);
+      const char* point = nullptr;
+      if (auto* v = std::get_if<proto::PrepareResponse>(&r.response)) {
+        w.Log(node_, &txid, std::string("vote ") + VoteName(v->vote) +
+                                (v->reason.empty() ? "" : " (" + v->reason + ")"));
+        if (v->vote == proto::Vote::YES) point = "agent.after_vote";
+      } else if (auto* d = std::get_if<proto::DecideResponse>(&r.response)) {
+        w.Log(node_, &txid, d->status.code == proto::Code::OK ? "ack ok" : "ack: " + d->status.message);
+        if (d->status.code == proto::Code::OK) point = "agent.after_ack";
+      } else if (auto* e = std::get_if<proto::ExecuteResponse>(&r.response)) {
+        if (e->status.code != proto::Code::OK) w.Log(node_, &txid, "execute failed: " + e->status.message);
+      }
+      reply(std::move(r.response));
+      // The reply has left; the node dies right after.
+      if (point != nullptr && c_->CrashPoint(node_, point)) return;
+    }
+
+    for (participant::ResourceOp& op : fx.ops) {
+      Run(l, std::move(op));
+      if (!*l->alive) return;
+    }
+
+    for (const TxId& txid : fx.queries) {
+      if (c_->bugs().heuristic_commit) {
+        // BUG: an in-doubt branch commits on its own instead of asking.
+        bool prepared = false;
+        for (const auto& [name, r] : l->resources) {
+          auto b = r->live().branches.find(txid);
+          prepared = prepared || (b != r->live().branches.end() &&
+                                  b->second.state == participant::BranchState::kPrepared);
+        }
+        if (prepared) {
+          w.Log(node_, &txid, "in doubt: commits heuristically without asking");
+          l->core.OnOutcome(txid, Status::Ok(), proto::Outcome::COMMITTED, w.now());
+          continue;
+        }
+      }
+      w.Log(node_, &txid, "asks the coordinator for the outcome");
+      proto::OutcomeRequest req;
+      req.txid = txid;
+      auto alive = l->alive;
+      c_->CoordinatorCall<proto::OutcomeRequest, proto::OutcomeResponse>(
+          node_, req, c_->timing().query_timeout, c_->timing().query_timeout,
+          &SimCoordinator::Outcome, [this, l, alive, txid](Status s, proto::OutcomeResponse r) {
+            if (!*alive) return;
+            if (s.ok() && r.status.code != proto::Code::OK) s = FromProto(r.status);
+            c_->world().Log(node_, &txid,
+                            "outcome answer: " + (s.ok() ? std::string(OutcomeName(r.outcome))
+                                                         : s.ToString()));
+            l->core.OnOutcome(txid, s, r.outcome, c_->world().now());
+            Flush(l);
+          });
+    }
+  }
+}
+
+void SimAgent::Run(Live* l, participant::ResourceOp op) {
+  World& w = c_->world();
+  w.Log(node_, &op.txid, std::string(OpName(op.kind)) + " op on " + op.resource);
+  uint64_t id = op.id;
+  auto kind = op.kind;
+  auto alive = l->alive;
+  TxId txid = op.txid;
+  auto exec_done = [this, l, alive, id, kind, txid](participant::ExecuteResult r) {
+    if (!*alive) return;
+    c_->world().Log(node_, &txid, std::string(OpName(kind)) + " done: " +
+                                      (r.status.ok() ? "ok" : r.status.ToString()));
+    if (kind == participant::ResourceOp::kExecuteAndPrepare && r.status.ok() && r.wrote) {
+      if (c_->CrashPoint(node_, "agent.after_prepared")) return;  // PREPARED durable, no vote yet
+    } else if (c_->CrashPoint(node_, "agent.after_execute")) {
+      return;
+    }
+    l->core.OnExecuteDone(id, r, c_->world().now());
+    Flush(l);
+  };
+  auto status_done = [this, l, alive, id, kind, txid](Status s) {
+    if (!*alive) return;
+    c_->world().Log(node_, &txid, std::string(OpName(kind)) + " done: " + (s.ok() ? "ok" : s.ToString()));
+    const char* point = nullptr;
+    if (s.ok()) {
+      switch (kind) {
+        case participant::ResourceOp::kPrepare: point = "agent.after_prepared"; break;
+        case participant::ResourceOp::kCommit: point = "agent.after_committed"; break;
+        case participant::ResourceOp::kRollback: point = "agent.after_rollback"; break;
+        default: break;
+      }
+    }
+    if (point != nullptr && c_->CrashPoint(node_, point)) return;
+    l->core.OnOpDone(id, s, c_->world().now());
+    Flush(l);
+  };
+  auto it = l->resources.find(op.resource);
+  if (it == l->resources.end()) {
+    Status s = Status::InvalidArgument("no resource named " + op.resource);
+    if (kind == participant::ResourceOp::kExecute || kind == participant::ResourceOp::kExecuteAndPrepare) {
+      participant::ExecuteResult r;
+      r.status = s;
+      w.After(1, [exec_done, r] { exec_done(r); });
+    } else {
+      w.After(1, [status_done, s] { status_done(s); });
+    }
+    return;
+  }
+  BankResource& rm = *it->second;
+  switch (kind) {
+    case participant::ResourceOp::kExecute:
+      return rm.Execute(op.txid, std::move(op.statements), exec_done);
+    case participant::ResourceOp::kExecuteAndPrepare:
+      return rm.ExecuteAndPrepare(op.txid, std::move(op.statements), op.info, exec_done);
+    case participant::ResourceOp::kPrepare:
+      return rm.Prepare(op.txid, op.info, status_done);
+    case participant::ResourceOp::kCommit:
+      return rm.Commit(op.txid, status_done);
+    case participant::ResourceOp::kRollback:
+      return rm.Rollback(op.txid, status_done);
+  }
+}
+
+}  // namespace txc::sim

@@ -1,0 +1,177 @@
+#include "sim/checker.h"
+
+namespace txc::sim {
+
+namespace {
+constexpr int kMaxPrinted = 3;     // violations printed per seed (all are counted)
+constexpr size_t kHistory = 25;    // events shown per violation
+}  // namespace
+
+Checker::Checker(World* world, std::string repro, std::ostream* out)
+    : world_(world), repro_(std::move(repro)), out_(out) {}
+
+void Checker::SetBank(std::function<void(const BankVisitor&)> each, int64_t total) {
+  bank_each_ = std::move(each);
+  bank_total_ = total;
+}
+
+void Checker::Violation(const char* invariant, const TxId* txid, const std::string& what) {
+  ++violations_;
+  std::string head = std::string("violation: ") + invariant + " seed=" +
+                     std::to_string(world_->seed()) + " t=" + FormatTime(world_->now());
+  if (txid != nullptr) head += " txid=" + ToString(*txid);
+  head += ": " + what;
+  world_->Log(-1, txid, "VIOLATION " + std::string(invariant) + ": " + what);
+  if (first_.empty()) first_ = head;
+  if (out_ == nullptr || printed_ >= kMaxPrinted) return;
+  ++printed_;
+  *out_ << head << "\n  replay: " << repro_ << "\n";
+  if (txid != nullptr) {
+    *out_ << "  last events of txid " << ToString(*txid) << ":\n";
+    for (const std::string& line : world_->History(*txid, kHistory)) *out_ << "    " << line << "\n";
+  } else {
+    *out_ << "  last events:\n";
+    for (const std::string& line : world_->Tail(kHistory)) *out_ << "    " << line << "\n";
+  }
+  out_->flush();
+}
+
+// ----------------------------------------------------------------- atomicity
+
+void Checker::OnBranchCommitted(int node, const std::string& resource, const TxId& txid,
+                                bool wrote) {
+  world_->Log(node, &txid, "branch COMMITTED at " + resource + (wrote ? "" : " (read-only)"));
+  if (!wrote) return;
+  Outcomes& o = outcomes_[txid];
+  o.committed.insert(resource);
+  committed_.insert(txid);
+  if (!o.aborted.empty()) {
+    Violation("atomicity", &txid,
+              "committed at " + resource + " but rolled back at " + *o.aborted.begin());
+  }
+  if (told_aborted_.count(txid)) {
+    Violation("atomicity", &txid,
+              "committed at " + resource + " although its client was told it ABORTED");
+  }
+  if (!commit_requested_.count(txid)) {
+    Violation("atomicity", &txid,
+              "committed at " + resource + " although no client ever asked to commit it");
+  }
+  CheckBankSum("after a commit");
+}
+
+void Checker::OnBranchAborted(int node, const std::string& resource, const TxId& txid,
+                              bool had_changes) {
+  world_->Log(node, &txid,
+              "branch ABORTED at " + resource + (had_changes ? " (undo applied)" : " (tombstone)"));
+  if (!had_changes) return;
+  Outcomes& o = outcomes_[txid];
+  o.aborted.insert(resource);
+  if (!o.committed.empty()) {
+    Violation("atomicity", &txid,
+              "rolled back at " + resource + " but committed at " + *o.committed.begin());
+  }
+  CheckBankSum("after a rollback");
+}
+
+void Checker::OnCommitRequested(const TxId& txid) { commit_requested_.insert(txid); }
+
+void Checker::OnToldCommitted(const TxId& txid, const std::vector<std::string>& resources) {
+  told_committed_[txid] = resources;
+  if (told_aborted_.count(txid)) {
+    Violation("atomicity", &txid, "its client was told both COMMITTED and ABORTED");
+  }
+}
+
+void Checker::OnToldAborted(const TxId& txid) {
+  told_aborted_.insert(txid);
+  if (told_committed_.count(txid)) {
+    Violation("atomicity", &txid, "its client was told both COMMITTED and ABORTED");
+  }
+  auto it = outcomes_.find(txid);
+  if (it != outcomes_.end() && !it->second.committed.empty()) {
+    Violation("atomicity", &txid,
+              "its client was told ABORTED but it committed at " + *it->second.committed.begin());
+  }
+}
+
+// ------------------------------------------------------- agreement, validity
+
+void Checker::OnProposed(const std::string& value) { proposed_.insert(value); }
+
+void Checker::OnApplied(int replica, uint64_t slot, const std::string& value) {
+  if (!proposed_.count(value)) {
+    Violation("validity", nullptr,
+              world_->NodeName(replica) + " applied a value at slot " + std::to_string(slot) +
+                  " that no replica proposed");
+  }
+  auto [it, inserted] = slots_.emplace(slot, value);
+  if (!inserted && it->second != value) {
+    Violation("agreement", nullptr,
+              world_->NodeName(replica) + " applied a different value at slot " +
+                  std::to_string(slot) + " than was applied there before (a chosen slot changed)");
+  }
+}
+
+// ---------------------------------------------------------------------- bank
+
+void Checker::CheckBankSum(const char* when) {
+  if (!bank_each_) return;
+  int64_t sum = 0;
+  bank_each_([&](const std::string&, const BankImage& img) {
+    sum += img.Sum();
+    for (const TxId& t : img.open) {
+      // Work of a transaction that committed nowhere yet is not committed state.
+      if (!committed_.count(t)) sum -= img.branches.at(t).Delta();
+    }
+  });
+  if (sum != bank_total_) {
+    Violation("bank", nullptr,
+              "the committed sum of balances is " + std::to_string(sum) + ", not " +
+                  std::to_string(bank_total_) + " (" + when + ")");
+  }
+}
+
+void Checker::FinalChecks(const std::function<void(const BankVisitor&)>& durable_each) {
+  // Durability: every commit a client heard of is COMMITTED at each resource
+  // it wrote to, in that resource's durable image.
+  std::map<std::string, const BankImage*> images;
+  durable_each([&](const std::string& name, const BankImage& img) { images[name] = &img; });
+  for (const auto& [txid, resources] : told_committed_) {
+    for (const std::string& r : resources) {
+      auto it = images.find(r);
+      if (it == images.end()) continue;
+      auto b = it->second->branches.find(txid);
+      if (b == it->second->branches.end() ||
+          b->second.state != participant::BranchState::kCommitted) {
+        std::string state = b == it->second->branches.end()
+                                ? "no branch at all"
+                                : participant::BranchStateName(b->second.state);
+        Violation("durability", &txid,
+                  "its client was told COMMITTED, but at " + r + " the branch is " + state);
+        if (violations_ > 10) return;
+      }
+    }
+  }
+  // The bank at rest: the sum is the initial one, no balance is negative.
+  images.clear();
+  bank_each_([&](const std::string& name, const BankImage& img) { images[name] = &img; });
+  int64_t sum = 0;
+  for (const auto& [name, img] : images) {
+    sum += img->Sum();
+    for (const auto& [id, bal] : img->accounts) {
+      if (bal < 0) {
+        Violation("bank", nullptr,
+                  name + ".accounts id=" + std::to_string(id) + " has a negative balance " +
+                      std::to_string(bal));
+      }
+    }
+  }
+  if (sum != bank_total_) {
+    Violation("bank", nullptr,
+              "at rest the balances sum to " + std::to_string(sum) + ", not " +
+                  std::to_string(bank_total_));
+  }
+}
+
+}  // namespace txc::sim

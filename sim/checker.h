@@ -1,0 +1,100 @@
+// Checker: the invariants of DESIGN.md, asserted while a seed runs and at its
+// end. Every violation is printed with the word "violation", the invariant,
+// the seed, the simulated time and the last events touching the txid.
+//
+//  1 atomicity   no txid is committed at one participant and rolled back (with
+//                changes undone) at another; a txid a client was told ABORTED
+//                is committed nowhere; a txid no client asked to commit is
+//                committed nowhere.
+//  2 durability  (final) a commit a client was told about is COMMITTED, on
+//                disk, at every participant it wrote to.
+//  3 agreement   no two applications of a log slot (by any replica, or by one
+//                replica before and after a restart) carry different values.
+//  4 validity    every applied log value was proposed by some replica.
+//  5 termination (final) every branch final, no locks, nothing in doubt, the
+//                coordinator idle: checked by the simulation.
+//  6 bank        at any time the committed sum of balances is the initial sum;
+//                at the end the balances sum to it and none is negative.
+//
+// Not thread-safe; one World thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <ostream>
+#include <set>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "common/txid.h"
+#include "sim/bank_resource.h"
+#include "sim/world.h"
+
+namespace txc::sim {
+
+class Checker {
+ public:
+  // `repro` is the command line that replays this seed (printed with a violation).
+  Checker(World* world, std::string repro, std::ostream* out);
+
+  // The bank: `each` visits the state of every resource as it would be after
+  // a crash-free step now (live when its agent is up, the durable image when
+  // it is down); `total` is the initial sum of balances.
+  using BankVisitor = std::function<void(const std::string&, const BankImage&)>;
+  void SetBank(std::function<void(const BankVisitor&)> each, int64_t total);
+
+  // A resource's live state reached a final state for the branch.
+  void OnBranchCommitted(int node, const std::string& resource, const TxId& txid, bool wrote);
+  void OnBranchAborted(int node, const std::string& resource, const TxId& txid, bool had_changes);
+
+  // What clients asked and were told.
+  void OnCommitRequested(const TxId& txid);
+  void OnToldCommitted(const TxId& txid, const std::vector<std::string>& resources);
+  void OnToldAborted(const TxId& txid);
+
+  // The replicated log: a proposed value (one slot's batch) and an applied one.
+  void OnProposed(const std::string& value);
+  void OnApplied(int replica, uint64_t slot, const std::string& value);
+
+  // Invariant 6 at this instant.
+  void CheckBankSum(const char* when);
+
+  // End of a seed: durability (2), over `durable_each` (every resource's
+  // durable image), and the final bank state (6). Termination (5) is the
+  // simulation's (it knows the cores).
+  void FinalChecks(const std::function<void(const BankVisitor&)>& durable_each);
+
+  void Violation(const char* invariant, const TxId* txid, const std::string& what);
+  int violations() const { return violations_; }
+  const std::string& first() const { return first_; }
+  bool CommittedAnywhere(const TxId& txid) const { return committed_.count(txid) > 0; }
+
+ private:
+  struct Outcomes {
+    std::set<std::string> committed;  // resources where a written branch committed
+    std::set<std::string> aborted;    // resources where a written branch was rolled back
+  };
+
+  World* world_;
+  std::string repro_;
+  std::ostream* out_;
+  int violations_ = 0;
+  int printed_ = 0;
+  std::string first_;
+
+  std::function<void(const BankVisitor&)> bank_each_;
+  int64_t bank_total_ = 0;
+
+  std::map<TxId, Outcomes, TxIdLess> outcomes_;
+  std::set<TxId, TxIdLess> committed_;  // committed at one resource at least
+  std::set<TxId, TxIdLess> commit_requested_;
+  std::set<TxId, TxIdLess> told_aborted_;
+  std::map<TxId, std::vector<std::string>, TxIdLess> told_committed_;
+
+  std::unordered_set<std::string> proposed_;
+  std::map<uint64_t, std::string> slots_;
+};
+
+}  // namespace txc::sim

@@ -1,0 +1,466 @@
+// Cluster: one seed's whole system, its fault schedule and its phases.
+#include "sim/cluster.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace txc::sim {
+
+namespace {
+
+// Every crash point the shells name, with where it is.
+const char* const kCrashPoints[] = {
+    "coord.votes_outstanding",  // PREPAREs sent, no votes back yet
+    "coord.decide_proposed",    // DECIDE(COMMIT) proposed, not durable yet
+    "coord.after_decide",       // DECIDE durable and applied, COMMIT not sent
+    "coord.commit_sent",        // COMMIT sent, acks outstanding
+    "coord.after_end",          // END durable
+    "coord.after_epoch",        // a new epoch durable, just serving
+    "agent.after_execute",      // a statement ran (ACTIVE, not durable), no reply yet
+    "agent.after_prepared",     // PREPARED durable, the vote has not left
+    "agent.after_vote",         // a YES vote has left
+    "agent.after_committed",    // COMMITTED durable, the ack has not left
+    "agent.after_ack",          // an ack has left
+    "agent.after_rollback",     // rolled back (not durable), no reply yet
+};
+
+constexpr Micros kLoadCap = 60 * kSeconds;   // faults stop by then at the latest
+constexpr Micros kQuietBound = 60 * kSeconds;  // termination must happen within this
+constexpr Micros kPoll = 50 * kMillis;
+
+}  // namespace
+
+// ------------------------------------------------------------------- public
+
+std::optional<FaultLevel> ParseFaultLevel(const std::string& s) {
+  if (s == "none") return FaultLevel::kNone;
+  if (s == "light") return FaultLevel::kLight;
+  if (s == "heavy") return FaultLevel::kHeavy;
+  return std::nullopt;
+}
+
+const char* FaultLevelName(FaultLevel f) {
+  switch (f) {
+    case FaultLevel::kNone: return "none";
+    case FaultLevel::kLight: return "light";
+    case FaultLevel::kHeavy: return "heavy";
+  }
+  return "?";
+}
+
+const std::vector<BugInfo>& Bugs() {
+  static const std::vector<BugInfo> kBugs = {
+      {"vote-before-durable",
+       "the agent's resource answers PREPARE before the PREPARED record is synced"},
+      {"lying-disk", "a disk acknowledges a sync but keeps the data in a volatile cache"},
+      {"early-commit-reply",
+       "the coordinator tells the client COMMITTED when DECIDE is proposed, not when durable"},
+      {"forget-undo", "a rollback marks the branch ABORTED without applying its undo"},
+      {"heuristic-commit", "an in-doubt agent commits on its own instead of asking"},
+  };
+  return kBugs;
+}
+
+bool KnownBug(const std::string& name) {
+  for (const BugInfo& b : Bugs()) {
+    if (name == b.name) return true;
+  }
+  return false;
+}
+
+std::string ReplayCommand(const SimOptions& o) {
+  std::string s = "txsim --seed " + std::to_string(o.seed) + " --faults " + FaultLevelName(o.faults);
+  if (!o.bug.empty()) s += " --inject-bug " + o.bug;
+  if (o.txns != 120) s += " --txns-per-seed " + std::to_string(o.txns);
+  return s + " --trace";
+}
+
+SimResult RunSeed(const SimOptions& options) {
+  Cluster cluster(options);
+  return cluster.Run();
+}
+
+Timing::Timing() {
+  driver.vote_timeout = 1 * kSeconds;
+  driver.txn_timeout = 4 * kSeconds;
+  driver.resend_initial = 50 * kMillis;
+  driver.resend_max = 1 * kSeconds;
+  driver.call_timeout = 1 * kSeconds;
+  agent.lock_timeout = 300 * kMillis;
+  agent.active_timeout = 2 * kSeconds;
+  agent.in_doubt_after = 300 * kMillis;
+  agent.query_max = 2 * kSeconds;
+  agent.final_retention = 30 * kSeconds;
+  agent.lock_retry = 20 * kMillis;
+}
+
+// ------------------------------------------------------------------ cluster
+
+Cluster::Cluster(const SimOptions& options) : options_(options) {
+  bugs_.vote_before_durable = options.bug == "vote-before-durable";
+  bugs_.lying_disk = options.bug == "lying-disk";
+  bugs_.early_commit_reply = options.bug == "early-commit-reply";
+  bugs_.forget_undo = options.bug == "forget-undo";
+  bugs_.heuristic_commit = options.bug == "heuristic-commit";
+  world_ = std::make_unique<World>(options.seed, options.trace, options.hash_trace);
+  net_ = std::make_unique<Network>(world_.get(), NetOptions());
+  checker_ = std::make_unique<Checker>(world_.get(), ReplayCommand(options), options.report);
+  result_.seed = options.seed;
+  Build();
+}
+
+Cluster::~Cluster() = default;
+
+SimAgent* Cluster::AgentAt(const std::string& address) {
+  auto it = address_node_.find(address);
+  if (it == address_node_.end()) return nullptr;
+  return agents_[it->second - 1].get();
+}
+
+std::string Cluster::AddressOf(const std::string& resource) const {
+  auto it = resource_address_.find(resource);
+  return it == resource_address_.end() ? "" : it->second;
+}
+
+int Cluster::accounts_per_resource(const std::string& resource) const {
+  auto it = accounts_.find(resource);
+  return it == accounts_.end() ? 1 : it->second;
+}
+
+bool Cluster::TakeTicket() {
+  if (tickets_ >= options_.txns) return false;
+  ++tickets_;
+  ++result_.txns;
+  return true;
+}
+
+void Cluster::Count(int outcome) {
+  if (outcome == 0) ++result_.committed;
+  if (outcome == 1) ++result_.aborted;
+  if (outcome == 2) ++result_.unknown;
+}
+
+// Topology: a coordinator, 2-3 agents hosting 2-3 bank resources of 3-8
+// accounts each, 3-8 clients.
+void Cluster::Build() {
+  Rng& rng = world_->rng();
+  int n_resources = static_cast<int>(rng.Uniform(2, 3));
+  int n_agents = static_cast<int>(rng.Uniform(2, n_resources));
+  int n_clients = static_cast<int>(rng.Uniform(3, 8));
+  ConfigureFaults();
+
+  int coord = net_->AddNode("coord1");
+  coordinator_ = std::make_unique<SimCoordinator>(this, coord, "coord1:7000");
+
+  std::vector<std::map<std::string, BankImage>> hosted(n_agents);
+  int64_t total = 0;
+  for (int i = 0; i < n_resources; ++i) {
+    std::string name = std::string("bank_") + static_cast<char>('a' + i);
+    int agent = i % n_agents;
+    BankImage img;
+    int n_accounts = static_cast<int>(rng.Uniform(3, 8));
+    for (int a = 1; a <= n_accounts; ++a) {
+      int64_t bal = rng.Uniform(20, 200);
+      img.accounts[a] = bal;
+      total += bal;
+    }
+    accounts_[name] = n_accounts;
+    resource_names_.push_back(name);
+    resource_address_[name] = "agent" + std::to_string(agent + 1) + ":710" + std::to_string(agent + 1);
+    hosted[agent][name] = std::move(img);
+  }
+  for (int a = 0; a < n_agents; ++a) {
+    std::string name = "agent" + std::to_string(a + 1);
+    std::string address = name + ":710" + std::to_string(a + 1);
+    int node = net_->AddNode(name);
+    address_node_[address] = node;
+    agents_.push_back(std::make_unique<SimAgent>(this, node, address, std::move(hosted[a])));
+  }
+  for (int i = 0; i < n_clients; ++i) {
+    int node = net_->AddNode("client" + std::to_string(i + 1));
+    clients_.push_back(std::make_unique<SimClient>(this, node, i));
+  }
+  crash_serial_.assign(world_->node_count(), 0);
+  net_->Finalize();
+
+  checker_->SetBank([this](const Checker::BankVisitor& v) { VisitState(v); }, total);
+  std::string shape = "topology: " + std::to_string(n_agents) + " agents, " +
+                      std::to_string(n_resources) + " resources (";
+  for (const auto& n : resource_names_) {
+    shape += n + "@" + resource_address_[n] + " " + std::to_string(accounts_[n]) + " accounts, ";
+  }
+  shape += "sum " + std::to_string(total) + "), " + std::to_string(n_clients) + " clients, faults " +
+           FaultLevelName(options_.faults) + (options_.bug.empty() ? "" : ", bug " + options_.bug);
+  world_->Log(-1, shape);
+}
+
+void Cluster::ConfigureFaults() {
+  Rng& rng = world_->rng();
+  NetOptions net;
+  DiskOptions disk;
+  switch (options_.faults) {
+    case FaultLevel::kNone:
+      break;
+    case FaultLevel::kLight:
+      net.drop_p = 0.003;
+      net.dup_p = 0.003;
+      net.spike_p = 0.005;
+      net.spike_max = 20 * kMillis;
+      disk.slow_p = 0.01;
+      disk.slow_max = 10 * kMillis;
+      crash_budget_ = 0;
+      random_crash_budget_ = 2;
+      crash_every_min_ = 500 * kMillis;
+      crash_every_max_ = 3 * kSeconds;
+      down_min_ = 10 * kMillis;
+      down_max_ = 200 * kMillis;
+      partition_every_min_ = 500 * kMillis;
+      partition_every_max_ = 3 * kSeconds;
+      partition_p_ = 0.3;
+      partition_min_ = 10 * kMillis;
+      partition_max_ = 200 * kMillis;
+      client_crash_p_ = 0.01;
+      break;
+    case FaultLevel::kHeavy:
+      net.drop_p = 0.01 + 0.02 * rng.Unit();
+      net.dup_p = 0.01 + 0.02 * rng.Unit();
+      net.spike_p = 0.02;
+      net.spike_max = 50 * kMillis;
+      disk.slow_p = 0.05;
+      disk.slow_max = 20 * kMillis;
+      crash_budget_ = 10;
+      random_crash_budget_ = 6;
+      crash_every_min_ = 100 * kMillis;
+      crash_every_max_ = 700 * kMillis;
+      down_min_ = 5 * kMillis;
+      down_max_ = 300 * kMillis;
+      partition_every_min_ = 100 * kMillis;
+      partition_every_max_ = 700 * kMillis;
+      partition_p_ = 0.5;
+      partition_min_ = 10 * kMillis;
+      partition_max_ = 800 * kMillis;
+      client_crash_p_ = 0.05;
+      // Targeted schedules: each crash point is armed in most seeds.
+      for (const char* p : kCrashPoints) {
+        if (rng.Bernoulli(0.7)) crash_points_[p] = 0.01 + 0.04 * rng.Unit();
+      }
+      break;
+  }
+  disk.lying = bugs_.lying_disk;
+  net_->SetOptions(net);
+  disk_options_ = disk;
+}
+
+// ------------------------------------------------------------------- faults
+
+bool Cluster::CrashPoint(int node, const char* point) {
+  if (!faults_active_ || crash_budget_ <= 0 || crash_points_.empty()) return false;
+  auto it = crash_points_.find(point);
+  if (it == crash_points_.end() || !world_->rng().Bernoulli(it->second)) return false;
+  --crash_budget_;
+  CrashNode(node, std::string("at crash point ") + point);
+  return true;
+}
+
+void Cluster::CrashNode(int node, const std::string& why) {
+  if (!IsServer(node) || !net_->up(node)) return;
+  net_->Down(node);
+  if (node == coordinator_->node()) {
+    coordinator_->Crash();
+  } else {
+    agents_[node - 1]->Crash();
+  }
+  ++result_.crashes;
+  ++crash_serial_[node];
+  world_->Log(node, "CRASH " + why + " (unsynced writes lost)");
+  checker_->CheckBankSum("after a crash");
+  if (faults_active_) {
+    uint64_t serial = crash_serial_[node];
+    world_->After(world_->rng().Uniform(down_min_, down_max_), [this, node, serial] {
+      if (crash_serial_[node] == serial) Restart(node);
+    });
+  }
+}
+
+void Cluster::Restart(int node) {
+  if (net_->up(node)) return;
+  net_->Up(node);
+  world_->Log(node, "RESTART");
+  if (node == coordinator_->node()) {
+    coordinator_->Boot();
+  } else {
+    agents_[node - 1]->Boot();
+    checker_->CheckBankSum("after a restart");
+  }
+}
+
+void Cluster::ScheduleRandomCrash() {
+  Rng& rng = world_->rng();
+  world_->After(rng.Uniform(crash_every_min_, crash_every_max_), [this] {
+    if (!faults_active_) return;
+    if (random_crash_budget_ > 0) {
+      int node = static_cast<int>(world_->rng().Index(agents_.size() + 1));
+      if (net_->up(node)) {
+        --random_crash_budget_;
+        CrashNode(node, "(random)");
+      }
+    }
+    ScheduleRandomCrash();
+  });
+}
+
+void Cluster::SchedulePartition() {
+  Rng& rng = world_->rng();
+  world_->After(rng.Uniform(partition_every_min_, partition_every_max_), [this] {
+    if (!faults_active_) return;
+    Rng& rng = world_->rng();
+    if (rng.Bernoulli(partition_p_)) {
+      int n = static_cast<int>(world_->node_count());
+      int kind = static_cast<int>(rng.Uniform(0, 2));
+      int id = 0;
+      std::string what;
+      if (kind == 2) {
+        int a = static_cast<int>(rng.Index(agents_.size() + 1));
+        id = net_->Isolate(a);
+        what = "isolates " + world_->NodeName(a);
+      } else {
+        int a = static_cast<int>(rng.Index(n));
+        int b = static_cast<int>(rng.Index(n - 1));
+        if (b >= a) ++b;
+        id = net_->Partition(a, b, kind == 0);
+        what = world_->NodeName(a) + (kind == 0 ? " <-/-> " : " -/-> ") + world_->NodeName(b);
+      }
+      world_->Log(-1, "PARTITION " + what);
+      world_->After(rng.Uniform(partition_min_, partition_max_), [this, id, what] {
+        net_->Heal(id);
+        world_->Log(-1, "HEAL " + what);
+      });
+    }
+    SchedulePartition();
+  });
+}
+
+void Cluster::StopFaults() {
+  faults_active_ = false;
+  net_->HealAll();
+  NetOptions calm = net_->options();
+  calm.drop_p = 0;
+  calm.dup_p = 0;
+  calm.spike_p = 0;
+  net_->SetOptions(calm);
+  DiskOptions disk = disk_options_;
+  disk.slow_p = 0;
+  coordinator_->SetDiskOptions(disk);
+  for (auto& a : agents_) a->SetDiskOptions(disk);
+  world_->Log(-1, "faults stop: network healed, every node restarted");
+  for (int node = 0; node <= static_cast<int>(agents_.size()); ++node) {
+    if (!net_->up(node)) {
+      ++crash_serial_[node];
+      Restart(node);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- the run
+
+void Cluster::VisitState(const Checker::BankVisitor& v) const {
+  for (const auto& a : agents_) a->VisitState(v);
+}
+
+void Cluster::VisitDurable(const Checker::BankVisitor& v) const {
+  for (const auto& a : agents_) a->VisitDurable(v);
+}
+
+bool Cluster::Quiescent(std::string* why) const {
+  for (const auto& c : clients_) {
+    if (!c->done()) {
+      *why = "a client is still running";
+      return false;
+    }
+  }
+  if (!coordinator_->Idle(why)) return false;
+  for (const auto& a : agents_) {
+    if (!a->Idle(why)) return false;
+  }
+  return true;
+}
+
+SimResult Cluster::Run() {
+  World& w = *world_;
+  faults_active_ = options_.faults != FaultLevel::kNone;
+  coordinator_->Boot();
+  for (auto& a : agents_) a->Boot();
+  for (auto& c : clients_) c->Start();
+  if (faults_active_) {
+    ScheduleRandomCrash();
+    SchedulePartition();
+  }
+  auto failed = [this] { return checker_->violations() > 0; };
+  auto clients_done = [this] {
+    for (const auto& c : clients_) {
+      if (!c->done()) return false;
+    }
+    return true;
+  };
+
+  // 1. Load, with faults, until every client has attempted its share.
+  w.RunUntil(kLoadCap, [&] { return failed() || clients_done(); });
+
+  // 2. Faults stop; every transaction must reach its end.
+  auto quiet = [&](const char* phase) {
+    Micros bound = w.now() + kQuietBound;
+    std::string why;
+    while (!failed()) {
+      if (Quiescent(&why)) {
+        w.Log(-1, std::string("quiescent (") + phase + ")");
+        return;
+      }
+      if (w.now() >= bound) {
+        checker_->Violation("termination", nullptr,
+                            std::string("not quiescent ") + FormatTime(kQuietBound) +
+                                " after faults stopped (" + phase + "): " + why);
+        return;
+      }
+      w.RunUntil(w.now() + kPoll, failed);
+    }
+  };
+  if (!failed()) {
+    StopFaults();
+    quiet("after the load");
+  }
+
+  // 3. Every node loses power at once, then recovers: what was durable must
+  //    be enough.
+  if (!failed() && options_.faults != FaultLevel::kNone) {
+    faults_active_ = false;
+    for (int node = 0; node <= static_cast<int>(agents_.size()); ++node) {
+      CrashNode(node, "(final power loss of every node)");
+    }
+    for (int node = 0; node <= static_cast<int>(agents_.size()); ++node) {
+      uint64_t serial = crash_serial_[node];
+      w.After(w.rng().Uniform(10 * kMillis, 100 * kMillis), [this, node, serial] {
+        if (crash_serial_[node] == serial) Restart(node);
+      });
+    }
+    w.RunUntil(w.now() + 100 * kMillis, failed);
+    quiet("after the final power loss");
+  }
+
+  // 4. Durability and the bank at rest.
+  if (!failed()) checker_->FinalChecks([this](const Checker::BankVisitor& v) { VisitDurable(v); });
+
+  result_.violations = checker_->violations();
+  result_.first_violation = checker_->first();
+  result_.trace_hash = w.trace_hash();
+  result_.events = w.events_run();
+  result_.messages = net_->messages_sent();
+  result_.sim_micros = w.now();
+  w.Log(-1, "end: txns=" + std::to_string(result_.txns) + " committed=" +
+                std::to_string(result_.committed) + " aborted=" + std::to_string(result_.aborted) +
+                " unknown=" + std::to_string(result_.unknown) + " crashes=" +
+                std::to_string(result_.crashes) + " violations=" + std::to_string(result_.violations));
+  return result_;
+}
+
+
+}  // namespace txc::sim

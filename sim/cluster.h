@@ -1,0 +1,346 @@
+// The simulated cluster of one seed: the shells that run the production cores
+// (CommitDriver + TxnTable in SimCoordinator, BranchCore + BankResources in
+// SimAgent) exactly as coordinator/node.cc and participant/agent.cc do, the
+// workload clients (as client/client.cc), the fault schedule, and the phases
+// of a run (load with faults, heal and quiet, crash everything and quiet,
+// final checks).
+//
+// Internal to sim/. Not thread-safe; one World thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coordinator/commit_driver.h"
+#include "coordinator/txn_table.h"
+#include "participant/branch_core.h"
+#include "sim/bank_resource.h"
+#include "sim/checker.h"
+#include "sim/simulation.h"
+#include "sim/world.h"
+
+namespace txc::sim {
+
+class Cluster;
+
+// Timeouts the simulated deployment runs with (shorter than production
+// defaults, so a seed covers many timeouts in little virtual time).
+struct Timing {
+  coord::DriverOptions driver;
+  participant::AgentOptions agent;
+  Micros tick = 10 * kMillis;           // how often the cores' Tick runs
+  Micros query_timeout = 1 * kSeconds;  // an agent's outcome query (with retries)
+  Micros exec_timeout = 1 * kSeconds;   // a client's Execute call
+  Micros coord_attempt = 2 * kSeconds;  // one client attempt at the coordinator
+  Micros begin_deadline = 8 * kSeconds;
+  Micros commit_deadline = 15 * kSeconds;
+  Micros abort_deadline = 3 * kSeconds;
+  Timing();
+};
+
+struct BugFlags {
+  bool vote_before_durable = false;
+  bool lying_disk = false;
+  bool early_commit_reply = false;
+  bool forget_undo = false;
+  bool heuristic_commit = false;
+};
+
+// ----------------------------------------------------------- coordinator
+
+// One coordinator replica (single-replica mode, as CoordinatorNode with its
+// LocalLog): the decision log on this node's disk; at boot it replays the
+// durable log into a fresh TxnTable, appends EPOCH(last+1), and serves once
+// that is durable.
+class SimCoordinator {
+ public:
+  SimCoordinator(Cluster* cluster, int node, std::string address);
+  ~SimCoordinator();
+
+  void Boot();
+  void Crash();  // the volatile state (table, driver, waiting clients) is gone
+  void SetDiskOptions(const DiskOptions& o) { disk_.SetOptions(o); }
+  bool up() const { return live_ != nullptr; }
+  int node() const { return node_; }
+  const std::string& address() const { return address_; }
+
+  // Client RPCs (run when a request reaches this node).
+  void Begin(const proto::BeginRequest& req, std::function<void(proto::BeginResponse)> reply);
+  void Commit(const proto::CommitRequest& req, std::function<void(proto::CommitResponse)> reply);
+  void Submit(const proto::SubmitRequest& req, std::function<void(proto::CommitResponse)> reply);
+  void Abort(const proto::AbortRequest& req, std::function<void(proto::CommitResponse)> reply);
+  void Outcome(const proto::OutcomeRequest& req, std::function<void(proto::OutcomeResponse)> reply);
+
+  // Nothing left to do: serving, no transaction in the driver, none unended.
+  bool Idle(std::string* why) const;
+
+ private:
+  struct Live;
+  template <class Req, class Resp>
+  void Serve(const Req& req, std::function<void(Resp)> reply, const TxId& txid, bool commit,
+             void (coord::CommitDriver::*in)(uint64_t, const Req&, Micros));
+  void Flush(Live* l);
+  bool Propose(Live* l, std::vector<proto::Command> cmds);  // false: crashed
+  void OnDurable(Live* l, uint64_t index, const std::vector<proto::Command>& cmds,
+                 const std::string& bytes);
+  void ScheduleTick(Live* l);
+
+  Cluster* c_;
+  int node_;
+  std::string address_;
+  Disk disk_;
+  // The durable image of the decision log: (index, encoded batch).
+  std::vector<std::pair<uint64_t, std::string>> log_;
+  std::unique_ptr<Live> live_;
+};
+
+// ----------------------------------------------------------------- agent
+
+// A participant agent (as participant/agent.cc): a BranchCore and its
+// resources, whose durable images live on this node's disk.
+class SimAgent {
+ public:
+  SimAgent(Cluster* cluster, int node, std::string address,
+           std::map<std::string, BankImage> initial);
+  ~SimAgent();
+
+  void Boot();
+  void Crash();
+  void SetDiskOptions(const DiskOptions& o) { disk_.SetOptions(o); }
+  bool up() const { return live_ != nullptr; }
+  int node() const { return node_; }
+  const std::string& address() const { return address_; }
+  std::vector<std::string> resources() const;
+
+  void Execute(const proto::ExecuteRequest& req, std::function<void(proto::ExecuteResponse)> reply);
+  void Prepare(const proto::PrepareRequest& req, std::function<void(proto::PrepareResponse)> reply);
+  void Decide(const proto::DecideRequest& req, std::function<void(proto::DecideResponse)> reply);
+
+  // The state each resource would have after a crash-free step now: live when
+  // up, the durable image when down.
+  void VisitState(const Checker::BankVisitor& visit) const;
+  void VisitDurable(const Checker::BankVisitor& visit) const;
+  bool Idle(std::string* why) const;
+
+ private:
+  struct Live;
+  template <class Req, class Resp>
+  void Serve(const Req& req, std::function<void(Resp)> reply,
+             void (participant::BranchCore::*in)(uint64_t, const Req&, Micros));
+  void Flush(Live* l);
+  void Run(Live* l, participant::ResourceOp op);
+  void ScheduleTick(Live* l);
+
+  Cluster* c_;
+  int node_;
+  std::string address_;
+  Disk disk_;
+  std::map<std::string, BankImage> images_;  // durable, by resource name
+  std::unique_ptr<Live> live_;
+};
+
+// ---------------------------------------------------------------- client
+
+// A workload client: bank transfers, interactive (Begin, Execute..., Commit)
+// and one-shot (Begin + Submit), a read-only audit and an application
+// rollback; it retries the coordinator with the same txid (as client.cc's
+// CoordinatorSet) and, under faults, sometimes vanishes mid-transaction.
+class SimClient {
+ public:
+  SimClient(Cluster* cluster, int node, int index);
+  void Start();
+  bool done() const { return done_; }
+
+ private:
+  enum class Kind { kTransfer, kOneShot, kAudit, kRollback };
+  struct Step {
+    std::string resource;
+    std::vector<proto::Statement> statements;
+    bool writes = false;
+  };
+  struct Txn {
+    Kind kind = Kind::kTransfer;
+    TxId txid;
+    std::vector<Step> steps;
+    size_t next = 0;
+    std::vector<proto::Participant> participants;
+    std::vector<std::string> wrote;
+    int crash_stage = 0;  // 0: none; 1 after Begin; 2 after the first Execute; 3 after sending Commit
+  };
+
+  void Next();
+  void Plan();
+  void Begin();
+  void ExecuteNext();
+  void SendCommit();
+  void SendSubmit();
+  void Rollback(const std::string& why);
+  void OnCommitAnswer(const Status& s, const proto::CommitResponse& r);
+  void Finish(int outcome, const std::string& why);  // 0 committed, 1 aborted, 2 unknown
+  void Vanish();
+  bool Alive(uint64_t inc) const;
+  // Runs `fn` later if this incarnation is still alive.
+  void Later(Micros delay, std::function<void()> fn);
+
+  Cluster* c_;
+  int node_;
+  int index_;
+  bool done_ = false;
+  Txn txn_;
+};
+
+// --------------------------------------------------------------- cluster
+
+class Cluster {
+ public:
+  explicit Cluster(const SimOptions& options);
+  ~Cluster();
+
+  SimResult Run();
+
+  World& world() { return *world_; }
+  Network& net() { return *net_; }
+  Checker& checker() { return *checker_; }
+  const Timing& timing() const { return timing_; }
+  const BugFlags& bugs() const { return bugs_; }
+  FaultLevel faults() const { return options_.faults; }
+  const DiskOptions& disk_options() const { return disk_options_; }
+
+  // A named point in a shell: under a fault schedule that armed it, the node
+  // crashes right here (returns true; the caller must return at once).
+  bool CrashPoint(int node, const char* point);
+  void CrashNode(int node, const std::string& why);
+
+  SimCoordinator* coordinator() { return coordinator_.get(); }
+  SimAgent* AgentAt(const std::string& address);
+  std::string AddressOf(const std::string& resource) const;
+  const std::vector<std::string>& resource_names() const { return resource_names_; }
+  int accounts_per_resource(const std::string& resource) const;
+
+  // Calls the coordinator group as client.cc's CoordinatorSet does: retries on
+  // UNAVAILABLE, NOT_LEADER, a timeout or a refused connection, with backoff,
+  // until `deadline` has passed.
+  template <class Req, class Resp>
+  void CoordinatorCall(int from, const Req& req, Micros deadline, Micros attempt_timeout,
+                       void (SimCoordinator::*method)(const Req&, std::function<void(Resp)>),
+                       std::function<void(Status, Resp)> done);
+
+  // Workload accounting.
+  bool TakeTicket();
+  void Count(int outcome);
+  double client_crash_p() const { return client_crash_p_; }
+  bool faults_active() const { return faults_active_; }
+
+ private:
+  void Build();
+  void ConfigureFaults();
+  void ScheduleRandomCrash();
+  void SchedulePartition();
+  void Restart(int node);
+  void StopFaults();
+  bool Quiescent(std::string* why) const;
+  void VisitState(const Checker::BankVisitor& v) const;
+  void VisitDurable(const Checker::BankVisitor& v) const;
+  bool IsServer(int node) const { return node >= 0 && node <= static_cast<int>(agents_.size()); }
+
+  SimOptions options_;
+  Timing timing_;
+  BugFlags bugs_;
+  std::unique_ptr<World> world_;
+  std::unique_ptr<Network> net_;
+  std::unique_ptr<Checker> checker_;
+  std::unique_ptr<SimCoordinator> coordinator_;
+  std::vector<std::unique_ptr<SimAgent>> agents_;  // node ids 1..n
+  std::vector<std::unique_ptr<SimClient>> clients_;
+  std::vector<std::string> resource_names_;
+  std::map<std::string, std::string> resource_address_;
+  std::map<std::string, int> accounts_;
+  std::map<std::string, int> address_node_;
+
+  // Faults.
+  DiskOptions disk_options_;
+  bool faults_active_ = false;
+  std::map<std::string, double> crash_points_;  // armed point -> crash probability per hit
+  int crash_budget_ = 0;         // targeted crashes left
+  int random_crash_budget_ = 0;  // random crashes left
+  Micros crash_every_min_ = 0, crash_every_max_ = 0;
+  Micros down_min_ = 0, down_max_ = 0;
+  Micros partition_every_min_ = 0, partition_every_max_ = 0;
+  double partition_p_ = 0;
+  Micros partition_min_ = 0, partition_max_ = 0;
+  double client_crash_p_ = 0;
+  std::vector<uint64_t> crash_serial_;  // per node, to ignore stale restarts
+
+  // Workload.
+  int tickets_ = 0;
+  SimResult result_;
+};
+
+// ------------------------------------------------------------ templates
+
+template <class Req, class Resp>
+void Cluster::CoordinatorCall(int from, const Req& req, Micros deadline, Micros attempt_timeout,
+                              void (SimCoordinator::*method)(const Req&, std::function<void(Resp)>),
+                              std::function<void(Status, Resp)> done) {
+  struct Attempt {
+    Cluster* c;
+    int from;
+    uint64_t inc;
+    Req req;
+    Micros deadline;
+    Micros attempt_timeout;
+    Micros backoff = 5 * kMillis;
+    void (SimCoordinator::*method)(const Req&, std::function<void(Resp)>);
+    std::function<void(Status, Resp)> done;
+    std::string last_error = "no attempt";
+  };
+  auto a = std::make_shared<Attempt>();
+  a->c = this;
+  a->from = from;
+  a->inc = net_->incarnation(from);
+  a->req = req;
+  a->deadline = world_->now() + deadline;
+  a->attempt_timeout = attempt_timeout;
+  a->method = method;
+  a->done = std::move(done);
+  auto try_once = std::make_shared<std::function<void()>>();
+  *try_once = [a, weak = std::weak_ptr<std::function<void()>>(try_once)]() {
+    Cluster* c = a->c;
+    Micros now = c->world_->now();
+    if (now >= a->deadline) {
+      return a->done(Status::Unavailable("coordinator group unreachable (" + a->last_error + ")"),
+                     Resp());
+    }
+    auto self = weak.lock();
+    SimCoordinator* coord = c->coordinator_.get();
+    Micros timeout = std::min(a->attempt_timeout, a->deadline - now);
+    c->net_->template Call<Resp>(
+        a->from, coord->node(), timeout, true,
+        [coord, a](std::function<void(Resp)> reply) { (coord->*(a->method))(a->req, std::move(reply)); },
+        [a, self](Status s, Resp r) {
+          Cluster* c = a->c;
+          if (s.ok()) {
+            if (r.status.code != proto::Code::NOT_LEADER &&
+                r.status.code != proto::Code::UNAVAILABLE) {
+              return a->done(Status::Ok(), std::move(r));
+            }
+            a->last_error = r.status.message;
+          } else {
+            a->last_error = s.ToString();
+          }
+          Micros backoff = a->backoff;
+          a->backoff = std::min<Micros>(a->backoff * 2, 200 * kMillis);
+          c->world_->After(backoff, [a, self] {
+            if (!a->c->net_->up(a->from) || a->c->net_->incarnation(a->from) != a->inc) return;
+            (*self)();
+          });
+        });
+  };
+  (*try_once)();
+}
+
+}  // namespace txc::sim

@@ -1,0 +1,189 @@
+// txsim: the deterministic whole-system simulator. Runs seeds of the
+// coordinator, agents, resources and clients in the simulated shell with
+// faults, checks the invariants, and prints
+//   SIM seeds=N txns=N committed=N aborted=N violations=N
+// See docs/testing.md.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "common/cli.h"
+#include "sim/simulation.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+bool ParseRange(const std::string& s, uint64_t* lo, uint64_t* hi) {
+  auto dots = s.find("..");
+  try {
+    if (dots == std::string::npos) {
+      *lo = *hi = std::stoull(s);
+    } else {
+      *lo = std::stoull(s.substr(0, dots));
+      *hi = std::stoull(s.substr(dots + 2));
+    }
+  } catch (const std::exception&) {
+    return false;
+  }
+  return *lo <= *hi;
+}
+
+struct SeedRun {
+  txc::sim::SimResult result;
+  std::string output;  // trace and violation reports of this seed
+  bool ready = false;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description desc("txsim options");
+  desc.add_options()
+      ("seeds", po::value<std::string>(), "seeds to run, A..B (inclusive) or one number")
+      ("seed", po::value<uint64_t>(), "run this one seed")
+      ("faults", po::value<std::string>()->default_value("heavy"), "none, light or heavy")
+      ("protocol", po::value<std::string>()->default_value("2pc"), "commit protocol: 2pc")
+      ("txns-per-seed", po::value<int>()->default_value(120), "transactions the clients attempt per seed")
+      ("trace", po::bool_switch(), "print every event of every seed")
+      ("inject-bug", po::value<std::string>(), "switch on a deliberate bug (see --list-bugs)")
+      ("list-bugs", po::bool_switch(), "print the names of the injectable bugs, one per line")
+      ("keep-going", po::bool_switch(), "run every seed even after one found a violation")
+      ("jobs", po::value<int>()->default_value(1), "seeds run in parallel (output stays in seed order)")
+      ("verbose", po::bool_switch(), "print one line per seed")
+      ("stats", po::bool_switch(), "print wall time and simulated transactions per second (not deterministic)");
+  po::variables_map vm;
+  txc::cli::Parse(argc, argv,
+                  "usage: txsim --seeds A..B --faults none|light|heavy [--inject-bug NAME] "
+                  "[--trace] | --seed N ... | --list-bugs",
+                  desc, vm);
+
+  if (vm["list-bugs"].as<bool>()) {
+    for (const auto& b : txc::sim::Bugs()) std::cout << b.name << "\n";
+    return 0;
+  }
+  uint64_t lo = 1, hi = 1;
+  if (vm.count("seed")) {
+    lo = hi = vm["seed"].as<uint64_t>();
+  } else if (vm.count("seeds")) {
+    if (!ParseRange(vm["seeds"].as<std::string>(), &lo, &hi)) {
+      std::cerr << "txsim: --seeds wants A..B with A <= B, e.g. 1..300\n";
+      return 2;
+    }
+  } else {
+    std::cerr << "txsim: give --seeds A..B or --seed N (--help lists the options)\n";
+    return 2;
+  }
+  auto faults = txc::sim::ParseFaultLevel(vm["faults"].as<std::string>());
+  if (!faults) {
+    std::cerr << "txsim: --faults must be none, light or heavy\n";
+    return 2;
+  }
+  if (vm["protocol"].as<std::string>() != "2pc") {
+    std::cerr << "txsim: --protocol " << vm["protocol"].as<std::string>()
+              << " is not simulated yet (supported: 2pc)\n";
+    return 2;
+  }
+  std::string bug = vm.count("inject-bug") ? vm["inject-bug"].as<std::string>() : "";
+  if (!bug.empty() && !txc::sim::KnownBug(bug)) {
+    std::cerr << "txsim: unknown bug '" << bug << "'; --list-bugs names them\n";
+    return 2;
+  }
+  int txns = vm["txns-per-seed"].as<int>();
+  if (txns < 1) {
+    std::cerr << "txsim: --txns-per-seed must be at least 1\n";
+    return 2;
+  }
+  bool trace = vm["trace"].as<bool>();
+  bool keep_going = vm["keep-going"].as<bool>();
+  bool verbose = vm["verbose"].as<bool>();
+  int jobs = std::max(1, vm["jobs"].as<int>());
+
+  const uint64_t n = hi - lo + 1;
+  std::vector<SeedRun> runs(n);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<uint64_t> next{0};
+  std::atomic<bool> stop{false};
+  auto worker = [&] {
+    for (;;) {
+      uint64_t i = next.fetch_add(1);
+      if (i >= n || stop.load()) return;
+      std::ostringstream out;
+      txc::sim::SimOptions o;
+      o.seed = lo + i;
+      o.faults = *faults;
+      o.txns = txns;
+      o.bug = bug;
+      o.trace = trace ? &out : nullptr;
+      o.report = &out;
+      txc::sim::SimResult r = txc::sim::RunSeed(o);
+      std::lock_guard<std::mutex> l(mu);
+      runs[i].result = r;
+      runs[i].output = out.str();
+      runs[i].ready = true;
+      cv.notify_all();
+    }
+  };
+
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int j = 0; j < jobs; ++j) threads.emplace_back(worker);
+
+  uint64_t seeds = 0, total_txns = 0, committed = 0, aborted = 0, violations = 0, failing = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    SeedRun run;
+    {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return runs[i].ready; });
+      run = std::move(runs[i]);
+    }
+    const auto& r = run.result;
+    std::cout << run.output;
+    ++seeds;
+    total_txns += r.txns;
+    committed += r.committed;
+    aborted += r.aborted;
+    violations += r.violations;
+    if (verbose) {
+      std::printf("seed %llu: txns=%d committed=%d aborted=%d unknown=%d crashes=%d events=%llu "
+                  "sim_time=%.3fs violations=%d\n",
+                  static_cast<unsigned long long>(r.seed), r.txns, r.committed, r.aborted, r.unknown,
+                  r.crashes, static_cast<unsigned long long>(r.events), r.sim_micros / 1e6,
+                  r.violations);
+      std::fflush(stdout);
+    }
+    if (r.violations > 0) {
+      ++failing;
+      if (!keep_going) {
+        std::cout << "txsim: seed " << r.seed
+                  << " found a violation; stopping (--keep-going runs every seed)\n";
+        stop.store(true);
+        break;
+      }
+    }
+  }
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  if (vm["stats"].as<bool>()) {
+    std::printf("txsim: %llu seeds, %llu txns in %.2f s wall (%.0f simulated txns/s, %d jobs)\n",
+                static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(total_txns),
+                secs, secs > 0 ? total_txns / secs : 0.0, jobs);
+  }
+  if (failing > 0 && keep_going) {
+    std::printf("txsim: %llu of %llu seeds found a violation\n",
+                static_cast<unsigned long long>(failing), static_cast<unsigned long long>(seeds));
+  }
+  std::printf("SIM seeds=%llu txns=%llu committed=%llu aborted=%llu violations=%llu\n",
+              static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(total_txns),
+              static_cast<unsigned long long>(committed), static_cast<unsigned long long>(aborted),
+              static_cast<unsigned long long>(violations));
+  return violations > 0 ? 1 : 0;
+}

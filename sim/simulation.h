@@ -1,0 +1,65 @@
+// txsim's entry points: run one seed of the whole system (coordinator, agents,
+// resources, clients) in the simulated shell, with faults, and check the
+// invariants. See docs/testing.md.
+//
+// Thread-compatible: RunSeed shares nothing between calls, so seeds may run
+// on different threads; one seed's output never depends on another's.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace txc::sim {
+
+enum class FaultLevel { kNone, kLight, kHeavy };
+std::optional<FaultLevel> ParseFaultLevel(const std::string& s);
+const char* FaultLevelName(FaultLevel f);
+
+// Deliberate bugs, switched on in the simulated shells (never in the cores),
+// to prove that the checkers bite.
+struct BugInfo {
+  const char* name;
+  const char* what;
+};
+const std::vector<BugInfo>& Bugs();
+bool KnownBug(const std::string& name);
+
+struct SimOptions {
+  uint64_t seed = 1;
+  FaultLevel faults = FaultLevel::kHeavy;
+  std::string protocol = "2pc";
+  // Transactions the clients attempt in this seed. Default: 120.
+  int txns = 120;
+  std::string bug;  // "" or a name from Bugs()
+  // Every event as a line, to this stream (nullptr: none).
+  std::ostream* trace = nullptr;
+  // Keep a hash of the formatted trace (SimResult::trace_hash) even without a stream.
+  bool hash_trace = false;
+  // Where violations are reported (nullptr: nowhere; they are still counted).
+  std::ostream* report = nullptr;
+};
+
+struct SimResult {
+  uint64_t seed = 0;
+  int txns = 0;       // attempted by clients
+  int committed = 0;  // clients were told COMMITTED
+  int aborted = 0;    // clients were told ABORTED, or gave up before commit
+  int unknown = 0;    // crashed clients, commit outcome never learnt
+  int violations = 0;
+  std::string first_violation;
+  uint64_t trace_hash = 0;
+  uint64_t events = 0;
+  uint64_t messages = 0;
+  int crashes = 0;
+  int64_t sim_micros = 0;
+};
+
+SimResult RunSeed(const SimOptions& options);
+
+// The command line that replays a seed, for reports.
+std::string ReplayCommand(const SimOptions& options);
+
+}  // namespace txc::sim

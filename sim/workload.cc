@@ -1,0 +1,239 @@
+// SimClient: the bank workload, doing what client/client.cc does for an
+// application: Begin; Execute on the agents that host the resources (the
+// participant is recorded before the call, so a rollback reaches it even if
+// the call failed); Commit, or Submit for one-shot; Rollback when a statement
+// fails. Coordinator calls retry with the same txid (CoordinatorCall).
+#include <algorithm>
+
+#include "sim/cluster.h"
+
+namespace txc::sim {
+
+namespace {
+
+proto::Value Int(int64_t v) {
+  proto::Value x;
+  x.__set_i(v);
+  return x;
+}
+
+proto::Statement Debit(int64_t amount, int64_t account) {
+  proto::Statement s;
+  s.sql = kDebitSql;
+  s.params = {Int(amount), Int(account), Int(amount)};
+  s.__set_expect_rows(1);
+  return s;
+}
+
+proto::Statement Credit(int64_t amount, int64_t account) {
+  proto::Statement s;
+  s.sql = kCreditSql;
+  s.params = {Int(amount), Int(account)};
+  s.__set_expect_rows(1);
+  return s;
+}
+
+proto::Statement Sum() {
+  proto::Statement s;
+  s.sql = kSumSql;
+  return s;
+}
+
+}  // namespace
+
+SimClient::SimClient(Cluster* cluster, int node, int index)
+    : c_(cluster), node_(node), index_(index) {}
+
+bool SimClient::Alive(uint64_t inc) const {
+  return c_->net().up(node_) && c_->net().incarnation(node_) == inc;
+}
+
+void SimClient::Later(Micros delay, std::function<void()> fn) {
+  uint64_t inc = c_->net().incarnation(node_);
+  c_->world().After(delay, [this, inc, fn = std::move(fn)] {
+    if (Alive(inc)) fn();
+  });
+}
+
+void SimClient::Start() { Later(c_->world().rng().Uniform(0, 2 * kMillis), [this] { Next(); }); }
+
+void SimClient::Next() {
+  if (!c_->TakeTicket()) {
+    done_ = true;
+    return;
+  }
+  Plan();
+  Begin();
+}
+
+// Picks the next transaction: which kind, which resources and accounts.
+void SimClient::Plan() {
+  Rng& rng = c_->world().rng();
+  txn_ = Txn();
+  int r = static_cast<int>(rng.Uniform(0, 99));
+  txn_.kind = r < 45 ? Kind::kTransfer : r < 88 ? Kind::kOneShot : r < 94 ? Kind::kAudit : Kind::kRollback;
+  std::vector<std::string> names = c_->resource_names();
+  // A random order of distinct resources (Fisher-Yates with our RNG).
+  for (size_t i = names.size(); i > 1; --i) std::swap(names[i - 1], names[rng.Index(i)]);
+  size_t n = names.size() >= 3 && rng.Bernoulli(0.3) ? 3 : 2;
+  auto account = [&](const std::string& res) {
+    return rng.Uniform(1, c_->accounts_per_resource(res));
+  };
+  if (txn_.kind == Kind::kAudit) {
+    for (size_t i = 0; i < n; ++i) txn_.steps.push_back(Step{names[i], {Sum()}, false});
+  } else {
+    // names[0] pays every other resource. Every branch is one Execute call (a
+    // second call on the same branch is not idempotent under agent restarts).
+    int64_t total = 0;
+    for (size_t i = 1; i < n; ++i) {
+      int64_t amount = rng.Uniform(1, 40);
+      total += amount;
+      txn_.steps.push_back(Step{names[i], {Credit(amount, account(names[i]))}, true});
+    }
+    txn_.steps.insert(txn_.steps.begin(), Step{names[0], {Debit(total, account(names[0]))}, true});
+    if (rng.Bernoulli(0.5)) std::reverse(txn_.steps.begin(), txn_.steps.end());
+  }
+  if (rng.Bernoulli(c_->client_crash_p())) txn_.crash_stage = static_cast<int>(rng.Uniform(1, 3));
+}
+
+void SimClient::Begin() {
+  proto::BeginRequest req;
+  c_->CoordinatorCall<proto::BeginRequest, proto::BeginResponse>(
+      node_, req, c_->timing().begin_deadline, c_->timing().coord_attempt, &SimCoordinator::Begin,
+      [this](Status s, proto::BeginResponse r) {
+        if (!s.ok() || r.status.code != proto::Code::OK) {
+          return Finish(1, "begin failed: " + (s.ok() ? r.status.message : s.ToString()));
+        }
+        txn_.txid = r.txid;
+        c_->world().Log(node_, &txn_.txid, "client: begun");
+        if (txn_.crash_stage == 1) return Vanish();
+        if (txn_.kind == Kind::kOneShot) return SendSubmit();
+        ExecuteNext();
+      });
+}
+
+void SimClient::ExecuteNext() {
+  if (txn_.next == txn_.steps.size()) {
+    if (txn_.kind == Kind::kRollback) return Rollback("the application changed its mind");
+    return SendCommit();
+  }
+  const Step& step = txn_.steps[txn_.next];
+  std::string address = c_->AddressOf(step.resource);
+  proto::Participant p;
+  p.resource = step.resource;
+  p.address = address;
+  if (std::find(txn_.participants.begin(), txn_.participants.end(), p) == txn_.participants.end()) {
+    txn_.participants.push_back(p);
+  }
+  SimAgent* agent = c_->AgentAt(address);
+  proto::ExecuteRequest req;
+  req.txid = txn_.txid;
+  req.resource = step.resource;
+  req.statements = step.statements;
+  c_->world().Log(node_, &txn_.txid, "client: execute on " + step.resource);
+  // Execute is not idempotent (a duplicate would run the statements twice);
+  // over TCP a request is never duplicated, so neither is it here.
+  c_->net().Call<proto::ExecuteResponse>(
+      node_, agent->node(), c_->timing().exec_timeout, false,
+      [agent, req](std::function<void(proto::ExecuteResponse)> reply) {
+        agent->Execute(req, std::move(reply));
+      },
+      [this](Status s, proto::ExecuteResponse r) {
+        if (!s.ok()) return Rollback("execute failed: " + s.ToString());
+        if (r.status.code != proto::Code::OK) return Rollback("execute failed: " + r.status.message);
+        const Step& done = txn_.steps[txn_.next];
+        if (done.writes) txn_.wrote.push_back(done.resource);
+        ++txn_.next;
+        if (txn_.crash_stage == 2 && txn_.next == 1) return Vanish();
+        ExecuteNext();
+      });
+}
+
+void SimClient::SendCommit() {
+  proto::CommitRequest req;
+  req.txid = txn_.txid;
+  req.participants = txn_.participants;
+  req.protocol = proto::Protocol::TWO_PC;
+  c_->checker().OnCommitRequested(txn_.txid);
+  c_->world().Log(node_, &txn_.txid, "client: commit");
+  c_->CoordinatorCall<proto::CommitRequest, proto::CommitResponse>(
+      node_, req, c_->timing().commit_deadline, c_->timing().coord_attempt, &SimCoordinator::Commit,
+      [this](Status s, proto::CommitResponse r) { OnCommitAnswer(s, r); });
+  if (txn_.crash_stage == 3) Vanish();
+}
+
+void SimClient::SendSubmit() {
+  proto::SubmitRequest req;
+  req.txid = txn_.txid;
+  req.protocol = proto::Protocol::TWO_PC;
+  for (const Step& step : txn_.steps) {
+    proto::Branch b;
+    b.participant.resource = step.resource;
+    b.participant.address = c_->AddressOf(step.resource);
+    b.statements = step.statements;
+    req.branches.push_back(std::move(b));
+    if (step.writes) txn_.wrote.push_back(step.resource);
+  }
+  c_->checker().OnCommitRequested(txn_.txid);
+  c_->world().Log(node_, &txn_.txid, "client: submit");
+  c_->CoordinatorCall<proto::SubmitRequest, proto::CommitResponse>(
+      node_, req, c_->timing().commit_deadline, c_->timing().coord_attempt, &SimCoordinator::Submit,
+      [this](Status s, proto::CommitResponse r) { OnCommitAnswer(s, r); });
+  if (txn_.crash_stage == 3) Vanish();
+}
+
+void SimClient::OnCommitAnswer(const Status& s, const proto::CommitResponse& r) {
+  if (!s.ok()) return Finish(2, "commit outcome unknown: " + s.ToString());
+  if (r.status.code != proto::Code::OK) return Finish(2, "commit failed: " + r.status.message);
+  switch (r.outcome) {
+    case proto::Outcome::COMMITTED:
+      c_->checker().OnToldCommitted(txn_.txid, txn_.wrote);
+      return Finish(0, "committed");
+    case proto::Outcome::ABORTED:
+      c_->checker().OnToldAborted(txn_.txid);
+      return Finish(1, "aborted: " + r.reason);
+    default:
+      return Finish(2, std::string("outcome ") + OutcomeName(r.outcome));
+  }
+}
+
+void SimClient::Rollback(const std::string& why) {
+  c_->world().Log(node_, &txn_.txid, "client: rollback (" + why + ")");
+  proto::AbortRequest req;
+  req.txid = txn_.txid;
+  req.participants = txn_.participants;
+  req.reason = why;
+  c_->CoordinatorCall<proto::AbortRequest, proto::CommitResponse>(
+      node_, req, c_->timing().abort_deadline, c_->timing().coord_attempt, &SimCoordinator::Abort,
+      [this, why](Status s, proto::CommitResponse r) {
+        if (s.ok() && r.status.code == proto::Code::OK && r.outcome == proto::Outcome::ABORTED) {
+          c_->checker().OnToldAborted(txn_.txid);
+        }
+        // Never asked to commit: it cannot commit, whatever the answer.
+        Finish(1, why);
+      });
+}
+
+void SimClient::Finish(int outcome, const std::string& why) {
+  static const char* kNames[] = {"COMMITTED", "ABORTED", "UNKNOWN"};
+  if (txn_.txid.seq != 0) {
+    c_->world().Log(node_, &txn_.txid, std::string("client: ") + kNames[outcome] + " (" + why + ")");
+  } else {
+    c_->world().Log(node_, std::string("client: ") + kNames[outcome] + " (" + why + ")");
+  }
+  c_->Count(outcome);
+  Later(c_->world().rng().Uniform(0, 3 * kMillis), [this] { Next(); });
+}
+
+void SimClient::Vanish() {
+  World& w = c_->world();
+  w.Log(node_, &txn_.txid, "client: crashes mid-transaction");
+  c_->Count(2);
+  c_->net().Down(node_);
+  w.After(w.rng().Uniform(5 * kMillis, 200 * kMillis), [this] {
+    c_->net().Up(node_);
+    Next();
+  });
+}
+
+}  // namespace txc::sim
