@@ -1,6 +1,8 @@
 #include "coordinator/txn_table.h"
 
+#include <algorithm>
 #include <cassert>
+#include <cstdint>
 
 #include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
@@ -27,6 +29,9 @@ bool Decode(const std::string& bytes, T* value) {
         reinterpret_cast<uint8_t*>(const_cast<char*>(bytes.data())),
         static_cast<uint32_t>(bytes.size()), TMemoryBuffer::OBSERVE);
     TBinaryProtocol proto(buf);
+    // Every list element takes at least one byte: a corrupt count must not
+    // make the generated reader allocate for billions of commands first.
+    proto.setContainerSizeLimit(static_cast<int32_t>(std::min<size_t>(bytes.size(), INT32_MAX)));
     value->read(&proto);
     return true;
   } catch (const std::exception&) {

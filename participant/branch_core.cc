@@ -172,8 +172,11 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
     }
     switch (b.state) {
       case St::kPrepared:
-      case St::kCommitted:
         return ReplyVote(p, proto::Vote::YES, "");  // a duplicate PREPARE
+      case St::kCommitted:
+        // A duplicate PREPARE gets the same vote: a branch that only read
+        // voted READ_ONLY (and was released), not YES.
+        return ReplyVote(p, b.wrote ? proto::Vote::YES : proto::Vote::READ_ONLY, "");
       case St::kAborted:
         return ReplyVote(p, proto::Vote::NO, "transaction " + ToString(txid) +
                                                  " is already aborted on " + resource);
@@ -233,6 +236,9 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
       case St::kAborted:
         return ReplyDecide(p, Status::Ok());
       case St::kCommitted:
+        // A read-only branch has nothing to undo (e.g. its READ_ONLY vote was
+        // lost and counted as NO): acknowledge.
+        if (!b.wrote) return ReplyDecide(p, Status::Ok());
         return ReplyDecide(p, Status::Internal(Name(resource, txid) +
                                                " is committed here; refusing to abort it"));
     }

@@ -1,0 +1,1005 @@
+// BranchCore: the participant's branch state machine, driven message by
+// message. The test plays the resource: it answers each ResourceOp the core
+// emits by hand (DESIGN.md, "Transactions and the commit protocols",
+// "Timeouts and termination", idempotency).
+#include "participant/branch_core.h"
+
+#include <optional>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/core_harness.h"
+
+namespace txc::participant {
+namespace {
+
+using txc::testing::Participant;
+using txc::testing::Rows;
+using txc::testing::Sql;
+
+constexpr Micros kT0 = 1000 * kSeconds;
+const std::string kRes = "bank_a";
+const std::string kOther = "bank_b";
+const std::string kRow = "bank_a.accounts id=7";
+const std::vector<proto::Participant> kParticipants = {Participant("bank_a", "10.0.0.1:7100"),
+                                                       Participant("bank_b", "10.0.0.2:7100")};
+
+AgentOptions TestOptions() {
+  AgentOptions o;
+  o.lock_timeout = 2 * kSeconds;
+  o.active_timeout = 60 * kSeconds;
+  o.in_doubt_after = 1 * kSeconds;
+  o.query_max = 5 * kSeconds;
+  o.final_retention = 30 * kSeconds;
+  o.lock_retry = 20 * kMillis;
+  return o;
+}
+
+ExecuteResult Done(bool wrote = true, std::vector<proto::ResultSet> results = {}) {
+  ExecuteResult r;
+  r.wrote = wrote;
+  r.results = std::move(results);
+  return r;
+}
+ExecuteResult Failed(Status s) {
+  ExecuteResult r;
+  r.status = std::move(s);
+  return r;
+}
+ExecuteResult ConflictWith(const TxId& holder, const std::string& row = kRow) {
+  ExecuteResult r;
+  r.status = Status::Conflict("row locked");
+  r.holder = holder;
+  r.conflict = row;
+  return r;
+}
+
+template <class T>
+std::optional<T> FindReply(const AgentEffects& fx, uint64_t token) {
+  std::optional<T> found;
+  int n = 0;
+  for (const auto& r : fx.replies) {
+    if (r.token != token) continue;
+    ++n;
+    if (const T* t = std::get_if<T>(&r.response)) found = *t;
+  }
+  EXPECT_LE(n, 1) << "more than one reply to token " << token;
+  return found;
+}
+template <class T>
+T ReplyTo(const AgentEffects& fx, uint64_t token) {
+  std::optional<T> r = FindReply<T>(fx, token);
+  if (!r) {
+    ADD_FAILURE() << "no reply of the expected type to token " << token;
+    return T();
+  }
+  return *r;
+}
+proto::ExecuteResponse ExecReply(const AgentEffects& fx, uint64_t token) {
+  return ReplyTo<proto::ExecuteResponse>(fx, token);
+}
+proto::PrepareResponse VoteReply(const AgentEffects& fx, uint64_t token) {
+  return ReplyTo<proto::PrepareResponse>(fx, token);
+}
+proto::DecideResponse DecideReply(const AgentEffects& fx, uint64_t token) {
+  return ReplyTo<proto::DecideResponse>(fx, token);
+}
+
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+class BranchCoreTest : public ::testing::Test {
+ protected:
+  BranchCoreTest() : core_({kRes, kOther}, TestOptions()) {}
+
+  AgentEffects Take() { return core_.TakeEffects(); }
+
+  // The single op of `fx`, which must be of `kind` for `txid`.
+  ResourceOp OnlyOp(const AgentEffects& fx, ResourceOp::Kind kind, const TxId& txid,
+                    const std::string& resource = kRes) {
+    EXPECT_EQ(fx.ops.size(), 1u);
+    if (fx.ops.size() != 1) return ResourceOp();
+    const ResourceOp& op = fx.ops[0];
+    EXPECT_EQ(op.kind, kind);
+    EXPECT_EQ(op.txid, txid);
+    EXPECT_EQ(op.resource, resource);
+    return op;
+  }
+
+  void Execute(uint64_t token, const TxId& txid, std::vector<proto::Statement> stmts = {Sql("UPDATE accounts SET balance = balance - 5 WHERE id = 7")},
+               const std::string& resource = kRes) {
+    proto::ExecuteRequest req;
+    req.txid = txid;
+    req.resource = resource;
+    req.statements = std::move(stmts);
+    core_.OnExecute(token, req, now_);
+  }
+  void Prepare(uint64_t token, const TxId& txid, const std::string& resource = kRes) {
+    proto::PrepareRequest req;
+    req.txid = txid;
+    req.resource = resource;
+    req.participants = kParticipants;
+    core_.OnPrepare(token, req, now_);
+  }
+  void PrepareWithWork(uint64_t token, const TxId& txid, std::vector<proto::Statement> work,
+                       const std::string& resource = kRes) {
+    proto::PrepareRequest req;
+    req.txid = txid;
+    req.resource = resource;
+    req.participants = kParticipants;
+    req.__set_work(std::move(work));
+    core_.OnPrepare(token, req, now_);
+  }
+  void Decide(uint64_t token, const TxId& txid, proto::Outcome::type outcome,
+              const std::string& resource = kRes) {
+    proto::DecideRequest req;
+    req.txid = txid;
+    req.resource = resource;
+    req.outcome = outcome;
+    core_.OnDecide(token, req, now_);
+  }
+  void OpDone(const ResourceOp& op, const Status& s = Status::Ok()) { core_.OnOpDone(op.id, s, now_); }
+  void ExecDone(const ResourceOp& op, const ExecuteResult& r) { core_.OnExecuteDone(op.id, r, now_); }
+
+  // An ACTIVE branch that has (or has not) written.
+  void MakeActive(const TxId& txid, bool wrote = true, const std::string& resource = kRes) {
+    Execute(900, txid, {Sql("UPDATE accounts SET balance = 0")}, resource);
+    ResourceOp op = OnlyOp(Take(), ResourceOp::kExecute, txid, resource);
+    ExecDone(op, Done(wrote));
+    ASSERT_EQ(ExecReply(Take(), 900).status.code, proto::Code::OK);
+  }
+  // A PREPARED branch (YES voted).
+  void MakePrepared(const TxId& txid, const std::string& resource = kRes) {
+    MakeActive(txid, true, resource);
+    Prepare(901, txid, resource);
+    ResourceOp op = OnlyOp(Take(), ResourceOp::kPrepare, txid, resource);
+    OpDone(op);
+    ASSERT_EQ(VoteReply(Take(), 901).vote, proto::Vote::YES);
+  }
+
+  // The state the core reports for a branch, "" when it lists none.
+  std::string StateOf(const TxId& txid, const std::string& resource = kRes) const {
+    for (const auto& b : core_.Branches()) {
+      if (b.txid == txid && b.resource == resource) return b.state;
+    }
+    return "";
+  }
+
+  BranchCore core_;
+  Micros now_ = kT0;
+};
+
+const TxId kT1 = MakeTxId(7, 1);
+const TxId kT2 = MakeTxId(7, 2);
+const TxId kT5 = MakeTxId(7, 5);
+
+// ----------------------------------------------------------------- execute
+
+TEST_F(BranchCoreTest, RequestsForAnUnknownResourceAreRefused) {
+  Execute(1, kT1, {Sql("SELECT 1")}, "bank_z");
+  Prepare(2, kT1, "bank_z");
+  Decide(3, kT1, proto::Outcome::COMMITTED, "bank_z");
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.ops.empty());
+  auto e = ExecReply(fx, 1);
+  EXPECT_EQ(e.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(Contains(e.status.message, "bank_z")) << e.status.message;
+  EXPECT_EQ(VoteReply(fx, 2).vote, proto::Vote::NO);
+  EXPECT_EQ(DecideReply(fx, 3).status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(core_.Branches().empty());
+}
+
+TEST_F(BranchCoreTest, ExecuteRunsAnOpAndRepliesWithItsResults) {
+  Execute(1, kT1, {Sql("SELECT balance FROM accounts WHERE id = 7"), Sql("UPDATE accounts SET balance = 1")});
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.replies.empty());
+  ResourceOp op = OnlyOp(fx, ResourceOp::kExecute, kT1);
+  ASSERT_EQ(op.statements.size(), 2u);
+  EXPECT_EQ(op.statements[0].sql, "SELECT balance FROM accounts WHERE id = 7");
+
+  ExecDone(op, Done(true, {Rows({"balance"}, 0), Rows({}, 1)}));
+  fx = Take();
+  auto r = ExecReply(fx, 1);
+  EXPECT_EQ(r.status.code, proto::Code::OK);
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(r.results[0].columns, std::vector<std::string>{"balance"});
+  EXPECT_EQ(r.results[1].rows_changed, 1);
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "active");
+}
+
+TEST_F(BranchCoreTest, FailedFirstStatementLeavesNoBranchSoPrepareVotesNo) {
+  Execute(1, kT1, {Sql("UPDATE acounts SET x = 1")});
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecute, kT1);
+  ExecDone(op, Failed(Status::SqlError("bank_a: no such table: acounts")));
+  AgentEffects fx = Take();
+  auto r = ExecReply(fx, 1);
+  EXPECT_EQ(r.status.code, proto::Code::SQL_ERROR);
+  EXPECT_TRUE(Contains(r.status.message, "no such table")) << r.status.message;
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "");
+  Prepare(2, kT1);
+  EXPECT_EQ(VoteReply(Take(), 2).vote, proto::Vote::NO);
+}
+
+TEST_F(BranchCoreTest, FailedLaterStatementKeepsEarlierWork) {
+  MakeActive(kT1);
+  Execute(1, kT1, {Sql("UPDATE accounts SET balance = -1")});
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecute, kT1);
+  ExecDone(op, Failed(Status::ExpectationFailed("changed 0 rows, expected 1")));
+  EXPECT_EQ(ExecReply(Take(), 1).status.code, proto::Code::EXPECTATION_FAILED);
+  EXPECT_EQ(StateOf(kT1), "active");
+  Prepare(2, kT1);
+  OnlyOp(Take(), ResourceOp::kPrepare, kT1);
+}
+
+TEST_F(BranchCoreTest, RequestsArrivingWhileAnOpIsInFlightRunInOrder) {
+  Execute(1, kT1, {Sql("UPDATE a SET x = 1")});
+  ResourceOp op1 = OnlyOp(Take(), ResourceOp::kExecute, kT1);
+  Execute(2, kT1, {Sql("UPDATE a SET x = 2")});
+  Prepare(3, kT1);
+  Decide(4, kT1, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(Take().empty());  // all three wait for op1
+
+  ExecDone(op1, Done());
+  AgentEffects fx = Take();
+  EXPECT_EQ(ExecReply(fx, 1).status.code, proto::Code::OK);
+  ResourceOp op2 = OnlyOp(fx, ResourceOp::kExecute, kT1);
+  ASSERT_EQ(op2.statements.size(), 1u);
+  EXPECT_EQ(op2.statements[0].sql, "UPDATE a SET x = 2");
+  EXPECT_EQ(fx.replies.size(), 1u);
+
+  ExecDone(op2, Done());
+  fx = Take();
+  EXPECT_EQ(ExecReply(fx, 2).status.code, proto::Code::OK);
+  ResourceOp op3 = OnlyOp(fx, ResourceOp::kPrepare, kT1);
+
+  OpDone(op3);
+  fx = Take();
+  EXPECT_EQ(VoteReply(fx, 3).vote, proto::Vote::YES);
+  ResourceOp op4 = OnlyOp(fx, ResourceOp::kCommit, kT1);
+  EXPECT_FALSE(FindReply<proto::DecideResponse>(fx, 4).has_value());
+
+  OpDone(op4);
+  EXPECT_EQ(DecideReply(Take(), 4).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "committed");
+}
+
+TEST_F(BranchCoreTest, LateCompletionsAndUnknownOpIdsAreIgnored) {
+  MakeActive(kT1);
+  core_.OnOpDone(12345, Status::Ok(), now_);
+  core_.OnExecuteDone(12345, Done(), now_);
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(StateOf(kT1), "active");
+}
+
+// ------------------------------------------------------------------- votes
+
+TEST_F(BranchCoreTest, InteractivePrepareVotesYesOnlyOncePreparedIsDurable) {
+  MakeActive(kT1);
+  Prepare(2, kT1);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.replies.empty());  // not before the PREPARED record is on disk
+  ResourceOp op = OnlyOp(fx, ResourceOp::kPrepare, kT1);
+  EXPECT_EQ(op.info.participants, kParticipants);
+  EXPECT_EQ(op.info.protocol, proto::Protocol::TWO_PC);
+  core_.Tick(now_ + 10 * kSeconds);  // nothing else happens meanwhile
+  EXPECT_TRUE(Take().empty());
+
+  OpDone(op);
+  fx = Take();
+  auto v = VoteReply(fx, 2);
+  EXPECT_EQ(v.status.code, proto::Code::OK);
+  EXPECT_EQ(v.vote, proto::Vote::YES);
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  EXPECT_EQ(core_.in_doubt_count(), 1u);
+}
+
+TEST_F(BranchCoreTest, FailedPrepareVotesNoAndRollsBack) {
+  MakeActive(kT1);
+  Prepare(2, kT1);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kPrepare, kT1);
+  OpDone(op, Status::StorageFailed("fsync: I/O error"));
+  AgentEffects fx = Take();
+  auto v = VoteReply(fx, 2);
+  EXPECT_EQ(v.vote, proto::Vote::NO);
+  EXPECT_TRUE(Contains(v.reason, "fsync: I/O error")) << v.reason;
+  ResourceOp rb = OnlyOp(fx, ResourceOp::kRollback, kT1);
+  OpDone(rb);
+  Take();
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  Execute(3, kT1);
+  EXPECT_EQ(ExecReply(Take(), 3).status.code, proto::Code::ABORTED);
+}
+
+TEST_F(BranchCoreTest, PrepareWithoutABranchVotesNoAndLeavesATombstone) {
+  Prepare(1, kT1);
+  AgentEffects fx = Take();
+  auto v = VoteReply(fx, 1);
+  EXPECT_EQ(v.status.code, proto::Code::OK);
+  EXPECT_EQ(v.vote, proto::Vote::NO);
+  EXPECT_TRUE(Contains(v.reason, "7.1")) << v.reason;
+  ResourceOp rb = OnlyOp(fx, ResourceOp::kRollback, kT1);  // the resource's tombstone
+  EXPECT_EQ(StateOf(kT1), "aborted");
+
+  // A late execute (the client's request overtaken by the PREPARE) is refused.
+  Execute(2, kT1);
+  OpDone(rb);
+  fx = Take();
+  auto e = ExecReply(fx, 2);
+  EXPECT_EQ(e.status.code, proto::Code::ABORTED);
+  EXPECT_TRUE(Contains(e.status.message, "already aborted")) << e.status.message;
+  EXPECT_TRUE(fx.ops.empty());
+  // PREPARE again: the same vote.
+  Prepare(3, kT1);
+  fx = Take();
+  EXPECT_EQ(VoteReply(fx, 3).vote, proto::Vote::NO);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+TEST_F(BranchCoreTest, ReadOnlyBranchVotesReadOnlyAndReleasesAtOnce) {
+  MakeActive(kT1, /*wrote=*/false);
+  Prepare(2, kT1);
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 2).vote, proto::Vote::READ_ONLY);
+  OnlyOp(fx, ResourceOp::kCommit, kT1);  // releases its locks
+  EXPECT_EQ(core_.in_doubt_count(), 0u);
+  core_.Tick(now_ + 20 * kSeconds);
+  EXPECT_TRUE(Take().queries.empty());  // it takes no part in phase 2: nothing to ask
+}
+
+TEST_F(BranchCoreTest, DuplicatePrepareOfAReadOnlyBranchVotesReadOnlyAgain) {
+  MakeActive(kT1, /*wrote=*/false);
+  Prepare(2, kT1);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kCommit, kT1);
+  Prepare(3, kT1);  // queued behind the release
+  OpDone(op);
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 3).vote, proto::Vote::READ_ONLY);
+  EXPECT_TRUE(fx.ops.empty());
+  Prepare(4, kT1);
+  EXPECT_EQ(VoteReply(Take(), 4).vote, proto::Vote::READ_ONLY);
+}
+
+TEST_F(BranchCoreTest, DuplicatePrepareOfAPreparedBranchVotesYesAgain) {
+  MakePrepared(kT1);
+  Prepare(2, kT1);
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 2).vote, proto::Vote::YES);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+TEST_F(BranchCoreTest, ExecuteOnAPreparedBranchIsRefused) {
+  MakePrepared(kT1);
+  Execute(2, kT1);
+  AgentEffects fx = Take();
+  EXPECT_EQ(ExecReply(fx, 2).status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "prepared");
+}
+
+TEST_F(BranchCoreTest, ExecuteOnACommittedBranchIsRefused) {
+  MakePrepared(kT1);
+  Decide(1, kT1, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  Take();
+  Execute(2, kT1);
+  AgentEffects fx = Take();
+  EXPECT_EQ(ExecReply(fx, 2).status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+// ---------------------------------------------------------------- one-shot
+
+TEST_F(BranchCoreTest, OneShotPrepareExecutesAndPreparesInOneOp) {
+  PrepareWithWork(1, kT1, {Sql("UPDATE accounts SET balance = balance + 5 WHERE id = 7")});
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.replies.empty());
+  ResourceOp op = OnlyOp(fx, ResourceOp::kExecuteAndPrepare, kT1);
+  ASSERT_EQ(op.statements.size(), 1u);
+  EXPECT_EQ(op.info.participants, kParticipants);
+  ExecDone(op, Done(true));
+  fx = Take();
+  EXPECT_EQ(VoteReply(fx, 1).vote, proto::Vote::YES);
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+}
+
+TEST_F(BranchCoreTest, OneShotThatOnlyReadVotesReadOnly) {
+  PrepareWithWork(1, kT1, {Sql("SELECT 1")});
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT1);
+  ExecDone(op, Done(false));
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 1).vote, proto::Vote::READ_ONLY);
+  OnlyOp(fx, ResourceOp::kCommit, kT1);
+  EXPECT_EQ(core_.in_doubt_count(), 0u);
+}
+
+TEST_F(BranchCoreTest, FailedOneShotVotesNoAndLeavesATombstone) {
+  PrepareWithWork(1, kT1, {Sql("UPDATE accounts SET balance = -1")});
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT1);
+  ExecDone(op, Failed(Status::SqlError("CHECK constraint failed: balance >= 0")));
+  AgentEffects fx = Take();
+  auto v = VoteReply(fx, 1);
+  EXPECT_EQ(v.status.code, proto::Code::OK);
+  EXPECT_EQ(v.vote, proto::Vote::NO);
+  EXPECT_TRUE(Contains(v.reason, "CHECK constraint failed")) << v.reason;
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));
+  Execute(2, kT1);
+  EXPECT_EQ(ExecReply(Take(), 2).status.code, proto::Code::ABORTED);
+}
+
+TEST_F(BranchCoreTest, OneShotPrepareOfAnAbortedBranchVotesNoWithoutRunningTheWork) {
+  Decide(1, kT1, proto::Outcome::ABORTED);  // the ABORT overtook the PREPARE
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  Take();
+  PrepareWithWork(2, kT1, {Sql("UPDATE accounts SET balance = 1")});
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 2).vote, proto::Vote::NO);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+TEST_F(BranchCoreTest, DuplicateOneShotPrepareOfAPreparedBranchDoesNotRunTheWorkTwice) {
+  PrepareWithWork(1, kT1, {Sql("UPDATE accounts SET balance = balance + 5")});
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT1);
+  PrepareWithWork(2, kT1, {Sql("UPDATE accounts SET balance = balance + 5")});
+  EXPECT_TRUE(Take().empty());
+  ExecDone(op, Done(true));
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 1).vote, proto::Vote::YES);
+  EXPECT_EQ(VoteReply(fx, 2).vote, proto::Vote::YES);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+// -------------------------------------------------------------- lock waits
+
+TEST_F(BranchCoreTest, ConflictingExecuteWaitsAndRetriesWhenTheHolderCommits) {
+  MakePrepared(kT1);
+  Execute(10, kT2, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ResourceOp w1 = OnlyOp(Take(), ResourceOp::kExecute, kT2);
+  ExecDone(w1, ConflictWith(kT1));
+  EXPECT_TRUE(Take().empty());  // parked: no reply, no op
+
+  Decide(11, kT1, proto::Outcome::COMMITTED);
+  ResourceOp h = OnlyOp(Take(), ResourceOp::kCommit, kT1);
+  OpDone(h);
+  AgentEffects fx = Take();
+  EXPECT_EQ(DecideReply(fx, 11).status.code, proto::Code::OK);
+  ResourceOp w2 = OnlyOp(fx, ResourceOp::kExecute, kT2);  // woken at once
+  EXPECT_NE(w2.id, w1.id);
+  ASSERT_EQ(w2.statements.size(), 1u);
+  EXPECT_EQ(w2.statements[0].sql, "UPDATE accounts SET balance = 1 WHERE id = 7");
+  EXPECT_FALSE(FindReply<proto::ExecuteResponse>(fx, 10).has_value());
+
+  ExecDone(w2, Done());
+  fx = Take();
+  EXPECT_EQ(ExecReply(fx, 10).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT2), "active");
+}
+
+TEST_F(BranchCoreTest, ConflictingExecuteRetriesWhenTheHolderRollsBack) {
+  MakeActive(kT1);
+  Execute(10, kT2);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Decide(11, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  AgentEffects fx = Take();
+  EXPECT_EQ(DecideReply(fx, 11).status.code, proto::Code::OK);
+  OnlyOp(fx, ResourceOp::kExecute, kT2);
+}
+
+TEST_F(BranchCoreTest, WakingTheWaitersOfOneResourceLeavesTheOthersParked) {
+  MakePrepared(kT1, kOther);
+  Execute(10, kT2);  // on bank_a, blocked by 7.1 there (a branch this agent does not know)
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Decide(11, kT1, proto::Outcome::COMMITTED, kOther);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1, kOther));
+  AgentEffects fx = Take();
+  EXPECT_EQ(DecideReply(fx, 11).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+TEST_F(BranchCoreTest, ParkedExecuteRetriesAfterLockRetryWithoutAWakeUp) {
+  Execute(10, kT2);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT5));
+  core_.Tick(now_ + 20 * kMillis - 1);
+  EXPECT_TRUE(Take().empty());
+  core_.Tick(now_ + 20 * kMillis);
+  ResourceOp retry = OnlyOp(Take(), ResourceOp::kExecute, kT2);
+  ExecDone(retry, Done());
+  EXPECT_EQ(ExecReply(Take(), 10).status.code, proto::Code::OK);
+}
+
+TEST_F(BranchCoreTest, ParkedExecuteFailsWithLockTimeoutNamingHolderAndRow) {
+  Execute(10, kT2);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  // Retries keep finding the row locked.
+  now_ += 2 * kSeconds - 1;
+  core_.Tick(now_);
+  ResourceOp retry = OnlyOp(Take(), ResourceOp::kExecute, kT2);
+  ExecDone(retry, ConflictWith(kT1));
+  EXPECT_TRUE(Take().empty());
+  now_ += 1;
+  core_.Tick(now_);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.ops.empty());
+  auto r = ExecReply(fx, 10);
+  EXPECT_EQ(r.status.code, proto::Code::LOCK_TIMEOUT);
+  EXPECT_TRUE(Contains(r.status.message, kRow)) << r.status.message;
+  EXPECT_TRUE(Contains(r.status.message, "held by txn 7.1")) << r.status.message;
+  EXPECT_TRUE(Contains(r.status.message, "2000 ms")) << r.status.message;
+  // Nothing was done for 7.2 here: it leaves no branch behind.
+  EXPECT_EQ(StateOf(kT2), "");
+  core_.Tick(now_ + 1 * kSeconds);
+  EXPECT_TRUE(Take().empty());
+}
+
+TEST_F(BranchCoreTest, ConflictReportedAfterTheLockTimeoutFailsAtOnce) {
+  Execute(10, kT2);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecute, kT2);
+  now_ += 2 * kSeconds;  // a slow resource answers late
+  ExecDone(op, ConflictWith(kT1));
+  auto r = ExecReply(Take(), 10);
+  EXPECT_EQ(r.status.code, proto::Code::LOCK_TIMEOUT);
+  EXPECT_TRUE(Contains(r.status.message, "7.1")) << r.status.message;
+}
+
+TEST_F(BranchCoreTest, LockTimeoutOfALaterStatementKeepsTheBranchActive) {
+  MakeActive(kT2);
+  Execute(10, kT2);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Prepare(11, kT2);  // waits behind the parked statement
+  EXPECT_TRUE(Take().empty());
+  now_ += 2 * kSeconds;
+  core_.Tick(now_);
+  AgentEffects fx = Take();
+  EXPECT_EQ(ExecReply(fx, 10).status.code, proto::Code::LOCK_TIMEOUT);
+  OnlyOp(fx, ResourceOp::kPrepare, kT2);  // the earlier work can still commit
+  EXPECT_FALSE(FindReply<proto::PrepareResponse>(fx, 11).has_value());
+}
+
+TEST_F(BranchCoreTest, YoungerOneShotDiesAtOnceOnConflict) {
+  PrepareWithWork(1, kT2, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT2);
+  ExecDone(op, ConflictWith(kT1));  // held by an older txn
+  AgentEffects fx = Take();
+  auto v = VoteReply(fx, 1);
+  EXPECT_EQ(v.vote, proto::Vote::NO);
+  EXPECT_TRUE(Contains(v.reason, "wait-die")) << v.reason;
+  EXPECT_TRUE(Contains(v.reason, "7.1")) << v.reason;
+  EXPECT_TRUE(Contains(v.reason, kRow)) << v.reason;
+  OnlyOp(fx, ResourceOp::kRollback, kT2);
+  EXPECT_EQ(StateOf(kT2), "aborted");
+}
+
+TEST_F(BranchCoreTest, OlderOneShotWaitsForAYoungerHolder) {
+  MakePrepared(kT5);
+  PrepareWithWork(1, kT2, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT2);
+  ExecDone(op, ConflictWith(kT5));
+  EXPECT_TRUE(Take().empty());  // waits
+  Decide(2, kT5, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT5));
+  AgentEffects fx = Take();
+  ResourceOp retry = OnlyOp(fx, ResourceOp::kExecuteAndPrepare, kT2);
+  ASSERT_EQ(retry.statements.size(), 1u);
+  EXPECT_EQ(retry.statements[0].sql, "UPDATE accounts SET balance = 1 WHERE id = 7");
+  ExecDone(retry, Done(true));
+  EXPECT_EQ(VoteReply(Take(), 1).vote, proto::Vote::YES);
+  EXPECT_EQ(StateOf(kT2), "prepared");
+}
+
+TEST_F(BranchCoreTest, OlderOneShotVotesNoWhenTheLockTimesOut) {
+  PrepareWithWork(1, kT2, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT2), ConflictWith(kT5));
+  now_ += 2 * kSeconds;
+  core_.Tick(now_);
+  AgentEffects fx = Take();
+  auto v = VoteReply(fx, 1);
+  EXPECT_EQ(v.vote, proto::Vote::NO);
+  EXPECT_TRUE(Contains(v.reason, "lock timeout")) << v.reason;
+  OnlyOp(fx, ResourceOp::kRollback, kT2);
+}
+
+TEST_F(BranchCoreTest, AbortWhileParkedCancelsTheWait) {
+  MakePrepared(kT1);
+  Execute(10, kT2);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Decide(11, kT2, proto::Outcome::ABORTED);
+  AgentEffects fx = Take();
+  auto e = ExecReply(fx, 10);  // answered at once, not after the lock timeout
+  EXPECT_EQ(e.status.code, proto::Code::ABORTED);
+  ResourceOp rb = OnlyOp(fx, ResourceOp::kRollback, kT2);
+  EXPECT_FALSE(FindReply<proto::DecideResponse>(fx, 11).has_value());
+  OpDone(rb);
+  EXPECT_EQ(DecideReply(Take(), 11).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT2), "aborted");
+
+  // The holder finishing, or the clock, wakes nothing any more.
+  Decide(12, kT1, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  fx = Take();
+  EXPECT_EQ(DecideReply(fx, 12).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+  core_.Tick(now_ + 3 * kSeconds);
+  EXPECT_TRUE(Take().empty());
+}
+
+TEST_F(BranchCoreTest, AbortWhileAOneShotIsParkedVotesNo) {
+  PrepareWithWork(1, kT2, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT2), ConflictWith(kT5));
+  Decide(2, kT2, proto::Outcome::ABORTED);
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 1).vote, proto::Vote::NO);
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT2));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+}
+
+// -------------------------------------------------------------- decisions
+
+TEST_F(BranchCoreTest, CommitOfAPreparedBranchIsAckedOnlyOnceDurable) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.replies.empty());
+  ResourceOp op = OnlyOp(fx, ResourceOp::kCommit, kT1);
+  OpDone(op);
+  fx = Take();
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "committed");
+  EXPECT_EQ(core_.in_doubt_count(), 0u);
+}
+
+TEST_F(BranchCoreTest, FailedCommitIsReportedAndTheBranchStaysInDoubt) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1), Status::StorageFailed("disk gone"));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::STORAGE_FAILED);
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  Decide(3, kT1, proto::Outcome::COMMITTED);  // the coordinator resends
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  EXPECT_EQ(DecideReply(Take(), 3).status.code, proto::Code::OK);
+}
+
+TEST_F(BranchCoreTest, DuplicateCommitIsAcked) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kCommit, kT1);
+  Decide(3, kT1, proto::Outcome::COMMITTED);  // while the first is in flight
+  EXPECT_TRUE(Take().empty());
+  OpDone(op);
+  AgentEffects fx = Take();
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::OK);
+  EXPECT_EQ(DecideReply(fx, 3).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+  Decide(4, kT1, proto::Outcome::COMMITTED);
+  fx = Take();
+  EXPECT_EQ(DecideReply(fx, 4).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+TEST_F(BranchCoreTest, AbortRollsBackAndDuplicateAbortIsAcked) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.replies.empty());
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  Decide(3, kT1, proto::Outcome::ABORTED);
+  fx = Take();
+  EXPECT_EQ(DecideReply(fx, 3).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+TEST_F(BranchCoreTest, AbortOfAnActiveBranchRollsItBack) {
+  MakeActive(kT1);
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+  Prepare(3, kT1);
+  EXPECT_EQ(VoteReply(Take(), 3).vote, proto::Vote::NO);
+}
+
+TEST_F(BranchCoreTest, AbortBeforeAnyWorkLeavesATombstone) {
+  Decide(1, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  EXPECT_EQ(DecideReply(Take(), 1).status.code, proto::Code::OK);
+  Execute(2, kT1);
+  AgentEffects fx = Take();
+  EXPECT_EQ(ExecReply(fx, 2).status.code, proto::Code::ABORTED);
+  EXPECT_TRUE(fx.ops.empty());
+  Prepare(3, kT1);
+  EXPECT_EQ(VoteReply(Take(), 3).vote, proto::Vote::NO);
+}
+
+TEST_F(BranchCoreTest, CommitOfAnAbortedBranchIsRefused) {
+  MakeActive(kT1);
+  Decide(1, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  Take();
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  AgentEffects fx = Take();
+  auto r = DecideReply(fx, 2);
+  EXPECT_NE(r.status.code, proto::Code::OK);
+  EXPECT_TRUE(Contains(r.status.message, "aborted")) << r.status.message;
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+TEST_F(BranchCoreTest, AbortOfACommittedBranchIsRefused) {
+  MakePrepared(kT1);
+  Decide(1, kT1, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  Take();
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  AgentEffects fx = Take();
+  EXPECT_NE(DecideReply(fx, 2).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "committed");
+}
+
+TEST_F(BranchCoreTest, AbortOfAReadOnlyBranchIsAcknowledged) {
+  // A read-only voter has nothing to undo; an ABORT that reaches it anyway
+  // (e.g. its vote was lost and counted as NO) is simply acknowledged.
+  MakeActive(kT1, /*wrote=*/false);
+  Prepare(1, kT1);
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 1).vote, proto::Vote::READ_ONLY);
+  OpDone(OnlyOp(fx, ResourceOp::kCommit, kT1));
+  Take();
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  fx = Take();
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+TEST_F(BranchCoreTest, CommitOfABranchNeverPreparedIsRefused) {
+  MakeActive(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  AgentEffects fx = Take();
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "active");
+}
+
+TEST_F(BranchCoreTest, DecisionOtherThanCommitOrAbortIsRefused) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::PENDING);
+  AgentEffects fx = Take();
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "prepared");
+}
+
+// ---------------------------------------------------------------- recovery
+
+TEST_F(BranchCoreTest, RecoveryRollsBackActiveBranches) {
+  RecoveredBranch r;
+  r.txid = kT1;
+  r.state = BranchState::kActive;
+  core_.OnRecovered(kRes, {r}, now_);
+  AgentEffects fx = Take();
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));
+  EXPECT_TRUE(fx.queries.empty());
+  EXPECT_TRUE(Take().replies.empty());  // internal work: nobody to answer
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  Execute(2, kT1);  // the client's next statement learns it is gone
+  EXPECT_EQ(ExecReply(Take(), 2).status.code, proto::Code::ABORTED);
+  Prepare(3, kT1);
+  EXPECT_EQ(VoteReply(Take(), 3).vote, proto::Vote::NO);
+}
+
+TEST_F(BranchCoreTest, RecoveredPreparedBranchAsksAtOnceThenWithBackoff) {
+  RecoveredBranch r;
+  r.txid = kT1;
+  r.state = BranchState::kPrepared;
+  r.info.participants = kParticipants;
+  core_.OnRecovered(kRes, {r}, now_);
+  EXPECT_TRUE(Take().ops.empty());  // in doubt: locks held, nothing undone
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  EXPECT_EQ(core_.in_doubt_count(), 1u);
+
+  const Micros t0 = now_;
+  core_.Tick(t0);
+  EXPECT_EQ(Take().queries, std::vector<TxId>{kT1});
+  // Then after 1 s, 2 s, 4 s, and every 5 s (query_max) after that.
+  struct Step { Micros at; bool asks; };
+  for (Step s : {Step{t0 + 1 * kSeconds - 1, false}, Step{t0 + 1 * kSeconds, true},
+                 Step{t0 + 3 * kSeconds - 1, false}, Step{t0 + 3 * kSeconds, true},
+                 Step{t0 + 7 * kSeconds - 1, false}, Step{t0 + 7 * kSeconds, true},
+                 Step{t0 + 12 * kSeconds - 1, false}, Step{t0 + 12 * kSeconds, true},
+                 Step{t0 + 17 * kSeconds, true}}) {
+    core_.Tick(s.at);
+    EXPECT_EQ(Take().queries.size(), s.asks ? 1u : 0u) << (s.at - t0);
+  }
+}
+
+TEST_F(BranchCoreTest, InDoubtBranchCommitsWhenTheGroupSaysCommitted) {
+  RecoveredBranch r;
+  r.txid = kT1;
+  r.state = BranchState::kPrepared;
+  r.info.participants = kParticipants;
+  core_.OnRecovered(kRes, {r}, now_);
+  core_.Tick(now_);
+  ASSERT_EQ(Take().queries.size(), 1u);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kCommit, kT1);
+  EXPECT_EQ(op.info.participants, kParticipants);
+  OpDone(op);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.replies.empty());
+  EXPECT_EQ(StateOf(kT1), "committed");
+  EXPECT_EQ(core_.in_doubt_count(), 0u);
+  core_.Tick(now_ + 20 * kSeconds);
+  EXPECT_TRUE(Take().queries.empty());
+  // The coordinator's COMMIT arriving after that is acknowledged.
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+}
+
+TEST_F(BranchCoreTest, InDoubtBranchRollsBackWhenTheGroupSaysAborted) {
+  RecoveredBranch r;
+  r.txid = kT1;
+  r.state = BranchState::kPrepared;
+  core_.OnRecovered(kRes, {r}, now_);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::ABORTED, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  Take();
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  EXPECT_EQ(core_.in_doubt_count(), 0u);
+}
+
+TEST_F(BranchCoreTest, InDoubtBranchKeepsAskingWhileTheGroupCannotSay) {
+  MakePrepared(kT1);
+  core_.Tick(now_ + 1 * kSeconds);
+  ASSERT_EQ(Take().queries.size(), 1u);
+  core_.OnOutcome(kT1, Status::Unavailable("no leader"), proto::Outcome::UNKNOWN, now_ + 1 * kSeconds);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::PENDING, now_ + 1 * kSeconds);
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  core_.Tick(now_ + 3 * kSeconds);
+  EXPECT_EQ(Take().queries, std::vector<TxId>{kT1});
+}
+
+TEST_F(BranchCoreTest, OutcomeForATxidWithNoBranchHereChangesNothing) {
+  MakePrepared(kT1);
+  core_.OnOutcome(kT2, Status::Ok(), proto::Outcome::ABORTED, now_);
+  core_.OnOutcome(kT2, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(StateOf(kT2), "");
+  EXPECT_EQ(StateOf(kT1), "prepared");
+}
+
+TEST_F(BranchCoreTest, OneQueryServesEveryResourceOfATxid) {
+  MakePrepared(kT1, kRes);
+  MakePrepared(kT1, kOther);
+  core_.Tick(now_ + 1 * kSeconds);
+  EXPECT_EQ(Take().queries, std::vector<TxId>{kT1});
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_ + 1 * kSeconds);
+  AgentEffects fx = Take();
+  ASSERT_EQ(fx.ops.size(), 2u);
+  for (const auto& op : fx.ops) {
+    EXPECT_EQ(op.kind, ResourceOp::kCommit);
+    EXPECT_EQ(op.txid, kT1);
+  }
+  EXPECT_NE(fx.ops[0].resource, fx.ops[1].resource);
+}
+
+TEST_F(BranchCoreTest, PreparedBranchAsksOnceInDoubtLongEnough) {
+  MakePrepared(kT1);
+  core_.Tick(now_ + 1 * kSeconds - 1);
+  EXPECT_TRUE(Take().queries.empty());
+  core_.Tick(now_ + 1 * kSeconds);
+  EXPECT_EQ(Take().queries, std::vector<TxId>{kT1});
+}
+
+// ----------------------------------------------------------- active deadline
+
+TEST_F(BranchCoreTest, ActiveBranchPastItsDeadlineAsksAndPendingExtendsIt) {
+  MakeActive(kT1);
+  const Micros t0 = now_;
+  core_.Tick(t0 + 60 * kSeconds - 1);
+  EXPECT_TRUE(Take().queries.empty());
+  core_.Tick(t0 + 60 * kSeconds);
+  EXPECT_EQ(Take().queries, std::vector<TxId>{kT1});
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::PENDING, t0 + 60 * kSeconds);
+  EXPECT_TRUE(Take().empty());
+  core_.Tick(t0 + 61 * kSeconds);  // without PENDING it would ask again now
+  EXPECT_TRUE(Take().queries.empty());
+  core_.Tick(t0 + 120 * kSeconds - 1);
+  EXPECT_TRUE(Take().queries.empty());
+  core_.Tick(t0 + 120 * kSeconds);
+  EXPECT_EQ(Take().queries, std::vector<TxId>{kT1});
+  EXPECT_EQ(StateOf(kT1), "active");
+}
+
+TEST_F(BranchCoreTest, ActiveBranchAsksAgainWhenTheGroupDoesNotAnswer) {
+  MakeActive(kT1);
+  const Micros t0 = now_;
+  core_.Tick(t0 + 60 * kSeconds);
+  EXPECT_EQ(Take().queries.size(), 1u);
+  core_.Tick(t0 + 61 * kSeconds);
+  EXPECT_EQ(Take().queries.size(), 1u);
+}
+
+TEST_F(BranchCoreTest, ActiveBranchOfAnAbortedTxnIsRolledBack) {
+  MakeActive(kT1);
+  core_.Tick(now_ + 60 * kSeconds);
+  EXPECT_EQ(Take().queries.size(), 1u);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::ABORTED, now_ + 60 * kSeconds);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  Execute(2, kT1);
+  EXPECT_EQ(ExecReply(Take(), 2).status.code, proto::Code::ABORTED);
+}
+
+TEST_F(BranchCoreTest, ExecuteTimeoutSetsTheBranchDeadline) {
+  proto::ExecuteRequest req;
+  req.txid = kT1;
+  req.resource = kRes;
+  req.statements = {Sql("UPDATE accounts SET balance = 1")};
+  req.__set_timeout_ms(500);
+  core_.OnExecute(1, req, now_);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT1), Done());
+  Take();
+  core_.Tick(now_ + 500 * kMillis - 1);
+  EXPECT_TRUE(Take().queries.empty());
+  core_.Tick(now_ + 500 * kMillis);
+  EXPECT_EQ(Take().queries, std::vector<TxId>{kT1});
+}
+
+TEST_F(BranchCoreTest, EachExecuteRestartsTheActiveDeadline) {
+  MakeActive(kT1);
+  now_ += 50 * kSeconds;
+  MakeActive(kT1);
+  core_.Tick(now_ + 59 * kSeconds);
+  EXPECT_TRUE(Take().queries.empty());
+  core_.Tick(now_ + 60 * kSeconds);
+  EXPECT_EQ(Take().queries.size(), 1u);
+}
+
+// --------------------------------------------------------------- retention
+
+TEST_F(BranchCoreTest, FinishedBranchesAreForgottenAfterFinalRetention) {
+  MakePrepared(kT1);
+  Decide(1, kT1, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  Take();
+  Decide(2, kT2, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT2));
+  Take();
+  ASSERT_EQ(core_.Branches().size(), 2u);
+
+  core_.Tick(now_ + 30 * kSeconds - 1);
+  EXPECT_EQ(StateOf(kT1), "committed");
+  EXPECT_EQ(StateOf(kT2), "aborted");
+  Decide(3, kT1, proto::Outcome::COMMITTED);  // remembered: acked without the resource
+  AgentEffects fx = Take();
+  EXPECT_EQ(DecideReply(fx, 3).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+
+  core_.Tick(now_ + 30 * kSeconds);
+  EXPECT_TRUE(core_.Branches().empty());
+  // A duplicate COMMIT after that is still acknowledged.
+  Decide(4, kT1, proto::Outcome::COMMITTED);
+  EXPECT_EQ(DecideReply(Take(), 4).status.code, proto::Code::OK);
+}
+
+TEST_F(BranchCoreTest, BranchesViewReportsStates) {
+  MakeActive(kT1);
+  MakePrepared(kT2, kOther);
+  auto view = core_.Branches();
+  ASSERT_EQ(view.size(), 2u);
+  EXPECT_EQ(StateOf(kT1), "active");
+  EXPECT_EQ(StateOf(kT2, kOther), "prepared");
+  EXPECT_EQ(core_.in_doubt_count(), 1u);
+}
+
+}  // namespace
+}  // namespace txc::participant

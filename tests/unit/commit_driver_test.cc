@@ -1,0 +1,1148 @@
+// CommitDriver: the leader's 2PC with presumed abort, driven message by
+// message (DESIGN.md, "Transactions and the commit protocols" and "Who may
+// answer aborted"). The test plays the log: a proposal is chosen when the test
+// applies it to the TxnTable and calls OnApplied, and not before.
+#include "coordinator/commit_driver.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/core_harness.h"
+
+namespace txc::coord {
+namespace {
+
+using txc::testing::Participant;
+using txc::testing::Sql;
+
+const proto::Participant kA = Participant("bank_a", "10.0.0.1:7100");
+const proto::Participant kB = Participant("bank_b", "10.0.0.2:7100");
+const proto::Participant kC = Participant("bank_c", "10.0.0.1:7100");  // kA's agent, another resource
+using Participants = std::vector<proto::Participant>;
+
+constexpr int64_t kEpoch = 7;
+constexpr Micros kT0 = 1000 * kSeconds;
+
+proto::PrepareResponse VoteOf(proto::Vote::type v, std::string reason = "") {
+  proto::PrepareResponse r;
+  r.vote = v;
+  r.reason = std::move(reason);
+  return r;
+}
+const proto::PrepareResponse kYes = VoteOf(proto::Vote::YES);
+const proto::PrepareResponse kReadOnly = VoteOf(proto::Vote::READ_ONLY);
+
+DriverOptions TestOptions() {
+  DriverOptions o;
+  o.vote_timeout = 5 * kSeconds;
+  o.txn_timeout = 60 * kSeconds;
+  o.resend_initial = 50 * kMillis;
+  o.resend_max = 400 * kMillis;
+  o.call_timeout = 5 * kSeconds;
+  return o;
+}
+
+// Calls of one kind in an effects batch.
+std::vector<ParticipantCall> Prepares(const DriverEffects& fx) {
+  std::vector<ParticipantCall> out;
+  for (const auto& c : fx.calls) {
+    if (c.prepare) out.push_back(c);
+  }
+  return out;
+}
+std::vector<ParticipantCall> Decisions(const DriverEffects& fx, proto::Outcome::type outcome) {
+  std::vector<ParticipantCall> out;
+  for (const auto& c : fx.calls) {
+    if (c.decide && c.decide->outcome == outcome) out.push_back(c);
+  }
+  return out;
+}
+std::vector<proto::Participant> Targets(const std::vector<ParticipantCall>& calls) {
+  std::vector<proto::Participant> out;
+  for (const auto& c : calls) out.push_back(c.to);
+  return out;
+}
+
+class CommitDriverTest : public ::testing::Test {
+ protected:
+  CommitDriverTest() : driver_(&table_, TestOptions()) {}
+
+  void SetUp() override { BecomeLeader(kEpoch); }
+
+  // The log chose this node's EPOCH: it serves as leader of `epoch`.
+  void BecomeLeader(int64_t epoch) {
+    table_.Apply(++index_, MakeEpoch(epoch));
+    driver_.BecomeLeader(epoch, now_);
+  }
+
+  DriverEffects Take() { return driver_.TakeEffects(); }
+
+  // The log chooses `cmd`: it is applied to the table at the next index, then
+  // the driver hears of it.
+  void Choose(const proto::Command& cmd) {
+    table_.Apply(++index_, cmd);
+    driver_.OnApplied(cmd, now_);
+  }
+  // Takes the effects, chooses every proposal among them in order, and
+  // returns what was taken (effects of the choices wait for the next Take).
+  DriverEffects TakeAndChoose() {
+    DriverEffects fx = Take();
+    for (const auto& cmd : fx.proposals) Choose(cmd);
+    return fx;
+  }
+
+  TxId Begin(uint64_t token = 1) {
+    driver_.OnBegin(token, proto::BeginRequest(), now_);
+    DriverEffects fx = Take();
+    EXPECT_EQ(fx.replies.size(), 1u);
+    if (fx.replies.empty()) return TxId();
+    const auto& r = std::get<proto::BeginResponse>(fx.replies[0].response);
+    EXPECT_EQ(r.status.code, proto::Code::OK) << r.status.message;
+    return r.txid;
+  }
+  void Commit(uint64_t token, const TxId& txid, Participants ps) {
+    proto::CommitRequest req;
+    req.txid = txid;
+    req.participants = std::move(ps);
+    driver_.OnCommit(token, req, now_);
+  }
+  void Abort(uint64_t token, const TxId& txid, Participants ps = {}, std::string reason = "") {
+    proto::AbortRequest req;
+    req.txid = txid;
+    req.participants = std::move(ps);
+    req.reason = std::move(reason);
+    driver_.OnAbort(token, req, now_);
+  }
+  proto::OutcomeResponse Outcome(const TxId& txid, uint64_t token = 99) {
+    proto::OutcomeRequest req;
+    req.txid = txid;
+    driver_.OnOutcome(token, req, now_);
+    DriverEffects fx = Take();
+    EXPECT_EQ(fx.replies.size(), 1u);
+    if (fx.replies.empty()) return proto::OutcomeResponse();
+    EXPECT_EQ(fx.replies[0].token, token);
+    return std::get<proto::OutcomeResponse>(fx.replies[0].response);
+  }
+  void Vote(const TxId& txid, size_t index, const proto::PrepareResponse& resp) {
+    driver_.OnVote(txid, index, Status::Ok(), resp, now_);
+  }
+  void Ack(const TxId& txid, size_t index, const Status& s = Status::Ok()) {
+    driver_.OnAck(txid, index, s, now_);
+  }
+
+  // Begins a txn over `ps`, commits it and collects every YES: returns it in
+  // "deciding" with the DECIDE(COMMIT) proposal taken into `decide`.
+  TxId BeginAndVoteYes(const Participants& ps, uint64_t token, proto::Command* decide) {
+    TxId t = Begin();
+    Commit(token, t, ps);
+    DriverEffects fx = Take();
+    EXPECT_EQ(Prepares(fx).size(), ps.size());
+    for (size_t i = 0; i < ps.size(); ++i) Vote(t, i, kYes);
+    fx = Take();
+    EXPECT_EQ(fx.proposals.size(), 1u);
+    if (!fx.proposals.empty()) *decide = fx.proposals[0];
+    return t;
+  }
+
+  TxnTable table_;
+  CommitDriver driver_;
+  uint64_t index_ = 0;
+  Micros now_ = kT0;
+};
+
+// Exactly one reply to `token`, of type T.
+template <class T>
+T ReplyTo(const DriverEffects& fx, uint64_t token) {
+  const T* found = nullptr;
+  int n = 0;
+  for (const auto& r : fx.replies) {
+    if (r.token != token) continue;
+    ++n;
+    found = std::get_if<T>(&r.response);
+  }
+  EXPECT_EQ(n, 1) << "replies to token " << token;
+  if (found == nullptr) {
+    ADD_FAILURE() << "no reply of the expected type to token " << token;
+    return T();
+  }
+  return *found;
+}
+proto::CommitResponse CommitReply(const DriverEffects& fx, uint64_t token) {
+  return ReplyTo<proto::CommitResponse>(fx, token);
+}
+
+// ------------------------------------------------------------------- begin
+
+TEST_F(CommitDriverTest, BeginAllocatesIncreasingTxidsInTheLeadersEpoch) {
+  EXPECT_EQ(Begin(), MakeTxId(kEpoch, 1));
+  EXPECT_EQ(Begin(), MakeTxId(kEpoch, 2));
+  EXPECT_EQ(Begin(), MakeTxId(kEpoch, 3));
+  EXPECT_EQ(driver_.next_seq(), 4);
+  EXPECT_EQ(driver_.active_count(), 3u);
+  // Nothing is logged and nobody is called for a begin.
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.empty());
+}
+
+TEST_F(CommitDriverTest, NewLeadershipAllocatesInItsOwnEpoch) {
+  Begin();
+  driver_.StepDown("");
+  BecomeLeader(kEpoch + 1);
+  EXPECT_EQ(Begin(), MakeTxId(kEpoch + 1, 1));
+}
+
+TEST_F(CommitDriverTest, BeginBeforeServingIsUnavailableWithoutHint) {
+  TxnTable table;
+  CommitDriver fresh(&table, TestOptions());
+  EXPECT_FALSE(fresh.serving());
+  fresh.OnBegin(5, proto::BeginRequest(), now_);
+  DriverEffects fx = fresh.TakeEffects();
+  auto r = ReplyTo<proto::BeginResponse>(fx, 5);
+  EXPECT_EQ(r.status.code, proto::Code::UNAVAILABLE);
+  EXPECT_FALSE(r.status.__isset.leader_hint);
+  EXPECT_EQ(fresh.next_seq(), 1);
+}
+
+TEST_F(CommitDriverTest, EveryRequestAfterStepDownGetsNotLeaderWithHint) {
+  TxId t = Begin();
+  driver_.StepDown("10.0.0.9:7000");
+  EXPECT_FALSE(driver_.serving());
+  EXPECT_EQ(driver_.active_count(), 0u);
+
+  driver_.OnBegin(1, proto::BeginRequest(), now_);
+  Commit(2, t, {kA});
+  proto::SubmitRequest submit;
+  submit.txid = t;
+  driver_.OnSubmit(3, submit, now_);
+  Abort(4, t, {kA});
+  proto::OutcomeRequest oq;
+  oq.txid = t;
+  driver_.OnOutcome(5, oq, now_);
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_TRUE(fx.proposals.empty());
+
+  auto b = ReplyTo<proto::BeginResponse>(fx, 1);
+  EXPECT_EQ(b.status.code, proto::Code::NOT_LEADER);
+  EXPECT_EQ(b.status.leader_hint, "10.0.0.9:7000");
+  for (uint64_t token : {2, 3, 4}) {
+    auto c = CommitReply(fx, token);
+    EXPECT_EQ(c.status.code, proto::Code::NOT_LEADER) << token;
+    EXPECT_EQ(c.status.leader_hint, "10.0.0.9:7000") << token;
+    EXPECT_EQ(c.outcome, proto::Outcome::UNKNOWN) << token;
+  }
+  auto o = ReplyTo<proto::OutcomeResponse>(fx, 5);
+  EXPECT_EQ(o.status.code, proto::Code::NOT_LEADER);
+  EXPECT_EQ(o.status.leader_hint, "10.0.0.9:7000");
+  EXPECT_EQ(o.outcome, proto::Outcome::UNKNOWN);
+}
+
+TEST_F(CommitDriverTest, StepDownAnswersWaitingCommitsAndIgnoresLateVotes) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  driver_.StepDown("10.0.0.9:7000");
+  DriverEffects fx = Take();
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::NOT_LEADER);
+  EXPECT_EQ(r.outcome, proto::Outcome::UNKNOWN);
+
+  Vote(t, 1, kYes);
+  driver_.Tick(now_ + 10 * kSeconds);
+  EXPECT_TRUE(Take().empty());
+}
+
+// ------------------------------------------------------------------ commit
+
+TEST_F(CommitDriverTest, CommitSendsOnePrepareToEachDistinctParticipant) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB, kA, kC});
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.proposals.empty());
+  EXPECT_TRUE(fx.replies.empty());
+  auto prepares = Prepares(fx);
+  ASSERT_EQ(prepares.size(), 3u);
+  EXPECT_EQ(Targets(prepares), (Participants{kA, kB, kC}));
+  for (size_t i = 0; i < prepares.size(); ++i) {
+    const ParticipantCall& c = prepares[i];
+    EXPECT_EQ(c.txid, t);
+    EXPECT_EQ(c.index, i);
+    EXPECT_FALSE(c.decide.has_value());
+    EXPECT_EQ(c.prepare->txid, t);
+    EXPECT_EQ(c.prepare->resource, c.to.resource);
+    EXPECT_EQ(c.prepare->participants, (Participants{kA, kB, kC}));
+    EXPECT_EQ(c.prepare->protocol, proto::Protocol::TWO_PC);
+    EXPECT_FALSE(c.prepare->__isset.work);
+  }
+  auto view = driver_.ActiveTxns();
+  ASSERT_EQ(view.size(), 1u);
+  EXPECT_EQ(view[0].state, "voting");
+}
+
+TEST_F(CommitDriverTest, CommittedIsAnsweredOnlyAfterTheDecisionIsChosen) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  EXPECT_TRUE(Take().empty());  // still waiting for bank_b
+  Vote(t, 1, kYes);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  const proto::Command& decide = fx.proposals[0];
+  EXPECT_EQ(decide.type, proto::CommandType::DECIDE);
+  EXPECT_EQ(decide.txid, t);
+  EXPECT_EQ(decide.outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(decide.participants, (Participants{kA, kB}));
+  // Proposed is not chosen: no reply, no COMMIT yet, and the outcome is pending.
+  EXPECT_TRUE(fx.replies.empty());
+  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_EQ(driver_.ActiveTxns()[0].state, "deciding");
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);
+  driver_.Tick(now_ + 30 * kSeconds);  // the log may take its time: no timeout applies
+  EXPECT_TRUE(Take().empty());
+
+  Choose(decide);
+  fx = Take();
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::OK);
+  EXPECT_EQ(r.txid, t);
+  EXPECT_EQ(r.outcome, proto::Outcome::COMMITTED);
+  auto commits = Decisions(fx, proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 2u);
+  EXPECT_EQ(Targets(commits), (Participants{kA, kB}));
+  for (const auto& c : commits) {
+    EXPECT_TRUE(c.want_ack);
+    EXPECT_EQ(c.decide->txid, t);
+    EXPECT_EQ(c.decide->resource, c.to.resource);
+  }
+  EXPECT_TRUE(fx.proposals.empty());  // END waits for the acks
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::COMMITTED);
+}
+
+TEST_F(CommitDriverTest, EndIsProposedOnlyAfterEveryAckAndThenTheTxnIsForgotten) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA, kB}, 2, &decide);
+  Choose(decide);
+  Take();
+  Ack(t, 1);
+  Ack(t, 1);  // duplicate ack
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(driver_.ActiveTxns()[0].state, "completing");
+  EXPECT_EQ(driver_.ActiveTxns()[0].acked, (std::vector<bool>{false, true}));
+  Ack(t, 0);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+  EXPECT_EQ(fx.proposals[0].txid, t);
+  EXPECT_EQ(driver_.ActiveTxns()[0].state, "ending");
+  Ack(t, 0);  // a late duplicate ack proposes nothing more
+  EXPECT_TRUE(Take().empty());
+
+  Choose(fx.proposals[0]);
+  EXPECT_EQ(driver_.active_count(), 0u);
+  EXPECT_TRUE(Take().empty());
+  ASSERT_NE(table_.Find(t), nullptr);
+  EXPECT_TRUE(table_.Find(t)->ended);
+}
+
+TEST_F(CommitDriverTest, CommitGoesOnlyToYesVotersNotReadOnlyOnes) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB, kC});
+  Take();
+  Vote(t, 0, kYes);
+  Vote(t, 1, kReadOnly);
+  Vote(t, 2, kYes);
+  DriverEffects fx = TakeAndChoose();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].participants, (Participants{kA, kC}));
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  auto commits = Decisions(fx, proto::Outcome::COMMITTED);
+  EXPECT_EQ(Targets(commits), (Participants{kA, kC}));
+  // Acks are indexed in the phase-2 list: bank_a is 0, bank_c is 1.
+  EXPECT_EQ(commits[1].index, 1u);
+  Ack(t, 0);
+  Ack(t, 1);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+}
+
+TEST_F(CommitDriverTest, AllReadOnlyCommitIsDecidedAndEndedWithoutPhaseTwo) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kReadOnly);
+  Vote(t, 1, kReadOnly);
+  DriverEffects fx = TakeAndChoose();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::DECIDE);
+  EXPECT_TRUE(fx.proposals[0].participants.empty());
+  EXPECT_TRUE(fx.replies.empty());
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(fx.calls.empty());
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+  Choose(fx.proposals[0]);
+  EXPECT_EQ(driver_.active_count(), 0u);
+}
+
+TEST_F(CommitDriverTest, CommitWithNoParticipantsCommitsTrivially) {
+  TxId t = Begin();
+  Commit(2, t, {});
+  DriverEffects fx = TakeAndChoose();
+  EXPECT_TRUE(fx.calls.empty());
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  fx = TakeAndChoose();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(driver_.active_count(), 0u);
+  EXPECT_TRUE(table_.Find(t)->ended);
+}
+
+TEST_F(CommitDriverTest, AnyNoAbortsWithReasonAndNothingIsLogged) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB, kC});
+  Take();
+  Vote(t, 0, kYes);
+  Vote(t, 1, VoteOf(proto::Vote::NO, "CHECK constraint failed: balance >= 0"));
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.proposals.empty());  // presumed abort: no record
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::OK);
+  EXPECT_EQ(r.outcome, proto::Outcome::ABORTED);
+  EXPECT_NE(r.reason.find("bank_b"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("CHECK constraint failed"), std::string::npos) << r.reason;
+  // Every participant is told, including the one that has not voted yet;
+  // fire and forget.
+  auto aborts = Decisions(fx, proto::Outcome::ABORTED);
+  EXPECT_EQ(Targets(aborts), (Participants{kA, kB, kC}));
+  for (const auto& c : aborts) EXPECT_FALSE(c.want_ack);
+  EXPECT_EQ(driver_.active_count(), 0u);
+  EXPECT_EQ(table_.Find(t), nullptr);
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::ABORTED);
+
+  // The vote still out arrives late: ignored.
+  Vote(t, 2, kYes);
+  EXPECT_TRUE(Take().empty());
+}
+
+TEST_F(CommitDriverTest, AbortIsNotSentToReadOnlyVoters) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kReadOnly);
+  Vote(t, 1, VoteOf(proto::Vote::NO, "no branch"));
+  DriverEffects fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), Participants{kB});
+}
+
+TEST_F(CommitDriverTest, VoteTransportFailureCountsAsNo) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  driver_.OnVote(t, 1, Status::Unavailable("connection refused"), proto::PrepareResponse(), now_);
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.proposals.empty());
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.outcome, proto::Outcome::ABORTED);
+  EXPECT_NE(r.reason.find("bank_b"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("connection refused"), std::string::npos) << r.reason;
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), (Participants{kA, kB}));
+}
+
+TEST_F(CommitDriverTest, YesVoteWithAnErrorStatusCountsAsNo) {
+  TxId t = Begin();
+  Commit(2, t, {kA});
+  Take();
+  proto::PrepareResponse resp = kYes;
+  resp.status.code = proto::Code::STORAGE_FAILED;
+  resp.status.message = "disk full";
+  Vote(t, 0, resp);
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.proposals.empty());
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.outcome, proto::Outcome::ABORTED);
+  EXPECT_NE(r.reason.find("disk full"), std::string::npos) << r.reason;
+}
+
+TEST_F(CommitDriverTest, UnrecognisedVoteCountsAsNo) {
+  // A participant (in any language) that answers OK but leaves `vote` unset
+  // must not be taken for READ_ONLY, which would commit without it.
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  proto::PrepareResponse unset;  // vote == 0: no such Vote
+  Vote(t, 1, unset);
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.proposals.empty());
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::ABORTED);
+}
+
+TEST_F(CommitDriverTest, MessagesThatDoNotFitTheStateAreIgnored) {
+  TxId t = Begin();
+  Vote(t, 0, kYes);  // a vote before any PREPARE
+  Ack(t, 0);         // an ack before any decision
+  EXPECT_TRUE(Take().empty());
+  Commit(2, t, {kA});
+  Take();
+  Ack(t, 0);  // an ack while voting
+  EXPECT_TRUE(Take().empty());
+  Vote(t, 0, kYes);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  Ack(t, 0);  // an ack while deciding
+  driver_.OnAck(MakeTxId(kEpoch, 99), 0, Status::Ok(), now_);
+  proto::Command noop;
+  noop.type = proto::CommandType::NOOP;
+  Choose(noop);
+  Choose(MakeEnd(MakeTxId(kEpoch, 99)));
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(driver_.ActiveTxns()[0].state, "deciding");
+  Choose(fx.proposals[0]);
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(Decisions(fx, proto::Outcome::COMMITTED).size(), 1u);
+  EXPECT_TRUE(fx.proposals.empty());  // the early acks did not count
+}
+
+TEST_F(CommitDriverTest, VoteTimeoutAbortsNamingTheMissingParticipant) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  driver_.Tick(now_ + 5 * kSeconds - 1);
+  EXPECT_TRUE(Take().empty());
+  driver_.Tick(now_ + 5 * kSeconds);
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.proposals.empty());
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.outcome, proto::Outcome::ABORTED);
+  EXPECT_NE(r.reason.find("vote timeout"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("bank_b at 10.0.0.2:7100"), std::string::npos) << r.reason;
+  EXPECT_EQ(r.reason.find("bank_a"), std::string::npos) << r.reason;
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), (Participants{kA, kB}));
+  // The missing vote turns up after all: ignored.
+  Vote(t, 1, kYes);
+  EXPECT_TRUE(Take().empty());
+}
+
+TEST_F(CommitDriverTest, DuplicateOutOfRangeAndLateVotesAreIgnored) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  Vote(t, 0, VoteOf(proto::Vote::NO, "changed its mind"));  // duplicate: the first vote counts
+  Vote(t, 7, VoteOf(proto::Vote::NO, "who?"));              // no such participant
+  Vote(MakeTxId(kEpoch, 42), 0, VoteOf(proto::Vote::NO));   // no such txn
+  EXPECT_TRUE(Take().empty());
+  Vote(t, 1, kYes);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  Vote(t, 1, kYes);  // duplicate after the decision was proposed
+  Vote(t, 1, VoteOf(proto::Vote::NO, "late"));
+  EXPECT_TRUE(Take().empty());
+  Choose(fx.proposals[0]);
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  Vote(t, 0, VoteOf(proto::Vote::NO, "very late"));
+  EXPECT_TRUE(Take().empty());
+}
+
+TEST_F(CommitDriverTest, DuplicateCommitWhileVotingOrDecidingGetsTheSameAnswer) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  EXPECT_EQ(Prepares(Take()).size(), 2u);
+  Commit(3, t, {kA, kB});  // retry while voting: no second round of PREPARE
+  EXPECT_TRUE(Take().empty());
+  Vote(t, 0, kYes);
+  Vote(t, 1, kYes);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  Commit(4, t, {kA, kB});  // retry while deciding
+  EXPECT_TRUE(Take().empty());
+  Choose(fx.proposals[0]);
+  fx = Take();
+  EXPECT_EQ(fx.replies.size(), 3u);
+  for (uint64_t token : {2, 3, 4}) {
+    auto r = CommitReply(fx, token);
+    EXPECT_EQ(r.status.code, proto::Code::OK);
+    EXPECT_EQ(r.outcome, proto::Outcome::COMMITTED) << token;
+  }
+  EXPECT_EQ(Decisions(fx, proto::Outcome::COMMITTED).size(), 2u);  // sent once, not per caller
+}
+
+TEST_F(CommitDriverTest, DuplicateCommitWhileVotingIsAbortedWithTheFirst) {
+  TxId t = Begin();
+  Commit(2, t, {kA});
+  Take();
+  Commit(3, t, {kA});
+  Vote(t, 0, VoteOf(proto::Vote::NO, "no branch"));
+  DriverEffects fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(CommitReply(fx, 3).outcome, proto::Outcome::ABORTED);
+}
+
+TEST_F(CommitDriverTest, CommitRetriedAfterDecisionOrEndStillAnswersCommitted) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA}, 2, &decide);
+  Choose(decide);
+  Take();
+  Commit(3, t, {kA});  // completing: answered at once
+  DriverEffects fx = Take();
+  EXPECT_EQ(CommitReply(fx, 3).outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(fx.calls.empty());
+  Ack(t, 0);
+  fx = TakeAndChoose();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(driver_.active_count(), 0u);
+
+  // After END the driver forgot the txn; the table remembers.
+  Commit(4, t, {kA});
+  proto::SubmitRequest submit;
+  submit.txid = t;
+  driver_.OnSubmit(5, submit, now_);
+  fx = Take();
+  for (uint64_t token : {4, 5}) {
+    auto r = CommitReply(fx, token);
+    EXPECT_EQ(r.status.code, proto::Code::OK) << token;
+    EXPECT_EQ(r.outcome, proto::Outcome::COMMITTED) << token;
+  }
+  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_TRUE(fx.proposals.empty());
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::COMMITTED);
+}
+
+TEST_F(CommitDriverTest, CommitRetriedAfterAbortAnswersAborted) {
+  TxId t = Begin();
+  Commit(2, t, {kA});
+  Take();
+  Vote(t, 0, VoteOf(proto::Vote::NO, "no branch"));
+  Take();
+  Commit(3, t, {kA});
+  DriverEffects fx = Take();
+  auto r = CommitReply(fx, 3);
+  EXPECT_EQ(r.status.code, proto::Code::OK);
+  EXPECT_EQ(r.outcome, proto::Outcome::ABORTED);
+  EXPECT_FALSE(r.reason.empty());
+  EXPECT_TRUE(fx.calls.empty());  // no second round
+}
+
+TEST_F(CommitDriverTest, CommitOfATxidNeverBegunIsInvalidArgument) {
+  Begin();
+  for (TxId t : {MakeTxId(kEpoch, 2), MakeTxId(kEpoch + 1, 1)}) {
+    Commit(2, t, {kA});
+    DriverEffects fx = Take();
+    auto r = CommitReply(fx, 2);
+    EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT) << ToString(t);
+    EXPECT_EQ(r.outcome, proto::Outcome::UNKNOWN) << ToString(t);
+    EXPECT_TRUE(fx.calls.empty());
+  }
+}
+
+TEST_F(CommitDriverTest, CommitWithAnInvalidParticipantIsRefusedAndTheTxnStaysOpen) {
+  TxId t = Begin();
+  Commit(2, t, {kA, Participant("bank_b", "")});
+  DriverEffects fx = Take();
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_EQ(r.outcome, proto::Outcome::PENDING);
+  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);
+  Commit(3, t, {kA});
+  EXPECT_EQ(Prepares(Take()).size(), 1u);
+}
+
+// --------------------------------------------------------- resending COMMIT
+
+TEST_F(CommitDriverTest, CommitIsResentWithBackoffAfterFailedAcks) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA, kB}, 2, &decide);
+  Choose(decide);
+  Take();
+  Ack(t, 0);
+  const Micros t1 = now_ + 10 * kMillis;
+  driver_.OnAck(t, 1, Status::Unavailable("connection reset"), t1);
+  driver_.Tick(t1 + 50 * kMillis - 1);
+  EXPECT_TRUE(Take().empty());
+  driver_.Tick(t1 + 50 * kMillis);
+  DriverEffects fx = Take();
+  auto commits = Decisions(fx, proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 1u);  // bank_a acked: not resent
+  EXPECT_EQ(commits[0].to, kB);
+  EXPECT_EQ(commits[0].index, 1u);
+  EXPECT_TRUE(commits[0].want_ack);
+  EXPECT_TRUE(fx.proposals.empty());
+
+  // The second failure waits twice as long.
+  const Micros t2 = t1 + 100 * kMillis;
+  driver_.OnAck(t, 1, Status::Timeout("deadline exceeded"), t2);
+  driver_.Tick(t2 + 100 * kMillis - 1);
+  EXPECT_TRUE(Take().empty());
+  driver_.Tick(t2 + 100 * kMillis);
+  EXPECT_EQ(Decisions(Take(), proto::Outcome::COMMITTED).size(), 1u);
+
+  // ... and the backoff stops growing at resend_max (400 ms here).
+  Micros t3 = t2 + 200 * kMillis;
+  for (int i = 0; i < 5; ++i) {
+    driver_.OnAck(t, 1, Status::Unavailable("down"), t3);
+    driver_.Tick(t3 + 400 * kMillis);
+    EXPECT_EQ(Decisions(Take(), proto::Outcome::COMMITTED).size(), 1u) << i;
+    t3 += 500 * kMillis;
+  }
+  driver_.OnAck(t, 1, Status::Unavailable("down"), t3);
+  driver_.Tick(t3 + 400 * kMillis - 1);
+  EXPECT_TRUE(Take().empty());
+
+  // Delivered at last: END, and no more resends.
+  Ack(t, 1);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+  driver_.Tick(t3 + 10 * kSeconds);
+  EXPECT_TRUE(Take().empty());
+}
+
+TEST_F(CommitDriverTest, CommitIsResentWhenNeitherAckNorFailureComesBack) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA}, 2, &decide);
+  Choose(decide);
+  Take();
+  // The shell's call deadline plus the first backoff.
+  driver_.Tick(now_ + 5 * kSeconds + 50 * kMillis - 1);
+  EXPECT_TRUE(Take().empty());
+  driver_.Tick(now_ + 5 * kSeconds + 50 * kMillis);
+  auto commits = Decisions(Take(), proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 1u);
+  EXPECT_EQ(commits[0].txid, t);
+}
+
+// ---------------------------------------------------------------- outcomes
+
+TEST_F(CommitDriverTest, OutcomeIsPendingUntilTheDecisionIsChosen) {
+  TxId t = Begin();
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);  // begun
+  Commit(2, t, {kA});
+  Take();
+  auto o = Outcome(t);
+  EXPECT_EQ(o.status.code, proto::Code::OK);
+  EXPECT_EQ(o.outcome, proto::Outcome::PENDING);  // voting
+  Vote(t, 0, kYes);
+  DriverEffects fx = Take();
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);  // deciding
+  Choose(fx.proposals[0]);
+  Take();
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::COMMITTED);  // completing
+}
+
+TEST_F(CommitDriverTest, OutcomeOfAnOlderEpochTxidUnknownToTheTableIsAborted) {
+  auto o = Outcome(MakeTxId(kEpoch - 1, 12));
+  EXPECT_EQ(o.status.code, proto::Code::OK);
+  EXPECT_EQ(o.outcome, proto::Outcome::ABORTED);
+}
+
+TEST_F(CommitDriverTest, OutcomeOfAnOlderEpochTxidInTheTableIsItsDecision) {
+  TxId old = MakeTxId(kEpoch - 1, 12);
+  Choose(MakeDecide(old, proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  Choose(MakeEnd(old));
+  auto o = Outcome(old);
+  EXPECT_EQ(o.status.code, proto::Code::OK);
+  EXPECT_EQ(o.outcome, proto::Outcome::COMMITTED);
+  // ... and a client retrying that commit hears the same.
+  Commit(3, old, {kA});
+  EXPECT_EQ(CommitReply(Take(), 3).outcome, proto::Outcome::COMMITTED);
+}
+
+TEST_F(CommitDriverTest, OutcomeOfAnAllocatedButAbortedTxidIsAborted) {
+  TxId t = Begin();
+  Abort(2, t);
+  Take();
+  auto o = Outcome(t);
+  EXPECT_EQ(o.status.code, proto::Code::OK);
+  EXPECT_EQ(o.outcome, proto::Outcome::ABORTED);
+}
+
+TEST_F(CommitDriverTest, OutcomeOfANeverAllocatedTxidIsUnknownAndInvalid) {
+  Begin();
+  for (TxId t : {MakeTxId(kEpoch, 2), MakeTxId(kEpoch, 0), MakeTxId(kEpoch + 1, 1)}) {
+    auto o = Outcome(t);
+    EXPECT_EQ(o.status.code, proto::Code::INVALID_ARGUMENT) << ToString(t);
+    EXPECT_EQ(o.outcome, proto::Outcome::UNKNOWN) << ToString(t);
+  }
+}
+
+// ---------------------------------------------------------------- timeouts
+
+TEST_F(CommitDriverTest, TxnTimeoutAbortsABegunButNeverCommittedTxn) {
+  TxId t = Begin();
+  driver_.Tick(now_ + 60 * kSeconds - 1);
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(driver_.active_count(), 1u);
+  driver_.Tick(now_ + 60 * kSeconds);
+  EXPECT_EQ(driver_.active_count(), 0u);
+  EXPECT_TRUE(Take().proposals.empty());
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::ABORTED);
+  Commit(2, t, {kA});
+  DriverEffects fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::ABORTED);
+  EXPECT_TRUE(fx.calls.empty());
+}
+
+TEST_F(CommitDriverTest, BeginTimeoutOverridesTheDefault) {
+  proto::BeginRequest req;
+  req.__set_timeout_ms(100);
+  driver_.OnBegin(1, req, now_);
+  TxId t = std::get<proto::BeginResponse>(Take().replies.at(0).response).txid;
+  driver_.Tick(now_ + 100 * kMillis - 1);
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);
+  driver_.Tick(now_ + 100 * kMillis);
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::ABORTED);
+}
+
+TEST_F(CommitDriverTest, CommittingInTimeStopsTheTxnTimeout) {
+  TxId t = Begin();
+  now_ += 59 * kSeconds;
+  Commit(2, t, {kA});
+  Take();
+  Vote(t, 0, kYes);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  driver_.Tick(now_ + 2 * kSeconds);  // past the txn timeout, within the vote timeout
+  EXPECT_TRUE(Take().empty());
+  Choose(fx.proposals[0]);
+  EXPECT_EQ(CommitReply(Take(), 2).outcome, proto::Outcome::COMMITTED);
+}
+
+// ------------------------------------------------------------ client abort
+
+TEST_F(CommitDriverTest, ClientAbortOfAnActiveTxnTellsTheNamedParticipants) {
+  TxId t = Begin();
+  Abort(2, t, {kA, kB, kA});
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.proposals.empty());
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::OK);
+  EXPECT_EQ(r.outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(r.reason, "rolled back by the client");
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), (Participants{kA, kB}));
+  EXPECT_EQ(driver_.active_count(), 0u);
+  // A commit that comes after is too late.
+  Commit(3, t, {kA, kB});
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 3).outcome, proto::Outcome::ABORTED);
+  EXPECT_TRUE(Prepares(fx).empty());
+}
+
+TEST_F(CommitDriverTest, ClientAbortCarriesItsReason) {
+  TxId t = Begin();
+  Abort(2, t, {kA}, "insufficient funds");
+  EXPECT_EQ(CommitReply(Take(), 2).reason, "insufficient funds");
+}
+
+TEST_F(CommitDriverTest, ClientAbortWhileVotingAnswersBothCallers) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  Abort(3, t, {kC});
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.proposals.empty());
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(CommitReply(fx, 3).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), (Participants{kA, kB, kC}));
+  Vote(t, 1, kYes);
+  EXPECT_TRUE(Take().empty());
+}
+
+TEST_F(CommitDriverTest, ClientAbortWhileDecidingLearnsTheDecision) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA}, 2, &decide);
+  Abort(3, t, {kA});
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.empty());  // too late to abort, too early to tell
+  Choose(decide);
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(CommitReply(fx, 3).outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(Decisions(fx, proto::Outcome::ABORTED).empty());
+}
+
+TEST_F(CommitDriverTest, ClientAbortAfterCommitIsRefused) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA}, 2, &decide);
+  Choose(decide);
+  Take();
+  Abort(3, t, {kA});
+  DriverEffects fx = Take();
+  auto r = CommitReply(fx, 3);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_EQ(r.outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(Decisions(fx, proto::Outcome::ABORTED).empty());
+  Ack(t, 0);
+  TakeAndChoose();
+  ASSERT_EQ(driver_.active_count(), 0u);
+  Abort(4, t, {kA});  // after END: the table still says committed
+  fx = Take();
+  r = CommitReply(fx, 4);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_EQ(r.outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(fx.calls.empty());
+}
+
+TEST_F(CommitDriverTest, RepeatedClientAbortLeavesTombstonesAndAnswersAborted) {
+  TxId t = Begin();
+  Abort(2, t, {kA});
+  Take();
+  Abort(3, t, {kA, kB});
+  DriverEffects fx = Take();
+  EXPECT_EQ(CommitReply(fx, 3).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), (Participants{kA, kB}));
+  // An older epoch's undecided txid is aborted for good, too.
+  Abort(4, MakeTxId(kEpoch - 1, 3), {kA});
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 4).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), Participants{kA});
+}
+
+TEST_F(CommitDriverTest, ClientAbortOfATxidNeverAllocatedHereSendsNoAbort) {
+  // A leader that has not yet heard it was deposed (epoch 7) gets an abort
+  // for a txid of the new leader (epoch 8), whose branches may already be
+  // PREPARED: telling them ABORT could break atomicity if epoch 8 commits.
+  Abort(2, MakeTxId(kEpoch + 1, 1), {kA, kB});
+  DriverEffects fx = Take();
+  EXPECT_TRUE(fx.calls.empty());
+  auto r = CommitReply(fx, 2);
+  EXPECT_NE(r.status.code, proto::Code::OK);
+  EXPECT_NE(r.outcome, proto::Outcome::ABORTED);
+  // Nor for one of its own epoch not allocated yet.
+  Abort(3, MakeTxId(kEpoch, 1), {kA});
+  fx = Take();
+  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_NE(CommitReply(fx, 3).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(Begin(), MakeTxId(kEpoch, 1));
+}
+
+// ---------------------------------------------------------------- one-shot
+
+TEST_F(CommitDriverTest, SubmitSendsTheWorkWithPrepareMergingBranchesOfOneParticipant) {
+  TxId t = Begin();
+  proto::SubmitRequest req;
+  req.txid = t;
+  auto branch = [](const proto::Participant& p, std::vector<proto::Statement> s) {
+    proto::Branch b;
+    b.participant = p;
+    b.statements = std::move(s);
+    return b;
+  };
+  req.branches = {branch(kA, {Sql("UPDATE a SET x = x - 1")}), branch(kB, {Sql("UPDATE b SET y = y + 1")}),
+                  branch(kA, {Sql("INSERT INTO log VALUES (1)")})};
+  driver_.OnSubmit(2, req, now_);
+  DriverEffects fx = Take();
+  auto prepares = Prepares(fx);
+  ASSERT_EQ(prepares.size(), 2u);
+  EXPECT_EQ(Targets(prepares), (Participants{kA, kB}));
+  ASSERT_TRUE(prepares[0].prepare->__isset.work);
+  ASSERT_EQ(prepares[0].prepare->work.size(), 2u);
+  EXPECT_EQ(prepares[0].prepare->work[0].sql, "UPDATE a SET x = x - 1");
+  EXPECT_EQ(prepares[0].prepare->work[1].sql, "INSERT INTO log VALUES (1)");
+  ASSERT_EQ(prepares[1].prepare->work.size(), 1u);
+  EXPECT_EQ(prepares[1].prepare->work[0].sql, "UPDATE b SET y = y + 1");
+  EXPECT_EQ(prepares[1].prepare->participants, (Participants{kA, kB}));
+
+  Vote(t, 0, kYes);
+  Vote(t, 1, kYes);
+  fx = TakeAndChoose();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].participants, (Participants{kA, kB}));
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(Decisions(fx, proto::Outcome::COMMITTED).size(), 2u);
+}
+
+TEST_F(CommitDriverTest, SubmitWithABranchWithoutAddressIsRefused) {
+  TxId t = Begin();
+  proto::SubmitRequest req;
+  req.txid = t;
+  proto::Branch b;
+  b.participant = Participant("bank_a", "");
+  req.branches = {b};
+  driver_.OnSubmit(2, req, now_);
+  DriverEffects fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);
+}
+
+TEST_F(CommitDriverTest, RetriedSubmitWaitsForTheSameDecision) {
+  TxId t = Begin();
+  proto::SubmitRequest req;
+  req.txid = t;
+  proto::Branch b;
+  b.participant = kA;
+  b.statements = {Sql("UPDATE a SET x = 1")};
+  req.branches = {b};
+  driver_.OnSubmit(2, req, now_);
+  EXPECT_EQ(Prepares(Take()).size(), 1u);
+  driver_.OnSubmit(3, req, now_);
+  EXPECT_TRUE(Take().empty());  // the work is not sent twice
+  Vote(t, 0, kYes);
+  TakeAndChoose();
+  DriverEffects fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(CommitReply(fx, 3).outcome, proto::Outcome::COMMITTED);
+}
+
+TEST_F(CommitDriverTest, SubmitOfATxidNeverBegunIsInvalidArgument) {
+  proto::SubmitRequest req;
+  req.txid = MakeTxId(kEpoch, 5);
+  proto::Branch b;
+  b.participant = kA;
+  req.branches = {b};
+  driver_.OnSubmit(2, req, now_);
+  DriverEffects fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(fx.calls.empty());
+}
+
+// ---------------------------------------------------------- new leadership
+
+TEST_F(CommitDriverTest, NewLeaderFinishesADecidedUnendedCommit) {
+  // Epoch 7 decided 7.3 and died before END.
+  TxId t = MakeTxId(kEpoch, 3);
+  Choose(MakeDecide(t, proto::Outcome::COMMITTED, {kA, kB}, proto::Protocol::TWO_PC, ""));
+  Choose(MakeDecide(MakeTxId(kEpoch, 4), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  Choose(MakeEnd(MakeTxId(kEpoch, 4)));
+  driver_.StepDown("");
+  Take();
+
+  BecomeLeader(kEpoch + 1);
+  DriverEffects fx = Take();
+  auto commits = Decisions(fx, proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 2u);  // the ended 7.4 is left alone
+  EXPECT_EQ(Targets(commits), (Participants{kA, kB}));
+  for (const auto& c : commits) {
+    EXPECT_EQ(c.txid, t);
+    EXPECT_TRUE(c.want_ack);
+  }
+  EXPECT_TRUE(fx.proposals.empty());
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::COMMITTED);
+
+  driver_.OnAck(t, 0, Status::Unavailable("down"), now_);
+  driver_.Tick(now_ + 50 * kMillis);
+  EXPECT_EQ(Targets(Decisions(Take(), proto::Outcome::COMMITTED)), Participants{kA});
+  Ack(t, 1);
+  EXPECT_TRUE(Take().proposals.empty());
+  Ack(t, 0);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+  Choose(fx.proposals[0]);
+  EXPECT_EQ(driver_.active_count(), 0u);
+  EXPECT_EQ(table_.unended_count(), 0u);
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::COMMITTED);
+}
+
+TEST_F(CommitDriverTest, NewLeaderDeliversAnOperatorsAbortUntilAcked) {
+  TxId t = MakeTxId(kEpoch, 2);
+  proto::Command resolve =
+      MakeDecide(t, proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, "resolved by alice");
+  resolve.type = proto::CommandType::RESOLVE;
+  Choose(resolve);
+  driver_.StepDown("");
+  BecomeLeader(kEpoch + 1);
+  DriverEffects fx = Take();
+  auto aborts = Decisions(fx, proto::Outcome::ABORTED);
+  ASSERT_EQ(aborts.size(), 1u);
+  EXPECT_TRUE(aborts[0].want_ack);  // decided, so delivered until acked
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::ABORTED);
+  Ack(t, 0);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+}
+
+TEST_F(CommitDriverTest, OlderEpochsUndecidedTxidsAreAbortedForTheNewLeader) {
+  TxId t = Begin();
+  Commit(2, t, {kA});
+  Take();
+  driver_.StepDown("10.0.0.2:7000");
+  Take();
+  BecomeLeader(kEpoch + 1);
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::ABORTED);
+  Commit(3, t, {kA});
+  EXPECT_EQ(CommitReply(Take(), 3).outcome, proto::Outcome::ABORTED);
+  Vote(t, 0, kYes);  // the old leadership's vote: nobody listens
+  EXPECT_TRUE(Take().empty());
+}
+
+// --------------------------------------------------------- log failures
+
+TEST_F(CommitDriverTest, ProposalFailureAnswersUnavailableAndStopsServing) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA}, 2, &decide);
+  Commit(3, t, {kA});
+  driver_.OnProposalFailed(decide, Status::StorageFailed("fsync failed"), now_);
+  DriverEffects fx = Take();
+  for (uint64_t token : {2, 3}) {
+    auto r = CommitReply(fx, token);
+    EXPECT_EQ(r.status.code, proto::Code::UNAVAILABLE) << token;
+    EXPECT_EQ(r.outcome, proto::Outcome::UNKNOWN) << token;
+    EXPECT_NE(r.status.message.find("fsync failed"), std::string::npos) << r.status.message;
+  }
+  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_FALSE(driver_.serving());
+  EXPECT_EQ(driver_.active_count(), 0u);
+
+  // It answers nothing any more: not even what it might know.
+  driver_.OnBegin(4, proto::BeginRequest(), now_);
+  EXPECT_EQ(ReplyTo<proto::BeginResponse>(Take(), 4).status.code, proto::Code::UNAVAILABLE);
+  EXPECT_EQ(Outcome(t).status.code, proto::Code::UNAVAILABLE);
+  // Even if the record turns out to have been chosen, COMMIT goes out only
+  // from the next leadership.
+  Choose(decide);
+  driver_.Tick(now_ + 10 * kSeconds);
+  EXPECT_TRUE(Take().empty());
+}
+
+TEST_F(CommitDriverTest, ALeaderWhoseLogFailedDoesNotPointClientsAtAFormerLeader) {
+  driver_.StepDown("10.0.0.9:7000");
+  BecomeLeader(kEpoch + 1);  // this node leads again: the old hint is void
+  proto::Command decide;
+  BeginAndVoteYes({kA}, 2, &decide);
+  driver_.OnProposalFailed(decide, Status::StorageFailed("fsync failed"), now_);
+  Take();
+  driver_.OnBegin(3, proto::BeginRequest(), now_);
+  auto r = ReplyTo<proto::BeginResponse>(Take(), 3);
+  EXPECT_EQ(r.status.code, proto::Code::UNAVAILABLE);
+  EXPECT_FALSE(r.status.__isset.leader_hint);
+}
+
+TEST_F(CommitDriverTest, OperatorsResolveChosenFirstDecidesTheTxn) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA}, 2, &decide);
+  proto::Command resolve =
+      MakeDecide(t, proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, "resolved by alice");
+  resolve.type = proto::CommandType::RESOLVE;
+  Choose(resolve);
+  DriverEffects fx = Take();
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(r.reason, "resolved by alice");
+  auto aborts = Decisions(fx, proto::Outcome::ABORTED);
+  ASSERT_EQ(aborts.size(), 1u);
+  EXPECT_TRUE(aborts[0].want_ack);
+  // Our DECIDE is chosen after it: a no-op, nothing is said twice.
+  Choose(decide);
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(table_.Find(t)->outcome, proto::Outcome::ABORTED);
+  Ack(t, 0);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+}
+
+}  // namespace
+}  // namespace txc::coord

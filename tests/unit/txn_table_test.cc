@@ -1,0 +1,289 @@
+// TxnTable: the replicated state machine of decisions (DESIGN.md, "Multi-Paxos
+// for the coordinator group" and "Transactions and the commit protocols").
+#include "coordinator/txn_table.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/core_harness.h"
+
+namespace txc::coord {
+namespace {
+
+using txc::testing::Participant;
+
+const proto::Participant kA = Participant("bank_a", "10.0.0.1:7100");
+const proto::Participant kB = Participant("bank_b", "10.0.0.2:7100");
+
+proto::Command Resolve(const TxId& txid, proto::Outcome::type outcome, std::string reason) {
+  proto::Command c = MakeDecide(txid, outcome, {kA}, proto::Protocol::TWO_PC, std::move(reason));
+  c.type = proto::CommandType::RESOLVE;
+  c.who = "operator";
+  return c;
+}
+
+proto::Command Precommit(const TxId& txid, std::vector<proto::Participant> ps) {
+  proto::Command c;
+  c.type = proto::CommandType::PRECOMMIT;
+  c.txid = txid;
+  c.participants = std::move(ps);
+  c.epoch = txid.epoch;
+  return c;
+}
+
+class TxnTableTest : public ::testing::Test {
+ protected:
+  // Applies `cmd` as the only command of the next slot.
+  void Apply(const proto::Command& cmd) { table_.Apply(++index_, cmd); }
+
+  TxnTable table_;
+  uint64_t index_ = 0;
+};
+
+TEST_F(TxnTableTest, EmptyTableKnowsNothing) {
+  EXPECT_EQ(table_.Find(MakeTxId(1, 1)), nullptr);
+  EXPECT_EQ(table_.epoch(), 0);
+  EXPECT_EQ(table_.applied_index(), 0u);
+  EXPECT_EQ(table_.size(), 0u);
+  EXPECT_TRUE(table_.Unended().empty());
+}
+
+TEST_F(TxnTableTest, DecideRecordsOutcomeParticipantsAndLogIndex) {
+  Apply(MakeEpoch(3));
+  Apply(MakeDecide(MakeTxId(3, 1), proto::Outcome::COMMITTED, {kA, kB}, proto::Protocol::TWO_PC, ""));
+  const TxnTable::Entry* e = table_.Find(MakeTxId(3, 1));
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->txid, MakeTxId(3, 1));
+  EXPECT_EQ(e->outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(e->participants, (std::vector<proto::Participant>{kA, kB}));
+  EXPECT_EQ(e->protocol, proto::Protocol::TWO_PC);
+  EXPECT_EQ(e->decided_at, 2u);
+  EXPECT_FALSE(e->ended);
+  EXPECT_FALSE(e->heuristic);
+  EXPECT_FALSE(e->precommitted);
+  EXPECT_EQ(table_.unended_count(), 1u);
+  EXPECT_EQ(table_.applied_index(), 2u);
+  EXPECT_EQ(table_.Find(MakeTxId(3, 2)), nullptr);
+}
+
+TEST_F(TxnTableTest, FirstDecisionChosenWins) {
+  TxId t = MakeTxId(3, 1);
+  Apply(MakeDecide(t, proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  Apply(MakeDecide(t, proto::Outcome::ABORTED, {kB}, proto::Protocol::TWO_PC, "late retry"));
+  Apply(Resolve(t, proto::Outcome::ABORTED, "operator too late"));
+  const TxnTable::Entry* e = table_.Find(t);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(e->participants, std::vector<proto::Participant>{kA});
+  EXPECT_EQ(e->reason, "");
+  EXPECT_FALSE(e->heuristic);
+  EXPECT_EQ(e->decided_at, 1u);
+  EXPECT_EQ(table_.unended_count(), 1u);
+  EXPECT_EQ(table_.applied_index(), 3u);
+}
+
+TEST_F(TxnTableTest, ResolveDecidesHeuristicallyWithReason) {
+  TxId t = MakeTxId(2, 9);
+  Apply(Resolve(t, proto::Outcome::ABORTED, "resolved by alice: agent lost"));
+  const TxnTable::Entry* e = table_.Find(t);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->outcome, proto::Outcome::ABORTED);
+  EXPECT_TRUE(e->heuristic);
+  EXPECT_EQ(e->reason, "resolved by alice: agent lost");
+  // A DECIDE chosen after the operator's RESOLVE does not override it.
+  Apply(MakeDecide(t, proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  EXPECT_EQ(table_.Find(t)->outcome, proto::Outcome::ABORTED);
+  EXPECT_TRUE(table_.Find(t)->heuristic);
+}
+
+TEST_F(TxnTableTest, EndMarksEndedAndLeavesUnended) {
+  TxId t1 = MakeTxId(3, 1), t2 = MakeTxId(3, 2);
+  Apply(MakeDecide(t1, proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  Apply(MakeDecide(t2, proto::Outcome::COMMITTED, {kB}, proto::Protocol::TWO_PC, ""));
+  EXPECT_EQ(table_.unended_count(), 2u);
+  Apply(MakeEnd(t1));
+  ASSERT_NE(table_.Find(t1), nullptr);  // still remembered: a retried commit learns the truth
+  EXPECT_TRUE(table_.Find(t1)->ended);
+  EXPECT_EQ(table_.Find(t1)->outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(table_.unended_count(), 1u);
+  ASSERT_EQ(table_.Unended().size(), 1u);
+  EXPECT_EQ(table_.Unended()[0]->txid, t2);
+}
+
+TEST_F(TxnTableTest, DuplicateEndAndEndOfUnknownTxidAreIgnored) {
+  TxId t = MakeTxId(3, 1);
+  Apply(MakeDecide(t, proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  Apply(MakeEnd(t));
+  Apply(MakeEnd(t));
+  Apply(MakeEnd(MakeTxId(3, 77)));
+  EXPECT_EQ(table_.unended_count(), 0u);
+  EXPECT_EQ(table_.size(), 1u);
+  EXPECT_EQ(table_.Find(MakeTxId(3, 77)), nullptr);
+  // A decision retried after END changes nothing, and is not "unended" again.
+  Apply(MakeDecide(t, proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, ""));
+  EXPECT_EQ(table_.Find(t)->outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(table_.unended_count(), 0u);
+  EXPECT_TRUE(table_.Unended().empty());
+}
+
+TEST_F(TxnTableTest, EpochOnlyRises) {
+  Apply(MakeEpoch(4));
+  EXPECT_EQ(table_.epoch(), 4);
+  Apply(MakeEpoch(2));
+  EXPECT_EQ(table_.epoch(), 4);
+  // Any command announces its epoch: a DECIDE carries its txid's.
+  Apply(MakeDecide(MakeTxId(6, 1), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  EXPECT_EQ(table_.epoch(), 6);
+  proto::Command noop;
+  noop.type = proto::CommandType::NOOP;
+  Apply(noop);
+  EXPECT_EQ(table_.epoch(), 6);
+  EXPECT_EQ(table_.size(), 1u);
+}
+
+TEST_F(TxnTableTest, CommandsOfOneSlotShareItsIndex) {
+  table_.Apply(5, MakeDecide(MakeTxId(1, 1), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  table_.Apply(5, MakeDecide(MakeTxId(1, 2), proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, "no"));
+  EXPECT_EQ(table_.applied_index(), 5u);
+  EXPECT_EQ(table_.Find(MakeTxId(1, 1))->decided_at, 5u);
+  EXPECT_EQ(table_.Find(MakeTxId(1, 2))->decided_at, 5u);
+  EXPECT_EQ(table_.Find(MakeTxId(1, 2))->reason, "no");
+}
+
+TEST_F(TxnTableTest, UnendedListsDecidedTxnsOldestFirst) {
+  Apply(MakeDecide(MakeTxId(3, 5), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  Apply(MakeDecide(MakeTxId(2, 9), proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, ""));
+  Apply(MakeDecide(MakeTxId(3, 1), proto::Outcome::COMMITTED, {kB}, proto::Protocol::TWO_PC, ""));
+  Apply(MakeEnd(MakeTxId(3, 1)));
+  auto unended = table_.Unended();
+  ASSERT_EQ(unended.size(), 2u);
+  EXPECT_EQ(unended[0]->txid, MakeTxId(2, 9));
+  EXPECT_EQ(unended[1]->txid, MakeTxId(3, 5));
+  EXPECT_EQ(table_.unended_count(), 2u);
+}
+
+TEST_F(TxnTableTest, PrecommitIsRecordedButNotUnendedUntilDecided) {
+  TxId t = MakeTxId(4, 2);
+  Apply(Precommit(t, {kA, kB}));
+  const TxnTable::Entry* e = table_.Find(t);
+  ASSERT_NE(e, nullptr);
+  EXPECT_TRUE(e->precommitted);
+  EXPECT_EQ(e->protocol, proto::Protocol::THREE_PC);
+  EXPECT_EQ(e->outcome, proto::Outcome::UNKNOWN);
+  EXPECT_EQ(e->participants, (std::vector<proto::Participant>{kA, kB}));
+  EXPECT_EQ(table_.unended_count(), 0u);
+  EXPECT_TRUE(table_.Unended().empty());
+
+  Apply(MakeDecide(t, proto::Outcome::COMMITTED, {kA, kB}, proto::Protocol::THREE_PC, ""));
+  EXPECT_EQ(table_.Find(t)->outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(table_.Find(t)->precommitted);
+  EXPECT_EQ(table_.unended_count(), 1u);
+  Apply(MakeEnd(t));
+  EXPECT_EQ(table_.unended_count(), 0u);
+}
+
+TEST_F(TxnTableTest, SnapshotRestoreReproducesTheTable) {
+  Apply(MakeEpoch(5));
+  Apply(MakeDecide(MakeTxId(5, 1), proto::Outcome::COMMITTED, {kA, kB}, proto::Protocol::TWO_PC, ""));
+  Apply(MakeDecide(MakeTxId(5, 2), proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, "bank_b voted no"));
+  Apply(MakeEnd(MakeTxId(5, 1)));
+  Apply(Resolve(MakeTxId(4, 7), proto::Outcome::COMMITTED, "resolved by bob"));
+  Apply(Precommit(MakeTxId(5, 3), {kB}));
+  table_.Apply(40, MakeDecide(MakeTxId(5, 4), proto::Outcome::COMMITTED, {kB}, proto::Protocol::TWO_PC, ""));
+
+  TxnTable copy;
+  ASSERT_OK(copy.Restore(table_.Snapshot()));
+  EXPECT_EQ(copy.epoch(), 5);
+  EXPECT_EQ(copy.applied_index(), 40u);
+  EXPECT_EQ(copy.size(), table_.size());
+  EXPECT_EQ(copy.unended_count(), table_.unended_count());
+  for (const auto& [txid, e] : table_.entries()) {
+    const TxnTable::Entry* c = copy.Find(txid);
+    ASSERT_NE(c, nullptr) << ToString(txid);
+    EXPECT_EQ(c->outcome, e.outcome) << ToString(txid);
+    EXPECT_EQ(c->participants, e.participants) << ToString(txid);
+    EXPECT_EQ(c->protocol, e.protocol) << ToString(txid);
+    EXPECT_EQ(c->reason, e.reason) << ToString(txid);
+    EXPECT_EQ(c->ended, e.ended) << ToString(txid);
+    EXPECT_EQ(c->heuristic, e.heuristic) << ToString(txid);
+    EXPECT_EQ(c->precommitted, e.precommitted) << ToString(txid);
+  }
+  ASSERT_EQ(copy.Unended().size(), 3u);
+  EXPECT_EQ(copy.Unended()[0]->txid, MakeTxId(4, 7));
+
+  // The restored table keeps applying: first decision still wins, END still ends.
+  copy.Apply(41, MakeDecide(MakeTxId(5, 2), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  EXPECT_EQ(copy.Find(MakeTxId(5, 2))->outcome, proto::Outcome::ABORTED);
+  copy.Apply(42, MakeEnd(MakeTxId(5, 4)));
+  EXPECT_EQ(copy.unended_count(), 2u);
+  EXPECT_EQ(copy.applied_index(), 42u);
+}
+
+TEST_F(TxnTableTest, RestoreReplacesWhatWasThere) {
+  TxnTable other;
+  other.Apply(1, MakeDecide(MakeTxId(1, 1), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  Apply(MakeEpoch(9));
+  Apply(MakeDecide(MakeTxId(9, 1), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  ASSERT_OK(table_.Restore(other.Snapshot()));
+  EXPECT_EQ(table_.Find(MakeTxId(9, 1)), nullptr);
+  EXPECT_NE(table_.Find(MakeTxId(1, 1)), nullptr);
+  EXPECT_EQ(table_.epoch(), 1);
+  EXPECT_EQ(table_.applied_index(), 1u);
+}
+
+TEST_F(TxnTableTest, SnapshotOfEmptyTableRestoresEmpty) {
+  TxnTable copy;
+  copy.Apply(3, MakeEpoch(2));
+  ASSERT_OK(copy.Restore(TxnTable().Snapshot()));
+  EXPECT_EQ(copy.size(), 0u);
+  EXPECT_EQ(copy.epoch(), 0);
+  EXPECT_EQ(copy.applied_index(), 0u);
+}
+
+TEST_F(TxnTableTest, RestoreRejectsUnreadableImageAndKeepsTable) {
+  Apply(MakeDecide(MakeTxId(2, 1), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  std::string good = table_.Snapshot();
+  // A list of 2^31-1 commands in 8 bytes: refused before anything is allocated.
+  const std::string huge("\x0f\x00\x01\x0c\x7f\xff\xff\xff", 8);
+  for (const std::string& bad :
+       {std::string(), huge, good.substr(0, good.size() / 2),
+        EncodeBatch({}),                   // no tail
+        EncodeBatch({MakeEpoch(3)})}) {    // tail is not the NOOP carrying the index
+    Status s = table_.Restore(bad);
+    EXPECT_EQ(s.code(), Status::kInternal) << bad.size();
+  }
+  ASSERT_NE(table_.Find(MakeTxId(2, 1)), nullptr);
+  EXPECT_EQ(table_.applied_index(), 1u);
+}
+
+TEST_F(TxnTableTest, EncodeDecodeBatchRoundTrips) {
+  std::vector<proto::Command> cmds = {
+      MakeEpoch(7),
+      MakeDecide(MakeTxId(7, 1), proto::Outcome::COMMITTED, {kA, kB}, proto::Protocol::THREE_PC, ""),
+      MakeDecide(MakeTxId(7, 2), proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, "why"),
+      MakeEnd(MakeTxId(7, 1)),
+      Resolve(MakeTxId(6, 3), proto::Outcome::COMMITTED, "by carol"),
+  };
+  auto decoded = DecodeBatch(EncodeBatch(cmds));
+  ASSERT_OK(decoded.status());
+  EXPECT_EQ(*decoded, cmds);
+  EXPECT_EQ(decoded->at(4).who, "operator");
+
+  std::string bytes = EncodeBatch(cmds);
+  auto truncated = DecodeBatch(bytes.substr(0, bytes.size() - 3));
+  EXPECT_FALSE(truncated.ok());
+  EXPECT_EQ(truncated.status().code(), Status::kInternal);
+}
+
+TEST_F(TxnTableTest, DescribeCommandNamesKindTxidAndOutcome) {
+  EXPECT_EQ(DescribeCommand(MakeEpoch(4)), "EPOCH(4)");
+  EXPECT_EQ(DescribeCommand(MakeDecide(MakeTxId(4, 2), proto::Outcome::COMMITTED, {},
+                                       proto::Protocol::TWO_PC, "")),
+            "DECIDE(4.2,committed)");
+  EXPECT_EQ(DescribeCommand(Resolve(MakeTxId(4, 3), proto::Outcome::ABORTED, "")),
+            "RESOLVE(4.3,aborted)");
+  EXPECT_EQ(DescribeCommand(MakeEnd(MakeTxId(4, 2))), "END(4.2)");
+  EXPECT_EQ(DescribeCommand(Precommit(MakeTxId(4, 5), {})), "PRECOMMIT(4.5)");
+}
+
+}  // namespace
+}  // namespace txc::coord
