@@ -118,6 +118,10 @@ void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Mic
     t.waiters.push_back(token);
     return;
   }
+  if (req.protocol != proto::Protocol::TWO_PC) {
+    return ReplyCommit(token, t.txid, proto::Outcome::PENDING,
+                       Status::InvalidArgument("only protocol TWO_PC is available in this version"), "");
+  }
   std::vector<proto::Participant> ps = req.participants;
   Status valid = ValidateParticipants(&ps);
   if (!valid.ok()) return ReplyCommit(token, t.txid, proto::Outcome::PENDING, valid, "");
@@ -137,6 +141,10 @@ void CommitDriver::OnSubmit(uint64_t token, const proto::SubmitRequest& req, Mic
     return OnCommit(token, c, now);
   }
   Txn& t = it->second;
+  if (req.protocol != proto::Protocol::TWO_PC) {
+    return ReplyCommit(token, t.txid, proto::Outcome::PENDING,
+                       Status::InvalidArgument("only protocol TWO_PC is available in this version"), "");
+  }
   // One branch per (resource, agent); statements for the same one are joined.
   std::vector<proto::Participant> ps;
   std::vector<std::vector<proto::Statement>> work;

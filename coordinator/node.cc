@@ -14,6 +14,14 @@ Status FromProto(const proto::Status& s) {
   return Status(static_cast<Status::Code>(s.code), s.message);
 }
 
+// Agents come back after a restart within a second or so: reconnect fast, so
+// PREPARE and COMMIT reach them soon after.
+rpc::ChannelOptions PeerChannelOptions() {
+  rpc::ChannelOptions o;
+  o.backoff_max = 200 * kMillis;
+  return o;
+}
+
 }  // namespace
 
 CoordinatorNode::CoordinatorNode(boost::asio::io_context& io, NodeOptions options)
@@ -21,7 +29,7 @@ CoordinatorNode::CoordinatorNode(boost::asio::io_context& io, NodeOptions option
       options_(std::move(options)),
       driver_(&table_, options_.driver),
       server_(io),
-      pool_(io),
+      pool_(io, PeerChannelOptions()),
       tick_timer_(io) {}
 
 CoordinatorNode::~CoordinatorNode() { Stop(); }

@@ -21,7 +21,11 @@ Agent::Agent(boost::asio::io_context& io, AgentNodeOptions options,
       options_(std::move(options)),
       core_(Names(resources), options_.core),
       server_(io),
-      pool_(io),
+      pool_(io, [] {
+        rpc::ChannelOptions o;
+        o.backoff_max = 200 * kMillis;  // find a restarted coordinator soon
+        return o;
+      }()),
       coordinators_(std::make_shared<rpc::CoordinatorSet>(io, &pool_, options_.coordinators)),
       tick_timer_(io) {
   for (auto& r : resources) {
@@ -134,7 +138,9 @@ void Agent::Flush() {
         "Outcome", req, options_.query_timeout,
         [this, txid, alive = alive_](Status s, proto::OutcomeResponse r) {
           if (!*alive) return;
-          if (s.ok() && r.status.code != proto::Code::OK) {
+          if (s.ok() && r.status.code == proto::Code::INVALID_ARGUMENT) {
+            r.outcome = proto::Outcome::UNKNOWN;  // the group never allocated it
+          } else if (s.ok() && r.status.code != proto::Code::OK) {
             s = Status(static_cast<Status::Code>(r.status.code), r.status.message);
           }
           if (!s.ok()) {

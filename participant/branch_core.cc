@@ -100,24 +100,25 @@ void BranchCore::OnDecide(uint64_t token, const proto::DecideRequest& req, Micro
                                                req.resource + "'"));
   }
   Key key{req.resource, req.txid};
-  if (req.outcome == proto::Outcome::ABORTED) {
-    // An abort does not wait behind a statement that waits for a lock.
-    auto it = branches_.find(key);
-    if (it != branches_.end() && it->second.parked) {
-      Branch& b = it->second;
-      Unpark(key, b, /*retry=*/false, now);
-      Pending p = std::move(*b.current);
-      b.current.reset();
-      Status s = Status::Aborted("transaction " + ToString(req.txid) +
-                                 " was aborted while waiting for a lock");
-      if (std::holds_alternative<proto::ExecuteRequest>(p.req)) {
-        ReplyExecute(p, s);
-      } else {
-        ReplyVote(p, proto::Vote::NO, s.message());
-      }
-    }
-  }
+  if (req.outcome == proto::Outcome::ABORTED) CancelLockWait(key, now);
   Enqueue(key, Pending{token, true, req}, now);
+}
+
+// An abort does not wait behind a statement that waits for a lock.
+void BranchCore::CancelLockWait(const Key& key, Micros now) {
+  auto it = branches_.find(key);
+  if (it == branches_.end() || !it->second.parked) return;
+  Branch& b = it->second;
+  Unpark(key, b, /*retry=*/false, now);
+  Pending p = std::move(*b.current);
+  b.current.reset();
+  Status s = Status::Aborted("transaction " + ToString(key.second) +
+                             " was aborted while waiting for a lock");
+  if (std::holds_alternative<proto::ExecuteRequest>(p.req)) {
+    ReplyExecute(p, s);
+  } else {
+    ReplyVote(p, proto::Vote::NO, s.message());
+  }
 }
 
 void BranchCore::Enqueue(const Key& key, Pending p, Micros now) {
@@ -134,6 +135,12 @@ void BranchCore::Pump(const Key& key, Micros now) {
     Pending p = std::move(b.queue.front());
     b.queue.pop_front();
     Start(key, b, std::move(p), now);
+  }
+  // A request that created no branch (a COMMIT for a forgotten one, a
+  // refused execute) leaves nothing to remember.
+  if (b.state == St::kNone && !b.in_flight && !b.parked && b.queue.empty() && !b.current) {
+    live_.erase(key);
+    branches_.erase(it);
   }
 }
 
@@ -437,15 +444,22 @@ void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcom
     proto::DecideRequest d;
     d.txid = txid;
     d.resource = resource;
-    if (outcome == proto::Outcome::COMMITTED && b.state == St::kPrepared) {
-      d.outcome = proto::Outcome::COMMITTED;
+    if (b.state == St::kPrepared) {
+      // In doubt: only the group's decision settles it.
+      if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) continue;
+      d.outcome = outcome;
+      if (outcome == proto::Outcome::ABORTED) CancelLockWait(key, now);
       Enqueue(key, Pending{0, false, d}, now);
-    } else if (outcome == proto::Outcome::ABORTED &&
-               (b.state == St::kActive || b.state == St::kPrepared)) {
+    } else if (b.state == St::kActive) {
+      if (outcome == proto::Outcome::PENDING) {
+        b.deadline = now + options_.active_timeout;
+        continue;
+      }
+      // Not prepared and its transaction is not open any more (aborted,
+      // committed without this branch, or never allocated): roll it back.
       d.outcome = proto::Outcome::ABORTED;
+      CancelLockWait(key, now);
       Enqueue(key, Pending{0, false, d}, now);
-    } else if (outcome == proto::Outcome::PENDING && b.state == St::kActive) {
-      b.deadline = now + options_.active_timeout;
     }
   }
 }

@@ -102,7 +102,10 @@ class BranchCore {
   void OnExecuteDone(uint64_t op, const ExecuteResult& result, Micros now);
   void OnOpDone(uint64_t op, const Status& status, Micros now);
 
-  // The coordinator group's answer to a query (a non-OK status: ask again later).
+  // The coordinator group's answer to a query (a non-OK status: ask again
+  // later). An ACTIVE branch whose transaction is not PENDING is rolled back;
+  // a PREPARED one moves only on COMMITTED or ABORTED. Give UNKNOWN for a txid
+  // the group says it never allocated.
   void OnOutcome(const TxId& txid, const Status& status, proto::Outcome::type outcome, Micros now);
 
   void Tick(Micros now);
@@ -172,6 +175,7 @@ class BranchCore {
   // Ends a lock wait; with retry, re-issues the waiting request's operation.
   void Unpark(const Key& key, Branch& b, bool retry, Micros now);
   void WakeWaitersOf(const Key& holder, Micros now);
+  void CancelLockWait(const Key& key, Micros now);
 
   void ReplyExecute(const Pending& p, const Status& s, std::vector<proto::ResultSet> results = {});
   void ReplyVote(const Pending& p, proto::Vote::type vote, const std::string& reason,

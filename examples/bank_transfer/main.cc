@@ -221,8 +221,10 @@ int main(int argc, char** argv) {
         if (r.ok()) {
           ++committed;
         } else {
+          // A real client backs off before retrying: more while a bank is unreachable.
           ++aborted;
-          if (r.status().code() == Status::kUnavailable) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          int ms = r.status().code() == Status::kUnavailable ? 50 : 2 + static_cast<int>(rng() % 8);
+          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
         }
       }
     });

@@ -939,6 +939,52 @@ TEST_F(BranchCoreTest, ActiveBranchOfAnAbortedTxnIsRolledBack) {
   EXPECT_EQ(ExecReply(Take(), 2).status.code, proto::Code::ABORTED);
 }
 
+TEST_F(BranchCoreTest, ActiveBranchOfATxidTheGroupNeverAllocatedIsRolledBack) {
+  // The agent hands UNKNOWN to the core when the group says "never allocated".
+  MakeActive(kT1);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::UNKNOWN, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+TEST_F(BranchCoreTest, ActiveBranchLeftOutOfACommittedTxnIsRolledBack) {
+  // COMMITTED for a branch that was never prepared: the client committed
+  // without this participant, so this branch's work is not part of it.
+  MakeActive(kT1);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+TEST_F(BranchCoreTest, PreparedBranchIgnoresAnythingButADecision) {
+  MakePrepared(kT1);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::UNKNOWN, now_);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::PENDING, now_);
+  EXPECT_TRUE(Take().ops.empty());
+  EXPECT_EQ(StateOf(kT1), "prepared");
+}
+
+TEST_F(BranchCoreTest, AbortedOutcomeCancelsALockWaitAtOnce) {
+  MakeActive(kT1);
+  Execute(5, kT1);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT1), ConflictWith(kT2));
+  EXPECT_TRUE(Take().replies.empty());  // parked, waiting for kT2's row
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::ABORTED, now_);
+  AgentEffects fx = Take();
+  EXPECT_EQ(ExecReply(fx, 5).status.code, proto::Code::ABORTED);
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+TEST_F(BranchCoreTest, CommitForAForgottenBranchLeavesNothingBehind) {
+  Decide(1, kT5, proto::Outcome::COMMITTED);
+  AgentEffects fx = Take();
+  EXPECT_EQ(DecideReply(fx, 1).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_TRUE(core_.Branches().empty());
+  EXPECT_EQ(StateOf(kT5), "");
+}
+
 TEST_F(BranchCoreTest, ExecuteTimeoutSetsTheBranchDeadline) {
   proto::ExecuteRequest req;
   req.txid = kT1;

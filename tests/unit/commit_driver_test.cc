@@ -1146,3 +1146,23 @@ TEST_F(CommitDriverTest, OperatorsResolveChosenFirstDecidesTheTxn) {
 
 }  // namespace
 }  // namespace txc::coord
+
+namespace txc::coord {
+namespace {
+
+TEST_F(CommitDriverTest, ThreePhaseCommitIsRefusedUntilItExists) {
+  TxId t = Begin();
+  proto::CommitRequest req;
+  req.txid = t;
+  req.participants = {txc::testing::Participant("bank_a", "10.0.0.1:7100")};
+  req.protocol = proto::Protocol::THREE_PC;
+  driver_.OnCommit(7, req, now_);
+  DriverEffects fx = Take();
+  auto r = CommitReply(fx, 7);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_TRUE(fx.proposals.empty());
+}
+
+}  // namespace
+}  // namespace txc::coord
