@@ -57,7 +57,7 @@ void Checker::OnBranchCommitted(int node, const std::string& resource, const TxI
     Violation("atomicity", &txid,
               "committed at " + resource + " although no client ever asked to commit it");
   }
-  CheckBankSum("after a commit");
+  CheckBankSum("after a commit", &txid);
 }
 
 void Checker::OnBranchAborted(int node, const std::string& resource, const TxId& txid,
@@ -71,7 +71,11 @@ void Checker::OnBranchAborted(int node, const std::string& resource, const TxId&
     Violation("atomicity", &txid,
               "rolled back at " + resource + " but committed at " + *o.committed.begin());
   }
-  CheckBankSum("after a rollback");
+  if (told_committed_.count(txid)) {
+    Violation("durability", &txid,
+              "rolled back at " + resource + " although its client was told it COMMITTED");
+  }
+  CheckBankSum("after a rollback", &txid);
 }
 
 void Checker::OnCommitRequested(const TxId& txid) { commit_requested_.insert(txid); }
@@ -115,7 +119,7 @@ void Checker::OnApplied(int replica, uint64_t slot, const std::string& value) {
 
 // ---------------------------------------------------------------------- bank
 
-void Checker::CheckBankSum(const char* when) {
+void Checker::CheckBankSum(const char* when, const TxId* txid) {
   if (!bank_each_) return;
   int64_t sum = 0;
   bank_each_([&](const std::string&, const BankImage& img) {
@@ -126,7 +130,7 @@ void Checker::CheckBankSum(const char* when) {
     }
   });
   if (sum != bank_total_) {
-    Violation("bank", nullptr,
+    Violation("bank", txid,
               "the committed sum of balances is " + std::to_string(sum) + ", not " +
                   std::to_string(bank_total_) + " (" + when + ")");
   }

@@ -58,8 +58,8 @@ class Checker {
   void OnProposed(const std::string& value);
   void OnApplied(int replica, uint64_t slot, const std::string& value);
 
-  // Invariant 6 at this instant.
-  void CheckBankSum(const char* when);
+  // Invariant 6 at this instant; `txid` (may be null) is what just changed.
+  void CheckBankSum(const char* when, const TxId* txid = nullptr);
 
   // End of a seed: durability (2), over `durable_each` (every resource's
   // durable image), and the final bank state (6). Termination (5) is the

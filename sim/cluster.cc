@@ -272,7 +272,7 @@ void Cluster::CrashNode(int node, const std::string& why) {
   }
   ++result_.crashes;
   ++crash_serial_[node];
-  world_->Log(node, "CRASH " + why + " (unsynced writes lost)");
+  world_->LogFault(node, "CRASH " + why + " (unsynced writes lost)");
   checker_->CheckBankSum("after a crash");
   if (faults_active_) {
     uint64_t serial = crash_serial_[node];
@@ -285,7 +285,7 @@ void Cluster::CrashNode(int node, const std::string& why) {
 void Cluster::Restart(int node) {
   if (net_->up(node)) return;
   net_->Up(node);
-  world_->Log(node, "RESTART");
+  world_->LogFault(node, "RESTART");
   if (node == coordinator_->node()) {
     coordinator_->Boot();
   } else {
@@ -330,10 +330,10 @@ void Cluster::SchedulePartition() {
         id = net_->Partition(a, b, kind == 0);
         what = world_->NodeName(a) + (kind == 0 ? " <-/-> " : " -/-> ") + world_->NodeName(b);
       }
-      world_->Log(-1, "PARTITION " + what);
+      world_->LogFault(-1, "PARTITION " + what);
       world_->After(rng.Uniform(partition_min_, partition_max_), [this, id, what] {
         net_->Heal(id);
-        world_->Log(-1, "HEAL " + what);
+        world_->LogFault(-1, "HEAL " + what);
       });
     }
     SchedulePartition();

@@ -93,8 +93,10 @@ class SimCoordinator {
   int node_;
   std::string address_;
   Disk disk_;
-  // The durable image of the decision log: (index, encoded batch).
+  // The durable image of the decision log: (index, encoded batch), and the
+  // last epoch this replica led (the log store's "epoch" meta).
   std::vector<std::pair<uint64_t, std::string>> log_;
+  int64_t epoch_meta_ = 0;
   std::unique_ptr<Live> live_;
 };
 

@@ -32,6 +32,7 @@ struct SimCoordinator::Live {
   std::map<uint64_t, Waiting> pending;
   uint64_t next_token = 1;
   uint64_t next_index = 1;
+  int64_t lead_epoch = 0;  // the epoch this incarnation leads, once its meta is durable
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   explicit Live(const coord::DriverOptions& o) : driver(&table, o) {}
@@ -63,8 +64,18 @@ void SimCoordinator::Boot() {
   w.Log(node_, "boot: replayed " + std::to_string(log_.size()) + " log records, epoch " +
                    std::to_string(l->table.epoch()) + ", " +
                    std::to_string(l->table.unended_count()) + " unended");
-  // A new epoch, durable before any txid of it is handed out.
-  if (!Propose(l, {coord::MakeEpoch(l->table.epoch() + 1)})) return;
+  // A new epoch (local_log.cc): durable before this replica leads, so no txid
+  // is ever allocated twice across restarts. Then the node proposes the
+  // epoch's marker and serves once that is applied (node.cc).
+  int64_t epoch = epoch_meta_ + 1;
+  disk_.Write([this, epoch] { epoch_meta_ = epoch; });
+  auto alive = l->alive;
+  disk_.Sync([this, l, alive, epoch] {
+    if (!*alive) return;
+    l->lead_epoch = epoch;
+    c_->world().Log(node_, "leading epoch " + std::to_string(epoch) + "; proposing its marker");
+    Propose(l, {coord::MakeEpoch(epoch)});
+  });
   ScheduleTick(l);
 }
 
@@ -193,16 +204,19 @@ void SimCoordinator::OnDurable(Live* l, uint64_t index, const std::vector<proto:
   c_->checker().OnApplied(node_, index, bytes);
   for (const proto::Command& cmd : cmds) {
     l->table.Apply(index, cmd);
-    if (cmd.type == proto::CommandType::EPOCH && !l->driver.serving()) {
-      l->driver.BecomeLeader(cmd.epoch, now);
-      w.Log(node_, "serving epoch " + std::to_string(cmd.epoch) + " (" +
-                       std::to_string(l->table.unended_count()) + " recovered unended)");
-      if (c_->CrashPoint(node_, "coord.after_epoch")) return;
+    if (cmd.type == proto::CommandType::EPOCH) {
+      if (cmd.epoch == l->lead_epoch && !l->driver.serving()) {
+        l->driver.BecomeLeader(cmd.epoch, now);
+        w.Log(node_, "serving epoch " + std::to_string(cmd.epoch) + " (" +
+                         std::to_string(l->table.unended_count()) + " recovered unended)");
+        if (c_->CrashPoint(node_, "coord.after_epoch")) return;
+      }
       continue;
     }
-    if (cmd.type != proto::CommandType::EPOCH && cmd.type != proto::CommandType::NOOP) {
+    if (cmd.type != proto::CommandType::NOOP) {
       w.Log(node_, &cmd.txid, "chosen slot " + std::to_string(index) + " " + coord::DescribeCommand(cmd));
     }
+    if (!l->driver.serving()) continue;
     l->driver.OnApplied(cmd, now);
     // Durable and applied; COMMIT not sent yet.
     if (IsCommitDecide(cmd) && c_->CrashPoint(node_, "coord.after_decide")) return;

@@ -222,7 +222,10 @@ void SimClient::Finish(int outcome, const std::string& why) {
     c_->world().Log(node_, std::string("client: ") + kNames[outcome] + " (" + why + ")");
   }
   c_->Count(outcome);
-  Later(c_->world().rng().Uniform(0, 3 * kMillis), [this] { Next(); });
+  // An application backs off a little after a failure before its next try.
+  Rng& rng = c_->world().rng();
+  Micros think = outcome == 0 ? rng.Uniform(0, 3 * kMillis) : rng.Uniform(5 * kMillis, 50 * kMillis);
+  Later(think, [this] { Next(); });
 }
 
 void SimClient::Vanish() {

@@ -69,6 +69,11 @@ std::string World::Format(const TraceEvent& e) const {
   return out;
 }
 
+void World::LogFault(int node, std::string text) {
+  Log(node, nullptr, std::move(text));
+  history_.back().fault = true;
+}
+
 void World::Log(int node, const TxId* txid, std::string text) {
   TraceEvent e;
   e.t = now_;
@@ -95,8 +100,20 @@ void World::Log(int node, const TxId* txid, std::string text) {
 
 std::vector<std::string> World::History(const TxId& txid, size_t n) const {
   std::vector<std::string> out;
-  for (auto it = history_.rbegin(); it != history_.rend() && out.size() < n; ++it) {
-    if (it->seq == txid.seq && it->epoch == txid.epoch) out.push_back(Format(*it));
+  size_t mine = 0;
+  for (auto it = history_.rbegin(); it != history_.rend() && mine < n; ++it) {
+    if (it->seq == txid.seq && it->epoch == txid.epoch) {
+      out.push_back(Format(*it));
+      ++mine;
+    } else if (it->fault) {
+      out.push_back(Format(*it));
+    }
+  }
+  // Faults older than the txid's first shown event are noise.
+  while (!out.empty() && mine > 0) {
+    const std::string& last = out.back();
+    if (last.find(" txid=" + ToString(txid) + " ") != std::string::npos) break;
+    out.pop_back();
   }
   std::reverse(out.begin(), out.end());
   return out;

@@ -51,6 +51,7 @@ struct TraceEvent {
   Micros t = 0;
   int node = -1;  // -1: the world itself (faults, phases)
   int64_t epoch = 0, seq = 0;  // the txid it touches; seq 0: none
+  bool fault = false;          // a crash, restart, partition or heal
   std::string text;
 };
 
@@ -83,8 +84,11 @@ class World {
   // History. `txid` may be null. With a trace stream, every line is printed.
   void Log(int node, const TxId* txid, std::string text);
   void Log(int node, std::string text) { Log(node, nullptr, std::move(text)); }
+  // A fault (crash, restart, partition, heal): shown with any txid's history.
+  void LogFault(int node, std::string text);
   std::string Format(const TraceEvent& e) const;
-  // The last `n` events touching txid, oldest first.
+  // The last `n` events touching txid, oldest first, with the faults that
+  // happened meanwhile.
   std::vector<std::string> History(const TxId& txid, size_t n) const;
   std::vector<std::string> Tail(size_t n) const;
   // FNV-1a of every formatted line (when keep_hash), to compare two runs.
