@@ -16,7 +16,10 @@
 // the rows it changed are locked by another branch, the savepoint is rolled
 // back and Execute answers CONFLICT with the holder: waiting is the agent's
 // decision. Reads take no locks (read-uncommitted across branches, as
-// Seata's AT mode); use an UPDATE or expect_rows for a checked read.
+// Seata's AT mode); for a checked read use an UPDATE that changes the row
+// (a row left unchanged is not in the changeset, so it is not locked) or
+// expect_rows. Inserting a key another open branch inserted fails with
+// SQL_ERROR (UNIQUE constraint), not CONFLICT. DDL runs but is not undone.
 //
 // Group commit: one worker thread takes every queued operation, runs them in
 // one BEGIN IMMEDIATE ... COMMIT (each in its own SAVEPOINT), syncs once if any

@@ -76,8 +76,8 @@ class RpcServer {
   // Closes the acceptor and every connection; pending replies are dropped.
   void Stop();
 
-  // Number of calls answered, connections accepted, malformed frames seen
-  // (for status output and tests).
+  // Number of calls answered and malformed frames seen (for status output
+  // and tests).
   uint64_t calls_served() const;
   uint64_t malformed_frames() const;
 
