@@ -32,7 +32,7 @@ class Cluster;
 struct Timing {
   coord::DriverOptions driver;
   participant::AgentOptions agent;
-  Micros tick = 10 * kMillis;           // how often the cores' Tick runs
+  Micros tick = 20 * kMillis;           // how often the cores' Tick runs
   Micros query_timeout = 1 * kSeconds;  // an agent's outcome query (with retries)
   Micros exec_timeout = 1 * kSeconds;   // a client's Execute call
   Micros coord_attempt = 2 * kSeconds;  // one client attempt at the coordinator

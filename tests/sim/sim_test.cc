@@ -1,0 +1,289 @@
+// The deterministic simulator: its building blocks (disk, network, the bank
+// resource), replay determinism, clean runs over many heavy-fault seeds, and
+// proof that every injected bug is caught.
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "sim/bank_resource.h"
+#include "sim/checker.h"
+#include "sim/simulation.h"
+#include "sim/world.h"
+
+namespace txc::sim {
+namespace {
+
+// ------------------------------------------------------------ building blocks
+
+TEST(DiskTest, CrashLosesEveryUnsyncedWrite) {
+  World w(1, nullptr, false);
+  Disk disk(&w, DiskOptions());
+  std::vector<int> durable;
+  disk.Write([&] { durable.push_back(1); });
+  bool synced = false;
+  disk.Sync([&] { synced = true; });
+  disk.Write([&] { durable.push_back(2); });  // after the sync started: not covered
+  EXPECT_FALSE(synced) << "a sync completes as an event, never inside Sync()";
+  w.RunUntil(10 * kMillis);
+  EXPECT_TRUE(synced);
+  EXPECT_EQ(durable, std::vector<int>({1}));
+  disk.Crash();
+  disk.Sync([] {});
+  w.RunUntil(20 * kMillis);
+  EXPECT_EQ(durable, std::vector<int>({1})) << "write 2 was never synced and died with the node";
+}
+
+TEST(DiskTest, GroupCommitSharesOneSyncAmongWaiters) {
+  World w(2, nullptr, false);
+  Disk disk(&w, DiskOptions());
+  int done = 0;
+  for (int i = 0; i < 5; ++i) {
+    disk.Write([] {});
+    disk.Sync([&] { ++done; });
+  }
+  w.RunUntil(10 * kMillis);
+  EXPECT_EQ(done, 5);
+  EXPECT_EQ(disk.syncs(), 2u) << "one sync in flight, every later request shares the next one";
+}
+
+TEST(DiskTest, LyingDiskAcknowledgesButLosesDataOnCrash) {
+  World w(3, nullptr, false);
+  DiskOptions o;
+  o.lying = true;
+  Disk disk(&w, o);
+  bool durable = false, acked = false;
+  disk.Write([&] { durable = true; });
+  disk.Sync([&] { acked = true; });
+  w.RunUntil(1 * kMillis);
+  EXPECT_TRUE(acked);
+  EXPECT_FALSE(durable);
+  disk.Crash();
+  w.RunUntil(1 * kSeconds);
+  EXPECT_FALSE(durable);
+}
+
+TEST(NetworkTest, PartitionTimesOutAndDownNodeRefuses) {
+  World w(4, nullptr, false);
+  Network net(&w, NetOptions());
+  int a = net.AddNode("a");
+  int b = net.AddNode("b");
+  net.Finalize();
+  auto serve = [](std::function<void(int)> reply) { reply(7); };
+  std::vector<std::string> got;
+  auto done = [&](Status s, int v) { got.push_back(s.ok() ? std::to_string(v) : Status::CodeName(s.code())); };
+  net.Call<int>(a, b, 100 * kMillis, false, serve, done);
+  w.RunUntil(w.now() + 200 * kMillis);
+  int cut = net.Partition(a, b, true);
+  net.Call<int>(a, b, 100 * kMillis, false, serve, done);
+  w.RunUntil(w.now() + 200 * kMillis);
+  net.Heal(cut);
+  net.Down(b);
+  net.Call<int>(a, b, 100 * kMillis, false, serve, done);
+  w.RunUntil(w.now() + 200 * kMillis);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0], "7");
+  EXPECT_EQ(got[1], Status::CodeName(Status::kTimeout));
+  EXPECT_EQ(got[2], Status::CodeName(Status::kUnavailable));
+}
+
+class BankResourceTest : public ::testing::Test {
+ protected:
+  BankResourceTest() : world_(5, nullptr, false), disk_(&world_, DiskOptions()) {
+    image_.accounts = {{1, 100}, {2, 50}};
+    env_.world = &world_;
+    env_.disk = &disk_;
+    env_.alive = std::make_shared<bool>(true);
+  }
+
+  static proto::Statement Debit(int64_t amount, int64_t id) {
+    proto::Statement s;
+    s.sql = kDebitSql;
+    proto::Value a, i;
+    a.__set_i(amount);
+    i.__set_i(id);
+    s.params = {a, i, a};
+    s.__set_expect_rows(1);
+    return s;
+  }
+
+  participant::ExecuteResult Exec(BankResource& r, const TxId& t, proto::Statement st) {
+    participant::ExecuteResult out;
+    r.Execute(t, {st}, [&](participant::ExecuteResult x) { out = std::move(x); });
+    world_.RunUntil(world_.now() + 10 * kMillis);
+    return out;
+  }
+  Status Op(BankResource& r, const TxId& t, int kind) {
+    Status out = Status::Internal("no callback");
+    auto cb = [&](Status s) { out = s; };
+    if (kind == 0) r.Prepare(t, participant::PrepareInfo(), cb);
+    if (kind == 1) r.Commit(t, cb);
+    if (kind == 2) r.Rollback(t, cb);
+    world_.RunUntil(world_.now() + 10 * kMillis);
+    return out;
+  }
+
+  World world_;
+  Disk disk_;
+  BankImage image_;
+  ResourceEnv env_;
+};
+
+TEST_F(BankResourceTest, ConflictNamesTheHolderAndAppliesNothing) {
+  BankResource r("bank_a", &image_, env_);
+  ASSERT_TRUE(r.Recover().ok());
+  TxId t1 = MakeTxId(1, 1), t2 = MakeTxId(1, 2);
+  EXPECT_TRUE(Exec(r, t1, Debit(10, 1)).status.ok());
+  auto c = Exec(r, t2, Debit(10, 1));
+  EXPECT_EQ(c.status.code(), Status::kConflict);
+  ASSERT_TRUE(c.holder.has_value());
+  EXPECT_EQ(ToString(*c.holder), "1.1");
+  EXPECT_EQ(c.conflict, "bank_a.accounts id=1");
+  EXPECT_EQ(r.live().accounts.at(1), 90);
+}
+
+TEST_F(BankResourceTest, ExpectationFailedAndUnknownSql) {
+  BankResource r("bank_a", &image_, env_);
+  ASSERT_TRUE(r.Recover().ok());
+  EXPECT_EQ(Exec(r, MakeTxId(1, 1), Debit(500, 2)).status.code(), Status::kExpectationFailed);
+  proto::Statement bad;
+  bad.sql = "DROP TABLE accounts";
+  EXPECT_EQ(Exec(r, MakeTxId(1, 2), bad).status.code(), Status::kSqlError);
+  EXPECT_EQ(r.live().accounts.at(2), 50);
+}
+
+TEST_F(BankResourceTest, RollbackAppliesUndoAndLeavesATombstone) {
+  BankResource r("bank_a", &image_, env_);
+  ASSERT_TRUE(r.Recover().ok());
+  TxId t = MakeTxId(1, 1);
+  ASSERT_TRUE(Exec(r, t, Debit(30, 1)).status.ok());
+  EXPECT_TRUE(Op(r, t, 2).ok());
+  EXPECT_EQ(r.live().accounts.at(1), 100);
+  EXPECT_EQ(r.locks_held(), 0u);
+  EXPECT_EQ(Exec(r, t, Debit(1, 1)).status.code(), Status::kAborted);
+  EXPECT_TRUE(Op(r, MakeTxId(1, 9), 2).ok()) << "a rollback of an unknown txid leaves a tombstone";
+  EXPECT_EQ(Exec(r, MakeTxId(1, 9), Debit(1, 1)).status.code(), Status::kAborted);
+}
+
+TEST_F(BankResourceTest, PreparedSurvivesCrashActiveDoesNot) {
+  TxId prepared = MakeTxId(1, 1), active = MakeTxId(1, 2);
+  {
+    BankResource r("bank_a", &image_, env_);
+    ASSERT_TRUE(r.Recover().ok());
+    ASSERT_TRUE(Exec(r, prepared, Debit(10, 1)).status.ok());
+    ASSERT_TRUE(Op(r, prepared, 0).ok());  // durable: synced before OK
+    ASSERT_TRUE(Exec(r, active, Debit(5, 2)).status.ok());
+    *env_.alive = false;
+    disk_.Crash();
+  }
+  env_.alive = std::make_shared<bool>(true);
+  BankResource again("bank_a", &image_, env_);
+  auto rec = again.Recover();
+  ASSERT_TRUE(rec.ok());
+  ASSERT_EQ(rec->size(), 1u);
+  EXPECT_EQ(ToString((*rec)[0].txid), "1.1");
+  EXPECT_EQ((*rec)[0].state, participant::BranchState::kPrepared);
+  EXPECT_EQ(again.locks_held(), 1u) << "the prepared branch's row lock is re-taken";
+  EXPECT_EQ(again.live().accounts.at(2), 50) << "the unsynced ACTIVE change died with the node";
+}
+
+// --------------------------------------------------------------- whole runs
+
+SimOptions Heavy(uint64_t seed) {
+  SimOptions o;
+  o.seed = seed;
+  o.faults = FaultLevel::kHeavy;
+  return o;
+}
+
+TEST(SimDeterminismTest, SameSeedGivesTheSameTrace) {
+  SimOptions o = Heavy(42);
+  o.hash_trace = true;
+  SimResult a = RunSeed(o);
+  SimResult b = RunSeed(o);
+  EXPECT_EQ(a.trace_hash, b.trace_hash);
+  EXPECT_EQ(a.events, b.events);
+  EXPECT_EQ(a.committed, b.committed);
+  o.seed = 43;
+  EXPECT_NE(RunSeed(o).trace_hash, a.trace_hash);
+}
+
+TEST(SimDeterminismTest, TraceTextIsIdenticalAcrossRuns) {
+  std::ostringstream one, two;
+  SimOptions o = Heavy(7);
+  o.trace = &one;
+  (void)RunSeed(o);
+  o.trace = &two;
+  (void)RunSeed(o);
+  EXPECT_FALSE(one.str().empty());
+  EXPECT_EQ(one.str(), two.str());
+}
+
+// Runs seeds [lo, hi] and expects no violation; returns the transactions run.
+void ExpectClean(uint64_t lo, uint64_t hi, FaultLevel faults) {
+  int txns = 0, committed = 0;
+  for (uint64_t s = lo; s <= hi; ++s) {
+    std::ostringstream report;
+    SimOptions o;
+    o.seed = s;
+    o.faults = faults;
+    o.report = &report;
+    SimResult r = RunSeed(o);
+    ASSERT_EQ(r.violations, 0) << report.str();
+    ASSERT_GE(r.txns, 100) << "seed " << s;
+    txns += r.txns;
+    committed += r.committed;
+  }
+  EXPECT_GT(committed, 0);
+  std::printf("seeds %llu..%llu (%s): %d txns, %d committed\n", static_cast<unsigned long long>(lo),
+              static_cast<unsigned long long>(hi), FaultLevelName(faults), txns, committed);
+}
+
+TEST(SimCleanTest, NoFaultsSeeds1To50) { ExpectClean(1, 50, FaultLevel::kNone); }
+TEST(SimCleanTest, LightFaultsSeeds1To100) { ExpectClean(1, 100, FaultLevel::kLight); }
+TEST(SimHeavyTest, Seeds1To80) { ExpectClean(1, 80, FaultLevel::kHeavy); }
+TEST(SimHeavyTest, Seeds81To160) { ExpectClean(81, 160, FaultLevel::kHeavy); }
+TEST(SimHeavyTest, Seeds161To240) { ExpectClean(161, 240, FaultLevel::kHeavy); }
+TEST(SimHeavyTest, Seeds241To320) { ExpectClean(241, 320, FaultLevel::kHeavy); }
+
+// ------------------------------------------------------------ injected bugs
+
+class SimBugTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SimBugTest, CaughtWithin40HeavySeeds) {
+  int failing = 0;
+  std::string first;
+  for (uint64_t s = 1; s <= 40 && failing == 0; ++s) {
+    std::ostringstream report;
+    SimOptions o = Heavy(s);
+    o.bug = GetParam();
+    o.report = &report;
+    SimResult r = RunSeed(o);
+    if (r.violations > 0) {
+      ++failing;
+      first = report.str();
+    }
+  }
+  ASSERT_GT(failing, 0) << "bug " << GetParam() << " went unnoticed over 40 heavy seeds";
+  EXPECT_NE(first.find("violation"), std::string::npos);
+  EXPECT_NE(first.find("replay: txsim --seed"), std::string::npos);
+}
+
+std::vector<std::string> BugNames() {
+  std::vector<std::string> out;
+  for (const BugInfo& b : Bugs()) out.push_back(b.name);
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllBugs, SimBugTest, ::testing::ValuesIn(BugNames()),
+                         [](const ::testing::TestParamInfo<std::string>& i) {
+                           std::string n = i.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
+TEST(SimBugListTest, AtLeastThreeBugs) { EXPECT_GE(Bugs().size(), 3u); }
+
+}  // namespace
+}  // namespace txc::sim
