@@ -50,9 +50,9 @@ echo "| mode | concurrency | committed/s | aborted/s | p50 ms | p99 ms | p999 ms
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for mode in oneshot interactive; do
   for c in 1 64; do
-    run "$mode" "$c" | python3 -c '
-import json, sys
+    run "$mode" "$c" | python3 -c 'import json, sys
 r = json.loads(sys.stdin.read())
-print(f"| {r[\"mode\"]} | {r[\"concurrency\"]} | {r[\"committed_per_s\"]:.0f} | {r[\"aborted_per_s\"]:.0f} | {r[\"p50_ms\"]:.2f} | {r[\"p99_ms\"]:.2f} | {r[\"p999_ms\"]:.2f} |")'
+print("| %s | %d | %.0f | %.0f | %.2f | %.2f | %.2f |" % (r["mode"], r["concurrency"], r["committed_per_s"],
+      r["aborted_per_s"], r["p50_ms"], r["p99_ms"], r["p999_ms"]))'
   done
 done
