@@ -217,7 +217,11 @@ void SimAgent::Flush(Live* l) {
         w.Log(node_, &txid, d->status.code == proto::Code::OK ? "ack ok" : "ack: " + d->status.message);
         if (d->status.code == proto::Code::OK) point = "agent.after_ack";
       } else if (auto* e = std::get_if<proto::ExecuteResponse>(&r.response)) {
-        if (e->status.code != proto::Code::OK) w.Log(node_, &txid, "execute failed: " + e->status.message);
+        if (e->status.code != proto::Code::OK) {
+          w.Log(node_, &txid, "execute failed: " + e->status.message);
+        } else {
+          point = "agent.after_execute_reply";
+        }
       }
       reply(std::move(r.response));
       // The reply has left; the node dies right after.

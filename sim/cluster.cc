@@ -17,6 +17,7 @@ const char* const kCrashPoints[] = {
     "coord.after_end",          // END durable
     "coord.after_epoch",        // a new epoch durable, just serving
     "agent.after_execute",      // a statement ran (ACTIVE, not durable), no reply yet
+    "agent.after_execute_reply",  // ... and its reply has left
     "agent.after_prepared",     // PREPARED durable, the vote has not left
     "agent.after_vote",         // a YES vote has left
     "agent.after_committed",    // COMMITTED durable, the ack has not left
@@ -72,6 +73,7 @@ std::string ReplayCommand(const SimOptions& o) {
   std::string s = "txsim --seed " + std::to_string(o.seed) + " --faults " + FaultLevelName(o.faults);
   if (!o.bug.empty()) s += " --inject-bug " + o.bug;
   if (o.txns != 120) s += " --txns-per-seed " + std::to_string(o.txns);
+  if (o.workload != "transfers") s += " --workload " + o.workload;
   return s + " --trace";
 }
 
@@ -226,6 +228,8 @@ void Cluster::ConfigureFaults() {
       net.dup_p = 0.01 + 0.02 * rng.Unit();
       net.spike_p = 0.02;
       net.spike_max = 50 * kMillis;
+      net.stale_p = 0.002;
+      net.stale_max = 3 * kSeconds;
       disk.slow_p = 0.05;
       disk.slow_max = 20 * kMillis;
       crash_budget_ = 10;
@@ -347,6 +351,7 @@ void Cluster::StopFaults() {
   calm.drop_p = 0;
   calm.dup_p = 0;
   calm.spike_p = 0;
+  calm.stale_p = 0;
   net_->SetOptions(calm);
   DiskOptions disk = disk_options_;
   disk.slow_p = 0;

@@ -50,6 +50,8 @@ int main(int argc, char** argv) {
       ("faults", po::value<std::string>()->default_value("heavy"), "none, light or heavy")
       ("protocol", po::value<std::string>()->default_value("2pc"), "commit protocol: 2pc")
       ("txns-per-seed", po::value<int>()->default_value(120), "transactions the clients attempt per seed")
+      ("workload", po::value<std::string>()->default_value("transfers"),
+       "transfers, or split-execute (a branch gets two Execute calls; see docs/testing.md)")
       ("trace", po::bool_switch(), "print every event of every seed")
       ("inject-bug", po::value<std::string>(), "switch on a deliberate bug (see --list-bugs)")
       ("list-bugs", po::bool_switch(), "print the names of the injectable bugs, one per line")
@@ -94,6 +96,11 @@ int main(int argc, char** argv) {
     std::cerr << "txsim: unknown bug '" << bug << "'; --list-bugs names them\n";
     return 2;
   }
+  std::string workload = vm["workload"].as<std::string>();
+  if (workload != "transfers" && workload != "split-execute") {
+    std::cerr << "txsim: --workload must be transfers or split-execute\n";
+    return 2;
+  }
   int txns = vm["txns-per-seed"].as<int>();
   if (txns < 1) {
     std::cerr << "txsim: --txns-per-seed must be at least 1\n";
@@ -120,6 +127,7 @@ int main(int argc, char** argv) {
       o.faults = *faults;
       o.txns = txns;
       o.bug = bug;
+      o.workload = workload;
       o.trace = trace ? &out : nullptr;
       o.report = &out;
       txc::sim::SimResult r = txc::sim::RunSeed(o);

@@ -34,6 +34,11 @@ struct SimOptions {
   // Transactions the clients attempt in this seed. Default: 120.
   int txns = 120;
   std::string bug;  // "" or a name from Bugs()
+  // "transfers": every branch gets one Execute call (interactive) or its work
+  // with PREPARE (one-shot). "split-execute": an interactive transfer debits
+  // in two Execute calls on the same branch, first and last (see
+  // docs/testing.md, known weaknesses).
+  std::string workload = "transfers";
   // Every event as a line, to this stream (nullptr: none).
   std::ostream* trace = nullptr;
   // Keep a hash of the formatted trace (SimResult::trace_hash) even without a stream.

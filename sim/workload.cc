@@ -90,7 +90,15 @@ void SimClient::Plan() {
       total += amount;
       txn_.steps.push_back(Step{names[i], {Credit(amount, account(names[i]))}, true});
     }
-    txn_.steps.insert(txn_.steps.begin(), Step{names[0], {Debit(total, account(names[0]))}, true});
+    int64_t payer = account(names[0]);
+    if (c_->split_execute() && txn_.kind == Kind::kTransfer && total > 1) {
+      // The payer's branch gets two Execute calls, before and after the others.
+      int64_t first = rng.Uniform(1, total - 1);
+      txn_.steps.insert(txn_.steps.begin(), Step{names[0], {Debit(first, payer)}, true});
+      txn_.steps.push_back(Step{names[0], {Debit(total - first, payer)}, true});
+    } else {
+      txn_.steps.insert(txn_.steps.begin(), Step{names[0], {Debit(total, payer)}, true});
+    }
     if (rng.Bernoulli(0.5)) std::reverse(txn_.steps.begin(), txn_.steps.end());
   }
   if (rng.Bernoulli(c_->client_crash_p())) txn_.crash_stage = static_cast<int>(rng.Uniform(1, 3));
@@ -142,7 +150,10 @@ void SimClient::ExecuteNext() {
         if (!s.ok()) return Rollback("execute failed: " + s.ToString());
         if (r.status.code != proto::Code::OK) return Rollback("execute failed: " + r.status.message);
         const Step& done = txn_.steps[txn_.next];
-        if (done.writes) txn_.wrote.push_back(done.resource);
+        if (done.writes &&
+            std::find(txn_.wrote.begin(), txn_.wrote.end(), done.resource) == txn_.wrote.end()) {
+          txn_.wrote.push_back(done.resource);
+        }
         ++txn_.next;
         if (txn_.crash_stage == 2 && txn_.next == 1) return Vanish();
         ExecuteNext();

@@ -196,6 +196,7 @@ Micros Network::Delay(int from, int to) {
   Micros d = base_.empty() ? options_.base_min : base_[static_cast<size_t>(from) * n + to];
   d += rng.Uniform(0, options_.jitter);
   if (rng.Bernoulli(options_.spike_p)) d += rng.Uniform(0, options_.spike_max);
+  if (rng.Bernoulli(options_.stale_p)) d += rng.Uniform(0, options_.stale_max);
   return d;
 }
 

@@ -130,6 +130,8 @@ struct NetOptions {
   Micros jitter = 300;     // added uniformly per message (reorders messages)
   double spike_p = 0;      // a message is delayed by up to spike_max (heavy reordering)
   Micros spike_max = 0;
+  double stale_p = 0;      // a message is held up to stale_max: it arrives after
+  Micros stale_max = 0;    //   its sender timed out, restarted or moved on
   double drop_p = 0;       // a message is lost
   double dup_p = 0;        // a message (of an idempotent call) arrives twice
 };
