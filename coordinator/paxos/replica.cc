@@ -1,0 +1,918 @@
+// paxos::Replica: see replica.h. The whole protocol lives in this file, one
+// handler per message type, in the order a leadership change runs them:
+// PREVOTE, PREPARE/PROMISE, ACCEPT/ACCEPTED, HEARTBEAT, CATCHUP.
+//
+// How the Message fields are used, per type (fields not listed are unused):
+//   PREVOTE          ballot = (round it would use, candidate), applied_index
+//   PREVOTE_REPLY    ballot = the PREVOTE's ballot (echoed), ok = granted
+//   PREPARE          ballot, from_slot
+//   PROMISE          ok: ballot = the PREPARE's, entries = accepted >= from_slot,
+//                        commit_index, applied_index, and snapshot + snapshot_index
+//                        when from_slot <= the acceptor's snapshot index
+//                    refused: ballot = the acceptor's promised ballot
+//   ACCEPT           ballot, entries (value-bearing), commit_index
+//   ACCEPTED         ok: ballot = the ACCEPT's, entries = the slots (no values),
+//                        applied_index;  refused: ballot = promised ballot
+//   HEARTBEAT        ballot, commit_index
+//   HEARTBEAT_REPLY  ok: ballot = the HEARTBEAT's, applied_index, commit_index
+//                    refused: ballot = promised ballot
+//   CATCHUP_REQUEST  ballot = requester's promised ballot, from_slot, applied_index
+//   CATCHUP_REPLY    ballot = responder's (leader or promised) ballot, entries =
+//                        chosen values from from_slot on, commit_index, and
+//                        snapshot + snapshot_index when compacted past from_slot
+//
+// Durability: every Persist gets a token; a message that depends on a record
+// waits until that token AND every earlier one is durable (the shell's log is
+// written in order, so "durable up to token t" is the natural watermark).
+//
+// What the shell may rely on, and must provide:
+// - Propose() only queues: queued values leave (one ACCEPT and one Persist
+//   per batch) when TakeEffects() is called, so propose many, then take.
+// - Persists are written to disk in the order they were emitted (a later
+//   promised ballot must not be overwritten by an earlier one).
+// - On stepped_down, queued and in-flight proposals are dropped: fail their
+//   callers (a value may still be chosen later, by the next leader).
+// - On install, keep the image as the new snapshot if it should survive a
+//   restart; accepted entries at or below its index may be deleted.
+// - At restart, `applied_index` is normally the snapshot's index; if higher,
+//   the accepted entries in between must be the values the shell applied.
+// - Compacted() regularly: applied values are kept in memory for catch-up
+//   until then.
+
+#include "coordinator/paxos/replica.h"
+
+#include <algorithm>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <set>
+#include <utility>
+
+#include "common/log.h"
+
+namespace txc::paxos {
+
+// Thrift declares a member operator< on every struct without defining it;
+// define Ballot's so std::map<Ballot, ...> and `a < b` outside this namespace
+// work. Inside txc::paxos, `a < b` is ambiguous between the member and the
+// free function the header declares, so this file calls Less().
+bool wire::Ballot::operator<(const wire::Ballot& rhs) const {
+  return round != rhs.round ? round < rhs.round : replica < rhs.replica;
+}
+
+bool operator<(const Ballot& a, const Ballot& b) { return a.Ballot::operator<(b); }
+
+namespace {
+
+bool Less(const Ballot& a, const Ballot& b) { return a.Ballot::operator<(b); }
+bool Same(const Ballot& a, const Ballot& b) { return a.round == b.round && a.replica == b.replica; }
+
+Ballot MakeBallot(int64_t round, int replica) {
+  Ballot b;
+  b.round = round;
+  b.replica = replica;
+  return b;
+}
+
+Entry MakeEntry(int64_t slot, const Ballot& ballot, std::string value) {
+  Entry e;
+  e.slot = slot;
+  e.ballot = ballot;
+  e.value = std::move(value);
+  return e;
+}
+
+Message MakeMessage(wire::Type::type type, const Ballot& ballot) {
+  Message m;
+  m.type = type;
+  m.ballot = ballot;
+  return m;
+}
+
+std::string Str(const Ballot& b) { return std::to_string(b.round) + "." + std::to_string(b.replica); }
+
+}  // namespace
+
+class Replica::Impl {
+ public:
+  Impl(int id, std::vector<int> members, Options options, DurableState recovered,
+       int64_t applied_index);
+
+  void OnMessage(const Message& m, Micros now);
+  void OnPersisted(uint64_t token, Micros now);
+  void Tick(Micros now);
+  bool Propose(std::string value, Micros now);
+  void Compacted(int64_t index, std::string image);
+  Effects TakeEffects();
+
+  int id() const { return id_; }
+  bool is_leader() const { return role_ == Role::kLeader; }
+  int leader_id() const { return leader_id_; }
+  int64_t epoch() const { return epoch_; }
+  int64_t commit_index() const { return commit_index_; }
+  int64_t applied_index() const { return applied_; }
+  std::map<int, int64_t> progress() const;
+
+ private:
+  enum class Role { kFollower, kCandidate, kLeader };
+
+  struct Waiting {
+    bool done = false;
+    std::vector<std::function<void()>> actions;
+  };
+
+  // --- plumbing
+  void Start(Micros now);
+  Micros RandomElectionTimeout();
+  uint64_t NextRandom();
+  void Send(int to, Message m);
+  uint64_t NewPersist(std::optional<Ballot> promised, std::vector<Entry> entries);
+  void AfterDurable(std::function<void()> fn);
+  size_t Majority() const { return members_.size() / 2 + 1; }
+
+  // --- roles
+  void StartPreVote();
+  void StartPhase1();
+  void MaybeWin();
+  void BecomeLeader();
+  void StepDown(const char* why);
+  void FollowLeader(const Ballot& b);
+
+  // --- handlers
+  void HandlePreVote(const Message& m);
+  void HandlePreVoteReply(const Message& m);
+  void HandlePrepare(const Message& m);
+  void SendPromise(int to, const Ballot& b, int64_t from_slot);
+  void HandlePromise(const Message& m);
+  void Report(const Entry& e);
+  void HandleAccept(const Message& m);
+  void HandleAccepted(const Message& m);
+  void HandleHeartbeat(const Message& m);
+  void HandleHeartbeatReply(const Message& m);
+  void HandleCatchupRequest(const Message& m);
+  void HandleCatchupReply(const Message& m);
+
+  // --- leader
+  void Dispatch();
+  void AdvanceCommit();
+  void SendHeartbeats();
+  void ResendAccepts();
+  void CheckRecovered();
+
+  // --- learner
+  void TryApply(const Ballot& b, int64_t commit);
+  void Apply(int64_t slot, const std::string& value);
+  void Install(int64_t index, const std::string& image);
+  void MaybeCatchup(int to, int64_t target);
+
+  const int id_;
+  std::vector<int> members_;
+  std::vector<int> peers_;
+  const Options opt_;
+  uint64_t rng_;
+  std::shared_ptr<spdlog::logger> log_;
+
+  bool started_ = false;
+  Micros now_ = 0;
+  Effects fx_;
+
+  // Acceptor. promised_ and accepted_ are the in-memory view: a change is
+  // visible to later decisions at once, and to peers only once durable.
+  Ballot promised_;
+  std::map<int64_t, Entry> accepted_;  // slots above snapshot_index_
+  int64_t snapshot_index_ = 0;
+  std::string snapshot_;
+  uint64_t next_token_ = 1;
+  std::map<uint64_t, Waiting> waiting_;  // tokens not yet known durable
+
+  // Learner.
+  int64_t applied_ = 0;
+  int64_t commit_index_ = 0;              // highest slot known chosen
+  std::map<int64_t, std::string> chosen_;  // applied values above snapshot_index_
+  int64_t max_round_seen_ = 0;
+  Micros last_catchup_at_ = std::numeric_limits<Micros>::min() / 2;
+  int64_t last_catchup_from_ = 0;
+
+  // Roles.
+  Role role_ = Role::kFollower;
+  Ballot ballot_;  // own ballot while candidate or leader
+  int leader_id_ = 0;
+  int64_t epoch_ = 0;
+  Micros last_heard_leader_ = 0;
+  Micros election_deadline_ = 0;
+
+  // Pre-vote.
+  bool prevoting_ = false;
+  Ballot prevote_ballot_;
+  std::set<int> prevote_grants_;
+
+  // Candidate (phase 1).
+  bool self_promised_ = false;
+  int64_t from_slot_ = 0;
+  std::set<int> promisers_;
+  std::map<int64_t, Entry> reported_;  // highest-ballot value per slot from promises
+  Micros phase1_deadline_ = 0;
+  Micros last_prepare_at_ = 0;
+
+  // Leader (phase 2).
+  std::deque<std::string> queue_;  // values waiting for a slot (recovered ones first)
+  int64_t next_slot_ = 1;          // slot the next dispatched value gets
+  int64_t leader_commit_ = 0;      // chosen in this reign (or applied before it)
+  std::map<int64_t, std::set<int>> acks_;  // in-flight slot -> acceptors (self once durable)
+  int64_t recovery_end_ = 0;
+  bool recovered_emitted_ = false;
+  std::map<int, Micros> last_heard_;  // peer -> last message while leading
+  std::map<int, int64_t> progress_;
+  Micros last_heartbeat_ = 0;
+};
+
+// ---------------------------------------------------------------- plumbing
+
+Replica::Impl::Impl(int id, std::vector<int> members, Options options, DurableState recovered,
+                    int64_t applied_index)
+    : id_(id), opt_(options), log_(Logger("paxos")) {
+  members.push_back(id);
+  std::sort(members.begin(), members.end());
+  members.erase(std::unique(members.begin(), members.end()), members.end());
+  members_ = std::move(members);
+  for (int m : members_) {
+    if (m != id_) peers_.push_back(m);
+  }
+  // The shell may hand every replica the same seed: mix in the id so their
+  // election timeouts still differ.
+  rng_ = opt_.seed ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(id_ + 1));
+
+  promised_ = recovered.promised;
+  snapshot_index_ = std::max<int64_t>(recovered.snapshot_index, 0);
+  snapshot_ = std::move(recovered.snapshot);
+  max_round_seen_ = promised_.round;
+  for (auto& [slot, e] : recovered.accepted) {
+    if (slot <= snapshot_index_) continue;  // the snapshot covers it
+    Entry entry = e;
+    entry.slot = slot;
+    max_round_seen_ = std::max(max_round_seen_, entry.ballot.round);
+    accepted_[slot] = std::move(entry);
+  }
+  applied_ = std::max<int64_t>(applied_index, 0);
+  if (applied_ < snapshot_index_) {
+    // The state machine is older than the durable snapshot: load the image.
+    applied_ = snapshot_index_;
+    fx_.install = std::make_pair(snapshot_index_, snapshot_);
+  }
+  // Slots the shell says it applied above its snapshot: their accepted values
+  // are the ones it applied (it applies only chosen values).
+  for (auto it = accepted_.upper_bound(snapshot_index_);
+       it != accepted_.end() && it->first <= applied_; ++it) {
+    chosen_[it->first] = it->second.value;
+  }
+  commit_index_ = applied_;
+}
+
+void Replica::Impl::Start(Micros now) {
+  now_ = now;
+  if (started_) return;
+  started_ = true;
+  // Count start-up as having heard a leader: a restarted replica does not
+  // hand a pre-vote to a candidate before it had a chance to hear the leader.
+  last_heard_leader_ = now;
+  election_deadline_ = now + RandomElectionTimeout();
+}
+
+uint64_t Replica::Impl::NextRandom() {  // splitmix64
+  uint64_t z = (rng_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+Micros Replica::Impl::RandomElectionTimeout() {
+  const Micros lo = opt_.election_min;
+  const Micros hi = std::max(opt_.election_max, lo);
+  return lo + static_cast<Micros>(NextRandom() % static_cast<uint64_t>(hi - lo + 1));
+}
+
+void Replica::Impl::Send(int to, Message m) {
+  m.sender = id_;
+  m.receiver = to;
+  fx_.sends.push_back(Outgoing{to, std::move(m)});
+}
+
+uint64_t Replica::Impl::NewPersist(std::optional<Ballot> promised, std::vector<Entry> entries) {
+  Persist p;
+  p.token = next_token_++;
+  p.promised = std::move(promised);
+  p.entries = std::move(entries);
+  waiting_.emplace(p.token, Waiting{});
+  const uint64_t token = p.token;
+  fx_.persists.push_back(std::move(p));
+  return token;
+}
+
+// Runs `fn` once everything persisted so far is durable.
+void Replica::Impl::AfterDurable(std::function<void()> fn) {
+  if (waiting_.empty()) {
+    fn();
+  } else {
+    waiting_.rbegin()->second.actions.push_back(std::move(fn));
+  }
+}
+
+void Replica::Impl::OnPersisted(uint64_t token, Micros now) {
+  Start(now);
+  auto it = waiting_.find(token);
+  if (it == waiting_.end()) return;
+  it->second.done = true;
+  while (!waiting_.empty() && waiting_.begin()->second.done) {
+    std::vector<std::function<void()>> actions = std::move(waiting_.begin()->second.actions);
+    waiting_.erase(waiting_.begin());
+    for (auto& a : actions) a();
+  }
+}
+
+Effects Replica::Impl::TakeEffects() {
+  Dispatch();  // everything Propose()d since the last call goes out as one batch
+  return std::exchange(fx_, Effects{});
+}
+
+std::map<int, int64_t> Replica::Impl::progress() const {
+  std::map<int, int64_t> p;
+  if (role_ == Role::kLeader) p = progress_;
+  p[id_] = applied_;
+  return p;
+}
+
+// ---------------------------------------------------------------- inputs
+
+void Replica::Impl::OnMessage(const Message& m, Micros now) {
+  Start(now);
+  const int from = m.sender;
+  if (from == id_ || !std::binary_search(peers_.begin(), peers_.end(), from)) return;
+  if (m.receiver != 0 && m.receiver != id_) return;
+  if (role_ == Role::kLeader) last_heard_[from] = now;
+
+  // Every ballot except a pre-vote's is one some replica really holds: it
+  // raises the rounds this replica knows of, and a higher one ends our bid.
+  // (A PREPARE does so only if we grant it, in HandlePrepare: one of the
+  // same round can never win, so it must not depose a working leader.)
+  if (m.type != wire::Type::PREVOTE && m.type != wire::Type::PREVOTE_REPLY) {
+    max_round_seen_ = std::max(max_round_seen_, m.ballot.round);
+    if (m.type != wire::Type::PREPARE && role_ != Role::kFollower && Less(ballot_, m.ballot)) {
+      StepDown("higher ballot");
+    }
+  }
+
+  switch (m.type) {
+    case wire::Type::PREVOTE: HandlePreVote(m); break;
+    case wire::Type::PREVOTE_REPLY: HandlePreVoteReply(m); break;
+    case wire::Type::PREPARE: HandlePrepare(m); break;
+    case wire::Type::PROMISE: HandlePromise(m); break;
+    case wire::Type::ACCEPT: HandleAccept(m); break;
+    case wire::Type::ACCEPTED: HandleAccepted(m); break;
+    case wire::Type::HEARTBEAT: HandleHeartbeat(m); break;
+    case wire::Type::HEARTBEAT_REPLY: HandleHeartbeatReply(m); break;
+    case wire::Type::CATCHUP_REQUEST: HandleCatchupRequest(m); break;
+    case wire::Type::CATCHUP_REPLY: HandleCatchupReply(m); break;
+    default: break;  // unknown type: ignore
+  }
+}
+
+void Replica::Impl::Tick(Micros now) {
+  Start(now);
+  switch (role_) {
+    case Role::kLeader: {
+      // A leader cut off from its majority stops serving: it may already
+      // have been replaced, and its clients should find the new one.
+      size_t live = 1;
+      for (int p : peers_) {
+        auto it = last_heard_.find(p);
+        if (it != last_heard_.end() && now - it->second <= opt_.election_max) ++live;
+      }
+      if (live < Majority()) {
+        StepDown("lost contact with a majority");
+        break;
+      }
+      if (now - last_heartbeat_ >= opt_.heartbeat) {
+        SendHeartbeats();
+        ResendAccepts();
+      }
+      break;
+    }
+    case Role::kCandidate:
+      if (now >= phase1_deadline_) {
+        StepDown("phase 1 timed out");
+      } else if (now - last_prepare_at_ >= opt_.heartbeat) {
+        last_prepare_at_ = now;
+        for (int p : peers_) {
+          if (promisers_.count(p)) continue;
+          Message m = MakeMessage(wire::Type::PREPARE, ballot_);
+          m.from_slot = from_slot_;
+          Send(p, std::move(m));
+        }
+      }
+      break;
+    case Role::kFollower:
+      if (now >= election_deadline_) StartPreVote();
+      break;
+  }
+}
+
+bool Replica::Impl::Propose(std::string value, Micros now) {
+  Start(now);
+  if (role_ != Role::kLeader) return false;
+  queue_.push_back(std::move(value));
+  return true;
+}
+
+void Replica::Impl::Compacted(int64_t index, std::string image) {
+  index = std::min(index, applied_);
+  if (index <= snapshot_index_) return;
+  snapshot_index_ = index;
+  snapshot_ = std::move(image);
+  accepted_.erase(accepted_.begin(), accepted_.upper_bound(index));
+  chosen_.erase(chosen_.begin(), chosen_.upper_bound(index));
+}
+
+// ---------------------------------------------------------------- roles
+
+void Replica::Impl::StartPreVote() {
+  election_deadline_ = now_ + RandomElectionTimeout();
+  leader_id_ = 0;
+  prevoting_ = true;
+  prevote_ballot_ = MakeBallot(max_round_seen_ + 1, id_);
+  prevote_grants_ = {id_};
+  if (prevote_grants_.size() >= Majority()) {
+    StartPhase1();
+    return;
+  }
+  for (int p : peers_) {
+    Message m = MakeMessage(wire::Type::PREVOTE, prevote_ballot_);
+    m.applied_index = applied_;
+    Send(p, std::move(m));
+  }
+}
+
+void Replica::Impl::StartPhase1() {
+  prevoting_ = false;
+  role_ = Role::kCandidate;
+  leader_id_ = 0;
+  ballot_ = MakeBallot(max_round_seen_ + 1, id_);
+  max_round_seen_ = ballot_.round;
+  promised_ = ballot_;
+  self_promised_ = false;
+  from_slot_ = applied_ + 1;
+  promisers_.clear();
+  reported_.clear();
+  phase1_deadline_ = now_ + RandomElectionTimeout();
+  last_prepare_at_ = now_;
+  log_->debug("phase 1 id={} ballot={} from_slot={}", id_, Str(ballot_), from_slot_);
+
+  // Our own promise counts only once it is durable.
+  NewPersist(promised_, {});
+  const Ballot b = ballot_;
+  AfterDurable([this, b] {
+    if (role_ != Role::kCandidate || !Same(ballot_, b)) return;
+    self_promised_ = true;
+    for (auto it = accepted_.lower_bound(from_slot_); it != accepted_.end(); ++it) {
+      Report(it->second);
+    }
+    MaybeWin();
+  });
+  for (int p : peers_) {
+    Message m = MakeMessage(wire::Type::PREPARE, ballot_);
+    m.from_slot = from_slot_;
+    Send(p, std::move(m));
+  }
+}
+
+void Replica::Impl::MaybeWin() {
+  if (role_ == Role::kCandidate && self_promised_ && promisers_.size() + 1 >= Majority()) {
+    BecomeLeader();
+  }
+}
+
+void Replica::Impl::BecomeLeader() {
+  role_ = Role::kLeader;
+  leader_id_ = id_;
+  epoch_ = ballot_.round;
+  // Re-propose every slot above what we applied: the highest-ballot value any
+  // promiser (ourselves included) accepted, a no-op where nobody did.
+  const int64_t start = applied_ + 1;
+  reported_.erase(reported_.begin(), reported_.lower_bound(start));
+  recovery_end_ = reported_.empty() ? applied_ : reported_.rbegin()->first;
+  queue_.clear();
+  for (int64_t s = start; s <= recovery_end_; ++s) {
+    auto r = reported_.find(s);
+    queue_.push_back(r == reported_.end() ? std::string() : r->second.value);
+  }
+  reported_.clear();
+  promisers_.clear();
+  next_slot_ = start;
+  leader_commit_ = applied_;
+  acks_.clear();
+  recovered_emitted_ = false;
+  last_heard_.clear();
+  progress_.clear();
+  for (int p : peers_) last_heard_[p] = now_;
+  log_->info("leader id={} ballot={} recovering slots {}..{}", id_, Str(ballot_), start,
+             recovery_end_);
+  SendHeartbeats();
+  CheckRecovered();
+}
+
+void Replica::Impl::StepDown(const char* why) {
+  if (role_ == Role::kLeader) {
+    fx_.stepped_down = true;
+    log_->info("step down id={} ballot={}: {}", id_, Str(ballot_), why);
+  } else if (role_ == Role::kCandidate) {
+    log_->debug("candidate id={} ballot={} gives up: {}", id_, Str(ballot_), why);
+  }
+  role_ = Role::kFollower;
+  if (leader_id_ == id_) leader_id_ = 0;
+  queue_.clear();
+  acks_.clear();
+  promisers_.clear();
+  reported_.clear();
+  prevoting_ = false;
+  election_deadline_ = now_ + RandomElectionTimeout();
+}
+
+// `b` is the ballot of a live leader at least as high as our promise.
+void Replica::Impl::FollowLeader(const Ballot& b) {
+  if (role_ != Role::kFollower) return;  // our own ballot; higher ones stepped us down
+  leader_id_ = b.replica;
+  epoch_ = b.round;
+  last_heard_leader_ = now_;
+  election_deadline_ = now_ + RandomElectionTimeout();
+  prevoting_ = false;
+}
+
+// ---------------------------------------------------------------- pre-vote
+
+void Replica::Impl::HandlePreVote(const Message& m) {
+  // Grant only while no live leader is heard: a replica that merely cannot
+  // hear a healthy leader then cannot push the group into a new round.
+  const bool grant = role_ != Role::kLeader && now_ - last_heard_leader_ >= opt_.election_min &&
+                     m.applied_index >= snapshot_index_;
+  Message r = MakeMessage(wire::Type::PREVOTE_REPLY, m.ballot);
+  r.ok = grant;
+  Send(m.sender, std::move(r));
+}
+
+void Replica::Impl::HandlePreVoteReply(const Message& m) {
+  if (!prevoting_ || role_ != Role::kFollower || !m.ok || !Same(m.ballot, prevote_ballot_)) return;
+  prevote_grants_.insert(m.sender);
+  if (prevote_grants_.size() >= Majority()) StartPhase1();
+}
+
+// ---------------------------------------------------------------- phase 1
+
+void Replica::Impl::HandlePrepare(const Message& m) {
+  if (Same(m.ballot, promised_)) {
+    // A duplicate (or a retransmission): answer again once the promise is durable.
+    const Ballot b = m.ballot;
+    const int to = m.sender;
+    const int64_t from_slot = m.from_slot;
+    AfterDurable([this, to, b, from_slot] { SendPromise(to, b, from_slot); });
+    return;
+  }
+  // Strict on rounds: each round is granted to one candidate only, so the
+  // round is an epoch no two leaders share (DESIGN.md, txids).
+  if (m.ballot.round <= promised_.round) {
+    Message r = MakeMessage(wire::Type::PROMISE, promised_);
+    r.ok = false;
+    Send(m.sender, std::move(r));
+    return;
+  }
+  if (role_ != Role::kFollower) StepDown("promised a higher round");
+  promised_ = m.ballot;
+  leader_id_ = 0;
+  // Give the candidate time to finish before we run for office ourselves.
+  election_deadline_ = now_ + RandomElectionTimeout();
+  NewPersist(promised_, {});
+  const Ballot b = m.ballot;
+  const int to = m.sender;
+  const int64_t from_slot = m.from_slot;
+  AfterDurable([this, to, b, from_slot] { SendPromise(to, b, from_slot); });
+}
+
+void Replica::Impl::SendPromise(int to, const Ballot& b, int64_t from_slot) {
+  if (!Same(promised_, b)) {
+    // Promised a higher ballot since: the entries below would not be this
+    // promise's, so refuse instead.
+    Message r = MakeMessage(wire::Type::PROMISE, promised_);
+    r.ok = false;
+    Send(to, std::move(r));
+    return;
+  }
+  Message r = MakeMessage(wire::Type::PROMISE, b);
+  r.ok = true;
+  r.from_slot = from_slot;
+  r.commit_index = commit_index_;
+  r.applied_index = applied_;
+  for (auto it = accepted_.lower_bound(from_slot); it != accepted_.end(); ++it) {
+    r.entries.push_back(it->second);
+  }
+  if (from_slot <= snapshot_index_) {
+    // We forgot slots the candidate lacks: they are chosen, and the image
+    // holds them.
+    r.__set_snapshot(snapshot_);
+    r.snapshot_index = snapshot_index_;
+  }
+  Send(to, std::move(r));
+}
+
+void Replica::Impl::HandlePromise(const Message& m) {
+  if (role_ != Role::kCandidate) return;
+  if (!m.ok) {
+    // The round is taken (by an equal or higher ballot): try again later,
+    // with a higher round.
+    if (m.ballot.round >= ballot_.round && !Same(m.ballot, ballot_)) StepDown("round taken");
+    return;
+  }
+  if (!Same(m.ballot, ballot_) || promisers_.count(m.sender)) return;
+  promisers_.insert(m.sender);
+  if (m.__isset.snapshot && m.snapshot_index > applied_) Install(m.snapshot_index, m.snapshot);
+  for (const Entry& e : m.entries) Report(e);
+  MaybeWin();
+}
+
+// Phase 1 keeps, per slot, the value of the highest ballot any promiser
+// accepted: if a value was chosen, that is it (Paxos's P2c).
+void Replica::Impl::Report(const Entry& e) {
+  if (e.slot < from_slot_) return;
+  auto it = reported_.find(e.slot);
+  if (it == reported_.end() || Less(it->second.ballot, e.ballot)) reported_[e.slot] = e;
+}
+
+// ---------------------------------------------------------------- phase 2
+
+void Replica::Impl::Dispatch() {
+  if (role_ != Role::kLeader || queue_.empty()) return;
+  const int64_t window = static_cast<int64_t>(std::max<size_t>(opt_.max_inflight, 1));
+  const int64_t inflight = next_slot_ - 1 - leader_commit_;
+  // Under load, wait until half the window is free: otherwise each chosen
+  // slot would free one place and the pipeline would go one value per ACCEPT.
+  if (inflight > 0 && window - inflight < std::max<int64_t>(window / 2, 1)) return;
+  std::vector<Entry> batch;
+  while (!queue_.empty() && next_slot_ - 1 - leader_commit_ < window) {
+    Entry e = MakeEntry(next_slot_++, ballot_, std::move(queue_.front()));
+    queue_.pop_front();
+    accepted_[e.slot] = e;
+    acks_[e.slot];
+    batch.push_back(std::move(e));
+  }
+  if (batch.empty()) return;
+  std::vector<int64_t> slots;
+  for (const Entry& e : batch) slots.push_back(e.slot);
+  for (int p : peers_) {
+    Message m = MakeMessage(wire::Type::ACCEPT, ballot_);
+    m.entries = batch;
+    m.commit_index = leader_commit_;
+    Send(p, std::move(m));
+  }
+  NewPersist(std::nullopt, std::move(batch));
+  const Ballot b = ballot_;
+  AfterDurable([this, b, slots = std::move(slots)] {
+    if (role_ != Role::kLeader || !Same(ballot_, b)) return;
+    for (int64_t s : slots) {
+      auto it = acks_.find(s);
+      if (it != acks_.end()) it->second.insert(id_);
+    }
+    AdvanceCommit();
+  });
+}
+
+void Replica::Impl::HandleAccept(const Message& m) {
+  if (Less(m.ballot, promised_)) {
+    Message r = MakeMessage(wire::Type::ACCEPTED, promised_);
+    r.ok = false;
+    Send(m.sender, std::move(r));
+    TryApply(m.ballot, m.commit_index);  // what it says is chosen still is
+    return;
+  }
+  const bool new_promise = Less(promised_, m.ballot);
+  if (new_promise) promised_ = m.ballot;
+  FollowLeader(m.ballot);
+  std::vector<Entry> writes;
+  Message r = MakeMessage(wire::Type::ACCEPTED, m.ballot);
+  r.ok = true;
+  for (const Entry& e : m.entries) {
+    if (e.slot <= 0) continue;
+    r.entries.push_back(MakeEntry(e.slot, m.ballot, {}));
+    // A slot inside our snapshot is chosen and applied here; acknowledging
+    // it without a record is safe (we promised nothing above m.ballot before
+    // learning it, so no phase 1 relied on us forgetting it).
+    if (e.slot <= snapshot_index_) continue;
+    auto it = accepted_.find(e.slot);
+    if (it != accepted_.end() && Same(it->second.ballot, m.ballot)) continue;  // have it
+    Entry ne = MakeEntry(e.slot, m.ballot, e.value);
+    accepted_[e.slot] = ne;
+    writes.push_back(std::move(ne));
+  }
+  if (new_promise || !writes.empty()) {
+    NewPersist(new_promise ? std::optional<Ballot>(promised_) : std::nullopt, std::move(writes));
+  }
+  const int to = m.sender;
+  AfterDurable([this, to, r = std::move(r)]() mutable {
+    r.applied_index = applied_;
+    Send(to, std::move(r));
+  });
+  TryApply(m.ballot, m.commit_index);
+  MaybeCatchup(m.sender, m.commit_index);
+}
+
+void Replica::Impl::HandleAccepted(const Message& m) {
+  if (role_ != Role::kLeader || !m.ok || !Same(m.ballot, ballot_)) return;
+  for (const Entry& e : m.entries) {
+    auto it = acks_.find(e.slot);
+    if (it != acks_.end()) it->second.insert(m.sender);
+  }
+  progress_[m.sender] = std::max(progress_[m.sender], m.applied_index);
+  AdvanceCommit();
+}
+
+void Replica::Impl::AdvanceCommit() {
+  while (true) {
+    auto it = acks_.find(leader_commit_ + 1);
+    if (it == acks_.end() || it->second.size() < Majority()) break;
+    ++leader_commit_;
+    acks_.erase(it);
+  }
+  commit_index_ = std::max(commit_index_, leader_commit_);
+  TryApply(ballot_, leader_commit_);
+}
+
+void Replica::Impl::SendHeartbeats() {
+  last_heartbeat_ = now_;
+  for (int p : peers_) {
+    Message m = MakeMessage(wire::Type::HEARTBEAT, ballot_);
+    m.commit_index = leader_commit_;
+    Send(p, std::move(m));
+  }
+}
+
+// Messages get lost: re-send each in-flight slot to the acceptors that have
+// not acknowledged it yet.
+void Replica::Impl::ResendAccepts() {
+  for (int p : peers_) {
+    Message m = MakeMessage(wire::Type::ACCEPT, ballot_);
+    m.commit_index = leader_commit_;
+    for (const auto& [slot, who] : acks_) {
+      if (who.count(p)) continue;
+      auto it = accepted_.find(slot);
+      if (it != accepted_.end()) m.entries.push_back(it->second);
+    }
+    if (!m.entries.empty()) Send(p, std::move(m));
+  }
+}
+
+void Replica::Impl::CheckRecovered() {
+  if (role_ == Role::kLeader && !recovered_emitted_ && applied_ >= recovery_end_) {
+    recovered_emitted_ = true;
+    fx_.leader_recovered = ballot_.round;
+    log_->info("leader id={} epoch={} recovered through slot {}", id_, ballot_.round, applied_);
+  }
+}
+
+// ---------------------------------------------------------------- learning
+
+void Replica::Impl::HandleHeartbeat(const Message& m) {
+  if (Less(m.ballot, promised_)) {
+    Message r = MakeMessage(wire::Type::HEARTBEAT_REPLY, promised_);
+    r.ok = false;
+    Send(m.sender, std::move(r));
+    TryApply(m.ballot, m.commit_index);
+    return;
+  }
+  FollowLeader(m.ballot);
+  TryApply(m.ballot, m.commit_index);
+  MaybeCatchup(m.sender, m.commit_index);
+  Message r = MakeMessage(wire::Type::HEARTBEAT_REPLY, m.ballot);
+  r.ok = true;
+  r.applied_index = applied_;
+  r.commit_index = commit_index_;
+  Send(m.sender, std::move(r));
+}
+
+void Replica::Impl::HandleHeartbeatReply(const Message& m) {
+  if (role_ != Role::kLeader || !m.ok || !Same(m.ballot, ballot_)) return;
+  progress_[m.sender] = std::max(progress_[m.sender], m.applied_index);
+}
+
+// Applies slots up to `commit` that hold ballot `b`'s value. The leader of
+// `b` said those slots are chosen; a value of another ballot there may not be
+// the chosen one, so the walk stops at it (catch-up fills the rest).
+void Replica::Impl::TryApply(const Ballot& b, int64_t commit) {
+  commit_index_ = std::max(commit_index_, commit);
+  while (applied_ < commit) {
+    auto it = accepted_.find(applied_ + 1);
+    if (it == accepted_.end() || !Same(it->second.ballot, b)) break;
+    Apply(it->first, it->second.value);
+  }
+}
+
+void Replica::Impl::Apply(int64_t slot, const std::string& value) {
+  applied_ = slot;
+  commit_index_ = std::max(commit_index_, slot);
+  chosen_[slot] = value;
+  fx_.applies.emplace_back(slot, value);
+  CheckRecovered();
+}
+
+void Replica::Impl::Install(int64_t index, const std::string& image) {
+  log_->info("install snapshot id={} index={} (applied {})", id_, index, applied_);
+  applied_ = index;
+  commit_index_ = std::max(commit_index_, index);
+  snapshot_index_ = index;
+  snapshot_ = image;
+  accepted_.erase(accepted_.begin(), accepted_.upper_bound(index));
+  chosen_.erase(chosen_.begin(), chosen_.upper_bound(index));
+  fx_.applies.clear();  // all at or below `index`: the image supersedes them
+  fx_.install = std::make_pair(index, image);
+}
+
+// Asks `to` for chosen slots after our applied index when we know of chosen
+// slots beyond it; at most once per heartbeat unless we progressed.
+void Replica::Impl::MaybeCatchup(int to, int64_t target) {
+  if (role_ == Role::kLeader || applied_ >= target || to == id_ || to == 0) return;
+  const int64_t from = applied_ + 1;
+  if (from == last_catchup_from_ && now_ - last_catchup_at_ < opt_.heartbeat) return;
+  last_catchup_from_ = from;
+  last_catchup_at_ = now_;
+  Message m = MakeMessage(wire::Type::CATCHUP_REQUEST, promised_);
+  m.from_slot = from;
+  m.applied_index = applied_;
+  Send(to, std::move(m));
+}
+
+void Replica::Impl::HandleCatchupRequest(const Message& m) {
+  // Any replica may answer from what it applied: applied values are chosen.
+  Message r = MakeMessage(wire::Type::CATCHUP_REPLY,
+                          role_ == Role::kLeader ? ballot_ : promised_);
+  r.commit_index = role_ == Role::kLeader ? leader_commit_ : commit_index_;
+  int64_t from = std::max<int64_t>(m.from_slot, 1);
+  if (from <= snapshot_index_) {
+    r.__set_snapshot(snapshot_);
+    r.snapshot_index = snapshot_index_;
+    from = snapshot_index_ + 1;
+  }
+  const size_t batch = std::max<size_t>(opt_.catchup_batch, 1);
+  for (int64_t s = from; s <= applied_ && r.entries.size() < batch; ++s) {
+    auto it = chosen_.find(s);
+    if (it == chosen_.end()) break;
+    r.entries.push_back(MakeEntry(s, r.ballot, it->second));
+  }
+  if (!r.__isset.snapshot && r.entries.empty()) return;
+  r.applied_index = applied_;
+  Send(m.sender, std::move(r));
+}
+
+void Replica::Impl::HandleCatchupReply(const Message& m) {
+  if (role_ == Role::kLeader) return;
+  const int64_t before = applied_;
+  if (m.__isset.snapshot && m.snapshot_index > applied_) Install(m.snapshot_index, m.snapshot);
+  std::vector<Entry> writes;
+  for (const Entry& e : m.entries) {
+    if (e.slot <= applied_) continue;
+    if (e.slot != applied_ + 1) break;
+    // Keep the chosen value as an accepted one so a restart still has it;
+    // never lower a ballot we hold (a phase 1 may rely on it).
+    auto it = accepted_.find(e.slot);
+    if (it == accepted_.end() || Less(it->second.ballot, m.ballot)) {
+      Entry ne = MakeEntry(e.slot, m.ballot, e.value);
+      accepted_[e.slot] = ne;
+      writes.push_back(std::move(ne));
+    }
+    Apply(e.slot, e.value);
+  }
+  if (!writes.empty()) NewPersist(std::nullopt, std::move(writes));
+  // m.commit_index is only a hint here (the responder may not lead): use it
+  // to decide whether to ask again, never to apply our own entries.
+  if (applied_ > before) MaybeCatchup(m.sender, std::max(commit_index_, m.commit_index));
+}
+
+// ---------------------------------------------------------------- Replica
+
+Replica::Replica(int id, std::vector<int> members, Options options, DurableState recovered,
+                 int64_t applied_index)
+    : impl_(std::make_unique<Impl>(id, std::move(members), options, std::move(recovered),
+                                   applied_index)) {}
+Replica::~Replica() = default;
+
+void Replica::OnMessage(const Message& m, Micros now) { impl_->OnMessage(m, now); }
+void Replica::OnPersisted(uint64_t token, Micros now) { impl_->OnPersisted(token, now); }
+void Replica::Tick(Micros now) { impl_->Tick(now); }
+bool Replica::Propose(std::string value, Micros now) { return impl_->Propose(std::move(value), now); }
+void Replica::Compacted(int64_t index, std::string image) {
+  impl_->Compacted(index, std::move(image));
+}
+Effects Replica::TakeEffects() { return impl_->TakeEffects(); }
+int Replica::id() const { return impl_->id(); }
+bool Replica::is_leader() const { return impl_->is_leader(); }
+int Replica::leader_id() const { return impl_->leader_id(); }
+int64_t Replica::epoch() const { return impl_->epoch(); }
+int64_t Replica::commit_index() const { return impl_->commit_index(); }
+int64_t Replica::applied_index() const { return impl_->applied_index(); }
+std::map<int, int64_t> Replica::progress() const { return impl_->progress(); }
+
+}  // namespace txc::paxos

@@ -1,0 +1,734 @@
+// Tests of paxos::Replica: single-core checks of the acceptor's promises and
+// the learner's rules, then whole-cluster runs on the deterministic harness
+// (tests/support/paxos_harness.h), which checks agreement, in-order apply,
+// validity and one-leader-per-round after every step.
+
+#include "coordinator/paxos/replica.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "common/log.h"
+#include "tests/support/paxos_harness.h"
+
+namespace txc::paxos {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using testing::PaxosCluster;
+using Type = wire::Type;
+
+Ballot B(int64_t round, int replica) {
+  Ballot b;
+  b.round = round;
+  b.replica = replica;
+  return b;
+}
+
+Entry E(int64_t slot, Ballot ballot, std::string value) {
+  Entry e;
+  e.slot = slot;
+  e.ballot = ballot;
+  e.value = std::move(value);
+  return e;
+}
+
+Message Msg(Type::type type, int from, int to, Ballot ballot) {
+  Message m;
+  m.type = type;
+  m.sender = from;
+  m.receiver = to;
+  m.ballot = ballot;
+  return m;
+}
+
+std::vector<Outgoing> SendsOfType(const Effects& fx, Type::type t) {
+  std::vector<Outgoing> out;
+  for (const Outgoing& o : fx.sends) {
+    if (o.msg.type == t) out.push_back(o);
+  }
+  return out;
+}
+
+Options FastOptions() {
+  Options o;
+  o.heartbeat = 50 * kMillis;
+  o.election_min = 300 * kMillis;
+  o.election_max = 600 * kMillis;
+  o.max_inflight = 16;
+  o.catchup_batch = 16;
+  return o;
+}
+
+class PaxosTest : public ::testing::Test {
+ protected:
+  void SetUp() override { SetLogLevel("warn"); }
+};
+
+// ------------------------------------------------------------ single core
+
+TEST_F(PaxosTest, BallotsOrderByRoundThenReplica) {
+  // Inside txc::paxos `a < b` is ambiguous (Thrift declares a member
+  // operator<, replica.h a free one); std::less and the free function work.
+  const std::less<Ballot> less;
+  EXPECT_TRUE(less(B(1, 3), B(2, 1)));
+  EXPECT_TRUE(less(B(2, 1), B(2, 3)));
+  EXPECT_FALSE(less(B(2, 3), B(2, 3)));
+  EXPECT_FALSE(less(B(3, 1), B(2, 9)));
+  EXPECT_TRUE(txc::paxos::operator<(B(2, 1), B(2, 3)));
+  EXPECT_FALSE(txc::paxos::operator<(B(2, 3), B(2, 1)));
+}
+
+TEST_F(PaxosTest, PromiseLeavesOnlyAfterItIsDurable) {
+  Replica r(1, {1, 2, 3}, FastOptions(), DurableState{}, 0);
+  Message prepare = Msg(Type::PREPARE, 2, 1, B(5, 2));
+  prepare.from_slot = 1;
+  r.OnMessage(prepare, 0);
+  Effects fx = r.TakeEffects();
+  ASSERT_EQ(fx.persists.size(), 1u);
+  ASSERT_TRUE(fx.persists[0].promised.has_value());
+  EXPECT_EQ(fx.persists[0].promised->round, 5);
+  EXPECT_THAT(SendsOfType(fx, Type::PROMISE), IsEmpty());
+
+  r.OnPersisted(fx.persists[0].token, 1);
+  fx = r.TakeEffects();
+  auto promises = SendsOfType(fx, Type::PROMISE);
+  ASSERT_EQ(promises.size(), 1u);
+  EXPECT_EQ(promises[0].to, 2);
+  EXPECT_TRUE(promises[0].msg.ok);
+  EXPECT_EQ(promises[0].msg.ballot.round, 5);
+}
+
+TEST_F(PaxosTest, AcceptedLeavesOnlyAfterTheValueIsDurable) {
+  Replica r(1, {1, 2, 3}, FastOptions(), DurableState{}, 0);
+  Message accept = Msg(Type::ACCEPT, 2, 1, B(1, 2));
+  accept.entries = {E(1, B(1, 2), "x")};
+  r.OnMessage(accept, 0);
+  Effects fx = r.TakeEffects();
+  ASSERT_EQ(fx.persists.size(), 1u);
+  ASSERT_EQ(fx.persists[0].entries.size(), 1u);
+  EXPECT_EQ(fx.persists[0].entries[0].value, "x");
+  EXPECT_THAT(SendsOfType(fx, Type::ACCEPTED), IsEmpty());
+  // A duplicate before the write is durable must not be acknowledged early either.
+  r.OnMessage(accept, 1);
+  EXPECT_THAT(SendsOfType(r.TakeEffects(), Type::ACCEPTED), IsEmpty());
+
+  r.OnPersisted(fx.persists[0].token, 2);
+  auto acks = SendsOfType(r.TakeEffects(), Type::ACCEPTED);
+  ASSERT_EQ(acks.size(), 2u);
+  EXPECT_TRUE(acks[0].msg.ok);
+  ASSERT_EQ(acks[0].msg.entries.size(), 1u);
+  EXPECT_EQ(acks[0].msg.entries[0].slot, 1);
+}
+
+TEST_F(PaxosTest, RestartedAcceptorKeepsItsPromise) {
+  DurableState disk;
+  {
+    Replica r(1, {1, 2, 3}, FastOptions(), DurableState{}, 0);
+    Message prepare = Msg(Type::PREPARE, 2, 1, B(5, 2));
+    prepare.from_slot = 1;
+    r.OnMessage(prepare, 0);
+    Effects fx = r.TakeEffects();
+    ASSERT_EQ(fx.persists.size(), 1u);
+    disk.promised = *fx.persists[0].promised;
+    r.OnPersisted(fx.persists[0].token, 1);
+    ASSERT_EQ(SendsOfType(r.TakeEffects(), Type::PROMISE).size(), 1u);
+  }  // crash
+
+  Replica r(1, {1, 2, 3}, FastOptions(), disk, 0);
+  Message lower = Msg(Type::PREPARE, 3, 1, B(4, 3));
+  lower.from_slot = 1;
+  r.OnMessage(lower, 10);
+  Effects fx = r.TakeEffects();
+  EXPECT_THAT(fx.persists, IsEmpty());
+  auto refusals = SendsOfType(fx, Type::PROMISE);
+  ASSERT_EQ(refusals.size(), 1u);
+  EXPECT_FALSE(refusals[0].msg.ok);
+  EXPECT_EQ(refusals[0].msg.ballot.round, 5);
+  EXPECT_EQ(refusals[0].msg.ballot.replica, 2);
+
+  // Strict on rounds: another replica's ballot of the same round is refused too.
+  Message same_round = Msg(Type::PREPARE, 3, 1, B(5, 3));
+  same_round.from_slot = 1;
+  r.OnMessage(same_round, 11);
+  refusals = SendsOfType(r.TakeEffects(), Type::PROMISE);
+  ASSERT_EQ(refusals.size(), 1u);
+  EXPECT_FALSE(refusals[0].msg.ok);
+
+  // And a value of a lower ballot is not accepted.
+  Message accept = Msg(Type::ACCEPT, 3, 1, B(4, 3));
+  accept.entries = {E(1, B(4, 3), "stale")};
+  r.OnMessage(accept, 12);
+  fx = r.TakeEffects();
+  EXPECT_THAT(fx.persists, IsEmpty());
+  auto acks = SendsOfType(fx, Type::ACCEPTED);
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_FALSE(acks[0].msg.ok);
+  EXPECT_EQ(acks[0].msg.ballot.round, 5);
+}
+
+TEST_F(PaxosTest, PromiseReportsAcceptedValuesFromTheRequestedSlot) {
+  DurableState disk;
+  disk.promised = B(2, 2);
+  disk.accepted[3] = E(3, B(2, 2), "c");
+  disk.accepted[4] = E(4, B(1, 3), "d");
+  disk.accepted[1] = E(1, B(1, 3), "a");
+  Replica r(1, {1, 2, 3}, FastOptions(), disk, 0);
+  Message prepare = Msg(Type::PREPARE, 3, 1, B(3, 3));
+  prepare.from_slot = 2;
+  r.OnMessage(prepare, 0);
+  Effects fx = r.TakeEffects();
+  r.OnPersisted(fx.persists.at(0).token, 1);
+  auto promises = SendsOfType(r.TakeEffects(), Type::PROMISE);
+  ASSERT_EQ(promises.size(), 1u);
+  ASSERT_EQ(promises[0].msg.entries.size(), 2u);
+  EXPECT_EQ(promises[0].msg.entries[0].slot, 3);
+  EXPECT_EQ(promises[0].msg.entries[0].value, "c");
+  EXPECT_EQ(promises[0].msg.entries[1].slot, 4);
+  EXPECT_EQ(promises[0].msg.entries[1].ballot.round, 1);
+}
+
+TEST_F(PaxosTest, FollowerAppliesOnlyValuesOfTheCommittingLeadersBallot) {
+  DurableState disk;
+  disk.promised = B(1, 2);
+  disk.accepted[1] = E(1, B(1, 2), "maybe-not-chosen");
+  Replica r(1, {1, 2, 3}, FastOptions(), disk, 0);
+  // Leader 3 (round 2) says slot 1 is chosen; our value there is round 1's.
+  Message hb = Msg(Type::HEARTBEAT, 3, 1, B(2, 3));
+  hb.commit_index = 1;
+  r.OnMessage(hb, 0);
+  Effects fx = r.TakeEffects();
+  EXPECT_THAT(fx.applies, IsEmpty());
+  EXPECT_EQ(r.applied_index(), 0);
+  EXPECT_EQ(r.leader_id(), 3);
+  auto requests = SendsOfType(fx, Type::CATCHUP_REQUEST);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].to, 3);
+  EXPECT_EQ(requests[0].msg.from_slot, 1);
+
+  Message reply = Msg(Type::CATCHUP_REPLY, 3, 1, B(2, 3));
+  reply.entries = {E(1, B(2, 3), "chosen")};
+  reply.commit_index = 1;
+  r.OnMessage(reply, 1);
+  fx = r.TakeEffects();
+  ASSERT_EQ(fx.applies.size(), 1u);
+  EXPECT_EQ(fx.applies[0], std::make_pair(int64_t{1}, std::string("chosen")));
+  // Kept as an accepted value so a restart still has it.
+  ASSERT_EQ(fx.persists.size(), 1u);
+  EXPECT_EQ(fx.persists[0].entries.at(0).value, "chosen");
+
+  // With the leader's own ballot the commit index alone is enough.
+  Message accept = Msg(Type::ACCEPT, 3, 1, B(2, 3));
+  accept.entries = {E(2, B(2, 3), "two")};
+  r.OnMessage(accept, 2);
+  EXPECT_THAT(r.TakeEffects().applies, IsEmpty());  // not known chosen yet
+  hb.commit_index = 2;
+  r.OnMessage(hb, 3);
+  fx = r.TakeEffects();
+  ASSERT_EQ(fx.applies.size(), 1u);
+  EXPECT_EQ(fx.applies[0].second, "two");
+}
+
+TEST_F(PaxosTest, CandidateCountsItsOwnPromiseOnlyOnceDurable) {
+  const Options o = FastOptions();
+  Replica r(1, {1, 2, 3}, o, DurableState{}, 0);
+  r.Tick(0);
+  EXPECT_THAT(r.TakeEffects().sends, IsEmpty());
+  r.Tick(o.election_max);  // heard no leader: pre-vote, nothing durable changes
+  Effects fx = r.TakeEffects();
+  EXPECT_THAT(fx.persists, IsEmpty());
+  auto prevotes = SendsOfType(fx, Type::PREVOTE);
+  ASSERT_EQ(prevotes.size(), 2u);
+  const Ballot b = prevotes[0].msg.ballot;
+  EXPECT_EQ(b.round, 1);
+  EXPECT_EQ(b.replica, 1);
+
+  Message grant = Msg(Type::PREVOTE_REPLY, 2, 1, b);
+  grant.ok = true;
+  r.OnMessage(grant, o.election_max + 1);
+  fx = r.TakeEffects();
+  ASSERT_EQ(fx.persists.size(), 1u);
+  ASSERT_TRUE(fx.persists[0].promised.has_value());
+  EXPECT_EQ(fx.persists[0].promised->round, 1);
+  EXPECT_EQ(SendsOfType(fx, Type::PREPARE).size(), 2u);
+
+  Message promise = Msg(Type::PROMISE, 2, 1, b);
+  promise.ok = true;
+  r.OnMessage(promise, o.election_max + 2);
+  EXPECT_FALSE(r.is_leader());  // 1 of 3 so far: its own promise is not durable yet
+  r.TakeEffects();
+  r.OnPersisted(fx.persists[0].token, o.election_max + 3);
+  EXPECT_TRUE(r.is_leader());
+  EXPECT_EQ(r.epoch(), 1);
+  fx = r.TakeEffects();
+  EXPECT_EQ(fx.leader_recovered, std::optional<int64_t>(1));  // nothing to recover
+  EXPECT_EQ(SendsOfType(fx, Type::HEARTBEAT).size(), 2u);
+}
+
+TEST_F(PaxosTest, LeaderIgnoresPrevoteButStepsDownOnHigherBallot) {
+  PaxosCluster c(3, FastOptions(), 1);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int64_t epoch = c.replica(l).epoch();
+  const int other = l == 1 ? 2 : 1;
+  Message prevote = Msg(Type::PREVOTE, other, l, B(epoch + 10, other));
+  prevote.applied_index = 1000;
+  c.replica(l).OnMessage(prevote, c.now());
+  Effects fx = c.replica(l).TakeEffects();
+  EXPECT_TRUE(c.replica(l).is_leader());
+  EXPECT_FALSE(fx.stepped_down);
+  auto replies = SendsOfType(fx, Type::PREVOTE_REPLY);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_FALSE(replies[0].msg.ok);
+
+  Message hb = Msg(Type::HEARTBEAT, other, l, B(epoch + 1, other));
+  c.replica(l).OnMessage(hb, c.now());
+  fx = c.replica(l).TakeEffects();
+  EXPECT_FALSE(c.replica(l).is_leader());
+  EXPECT_TRUE(fx.stepped_down);
+  EXPECT_FALSE(c.replica(l).Propose("x", c.now()));
+}
+
+// ------------------------------------------------------------ cluster
+
+TEST_F(PaxosTest, ElectsOneLeaderAndAppliesValuesInOrderEverywhere) {
+  PaxosCluster c(3, FastOptions(), 7);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  EXPECT_GE(c.replica(l).epoch(), 1);
+  for (int id : c.members()) {
+    if (id != l) {
+      EXPECT_EQ(c.replica(id).leader_id(), l) << id;
+    }
+  }
+  ASSERT_TRUE(c.Propose(l, "a"));
+  ASSERT_TRUE(c.Propose(l, "b"));
+  ASSERT_TRUE(c.Propose(l, "c"));
+  for (int id : c.members()) {
+    if (id != l) {
+      EXPECT_FALSE(c.Propose(id, "not-leader")) << id;
+    }
+  }
+  c.RunFor(200 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  ASSERT_TRUE(c.Converged(3));
+  for (int id : c.members()) {
+    EXPECT_THAT(c.node(id).sm, ElementsAre("a", "b", "c")) << id;
+    EXPECT_EQ(c.replica(id).commit_index(), 3) << id;
+    EXPECT_EQ(c.replica(id).applied_index(), 3) << id;
+  }
+  std::map<int, int64_t> progress = c.replica(l).progress();
+  for (int id : c.members()) EXPECT_EQ(progress[id], 3) << id;
+}
+
+TEST_F(PaxosTest, ManyProposalsAreBatchedWithinTheWindow) {
+  Options o = FastOptions();
+  o.max_inflight = 8;
+  PaxosCluster c(5, o, 11);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int accepts_before = c.sent(Type::ACCEPT);
+  const int entries_before = c.accept_entries();
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(c.Propose(l, "p" + std::to_string(i)));
+  c.RunFor(1 * kSeconds);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  ASSERT_TRUE(c.Converged(1000));
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(c.node(l).sm[i], "p" + std::to_string(i));
+  // Never more than the window beyond what the leader applied...
+  EXPECT_LE(c.max_accept_lead(), 8);
+  // ...and many values per ACCEPT rather than one.
+  const int accepts = c.sent(Type::ACCEPT) - accepts_before;
+  const int entries = c.accept_entries() - entries_before;
+  EXPECT_EQ(entries, 1000 * 4);
+  EXPECT_LT(accepts * 3, entries) << accepts << " ACCEPTs for " << entries << " entries";
+}
+
+TEST_F(PaxosTest, NewLeaderAfterCrashKeepsChosenValuesWithAHigherRound) {
+  PaxosCluster c(3, FastOptions(), 3);
+  const int l1 = c.WaitLeader();
+  ASSERT_NE(l1, 0);
+  for (int i = 0; i < 20; ++i) c.Propose(l1, "x" + std::to_string(i));
+  c.RunFor(100 * kMillis);
+  ASSERT_TRUE(c.Converged(20));
+  const int64_t round1 = c.replica(l1).epoch();
+
+  c.Crash(l1);
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  EXPECT_NE(l2, l1);
+  EXPECT_GT(c.replica(l2).epoch(), round1);
+  c.Propose(l2, "after");
+  c.RunFor(100 * kMillis);
+  c.Restart(l1);
+  c.RunFor(1 * kSeconds);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  ASSERT_TRUE(c.Converged(21));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(c.node(l1).sm[i], "x" + std::to_string(i));
+  EXPECT_EQ(c.node(l1).sm.back(), "after");
+}
+
+// A value that reached one acceptor besides the crashed leader: with that
+// acceptor in the next quorum it must be chosen (it is the highest-ballot
+// value there), without it it must not be; either way, everywhere alike.
+class MinorityValueTest : public PaxosTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(MinorityValueTest, IsChosenEverywhereOrNowhere) {
+  const bool witness_in_quorum = GetParam();
+  PaxosCluster c(5, FastOptions(), 21);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  c.Propose(l, "before");
+  c.RunFor(50 * kMillis);
+  ASSERT_TRUE(c.Converged(1));
+
+  std::vector<int> others;
+  for (int id : c.members()) {
+    if (id != l) others.push_back(id);
+  }
+  const int witness = others[0];
+  c.Propose(l, "X");
+  c.DropIf([&](const testing::PaxosEnvelope& e) { return e.to != witness; });
+  c.Settle();
+  c.Crash(l);
+  ASSERT_EQ(c.node(witness).accepted.count(2), 1u);
+  EXPECT_EQ(c.node(witness).accepted.at(2).value, "X");
+  if (witness_in_quorum) {
+    c.Crash(others[3]);  // the quorum of 3 among the 3 left includes the witness
+  } else {
+    c.Crash(witness);
+  }
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  c.Propose(l2, "later");
+  c.RunFor(200 * kMillis);
+  c.Restart(l);
+  c.Restart(witness);
+  c.Restart(others[3]);
+  c.RunFor(2 * kSeconds);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  ASSERT_TRUE(c.Converged(2));
+  const auto& log = c.node(1).sm;
+  const bool chosen = std::find(log.begin(), log.end(), "X") != log.end();
+  EXPECT_EQ(chosen, witness_in_quorum);
+  if (chosen) {
+    EXPECT_EQ(log[1], "X");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Witness, MinorityValueTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "InQuorum" : "Absent"; });
+
+TEST_F(PaxosTest, RecoveryAdoptsTheValueOfTheHighestBallot) {
+  PaxosCluster c(3, FastOptions(), 29);
+  const int l1 = c.WaitLeader();
+  ASSERT_NE(l1, 0);
+  c.Propose(l1, "before");
+  c.RunFor(50 * kMillis);
+  ASSERT_TRUE(c.Converged(1));
+  const int64_t slot = 2;
+
+  // Round 1's leader accepts "x" at slot 2 alone, then dies.
+  c.Propose(l1, "x");
+  c.DropIf([](const testing::PaxosEnvelope&) { return true; });
+  c.Sync(l1);
+  c.Crash(l1);
+  ASSERT_EQ(c.node(l1).accepted.at(slot).value, "x");
+
+  // The next leader gets "y" chosen at slot 2 by itself and one acceptor,
+  // and dies before the acceptor learns that it was chosen.
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  const int acceptor = 6 - l1 - l2;
+  c.Propose(l2, "y");
+  c.Settle();
+  ASSERT_EQ(c.node(l2).sm.size(), 2u);
+  ASSERT_EQ(c.node(l2).sm[1], "y");
+  ASSERT_EQ(c.node(acceptor).sm.size(), 1u);
+  c.Crash(l2);
+
+  // The quorum left reports "x" (round of l1) and "y" (higher round of l2).
+  c.Restart(l1);
+  const int l3 = c.WaitLeader();
+  ASSERT_NE(l3, 0);
+  c.Restart(l2);
+  c.RunFor(500 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  ASSERT_TRUE(c.Converged(2));
+  EXPECT_EQ(c.node(l1).sm[1], "y");
+}
+
+TEST_F(PaxosTest, GapsLeftByACrashedLeaderAreFilledWithNoOps) {
+  PaxosCluster c(3, FastOptions(), 5);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int64_t base = c.replica(l).applied_index();
+  c.Propose(l, "lost");  // slot base+1: its ACCEPTs are lost
+  c.DropIf([](const testing::PaxosEnvelope&) { return true; });
+  c.Propose(l, "kept");  // slot base+2: reaches one follower
+  const int a = l == 1 ? 2 : 1;
+  c.DropIf([&](const testing::PaxosEnvelope& e) { return e.to != a; });
+  c.Settle();
+  c.Crash(l);  // before any heartbeat could resend slot base+1
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  c.RunFor(100 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  for (int id : c.members()) {
+    if (id == l) continue;
+    const auto& sm = c.node(id).sm;
+    ASSERT_GE(static_cast<int64_t>(sm.size()), base + 2) << id;
+    EXPECT_EQ(sm[base], "") << id;
+    EXPECT_EQ(sm[base + 1], "kept") << id;
+  }
+  c.Restart(l);
+  c.RunFor(1 * kSeconds);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_TRUE(c.Converged(base + 2));
+}
+
+TEST_F(PaxosTest, OneWayPartitionDoesNotDeposeAHealthyLeader) {
+  PaxosCluster c(3, FastOptions(), 9);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int64_t epoch = c.replica(l).epoch();
+  const int deaf = l == 3 ? 2 : 3;
+  c.Block(l, deaf);  // it can still send to everyone
+  const int prepares_before = c.sent_by(deaf, Type::PREPARE);
+  for (int i = 0; i < 50; ++i) {
+    c.Propose(l, "v" + std::to_string(i));
+    c.RunFor(100 * kMillis);
+    ASSERT_EQ(c.Leader(), l) << "after " << i * 100 << " ms";
+  }
+  EXPECT_TRUE(c.replica(l).is_leader());
+  EXPECT_EQ(c.replica(l).epoch(), epoch);
+  EXPECT_EQ(c.node(l).stepped_down, 0);
+  EXPECT_GT(c.sent_by(deaf, Type::PREVOTE), 0);  // it did try
+  EXPECT_EQ(c.sent_by(deaf, Type::PREPARE), prepares_before);
+  EXPECT_THAT(c.violations(), IsEmpty());
+
+  c.HealNetwork();
+  c.RunFor(1 * kSeconds);
+  EXPECT_TRUE(c.Converged(50));
+}
+
+TEST_F(PaxosTest, LeaderCutOffFromItsMajorityStepsDownAndIsReplaced) {
+  PaxosCluster c(5, FastOptions(), 13);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int64_t epoch = c.replica(l).epoch();
+  c.Isolate(l);
+  c.RunFor(FastOptions().election_max + 100 * kMillis);
+  EXPECT_FALSE(c.replica(l).is_leader());
+  EXPECT_EQ(c.node(l).stepped_down, 1);
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  EXPECT_NE(l2, l);
+  EXPECT_GT(c.replica(l2).epoch(), epoch);
+  c.Propose(l2, "new");
+  c.HealNetwork();
+  c.RunFor(1 * kSeconds);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_TRUE(c.Converged(1));
+  EXPECT_EQ(c.node(l).sm.back(), "new");
+}
+
+TEST_F(PaxosTest, LaggingReplicaCatchesUpByCatchupRequests) {
+  PaxosCluster c(3, FastOptions(), 17);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int lagging = l == 1 ? 2 : 1;
+  c.Isolate(lagging);
+  for (int i = 0; i < 100; ++i) c.Propose(l, "v" + std::to_string(i));
+  c.RunFor(200 * kMillis);
+  EXPECT_EQ(c.replica(lagging).applied_index(), 0);
+  EXPECT_EQ(c.node(l).sm.size(), 100u);
+  const int replies_before = c.sent(Type::CATCHUP_REPLY);
+  c.HealNetwork();
+  c.RunFor(500 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_TRUE(c.Converged(100));
+  // Chosen slots are never re-sent as ACCEPTs: only catch-up can bring them,
+  // in batches of catchup_batch (16).
+  EXPECT_GE(c.sent(Type::CATCHUP_REPLY) - replies_before, 100 / 16);
+  EXPECT_EQ(c.node(lagging).installs, 0);
+}
+
+TEST_F(PaxosTest, LaggingReplicaInstallsTheSnapshotAfterTheLeaderCompacted) {
+  PaxosCluster c(3, FastOptions(), 19);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int lagging = l == 1 ? 2 : 1;
+  c.Isolate(lagging);
+  for (int i = 0; i < 40; ++i) c.Propose(l, "v" + std::to_string(i));
+  c.RunFor(200 * kMillis);
+  for (int id : c.members()) {
+    if (id != lagging) c.Compact(id);
+  }
+  for (int i = 40; i < 50; ++i) c.Propose(l, "v" + std::to_string(i));
+  c.RunFor(100 * kMillis);
+  c.HealNetwork();
+  c.RunFor(500 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_EQ(c.node(lagging).installs, 1);
+  EXPECT_TRUE(c.Converged(50));
+  // It goes on applying after the image.
+  c.Propose(l, "tail");
+  c.RunFor(100 * kMillis);
+  EXPECT_EQ(c.node(lagging).sm.back(), "tail");
+  // And a restart from the installed snapshot loses nothing.
+  c.Crash(lagging);
+  c.Restart(lagging);
+  c.RunFor(500 * kMillis);
+  EXPECT_TRUE(c.Converged(51));
+  EXPECT_THAT(c.violations(), IsEmpty());
+}
+
+TEST_F(PaxosTest, CandidateBehindACompactedQuorumInstallsTheSnapshotFromAPromise) {
+  PaxosCluster c(3, FastOptions(), 23);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int lagging = l == 1 ? 2 : 1;
+  const int third = 6 - l - lagging;
+  c.Isolate(lagging);
+  for (int i = 0; i < 30; ++i) c.Propose(l, "v" + std::to_string(i));
+  c.RunFor(200 * kMillis);
+  c.Compact(l);
+  c.Compact(third);
+  // The leader dies; only the lagging replica and the compacted third are left.
+  c.Crash(l);
+  c.HealNetwork();
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  c.Propose(l2, "next");
+  c.RunFor(300 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_EQ(c.node(lagging).sm.size(), 31u);
+  EXPECT_EQ(c.node(third).sm, c.node(lagging).sm);
+  EXPECT_EQ(c.node(lagging).sm.back(), "next");
+}
+
+TEST_F(PaxosTest, SimultaneousCandidatesOfOneRoundElectAtMostOneLeader) {
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    PaxosCluster c(5, FastOptions(), seed);
+    c.Tick();  // timers start
+    c.Advance(FastOptions().election_max);  // every timeout has passed: all five pre-vote now
+    ASSERT_EQ(c.sent(Type::PREVOTE), 5 * 4);
+    // Deliver in a seeded random order, one message at a time.
+    for (int step = 0; step < 2000 && !c.network().empty(); ++step) {
+      c.DeliverAt(c.Rand(c.network().size()));
+      for (int id : c.members()) c.Sync(id, c.Rand(2));
+    }
+    c.SyncAll();
+    c.Settle();
+    EXPECT_THAT(c.violations(), IsEmpty()) << "seed " << seed;
+    int leaders = 0;
+    for (int id : c.members()) leaders += c.replica(id).is_leader() ? 1 : 0;
+    EXPECT_LE(leaders, 1) << "seed " << seed;
+    // And the group does settle on a leader.
+    EXPECT_NE(c.WaitLeader(), 0) << "seed " << seed;
+  }
+}
+
+// Random drops, duplicates, reordering, one-way partitions, crashes with
+// partially written disks, compactions and installs; agreement, order,
+// validity and one-leader-per-round are checked after every step. Then the
+// faults stop and the group must converge and keep choosing values.
+struct FuzzProfile {
+  const char* name;
+  Options options;
+  PaxosCluster::Faults faults;
+  int seeds;
+  int steps;
+};
+
+FuzzProfile Steady() {
+  FuzzProfile p{"Steady", FastOptions(), {}, 200, 1000};
+  p.faults.crash = 0.02;
+  p.faults.crash_leader = 0.005;
+  p.faults.isolate = 0.01;
+  return p;
+}
+
+// Election timeouts close to message delays: constant elections, duelling
+// candidates, stale ACCEPTs from deposed leaders arriving late.
+FuzzProfile Turbulent() {
+  FuzzProfile p{"Turbulent", FastOptions(), {}, 200, 600};
+  p.options.heartbeat = 10 * kMillis;
+  p.options.election_min = 40 * kMillis;
+  p.options.election_max = 80 * kMillis;
+  p.options.max_inflight = 4;
+  p.options.catchup_batch = 4;
+  p.faults.drop = 0.1;
+  p.faults.duplicate = 0.05;
+  p.faults.delay = 0.5;
+  p.faults.crash = 0.03;
+  p.faults.crash_leader = 0.01;
+  p.faults.restart = 0.1;
+  p.faults.partition = 0.05;
+  p.faults.heal = 0.03;
+  p.faults.isolate = 0.02;
+  p.faults.propose = 0.5;
+  p.faults.max_proposals = 3;
+  p.faults.compact = 0.05;
+  return p;
+}
+
+void PrintTo(const FuzzProfile& p, std::ostream* os) { *os << p.name; }
+
+class PaxosFuzzTest : public PaxosTest, public ::testing::WithParamInterface<FuzzProfile> {};
+
+TEST_P(PaxosFuzzTest, RandomizedFaultsNeverBreakAgreement) {
+  const FuzzProfile& p = GetParam();
+  int total_rounds = 0;
+  int64_t total_slots = 0;
+  int total_installs = 0;
+  for (uint64_t seed = 1; seed <= static_cast<uint64_t>(p.seeds); ++seed) {
+    const int n = seed % 2 == 0 ? 5 : 3;
+    PaxosCluster c(n, p.options, seed);
+    for (int step = 0; step < p.steps && c.violations().empty(); ++step) c.ChaosStep(p.faults);
+    ASSERT_THAT(c.violations(), IsEmpty()) << "seed " << seed;
+
+    for (int id : c.members()) c.Restart(id);
+    c.HealNetwork();
+    // Like a client: propose until a value of ours is applied (a proposal
+    // may be lost when its leader steps down before it is chosen).
+    bool done = false;
+    for (int attempt = 0; attempt < 10 && !done; ++attempt) {
+      const int l = c.WaitLeader(20 * kSeconds);
+      ASSERT_NE(l, 0) << "seed " << seed << ": no leader after the faults stopped";
+      const std::string value = "final-" + std::to_string(seed) + "-" + std::to_string(attempt);
+      ASSERT_TRUE(c.Propose(l, value));
+      c.RunFor(1 * kSeconds);
+      const auto& log = c.node(l).sm;
+      done = std::find(log.begin(), log.end(), value) != log.end();
+    }
+    EXPECT_TRUE(done) << "seed " << seed;
+    c.RunFor(1 * kSeconds);
+    ASSERT_THAT(c.violations(), IsEmpty()) << "seed " << seed;
+    ASSERT_TRUE(c.Converged(1)) << "seed " << seed;
+    total_rounds += static_cast<int>(c.round_leaders().size());
+    total_slots += static_cast<int64_t>(c.chosen().size());
+    for (int id : c.members()) total_installs += c.node(id).installs;
+  }
+  // The faults must actually have exercised failover, logs and installs.
+  EXPECT_GT(total_rounds, p.seeds * 3 / 2);
+  EXPECT_GT(total_slots, 20 * p.seeds);
+  EXPECT_GT(total_installs, 0);
+  std::printf("fuzz %s: %d seeds x %d steps, %d leader rounds, %lld slots, %d installs\n", p.name,
+              p.seeds, p.steps, total_rounds, static_cast<long long>(total_slots), total_installs);
+}
+
+INSTANTIATE_TEST_SUITE_P(Profiles, PaxosFuzzTest, ::testing::Values(Steady(), Turbulent()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace txc::paxos
