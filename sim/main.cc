@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
       ("inject-bug", po::value<std::string>(), "switch on a deliberate bug (see --list-bugs)")
       ("list-bugs", po::bool_switch(), "print the names of the injectable bugs, one per line")
       ("keep-going", po::bool_switch(), "run every seed even after one found a violation")
-      ("jobs", po::value<int>()->default_value(1), "seeds run in parallel (output stays in seed order)")
+      ("jobs", po::value<int>()->default_value(0),
+       "seeds run in parallel threads, 0 = one per core (the output is the same for any value)")
       ("verbose", po::bool_switch(), "print one line per seed")
       ("stats", po::bool_switch(), "print wall time and simulated transactions per second (not deterministic)");
   po::variables_map vm;
@@ -109,9 +110,11 @@ int main(int argc, char** argv) {
   bool trace = vm["trace"].as<bool>();
   bool keep_going = vm["keep-going"].as<bool>();
   bool verbose = vm["verbose"].as<bool>();
-  int jobs = std::max(1, vm["jobs"].as<int>());
+  int jobs = vm["jobs"].as<int>();
+  if (jobs <= 0) jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
   const uint64_t n = hi - lo + 1;
+  jobs = static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(jobs), n));
   std::vector<SeedRun> runs(n);
   std::mutex mu;
   std::condition_variable cv;
