@@ -1,5 +1,7 @@
 #include "sim/checker.h"
 
+#include <algorithm>
+
 namespace txc::sim {
 
 namespace {
@@ -109,12 +111,22 @@ void Checker::OnApplied(int replica, uint64_t slot, const std::string& value) {
               world_->NodeName(replica) + " applied a value at slot " + std::to_string(slot) +
                   " that no replica proposed");
   }
+  uint64_t& through = applied_through_[replica];
+  through = std::max(through, slot);
   auto [it, inserted] = slots_.emplace(slot, value);
   if (!inserted && it->second != value) {
     Violation("agreement", nullptr,
               world_->NodeName(replica) + " applied a different value at slot " +
                   std::to_string(slot) + " than was applied there before (a chosen slot changed)");
   }
+}
+
+void Checker::OnReplayed(int replica, uint64_t last_slot) {
+  auto it = applied_through_.find(replica);
+  if (it == applied_through_.end() || it->second <= last_slot) return;
+  Violation("agreement", nullptr,
+            world_->NodeName(replica) + " applied slots up to " + std::to_string(it->second) +
+                " before it restarted, but its log now ends at slot " + std::to_string(last_slot));
 }
 
 // ---------------------------------------------------------------------- bank

@@ -57,6 +57,10 @@ class Checker {
   // The replicated log: a proposed value (one slot's batch) and an applied one.
   void OnProposed(const std::string& value);
   void OnApplied(int replica, uint64_t slot, const std::string& value);
+  // A replica finished replaying its log after a restart, up to `last_slot`:
+  // everything it applied before must be there again (a prefix-consistent
+  // continuation; slot values are compared by OnApplied).
+  void OnReplayed(int replica, uint64_t last_slot);
 
   // Invariant 6 at this instant; `txid` (may be null) is what just changed.
   void CheckBankSum(const char* when, const TxId* txid = nullptr);
@@ -95,6 +99,7 @@ class Checker {
 
   std::unordered_set<std::string> proposed_;
   std::map<uint64_t, std::string> slots_;
+  std::map<int, uint64_t> applied_through_;  // replica -> highest slot it applied
 };
 
 }  // namespace txc::sim

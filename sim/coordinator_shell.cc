@@ -59,6 +59,7 @@ void SimCoordinator::Boot() {
     c_->checker().OnApplied(node_, index, bytes);
     for (const proto::Command& cmd : *cmds) l->table.Apply(index, cmd);
   }
+  c_->checker().OnReplayed(node_, log_.empty() ? 0 : log_.back().first);
   l->next_index = std::max<uint64_t>(log_.empty() ? 0 : log_.back().first,
                                      l->table.applied_index()) + 1;
   w.Log(node_, "boot: replayed " + std::to_string(log_.size()) + " log records, epoch " +
