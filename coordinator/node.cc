@@ -86,8 +86,7 @@ Status CoordinatorNode::Start() {
     po.heartbeat = options_.heartbeat;
     po.election_min = options_.election_min;
     po.election_max = options_.election_max;
-    return Status::InvalidArgument("a replicated group (--peers) is not built in yet");  // PAXOS-PENDING
-    (void)po;
+    log_ = MakePaxosLog(io_, &server_, po);
   } else {
     LocalLogOptions lo;
     lo.path = options_.data_dir + "/coord.log";
