@@ -39,7 +39,7 @@ run() { # mode concurrency
   "$BIN/txagent" --listen 127.0.0.1:$bp --data "$d/b" --coordinator 127.0.0.1:$cp --resource bank_b=sqlite:$d/b.db --log-level warn 2>"$d/b.log" & PIDS+=($!); local b=$!
   wait_port $cp; wait_port $ap; wait_port $bp
   "$BIN/txbench" transfer --coordinator 127.0.0.1:$cp --agent bank_a=127.0.0.1:$ap --agent bank_b=127.0.0.1:$bp \
-    --accounts 10000 --concurrency "$2" --duration "${SECS}s" --mode "$1" --json 2>/dev/null
+    --accounts 10000 --concurrency "$2" --duration "${SECS}s" --mode "$1" --json >"$d/result.json" 2>"$d/bench.log" || true
   kill $c $a $b; wait $c $a $b 2>/dev/null || true
 }
 
@@ -50,9 +50,11 @@ echo "| mode | concurrency | committed/s | aborted/s | p50 ms | p99 ms | p999 ms
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for mode in oneshot interactive; do
   for c in 1 64; do
-    run "$mode" "$c" | python3 -c 'import json, sys
-r = json.loads(sys.stdin.read())
+    # Not in a pipeline: run's servers must be this shell's children, stopped by its trap.
+    run "$mode" "$c"
+    python3 -c 'import json, sys
+r = json.loads(open(sys.argv[1]).read())
 print("| %s | %d | %.0f | %.0f | %.2f | %.2f | %.2f |" % (r["mode"], r["concurrency"], r["committed_per_s"],
-      r["aborted_per_s"], r["p50_ms"], r["p99_ms"], r["p999_ms"]))'
+      r["aborted_per_s"], r["p50_ms"], r["p99_ms"], r["p999_ms"]))' "$WORK/run-$mode-$c/result.json"
   done
 done

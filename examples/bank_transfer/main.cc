@@ -7,6 +7,7 @@
 // Ends with: RESULT committed=N aborted=N total_before=N total_after=N invariant=held|BROKEN
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
@@ -70,6 +71,8 @@ struct Child {
     pid = fork();
     if (pid < 0) return false;
     if (pid == 0) {
+      // The children die with the demo, however it ends.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       dup2(fd, 1);
       dup2(fd, 2);
@@ -161,7 +164,8 @@ int main(int argc, char** argv) {
   }
   g_children = {&coord, &agents["bank_a"], &agents["bank_b"]};
   std::atexit(StopAll);
-  signal(SIGINT, [](int) { StopAll(); _exit(130); });
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, [](int) { StopAll(); _exit(130); });
+  signal(SIGPIPE, SIG_IGN);  // a closed stdout must not skip the clean-up
   for (Child* c : g_children) {
     if (!c->Start()) {
       std::fprintf(stderr, "could not start %s (see %s)\n", c->name.c_str(), c->log.c_str());
