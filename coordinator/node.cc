@@ -77,6 +77,12 @@ Status CoordinatorNode::Start() {
         reply(ListTxns(req));
       });
 
+  server_.Handle<paxos::wire::AppendRequest, paxos::wire::AppendResponse>(
+      "Append", [this](paxos::wire::AppendRequest req,
+                       rpc::RpcServer::Reply<paxos::wire::AppendResponse> reply) {
+        OnAppend(std::move(req), std::move(reply));
+      });
+
   if (options_.peers.size() > 1) {
     PaxosLogOptions po;
     po.self_id = options_.replica_id;
@@ -112,12 +118,14 @@ Status CoordinatorNode::Start() {
     if (driver_.serving()) Logger("coord")->info("stepping down; leader={}", hint.empty() ? "?" : hint);
     lead_epoch_ = 0;
     driver_.StepDown(hint);
+    FailAppends(hint.empty() ? Status::Unavailable("no leader") : Status::NotLeader(hint));
     Flush();
   };
   cb.failed = [this](const std::vector<proto::Command>& cmds, const Status& why) {
     if (why.code() == Status::kStorageFailed) storage_failed_ = true;
     for (const auto& c : cmds) driver_.OnProposalFailed(c, why, SteadyNowMicros());
     if (cmds.empty()) driver_.StepDown("");
+    FailAppends(why);
     Flush();
   };
   TXC_RETURN_IF_ERROR(log_->Start(std::move(cb)));
@@ -198,6 +206,17 @@ void CoordinatorNode::OnChosen(uint64_t index, const std::vector<proto::Command>
       }
       continue;
     }
+    if (c.type == proto::CommandType::NOOP && !c.who.empty()) {
+      auto it = appends_.find(std::strtoull(c.who.c_str(), nullptr, 10));
+      if (it != appends_.end() && c.who.find(':') != std::string::npos &&
+          c.who.substr(c.who.find(':') + 1) == std::to_string(options_.replica_id)) {
+        paxos::wire::AppendResponse r;
+        r.slot = static_cast<int64_t>(index);
+        it->second(std::move(r));
+        appends_.erase(it);
+      }
+      continue;
+    }
     if (!driver_.serving()) continue;
     driver_.OnApplied(c, now);
     if (c.type == proto::CommandType::DECIDE && c.outcome == proto::Outcome::COMMITTED) {
@@ -206,6 +225,45 @@ void CoordinatorNode::OnChosen(uint64_t index, const std::vector<proto::Command>
   }
   Flush();
   MaybeSnapshot();
+}
+
+void CoordinatorNode::OnAppend(paxos::wire::AppendRequest req,
+                               rpc::RpcServer::Reply<paxos::wire::AppendResponse> reply) {
+  if (!driver_.serving()) {
+    paxos::wire::AppendResponse r;
+    LogInfo info = log_->Info();
+    r.status.code = info.leader_address.empty() ? proto::Code::UNAVAILABLE : proto::Code::NOT_LEADER;
+    r.status.message = "not the leader";
+    if (!info.leader_address.empty()) r.status.__set_leader_hint(info.leader_address);
+    return reply(std::move(r));
+  }
+  // One slot carries every record that arrived in this turn of the io loop.
+  uint64_t id = next_append_++;
+  appends_.emplace(id, std::move(reply));
+  proto::Command c;
+  c.type = proto::CommandType::NOOP;
+  c.who = std::to_string(id) + ":" + std::to_string(options_.replica_id);
+  c.reason = std::move(req.payload);
+  if (append_batch_.empty()) {
+    boost::asio::post(io_, [this] {
+      if (stopped_ || append_batch_.empty()) return;
+      std::vector<proto::Command> batch;
+      batch.swap(append_batch_);
+      log_->Propose(std::move(batch));
+    });
+  }
+  append_batch_.push_back(std::move(c));
+}
+
+void CoordinatorNode::FailAppends(const Status& why) {
+  for (auto& [id, reply] : appends_) {
+    paxos::wire::AppendResponse r;
+    r.status.code = static_cast<proto::Code::type>(why.code());
+    r.status.message = why.message();
+    if (why.code() == Status::kNotLeader) r.status.__set_leader_hint(why.message());
+    reply(std::move(r));
+  }
+  appends_.clear();
 }
 
 void CoordinatorNode::MaybeSnapshot() {

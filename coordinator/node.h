@@ -22,6 +22,7 @@
 
 #include "coordinator/commit_driver.h"
 #include "coordinator/decision_log.h"
+#include "paxos_types.h"
 #include "coordinator/txn_table.h"
 #include "protocol/rpc.h"
 
@@ -71,6 +72,9 @@ class CoordinatorNode {
   void MaybeSnapshot();
   void ScheduleTick();
   proto::StatusResponse StatusNow() const;
+  // `txbench log`: records proposed through the log, answered when chosen.
+  void OnAppend(paxos::wire::AppendRequest req, rpc::RpcServer::Reply<paxos::wire::AppendResponse> reply);
+  void FailAppends(const Status& why);
   proto::ListTxnsResponse ListTxns(const proto::ListTxnsRequest& req) const;
 
   boost::asio::io_context& io_;
@@ -83,6 +87,9 @@ class CoordinatorNode {
   boost::asio::steady_timer tick_timer_;
   std::map<uint64_t, std::function<void(ClientResponse)>> pending_;
   uint64_t next_token_ = 1;
+  std::map<uint64_t, rpc::RpcServer::Reply<paxos::wire::AppendResponse>> appends_;
+  std::vector<proto::Command> append_batch_;
+  uint64_t next_append_ = 1;
   int64_t lead_epoch_ = 0;  // the epoch whose marker this replica proposed
   uint64_t last_snapshot_index_ = 0;
   bool storage_failed_ = false;

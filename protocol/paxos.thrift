@@ -2,6 +2,8 @@
 // payload of Replica.Deliver (txcoord.thrift), and the acceptor's durable
 // record format. Field ids are never reused; enum values never renumbered.
 
+include "txcoord.thrift"
+
 namespace cpp txc.paxos.wire
 
 // Ordered lexicographically: (round, replica). round is the epoch of the
@@ -45,4 +47,19 @@ struct Message {
   9: i64 applied_index
   10: optional binary snapshot
   11: i64 snapshot_index
+}
+
+// ------------------------------------------------ benchmark of the log alone
+// Proposes one opaque record through the decision log and answers once it is
+// chosen (durable on a majority). Used by `txbench log`; the record is a
+// no-op for the transaction table.
+struct AppendRequest {
+  1: binary payload
+}
+struct AppendResponse {
+  1: txcoord.Status status
+  2: i64 slot
+}
+service LogBench {
+  AppendResponse Append(1: AppendRequest req)
 }
