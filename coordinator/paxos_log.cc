@@ -184,6 +184,11 @@ class PaxosLog : public DecisionLog {
       for (paxos::Persist& p : fx.persists) Persist(std::move(p));
       for (paxos::Outgoing& o : fx.sends) Send(o);
       if (fx.install) {
+        Logger("paxos")->info("installing the leader's snapshot index={} (this replica was behind its log)",
+                              fx.install->first);
+        // Kept as this replica's own snapshot, so a restart starts from it.
+        store_->PutMeta("snapshot", fx.install->second, [](Status) {});
+        store_->PutMeta("snapshot_index", std::to_string(fx.install->first), [](Status) {});
         applied_ = fx.install->first;
         cb_.install(static_cast<uint64_t>(fx.install->first), fx.install->second);
       }

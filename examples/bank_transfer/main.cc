@@ -1,8 +1,10 @@
-// bank_transfer: the txcoord demo. Starts a coordinator and two participant
-// agents (each holding one bank's SQLite database) as child processes on free
-// loopback ports, moves money between the banks from concurrent clients,
-// kills one agent with SIGKILL in the middle and restarts it, then checks that
-// not a single unit of money was created or lost.
+// bank_transfer: the txcoord demo. Starts a coordinator group (3 replicas by
+// default, agreeing through Multi-Paxos) and two participant agents (each
+// holding one bank's SQLite database) as child processes on free loopback
+// ports, moves money between the banks from concurrent clients, kills one
+// agent with SIGKILL in the middle and restarts it, then kills the leading
+// coordinator replica and restarts it, and checks that not a single unit of
+// money was created or lost.
 //
 // Ends with: RESULT committed=N aborted=N total_before=N total_after=N invariant=held|BROKEN
 #include <fcntl.h>
@@ -127,7 +129,8 @@ int main(int argc, char** argv) {
       ("seconds", po::value<int>()->default_value(12), "how long to run transfers")
       ("concurrency", po::value<int>()->default_value(8), "concurrent clients")
       ("accounts", po::value<int>()->default_value(50), "accounts per bank")
-      ("no-kill", po::bool_switch(), "do not kill an agent mid-run");
+      ("replicas", po::value<int>()->default_value(3), "coordinator replicas: 1, 3 or 5")
+      ("no-kill", po::bool_switch(), "do not kill anything mid-run");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -151,9 +154,28 @@ int main(int argc, char** argv) {
   std::string dir = mkdtemp(tmpl);
   std::printf("txcoord bank-transfer demo: data and logs in %s\n", dir.c_str());
 
-  Child coord{"txcoord", {}, dir + "/txcoord.log", FreePort()};
-  std::string caddr = "127.0.0.1:" + std::to_string(coord.port);
-  coord.argv = {bin + "/txcoord", "--listen", caddr, "--data", dir + "/coord"};
+  int replicas = vm["replicas"].as<int>();
+  if (replicas != 1 && replicas != 3 && replicas != 5) {
+    std::cerr << "bank_transfer: --replicas must be 1, 3 or 5\n";
+    return 2;
+  }
+  std::vector<Child> coords(replicas);
+  std::string caddr, peers;
+  for (int i = 0; i < replicas; ++i) {
+    coords[i].name = "txcoord " + std::to_string(i + 1);
+    coords[i].port = FreePort();
+    coords[i].log = dir + "/txcoord" + std::to_string(i + 1) + ".log";
+    std::string a = "127.0.0.1:" + std::to_string(coords[i].port);
+    caddr += (i ? "," : "") + a;
+    peers += (i ? "," : "") + std::to_string(i + 1) + "=" + a;
+  }
+  for (int i = 0; i < replicas; ++i) {
+    std::string a = "127.0.0.1:" + std::to_string(coords[i].port);
+    coords[i].argv = {bin + "/txcoord", "--listen", a, "--data", dir + "/coord" + std::to_string(i + 1)};
+    if (replicas > 1) {
+      coords[i].argv.insert(coords[i].argv.end(), {"--id", std::to_string(i + 1), "--peers", peers});
+    }
+  }
   std::map<std::string, Child> agents;
   for (std::string bank : {"bank_a", "bank_b"}) {
     Child a{"txagent " + bank, {}, dir + "/" + bank + ".log", FreePort()};
@@ -162,7 +184,9 @@ int main(int argc, char** argv) {
               bank + "=sqlite:" + dir + "/" + bank + ".db"};
     agents.emplace(bank, std::move(a));
   }
-  g_children = {&coord, &agents["bank_a"], &agents["bank_b"]};
+  for (auto& c : coords) g_children.push_back(&c);
+  g_children.push_back(&agents["bank_a"]);
+  g_children.push_back(&agents["bank_b"]);
   std::atexit(StopAll);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, [](int) { StopAll(); _exit(130); });
   signal(SIGPIPE, SIG_IGN);  // a closed stdout must not skip the clean-up
@@ -175,7 +199,7 @@ int main(int argc, char** argv) {
   }
 
   ClientOptions co;
-  co.coordinators = {caddr};
+  for (auto& c : coords) co.coordinators.push_back("127.0.0.1:" + std::to_string(c.port));
   for (auto& [bank, a] : agents) co.agents[bank] = "127.0.0.1:" + std::to_string(a.port);
   co.call_timeout = 3 * kSeconds;
   co.commit_timeout = 10 * kSeconds;
@@ -234,23 +258,46 @@ int main(int argc, char** argv) {
     });
   }
 
-  bool killed = false, restarted = false;
+  // The schedule: kill -9 an agent at 25% and restart it 1.5 s later; kill -9
+  // the leading coordinator replica at 55% and restart it 2 s later.
   bool do_kill = !vm["no-kill"].as<bool>();
+  enum Step { kKillAgent, kRestartAgent, kKillLeader, kRestartLeader, kDone };
+  int step = do_kill ? kKillAgent : kDone;
+  double at[] = {seconds * 0.25, seconds * 0.25 + 1.5, seconds * 0.55, seconds * 0.55 + 2.0};
+  Child* dead_leader = nullptr;
   auto t0 = std::chrono::steady_clock::now();
-  double kill_at = seconds * 0.35, restart_at = seconds * 0.35 + 1.5;
   while (true) {
     double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (t >= seconds) break;
-    if (do_kill && !killed && t >= kill_at) {
-      std::fprintf(stderr, "%s*** kill -9 txagent bank_b (pid %d) mid-run\n", tty ? "\n" : "", agents["bank_b"].pid);
-      agents["bank_b"].Kill(SIGKILL);
-      killed = true;
-    }
-    if (do_kill && killed && !restarted && t >= restart_at) {
-      bool ok = agents["bank_b"].Start();
-      std::fprintf(stderr, "%s*** restarted txagent bank_b: pid %d %s\n", tty ? "\n" : "", agents["bank_b"].pid,
-                   ok ? "(recovering in-doubt branches)" : "FAILED");
-      restarted = true;
+    const char* nl = tty ? "\n" : "";
+    if (step != kDone && t >= at[step]) {
+      if (step == kKillAgent) {
+        std::fprintf(stderr, "%s*** kill -9 txagent bank_b (pid %d) mid-run\n", nl, agents["bank_b"].pid);
+        agents["bank_b"].Kill(SIGKILL);
+      } else if (step == kRestartAgent) {
+        bool ok = agents["bank_b"].Start();
+        std::fprintf(stderr, "%s*** restarted txagent bank_b: pid %d %s\n", nl, agents["bank_b"].pid,
+                     ok ? "(recovering in-doubt branches)" : "FAILED");
+      } else if (step == kKillLeader) {
+        for (auto& replica : coords) {
+          if (replica.pid <= 0) continue;
+          auto st = c.ClusterStatus("127.0.0.1:" + std::to_string(replica.port));
+          if (st.ok() && st->leader_id == st->replica_id && st->leader_id >= 1 && st->leader_id <= replicas) {
+            dead_leader = &coords[st->leader_id - 1];
+            break;
+          }
+        }
+        if (dead_leader) {
+          std::fprintf(stderr, "%s*** kill -9 the leading %s (pid %d)\n", nl, dead_leader->name.c_str(),
+                       dead_leader->pid);
+          dead_leader->Kill(SIGKILL);
+        }
+      } else if (step == kRestartLeader && dead_leader) {
+        bool ok = dead_leader->Start();
+        std::fprintf(stderr, "%s*** restarted %s: pid %d %s\n", nl, dead_leader->name.c_str(), dead_leader->pid,
+                     ok ? "(catching up)" : "FAILED");
+      }
+      ++step;
     }
     int width = 30, filled = static_cast<int>(width * t / seconds);
     std::string bar(filled, '#');

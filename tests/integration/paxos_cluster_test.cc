@@ -1,0 +1,284 @@
+// The replicated coordinator: groups of 3 and 5 txcoord replicas (Multi-Paxos)
+// and two txagents, real processes on loopback, leaders killed with SIGKILL
+// in the middle of a stream of transfers.
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "client/client.h"
+#include "tests/support/process.h"
+#include "wal/sqlite.h"
+
+namespace txc {
+namespace {
+
+using testing::FreePort;
+using testing::Process;
+using testing::TempDir;
+
+constexpr int kAccounts = 20;
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void Start(int replicas, std::vector<std::string> extra = {}) {
+    extra_ = std::move(extra);
+    for (int i = 0; i < replicas; ++i) ports_.push_back(FreePort());
+    for (int i = 0; i < replicas; ++i) {
+      peers_ += (i ? "," : "") + std::to_string(i + 1) + "=" + Addr(ports_[i]);
+      coordinators_ += (i ? "," : "") + Addr(ports_[i]);
+    }
+    for (int i = 0; i < replicas; ++i) {
+      replicas_.push_back(MakeReplica(i + 1));
+      ASSERT_TRUE(replicas_.back()->Start(ports_[i])) << replicas_.back()->LogTail();
+    }
+    aport_ = FreePort();
+    bport_ = FreePort();
+    for (auto [bank, port] : {std::pair<std::string, int>{"bank_a", aport_}, {"bank_b", bport_}}) {
+      agents_.push_back(std::make_unique<Process>(
+          "txagent " + bank,
+          std::vector<std::string>{TXC_BIN_DIR "/txagent", "--listen", Addr(port), "--data",
+                                   dir_.path + "/" + bank, "--coordinator", coordinators_, "--resource",
+                                   bank + "=sqlite:" + dir_.path + "/" + bank + ".db"},
+          dir_.path + "/" + bank + ".log"));
+      ASSERT_TRUE(agents_.back()->Start(port)) << agents_.back()->LogTail();
+    }
+    ClientOptions o;
+    for (int p : ports_) o.coordinators.push_back(Addr(p));
+    o.agents = {{"bank_a", Addr(aport_)}, {"bank_b", Addr(bport_)}};
+    o.call_timeout = 5 * kSeconds;
+    o.commit_timeout = 20 * kSeconds;
+    auto c = Client::Connect(o);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(c.value());
+    for (const char* bank : {"bank_a", "bank_b"}) {
+      Status s;
+      for (int attempt = 0; attempt < 100; ++attempt) {  // until a leader serves
+        auto tx = client_->Begin();
+        s = tx.status();
+        if (tx.ok()) {
+          auto r = tx->Execute(bank, {Sql("CREATE TABLE IF NOT EXISTS accounts(id INTEGER PRIMARY KEY, "
+                                          "balance INTEGER NOT NULL)"),
+                                      Sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+                                          "WHERE x < ?) INSERT INTO accounts SELECT x, 1000 FROM n "
+                                          "WHERE NOT EXISTS (SELECT 1 FROM accounts)",
+                                          {Int(kAccounts)})});
+          s = r.ok() ? tx->Commit() : r.status();
+        }
+        if (s.ok()) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+  }
+
+  std::unique_ptr<Process> MakeReplica(int id) {
+    std::vector<std::string> argv{TXC_BIN_DIR "/txcoord", "--id", std::to_string(id), "--listen",
+                                  Addr(ports_[id - 1]), "--peers", peers_, "--data",
+                                  dir_.path + "/c" + std::to_string(id)};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    return std::make_unique<Process>("txcoord " + std::to_string(id), argv,
+                                     dir_.path + "/c" + std::to_string(id) + ".log");
+  }
+  void Restart(int id) {
+    replicas_[id - 1] = MakeReplica(id);
+    ASSERT_TRUE(replicas_[id - 1]->Start(ports_[id - 1])) << replicas_[id - 1]->LogTail();
+  }
+
+  static std::string Addr(int port) { return "127.0.0.1:" + std::to_string(port); }
+
+  // The id of the replica that says it leads and serves, 0 if none does (yet).
+  int Leader() {
+    for (size_t i = 0; i < ports_.size(); ++i) {
+      if (replicas_[i]->pid() <= 0) continue;
+      auto s = client_->ClusterStatus(Addr(ports_[i]));
+      if (s.ok() && s->leader_id != 0 && s->leader_id == s->replica_id) return s->replica_id;
+    }
+    return 0;
+  }
+  int WaitLeader(int ms) {
+    for (int waited = 0; waited <= ms; waited += 50) {
+      if (int l = Leader()) return l;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return 0;
+  }
+
+  // Transfers from `threads` clients until Stop(); counts commits.
+  void StartLoad(int threads) {
+    for (int w = 0; w < threads; ++w) {
+      load_.emplace_back([this, w] {
+        std::mt19937 rng(w + 17);
+        while (!stop_) {
+          int64_t amount = 1 + rng() % 30;
+          int64_t x = 1 + rng() % kAccounts, y = 1 + rng() % kAccounts;
+          bool a_to_b = rng() % 2;
+          std::string from = a_to_b ? "bank_a" : "bank_b", to = a_to_b ? "bank_b" : "bank_a";
+          auto r = client_->Submit(
+              {{from, {SqlExpect("UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?",
+                                 {Int(amount), Int(x), Int(amount)}, 1)}},
+               {to, {SqlExpect("UPDATE accounts SET balance = balance + ? WHERE id = ?", {Int(amount), Int(y)}, 1)}}});
+          if (r.ok()) {
+            ++committed_;
+          } else {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          }
+        }
+      });
+    }
+  }
+  void StopLoad() {
+    stop_ = true;
+    for (auto& t : load_) t.join();
+    load_.clear();
+  }
+  // Waits until `n` more transfers committed than at the call, up to `ms`.
+  bool CommitsContinue(int64_t n, int ms) {
+    int64_t start = committed_;
+    for (int waited = 0; waited <= ms; waited += 20) {
+      if (committed_ >= start + n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  int64_t Sum(const std::string& bank) {
+    auto db = wal::Db::Open(dir_.path + "/" + bank + ".db");
+    if (!db.ok()) return -1;
+    auto st = (*db)->Prepare("SELECT SUM(balance) FROM accounts");
+    if (!st.ok()) return -1;
+    auto row = (*st)->Step();
+    return row.ok() && *row ? (*st)->ColumnInt(0) : -1;
+  }
+
+  // After the faults: nothing in doubt, every branch settled, money conserved.
+  void ExpectSettledAndConserved() {
+    bool settled = false;
+    for (int i = 0; i < 200 && !settled; ++i) {
+      auto doubt = client_->ListTxns("in-doubt");
+      settled = doubt.ok() && doubt->empty();
+      if (!settled) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_TRUE(settled) << "transactions still in doubt after the faults stopped";
+    int64_t total = -1;
+    for (int i = 0; i < 100; ++i) {  // the last COMMITs may still be landing
+      total = Sum("bank_a") + Sum("bank_b");
+      if (total == 2 * kAccounts * 1000) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(total, 2 * kAccounts * 1000) << "money created or lost";
+  }
+
+  bool LogContains(int id, const std::string& needle) {
+    std::ifstream in(dir_.path + "/c" + std::to_string(id) + ".log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str().find(needle) != std::string::npos;
+  }
+
+  void TearDown() override {
+    if (!load_.empty()) StopLoad();
+  }
+
+  TempDir dir_;
+  std::vector<int> ports_;
+  std::string peers_, coordinators_;
+  std::vector<std::string> extra_;
+  std::vector<std::unique_ptr<Process>> replicas_, agents_;
+  int aport_ = 0, bport_ = 0;
+  std::unique_ptr<Client> client_;
+  std::vector<std::thread> load_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> committed_{0};
+};
+
+TEST_F(ClusterTest, ThreeReplicasElectOneLeaderAndReplicateEveryDecision) {
+  Start(3);
+  int leader = WaitLeader(5000);
+  ASSERT_NE(leader, 0);
+  StartLoad(4);
+  ASSERT_TRUE(CommitsContinue(100, 10000));
+  StopLoad();
+  ExpectSettledAndConserved();
+  // Every replica applies the same log: the followers reach the leader's index.
+  auto ls = client_->ClusterStatus(Addr(ports_[leader - 1]));
+  ASSERT_TRUE(ls.ok());
+  for (size_t i = 0; i < ports_.size(); ++i) {
+    bool caught_up = false;
+    for (int w = 0; w < 100 && !caught_up; ++w) {
+      auto s = client_->ClusterStatus(Addr(ports_[i]));
+      caught_up = s.ok() && s->applied_index >= ls->applied_index;
+      if (!caught_up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_TRUE(caught_up) << "replica " << i + 1 << " did not apply up to " << ls->applied_index;
+  }
+}
+
+TEST_F(ClusterTest, LeaderKilledDuringTransfersIsReplacedAndNothingIsLost) {
+  Start(3);
+  int leader = WaitLeader(5000);
+  ASSERT_NE(leader, 0);
+  StartLoad(6);
+  ASSERT_TRUE(CommitsContinue(100, 10000));
+  for (int round = 0; round < 2; ++round) {
+    replicas_[leader - 1]->Kill(SIGKILL);
+    int next = WaitLeader(5000);
+    ASSERT_NE(next, 0) << "no new leader after killing replica " << leader;
+    EXPECT_NE(next, leader);
+    EXPECT_TRUE(CommitsContinue(100, 10000)) << "transfers stalled under the new leader " << next;
+    Restart(leader);
+    leader = next;
+  }
+  StopLoad();
+  ExpectSettledAndConserved();
+}
+
+TEST_F(ClusterTest, FiveReplicasKeepCommittingWithTwoDown) {
+  Start(5);
+  int leader = WaitLeader(5000);
+  ASSERT_NE(leader, 0);
+  StartLoad(4);
+  ASSERT_TRUE(CommitsContinue(50, 10000));
+  int other = leader % 5 + 1;
+  replicas_[other - 1]->Kill(SIGKILL);
+  replicas_[leader - 1]->Kill(SIGKILL);
+  int next = WaitLeader(5000);
+  ASSERT_NE(next, 0);
+  EXPECT_NE(next, leader);
+  EXPECT_NE(next, other);
+  EXPECT_TRUE(CommitsContinue(100, 10000)) << "a majority of 3 out of 5 must keep deciding";
+  StopLoad();
+  ExpectSettledAndConserved();
+}
+
+TEST_F(ClusterTest, ReplicaRestartedAfterCompactionCatchesUpBySnapshot) {
+  Start(3, {"--snapshot-every", "50"});
+  int leader = WaitLeader(5000);
+  ASSERT_NE(leader, 0);
+  int lagging = leader % 3 + 1;
+  replicas_[lagging - 1]->Kill(SIGKILL);
+  StartLoad(4);
+  ASSERT_TRUE(CommitsContinue(300, 20000));  // far more slots than one snapshot interval
+  StopLoad();
+  auto ls = client_->ClusterStatus(Addr(ports_[leader - 1]));
+  ASSERT_TRUE(ls.ok());
+  Restart(lagging);
+  bool caught_up = false;
+  for (int w = 0; w < 200 && !caught_up; ++w) {
+    auto s = client_->ClusterStatus(Addr(ports_[lagging - 1]));
+    caught_up = s.ok() && s->applied_index >= ls->applied_index;
+    if (!caught_up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(caught_up) << replicas_[lagging - 1]->LogTail();
+  EXPECT_TRUE(LogContains(lagging, "installing the leader's snapshot")) << replicas_[lagging - 1]->LogTail();
+  ExpectSettledAndConserved();
+}
+
+}  // namespace
+}  // namespace txc
