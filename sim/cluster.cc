@@ -451,6 +451,12 @@ SimResult Cluster::Run() {
     quiet("after the final power loss");
   }
 
+  // Messages still in flight (stale ones) arrive; the system must stay at rest.
+  if (!failed() && options_.faults != FaultLevel::kNone) {
+    w.RunUntil(w.now() + net_->max_delay(), failed);
+    quiet("after the last stale messages arrived");
+  }
+
   // 4. Durability and the bank at rest.
   if (!failed()) checker_->FinalChecks([this](const Checker::BankVisitor& v) { VisitDurable(v); });
 

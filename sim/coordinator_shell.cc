@@ -240,7 +240,6 @@ void SimCoordinator::Flush(Live* l) {
       auto it = l->pending.find(r.token);
       if (it == l->pending.end()) continue;  // answered early (bug), or the client is gone
       auto reply = std::move(it->second.reply);
-      TxId txid = it->second.txid;
       l->pending.erase(it);
       if (auto* cr = std::get_if<proto::CommitResponse>(&r.response)) {
         w.Log(node_, &cr->txid,
@@ -249,7 +248,6 @@ void SimCoordinator::Flush(Live* l) {
       } else if (auto* br = std::get_if<proto::BeginResponse>(&r.response)) {
         if (br->status.code == proto::Code::OK) w.Log(node_, &br->txid, "begun");
       }
-      (void)txid;
       reply(std::move(r.response));
     }
 

@@ -128,7 +128,12 @@ std::vector<std::string> World::Tail(size_t n) const {
 
 // ------------------------------------------------------------------ Network
 
-Network::Network(World* world, NetOptions options) : world_(world), options_(options) {}
+Network::Network(World* world, NetOptions options) : world_(world) { SetOptions(options); }
+
+void Network::SetOptions(const NetOptions& o) {
+  options_ = o;
+  max_delay_ = std::max(max_delay_, o.base_max + o.jitter + o.spike_max + o.stale_max);
+}
 
 int Network::AddNode(std::string name) {
   int id = world_->AddNode(name);

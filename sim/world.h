@@ -147,7 +147,7 @@ class Network {
   int AddNode(std::string name);  // starts up
   // Draws every link's base latency; call once all nodes are added.
   void Finalize();
-  void SetOptions(const NetOptions& o) { options_ = o; }
+  void SetOptions(const NetOptions& o);
   const NetOptions& options() const { return options_; }
 
   bool up(int node) const { return nodes_[node].up; }
@@ -175,6 +175,8 @@ class Network {
             std::function<void(Status, Resp)> done);
 
   uint64_t messages_sent() const { return sent_; }
+  // The longest a message can be under way with the current options.
+  Micros max_delay() const { return max_delay_; }
 
  private:
   template <class Resp>
@@ -207,6 +209,7 @@ class Network {
   std::vector<Cut> cuts_;
   int next_cut_ = 1;
   uint64_t sent_ = 0;
+  Micros max_delay_ = 0;  // over every options ever set
 };
 
 template <class Resp>
