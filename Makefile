@@ -29,8 +29,10 @@ demo: build
 	$(BUILD)/bin/bank_transfer --bin $(BUILD)/bin
 
 # Benchmarks (not part of the test suite); results go to docs/benchmarks.md by hand.
+# bench-paxos.sh: the replicated log against etcd, failover, 1 vs 3 replicas.
 bench: build
 	bash scripts/bench.sh $(BUILD)
+	bash scripts/bench-paxos.sh $(BUILD)
 
 # Long simulation soak: 10,000 heavy-fault seeds.
 soak: build

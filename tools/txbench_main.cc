@@ -1,5 +1,9 @@
 // txbench: load generator. `txbench transfer` moves money between accounts
 // held in different resources, through real agents and coordinators.
+// `txbench log` measures the replicated decision log alone (LogBench.Append),
+// or etcd's v3 JSON gateway (/v3/kv/put) for comparison, with C requests in
+// flight on one io thread. `txbench probe` issues Appends back to back and
+// reports every gap between two successes (failover measurement).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -9,12 +13,17 @@
 #include <random>
 #include <thread>
 
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/program_options.hpp>
 
 #include "client/client.h"
 #include "common/cli.h"
 #include "common/log.h"
+#include "paxos_types.h"
 #include "protocol/coordinator_set.h"
+#include "protocol/rpc.h"
 
 namespace po = boost::program_options;
 using namespace txc;
@@ -229,18 +238,489 @@ int Transfer(int argc, char** argv) {
   return 0;
 }
 
+
+// ------------------------------------------------------------- txbench log
+// Everything below runs on one io thread: C request slots, each issuing its
+// next request when the previous one completes, until the deadline.
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct LogLoad {
+  Micros start = 0, end = 0;
+  int64_t committed = 0, errors = 0;
+  int active = 0;  // slots still issuing
+  std::vector<Micros> latencies;
+  std::string first_error;
+  void Ok(Micros t0) {
+    ++committed;
+    latencies.push_back(SteadyNowMicros() - t0);
+  }
+  void Fail(const std::string& why) {
+    ++errors;
+    if (first_error.empty()) first_error = why;
+  }
+};
+
+std::string Base64(const std::string& in) {
+  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += k[v >> 18];
+    out += k[(v >> 12) & 63];
+    out += k[(v >> 6) & 63];
+    out += k[v & 63];
+  }
+  if (i + 1 == in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    out += k[v >> 18];
+    out += k[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += k[v >> 18];
+    out += k[(v >> 12) & 63];
+    out += k[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+std::string RandomBytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>('a' + rng() % 26);
+  return s;
+}
+
+// Prints a progress line every second until the load's deadline.
+void ScheduleProgress(asio::steady_timer* timer, LogLoad* load, int64_t* last, bool quiet) {
+  timer->expires_after(std::chrono::seconds(1));
+  timer->async_wait([timer, load, last, quiet](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (!quiet) {
+      double t = static_cast<double>(SteadyNowMicros() - load->start) / kSeconds;
+      std::fprintf(stderr, "progress t=%.0fs committed=%ld (+%ld/s) errors=%ld\n", t,
+                   static_cast<long>(load->committed), static_cast<long>(load->committed - *last),
+                   static_cast<long>(load->errors));
+    }
+    *last = load->committed;
+    if (SteadyNowMicros() + 500 * kMillis < load->end) ScheduleProgress(timer, load, last, quiet);
+  });
+}
+
+// One txcoord slot: Append through the CoordinatorSet (follows redirects).
+struct AppendSlot : std::enable_shared_from_this<AppendSlot> {
+  LogLoad* load;
+  std::shared_ptr<rpc::CoordinatorSet> set;
+  paxos::wire::AppendRequest req;
+  asio::steady_timer pause;
+  AppendSlot(asio::io_context& io) : pause(io) {}
+
+  void Next() {
+    if (SteadyNowMicros() >= load->end) {
+      --load->active;
+      return;
+    }
+    Micros t0 = SteadyNowMicros();
+    auto self = shared_from_this();
+    set->Call<paxos::wire::AppendRequest, paxos::wire::AppendResponse>(
+        "Append", req, 5 * kSeconds, [self, t0](Status s, paxos::wire::AppendResponse r) {
+          if (s.ok() && r.status.code == proto::Code::OK) {
+            self->load->Ok(t0);
+            return self->Next();
+          }
+          self->load->Fail(s.ok() ? "Append: " + r.status.message : s.ToString());
+          self->pause.expires_after(std::chrono::milliseconds(20));
+          self->pause.async_wait([self](const boost::system::error_code&) { self->Next(); });
+        });
+  }
+};
+
+// One etcd slot: its own keep-alive HTTP/1.1 connection, one put in flight.
+struct EtcdSlot : std::enable_shared_from_this<EtcdSlot> {
+  LogLoad* load;
+  tcp::endpoint endpoint;
+  tcp::socket socket;
+  asio::steady_timer pause;
+  beast::flat_buffer buffer;
+  http::request<http::string_body> req;
+  http::response<http::string_body> res;
+  std::string host;
+  std::string value_b64;
+  uint64_t* seq;
+  Micros t0 = 0;
+  EtcdSlot(asio::io_context& io) : socket(io), pause(io) {}
+
+  void Connect() {
+    if (SteadyNowMicros() >= load->end) {
+      --load->active;
+      return;
+    }
+    auto self = shared_from_this();
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    socket.async_connect(endpoint, [self](const boost::system::error_code& ec) {
+      if (ec) return self->Failed("connect to etcd: " + ec.message());
+      boost::system::error_code ignored2;
+      self->socket.set_option(tcp::no_delay(true), ignored2);
+      self->buffer.clear();
+      self->Next();
+    });
+  }
+
+  void Failed(const std::string& why) {
+    load->Fail(why);
+    auto self = shared_from_this();
+    pause.expires_after(std::chrono::milliseconds(20));
+    pause.async_wait([self](const boost::system::error_code&) { self->Connect(); });
+  }
+
+  void Next() {
+    if (SteadyNowMicros() >= load->end) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      --load->active;
+      return;
+    }
+    // A 16-byte key, unique per put, and the record as the value.
+    char key[17];
+    std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>((*seq)++));
+    req = {};
+    req.method(http::verb::post);
+    req.target("/v3/kv/put");
+    req.version(11);
+    req.set(http::field::host, host);
+    req.set(http::field::content_type, "application/json");
+    req.keep_alive(true);
+    req.body() = "{\"key\":\"" + Base64(std::string(key, 16)) + "\",\"value\":\"" + value_b64 + "\"}";
+    req.prepare_payload();
+    t0 = SteadyNowMicros();
+    auto self = shared_from_this();
+    http::async_write(socket, req, [self](const boost::system::error_code& ec, size_t) {
+      if (ec) return self->Failed("write to etcd: " + ec.message());
+      self->res = {};
+      http::async_read(self->socket, self->buffer, self->res,
+                       [self](const boost::system::error_code& ec2, size_t) {
+                         if (ec2) return self->Failed("read from etcd: " + ec2.message());
+                         if (self->res.result() != http::status::ok ||
+                             self->res.body().find("\"error\"") != std::string::npos) {
+                           self->load->Fail("etcd put: " + std::to_string(self->res.result_int()) +
+                                            " " + self->res.body().substr(0, 200));
+                         } else {
+                           self->load->Ok(self->t0);
+                         }
+                         if (!self->res.keep_alive()) return self->Connect();
+                         self->Next();
+                       });
+    });
+  }
+};
+
+// "http://127.0.0.1:2379" -> endpoint.
+Result<tcp::endpoint> EtcdEndpoint(const std::string& url) {
+  std::string hp = url;
+  if (hp.rfind("http://", 0) == 0) hp = hp.substr(7);
+  while (!hp.empty() && hp.back() == '/') hp.pop_back();
+  return rpc::ParseEndpoint(hp);
+}
+
+// A JSON string field's value ("member_id":"123" -> 123); "" if absent.
+std::string JsonField(const std::string& body, const std::string& name) {
+  auto at = body.find("\"" + name + "\":\"");
+  if (at == std::string::npos) return "";
+  at += name.size() + 4;
+  auto end = body.find('"', at);
+  return end == std::string::npos ? "" : body.substr(at, end - at);
+}
+
+// POST /v3/maintenance/status to each member (blocking, before the load);
+// returns the index of the member that says it leads, or -1.
+int FindEtcdLeader(const std::vector<tcp::endpoint>& members, std::string* error) {
+  for (size_t i = 0; i < members.size(); ++i) {
+    try {
+      asio::io_context io;
+      tcp::socket s(io);
+      s.connect(members[i]);
+      http::request<http::string_body> req{http::verb::post, "/v3/maintenance/status", 11};
+      req.set(http::field::host, members[i].address().to_string());
+      req.set(http::field::content_type, "application/json");
+      req.body() = "{}";
+      req.prepare_payload();
+      http::write(s, req);
+      beast::flat_buffer b;
+      http::response<http::string_body> res;
+      http::read(s, b, res);
+      std::string leader = JsonField(res.body(), "leader");
+      std::string me = JsonField(res.body(), "member_id");
+      if (!leader.empty() && leader == me) return static_cast<int>(i);
+    } catch (const std::exception& e) {
+      *error = e.what();
+    }
+  }
+  return -1;
+}
+
+int Log(int argc, char** argv) {
+  po::options_description desc("txbench log options");
+  desc.add_options()
+      ("coordinator", po::value<std::string>(), "HOST:PORT[,HOST:PORT...] of the coordinator group")
+      ("etcd", po::value<std::string>(), "http://HOST:PORT[,...] of an etcd cluster (instead of --coordinator)")
+      ("etcd-target", po::value<std::string>()->default_value("leader"),
+       "leader: every put goes to the etcd leader; any: slots spread over all members")
+      ("concurrency", po::value<int>()->default_value(1), "requests in flight")
+      ("duration", po::value<std::string>()->default_value("10s"), "how long to run (10s, 500ms, 2m)")
+      ("record-bytes", po::value<int>()->default_value(256), "payload of each record (etcd: the value; the key is 16 bytes more)")
+      ("json", po::bool_switch(), "print the summary as one JSON line")
+      ("quiet", po::bool_switch(), "no progress lines");
+  po::variables_map vm;
+  const char* usage =
+      "usage: txbench log (--coordinator LIST | --etcd URLS [--etcd-target leader|any]) "
+      "--concurrency C --duration 10s --record-bytes 256 [--json]";
+  cli::Parse(argc, argv, usage, desc, vm);
+  SetLogLevel(vm["log-level"].as<std::string>());
+  bool etcd = vm.count("etcd") > 0;
+  if (etcd == (vm.count("coordinator") > 0)) {
+    std::cerr << "txbench: give exactly one of --coordinator and --etcd\n" << usage << "\n";
+    return 2;
+  }
+  int concurrency = vm["concurrency"].as<int>();
+  int record_bytes = vm["record-bytes"].as<int>();
+  Micros duration = 0;
+  try {
+    duration = ParseDuration(vm["duration"].as<std::string>());
+  } catch (const po::error& e) {
+    std::cerr << "txbench: " << e.what() << "\n";
+    return 2;
+  }
+  std::string etcd_target = vm["etcd-target"].as<std::string>();
+  if (concurrency < 1 || record_bytes < 0 || duration <= 0 ||
+      (etcd_target != "leader" && etcd_target != "any")) {
+    std::cerr << "txbench: need --concurrency >= 1, --record-bytes >= 0, a positive --duration, "
+                 "--etcd-target leader or any\n";
+    return 2;
+  }
+  bool quiet = vm["quiet"].as<bool>() || vm["json"].as<bool>();
+
+  asio::io_context io;
+  LogLoad load;
+  rpc::ChannelPool pool(io);
+  std::shared_ptr<rpc::CoordinatorSet> set;
+  std::vector<tcp::endpoint> members;
+  std::vector<std::shared_ptr<AppendSlot>> appends;
+  std::vector<std::shared_ptr<EtcdSlot>> puts;
+  uint64_t seq = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  std::string target_desc;
+  if (etcd) {
+    for (const std::string& url : rpc::SplitList(vm["etcd"].as<std::string>())) {
+      auto ep = EtcdEndpoint(url);
+      if (!ep.ok()) {
+        std::cerr << "txbench: bad --etcd URL '" << url << "': " << ep.status().ToString() << "\n";
+        return 2;
+      }
+      members.push_back(*ep);
+    }
+    if (etcd_target == "leader") {
+      std::string error;
+      int leader = -1;
+      for (int attempt = 0; attempt < 50 && leader < 0; ++attempt) {
+        leader = FindEtcdLeader(members, &error);
+        if (leader < 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      if (leader < 0) {
+        std::cerr << "txbench: no etcd member says it leads" << (error.empty() ? "" : " (" + error + ")") << "\n";
+        return 1;
+      }
+      members = {members[static_cast<size_t>(leader)]};
+    }
+    target_desc = "etcd";
+  } else {
+    set = std::make_shared<rpc::CoordinatorSet>(io, &pool, rpc::SplitList(vm["coordinator"].as<std::string>()));
+    target_desc = "txcoord";
+  }
+
+  load.start = SteadyNowMicros();
+  load.end = load.start + duration;
+  load.active = concurrency;
+  for (int i = 0; i < concurrency; ++i) {
+    std::string record = RandomBytes(static_cast<size_t>(record_bytes), 0x10c + static_cast<uint64_t>(i));
+    if (etcd) {
+      auto s = std::make_shared<EtcdSlot>(io);
+      s->load = &load;
+      s->endpoint = members[static_cast<size_t>(i) % members.size()];
+      s->host = s->endpoint.address().to_string() + ":" + std::to_string(s->endpoint.port());
+      s->value_b64 = Base64(record);
+      s->seq = &seq;
+      puts.push_back(s);
+      s->Connect();
+    } else {
+      auto s = std::make_shared<AppendSlot>(io);
+      s->load = &load;
+      s->set = set;
+      s->req.payload = std::move(record);
+      appends.push_back(s);
+      s->Next();
+    }
+  }
+  asio::steady_timer progress(io);
+  int64_t last = 0;
+  ScheduleProgress(&progress, &load, &last, quiet);
+  // Bounded: every slot stops at the deadline; a call in flight then ends
+  // within its own timeout (5 s), so stop the loop after that at the latest.
+  asio::steady_timer guard(io);
+  guard.expires_after(std::chrono::microseconds(duration + 10 * kSeconds));
+  guard.async_wait([&io](const boost::system::error_code& ec) {
+    if (!ec) io.stop();
+  });
+  while (!io.stopped() && load.active > 0) io.run_one();
+  double secs = static_cast<double>(SteadyNowMicros() - load.start) / kSeconds;
+  progress.cancel();
+  guard.cancel();
+  pool.CloseAll();
+
+  std::sort(load.latencies.begin(), load.latencies.end());
+  double p50 = Percentile(load.latencies, 0.50), p99 = Percentile(load.latencies, 0.99),
+         p999 = Percentile(load.latencies, 0.999);
+  if (vm["json"].as<bool>()) {
+    std::printf("{\"target\":\"%s\",\"concurrency\":%d,\"record_bytes\":%d,\"seconds\":%.2f,\"committed\":%ld,"
+                "\"errors\":%ld,\"committed_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
+                target_desc.c_str(), concurrency, record_bytes, secs, static_cast<long>(load.committed),
+                static_cast<long>(load.errors), load.committed / secs, p50, p99, p999);
+  } else {
+    std::printf("log target=%s concurrency=%d record_bytes=%d duration=%.1fs\n", target_desc.c_str(),
+                concurrency, record_bytes, secs);
+    std::printf("committed=%ld (%.1f/s) errors=%ld\n", static_cast<long>(load.committed),
+                load.committed / secs, static_cast<long>(load.errors));
+    std::printf("latency p50=%.2fms p99=%.2fms p999=%.2fms\n", p50, p99, p999);
+  }
+  if (load.errors > 0) std::fprintf(stderr, "first error: %s\n", load.first_error.c_str());
+  if (load.committed == 0) {
+    std::fprintf(stderr, "txbench: nothing committed\n");
+    return 1;
+  }
+  return 0;
+}
+
+// ----------------------------------------------------------- txbench probe
+// One Append at a time, straight to the replica believed to lead (following
+// NOT_LEADER hints, else the next replica, 2 ms apart). Every time two
+// successive successes are more than --gap-ms apart it prints
+//   gap last_ok_us=T1 first_ok_us=T2 gap_ms=D
+// with wall-clock (CLOCK_REALTIME) microseconds, so a script can match a gap
+// against the time it killed the leader.
+int Probe(int argc, char** argv) {
+  po::options_description desc("txbench probe options");
+  desc.add_options()
+      ("coordinator", po::value<std::string>()->required(), "HOST:PORT,HOST:PORT,... of the coordinator group")
+      ("duration", po::value<std::string>()->default_value("60s"), "how long to run")
+      ("gap-ms", po::value<int>()->default_value(100), "report gaps between successes longer than this")
+      ("call-timeout-ms", po::value<int>()->default_value(200), "deadline of one Append")
+      ("record-bytes", po::value<int>()->default_value(64), "payload of each record");
+  po::variables_map vm;
+  const char* usage = "usage: txbench probe --coordinator LIST --duration 60s [--gap-ms 100]";
+  cli::Parse(argc, argv, usage, desc, vm);
+  SetLogLevel(vm["log-level"].as<std::string>());
+  Micros duration = 0;
+  try {
+    duration = ParseDuration(vm["duration"].as<std::string>());
+  } catch (const po::error& e) {
+    std::cerr << "txbench: " << e.what() << "\n";
+    return 2;
+  }
+  std::vector<std::string> addrs = rpc::SplitList(vm["coordinator"].as<std::string>());
+  if (addrs.empty() || duration <= 0) {
+    std::cerr << "txbench: need --coordinator and a positive --duration\n";
+    return 2;
+  }
+  Micros gap = vm["gap-ms"].as<int>() * kMillis;
+  Micros call_timeout = vm["call-timeout-ms"].as<int>() * kMillis;
+
+  asio::io_context io;
+  rpc::ChannelOptions co;
+  co.backoff_initial = 2 * kMillis;
+  co.backoff_max = 20 * kMillis;
+  co.connect_timeout = 100 * kMillis;
+  rpc::ChannelPool pool(io, co);
+  paxos::wire::AppendRequest req;
+  req.payload = RandomBytes(static_cast<size_t>(vm["record-bytes"].as<int>()), 0x9be);
+  Micros end = SteadyNowMicros() + duration;
+  size_t index = 0;
+  Micros last_ok_steady = 0, last_ok_wall = 0;
+  int64_t ok = 0, gaps = 0;
+  asio::steady_timer pause(io);
+  std::function<void()> issue = [&] {
+    if (SteadyNowMicros() >= end) return;
+    pool.Get(addrs[index])->Call<paxos::wire::AppendRequest, paxos::wire::AppendResponse>(
+        "Append", req, call_timeout, [&](Status s, paxos::wire::AppendResponse r) {
+          if (s.ok() && r.status.code == proto::Code::OK) {
+            Micros now = SteadyNowMicros();
+            Micros wall = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count();
+            if (last_ok_steady != 0 && now - last_ok_steady > gap) {
+              ++gaps;
+              std::printf("gap last_ok_us=%ld first_ok_us=%ld gap_ms=%.1f\n", static_cast<long>(last_ok_wall),
+                          static_cast<long>(wall), static_cast<double>(now - last_ok_steady) / kMillis);
+              std::fflush(stdout);
+            }
+            last_ok_steady = now;
+            last_ok_wall = wall;
+            ++ok;
+            return issue();
+          }
+          size_t next = (index + 1) % addrs.size();
+          if (s.ok() && r.status.__isset.leader_hint) {
+            auto it = std::find(addrs.begin(), addrs.end(), r.status.leader_hint);
+            if (it != addrs.end() && *it != addrs[index]) next = static_cast<size_t>(it - addrs.begin());
+          }
+          index = next;
+          pause.expires_after(std::chrono::milliseconds(2));
+          pause.async_wait([&](const boost::system::error_code&) { issue(); });
+        });
+  };
+  issue();
+  asio::steady_timer guard(io);
+  guard.expires_after(std::chrono::microseconds(duration + call_timeout + kSeconds));
+  guard.async_wait([&io](const boost::system::error_code& ec) {
+    if (!ec) io.stop();
+  });
+  asio::steady_timer finish(io);
+  finish.expires_after(std::chrono::microseconds(duration));
+  finish.async_wait([&](const boost::system::error_code&) {
+    pause.cancel();
+    // Let the call in flight end (bounded by its deadline), then stop.
+    guard.expires_after(std::chrono::microseconds(call_timeout + 100 * kMillis));
+    guard.async_wait([&io](const boost::system::error_code& ec) {
+      if (!ec) io.stop();
+    });
+  });
+  io.run();
+  pool.CloseAll();
+  std::printf("probe ok=%ld gaps=%ld\n", static_cast<long>(ok), static_cast<long>(gaps));
+  return ok > 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string usage =
       "usage: txbench transfer --coordinator LIST --agent NAME=HOST:PORT [--agent ...] "
-      "--accounts N --concurrency C --duration 10s [--mode oneshot|interactive]";
+      "--accounts N --concurrency C --duration 10s [--mode oneshot|interactive]\n"
+      "       txbench log (--coordinator LIST | --etcd URLS [--etcd-target leader|any]) "
+      "--concurrency C --duration 10s --record-bytes 256 [--json]\n"
+      "       txbench probe --coordinator LIST --duration 60s [--gap-ms 100]";
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << usage << "\n";
     return argc < 2 ? 2 : 0;
   }
   std::string cmd = argv[1];
   if (cmd == "transfer") return Transfer(argc - 1, argv + 1);
+  if (cmd == "log") return Log(argc - 1, argv + 1);
+  if (cmd == "probe") return Probe(argc - 1, argv + 1);
   std::cerr << "txbench: unknown command '" << cmd << "'\n" << usage << "\n";
   return 2;
 }

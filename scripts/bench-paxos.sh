@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Benchmarks of the replicated coordinator (not tests), all in one run, on
+# loopback, fsync on everywhere:
+#  1. the replicated log alone: txbench log against a 3-replica txcoord group
+#     and against a 3-member etcd cluster (puts through its v3 JSON gateway,
+#     sent to the etcd leader), same record size, concurrency 1 and 256;
+#  2. failover: with a log load running, kill -9 the leader KILLS times and
+#     measure, with a client appending back to back (txbench probe), the time
+#     from the kill to the first successful Append under the new leader;
+#  3. end to end: txbench transfer (two agents) against one coordinator and
+#     against a 3-replica group; prints the ratio.
+# Prints Markdown tables for docs/benchmarks.md. Every process it starts is a
+# child of this shell and is stopped by pid in the EXIT trap.
+# Usage: scripts/bench-paxos.sh [BUILD_DIR] [SECONDS] [KILLS]
+set -euo pipefail
+BUILD=${1:-build}
+SECS=${2:-10}
+KILLS=${3:-20}
+RECORD=256
+BIN=$(cd "$BUILD/bin" && pwd)
+WORK=$(mktemp -d /tmp/txc-bench-paxos.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "bench-paxos: installing etcd-server" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >/dev/null
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+json() { python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, r))' "$@"; }
+
+echo "## machine"
+echo "- $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- $(etcd --version | head -1), record ${RECORD} bytes (etcd: 16-byte key + ${RECORD}-byte value)"
+
+# ---------------------------------------------------------------- servers
+declare -A GP GPID
+GDIR=""; GLIST=""; PEERS=""
+start_replica() { # id
+  "$BIN/txcoord" --id "$1" --listen "127.0.0.1:${GP[$1]}" --peers "$PEERS" --data "$GDIR/r$1" \
+    --log-level warn 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
+}
+start_group() { # dir
+  GDIR=$1; mkdir -p "$GDIR"
+  for i in 1 2 3; do GP[$i]=$(free_port); done
+  PEERS="1=127.0.0.1:${GP[1]},2=127.0.0.1:${GP[2]},3=127.0.0.1:${GP[3]}"
+  GLIST="127.0.0.1:${GP[1]},127.0.0.1:${GP[2]},127.0.0.1:${GP[3]}"
+  for i in 1 2 3; do start_replica $i; done
+  for i in 1 2 3; do wait_port "${GP[$i]}"; done
+}
+leader_of_group() { # prints the leader's id once one serves (10 s at most)
+  for _ in $(seq 1 100); do
+    local l
+    l=$(timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["leader"] or "")' 2>/dev/null || true)
+    [ -n "$l" ] && { echo "$l"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+group_caught_up() { # all three replicas answer and trail the leader by <= 100 slots (20 s at most)
+  for _ in $(seq 1 200); do
+    timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+sys.exit(0 if r["leader"] and len(r["replicas"]) == 3 and max(x["lag"] for x in r["replicas"]) <= 100 else 1)' \
+      2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+declare -A EC EPP
+EPID=(); ELIST=""
+start_etcd() { # dir
+  local d=$1 cluster="" i
+  for i in 1 2 3; do EC[$i]=$(free_port); EPP[$i]=$(free_port); done
+  for i in 1 2 3; do cluster+="${cluster:+,}e$i=http://127.0.0.1:${EPP[$i]}"; done
+  for i in 1 2 3; do
+    etcd --name "e$i" --data-dir "$d/e$i" \
+      --listen-client-urls "http://127.0.0.1:${EC[$i]}" --advertise-client-urls "http://127.0.0.1:${EC[$i]}" \
+      --listen-peer-urls "http://127.0.0.1:${EPP[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${EPP[$i]}" \
+      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token txc-bench \
+      --logger zap --log-level warn 2>"$d/e$i.log" & EPID[$i]=$!; PIDS+=($!)
+  done
+  ELIST="http://127.0.0.1:${EC[1]},http://127.0.0.1:${EC[2]},http://127.0.0.1:${EC[3]}"
+  for i in 1 2 3; do wait_port "${EC[$i]}"; done
+}
+
+# ------------------------------------------------------ 1. the log alone
+start_group "$WORK/log-group"
+start_etcd "$WORK"
+leader_of_group >/dev/null
+group_caught_up
+echo
+echo "## replicated log alone: txbench log, ${SECS} s each, ${RECORD}-byte records, fsync on"
+echo
+echo "| system | concurrency | committed/s | p50 ms | p99 ms | p999 ms | errors |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for c in 1 256; do
+  for sys in txcoord etcd; do
+    if [ $sys = txcoord ]; then target=(--coordinator "$GLIST"); else target=(--etcd "$ELIST"); fi
+    "$BIN/txbench" log "${target[@]}" --concurrency $c --duration "${SECS}s" --record-bytes $RECORD --json \
+      >"$WORK/log-$sys-$c.json" 2>"$WORK/log-$sys-$c.err" || true
+    if [ -s "$WORK/log-$sys-$c.json" ]; then
+      json "$WORK/log-$sys-$c.json" \
+        '"| %s (3 replicas) | %d | %.0f | %.2f | %.2f | %.2f | %d |" % (target, concurrency, committed_per_s, p50_ms, p99_ms, p999_ms, errors)'
+    else
+      echo "| $sys (3 replicas) | $c | failed: $(head -c 200 "$WORK/log-$sys-$c.err" | tr '\n' ' ') | | | | |"
+    fi
+  done
+done
+python3 - "$WORK" <<'PY'
+import json, sys
+w = sys.argv[1]
+try:
+    t = json.load(open(f"{w}/log-txcoord-256.json")); e = json.load(open(f"{w}/log-etcd-256.json"))
+    print(f"\nAt concurrency 256: txcoord/etcd throughput {t['committed_per_s'] / e['committed_per_s']:.2f}x; "
+          f"p99 {t['p99_ms']:.2f} ms vs {e['p99_ms']:.2f} ms")
+except Exception as ex:
+    print(f"\n(no ratio: {ex})")
+PY
+for i in 1 2 3; do kill "${EPID[$i]}" 2>/dev/null || true; wait "${EPID[$i]}" 2>/dev/null || true; done
+
+# -------------------------------------------------------------- 2. failover
+# A background log load (concurrency 32) plus the probe; the group is the one above.
+echo
+echo "## failover: kill -9 of the leader, ${KILLS} times, default timeouts, under a log load (concurrency 32)"
+LOAD_SECS=$((KILLS * 8 + 30))
+"$BIN/txbench" log --coordinator "$GLIST" --concurrency 32 --duration "${LOAD_SECS}s" --record-bytes $RECORD --quiet \
+  >"$WORK/failover-load.out" 2>"$WORK/failover-load.err" & LOADPID=$!; PIDS+=($!)
+"$BIN/txbench" probe --coordinator "$GLIST" --duration "${LOAD_SECS}s" --gap-ms 100 \
+  >"$WORK/probe.out" 2>"$WORK/probe.err" & PROBEPID=$!; PIDS+=($!)
+: >"$WORK/kills"
+sleep 1
+for k in $(seq 1 "$KILLS"); do
+  group_caught_up || { echo "- kill $k: the group did not catch up within 20 s; stopping here"; break; }
+  leader=$(leader_of_group) || { echo "- kill $k: no leader within 10 s; stopping here"; break; }
+  sleep 0.5
+  t=$(date +%s%6N)
+  kill -9 "${GPID[$leader]}"
+  wait "${GPID[$leader]}" 2>/dev/null || true
+  echo "$t $leader" >>"$WORK/kills"
+  # Wait (15 s at most) for the probe's first success after the kill.
+  for _ in $(seq 1 150); do
+    awk -v t="$t" '$1 == "gap" { split($3, a, "="); if (a[2] + 0 > t + 0) f = 1 } END { exit !f }' "$WORK/probe.out" && break
+    sleep 0.1
+  done
+  start_replica "$leader"
+  wait_port "${GP[$leader]}" || true
+done
+kill "$PROBEPID" "$LOADPID" 2>/dev/null || true
+wait "$PROBEPID" "$LOADPID" 2>/dev/null || true
+python3 - "$WORK/kills" "$WORK/probe.out" <<'PY'
+import sys
+kills = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+gaps = []
+for l in open(sys.argv[2]):
+    if l.startswith("gap "):
+        f = dict(x.split("=") for x in l.split()[1:])
+        gaps.append((int(f["last_ok_us"]), int(f["first_ok_us"])))
+ms, missing = [], 0
+for t, leader in kills:
+    after = [g for g in gaps if g[1] > t and g[0] <= t + 5000]
+    if not after:
+        missing += 1
+        continue
+    ms.append((min(g[1] for g in after) - t) / 1000.0)
+ms.sort()
+def pct(p):  # nearest rank
+    import math
+    return ms[max(0, math.ceil(p * len(ms)) - 1)]
+print()
+if ms:
+    print("| kills | measured | p50 ms | p99 ms | max ms | min ms |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"| {len(kills)} | {len(ms)} | {pct(0.5):.0f} | {pct(0.99):.0f} | {ms[-1]:.0f} | {ms[0]:.0f} |")
+    print("\nall (ms): " + ", ".join(f"{x:.0f}" for x in ms))
+if missing:
+    print(f"\n{missing} kill(s) without a matching gap in the probe's output")
+PY
+
+# ------------------------------------------------------------ 3. end to end
+run_transfer() { # name coordinator-list -> $WORK/e2e-name.json
+  local d=$WORK/e2e-$1 ap bp; mkdir -p "$d"; ap=$(free_port); bp=$(free_port)
+  "$BIN/txagent" --listen 127.0.0.1:$ap --data "$d/a" --coordinator "$2" --resource bank_a=sqlite:$d/a.db --log-level warn 2>"$d/a.log" & PIDS+=($!); local a=$!
+  "$BIN/txagent" --listen 127.0.0.1:$bp --data "$d/b" --coordinator "$2" --resource bank_b=sqlite:$d/b.db --log-level warn 2>"$d/b.log" & PIDS+=($!); local b=$!
+  wait_port $ap; wait_port $bp
+  timeout $((SECS + 120)) "$BIN/txbench" transfer --coordinator "$2" --agent bank_a=127.0.0.1:$ap --agent bank_b=127.0.0.1:$bp \
+    --accounts 10000 --concurrency 64 --duration "${SECS}s" --mode oneshot --json >"$WORK/e2e-$1.json" 2>"$d/bench.log" || true
+  kill $a $b; wait $a $b 2>/dev/null || true
+}
+echo
+echo "## end to end: txbench transfer, oneshot, concurrency 64, two agents, ${SECS} s each"
+echo
+echo "| coordinator | committed/s | aborted/s | p50 ms | p99 ms | p999 ms |"
+echo "| --- | --- | --- | --- | --- | --- |"
+# The failover group is no longer needed: stop it first.
+for i in 1 2 3; do kill "${GPID[$i]}" 2>/dev/null || true; wait "${GPID[$i]}" 2>/dev/null || true; done
+sp=$(free_port)
+"$BIN/txcoord" --listen 127.0.0.1:$sp --data "$WORK/single" --log-level warn 2>"$WORK/single.log" & SPID=$!; PIDS+=($!)
+wait_port $sp
+run_transfer single "127.0.0.1:$sp"
+kill $SPID; wait $SPID 2>/dev/null || true
+start_group "$WORK/e2e-group"
+leader_of_group >/dev/null
+run_transfer group "$GLIST"
+for i in 1 2 3; do kill "${GPID[$i]}" 2>/dev/null || true; wait "${GPID[$i]}" 2>/dev/null || true; done
+python3 - "$WORK" <<'PY'
+import json, sys
+w = sys.argv[1]
+rows = {}
+for name, label in (("single", "1 replica"), ("group", "3 replicas")):
+    try:
+        r = json.load(open(f"{w}/e2e-{name}.json")); rows[name] = r
+        print("| %s | %.0f | %.0f | %.2f | %.2f | %.2f |" % (label, r["committed_per_s"], r["aborted_per_s"],
+              r["p50_ms"], r["p99_ms"], r["p999_ms"]))
+    except Exception as ex:
+        print(f"| {label} | failed: {ex} | | | | |")
+if len(rows) == 2:
+    print(f"\n3 replicas / 1 replica: {rows['group']['committed_per_s'] / rows['single']['committed_per_s']:.2f}x")
+PY
+echo
+echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
