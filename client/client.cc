@@ -219,18 +219,31 @@ Result<std::vector<proto::ResultSet>> Transaction::Execute(const std::string& re
   req.resource = resource;
   req.statements = std::move(statements);
   if (client_->options_.txn_timeout_ms > 0) req.__set_timeout_ms(client_->options_.txn_timeout_ms);
-  proto::Participant p;
-  p.resource = resource;
-  p.address = *agent;
-  if (std::find(participants_.begin(), participants_.end(), p) == participants_.end()) {
+  auto pit = std::find_if(participants_.begin(), participants_.end(), [&](const proto::Participant& p) {
+    return p.resource == resource && p.address == *agent;
+  });
+  if (pit == participants_.end()) {
     // Recorded before the call: even a failed or timed-out execute may have
     // left work that a rollback must reach.
+    proto::Participant p;
+    p.resource = resource;
+    p.address = *agent;
     participants_.push_back(p);
+    pit = participants_.end() - 1;
   }
   auto r = client_->impl_->Direct<proto::ExecuteRequest, proto::ExecuteResponse>(
       *agent, "Execute", req, client_->options_.call_timeout);
   if (!r.ok()) {
     return Status(r.status().code(), "agent " + *agent + " (" + resource + "): " + r.status().message());
+  }
+  if (r->incarnation != 0) {
+    if (pit->__isset.incarnation && pit->incarnation != r->incarnation) {
+      // The agent restarted between two of our calls: what the earlier ones
+      // did may be gone. The PREPARE would vote NO; say so now.
+      return Status::Aborted("the agent for " + resource + " restarted during transaction " +
+                             ToString(id_) + "; its earlier work there may be lost: roll back and retry");
+    }
+    pit->__set_incarnation(r->incarnation);
   }
   if (r->status.code != proto::Code::OK) return FromProto(r->status);
   return std::move(r->results);

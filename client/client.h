@@ -78,7 +78,7 @@ class Transaction {
   Transaction(Client* client, TxId id) : client_(client), id_(id) {}
   Client* client_;
   TxId id_;
-  std::vector<proto::Participant> participants_;
+  std::vector<proto::Participant> participants_;  // with the incarnation each agent reported
   bool finished_ = false;
 };
 

@@ -1,5 +1,12 @@
 #include "participant/agent.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
 #include "common/crash_point.h"
 #include "common/log.h"
 
@@ -14,6 +21,31 @@ std::vector<std::string> Names(const std::vector<std::unique_ptr<ResourceManager
 }
 
 }  // namespace
+
+Result<int64_t> NextIncarnation(const std::string& path) {
+  int64_t n = 0;
+  {
+    std::ifstream in(path);
+    if (in) in >> n;
+  }
+  ++n;
+  std::string tmp = path + ".tmp";
+  std::string text = std::to_string(n) + "\n";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return Status::StorageFailed("cannot write " + tmp + ": " + std::strerror(errno));
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::StorageFailed("cannot make " + path + " durable: " + std::strerror(errno));
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return n;
+}
 
 Agent::Agent(boost::asio::io_context& io, AgentNodeOptions options,
              std::vector<std::unique_ptr<ResourceManager>> resources)
@@ -59,7 +91,8 @@ Status Agent::Start() {
     }
     size_t active = 0, in_doubt = 0;
     for (const auto& b : *recovered) (b.state == BranchState::kActive ? active : in_doubt)++;
-    log->info("recovered resource={} active_rolled_back={} in_doubt={}", name, active, in_doubt);
+    log->info("recovered resource={} active_rolled_back={} in_doubt={} incarnation={}", name, active,
+              in_doubt, options_.core.incarnation);
     core_.OnRecovered(name, *recovered, now);
   }
   Serve<proto::ExecuteRequest, proto::ExecuteResponse>("Execute", &BranchCore::OnExecute);

@@ -32,6 +32,10 @@ struct AgentNodeOptions {
   Micros query_timeout = 3 * kSeconds;
 };
 
+// Reads the counter in `path`, adds one, and makes it durable (write, fsync,
+// rename, fsync of the folder) before returning it: this run's incarnation.
+Result<int64_t> NextIncarnation(const std::string& path);
+
 class Agent {
  public:
   // Takes ownership of the resources.

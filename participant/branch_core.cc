@@ -197,6 +197,18 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
       b.current = std::move(p);
       return IssueOp(key, b, ResourceOp::kExecuteAndPrepare, std::move(stmts), now);
     }
+    std::optional<int64_t> seen;
+    for (const auto& part : pr->participants) {
+      if (part.resource == resource && part.__isset.incarnation) seen = part.incarnation;
+    }
+    if (seen && options_.incarnation != 0 && *seen != options_.incarnation) {
+      ReplyVote(p, proto::Vote::NO,
+                "the agent for " + resource + " restarted since this transaction's work was done "
+                "(incarnation " + std::to_string(*seen) + " -> " +
+                    std::to_string(options_.incarnation) + "); that work may be lost");
+      SetState(key, b, St::kAborted, now);
+      return IssueOp(key, b, ResourceOp::kRollback, {}, now);
+    }
     if (b.state == St::kNone) {
       // Nothing was executed here (or it was rolled back in a restart): NO,
       // and a tombstone so a late execute is refused.
@@ -545,6 +557,7 @@ void BranchCore::ReplyExecute(const Pending& p, const Status& s,
   proto::ExecuteResponse r;
   r.status = ToProto(s);
   r.results = std::move(results);
+  r.incarnation = options_.incarnation;
   effects_.replies.push_back({p.token, std::move(r)});
 }
 

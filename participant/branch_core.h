@@ -57,6 +57,11 @@ struct AgentOptions {
   // How often a parked statement retries its lock when no release woke it.
   // Default: 20 ms.
   Micros lock_retry = 20 * kMillis;
+  // This run of the agent (a durable counter bumped at every start); 0 =
+  // unknown. Execute replies carry it; an interactive PREPARE whose
+  // participant entry names another incarnation votes NO, because ACTIVE work
+  // is acknowledged before it is synced and a power loss may have taken it.
+  int64_t incarnation = 0;
 };
 
 struct ResourceOp {

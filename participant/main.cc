@@ -43,13 +43,20 @@ int main(int argc, char** argv) {
     resources.push_back(std::move(r.value()));
   }
   std::error_code ec;
-  std::filesystem::create_directories(vm["data"].as<std::string>(), ec);
+  std::string data = vm["data"].as<std::string>();
+  std::filesystem::create_directories(data, ec);
+  auto incarnation = txc::participant::NextIncarnation(data + "/incarnation");
+  if (!incarnation.ok()) {
+    log->error("cannot start: {}", incarnation.status().ToString());
+    return 1;
+  }
 
   txc::participant::AgentNodeOptions o;
   o.listen = vm["listen"].as<std::string>();
   o.coordinators = txc::rpc::SplitList(vm["coordinator"].as<std::string>());
   o.core.lock_timeout = vm["lock-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.core.active_timeout = vm["active-timeout-ms"].as<int64_t>() * txc::kMillis;
+  o.core.incarnation = *incarnation;
   if (o.coordinators.empty()) {
     std::cerr << "txagent: --coordinator names no address\n";
     return 2;

@@ -95,6 +95,10 @@ struct ResultSet {
 struct Participant {
   1: string resource
   2: string address      // HOST:PORT of the agent
+  // Interactive transactions: the agent incarnation that did this branch's
+  // work (from ExecuteResponse). An agent that restarted since votes NO: an
+  // un-synced ACTIVE branch may have been lost with the machine's power.
+  3: optional i64 incarnation
 }
 
 struct Branch {
@@ -209,6 +213,7 @@ struct ExecuteRequest {
 struct ExecuteResponse {
   1: Status status
   2: list<ResultSet> results
+  3: i64 incarnation       // changes every time the agent restarts
 }
 
 struct PrepareRequest {

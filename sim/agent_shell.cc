@@ -63,7 +63,11 @@ std::vector<std::string> SimAgent::resources() const { return Keys(images_); }
 void SimAgent::Boot() {
   World& w = c_->world();
   Micros now = w.now();
-  live_ = std::make_unique<Live>(Keys(images_), c_->timing().agent);
+  // This run's incarnation: in a real agent a durable counter bumped at
+  // start; here the network's count of this node's boots, which no crash loses.
+  participant::AgentOptions options = c_->timing().agent;
+  options.incarnation = static_cast<int64_t>(c_->net().incarnation(node_));
+  live_ = std::make_unique<Live>(Keys(images_), options);
   Live* l = live_.get();
   for (auto& [name, image] : images_) {
     ResourceEnv env;

@@ -130,7 +130,9 @@ void SimClient::ExecuteNext() {
   proto::Participant p;
   p.resource = step.resource;
   p.address = address;
-  if (std::find(txn_.participants.begin(), txn_.participants.end(), p) == txn_.participants.end()) {
+  if (std::none_of(txn_.participants.begin(), txn_.participants.end(), [&](const proto::Participant& q) {
+        return q.resource == p.resource && q.address == p.address;
+      })) {
     txn_.participants.push_back(p);
   }
   SimAgent* agent = c_->AgentAt(address);
@@ -148,8 +150,17 @@ void SimClient::ExecuteNext() {
       },
       [this](Status s, proto::ExecuteResponse r) {
         if (!s.ok()) return Rollback("execute failed: " + s.ToString());
-        if (r.status.code != proto::Code::OK) return Rollback("execute failed: " + r.status.message);
         const Step& done = txn_.steps[txn_.next];
+        // As client.cc: remember the agent's incarnation; a change between two
+        // calls means the earlier work may be gone.
+        for (auto& part : txn_.participants) {
+          if (part.resource != done.resource || r.incarnation == 0) continue;
+          if (part.__isset.incarnation && part.incarnation != r.incarnation) {
+            return Rollback("the agent restarted during the transaction");
+          }
+          part.__set_incarnation(r.incarnation);
+        }
+        if (r.status.code != proto::Code::OK) return Rollback("execute failed: " + r.status.message);
         if (done.writes &&
             std::find(txn_.wrote.begin(), txn_.wrote.end(), done.resource) == txn_.wrote.end()) {
           txn_.wrote.push_back(done.resource);

@@ -287,3 +287,35 @@ TEST(SimBugListTest, AtLeastThreeBugs) { EXPECT_GE(Bugs().size(), 3u); }
 
 }  // namespace
 }  // namespace txc::sim
+
+namespace txc::sim {
+namespace {
+
+// Two Executes on the same branch with a power loss between them: before
+// agent incarnations, seeds 143 and 179 committed a branch that had lost its
+// first call's work (money created). The agent now votes NO when it restarted
+// since the work was done, and the client rolls back when it sees the change.
+TEST(SimSplitExecuteTest, WorkLostToPowerLossNeverCommits) {
+  for (uint64_t s : {143ull, 179ull}) {
+    std::ostringstream report;
+    SimOptions o;
+    o.seed = s;
+    o.faults = FaultLevel::kHeavy;
+    o.workload = "split-execute";
+    o.report = &report;
+    SimResult r = RunSeed(o);
+    EXPECT_EQ(r.violations, 0) << "seed " << s << "\n" << report.str();
+  }
+  for (uint64_t s = 1; s <= 120; ++s) {
+    std::ostringstream report;
+    SimOptions o;
+    o.seed = s;
+    o.faults = FaultLevel::kHeavy;
+    o.workload = "split-execute";
+    o.report = &report;
+    ASSERT_EQ(RunSeed(o).violations, 0) << "seed " << s << "\n" << report.str();
+  }
+}
+
+}  // namespace
+}  // namespace txc::sim

@@ -985,6 +985,48 @@ TEST_F(BranchCoreTest, CommitForAForgottenBranchLeavesNothingBehind) {
   EXPECT_EQ(StateOf(kT5), "");
 }
 
+TEST(BranchCoreIncarnationTest, PrepareFromAnEarlierIncarnationVotesNoAndExecuteRepliesCarryIt) {
+  AgentOptions o = TestOptions();
+  o.incarnation = 8;
+  BranchCore core({kRes}, o);
+  proto::ExecuteRequest e;
+  e.txid = kT1;
+  e.resource = kRes;
+  e.statements = {Sql("UPDATE accounts SET balance = 0")};
+  core.OnExecute(1, e, kT0);
+  AgentEffects fx = core.TakeEffects();
+  ASSERT_EQ(fx.ops.size(), 1u);
+  ExecuteResult done;
+  done.wrote = true;
+  core.OnExecuteDone(fx.ops[0].id, done, kT0);
+  EXPECT_EQ(ExecReply(core.TakeEffects(), 1).incarnation, 8);
+  // The client saw incarnation 7: this agent restarted since, and an ACTIVE
+  // branch's work is not synced, so it may be gone.
+  proto::PrepareRequest p;
+  p.txid = kT1;
+  p.resource = kRes;
+  p.participants = {Participant(kRes, "10.0.0.1:7100")};
+  p.participants[0].__set_incarnation(7);
+  core.OnPrepare(2, p, kT0);
+  fx = core.TakeEffects();
+  auto vote = VoteReply(fx, 2);
+  EXPECT_EQ(vote.vote, proto::Vote::NO);
+  EXPECT_TRUE(Contains(vote.reason, "restarted")) << vote.reason;
+  ASSERT_EQ(fx.ops.size(), 1u);
+  EXPECT_EQ(fx.ops[0].kind, ResourceOp::kRollback);
+  // The same incarnation prepares normally.
+  BranchCore same({kRes}, o);
+  same.OnExecute(3, e, kT0);
+  fx = same.TakeEffects();
+  same.OnExecuteDone(fx.ops[0].id, done, kT0);
+  (void)same.TakeEffects();
+  p.participants[0].__set_incarnation(8);
+  same.OnPrepare(4, p, kT0);
+  fx = same.TakeEffects();
+  ASSERT_EQ(fx.ops.size(), 1u);
+  EXPECT_EQ(fx.ops[0].kind, ResourceOp::kPrepare);
+}
+
 TEST_F(BranchCoreTest, ExecuteTimeoutSetsTheBranchDeadline) {
   proto::ExecuteRequest req;
   req.txid = kT1;
