@@ -127,7 +127,16 @@ class PaxosLog : public DecisionLog {
     if (!replica_->is_leader()) return cb_.failed(cmds, Status::NotLeader("this replica does not lead"));
     std::string value = EncodeBatch(cmds);
     replica_->Propose(std::move(value), SteadyNowMicros());
-    Flush();
+    // The replica sends everything proposed before TakeEffects() as one ACCEPT
+    // and one Persist: take them once the handlers already queued on the io
+    // thread have run, so their proposals share that message and that sync.
+    if (flush_posted_) return;
+    flush_posted_ = true;
+    boost::asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+      if (alive.expired()) return;
+      flush_posted_ = false;
+      Flush();
+    });
   }
 
   void Compact(uint64_t index, std::string image) override {
@@ -274,6 +283,8 @@ class PaxosLog : public DecisionLog {
   int known_leader_ = 0;
   bool failed_ = false;
   bool stopped_ = false;
+  bool flush_posted_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // expires with this object
 };
 
 }  // namespace
