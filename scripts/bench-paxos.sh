@@ -20,6 +20,8 @@ RECORD=256
 BIN=$(cd "$BUILD/bin" && pwd)
 WORK=$(mktemp -d /tmp/txc-bench-paxos.XXXXXX)
 PIDS=()
+# Forgets a pid once its process is reaped, so the trap never signals a reused pid.
+forget() { local keep=(); for p in "${PIDS[@]:-}"; do [ "$p" != "$1" ] && keep+=("$p"); done; PIDS=("${keep[@]:-}"); }
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
@@ -142,8 +144,7 @@ for k in $(seq 1 "$KILLS"); do
   leader=$(leader_of_group) || { echo "- kill $k: no leader within 10 s; stopping here"; break; }
   sleep 0.5
   t=$(date +%s%6N)
-  kill -9 "${GPID[$leader]}"
-  wait "${GPID[$leader]}" 2>/dev/null || true
+  kill -9 "${GPID[$leader]}"; wait "${GPID[$leader]}" 2>/dev/null || true; forget "${GPID[$leader]}"
   echo "$t $leader" >>"$WORK/kills"
   # Wait (15 s at most) for the probe's first success after the kill.
   for _ in $(seq 1 150); do
