@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <sstream>
 
+#include "common/log.h"
+
 namespace txc::sim {
 
 namespace {
@@ -58,6 +60,13 @@ const std::vector<BugInfo>& Bugs() {
        "the coordinator tells the client COMMITTED when DECIDE is proposed, not when durable"},
       {"forget-undo", "a rollback marks the branch ABORTED without applying its undo"},
       {"heuristic-commit", "an in-doubt agent commits on its own instead of asking"},
+      {"ack-before-durable-accept",
+       "a coordinator replica's ACCEPTED leaves before its accepted value is synced (group mode)",
+       true},
+      {"resurrected-decide",
+       "a replica applies a DECIDE of an epoch that ended before it was chosen (group mode; "
+       "coordinator/node.cc as of this commit)",
+       true},
   };
   return kBugs;
 }
@@ -74,10 +83,18 @@ std::string ReplayCommand(const SimOptions& o) {
   if (!o.bug.empty()) s += " --inject-bug " + o.bug;
   if (o.txns != 120) s += " --txns-per-seed " + std::to_string(o.txns);
   if (o.workload != "transfers") s += " --workload " + o.workload;
+  if (o.replicas != 1) s += " --replicas " + std::to_string(o.replicas);
   return s + " --trace";
 }
 
 SimResult RunSeed(const SimOptions& options) {
+  // The cores' own log lines (the Paxos core logs its elections) would drown
+  // the output; the simulator's trace tells the story.
+  static const bool kQuiet = [] {
+    SetLogLevel("off");
+    return true;
+  }();
+  (void)kQuiet;
   Cluster cluster(options);
   return cluster.Run();
 }
@@ -99,19 +116,32 @@ Timing::Timing() {
 // ------------------------------------------------------------------ cluster
 
 Cluster::Cluster(const SimOptions& options) : options_(options) {
+  for (const BugInfo& b : Bugs()) {
+    if (b.group && options_.bug == b.name && options_.replicas < 3) options_.replicas = 3;
+  }
+  if (options_.replicas < 1) options_.replicas = 1;
   bugs_.vote_before_durable = options.bug == "vote-before-durable";
   bugs_.lying_disk = options.bug == "lying-disk";
   bugs_.early_commit_reply = options.bug == "early-commit-reply";
   bugs_.forget_undo = options.bug == "forget-undo";
   bugs_.heuristic_commit = options.bug == "heuristic-commit";
+  bugs_.ack_before_durable_accept = options.bug == "ack-before-durable-accept";
+  bugs_.resurrected_decide = options.bug == "resurrected-decide";
   world_ = std::make_unique<World>(options.seed, options.trace, options.hash_trace);
   net_ = std::make_unique<Network>(world_.get(), NetOptions());
-  checker_ = std::make_unique<Checker>(world_.get(), ReplayCommand(options), options.report);
+  checker_ = std::make_unique<Checker>(world_.get(), ReplayCommand(options_), options.report);
   result_.seed = options.seed;
   Build();
 }
 
 Cluster::~Cluster() = default;
+
+SimCoordinator* Cluster::CoordinatorAt(int node) const {
+  for (const auto& c : coordinators_) {
+    if (c->node() == node) return c.get();
+  }
+  return nullptr;
+}
 
 SimAgent* Cluster::AgentAt(const std::string& address) {
   auto it = address_node_.find(address);
@@ -151,8 +181,9 @@ void Cluster::Build() {
   int n_clients = static_cast<int>(rng.Uniform(3, 8));
   ConfigureFaults();
 
+  const bool group = options_.replicas > 1;
   int coord = net_->AddNode("coord1");
-  coordinator_ = std::make_unique<SimCoordinator>(this, coord, "coord1:7000");
+  coordinators_.push_back(std::make_unique<SimCoordinator>(this, coord, "coord1:7000", group ? 1 : 0));
 
   std::vector<std::map<std::string, BankImage>> hosted(n_agents);
   int64_t total = 0;
@@ -182,6 +213,16 @@ void Cluster::Build() {
     int node = net_->AddNode("client" + std::to_string(i + 1));
     clients_.push_back(std::make_unique<SimClient>(this, node, i));
   }
+  // Group mode: replicas 2..N, after the clients (so the single-replica mode's
+  // node ids, and its seeds, are unchanged).
+  for (int r = 2; r <= options_.replicas; ++r) {
+    std::string name = "coord" + std::to_string(r);
+    int node = net_->AddNode(name);
+    coordinators_.push_back(std::make_unique<SimCoordinator>(this, node, name + ":7000", r));
+  }
+  servers_.clear();
+  for (int node = 0; node <= n_agents; ++node) servers_.push_back(node);
+  for (size_t r = 1; r < coordinators_.size(); ++r) servers_.push_back(coordinators_[r]->node());
   crash_serial_.assign(world_->node_count(), 0);
   net_->Finalize();
 
@@ -191,7 +232,8 @@ void Cluster::Build() {
   for (const auto& n : resource_names_) {
     shape += n + "@" + resource_address_[n] + " " + std::to_string(accounts_[n]) + " accounts, ";
   }
-  shape += "sum " + std::to_string(total) + "), " + std::to_string(n_clients) + " clients, faults " +
+  shape += "sum " + std::to_string(total) + "), " + std::to_string(n_clients) + " clients, " +
+           (group ? std::to_string(options_.replicas) + " coordinator replicas, " : "") + "faults " +
            FaultLevelName(options_.faults) + (options_.bug.empty() ? "" : ", bug " + options_.bug);
   world_->Log(-1, shape);
 }
@@ -250,6 +292,18 @@ void Cluster::ConfigureFaults() {
       }
       break;
   }
+  if (options_.replicas > 1 && options_.faults == FaultLevel::kHeavy) {
+    // Group mode: the current leader is killed often; more random crashes
+    // (the replicas are servers too), and partitions among the replicas.
+    leader_crash_budget_ = static_cast<int>(rng.Uniform(4, 10));
+    leader_crash_min_ = 300 * kMillis;
+    leader_crash_max_ = 2 * kSeconds;
+    random_crash_budget_ += 4;
+  } else if (options_.replicas > 1 && options_.faults == FaultLevel::kLight) {
+    leader_crash_budget_ = 1;
+    leader_crash_min_ = 1 * kSeconds;
+    leader_crash_max_ = 4 * kSeconds;
+  }
   disk.lying = bugs_.lying_disk;
   net_->SetOptions(net);
   disk_options_ = disk;
@@ -269,8 +323,8 @@ bool Cluster::CrashPoint(int node, const char* point) {
 void Cluster::CrashNode(int node, const std::string& why) {
   if (!IsServer(node) || !net_->up(node)) return;
   net_->Down(node);
-  if (node == coordinator_->node()) {
-    coordinator_->Crash();
+  if (SimCoordinator* coord = CoordinatorAt(node)) {
+    coord->Crash();
   } else {
     agents_[node - 1]->Crash();
   }
@@ -290,8 +344,8 @@ void Cluster::Restart(int node) {
   if (net_->up(node)) return;
   net_->Up(node);
   world_->LogFault(node, "RESTART");
-  if (node == coordinator_->node()) {
-    coordinator_->Boot();
+  if (SimCoordinator* coord = CoordinatorAt(node)) {
+    coord->Boot();
   } else {
     agents_[node - 1]->Boot();
     checker_->CheckBankSum("after a restart");
@@ -303,7 +357,7 @@ void Cluster::ScheduleRandomCrash() {
   world_->After(rng.Uniform(crash_every_min_, crash_every_max_), [this] {
     if (!faults_active_) return;
     if (random_crash_budget_ > 0) {
-      int node = static_cast<int>(world_->rng().Index(agents_.size() + 1));
+      int node = servers_[world_->rng().Index(servers_.size())];
       if (net_->up(node)) {
         --random_crash_budget_;
         CrashNode(node, "(random)");
@@ -324,7 +378,7 @@ void Cluster::SchedulePartition() {
       int id = 0;
       std::string what;
       if (kind == 2) {
-        int a = static_cast<int>(rng.Index(agents_.size() + 1));
+        int a = servers_[rng.Index(servers_.size())];
         id = net_->Isolate(a);
         what = "isolates " + world_->NodeName(a);
       } else {
@@ -344,6 +398,76 @@ void Cluster::SchedulePartition() {
   });
 }
 
+// Group mode: kill whichever replica leads now.
+void Cluster::ScheduleLeaderCrash() {
+  Rng& rng = world_->rng();
+  world_->After(rng.Uniform(leader_crash_min_, leader_crash_max_), [this] {
+    if (!faults_active_ || leader_crash_budget_ <= 0) return;
+    for (const auto& c : coordinators_) {
+      if (c->leads() && net_->up(c->node())) {
+        --leader_crash_budget_;
+        CrashNode(c->node(), "(the leader)");
+        break;
+      }
+    }
+    ScheduleLeaderCrash();
+  });
+}
+
+// Group mode: cuts among the replicas, one-way ones included (a replica that
+// hears nobody but whose messages still arrive: what pre-vote exists for),
+// and the leader isolated from its followers.
+void Cluster::ScheduleGroupPartition() {
+  Rng& rng = world_->rng();
+  world_->After(rng.Uniform(200 * kMillis, 1500 * kMillis), [this] {
+    if (!faults_active_) return;
+    Rng& rng = world_->rng();
+    if (rng.Bernoulli(0.6)) {
+      int n = static_cast<int>(coordinators_.size());
+      int kind = static_cast<int>(rng.Uniform(0, 3));
+      std::vector<int> ids;
+      std::string what;
+      int leader = -1;
+      for (int i = 0; i < n; ++i) {
+        if (coordinators_[i]->leads()) leader = i;
+      }
+      if (kind == 3 && leader >= 0) {
+        // The leader hears its followers, but they do not hear it (one-way).
+        for (int i = 0; i < n; ++i) {
+          if (i == leader) continue;
+          ids.push_back(net_->Partition(coordinators_[leader]->node(), coordinators_[i]->node(), false));
+        }
+        what = world_->NodeName(coordinators_[leader]->node()) + " -/-> every follower";
+      } else {
+        int a = static_cast<int>(rng.Index(n));
+        int b = static_cast<int>(rng.Index(n - 1));
+        if (b >= a) ++b;
+        if (kind == 0) {
+          ids.push_back(net_->Partition(coordinators_[a]->node(), coordinators_[b]->node(), true));
+          what = world_->NodeName(coordinators_[a]->node()) + " <-/-> " + world_->NodeName(coordinators_[b]->node());
+        } else if (kind == 1 || kind == 3) {
+          // b does not hear a, a hears b: b's elections must not unseat a live leader.
+          ids.push_back(net_->Partition(coordinators_[a]->node(), coordinators_[b]->node(), false));
+          what = world_->NodeName(coordinators_[a]->node()) + " -/-> " + world_->NodeName(coordinators_[b]->node());
+        } else {
+          int victim = leader >= 0 ? leader : a;
+          for (int i = 0; i < n; ++i) {
+            if (i == victim) continue;
+            ids.push_back(net_->Partition(coordinators_[victim]->node(), coordinators_[i]->node(), true));
+          }
+          what = world_->NodeName(coordinators_[victim]->node()) + " cut off from the other replicas";
+        }
+      }
+      world_->LogFault(-1, "PARTITION " + what);
+      world_->After(rng.Uniform(50 * kMillis, 2 * kSeconds), [this, ids, what] {
+        for (int id : ids) net_->Heal(id);
+        world_->LogFault(-1, "HEAL " + what);
+      });
+    }
+    ScheduleGroupPartition();
+  });
+}
+
 void Cluster::StopFaults() {
   faults_active_ = false;
   net_->HealAll();
@@ -355,10 +479,10 @@ void Cluster::StopFaults() {
   net_->SetOptions(calm);
   DiskOptions disk = disk_options_;
   disk.slow_p = 0;
-  coordinator_->SetDiskOptions(disk);
+  for (auto& c : coordinators_) c->SetDiskOptions(disk);
   for (auto& a : agents_) a->SetDiskOptions(disk);
   world_->Log(-1, "faults stop: network healed, every node restarted");
-  for (int node = 0; node <= static_cast<int>(agents_.size()); ++node) {
+  for (int node : servers_) {
     if (!net_->up(node)) {
       ++crash_serial_[node];
       Restart(node);
@@ -383,7 +507,21 @@ bool Cluster::Quiescent(std::string* why) const {
       return false;
     }
   }
-  if (!coordinator_->Idle(why)) return false;
+  // The leader (some replica that serves) has nothing left to do.
+  bool idle = false;
+  std::string first;
+  for (const auto& c : coordinators_) {
+    std::string w;
+    if (c->Idle(&w)) {
+      idle = true;
+      break;
+    }
+    if (first.empty() || first.find("not serving") != std::string::npos) first = w;
+  }
+  if (!idle) {
+    *why = coordinators_.size() == 1 ? first : "no coordinator replica serves idle (" + first + ")";
+    return false;
+  }
   for (const auto& a : agents_) {
     if (!a->Idle(why)) return false;
   }
@@ -393,12 +531,16 @@ bool Cluster::Quiescent(std::string* why) const {
 SimResult Cluster::Run() {
   World& w = *world_;
   faults_active_ = options_.faults != FaultLevel::kNone;
-  coordinator_->Boot();
+  for (auto& c : coordinators_) c->Boot();
   for (auto& a : agents_) a->Boot();
   for (auto& c : clients_) c->Start();
   if (faults_active_) {
     ScheduleRandomCrash();
     SchedulePartition();
+    if (coordinators_.size() > 1) {
+      if (leader_crash_budget_ > 0) ScheduleLeaderCrash();
+      ScheduleGroupPartition();
+    }
   }
   auto failed = [this] { return checker_->violations() > 0; };
   auto clients_done = [this] {
@@ -438,10 +580,10 @@ SimResult Cluster::Run() {
   //    be enough.
   if (!failed() && options_.faults != FaultLevel::kNone) {
     faults_active_ = false;
-    for (int node = 0; node <= static_cast<int>(agents_.size()); ++node) {
+    for (int node : servers_) {
       CrashNode(node, "(final power loss of every node)");
     }
-    for (int node = 0; node <= static_cast<int>(agents_.size()); ++node) {
+    for (int node : servers_) {
       uint64_t serial = crash_serial_[node];
       w.After(w.rng().Uniform(10 * kMillis, 100 * kMillis), [this, node, serial] {
         if (crash_serial_[node] == serial) Restart(node);

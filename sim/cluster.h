@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "coordinator/commit_driver.h"
+#include "coordinator/paxos/replica.h"
 #include "coordinator/txn_table.h"
 #include "participant/branch_core.h"
 #include "sim/bank_resource.h"
@@ -39,6 +40,12 @@ struct Timing {
   Micros begin_deadline = 8 * kSeconds;
   Micros commit_deadline = 15 * kSeconds;
   Micros abort_deadline = 3 * kSeconds;
+  // The coordinator group (production defaults: tick 5 ms, heartbeat 50 ms,
+  // election 300..600 ms; the sim keeps their ratios at half the scale).
+  Micros paxos_tick = 5 * kMillis;
+  Micros paxos_heartbeat = 25 * kMillis;
+  Micros paxos_election_min = 150 * kMillis;
+  Micros paxos_election_max = 300 * kMillis;
   Timing();
 };
 
@@ -48,17 +55,28 @@ struct BugFlags {
   bool early_commit_reply = false;
   bool forget_undo = false;
   bool heuristic_commit = false;
+  bool ack_before_durable_accept = false;
+  bool resurrected_decide = false;
 };
 
 // ----------------------------------------------------------- coordinator
 
-// One coordinator replica (single-replica mode, as CoordinatorNode with its
-// LocalLog): the decision log on this node's disk; at boot it replays the
-// durable log into a fresh TxnTable, appends EPOCH(last+1), and serves once
-// that is durable.
+// One coordinator replica.
+//
+// Single-replica mode (replica_id 0, as CoordinatorNode with its LocalLog):
+// the decision log on this node's disk; at boot it replays the durable log
+// into a fresh TxnTable, appends EPOCH(last+1), and serves once that is
+// durable.
+//
+// Group mode (replica_id 1..N, as CoordinatorNode with its PaxosLog): a
+// paxos::Replica whose acceptor state (promised ballot, accepted entries) is
+// on this node's disk, made durable with the disk's group commit before
+// OnPersisted; peer messages through the simulated network; on
+// leader_recovered it proposes EPOCH(epoch) and serves once that is applied;
+// on a step-down or a new leader it stops serving with the leader as hint.
 class SimCoordinator {
  public:
-  SimCoordinator(Cluster* cluster, int node, std::string address);
+  SimCoordinator(Cluster* cluster, int node, std::string address, int replica_id = 0);
   ~SimCoordinator();
 
   void Boot();
@@ -67,6 +85,12 @@ class SimCoordinator {
   bool up() const { return live_ != nullptr; }
   int node() const { return node_; }
   const std::string& address() const { return address_; }
+  int replica_id() const { return replica_id_; }
+  // Group mode: this replica won phase 1 and has not stepped down.
+  bool leads() const;
+
+  // Group mode: a peer's message arrives.
+  void DeliverPeer(const paxos::Message& m);
 
   // Client RPCs (run when a request reaches this node).
   void Begin(const proto::BeginRequest& req, std::function<void(proto::BeginResponse)> reply);
@@ -88,11 +112,21 @@ class SimCoordinator {
   void OnDurable(Live* l, uint64_t index, const std::vector<proto::Command>& cmds,
                  const std::string& bytes);
   void ScheduleTick(Live* l);
+  // Group mode.
+  void BootReplica();
+  void SchedulePaxosTick(Live* l);
+  bool HandleReplica(Live* l, paxos::Effects& fx);  // false: crashed
+  bool FlushDriver(Live* l, coord::DriverEffects& fx);  // false: crashed
+  bool ProposePaxos(Live* l, std::vector<proto::Command> cmds);  // false: crashed
+  std::string LeaderAddress(Live* l) const;
 
   Cluster* c_;
   int node_;
   std::string address_;
+  int replica_id_;
   Disk disk_;
+  // Group mode: the acceptor's durable image.
+  paxos::DurableState acceptor_;
   // The durable image of the decision log: (index, encoded batch), and the
   // last epoch this replica led (the log store's "epoch" meta).
   std::vector<std::pair<uint64_t, std::string>> log_;
@@ -218,7 +252,9 @@ class Cluster {
   bool CrashPoint(int node, const char* point);
   void CrashNode(int node, const std::string& why);
 
-  SimCoordinator* coordinator() { return coordinator_.get(); }
+  SimCoordinator* coordinator() { return coordinators_.front().get(); }
+  int replicas() const { return static_cast<int>(coordinators_.size()); }
+  SimCoordinator* CoordinatorById(int replica_id) { return coordinators_[replica_id - 1].get(); }
   SimAgent* AgentAt(const std::string& address);
   std::string AddressOf(const std::string& resource) const;
   const std::vector<std::string>& resource_names() const { return resource_names_; }
@@ -243,12 +279,17 @@ class Cluster {
   void ConfigureFaults();
   void ScheduleRandomCrash();
   void SchedulePartition();
+  void ScheduleLeaderCrash();
+  void ScheduleGroupPartition();
+  SimCoordinator* CoordinatorAt(int node) const;
   void Restart(int node);
   void StopFaults();
   bool Quiescent(std::string* why) const;
   void VisitState(const Checker::BankVisitor& v) const;
   void VisitDurable(const Checker::BankVisitor& v) const;
-  bool IsServer(int node) const { return node >= 0 && node <= static_cast<int>(agents_.size()); }
+  bool IsServer(int node) const {
+    return (node >= 0 && node <= static_cast<int>(agents_.size())) || CoordinatorAt(node) != nullptr;
+  }
 
   SimOptions options_;
   Timing timing_;
@@ -256,7 +297,9 @@ class Cluster {
   std::unique_ptr<World> world_;
   std::unique_ptr<Network> net_;
   std::unique_ptr<Checker> checker_;
-  std::unique_ptr<SimCoordinator> coordinator_;
+  std::vector<std::unique_ptr<SimCoordinator>> coordinators_;  // replica 1 at node 0
+  std::vector<int> servers_;  // coordinator and agent nodes: 0, agents 1..n, replicas 2..
+  std::map<int, int> coord_guess_;  // caller node -> the coordinator index it tries next
   std::vector<std::unique_ptr<SimAgent>> agents_;  // node ids 1..n
   std::vector<std::unique_ptr<SimClient>> clients_;
   std::vector<std::string> resource_names_;
@@ -270,6 +313,8 @@ class Cluster {
   std::map<std::string, double> crash_points_;  // armed point -> crash probability per hit
   int crash_budget_ = 0;         // targeted crashes left
   int random_crash_budget_ = 0;  // random crashes left
+  int leader_crash_budget_ = 0;  // group mode: crashes of the current leader left
+  Micros leader_crash_min_ = 0, leader_crash_max_ = 0;
   Micros crash_every_min_ = 0, crash_every_max_ = 0;
   Micros down_min_ = 0, down_max_ = 0;
   Micros partition_every_min_ = 0, partition_every_max_ = 0;
@@ -319,24 +364,42 @@ void Cluster::CoordinatorCall(int from, const Req& req, Micros deadline, Micros 
                      Resp());
     }
     auto self = weak.lock();
-    SimCoordinator* coord = c->coordinator_.get();
+    // As rpc::CoordinatorSet: the member this caller believes leads.
+    int& guess = c->coord_guess_[a->from];
+    int n = static_cast<int>(c->coordinators_.size());
+    if (guess < 0 || guess >= n) guess = 0;
+    int tried = guess;
+    SimCoordinator* coord = c->coordinators_[tried].get();
     Micros timeout = std::min(a->attempt_timeout, a->deadline - now);
     c->net_->template Call<Resp>(
         a->from, coord->node(), timeout, true,
         [coord, a](std::function<void(Resp)> reply) { (coord->*(a->method))(a->req, std::move(reply)); },
-        [a, self](Status s, Resp r) {
+        [a, self, tried](Status s, Resp r) {
           Cluster* c = a->c;
+          int n = static_cast<int>(c->coordinators_.size());
+          int& guess = c->coord_guess_[a->from];
+          bool redirected = false;
           if (s.ok()) {
             if (r.status.code != proto::Code::NOT_LEADER &&
                 r.status.code != proto::Code::UNAVAILABLE) {
               return a->done(Status::Ok(), std::move(r));
             }
             a->last_error = r.status.message;
+            if (r.status.code == proto::Code::NOT_LEADER && r.status.__isset.leader_hint) {
+              for (int i = 0; i < n; ++i) {
+                if (c->coordinators_[i]->address() == r.status.leader_hint && i != tried) {
+                  guess = i;
+                  redirected = true;
+                }
+              }
+            }
           } else {
             a->last_error = s.ToString();
           }
-          Micros backoff = a->backoff;
-          a->backoff = std::min<Micros>(a->backoff * 2, 200 * kMillis);
+          // UNAVAILABLE, a timeout, a refusal or a useless hint: the next member.
+          if (!redirected && guess == tried) guess = (tried + 1) % n;
+          Micros backoff = redirected ? 1 * kMillis : a->backoff;
+          if (!redirected) a->backoff = std::min<Micros>(a->backoff * 2, 200 * kMillis);
           c->world_->After(backoff, [a, self] {
             if (!a->c->net_->up(a->from) || a->c->net_->incarnation(a->from) != a->inc) return;
             (*self)();

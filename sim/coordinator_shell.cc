@@ -3,6 +3,11 @@
 // a proposal is appended to the decision log and synced; once durable it is
 // applied to the table and handed to the driver (OnApplied); effects are
 // flushed after every input.
+//
+// Group mode (replica_id > 0): the decision log is the production
+// paxos::Replica, shelled as coordinator/paxos_log.cc does (acceptor state on
+// this node's disk, OnPersisted only after the sync, peer messages over the
+// simulated network), and the node logic of coordinator/node.cc around it.
 #include <algorithm>
 
 #include "sim/cluster.h"
@@ -33,17 +38,27 @@ struct SimCoordinator::Live {
   uint64_t next_token = 1;
   uint64_t next_index = 1;
   int64_t lead_epoch = 0;  // the epoch this incarnation leads, once its meta is durable
+  std::unique_ptr<paxos::Replica> replica;  // group mode
+  int known_leader = 0;
+  int64_t marker_epoch = 0;  // group mode: the highest EPOCH marker applied
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   explicit Live(const coord::DriverOptions& o) : driver(&table, o) {}
 };
 
-SimCoordinator::SimCoordinator(Cluster* cluster, int node, std::string address)
-    : c_(cluster), node_(node), address_(std::move(address)), disk_(&cluster->world(), cluster->disk_options()) {}
+SimCoordinator::SimCoordinator(Cluster* cluster, int node, std::string address, int replica_id)
+    : c_(cluster),
+      node_(node),
+      address_(std::move(address)),
+      replica_id_(replica_id),
+      disk_(&cluster->world(), cluster->disk_options()) {}
+
+bool SimCoordinator::leads() const { return live_ && live_->replica && live_->replica->is_leader(); }
 
 SimCoordinator::~SimCoordinator() = default;
 
 void SimCoordinator::Boot() {
+  if (replica_id_ > 0) return BootReplica();
   World& w = c_->world();
   live_ = std::make_unique<Live>(c_->timing().driver);
   Live* l = live_.get();
@@ -229,13 +244,30 @@ void SimCoordinator::OnDurable(Live* l, uint64_t index, const std::vector<proto:
 // ------------------------------------------------------------------ effects
 
 void SimCoordinator::Flush(Live* l) {
-  World& w = c_->world();
-  Network& net = c_->net();
   for (;;) {
     if (!*l->alive) return;
+    bool any = false;
+    if (l->replica) {
+      paxos::Effects pfx = l->replica->TakeEffects();
+      if (!pfx.empty()) {
+        any = true;
+        if (!HandleReplica(l, pfx)) return;
+        if (!*l->alive) return;
+      }
+    }
     coord::DriverEffects fx = l->driver.TakeEffects();
-    if (fx.empty()) return;
+    if (!fx.empty()) {
+      any = true;
+      if (!FlushDriver(l, fx)) return;
+    }
+    if (!any) return;
+  }
+}
 
+bool SimCoordinator::FlushDriver(Live* l, coord::DriverEffects& fx) {
+  World& w = c_->world();
+  Network& net = c_->net();
+  {
     for (coord::ClientReply& r : fx.replies) {
       auto it = l->pending.find(r.token);
       if (it == l->pending.end()) continue;  // answered early (bug), or the client is gone
@@ -271,7 +303,8 @@ void SimCoordinator::Flush(Live* l) {
           }
         }
       }
-      if (!Propose(l, std::move(fx.proposals))) return;
+      bool ok = l->replica ? ProposePaxos(l, std::move(fx.proposals)) : Propose(l, std::move(fx.proposals));
+      if (!ok) return false;
     }
 
     bool prepared = false, committed = false;
@@ -341,9 +374,188 @@ void SimCoordinator::Flush(Live* l) {
             });
       }
     }
-    if (prepared && c_->CrashPoint(node_, "coord.votes_outstanding")) return;
-    if (committed && c_->CrashPoint(node_, "coord.commit_sent")) return;
+    if (prepared && c_->CrashPoint(node_, "coord.votes_outstanding")) return false;
+    if (committed && c_->CrashPoint(node_, "coord.commit_sent")) return false;
   }
+  return true;
+}
+
+
+// -------------------------------------------------------------- group mode
+
+void SimCoordinator::BootReplica() {
+  World& w = c_->world();
+  live_ = std::make_unique<Live>(c_->timing().driver);
+  Live* l = live_.get();
+  const Timing& t = c_->timing();
+  paxos::Options po;
+  po.heartbeat = t.paxos_heartbeat;
+  po.election_min = t.paxos_election_min;
+  po.election_max = t.paxos_election_max;
+  po.seed = w.rng().Next();  // the core's jitter, from the world's RNG
+  std::vector<int> members;
+  for (int id = 1; id <= c_->replicas(); ++id) members.push_back(id);
+  // The acceptor's durable image, as paxos_log.cc reads it back from its store.
+  // No compaction in the sim (yet): the state machine starts empty and the core
+  // re-applies every chosen slot as it learns the commit index.
+  l->replica = std::make_unique<paxos::Replica>(replica_id_, members, po, acceptor_, 0);
+  c_->checker().OnProposed("");  // the core's own gap-filling no-op
+  w.Log(node_, "boot replica " + std::to_string(replica_id_) + ": promised " +
+                   std::to_string(acceptor_.promised.round) + "." +
+                   std::to_string(acceptor_.promised.replica) + ", " +
+                   std::to_string(acceptor_.accepted.size()) + " accepted entries on disk");
+  ScheduleTick(l);
+  SchedulePaxosTick(l);
+}
+
+void SimCoordinator::SchedulePaxosTick(Live* l) {
+  auto alive = l->alive;
+  c_->world().After(c_->timing().paxos_tick, [this, l, alive] {
+    if (!*alive) return;
+    SchedulePaxosTick(l);
+    l->replica->Tick(c_->world().now());
+    Flush(l);
+  });
+}
+
+void SimCoordinator::DeliverPeer(const paxos::Message& m) {
+  if (!live_ || !live_->replica) return;  // down: lost
+  Live* l = live_.get();
+  l->replica->OnMessage(m, c_->world().now());
+  Flush(l);
+}
+
+std::string SimCoordinator::LeaderAddress(Live* l) const {
+  int leader = l->replica->leader_id();
+  if (leader <= 0 || leader == replica_id_ || leader > c_->replicas()) return "";
+  return c_->CoordinatorById(leader)->address();
+}
+
+bool SimCoordinator::ProposePaxos(Live* l, std::vector<proto::Command> cmds) {
+  World& w = c_->world();
+  Micros now = w.now();
+  if (!l->replica->is_leader()) {
+    // paxos_log.cc: not the leader, the proposal fails at once.
+    for (const proto::Command& cmd : cmds) {
+      l->driver.OnProposalFailed(cmd, Status::NotLeader("this replica does not lead"), now);
+    }
+    return true;
+  }
+  std::string bytes = coord::EncodeBatch(cmds);
+  c_->checker().OnProposed(bytes);
+  bool decide = false;
+  for (const proto::Command& cmd : cmds) {
+    if (cmd.type == proto::CommandType::EPOCH || cmd.type == proto::CommandType::NOOP) {
+      w.Log(node_, "propose " + coord::DescribeCommand(cmd));
+    } else {
+      w.Log(node_, &cmd.txid, "propose " + coord::DescribeCommand(cmd));
+    }
+    decide = decide || IsCommitDecide(cmd);
+  }
+  l->replica->Propose(std::move(bytes), now);
+  if (decide && c_->CrashPoint(node_, "coord.decide_proposed")) return false;
+  return true;
+}
+
+bool SimCoordinator::HandleReplica(Live* l, paxos::Effects& fx) {
+  World& w = c_->world();
+  Micros now = w.now();
+  auto alive = l->alive;
+  for (paxos::Persist& p : fx.persists) {
+    uint64_t token = p.token;
+    bool accept_only = !p.promised && !p.entries.empty();
+    disk_.Write([this, p = std::move(p)] {
+      if (p.promised) acceptor_.promised = *p.promised;
+      for (const paxos::Entry& e : p.entries) acceptor_.accepted[e.slot] = e;
+    });
+    if (accept_only && c_->bugs().ack_before_durable_accept) {
+      // BUG: the accepted values count as durable at once (no sync asked for;
+      // they become durable with whatever sync comes next).
+      l->replica->OnPersisted(token, now);
+      continue;
+    }
+    disk_.Sync([this, l, alive, token] {
+      if (!*alive) return;
+      l->replica->OnPersisted(token, c_->world().now());
+      Flush(l);
+    });
+  }
+  for (paxos::Outgoing& o : fx.sends) {
+    if (o.to <= 0 || o.to > c_->replicas() || o.to == replica_id_) continue;
+    SimCoordinator* peer = c_->CoordinatorById(o.to);
+    c_->net().Send(node_, peer->node(), true, [peer, msg = std::move(o.msg)] { peer->DeliverPeer(msg); });
+  }
+  if (fx.install) {
+    w.Log(node_, "installs the leader's snapshot at slot " + std::to_string(fx.install->first));
+    Status s = l->table.Restore(fx.install->second);
+    if (!s.ok()) c_->checker().Violation("validity", nullptr, "snapshot install failed: " + s.ToString());
+    l->marker_epoch = l->table.epoch();
+  }
+  for (auto& [slot, value] : fx.applies) {
+    c_->checker().OnApplied(node_, static_cast<uint64_t>(slot), value);
+    if (value.empty()) continue;  // a no-op filling a gap
+    auto cmds = coord::DecodeBatch(value);
+    if (!cmds.ok()) {
+      c_->checker().Violation("validity", nullptr,
+                              "the chosen value at slot " + std::to_string(slot) +
+                                  " is unreadable: " + cmds.status().message());
+      continue;
+    }
+    uint64_t index = static_cast<uint64_t>(slot);
+    for (const proto::Command& cmd : *cmds) {
+      // A DECIDE that only an old leader accepted can be re-chosen by a later
+      // leader's phase 1 at a slot after a newer EPOCH marker, when a newer
+      // leader may already have presumed its txid aborted (found here, seed
+      // 38 with --replicas 3). It must be a no-op: every replica skips it, as
+      // the log prefix decides. coordinator/node.cc needs the same guard
+      // (docs/testing.md); the bug resurrected-decide switches it off here.
+      if (cmd.type == proto::CommandType::DECIDE && cmd.txid.epoch < l->marker_epoch &&
+          l->table.Find(cmd.txid) == nullptr && !c_->bugs().resurrected_decide) {
+        w.Log(node_, &cmd.txid, "ignores slot " + std::to_string(slot) + " " + coord::DescribeCommand(cmd) +
+                                    ": its epoch ended before it was chosen");
+        continue;
+      }
+      l->table.Apply(index, cmd);
+      if (cmd.type == proto::CommandType::EPOCH) {
+        l->marker_epoch = std::max(l->marker_epoch, cmd.epoch);
+        if (cmd.epoch == l->lead_epoch && !l->driver.serving()) {
+          l->driver.BecomeLeader(cmd.epoch, now);
+          w.Log(node_, "serving epoch " + std::to_string(cmd.epoch) + " (" +
+                           std::to_string(l->table.unended_count()) + " recovered unended)");
+          if (c_->CrashPoint(node_, "coord.after_epoch")) return false;
+        }
+        continue;
+      }
+      if (cmd.type == proto::CommandType::NOOP) continue;
+      if (l->driver.serving()) {
+        w.Log(node_, &cmd.txid, "chosen slot " + std::to_string(slot) + " " + coord::DescribeCommand(cmd));
+      }
+      if (!l->driver.serving()) continue;
+      l->driver.OnApplied(cmd, now);
+      if (IsCommitDecide(cmd) && c_->CrashPoint(node_, "coord.after_decide")) return false;
+      if (cmd.type == proto::CommandType::END_TXN && c_->CrashPoint(node_, "coord.after_end")) return false;
+    }
+  }
+  if (fx.stepped_down) {
+    if (l->driver.serving()) w.Log(node_, "steps down; leader " + std::to_string(l->replica->leader_id()));
+    l->lead_epoch = 0;
+    l->driver.StepDown(LeaderAddress(l));
+  }
+  if (fx.leader_recovered) {
+    l->lead_epoch = *fx.leader_recovered;
+    w.Log(node_, "leading epoch " + std::to_string(l->lead_epoch) + "; proposing its marker");
+    if (!ProposePaxos(l, {coord::MakeEpoch(l->lead_epoch)})) return false;
+  }
+  int leader = l->replica->leader_id();
+  if (leader != l->known_leader) {
+    l->known_leader = leader;
+    w.Log(node_, "leader " + std::to_string(leader) + " epoch " + std::to_string(l->replica->epoch()));
+    if (leader != replica_id_) {
+      l->lead_epoch = 0;
+      l->driver.StepDown(LeaderAddress(l));
+    }
+  }
+  return true;
 }
 
 }  // namespace txc::sim

@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
       ("txns-per-seed", po::value<int>()->default_value(120), "transactions the clients attempt per seed")
       ("workload", po::value<std::string>()->default_value("transfers"),
        "transfers, or split-execute (a branch gets two Execute calls; see docs/testing.md)")
+      ("replicas", po::value<int>()->default_value(1),
+       "coordinator replicas: 1 (single coordinator, local log) or 3 / 5 (the Multi-Paxos group)")
       ("trace", po::bool_switch(), "print every event of every seed")
       ("inject-bug", po::value<std::string>(), "switch on a deliberate bug (see --list-bugs)")
       ("list-bugs", po::bool_switch(), "print the names of the injectable bugs, one per line")
@@ -107,6 +109,11 @@ int main(int argc, char** argv) {
     std::cerr << "txsim: --txns-per-seed must be at least 1\n";
     return 2;
   }
+  int replicas = vm["replicas"].as<int>();
+  if (replicas != 1 && replicas != 3 && replicas != 5) {
+    std::cerr << "txsim: --replicas must be 1, 3 or 5\n";
+    return 2;
+  }
   bool trace = vm["trace"].as<bool>();
   bool keep_going = vm["keep-going"].as<bool>();
   bool verbose = vm["verbose"].as<bool>();
@@ -131,6 +138,7 @@ int main(int argc, char** argv) {
       o.txns = txns;
       o.bug = bug;
       o.workload = workload;
+      o.replicas = replicas;
       o.trace = trace ? &out : nullptr;
       o.report = &out;
       txc::sim::SimResult r = txc::sim::RunSeed(o);

@@ -23,6 +23,7 @@ const char* FaultLevelName(FaultLevel f);
 struct BugInfo {
   const char* name;
   const char* what;
+  bool group = false;  // a bug of the replicated coordinator: needs --replicas 3 or 5
 };
 const std::vector<BugInfo>& Bugs();
 bool KnownBug(const std::string& name);
@@ -34,6 +35,11 @@ struct SimOptions {
   // Transactions the clients attempt in this seed. Default: 120.
   int txns = 120;
   std::string bug;  // "" or a name from Bugs()
+  // Coordinator replicas: 1 (a single coordinator with its local decision
+  // log, as coordinator/local_log.cc), or 3 or 5 (the Multi-Paxos group, as
+  // coordinator/paxos_log.cc; see docs/testing.md, "group mode"). A bug of
+  // the group (BugInfo::group) runs with 3 when this is 1.
+  int replicas = 1;
   // "transfers": every branch gets one Execute call (interactive) or its work
   // with PREPARE (one-shot). "split-execute": an interactive transfer debits
   // in two Execute calls on the same branch, first and last (see
