@@ -47,10 +47,17 @@ void TxnTable::Apply(uint64_t index, const proto::Command& cmd) {
   if (cmd.epoch > epoch_) epoch_ = cmd.epoch;
   switch (cmd.type) {
     case proto::CommandType::NOOP:
+      return;
     case proto::CommandType::EPOCH:
+      if (cmd.epoch > marker_epoch_) marker_epoch_ = cmd.epoch;
       return;
     case proto::CommandType::DECIDE:
     case proto::CommandType::RESOLVE: {
+      if (cmd.type == proto::CommandType::DECIDE && cmd.txid.epoch < marker_epoch_) {
+        const Entry* known = Find(cmd.txid);
+        // Already presumed aborted by a newer leader: see Apply's comment.
+        if (known == nullptr || known->outcome == proto::Outcome::UNKNOWN) return;
+      }
       auto [it, inserted] = entries_.try_emplace(cmd.txid);
       Entry& e = it->second;
       if (!inserted && e.outcome != proto::Outcome::UNKNOWN) {
@@ -108,11 +115,11 @@ std::vector<const TxnTable::Entry*> TxnTable::Unended() const {
   return out;
 }
 
-// The snapshot is itself a CommandBatch: an EPOCH, then for every entry its
-// DECIDE (or PRECOMMIT) and END in the order ended, so Restore is replay.
+// The snapshot is itself a CommandBatch: for every entry its DECIDE (or
+// PRECOMMIT) and END in the order ended, then the EPOCH marker and the epoch,
+// so Restore is replay.
 std::string TxnTable::Snapshot() const {
   proto::CommandBatch batch;
-  batch.commands.push_back(MakeEpoch(epoch_));
   auto add = [&](const Entry& e) {
     if (e.precommitted) {
       proto::Command c;
@@ -136,6 +143,11 @@ std::string TxnTable::Snapshot() const {
   for (const auto& [txid, e] : entries_) {
     if (!e.ended) add(e);
   }
+  batch.commands.push_back(MakeEpoch(marker_epoch_));
+  proto::Command highest;
+  highest.type = proto::CommandType::NOOP;
+  highest.epoch = epoch_;
+  batch.commands.push_back(highest);
   // The applied index travels as the last command's epoch field of a NOOP.
   proto::Command tail;
   tail.type = proto::CommandType::NOOP;

@@ -37,6 +37,12 @@ class TxnTable {
 
   // Applies one chosen command of the log record (slot) at `index`; the
   // commands of one slot share its index.
+  //
+  // A DECIDE for a txid of an epoch older than the last applied EPOCH marker,
+  // for a txid the table does not know, is ignored: once a newer leader
+  // serves, it answers "aborted" for such txids (presumed abort), and a later
+  // leader's phase 1 may still adopt the old leader's accepted but unchosen
+  // DECIDE. Every replica applies the same log, so every one ignores it.
   // REQUIRES: index >= applied_index() (commands arrive in order, once).
   void Apply(uint64_t index, const proto::Command& cmd);
 
@@ -45,6 +51,8 @@ class TxnTable {
 
   // The highest epoch any applied command announced.
   int64_t epoch() const { return epoch_; }
+  // The highest epoch whose leader's EPOCH marker is applied.
+  int64_t marker_epoch() const { return marker_epoch_; }
   uint64_t applied_index() const { return applied_index_; }
 
   // Decided and not ended, oldest first: what a new leader must finish.
@@ -65,6 +73,7 @@ class TxnTable {
   std::deque<TxId> ended_order_;
   size_t unended_ = 0;
   int64_t epoch_ = 0;
+  int64_t marker_epoch_ = 0;
   uint64_t applied_index_ = 0;
 };
 

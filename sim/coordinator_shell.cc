@@ -506,13 +506,21 @@ bool SimCoordinator::HandleReplica(Live* l, paxos::Effects& fx) {
       // A DECIDE that only an old leader accepted can be re-chosen by a later
       // leader's phase 1 at a slot after a newer EPOCH marker, when a newer
       // leader may already have presumed its txid aborted (found here, seed
-      // 38 with --replicas 3). It must be a no-op: every replica skips it, as
-      // the log prefix decides. coordinator/node.cc needs the same guard
-      // (docs/testing.md); the bug resurrected-decide switches it off here.
+      // 38 with --replicas 3). TxnTable::Apply ignores it on every replica.
+      // The bug resurrected-decide bypasses that guard from the shell (it
+      // applies the command as an operator's RESOLVE, which the guard lets
+      // through), as a replica without the guard would.
       if (cmd.type == proto::CommandType::DECIDE && cmd.txid.epoch < l->marker_epoch &&
-          l->table.Find(cmd.txid) == nullptr && !c_->bugs().resurrected_decide) {
-        w.Log(node_, &cmd.txid, "ignores slot " + std::to_string(slot) + " " + coord::DescribeCommand(cmd) +
-                                    ": its epoch ended before it was chosen");
+          l->table.Find(cmd.txid) == nullptr) {
+        if (!c_->bugs().resurrected_decide) {
+          w.Log(node_, &cmd.txid, "ignores slot " + std::to_string(slot) + " " + coord::DescribeCommand(cmd) +
+                                      ": its epoch ended before it was chosen");
+          l->table.Apply(index, cmd);  // a no-op in the table
+          continue;
+        }
+        proto::Command forced = cmd;
+        forced.type = proto::CommandType::RESOLVE;
+        l->table.Apply(index, forced);
         continue;
       }
       l->table.Apply(index, cmd);

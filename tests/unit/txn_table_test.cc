@@ -149,6 +149,31 @@ TEST_F(TxnTableTest, CommandsOfOneSlotShareItsIndex) {
   EXPECT_EQ(table_.Find(MakeTxId(1, 2))->reason, "no");
 }
 
+TEST_F(TxnTableTest, DecideOfAnEpochOlderThanTheLastMarkerIsIgnoredUnlessKnown) {
+  Apply(MakeEpoch(4));
+  Apply(MakeDecide(MakeTxId(4, 1), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  Apply(MakeEpoch(5));
+  EXPECT_EQ(table_.marker_epoch(), 5);
+  // An epoch-4 decision chosen after epoch 5's marker: epoch 5's leader may
+  // already have answered "aborted" for it. Ignored.
+  Apply(MakeDecide(MakeTxId(4, 2), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  EXPECT_EQ(table_.Find(MakeTxId(4, 2)), nullptr);
+  // One decided before the marker stays, and a repeat of it changes nothing.
+  Apply(MakeDecide(MakeTxId(4, 1), proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, ""));
+  ASSERT_NE(table_.Find(MakeTxId(4, 1)), nullptr);
+  EXPECT_EQ(table_.Find(MakeTxId(4, 1))->outcome, proto::Outcome::COMMITTED);
+  // The current epoch's decisions apply.
+  Apply(MakeDecide(MakeTxId(5, 1), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  EXPECT_NE(table_.Find(MakeTxId(5, 1)), nullptr);
+  // The marker survives a snapshot.
+  TxnTable restored;
+  ASSERT_TRUE(restored.Restore(table_.Snapshot()).ok());
+  EXPECT_EQ(restored.marker_epoch(), 5);
+  EXPECT_EQ(restored.epoch(), table_.epoch());
+  EXPECT_NE(restored.Find(MakeTxId(4, 1)), nullptr);
+  EXPECT_EQ(restored.Find(MakeTxId(4, 2)), nullptr);
+}
+
 TEST_F(TxnTableTest, UnendedListsDecidedTxnsOldestFirst) {
   Apply(MakeDecide(MakeTxId(3, 5), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
   Apply(MakeDecide(MakeTxId(2, 9), proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, ""));
