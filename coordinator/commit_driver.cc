@@ -254,8 +254,10 @@ proto::Outcome::type CommitDriver::SettledOutcome(const TxId& txid, std::string*
     return e->outcome;
   }
   // Presumed abort, made safe (DESIGN.md): a txid of an older epoch that no
-  // leader decided can never be decided now; one of ours that is no longer
-  // being driven was aborted.
+  // leader decided is never decided now (an old leader's DECIDE that a later
+  // phase 1 adopts is ignored by TxnTable::Apply once a newer EPOCH marker is
+  // applied, which precedes this leader serving); one of ours that is no
+  // longer being driven was aborted.
   if (txid.epoch < epoch_) {
     *reason = "its coordinator leader changed before a decision (presumed abort)";
     return proto::Outcome::ABORTED;
