@@ -3,9 +3,6 @@
 // peer messages travel as Replica.Deliver calls; applies go to the node.
 #include <algorithm>
 
-#include <thrift/protocol/TBinaryProtocol.h>
-#include <thrift/transport/TBufferTransports.h>
-
 #include "common/log.h"
 #include "coordinator/decision_log.h"
 #include "coordinator/paxos/replica.h"
@@ -16,29 +13,16 @@ namespace txc::coord {
 
 namespace {
 
-using apache::thrift::protocol::TBinaryProtocol;
-using apache::thrift::transport::TMemoryBuffer;
-
+// The RPC layer's codec: its reader checks types and caps lengths, so a
+// corrupt record cannot make the replica allocate without bound.
 template <class T>
 std::string Encode(const T& v) {
-  auto buf = std::make_shared<TMemoryBuffer>();
-  TBinaryProtocol p(buf);
-  v.write(&p);
-  return buf->getBufferAsString();
+  return rpc::detail::Serialize(v);
 }
 
 template <class T>
 bool Decode(const std::string& bytes, T* v) {
-  try {
-    auto buf = std::make_shared<TMemoryBuffer>(
-        reinterpret_cast<uint8_t*>(const_cast<char*>(bytes.data())),
-        static_cast<uint32_t>(bytes.size()), TMemoryBuffer::OBSERVE);
-    TBinaryProtocol p(buf);
-    v->read(&p);
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
+  return rpc::detail::Deserialize(bytes, v);
 }
 
 class PaxosLog : public DecisionLog {
