@@ -16,16 +16,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/support/core_harness.h"
+
 namespace txc::wal {
 namespace {
 
 using ::testing::HasSubstr;
-
-#define ASSERT_OK(expr)                        \
-  do {                                         \
-    const ::txc::Status& s_ = (expr);          \
-    ASSERT_TRUE(s_.ok()) << s_.ToString();     \
-  } while (0)
 
 class LogStoreTest : public ::testing::Test {
  protected:

@@ -1,6 +1,8 @@
 #include "protocol/rpc.h"
 
 #include <gtest/gtest.h>
+
+#include "tests/support/core_harness.h"
 #include <thrift/TApplicationException.h>
 #include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
@@ -24,11 +26,6 @@
 #include "txcoord_types.h"
 
 #ifndef ASSERT_OK
-#define ASSERT_OK(expr)                                                  \
-  do {                                                                   \
-    const ::txc::Status assert_ok_status_ = (expr);                      \
-    ASSERT_TRUE(assert_ok_status_.ok()) << assert_ok_status_.ToString(); \
-  } while (0)
 #endif
 
 namespace txc::rpc {

@@ -15,23 +15,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/support/core_harness.h"
+
 #include "wal/sqlite.h"
 
 namespace txc::participant {
 namespace {
 
 using ::testing::HasSubstr;
-
-#define ASSERT_OK(expr)                        \
-  do {                                         \
-    const ::txc::Status& s_ = (expr);          \
-    ASSERT_TRUE(s_.ok()) << s_.ToString();     \
-  } while (0)
-#define EXPECT_OK(expr)                        \
-  do {                                         \
-    const ::txc::Status& s_ = (expr);          \
-    EXPECT_TRUE(s_.ok()) << s_.ToString();     \
-  } while (0)
 
 proto::Value I(int64_t v) {
   proto::Value x;
