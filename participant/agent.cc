@@ -108,6 +108,10 @@ Status Agent::Start() {
           i.txid = b.txid;
           i.resource = b.resource;
           i.state = b.state;
+          if (b.rollback_failures > 0) {
+            i.state += " (rollback failing: " + std::to_string(b.rollback_failures) +
+                       " failed attempts, last error: " + b.rollback_error + ")";
+          }
           i.age_ms = (now - b.since) / kMillis;
           out.branches.push_back(std::move(i));
         }
@@ -146,6 +150,14 @@ void Agent::ScheduleTick() {
 void Agent::Flush() {
   if (!*alive_) return;
   AgentEffects fx = core_.TakeEffects();
+  for (const AgentLogLine& l : fx.logs) {
+    auto log = Logger("agent");
+    switch (l.level) {
+      case AgentLogLine::kInfo: log->info("{}", l.message); break;
+      case AgentLogLine::kWarn: log->warn("{}", l.message); break;
+      case AgentLogLine::kError: log->error("{}", l.message); break;
+    }
+  }
   for (AgentReply& r : fx.replies) {
     auto it = pending_.find(r.token);
     if (it == pending_.end()) continue;

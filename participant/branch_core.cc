@@ -27,6 +27,7 @@ const char* BranchCore::StName(St s) {
     case St::kNone: return "none";
     case St::kActive: return "active";
     case St::kPrepared: return "prepared";
+    case St::kAborting: return "aborting";
     case St::kCommitted: return "committed";
     case St::kAborted: return "aborted";
   }
@@ -42,7 +43,7 @@ BranchCore::Branch& BranchCore::Get(const std::string& resource, const TxId& txi
 void BranchCore::SetState(const Key& key, Branch& b, St st, Micros now) {
   b.state = st;
   b.since = now;
-  if (st == St::kActive || st == St::kPrepared) {
+  if (Live(st)) {
     live_.insert(key);
   } else if (!b.parked) {
     live_.erase(key);
@@ -66,7 +67,7 @@ void BranchCore::OnRecovered(const std::string& resource, const std::vector<Reco
       d.txid = r.txid;
       d.resource = resource;
       d.outcome = proto::Outcome::ABORTED;
-      Enqueue(key, Pending{0, false, d}, now);
+      Enqueue(key, Pending{0, false, d, /*active_only=*/true}, now);
     } else {
       // PREPARED (or PRECOMMITTED): in doubt, locks held; ask at once.
       SetState(key, b, St::kPrepared, now);
@@ -152,6 +153,10 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
     switch (b.state) {
       case St::kNone:
       case St::kActive: {
+        if (b.doomed) {
+          return ReplyExecute(p, Status::Aborted(Name(resource, txid) + " will vote NO: " +
+                                                 *b.doomed + "; roll the transaction back"));
+        }
         Micros timeout = e->__isset.timeout_ms && e->timeout_ms > 0 ? e->timeout_ms * kMillis
                                                                     : options_.active_timeout;
         b.deadline = now + timeout;
@@ -160,6 +165,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
         b.current = std::move(p);
         return IssueOp(key, b, ResourceOp::kExecute, std::move(stmts), now);
       }
+      case St::kAborting:
       case St::kAborted:
         return ReplyExecute(p, Status::Aborted("transaction " + ToString(txid) +
                                                " is already aborted on " + resource +
@@ -184,12 +190,19 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
         // A duplicate PREPARE gets the same vote: a branch that only read
         // voted READ_ONLY (and was released), not YES.
         return ReplyVote(p, b.wrote ? proto::Vote::YES : proto::Vote::READ_ONLY, "");
+      case St::kAborting:
       case St::kAborted:
         return ReplyVote(p, proto::Vote::NO, "transaction " + ToString(txid) +
                                                  " is already aborted on " + resource);
       case St::kNone:
       case St::kActive:
         break;
+    }
+    if (b.doomed) {
+      // A statement of this branch failed in a way that leaves it unable to
+      // commit what the client asked for (README.md: SqlExpect).
+      ReplyVote(p, proto::Vote::NO, *b.doomed);
+      return StartRollback(key, b, std::nullopt, now);
     }
     if (pr->__isset.work) {
       b.wait_until = now + options_.lock_timeout;
@@ -206,8 +219,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
                 "the agent for " + resource + " restarted since this transaction's work was done "
                 "(incarnation " + std::to_string(*seen) + " -> " +
                     std::to_string(options_.incarnation) + "); that work may be lost");
-      SetState(key, b, St::kAborted, now);
-      return IssueOp(key, b, ResourceOp::kRollback, {}, now);
+      return StartRollback(key, b, std::nullopt, now);
     }
     if (b.state == St::kNone) {
       // Nothing was executed here (or it was rolled back in a restart): NO,
@@ -215,8 +227,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
       ReplyVote(p, proto::Vote::NO,
                 "no work was done for " + ToString(txid) + " on " + resource +
                     " (never executed, or rolled back when the agent restarted)");
-      SetState(key, b, St::kAborted, now);
-      return IssueOp(key, b, ResourceOp::kRollback, {}, now);
+      return StartRollback(key, b, std::nullopt, now);
     }
     if (!b.wrote) {
       // Only read: release and take no part in phase 2.
@@ -240,18 +251,23 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
       case St::kActive:
         return ReplyDecide(p, Status::InvalidArgument(Name(resource, txid) +
                                                       " was never prepared; it cannot commit"));
+      case St::kAborting:
       case St::kAborted:
         return ReplyDecide(p, Status::Internal(Name(resource, txid) +
                                                " is aborted here; refusing to commit it"));
     }
   }
   if (d.outcome == proto::Outcome::ABORTED) {
+    // The agent's own abort of a branch that seemed abandoned applies only if
+    // the branch is still ACTIVE: if it voted YES meanwhile, only the group's
+    // decision may settle it (a deposed leader's UNKNOWN is no decision).
+    if (p.active_only && b.state != St::kActive) return;
     switch (b.state) {
       case St::kNone:
       case St::kActive:
       case St::kPrepared:
-        b.current = std::move(p);
-        return IssueOp(key, b, ResourceOp::kRollback, {}, now);
+      case St::kAborting:  // failing: the coordinator's resend is another attempt
+        return StartRollback(key, b, std::move(p), now);
       case St::kAborted:
         return ReplyDecide(p, Status::Ok());
       case St::kCommitted:
@@ -341,6 +357,16 @@ void BranchCore::FailCurrent(const Key& key, Branch& b, const Status& s, Micros 
   Pending p = std::move(*b.current);
   b.current.reset();
   if (std::holds_alternative<proto::ExecuteRequest>(p.req)) {
+    if (s.code() == Status::kExpectationFailed || s.code() == Status::kTimeout) {
+      // The resource undid just this statement, but the branch can no longer
+      // do what the client asked (a checked debit that found no row, a
+      // statement interrupted past its deadline): it votes NO, naming why,
+      // even if it has no earlier work.
+      if (!b.doomed) b.doomed = s.message();
+      if (b.state == St::kNone) SetState(key, b, St::kActive, now);
+      ReplyExecute(p, s);
+      return Pump(key, now);
+    }
     // The branch keeps what earlier statements did; the caller decides.
     ReplyExecute(p, s);
     if (b.state == St::kNone && b.queue.empty()) {
@@ -352,8 +378,53 @@ void BranchCore::FailCurrent(const Key& key, Branch& b, const Status& s, Micros 
   }
   // One-shot: vote NO and leave a tombstone (undoing anything earlier).
   ReplyVote(p, proto::Vote::NO, s.message(), Status::Ok());
-  SetState(key, b, St::kAborted, now);
+  StartRollback(key, b, std::nullopt, now);
+}
+
+void BranchCore::StartRollback(const Key& key, Branch& b, std::optional<Pending> p, Micros now) {
+  if (b.state != St::kAborting) SetState(key, b, St::kAborting, now);
+  b.current = std::move(p);
   IssueOp(key, b, ResourceOp::kRollback, {}, now);
+}
+
+void BranchCore::OnRollbackDone(const Key& key, Branch& b, std::optional<Pending> p,
+                                const Status& s, Micros now) {
+  const std::string who = "txid=" + ToString(key.second) + " resource=" + key.first;
+  if (s.ok()) {
+    if (b.rollback_failures > 0) {
+      Log(AgentLogLine::kInfo, "rollback succeeded " + who + " after_failed_attempts=" +
+                                   std::to_string(b.rollback_failures));
+    }
+    b.rollback_failures = 0;
+    b.rollback_error.clear();
+    b.rollback_backoff = 0;
+    SetState(key, b, St::kAborted, now);
+    WakeWaitersOf(key, now);
+    if (p) ReplyDecide(*p, s);
+    return;
+  }
+  // Still ABORTING, locks held: try again later. Only a successful rollback
+  // makes the branch ABORTED, so a coordinator's ABORT is never acked early.
+  ++b.rollback_failures;
+  b.rollback_error = s.ToString();
+  b.rollback_backoff = b.rollback_backoff == 0
+                           ? options_.rollback_retry
+                           : std::min(b.rollback_backoff * 2, options_.rollback_retry_max);
+  b.deadline = now + b.rollback_backoff;
+  Log(AgentLogLine::kWarn, "rollback failed " + who + " attempt=" +
+                               std::to_string(b.rollback_failures) + " retry_in_ms=" +
+                               std::to_string(b.rollback_backoff / kMillis) +
+                               " error=" + b.rollback_error);
+  if (p) {
+    ReplyDecide(*p, Status(s.code(), "rolling back " + Name(key.first, key.second) +
+                                         " failed (attempt " +
+                                         std::to_string(b.rollback_failures) +
+                                         ", the agent retries): " + s.message()));
+  }
+}
+
+void BranchCore::Log(AgentLogLine::Level level, std::string message) {
+  effects_.logs.push_back(AgentLogLine{level, std::move(message)});
 }
 
 void BranchCore::OnOpDone(uint64_t op, const Status& status, Micros now) {
@@ -376,8 +447,7 @@ void BranchCore::OnOpDone(uint64_t op, const Status& status, Micros now) {
         if (p) ReplyVote(*p, proto::Vote::YES, "");
       } else {
         if (p) ReplyVote(*p, proto::Vote::NO, "could not prepare: " + status.ToString());
-        SetState(key, b, St::kAborted, now);
-        IssueOp(key, b, ResourceOp::kRollback, {}, now);
+        StartRollback(key, b, std::nullopt, now);
         return;
       }
       break;
@@ -389,11 +459,7 @@ void BranchCore::OnOpDone(uint64_t op, const Status& status, Micros now) {
       if (p) ReplyDecide(*p, status);
       break;
     case ResourceOp::kRollback:
-      if (status.ok()) {
-        if (b.state != St::kAborted) SetState(key, b, St::kAborted, now);
-        WakeWaitersOf(key, now);
-      }
-      if (p) ReplyDecide(*p, status);
+      OnRollbackDone(key, b, std::move(p), status, now);
       break;
     default:
       break;
@@ -421,7 +487,7 @@ void BranchCore::Unpark(const Key& key, Branch& b, bool retry, Micros now) {
       if (it->second.empty()) waiters_.erase(it);
     }
   }
-  if (b.state != St::kActive && b.state != St::kPrepared) live_.erase(key);
+  if (!Live(b.state)) live_.erase(key);
   if (!retry || !b.current) return;
   if (auto* e = std::get_if<proto::ExecuteRequest>(&b.current->req)) {
     IssueOp(key, b, ResourceOp::kExecute, e->statements, now);
@@ -471,7 +537,7 @@ void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcom
       // committed without this branch, or never allocated): roll it back.
       d.outcome = proto::Outcome::ABORTED;
       CancelLockWait(key, now);
-      Enqueue(key, Pending{0, false, d}, now);
+      Enqueue(key, Pending{0, false, d, /*active_only=*/true}, now);
     }
   }
 }
@@ -498,6 +564,11 @@ void BranchCore::Tick(Micros now) {
       continue;
     }
     if (b.in_flight || !b.queue.empty() || now < b.deadline) continue;
+    if (b.state == St::kAborting) {
+      // A failed rollback: try again (OnRollbackDone sets the next deadline).
+      StartRollback(key, b, std::nullopt, now);
+      continue;
+    }
     if (b.state == St::kActive) {
       // A client that went quiet: is its transaction still alive?
       b.deadline = now + options_.in_doubt_after;
@@ -535,7 +606,8 @@ std::vector<BranchCore::BranchView> BranchCore::Branches() const {
   std::vector<BranchView> out;
   for (const auto& [key, b] : branches_) {
     if (b.state == St::kNone) continue;
-    out.push_back(BranchView{key.second, key.first, StName(b.state), b.since});
+    out.push_back(BranchView{key.second, key.first, StName(b.state), b.since,
+                             b.rollback_failures, b.rollback_error});
   }
   return out;
 }

@@ -11,6 +11,14 @@
 // Durability: a YES vote and a COMMIT ack are emitted only from the
 // completion of the resource operation that made the record durable.
 //
+// Aborts: a branch is ABORTED only once its rollback succeeded. Until then it
+// is ABORTING: it keeps its locks, refuses statements, votes NO, and a failed
+// rollback (a busy database, an undo that cannot apply) is retried with capped
+// exponential backoff from Tick, shown in Branches() and logged. A rollback
+// the agent starts on its own (an ACTIVE branch whose transaction seems gone)
+// runs only if the branch is still ACTIVE when its turn comes: once PREPARED,
+// only the group's decision settles it.
+//
 // Per branch, operations are serialised: a request that arrives while an
 // operation is in flight (or while a statement waits for a lock) is queued
 // and handled when it completes. An ABORT cancels a lock wait at once.
@@ -57,6 +65,10 @@ struct AgentOptions {
   // How often a parked statement retries its lock when no release woke it.
   // Default: 20 ms.
   Micros lock_retry = 20 * kMillis;
+  // A failed rollback is retried after this long, doubling up to
+  // rollback_retry_max. Default: 100 ms .. 10 s.
+  Micros rollback_retry = 100 * kMillis;
+  Micros rollback_retry_max = 10 * kSeconds;
   // This run of the agent (a durable counter bumped at every start); 0 =
   // unknown. Execute replies carry it; an interactive PREPARE whose
   // participant entry names another incarnation votes NO, because ACTIVE work
@@ -82,11 +94,21 @@ struct AgentReply {
   AgentResponse response;
 };
 
+// Something an operator should see in the agent's log.
+struct AgentLogLine {
+  enum Level { kInfo, kWarn, kError };
+  Level level = kInfo;
+  std::string message;  // e.g. "rollback failed txid=7.1 resource=bank_a attempt=2 ..."
+};
+
 struct AgentEffects {
   std::vector<ResourceOp> ops;
   std::vector<AgentReply> replies;
   std::vector<TxId> queries;  // ask the coordinator group for these outcomes
-  bool empty() const { return ops.empty() && replies.empty() && queries.empty(); }
+  std::vector<AgentLogLine> logs;
+  bool empty() const {
+    return ops.empty() && replies.empty() && queries.empty() && logs.empty();
+  }
 };
 
 class BranchCore {
@@ -120,8 +142,11 @@ class BranchCore {
   struct BranchView {
     TxId txid;
     std::string resource;
-    std::string state;
+    std::string state;  // active, prepared, aborting, committed, aborted
     Micros since = 0;
+    // ABORTING only: failed rollback attempts so far and the last error.
+    int rollback_failures = 0;
+    std::string rollback_error;
   };
   std::vector<BranchView> Branches() const;
   size_t in_doubt_count() const;
@@ -140,9 +165,13 @@ class BranchCore {
     uint64_t token = 0;
     bool has_token = false;  // internal work (recovery, outcome answers) has none
     std::variant<proto::ExecuteRequest, proto::PrepareRequest, proto::DecideRequest> req;
+    // An abort the agent decided on its own (an ACTIVE branch whose
+    // transaction seems gone): dropped unless the branch is still ACTIVE.
+    bool active_only = false;
   };
 
-  enum class St { kNone, kActive, kPrepared, kCommitted, kAborted };
+  // kAborting: decided to abort, rollback not yet done (or failing).
+  enum class St { kNone, kActive, kPrepared, kAborting, kCommitted, kAborted };
 
   struct Branch {
     St state = St::kNone;
@@ -154,6 +183,13 @@ class BranchCore {
     Micros deadline = 0;    // ACTIVE: ask after; PREPARED: next query
     Micros query_backoff = 0;
     PrepareInfo info;
+    // ACTIVE: a statement failed in a way that dooms the branch (a row-count
+    // expectation, a statement past its deadline); PREPARE votes NO with this.
+    std::optional<std::string> doomed;
+    // ABORTING: failed rollback attempts; the next one is due at `deadline`.
+    int rollback_failures = 0;
+    std::string rollback_error;
+    Micros rollback_backoff = 0;
     // Lock wait of `current`:
     bool parked = false;
     Micros wait_until = 0;
@@ -163,6 +199,8 @@ class BranchCore {
   };
 
   static const char* StName(St s);
+  // Branches Tick must look at (besides lock waits).
+  static bool Live(St s) { return s == St::kActive || s == St::kPrepared || s == St::kAborting; }
   static constexpr size_t kMaxFinalsRemembered = 200000;
   bool KnownResource(const std::string& r) const { return resources_.count(r) > 0; }
   Branch& Get(const std::string& resource, const TxId& txid, Micros now);
@@ -173,6 +211,12 @@ class BranchCore {
   void Start(const Key& key, Branch& b, Pending p, Micros now);
   void IssueOp(const Key& key, Branch& b, ResourceOp::Kind kind, std::vector<proto::Statement> stmts,
                Micros now);
+  // Moves the branch to ABORTING and runs a rollback; `p`, if any, is the
+  // request answered when it completes.
+  void StartRollback(const Key& key, Branch& b, std::optional<Pending> p, Micros now);
+  void OnRollbackDone(const Key& key, Branch& b, std::optional<Pending> p, const Status& s,
+                      Micros now);
+  void Log(AgentLogLine::Level level, std::string message);
   // Ends the current request with `s` (one-shot: a NO vote and a tombstone).
   void FailCurrent(const Key& key, Branch& b, const Status& s, Micros now);
   Status LockTimeoutStatus(const std::string& conflict, const std::optional<TxId>& holder) const;

@@ -5,6 +5,7 @@
 #include "participant/branch_core.h"
 
 #include <optional>
+#include <ostream>
 
 #include <gtest/gtest.h>
 
@@ -32,6 +33,8 @@ AgentOptions TestOptions() {
   o.query_max = 5 * kSeconds;
   o.final_retention = 30 * kSeconds;
   o.lock_retry = 20 * kMillis;
+  o.rollback_retry = 100 * kMillis;
+  o.rollback_retry_max = 1 * kSeconds;
   return o;
 }
 
@@ -225,14 +228,77 @@ TEST_F(BranchCoreTest, FailedFirstStatementLeavesNoBranchSoPrepareVotesNo) {
 
 TEST_F(BranchCoreTest, FailedLaterStatementKeepsEarlierWork) {
   MakeActive(kT1);
-  Execute(1, kT1, {Sql("UPDATE accounts SET balance = -1")});
+  Execute(1, kT1, {Sql("UPDATE acounts SET balance = -1")});
   ResourceOp op = OnlyOp(Take(), ResourceOp::kExecute, kT1);
-  ExecDone(op, Failed(Status::ExpectationFailed("changed 0 rows, expected 1")));
-  EXPECT_EQ(ExecReply(Take(), 1).status.code, proto::Code::EXPECTATION_FAILED);
+  ExecDone(op, Failed(Status::SqlError("bank_a: no such table: acounts")));
+  EXPECT_EQ(ExecReply(Take(), 1).status.code, proto::Code::SQL_ERROR);
   EXPECT_EQ(StateOf(kT1), "active");
   Prepare(2, kT1);
   OnlyOp(Take(), ResourceOp::kPrepare, kT1);
 }
+
+// A statement that changed another number of rows than it expected, or that
+// was interrupted past its deadline, is undone by the resource; its branch
+// then votes NO naming why (README.md: SqlExpect), whether or not it did
+// earlier work.
+struct DoomCase {
+  const char* name;
+  Status failure;
+  friend void PrintTo(const DoomCase& c, std::ostream* os) { *os << c.failure.ToString(); }
+};
+class BranchDoomTest : public BranchCoreTest, public ::testing::WithParamInterface<DoomCase> {};
+
+TEST_P(BranchDoomTest, FailedStatementAfterEarlierWorkMakesTheBranchVoteNo) {
+  const Status failure = GetParam().failure;
+  MakeActive(kT1);
+  Execute(1, kT1, {Sql("UPDATE accounts SET balance = balance - 5 WHERE id = 7 AND balance >= 5")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT1), Failed(failure));
+  EXPECT_EQ(ExecReply(Take(), 1).status.code, txc::testing::CodeOf(failure));
+  EXPECT_EQ(StateOf(kT1), "active");  // the client decides when to roll back
+  // A further statement is refused: the branch can no longer commit.
+  Execute(2, kT1);
+  AgentEffects fx = Take();
+  auto e = ExecReply(fx, 2);
+  EXPECT_EQ(e.status.code, proto::Code::ABORTED);
+  EXPECT_TRUE(Contains(e.status.message, failure.message())) << e.status.message;
+  EXPECT_TRUE(fx.ops.empty());
+
+  Prepare(3, kT1);
+  fx = Take();
+  auto v = VoteReply(fx, 3);
+  EXPECT_EQ(v.vote, proto::Vote::NO);
+  EXPECT_TRUE(Contains(v.reason, failure.message())) << v.reason;
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));  // the earlier work is undone
+  Take();
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+TEST_P(BranchDoomTest, FailedFirstStatementMakesTheBranchVoteNoNamingIt) {
+  const Status failure = GetParam().failure;
+  Execute(1, kT1, {Sql("UPDATE accounts SET balance = balance - 5 WHERE id = 7 AND balance >= 5")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT1), Failed(failure));
+  EXPECT_EQ(ExecReply(Take(), 1).status.code, txc::testing::CodeOf(failure));
+  Prepare(2, kT1);
+  AgentEffects fx = Take();
+  auto v = VoteReply(fx, 2);
+  EXPECT_EQ(v.vote, proto::Vote::NO);
+  EXPECT_TRUE(Contains(v.reason, failure.message())) << v.reason;
+  EXPECT_FALSE(Contains(v.reason, "never executed")) << v.reason;
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));  // the tombstone
+  Take();
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ExpectationOrDeadline, BranchDoomTest,
+    ::testing::Values(
+        DoomCase{"Expectation",
+                 Status::ExpectationFailed("statement 1 (UPDATE accounts SET balance = balance - 5 "
+                                           "WHERE id = 7 AND ...) changed 0 rows, expected 1")},
+        DoomCase{"Deadline",
+                 Status::Timeout("statement 1 (UPDATE accounts SET balance = balance - 5 WHERE "
+                                 "id = 7 AND ...) interrupted: it ran past the branch deadline")}),
+    [](const ::testing::TestParamInfo<DoomCase>& info) { return std::string(info.param.name); });
 
 TEST_F(BranchCoreTest, RequestsArrivingWhileAnOpIsInFlightRunInOrder) {
   Execute(1, kT1, {Sql("UPDATE a SET x = 1")});
@@ -322,7 +388,7 @@ TEST_F(BranchCoreTest, PrepareWithoutABranchVotesNoAndLeavesATombstone) {
   EXPECT_EQ(v.vote, proto::Vote::NO);
   EXPECT_TRUE(Contains(v.reason, "7.1")) << v.reason;
   ResourceOp rb = OnlyOp(fx, ResourceOp::kRollback, kT1);  // the resource's tombstone
-  EXPECT_EQ(StateOf(kT1), "aborted");
+  EXPECT_EQ(StateOf(kT1), "aborting");  // aborted once the tombstone is written
 
   // A late execute (the client's request overtaken by the PREPARE) is refused.
   Execute(2, kT1);
@@ -573,7 +639,7 @@ TEST_F(BranchCoreTest, YoungerOneShotDiesAtOnceOnConflict) {
   EXPECT_TRUE(Contains(v.reason, "wait-die")) << v.reason;
   EXPECT_TRUE(Contains(v.reason, "7.1")) << v.reason;
   EXPECT_TRUE(Contains(v.reason, kRow)) << v.reason;
-  OnlyOp(fx, ResourceOp::kRollback, kT2);
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT2));
   EXPECT_EQ(StateOf(kT2), "aborted");
 }
 
@@ -777,6 +843,174 @@ TEST_F(BranchCoreTest, DecisionOtherThanCommitOrAbortIsRefused) {
   EXPECT_EQ(StateOf(kT1), "prepared");
 }
 
+// -------------------------------------------------------- failed rollbacks
+
+TEST_F(BranchCoreTest, FailedRollbackOfAnAbortIsRetriedWithBackoffUntilItSucceeds) {
+  MakePrepared(kT1);
+  const Micros t0 = now_;
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1), Status::Unavailable("database is locked"));
+  AgentEffects fx = Take();
+  auto r = DecideReply(fx, 2);
+  EXPECT_NE(r.status.code, proto::Code::OK);  // the coordinator keeps delivering
+  EXPECT_TRUE(Contains(r.status.message, "database is locked")) << r.status.message;
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "aborting");
+  EXPECT_EQ(core_.in_doubt_count(), 0u);  // decided: nothing to ask
+
+  // Retries after 100 ms, 200 ms, 400 ms, 800 ms, then every 1 s (the cap).
+  Micros at = t0;
+  for (Micros wait : {100 * kMillis, 200 * kMillis, 400 * kMillis, 800 * kMillis, 1 * kSeconds,
+                      1 * kSeconds}) {
+    core_.Tick(at + wait - 1);
+    EXPECT_TRUE(Take().empty()) << wait;
+    at += wait;
+    now_ = at;
+    core_.Tick(at);
+    OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1), Status::Unavailable("database is locked"));
+    fx = Take();
+    EXPECT_TRUE(fx.replies.empty());
+    EXPECT_EQ(StateOf(kT1), "aborting");
+  }
+  now_ = at + 1 * kSeconds;
+  core_.Tick(now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  core_.Tick(now_ + 5 * kSeconds);
+  EXPECT_TRUE(Take().ops.empty());
+  // The coordinator's resent ABORT is acknowledged now.
+  Decide(3, kT1, proto::Outcome::ABORTED);
+  fx = Take();
+  EXPECT_EQ(DecideReply(fx, 3).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+}
+
+TEST_F(BranchCoreTest, ResentAbortDuringFailingRollbackTriesAgainAndIsAckedOnlyOnSuccess) {
+  MakeActive(kT1);
+  Decide(1, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1), Status::Unavailable("database is locked"));
+  EXPECT_NE(DecideReply(Take(), 1).status.code, proto::Code::OK);
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1), Status::Unavailable("database is locked"));
+  EXPECT_NE(DecideReply(Take(), 2).status.code, proto::Code::OK);
+  // Meanwhile the branch is refused as aborted, and cannot be committed.
+  Execute(3, kT1);
+  EXPECT_EQ(ExecReply(Take(), 3).status.code, proto::Code::ABORTED);
+  Prepare(4, kT1);
+  EXPECT_EQ(VoteReply(Take(), 4).vote, proto::Vote::NO);
+  Decide(5, kT1, proto::Outcome::COMMITTED);
+  EXPECT_NE(DecideReply(Take(), 5).status.code, proto::Code::OK);
+  Decide(6, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  EXPECT_EQ(DecideReply(Take(), 6).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+TEST_F(BranchCoreTest, FailedRollbackAfterANoVoteIsRetried) {
+  // The one-shot NO vote path: the branch is not ABORTED until its undo ran.
+  PrepareWithWork(1, kT1, {Sql("UPDATE accounts SET balance = -1")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT1),
+           Failed(Status::SqlError("CHECK constraint failed: balance >= 0")));
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 1).vote, proto::Vote::NO);
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1), Status::Unavailable("database is locked"));
+  Take();
+  EXPECT_EQ(StateOf(kT1), "aborting");
+  core_.Tick(now_ + 100 * kMillis);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+TEST_F(BranchCoreTest, FailedRollbackAfterAFailedPrepareIsRetried) {
+  MakeActive(kT1);
+  Prepare(1, kT1);
+  OpDone(OnlyOp(Take(), ResourceOp::kPrepare, kT1), Status::StorageFailed("fsync: I/O error"));
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 1).vote, proto::Vote::NO);
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1), Status::StorageFailed("fsync: I/O error"));
+  Take();
+  EXPECT_EQ(StateOf(kT1), "aborting");
+  core_.Tick(now_ + 100 * kMillis);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+TEST_F(BranchCoreTest, FailedRollbackOfARecoveredActiveBranchIsRetried) {
+  RecoveredBranch r;
+  r.txid = kT1;
+  r.state = BranchState::kActive;
+  core_.OnRecovered(kRes, {r}, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1), Status::Unavailable("database is locked"));
+  EXPECT_EQ(StateOf(kT1), "aborting");
+  core_.Tick(now_ + 100 * kMillis);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.queries.empty());  // it is not asking: it already decided
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
+TEST_F(BranchCoreTest, LockWaitersOfAFailingRollbackWakeOnlyWhenItSucceeds) {
+  MakeActive(kT1);
+  Execute(10, kT2);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Decide(11, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1), Status::Unavailable("database is locked"));
+  AgentEffects fx = Take();
+  for (const auto& op : fx.ops) EXPECT_NE(op.txid, kT2) << "woken while the locks are held";
+  now_ += 100 * kMillis;
+  core_.Tick(now_);
+  fx = Take();
+  ResourceOp rb;
+  for (const auto& op : fx.ops) {
+    if (op.txid == kT1) rb = op;
+  }
+  ASSERT_EQ(rb.kind, ResourceOp::kRollback);
+  // Let the waiter's own lock_retry attempts settle first.
+  for (const auto& op : fx.ops) {
+    if (op.txid == kT2) ExecDone(op, ConflictWith(kT1));
+  }
+  Take();
+  OpDone(rb);
+  fx = Take();
+  bool woken = false;
+  for (const auto& op : fx.ops) woken = woken || (op.txid == kT2 && op.kind == ResourceOp::kExecute);
+  EXPECT_TRUE(woken);
+}
+
+TEST_F(BranchCoreTest, FailingRollbackIsShownAndLogged) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1),
+         Status::Internal("undo of bank_a.users id=1 would break UNIQUE(email)"));
+  AgentEffects fx = Take();
+  ASSERT_EQ(fx.logs.size(), 1u);
+  EXPECT_EQ(fx.logs[0].level, AgentLogLine::kWarn);
+  EXPECT_TRUE(Contains(fx.logs[0].message, "txid=7.1")) << fx.logs[0].message;
+  EXPECT_TRUE(Contains(fx.logs[0].message, "UNIQUE(email)")) << fx.logs[0].message;
+  EXPECT_TRUE(Contains(fx.logs[0].message, "attempt=1")) << fx.logs[0].message;
+  auto view = core_.Branches();
+  ASSERT_EQ(view.size(), 1u);
+  EXPECT_EQ(view[0].state, "aborting");
+  EXPECT_EQ(view[0].rollback_failures, 1);
+  EXPECT_TRUE(Contains(view[0].rollback_error, "UNIQUE(email)")) << view[0].rollback_error;
+
+  core_.Tick(now_ + 100 * kMillis);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1), Status::Unavailable("database is locked"));
+  view = core_.Branches();
+  EXPECT_EQ(view[0].rollback_failures, 2);
+  EXPECT_TRUE(Contains(view[0].rollback_error, "database is locked")) << view[0].rollback_error;
+  Take();
+  core_.Tick(now_ + 300 * kMillis);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  fx = Take();
+  ASSERT_EQ(fx.logs.size(), 1u);
+  EXPECT_EQ(fx.logs[0].level, AgentLogLine::kInfo);
+  EXPECT_TRUE(Contains(fx.logs[0].message, "rollback succeeded")) << fx.logs[0].message;
+  view = core_.Branches();
+  EXPECT_EQ(view[0].state, "aborted");
+  EXPECT_EQ(view[0].rollback_failures, 0);
+}
+
 // ---------------------------------------------------------------- recovery
 
 TEST_F(BranchCoreTest, RecoveryRollsBackActiveBranches) {
@@ -961,6 +1195,49 @@ TEST_F(BranchCoreTest, PreparedBranchIgnoresAnythingButADecision) {
   core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::UNKNOWN, now_);
   core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::PENDING, now_);
   EXPECT_TRUE(Take().ops.empty());
+  EXPECT_EQ(StateOf(kT1), "prepared");
+}
+
+TEST_F(BranchCoreTest, UnknownOutcomeAskedWhileActiveDoesNotUndoALaterYesVote) {
+  // The branch asks while ACTIVE (its client was quiet), then the client
+  // prepares; the answer, UNKNOWN from a deposed leader, arrives while the
+  // PREPARED record is being written. Once YES is voted, only the group's
+  // decision may settle the branch.
+  MakeActive(kT1);
+  now_ += 60 * kSeconds;
+  core_.Tick(now_);
+  ASSERT_EQ(Take().queries, std::vector<TxId>{kT1});
+  Prepare(2, kT1);
+  ResourceOp prep = OnlyOp(Take(), ResourceOp::kPrepare, kT1);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::UNKNOWN, now_);
+  EXPECT_TRUE(Take().ops.empty());
+  OpDone(prep);
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 2).vote, proto::Vote::YES);
+  EXPECT_TRUE(fx.ops.empty()) << "a branch that voted YES was rolled back";
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  EXPECT_EQ(core_.in_doubt_count(), 1u);
+  // The group's decision settles it.
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  EXPECT_EQ(StateOf(kT1), "committed");
+}
+
+TEST_F(BranchCoreTest, AbortAnswerForAnActiveBranchQueuedBehindItsPrepareDoesNotUndoTheYesVote) {
+  // Same race with the answer queued behind the PREPARE before it started
+  // (an execute was still in flight): the PREPARE runs first and votes YES.
+  MakeActive(kT1);
+  Execute(1, kT1);
+  ResourceOp exec = OnlyOp(Take(), ResourceOp::kExecute, kT1);
+  Prepare(2, kT1);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::UNKNOWN, now_);
+  EXPECT_TRUE(Take().empty());
+  ExecDone(exec, Done());
+  ResourceOp prep = OnlyOp(Take(), ResourceOp::kPrepare, kT1);
+  OpDone(prep);
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 2).vote, proto::Vote::YES);
+  EXPECT_TRUE(fx.ops.empty()) << "a branch that voted YES was rolled back";
   EXPECT_EQ(StateOf(kT1), "prepared");
 }
 
