@@ -6,7 +6,8 @@
 // Inputs: requests (each with a token the shell uses to route the reply),
 // completions of resource operations, the coordinator's answers to outcome
 // queries, Tick(now). Outputs (TakeEffects): resource operations to run,
-// replies, outcome queries. No sockets, files, clocks or threads inside.
+// replies, outcome queries, log lines. No sockets, files, clocks or threads
+// inside.
 //
 // Durability: a YES vote and a COMMIT ack are emitted only from the
 // completion of the resource operation that made the record durable.
@@ -120,8 +121,13 @@ class BranchCore {
   void OnRecovered(const std::string& resource, const std::vector<RecoveredBranch>& branches,
                    Micros now);
 
+  // A statement that fails with EXPECTATION_FAILED (expect_rows) or TIMEOUT
+  // (interrupted past its deadline) dooms an interactive branch: later
+  // statements are refused and PREPARE votes NO with the resource's message.
   void OnExecute(uint64_t token, const proto::ExecuteRequest& req, Micros now);
   void OnPrepare(uint64_t token, const proto::PrepareRequest& req, Micros now);
+  // An ABORTED decision is acknowledged OK only once the rollback succeeded;
+  // a failed one is answered with its error (the coordinator resends).
   void OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now);
 
   // Completions of ResourceOps: Execute and ExecuteAndPrepare report an
@@ -130,9 +136,10 @@ class BranchCore {
   void OnOpDone(uint64_t op, const Status& status, Micros now);
 
   // The coordinator group's answer to a query (a non-OK status: ask again
-  // later). An ACTIVE branch whose transaction is not PENDING is rolled back;
-  // a PREPARED one moves only on COMMITTED or ABORTED. Give UNKNOWN for a txid
-  // the group says it never allocated.
+  // later). An ACTIVE branch whose transaction is not PENDING is rolled back,
+  // if it is still ACTIVE when the rollback's turn comes; a PREPARED one moves
+  // only on COMMITTED or ABORTED. Give UNKNOWN for a txid the group says it
+  // never allocated.
   void OnOutcome(const TxId& txid, const Status& status, proto::Outcome::type outcome, Micros now);
 
   void Tick(Micros now);
