@@ -8,6 +8,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <new>
 
 namespace txc::sim {
@@ -21,7 +22,8 @@ constexpr int64_t kSimEpochUnixMs = 1767225600000LL;
 constexpr int kMaxPathname = 512;
 constexpr int kSectorSize = 4096;
 
-std::atomic<uint64_t> g_next_vfs{1};
+// Names are picked and registered under this lock: find + register is not atomic.
+std::mutex g_registry_mu;
 
 int WriteError(DiskFault f) { return f == DiskFault::kEio ? SQLITE_IOERR_WRITE : SQLITE_FULL; }
 int SyncError(DiskFault f) { return f == DiskFault::kEio ? SQLITE_IOERR_FSYNC : SQLITE_FULL; }
@@ -67,10 +69,9 @@ class SimVfs::Impl : public std::enable_shared_from_this<Impl> {
     uint32_t shm_shared = 0, shm_exclusive = 0;  // bit i: slot i held
   };
 
-  Impl(World* world, Disk* disk, std::string name)
-      : world_(world), disk_(disk), name_(std::move(name)), crashes_seen_(disk->crashes()) {}
+  Impl(World* world, Disk* disk) : world_(world), disk_(disk), crashes_seen_(disk->crashes()) {}
 
-  void Register();
+  void Register(const std::string& label);
 
   // Notices a Disk crash since the last call: the VFS goes down.
   void Notice() {
@@ -219,7 +220,7 @@ class SimVfs::Impl : public std::enable_shared_from_this<Impl> {
 
   World* world_;
   Disk* disk_;
-  const std::string name_;
+  std::string name_;
   sqlite3_vfs vfs_{};
   sqlite3_io_methods methods_{};
 
@@ -248,7 +249,7 @@ class SimVfs::Impl : public std::enable_shared_from_this<Impl> {
   SimVfsStats stats_;
 };
 
-void SimVfs::Impl::Register() {
+void SimVfs::Impl::Register(const std::string& label) {
   methods_.iVersion = 2;  // with shared memory, for WAL mode
   methods_.xClose = &Close;
   methods_.xRead = &Read;
@@ -267,6 +268,11 @@ void SimVfs::Impl::Register() {
   methods_.xShmBarrier = &ShmBarrier;
   methods_.xShmUnmap = &ShmUnmap;
 
+  std::lock_guard<std::mutex> l(g_registry_mu);
+  name_ = "txc-sim-" + label;
+  for (int n = 2; sqlite3_vfs_find(name_.c_str()) != nullptr; ++n) {
+    name_ = "txc-sim-" + label + "#" + std::to_string(n);
+  }
   vfs_.iVersion = 2;
   vfs_.szOsFile = static_cast<int>(sizeof(File));
   vfs_.mxPathname = kMaxPathname;
@@ -598,15 +604,17 @@ int SimVfs::Impl::CurrentTime(sqlite3_vfs* vfs, double* out) {
 // ------------------------------------------------------------- SimVfs
 
 SimVfs::SimVfs(World* world, Disk* disk, const std::string& label)
-    : impl_(std::make_shared<Impl>(world, disk,
-                                   "txc-sim-" + label + "-" + std::to_string(g_next_vfs++))) {
-  impl_->Register();
+    : impl_(std::make_shared<Impl>(world, disk)) {
+  impl_->Register(label);
   // SQLite's PRNG is seeded from the default VFS; a nonzero seed replaces that.
   int seed = static_cast<int>(world->rng().Next() & 0x7fffffff) | 1;
   sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, seed, static_cast<sqlite3*>(nullptr));
 }
 
-SimVfs::~SimVfs() { sqlite3_vfs_unregister(&impl_->vfs_); }
+SimVfs::~SimVfs() {
+  std::lock_guard<std::mutex> l(g_registry_mu);
+  sqlite3_vfs_unregister(&impl_->vfs_);
+}
 
 const char* SimVfs::name() const { return impl_->name_.c_str(); }
 sqlite3_vfs* SimVfs::vfs() { return &impl_->vfs_; }

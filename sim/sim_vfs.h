@@ -102,9 +102,11 @@ struct SimVfsStats {
 
 class SimVfs {
  public:
-  // Registers a new VFS named "txc-sim-<label>-<n>" whose files live on
-  // `disk`. Both must outlive this object; `disk` belongs to one node. Reseeds
-  // SQLite's process-wide PRNG from world->rng().
+  // Registers a new VFS named "txc-sim-<label>" whose files live on `disk`.
+  // Both must outlive this object; `disk` belongs to one node. The name shows
+  // in SQLite error messages, so give a label unique among live SimVfs that
+  // a seed always gives the same (e.g. seed and node); a taken name gets a
+  // suffix "#2", "#3"... Reseeds SQLite's process-wide PRNG from world->rng().
   SimVfs(World* world, Disk* disk, const std::string& label);
   // Unregisters. REQUIRES: no connection opened on this VFS is still open.
   ~SimVfs();

@@ -384,6 +384,23 @@ TEST(SimVfsTest, SameSeedSameBytes) {
   EXPECT_NE(a.digest, c.digest);
 }
 
+// The name shows in SQLite's error messages, which reach traces: it depends
+// on the label only, with a suffix while another VFS holds it.
+TEST(SimVfsTest, NamesComeFromTheLabel) {
+  Node a(11);
+  EXPECT_STREQ(a.vfs.name(), "txc-sim-n1");
+  {
+    Node b(11);
+    EXPECT_STREQ(b.vfs.name(), "txc-sim-n1#2");
+    Conn cb(b.vfs, "x.db");
+    ASSERT_EQ(cb.Exec("CREATE TABLE only_on_b(x)"), SQLITE_OK);
+    Conn ca(a.vfs, "x.db");
+    EXPECT_EQ(ca.One("SELECT count(*) FROM sqlite_schema"), "0");
+  }
+  Node c(11);
+  EXPECT_STREQ(c.vfs.name(), "txc-sim-n1#2");
+}
+
 TEST(SimVfsTest, TimeIsTheVirtualClock) {
   Node n(7);
   n.world.RunUntil(90 * kSeconds + 250 * kMillis);
