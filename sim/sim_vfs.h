@@ -119,7 +119,10 @@ class SimVfs {
 
   // Runs `done` as a simulation event once every xSync issued so far has
   // completed (its changes are durable); at the next event when there is
-  // none pending. Dropped if the power fails first.
+  // none pending. Dropped if the power fails first. It syncs nothing itself:
+  // changes no xSync covered stay volatile, so a commit made without a sync
+  // (synchronous=NORMAL or OFF) is still lost at a power loss, as in the code
+  // under test on a real disk.
   void WhenDurable(std::function<void()> done);
   // True while some xSync issued has not completed.
   bool sync_pending() const;
