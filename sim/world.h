@@ -284,6 +284,9 @@ class Disk {
 
   uint64_t syncs() const { return syncs_; }
   size_t unsynced() const { return pending_.size(); }
+  // How many times Crash() ran: a user that keeps a volatile view of its
+  // durable image (sim/sim_vfs.h) compares it to notice a power loss.
+  uint64_t crashes() const { return epoch_; }
 
  private:
   void StartSync();
