@@ -5,6 +5,7 @@
 
 #include "common/crash_point.h"
 #include "common/log.h"
+#include "protocol/validate.h"
 
 namespace txc::coord {
 
@@ -38,6 +39,7 @@ template <class Req, class Resp>
 void CoordinatorNode::Serve(const std::string& method,
                             std::function<void(CommitDriver&, uint64_t, const Req&, Micros)> in) {
   server_.Handle<Req, Resp>(method, [this, in](Req req, rpc::RpcServer::Reply<Resp> reply) {
+    if (Status bad = validate::Check(req); !bad.ok()) return reply(validate::Refusal<Resp>(bad));
     uint64_t token = next_token_++;
     pending_.emplace(token, [reply = std::move(reply)](ClientResponse r) {
       reply(std::get<Resp>(std::move(r)));

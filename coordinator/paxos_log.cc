@@ -7,6 +7,7 @@
 #include "coordinator/decision_log.h"
 #include "coordinator/paxos/replica.h"
 #include "coordinator/txn_table.h"
+#include "protocol/validate.h"
 #include "wal/log_store.h"
 
 namespace txc::coord {
@@ -84,6 +85,8 @@ class PaxosLog : public DecisionLog {
 
     server_->Handle<proto::PeerMessage, proto::PeerAck>(
         "Deliver", [this](proto::PeerMessage m, rpc::RpcServer::Reply<proto::PeerAck> reply) {
+          Status bad = validate::Check(m);
+          if (!bad.ok()) return reply(validate::Refusal<proto::PeerAck>(bad));
           reply(proto::PeerAck());
           if (stopped_) return;
           paxos::Message msg;

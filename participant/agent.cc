@@ -9,6 +9,7 @@
 
 #include "common/crash_point.h"
 #include "common/log.h"
+#include "protocol/validate.h"
 
 namespace txc::participant {
 
@@ -71,6 +72,7 @@ Agent::~Agent() { Stop(); }
 template <class Req, class Resp>
 void Agent::Serve(const std::string& method, void (BranchCore::*in)(uint64_t, const Req&, Micros)) {
   server_.Handle<Req, Resp>(method, [this, in](Req req, rpc::RpcServer::Reply<Resp> reply) {
+    if (Status bad = validate::Check(req); !bad.ok()) return reply(validate::Refusal<Resp>(bad));
     uint64_t token = next_token_++;
     pending_.emplace(token, [reply = std::move(reply)](AgentResponse r) {
       reply(std::get<Resp>(std::move(r)));

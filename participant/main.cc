@@ -23,8 +23,7 @@ int main(int argc, char** argv) {
       ("lock-timeout-ms", po::value<int64_t>()->default_value(2000),
        "how long a statement waits for a row lock")
       ("active-timeout-ms", po::value<int64_t>()->default_value(60000),
-       "an idle ACTIVE branch asks the coordinator after this long")
-      ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync resource logs");
+       "an idle ACTIVE branch asks the coordinator after this long");
   po::variables_map vm;
   txc::cli::Parse(argc, argv,
                   "usage: txagent --listen HOST:PORT --data DIR --coordinator HOST:PORT[,...] "

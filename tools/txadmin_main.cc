@@ -1,5 +1,6 @@
 // txadmin: the operator's tool: cluster status and transactions.
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include <boost/program_options.hpp>
@@ -33,6 +34,9 @@ std::string Json(const std::string& s) {
 
 const char* Usage() {
   return "usage: txadmin --coordinator HOST:PORT[,...] COMMAND [--json]\n"
+         "       txadmin --config FILE COMMAND [--json]   (FILE: key = value lines with the\n"
+         "                                                 option names, e.g. coordinator = ...;\n"
+         "                                                 the command line wins)\n"
          "commands:\n"
          "  status                 replicas, leader, epoch, indexes, lag\n"
          "  txns [--state S]       transactions the leader is driving; S = in-doubt, active,\n"
@@ -143,13 +147,22 @@ int main(int argc, char** argv) {
   po::positional_options_description pos;
   pos.add("command", 1);
   po::variables_map vm;
-  desc.add_options()("help,h", "show this help")("config", po::value<std::string>(), "INI-style options file")(
+  desc.add_options()("help,h", "show this help")(
+      "config", po::value<std::string>(),
+      "read options from this INI-style file (key = value); the command line wins")(
       "log-level", po::value<std::string>()->default_value("warn"), "log level");
   try {
     po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
     if (vm.count("help")) {
       std::cout << Usage() << "\n\n" << desc << "\n";
       return 0;
+    }
+    if (vm.count("config")) {
+      // Stored after the command line, so a value given there wins.
+      std::string path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) throw po::error("cannot read config file " + path);
+      po::store(po::parse_config_file(in, desc), vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {

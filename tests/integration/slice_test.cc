@@ -1,9 +1,14 @@
 // End-to-end 2PC over real processes on loopback: a txcoord and two txagents,
 // each agent holding one SQLite database.
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <functional>
 #include <future>
+#include <limits>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -39,7 +44,48 @@ class SliceTest : public ::testing::Test {
                                   Sql("INSERT INTO accounts VALUES (1, 1000), (2, 1000), (3, 1000)")});
       ASSERT_TRUE(r.ok()) << r.status().ToString();
       ASSERT_TRUE(tx->Commit().ok());
+      // Commit answers once COMMIT is durably decided; its delivery to the
+      // agent is asynchronous. Every test kills processes or takes rows 1-3,
+      // so wait until the agent has committed the set-up branch and released
+      // its locks.
+      ASSERT_TRUE(WaitBranch(PortOf(bank), tx->id(), "committed")) << AgentLog(bank);
     }
+  }
+
+  int PortOf(const std::string& bank) const { return bank == "bank_a" ? aport_ : bport_; }
+  std::string AgentLog(const std::string& bank) const {
+    return (bank == "bank_a" ? agent_a_ : agent_b_)->LogTail();
+  }
+
+  // The agent's branches now (ListBranches); empty on error.
+  static std::vector<proto::BranchInfo> Branches(int port) {
+    auto r = testing::CallOnce<proto::ListBranchesRequest, proto::ListBranchesResponse>(
+        port, "ListBranches", proto::ListBranchesRequest());
+    return r.ok() ? r->branches : std::vector<proto::BranchInfo>{};
+  }
+  // Polls the agent at `port` until `pred` holds for its branches, up to `ms`.
+  static bool WaitBranches(int port, const std::function<bool(const std::vector<proto::BranchInfo>&)>& pred,
+                           int ms = 20000) {
+    for (int waited = 0; waited <= ms; waited += 20) {
+      auto r = testing::CallOnce<proto::ListBranchesRequest, proto::ListBranchesResponse>(
+          port, "ListBranches", proto::ListBranchesRequest());
+      if (r.ok() && pred(r->branches)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  // Until the agent lists txid's branch in `state` (committed or aborted are
+  // set only once the resource finished the commit or the rollback).
+  static bool WaitBranch(int port, const TxId& txid, const std::string& state, int ms = 20000) {
+    return WaitBranches(
+        port,
+        [&](const std::vector<proto::BranchInfo>& bs) {
+          for (const auto& b : bs) {
+            if (b.txid == txid) return b.state == state;
+          }
+          return false;
+        },
+        ms);
   }
 
   std::unique_ptr<Process> MakeCoordinator(std::map<std::string, std::string> env) {
@@ -146,18 +192,22 @@ TEST_F(SliceTest, NoVoteAbortsBoth) {
   EXPECT_EQ(r.status().code(), Status::kAborted) << r.status().ToString();
   EXPECT_NE(r.status().message().find("bank_a"), std::string::npos) << r.status().message();
   // Nothing moved. ABORT reaches bank_b without being waited for (presumed
-  // abort), so its rollback may still be running: once it has, the lock is
-  // gone and another transfer to account 2 commits.
+  // abort), so its PREPARE and its rollback may still be running: once the
+  // agent lists that branch aborted (the only one there: the set-up branch is
+  // committed) and none live, the lock is gone and another transfer to
+  // account 2 commits at the first try.
   EXPECT_EQ(Balance("bank_a", 1), 1000);
-  EXPECT_TRUE(EventuallyBalance("bank_b", 2, 1000, 5000));
-  Status last;
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    auto again = client_->Submit(Transfer(10, 1, 2));
-    last = again.ok() ? Status::Ok() : again.status();
-    if (last.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_TRUE(last.ok()) << last.ToString();
+  ASSERT_TRUE(WaitBranches(bport_, [](const std::vector<proto::BranchInfo>& bs) {
+    bool aborted = false;
+    for (const auto& b : bs) {
+      if (b.state == "active" || b.state == "prepared") return false;
+      aborted = aborted || b.state == "aborted";
+    }
+    return aborted;
+  })) << agent_b_->LogTail();
+  EXPECT_EQ(Balance("bank_b", 2), 1000);
+  auto again = client_->Submit(Transfer(10, 1, 2));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE(EventuallyBalance("bank_b", 2, 1010, 5000));
 }
 
@@ -183,7 +233,8 @@ TEST_F(SliceTest, LockConflictTimesOutNamingRowAndHolder) {
   EXPECT_NE(r.status().message().find("accounts"), std::string::npos) << r.status().message();
   EXPECT_NE(r.status().message().find(ToString(holder->id())), std::string::npos) << r.status().message();
   ASSERT_TRUE(holder->Commit().ok());
-  // Once the holder committed, the row is free again.
+  // Once the holder's branch committed at bank_a, the row is free again.
+  ASSERT_TRUE(WaitBranch(aport_, holder->id(), "committed")) << agent_a_->LogTail();
   auto after = waiter->Execute("bank_a", Sql("UPDATE accounts SET balance = balance + 1 WHERE id = 2"));
   EXPECT_TRUE(after.ok()) << after.status().ToString();
   EXPECT_TRUE(waiter->Commit().ok());
@@ -263,6 +314,152 @@ TEST_F(SliceTest, UnknownResourceAndBadSqlGetClearErrors) {
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(unknown.status().code(), Status::kInvalidArgument);
   EXPECT_TRUE(tx->Rollback().ok());
+}
+
+TEST_F(SliceTest, OutOfRangeNumbersAreRefusedAndNeverReachTheBranchLog) {
+  // An Execute with a negative txid used to run and be written to the
+  // branch log; the agent's next start then failed ("txc_branches holds a
+  // malformed txid") and it never served again.
+  proto::ExecuteRequest bad;
+  bad.txid = MakeTxId(1, -5);
+  bad.resource = "bank_a";
+  bad.statements = {Sql("UPDATE accounts SET balance = 0 WHERE id = 1")};
+  auto r = testing::CallOnce<proto::ExecuteRequest, proto::ExecuteResponse>(aport_, "Execute", bad);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status.code, proto::Code::INVALID_ARGUMENT) << r->status.message;
+  EXPECT_NE(r->status.message.find("ExecuteRequest.txid.seq = -5"), std::string::npos) << r->status.message;
+  // A timeout whose microseconds overflow int64.
+  bad.txid = MakeTxId(1, 1000000);
+  bad.__set_timeout_ms(std::numeric_limits<int64_t>::max());
+  r = testing::CallOnce<proto::ExecuteRequest, proto::ExecuteResponse>(aport_, "Execute", bad);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status.code, proto::Code::INVALID_ARGUMENT) << r->status.message;
+  EXPECT_NE(r->status.message.find("ExecuteRequest.timeout_ms"), std::string::npos) << r->status.message;
+  proto::DecideRequest decide;
+  decide.txid = MakeTxId(-3, 1);
+  decide.resource = "bank_a";
+  decide.outcome = proto::Outcome::ABORTED;
+  auto d = testing::CallOnce<proto::DecideRequest, proto::DecideResponse>(aport_, "Decide", decide);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->status.code, proto::Code::INVALID_ARGUMENT) << d->status.message;
+  for (const auto& b : Branches(aport_)) EXPECT_GE(b.txid.seq, 1) << ToString(b.txid);
+  EXPECT_EQ(Balance("bank_a", 1), 1000);
+
+  // The coordinator refuses them too, before anything is logged or decided.
+  auto outcome = client_->Outcome(MakeTxId(-1, 3));
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.status().code(), Status::kInvalidArgument);
+  EXPECT_NE(outcome.status().message().find("OutcomeRequest.txid.epoch = -1"), std::string::npos)
+      << outcome.status().message();
+  ClientOptions o = client_->options();
+  o.txn_timeout_ms = std::numeric_limits<int64_t>::max();
+  auto greedy = Client::Connect(o);
+  ASSERT_TRUE(greedy.ok());
+  auto tx = (*greedy)->Begin();
+  ASSERT_FALSE(tx.ok());
+  EXPECT_EQ(tx.status().code(), Status::kInvalidArgument);
+  EXPECT_NE(tx.status().message().find("BeginRequest.timeout_ms"), std::string::npos) << tx.status().message();
+
+  // The agent restarts, recovers and serves.
+  agent_a_->Kill(SIGKILL);
+  agent_a_ = MakeAgent("bank_a", aport_, {});
+  ASSERT_TRUE(agent_a_->Start(aport_)) << agent_a_->LogTail();
+  auto t = client_->Submit(Transfer(5, 2, 2));
+  ASSERT_TRUE(t.ok()) << t.status().ToString() << agent_a_->LogTail();
+  EXPECT_TRUE(EventuallyBalance("bank_a", 2, 995, 5000));
+  // Neither server wrote the bad values to its log.
+  EXPECT_EQ(agent_a_->LogTail(1 << 20).find("1.-5"), std::string::npos) << agent_a_->LogTail();
+  EXPECT_EQ(coord_->LogTail(1 << 20).find("-1.3"), std::string::npos) << coord_->LogTail();
+}
+
+TEST_F(SliceTest, TxadminReadsItsOptionsFromAConfigFile) {
+  auto run = [&](const std::string& name, std::vector<std::string> args, int* status) {
+    args.insert(args.begin(), TXC_BIN_DIR "/txadmin");
+    Process p("txadmin", args, dir_.path + "/" + name + ".out");
+    EXPECT_TRUE(p.Start());
+    EXPECT_TRUE(p.WaitExit(20000, status)) << "txadmin did not finish";
+    return p.LogTail();
+  };
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir_.path + "/" + name) << text;
+    return dir_.path + "/" + name;
+  };
+  int status = -1;
+  std::string conf = write("txadmin.conf", "# the group\ncoordinator = " + Addr(cport_) + "\n");
+  std::string out = run("status", {"--config", conf, "status", "--json"}, &status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("\"replicas\":[{\"id\":1"), std::string::npos) << out;
+  // The command line wins over the file.
+  std::string wrong = write("wrong.conf", "coordinator = 127.0.0.1:1\n");
+  out = run("override", {"--config", wrong, "--coordinator", Addr(cport_), "txns"}, &status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("transactions)"), std::string::npos) << out;
+  // A misspelt key is an error, not silently ignored.
+  std::string typo = write("typo.conf", "coordinater = " + Addr(cport_) + "\n");
+  out = run("typo", {"--config", typo, "status"}, &status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << out;
+  EXPECT_NE(out.find("coordinater"), std::string::npos) << out;
+  out = run("missing", {"--config", dir_.path + "/no-such.conf", "status"}, &status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << out;
+  EXPECT_NE(out.find("no-such.conf"), std::string::npos) << out;
+}
+
+TEST(TxagentFlagsTest, UnsafeNoSyncIsRefusedNotSilentlyIgnored) {
+  // The flag was accepted and did nothing; it is gone, and saying so beats
+  // letting an operator believe it took effect.
+  TempDir dir;
+  int port = FreePort();
+  Process p("txagent", {TXC_BIN_DIR "/txagent", "--listen", "127.0.0.1:" + std::to_string(port), "--data",
+                        dir.path + "/agent", "--coordinator", "127.0.0.1:1", "--resource",
+                        "bank=sqlite:" + dir.path + "/bank.db", "--unsafe-no-sync"},
+            dir.path + "/agent.log");
+  ASSERT_TRUE(p.Start());
+  int status = -1;
+  ASSERT_TRUE(p.WaitExit(20000, &status)) << p.LogTail();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << p.LogTail();
+  EXPECT_NE(p.LogTail().find("unsafe-no-sync"), std::string::npos) << p.LogTail();
+}
+
+TEST(TestPortTest, AReservedPortIsNeverHandedOutByAnotherProcess) {
+  int port = FreePort();
+  ASSERT_GT(port, 0);
+  EXPECT_NE(FreePort(), port);
+  EXPECT_EQ(testing::ReservePort(port, port), 0) << "reserved twice in one process";
+  // Another test process, running in parallel, must not get it even though
+  // nothing listens on it yet.
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(testing::ReservePort(port, port) == 0 ? 0 : 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "port " << port << " handed out twice";
+}
+
+TEST(TestPortTest, AReservationEndsWithItsProcess) {
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int p = FreePort();
+    _exit(write(pipefd[1], &p, sizeof p) == sizeof p ? 0 : 1);
+  }
+  int port = 0;
+  ASSERT_EQ(read(pipefd[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  close(pipefd[0]);
+  close(pipefd[1]);
+  // Its holder exited (as a crashed test would): the port is free again.
+  EXPECT_EQ(testing::ReservePort(port, port), port);
+}
+
+TEST(TestPortTest, PortsComeFromOutsideTheEphemeralRange) {
+  int lo = 32768, hi = 60999;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> lo >> hi;
+  for (int i = 0; i < 5; ++i) {
+    int port = FreePort();
+    EXPECT_TRUE(port < lo || port > hi) << port << " is in " << lo << ".." << hi;
+  }
 }
 
 }  // namespace

@@ -3,17 +3,23 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace txc::testing {
 
@@ -27,16 +33,71 @@ sockaddr_in Loopback(int port) {
   return a;
 }
 
+// The registry of reserved ports: one file per port; a process holds a port
+// while it holds an exclusive flock on its file. The kernel drops the lock
+// when the holder exits, however it exits, so no reservation outlives it.
+constexpr char kPortDir[] = "/tmp/txc-test-ports";
+
+std::mutex port_mu;
+// Descriptors of the lock files this process holds; never closed, so each
+// reservation lasts as long as the process.
+std::vector<int>* held_ports = new std::vector<int>;
+
+// True if nothing is bound to 127.0.0.1:port now (no SO_REUSEADDR, so a port
+// with connections still in TIME_WAIT is passed over too).
+bool Bindable(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in a = Loopback(port);
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// Ports the kernel never picks for an outgoing connection: below its
+// ephemeral range (above it, if the range starts too low).
+std::pair<int, int> TestPortRange() {
+  int lo = 32768, hi = 60999;
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  in >> lo >> hi;
+  if (lo > 21000) return {20000, lo - 1};
+  if (hi < 64535) return {hi + 1, 65535};
+  return {10000, 65535};
+}
+
 }  // namespace
 
+int ReservePort(int lo, int hi) {
+  std::lock_guard<std::mutex> guard(port_mu);
+  if (mkdir(kPortDir, 0777) == 0) chmod(kPortDir, 0777);  // shared by every user's tests
+  int n = hi - lo + 1;
+  if (n <= 0) return 0;
+  // Processes start at different places in the range, so they seldom contend.
+  int start = static_cast<int>((static_cast<unsigned>(getpid()) * 2654435761u) % static_cast<unsigned>(n));
+  for (int i = 0; i < n; ++i) {
+    int port = lo + (start + i) % n;
+    std::string path = std::string(kPortDir) + "/" + std::to_string(port);
+    int fd = open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) continue;
+    // Fails if any open of this file, in this or another process, holds it.
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !Bindable(port)) {
+      close(fd);  // releases the lock if we took it
+      continue;
+    }
+    held_ports->push_back(fd);
+    return port;
+  }
+  return 0;
+}
+
 int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a = Loopback(0);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
+  auto [lo, hi] = TestPortRange();
+  int port = ReservePort(lo, hi);
+  if (port == 0) {
+    std::fprintf(stderr, "FreePort: every port in %d..%d is reserved or bound\n", lo, hi);
+    std::abort();
+  }
+  return port;
 }
 
 bool WaitPort(int port, int ms) {

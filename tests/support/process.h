@@ -5,14 +5,31 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "common/status.h"
+#include "common/time.h"
+#include "protocol/rpc.h"
+
 namespace txc::testing {
 
-// A free TCP port on 127.0.0.1 (bound, then released).
+// A TCP port on 127.0.0.1 for a test's daemon, race-free among test
+// processes: besides being free to bind when picked, it is reserved in a
+// registry every test process on the machine shares (an flock'ed file per
+// port under /tmp/txc-test-ports, held until this process exits), so no other
+// test process hands it out, even while a daemon restarts on it. It comes
+// from below the kernel's ephemeral range, so no outgoing connection takes it
+// either. A Paxos group needs its peers' ports before any replica starts,
+// which is why ports are reserved here rather than bound by each daemon.
+// Aborts the test process if no port is left.
 int FreePort();
+// The first port in [lo, hi] that no test process has reserved and nothing
+// is bound to, now reserved for this process's lifetime; 0 if there is none.
+int ReservePort(int lo, int hi);
 // True once something accepts on 127.0.0.1:port, polling up to `ms`.
 bool WaitPort(int port, int ms);
 // A fresh temporary directory under /tmp; removed by the caller's TempDir.
@@ -53,5 +70,26 @@ class Process {
 
 // Writes `bytes` to 127.0.0.1:port and closes (for malformed-input tests).
 void SendRaw(int port, const std::string& bytes);
+
+// Calls `method` on 127.0.0.1:port once, on a connection of its own, and
+// waits for the answer: for requests no client library would send, and for
+// the agent's ListBranches.
+template <class Req, class Resp>
+Result<Resp> CallOnce(int port, const std::string& method, const Req& req,
+                      Micros timeout = 5 * kSeconds) {
+  boost::asio::io_context io;
+  auto channel = std::make_shared<rpc::RpcChannel>(io, "127.0.0.1:" + std::to_string(port));
+  Status status = Status::Timeout("no answer from port " + std::to_string(port));
+  Resp resp;
+  channel->template Call<Req, Resp>(method, req, timeout, [&](Status s, Resp r) {
+    status = std::move(s);
+    resp = std::move(r);
+    channel->Close();
+  });
+  io.run_for(std::chrono::microseconds(timeout + kSeconds));
+  channel->Close();
+  if (!status.ok()) return status;
+  return resp;
+}
 
 }  // namespace txc::testing

@@ -1,0 +1,133 @@
+#include "protocol/validate.h"
+
+#include <vector>
+
+namespace txc::validate {
+
+namespace {
+
+Status Bad(const std::string& field, int64_t value, const std::string& rule) {
+  return Status::InvalidArgument(field + " = " + std::to_string(value) + ": " + rule);
+}
+
+Status CheckProtocol(proto::Protocol::type p, const std::string& field) {
+  if (p == proto::Protocol::TWO_PC || p == proto::Protocol::THREE_PC) return Status::Ok();
+  return Bad(field, static_cast<int32_t>(p), "a protocol is TWO_PC (1) or THREE_PC (2)");
+}
+
+Status CheckParticipants(const std::vector<proto::Participant>& ps, const std::string& field) {
+  for (size_t i = 0; i < ps.size(); ++i) {
+    Status s = CheckParticipant(ps[i], field + "[" + std::to_string(i) + "]");
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status CheckStatements(const std::vector<proto::Statement>& ss, const std::string& field) {
+  for (size_t i = 0; i < ss.size(); ++i) {
+    Status s = CheckStatement(ss[i], field + "[" + std::to_string(i) + "]");
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status CheckTxId(const proto::TxId& txid, const std::string& field) {
+  // Epochs (ballot rounds) and seqs both start at 1 (CommitDriver::BecomeLeader).
+  if (txid.epoch < 1) return Bad(field + ".epoch", txid.epoch, "a txid's epoch and seq are >= 1");
+  if (txid.seq < 1) return Bad(field + ".seq", txid.seq, "a txid's epoch and seq are >= 1");
+  return Status::Ok();
+}
+
+Status CheckTimeoutMs(int64_t ms, const std::string& field) {
+  if (ms < 0 || ms > kMaxTimeoutMs) {
+    return Bad(field, ms, "a timeout is 0 (the server's default) to " + std::to_string(kMaxTimeoutMs) +
+                              " ms (24 hours)");
+  }
+  return Status::Ok();
+}
+
+Status CheckParticipant(const proto::Participant& p, const std::string& field) {
+  // An agent's incarnations count up from 1; 0 stands for "not known".
+  if (p.__isset.incarnation && p.incarnation < 0) {
+    return Bad(field + ".incarnation", p.incarnation, "an agent incarnation is >= 0");
+  }
+  return Status::Ok();
+}
+
+Status CheckStatement(const proto::Statement& s, const std::string& field) {
+  if (s.__isset.expect_rows && s.expect_rows < 0) {
+    return Bad(field + ".expect_rows", s.expect_rows, "a row count is >= 0");
+  }
+  return Status::Ok();
+}
+
+Status Check(const proto::BeginRequest& req) {
+  if (req.__isset.timeout_ms) TXC_RETURN_IF_ERROR(CheckTimeoutMs(req.timeout_ms, "BeginRequest.timeout_ms"));
+  return Status::Ok();
+}
+
+Status Check(const proto::CommitRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "CommitRequest.txid"));
+  TXC_RETURN_IF_ERROR(CheckParticipants(req.participants, "CommitRequest.participants"));
+  return CheckProtocol(req.protocol, "CommitRequest.protocol");
+}
+
+Status Check(const proto::SubmitRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "SubmitRequest.txid"));
+  for (size_t i = 0; i < req.branches.size(); ++i) {
+    std::string field = "SubmitRequest.branches[" + std::to_string(i) + "]";
+    TXC_RETURN_IF_ERROR(CheckParticipant(req.branches[i].participant, field + ".participant"));
+    TXC_RETURN_IF_ERROR(CheckStatements(req.branches[i].statements, field + ".statements"));
+  }
+  return CheckProtocol(req.protocol, "SubmitRequest.protocol");
+}
+
+Status Check(const proto::AbortRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "AbortRequest.txid"));
+  return CheckParticipants(req.participants, "AbortRequest.participants");
+}
+
+Status Check(const proto::OutcomeRequest& req) { return CheckTxId(req.txid, "OutcomeRequest.txid"); }
+
+Status Check(const proto::StatusRequest&) { return Status::Ok(); }
+
+Status Check(const proto::ListTxnsRequest&) { return Status::Ok(); }
+
+Status Check(const proto::ExecuteRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "ExecuteRequest.txid"));
+  TXC_RETURN_IF_ERROR(CheckStatements(req.statements, "ExecuteRequest.statements"));
+  if (req.__isset.timeout_ms) {
+    TXC_RETURN_IF_ERROR(CheckTimeoutMs(req.timeout_ms, "ExecuteRequest.timeout_ms"));
+  }
+  return Status::Ok();
+}
+
+Status Check(const proto::PrepareRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "PrepareRequest.txid"));
+  TXC_RETURN_IF_ERROR(CheckParticipants(req.participants, "PrepareRequest.participants"));
+  TXC_RETURN_IF_ERROR(CheckProtocol(req.protocol, "PrepareRequest.protocol"));
+  if (req.__isset.work) TXC_RETURN_IF_ERROR(CheckStatements(req.work, "PrepareRequest.work"));
+  return Status::Ok();
+}
+
+Status Check(const proto::DecideRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "DecideRequest.txid"));
+  if (req.outcome != proto::Outcome::COMMITTED && req.outcome != proto::Outcome::ABORTED) {
+    return Bad("DecideRequest.outcome", static_cast<int32_t>(req.outcome),
+               "a decision is COMMITTED (2) or ABORTED (3)");
+  }
+  return Status::Ok();
+}
+
+Status Check(const proto::ListBranchesRequest&) { return Status::Ok(); }
+
+Status Check(const proto::PeerMessage& msg) {
+  // Replica ids are the positive ids of --peers.
+  if (msg.sender < 1) return Bad("PeerMessage.sender", msg.sender, "a replica id is >= 1");
+  if (msg.receiver < 1) return Bad("PeerMessage.receiver", msg.receiver, "a replica id is >= 1");
+  return Status::Ok();
+}
+
+}  // namespace txc::validate

@@ -1,0 +1,62 @@
+// Range checks of every numeric field a server reads from the wire, run before
+// a request reaches a core, a log or a database. A txid, a timeout or a count
+// that no honest client sends is refused with INVALID_ARGUMENT and a message
+// naming the field and its value (e.g. "ExecuteRequest.txid.seq = -3: a txid's
+// epoch and seq are >= 1"); the server neither logs nor stores it. Without
+// this, an Execute with a negative txid is written to the agent's branch log
+// and the next restart refuses to recover it, and `timeout_ms * kMillis`
+// overflows.
+//
+// Strings (resource names, SQL, addresses) and statement parameters are not
+// checked here: any value of those is representable, and the cores refuse the
+// ones they cannot serve.
+//
+// Pure functions; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "txcoord_types.h"
+
+namespace txc::validate {
+
+// The longest timeout a request may ask for (BeginRequest.timeout_ms,
+// ExecuteRequest.timeout_ms): 24 hours. 0 (or unset) means the server's
+// default. Any value in range times kMillis, added to a steady clock reading,
+// stays far inside int64.
+constexpr int64_t kMaxTimeoutMs = 24LL * 3600 * 1000;
+
+// OK, or INVALID_ARGUMENT naming the first field out of range and its value.
+Status Check(const proto::BeginRequest& req);
+Status Check(const proto::CommitRequest& req);
+Status Check(const proto::SubmitRequest& req);
+Status Check(const proto::AbortRequest& req);
+Status Check(const proto::OutcomeRequest& req);
+Status Check(const proto::StatusRequest& req);
+Status Check(const proto::ListTxnsRequest& req);
+Status Check(const proto::ExecuteRequest& req);
+Status Check(const proto::PrepareRequest& req);
+Status Check(const proto::DecideRequest& req);
+Status Check(const proto::ListBranchesRequest& req);
+Status Check(const proto::PeerMessage& msg);
+
+// The pieces, for requests that embed them. `field` names the value in the
+// message ("CommitRequest.txid").
+Status CheckTxId(const proto::TxId& txid, const std::string& field);
+Status CheckTimeoutMs(int64_t ms, const std::string& field);
+Status CheckParticipant(const proto::Participant& p, const std::string& field);
+Status CheckStatement(const proto::Statement& s, const std::string& field);
+
+// A response of type Resp that carries only `why` as its status: what a
+// server answers instead of serving a refused request.
+template <class Resp>
+Resp Refusal(const Status& why) {
+  Resp r;
+  r.status.code = static_cast<proto::Code::type>(why.code());
+  r.status.message = why.message();
+  return r;
+}
+
+}  // namespace txc::validate

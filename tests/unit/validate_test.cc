@@ -1,0 +1,220 @@
+// The wire range checks: every numeric field of every request is checked, a
+// refusal names the field and the value, and what honest clients send passes.
+#include "protocol/validate.h"
+
+#include <limits>
+#include <optional>
+
+#include <gtest/gtest.h>
+
+#include "common/txid.h"
+
+namespace txc::validate {
+namespace {
+
+constexpr int64_t kMin64 = std::numeric_limits<int64_t>::min();
+constexpr int64_t kMax64 = std::numeric_limits<int64_t>::max();
+
+// A refusal: INVALID_ARGUMENT whose message names `field` and `value`.
+void ExpectRefused(const Status& s, const std::string& field, const std::string& value) {
+  EXPECT_EQ(s.code(), Status::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find(field + " = " + value), std::string::npos) << s.message();
+}
+
+proto::Participant Part(const std::string& resource) {
+  proto::Participant p;
+  p.resource = resource;
+  p.address = "127.0.0.1:7101";
+  p.__set_incarnation(3);
+  return p;
+}
+
+proto::Statement Stmt(std::optional<int64_t> expect) {
+  proto::Statement s;
+  s.sql = "UPDATE accounts SET balance = balance - 1 WHERE id = 1";
+  if (expect) s.__set_expect_rows(*expect);
+  return s;
+}
+
+TEST(ValidateTest, TxIdNeedsPositiveEpochAndSeq) {
+  EXPECT_TRUE(CheckTxId(MakeTxId(1, 1), "T").ok());
+  EXPECT_TRUE(CheckTxId(MakeTxId(kMax64, kMax64), "T").ok());
+  ExpectRefused(CheckTxId(MakeTxId(0, 5), "T"), "T.epoch", "0");
+  ExpectRefused(CheckTxId(MakeTxId(-1, 5), "T"), "T.epoch", "-1");
+  ExpectRefused(CheckTxId(MakeTxId(kMin64, 5), "T"), "T.epoch", std::to_string(kMin64));
+  ExpectRefused(CheckTxId(MakeTxId(2, 0), "T"), "T.seq", "0");
+  ExpectRefused(CheckTxId(MakeTxId(2, -7), "T"), "T.seq", "-7");
+}
+
+TEST(ValidateTest, TimeoutIsZeroForDefaultOrAtMostADay) {
+  EXPECT_TRUE(CheckTimeoutMs(0, "T").ok());
+  EXPECT_TRUE(CheckTimeoutMs(1, "T").ok());
+  EXPECT_TRUE(CheckTimeoutMs(kMaxTimeoutMs, "T").ok());
+  ExpectRefused(CheckTimeoutMs(-1, "T"), "T", "-1");
+  ExpectRefused(CheckTimeoutMs(kMaxTimeoutMs + 1, "T"), "T", std::to_string(kMaxTimeoutMs + 1));
+  // The value that made timeout_ms * kMillis overflow.
+  ExpectRefused(CheckTimeoutMs(kMax64, "T"), "T", std::to_string(kMax64));
+}
+
+TEST(ValidateTest, BeginChecksATimeoutOnlyWhenSet) {
+  proto::BeginRequest r;
+  r.timeout_ms = -5;  // not set: ignored, as the server ignores it
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_timeout_ms(30000);
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_timeout_ms(kMax64);
+  ExpectRefused(Check(r), "BeginRequest.timeout_ms", std::to_string(kMax64));
+}
+
+TEST(ValidateTest, CommitChecksTxIdIncarnationsAndProtocol) {
+  proto::CommitRequest r;
+  r.txid = MakeTxId(3, 9);
+  r.participants = {Part("bank_a"), Part("bank_b")};
+  EXPECT_TRUE(Check(r).ok());
+  r.participants[1].__set_incarnation(0);  // not known: allowed
+  EXPECT_TRUE(Check(r).ok());
+  r.participants[1].__set_incarnation(-2);
+  ExpectRefused(Check(r), "CommitRequest.participants[1].incarnation", "-2");
+  r.participants[1].__set_incarnation(1);
+  r.protocol = static_cast<proto::Protocol::type>(77);
+  ExpectRefused(Check(r), "CommitRequest.protocol", "77");
+  r.protocol = proto::Protocol::TWO_PC;
+  r.txid = MakeTxId(3, -9);
+  ExpectRefused(Check(r), "CommitRequest.txid.seq", "-9");
+}
+
+TEST(ValidateTest, SubmitChecksEveryBranch) {
+  proto::SubmitRequest r;
+  r.txid = MakeTxId(1, 1);
+  proto::Branch a, b;
+  a.participant = Part("bank_a");
+  a.statements = {Stmt(1), Stmt(std::nullopt)};
+  b.participant = Part("bank_b");
+  b.statements = {Stmt(0)};
+  r.branches = {a, b};
+  EXPECT_TRUE(Check(r).ok());
+  r.branches[1].statements.push_back(Stmt(-1));
+  ExpectRefused(Check(r), "SubmitRequest.branches[1].statements[1].expect_rows", "-1");
+  r.branches[1].statements.pop_back();
+  r.branches[0].participant.__set_incarnation(-4);
+  ExpectRefused(Check(r), "SubmitRequest.branches[0].participant.incarnation", "-4");
+  r.branches[0].participant.__set_incarnation(4);
+  r.protocol = static_cast<proto::Protocol::type>(0);
+  ExpectRefused(Check(r), "SubmitRequest.protocol", "0");
+  r.protocol = proto::Protocol::THREE_PC;  // a protocol; the driver says whether it runs it
+  EXPECT_TRUE(Check(r).ok());
+  r.txid = MakeTxId(0, 1);
+  ExpectRefused(Check(r), "SubmitRequest.txid.epoch", "0");
+}
+
+TEST(ValidateTest, AbortAndOutcomeCheckTheirTxId) {
+  proto::AbortRequest a;
+  a.txid = MakeTxId(2, 2);
+  a.participants = {Part("bank_a")};
+  EXPECT_TRUE(Check(a).ok());
+  a.participants[0].__set_incarnation(kMin64);
+  ExpectRefused(Check(a), "AbortRequest.participants[0].incarnation", std::to_string(kMin64));
+  a.participants[0].__set_incarnation(1);
+  a.txid = MakeTxId(-2, 2);
+  ExpectRefused(Check(a), "AbortRequest.txid.epoch", "-2");
+
+  proto::OutcomeRequest o;
+  o.txid = MakeTxId(5, 6);
+  EXPECT_TRUE(Check(o).ok());
+  o.txid = MakeTxId(5, -6);
+  ExpectRefused(Check(o), "OutcomeRequest.txid.seq", "-6");
+}
+
+TEST(ValidateTest, RequestsWithoutNumbersPass) {
+  EXPECT_TRUE(Check(proto::StatusRequest()).ok());
+  proto::ListTxnsRequest l;
+  l.__set_state("in-doubt");
+  EXPECT_TRUE(Check(l).ok());
+  EXPECT_TRUE(Check(proto::ListBranchesRequest()).ok());
+}
+
+TEST(ValidateTest, ExecuteChecksTxIdStatementsAndTimeout) {
+  proto::ExecuteRequest r;
+  r.txid = MakeTxId(1, 42);
+  r.resource = "bank_a";
+  r.statements = {Stmt(1), Stmt(std::nullopt)};
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_timeout_ms(kMaxTimeoutMs);
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_timeout_ms(kMax64 / 100);
+  ExpectRefused(Check(r), "ExecuteRequest.timeout_ms", std::to_string(kMax64 / 100));
+  r.__set_timeout_ms(-1);
+  ExpectRefused(Check(r), "ExecuteRequest.timeout_ms", "-1");
+  r.__set_timeout_ms(1000);
+  r.statements.push_back(Stmt(kMin64));
+  ExpectRefused(Check(r), "ExecuteRequest.statements[2].expect_rows", std::to_string(kMin64));
+  r.statements.pop_back();
+  // The request that used to brick the agent's recovery.
+  r.txid = MakeTxId(1, -42);
+  ExpectRefused(Check(r), "ExecuteRequest.txid.seq", "-42");
+}
+
+TEST(ValidateTest, PrepareChecksParticipantsProtocolAndWork) {
+  proto::PrepareRequest r;
+  r.txid = MakeTxId(4, 1);
+  r.resource = "bank_a";
+  r.participants = {Part("bank_a"), Part("bank_b")};
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_work({Stmt(1)});
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_work({Stmt(1), Stmt(-3)});
+  ExpectRefused(Check(r), "PrepareRequest.work[1].expect_rows", "-3");
+  r.work.clear();
+  r.participants[0].__set_incarnation(-1);
+  ExpectRefused(Check(r), "PrepareRequest.participants[0].incarnation", "-1");
+  r.participants[0].__set_incarnation(1);
+  r.protocol = static_cast<proto::Protocol::type>(-1);
+  ExpectRefused(Check(r), "PrepareRequest.protocol", "-1");
+  r.protocol = proto::Protocol::TWO_PC;
+  r.txid = MakeTxId(0, 0);
+  ExpectRefused(Check(r), "PrepareRequest.txid.epoch", "0");
+}
+
+TEST(ValidateTest, DecideIsCommittedOrAborted) {
+  proto::DecideRequest r;
+  r.txid = MakeTxId(1, 1);
+  r.resource = "bank_a";
+  r.outcome = proto::Outcome::COMMITTED;
+  EXPECT_TRUE(Check(r).ok());
+  r.outcome = proto::Outcome::ABORTED;
+  EXPECT_TRUE(Check(r).ok());
+  r.outcome = proto::Outcome::PENDING;
+  ExpectRefused(Check(r), "DecideRequest.outcome", "1");
+  r.outcome = static_cast<proto::Outcome::type>(12345);
+  ExpectRefused(Check(r), "DecideRequest.outcome", "12345");
+  r.outcome = proto::Outcome::ABORTED;
+  r.txid = MakeTxId(1, -1);
+  ExpectRefused(Check(r), "DecideRequest.txid.seq", "-1");
+}
+
+TEST(ValidateTest, PeerMessageNamesRealReplicas) {
+  proto::PeerMessage m;
+  m.sender = 1;
+  m.receiver = 3;
+  EXPECT_TRUE(Check(m).ok());
+  m.sender = -8;
+  ExpectRefused(Check(m), "PeerMessage.sender", "-8");
+  m.sender = 2;
+  m.receiver = 0;
+  ExpectRefused(Check(m), "PeerMessage.receiver", "0");
+}
+
+TEST(ValidateTest, RefusalCarriesOnlyTheStatus) {
+  Status why = Check(proto::OutcomeRequest());  // a default txid is 0.0
+  ASSERT_FALSE(why.ok());
+  auto r = Refusal<proto::ExecuteResponse>(why);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_EQ(r.status.message, why.message());
+  EXPECT_TRUE(r.results.empty());
+  auto c = Refusal<proto::CommitResponse>(why);
+  EXPECT_EQ(c.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_EQ(c.outcome, proto::Outcome::UNKNOWN);  // nothing is claimed about the transaction
+}
+
+}  // namespace
+}  // namespace txc::validate
