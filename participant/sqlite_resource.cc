@@ -450,11 +450,13 @@ class SqliteResource::Impl {
   Result<std::vector<std::string>> PrimaryKeyColumns(const std::string& table);
   std::string Describe(const std::string& key);
   Status ApplyUndo(const TxId& txid, const std::string& undo);
+  Status RefreshTableKeys();
   Result<TableKeys*> KeysOfTable(const std::string& table);
   Result<TableKeys> LoadTableKeys(const std::string& table);
   Status AddKeyLocks(sqlite3_changeset_iter* it, const std::string& table, int n_cols, int op,
                      std::vector<std::string>* keys);
-  Status ReadRow(TableKeys& t, sqlite3_changeset_iter* it, int n_cols, std::vector<OwnedValue>* row);
+  Status ReadRow(TableKeys& t, sqlite3_changeset_iter* it, int n_cols,
+                 std::vector<OwnedValue>* row);
   std::string UniqueCollision(const std::string& table, sqlite3_changeset_iter* it, int n_cols,
                               int op, const std::string& own_key);
   std::string ForeignKeyViolation();
@@ -1044,7 +1046,8 @@ std::string SqliteResource::Impl::Describe(const std::string& key) {
   std::string table;
   std::vector<std::string> unique_cols, values;
   if (!DecodeKey(key, &table, &unique_cols, &values)) return name_ + ".<malformed lock key>";
-  auto cols = unique_cols.empty() ? PrimaryKeyColumns(table) : Result<std::vector<std::string>>(unique_cols);
+  auto cols = unique_cols.empty() ? PrimaryKeyColumns(table)
+                                  : Result<std::vector<std::string>>(unique_cols);
   std::string out = name_ + "." + table;
   for (size_t i = 0; i < values.size(); ++i) {
     out += i == 0 ? " " : ",";
@@ -1081,7 +1084,10 @@ Result<TableKeys> SqliteResource::Impl::LoadTableKeys(const std::string& table) 
   // Columns in change set order (what pragma table_info lists, as the session does).
   auto columns_of = [&](const std::string& t, std::vector<Column>* out) {
     return query("SELECT name, pk FROM pragma_table_info(?1, 'main') ORDER BY cid", t,
-                 [&](wal::Stmt& s) { out->push_back(Column{Lower(s.ColumnText(0)), static_cast<int>(s.ColumnInt(1))}); });
+                 [&](wal::Stmt& s) {
+                   out->push_back(
+                       Column{Lower(s.ColumnText(0)), static_cast<int>(s.ColumnInt(1))});
+                 });
   };
   auto position = [](const std::vector<Column>& cols, const std::string& name) {
     for (size_t i = 0; i < cols.size(); ++i) {
@@ -1102,12 +1108,16 @@ Result<TableKeys> SqliteResource::Impl::LoadTableKeys(const std::string& table) 
   for (const std::string& index : indexes) {
     std::vector<std::pair<std::string, int>> key;  // column name, position
     bool usable = true;
-    TXC_RETURN_IF_ERROR(query("SELECT name FROM pragma_index_info(?1, 'main') ORDER BY seqno",
-                              index, [&](wal::Stmt& s) {
-                                int pos = s.ColumnIsNull(0) ? -1 : position(cols, Lower(s.ColumnText(0)));
-                                if (pos < 0) usable = false;  // an expression
-                                else key.emplace_back(cols[pos].name, pos);
-                              }));
+    TXC_RETURN_IF_ERROR(query(
+        "SELECT name FROM pragma_index_info(?1, 'main') ORDER BY seqno", index,
+        [&](wal::Stmt& s) {
+          int pos = s.ColumnIsNull(0) ? -1 : position(cols, Lower(s.ColumnText(0)));
+          if (pos < 0) {
+            usable = false;  // an expression
+          } else {
+            key.emplace_back(cols[pos].name, pos);
+          }
+        }));
     if (!usable || key.empty()) continue;
     std::sort(key.begin(), key.end());
     KeyGroup g;
@@ -1206,7 +1216,7 @@ Result<TableKeys> SqliteResource::Impl::LoadTableKeys(const std::string& table) 
   return out;
 }
 
-Result<TableKeys*> SqliteResource::Impl::KeysOfTable(const std::string& table) {
+Status SqliteResource::Impl::RefreshTableKeys() {
   int64_t version = 0;
   {
     wal::Stmt& s = *schema_version_;
@@ -1220,6 +1230,11 @@ Result<TableKeys*> SqliteResource::Impl::KeysOfTable(const std::string& table) {
     table_keys_.clear();
     table_keys_version_ = version;
   }
+  return Status::Ok();
+}
+
+// REQUIRES: RefreshTableKeys() since the schema last changed.
+Result<TableKeys*> SqliteResource::Impl::KeysOfTable(const std::string& table) {
   auto it = table_keys_.find(table);
   if (it == table_keys_.end()) {
     auto keys = LoadTableKeys(table);
@@ -1269,6 +1284,7 @@ Status SqliteResource::Impl::ReadRow(TableKeys& t, sqlite3_changeset_iter* it, i
 std::string SqliteResource::Impl::UniqueCollision(const std::string& table,
                                                   sqlite3_changeset_iter* it, int n_cols, int op,
                                                   const std::string& own_key) {
+  if (!RefreshTableKeys().ok()) return "";
   auto tk = KeysOfTable(table);
   if (!tk.ok()) return "";
   TableKeys& t = **tk;
@@ -1414,19 +1430,20 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
     } deadline{this};
     execute_timed_out_ = false;
     if (options_.max_execute_time > 0) execute_deadline_ = clock_() + options_.max_execute_time;
+    auto timed_out = [&](size_t i) {
+      return Err(Status::kTimeout,
+                 "statement " + std::to_string(i + 1) + " (" + Snippet(statements[i].sql) +
+                     ") was interrupted: the call ran past the resource's limit of " +
+                     std::to_string(options_.max_execute_time / kMillis) +
+                     " ms per Execute; nothing of this call is applied");
+    };
     for (size_t i = 0; i < statements.size(); ++i) {
       Status s = RunStatement(i, statements[i], &results[i]);
-      if (!s.ok() && execute_timed_out_) {
-        return Err(Status::kTimeout,
-                   "statement " + std::to_string(i + 1) + " (" + Snippet(statements[i].sql) +
-                       ") was interrupted: the call ran past the resource's limit of " +
-                       std::to_string(options_.max_execute_time / kMillis) +
-                       " ms per Execute; nothing of this call is applied");
-      }
-      TXC_RETURN_IF_ERROR(s);
       for (const std::string& table : capture.TakeNewTables()) {
-        TXC_RETURN_IF_ERROR(CheckHasPrimaryKey(table, i, statements[i].sql));
+        if (s.ok()) s = CheckHasPrimaryKey(table, i, statements[i].sql);
       }
+      if (!s.ok() && execute_timed_out_) return timed_out(i);
+      TXC_RETURN_IF_ERROR(s);
     }
   }
 
@@ -1437,6 +1454,7 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
   }
   std::vector<std::string> keys;
   if (redo.n > 0) {
+    TXC_RETURN_IF_ERROR(RefreshTableKeys());  // this call's own DDL included
     sqlite3_changeset_iter* it = nullptr;
     int rc = sqlite3changeset_start(&it, redo.n, redo.p);
     while (rc == SQLITE_OK && sqlite3changeset_next(it) == SQLITE_ROW) {

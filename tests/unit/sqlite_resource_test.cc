@@ -647,8 +647,8 @@ TEST_F(SqliteResourceKeyTest, UndoBlockedByAUniqueRowWrittenOutsideFailsAndSucce
   Status s = Rollback(a_);
   EXPECT_EQ(s.code(), Status::kConflict) << s.ToString();
   EXPECT_THAT(s.message(), HasSubstr("bank_a.users id=1"));
-  EXPECT_THAT(s.message(),
-              HasSubstr("would break the UNIQUE key users email='x', which bank_a.users id=2 holds"));
+  EXPECT_THAT(s.message(), HasSubstr("would break the UNIQUE key users email='x', which "
+                                     "bank_a.users id=2 holds"));
   // Nothing undone, the branch intact.
   EXPECT_EQ(Balance(1), 90);
   EXPECT_EQ(Balance(2), 110);
