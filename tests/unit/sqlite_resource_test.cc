@@ -541,6 +541,23 @@ TEST_F(SqliteResourceTest, UnsafeNoSyncNeverSyncs) {
   EXPECT_GE(rm_->groups_committed(), 2u);
 }
 
+// The simulator measures the limit on its own clock: here one that moves a
+// second each time it is read, so the interruption does not depend on speed.
+TEST_F(SqliteResourceTest, ExecuteLimitIsMeasuredOnTheGivenClock) {
+  auto reads = std::make_shared<std::atomic<int64_t>>(0);
+  SqliteResourceOptions o;
+  o.max_execute_time = 3 * kSeconds;
+  o.clock = [reads] { return reads->fetch_add(1) * kSeconds; };
+  Open(o);
+  ExecuteResult r = Execute(
+      a_, {Sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+               "WHERE i < 100000000000) SELECT COUNT(*) FROM n")});
+  EXPECT_EQ(r.status.code(), Status::kTimeout) << r.status.ToString();
+  EXPECT_THAT(r.status.message(), HasSubstr("limit of 3000 ms"));
+  EXPECT_EQ(reads->load(), 4);  // the start, then once per check until past it
+  ASSERT_OK(Execute(a_, {Sql("SELECT COUNT(*) FROM accounts")}).status);  // a new deadline
+}
+
 // ------------------------------------------- key locks and exact undo
 
 class SqliteResourceKeyTest : public SqliteResourceTest {
