@@ -144,7 +144,25 @@ bool DecodeParticipants(std::string_view in, std::vector<proto::Participant>* ps
 // text, 'b' blob (both length-prefixed), 'n' NULL. A unique-key lock key:
 // table name, NUL, 'u', the count and the (lower-case, sorted) names of the
 // key's columns, then their values as above.
-void AppendKeyValue(std::string* key, sqlite3_value* v) {
+// How a key column's text compares: byte for byte, or folded as its
+// collation folds it (so 'X' and 'x' are one key under NOCASE).
+enum class Fold : char { kNone, kNoCase, kRtrim };
+
+void AppendKeyValue(std::string* key, sqlite3_value* v, Fold fold = Fold::kNone) {
+  if (fold != Fold::kNone && v != nullptr && sqlite3_value_type(v) == SQLITE_TEXT) {
+    const char* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+    std::string t(p != nullptr ? p : "", sqlite3_value_bytes(v));
+    if (fold == Fold::kNoCase) {
+      for (char& c : t) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      }
+    } else {
+      while (!t.empty() && t.back() == ' ') t.pop_back();
+    }
+    key->push_back('t');
+    PutBytes(key, t);
+    return;
+  }
   switch (v == nullptr ? SQLITE_NULL : sqlite3_value_type(v)) {
     case SQLITE_INTEGER: {
       key->push_back('i');
@@ -265,6 +283,7 @@ std::string QuoteId(const std::string& id) {
 struct KeyGroup {
   std::string prefix;
   std::vector<int> cols;
+  std::vector<Fold> folds;  // per column of cols
   // For a UNIQUE index of the table itself: finds the rows holding a value
   // (primary-key columns), to name the row an undo collides with.
   std::string holders_sql;
@@ -1096,44 +1115,79 @@ Result<TableKeys> SqliteResource::Impl::LoadTableKeys(const std::string& table) 
     return -1;
   };
 
+  // A UNIQUE index's key columns: lower-case name and collation.
+  struct Unique {
+    std::string origin;
+    std::vector<std::pair<std::string, std::string>> cols;
+    bool usable = true;  // false: a column is an expression
+  };
+  auto uniques_of = [&](const std::string& t, std::vector<Unique>* out) -> Status {
+    std::vector<std::pair<std::string, std::string>> names;  // index name, origin
+    TXC_RETURN_IF_ERROR(query("SELECT name, origin FROM pragma_index_list(?1, 'main') "
+                              "WHERE \"unique\" ORDER BY name",
+                              t, [&](wal::Stmt& s) {
+                                names.emplace_back(s.ColumnText(0), s.ColumnText(1));
+                              }));
+    for (const auto& [index, origin] : names) {
+      Unique u;
+      u.origin = origin;
+      TXC_RETURN_IF_ERROR(query(
+          "SELECT name, coll FROM pragma_index_xinfo(?1, 'main') WHERE key ORDER BY seqno", index,
+          [&](wal::Stmt& s) {
+            if (s.ColumnIsNull(0)) {
+              u.usable = false;
+            } else {
+              u.cols.emplace_back(Lower(s.ColumnText(0)),
+                                  s.ColumnIsNull(1) ? "binary" : Lower(s.ColumnText(1)));
+            }
+          }));
+      out->push_back(std::move(u));
+    }
+    return Status::Ok();
+  };
+  auto fold_of = [](const std::string& coll) {
+    return coll == "nocase" ? Fold::kNoCase : coll == "rtrim" ? Fold::kRtrim : Fold::kNone;
+  };
+  // The name a key column goes by in a lock key: its collation is part of it.
+  auto key_name = [](const std::string& name, Fold fold) {
+    return fold == Fold::kNoCase ? name + " collate nocase"
+           : fold == Fold::kRtrim ? name + " collate rtrim"
+                                  : name;
+  };
+
   TableKeys out;
   std::vector<Column> cols;
   TXC_RETURN_IF_ERROR(columns_of(table, &cols));
 
   // UNIQUE indexes other than the primary key (its rows are locked already).
-  std::vector<std::string> indexes;
-  TXC_RETURN_IF_ERROR(query("SELECT name FROM pragma_index_list(?1, 'main') "
-                            "WHERE \"unique\" AND origin <> 'pk' ORDER BY name",
-                            table, [&](wal::Stmt& s) { indexes.push_back(s.ColumnText(0)); }));
-  for (const std::string& index : indexes) {
-    std::vector<std::pair<std::string, int>> key;  // column name, position
-    bool usable = true;
-    TXC_RETURN_IF_ERROR(query(
-        "SELECT name FROM pragma_index_info(?1, 'main') ORDER BY seqno", index,
-        [&](wal::Stmt& s) {
-          int pos = s.ColumnIsNull(0) ? -1 : position(cols, Lower(s.ColumnText(0)));
-          if (pos < 0) {
-            usable = false;  // an expression
-          } else {
-            key.emplace_back(cols[pos].name, pos);
-          }
-        }));
-    if (!usable || key.empty()) continue;
+  std::vector<Unique> uniques;
+  TXC_RETURN_IF_ERROR(uniques_of(table, &uniques));
+  std::string pk_cols;
+  for (const Column& c : cols) {
+    if (c.pk > 0) pk_cols += (pk_cols.empty() ? "" : ", ") + QuoteId(c.name);
+  }
+  for (const Unique& u : uniques) {
+    if (u.origin == "pk" || !u.usable || u.cols.empty()) continue;
+    // (key name, position, fold, collation), sorted by key name.
+    std::vector<std::tuple<std::string, int, Fold, std::string>> key;
+    for (const auto& [name, coll] : u.cols) {
+      int pos = position(cols, name);
+      if (pos < 0) break;
+      key.emplace_back(key_name(name, fold_of(coll)), pos, fold_of(coll), coll);
+    }
+    if (key.size() != u.cols.size()) continue;
     std::sort(key.begin(), key.end());
     KeyGroup g;
     std::vector<std::string> names;
-    for (const auto& [name, pos] : key) {
+    std::string where;
+    for (const auto& [name, pos, fold, coll] : key) {
       names.push_back(name);
       g.cols.push_back(pos);
+      g.folds.push_back(fold);
+      where += (where.empty() ? " WHERE " : " AND ") + QuoteId(cols[pos].name) + " = ?" +
+               std::to_string(names.size()) + " COLLATE " + QuoteId(coll);
     }
     g.prefix = UniqueKeyPrefix(table, names);
-    std::string pk_cols, where;
-    for (const Column& c : cols) {
-      if (c.pk > 0) pk_cols += (pk_cols.empty() ? "" : ", ") + QuoteId(c.name);
-    }
-    for (size_t i = 0; i < names.size(); ++i) {
-      where += (i == 0 ? " WHERE " : " AND ") + QuoteId(names[i]) + " = ?" + std::to_string(i + 1);
-    }
     if (!pk_cols.empty()) {
       g.holders_sql = "SELECT " + pk_cols + " FROM main." + QuoteId(table) + where + " LIMIT 2";
     }
@@ -1191,13 +1245,47 @@ Result<TableKeys> SqliteResource::Impl::LoadTableKeys(const std::string& table) 
                 [](const auto& a, const auto& b) { return std::get<1>(a) < std::get<1>(b); });
       g.prefix = parent;
       g.prefix.push_back('\0');
+      for (const auto& p : pairs) {
+        g.cols.push_back(std::get<2>(p));
+        g.folds.push_back(Fold::kNone);
+      }
     } else {
-      std::sort(pairs.begin(), pairs.end());
+      // The parent's unique key, folded as the parent's index on it (which
+      // SQLite requires) compares.
+      std::vector<Unique> puniques;
+      TXC_RETURN_IF_ERROR(uniques_of(parent, &puniques));
+      const Unique* match = nullptr;
+      for (const Unique& u : puniques) {
+        if (!u.usable || u.cols.size() != pairs.size()) continue;
+        bool all = true;
+        for (const auto& p : pairs) {
+          bool found = false;
+          for (const auto& c : u.cols) found = found || c.first == std::get<0>(p);
+          all = all && found;
+        }
+        if (all) {
+          match = &u;
+          break;
+        }
+      }
+      if (match == nullptr) continue;  // no parent key: SQLite refuses these rows itself
+      std::vector<std::tuple<std::string, int, Fold>> key;  // key name, child position, fold
+      for (const auto& p : pairs) {
+        Fold fold = Fold::kNone;
+        for (const auto& c : match->cols) {
+          if (c.first == std::get<0>(p)) fold = fold_of(c.second);
+        }
+        key.emplace_back(key_name(std::get<0>(p), fold), std::get<2>(p), fold);
+      }
+      std::sort(key.begin(), key.end());
       std::vector<std::string> names;
-      for (const auto& p : pairs) names.push_back(std::get<0>(p));
+      for (const auto& [name, child, fold] : key) {
+        names.push_back(name);
+        g.cols.push_back(child);
+        g.folds.push_back(fold);
+      }
       g.prefix = UniqueKeyPrefix(parent, names);
     }
-    for (const auto& p : pairs) g.cols.push_back(std::get<2>(p));
     out.groups.push_back(std::move(g));
   }
 
@@ -1309,7 +1397,7 @@ std::string SqliteResource::Impl::UniqueCollision(const std::string& table,
         complete = false;
         break;
       }
-      AppendKeyValue(&unique_key, v);
+      AppendKeyValue(&unique_key, v, g.folds[i]);
       sqlite3_bind_value(s.raw(), static_cast<int>(i) + 1, v);
     }
     if (!complete) continue;
@@ -1350,11 +1438,12 @@ Status SqliteResource::Impl::AddKeyLocks(sqlite3_changeset_iter* it, const std::
   bool read_row = false;
   auto add = [&](const KeyGroup& g, const std::vector<sqlite3_value*>& vals) {
     std::string key = g.prefix;
-    for (int c : g.cols) {
+    for (size_t i = 0; i < g.cols.size(); ++i) {
+      int c = g.cols[i];
       sqlite3_value* v = c < n_cols ? vals[c] : nullptr;
       // No value: the column is not captured. NULL: never collides, refers to nothing.
       if (v == nullptr || sqlite3_value_type(v) == SQLITE_NULL) return;
-      AppendKeyValue(&key, v);
+      AppendKeyValue(&key, v, g.folds[i]);
     }
     keys->push_back(std::move(key));
   };

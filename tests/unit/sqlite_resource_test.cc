@@ -628,6 +628,26 @@ TEST_F(SqliteResourceKeyTest, UpdateLocksTheOldAndNewUniqueValuesOnlyWhenTheKeyC
   ASSERT_OK(Commit(b_));
 }
 
+TEST_F(SqliteResourceKeyTest, UniqueKeysCompareAsTheirCollationDoes) {
+  ASSERT_OK(reader_->Exec(
+      "CREATE TABLE logins(id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE UNIQUE);"
+      "CREATE TABLE visits(id INTEGER PRIMARY KEY, who TEXT REFERENCES logins(name));"
+      "INSERT INTO logins VALUES(1, 'Ann'), (2, 'Bob');"
+      "INSERT INTO visits VALUES(7, 'BOB');"));
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM logins WHERE id = 1", {}, 1),
+                         Sql("DELETE FROM visits WHERE id = 7", {}, 1)})
+                .status);
+  ExecuteResult r = Execute(b_, {Sql("INSERT INTO logins VALUES(3, 'ANN')")});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  EXPECT_EQ(r.conflict, "bank_a.logins name collate nocase='ann'");
+  r = Execute(b_, {Sql("UPDATE logins SET name = 'Rob' WHERE id = 2", {}, 1)});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  EXPECT_EQ(r.conflict, "bank_a.logins name collate nocase='bob'");
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM logins WHERE id = 1 AND name = 'Ann'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM visits WHERE id = 7"), 1);
+}
+
 TEST_F(SqliteResourceKeyTest, ForeignKeyParentsAreLockedByTheRowsThatReferToThem) {
   // A deletes a child: nobody may delete its parent until A ends.
   ASSERT_OK(Execute(a_, {Sql("DELETE FROM child WHERE id = 10", {}, 1)}).status);
