@@ -58,8 +58,9 @@ enum class BranchState : int {
 const char* BranchStateName(BranchState s);
 
 struct ExecuteResult {
-  // OK; SQL_ERROR or EXPECTATION_FAILED (nothing of this call is applied; the
-  // branch keeps what earlier calls did); CONFLICT when a row this call needs
+  // OK; SQL_ERROR, EXPECTATION_FAILED or TIMEOUT (the call ran longer than
+  // the resource allows) (nothing of this call is applied; the branch keeps
+  // what earlier calls did); CONFLICT when a row this call needs
   // is locked by another branch: nothing of this call is applied, `holder`
   // names the lock's owner and `conflict` the row, and the agent decides
   // whether to wait and retry or fail.
@@ -121,6 +122,12 @@ class ResourceManager {
   // Undoes the branch, records it ABORTED (a tombstone: also for a txid with
   // no branch at all), releases its locks. Need not be durable (presumed
   // abort). Idempotent.
+  // On failure nothing is undone and the branch stays as it was (its changes,
+  // undo and locks), so it can be retried: UNAVAILABLE for a transient cause
+  // (another process holds the database); CONFLICT when the undo cannot
+  // restore a row exactly (someone wrote it outside txcoord; the message names
+  // the row, and a retry succeeds once it is fixed); STORAGE_FAILED as above.
+  // Never OK unless every change is undone.
   virtual void Rollback(const TxId& txid, Callback<Status> done) = 0;
 };
 

@@ -10,9 +10,14 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <functional>
+#include <limits>
 #include <mutex>
 #include <thread>
+#include <map>
+#include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "common/log.h"
@@ -134,10 +139,30 @@ bool DecodeParticipants(std::string_view in, std::vector<proto::Participant>* ps
   return true;
 }
 
-// A lock key: table name, NUL, then each primary-key value (column order) as
-// a tag byte and its bytes: 'i' int64 big-endian, 'f' double bits, 't' text,
-// 'b' blob (both length-prefixed), 'n' NULL.
-void AppendKeyValue(std::string* key, sqlite3_value* v) {
+// A row lock key: table name, NUL, then each primary-key value (column order)
+// as a tag byte and its bytes: 'i' int64 big-endian, 'f' double bits, 't'
+// text, 'b' blob (both length-prefixed), 'n' NULL. A unique-key lock key:
+// table name, NUL, 'u', the count and the (lower-case, sorted) names of the
+// key's columns, then their values as above.
+// How a key column's text compares: byte for byte, or folded as its
+// collation folds it (so 'X' and 'x' are one key under NOCASE).
+enum class Fold : char { kNone, kNoCase, kRtrim };
+
+void AppendKeyValue(std::string* key, sqlite3_value* v, Fold fold = Fold::kNone) {
+  if (fold != Fold::kNone && v != nullptr && sqlite3_value_type(v) == SQLITE_TEXT) {
+    const char* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+    std::string t(p != nullptr ? p : "", sqlite3_value_bytes(v));
+    if (fold == Fold::kNoCase) {
+      for (char& c : t) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      }
+    } else {
+      while (!t.empty() && t.back() == ' ') t.pop_back();
+    }
+    key->push_back('t');
+    PutBytes(key, t);
+    return;
+  }
   switch (v == nullptr ? SQLITE_NULL : sqlite3_value_type(v)) {
     case SQLITE_INTEGER: {
       key->push_back('i');
@@ -170,12 +195,34 @@ void AppendKeyValue(std::string* key, sqlite3_value* v) {
   }
 }
 
-// Decodes a lock key into its table and printable primary-key values.
-bool DecodeKey(std::string_view key, std::string* table, std::vector<std::string>* values) {
+// The start of a unique-key lock key, before the values.
+std::string UniqueKeyPrefix(const std::string& table, const std::vector<std::string>& columns) {
+  std::string key = table;
+  key.push_back('\0');
+  key.push_back('u');
+  PutU32(&key, static_cast<uint32_t>(columns.size()));
+  for (const std::string& c : columns) PutBytes(&key, c);
+  return key;
+}
+
+// Decodes a lock key into its table, the names of a unique key's columns
+// (empty for a row key) and printable values.
+bool DecodeKey(std::string_view key, std::string* table, std::vector<std::string>* columns,
+               std::vector<std::string>* values) {
   auto nul = key.find('\0');
   if (nul == std::string_view::npos) return false;
   *table = std::string(key.substr(0, nul));
   key.remove_prefix(nul + 1);
+  if (!key.empty() && key[0] == 'u') {
+    key.remove_prefix(1);
+    uint32_t n = 0;
+    if (!GetU32(&key, &n)) return false;
+    for (uint32_t i = 0; i < n; ++i) {
+      std::string_view c;
+      if (!GetBytes(&key, &c)) return false;
+      columns->emplace_back(c);
+    }
+  }
   while (!key.empty()) {
     char tag = key[0];
     key.remove_prefix(1);
@@ -213,8 +260,44 @@ bool DecodeKey(std::string_view key, std::string* table, std::vector<std::string
       return false;
     }
   }
-  return true;
+  return columns->empty() || columns->size() == values->size();
 }
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string QuoteId(const std::string& id) {
+  std::string out = "\"";
+  for (char c : id) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+// The lock keys of one table beyond its row keys: a group per UNIQUE index
+// and per FOREIGN KEY. A group's key is `prefix` followed by the values of
+// `cols` (change set column positions, in key order).
+struct KeyGroup {
+  std::string prefix;
+  std::vector<int> cols;
+  std::vector<Fold> folds;  // per column of cols
+  // For a UNIQUE index of the table itself: finds the rows holding a value
+  // (primary-key columns), to name the row an undo collides with.
+  std::string holders_sql;
+};
+struct TableKeys {
+  std::vector<KeyGroup> groups;
+  std::string row_sql;  // reads the current row by primary key
+  std::unique_ptr<wal::Stmt> row_stmt;
+};
+
+struct ValueDeleter {
+  void operator()(sqlite3_value* v) const { sqlite3_value_free(v); }
+};
+using OwnedValue = std::unique_ptr<sqlite3_value, ValueDeleter>;
 
 // Binding helpers for internal statements.
 struct Blob {
@@ -348,6 +431,7 @@ class SqliteResource::Impl {
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
     user_stmts_.clear();  // before the Db closes
+    table_keys_.clear();
   }
 
   Status Init();
@@ -385,6 +469,16 @@ class SqliteResource::Impl {
   Result<std::vector<std::string>> PrimaryKeyColumns(const std::string& table);
   std::string Describe(const std::string& key);
   Status ApplyUndo(const TxId& txid, const std::string& undo);
+  Status RefreshTableKeys();
+  Result<TableKeys*> KeysOfTable(const std::string& table);
+  Result<TableKeys> LoadTableKeys(const std::string& table);
+  Status AddKeyLocks(sqlite3_changeset_iter* it, const std::string& table, int n_cols, int op,
+                     std::vector<std::string>* keys);
+  Status ReadRow(TableKeys& t, sqlite3_changeset_iter* it, int n_cols,
+                 std::vector<OwnedValue>* row);
+  std::string UniqueCollision(const std::string& table, sqlite3_changeset_iter* it, int n_cols,
+                              int op, const std::string& own_key);
+  std::string ForeignKeyViolation();
 
   Result<std::optional<BranchState>> LoadState(const std::string& txid);
   Result<bool> HasChanges(const std::string& txid);
@@ -392,20 +486,23 @@ class SqliteResource::Impl {
   Status InsertBranch(const TxId& txid, BranchState s);
   Status Err(Status::Code code, const std::string& msg) const { return Status(code, name_ + ": " + msg); }
   Status Internal(const Status& s) const {
-    // An internal statement failed: storage failures stay storage failures.
-    if (s.ok() || s.code() == Status::kStorageFailed) return s;
+    // An internal statement failed: storage failures stay storage failures,
+    // a busy database stays transient.
+    if (s.ok() || s.code() == Status::kStorageFailed || s.code() == Status::kUnavailable) return s;
     return Status(Status::kInternal, name_ + ": " + s.message());
   }
 
   static int Authorize(void* ctx, int action, const char* a1, const char* a2, const char* db,
                        const char* trigger);
   static int OnUndoConflict(void* ctx, int type, sqlite3_changeset_iter* it);
+  static int OnProgress(void* ctx);
 
   std::unique_ptr<wal::Db> db_;
   // Internal statements, prepared once.
   std::unique_ptr<wal::Stmt> begin_, commit_, rollback_, savepoint_, release_, rollback_to_,
       get_state_, insert_branch_, set_state_, set_prepared_, next_seq_, insert_change_,
-      has_changes_, list_undo_, delete_changes_, recover_branches_, change_keys_, purge_, pk_info_;
+      has_changes_, list_undo_, delete_changes_, recover_branches_, change_keys_, purge_, pk_info_,
+      schema_version_;
   std::unordered_map<std::string, UserStmt> user_stmts_;  // by SQL text
   std::string auth_denied_;  // why the authorizer refused, for the error message
 
@@ -415,6 +512,16 @@ class SqliteResource::Impl {
   std::atomic<bool> failed_{false};
   std::chrono::steady_clock::time_point next_purge_ = std::chrono::steady_clock::now();
   const TxId* undo_txid_ = nullptr;  // for conflict logs during ApplyUndo
+  std::string undo_conflict_;        // why ApplyUndo abandoned the undo
+
+  // Key locks: per table, recomputed when the schema changes.
+  std::unordered_map<std::string, TableKeys> table_keys_;
+  int64_t table_keys_version_ = -1;
+
+  // Execute deadline (clock_ time, 0 = none), checked by OnProgress.
+  std::function<Micros()> clock_;
+  Micros execute_deadline_ = 0;
+  bool execute_timed_out_ = false;
 
   std::mutex db_mu_;  // the worker's group vs. Recover on the caller's thread
 
@@ -481,6 +588,17 @@ Status SqliteResource::Impl::Init() {
                            "txc_branches WHERE state IN (4, 5) AND updated < ?1 LIMIT ?2)"));
   TXC_RETURN_IF_ERROR(
       prep(&pk_info_, "SELECT name, pk FROM pragma_table_info(?1, 'main') ORDER BY cid"));
+  TXC_RETURN_IF_ERROR(prep(&schema_version_, "PRAGMA main.schema_version"));
+  if (options_.busy_timeout >= 0) {
+    sqlite3_busy_timeout(db_->raw(),
+                         static_cast<int>(std::min<Micros>(options_.busy_timeout / kMillis,
+                                                           std::numeric_limits<int>::max())));
+  }
+  clock_ = options_.clock ? options_.clock : std::function<Micros()>(&SteadyNowMicros);
+  if (options_.max_execute_time > 0) {
+    // Checked every few thousand virtual machine steps: cheap next to the work.
+    sqlite3_progress_handler(db_->raw(), 4000, &Impl::OnProgress, this);
+  }
   thread_ = std::thread([this] { Run(); });
   return Status::Ok();
 }
@@ -945,9 +1063,10 @@ Status SqliteResource::Impl::CheckHasPrimaryKey(const std::string& table, size_t
 
 std::string SqliteResource::Impl::Describe(const std::string& key) {
   std::string table;
-  std::vector<std::string> values;
-  if (!DecodeKey(key, &table, &values)) return name_ + ".<malformed lock key>";
-  auto cols = PrimaryKeyColumns(table);
+  std::vector<std::string> unique_cols, values;
+  if (!DecodeKey(key, &table, &unique_cols, &values)) return name_ + ".<malformed lock key>";
+  auto cols = unique_cols.empty() ? PrimaryKeyColumns(table)
+                                  : Result<std::vector<std::string>>(unique_cols);
   std::string out = name_ + "." + table;
   for (size_t i = 0; i < values.size(); ++i) {
     out += i == 0 ? " " : ",";
@@ -960,6 +1079,406 @@ std::string SqliteResource::Impl::Describe(const std::string& key) {
   }
   return out;
 }
+
+// ------------------------------------------------------------- key locks
+
+Result<TableKeys> SqliteResource::Impl::LoadTableKeys(const std::string& table) {
+  auto query = [this](const std::string& sql, const std::string& arg,
+                      const std::function<void(wal::Stmt&)>& each) -> Status {
+    auto st = db_->Prepare(sql);
+    if (!st.ok()) return Internal(st.status());
+    wal::Stmt& s = **st;
+    TXC_RETURN_IF_ERROR(Internal(s.BindText(1, arg)));
+    for (;;) {
+      auto row = s.Step();
+      if (!row.ok()) return Internal(row.status());
+      if (!*row) return Status::Ok();
+      each(s);
+    }
+  };
+  struct Column {
+    std::string name;  // lower case
+    int pk = 0;        // position in the primary key, 1-based; 0: not in it
+  };
+  // Columns in change set order (what pragma table_info lists, as the session does).
+  auto columns_of = [&](const std::string& t, std::vector<Column>* out) {
+    return query("SELECT name, pk FROM pragma_table_info(?1, 'main') ORDER BY cid", t,
+                 [&](wal::Stmt& s) {
+                   out->push_back(
+                       Column{Lower(s.ColumnText(0)), static_cast<int>(s.ColumnInt(1))});
+                 });
+  };
+  auto position = [](const std::vector<Column>& cols, const std::string& name) {
+    for (size_t i = 0; i < cols.size(); ++i) {
+      if (cols[i].name == name) return static_cast<int>(i);
+    }
+    return -1;
+  };
+
+  // A UNIQUE index's key columns: lower-case name and collation.
+  struct Unique {
+    std::string origin;
+    std::vector<std::pair<std::string, std::string>> cols;
+    bool usable = true;  // false: a column is an expression
+  };
+  auto uniques_of = [&](const std::string& t, std::vector<Unique>* out) -> Status {
+    std::vector<std::pair<std::string, std::string>> names;  // index name, origin
+    TXC_RETURN_IF_ERROR(query("SELECT name, origin FROM pragma_index_list(?1, 'main') "
+                              "WHERE \"unique\" ORDER BY name",
+                              t, [&](wal::Stmt& s) {
+                                names.emplace_back(s.ColumnText(0), s.ColumnText(1));
+                              }));
+    for (const auto& [index, origin] : names) {
+      Unique u;
+      u.origin = origin;
+      TXC_RETURN_IF_ERROR(query(
+          "SELECT name, coll FROM pragma_index_xinfo(?1, 'main') WHERE key ORDER BY seqno", index,
+          [&](wal::Stmt& s) {
+            if (s.ColumnIsNull(0)) {
+              u.usable = false;
+            } else {
+              u.cols.emplace_back(Lower(s.ColumnText(0)),
+                                  s.ColumnIsNull(1) ? "binary" : Lower(s.ColumnText(1)));
+            }
+          }));
+      out->push_back(std::move(u));
+    }
+    return Status::Ok();
+  };
+  auto fold_of = [](const std::string& coll) {
+    return coll == "nocase" ? Fold::kNoCase : coll == "rtrim" ? Fold::kRtrim : Fold::kNone;
+  };
+  // The name a key column goes by in a lock key: its collation is part of it.
+  auto key_name = [](const std::string& name, Fold fold) {
+    return fold == Fold::kNoCase ? name + " collate nocase"
+           : fold == Fold::kRtrim ? name + " collate rtrim"
+                                  : name;
+  };
+
+  TableKeys out;
+  std::vector<Column> cols;
+  TXC_RETURN_IF_ERROR(columns_of(table, &cols));
+
+  // UNIQUE indexes other than the primary key (its rows are locked already).
+  std::vector<Unique> uniques;
+  TXC_RETURN_IF_ERROR(uniques_of(table, &uniques));
+  std::string pk_cols;
+  for (const Column& c : cols) {
+    if (c.pk > 0) pk_cols += (pk_cols.empty() ? "" : ", ") + QuoteId(c.name);
+  }
+  for (const Unique& u : uniques) {
+    if (u.origin == "pk" || !u.usable || u.cols.empty()) continue;
+    // (key name, position, fold, collation), sorted by key name.
+    std::vector<std::tuple<std::string, int, Fold, std::string>> key;
+    for (const auto& [name, coll] : u.cols) {
+      int pos = position(cols, name);
+      if (pos < 0) break;
+      key.emplace_back(key_name(name, fold_of(coll)), pos, fold_of(coll), coll);
+    }
+    if (key.size() != u.cols.size()) continue;
+    std::sort(key.begin(), key.end());
+    KeyGroup g;
+    std::vector<std::string> names;
+    std::string where;
+    for (const auto& [name, pos, fold, coll] : key) {
+      names.push_back(name);
+      g.cols.push_back(pos);
+      g.folds.push_back(fold);
+      where += (where.empty() ? " WHERE " : " AND ") + QuoteId(cols[pos].name) + " = ?" +
+               std::to_string(names.size()) + " COLLATE " + QuoteId(coll);
+    }
+    g.prefix = UniqueKeyPrefix(table, names);
+    if (!pk_cols.empty()) {
+      g.holders_sql = "SELECT " + pk_cols + " FROM main." + QuoteId(table) + where + " LIMIT 2";
+    }
+    out.groups.push_back(std::move(g));
+  }
+
+  // FOREIGN KEYs: the parent key each row refers to, as the parent's lock key.
+  struct Ref {
+    std::string parent;
+    std::vector<std::string> from, to;  // to: empty names when the parent's primary key
+  };
+  std::map<int64_t, Ref> refs;
+  TXC_RETURN_IF_ERROR(query("SELECT id, \"table\", \"from\", \"to\" FROM "
+                            "pragma_foreign_key_list(?1, 'main') ORDER BY id, seq",
+                            table, [&](wal::Stmt& s) {
+                              Ref& r = refs[s.ColumnInt(0)];
+                              r.parent = s.ColumnText(1);
+                              r.from.push_back(Lower(s.ColumnText(2)));
+                              r.to.push_back(s.ColumnIsNull(3) ? "" : Lower(s.ColumnText(3)));
+                            }));
+  for (const auto& [id, ref] : refs) {
+    std::string parent;
+    TXC_RETURN_IF_ERROR(query("SELECT name FROM main.sqlite_schema WHERE type = 'table' AND "
+                              "name = ?1 COLLATE NOCASE",
+                              ref.parent, [&](wal::Stmt& s) { parent = s.ColumnText(0); }));
+    if (parent.empty()) continue;  // refers to no table: nothing to protect
+    std::vector<Column> pcols;
+    TXC_RETURN_IF_ERROR(columns_of(parent, &pcols));
+    std::vector<int> ppk;  // parent primary key, by position in the key
+    for (size_t i = 0; i < pcols.size(); ++i) {
+      if (pcols[i].pk > 0) {
+        if (ppk.size() < static_cast<size_t>(pcols[i].pk)) ppk.resize(pcols[i].pk, -1);
+        ppk[pcols[i].pk - 1] = static_cast<int>(i);
+      }
+    }
+    // (parent column name, parent position, child position) per column.
+    std::vector<std::tuple<std::string, int, int>> pairs;
+    bool usable = true;
+    for (size_t i = 0; i < ref.from.size(); ++i) {
+      int child = position(cols, ref.from[i]);
+      int par = ref.to[i].empty() ? (i < ppk.size() ? ppk[i] : -1) : position(pcols, ref.to[i]);
+      if (child < 0 || par < 0) {
+        usable = false;
+        break;
+      }
+      pairs.emplace_back(pcols[par].name, par, child);
+    }
+    if (!usable || pairs.empty()) continue;
+    bool is_pk = pairs.size() == ppk.size();
+    for (const auto& p : pairs) is_pk = is_pk && pcols[std::get<1>(p)].pk > 0;
+    KeyGroup g;
+    if (is_pk) {
+      // The parent's row key: primary-key values in the parent's column order.
+      std::sort(pairs.begin(), pairs.end(),
+                [](const auto& a, const auto& b) { return std::get<1>(a) < std::get<1>(b); });
+      g.prefix = parent;
+      g.prefix.push_back('\0');
+      for (const auto& p : pairs) {
+        g.cols.push_back(std::get<2>(p));
+        g.folds.push_back(Fold::kNone);
+      }
+    } else {
+      // The parent's unique key, folded as the parent's index on it (which
+      // SQLite requires) compares.
+      std::vector<Unique> puniques;
+      TXC_RETURN_IF_ERROR(uniques_of(parent, &puniques));
+      const Unique* match = nullptr;
+      for (const Unique& u : puniques) {
+        if (!u.usable || u.cols.size() != pairs.size()) continue;
+        bool all = true;
+        for (const auto& p : pairs) {
+          bool found = false;
+          for (const auto& c : u.cols) found = found || c.first == std::get<0>(p);
+          all = all && found;
+        }
+        if (all) {
+          match = &u;
+          break;
+        }
+      }
+      if (match == nullptr) continue;  // no parent key: SQLite refuses these rows itself
+      std::vector<std::tuple<std::string, int, Fold>> key;  // key name, child position, fold
+      for (const auto& p : pairs) {
+        Fold fold = Fold::kNone;
+        for (const auto& c : match->cols) {
+          if (c.first == std::get<0>(p)) fold = fold_of(c.second);
+        }
+        key.emplace_back(key_name(std::get<0>(p), fold), std::get<2>(p), fold);
+      }
+      std::sort(key.begin(), key.end());
+      std::vector<std::string> names;
+      for (const auto& [name, child, fold] : key) {
+        names.push_back(name);
+        g.cols.push_back(child);
+        g.folds.push_back(fold);
+      }
+      g.prefix = UniqueKeyPrefix(parent, names);
+    }
+    out.groups.push_back(std::move(g));
+  }
+
+  if (!out.groups.empty()) {
+    std::string where;
+    for (size_t i = 0; i < cols.size(); ++i) {
+      if (cols[i].pk == 0) continue;
+      where += where.empty() ? " WHERE " : " AND ";
+      where += QuoteId(cols[i].name) + " IS ?" + std::to_string(i + 1);
+    }
+    if (where.empty()) where = " WHERE rowid IS ?1";  // never used: no primary key, no capture
+    std::string select;
+    for (const Column& c : cols) select += (select.empty() ? "" : ", ") + QuoteId(c.name);
+    out.row_sql = "SELECT " + select + " FROM main." + QuoteId(table) + where;
+  }
+  return out;
+}
+
+Status SqliteResource::Impl::RefreshTableKeys() {
+  int64_t version = 0;
+  {
+    wal::Stmt& s = *schema_version_;
+    s.Reset();
+    ResetOnExit reset{s};
+    auto row = s.Step();
+    if (!row.ok()) return Internal(row.status());
+    if (*row) version = s.ColumnInt(0);
+  }
+  if (version != table_keys_version_) {
+    table_keys_.clear();
+    table_keys_version_ = version;
+  }
+  return Status::Ok();
+}
+
+// REQUIRES: RefreshTableKeys() since the schema last changed.
+Result<TableKeys*> SqliteResource::Impl::KeysOfTable(const std::string& table) {
+  auto it = table_keys_.find(table);
+  if (it == table_keys_.end()) {
+    auto keys = LoadTableKeys(table);
+    if (!keys.ok()) return keys.status();
+    it = table_keys_.emplace(table, std::move(*keys)).first;
+  }
+  return &it->second;
+}
+
+// Reads the current values of the row the change `it` points at (found by
+// the primary key of its old values), in change set column order; `row`
+// stays empty when there is no such row.
+Status SqliteResource::Impl::ReadRow(TableKeys& t, sqlite3_changeset_iter* it, int n_cols,
+                                     std::vector<OwnedValue>* row) {
+  row->clear();
+  if (t.row_sql.empty()) return Status::Ok();
+  if (!t.row_stmt) {
+    auto st = db_->Prepare(t.row_sql);
+    if (!st.ok()) return Internal(st.status());
+    t.row_stmt = std::move(*st);
+  }
+  wal::Stmt& s = *t.row_stmt;
+  s.Reset();
+  ResetOnExit reset{s};
+  unsigned char* pk = nullptr;
+  int pk_cols = 0;
+  sqlite3changeset_pk(it, &pk, &pk_cols);
+  for (int c = 0; c < n_cols && c < pk_cols; ++c) {
+    if (!pk[c]) continue;
+    sqlite3_value* v = nullptr;
+    sqlite3changeset_old(it, c, &v);
+    if (v == nullptr || sqlite3_bind_value(s.raw(), c + 1, v) != SQLITE_OK) {
+      return Err(Status::kInternal, "cannot look up a changed row by its primary key");
+    }
+  }
+  auto found = s.Step();
+  if (!found.ok()) return Internal(found.status());
+  if (!*found) return Status::Ok();
+  for (int c = 0; c < n_cols && c < sqlite3_column_count(s.raw()); ++c) {
+    row->emplace_back(sqlite3_value_dup(sqlite3_column_value(s.raw(), c)));
+  }
+  return Status::Ok();
+}
+
+// Names the row that holds a UNIQUE value the change `it` (of an undo, about
+// to insert or update a row of `table`) wants, or "" if none is found.
+std::string SqliteResource::Impl::UniqueCollision(const std::string& table,
+                                                  sqlite3_changeset_iter* it, int n_cols, int op,
+                                                  const std::string& own_key) {
+  if (!RefreshTableKeys().ok()) return "";
+  auto tk = KeysOfTable(table);
+  if (!tk.ok()) return "";
+  TableKeys& t = **tk;
+  std::vector<sqlite3_value*> vals(n_cols, nullptr);
+  for (int c = 0; c < n_cols; ++c) sqlite3changeset_new(it, c, &vals[c]);
+  std::vector<OwnedValue> current;
+  if (op == SQLITE_UPDATE && ReadRow(t, it, n_cols, &current).ok()) {
+    for (int c = 0; c < n_cols && c < static_cast<int>(current.size()); ++c) {
+      if (vals[c] == nullptr) vals[c] = current[c].get();
+    }
+  }
+  for (const KeyGroup& g : t.groups) {
+    if (g.holders_sql.empty()) continue;
+    auto st = db_->Prepare(g.holders_sql);
+    if (!st.ok()) continue;
+    wal::Stmt& s = **st;
+    std::string unique_key = g.prefix;
+    bool complete = true;
+    for (size_t i = 0; i < g.cols.size(); ++i) {
+      sqlite3_value* v = g.cols[i] < n_cols ? vals[g.cols[i]] : nullptr;
+      if (v == nullptr || sqlite3_value_type(v) == SQLITE_NULL) {
+        complete = false;
+        break;
+      }
+      AppendKeyValue(&unique_key, v, g.folds[i]);
+      sqlite3_bind_value(s.raw(), static_cast<int>(i) + 1, v);
+    }
+    if (!complete) continue;
+    for (;;) {
+      auto row = s.Step();
+      if (!row.ok() || !*row) break;
+      std::string key = table;
+      key.push_back('\0');
+      for (int c = 0; c < sqlite3_column_count(s.raw()); ++c) {
+        AppendKeyValue(&key, sqlite3_column_value(s.raw(), c));
+      }
+      if (key == own_key) continue;
+      std::string held = Describe(unique_key);
+      return "restoring it would break the UNIQUE key " + held.substr(name_.size() + 1) +
+             ", which " + Describe(key) + " holds";
+    }
+  }
+  return "";
+}
+
+// Appends the unique-key and parent-key locks of the change `it` points at.
+Status SqliteResource::Impl::AddKeyLocks(sqlite3_changeset_iter* it, const std::string& table,
+                                         int n_cols, int op, std::vector<std::string>* keys) {
+  auto tk = KeysOfTable(table);
+  if (!tk.ok()) return tk.status();
+  TableKeys& t = **tk;
+  if (t.groups.empty()) return Status::Ok();
+  std::vector<sqlite3_value*> before(n_cols, nullptr), after(n_cols, nullptr);
+  std::vector<bool> changed_col(n_cols, false);
+  for (int c = 0; c < n_cols; ++c) {
+    if (op != SQLITE_INSERT) sqlite3changeset_old(it, c, &before[c]);
+    if (op != SQLITE_DELETE) sqlite3changeset_new(it, c, &after[c]);
+    changed_col[c] = after[c] != nullptr;
+  }
+  // An UPDATE carries only the columns it changed (and the primary key): a
+  // key that is partly changed needs its unchanged columns from the row.
+  std::vector<OwnedValue> owned;
+  bool read_row = false;
+  auto add = [&](const KeyGroup& g, const std::vector<sqlite3_value*>& vals) {
+    std::string key = g.prefix;
+    for (size_t i = 0; i < g.cols.size(); ++i) {
+      int c = g.cols[i];
+      sqlite3_value* v = c < n_cols ? vals[c] : nullptr;
+      // No value: the column is not captured. NULL: never collides, refers to nothing.
+      if (v == nullptr || sqlite3_value_type(v) == SQLITE_NULL) return;
+      AppendKeyValue(&key, v, g.folds[i]);
+    }
+    keys->push_back(std::move(key));
+  };
+  for (const KeyGroup& g : t.groups) {
+    if (op == SQLITE_INSERT) {
+      add(g, after);
+      continue;
+    }
+    if (op == SQLITE_DELETE) {
+      add(g, before);
+      continue;
+    }
+    bool changed = false, partial = false;
+    for (int c : g.cols) {
+      if (c < n_cols && changed_col[c]) {
+        changed = true;
+      } else {
+        partial = true;
+      }
+    }
+    if (!changed) continue;  // the key stays as it was, under the row's lock
+    if (partial && !read_row) {
+      read_row = true;
+      TXC_RETURN_IF_ERROR(ReadRow(t, it, n_cols, &owned));
+      for (int c = 0; c < n_cols && c < static_cast<int>(owned.size()); ++c) {
+        if (!changed_col[c]) before[c] = after[c] = owned[c].get();
+      }
+    }
+    add(g, before);
+    add(g, after);
+  }
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------- Execute
 
 Status SqliteResource::Impl::DoExecute(const TxId& txid,
                                        const std::vector<proto::Statement>& statements,
@@ -992,10 +1511,28 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
                std::string("cannot start change capture: ") + sqlite3_errstr(rc));
   }
   std::vector<proto::ResultSet> results(statements.size());
-  for (size_t i = 0; i < statements.size(); ++i) {
-    TXC_RETURN_IF_ERROR(RunStatement(i, statements[i], &results[i]));
-    for (const std::string& table : capture.TakeNewTables()) {
-      TXC_RETURN_IF_ERROR(CheckHasPrimaryKey(table, i, statements[i].sql));
+  {
+    // The statements of this call run against one deadline (OnProgress).
+    struct Deadline {
+      Impl* self;
+      ~Deadline() { self->execute_deadline_ = 0; }
+    } deadline{this};
+    execute_timed_out_ = false;
+    if (options_.max_execute_time > 0) execute_deadline_ = clock_() + options_.max_execute_time;
+    auto timed_out = [&](size_t i) {
+      return Err(Status::kTimeout,
+                 "statement " + std::to_string(i + 1) + " (" + Snippet(statements[i].sql) +
+                     ") was interrupted: the call ran past the resource's limit of " +
+                     std::to_string(options_.max_execute_time / kMillis) +
+                     " ms per Execute; nothing of this call is applied");
+    };
+    for (size_t i = 0; i < statements.size(); ++i) {
+      Status s = RunStatement(i, statements[i], &results[i]);
+      for (const std::string& table : capture.TakeNewTables()) {
+        if (s.ok()) s = CheckHasPrimaryKey(table, i, statements[i].sql);
+      }
+      if (!s.ok() && execute_timed_out_) return timed_out(i);
+      TXC_RETURN_IF_ERROR(s);
     }
   }
 
@@ -1006,6 +1543,7 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
   }
   std::vector<std::string> keys;
   if (redo.n > 0) {
+    TXC_RETURN_IF_ERROR(RefreshTableKeys());  // this call's own DDL included
     sqlite3_changeset_iter* it = nullptr;
     int rc = sqlite3changeset_start(&it, redo.n, redo.p);
     while (rc == SQLITE_OK && sqlite3changeset_next(it) == SQLITE_ROW) {
@@ -1027,12 +1565,24 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
         AppendKeyValue(&key, v);
       }
       keys.push_back(std::move(key));
+      Status ks = AddKeyLocks(it, table, n_cols, op, &keys);
+      if (!ks.ok()) {
+        sqlite3changeset_finalize(it);
+        return ks;
+      }
     }
     int frc = it != nullptr ? sqlite3changeset_finalize(it) : rc;
     if (rc == SQLITE_OK) rc = frc;
     if (rc != SQLITE_OK) {
       return Err(Status::kInternal, std::string("cannot read the change set: ") + sqlite3_errstr(rc));
     }
+    // A key can come from several rows (a parent two rows refer to).
+    std::vector<std::string> unique;
+    std::unordered_set<std::string> seen;
+    for (std::string& k : keys) {
+      if (seen.insert(k).second) unique.push_back(std::move(k));
+    }
+    keys = std::move(unique);
   }
 
   for (const std::string& key : keys) {
@@ -1127,27 +1677,46 @@ Status SqliteResource::Impl::DoCommit(const TxId& txid) {
   return Status::Ok();
 }
 
+int SqliteResource::Impl::OnProgress(void* ctx) {
+  auto* self = static_cast<Impl*>(ctx);
+  if (self->execute_deadline_ == 0 || self->clock_() < self->execute_deadline_) return 0;
+  self->execute_timed_out_ = true;
+  return 1;  // interrupts the statement: SQLITE_INTERRUPT
+}
+
+// The undo restores a branch's before-image, or nothing: the rows it must
+// restore are locked by the branch, so a conflict means someone wrote the
+// file behind txcoord's back. A row merely changed (or re-inserted with the
+// same key) is overwritten with the before-image; anything that would leave
+// the before-image unrestored (a UNIQUE or FOREIGN KEY constraint, a row to
+// restore that is gone) abandons the whole undo, so the branch keeps it and
+// a later Rollback, once the row is fixed, restores everything.
 int SqliteResource::Impl::OnUndoConflict(void* ctx, int type, sqlite3_changeset_iter* it) {
   auto* self = static_cast<Impl*>(ctx);
+  std::string row, key;
   const char* table = nullptr;
-  int n_cols = 0, op = 0, indirect = 0;
-  unsigned char* pk = nullptr;
-  sqlite3changeset_op(it, &table, &n_cols, &op, &indirect);
-  sqlite3changeset_pk(it, &pk, &n_cols);
-  std::string key = table != nullptr ? table : "?";
-  key.push_back('\0');
-  for (int c = 0; c < n_cols; ++c) {
-    if (!pk[c]) continue;
-    sqlite3_value* v = nullptr;
-    if (op == SQLITE_INSERT) {
-      sqlite3changeset_new(it, c, &v);
-    } else {
-      sqlite3changeset_old(it, c, &v);
+  int op = 0, n_cols = 0;
+  if (type != SQLITE_CHANGESET_FOREIGN_KEY) {
+    int indirect = 0;
+    unsigned char* pk = nullptr;
+    sqlite3changeset_op(it, &table, &n_cols, &op, &indirect);
+    sqlite3changeset_pk(it, &pk, &n_cols);
+    key = table != nullptr ? table : "?";
+    key.push_back('\0');
+    for (int c = 0; c < n_cols; ++c) {
+      if (!pk[c]) continue;
+      sqlite3_value* v = nullptr;
+      if (op == SQLITE_INSERT) {
+        sqlite3changeset_new(it, c, &v);
+      } else {
+        sqlite3changeset_old(it, c, &v);
+      }
+      AppendKeyValue(&key, v);
     }
-    AppendKeyValue(&key, v);
+    row = self->Describe(key);
   }
-  const char* what = "?";
-  int decision = SQLITE_CHANGESET_OMIT;
+  std::string what = "?";
+  int decision = SQLITE_CHANGESET_ABORT;
   switch (type) {
     case SQLITE_CHANGESET_DATA:
       what = "row changed outside its branch";
@@ -1158,34 +1727,69 @@ int SqliteResource::Impl::OnUndoConflict(void* ctx, int type, sqlite3_changeset_
       decision = SQLITE_CHANGESET_REPLACE;
       break;
     case SQLITE_CHANGESET_NOTFOUND:
-      what = "row deleted outside its branch";
+      if (op == SQLITE_DELETE) {
+        what = "row the branch inserted was deleted outside it";
+        decision = SQLITE_CHANGESET_OMIT;  // the before-image has no such row either
+      } else {
+        what = "row deleted outside its branch, so it cannot be restored";
+      }
       break;
     case SQLITE_CHANGESET_CONSTRAINT:
-      what = "restoring the row violates a constraint";
+      what = table != nullptr ? self->UniqueCollision(table, it, n_cols, op, key) : "";
+      if (what.empty()) {
+        what = "restoring it would break a NOT NULL, CHECK or UNIQUE constraint";
+      }
       break;
-    case SQLITE_CHANGESET_FOREIGN_KEY:
-      what = "restoring the rows violates a foreign key";
+    case SQLITE_CHANGESET_FOREIGN_KEY:  // once, for the whole change set
+      what = "restoring the rows would break a FOREIGN KEY: " + self->ForeignKeyViolation();
       break;
   }
-  // Rows are locked by their branch, so this means someone wrote the database
-  // behind txcoord's back. Restore the branch's before-image where possible.
+  const char* action = decision == SQLITE_CHANGESET_REPLACE ? "overwrite"
+                       : decision == SQLITE_CHANGESET_OMIT  ? "skip"
+                                                            : "abandon the undo";
   Logger("wal")->error("rollback found a conflicting row resource={} txid={} row=\"{}\" "
-                       "problem=\"{}\" action={}",
+                       "problem=\"{}\" action=\"{}\"",
                        self->name_, self->undo_txid_ != nullptr ? ToString(*self->undo_txid_) : "?",
-                       type == SQLITE_CHANGESET_FOREIGN_KEY ? self->name_ : self->Describe(key),
-                       what, decision == SQLITE_CHANGESET_REPLACE ? "overwrite" : "skip");
+                       row.empty() ? "-" : row, what, action);
+  if (decision == SQLITE_CHANGESET_ABORT && self->undo_conflict_.empty()) {
+    self->undo_conflict_ = row.empty() ? what : row + ": " + what;
+  }
   return decision;
+}
+
+// Names one row that breaks a foreign key, for the error message.
+std::string SqliteResource::Impl::ForeignKeyViolation() {
+  auto st = db_->Prepare("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 1");
+  if (!st.ok()) return "(cannot tell which: " + st.status().message() + ")";
+  wal::Stmt& s = **st;
+  auto row = s.Step();
+  if (!row.ok() || !*row) return "(cannot tell which)";
+  std::string out = "a row of " + name_ + "." + s.ColumnText(0);
+  if (!s.ColumnIsNull(1)) out += " (rowid " + std::to_string(s.ColumnInt(1)) + ")";
+  return out + " would refer to a missing row of " + name_ + "." + s.ColumnText(2);
 }
 
 Status SqliteResource::Impl::ApplyUndo(const TxId& txid, const std::string& undo) {
   undo_txid_ = &txid;
+  undo_conflict_.clear();
   int rc = sqlite3changeset_apply(db_->raw(), static_cast<int>(undo.size()),
                                   const_cast<char*>(undo.data()), nullptr, &Impl::OnUndoConflict,
                                   this);
   undo_txid_ = nullptr;
   if (rc == SQLITE_OK) return Status::Ok();
-  return Err(IsStorageRc(rc) ? Status::kStorageFailed : Status::kInternal,
-             "cannot apply the undo of branch " + ToString(txid) + ": " + sqlite3_errmsg(db_->raw()));
+  std::string what = "cannot roll back branch " + ToString(txid) + ": ";
+  if (!undo_conflict_.empty()) {
+    return Err(Status::kConflict,
+               what + undo_conflict_ + ". Nothing was undone: the branch keeps its changes, undo "
+                   "and locks; fix that row (it was written outside txcoord) and roll back again");
+  }
+  std::string msg = sqlite3_errmsg(db_->raw());
+  if (IsStorageRc(rc)) return Err(Status::kStorageFailed, what + msg);
+  if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+    return Err(Status::kUnavailable, what + "the database is busy (" + msg +
+                                         "); nothing was undone, retry");
+  }
+  return Err(Status::kInternal, what + msg);
 }
 
 Status SqliteResource::Impl::DoRollback(const TxId& txid) {

@@ -21,6 +21,29 @@
 // expect_rows. Inserting a key another open branch inserted fails with
 // SQL_ERROR (UNIQUE constraint), not CONFLICT. DDL runs but is not undone.
 //
+// Key locks, so that an undo can always restore its before-image: besides its
+// rows, a branch locks (1) the old and new values of every UNIQUE index it
+// changes (table + index columns + values; a value with a NULL is not locked,
+// NULLs never collide), and (2) for every FOREIGN KEY of a row it inserts,
+// deletes or changes, the parent key that row refers to (before and after),
+// under the parent's own row or unique-key lock. So another branch cannot
+// take a unique value this branch freed, nor delete (or re-key) a parent this
+// branch's rows referred to, nor refer to a parent row this branch inserted:
+// it gets CONFLICT and waits. Unique indexes on expressions are not locked.
+//
+// Rollback applies the undo or nothing: if a row cannot be restored exactly
+// (a UNIQUE or FOREIGN KEY constraint would break, or a row it must restore
+// was deleted, because someone wrote the file behind txcoord's back), the
+// whole undo is abandoned, the branch keeps its undo and locks, and Rollback
+// fails with CONFLICT naming the table, the row and the constraint; once the
+// conflicting row is fixed a retried Rollback succeeds. A row merely changed
+// outside is overwritten with the before-image (logged).
+//
+// Runaway statements: the statements of one Execute call may run for
+// max_execute_time; past it they are interrupted and the call fails with
+// TIMEOUT, nothing of it applied, so the single worker serves the other
+// branches again.
+//
 // Group commit: one worker thread takes every queued operation, runs them in
 // one BEGIN IMMEDIATE ... COMMIT (each in its own SAVEPOINT), syncs once if any
 // of them needs durability (Prepare, Commit, ExecuteAndPrepare), then runs the
@@ -30,9 +53,11 @@
 // the worker thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "common/time.h"
 #include "participant/resource_manager.h"
 
 namespace txc::participant {
@@ -42,6 +67,20 @@ struct SqliteResourceOptions {
   size_t max_group_ops = 512;
   // Benchmark only: skip fsync. Never in production. Default: false.
   bool unsafe_no_sync = false;
+  // Longest the statements of one Execute (or ExecuteAndPrepare) call may run
+  // together. Past it the running statement is interrupted and the call fails
+  // with TIMEOUT naming it; nothing of the call is applied (the branch keeps
+  // earlier calls' work). Bounds how long one runaway statement (a recursive
+  // CTE, a huge join) holds the resource's only worker, and with it every
+  // other branch's prepare and commit. 0: no limit. Default: 10 s.
+  Micros max_execute_time = 10 * kSeconds;
+  // How long a group waits for another process that holds the database's
+  // write lock; then its operations fail with UNAVAILABLE, nothing applied,
+  // and can be retried. Default: 5 s.
+  Micros busy_timeout = 5 * kSeconds;
+  // The clock max_execute_time is measured on (the simulator passes its own).
+  // Default: empty, the steady clock.
+  std::function<Micros()> clock;
 };
 
 class SqliteResource : public ResourceManager {

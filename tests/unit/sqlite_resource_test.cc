@@ -541,6 +541,249 @@ TEST_F(SqliteResourceTest, UnsafeNoSyncNeverSyncs) {
   EXPECT_GE(rm_->groups_committed(), 2u);
 }
 
+// The simulator measures the limit on its own clock: here one that moves a
+// second each time it is read, so the interruption does not depend on speed.
+TEST_F(SqliteResourceTest, ExecuteLimitIsMeasuredOnTheGivenClock) {
+  auto reads = std::make_shared<std::atomic<int64_t>>(0);
+  SqliteResourceOptions o;
+  o.max_execute_time = 3 * kSeconds;
+  o.clock = [reads] { return reads->fetch_add(1) * kSeconds; };
+  Open(o);
+  ExecuteResult r = Execute(
+      a_, {Sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+               "WHERE i < 100000000000) SELECT COUNT(*) FROM n")});
+  EXPECT_EQ(r.status.code(), Status::kTimeout) << r.status.ToString();
+  EXPECT_THAT(r.status.message(), HasSubstr("limit of 3000 ms"));
+  EXPECT_EQ(reads->load(), 4);  // the start, then once per check until past it
+  ASSERT_OK(Execute(a_, {Sql("SELECT COUNT(*) FROM accounts")}).status);  // a new deadline
+}
+
+// ------------------------------------------- key locks and exact undo
+
+class SqliteResourceKeyTest : public SqliteResourceTest {
+ protected:
+  void SetUp() override {
+    SqliteResourceTest::SetUp();
+    ASSERT_OK(reader_->Exec(
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE);"
+        "CREATE TABLE slots(id INTEGER PRIMARY KEY, day TEXT, room INTEGER, who TEXT,"
+        "                   UNIQUE(room, day));"
+        "CREATE TABLE parent(id INTEGER PRIMARY KEY, code TEXT UNIQUE);"
+        "CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id));"
+        "CREATE TABLE tagged(id INTEGER PRIMARY KEY, code TEXT REFERENCES Parent(CODE));"
+        "INSERT INTO users VALUES(1, 'x');"
+        "INSERT INTO slots VALUES(1, 'mon', 1, 'ann');"
+        "INSERT INTO parent VALUES(1, 'c1'), (2, 'c2');"
+        "INSERT INTO child VALUES(10, 1);"
+        "INSERT INTO tagged VALUES(20, 'c2');"));
+  }
+  std::optional<std::string> Email(int64_t id) {
+    auto q = reader_->Prepare("SELECT email FROM users WHERE id = ?1");
+    EXPECT_TRUE(q.ok());
+    EXPECT_TRUE((*q)->BindInt(1, id).ok());
+    auto row = (*q)->Step();
+    EXPECT_TRUE(row.ok()) << row.status().ToString();
+    if (!row.ok() || !*row) return std::nullopt;
+    return (*q)->ColumnText(0);
+  }
+};
+
+// Issue 8, 4b: B took the unique value A had freed and committed, so A's undo
+// could not re-insert its row and silently skipped it.
+TEST_F(SqliteResourceKeyTest, UniqueValueFreedByAnOpenBranchIsLockedSoItsUndoRestoresTheRow) {
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM users WHERE id = 1", {}, 1)}).status);
+  ExecuteResult r = Execute(b_, {Sql("INSERT INTO users VALUES(2, 'x')")});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  ASSERT_TRUE(r.holder.has_value());
+  EXPECT_EQ(*r.holder, a_);
+  EXPECT_EQ(r.conflict, "bank_a.users email='x'");
+  EXPECT_EQ(Email(2), std::nullopt);  // nothing of B applied
+  // The key locks are part of the branch's log: a restart re-takes them.
+  Open();
+  r = Execute(b_, {Sql("INSERT INTO users VALUES(2, 'x')")});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  EXPECT_EQ(r.conflict, "bank_a.users email='x'");
+
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Email(1), "x");
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  // Now the value is taken again, and SQLite itself refuses B.
+  r = Execute(b_, {Sql("INSERT INTO users VALUES(2, 'x')")});
+  EXPECT_EQ(r.status.code(), Status::kSqlError);
+  EXPECT_THAT(r.status.message(), HasSubstr("UNIQUE"));
+}
+
+TEST_F(SqliteResourceKeyTest, UpdateLocksTheOldAndNewUniqueValuesOnlyWhenTheKeyChanges) {
+  ASSERT_OK(Execute(a_, {Sql("UPDATE slots SET who = 'bob' WHERE id = 1", {}, 1)}).status);
+  EXPECT_EQ(rm_->locks_held(), 1u);  // the row only: its unique key did not change
+  // Half of the composite key changes: the unchanged half is read from the row.
+  ASSERT_OK(Execute(a_, {Sql("UPDATE slots SET room = 2 WHERE id = 1", {}, 1)}).status);
+  EXPECT_EQ(rm_->locks_held(), 3u);  // the row, (1,'mon') and (2,'mon')
+  ExecuteResult r = Execute(b_, {Sql("INSERT INTO slots VALUES(5, 'mon', 1, 'cy')")});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  EXPECT_EQ(r.conflict, "bank_a.slots day='mon',room=1");
+  ASSERT_OK(Execute(b_, {Sql("INSERT INTO slots VALUES(6, 'tue', 1, 'cy')")}).status);
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM slots WHERE id = 1 AND room = 1 AND who = 'ann'"), 1);
+  ASSERT_OK(Commit(b_));
+}
+
+TEST_F(SqliteResourceKeyTest, UniqueKeysCompareAsTheirCollationDoes) {
+  ASSERT_OK(reader_->Exec(
+      "CREATE TABLE logins(id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE UNIQUE);"
+      "CREATE TABLE visits(id INTEGER PRIMARY KEY, who TEXT REFERENCES logins(name));"
+      "INSERT INTO logins VALUES(1, 'Ann'), (2, 'Bob');"
+      "INSERT INTO visits VALUES(7, 'BOB');"));
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM logins WHERE id = 1", {}, 1),
+                         Sql("DELETE FROM visits WHERE id = 7", {}, 1)})
+                .status);
+  ExecuteResult r = Execute(b_, {Sql("INSERT INTO logins VALUES(3, 'ANN')")});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  EXPECT_EQ(r.conflict, "bank_a.logins name collate nocase='ann'");
+  r = Execute(b_, {Sql("UPDATE logins SET name = 'Rob' WHERE id = 2", {}, 1)});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  EXPECT_EQ(r.conflict, "bank_a.logins name collate nocase='bob'");
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM logins WHERE id = 1 AND name = 'Ann'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM visits WHERE id = 7"), 1);
+}
+
+TEST_F(SqliteResourceKeyTest, ForeignKeyParentsAreLockedByTheRowsThatReferToThem) {
+  // A deletes a child: nobody may delete its parent until A ends.
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM child WHERE id = 10", {}, 1)}).status);
+  ExecuteResult r = Execute(b_, {Sql("DELETE FROM parent WHERE id = 1", {}, 1)});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  EXPECT_EQ(r.conflict, "bank_a.parent id=1");
+  // A inserts a parent: nobody may refer to it until A ends.
+  ASSERT_OK(Execute(a_, {Sql("INSERT INTO parent VALUES(3, 'c3')")}).status);
+  r = Execute(b_, {Sql("INSERT INTO child VALUES(11, 3)")});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  EXPECT_EQ(r.conflict, "bank_a.parent id=3");
+  // A reference to a UNIQUE column (named in another case) locks that key.
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM tagged WHERE id = 20", {}, 1)}).status);
+  r = Execute(b_, {Sql("UPDATE parent SET code = 'c9' WHERE id = 2", {}, 1)});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  EXPECT_EQ(r.conflict, "bank_a.parent code='c2'");
+
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM child WHERE id = 10 AND parent_id = 1"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM tagged WHERE id = 20 AND code = 'c2'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM parent WHERE id = 3"), 0);
+  ASSERT_OK(Execute(b_, {Sql("UPDATE parent SET code = 'c1' WHERE id = 1", {}, 1)}).status);
+  ASSERT_OK(Commit(b_));
+}
+
+// Issue 8, 4b: an undo that cannot restore a row must fail, apply nothing and
+// keep the branch, so it can be retried once the row is fixed.
+TEST_F(SqliteResourceKeyTest, UndoBlockedByAUniqueRowWrittenOutsideFailsAndSucceedsOnRetry) {
+  ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM users WHERE id = 1", {}, 1), Add(2, 10)}).status);
+  const size_t locks = rm_->locks_held();
+  ASSERT_OK(reader_->Exec("INSERT INTO users VALUES(2, 'x')"));  // behind txcoord's back
+
+  Status s = Rollback(a_);
+  EXPECT_EQ(s.code(), Status::kConflict) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("bank_a.users id=1"));
+  EXPECT_THAT(s.message(), HasSubstr("would break the UNIQUE key users email='x', which "
+                                     "bank_a.users id=2 holds"));
+  // Nothing undone, the branch intact.
+  EXPECT_EQ(Balance(1), 90);
+  EXPECT_EQ(Balance(2), 110);
+  EXPECT_EQ(Email(1), std::nullopt);
+  EXPECT_EQ(rm_->locks_held(), locks);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes WHERE txid = '1.1'"), 2);
+  EXPECT_EQ(Count("SELECT state FROM txc_branches WHERE txid = '1.1'"),
+            static_cast<int>(BranchState::kActive));
+  EXPECT_EQ(Rollback(a_).code(), Status::kConflict);  // still
+
+  ASSERT_OK(reader_->Exec("DELETE FROM users WHERE id = 2"));
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Email(1), "x");
+  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(Balance(2), 100);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+}
+
+TEST_F(SqliteResourceKeyTest, UndoBlockedByAForeignKeyFailsAndSucceedsOnRetry) {
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM child WHERE id = 10", {}, 1), Add(1, -10)}).status);
+  ASSERT_OK(reader_->Exec("DELETE FROM parent WHERE id = 1"));  // behind txcoord's back
+  Status s = Rollback(a_);
+  EXPECT_EQ(s.code(), Status::kConflict) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("FOREIGN KEY"));
+  EXPECT_THAT(s.message(), HasSubstr("bank_a.child"));
+  EXPECT_THAT(s.message(), HasSubstr("missing row of bank_a.parent"));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM child"), 0);
+  EXPECT_EQ(Balance(1), 90);
+
+  ASSERT_OK(reader_->Exec("INSERT INTO parent VALUES(1, 'c1')"));
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM child WHERE id = 10 AND parent_id = 1"), 1);
+  EXPECT_EQ(Balance(1), 100);
+}
+
+TEST_F(SqliteResourceKeyTest, UndoOfAnUpdatedRowDeletedOutsideFails) {
+  ASSERT_OK(Execute(a_, {Add(5, -10)}).status);
+  ASSERT_OK(reader_->Exec("DELETE FROM accounts WHERE id = 5"));
+  Status s = Rollback(a_);
+  EXPECT_EQ(s.code(), Status::kConflict) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("bank_a.accounts id=5"));
+  ASSERT_OK(reader_->Exec("INSERT INTO accounts VALUES(5, 0)"));
+  ASSERT_OK(Rollback(a_));  // overwrites the stand-in with the before-image
+  EXPECT_EQ(Balance(5), 100);
+}
+
+TEST_F(SqliteResourceTest, RollbackWhileAnotherProcessWritesIsUnavailableAndRetried) {
+  SqliteResourceOptions o;
+  o.busy_timeout = 50 * kMillis;
+  Open(o);
+  ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
+  ASSERT_OK(reader_->Exec("BEGIN IMMEDIATE"));  // an outside writer holds the file
+  Status s = Rollback(a_);
+  EXPECT_EQ(s.code(), Status::kUnavailable) << s.ToString();
+  ASSERT_OK(reader_->Exec("ROLLBACK"));
+  EXPECT_EQ(Balance(1), 90);
+  EXPECT_EQ(rm_->locks_held(), 1u);
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+}
+
+// Issue 8, 4h: a runaway statement held the only worker, so every other
+// branch's prepare and commit waited behind it.
+TEST_F(SqliteResourceTest, RunawayStatementIsInterruptedAndOtherBranchesAreServed) {
+  SqliteResourceOptions o;
+  o.max_execute_time = 300 * kMillis;
+  Open(o);
+  const std::string forever =
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000000) "
+      "SELECT COUNT(*) FROM n";
+  std::promise<ExecuteResult> slow, other;
+  std::promise<Status> commit;
+  rm_->Execute(a_, {Add(1, 5), Sql(forever)},
+               [&slow](ExecuteResult r) { slow.set_value(std::move(r)); });
+  rm_->ExecuteAndPrepare(b_, {Add(2, 1)}, {},
+                         [&other](ExecuteResult r) { other.set_value(std::move(r)); });
+  rm_->Commit(b_, [&commit](Status s) { commit.set_value(std::move(s)); });
+  ExecuteResult r = Wait(slow.get_future());
+  EXPECT_EQ(r.status.code(), Status::kTimeout) << r.status.ToString();
+  EXPECT_THAT(r.status.message(), HasSubstr("statement 2 (WITH RECURSIVE"));
+  EXPECT_EQ(Balance(1), 100);  // the call's first statement undone too
+  ASSERT_OK(Wait(other.get_future()).status);
+  ASSERT_OK(Wait(commit.get_future()));
+  EXPECT_EQ(Balance(2), 101);
+
+  // A write that runs away: what it inserted so far goes with it.
+  r = Execute(a_, {Sql("INSERT INTO kv WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                       "FROM n) SELECT 'k', i, 'v' FROM n")});
+  EXPECT_EQ(r.status.code(), Status::kTimeout) << r.status.ToString();
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM kv"), 0);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  // The branch goes on.
+  ASSERT_OK(Execute(a_, {Add(3, 1)}).status);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(3), 101);
+}
+
 // --------------------------------------------------------- the SDK itself
 
 class ResourceManagerTest : public ::testing::Test {
