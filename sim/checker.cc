@@ -136,7 +136,7 @@ void Checker::CheckImage(int replica, uint64_t slot, const std::string& image, c
   if (!inserted && it->second != image) {
     Violation("agreement", nullptr,
               world_->NodeName(replica) + " " + how + " a snapshot at slot " + std::to_string(slot) +
-                  " that differs from another image of that slot (the replicas' state machines diverged)");
+                  " that differs from another image of that slot (the state machines diverged)");
   }
 }
 

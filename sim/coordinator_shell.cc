@@ -404,13 +404,13 @@ void SimCoordinator::BootReplica() {
   ds.promised = acceptor_.promised;
   ds.snapshot_index = acceptor_.snapshot_index;
   ds.snapshot = acceptor_.snapshot;
-  for (auto it = acceptor_.accepted.upper_bound(acceptor_.snapshot_index); it != acceptor_.accepted.end(); ++it) {
-    ds.accepted.insert(*it);
-  }
+  ds.accepted.insert(acceptor_.accepted.upper_bound(acceptor_.snapshot_index), acceptor_.accepted.end());
   int64_t applied = 0;
   if (ds.snapshot_index > 0) {
     Status s = l->table.Restore(ds.snapshot);
-    if (!s.ok()) c_->checker().Violation("validity", nullptr, "the durable snapshot is unreadable: " + s.ToString());
+    if (!s.ok()) {
+      c_->checker().Violation("validity", nullptr, "the durable snapshot is unreadable: " + s.ToString());
+    }
     applied = ds.snapshot_index;
     l->marker_epoch = l->table.marker_epoch();
     l->last_snapshot_index = l->table.applied_index();

@@ -458,8 +458,11 @@ TEST_P(SimBugTest, CaughtWithin300HeavySeeds) {
     }
   };
   for (uint64_t s = 1; s <= LastSeed(1, 300) && failing == 0; ++s) run(s);
-  if (failing == 0 && kSeedDivisor > 1 && GetParam() == "resurrected-decide") run(kResurrectedDecideSeed);
-  ASSERT_GT(failing, 0) << "bug " << GetParam() << " went unnoticed over heavy seeds 1.." << LastSeed(1, 300);
+  if (failing == 0 && kSeedDivisor > 1 && GetParam() == "resurrected-decide") {
+    run(kResurrectedDecideSeed);
+  }
+  ASSERT_GT(failing, 0) << "bug " << GetParam() << " went unnoticed over heavy seeds 1.."
+                        << LastSeed(1, 300);
   EXPECT_NE(first.find("violation"), std::string::npos);
   EXPECT_NE(first.find("replay: txsim --seed"), std::string::npos);
 }
