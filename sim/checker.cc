@@ -129,6 +129,29 @@ void Checker::OnReplayed(int replica, uint64_t last_slot) {
                 " before it restarted, but its log now ends at slot " + std::to_string(last_slot));
 }
 
+void Checker::CheckImage(int replica, uint64_t slot, const std::string& image, const char* how) {
+  uint64_t& through = applied_through_[replica];
+  through = std::max(through, slot);
+  auto [it, inserted] = images_.emplace(slot, image);
+  if (!inserted && it->second != image) {
+    Violation("agreement", nullptr,
+              world_->NodeName(replica) + " " + how + " a snapshot at slot " + std::to_string(slot) +
+                  " that differs from another image of that slot (the state machines diverged)");
+  }
+}
+
+void Checker::OnSnapshot(int replica, uint64_t slot, const std::string& image) {
+  CheckImage(replica, slot, image, "took");
+}
+
+void Checker::OnInstalled(int replica, uint64_t slot, const std::string& image) {
+  CheckImage(replica, slot, image, "installed");
+}
+
+void Checker::OnRestored(int replica, uint64_t slot, const std::string& image) {
+  CheckImage(replica, slot, image, "restored");
+}
+
 // ---------------------------------------------------------------------- bank
 
 void Checker::CheckBankSum(const char* when, const TxId* txid) {

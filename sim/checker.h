@@ -9,7 +9,8 @@
 //  2 durability  (final) a commit a client was told about is COMMITTED, on
 //                disk, at every participant it wrote to.
 //  3 agreement   no two applications of a log slot (by any replica, or by one
-//                replica before and after a restart) carry different values.
+//                replica before and after a restart) carry different values;
+//                no two state-machine images (snapshots) of one slot differ.
 //  4 validity    every applied log value was proposed by some replica.
 //  5 termination (final) every branch final, no locks, nothing in doubt, the
 //                coordinator idle: checked by the simulation.
@@ -61,6 +62,13 @@ class Checker {
   // everything it applied before must be there again (a prefix-consistent
   // continuation; slot values are compared by OnApplied).
   void OnReplayed(int replica, uint64_t last_slot);
+  // Group mode's snapshots: `image` is the replica's state machine holding
+  // every slot through `slot`. Every image of one slot, whichever replica
+  // took, installed or restored it, must be the same. A replica that took,
+  // installed or restored an image at `slot` has applied everything up to it.
+  void OnSnapshot(int replica, uint64_t slot, const std::string& image);    // it took one
+  void OnInstalled(int replica, uint64_t slot, const std::string& image);   // from the leader
+  void OnRestored(int replica, uint64_t slot, const std::string& image);    // its own, at boot
 
   // Invariant 6 at this instant; `txid` (may be null) is what just changed.
   void CheckBankSum(const char* when, const TxId* txid = nullptr);
@@ -100,6 +108,8 @@ class Checker {
   std::unordered_set<std::string> proposed_;
   std::map<uint64_t, std::string> slots_;
   std::map<int, uint64_t> applied_through_;  // replica -> highest slot it applied
+  std::map<uint64_t, std::string> images_;   // slot -> the state-machine image there
+  void CheckImage(int replica, uint64_t slot, const std::string& image, const char* how);
 };
 
 }  // namespace txc::sim

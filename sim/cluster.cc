@@ -87,6 +87,21 @@ std::string ReplayCommand(const SimOptions& o) {
   return s + " --trace";
 }
 
+FaultCounts& FaultCounts::operator+=(const FaultCounts& o) {
+#define TXC_SIM_FAULT_ADD(name) name += o.name;
+  TXC_SIM_FAULT_CLASSES(TXC_SIM_FAULT_ADD)
+#undef TXC_SIM_FAULT_ADD
+  return *this;
+}
+
+std::string FaultCounts::Line() const {
+  std::string s = "FAULTS";
+#define TXC_SIM_FAULT_PRINT(name) s += " " #name "=" + std::to_string(name);
+  TXC_SIM_FAULT_CLASSES(TXC_SIM_FAULT_PRINT)
+#undef TXC_SIM_FAULT_PRINT
+  return s;
+}
+
 SimResult RunSeed(const SimOptions& options) {
   // The cores' own log lines (the Paxos core logs its elections) would drown
   // the output; the simulator's trace tells the story.
@@ -320,7 +335,7 @@ bool Cluster::CrashPoint(int node, const char* point) {
   return true;
 }
 
-void Cluster::CrashNode(int node, const std::string& why) {
+void Cluster::CrashNode(int node, const std::string& why, bool power_loss) {
   if (!IsServer(node) || !net_->up(node)) return;
   net_->Down(node);
   if (SimCoordinator* coord = CoordinatorAt(node)) {
@@ -329,6 +344,11 @@ void Cluster::CrashNode(int node, const std::string& why) {
     agents_[node - 1]->Crash();
   }
   ++result_.crashes;
+  if (power_loss) {
+    ++result_.faults.power;
+  } else {
+    ++result_.faults.crash;
+  }
   ++crash_serial_[node];
   world_->LogFault(node, "CRASH " + why + " (unsynced writes lost)");
   checker_->CheckBankSum("after a crash");
@@ -389,6 +409,7 @@ void Cluster::SchedulePartition() {
         what = world_->NodeName(a) + (kind == 0 ? " <-/-> " : " -/-> ") + world_->NodeName(b);
       }
       world_->LogFault(-1, "PARTITION " + what);
+      ++result_.faults.partition;
       world_->After(rng.Uniform(partition_min_, partition_max_), [this, id, what] {
         net_->Heal(id);
         world_->LogFault(-1, "HEAL " + what);
@@ -459,6 +480,7 @@ void Cluster::ScheduleGroupPartition() {
         }
       }
       world_->LogFault(-1, "PARTITION " + what);
+      ++result_.faults.partition;
       world_->After(rng.Uniform(50 * kMillis, 2 * kSeconds), [this, ids, what] {
         for (int id : ids) net_->Heal(id);
         world_->LogFault(-1, "HEAL " + what);
@@ -581,7 +603,7 @@ SimResult Cluster::Run() {
   if (!failed() && options_.faults != FaultLevel::kNone) {
     faults_active_ = false;
     for (int node : servers_) {
-      CrashNode(node, "(final power loss of every node)");
+      CrashNode(node, "(final power loss of every node)", true);
     }
     for (int node : servers_) {
       uint64_t serial = crash_serial_[node];
@@ -607,6 +629,7 @@ SimResult Cluster::Run() {
   result_.trace_hash = w.trace_hash();
   result_.events = w.events_run();
   result_.messages = net_->messages_sent();
+  result_.faults.loss = net_->messages_lost();
   result_.sim_micros = w.now();
   w.Log(-1, "end: txns=" + std::to_string(result_.txns) + " committed=" +
                 std::to_string(result_.committed) + " aborted=" + std::to_string(result_.aborted) +

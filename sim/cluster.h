@@ -46,6 +46,10 @@ struct Timing {
   Micros paxos_heartbeat = 25 * kMillis;
   Micros paxos_election_min = 150 * kMillis;
   Micros paxos_election_max = 300 * kMillis;
+  // Group mode: applied slots between snapshots (node.h's snapshot_every,
+  // 50000 in production): small, so lagging and restarted replicas catch up
+  // by snapshot install.
+  uint64_t snapshot_every = 16;
   Timing();
 };
 
@@ -119,13 +123,16 @@ class SimCoordinator {
   bool FlushDriver(Live* l, coord::DriverEffects& fx);  // false: crashed
   bool ProposePaxos(Live* l, std::vector<proto::Command> cmds);  // false: crashed
   std::string LeaderAddress(Live* l) const;
+  void MaybeSnapshot(Live* l);
+  // Applies to the durable image: the snapshot replaces the entries it covers.
+  void KeepSnapshot(int64_t index, const std::string& image);
 
   Cluster* c_;
   int node_;
   std::string address_;
   int replica_id_;
   Disk disk_;
-  // Group mode: the acceptor's durable image.
+  // Group mode: the acceptor's durable image, its snapshot included.
   paxos::DurableState acceptor_;
   // The durable image of the decision log: (index, encoded batch), and the
   // last epoch this replica led (the log store's "epoch" meta).
@@ -250,7 +257,8 @@ class Cluster {
   // A named point in a shell: under a fault schedule that armed it, the node
   // crashes right here (returns true; the caller must return at once).
   bool CrashPoint(int node, const char* point);
-  void CrashNode(int node, const std::string& why);
+  // `power_loss`: the whole cluster's final power loss (counted as power, not crash).
+  void CrashNode(int node, const std::string& why, bool power_loss = false);
 
   SimCoordinator* coordinator() { return coordinators_.front().get(); }
   int replicas() const { return static_cast<int>(coordinators_.size()); }
@@ -273,6 +281,9 @@ class Cluster {
   void Count(int outcome);
   double client_crash_p() const { return client_crash_p_; }
   bool faults_active() const { return faults_active_; }
+  // The FAULTS line's counters of this seed: the shell that injects a fault
+  // (or sees one happen) counts it here.
+  FaultCounts& injected() { return result_.faults; }
 
  private:
   void Build();

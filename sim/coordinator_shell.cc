@@ -41,6 +41,7 @@ struct SimCoordinator::Live {
   std::unique_ptr<paxos::Replica> replica;  // group mode
   int known_leader = 0;
   int64_t marker_epoch = 0;  // group mode: the highest EPOCH marker applied
+  uint64_t last_snapshot_index = 0;  // group mode: the table's index at the last snapshot
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   explicit Live(const coord::DriverOptions& o) : driver(&table, o) {}
@@ -395,15 +396,32 @@ void SimCoordinator::BootReplica() {
   po.seed = w.rng().Next();  // the core's jitter, from the world's RNG
   std::vector<int> members;
   for (int id = 1; id <= c_->replicas(); ++id) members.push_back(id);
-  // The acceptor's durable image, as paxos_log.cc reads it back from its store.
-  // No compaction in the sim (yet): the state machine starts empty and the core
-  // re-applies every chosen slot as it learns the commit index.
-  l->replica = std::make_unique<paxos::Replica>(replica_id_, members, po, acceptor_, 0);
-  c_->checker().OnProposed("");  // the core's own gap-filling no-op
+  // The acceptor's durable image, as paxos_log.cc reads it back from its
+  // store: the snapshot (if any) is installed into the table first, and only
+  // accepted entries above it are read; the core re-applies every chosen slot
+  // after it as it learns the commit index.
+  paxos::DurableState ds;
+  ds.promised = acceptor_.promised;
+  ds.snapshot_index = acceptor_.snapshot_index;
+  ds.snapshot = acceptor_.snapshot;
+  ds.accepted.insert(acceptor_.accepted.upper_bound(acceptor_.snapshot_index), acceptor_.accepted.end());
+  int64_t applied = 0;
+  if (ds.snapshot_index > 0) {
+    Status s = l->table.Restore(ds.snapshot);
+    if (!s.ok()) {
+      c_->checker().Violation("validity", nullptr, "the durable snapshot is unreadable: " + s.ToString());
+    }
+    applied = ds.snapshot_index;
+    l->marker_epoch = l->table.marker_epoch();
+    l->last_snapshot_index = l->table.applied_index();
+    c_->checker().OnRestored(node_, static_cast<uint64_t>(applied), ds.snapshot);
+  }
   w.Log(node_, "boot replica " + std::to_string(replica_id_) + ": promised " +
-                   std::to_string(acceptor_.promised.round) + "." +
-                   std::to_string(acceptor_.promised.replica) + ", " +
-                   std::to_string(acceptor_.accepted.size()) + " accepted entries on disk");
+                   std::to_string(ds.promised.round) + "." + std::to_string(ds.promised.replica) +
+                   ", snapshot at slot " + std::to_string(ds.snapshot_index) + ", " +
+                   std::to_string(ds.accepted.size()) + " accepted entries on disk");
+  l->replica = std::make_unique<paxos::Replica>(replica_id_, members, po, std::move(ds), applied);
+  c_->checker().OnProposed("");  // the core's own gap-filling no-op
   ScheduleTick(l);
   SchedulePaxosTick(l);
 }
@@ -423,6 +441,30 @@ void SimCoordinator::DeliverPeer(const paxos::Message& m) {
   Live* l = live_.get();
   l->replica->OnMessage(m, c_->world().now());
   Flush(l);
+}
+
+// As coordinator/node.cc: every `snapshot_every` applied slots the table's
+// image becomes the replica's snapshot (paxos_log.cc's Compact): the core
+// forgets the slots it covers and sends it to replicas behind it; on disk it
+// replaces the accepted entries it covers, durable with the next sync.
+void SimCoordinator::MaybeSnapshot(Live* l) {
+  uint64_t applied = l->table.applied_index();
+  if (applied < l->last_snapshot_index + c_->timing().snapshot_every) return;
+  l->last_snapshot_index = applied;
+  std::string image = l->table.Snapshot();
+  c_->checker().OnSnapshot(node_, applied, image);
+  c_->world().Log(node_, "snapshot at slot " + std::to_string(applied) + " (" +
+                             std::to_string(l->table.size()) + " transactions); log compacted");
+  l->replica->Compacted(static_cast<int64_t>(applied), image);
+  int64_t index = static_cast<int64_t>(applied);
+  disk_.Write([this, index, image = std::move(image)] { KeepSnapshot(index, image); });
+}
+
+void SimCoordinator::KeepSnapshot(int64_t index, const std::string& image) {
+  if (index <= acceptor_.snapshot_index) return;
+  acceptor_.snapshot_index = index;
+  acceptor_.snapshot = image;
+  acceptor_.accepted.erase(acceptor_.accepted.begin(), acceptor_.accepted.upper_bound(index));
 }
 
 std::string SimCoordinator::LeaderAddress(Live* l) const {
@@ -486,10 +528,17 @@ bool SimCoordinator::HandleReplica(Live* l, paxos::Effects& fx) {
     c_->net().Send(node_, peer->node(), true, [peer, msg = std::move(o.msg)] { peer->DeliverPeer(msg); });
   }
   if (fx.install) {
-    w.Log(node_, "installs the leader's snapshot at slot " + std::to_string(fx.install->first));
-    Status s = l->table.Restore(fx.install->second);
+    auto [index, image] = std::move(*fx.install);
+    w.Log(node_, "installs the leader's snapshot at slot " + std::to_string(index));
+    ++c_->injected().snapshot_install;
+    // Kept as this replica's own snapshot (paxos_log.cc), durable with the
+    // next sync; accepted entries at or below it are dropped with it.
+    disk_.Write([this, index, image] { KeepSnapshot(index, image); });
+    Status s = l->table.Restore(image);
     if (!s.ok()) c_->checker().Violation("validity", nullptr, "snapshot install failed: " + s.ToString());
-    l->marker_epoch = l->table.epoch();
+    c_->checker().OnInstalled(node_, static_cast<uint64_t>(index), image);
+    l->marker_epoch = l->table.marker_epoch();
+    l->last_snapshot_index = l->table.applied_index();
   }
   for (auto& [slot, value] : fx.applies) {
     c_->checker().OnApplied(node_, static_cast<uint64_t>(slot), value);
@@ -543,6 +592,7 @@ bool SimCoordinator::HandleReplica(Live* l, paxos::Effects& fx) {
       if (IsCommitDecide(cmd) && c_->CrashPoint(node_, "coord.after_decide")) return false;
       if (cmd.type == proto::CommandType::END_TXN && c_->CrashPoint(node_, "coord.after_end")) return false;
     }
+    MaybeSnapshot(l);
   }
   if (fx.stepped_down) {
     if (l->driver.serving()) w.Log(node_, "steps down; leader " + std::to_string(l->replica->leader_id()));

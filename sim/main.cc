@@ -2,6 +2,7 @@
 // coordinator, agents, resources and clients in the simulated shell with
 // faults, checks the invariants, and prints
 //   SIM seeds=N txns=N committed=N aborted=N violations=N
+//   FAULTS crash=N power=N partition=N ... (what the seeds injected)
 // See docs/testing.md.
 #include <atomic>
 #include <chrono>
@@ -155,6 +156,7 @@ int main(int argc, char** argv) {
   for (int j = 0; j < jobs; ++j) threads.emplace_back(worker);
 
   uint64_t seeds = 0, total_txns = 0, committed = 0, aborted = 0, violations = 0, failing = 0;
+  txc::sim::FaultCounts faults_seen;
   for (uint64_t i = 0; i < n; ++i) {
     SeedRun run;
     {
@@ -169,6 +171,7 @@ int main(int argc, char** argv) {
     committed += r.committed;
     aborted += r.aborted;
     violations += r.violations;
+    faults_seen += r.faults;
     if (verbose) {
       std::printf("seed %llu: txns=%d committed=%d aborted=%d unknown=%d crashes=%d events=%llu "
                   "sim_time=%.3fs violations=%d\n",
@@ -204,5 +207,7 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(total_txns),
               static_cast<unsigned long long>(committed), static_cast<unsigned long long>(aborted),
               static_cast<unsigned long long>(violations));
+  // Summed over the seeds above, in seed order: the same for any --jobs.
+  std::printf("%s\n", faults_seen.Line().c_str());
   return violations > 0 ? 1 : 0;
 }

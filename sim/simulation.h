@@ -53,6 +53,33 @@ struct SimOptions {
   std::ostream* report = nullptr;
 };
 
+// The fault classes of the FAULTS line, in its order. Adding a class is one
+// line here (a counter in FaultCounts, summed over seeds and printed, follows);
+// the shell that injects the fault counts it. docs/testing.md, "The FAULTS
+// line", says what each counts.
+#define TXC_SIM_FAULT_CLASSES(X) \
+  X(crash)                       \
+  X(power)                       \
+  X(partition)                   \
+  X(loss)                        \
+  X(disk_error)                  \
+  X(disk_full)                   \
+  X(empty_disk)                  \
+  X(snapshot_install)            \
+  X(retention)                   \
+  X(slow_statement)
+
+// What one seed (or a sum of seeds) actually injected, or saw happen, by class.
+struct FaultCounts {
+#define TXC_SIM_FAULT_FIELD(name) uint64_t name = 0;
+  TXC_SIM_FAULT_CLASSES(TXC_SIM_FAULT_FIELD)
+#undef TXC_SIM_FAULT_FIELD
+
+  FaultCounts& operator+=(const FaultCounts& o);
+  // "FAULTS crash=N power=N ...", every class in order, no newline.
+  std::string Line() const;
+};
+
 struct SimResult {
   uint64_t seed = 0;
   int txns = 0;       // attempted by clients
@@ -64,8 +91,9 @@ struct SimResult {
   uint64_t trace_hash = 0;
   uint64_t events = 0;
   uint64_t messages = 0;
-  int crashes = 0;
+  int crashes = 0;  // server crashes, the final power loss included
   int64_t sim_micros = 0;
+  FaultCounts faults;
 };
 
 SimResult RunSeed(const SimOptions& options);

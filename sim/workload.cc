@@ -254,6 +254,7 @@ void SimClient::Vanish() {
   World& w = c_->world();
   w.Log(node_, &txn_.txid, "client: crashes mid-transaction");
   c_->Count(2);
+  ++c_->injected().crash;
   c_->net().Down(node_);
   w.After(w.rng().Uniform(5 * kMillis, 200 * kMillis), [this] {
     c_->net().Up(node_);

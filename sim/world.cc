@@ -209,7 +209,10 @@ void Network::Send(int from, int to, bool dup_ok, std::function<void()> deliver)
   ++sent_;
   Rng& rng = world_->rng();
   if (Blocked(from, to)) return;  // partitioned: lost
-  if (rng.Bernoulli(options_.drop_p)) return;
+  if (rng.Bernoulli(options_.drop_p)) {
+    ++lost_;
+    return;
+  }
   bool dup = dup_ok && rng.Bernoulli(options_.dup_p);
   if (dup) {
     world_->After(Delay(from, to), [this, from, to, deliver] {

@@ -175,6 +175,8 @@ class Network {
             std::function<void(Status, Resp)> done);
 
   uint64_t messages_sent() const { return sent_; }
+  // Messages the network lost at random (drop_p); partitions not counted.
+  uint64_t messages_lost() const { return lost_; }
   // The longest a message can be under way with the current options.
   Micros max_delay() const { return max_delay_; }
 
@@ -209,6 +211,7 @@ class Network {
   std::vector<Cut> cuts_;
   int next_cut_ = 1;
   uint64_t sent_ = 0;
+  uint64_t lost_ = 0;
   Micros max_delay_ = 0;  // over every options ever set
 };
 
