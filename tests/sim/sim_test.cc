@@ -284,9 +284,12 @@ TEST(SimPaxosTest, HeavyScheduleKillsLeadersAndPartitionsOneWay) {
 // A DECIDE accepted only by an old leader can be chosen later, after a newer
 // leader presumed its txid aborted: seed 38 told a client COMMITTED and
 // rolled the branches back without the shell's guard (resurrected-decide).
+// Since retried commits tell the participants ABORTED (issue 8, 4j) seed 38
+// runs another course; seed 42 commits one branch of a txid whose client was
+// told ABORTED.
 TEST(SimPaxosTest, OldEpochDecideResurfacingIsIgnored) {
   std::ostringstream report;
-  SimOptions o = Heavy(38);
+  SimOptions o = Heavy(42);
   o.replicas = 3;
   o.report = &report;
   EXPECT_EQ(RunSeed(o).violations, 0) << report.str();
