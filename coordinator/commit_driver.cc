@@ -135,6 +135,8 @@ void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Mic
   if (t.state != State::kActive) {
     // A retried commit: answer with the outcome once it is known.
     if (t.state == State::kCompleting || t.state == State::kEnding) {
+      // (An operator's abort: participants it did not name are told too.)
+      if (t.outcome == proto::Outcome::ABORTED) TellAborted(t.txid, Unnamed(t, req.participants));
       return ReplyCommit(token, t.txid, t.outcome, Status::Ok(), "");
     }
     t.waiters.push_back(token);
@@ -245,6 +247,7 @@ void CommitDriver::OnAbort(uint64_t token, const proto::AbortRequest& req, Micro
     t.waiters.push_back(token);
     return;
   }
+  if (t.outcome == proto::Outcome::ABORTED) TellAborted(t.txid, Unnamed(t, req.participants));
   ReplyCommit(token, t.txid, t.outcome,
               t.outcome == proto::Outcome::COMMITTED
                   ? Status::InvalidArgument("transaction " + ToString(t.txid) + " is already committed")
@@ -319,6 +322,18 @@ bool CommitDriver::RefuseNewerEpoch(uint64_t token, const TxId& txid, bool outco
     ReplyCommit(token, txid, proto::Outcome::UNKNOWN, s, "");
   }
   return true;
+}
+
+std::vector<proto::Participant> CommitDriver::Unnamed(const Txn& t,
+                                                      const std::vector<proto::Participant>& ps) {
+  std::vector<proto::Participant> out;
+  for (const proto::Participant& p : ps) {
+    if (std::none_of(t.participants.begin(), t.participants.end(),
+                     [&](const auto& q) { return SameParticipant(p, q); })) {
+      out.push_back(p);
+    }
+  }
+  return out;
 }
 
 void CommitDriver::TellAborted(const TxId& txid, const std::vector<proto::Participant>& participants) {

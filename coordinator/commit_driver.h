@@ -194,6 +194,8 @@ class CommitDriver {
   // A txid of a newer epoch than this leadership's: a newer leader allocated
   // it, so this one was deposed without knowing. Replies NOT_LEADER (true).
   bool RefuseNewerEpoch(uint64_t token, const TxId& txid, bool outcome_query);
+  // The participants of `ps` that `t` does not drive already.
+  static std::vector<proto::Participant> Unnamed(const Txn& t, const std::vector<proto::Participant>& ps);
   // Tells `participants` ABORTED, fire and forget (presumed abort).
   void TellAborted(const TxId& txid, const std::vector<proto::Participant>& participants);
   void RecordHazard(const TxId& txid, const proto::Participant& p, proto::Outcome::type decided,

@@ -1091,6 +1091,12 @@ TEST_F(CommitDriverTest, NewLeaderDeliversAnOperatorsAbortUntilAcked) {
   ASSERT_EQ(aborts.size(), 1u);
   EXPECT_TRUE(aborts[0].want_ack);  // decided, so delivered until acked
   EXPECT_EQ(Outcome(t).outcome, proto::Outcome::ABORTED);
+  // The client's commit, retried meanwhile, names a branch the operator did
+  // not: that one is told ABORTED too (kA is being told already).
+  Commit(5, t, {kA, kB});
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 5).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), Participants{kB});
   Ack(t, 0);
   fx = Take();
   ASSERT_EQ(fx.proposals.size(), 1u);
