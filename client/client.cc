@@ -143,6 +143,12 @@ Status Client::Finish(const TxId& id, const proto::CommitResponse& r) {
       return Status::Ok();
     case proto::Outcome::ABORTED:
       return Status::Aborted("transaction " + ToString(id) + " aborted: " + r.reason);
+    case proto::Outcome::FORGOTTEN:
+      // Never "aborted": it may have committed, and redoing it would do the
+      // work twice.
+      return Status::Unavailable("the outcome of " + ToString(id) +
+                                 " is unknown: it ended long ago and the coordinator group no "
+                                 "longer remembers it (it may have committed); check before redoing it");
     default:
       return Status::Unavailable("the outcome of " + ToString(id) +
                                  " is not known yet; ask Client::Outcome later");
@@ -282,9 +288,15 @@ Status Transaction::Rollback() {
       "Abort", req, client_->options_.commit_timeout);
   if (!r.ok()) return r.status();
   if (r->status.code != proto::Code::OK) return FromProto(r->status);
-  return r->outcome == proto::Outcome::ABORTED
-             ? Status::Ok()
-             : Status::InvalidArgument("transaction " + ToString(id_) + " is already committed");
+  switch (r->outcome) {
+    case proto::Outcome::ABORTED:
+      return Status::Ok();
+    case proto::Outcome::COMMITTED:
+      return Status::InvalidArgument("transaction " + ToString(id_) + " is already committed");
+    default:
+      return Status::Unavailable("the outcome of " + ToString(id_) + " is unknown (" +
+                                 OutcomeName(r->outcome) + "); it was not rolled back");
+  }
 }
 
 }  // namespace txc

@@ -12,8 +12,10 @@
 //
 // Errors a caller can act on: LOCK_TIMEOUT naming the row and the holder's
 // txid; ABORTED with the reason (a NO vote, a vote timeout, ...); UNAVAILABLE
-// when no coordinator replica answers (for Commit: the outcome is unknown;
-// Client::Outcome(txid) asks again later).
+// when the outcome is unknown: no coordinator replica answers (for Commit:
+// Client::Outcome(txid) asks again later), or a retried commit of a
+// transaction that ended so long ago that the group no longer remembers it
+// (Outcome then says FORGOTTEN). Only ABORTED means it did not commit.
 //
 // Threading: a Client is thread-safe; it runs one io thread of its own and
 // every call blocks the calling thread until its answer. A Transaction is
@@ -95,7 +97,9 @@ class Client {
   // trip to each agent. OK = committed; returns the txid.
   Result<TxId> Submit(const std::map<std::string, std::vector<proto::Statement>>& work);
 
-  // What the coordinator group knows of `txid` now.
+  // What the coordinator group knows of `txid` now: PENDING, COMMITTED,
+  // ABORTED, or FORGOTTEN (ended long ago and no longer remembered: it may
+  // have committed; never a sign that it aborted).
   Result<proto::Outcome::type> Outcome(const TxId& txid);
 
   // Operator views (txadmin).

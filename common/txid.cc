@@ -33,6 +33,7 @@ const char* OutcomeName(proto::Outcome::type o) {
     case proto::Outcome::PENDING: return "pending";
     case proto::Outcome::COMMITTED: return "committed";
     case proto::Outcome::ABORTED: return "aborted";
+    case proto::Outcome::FORGOTTEN: return "forgotten";
   }
   return "?";
 }

@@ -14,9 +14,26 @@ proto::Status ToProto(const Status& s) {
   return p;
 }
 
+Status FromProto(const proto::Status& s) {
+  return Status(static_cast<Status::Code>(s.code), s.message);
+}
+
 std::string Describe(const proto::Participant& p) { return p.resource + " at " + p.address; }
 
+// An agent that does not set DecideResponse.refused words its refusals so.
+bool LooksLikeRefusal(const Status& s) {
+  return s.code() == Status::kInternal && s.message().find("refusing to") != std::string::npos;
+}
+
+bool SameParticipant(const proto::Participant& a, const proto::Participant& b) {
+  return a.resource == b.resource && a.address == b.address;
+}
+
 }  // namespace
+
+std::string HeuristicHazard::ToString() const {
+  return Describe(participant) + " refused " + OutcomeName(decided) + ": " + message;
+}
 
 CommitDriver::CommitDriver(const TxnTable* table, DriverOptions options)
     : table_(table), options_(options) {}
@@ -99,6 +116,7 @@ void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Mic
   if (!serving_) return ReplyNotServing(token, req.txid, false);
   auto it = txns_.find(req.txid);
   if (it == txns_.end()) {
+    if (RefuseNewerEpoch(token, req.txid, false)) return;
     std::string reason;
     auto outcome = SettledOutcome(req.txid, &reason);
     if (outcome == proto::Outcome::UNKNOWN) {
@@ -107,12 +125,18 @@ void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Mic
                                                  " was not begun at this coordinator"),
                          "");
     }
+    // Whoever answers ABORTED makes sure the participants it knows of hear
+    // it (e.g. a commit retried after a leader change): their branches may
+    // still be ACTIVE, holding locks until their timeout otherwise.
+    if (outcome == proto::Outcome::ABORTED) TellAborted(req.txid, req.participants);
     return ReplyCommit(token, req.txid, outcome, Status::Ok(), reason);
   }
   Txn& t = it->second;
   if (t.state != State::kActive) {
     // A retried commit: answer with the outcome once it is known.
     if (t.state == State::kCompleting || t.state == State::kEnding) {
+      // (An operator's abort: participants it did not name are told too.)
+      if (t.outcome == proto::Outcome::ABORTED) TellAborted(t.txid, Unnamed(t, req.participants));
       return ReplyCommit(token, t.txid, t.outcome, Status::Ok(), "");
     }
     t.waiters.push_back(token);
@@ -135,9 +159,11 @@ void CommitDriver::OnSubmit(uint64_t token, const proto::SubmitRequest& req, Mic
   if (!serving_) return ReplyNotServing(token, req.txid, false);
   auto it = txns_.find(req.txid);
   if (it == txns_.end() || it->second.state != State::kActive) {
-    // A retried submit behaves as a retried commit.
+    // A retried submit behaves as a retried commit (its branches are the
+    // participants to tell if it is aborted).
     proto::CommitRequest c;
     c.txid = req.txid;
+    for (const auto& b : req.branches) c.participants.push_back(b.participant);
     return OnCommit(token, c, now);
   }
   Txn& t = it->second;
@@ -172,8 +198,18 @@ void CommitDriver::OnAbort(uint64_t token, const proto::AbortRequest& req, Micro
   if (!serving_) return ReplyNotServing(token, req.txid, false);
   auto it = txns_.find(req.txid);
   if (it == txns_.end()) {
+    if (RefuseNewerEpoch(token, req.txid, false)) return;
     std::string reason;
     auto outcome = SettledOutcome(req.txid, &reason);
+    if (outcome == proto::Outcome::FORGOTTEN) {
+      // It may have committed: no ABORT goes out, and the caller hears that
+      // the outcome is unknown.
+      return ReplyCommit(token, req.txid, outcome,
+                         Status::NotFound("transaction " + ToString(req.txid) +
+                                          " ended long ago; its outcome is forgotten (it may have "
+                                          "committed), so it cannot be rolled back"),
+                         reason);
+    }
     if (outcome == proto::Outcome::COMMITTED) {
       return ReplyCommit(token, req.txid, outcome,
                          Status::InvalidArgument("transaction " + ToString(req.txid) +
@@ -191,18 +227,7 @@ void CommitDriver::OnAbort(uint64_t token, const proto::AbortRequest& req, Micro
     }
     // Already aborted: tell the named participants anyway (a tombstone at
     // each keeps a late execute out), and answer ABORTED.
-    for (size_t i = 0; i < req.participants.size(); ++i) {
-      ParticipantCall call;
-      call.txid = req.txid;
-      call.index = i;
-      call.to = req.participants[i];
-      proto::DecideRequest d;
-      d.txid = req.txid;
-      d.resource = call.to.resource;
-      d.outcome = proto::Outcome::ABORTED;
-      call.decide = d;
-      effects_.calls.push_back(std::move(call));
-    }
+    TellAborted(req.txid, req.participants);
     return ReplyCommit(token, req.txid, proto::Outcome::ABORTED, Status::Ok(),
                        reason.empty() ? req.reason : reason);
   }
@@ -222,6 +247,7 @@ void CommitDriver::OnAbort(uint64_t token, const proto::AbortRequest& req, Micro
     t.waiters.push_back(token);
     return;
   }
+  if (t.outcome == proto::Outcome::ABORTED) TellAborted(t.txid, Unnamed(t, req.participants));
   ReplyCommit(token, t.txid, t.outcome,
               t.outcome == proto::Outcome::COMMITTED
                   ? Status::InvalidArgument("transaction " + ToString(t.txid) + " is already committed")
@@ -237,6 +263,9 @@ void CommitDriver::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, M
     bool decided = t.state == State::kCompleting || t.state == State::kEnding;
     return ReplyOutcome(token, decided ? t.outcome : proto::Outcome::PENDING, Status::Ok());
   }
+  // Never "unknown" for a newer leader's txid: an agent would roll back an
+  // ACTIVE branch that the newer leader may still commit.
+  if (RefuseNewerEpoch(token, req.txid, true)) return;
   std::string reason;
   auto outcome = SettledOutcome(req.txid, &reason);
   if (outcome == proto::Outcome::UNKNOWN) {
@@ -253,6 +282,19 @@ proto::Outcome::type CommitDriver::SettledOutcome(const TxId& txid, std::string*
     *reason = e->reason;
     return e->outcome;
   }
+  switch (table_->ForgottenOutcome(txid)) {
+    case proto::Outcome::COMMITTED:
+      reason->clear();
+      return proto::Outcome::COMMITTED;
+    case proto::Outcome::ABORTED:
+      *reason = "aborted by an operator (ended, and since forgotten but for its outcome)";
+      return proto::Outcome::ABORTED;
+    case proto::Outcome::FORGOTTEN:
+      *reason = "ended long ago; the coordinator group no longer knows its outcome";
+      return proto::Outcome::FORGOTTEN;
+    default:
+      break;  // never decided
+  }
   // Presumed abort, made safe (DESIGN.md): a txid of an older epoch that no
   // leader decided is never decided now (an old leader's DECIDE that a later
   // phase 1 adopts is ignored by TxnTable::Apply once a newer EPOCH marker is
@@ -267,6 +309,52 @@ proto::Outcome::type CommitDriver::SettledOutcome(const TxId& txid, std::string*
     return proto::Outcome::ABORTED;
   }
   return proto::Outcome::UNKNOWN;
+}
+
+bool CommitDriver::RefuseNewerEpoch(uint64_t token, const TxId& txid, bool outcome_query) {
+  if (txid.epoch <= epoch_) return false;
+  Status s = Status::NotLeader("txid " + ToString(txid) + " belongs to epoch " +
+                               std::to_string(txid.epoch) + ", newer than this leader's " +
+                               std::to_string(epoch_) + ": ask the newer leader");
+  if (outcome_query) {
+    ReplyOutcome(token, proto::Outcome::UNKNOWN, s);
+  } else {
+    ReplyCommit(token, txid, proto::Outcome::UNKNOWN, s, "");
+  }
+  return true;
+}
+
+std::vector<proto::Participant> CommitDriver::Unnamed(const Txn& t,
+                                                      const std::vector<proto::Participant>& ps) {
+  std::vector<proto::Participant> out;
+  for (const proto::Participant& p : ps) {
+    if (std::none_of(t.participants.begin(), t.participants.end(),
+                     [&](const auto& q) { return SameParticipant(p, q); })) {
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+void CommitDriver::TellAborted(const TxId& txid, const std::vector<proto::Participant>& participants) {
+  std::vector<proto::Participant> told;
+  for (const proto::Participant& p : participants) {
+    if (p.resource.empty() || p.address.empty()) continue;
+    if (std::any_of(told.begin(), told.end(), [&](const auto& q) { return SameParticipant(p, q); })) {
+      continue;
+    }
+    told.push_back(p);
+    ParticipantCall call;
+    call.txid = txid;
+    call.index = told.size() - 1;
+    call.to = p;
+    proto::DecideRequest d;
+    d.txid = txid;
+    d.resource = p.resource;
+    d.outcome = proto::Outcome::ABORTED;
+    call.decide = d;
+    effects_.calls.push_back(std::move(call));
+  }
 }
 
 // ----------------------------------------------------------------- protocol
@@ -400,6 +488,7 @@ void CommitDriver::StartCompleting(Txn* t, Micros now) {
   t->state = State::kCompleting;
   size_t n = t->participants.size();
   t->acked.assign(n, false);
+  t->refused.assign(n, false);
   t->backoff.assign(n, options_.resend_initial);
   t->next_send.assign(n, now);
   for (size_t i = 0; i < n; ++i) SendDecision(t, i, now);
@@ -426,15 +515,76 @@ void CommitDriver::OnAck(const TxId& txid, size_t index, const Status& status, M
   auto it = txns_.find(txid);
   if (it == txns_.end()) return;
   Txn& t = it->second;
-  if (t.state != State::kCompleting || index >= t.acked.size() || t.acked[index]) return;
+  if (t.state != State::kCompleting || index >= t.acked.size() || t.acked[index] ||
+      t.refused[index]) {
+    return;
+  }
   if (status.ok()) {
     t.acked[index] = true;
     return MaybeEnd(&t);
+  }
+  if (LooksLikeRefusal(status)) {
+    // Its branch ended the other way: resending changes nothing, and the
+    // transaction is not finished (it never ENDs without an operator).
+    t.refused[index] = true;
+    return RecordHazard(t.txid, t.participants[index], t.outcome, status.message(), now);
   }
   // Not delivered: try again after a backoff (a decided outcome is delivered,
   // whatever it takes).
   t.next_send[index] = now + t.backoff[index];
   t.backoff[index] = std::min(t.backoff[index] * 2, options_.resend_max);
+}
+
+void CommitDriver::OnDecideAnswer(const ParticipantCall& call, const Status& transport,
+                                  const proto::DecideResponse& reply, Micros now) {
+  if (!call.decide) return;
+  Status status = transport.ok() ? FromProto(reply.status) : transport;
+  bool refused = transport.ok() && !status.ok() &&
+                 (reply.__isset.refused ? reply.refused : LooksLikeRefusal(status));
+  auto it = txns_.find(call.txid);
+  if (call.want_ack && it != txns_.end()) {
+    Txn& t = it->second;
+    size_t i = call.index;
+    bool current = t.state == State::kCompleting && i < t.acked.size() &&
+                   SameParticipant(t.participants[i], call.to) && t.outcome == call.decide->outcome;
+    if (current && refused) {
+      if (t.acked[i] || t.refused[i]) return;
+      t.refused[i] = true;
+      return RecordHazard(t.txid, call.to, call.decide->outcome, status.message(), now);
+    }
+    if (current) {
+      if (!status.ok() && LooksLikeRefusal(status)) {
+        // The agent said it is not a refusal: a failure to retry.
+        status = Status::Unavailable(status.message());
+      }
+      return OnAck(call.txid, i, status, now);
+    }
+  }
+  // Fire and forget (an ABORT under presumed abort), or an answer for a
+  // transaction no longer driven: only a refusal matters.
+  if (refused) RecordHazard(call.txid, call.to, call.decide->outcome, status.message(), now);
+}
+
+void CommitDriver::RecordHazard(const TxId& txid, const proto::Participant& p,
+                                proto::Outcome::type decided, const std::string& message, Micros now) {
+  std::vector<HeuristicHazard>& list = hazards_[txid];
+  if (list.empty()) hazard_order_.push_back(txid);
+  for (const HeuristicHazard& h : list) {
+    if (SameParticipant(h.participant, p) && h.decided == decided) return;  // known already
+  }
+  HeuristicHazard h;
+  h.txid = txid;
+  h.participant = p;
+  h.decided = decided;
+  h.message = message;
+  h.at = now;
+  list.push_back(h);
+  ++hazard_count_;
+  effects_.hazards.push_back(std::move(h));
+  while (hazard_order_.size() > std::max<size_t>(1, options_.hazards_retained)) {
+    hazards_.erase(hazard_order_.front());
+    hazard_order_.pop_front();
+  }
 }
 
 void CommitDriver::MaybeEnd(Txn* t) {
@@ -467,7 +617,7 @@ void CommitDriver::Tick(Micros now) {
         break;
       case State::kCompleting:
         for (size_t i = 0; i < t.acked.size(); ++i) {
-          if (!t.acked[i] && now >= t.next_send[i]) SendDecision(&t, i, now);
+          if (!t.acked[i] && !t.refused[i] && now >= t.next_send[i]) SendDecision(&t, i, now);
         }
         break;
       default:
@@ -497,6 +647,9 @@ std::vector<CommitDriver::TxnView> CommitDriver::ActiveTxns() const {
     v.acked = t.acked;
     v.protocol = t.protocol;
     v.began = t.began;
+    if (auto h = hazards_.find(txid); h != hazards_.end()) {
+      for (const HeuristicHazard& x : h->second) v.hazards.push_back(x.ToString());
+    }
     out.push_back(std::move(v));
   }
   return out;

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -42,6 +43,12 @@ struct DriverOptions {
   Micros resend_max = 2 * kSeconds;
   // Deadline the shell should give each participant call. Default: 5 s.
   Micros call_timeout = 5 * kSeconds;
+  // How many transactions' heuristic hazards are kept for ActiveTxns/Hazards
+  // (oldest dropped first; hazard_count() counts them all). Default: 10,000.
+  size_t hazards_retained = 10000;
+  // Options of the TxnTable the node builds next to this driver (the driver
+  // only reads the table): ended-transaction retention and the like.
+  TxnTableOptions table;
 };
 
 // One message to a participant agent.
@@ -62,11 +69,26 @@ struct ClientReply {
   ClientResponse response;
 };
 
+// A participant refused the decision because its branch ended the other way:
+// the participants disagree (a heuristic mix). Reported, never fixed here.
+struct HeuristicHazard {
+  TxId txid;
+  proto::Participant participant;
+  proto::Outcome::type decided = proto::Outcome::UNKNOWN;  // what it was told
+  std::string message;                                      // its refusal
+  Micros at = 0;
+  std::string ToString() const;  // "bank_a at HOST:PORT refused COMMITTED: ..."
+};
+
 struct DriverEffects {
   std::vector<ParticipantCall> calls;
   std::vector<proto::Command> proposals;
   std::vector<ClientReply> replies;
-  bool empty() const { return calls.empty() && proposals.empty() && replies.empty(); }
+  // Newly recorded hazards: the shell logs each (a warning an operator must see).
+  std::vector<HeuristicHazard> hazards;
+  bool empty() const {
+    return calls.empty() && proposals.empty() && replies.empty() && hazards.empty();
+  }
 };
 
 class CommitDriver {
@@ -98,6 +120,13 @@ class CommitDriver {
               const proto::PrepareResponse& resp, Micros now);
   // A participant answered COMMIT/ABORT (want_ack calls only).
   void OnAck(const TxId& txid, size_t index, const Status& status, Micros now);
+  // The answer to any decision call, want_ack or fire-and-forget (shells call
+  // this for every one): `transport` is the call's failure, `reply` the
+  // agent's answer when it came. Acknowledges as OnAck does, and records a
+  // refusal (reply.refused, or an INTERNAL "refusing to ..." from an agent
+  // that does not set it) as a heuristic hazard.
+  void OnDecideAnswer(const ParticipantCall& call, const Status& transport,
+                      const proto::DecideResponse& reply, Micros now);
 
   // The log chose `cmd` and the table has applied it.
   void OnApplied(const proto::Command& cmd, Micros now);
@@ -117,10 +146,16 @@ class CommitDriver {
     std::vector<bool> acked;
     proto::Protocol::type protocol;
     Micros began = 0;
+    std::vector<std::string> hazards;  // HeuristicHazard::ToString of each
   };
   std::vector<TxnView> ActiveTxns() const;
   size_t active_count() const { return txns_.size(); }
   int64_t next_seq() const { return next_seq_; }
+
+  // Heuristic hazards recorded by this node (kept across leaderships; the
+  // most recent hazards_retained transactions), and how many in all.
+  const std::map<TxId, std::vector<HeuristicHazard>, TxIdLess>& hazards() const { return hazards_; }
+  uint64_t hazard_count() const { return hazard_count_; }
 
  private:
   enum class State {
@@ -142,6 +177,7 @@ class CommitDriver {
     std::vector<proto::Participant> participants;
     std::vector<std::optional<proto::Vote::type>> votes;
     std::vector<bool> acked;
+    std::vector<bool> refused;  // the participant refused the decision: not resent
     std::vector<Micros> next_send;
     std::vector<Micros> backoff;
     std::vector<uint64_t> waiters;  // client tokens awaiting the outcome
@@ -155,6 +191,15 @@ class CommitDriver {
 
   // What this leader can say about a txid it is not driving.
   proto::Outcome::type SettledOutcome(const TxId& txid, std::string* reason) const;
+  // A txid of a newer epoch than this leadership's: a newer leader allocated
+  // it, so this one was deposed without knowing. Replies NOT_LEADER (true).
+  bool RefuseNewerEpoch(uint64_t token, const TxId& txid, bool outcome_query);
+  // The participants of `ps` that `t` does not drive already.
+  static std::vector<proto::Participant> Unnamed(const Txn& t, const std::vector<proto::Participant>& ps);
+  // Tells `participants` ABORTED, fire and forget (presumed abort).
+  void TellAborted(const TxId& txid, const std::vector<proto::Participant>& participants);
+  void RecordHazard(const TxId& txid, const proto::Participant& p, proto::Outcome::type decided,
+                    const std::string& message, Micros now);
   Status ValidateParticipants(std::vector<proto::Participant>* ps) const;
 
   void StartVoting(Txn* t, const std::vector<std::vector<proto::Statement>>* work, Micros now);
@@ -171,6 +216,9 @@ class CommitDriver {
   int64_t next_seq_ = 1;
   std::string leader_hint_;
   std::map<TxId, Txn, TxIdLess> txns_;
+  std::map<TxId, std::vector<HeuristicHazard>, TxIdLess> hazards_;
+  std::deque<TxId> hazard_order_;
+  uint64_t hazard_count_ = 0;
   DriverEffects effects_;
 };
 

@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
       ("txn-timeout-ms", po::value<int64_t>()->default_value(60000), "abort a begun transaction not committed within")
       ("snapshot-every", po::value<uint64_t>()->default_value(50000),
        "write a snapshot of the transaction table and truncate the log after this many log records")
+      ("retain-ended", po::value<uint64_t>()->default_value(txc::coord::TxnTable::kEndedRetained),
+       "ended transactions kept whole; older ones keep only their outcome")
       ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync the decision log");
   po::variables_map vm;
   txc::cli::Parse(argc, argv, "usage: txcoord --listen HOST:PORT --data DIR [--id N --peers LIST]", desc, vm);
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
   o.driver.vote_timeout = vm["vote-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.driver.txn_timeout = vm["txn-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.unsafe_no_sync = vm["unsafe-no-sync"].as<bool>();
+  o.driver.table.ended_retained = vm["retain-ended"].as<uint64_t>();
   o.snapshot_every = std::max<uint64_t>(1, vm["snapshot-every"].as<uint64_t>());
   for (const std::string& p : txc::rpc::SplitList(vm["peers"].as<std::string>())) {
     auto eq = p.find('=');

@@ -11,10 +11,6 @@ namespace txc::coord {
 
 namespace {
 
-Status FromProto(const proto::Status& s) {
-  return Status(static_cast<Status::Code>(s.code), s.message);
-}
-
 // Agents come back after a restart within a second or so: reconnect fast, so
 // PREPARE and COMMIT reach them soon after.
 rpc::ChannelOptions PeerChannelOptions() {
@@ -28,6 +24,7 @@ rpc::ChannelOptions PeerChannelOptions() {
 CoordinatorNode::CoordinatorNode(boost::asio::io_context& io, NodeOptions options)
     : io_(io),
       options_(std::move(options)),
+      table_(options_.driver.table),
       driver_(&table_, options_.driver),
       server_(io),
       pool_(io, PeerChannelOptions()),
@@ -163,6 +160,9 @@ void CoordinatorNode::ScheduleTick() {
 void CoordinatorNode::Flush() {
   if (stopped_) return;
   DriverEffects fx = driver_.TakeEffects();
+  for (const HeuristicHazard& h : fx.hazards) {
+    Logger("coord")->warn("heuristic hazard txid={}: {}", ToString(h.txid), h.ToString());
+  }
   for (ClientReply& r : fx.replies) {
     auto it = pending_.find(r.token);
     if (it == pending_.end()) continue;
@@ -184,12 +184,12 @@ void CoordinatorNode::Flush() {
             Flush();
           });
     } else if (c.decide) {
-      bool want_ack = c.want_ack;
+      proto::DecideRequest req = *c.decide;
       channel->Call<proto::DecideRequest, proto::DecideResponse>(
-          "Decide", *c.decide, options_.driver.call_timeout,
-          [this, txid, index, want_ack](Status s, proto::DecideResponse r) {
-            if (stopped_ || !want_ack) return;
-            driver_.OnAck(txid, index, s.ok() ? FromProto(r.status) : s, SteadyNowMicros());
+          "Decide", req, options_.driver.call_timeout,
+          [this, c = std::move(c)](Status s, proto::DecideResponse r) {
+            if (stopped_) return;
+            driver_.OnDecideAnswer(c, s, r, SteadyNowMicros());
             Flush();
           });
     }
@@ -302,6 +302,7 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
   std::string want = req.__isset.state ? req.state : "";
   Micros now = SteadyNowMicros();
   auto keep = [&](const proto::TxnInfo& t) {
+    if (want == "hazard") return static_cast<bool>(t.__isset.hazards);
     return want.empty() || (want == "in-doubt" ? t.in_doubt : t.state == want);
   };
   std::set<TxId, TxIdLess> seen;
@@ -324,6 +325,7 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
     t.age_ms = (now - v.began) / kMillis;
     t.in_doubt = v.state == "voting" || v.state == "deciding" ||
                  (v.state == "completing" && !all_acked);
+    if (!v.hazards.empty()) t.__set_hazards(v.hazards);
     seen.insert(v.txid);
     if (keep(t)) out.txns.push_back(std::move(t));
   }
@@ -337,6 +339,25 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
     t.participants = e->participants;
     t.protocol = e->protocol;
     t.in_doubt = true;
+    seen.insert(e->txid);
+    if (keep(t)) out.txns.push_back(std::move(t));
+  }
+  // Heuristic hazards of transactions no longer driven here (an ABORT refused
+  // by a branch that committed): the participants disagree.
+  for (const auto& [txid, hazards] : driver_.hazards()) {
+    if (seen.count(txid)) continue;
+    proto::TxnInfo t;
+    t.txid = txid;
+    t.state = "hazard";
+    const TxnTable::Entry* e = table_.Find(txid);
+    t.outcome = e != nullptr ? e->outcome : hazards.front().decided;
+    std::vector<std::string> text;
+    for (const HeuristicHazard& h : hazards) {
+      text.push_back(h.ToString());
+      t.participants.push_back(h.participant);
+    }
+    t.__set_hazards(std::move(text));
+    t.age_ms = (now - hazards.front().at) / kMillis;
     if (keep(t)) out.txns.push_back(std::move(t));
   }
   return out;

@@ -39,7 +39,68 @@ bool Decode(const std::string& bytes, T* value) {
   }
 }
 
+// Run-set helpers: `runs` maps first -> last, disjoint and not adjacent.
+bool Contains(const std::map<int64_t, int64_t>& runs, int64_t seq) {
+  auto it = runs.upper_bound(seq);
+  if (it == runs.begin()) return false;
+  --it;
+  return it->second >= seq;
+}
+
+// Adds `seq`; returns the change in the number of runs (-1, 0 or +1).
+int AddSeq(std::map<int64_t, int64_t>* runs, int64_t seq) {
+  auto next = runs->upper_bound(seq);
+  auto prev = next == runs->begin() ? runs->end() : std::prev(next);
+  if (prev != runs->end() && prev->second >= seq) return 0;  // already there
+  bool join_prev = prev != runs->end() && prev->second == seq - 1;
+  bool join_next = next != runs->end() && next->first == seq + 1;
+  if (join_prev && join_next) {
+    prev->second = next->second;
+    runs->erase(next);
+    return -1;
+  }
+  if (join_prev) {
+    prev->second = seq;
+    return 0;
+  }
+  if (join_next) {
+    int64_t last = next->second;
+    runs->erase(next);
+    runs->emplace(seq, last);
+    return 0;
+  }
+  runs->emplace(seq, seq);
+  return 1;
+}
+
+std::vector<int64_t> Flatten(const std::map<int64_t, int64_t>& runs) {
+  std::vector<int64_t> out;
+  out.reserve(runs.size() * 2);
+  for (const auto& [first, last] : runs) {
+    out.push_back(first);
+    out.push_back(last);
+  }
+  return out;
+}
+
+// The inverse of Flatten, for an image read back; false when malformed.
+bool Unflatten(const std::vector<int64_t>& flat, std::map<int64_t, int64_t>* runs) {
+  if (flat.size() % 2 != 0) return false;
+  int64_t prev_last = 0;
+  for (size_t i = 0; i < flat.size(); i += 2) {
+    int64_t first = flat[i], last = flat[i + 1];
+    if (first < 1 || last < first || (i > 0 && first <= prev_last + 1)) return false;
+    runs->emplace_hint(runs->end(), first, last);
+    prev_last = last;
+  }
+  return true;
+}
+
+constexpr int32_t kSnapshotVersion = 2;
+
 }  // namespace
+
+TxnTable::TxnTable(TxnTableOptions options) : options_(options) {}
 
 void TxnTable::Apply(uint64_t index, const proto::Command& cmd) {
   assert(index >= applied_index_);
@@ -53,6 +114,11 @@ void TxnTable::Apply(uint64_t index, const proto::Command& cmd) {
       return;
     case proto::CommandType::DECIDE:
     case proto::CommandType::RESOLVE: {
+      if (entries_.count(cmd.txid) == 0) {
+        proto::Outcome::type was = ForgottenOutcome(cmd.txid);
+        // Decided and ended before: the first decision chosen stands.
+        if (was == proto::Outcome::COMMITTED || was == proto::Outcome::ABORTED) return;
+      }
       if (cmd.type == proto::CommandType::DECIDE && cmd.txid.epoch < marker_epoch_) {
         const Entry* known = Find(cmd.txid);
         // Already presumed aborted by a newer leader: see Apply's comment.
@@ -76,6 +142,10 @@ void TxnTable::Apply(uint64_t index, const proto::Command& cmd) {
       return;
     }
     case proto::CommandType::PRECOMMIT: {
+      if (entries_.count(cmd.txid) == 0) {
+        proto::Outcome::type was = ForgottenOutcome(cmd.txid);
+        if (was == proto::Outcome::COMMITTED || was == proto::Outcome::ABORTED) return;
+      }
       Entry& e = entries_[cmd.txid];
       e.txid = cmd.txid;
       e.precommitted = true;
@@ -96,10 +166,54 @@ void TxnTable::MarkEnded(Entry* e) {
   e->ended = true;
   if (e->outcome != proto::Outcome::UNKNOWN) --unended_;
   ended_order_.push_back(e->txid);
-  while (ended_order_.size() > kEndedRetained) {
-    entries_.erase(ended_order_.front());
+  while (ended_order_.size() > options_.ended_retained) {
+    auto it = entries_.find(ended_order_.front());
     ended_order_.pop_front();
+    if (it == entries_.end()) continue;
+    Forget(it->second);
+    entries_.erase(it);
   }
+}
+
+// Keeps the outcome of an ended entry that goes: presumed abort must never
+// answer for a txid that committed.
+void TxnTable::Forget(const Entry& e) {
+  if (e.outcome != proto::Outcome::COMMITTED && e.outcome != proto::Outcome::ABORTED) return;
+  ++forgotten_count_;
+  EpochRuns& runs = forgotten_[e.txid.epoch];
+  Runs* set = e.outcome == proto::Outcome::COMMITTED ? &runs.committed : &runs.aborted;
+  forgotten_runs_ = static_cast<size_t>(static_cast<int64_t>(forgotten_runs_) + AddSeq(set, e.txid.seq));
+  while (forgotten_runs_ > options_.forgotten_runs_max) DropOldestRun();
+}
+
+void TxnTable::DropOldestRun() {
+  auto eit = forgotten_.begin();
+  if (eit == forgotten_.end()) {
+    forgotten_runs_ = 0;
+    return;
+  }
+  EpochRuns& runs = eit->second;
+  Runs* from = &runs.committed;
+  if (from->empty() || (!runs.aborted.empty() && runs.aborted.begin()->first < from->begin()->first)) {
+    from = &runs.aborted;
+  }
+  TxId last = MakeTxId(eit->first, from->begin()->second);
+  from->erase(from->begin());
+  --forgotten_runs_;
+  if (!lost_ || TxIdLess()(lost_through_, last)) lost_through_ = last;
+  lost_ = true;
+  if (runs.committed.empty() && runs.aborted.empty()) forgotten_.erase(eit);
+}
+
+proto::Outcome::type TxnTable::ForgottenOutcome(const TxId& txid) const {
+  if (auto it = forgotten_.find(txid.epoch); it != forgotten_.end()) {
+    if (Contains(it->second.committed, txid.seq)) return proto::Outcome::COMMITTED;
+    if (Contains(it->second.aborted, txid.seq)) return proto::Outcome::ABORTED;
+  }
+  if (lost_ && !TxIdLess()(lost_through_, txid) && entries_.count(txid) == 0) {
+    return proto::Outcome::FORGOTTEN;
+  }
+  return proto::Outcome::UNKNOWN;
 }
 
 const TxnTable::Entry* TxnTable::Find(const TxId& txid) const {
@@ -117,9 +231,20 @@ std::vector<const TxnTable::Entry*> TxnTable::Unended() const {
 
 // The snapshot is itself a CommandBatch: for every entry its DECIDE (or
 // PRECOMMIT) and END in the order ended, then the EPOCH marker and the epoch,
-// so Restore is replay.
+// so Restore is replay. Version 2 adds the forgotten runs and the lost bound.
 std::string TxnTable::Snapshot() const {
   proto::CommandBatch batch;
+  batch.__set_snapshot_version(kSnapshotVersion);
+  std::vector<proto::ForgottenRuns> forgotten;
+  for (const auto& [epoch, runs] : forgotten_) {
+    proto::ForgottenRuns f;
+    f.epoch = epoch;
+    f.committed = Flatten(runs.committed);
+    f.aborted = Flatten(runs.aborted);
+    forgotten.push_back(std::move(f));
+  }
+  batch.__set_forgotten(std::move(forgotten));
+  if (lost_) batch.__set_lost_through(lost_through_);
   auto add = [&](const Entry& e) {
     if (e.precommitted) {
       proto::Command c;
@@ -162,7 +287,36 @@ Status TxnTable::Restore(const std::string& image) {
       batch.commands.back().type != proto::CommandType::NOOP) {
     return Status::Internal("transaction table snapshot is unreadable");
   }
-  TxnTable fresh;
+  TxnTable fresh(options_);
+  if (batch.__isset.snapshot_version) {
+    for (const proto::ForgottenRuns& f : batch.forgotten) {
+      EpochRuns& runs = fresh.forgotten_[f.epoch];
+      if (!Unflatten(f.committed, &runs.committed) || !Unflatten(f.aborted, &runs.aborted)) {
+        return Status::Internal("transaction table snapshot holds malformed forgotten runs");
+      }
+      fresh.forgotten_runs_ += runs.committed.size() + runs.aborted.size();
+    }
+    if (batch.__isset.lost_through) {
+      fresh.lost_ = true;
+      fresh.lost_through_ = batch.lost_through;
+    }
+  } else {
+    // Version 1 kept at most kEndedRetained ended entries and forgot the rest
+    // without a trace. If it was full, some ended txid of an epoch up to the
+    // image's may have committed and gone: none of them is presumed aborted.
+    size_t ended = 0;
+    int64_t highest = 0;
+    // (The last command's epoch field carries the applied index.)
+    for (size_t i = 0; i + 1 < batch.commands.size(); ++i) {
+      const proto::Command& c = batch.commands[i];
+      if (c.type == proto::CommandType::END_TXN) ++ended;
+      highest = std::max(highest, c.epoch);
+    }
+    if (ended >= kEndedRetained) {
+      fresh.lost_ = true;
+      fresh.lost_through_ = MakeTxId(highest, INT64_MAX);
+    }
+  }
   uint64_t index = 0;
   for (size_t i = 0; i + 1 < batch.commands.size(); ++i) fresh.Apply(++index, batch.commands[i]);
   fresh.applied_index_ = static_cast<uint64_t>(batch.commands.back().epoch);

@@ -17,6 +17,19 @@
 
 namespace txc::coord {
 
+struct TxnTableOptions {
+  // How many ended transactions are kept whole (participants, reason), oldest
+  // forgotten first. A forgotten one's outcome is still known exactly, as a
+  // run of seqs of its epoch (txids are allocated in order, so committed ones
+  // form long runs). Default: 200,000.
+  size_t ended_retained = 200000;
+  // Bound on those runs (all epochs together). Beyond it the oldest runs go,
+  // and a txid up to the last one dropped that the table no longer knows is
+  // answered FORGOTTEN (outcome unknown), never presumed aborted.
+  // Default: 1,048,576 runs (some tens of MB at worst).
+  size_t forgotten_runs_max = size_t{1} << 20;
+};
+
 class TxnTable {
  public:
   struct Entry {
@@ -31,9 +44,12 @@ class TxnTable {
     uint64_t decided_at = 0;    // log index of the deciding command
   };
 
-  // How many ended transactions are remembered, so that a client retrying a
-  // commit after END still gets the true outcome. Oldest forgotten first.
+  // The default of TxnTableOptions::ended_retained, and the only retention
+  // before snapshots carried the forgotten runs (version 1 images).
   static constexpr size_t kEndedRetained = 200000;
+
+  explicit TxnTable(TxnTableOptions options = {});
+  const TxnTableOptions& options() const { return options_; }
 
   // Applies one chosen command of the log record (slot) at `index`; the
   // commands of one slot share its index.
@@ -48,6 +64,16 @@ class TxnTable {
 
   // nullptr when the txid was never decided (or was forgotten after END).
   const Entry* Find(const TxId& txid) const;
+
+  // What the table knows of a txid it holds no entry for: COMMITTED or
+  // ABORTED when it was decided, ended and forgotten; FORGOTTEN when that
+  // knowledge was dropped (past forgotten_runs_max) and it may have been
+  // decided; UNKNOWN when it was never decided (presumed abort may apply).
+  proto::Outcome::type ForgottenOutcome(const TxId& txid) const;
+  size_t forgotten_runs() const { return forgotten_runs_; }
+  // How many decided transactions were forgotten since the table was created
+  // (or restored: a snapshot does not carry the count).
+  uint64_t forgotten_count() const { return forgotten_count_; }
 
   // The highest epoch any applied command announced.
   int64_t epoch() const { return epoch_; }
@@ -67,9 +93,24 @@ class TxnTable {
   Status Restore(const std::string& image);
 
  private:
-  void MarkEnded(Entry* e);
+  // Runs of seqs [first, last], keyed by first.
+  using Runs = std::map<int64_t, int64_t>;
+  struct EpochRuns {
+    Runs committed;
+    Runs aborted;
+  };
 
+  void MarkEnded(Entry* e);
+  void Forget(const Entry& e);
+  void DropOldestRun();
+
+  TxnTableOptions options_;
   std::map<TxId, Entry, TxIdLess> entries_;
+  std::map<int64_t, EpochRuns> forgotten_;  // by epoch
+  size_t forgotten_runs_ = 0;
+  uint64_t forgotten_count_ = 0;
+  bool lost_ = false;
+  TxId lost_through_;  // meaningful when lost_
   std::deque<TxId> ended_order_;
   size_t unended_ = 0;
   int64_t epoch_ = 0;

@@ -63,6 +63,10 @@ enum Outcome {
   PENDING = 1    // allocated in the current epoch, not decided yet
   COMMITTED = 2
   ABORTED = 3
+  // Decided and ended long ago, and no longer remembered exactly (the
+  // coordinator bounds what it keeps): it may have committed. Never a
+  // presumed abort; a client reports the outcome as unknown.
+  FORGOTTEN = 4
 }
 
 // A SQL value. Exactly one field set, or none for NULL.
@@ -182,10 +186,13 @@ struct TxnInfo {
   6: Protocol protocol
   7: i64 age_ms
   8: bool in_doubt          // not ended and its outcome has not reached every participant
+  // Heuristic hazards: a participant refused the decision because its branch
+  // ended the other way ("RESOURCE at ADDRESS refused OUTCOME: message").
+  9: optional list<string> hazards
 }
 
 struct ListTxnsRequest {
-  1: optional string state  // "in-doubt" or a TxnInfo.state; empty = all
+  1: optional string state  // "in-doubt", "hazard" or a TxnInfo.state; empty = all
 }
 struct ListTxnsResponse {
   1: Status status
@@ -236,6 +243,10 @@ struct DecideRequest {
 }
 struct DecideResponse {
   1: Status status
+  // Set with a non-OK status when the branch already ended the other way
+  // (committed when told ABORTED, aborted when told COMMITTED): the
+  // participants disagree, a heuristic hazard the coordinator reports.
+  2: optional bool refused
 }
 
 struct BranchInfo {
@@ -295,7 +306,23 @@ struct Command {
   8: i64 epoch
 }
 
-// One log record: many commands batched into one slot.
+// The forgotten txids of one epoch whose outcome a transaction-table
+// snapshot still knows: runs of seqs, flattened as first, last, first, last...
+// in ascending order. Seqs of the epoch in no run were never decided (or were
+// decided before `lost_through`, see CommandBatch).
+struct ForgottenRuns {
+  1: i64 epoch
+  2: list<i64> committed
+  3: list<i64> aborted     // operators' aborts (RESOLVE); others are never logged
+}
+
+// One log record: many commands batched into one slot. A transaction-table
+// snapshot is one too, with the fields 2.. set (version 2 and later).
 struct CommandBatch {
   1: list<Command> commands
+  2: optional i32 snapshot_version
+  3: optional list<ForgottenRuns> forgotten
+  // Txids up to this one (epoch, then seq) that are neither in the table nor
+  // in `forgotten` may have been decided and forgotten: their outcome is lost.
+  4: optional TxId lost_through
 }

@@ -89,6 +89,11 @@ void Checker::OnToldCommitted(const TxId& txid, const std::vector<std::string>& 
   }
 }
 
+void Checker::OnHeuristicHazard(const TxId& txid, const std::string& what) {
+  ++heuristic_hazards_;
+  Violation("atomicity", &txid, "the coordinator reports a heuristic hazard: " + what);
+}
+
 void Checker::OnToldAborted(const TxId& txid) {
   told_aborted_.insert(txid);
   if (told_committed_.count(txid)) {

@@ -55,6 +55,11 @@ class Checker {
   void OnToldCommitted(const TxId& txid, const std::vector<std::string>& resources);
   void OnToldAborted(const TxId& txid);
 
+  // The coordinator recorded a heuristic hazard (a participant refused the
+  // decision: the participants disagree). An atomicity violation.
+  void OnHeuristicHazard(const TxId& txid, const std::string& what);
+  int heuristic_hazards() const { return heuristic_hazards_; }
+
   // The replicated log: a proposed value (one slot's batch) and an applied one.
   void OnProposed(const std::string& value);
   void OnApplied(int replica, uint64_t slot, const std::string& value);
@@ -93,6 +98,7 @@ class Checker {
   std::string repro_;
   std::ostream* out_;
   int violations_ = 0;
+  int heuristic_hazards_ = 0;
   int printed_ = 0;
   std::string first_;
 

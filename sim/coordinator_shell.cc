@@ -44,7 +44,7 @@ struct SimCoordinator::Live {
   uint64_t last_snapshot_index = 0;  // group mode: the table's index at the last snapshot
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
-  explicit Live(const coord::DriverOptions& o) : driver(&table, o) {}
+  explicit Live(const coord::DriverOptions& o) : table(o.table), driver(&table, o) {}
 };
 
 SimCoordinator::SimCoordinator(Cluster* cluster, int node, std::string address, int replica_id)
@@ -268,6 +268,10 @@ void SimCoordinator::Flush(Live* l) {
 bool SimCoordinator::FlushDriver(Live* l, coord::DriverEffects& fx) {
   World& w = c_->world();
   Network& net = c_->net();
+  for (const coord::HeuristicHazard& h : fx.hazards) {
+    w.Log(node_, &h.txid, "HEURISTIC HAZARD: " + h.ToString());
+    c_->checker().OnHeuristicHazard(h.txid, h.ToString());
+  }
   {
     for (coord::ClientReply& r : fx.replies) {
       auto it = l->pending.find(r.token);
@@ -347,14 +351,16 @@ bool SimCoordinator::FlushDriver(Live* l, coord::DriverEffects& fx) {
       } else if (call.decide) {
         bool want_ack = call.want_ack;
         bool commit = call.decide->outcome == proto::Outcome::COMMITTED;
+        coord::ParticipantCall sent = call;  // OnDecideAnswer hears every answer
         committed = committed || commit;
         w.Log(node_, &txid, std::string(commit ? "COMMIT" : "ABORT") + " -> " + call.to.resource +
                                 "@" + call.to.address);
         if (agent == nullptr) {
           if (!want_ack) continue;
-          w.After(1, [this, l, alive, txid, index] {
+          w.After(1, [this, l, alive, sent] {
             if (!*alive) return;
-            l->driver.OnAck(txid, index, Status::Unavailable("no such agent"), c_->world().now());
+            l->driver.OnDecideAnswer(sent, Status::Unavailable("no such agent"), proto::DecideResponse(),
+                                     c_->world().now());
             Flush(l);
           });
           continue;
@@ -365,12 +371,14 @@ bool SimCoordinator::FlushDriver(Live* l, coord::DriverEffects& fx) {
             [agent, req](std::function<void(proto::DecideResponse)> reply) {
               agent->Decide(req, std::move(reply));
             },
-            [this, l, alive, txid, index, want_ack](Status s, proto::DecideResponse r) {
-              if (!*alive || !want_ack) return;
+            [this, l, alive, txid, index, want_ack, sent](Status s, proto::DecideResponse r) {
+              if (!*alive) return;
               Status ack = s.ok() ? FromProto(r.status) : s;
-              c_->world().Log(node_, &txid,
-                              "ack " + std::to_string(index) + ": " + (ack.ok() ? "ok" : ack.ToString()));
-              l->driver.OnAck(txid, index, ack, c_->world().now());
+              if (want_ack) {
+                c_->world().Log(node_, &txid,
+                                "ack " + std::to_string(index) + ": " + (ack.ok() ? "ok" : ack.ToString()));
+              }
+              l->driver.OnDecideAnswer(sent, s, r, c_->world().now());
               Flush(l);
             });
       }

@@ -628,19 +628,36 @@ TEST_F(CommitDriverTest, CommitRetriedAfterAbortAnswersAborted) {
   EXPECT_EQ(r.status.code, proto::Code::OK);
   EXPECT_EQ(r.outcome, proto::Outcome::ABORTED);
   EXPECT_FALSE(r.reason.empty());
-  EXPECT_TRUE(fx.calls.empty());  // no second round
+  EXPECT_TRUE(Prepares(fx).empty());  // no second round
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), Participants{kA});  // told again
 }
 
 TEST_F(CommitDriverTest, CommitOfATxidNeverBegunIsInvalidArgument) {
   Begin();
-  for (TxId t : {MakeTxId(kEpoch, 2), MakeTxId(kEpoch + 1, 1)}) {
-    Commit(2, t, {kA});
-    DriverEffects fx = Take();
-    auto r = CommitReply(fx, 2);
-    EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT) << ToString(t);
-    EXPECT_EQ(r.outcome, proto::Outcome::UNKNOWN) << ToString(t);
-    EXPECT_TRUE(fx.calls.empty());
+  Commit(2, MakeTxId(kEpoch, 2), {kA});
+  DriverEffects fx = Take();
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_EQ(r.outcome, proto::Outcome::UNKNOWN);
+  EXPECT_TRUE(fx.calls.empty());
+}
+
+// A newer leader allocated it: this leader was deposed without knowing yet,
+// and the client must go to the newer one.
+TEST_F(CommitDriverTest, CommitOrAbortOfANewerEpochsTxidIsNotLeader) {
+  Begin();
+  Commit(2, MakeTxId(kEpoch + 1, 1), {kA});
+  Abort(3, MakeTxId(kEpoch + 1, 1), {kA});
+  proto::SubmitRequest submit;
+  submit.txid = MakeTxId(kEpoch + 2, 4);
+  driver_.OnSubmit(4, submit, now_);
+  DriverEffects fx = Take();
+  for (uint64_t token : {2, 3, 4}) {
+    auto r = CommitReply(fx, token);
+    EXPECT_EQ(r.status.code, proto::Code::NOT_LEADER) << token;
+    EXPECT_EQ(r.outcome, proto::Outcome::UNKNOWN) << token;
   }
+  EXPECT_TRUE(fx.calls.empty());
 }
 
 TEST_F(CommitDriverTest, CommitWithAnInvalidParticipantIsRefusedAndTheTxnStaysOpen) {
@@ -768,9 +785,20 @@ TEST_F(CommitDriverTest, OutcomeOfAnAllocatedButAbortedTxidIsAborted) {
   EXPECT_EQ(o.outcome, proto::Outcome::ABORTED);
 }
 
+// Issue 8, 4d: "unknown" to a newer leader's txid made an agent roll back an
+// ACTIVE branch the newer leader could still commit.
+TEST_F(CommitDriverTest, OutcomeOfANewerEpochsTxidIsNotLeaderNotUnknown) {
+  Begin();
+  for (TxId t : {MakeTxId(kEpoch + 1, 1), MakeTxId(kEpoch + 5, 9)}) {
+    auto o = Outcome(t);
+    EXPECT_EQ(o.status.code, proto::Code::NOT_LEADER) << ToString(t);
+    EXPECT_NE(o.outcome, proto::Outcome::ABORTED) << ToString(t);
+  }
+}
+
 TEST_F(CommitDriverTest, OutcomeOfANeverAllocatedTxidIsUnknownAndInvalid) {
   Begin();
-  for (TxId t : {MakeTxId(kEpoch, 2), MakeTxId(kEpoch, 0), MakeTxId(kEpoch + 1, 1)}) {
+  for (TxId t : {MakeTxId(kEpoch, 2), MakeTxId(kEpoch, 0)}) {
     auto o = Outcome(t);
     EXPECT_EQ(o.status.code, proto::Code::INVALID_ARGUMENT) << ToString(t);
     EXPECT_EQ(o.outcome, proto::Outcome::UNKNOWN) << ToString(t);
@@ -791,7 +819,9 @@ TEST_F(CommitDriverTest, TxnTimeoutAbortsABegunButNeverCommittedTxn) {
   Commit(2, t, {kA});
   DriverEffects fx = Take();
   EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::ABORTED);
-  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_TRUE(Prepares(fx).empty());
+  // Its branch at kA may be ACTIVE still, holding locks: it is told.
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), Participants{kA});
 }
 
 TEST_F(CommitDriverTest, BeginTimeoutOverridesTheDefault) {
@@ -1061,6 +1091,12 @@ TEST_F(CommitDriverTest, NewLeaderDeliversAnOperatorsAbortUntilAcked) {
   ASSERT_EQ(aborts.size(), 1u);
   EXPECT_TRUE(aborts[0].want_ack);  // decided, so delivered until acked
   EXPECT_EQ(Outcome(t).outcome, proto::Outcome::ABORTED);
+  // The client's commit, retried meanwhile, names a branch the operator did
+  // not: that one is told ABORTED too (kA is being told already).
+  Commit(5, t, {kA, kB});
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 5).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), Participants{kB});
   Ack(t, 0);
   fx = Take();
   ASSERT_EQ(fx.proposals.size(), 1u);
@@ -1189,6 +1225,317 @@ TEST_F(CommitDriverTest, OldEpochDecideChosenAfterANewerLeaderServedStaysAborted
   DriverEffects fx = Take();
   EXPECT_TRUE(fx.calls.empty());
   EXPECT_EQ(Outcome(old).outcome, proto::Outcome::ABORTED);
+}
+
+}  // namespace
+}  // namespace txc::coord
+
+namespace txc::coord {
+namespace {
+
+// ------------------------------------------- forgotten txids (issue 8, 4a)
+
+// Decides (COMMITTED, over kA) and ends `count` txids of `epoch` from seq 1
+// straight in `table`, as the log of an earlier leadership would have.
+void CommitAndEndMany(TxnTable* table, uint64_t* index, int64_t epoch, int64_t count) {
+  for (int64_t seq = 1; seq <= count; ++seq) {
+    TxId t = MakeTxId(epoch, seq);
+    table->Apply(++*index, MakeDecide(t, proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+    table->Apply(++*index, MakeEnd(t));
+  }
+}
+
+// A client retrying a commit (or asking) long after the transaction ended,
+// once the table no longer holds its entry, was told ABORTED: it would redo
+// the work a second time. With the default retention.
+TEST_F(CommitDriverTest, ACommittedTxidForgottenAfterEndIsStillAnsweredCommitted) {
+  const int64_t n = static_cast<int64_t>(TxnTable::kEndedRetained) + 5;
+  CommitAndEndMany(&table_, &index_, kEpoch, n);
+  TxId first = MakeTxId(kEpoch, 1);
+  ASSERT_EQ(table_.Find(first), nullptr);  // forgotten
+  BecomeLeader(kEpoch + 1);
+  auto o = Outcome(first);
+  EXPECT_EQ(o.status.code, proto::Code::OK);
+  EXPECT_EQ(o.outcome, proto::Outcome::COMMITTED);
+  Commit(2, first, {kA});
+  DriverEffects fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(fx.calls.empty());
+  Abort(3, first, {kA});
+  fx = Take();
+  EXPECT_NE(CommitReply(fx, 3).outcome, proto::Outcome::ABORTED);
+  EXPECT_TRUE(fx.calls.empty());
+  // Still presumed aborted: a txid of that epoch that was never decided.
+  EXPECT_EQ(Outcome(MakeTxId(kEpoch, n + 1)).outcome, proto::Outcome::ABORTED);
+}
+
+// A driver over a table with a small retention, serving epoch 3.
+class SmallRetentionTest : public ::testing::Test {
+ protected:
+  static TxnTableOptions Small() {
+    TxnTableOptions o;
+    o.ended_retained = 1;
+    o.forgotten_runs_max = 2;
+    return o;
+  }
+  SmallRetentionTest() : table_(Small()), driver_(&table_, TestOptions()) {
+    table_.Apply(++index_, MakeEpoch(3));
+    driver_.BecomeLeader(3, kT0);
+  }
+  // One transaction of this leadership over kA: begun, voted YES, decided,
+  // acked and ended.
+  TxId CommitOne() {
+    driver_.OnBegin(1, proto::BeginRequest(), kT0);
+    TxId t = std::get<proto::BeginResponse>(driver_.TakeEffects().replies.at(0).response).txid;
+    proto::CommitRequest req;
+    req.txid = t;
+    req.participants = {kA};
+    driver_.OnCommit(2, req, kT0);
+    (void)driver_.TakeEffects();
+    driver_.OnVote(t, 0, Status::Ok(), kYes, kT0);
+    ChooseAll();
+    driver_.OnAck(t, 0, Status::Ok(), kT0);
+    ChooseAll();
+    EXPECT_EQ(driver_.active_count(), 0u);
+    return t;
+  }
+  void ChooseAll() {
+    DriverEffects fx = driver_.TakeEffects();
+    for (const auto& cmd : fx.proposals) {
+      table_.Apply(++index_, cmd);
+      driver_.OnApplied(cmd, kT0);
+    }
+  }
+  template <class Req>
+  proto::CommitResponse Ask(void (CommitDriver::*in)(uint64_t, const Req&, Micros), const Req& req,
+                            std::vector<ParticipantCall>* calls = nullptr) {
+    (driver_.*in)(7, req, kT0);
+    DriverEffects fx = driver_.TakeEffects();
+    if (calls != nullptr) *calls = fx.calls;
+    return CommitReply(fx, 7);
+  }
+  proto::OutcomeResponse AskOutcome(const TxId& t) {
+    proto::OutcomeRequest req;
+    req.txid = t;
+    driver_.OnOutcome(7, req, kT0);
+    return ReplyTo<proto::OutcomeResponse>(driver_.TakeEffects(), 7);
+  }
+
+  TxnTable table_;
+  CommitDriver driver_;
+  uint64_t index_ = 0;
+};
+
+// In its own epoch the leader presumed "aborted" for any txid it allocated
+// and no longer drives: a forgotten committed one included.
+TEST_F(SmallRetentionTest, ThisLeadershipsForgottenCommitIsAnsweredCommitted) {
+  TxId t1 = CommitOne();
+  TxId t2 = CommitOne();
+  CommitOne();
+  ASSERT_EQ(table_.Find(t1), nullptr);
+  ASSERT_EQ(table_.Find(t2), nullptr);
+  for (const TxId& t : {t1, t2}) {
+    EXPECT_EQ(AskOutcome(t).outcome, proto::Outcome::COMMITTED) << ToString(t);
+    proto::CommitRequest c;
+    c.txid = t;
+    c.participants = {kA};
+    std::vector<ParticipantCall> calls;
+    EXPECT_EQ(Ask(&CommitDriver::OnCommit, c, &calls).outcome, proto::Outcome::COMMITTED);
+    EXPECT_TRUE(calls.empty());
+  }
+}
+
+// Past the bound on what it keeps, the group says it does not know: a
+// distinct FORGOTTEN, never ABORTED, and nobody is told to abort.
+TEST_F(SmallRetentionTest, PastTheBoundAForgottenTxidIsForgottenNeverAborted) {
+  // Commits 3.1, 3.3, 3.5 and 3.7 (3.2, 3.4, 3.6 abort: separate runs).
+  std::vector<TxId> committed;
+  for (int i = 0; i < 4; ++i) {
+    committed.push_back(CommitOne());
+    driver_.OnBegin(1, proto::BeginRequest(), kT0);
+    TxId aborted = std::get<proto::BeginResponse>(driver_.TakeEffects().replies.at(0).response).txid;
+    proto::AbortRequest a;
+    a.txid = aborted;
+    (void)Ask(&CommitDriver::OnAbort, a);
+  }
+  committed.push_back(CommitOne());
+  // 3.1 and 3.3 are beyond what the table keeps.
+  ASSERT_EQ(table_.ForgottenOutcome(committed[0]), proto::Outcome::FORGOTTEN);
+  for (TxId t : {committed[0], committed[1], MakeTxId(3, 2)}) {
+    auto o = AskOutcome(t);
+    EXPECT_EQ(o.status.code, proto::Code::OK) << ToString(t);
+    EXPECT_EQ(o.outcome, proto::Outcome::FORGOTTEN) << ToString(t);
+
+    proto::CommitRequest c;
+    c.txid = t;
+    c.participants = {kA};
+    std::vector<ParticipantCall> calls;
+    auto r = Ask(&CommitDriver::OnCommit, c, &calls);
+    EXPECT_EQ(r.outcome, proto::Outcome::FORGOTTEN) << ToString(t);
+    EXPECT_TRUE(calls.empty()) << ToString(t);
+
+    proto::AbortRequest a;
+    a.txid = t;
+    a.participants = {kA};
+    r = Ask(&CommitDriver::OnAbort, a, &calls);
+    EXPECT_EQ(r.status.code, proto::Code::NOT_FOUND) << ToString(t);
+    EXPECT_EQ(r.outcome, proto::Outcome::FORGOTTEN) << ToString(t);
+    EXPECT_TRUE(calls.empty()) << ToString(t);
+  }
+  // Still exact above the bound.
+  EXPECT_EQ(AskOutcome(committed[3]).outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(AskOutcome(MakeTxId(3, 6)).outcome, proto::Outcome::ABORTED);
+}
+
+// ------------------------------- telling participants ABORTED (issue 8, 4j)
+
+// Begin, Execute at kA and kB, the leader dies: the retried Commit on the new
+// leader answers ABORTED ("leader changed before a decision"), and the
+// branches, ACTIVE and holding locks, must hear it.
+TEST_F(CommitDriverTest, CommitRetriedAfterALeaderChangeTellsTheParticipantsAborted) {
+  TxId t = Begin();
+  BecomeLeader(kEpoch + 1);
+  Commit(2, t, {kA, kB, kA});
+  DriverEffects fx = Take();
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::OK);
+  EXPECT_EQ(r.outcome, proto::Outcome::ABORTED);
+  EXPECT_TRUE(Prepares(fx).empty());
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), (Participants{kA, kB}));
+  for (const auto& c : Decisions(fx, proto::Outcome::ABORTED)) {
+    EXPECT_EQ(c.txid, t);
+    EXPECT_EQ(c.decide->txid, t);
+    EXPECT_EQ(c.decide->resource, c.to.resource);
+  }
+  // A retried one-shot submit: its branches are told too.
+  TxId s = MakeTxId(kEpoch, 2);
+  proto::SubmitRequest submit;
+  submit.txid = s;
+  proto::Branch b;
+  b.participant = kB;
+  b.statements = {Sql("UPDATE t SET v = 1")};
+  submit.branches = {b};
+  driver_.OnSubmit(3, submit, now_);
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 3).outcome, proto::Outcome::ABORTED);
+  EXPECT_TRUE(Prepares(fx).empty());
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::ABORTED)), Participants{kB});
+}
+
+// --------------------------------------- heuristic hazards (issue 8, 4k)
+
+proto::DecideResponse Refusal(const std::string& message, bool flag) {
+  proto::DecideResponse r;
+  r.status.code = proto::Code::INTERNAL;
+  r.status.message = message;
+  if (flag) r.__set_refused(true);
+  return r;
+}
+
+// An abort sent to a branch that is committed there was fire and forget: the
+// heuristic mix left no trace.
+TEST_F(CommitDriverTest, AnAbortRefusedBecauseTheBranchCommittedIsAHeuristicHazard) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  Vote(t, 1, VoteOf(proto::Vote::NO, "constraint"));
+  DriverEffects fx = Take();
+  auto aborts = Decisions(fx, proto::Outcome::ABORTED);
+  ASSERT_EQ(aborts.size(), 2u);
+  EXPECT_FALSE(aborts[0].want_ack);
+  EXPECT_EQ(driver_.hazard_count(), 0u);
+
+  driver_.OnDecideAnswer(aborts[0], Status::Ok(),
+                         Refusal("bank_a txn " + ToString(t) + " is committed here; refusing to abort it",
+                                 false),
+                         now_);
+  fx = Take();
+  ASSERT_EQ(fx.hazards.size(), 1u);
+  EXPECT_EQ(fx.hazards[0].txid, t);
+  EXPECT_EQ(fx.hazards[0].participant, kA);
+  EXPECT_EQ(fx.hazards[0].decided, proto::Outcome::ABORTED);
+  EXPECT_NE(fx.hazards[0].ToString().find("refusing to abort"), std::string::npos);
+  EXPECT_EQ(driver_.hazard_count(), 1u);
+  ASSERT_EQ(driver_.hazards().count(t), 1u);
+  // The same refusal again is the same hazard; a plain ack or a lost call is none.
+  driver_.OnDecideAnswer(aborts[0], Status::Ok(), Refusal("refusing to abort it", false), now_);
+  driver_.OnDecideAnswer(aborts[1], Status::Ok(), proto::DecideResponse(), now_);
+  driver_.OnDecideAnswer(aborts[1], Status::Unavailable("agent down"), proto::DecideResponse(), now_);
+  driver_.OnDecideAnswer(aborts[1], Status::Ok(), Refusal("disk I/O error", false), now_);
+  EXPECT_TRUE(Take().hazards.empty());
+  EXPECT_EQ(driver_.hazard_count(), 1u);
+  // An agent that marks its refusals is believed whatever its wording.
+  driver_.OnDecideAnswer(aborts[1], Status::Ok(), Refusal("branch is final", true), now_);
+  EXPECT_EQ(Take().hazards.size(), 1u);
+  EXPECT_EQ(driver_.hazard_count(), 2u);
+  EXPECT_EQ(driver_.hazards().at(t).size(), 2u);
+}
+
+// A COMMIT refused because the branch aborted was resent forever as if lost.
+// It is a hazard: not resent, not acknowledged, so the transaction never ENDs
+// as if all were well, and the listing shows why.
+TEST_F(CommitDriverTest, ACommitRefusedBecauseTheBranchAbortedIsAHazardAndNeverEnds) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA, kB}, 2, &decide);
+  Choose(decide);
+  DriverEffects fx = Take();
+  auto commits = Decisions(fx, proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 2u);
+  Ack(t, 0);
+  Ack(t, 1, Status::Internal("bank_b txn " + ToString(t) + " is aborted here; refusing to commit it"));
+  fx = Take();
+  ASSERT_EQ(fx.hazards.size(), 1u);
+  EXPECT_EQ(fx.hazards[0].participant, kB);
+  EXPECT_EQ(fx.hazards[0].decided, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(fx.proposals.empty());  // no END
+  for (Micros later : {10 * kSeconds, 60 * kSeconds}) {
+    driver_.Tick(now_ + later);
+    fx = Take();
+    EXPECT_TRUE(Decisions(fx, proto::Outcome::COMMITTED).empty()) << later;
+    EXPECT_TRUE(fx.proposals.empty()) << later;
+  }
+  ASSERT_EQ(driver_.active_count(), 1u);
+  auto views = driver_.ActiveTxns();
+  ASSERT_EQ(views[0].hazards.size(), 1u);
+  EXPECT_NE(views[0].hazards[0].find("bank_b"), std::string::npos);
+  EXPECT_EQ(driver_.hazard_count(), 1u);
+
+  // Through OnDecideAnswer (the shells' input) the same: a new leader drives
+  // it again and hears the refusal again; it is counted once per node.
+  BecomeLeader(kEpoch + 1);
+  fx = Take();
+  auto again = Decisions(fx, proto::Outcome::COMMITTED);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_TRUE(again[1].want_ack);
+  driver_.OnDecideAnswer(again[0], Status::Ok(), proto::DecideResponse(), now_);
+  driver_.OnDecideAnswer(again[1], Status::Ok(), Refusal("aborted here", true), now_);
+  fx = Take();
+  EXPECT_TRUE(fx.hazards.empty());
+  EXPECT_TRUE(fx.proposals.empty());
+  EXPECT_EQ(driver_.hazard_count(), 1u);
+  driver_.Tick(now_ + 60 * kSeconds);
+  EXPECT_TRUE(Decisions(Take(), proto::Outcome::COMMITTED).empty());
+}
+
+// A failed delivery is still retried through OnDecideAnswer, and an ack ends it.
+TEST_F(CommitDriverTest, DecideAnswersAckAndRetryAsOnAckDoes) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA}, 2, &decide);
+  Choose(decide);
+  auto commits = Decisions(Take(), proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 1u);
+  driver_.OnDecideAnswer(commits[0], Status::Timeout("no answer"), proto::DecideResponse(), now_);
+  EXPECT_TRUE(Take().empty());
+  driver_.Tick(now_ + 50 * kMillis);
+  commits = Decisions(Take(), proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 1u);
+  driver_.OnDecideAnswer(commits[0], Status::Ok(), proto::DecideResponse(), now_);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+  EXPECT_EQ(fx.proposals[0].txid, t);
+  EXPECT_EQ(driver_.hazard_count(), 0u);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include "coordinator/txn_table.h"
 
 #include <gtest/gtest.h>
+#include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/transport/TBufferTransports.h>
 
 #include "tests/support/core_harness.h"
 
@@ -278,6 +280,188 @@ TEST_F(TxnTableTest, RestoreRejectsUnreadableImageAndKeepsTable) {
   }
   ASSERT_NE(table_.Find(MakeTxId(2, 1)), nullptr);
   EXPECT_EQ(table_.applied_index(), 1u);
+}
+
+// ------------------------------------------------- forgetting ended txns
+
+proto::Command Committed(const TxId& t) {
+  return MakeDecide(t, proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, "");
+}
+
+// Decides (as `outcome`, RESOLVE for ABORTED) and ends `t` at the next slots.
+void DecideAndEnd(TxnTable* table, uint64_t* index, const TxId& t,
+                  proto::Outcome::type outcome = proto::Outcome::COMMITTED) {
+  table->Apply(++*index, outcome == proto::Outcome::COMMITTED ? Committed(t) : Resolve(t, outcome, "op"));
+  table->Apply(++*index, MakeEnd(t));
+}
+
+TEST_F(TxnTableTest, AForgottenTxidKeepsItsExactOutcome) {
+  TxnTableOptions o;
+  o.ended_retained = 2;
+  TxnTable table(o);
+  uint64_t index = 0;
+  table.Apply(++index, MakeEpoch(5));
+  // 5.2 was never decided (aborted, presumed); 5.4 an operator aborted.
+  for (int64_t seq : {1, 3, 5, 6, 7, 8}) DecideAndEnd(&table, &index, MakeTxId(5, seq));
+  DecideAndEnd(&table, &index, MakeTxId(5, 4), proto::Outcome::ABORTED);
+  DecideAndEnd(&table, &index, MakeTxId(5, 9));
+  EXPECT_EQ(table.size(), 2u);  // 5.4 and 5.9 kept whole
+  EXPECT_EQ(table.forgotten_count(), 6u);
+  EXPECT_EQ(table.Find(MakeTxId(5, 1)), nullptr);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(5, 1)), proto::Outcome::COMMITTED);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(5, 2)), proto::Outcome::UNKNOWN);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(5, 3)), proto::Outcome::COMMITTED);
+  for (int64_t seq : {5, 6, 7, 8}) {
+    EXPECT_EQ(table.ForgottenOutcome(MakeTxId(5, seq)), proto::Outcome::COMMITTED) << seq;
+  }
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(4, 1)), proto::Outcome::UNKNOWN);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(5, 10)), proto::Outcome::UNKNOWN);
+  EXPECT_EQ(table.forgotten_runs(), 3u);  // 1, 3, 5..8
+
+  // Forgetting 5.4 (aborted) keeps that too.
+  DecideAndEnd(&table, &index, MakeTxId(5, 10));
+  DecideAndEnd(&table, &index, MakeTxId(5, 11));
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(5, 4)), proto::Outcome::ABORTED);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(5, 9)), proto::Outcome::COMMITTED);
+
+  // The first decision chosen stands, also once forgotten.
+  table.Apply(++index, Resolve(MakeTxId(5, 1), proto::Outcome::ABORTED, "too late"));
+  table.Apply(++index, Committed(MakeTxId(5, 4)));
+  EXPECT_EQ(table.Find(MakeTxId(5, 1)), nullptr);
+  EXPECT_EQ(table.Find(MakeTxId(5, 4)), nullptr);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(5, 1)), proto::Outcome::COMMITTED);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(5, 4)), proto::Outcome::ABORTED);
+  EXPECT_EQ(table.unended_count(), 0u);
+}
+
+TEST_F(TxnTableTest, ConsecutiveCommittedTxidsAreOneRunWhateverTheEndOrder) {
+  TxnTableOptions o;
+  o.ended_retained = 0;  // forgotten at END
+  TxnTable table(o);
+  uint64_t index = 0;
+  // Decided in order, ended in another order (the odd ones' acks came late).
+  for (int64_t seq = 1; seq <= 1000; ++seq) table.Apply(++index, Committed(MakeTxId(3, seq)));
+  for (int64_t seq = 2; seq <= 1000; seq += 2) table.Apply(++index, MakeEnd(MakeTxId(3, seq)));
+  EXPECT_EQ(table.forgotten_runs(), 500u);
+  for (int64_t seq = 1; seq <= 1000; seq += 2) table.Apply(++index, MakeEnd(MakeTxId(3, seq)));
+  EXPECT_EQ(table.size(), 0u);
+  EXPECT_EQ(table.forgotten_runs(), 1u);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(3, 1)), proto::Outcome::COMMITTED);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(3, 1000)), proto::Outcome::COMMITTED);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(3, 1001)), proto::Outcome::UNKNOWN);
+}
+
+TEST_F(TxnTableTest, PastTheRunBoundTheOldestTxidsAreForgottenNotPresumedAborted) {
+  TxnTableOptions o;
+  o.ended_retained = 0;
+  o.forgotten_runs_max = 2;
+  TxnTable table(o);
+  uint64_t index = 0;
+  for (int64_t seq : {1, 3}) DecideAndEnd(&table, &index, MakeTxId(4, seq));
+  for (int64_t seq : {2, 5}) DecideAndEnd(&table, &index, MakeTxId(6, seq));
+  EXPECT_EQ(table.forgotten_runs(), 2u);
+  // 4.1 and 4.3 went: everything up to 4.3 is unknown now, 4.2 included.
+  for (int64_t seq : {1, 2, 3}) {
+    EXPECT_EQ(table.ForgottenOutcome(MakeTxId(4, seq)), proto::Outcome::FORGOTTEN) << seq;
+  }
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(3, 99)), proto::Outcome::FORGOTTEN);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(4, 4)), proto::Outcome::UNKNOWN);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(6, 2)), proto::Outcome::COMMITTED);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(6, 3)), proto::Outcome::UNKNOWN);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(6, 5)), proto::Outcome::COMMITTED);
+  // A txid still held is answered from its entry, never "forgotten".
+  table.Apply(++index, Committed(MakeTxId(4, 2)));
+  ASSERT_NE(table.Find(MakeTxId(4, 2)), nullptr);
+  EXPECT_EQ(table.ForgottenOutcome(MakeTxId(4, 2)), proto::Outcome::UNKNOWN);
+}
+
+TEST_F(TxnTableTest, SnapshotCarriesTheForgottenOutcomes) {
+  TxnTableOptions o;
+  o.ended_retained = 1;
+  o.forgotten_runs_max = 3;
+  TxnTable table(o);
+  uint64_t index = 0;
+  table.Apply(++index, MakeEpoch(2));
+  for (int64_t seq : {1, 3, 5, 7, 8}) DecideAndEnd(&table, &index, MakeTxId(2, seq));
+  DecideAndEnd(&table, &index, MakeTxId(2, 9), proto::Outcome::ABORTED);
+  DecideAndEnd(&table, &index, MakeTxId(2, 10));
+  table.Apply(++index, Committed(MakeTxId(2, 11)));  // unended
+  ASSERT_EQ(table.forgotten_runs(), 3u);             // 5, 7..8; aborted 9 (1 and 3 dropped)
+
+  TxnTable copy(o);
+  ASSERT_OK(copy.Restore(table.Snapshot()));
+  EXPECT_EQ(copy.forgotten_runs(), 3u);
+  for (int64_t seq = 0; seq <= 12; ++seq) {
+    TxId t = MakeTxId(2, seq);
+    EXPECT_EQ(copy.ForgottenOutcome(t), table.ForgottenOutcome(t)) << seq;
+    EXPECT_EQ(copy.Find(t) != nullptr, table.Find(t) != nullptr) << seq;
+  }
+  EXPECT_EQ(copy.ForgottenOutcome(MakeTxId(2, 3)), proto::Outcome::FORGOTTEN);
+  EXPECT_EQ(copy.ForgottenOutcome(MakeTxId(2, 7)), proto::Outcome::COMMITTED);
+  EXPECT_EQ(copy.ForgottenOutcome(MakeTxId(2, 9)), proto::Outcome::ABORTED);
+  EXPECT_EQ(copy.unended_count(), 1u);
+
+  // A table restoring with a smaller retention forgets into runs, exactly.
+  TxnTableOptions small;
+  small.ended_retained = 0;
+  TxnTable tight(small);
+  ASSERT_OK(tight.Restore(table.Snapshot()));
+  EXPECT_EQ(tight.Find(MakeTxId(2, 10)), nullptr);
+  EXPECT_EQ(tight.ForgottenOutcome(MakeTxId(2, 10)), proto::Outcome::COMMITTED);
+  EXPECT_NE(tight.Find(MakeTxId(2, 11)), nullptr);
+}
+
+TEST_F(TxnTableTest, RestoreRejectsMalformedForgottenRuns) {
+  proto::CommandBatch batch;
+  batch.commands.push_back(MakeEpoch(1));
+  proto::Command tail;
+  tail.type = proto::CommandType::NOOP;
+  batch.commands.push_back(tail);
+  batch.__set_snapshot_version(2);
+  proto::ForgottenRuns f;
+  f.epoch = 1;
+  f.committed = {5, 3};  // last before first
+  batch.__set_forgotten({f});
+  auto buf = std::make_shared<apache::thrift::transport::TMemoryBuffer>();
+  apache::thrift::protocol::TBinaryProtocol proto(buf);
+  batch.write(&proto);
+  EXPECT_EQ(table_.Restore(buf->getBufferAsString()).code(), Status::kInternal);
+}
+
+// An image written before snapshots carried forgotten runs: restored as it
+// was; a full one (it may have forgotten committed txids without a trace)
+// stops presuming aborts for txids of its epochs that it does not hold.
+TEST_F(TxnTableTest, VersionOneImagesRestoreAndAFullOneStopsPresumingAborts) {
+  auto v1 = [](int64_t ended) {
+    std::vector<proto::Command> cmds;
+    for (int64_t seq = 1; seq <= ended; ++seq) {
+      cmds.push_back(Committed(MakeTxId(3, seq)));
+      cmds.push_back(MakeEnd(MakeTxId(3, seq)));
+    }
+    cmds.push_back(MakeEpoch(3));
+    proto::Command highest;
+    highest.type = proto::CommandType::NOOP;
+    highest.epoch = 3;
+    cmds.push_back(highest);
+    proto::Command tail;
+    tail.type = proto::CommandType::NOOP;
+    tail.epoch = 1000;  // the applied index
+    cmds.push_back(tail);
+    return EncodeBatch(cmds);
+  };
+  TxnTable small;
+  ASSERT_OK(small.Restore(v1(3)));
+  EXPECT_EQ(small.applied_index(), 1000u);
+  EXPECT_EQ(small.size(), 3u);
+  EXPECT_EQ(small.ForgottenOutcome(MakeTxId(2, 1)), proto::Outcome::UNKNOWN);
+
+  TxnTable full;
+  ASSERT_OK(full.Restore(v1(static_cast<int64_t>(TxnTable::kEndedRetained))));
+  EXPECT_EQ(full.size(), TxnTable::kEndedRetained);
+  ASSERT_NE(full.Find(MakeTxId(3, 1)), nullptr);
+  EXPECT_EQ(full.ForgottenOutcome(MakeTxId(2, 1)), proto::Outcome::FORGOTTEN);
+  EXPECT_EQ(full.ForgottenOutcome(MakeTxId(3, 999999)), proto::Outcome::FORGOTTEN);
+  EXPECT_EQ(full.ForgottenOutcome(MakeTxId(4, 1)), proto::Outcome::UNKNOWN);
 }
 
 TEST_F(TxnTableTest, EncodeDecodeBatchRoundTrips) {

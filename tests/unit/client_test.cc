@@ -1,0 +1,147 @@
+// Client: how the application library reports what the coordinator group
+// answers, against a scripted coordinator on a loopback port.
+#include "client/client.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include <boost/asio.hpp>
+
+#include "protocol/rpc.h"
+#include "tests/support/core_harness.h"
+
+namespace txc {
+namespace {
+
+// A coordinator that answers every call with the response the test set.
+class ScriptedCoordinator {
+ public:
+  ScriptedCoordinator() : work_(boost::asio::make_work_guard(io_)), server_(io_) {
+    server_.Handle<proto::BeginRequest, proto::BeginResponse>(
+        "Begin", [](proto::BeginRequest, rpc::RpcServer::Reply<proto::BeginResponse> reply) {
+          proto::BeginResponse r;
+          r.txid = MakeTxId(3, 1);
+          reply(r);
+        });
+    server_.Handle<proto::CommitRequest, proto::CommitResponse>(
+        "Commit", [this](proto::CommitRequest, rpc::RpcServer::Reply<proto::CommitResponse> reply) {
+          reply(commit);
+        });
+    server_.Handle<proto::AbortRequest, proto::CommitResponse>(
+        "Abort", [this](proto::AbortRequest, rpc::RpcServer::Reply<proto::CommitResponse> reply) {
+          reply(abort);
+        });
+    server_.Handle<proto::OutcomeRequest, proto::OutcomeResponse>(
+        "Outcome", [this](proto::OutcomeRequest, rpc::RpcServer::Reply<proto::OutcomeResponse> reply) {
+          reply(outcome);
+        });
+    Status s = server_.Listen("127.0.0.1:0");
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~ScriptedCoordinator() {
+    boost::asio::post(io_, [this] { server_.Stop(); });
+    work_.reset();
+    thread_.join();
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(server_.port()); }
+
+  // Set before the client calls (the io thread reads them after).
+  proto::CommitResponse commit;
+  proto::CommitResponse abort;
+  proto::OutcomeResponse outcome;
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  rpc::RpcServer server_;
+  std::thread thread_;
+};
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ClientOptions o;
+    o.coordinators = {coord_.address()};
+    o.commit_timeout = 5 * kSeconds;
+    auto c = Client::Connect(o);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(*c);
+  }
+
+  ScriptedCoordinator coord_;
+  std::unique_ptr<Client> client_;
+};
+
+proto::CommitResponse Answer(proto::Outcome::type outcome, proto::Code::type code = proto::Code::OK) {
+  proto::CommitResponse r;
+  r.txid = MakeTxId(3, 1);
+  r.outcome = outcome;
+  r.status.code = code;
+  r.status.message = code == proto::Code::OK ? "" : "ended long ago; outcome forgotten";
+  return r;
+}
+
+TEST_F(ClientTest, ACommittedAnswerIsOkAndAnAbortedOneIsAborted) {
+  coord_.commit = Answer(proto::Outcome::COMMITTED);
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  EXPECT_OK(tx->Commit());
+
+  coord_.commit = Answer(proto::Outcome::ABORTED);
+  coord_.commit.reason = "bank_b voted no";
+  tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  Status s = tx->Commit();
+  EXPECT_EQ(s.code(), Status::kAborted);
+  EXPECT_NE(s.message().find("bank_b voted no"), std::string::npos);
+}
+
+// Issue 8, 4a: a commit retried long after its transaction ended, which the
+// group no longer remembers, may have committed: the caller must hear
+// "unknown", never "aborted" (it would redo the work).
+TEST_F(ClientTest, AForgottenOutcomeIsUnknownNeverAborted) {
+  coord_.commit = Answer(proto::Outcome::FORGOTTEN);
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  Status s = tx->Commit();
+  EXPECT_EQ(s.code(), Status::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("no longer remembers"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("may have committed"), std::string::npos) << s.ToString();
+
+  coord_.outcome.outcome = proto::Outcome::FORGOTTEN;
+  auto o = client_->Outcome(MakeTxId(3, 1));
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(*o, proto::Outcome::FORGOTTEN);
+}
+
+// A rollback answered with anything but ABORTED or COMMITTED is neither
+// "rolled back" nor "already committed".
+TEST_F(ClientTest, ARollbackOfAForgottenTransactionIsNeitherRolledBackNorCommitted) {
+  coord_.abort = Answer(proto::Outcome::FORGOTTEN);
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  Status s = tx->Rollback();
+  EXPECT_EQ(s.code(), Status::kUnavailable) << s.ToString();
+  EXPECT_EQ(s.message().find("already committed"), std::string::npos) << s.ToString();
+
+  // As the coordinator answers it: NOT_FOUND with the outcome FORGOTTEN.
+  coord_.abort = Answer(proto::Outcome::FORGOTTEN, proto::Code::NOT_FOUND);
+  tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  s = tx->Rollback();
+  EXPECT_EQ(s.code(), Status::kNotFound) << s.ToString();
+
+  coord_.abort = Answer(proto::Outcome::ABORTED);
+  tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  EXPECT_OK(tx->Rollback());
+  coord_.abort = Answer(proto::Outcome::COMMITTED);
+  tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  EXPECT_EQ(tx->Rollback().code(), Status::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace txc
