@@ -187,9 +187,8 @@ class PaxosCluster {
   }
   // Crashes the replica and empties its disk: a machine replaced under the
   // same id. Like the real shell on an empty data directory, the next
-  // Restart marks it joining unless `as_shell` is false (an empty replica
-  // that votes at once, as before rejoining existed).
-  void Wipe(int id, bool as_shell = true) {
+  // Restart starts it joining.
+  void Wipe(int id) {
     Crash(id);
     Node& n = nodes_[id];
     n.promised = paxos::Ballot();
@@ -197,7 +196,7 @@ class PaxosCluster {
     n.snapshot_index = 0;
     n.snapshot.clear();
     n.storage_failed = false;
-    n.joining = as_shell;
+    n.joining = true;
   }
   // The replica's log refuses every write from now on, as a failed disk
   // does: pending writes never complete; the shell tells the core.
