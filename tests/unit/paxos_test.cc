@@ -884,6 +884,15 @@ FuzzProfile Turbulent() {
   return p;
 }
 
+// Turbulent, with wipes: a joining replica fences the others while elections
+// duel and messages are lost, duplicated and reordered.
+FuzzProfile TurbulentWipes() {
+  FuzzProfile p = Turbulent();
+  p.name = "TurbulentWipes";
+  p.faults.wipe = 0.02;
+  return p;
+}
+
 void PrintTo(const FuzzProfile& p, std::ostream* os) { *os << p.name; }
 
 class PaxosFuzzTest : public PaxosTest, public ::testing::WithParamInterface<FuzzProfile> {};
@@ -929,7 +938,8 @@ TEST_P(PaxosFuzzTest, RandomizedFaultsNeverBreakAgreement) {
               p.seeds, p.steps, total_rounds, static_cast<long long>(total_slots), total_installs);
 }
 
-INSTANTIATE_TEST_SUITE_P(Profiles, PaxosFuzzTest, ::testing::Values(Steady(), Turbulent(), Wipes()),
+INSTANTIATE_TEST_SUITE_P(Profiles, PaxosFuzzTest, ::testing::Values(Steady(), Turbulent(), Wipes(),
+                                                          TurbulentWipes()),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
