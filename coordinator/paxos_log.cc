@@ -70,6 +70,17 @@ class PaxosLog : public DecisionLog {
       if (!Decode(r.data, &e)) return Status::Internal("paxos log: unreadable entry at slot " + std::to_string(r.index));
       ds.accepted[e.slot] = std::move(e);
     }
+    // An empty directory is a new replica, or one whose log was lost (a
+    // replaced machine under its old id): either way it may not vote before
+    // it rejoined (replica.h, "Rejoining"). The mark is queued before any
+    // other write, so no later write can be durable without it.
+    auto joining = store_->GetMeta("joining");
+    if (!joining.ok()) return joining.status();
+    if (!joining->has_value() && !promised->has_value() && !snap_index->has_value() && records->empty()) {
+      store_->PutMeta("joining", "1", [](Status) {});
+      joining->emplace("1");
+    }
+    ds.joining = **joining == "1";
     applied_ = ds.snapshot_index;
     log->info("recovered acceptor promised={}.{} accepted={} snapshot_index={}", ds.promised.round,
               ds.promised.replica, ds.accepted.size(), ds.snapshot_index);
@@ -229,7 +240,9 @@ class PaxosLog : public DecisionLog {
                                  s.ToString());
         }
         failed_ = true;
+        replica_->OnStorageFailed(SteadyNowMicros());  // silent from now on: the others elect
         cb_.failed({}, s);
+        Flush();
         return;
       }
       if (failed_) return;  // a sticky failure: never release a dependent message
@@ -237,6 +250,7 @@ class PaxosLog : public DecisionLog {
       Flush();
     };
     if (p.promised) store_->PutMeta("promised", Encode(*p.promised), [](Status) {});
+    if (p.joined) store_->PutMeta("joining", "0", [](Status) {});
     std::vector<wal::LogRecord> records;
     records.reserve(p.entries.size());
     for (const paxos::Entry& e : p.entries) {

@@ -21,6 +21,12 @@
 //                        chosen values from from_slot on, commit_index, and
 //                        snapshot + snapshot_index when compacted past from_slot
 //
+// A joining replica (replica.h, "Rejoining") sends PREPAREs of its own ballot
+// like a candidate, but never leads: it only collects the PROMISEs. While
+// joining it answers a PREPARE with a refused PROMISE of ballot round 0 (no
+// voting replica ever refuses with round 0), and ACCEPTs and HEARTBEATs not
+// at all (it still learns their commit index).
+//
 // Durability: every Persist gets a token; a message that depends on a record
 // waits until that token AND every earlier one is durable (the shell's log is
 // written in order, so "durable up to token t" is the natural watermark).
@@ -101,12 +107,15 @@ class Replica::Impl {
   void OnMessage(const Message& m, Micros now);
   void OnPersisted(uint64_t token, Micros now);
   void Tick(Micros now);
+  void OnStorageFailed(Micros now);
   bool Propose(std::string value, Micros now);
   void Compacted(int64_t index, std::string image);
   Effects TakeEffects();
 
   int id() const { return id_; }
   bool is_leader() const { return role_ == Role::kLeader; }
+  bool joining() const { return joining_; }
+  bool storage_failed() const { return failed_; }
   int leader_id() const { return leader_id_; }
   int64_t epoch() const { return epoch_; }
   int64_t commit_index() const { return commit_index_; }
@@ -151,6 +160,12 @@ class Replica::Impl {
   void HandleHeartbeatReply(const Message& m);
   void HandleCatchupRequest(const Message& m);
   void HandleCatchupReply(const Message& m);
+
+  // --- rejoining (replica.h)
+  void StartJoinRound();
+  void SendJoinPrepares();
+  void HandleJoinPromise(const Message& m);
+  void JoinProgress();
 
   // --- leader
   void Dispatch();
@@ -224,6 +239,22 @@ class Replica::Impl {
   std::map<int, Micros> last_heard_;  // peer -> last message while leading
   std::map<int, int64_t> progress_;
   Micros last_heartbeat_ = 0;
+
+  // Storage failed: silent until restarted.
+  bool failed_ = false;
+
+  // Rejoining.
+  bool joining_ = false;
+  Ballot join_ballot_;               // round 0 until the first join round
+  int64_t join_from_slot_ = 1;
+  std::set<int> join_answered_;      // peers that promised join_ballot_ (or are joining too)
+  std::map<int64_t, Entry> join_reported_;  // highest-ballot accepted value per slot
+  int64_t join_target_ = 0;          // highest commit index the promisers reported
+  bool join_fenced_ = false;         // every peer answered: now catching up
+  bool join_finishing_ = false;      // the joined record is being written
+  std::vector<Entry> join_writes_;   // adopted values to persist with the joined record
+  Micros last_join_at_ = 0;
+  size_t join_turn_ = 0;             // round-robin over peers for catch-up
 };
 
 // ---------------------------------------------------------------- plumbing
@@ -266,6 +297,11 @@ Replica::Impl::Impl(int id, std::vector<int> members, Options options, DurableSt
     chosen_[it->first] = it->second.value;
   }
   commit_index_ = applied_;
+  joining_ = recovered.joining;
+  if (joining_) {
+    log_->warn("replica id={} starts joining: it votes only once it has learned the group's state "
+               "from every other replica", id_);
+  }
 }
 
 void Replica::Impl::Start(Micros now) {
@@ -319,6 +355,7 @@ void Replica::Impl::AfterDurable(std::function<void()> fn) {
 
 void Replica::Impl::OnPersisted(uint64_t token, Micros now) {
   Start(now);
+  if (failed_) return;  // a failed store may not have kept what it acknowledges
   auto it = waiting_.find(token);
   if (it == waiting_.end()) return;
   it->second.done = true;
@@ -345,6 +382,7 @@ std::map<int, int64_t> Replica::Impl::progress() const {
 
 void Replica::Impl::OnMessage(const Message& m, Micros now) {
   Start(now);
+  if (failed_) return;
   const int from = m.sender;
   if (from == id_ || !std::binary_search(peers_.begin(), peers_.end(), from)) return;
   if (m.receiver != 0 && m.receiver != id_) return;
@@ -374,10 +412,24 @@ void Replica::Impl::OnMessage(const Message& m, Micros now) {
     case wire::Type::CATCHUP_REPLY: HandleCatchupReply(m); break;
     default: break;  // unknown type: ignore
   }
+  if (joining_) JoinProgress();
 }
 
 void Replica::Impl::Tick(Micros now) {
   Start(now);
+  if (failed_) return;
+  if (joining_) {
+    if (join_ballot_.round == 0) {
+      StartJoinRound();
+    } else if (!join_fenced_ && now - last_join_at_ >= opt_.heartbeat) {
+      SendJoinPrepares();
+    } else if (join_fenced_ && !join_finishing_ && applied_ < join_target_ && !peers_.empty()) {
+      // Ask the peers in turn: any of them answers from what it applied.
+      MaybeCatchup(peers_[join_turn_++ % peers_.size()], join_target_);
+    }
+    JoinProgress();
+    return;
+  }
   switch (role_) {
     case Role::kLeader: {
       // A leader cut off from its majority stops serving: it may already
@@ -418,7 +470,7 @@ void Replica::Impl::Tick(Micros now) {
 
 bool Replica::Impl::Propose(std::string value, Micros now) {
   Start(now);
-  if (role_ != Role::kLeader) return false;
+  if (role_ != Role::kLeader || failed_) return false;
   queue_.push_back(std::move(value));
   return true;
 }
@@ -551,7 +603,8 @@ void Replica::Impl::FollowLeader(const Ballot& b) {
 void Replica::Impl::HandlePreVote(const Message& m) {
   // Grant only while no live leader is heard: a replica that merely cannot
   // hear a healthy leader then cannot push the group into a new round.
-  const bool grant = role_ != Role::kLeader && now_ - last_heard_leader_ >= opt_.election_min &&
+  const bool grant = role_ != Role::kLeader && !joining_ &&
+                     now_ - last_heard_leader_ >= opt_.election_min &&
                      m.applied_index >= snapshot_index_;
   Message r = MakeMessage(wire::Type::PREVOTE_REPLY, m.ballot);
   r.ok = grant;
@@ -567,6 +620,13 @@ void Replica::Impl::HandlePreVoteReply(const Message& m) {
 // ---------------------------------------------------------------- phase 1
 
 void Replica::Impl::HandlePrepare(const Message& m) {
+  if (joining_) {
+    // No promise until rejoined; round 0 tells a joining peer we hold nothing.
+    Message r = MakeMessage(wire::Type::PROMISE, Ballot());
+    r.ok = false;
+    Send(m.sender, std::move(r));
+    return;
+  }
   if (Same(m.ballot, promised_)) {
     // A duplicate (or a retransmission): answer again once the promise is durable.
     const Ballot b = m.ballot;
@@ -622,6 +682,7 @@ void Replica::Impl::SendPromise(int to, const Ballot& b, int64_t from_slot) {
 }
 
 void Replica::Impl::HandlePromise(const Message& m) {
+  if (joining_) return HandleJoinPromise(m);
   if (role_ != Role::kCandidate) return;
   if (!m.ok) {
     // The round is taken (by an equal or higher ballot): try again later,
@@ -683,6 +744,12 @@ void Replica::Impl::Dispatch() {
 }
 
 void Replica::Impl::HandleAccept(const Message& m) {
+  if (joining_) {
+    // Accept nothing, but learn what its leader says is chosen.
+    TryApply(m.ballot, m.commit_index);
+    MaybeCatchup(m.sender, m.commit_index);
+    return;
+  }
   if (Less(m.ballot, promised_)) {
     Message r = MakeMessage(wire::Type::ACCEPTED, promised_);
     r.ok = false;
@@ -777,6 +844,12 @@ void Replica::Impl::CheckRecovered() {
 // ---------------------------------------------------------------- learning
 
 void Replica::Impl::HandleHeartbeat(const Message& m) {
+  if (joining_) {
+    // Learn what is chosen; no reply: not a member the leader may count on yet.
+    TryApply(m.ballot, m.commit_index);
+    MaybeCatchup(m.sender, m.commit_index);
+    return;
+  }
   if (Less(m.ballot, promised_)) {
     Message r = MakeMessage(wire::Type::HEARTBEAT_REPLY, promised_);
     r.ok = false;
@@ -891,6 +964,112 @@ void Replica::Impl::HandleCatchupReply(const Message& m) {
   if (applied_ > before) MaybeCatchup(m.sender, std::max(commit_index_, m.commit_index));
 }
 
+// ---------------------------------------------------------------- storage failure
+
+void Replica::Impl::OnStorageFailed(Micros now) {
+  Start(now);
+  if (failed_) return;
+  failed_ = true;
+  StepDown("the log storage failed");
+  leader_id_ = 0;
+  // Nothing that waits for a write may leave now: the write may be lost.
+  waiting_.clear();
+  log_->error("replica id={} stops voting and leading: its log storage failed", id_);
+}
+
+// ---------------------------------------------------------------- rejoining
+//
+// Why every other replica, and a PREPARE rather than a question: the lost log
+// may hold a promise of some round R to a live candidate, or an accepted value
+// of a slot chosen without any healthy replica knowing yet. Each replica that
+// promises the join ballot J refuses every ballot below J from then on, and
+// its PROMISE reports what it accepted; a candidate of round R learns of J
+// (from its own promise to J, which steps it down) or told us of R (we then
+// retry above it). So once every other replica promised J, no ballot below J
+// can gather a majority without us, no value of a ballot below J can be chosen
+// that is not among the adopted ones, and our promise of J is above every
+// ballot the lost log could have promised: voting from J on keeps every promise
+// it made. A majority would not do: a candidate outside it could complete the
+// phase 1 of a round above J with the lost promise after we rejoined.
+
+void Replica::Impl::StartJoinRound() {
+  join_ballot_ = MakeBallot(max_round_seen_ + 1, id_);
+  max_round_seen_ = join_ballot_.round;
+  join_from_slot_ = applied_ + 1;
+  join_answered_.clear();
+  join_reported_.clear();
+  join_target_ = 0;
+  log_->info("joining id={}: fencing the others with ballot {} from slot {}", id_, Str(join_ballot_),
+             join_from_slot_);
+  SendJoinPrepares();
+}
+
+void Replica::Impl::SendJoinPrepares() {
+  last_join_at_ = now_;
+  for (int p : peers_) {
+    if (join_answered_.count(p)) continue;
+    Message m = MakeMessage(wire::Type::PREPARE, join_ballot_);
+    m.from_slot = join_from_slot_;
+    Send(p, std::move(m));
+  }
+}
+
+void Replica::Impl::HandleJoinPromise(const Message& m) {
+  if (join_fenced_ || join_ballot_.round == 0) return;
+  if (!m.ok) {
+    if (m.ballot.round == 0) {
+      join_answered_.insert(m.sender);  // joining too: it holds nothing we need
+    } else if (m.ballot.round >= join_ballot_.round && !Same(m.ballot, join_ballot_)) {
+      StartJoinRound();  // it promised a round at least ours: go above it
+    }  // (a refusal naming our own ballot answers an older one: its promise follows)
+    return;
+  }
+  if (!Same(m.ballot, join_ballot_) || join_answered_.count(m.sender)) return;
+  join_answered_.insert(m.sender);
+  if (m.__isset.snapshot && m.snapshot_index > applied_) Install(m.snapshot_index, m.snapshot);
+  for (const Entry& e : m.entries) {
+    if (e.slot < join_from_slot_) continue;
+    auto it = join_reported_.find(e.slot);
+    if (it == join_reported_.end() || Less(it->second.ballot, e.ballot)) join_reported_[e.slot] = e;
+  }
+  join_target_ = std::max(join_target_, m.commit_index);
+}
+
+// Called after every input while joining.
+void Replica::Impl::JoinProgress() {
+  if (!joining_ || join_finishing_ || join_ballot_.round == 0) return;
+  if (!join_fenced_) {
+    if (join_answered_.size() < peers_.size()) return;
+    join_fenced_ = true;
+    // Adopt, per slot, the value of the highest ballot reported: any value
+    // chosen below our ballot is it (as in a leader's phase 1).
+    for (auto& [slot, e] : join_reported_) {
+      if (slot <= snapshot_index_) continue;
+      auto it = accepted_.find(slot);
+      if (it != accepted_.end() && !Less(it->second.ballot, e.ballot)) continue;
+      accepted_[slot] = e;
+      join_writes_.push_back(e);
+    }
+    join_reported_.clear();
+    log_->info("joining id={}: every other replica promised {}; catching up to slot {} (applied {})",
+               id_, Str(join_ballot_), join_target_, applied_);
+  }
+  if (applied_ < join_target_) return;  // Tick asks for catch-up
+  join_finishing_ = true;
+  if (Less(promised_, join_ballot_)) promised_ = join_ballot_;
+  NewPersist(promised_, std::move(join_writes_));
+  fx_.persists.back().joined = true;
+  join_writes_.clear();
+  AfterDurable([this] {
+    joining_ = false;
+    join_finishing_ = false;
+    join_fenced_ = false;
+    election_deadline_ = now_ + RandomElectionTimeout();
+    log_->info("replica id={} rejoined with promise {} at applied slot {}: voting", id_,
+               Str(promised_), applied_);
+  });
+}
+
 // ---------------------------------------------------------------- Replica
 
 Replica::Replica(int id, std::vector<int> members, Options options, DurableState recovered,
@@ -902,6 +1081,7 @@ Replica::~Replica() = default;
 void Replica::OnMessage(const Message& m, Micros now) { impl_->OnMessage(m, now); }
 void Replica::OnPersisted(uint64_t token, Micros now) { impl_->OnPersisted(token, now); }
 void Replica::Tick(Micros now) { impl_->Tick(now); }
+void Replica::OnStorageFailed(Micros now) { impl_->OnStorageFailed(now); }
 bool Replica::Propose(std::string value, Micros now) { return impl_->Propose(std::move(value), now); }
 void Replica::Compacted(int64_t index, std::string image) {
   impl_->Compacted(index, std::move(image));
@@ -909,6 +1089,8 @@ void Replica::Compacted(int64_t index, std::string image) {
 Effects Replica::TakeEffects() { return impl_->TakeEffects(); }
 int Replica::id() const { return impl_->id(); }
 bool Replica::is_leader() const { return impl_->is_leader(); }
+bool Replica::joining() const { return impl_->joining(); }
+bool Replica::storage_failed() const { return impl_->storage_failed(); }
 int Replica::leader_id() const { return impl_->leader_id(); }
 int64_t Replica::epoch() const { return impl_->epoch(); }
 int64_t Replica::commit_index() const { return impl_->commit_index(); }

@@ -21,6 +21,21 @@
 // once its own write is durable. The core emits Persist effects with a token
 // and holds every dependent message until OnPersisted(token).
 //
+// Rejoining: a replica whose disk lost its log (an empty data directory under
+// an old id) may have promised or accepted things it no longer remembers, so
+// it must not vote at once. Started with DurableState::joining, it promises
+// and accepts nothing until it has fenced every other replica with a PREPARE
+// of a round above any they know (which ends every older ballot its lost
+// promises could have served), adopted their highest-ballot accepted values,
+// and caught up to the highest commit index they reported; then it persists
+// that promise, those values and Persist::joined, and votes from then on.
+// Another replica that is itself joining answers with ballot round 0 and
+// counts as empty (a brand-new group: every replica starts joining).
+//
+// Storage failure: after OnStorageFailed() the replica is silent: no
+// heartbeats, promises, accepts, proposals or elections, so the healthy
+// replicas elect a leader among themselves.
+//
 // Not thread-safe; owned by the node's io thread (or the simulator).
 #pragma once
 
@@ -65,12 +80,17 @@ struct DurableState {
   std::map<int64_t, Entry> accepted;  // slots above snapshot_index
   int64_t snapshot_index = 0;         // slots <= this live only in `snapshot`
   std::string snapshot;               // the shell's state-machine image at snapshot_index
+  // The disk holds no proof that this replica rejoined since its log was
+  // lost (or first created): see "Rejoining" above. The shell sets it for an
+  // empty data directory and keeps it until it persists Persist::joined.
+  bool joining = false;
 };
 
 struct Persist {
   uint64_t token = 0;
   std::optional<Ballot> promised;  // write the promised ballot
   std::vector<Entry> entries;      // write (replace) these accepted values
+  bool joined = false;             // record that this replica rejoined (clear `joining`)
 };
 
 struct Outgoing {
@@ -108,6 +128,10 @@ class Replica {
   void OnMessage(const Message& m, Micros now);
   void OnPersisted(uint64_t token, Micros now);
   void Tick(Micros now);
+  // The shell's log refused a write: this replica can keep no promise from
+  // now on. It steps down (Effects::stepped_down if it led) and stays silent
+  // until the process restarts. Persists not yet acknowledged never will be.
+  void OnStorageFailed(Micros now);
 
   // Proposes `value` for the next slot. REQUIRES: is_leader(). Values queue
   // while the window is full. Returns false when not the leader.
@@ -121,6 +145,8 @@ class Replica {
 
   int id() const;
   bool is_leader() const;     // won phase 1 and has not stepped down
+  bool joining() const;       // not voting yet: see "Rejoining" above
+  bool storage_failed() const;
   int leader_id() const;      // 0 when unknown
   int64_t epoch() const;      // round of the leader this replica follows (or is)
   int64_t commit_index() const;

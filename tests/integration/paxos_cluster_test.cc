@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -297,6 +298,54 @@ TEST_F(ClusterTest, ReplicaRestartedAfterCompactionCatchesUpBySnapshot) {
   EXPECT_TRUE(caught_up) << replicas_[lagging - 1]->LogTail();
   EXPECT_TRUE(LogContains(lagging, "installing the leader's snapshot")) << replicas_[lagging - 1]->LogTail();
   ExpectSettledAndConserved();
+}
+
+// Issue 8, 4c, the replacement procedure of docs/operations.md: a replica's
+// machine is replaced (stopped, its data directory gone) and started under
+// its old id on an empty directory. It must not vote before it rejoined; once
+// it has, it is a full member: the group then survives losing another replica
+// with it in the majority, and no decision is lost.
+TEST_F(ClusterTest, ReplicaWithAWipedDataDirectoryRejoinsAndTheGroupKeepsEveryDecision) {
+  Start(3, {"--snapshot-every", "50"});
+  int leader = WaitLeader(5000);
+  ASSERT_NE(leader, 0);
+  StartLoad(4);
+  ASSERT_TRUE(CommitsContinue(150, 20000));
+  const int wiped = leader % 3 + 1;
+  replicas_[wiped - 1]->Kill(SIGKILL);
+  replicas_[wiped - 1]->WaitExit(5000);
+  std::filesystem::remove_all(dir_.path + "/c" + std::to_string(wiped));
+  ASSERT_TRUE(CommitsContinue(50, 20000)) << "the other two must keep deciding";
+  Restart(wiped);
+  EXPECT_TRUE(CommitsContinue(100, 20000)) << "transfers stalled while replica " << wiped << " rejoined";
+  bool rejoined = false;
+  for (int w = 0; w < 200 && !rejoined; ++w) {
+    rejoined = LogContains(wiped, "rejoined with promise");
+    if (!rejoined) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(rejoined) << replicas_[wiped - 1]->LogTail();
+
+  // Now lose one of the two that kept the log: the rejoined replica's vote
+  // is needed for every decision from here on.
+  leader = WaitLeader(5000);
+  ASSERT_NE(leader, 0);
+  const int gone = leader != wiped ? leader : wiped % 3 + 1;
+  replicas_[gone - 1]->Kill(SIGKILL);
+  int next = WaitLeader(5000);
+  ASSERT_NE(next, 0) << "no leader among the rejoined replica and the last original one";
+  EXPECT_TRUE(CommitsContinue(100, 20000)) << "transfers stalled with the rejoined replica in the majority";
+  StopLoad();
+  ExpectSettledAndConserved();
+  Restart(gone);
+  auto ls = client_->ClusterStatus(Addr(ports_[next - 1]));
+  ASSERT_TRUE(ls.ok());
+  bool caught_up = false;
+  for (int w = 0; w < 200 && !caught_up; ++w) {
+    auto s = client_->ClusterStatus(Addr(ports_[wiped - 1]));
+    caught_up = s.ok() && s->applied_index >= ls->applied_index;
+    if (!caught_up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(caught_up) << replicas_[wiped - 1]->LogTail();
 }
 
 }  // namespace

@@ -66,6 +66,8 @@ class PaxosCluster {
     std::map<int64_t, paxos::Entry> accepted;
     int64_t snapshot_index = 0;
     std::string snapshot;
+    bool joining = false;  // the shell's joining mark (set on a wiped disk)
+    bool storage_failed = false;  // every write fails from now on (until Restart)
     std::deque<paxos::Persist> unsynced;  // emitted, not yet durable
     // The state machine: sm[i] is the value applied at slot i + 1.
     std::vector<std::string> sm;
@@ -160,6 +162,7 @@ class PaxosCluster {
   // Makes the oldest `count` unsynced writes of `id` durable and acknowledges them.
   void Sync(int id, size_t count = SIZE_MAX) {
     Node& n = nodes_[id];
+    if (n.storage_failed) return;  // the writes never complete
     while (count-- > 0 && n.up() && !n.unsynced.empty()) {
       paxos::Persist p = std::move(n.unsynced.front());
       n.unsynced.pop_front();
@@ -182,10 +185,34 @@ class PaxosCluster {
     n.unsynced.clear();
     n.replica.reset();
   }
+  // Crashes the replica and empties its disk: a machine replaced under the
+  // same id. Like the real shell on an empty data directory, the next
+  // Restart starts it joining.
+  void Wipe(int id) {
+    Crash(id);
+    Node& n = nodes_[id];
+    n.promised = paxos::Ballot();
+    n.accepted.clear();
+    n.snapshot_index = 0;
+    n.snapshot.clear();
+    n.storage_failed = false;
+    n.joining = true;
+  }
+  // The replica's log refuses every write from now on, as a failed disk
+  // does: pending writes never complete; the shell tells the core.
+  void FailStorage(int id) {
+    Node& n = nodes_[id];
+    if (!n.up()) return;
+    n.storage_failed = true;
+    n.unsynced.clear();
+    n.replica->OnStorageFailed(now_);
+    Collect(id);
+  }
   // Rebuilds the replica from its disk; the state machine restarts from the snapshot.
   void Restart(int id) {
     Node& n = nodes_[id];
     if (n.up()) return;
+    n.storage_failed = false;  // the disk was fixed
     ++n.incarnation;
     n.sm = DecodeLog(n.snapshot);
     paxos::DurableState d;
@@ -193,6 +220,7 @@ class PaxosCluster {
     d.accepted = n.accepted;
     d.snapshot_index = n.snapshot_index;
     d.snapshot = n.snapshot;
+    d.joining = n.joining;
     paxos::Options o = options_;
     o.seed = seed_ * 7919 + static_cast<uint64_t>(id) * 131 + static_cast<uint64_t>(n.incarnation);
     n.replica = std::make_unique<paxos::Replica>(id, members_, o, std::move(d), n.snapshot_index);
@@ -282,6 +310,8 @@ class PaxosCluster {
     double compact = 0.02;
     double crash_leader = 0;   // per step: crash the current leader
     double isolate = 0;        // per step: cut one replica off both ways
+    double wipe = 0;           // per step: replace one replica's disk by an empty
+                               // one (only while no other wiped replica is still joining)
     Micros max_step = 20 * kMillis;
   };
   // One random step: time moves, messages are delivered, dropped, duplicated
@@ -309,6 +339,11 @@ class PaxosCluster {
     }
     if (Chance(f.crash_leader)) {
       if (int l = Leader()) Crash(l, Rand(nodes_[l].unsynced.size() + 1));
+    }
+    if (Chance(f.wipe)) {
+      bool rejoining = false;
+      for (int id : members_) rejoining = rejoining || nodes_[id].joining;
+      if (!rejoining) Wipe(members_[Rand(members_.size())]);
     }
     if (Chance(f.restart)) Restart(members_[Rand(members_.size())]);
     if (Chance(f.isolate)) Isolate(members_[Rand(members_.size())]);
@@ -352,6 +387,7 @@ class PaxosCluster {
  private:
   static void WriteToDisk(Node& n, const paxos::Persist& p) {
     if (p.promised) n.promised = *p.promised;
+    if (p.joined) n.joining = false;
     for (const paxos::Entry& e : p.entries) n.accepted[e.slot] = e;
   }
 
@@ -406,7 +442,9 @@ class PaxosCluster {
                 std::to_string(n.replica->applied_index()) + " but its state machine holds " +
                 std::to_string(n.sm.size()));
     }
-    for (paxos::Persist& p : fx.persists) n.unsynced.push_back(std::move(p));
+    for (paxos::Persist& p : fx.persists) {
+      if (!n.storage_failed) n.unsynced.push_back(std::move(p));
+    }
     for (paxos::Outgoing& o : fx.sends) {
       ++sent_[o.msg.type];
       ++sent_by_[{id, o.msg.type}];

@@ -541,6 +541,199 @@ TEST_F(PaxosTest, LeaderCutOffFromItsMajorityStepsDownAndIsReplaced) {
   EXPECT_EQ(c.node(l).sm.back(), "new");
 }
 
+// Issue 8, 4e: a leader whose log storage fails must stop leading in the
+// core, not only in the node: silent, so the healthy majority elects a leader
+// within the election timeout and keeps choosing values.
+TEST_F(PaxosTest, LeaderWhoseStorageFailsGoesSilentAndTheOthersElectALeader) {
+  PaxosCluster c(3, FastOptions(), 31);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  for (int i = 0; i < 5; ++i) c.Propose(l, "x" + std::to_string(i));
+  c.RunFor(100 * kMillis);
+  ASSERT_TRUE(c.Converged(5));
+  const int64_t epoch = c.replica(l).epoch();
+
+  c.FailStorage(l);
+  EXPECT_FALSE(c.replica(l).is_leader());
+  EXPECT_TRUE(c.replica(l).storage_failed());
+  EXPECT_EQ(c.node(l).stepped_down, 1);
+  EXPECT_FALSE(c.Propose(l, "refused"));
+  std::map<Type::type, int> sent;
+  for (Type::type t : {Type::HEARTBEAT, Type::ACCEPT, Type::PREPARE, Type::PROMISE, Type::ACCEPTED,
+                       Type::PREVOTE, Type::PREVOTE_REPLY, Type::HEARTBEAT_REPLY}) {
+    sent[t] = c.sent_by(l, t);
+  }
+
+  // Followers wait at most election_max after the last heartbeat; pre-vote
+  // and phase 1 take a few round trips on this zero-latency network.
+  const int l2 = c.WaitLeader(FastOptions().election_max + 50 * kMillis);
+  ASSERT_NE(l2, 0) << "no leader elected after the leader's disk failed";
+  EXPECT_NE(l2, l);
+  EXPECT_GT(c.replica(l2).epoch(), epoch);
+  for (int i = 5; i < 10; ++i) ASSERT_TRUE(c.Propose(l2, "x" + std::to_string(i)));
+  c.RunFor(500 * kMillis);
+  for (int id : c.members()) {
+    if (id == l) continue;
+    ASSERT_EQ(c.node(id).sm.size(), 10u) << "replica " << id;
+    EXPECT_EQ(c.node(id).sm.back(), "x9");
+  }
+  // The failed replica sent nothing at all since: no heartbeat, vote or reply.
+  for (const auto& [t, n] : sent) EXPECT_EQ(c.sent_by(l, t), n) << "type " << t;
+  EXPECT_FALSE(c.replica(l).is_leader());
+  EXPECT_THAT(c.violations(), IsEmpty());
+
+  // The disk is fixed and the process restarted: it catches up.
+  c.Crash(l);
+  c.Restart(l);
+  c.RunFor(1 * kSeconds);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_TRUE(c.Converged(10));
+}
+
+// A failed follower must not vote either: with it silent, the leader of a
+// 3-group keeps its majority only through the third replica.
+TEST_F(PaxosTest, FollowerWhoseStorageFailsNeitherAcceptsNorPromises) {
+  PaxosCluster c(3, FastOptions(), 37);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int f = l == 1 ? 2 : 1;
+  const int other = 6 - l - f;
+  c.FailStorage(f);
+  const int accepted = c.sent_by(f, Type::ACCEPTED);
+  c.Isolate(other);
+  c.Propose(l, "needs-a-majority");
+  c.RunFor(200 * kMillis);
+  EXPECT_EQ(c.sent_by(f, Type::ACCEPTED), accepted);
+  EXPECT_EQ(c.node(l).sm.size(), c.node(f).sm.size()) << "chosen with a failed acceptor's vote";
+  c.HealNetwork();
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  EXPECT_NE(l2, f);
+  EXPECT_THAT(c.violations(), IsEmpty());
+}
+
+// Issue 8, 4c: a replica restarted on an empty disk under its old id forgot
+// that it accepted "a" (chosen with the old leader). Voting at once, it would
+// let the third replica, which never saw "a", lead without learning it and
+// choose "b" for the same slot. Joining, it votes only after every other
+// replica (the old leader included) told it what they accepted.
+TEST_F(PaxosTest, EmptyDiskReplicaDoesNotVoteUntilItRejoined) {
+  PaxosCluster c(3, FastOptions(), 41);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  for (int i = 0; i < 3; ++i) c.Propose(l, "x" + std::to_string(i));
+  c.RunFor(100 * kMillis);
+  ASSERT_TRUE(c.Converged(3));
+  const int w = l == 1 ? 2 : 1;  // accepts "a", then loses its disk
+  const int o = 6 - l - w;       // never hears of "a"
+  c.Block(l, o);
+  c.Propose(l, "a");
+  c.Settle();  // no time passes: no election, no heartbeat
+  ASSERT_EQ(c.node(l).sm.size(), 4u);
+  ASSERT_EQ(c.node(l).sm.back(), "a");  // chosen by l and w
+  ASSERT_EQ(c.node(o).sm.size(), 3u);
+
+  c.Crash(l);
+  c.Wipe(w);
+  c.Restart(w);
+  c.HealNetwork();
+  EXPECT_TRUE(c.replica(w).joining());
+  c.RunFor(2 * kSeconds);
+  // Whoever leads now proposes "b" (before the fix: o, elected with w's
+  // empty promise, so "b" lands in slot 4 where "a" was chosen).
+  if (const int early = c.ServingLeader()) {
+    c.Propose(early, "b");
+    c.RunFor(200 * kMillis);
+  }
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_EQ(c.ServingLeader(), 0) << "elected with the vote of a replica that lost its disk";
+  EXPECT_TRUE(c.replica(w).joining());
+
+  c.Restart(l);
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  c.Propose(l2, "b");
+  c.RunFor(1 * kSeconds);
+  EXPECT_FALSE(c.replica(w).joining());
+  EXPECT_FALSE(c.node(w).joining);  // durably rejoined
+  EXPECT_THAT(c.violations(), IsEmpty());
+  ASSERT_TRUE(c.Converged(5));
+  EXPECT_EQ(c.node(w).sm[3], "a");
+  EXPECT_EQ(c.node(w).sm.back(), "b");
+}
+
+// The common replacement: a follower's disk is replaced while the group
+// serves and has compacted. It rejoins by a snapshot from a promise and
+// catch-up, the group elects again and keeps choosing.
+TEST_F(PaxosTest, WipedFollowerRejoinsFromASnapshotAndCatchesUp) {
+  PaxosCluster c(3, FastOptions(), 43);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  for (int i = 0; i < 40; ++i) c.Propose(l, "v" + std::to_string(i));
+  c.RunFor(200 * kMillis);
+  ASSERT_TRUE(c.Converged(40));
+  for (int id : c.members()) c.Compact(id);
+  for (int i = 40; i < 50; ++i) c.Propose(l, "v" + std::to_string(i));
+  c.RunFor(200 * kMillis);
+  const int w = l == 3 ? 2 : 3;
+  c.Wipe(w);
+  c.Restart(w);
+  for (int i = 0; i < 200 && c.replica(w).joining(); ++i) c.RunFor(10 * kMillis);
+  EXPECT_FALSE(c.replica(w).joining());
+  EXPECT_GE(c.node(w).installs, 1);
+  EXPECT_GE(c.replica(w).applied_index(), 50);
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  c.Propose(l2, "after");
+  c.RunFor(1 * kSeconds);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  ASSERT_TRUE(c.Converged(51));
+  EXPECT_EQ(c.node(w).sm.back(), "after");
+}
+
+// Rejoining needs every other replica: one of them may be the only one that
+// knows the round the lost log promised. The group (a majority without the
+// wiped one) keeps serving meanwhile.
+TEST_F(PaxosTest, RejoinWaitsForEveryOtherReplicaWhileTheGroupServes) {
+  PaxosCluster c(5, FastOptions(), 47);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int w = l == 1 ? 2 : 1;
+  const int down = l == 5 ? 4 : 5;
+  c.Crash(down);
+  c.Wipe(w);
+  c.Restart(w);
+  c.RunFor(2 * kSeconds);
+  EXPECT_TRUE(c.replica(w).joining());
+  const int l2 = c.WaitLeader();
+  ASSERT_NE(l2, 0);
+  c.Propose(l2, "while-joining");
+  c.RunFor(200 * kMillis);
+  EXPECT_EQ(c.node(l2).sm.back(), "while-joining");
+  c.Restart(down);
+  c.RunFor(2 * kSeconds);
+  EXPECT_FALSE(c.replica(w).joining());
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_TRUE(c.Converged(1));
+  EXPECT_EQ(c.node(w).sm.back(), "while-joining");
+}
+
+// A brand-new group in the real shell: every replica starts on an empty
+// directory, so every replica joins; the joining ones count each other as
+// empty and the group elects a leader as usual.
+TEST_F(PaxosTest, NewGroupOfJoiningReplicasElectsALeader) {
+  PaxosCluster c(3, FastOptions(), 53);
+  for (int id : c.members()) c.Wipe(id);
+  for (int id : c.members()) c.Restart(id);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  for (int id : c.members()) EXPECT_FALSE(c.replica(id).joining()) << id;
+  c.Propose(l, "first");
+  c.RunFor(200 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_TRUE(c.Converged(1));
+}
+
 TEST_F(PaxosTest, LaggingReplicaCatchesUpByCatchupRequests) {
   PaxosCluster c(3, FastOptions(), 17);
   const int l = c.WaitLeader();
@@ -658,6 +851,15 @@ FuzzProfile Steady() {
   return p;
 }
 
+// Steady, and now and then a replica's disk is replaced by an empty one
+// (one at a time: losing the logs of a majority loses chosen values).
+FuzzProfile Wipes() {
+  FuzzProfile p = Steady();
+  p.name = "Wipes";
+  p.faults.wipe = 0.01;
+  return p;
+}
+
 // Election timeouts close to message delays: constant elections, duelling
 // candidates, stale ACCEPTs from deposed leaders arriving late.
 FuzzProfile Turbulent() {
@@ -679,6 +881,15 @@ FuzzProfile Turbulent() {
   p.faults.propose = 0.5;
   p.faults.max_proposals = 3;
   p.faults.compact = 0.05;
+  return p;
+}
+
+// Turbulent, with wipes: a joining replica fences the others while elections
+// duel and messages are lost, duplicated and reordered.
+FuzzProfile TurbulentWipes() {
+  FuzzProfile p = Turbulent();
+  p.name = "TurbulentWipes";
+  p.faults.wipe = 0.02;
   return p;
 }
 
@@ -727,7 +938,8 @@ TEST_P(PaxosFuzzTest, RandomizedFaultsNeverBreakAgreement) {
               p.seeds, p.steps, total_rounds, static_cast<long long>(total_slots), total_installs);
 }
 
-INSTANTIATE_TEST_SUITE_P(Profiles, PaxosFuzzTest, ::testing::Values(Steady(), Turbulent()),
+INSTANTIATE_TEST_SUITE_P(Profiles, PaxosFuzzTest, ::testing::Values(Steady(), Turbulent(), Wipes(),
+                                                          TurbulentWipes()),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
