@@ -1,5 +1,5 @@
 // The simulated cluster of one seed: the shells that run the production cores
-// (CommitDriver + TxnTable in SimCoordinator, BranchCore + BankResources in
+// (CommitDriver + TxnTable in SimCoordinator, AgentCore + BankResources in
 // SimAgent) exactly as coordinator/node.cc and participant/agent.cc do, the
 // workload clients (as client/client.cc), the fault schedule, and the phases
 // of a run (load with faults, heal and quiet, crash everything and quiet,
@@ -19,6 +19,7 @@
 #include "coordinator/paxos/replica.h"
 #include "coordinator/txn_table.h"
 #include "participant/branch_core.h"
+#include "sim/agent_shell.h"
 #include "sim/bank_resource.h"
 #include "sim/checker.h"
 #include "sim/simulation.h"
@@ -131,51 +132,6 @@ class SimCoordinator {
   // last epoch this replica led (the log store's "epoch" meta).
   std::vector<std::pair<uint64_t, std::string>> log_;
   int64_t epoch_meta_ = 0;
-  std::unique_ptr<Live> live_;
-};
-
-// ----------------------------------------------------------------- agent
-
-// A participant agent (as participant/agent.cc): a BranchCore and its
-// resources, whose durable images live on this node's disk.
-class SimAgent {
- public:
-  SimAgent(Cluster* cluster, int node, std::string address,
-           std::map<std::string, BankImage> initial);
-  ~SimAgent();
-
-  void Boot();
-  void Crash();
-  void SetDiskOptions(const DiskOptions& o) { disk_.SetOptions(o); }
-  bool up() const { return live_ != nullptr; }
-  int node() const { return node_; }
-  const std::string& address() const { return address_; }
-  std::vector<std::string> resources() const;
-
-  void Execute(const proto::ExecuteRequest& req, std::function<void(proto::ExecuteResponse)> reply);
-  void Prepare(const proto::PrepareRequest& req, std::function<void(proto::PrepareResponse)> reply);
-  void Decide(const proto::DecideRequest& req, std::function<void(proto::DecideResponse)> reply);
-
-  // The state each resource would have after a crash-free step now: live when
-  // up, the durable image when down.
-  void VisitState(const Checker::BankVisitor& visit) const;
-  void VisitDurable(const Checker::BankVisitor& visit) const;
-  bool Idle(std::string* why) const;
-
- private:
-  struct Live;
-  template <class Req, class Resp>
-  void Serve(const Req& req, std::function<void(Resp)> reply,
-             void (participant::BranchCore::*in)(uint64_t, const Req&, Micros));
-  void Flush(Live* l);
-  void Run(Live* l, participant::ResourceOp op);
-  void ScheduleTick(Live* l);
-
-  Cluster* c_;
-  int node_;
-  std::string address_;
-  Disk disk_;
-  std::map<std::string, BankImage> images_;  // durable, by resource name
   std::unique_ptr<Live> live_;
 };
 
