@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "coordinator/commit_driver.h"
+#include "coordinator/node_core.h"
 #include "coordinator/paxos/replica.h"
 #include "coordinator/txn_table.h"
 #include "participant/branch_core.h"
@@ -62,7 +63,8 @@ struct BugFlags {
 
 // ----------------------------------------------------------- coordinator
 
-// One coordinator replica.
+// One coordinator replica: the simulated shell around coord::NodeCore
+// (sim/coordinator_shell.cc).
 //
 // Single-replica mode (replica_id 0, as CoordinatorNode with its LocalLog):
 // the decision log on this node's disk; at boot it replays the durable log
@@ -107,19 +109,25 @@ class SimCoordinator {
   struct Live;
   template <class Req, class Resp>
   void Serve(const Req& req, std::function<void(Resp)> reply, const TxId& txid, bool commit,
-             void (coord::CommitDriver::*in)(uint64_t, const Req&, Micros));
-  void Flush(Live* l);
-  bool Propose(Live* l, std::vector<proto::Command> cmds);  // false: crashed
+             coord::NodeEffects (coord::NodeCore::*in)(uint64_t, const Req&, Micros));
+  // Carries out what the core asked for, in order; stops at a crash.
+  void Apply(Live* l, coord::NodeEffects fx);
+  // One action; false: the node crashed right there.
+  bool Do(Live* l, coord::ClientReply& r, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::ProposeAction& p, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::ParticipantCall& call, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, paxos::Persist& p, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, paxos::Outgoing& o, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::AppliedAction& a, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::InstallAction& a, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::AppendedAction& a, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::NoteAction& n, std::vector<coord::NodeEffects>* later);
+  // Single replica: a proposed slot is durable on this node's disk.
   void OnDurable(Live* l, uint64_t index, const std::vector<proto::Command>& cmds,
                  const std::string& bytes);
-  void ScheduleTick(Live* l);
-  // Group mode.
+  void WakeDriver(Live* l, Micros at);
+  void WakeReplica(Live* l, Micros at);
   void BootReplica();
-  void SchedulePaxosTick(Live* l);
-  bool HandleReplica(Live* l, paxos::Effects& fx);  // false: crashed
-  bool FlushDriver(Live* l, coord::DriverEffects& fx);  // false: crashed
-  bool ProposePaxos(Live* l, std::vector<proto::Command> cmds);  // false: crashed
-  std::string LeaderAddress(Live* l) const;
 
   Cluster* c_;
   int node_;
