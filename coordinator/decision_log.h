@@ -1,16 +1,25 @@
-// DecisionLog: where the commit driver's commands become chosen.
+// The durable side of a coordinator node, under its NodeCore (node_core.h):
+// the disk and, in a group, the network. No protocol decisions are taken
+// here; the core says what to write or send, and these report back when it
+// is durable or has arrived.
 //
-// Two implementations: LocalLog (a single replica: chosen = durable in its own
-// LogStore) and PaxosLog (a group of 3 or 5: chosen = accepted by a majority,
-// each acceptor's write durable). The node above does not know which one runs.
+// LocalLog: a single replica's decision log (DIR/coord.log): a slot is chosen
+// once its record is durable (group commit).
+// PaxosLog: one member of a Multi-Paxos group: the acceptor's durable state
+// (DIR/paxos.log: promised ballot, accepted entries, snapshot) and the peer
+// transport (Replica.Deliver calls).
 //
-// Threading: used on the node's io thread; callbacks run there too.
+// A failed write is sticky (STYLE.md): the log refuses every later write
+// until the process restarts.
+//
+// Threading: used on the node's io thread; hooks run there too.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,74 +27,114 @@
 
 #include "common/status.h"
 #include "common/time.h"
+#include "coordinator/node_core.h"
+#include "coordinator/paxos/replica.h"
 #include "protocol/rpc.h"
 #include "txcoord_types.h"
+#include "wal/log_store.h"
 
 namespace txc::coord {
-
-struct LogCallbacks {
-  // A chosen slot, in order, each once. Commands of one slot share `index`.
-  std::function<void(uint64_t index, const std::vector<proto::Command>& cmds)> apply;
-  // Replace the state machine with a snapshot image taken at `index`.
-  std::function<void(uint64_t index, const std::string& image)> install;
-  // This replica now leads `epoch` and every earlier slot is applied: the node
-  // proposes EPOCH(epoch) and serves once that is applied.
-  std::function<void(int64_t epoch)> lead;
-  // This replica no longer leads; `leader_hint` is the leader's client address if known.
-  std::function<void(const std::string& leader_hint)> step_down;
-  // These commands could not be made durable/chosen here (storage failure, not leader).
-  std::function<void(const std::vector<proto::Command>& cmds, const Status& why)> failed;
-};
-
-struct LogInfo {
-  int leader_id = 0;  // 0: unknown
-  std::string leader_address;
-  int64_t epoch = 0;
-  int64_t commit_index = 0;
-  std::vector<proto::ReplicaInfo> replicas;
-  bool storage_failed = false;
-};
-
-class DecisionLog {
- public:
-  virtual ~DecisionLog() = default;
-  // Recovers durable state (calling install/apply for what is already chosen
-  // and known), then starts taking part. REQUIRES: called once.
-  virtual Status Start(LogCallbacks callbacks) = 0;
-  virtual void Stop() = 0;
-  // Proposes one slot's commands. Leader only; otherwise `failed` is called.
-  virtual void Propose(std::vector<proto::Command> cmds) = 0;
-  // The state machine holds everything through `index` in `image`: the log
-  // may forget (and delete) what is at or below it.
-  virtual void Compact(uint64_t index, std::string image) = 0;
-  virtual LogInfo Info() const = 0;
-};
 
 struct LocalLogOptions {
   std::string path;
   bool unsafe_no_sync = false;
-  std::string self_address;
-  int self_id = 1;
 };
 
-// A single replica's log: one LogStore, group commit, chosen when durable.
-std::unique_ptr<DecisionLog> MakeLocalLog(boost::asio::io_context& io, LocalLogOptions options);
+class LocalLog {
+ public:
+  struct Hooks {
+    // The record of slot `index` is durable: call NodeCore::OnChosen.
+    std::function<void(uint64_t index, const std::vector<proto::Command>& cmds)> durable;
+    // This run's epoch is durable: call NodeCore::Lead.
+    std::function<void(int64_t epoch)> epoch_durable;
+    // A write failed (cmds empty: not one of a slot's); sticky.
+    std::function<void(const std::vector<proto::Command>& cmds, const Status& why)> failed;
+  };
+
+  LocalLog(boost::asio::io_context& io, LocalLogOptions options);
+  ~LocalLog();
+
+  // Opens the log, hands the snapshot and every record to `core` (Install,
+  // Replay), then makes a new epoch durable (epoch_durable follows), so no
+  // txid is ever allocated twice across restarts. REQUIRES: called once.
+  Status Start(NodeCore* core, Hooks hooks);
+  void Stop();
+  // Makes slot `index` durable; `durable` (or `failed`) follows.
+  void Append(uint64_t index, std::string bytes, std::vector<proto::Command> cmds);
+  // The table holds everything through `index` in `image`: keep the image,
+  // drop the records at or below it.
+  void Compact(uint64_t index, std::string image);
+
+  int64_t epoch() const { return epoch_; }
+  uint64_t commit_index() const { return commit_index_; }
+  bool failed() const { return failed_; }
+
+ private:
+  void Fail(const std::vector<proto::Command>& cmds, const Status& s);
+
+  boost::asio::io_context& io_;
+  LocalLogOptions options_;
+  Hooks hooks_;
+  std::unique_ptr<wal::LogStore> store_;
+  uint64_t commit_index_ = 0;
+  int64_t epoch_ = 0;
+  bool failed_ = false;
+  bool stopped_ = false;
+};
 
 struct PaxosLogOptions {
   int self_id = 1;
   std::map<int, std::string> peers;  // id -> HOST:PORT (the same address serves clients)
   std::string path;                  // the acceptor's LogStore
   bool unsafe_no_sync = false;
-  Micros tick = 5 * kMillis;
-  Micros heartbeat = 50 * kMillis;
-  Micros election_min = 300 * kMillis;
-  Micros election_max = 600 * kMillis;
+  Micros election_max = 600 * kMillis;  // peer calls time out after twice this
 };
 
-// One member of a Multi-Paxos group. Peer messages arrive through the node's
-// RPC server (method "Deliver", registered on `server` by Start; the server
-// must not be listening yet).
-std::unique_ptr<DecisionLog> MakePaxosLog(boost::asio::io_context& io, rpc::RpcServer* server,
-                                          PaxosLogOptions options);
+class PaxosLog {
+ public:
+  struct Hooks {
+    // A Persist is durable: call NodeCore::OnPersisted.
+    std::function<void(uint64_t token)> persisted;
+    // A peer's message arrived: call NodeCore::OnPeerMessage.
+    std::function<void(const paxos::Message& m)> message;
+    // A write failed; sticky: no later Persist completes.
+    std::function<void(const Status& why)> failed;
+  };
+
+  PaxosLog(boost::asio::io_context& io, rpc::RpcServer* server, PaxosLogOptions options);
+  ~PaxosLog();
+
+  // Opens the store and reads the acceptor's durable state back (what the
+  // core's Replica starts from). REQUIRES: called once, before Start.
+  Result<paxos::DurableState> Recover();
+  // Takes peer messages (method "Deliver" on the server, which must not be
+  // listening yet).
+  Status Start(Hooks hooks);
+  void Stop();
+
+  void Persist(paxos::Persist p);
+  void Send(const paxos::Outgoing& o);
+  // The leader's snapshot, installed: kept as this replica's own, so a
+  // restart starts from it.
+  void KeepSnapshot(uint64_t index, const std::string& image);
+  // The table holds everything through `index` in `image` (the core's
+  // replica has been told): keep it, drop the entries at or below it.
+  void Compact(uint64_t index, std::string image);
+
+  bool failed() const { return failed_; }
+  // When a message from replica `id` last arrived.
+  std::optional<Micros> last_heard(int id) const;
+
+ private:
+  boost::asio::io_context& io_;
+  rpc::RpcServer* server_;
+  PaxosLogOptions options_;
+  rpc::ChannelPool pool_;
+  Hooks hooks_;
+  std::unique_ptr<wal::LogStore> store_;
+  std::map<int, Micros> last_heard_;
+  bool failed_ = false;
+  bool stopped_ = false;
+};
 
 }  // namespace txc::coord

@@ -1,5 +1,6 @@
 #include "coordinator/node.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -24,25 +25,23 @@ rpc::ChannelOptions PeerChannelOptions() {
 CoordinatorNode::CoordinatorNode(boost::asio::io_context& io, NodeOptions options)
     : io_(io),
       options_(std::move(options)),
-      table_(options_.driver.table),
-      driver_(&table_, options_.driver),
       server_(io),
       pool_(io, PeerChannelOptions()),
-      tick_timer_(io) {}
+      tick_timer_(io),
+      paxos_timer_(io) {}
 
 CoordinatorNode::~CoordinatorNode() { Stop(); }
 
 template <class Req, class Resp>
 void CoordinatorNode::Serve(const std::string& method,
-                            std::function<void(CommitDriver&, uint64_t, const Req&, Micros)> in) {
+                            NodeEffects (NodeCore::*in)(uint64_t, const Req&, Micros)) {
   server_.Handle<Req, Resp>(method, [this, in](Req req, rpc::RpcServer::Reply<Resp> reply) {
     if (Status bad = validate::Check(req); !bad.ok()) return reply(validate::Refusal<Resp>(bad));
     uint64_t token = next_token_++;
     pending_.emplace(token, [reply = std::move(reply)](ClientResponse r) {
       reply(std::get<Resp>(std::move(r)));
     });
-    in(driver_, token, req, SteadyNowMicros());
-    Flush();
+    Apply((core_.get()->*in)(token, req, SteadyNowMicros()));
   });
 }
 
@@ -55,17 +54,11 @@ Status CoordinatorNode::Start() {
                                    ec.message());
   }
 
-  using CD = CommitDriver;
-  Serve<proto::BeginRequest, proto::BeginResponse>(
-      "Begin", [](CD& d, uint64_t t, const proto::BeginRequest& r, Micros now) { d.OnBegin(t, r, now); });
-  Serve<proto::CommitRequest, proto::CommitResponse>(
-      "Commit", [](CD& d, uint64_t t, const proto::CommitRequest& r, Micros now) { d.OnCommit(t, r, now); });
-  Serve<proto::SubmitRequest, proto::CommitResponse>(
-      "Submit", [](CD& d, uint64_t t, const proto::SubmitRequest& r, Micros now) { d.OnSubmit(t, r, now); });
-  Serve<proto::AbortRequest, proto::CommitResponse>(
-      "Abort", [](CD& d, uint64_t t, const proto::AbortRequest& r, Micros now) { d.OnAbort(t, r, now); });
-  Serve<proto::OutcomeRequest, proto::OutcomeResponse>(
-      "Outcome", [](CD& d, uint64_t t, const proto::OutcomeRequest& r, Micros now) { d.OnOutcome(t, r, now); });
+  Serve<proto::BeginRequest, proto::BeginResponse>("Begin", &NodeCore::OnBegin);
+  Serve<proto::CommitRequest, proto::CommitResponse>("Commit", &NodeCore::OnCommit);
+  Serve<proto::SubmitRequest, proto::CommitResponse>("Submit", &NodeCore::OnSubmit);
+  Serve<proto::AbortRequest, proto::CommitResponse>("Abort", &NodeCore::OnAbort);
+  Serve<proto::OutcomeRequest, proto::OutcomeResponse>("Outcome", &NodeCore::OnOutcome);
   server_.Handle<proto::StatusRequest, proto::StatusResponse>(
       "Status", [this](proto::StatusRequest, rpc::RpcServer::Reply<proto::StatusResponse> reply) {
         reply(StatusNow());
@@ -82,57 +75,73 @@ Status CoordinatorNode::Start() {
         OnAppend(std::move(req), std::move(reply));
       });
 
+  NodeCoreOptions co;
+  co.driver = options_.driver;
+  co.tick = options_.tick;
+  co.snapshot_every = options_.snapshot_every;
   if (options_.peers.size() > 1) {
     PaxosLogOptions po;
     po.self_id = options_.replica_id;
     po.peers = options_.peers;
     po.path = options_.data_dir + "/paxos.log";
     po.unsafe_no_sync = options_.unsafe_no_sync;
-    po.heartbeat = options_.heartbeat;
-    po.election_min = options_.election_min;
     po.election_max = options_.election_max;
-    log_ = MakePaxosLog(io_, &server_, po);
+    paxos_ = std::make_unique<PaxosLog>(io_, &server_, po);
+    auto recovered = paxos_->Recover();
+    if (!recovered.ok()) return recovered.status();
+    co.self_id = options_.replica_id;
+    for (const auto& [id, addr] : options_.peers) co.members.push_back(id);
+    co.addresses = options_.peers;
+    co.paxos.heartbeat = options_.heartbeat;
+    co.paxos.election_min = options_.election_min;
+    co.paxos.election_max = options_.election_max;
+    co.paxos.seed =
+        static_cast<uint64_t>(SteadyNowMicros()) * 31 + static_cast<uint64_t>(options_.replica_id);
+    co.paxos_tick = options_.tick;
+    co.recovered = std::move(recovered.value());
+    co.batch_proposals = true;
+    core_ = std::make_unique<NodeCore>(std::move(co));
+    if (!core_->startup_status().ok()) {
+      return Status(core_->startup_status().code(),
+                    "the acceptor's snapshot does not restore: " + core_->startup_status().message());
+    }
+    PaxosLog::Hooks hooks;
+    hooks.persisted = [this](uint64_t token) {
+      if (!stopped_) Apply(core_->OnPersisted(token, SteadyNowMicros()));
+    };
+    hooks.message = [this](const paxos::Message& m) {
+      if (!stopped_) Apply(core_->OnPeerMessage(m, SteadyNowMicros()));
+    };
+    hooks.failed = [this](const Status& why) {
+      if (stopped_) return;
+      storage_failed_ = true;
+      Apply(core_->OnLogFailed({}, why, SteadyNowMicros()));
+    };
+    TXC_RETURN_IF_ERROR(paxos_->Start(std::move(hooks)));
   } else {
+    core_ = std::make_unique<NodeCore>(std::move(co));
     LocalLogOptions lo;
     lo.path = options_.data_dir + "/coord.log";
     lo.unsafe_no_sync = options_.unsafe_no_sync;
-    lo.self_address = options_.listen;
-    lo.self_id = options_.replica_id;
-    log_ = MakeLocalLog(io_, lo);
+    local_ = std::make_unique<LocalLog>(io_, lo);
+    LocalLog::Hooks hooks;
+    hooks.durable = [this](uint64_t index, const std::vector<proto::Command>& cmds) {
+      if (!stopped_) Apply(core_->OnChosen(index, cmds, SteadyNowMicros()));
+    };
+    hooks.epoch_durable = [this](int64_t epoch) {
+      if (!stopped_) Apply(core_->Lead(epoch, SteadyNowMicros()));
+    };
+    hooks.failed = [this](const std::vector<proto::Command>& cmds, const Status& why) {
+      if (stopped_) return;
+      if (why.code() == Status::kStorageFailed) storage_failed_ = true;
+      Apply(core_->OnLogFailed(cmds, why, SteadyNowMicros()));
+    };
+    TXC_RETURN_IF_ERROR(local_->Start(core_.get(), std::move(hooks)));
   }
-
-  LogCallbacks cb;
-  cb.apply = [this](uint64_t index, const std::vector<proto::Command>& cmds) { OnChosen(index, cmds); };
-  cb.install = [this](uint64_t index, const std::string& image) {
-    Status s = table_.Restore(image);
-    if (!s.ok()) Logger("coord")->error("snapshot install at index={} failed: {}", index, s.ToString());
-    last_snapshot_index_ = table_.applied_index();
-  };
-  cb.lead = [this](int64_t epoch) {
-    lead_epoch_ = epoch;
-    Logger("coord")->info("leading epoch={}; proposing its marker", epoch);
-    log_->Propose({MakeEpoch(epoch)});
-  };
-  cb.step_down = [this](const std::string& hint) {
-    if (driver_.serving()) Logger("coord")->info("stepping down; leader={}", hint.empty() ? "?" : hint);
-    lead_epoch_ = 0;
-    driver_.StepDown(hint);
-    FailAppends(hint.empty() ? Status::Unavailable("no leader") : Status::NotLeader(hint));
-    Flush();
-  };
-  cb.failed = [this](const std::vector<proto::Command>& cmds, const Status& why) {
-    if (why.code() == Status::kStorageFailed) storage_failed_ = true;
-    for (const auto& c : cmds) driver_.OnProposalFailed(c, why, SteadyNowMicros());
-    if (cmds.empty()) driver_.StepDown("");
-    FailAppends(why);
-    Flush();
-  };
-  TXC_RETURN_IF_ERROR(log_->Start(std::move(cb)));
-  last_snapshot_index_ = table_.applied_index();
   TXC_RETURN_IF_ERROR(server_.Listen(options_.listen));
   log->info("listening on {} replica={} replicas={} data={}", options_.listen, options_.replica_id,
             std::max<size_t>(1, options_.peers.size()), options_.data_dir);
-  ScheduleTick();
+  Apply(core_->Start(SteadyNowMicros()));
   return Status::Ok();
 }
 
@@ -140,103 +149,142 @@ void CoordinatorNode::Stop() {
   if (stopped_) return;
   stopped_ = true;
   tick_timer_.cancel();
+  paxos_timer_.cancel();
   server_.Stop();
   pool_.CloseAll();
-  if (log_) log_->Stop();
+  if (local_) local_->Stop();
+  if (paxos_) paxos_->Stop();
 }
 
 uint16_t CoordinatorNode::port() const { return server_.port(); }
 
-void CoordinatorNode::ScheduleTick() {
-  tick_timer_.expires_after(std::chrono::microseconds(options_.tick));
+void CoordinatorNode::WakeDriver(Micros at) {
+  tick_timer_.expires_after(std::chrono::microseconds(std::max<Micros>(0, at - SteadyNowMicros())));
   tick_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopped_) return;
-    driver_.Tick(SteadyNowMicros());
-    Flush();
-    ScheduleTick();
+    Apply(core_->Tick(SteadyNowMicros()));
   });
 }
 
-void CoordinatorNode::Flush() {
+void CoordinatorNode::WakeReplica(Micros at) {
+  paxos_timer_.expires_after(std::chrono::microseconds(std::max<Micros>(0, at - SteadyNowMicros())));
+  paxos_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    Apply(core_->TickReplica(SteadyNowMicros()));
+  });
+}
+
+// ------------------------------------------------------------------ effects
+
+void CoordinatorNode::Apply(NodeEffects fx) {
   if (stopped_) return;
-  DriverEffects fx = driver_.TakeEffects();
-  for (const HeuristicHazard& h : fx.hazards) {
-    Logger("coord")->warn("heuristic hazard txid={}: {}", ToString(h.txid), h.ToString());
+  if (fx.wake_driver) WakeDriver(*fx.wake_driver);
+  if (fx.wake_replica) WakeReplica(*fx.wake_replica);
+  if (fx.flush_proposals) {
+    // Proposals of the handlers already queued share one ACCEPT and one write.
+    boost::asio::post(io_, [this] {
+      if (!stopped_) Apply(core_->FlushProposals(SteadyNowMicros()));
+    });
   }
-  for (ClientReply& r : fx.replies) {
-    auto it = pending_.find(r.token);
-    if (it == pending_.end()) continue;
-    auto reply = std::move(it->second);
-    pending_.erase(it);
-    reply(std::move(r.response));
+  if (fx.stepped_down) {
+    std::string hint = core_->LeaderAddress();
+    FailAppends(hint.empty() ? Status::Unavailable("no leader") : Status::NotLeader(hint));
   }
-  if (!fx.proposals.empty()) log_->Propose(std::move(fx.proposals));
-  for (ParticipantCall& c : fx.calls) {
-    auto channel = pool_.Get(c.to.address);
-    TxId txid = c.txid;
-    size_t index = c.index;
-    if (c.prepare) {
-      channel->Call<proto::PrepareRequest, proto::PrepareResponse>(
-          "Prepare", *c.prepare, options_.driver.call_timeout,
-          [this, txid, index](Status s, proto::PrepareResponse r) {
-            if (stopped_) return;
-            driver_.OnVote(txid, index, s, r, SteadyNowMicros());
-            Flush();
-          });
-    } else if (c.decide) {
-      proto::DecideRequest req = *c.decide;
-      channel->Call<proto::DecideRequest, proto::DecideResponse>(
-          "Decide", req, options_.driver.call_timeout,
-          [this, c = std::move(c)](Status s, proto::DecideResponse r) {
-            if (stopped_) return;
-            driver_.OnDecideAnswer(c, s, r, SteadyNowMicros());
-            Flush();
-          });
-    }
+  for (NodeAction& action : fx.actions) {
+    std::visit([this](auto& a) { Do(a); }, action);
+    if (stopped_) return;
   }
 }
 
-void CoordinatorNode::OnChosen(uint64_t index, const std::vector<proto::Command>& cmds) {
-  if (stopped_) return;
-  Micros now = SteadyNowMicros();
-  for (const proto::Command& c : cmds) {
-    table_.Apply(index, c);
-    if (c.type == proto::CommandType::EPOCH) {
-      if (c.epoch == lead_epoch_ && !driver_.serving()) {
-        driver_.BecomeLeader(c.epoch, now);
-        Logger("coord")->info("serving epoch={} recovered_unended={}", c.epoch, table_.unended_count());
-      }
-      continue;
-    }
-    if (c.type == proto::CommandType::NOOP && !c.who.empty()) {
-      auto it = appends_.find(std::strtoull(c.who.c_str(), nullptr, 10));
-      if (it != appends_.end() && c.who.find(':') != std::string::npos &&
-          c.who.substr(c.who.find(':') + 1) == std::to_string(options_.replica_id)) {
-        paxos::wire::AppendResponse r;
-        r.slot = static_cast<int64_t>(index);
-        it->second(std::move(r));
-        appends_.erase(it);
-      }
-      continue;
-    }
-    if (!driver_.serving()) continue;
-    driver_.OnApplied(c, now);
-    if (c.type == proto::CommandType::DECIDE && c.outcome == proto::Outcome::COMMITTED) {
-      CrashPoint("coord.after_decide");
+void CoordinatorNode::Do(ClientReply& r) {
+  auto it = pending_.find(r.token);
+  if (it == pending_.end()) return;
+  auto reply = std::move(it->second);
+  pending_.erase(it);
+  reply(std::move(r.response));
+}
+
+void CoordinatorNode::Do(ProposeAction& p) {
+  if (p.refused) {
+    bool appends = std::any_of(p.cmds.begin(), p.cmds.end(), [](const proto::Command& c) {
+      return c.type == proto::CommandType::NOOP && !c.who.empty();
+    });
+    if (appends) FailAppends(Status::NotLeader("this replica does not lead"));
+    return;
+  }
+  if (local_) local_->Append(p.index, std::move(p.bytes), std::move(p.cmds));
+  // Group: the core has handed the value to its replica.
+}
+
+void CoordinatorNode::Do(ParticipantCall& c) {
+  auto channel = pool_.Get(c.to.address);
+  TxId txid = c.txid;
+  size_t index = c.index;
+  if (c.prepare) {
+    channel->Call<proto::PrepareRequest, proto::PrepareResponse>(
+        "Prepare", *c.prepare, options_.driver.call_timeout,
+        [this, txid, index](Status s, proto::PrepareResponse r) {
+          if (stopped_) return;
+          Apply(core_->OnVote(txid, index, s, r, SteadyNowMicros()));
+        });
+  } else if (c.decide) {
+    proto::DecideRequest req = *c.decide;
+    channel->Call<proto::DecideRequest, proto::DecideResponse>(
+        "Decide", req, options_.driver.call_timeout,
+        [this, c = std::move(c)](Status s, proto::DecideResponse r) {
+          if (stopped_) return;
+          Apply(core_->OnDecideAnswer(c, s, r, SteadyNowMicros()));
+        });
+  }
+}
+
+void CoordinatorNode::Do(paxos::Persist& p) { paxos_->Persist(std::move(p)); }
+
+void CoordinatorNode::Do(paxos::Outgoing& o) { paxos_->Send(o); }
+
+void CoordinatorNode::Do(AppliedAction&) {}
+
+void CoordinatorNode::Do(InstallAction& a) { paxos_->KeepSnapshot(a.index, a.image); }
+
+void CoordinatorNode::Do(AppendedAction& a) {
+  // `who` is "ID:REPLICA": only the replica that took the record answers it.
+  size_t colon = a.who.find(':');
+  if (colon == std::string::npos || a.who.substr(colon + 1) != std::to_string(options_.replica_id)) {
+    return;
+  }
+  auto it = appends_.find(std::strtoull(a.who.c_str(), nullptr, 10));
+  if (it == appends_.end()) return;
+  paxos::wire::AppendResponse r;
+  r.slot = static_cast<int64_t>(a.index);
+  it->second(std::move(r));
+  appends_.erase(it);
+}
+
+void CoordinatorNode::Do(NoteAction& n) {
+  if (!n.text.empty()) {
+    auto log = Logger("coord");
+    std::string txid = n.txid ? " txid=" + ToString(*n.txid) : "";
+    if (n.level == NoteAction::kError) {
+      log->error("{}{}", n.text, txid);
+    } else if (n.notable) {
+      log->info("{}{}", n.text, txid);
+    } else {
+      log->debug("{}{}", n.text, txid);
     }
   }
-  Flush();
-  MaybeSnapshot();
+  if (n.point != nullptr) CrashPoint(n.point);
 }
+
+// ------------------------------------------------------------------- txbench
 
 void CoordinatorNode::OnAppend(paxos::wire::AppendRequest req,
                                rpc::RpcServer::Reply<paxos::wire::AppendResponse> reply) {
-  if (!driver_.serving()) {
+  if (!core_->driver().serving()) {
     paxos::wire::AppendResponse r;
-    LogInfo info = log_->Info();
-    r.status.code = info.leader_address.empty() ? proto::Code::UNAVAILABLE : proto::Code::NOT_LEADER;
+    std::string leader = core_->LeaderAddress();
+    r.status.code = leader.empty() ? proto::Code::UNAVAILABLE : proto::Code::NOT_LEADER;
     r.status.message = "not the leader";
-    if (!info.leader_address.empty()) r.status.__set_leader_hint(info.leader_address);
+    if (!leader.empty()) r.status.__set_leader_hint(leader);
     return reply(std::move(r));
   }
   // One slot carries every record that arrived in this turn of the io loop.
@@ -251,7 +299,7 @@ void CoordinatorNode::OnAppend(paxos::wire::AppendRequest req,
       if (stopped_ || append_batch_.empty()) return;
       std::vector<proto::Command> batch;
       batch.swap(append_batch_);
-      log_->Propose(std::move(batch));
+      Apply(core_->ProposeCommands(std::move(batch), SteadyNowMicros()));
     });
   }
   append_batch_.push_back(std::move(c));
@@ -268,36 +316,81 @@ void CoordinatorNode::FailAppends(const Status& why) {
   appends_.clear();
 }
 
-void CoordinatorNode::MaybeSnapshot() {
-  uint64_t applied = table_.applied_index();
-  if (applied < last_snapshot_index_ + options_.snapshot_every) return;
-  last_snapshot_index_ = applied;
-  log_->Compact(applied, table_.Snapshot());
-  Logger("coord")->info("snapshot written applied_index={} entries={}", applied, table_.size());
+// -------------------------------------------------------------------- views
+
+void CoordinatorNode::Do(SnapshotAction& a) {
+  if ((local_ && local_->failed()) || (paxos_ && paxos_->failed())) return;
+  if (local_) local_->Compact(a.index, std::move(a.image));
+  if (paxos_) paxos_->Compact(a.index, std::move(a.image));
+  Logger("coord")->info("snapshot written applied_index={} entries={}", a.index, a.entries);
+}
+
+void CoordinatorNode::Do(HeuristicHazard& h) {
+  Logger("coord")->warn("heuristic hazard txid={}: {}", ToString(h.txid), h.ToString());
 }
 
 proto::StatusResponse CoordinatorNode::StatusNow() const {
-  LogInfo info = log_->Info();
+  const CommitDriver& driver = core_->driver();
+  const paxos::Replica* replica = core_->replica();
   proto::StatusResponse r;
   r.replica_id = options_.replica_id;
+  int leader_id = 0;
+  int64_t log_epoch = 0;
+  if (replica != nullptr) {
+    leader_id = replica->leader_id();
+    log_epoch = replica->epoch();
+    r.commit_index = replica->commit_index();
+  } else {
+    leader_id = local_->failed() ? 0 : options_.replica_id;
+    log_epoch = local_->epoch();
+    r.commit_index = static_cast<int64_t>(local_->commit_index());
+  }
   // Only a replica that serves calls itself the leader.
-  r.leader_id = info.leader_id == options_.replica_id && !driver_.serving() ? 0 : info.leader_id;
-  r.leader_address = r.leader_id != 0 ? info.leader_address : "";
-  r.epoch = driver_.serving() ? driver_.epoch() : info.epoch;
-  r.commit_index = info.commit_index;
-  r.applied_index = static_cast<int64_t>(table_.applied_index());
-  r.replicas = info.replicas;
+  r.leader_id = leader_id == options_.replica_id && !driver.serving() ? 0 : leader_id;
+  if (r.leader_id != 0) {
+    auto it = options_.peers.find(r.leader_id);
+    r.leader_address = it != options_.peers.end() ? it->second : options_.listen;
+  }
+  r.epoch = driver.serving() ? driver.epoch() : log_epoch;
+  r.applied_index = static_cast<int64_t>(core_->table().applied_index());
+  if (replica != nullptr) {
+    auto progress = replica->progress();
+    Micros now = SteadyNowMicros();
+    for (const auto& [id, addr] : options_.peers) {
+      proto::ReplicaInfo ri;
+      ri.id = id;
+      ri.address = addr;
+      if (id == options_.replica_id) {
+        ri.reachable = true;
+        ri.applied_index = replica->applied_index();
+      } else {
+        auto heard = paxos_->last_heard(id);
+        ri.reachable = heard && now - *heard < 2 * options_.election_max;
+        auto p = progress.find(id);
+        ri.applied_index = p != progress.end() ? p->second : -1;
+      }
+      r.replicas.push_back(ri);
+    }
+  } else {
+    proto::ReplicaInfo self;
+    self.id = options_.replica_id;
+    self.address = options_.listen;
+    self.reachable = true;
+    self.applied_index = static_cast<int64_t>(local_->commit_index());
+    r.replicas.push_back(self);
+  }
   int64_t active = 0;
-  for (const auto& t : driver_.ActiveTxns()) {
+  for (const auto& t : driver.ActiveTxns()) {
     if (t.state == "active" || t.state == "voting" || t.state == "deciding") ++active;
   }
   r.active_txns = active;
-  r.decided_txns = static_cast<int64_t>(table_.unended_count());
-  r.storage_failed = storage_failed_ || info.storage_failed;
+  r.decided_txns = static_cast<int64_t>(core_->table().unended_count());
+  r.storage_failed = storage_failed_ || (local_ && local_->failed()) || (paxos_ && paxos_->failed());
   return r;
 }
 
 proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& req) const {
+  const TxnTable& table = core_->table();
   proto::ListTxnsResponse out;
   std::string want = req.__isset.state ? req.state : "";
   Micros now = SteadyNowMicros();
@@ -306,11 +399,11 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
     return want.empty() || (want == "in-doubt" ? t.in_doubt : t.state == want);
   };
   std::set<TxId, TxIdLess> seen;
-  for (const auto& v : driver_.ActiveTxns()) {
+  for (const auto& v : core_->driver().ActiveTxns()) {
     proto::TxnInfo t;
     t.txid = v.txid;
     t.state = v.state;
-    const TxnTable::Entry* e = table_.Find(v.txid);
+    const TxnTable::Entry* e = table.Find(v.txid);
     t.outcome = e != nullptr ? e->outcome : proto::Outcome::PENDING;
     t.participants = v.participants;
     bool all_acked = true;
@@ -330,7 +423,7 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
     if (keep(t)) out.txns.push_back(std::move(t));
   }
   // Decided, not ended, and not being driven here (this node is not serving).
-  for (const TxnTable::Entry* e : table_.Unended()) {
+  for (const TxnTable::Entry* e : table.Unended()) {
     if (seen.count(e->txid)) continue;
     proto::TxnInfo t;
     t.txid = e->txid;
@@ -344,12 +437,12 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
   }
   // Heuristic hazards of transactions no longer driven here (an ABORT refused
   // by a branch that committed): the participants disagree.
-  for (const auto& [txid, hazards] : driver_.hazards()) {
+  for (const auto& [txid, hazards] : core_->driver().hazards()) {
     if (seen.count(txid)) continue;
     proto::TxnInfo t;
     t.txid = txid;
     t.state = "hazard";
-    const TxnTable::Entry* e = table_.Find(txid);
+    const TxnTable::Entry* e = core_->table().Find(txid);
     t.outcome = e != nullptr ? e->outcome : hazards.front().decided;
     std::vector<std::string> text;
     for (const HeuristicHazard& h : hazards) {

@@ -1,12 +1,13 @@
-// CoordinatorNode: the real shell around the coordinator's cores. It serves
-// the Coordinator RPC service, runs the CommitDriver, talks to participant
-// agents, and makes every chosen command durable through the decision log.
+// CoordinatorNode: the real shell around the coordinator's node core
+// (NodeCore: TxnTable + CommitDriver, and in a group the paxos::Replica). It
+// serves the Coordinator RPC service, carries out the core's effects (client
+// replies, calls to participant agents, writes to the decision log or the
+// acceptor's log, peer messages) and arms the core's timers. The decisions
+// are all the core's: this file moves bytes.
 //
-// The decision log is a DecisionLog: a single replica's LocalLog (DIR/coord.log)
-// or, with peers, a member of a Multi-Paxos group (DIR/paxos.log). At start the
-// node replays what is chosen into the TxnTable; when the log says this
-// replica leads an epoch, it proposes EPOCH(epoch) and serves once that is
-// applied (every earlier slot is applied by then).
+// The durable side is a LocalLog (a single replica, DIR/coord.log) or, with
+// peers, a PaxosLog (one member of a Multi-Paxos group, DIR/paxos.log); see
+// decision_log.h.
 //
 // Threading: everything runs on the io_context's thread; the LogStore's WAL
 // thread posts completions back to it.
@@ -22,6 +23,7 @@
 
 #include "coordinator/commit_driver.h"
 #include "coordinator/decision_log.h"
+#include "coordinator/node_core.h"
 #include "paxos_types.h"
 #include "coordinator/txn_table.h"
 #include "protocol/rpc.h"
@@ -60,17 +62,29 @@ class CoordinatorNode {
   void Stop();
 
   uint16_t port() const;
-  const TxnTable& table() const { return table_; }
-  const CommitDriver& driver() const { return driver_; }
+  // REQUIRES: Start() returned OK.
+  const TxnTable& table() const { return core_->table(); }
+  const CommitDriver& driver() const { return core_->driver(); }
 
  private:
   template <class Req, class Resp>
   void Serve(const std::string& method,
-             std::function<void(CommitDriver&, uint64_t, const Req&, Micros)> in);
-  void Flush();
-  void OnChosen(uint64_t index, const std::vector<proto::Command>& cmds);
-  void MaybeSnapshot();
-  void ScheduleTick();
+             NodeEffects (NodeCore::*in)(uint64_t, const Req&, Micros));
+  // Carries out what the core asked for, in order.
+  void Apply(NodeEffects fx);
+  void Do(ClientReply& r);
+  void Do(ProposeAction& p);
+  void Do(ParticipantCall& c);
+  void Do(paxos::Persist& p);
+  void Do(paxos::Outgoing& o);
+  void Do(AppliedAction& a);
+  void Do(InstallAction& a);
+  void Do(SnapshotAction& a);
+  void Do(HeuristicHazard& h);
+  void Do(AppendedAction& a);
+  void Do(NoteAction& n);
+  void WakeDriver(Micros at);
+  void WakeReplica(Micros at);
   proto::StatusResponse StatusNow() const;
   // `txbench log`: records proposed through the log, answered when chosen.
   void OnAppend(paxos::wire::AppendRequest req, rpc::RpcServer::Reply<paxos::wire::AppendResponse> reply);
@@ -79,19 +93,18 @@ class CoordinatorNode {
 
   boost::asio::io_context& io_;
   NodeOptions options_;
-  std::unique_ptr<DecisionLog> log_;
-  TxnTable table_;
-  CommitDriver driver_;
+  std::unique_ptr<NodeCore> core_;
+  std::unique_ptr<LocalLog> local_;  // single replica
+  std::unique_ptr<PaxosLog> paxos_;  // group
   rpc::RpcServer server_;
   rpc::ChannelPool pool_;
   boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer paxos_timer_;
   std::map<uint64_t, std::function<void(ClientResponse)>> pending_;
   uint64_t next_token_ = 1;
   std::map<uint64_t, rpc::RpcServer::Reply<paxos::wire::AppendResponse>> appends_;
   std::vector<proto::Command> append_batch_;
   uint64_t next_append_ = 1;
-  int64_t lead_epoch_ = 0;  // the epoch whose marker this replica proposed
-  uint64_t last_snapshot_index_ = 0;
   bool storage_failed_ = false;
   bool stopped_ = false;
 };

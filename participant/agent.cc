@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -52,7 +53,7 @@ Agent::Agent(boost::asio::io_context& io, AgentNodeOptions options,
              std::vector<std::unique_ptr<ResourceManager>> resources)
     : io_(io),
       options_(std::move(options)),
-      core_(Names(resources), options_.core),
+      core_(Names(resources), options_.core, options_.tick),
       server_(io),
       pool_(io, [] {
         rpc::ChannelOptions o;
@@ -70,15 +71,15 @@ Agent::Agent(boost::asio::io_context& io, AgentNodeOptions options,
 Agent::~Agent() { Stop(); }
 
 template <class Req, class Resp>
-void Agent::Serve(const std::string& method, void (BranchCore::*in)(uint64_t, const Req&, Micros)) {
+void Agent::Serve(const std::string& method,
+                  AgentCoreEffects (AgentCore::*in)(uint64_t, const Req&, Micros)) {
   server_.Handle<Req, Resp>(method, [this, in](Req req, rpc::RpcServer::Reply<Resp> reply) {
     if (Status bad = validate::Check(req); !bad.ok()) return reply(validate::Refusal<Resp>(bad));
     uint64_t token = next_token_++;
     pending_.emplace(token, [reply = std::move(reply)](AgentResponse r) {
       reply(std::get<Resp>(std::move(r)));
     });
-    (core_.*in)(token, req, SteadyNowMicros());
-    Flush();
+    Apply((core_.*in)(token, req, SteadyNowMicros()));
   });
 }
 
@@ -97,9 +98,9 @@ Status Agent::Start() {
               in_doubt, options_.core.incarnation);
     core_.OnRecovered(name, *recovered, now);
   }
-  Serve<proto::ExecuteRequest, proto::ExecuteResponse>("Execute", &BranchCore::OnExecute);
-  Serve<proto::PrepareRequest, proto::PrepareResponse>("Prepare", &BranchCore::OnPrepare);
-  Serve<proto::DecideRequest, proto::DecideResponse>("Decide", &BranchCore::OnDecide);
+  Serve<proto::ExecuteRequest, proto::ExecuteResponse>("Execute", &AgentCore::OnExecute);
+  Serve<proto::PrepareRequest, proto::PrepareResponse>("Prepare", &AgentCore::OnPrepare);
+  Serve<proto::DecideRequest, proto::DecideResponse>("Decide", &AgentCore::OnDecide);
   server_.Handle<proto::ListBranchesRequest, proto::ListBranchesResponse>(
       "ListBranches",
       [this](proto::ListBranchesRequest, rpc::RpcServer::Reply<proto::ListBranchesResponse> reply) {
@@ -123,8 +124,7 @@ Status Agent::Start() {
   std::string names;
   for (const auto& [name, r] : resources_) names += (names.empty() ? "" : ",") + name;
   log->info("listening on {} resources={}", options_.listen, names);
-  Flush();  // recovery work (rollbacks) queued by OnRecovered
-  ScheduleTick();
+  Apply(core_.Start(SteadyNowMicros()));  // recovery work (rollbacks) and the first tick
   return Status::Ok();
 }
 
@@ -139,19 +139,17 @@ void Agent::Stop() {
 
 uint16_t Agent::port() const { return server_.port(); }
 
-void Agent::ScheduleTick() {
-  tick_timer_.expires_after(std::chrono::microseconds(options_.tick));
+void Agent::Wake(Micros at) {
+  tick_timer_.expires_after(std::chrono::microseconds(std::max<Micros>(0, at - SteadyNowMicros())));
   tick_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
     if (ec || !*alive) return;
-    core_.Tick(SteadyNowMicros());
-    Flush();
-    ScheduleTick();
+    Apply(core_.Tick(SteadyNowMicros()));
   });
 }
 
-void Agent::Flush() {
+void Agent::Apply(AgentCoreEffects fx) {
   if (!*alive_) return;
-  AgentEffects fx = core_.TakeEffects();
+  if (fx.wake_at) Wake(*fx.wake_at);
   for (const AgentLogLine& l : fx.logs) {
     auto log = Logger("agent");
     switch (l.level) {
@@ -185,61 +183,36 @@ void Agent::Flush() {
         "Outcome", req, options_.query_timeout,
         [this, txid, alive = alive_](Status s, proto::OutcomeResponse r) {
           if (!*alive) return;
-          if (s.ok() && r.status.code == proto::Code::INVALID_ARGUMENT) {
-            r.outcome = proto::Outcome::UNKNOWN;  // the group never allocated it
-          } else if (s.ok() && r.status.code != proto::Code::OK) {
-            s = Status(static_cast<Status::Code>(r.status.code), r.status.message);
-          }
-          if (!s.ok()) {
-            Logger("agent")->warn("outcome query failed txid={} error={}", ToString(txid), s.ToString());
+          OutcomeAnswer a = ReadOutcomeAnswer(s, r);
+          if (!a.status.ok()) {
+            Logger("agent")->warn("outcome query failed txid={} error={}", ToString(txid),
+                                  a.status.ToString());
           } else {
             Logger("agent")->info("in-doubt branch resolved by query txid={} outcome={}",
-                                  ToString(txid), OutcomeName(r.outcome));
+                                  ToString(txid), OutcomeName(a.outcome));
           }
-          core_.OnOutcome(txid, s, r.outcome, SteadyNowMicros());
-          Flush();
+          Apply(core_.OnOutcomeReply(txid, s, r, SteadyNowMicros()));
         });
   }
 }
 
 void Agent::Run(ResourceOp op) {
-  auto it = resources_.find(op.resource);
   uint64_t id = op.id;
   auto post_exec = [this, id, alive = alive_](ExecuteResult r) {
     boost::asio::post(io_, [this, id, alive, r = std::move(r)]() {
       if (!*alive) return;
-      core_.OnExecuteDone(id, r, SteadyNowMicros());
-      Flush();
+      Apply(core_.OnExecuteDone(id, r, SteadyNowMicros()));
     });
   };
   auto post_status = [this, id, alive = alive_](Status s) {
     boost::asio::post(io_, [this, id, alive, s = std::move(s)]() {
       if (!*alive) return;
-      core_.OnOpDone(id, s, SteadyNowMicros());
-      Flush();
+      Apply(core_.OnOpDone(id, s, SteadyNowMicros()));
     });
   };
-  if (it == resources_.end()) {
-    ExecuteResult r;
-    r.status = Status::InvalidArgument("no resource named " + op.resource);
-    if (op.kind == ResourceOp::kExecute || op.kind == ResourceOp::kExecuteAndPrepare) {
-      return post_exec(std::move(r));
-    }
-    return post_status(r.status);
-  }
-  ResourceManager& rm = *it->second;
-  switch (op.kind) {
-    case ResourceOp::kExecute:
-      return rm.Execute(op.txid, std::move(op.statements), post_exec);
-    case ResourceOp::kExecuteAndPrepare:
-      return rm.ExecuteAndPrepare(op.txid, std::move(op.statements), op.info, post_exec);
-    case ResourceOp::kPrepare:
-      return rm.Prepare(op.txid, op.info, post_status);
-    case ResourceOp::kCommit:
-      return rm.Commit(op.txid, post_status);
-    case ResourceOp::kRollback:
-      return rm.Rollback(op.txid, post_status);
-  }
+  // The core names only resources it was built with, all of which recovered.
+  ResourceManager& rm = *resources_.at(op.resource);
+  RunResourceOp(rm, std::move(op), post_exec, post_status);
 }
 
 }  // namespace txc::participant

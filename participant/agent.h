@@ -1,7 +1,8 @@
-// Agent: the real shell of a participant agent (txagent). It serves the Agent
-// RPC service, runs the BranchCore, hands resource operations to the
-// ResourceManagers and their completions back to the core, and asks the
-// coordinator group about branches in doubt.
+// Agent: the real shell of a participant agent (txagent) around its node core
+// (AgentCore). It serves the Agent RPC service, hands the core's resource
+// operations to the ResourceManagers and their completions back, sends the
+// core's outcome queries to the coordinator group, and arms the core's tick
+// timer. The decisions are all the core's: this file moves bytes.
 //
 // Threading: the core, the RPC server and the coordinator calls run on the
 // io_context's thread; each resource does its work on its own thread and its
@@ -15,7 +16,7 @@
 
 #include <boost/asio.hpp>
 
-#include "participant/branch_core.h"
+#include "participant/agent_core.h"
 #include "participant/resource_manager.h"
 #include "protocol/coordinator_set.h"
 #include "protocol/rpc.h"
@@ -52,15 +53,16 @@ class Agent {
  private:
   template <class Req, class Resp>
   void Serve(const std::string& method,
-             void (BranchCore::*in)(uint64_t, const Req&, Micros));
-  void Flush();
+             AgentCoreEffects (AgentCore::*in)(uint64_t, const Req&, Micros));
+  // Carries out what the core asked for.
+  void Apply(AgentCoreEffects fx);
   void Run(ResourceOp op);
-  void ScheduleTick();
+  void Wake(Micros at);
 
   boost::asio::io_context& io_;
   AgentNodeOptions options_;
   std::map<std::string, std::unique_ptr<ResourceManager>> resources_;
-  BranchCore core_;
+  AgentCore core_;
   rpc::RpcServer server_;
   rpc::ChannelPool pool_;
   std::shared_ptr<rpc::CoordinatorSet> coordinators_;

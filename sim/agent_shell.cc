@@ -1,7 +1,7 @@
-// SimAgent: the simulated shell of a participant agent. It drives the
-// production BranchCore exactly as participant/agent.cc does: requests in,
-// effects out; resource operations run on the BankResources and their
-// completions come back as events; in-doubt branches ask the coordinator.
+// SimAgent: the simulated shell of a participant agent around the production
+// AgentCore, as participant/agent.cc is the real one (see agent_shell.h).
+#include "sim/agent_shell.h"
+
 #include <algorithm>
 
 #include "sim/cluster.h"
@@ -9,10 +9,6 @@
 namespace txc::sim {
 
 namespace {
-
-Status FromProto(const proto::Status& s) {
-  return Status(static_cast<Status::Code>(s.code), s.message);
-}
 
 const char* OpName(participant::ResourceOp::Kind k) {
   switch (k) {
@@ -34,7 +30,7 @@ std::vector<std::string> Keys(const std::map<std::string, BankImage>& m) {
 }  // namespace
 
 struct SimAgent::Live {
-  participant::BranchCore core;
+  participant::AgentCore core;
   std::map<std::string, std::unique_ptr<BankResource>> resources;
   struct Waiting {
     std::function<void(participant::AgentResponse)> reply;
@@ -44,8 +40,8 @@ struct SimAgent::Live {
   uint64_t next_token = 1;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
-  Live(std::vector<std::string> names, const participant::AgentOptions& o)
-      : core(std::move(names), o) {}
+  Live(std::vector<std::string> names, const participant::AgentOptions& o, Micros tick)
+      : core(std::move(names), o, tick) {}
 };
 
 SimAgent::SimAgent(Cluster* cluster, int node, std::string address,
@@ -67,7 +63,7 @@ void SimAgent::Boot() {
   // start; here the network's count of this node's boots, which no crash loses.
   participant::AgentOptions options = c_->timing().agent;
   options.incarnation = static_cast<int64_t>(c_->net().incarnation(node_));
-  live_ = std::make_unique<Live>(Keys(images_), options);
+  live_ = std::make_unique<Live>(Keys(images_), options, c_->timing().tick);
   Live* l = live_.get();
   for (auto& [name, image] : images_) {
     ResourceEnv env;
@@ -83,6 +79,7 @@ void SimAgent::Boot() {
     if (!recovered.ok()) {
       c_->checker().Violation("termination", nullptr,
                               "resource " + name + " cannot recover: " + recovered.status().ToString());
+      l->core.OnRecoveryFailed(name, recovered.status());
       continue;
     }
     size_t active = 0, in_doubt = 0;
@@ -96,9 +93,7 @@ void SimAgent::Boot() {
     l->core.OnRecovered(name, *recovered, now);
     l->resources.emplace(name, std::move(r));
   }
-  Flush(l);
-  if (!*l->alive) return;
-  ScheduleTick(l);
+  Apply(l, l->core.Start(now));
 }
 
 void SimAgent::Crash() {
@@ -108,13 +103,11 @@ void SimAgent::Crash() {
   disk_.Crash();
 }
 
-void SimAgent::ScheduleTick(Live* l) {
+void SimAgent::Wake(Live* l, Micros at) {
   auto alive = l->alive;
-  c_->world().After(c_->timing().tick, [this, l, alive] {
+  c_->world().After(at - c_->world().now(), [this, l, alive] {
     if (!*alive) return;
-    ScheduleTick(l);
-    l->core.Tick(c_->world().now());
-    Flush(l);
+    Apply(l, l->core.Tick(c_->world().now()));
   });
 }
 
@@ -161,7 +154,9 @@ bool SimAgent::Idle(std::string* why) const {
 
 template <class Req, class Resp>
 void SimAgent::Serve(const Req& req, std::function<void(Resp)> reply,
-                     void (participant::BranchCore::*in)(uint64_t, const Req&, Micros)) {
+                     participant::AgentCoreEffects (participant::AgentCore::*in)(uint64_t,
+                                                                                 const Req&,
+                                                                                 Micros)) {
   if (!live_) return;
   Live* l = live_.get();
   uint64_t token = l->next_token++;
@@ -171,15 +166,14 @@ void SimAgent::Serve(const Req& req, std::function<void(Resp)> reply,
   };
   wt.txid = req.txid;
   l->pending.emplace(token, std::move(wt));
-  (l->core.*in)(token, req, c_->world().now());
-  Flush(l);
+  Apply(l, (l->core.*in)(token, req, c_->world().now()));
 }
 
 void SimAgent::Execute(const proto::ExecuteRequest& req,
                        std::function<void(proto::ExecuteResponse)> reply) {
   c_->world().Log(node_, &req.txid, "EXECUTE on " + req.resource);
   Serve<proto::ExecuteRequest, proto::ExecuteResponse>(req, std::move(reply),
-                                                       &participant::BranchCore::OnExecute);
+                                                       &participant::AgentCore::OnExecute);
 }
 
 void SimAgent::Prepare(const proto::PrepareRequest& req,
@@ -187,88 +181,89 @@ void SimAgent::Prepare(const proto::PrepareRequest& req,
   c_->world().Log(node_, &req.txid, "PREPARE on " + req.resource +
                                         (req.__isset.work ? " (with work)" : ""));
   Serve<proto::PrepareRequest, proto::PrepareResponse>(req, std::move(reply),
-                                                       &participant::BranchCore::OnPrepare);
+                                                       &participant::AgentCore::OnPrepare);
 }
 
 void SimAgent::Decide(const proto::DecideRequest& req,
                       std::function<void(proto::DecideResponse)> reply) {
   c_->world().Log(node_, &req.txid, std::string(OutcomeName(req.outcome)) + " decision on " + req.resource);
   Serve<proto::DecideRequest, proto::DecideResponse>(req, std::move(reply),
-                                                     &participant::BranchCore::OnDecide);
+                                                     &participant::AgentCore::OnDecide);
 }
 
 // ----------------------------------------------------------------- effects
 
-void SimAgent::Flush(Live* l) {
+void SimAgent::Apply(Live* l, participant::AgentCoreEffects fx) {
   World& w = c_->world();
-  for (;;) {
-    if (!*l->alive) return;
-    participant::AgentEffects fx = l->core.TakeEffects();
-    if (fx.empty()) return;
+  if (!*l->alive) return;
+  if (fx.wake_at) Wake(l, *fx.wake_at);
+  for (const participant::AgentLogLine& line : fx.logs) w.Log(node_, nullptr, line.message);
 
-    for (participant::AgentReply& r : fx.replies) {
-      auto it = l->pending.find(r.token);
-      if (it == l->pending.end()) continue;
-      auto reply = std::move(it->second.reply);
-      TxId txid = it->second.txid;
-      l->pending.erase(it);
-      const char* point = nullptr;
-      if (auto* v = std::get_if<proto::PrepareResponse>(&r.response)) {
-        w.Log(node_, &txid, std::string("vote ") + VoteName(v->vote) +
-                                (v->reason.empty() ? "" : " (" + v->reason + ")"));
-        if (v->vote == proto::Vote::YES) point = "agent.after_vote";
-      } else if (auto* d = std::get_if<proto::DecideResponse>(&r.response)) {
-        w.Log(node_, &txid, d->status.code == proto::Code::OK ? "ack ok" : "ack: " + d->status.message);
-        if (d->status.code == proto::Code::OK) point = "agent.after_ack";
-      } else if (auto* e = std::get_if<proto::ExecuteResponse>(&r.response)) {
-        if (e->status.code != proto::Code::OK) {
-          w.Log(node_, &txid, "execute failed: " + e->status.message);
-        } else {
-          point = "agent.after_execute_reply";
-        }
+  for (participant::AgentReply& r : fx.replies) {
+    auto it = l->pending.find(r.token);
+    if (it == l->pending.end()) continue;
+    auto reply = std::move(it->second.reply);
+    TxId txid = it->second.txid;
+    l->pending.erase(it);
+    const char* point = nullptr;
+    if (auto* v = std::get_if<proto::PrepareResponse>(&r.response)) {
+      w.Log(node_, &txid, std::string("vote ") + VoteName(v->vote) +
+                              (v->reason.empty() ? "" : " (" + v->reason + ")"));
+      if (v->vote == proto::Vote::YES) point = "agent.after_vote";
+    } else if (auto* d = std::get_if<proto::DecideResponse>(&r.response)) {
+      w.Log(node_, &txid, d->status.code == proto::Code::OK ? "ack ok" : "ack: " + d->status.message);
+      if (d->status.code == proto::Code::OK) point = "agent.after_ack";
+    } else if (auto* e = std::get_if<proto::ExecuteResponse>(&r.response)) {
+      if (e->status.code != proto::Code::OK) {
+        w.Log(node_, &txid, "execute failed: " + e->status.message);
+      } else {
+        point = "agent.after_execute_reply";
       }
-      reply(std::move(r.response));
-      // The reply has left; the node dies right after.
-      if (point != nullptr && c_->CrashPoint(node_, point)) return;
     }
-
-    for (participant::ResourceOp& op : fx.ops) {
-      Run(l, std::move(op));
-      if (!*l->alive) return;
-    }
-
-    for (const TxId& txid : fx.queries) {
-      if (c_->bugs().heuristic_commit) {
-        // BUG: an in-doubt branch commits on its own instead of asking.
-        bool prepared = false;
-        for (const auto& [name, r] : l->resources) {
-          auto b = r->live().branches.find(txid);
-          prepared = prepared || (b != r->live().branches.end() &&
-                                  b->second.state == participant::BranchState::kPrepared);
-        }
-        if (prepared) {
-          w.Log(node_, &txid, "in doubt: commits heuristically without asking");
-          l->core.OnOutcome(txid, Status::Ok(), proto::Outcome::COMMITTED, w.now());
-          continue;
-        }
-      }
-      w.Log(node_, &txid, "asks the coordinator for the outcome");
-      proto::OutcomeRequest req;
-      req.txid = txid;
-      auto alive = l->alive;
-      c_->CoordinatorCall<proto::OutcomeRequest, proto::OutcomeResponse>(
-          node_, req, c_->timing().query_timeout, c_->timing().query_timeout,
-          &SimCoordinator::Outcome, [this, l, alive, txid](Status s, proto::OutcomeResponse r) {
-            if (!*alive) return;
-            if (s.ok() && r.status.code != proto::Code::OK) s = FromProto(r.status);
-            c_->world().Log(node_, &txid,
-                            "outcome answer: " + (s.ok() ? std::string(OutcomeName(r.outcome))
-                                                         : s.ToString()));
-            l->core.OnOutcome(txid, s, r.outcome, c_->world().now());
-            Flush(l);
-          });
-    }
+    reply(std::move(r.response));
+    // The reply has left; the node dies right after.
+    if (point != nullptr && c_->CrashPoint(node_, point)) return;
   }
+
+  for (participant::ResourceOp& op : fx.ops) {
+    Run(l, std::move(op));
+    if (!*l->alive) return;
+  }
+
+  std::vector<participant::AgentCoreEffects> later;
+  for (const TxId& txid : fx.queries) {
+    if (c_->bugs().heuristic_commit) {
+      // BUG: an in-doubt branch commits on its own instead of asking.
+      bool prepared = false;
+      for (const auto& [name, r] : l->resources) {
+        auto b = r->live().branches.find(txid);
+        prepared = prepared || (b != r->live().branches.end() &&
+                                b->second.state == participant::BranchState::kPrepared);
+      }
+      if (prepared) {
+        w.Log(node_, &txid, "in doubt: commits heuristically without asking");
+        proto::OutcomeResponse committed;
+        committed.outcome = proto::Outcome::COMMITTED;
+        later.push_back(l->core.OnOutcomeReply(txid, Status::Ok(), committed, w.now()));
+        continue;
+      }
+    }
+    w.Log(node_, &txid, "asks the coordinator for the outcome");
+    proto::OutcomeRequest req;
+    req.txid = txid;
+    auto alive = l->alive;
+    c_->CoordinatorCall<proto::OutcomeRequest, proto::OutcomeResponse>(
+        node_, req, c_->timing().query_timeout, c_->timing().query_timeout,
+        &SimCoordinator::Outcome, [this, l, alive, txid](Status s, proto::OutcomeResponse r) {
+          if (!*alive) return;
+          participant::OutcomeAnswer a = participant::ReadOutcomeAnswer(s, r);
+          c_->world().Log(node_, &txid,
+                          "outcome answer: " + (a.status.ok() ? std::string(OutcomeName(a.outcome))
+                                                              : a.status.ToString()));
+          Apply(l, l->core.OnOutcomeReply(txid, s, r, c_->world().now()));
+        });
+  }
+  for (participant::AgentCoreEffects& more : later) Apply(l, std::move(more));
 }
 
 void SimAgent::Run(Live* l, participant::ResourceOp op) {
@@ -287,8 +282,7 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
     } else if (c_->CrashPoint(node_, "agent.after_execute")) {
       return;
     }
-    l->core.OnExecuteDone(id, r, c_->world().now());
-    Flush(l);
+    Apply(l, l->core.OnExecuteDone(id, r, c_->world().now()));
   };
   auto status_done = [this, l, alive, id, kind, txid](Status s) {
     if (!*alive) return;
@@ -303,34 +297,11 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
       }
     }
     if (point != nullptr && c_->CrashPoint(node_, point)) return;
-    l->core.OnOpDone(id, s, c_->world().now());
-    Flush(l);
+    Apply(l, l->core.OnOpDone(id, s, c_->world().now()));
   };
-  auto it = l->resources.find(op.resource);
-  if (it == l->resources.end()) {
-    Status s = Status::InvalidArgument("no resource named " + op.resource);
-    if (kind == participant::ResourceOp::kExecute || kind == participant::ResourceOp::kExecuteAndPrepare) {
-      participant::ExecuteResult r;
-      r.status = s;
-      w.After(1, [exec_done, r] { exec_done(r); });
-    } else {
-      w.After(1, [status_done, s] { status_done(s); });
-    }
-    return;
-  }
-  BankResource& rm = *it->second;
-  switch (kind) {
-    case participant::ResourceOp::kExecute:
-      return rm.Execute(op.txid, std::move(op.statements), exec_done);
-    case participant::ResourceOp::kExecuteAndPrepare:
-      return rm.ExecuteAndPrepare(op.txid, std::move(op.statements), op.info, exec_done);
-    case participant::ResourceOp::kPrepare:
-      return rm.Prepare(op.txid, op.info, status_done);
-    case participant::ResourceOp::kCommit:
-      return rm.Commit(op.txid, status_done);
-    case participant::ResourceOp::kRollback:
-      return rm.Rollback(op.txid, status_done);
-  }
+  // The core names only resources that recovered.
+  BankResource& rm = *l->resources.at(op.resource);
+  participant::RunResourceOp(rm, std::move(op), exec_done, status_done);
 }
 
 }  // namespace txc::sim

@@ -1,5 +1,5 @@
 // The simulated cluster of one seed: the shells that run the production cores
-// (CommitDriver + TxnTable in SimCoordinator, BranchCore + BankResources in
+// (CommitDriver + TxnTable in SimCoordinator, AgentCore + BankResources in
 // SimAgent) exactly as coordinator/node.cc and participant/agent.cc do, the
 // workload clients (as client/client.cc), the fault schedule, and the phases
 // of a run (load with faults, heal and quiet, crash everything and quiet,
@@ -16,9 +16,11 @@
 #include <vector>
 
 #include "coordinator/commit_driver.h"
+#include "coordinator/node_core.h"
 #include "coordinator/paxos/replica.h"
 #include "coordinator/txn_table.h"
 #include "participant/branch_core.h"
+#include "sim/agent_shell.h"
 #include "sim/bank_resource.h"
 #include "sim/checker.h"
 #include "sim/simulation.h"
@@ -65,7 +67,8 @@ struct BugFlags {
 
 // ----------------------------------------------------------- coordinator
 
-// One coordinator replica.
+// One coordinator replica: the simulated shell around coord::NodeCore
+// (sim/coordinator_shell.cc).
 //
 // Single-replica mode (replica_id 0, as CoordinatorNode with its LocalLog):
 // the decision log on this node's disk; at boot it replays the durable log
@@ -110,20 +113,27 @@ class SimCoordinator {
   struct Live;
   template <class Req, class Resp>
   void Serve(const Req& req, std::function<void(Resp)> reply, const TxId& txid, bool commit,
-             void (coord::CommitDriver::*in)(uint64_t, const Req&, Micros));
-  void Flush(Live* l);
-  bool Propose(Live* l, std::vector<proto::Command> cmds);  // false: crashed
+             coord::NodeEffects (coord::NodeCore::*in)(uint64_t, const Req&, Micros));
+  // Carries out what the core asked for, in order; stops at a crash.
+  void Apply(Live* l, coord::NodeEffects fx);
+  // One action; false: the node crashed right there.
+  bool Do(Live* l, coord::ClientReply& r, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::ProposeAction& p, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::ParticipantCall& call, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, paxos::Persist& p, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, paxos::Outgoing& o, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::AppliedAction& a, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::InstallAction& a, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::SnapshotAction& a, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::HeuristicHazard& h, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::AppendedAction& a, std::vector<coord::NodeEffects>* later);
+  bool Do(Live* l, coord::NoteAction& n, std::vector<coord::NodeEffects>* later);
+  // Single replica: a proposed slot is durable on this node's disk.
   void OnDurable(Live* l, uint64_t index, const std::vector<proto::Command>& cmds,
                  const std::string& bytes);
-  void ScheduleTick(Live* l);
-  // Group mode.
+  void WakeDriver(Live* l, Micros at);
+  void WakeReplica(Live* l, Micros at);
   void BootReplica();
-  void SchedulePaxosTick(Live* l);
-  bool HandleReplica(Live* l, paxos::Effects& fx);  // false: crashed
-  bool FlushDriver(Live* l, coord::DriverEffects& fx);  // false: crashed
-  bool ProposePaxos(Live* l, std::vector<proto::Command> cmds);  // false: crashed
-  std::string LeaderAddress(Live* l) const;
-  void MaybeSnapshot(Live* l);
   // Applies to the durable image: the snapshot replaces the entries it covers.
   void KeepSnapshot(int64_t index, const std::string& image);
 
@@ -138,51 +148,6 @@ class SimCoordinator {
   // last epoch this replica led (the log store's "epoch" meta).
   std::vector<std::pair<uint64_t, std::string>> log_;
   int64_t epoch_meta_ = 0;
-  std::unique_ptr<Live> live_;
-};
-
-// ----------------------------------------------------------------- agent
-
-// A participant agent (as participant/agent.cc): a BranchCore and its
-// resources, whose durable images live on this node's disk.
-class SimAgent {
- public:
-  SimAgent(Cluster* cluster, int node, std::string address,
-           std::map<std::string, BankImage> initial);
-  ~SimAgent();
-
-  void Boot();
-  void Crash();
-  void SetDiskOptions(const DiskOptions& o) { disk_.SetOptions(o); }
-  bool up() const { return live_ != nullptr; }
-  int node() const { return node_; }
-  const std::string& address() const { return address_; }
-  std::vector<std::string> resources() const;
-
-  void Execute(const proto::ExecuteRequest& req, std::function<void(proto::ExecuteResponse)> reply);
-  void Prepare(const proto::PrepareRequest& req, std::function<void(proto::PrepareResponse)> reply);
-  void Decide(const proto::DecideRequest& req, std::function<void(proto::DecideResponse)> reply);
-
-  // The state each resource would have after a crash-free step now: live when
-  // up, the durable image when down.
-  void VisitState(const Checker::BankVisitor& visit) const;
-  void VisitDurable(const Checker::BankVisitor& visit) const;
-  bool Idle(std::string* why) const;
-
- private:
-  struct Live;
-  template <class Req, class Resp>
-  void Serve(const Req& req, std::function<void(Resp)> reply,
-             void (participant::BranchCore::*in)(uint64_t, const Req&, Micros));
-  void Flush(Live* l);
-  void Run(Live* l, participant::ResourceOp op);
-  void ScheduleTick(Live* l);
-
-  Cluster* c_;
-  int node_;
-  std::string address_;
-  Disk disk_;
-  std::map<std::string, BankImage> images_;  // durable, by resource name
   std::unique_ptr<Live> live_;
 };
 

@@ -1,0 +1,393 @@
+#include "coordinator/node_core.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace txc::coord {
+
+namespace {
+
+bool IsCommitDecide(const proto::Command& c) {
+  return c.type == proto::CommandType::DECIDE && c.outcome == proto::Outcome::COMMITTED;
+}
+
+}  // namespace
+
+NodeCore::NodeCore(NodeCoreOptions options)
+    : options_(std::move(options)), table_(options_.driver.table), driver_(&table_, options_.driver) {
+  if (options_.self_id > 0) {
+    // The table starts from the acceptor's snapshot, if any; the replica
+    // re-applies every chosen slot above it as it learns them.
+    int64_t applied = 0;
+    paxos::DurableState& ds = options_.recovered;
+    if (ds.snapshot_index > 0 && !ds.snapshot.empty()) {
+      startup_ = table_.Restore(ds.snapshot);
+      if (startup_.ok()) applied = ds.snapshot_index;
+    }
+    replica_ = std::make_unique<paxos::Replica>(options_.self_id, options_.members, options_.paxos,
+                                                std::move(ds), applied);
+    options_.recovered = paxos::DurableState();
+  }
+}
+
+NodeCore::~NodeCore() = default;
+
+std::string NodeCore::LeaderAddress() const {
+  if (!replica_) return "";
+  int leader = replica_->leader_id();
+  if (leader <= 0 || leader == options_.self_id) return "";
+  auto it = options_.addresses.find(leader);
+  return it != options_.addresses.end() ? it->second : "";
+}
+
+void NodeCore::Merge(NodeEffects* out, NodeEffects more) {
+  for (auto& a : more.actions) out->actions.push_back(std::move(a));
+  out->stepped_down = out->stepped_down || more.stepped_down;
+  out->flush_proposals = out->flush_proposals || more.flush_proposals;
+  if (more.wake_driver) out->wake_driver = more.wake_driver;
+  if (more.wake_replica) out->wake_replica = more.wake_replica;
+}
+
+void NodeCore::Note(NodeEffects* out, std::string text, const TxId* txid, const char* point,
+                    NoteAction::Level level, bool notable) {
+  NoteAction n;
+  n.level = level;
+  n.notable = notable;
+  if (txid != nullptr) n.txid = *txid;
+  n.text = std::move(text);
+  n.point = point;
+  out->actions.push_back(std::move(n));
+}
+
+// ------------------------------------------------------------------ start-up
+
+Status NodeCore::Install(uint64_t index, const std::string& image) {
+  TXC_RETURN_IF_ERROR(table_.Restore(image));
+  next_index_ = std::max(next_index_, index + 1);
+  return Status::Ok();
+}
+
+void NodeCore::Replay(uint64_t index, const std::vector<proto::Command>& cmds) {
+  for (const proto::Command& c : cmds) table_.Apply(index, c);
+  next_index_ = std::max(next_index_, index + 1);
+}
+
+NodeEffects NodeCore::Start(Micros now) {
+  NodeEffects out;
+  last_snapshot_index_ = table_.applied_index();  // what the replay or the snapshot restored
+  out.wake_driver = now + options_.tick;
+  if (replica_) out.wake_replica = now + options_.paxos_tick;
+  return out;
+}
+
+NodeEffects NodeCore::Lead(int64_t epoch, Micros now) {
+  NodeEffects out;
+  lead_epoch_ = epoch;
+  Note(&out, "leading epoch " + std::to_string(epoch) + "; proposing its marker", nullptr, nullptr,
+       NoteAction::kInfo, true);
+  Propose({MakeEpoch(epoch)}, now, &out);
+  Merge(&out, Collect(now));
+  return out;
+}
+
+// ------------------------------------------------------------------- the log
+
+NodeEffects NodeCore::OnChosen(uint64_t index, const std::vector<proto::Command>& cmds, Micros now) {
+  NodeEffects out;
+  for (const proto::Command& c : cmds) Apply(index, c, now, &out);
+  Merge(&out, Collect(now));
+  return out;
+}
+
+NodeEffects NodeCore::OnLogFailed(const std::vector<proto::Command>& cmds, const Status& why,
+                                  Micros now) {
+  if (why.code() == Status::kStorageFailed) failed_ = true;
+  for (const proto::Command& c : cmds) driver_.OnProposalFailed(c, why, now);
+  if (cmds.empty()) {
+    lead_epoch_ = 0;
+    driver_.StepDown("");
+    // A replica whose disk failed must stop leading and voting in the core
+    // too, or its heartbeats keep the healthy majority from electing anyone.
+    if (replica_ != nullptr) {
+      failed_ = true;
+      replica_->OnStorageFailed(now);
+    }
+  }
+  NodeEffects out = Collect(now);
+  out.stepped_down = out.stepped_down || cmds.empty();
+  return out;
+}
+
+NodeEffects NodeCore::OnPersisted(uint64_t token, Micros now) {
+  if (failed_) return NodeEffects();  // a sticky failure: never release a dependent message
+  replica_->OnPersisted(token, now);
+  return Collect(now);
+}
+
+NodeEffects NodeCore::OnPeerMessage(const paxos::Message& m, Micros now) {
+  replica_->OnMessage(m, now);
+  return Collect(now);
+}
+
+NodeEffects NodeCore::TickReplica(Micros now) {
+  replica_->Tick(now);
+  NodeEffects out = Collect(now);
+  out.wake_replica = now + options_.paxos_tick;
+  return out;
+}
+
+NodeEffects NodeCore::FlushProposals(Micros now) {
+  holding_ = false;
+  return Collect(now);
+}
+
+NodeEffects NodeCore::ProposeCommands(std::vector<proto::Command> cmds, Micros now) {
+  NodeEffects out;
+  Propose(std::move(cmds), now, &out);
+  Merge(&out, Collect(now));
+  return out;
+}
+
+// ------------------------------------------------------- clients and agents
+
+NodeEffects NodeCore::OnBegin(uint64_t token, const proto::BeginRequest& req, Micros now) {
+  driver_.OnBegin(token, req, now);
+  return Collect(now);
+}
+
+NodeEffects NodeCore::OnCommit(uint64_t token, const proto::CommitRequest& req, Micros now) {
+  driver_.OnCommit(token, req, now);
+  return Collect(now);
+}
+
+NodeEffects NodeCore::OnSubmit(uint64_t token, const proto::SubmitRequest& req, Micros now) {
+  driver_.OnSubmit(token, req, now);
+  return Collect(now);
+}
+
+NodeEffects NodeCore::OnAbort(uint64_t token, const proto::AbortRequest& req, Micros now) {
+  driver_.OnAbort(token, req, now);
+  return Collect(now);
+}
+
+NodeEffects NodeCore::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now) {
+  driver_.OnOutcome(token, req, now);
+  return Collect(now);
+}
+
+NodeEffects NodeCore::OnVote(const TxId& txid, size_t index, const Status& call,
+                             const proto::PrepareResponse& resp, Micros now) {
+  driver_.OnVote(txid, index, call, resp, now);
+  return Collect(now);
+}
+
+Status NodeCore::AckStatus(const Status& call, const proto::DecideResponse& resp) {
+  if (!call.ok()) return call;
+  return Status(static_cast<Status::Code>(resp.status.code), resp.status.message);
+}
+
+NodeEffects NodeCore::OnDecideAnswer(const ParticipantCall& call, const Status& transport,
+                                     const proto::DecideResponse& resp, Micros now) {
+  driver_.OnDecideAnswer(call, transport, resp, now);
+  return Collect(now);
+}
+
+NodeEffects NodeCore::Tick(Micros now) {
+  driver_.Tick(now);
+  NodeEffects out = Collect(now);
+  out.wake_driver = now + options_.tick;
+  return out;
+}
+
+// ------------------------------------------------------------ the node logic
+
+// As long as the replica or the driver has something, in this order: what
+// the replica did (its writes and messages first, then the slots it learnt
+// were chosen, then leadership changes), then what the driver wants sent.
+NodeEffects NodeCore::Collect(Micros now) {
+  NodeEffects out;
+  for (;;) {
+    bool any = false;
+    if (replica_ && !holding_) {
+      paxos::Effects pfx = replica_->TakeEffects();
+      if (!pfx.empty()) {
+        any = true;
+        HandleReplica(pfx, now, &out);
+      }
+    }
+    DriverEffects dfx = driver_.TakeEffects();
+    if (!dfx.empty()) {
+      any = true;
+      HandleDriver(dfx, now, &out);
+    }
+    if (!any) break;
+  }
+  MaybeSnapshot(&out);
+  return out;
+}
+
+void NodeCore::MaybeSnapshot(NodeEffects* out) {
+  if (options_.snapshot_every == 0 || failed_) return;
+  uint64_t applied = table_.applied_index();
+  if (applied < last_snapshot_index_ + options_.snapshot_every) return;
+  last_snapshot_index_ = applied;
+  SnapshotAction a;
+  a.index = applied;
+  a.image = table_.Snapshot();
+  a.entries = table_.size();
+  if (replica_) replica_->Compacted(static_cast<int64_t>(applied), a.image);
+  out->actions.push_back(std::move(a));
+}
+
+void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
+  for (paxos::Persist& p : fx.persists) out->actions.push_back(std::move(p));
+  for (paxos::Outgoing& o : fx.sends) {
+    if (o.to == options_.self_id ||
+        std::find(options_.members.begin(), options_.members.end(), o.to) == options_.members.end()) {
+      continue;
+    }
+    out->actions.push_back(std::move(o));
+  }
+  if (fx.install) {
+    uint64_t index = static_cast<uint64_t>(fx.install->first);
+    Note(out, "installs the leader's snapshot at slot " + std::to_string(index), nullptr, nullptr,
+         NoteAction::kInfo, true);
+    out->actions.push_back(InstallAction{index, fx.install->second});
+    Status s = table_.Restore(fx.install->second);
+    if (!s.ok()) {
+      Note(out, "snapshot install failed: " + s.ToString(), nullptr, nullptr, NoteAction::kError);
+    }
+    last_snapshot_index_ = table_.applied_index();
+  }
+  for (auto& [slot, value] : fx.applies) {
+    uint64_t index = static_cast<uint64_t>(slot);
+    out->actions.push_back(AppliedAction{index, value});
+    if (value.empty()) continue;  // the replica's no-op, filling a gap
+    auto cmds = DecodeBatch(value);
+    if (!cmds.ok()) {
+      Note(out,
+           "the chosen value at slot " + std::to_string(index) +
+               " is unreadable: " + cmds.status().message(),
+           nullptr, nullptr, NoteAction::kError);
+      continue;
+    }
+    for (const proto::Command& c : *cmds) Apply(index, c, now, out);
+  }
+  if (fx.stepped_down) {
+    if (driver_.serving()) {
+      Note(out, "steps down; leader " + std::to_string(replica_->leader_id()), nullptr, nullptr,
+           NoteAction::kInfo, true);
+    }
+    lead_epoch_ = 0;
+    driver_.StepDown(LeaderAddress());
+    out->stepped_down = true;
+  }
+  if (fx.leader_recovered) {
+    lead_epoch_ = *fx.leader_recovered;
+    Note(out, "leading epoch " + std::to_string(lead_epoch_) + "; proposing its marker", nullptr,
+         nullptr, NoteAction::kInfo, true);
+    Propose({MakeEpoch(lead_epoch_)}, now, out);
+  }
+  // A follower that learns who leads stops serving, with that leader as hint.
+  int leader = replica_->leader_id();
+  if (leader != known_leader_) {
+    known_leader_ = leader;
+    Note(out, "leader " + std::to_string(leader) + " epoch " + std::to_string(replica_->epoch()),
+         nullptr, nullptr, NoteAction::kInfo, true);
+    if (leader != options_.self_id) {
+      lead_epoch_ = 0;
+      driver_.StepDown(LeaderAddress());
+      out->stepped_down = true;
+    }
+  }
+}
+
+void NodeCore::HandleDriver(DriverEffects& fx, Micros now, NodeEffects* out) {
+  for (HeuristicHazard& h : fx.hazards) out->actions.push_back(std::move(h));
+  for (ClientReply& r : fx.replies) out->actions.push_back(std::move(r));
+  if (!fx.proposals.empty()) Propose(std::move(fx.proposals), now, out);
+  bool prepared = false, committed = false;
+  for (ParticipantCall& c : fx.calls) {
+    prepared = prepared || c.prepare.has_value();
+    committed = committed || (c.decide && c.decide->outcome == proto::Outcome::COMMITTED);
+    out->actions.push_back(std::move(c));
+  }
+  if (prepared) Note(out, "", nullptr, "coord.votes_outstanding");  // no vote back yet
+  if (committed) Note(out, "", nullptr, "coord.commit_sent");       // acks outstanding
+}
+
+void NodeCore::Propose(std::vector<proto::Command> cmds, Micros now, NodeEffects* out) {
+  std::optional<Status> refused;
+  if (failed_) {
+    refused = Status::StorageFailed("the decision log refused an earlier write");
+  } else if (replica_ && !replica_->is_leader()) {
+    refused = Status::NotLeader("this replica does not lead");
+  }
+  if (refused) {
+    ProposeAction a;
+    a.cmds = cmds;
+    a.refused = true;
+    out->actions.push_back(std::move(a));
+    for (const proto::Command& c : cmds) driver_.OnProposalFailed(c, *refused, now);
+    return;
+  }
+  bool decide = std::any_of(cmds.begin(), cmds.end(), IsCommitDecide);
+  ProposeAction a;
+  a.bytes = EncodeBatch(cmds);
+  if (replica_) {
+    std::string value = a.bytes;
+    a.cmds = std::move(cmds);
+    out->actions.push_back(std::move(a));
+    replica_->Propose(std::move(value), now);
+    if (options_.batch_proposals && !holding_) {
+      holding_ = true;
+      out->flush_proposals = true;
+    }
+  } else {
+    a.index = next_index_++;
+    a.cmds = std::move(cmds);
+    out->actions.push_back(std::move(a));
+  }
+  // The DECIDE is on its way to the disk (or to the acceptors), not durable.
+  if (decide) Note(out, "", nullptr, "coord.decide_proposed");
+}
+
+void NodeCore::Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects* out) {
+  if (options_.before_apply) options_.before_apply(table_, &cmd);
+  // A DECIDE that only an old leader accepted can be re-chosen by a later
+  // leader's phase 1 at a slot after a newer EPOCH marker, when a newer
+  // leader may already have presumed its txid aborted (txsim, seed 38 with
+  // --replicas 3). TxnTable::Apply ignores it on every replica.
+  if (cmd.type == proto::CommandType::DECIDE && cmd.txid.epoch < table_.marker_epoch() &&
+      table_.Find(cmd.txid) == nullptr) {
+    Note(out,
+         "ignores slot " + std::to_string(index) + " " + DescribeCommand(cmd) +
+             ": its epoch ended before it was chosen",
+         &cmd.txid, nullptr, NoteAction::kInfo, true);
+    table_.Apply(index, cmd);  // a no-op in the table
+    return;
+  }
+  table_.Apply(index, cmd);
+  if (cmd.type == proto::CommandType::EPOCH) {
+    if (cmd.epoch == lead_epoch_ && !driver_.serving()) {
+      driver_.BecomeLeader(cmd.epoch, now);
+      Note(out,
+           "serving epoch " + std::to_string(cmd.epoch) + " (" +
+               std::to_string(table_.unended_count()) + " recovered unended)",
+           nullptr, "coord.after_epoch", NoteAction::kInfo, true);
+    }
+    return;
+  }
+  if (cmd.type == proto::CommandType::NOOP) {
+    if (!cmd.who.empty()) out->actions.push_back(AppendedAction{cmd.who, index});
+    return;
+  }
+  if (!driver_.serving()) return;
+  Note(out, "chosen slot " + std::to_string(index) + " " + DescribeCommand(cmd), &cmd.txid);
+  driver_.OnApplied(cmd, now);
+  // Durable and applied; COMMIT not sent yet.
+  if (IsCommitDecide(cmd)) Note(out, "", nullptr, "coord.after_decide");
+  if (cmd.type == proto::CommandType::END_TXN) Note(out, "", nullptr, "coord.after_end");
+}
+
+}  // namespace txc::coord

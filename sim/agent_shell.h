@@ -1,0 +1,73 @@
+// SimAgent: the simulated shell of a participant agent around the production
+// node core (participant::AgentCore), as participant/agent.cc is the real
+// one. Requests come from the simulated network, the core's resource
+// operations run on the node's BankResources (whose completions are World
+// events), its outcome queries go to the coordinator group through
+// Cluster::CoordinatorCall, and its tick timer is a World event. What the
+// agent decides is the core's; this file adds only what belongs to the
+// simulation: the trace, crash points and the shell-side injected bugs.
+//
+// Internal to sim/. Not thread-safe; one World thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "participant/agent_core.h"
+#include "sim/bank_resource.h"
+#include "sim/checker.h"
+#include "sim/world.h"
+
+namespace txc::sim {
+
+class Cluster;
+
+// A participant agent: an AgentCore and its resources, whose durable images
+// live on this node's disk.
+class SimAgent {
+ public:
+  SimAgent(Cluster* cluster, int node, std::string address,
+           std::map<std::string, BankImage> initial);
+  ~SimAgent();
+
+  void Boot();
+  void Crash();
+  void SetDiskOptions(const DiskOptions& o) { disk_.SetOptions(o); }
+  bool up() const { return live_ != nullptr; }
+  int node() const { return node_; }
+  const std::string& address() const { return address_; }
+  std::vector<std::string> resources() const;
+
+  void Execute(const proto::ExecuteRequest& req, std::function<void(proto::ExecuteResponse)> reply);
+  void Prepare(const proto::PrepareRequest& req, std::function<void(proto::PrepareResponse)> reply);
+  void Decide(const proto::DecideRequest& req, std::function<void(proto::DecideResponse)> reply);
+
+  // The state each resource would have after a crash-free step now: live when
+  // up, the durable image when down.
+  void VisitState(const Checker::BankVisitor& visit) const;
+  void VisitDurable(const Checker::BankVisitor& visit) const;
+  bool Idle(std::string* why) const;
+
+ private:
+  struct Live;
+  template <class Req, class Resp>
+  void Serve(const Req& req, std::function<void(Resp)> reply,
+             participant::AgentCoreEffects (participant::AgentCore::*in)(uint64_t, const Req&,
+                                                                         Micros));
+  // Carries out what the core asked for.
+  void Apply(Live* l, participant::AgentCoreEffects fx);
+  void Run(Live* l, participant::ResourceOp op);
+  void Wake(Live* l, Micros at);
+
+  Cluster* c_;
+  int node_;
+  std::string address_;
+  Disk disk_;
+  std::map<std::string, BankImage> images_;  // durable, by resource name
+  std::unique_ptr<Live> live_;
+};
+
+}  // namespace txc::sim

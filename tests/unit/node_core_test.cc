@@ -1,0 +1,328 @@
+// NodeCore: the coordinator's node core, which both coordinator/node.cc and
+// the simulator's coordinator shell run. The test plays the shells: it makes
+// proposals durable, delivers peer messages and acceptor writes, and reads
+// the ordered actions. CommitDriver, TxnTable and paxos::Replica have their
+// own tests; these cover the glue that the two shells used to write twice.
+#include "coordinator/node_core.h"
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/core_harness.h"
+
+namespace txc::coord {
+namespace {
+
+using txc::testing::Participant;
+
+constexpr Micros kT0 = 1000 * kSeconds;
+
+template <class T>
+std::vector<T> All(const NodeEffects& fx) {
+  std::vector<T> out;
+  for (const NodeAction& a : fx.actions) {
+    if (const T* t = std::get_if<T>(&a)) out.push_back(*t);
+  }
+  return out;
+}
+
+// The index of the first action of type T (with `pred`), or -1.
+template <class T>
+int IndexOf(const NodeEffects& fx, std::function<bool(const T&)> pred = nullptr) {
+  for (size_t i = 0; i < fx.actions.size(); ++i) {
+    const T* t = std::get_if<T>(&fx.actions[i]);
+    if (t != nullptr && (!pred || pred(*t))) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+bool HasPoint(const NodeEffects& fx, const std::string& point) {
+  return IndexOf<NoteAction>(fx, [&](const NoteAction& n) {
+           return n.point != nullptr && point == n.point;
+         }) >= 0;
+}
+
+proto::Command Decide(const TxId& txid, proto::Outcome::type outcome) {
+  return MakeDecide(txid, outcome, {Participant("bank_a", "a:1")}, proto::Protocol::TWO_PC, "");
+}
+
+// ------------------------------------------------------------ single replica
+
+class SingleNodeTest : public ::testing::Test {
+ protected:
+  SingleNodeTest() : core_(Options()) {}
+
+  static NodeCoreOptions Options() {
+    NodeCoreOptions o;
+    o.tick = 5 * kMillis;
+    return o;
+  }
+
+  // Makes every proposal of `fx` durable, in order, as the local log does,
+  // and returns everything that followed.
+  NodeEffects Durable(NodeEffects fx) {
+    NodeEffects all;
+    std::deque<NodeEffects> todo{std::move(fx)};
+    while (!todo.empty()) {
+      NodeEffects cur = std::move(todo.front());
+      todo.pop_front();
+      for (NodeAction& a : cur.actions) {
+        if (auto* p = std::get_if<ProposeAction>(&a); p != nullptr && !p->refused) {
+          todo.push_back(core_.OnChosen(p->index, p->cmds, now_));
+        }
+        all.actions.push_back(std::move(a));
+      }
+    }
+    return all;
+  }
+
+  NodeCore core_;
+  Micros now_ = kT0;
+};
+
+TEST_F(SingleNodeTest, ServesOnlyOnceItsEpochMarkerIsChosenAfterTheReplayedLog) {
+  core_.Replay(1, {MakeEpoch(1)});
+  core_.Replay(2, {Decide(MakeTxId(1, 1), proto::Outcome::COMMITTED)});
+  NodeEffects fx = core_.Start(now_);
+  ASSERT_TRUE(fx.wake_driver.has_value());
+  EXPECT_FALSE(fx.wake_replica.has_value());
+
+  fx = core_.Lead(2, now_);
+  auto proposals = All<ProposeAction>(fx);
+  ASSERT_EQ(proposals.size(), 1u);
+  EXPECT_EQ(proposals[0].index, 3u);  // after the replayed slots
+  ASSERT_EQ(proposals[0].cmds.size(), 1u);
+  EXPECT_EQ(proposals[0].cmds[0].type, proto::CommandType::EPOCH);
+  EXPECT_EQ(proposals[0].cmds[0].epoch, 2);
+  EXPECT_FALSE(core_.driver().serving());
+
+  // Before the marker is durable, a client is told to come back.
+  fx = core_.OnBegin(7, proto::BeginRequest(), now_);
+  auto replies = All<ClientReply>(fx);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_NE(std::get<proto::BeginResponse>(replies[0].response).status.code, proto::Code::OK);
+
+  fx = core_.OnChosen(3, proposals[0].cmds, now_);
+  EXPECT_TRUE(core_.driver().serving());
+  EXPECT_TRUE(HasPoint(fx, "coord.after_epoch"));
+  fx = core_.OnBegin(8, proto::BeginRequest(), now_);
+  replies = All<ClientReply>(fx);
+  ASSERT_EQ(replies.size(), 1u);
+  const auto& begun = std::get<proto::BeginResponse>(replies[0].response);
+  EXPECT_EQ(begun.status.code, proto::Code::OK);
+  EXPECT_EQ(begun.txid.epoch, 2);
+}
+
+TEST_F(SingleNodeTest, NothingIsSentForADecisionBeforeItsCrashPoint) {
+  core_.Start(now_);
+  Durable(core_.Lead(1, now_));
+  ASSERT_TRUE(core_.driver().serving());
+  NodeEffects fx = core_.OnBegin(1, proto::BeginRequest(), now_);
+  TxId txid = std::get<proto::BeginResponse>(All<ClientReply>(fx)[0].response).txid;
+
+  proto::CommitRequest commit;
+  commit.txid = txid;
+  commit.participants = {Participant("bank_a", "a:1")};
+  fx = core_.OnCommit(2, commit, now_);
+  auto calls = All<ParticipantCall>(fx);
+  ASSERT_EQ(calls.size(), 1u);
+  ASSERT_TRUE(calls[0].prepare.has_value());
+  EXPECT_TRUE(HasPoint(fx, "coord.votes_outstanding"));
+
+  proto::PrepareResponse yes;
+  yes.vote = proto::Vote::YES;
+  fx = core_.OnVote(txid, 0, Status::Ok(), yes, now_);
+  int propose = IndexOf<ProposeAction>(fx);
+  ASSERT_GE(propose, 0);
+  EXPECT_LT(propose, IndexOf<NoteAction>(fx, [](const NoteAction& n) {
+              return n.point != nullptr && std::string(n.point) == "coord.decide_proposed";
+            }));
+  EXPECT_TRUE(All<ParticipantCall>(fx).empty());  // nothing leaves before it is durable
+  EXPECT_TRUE(All<ClientReply>(fx).empty());
+
+  ProposeAction p = std::get<ProposeAction>(fx.actions[propose]);
+  fx = core_.OnChosen(p.index, p.cmds, now_);
+  int point = IndexOf<NoteAction>(fx, [](const NoteAction& n) {
+    return n.point != nullptr && std::string(n.point) == "coord.after_decide";
+  });
+  int call = IndexOf<ParticipantCall>(fx);
+  int reply = IndexOf<ClientReply>(fx);
+  ASSERT_GE(point, 0);
+  ASSERT_GE(call, 0);
+  ASSERT_GE(reply, 0);
+  EXPECT_LT(point, call);   // a node that dies at the point has sent no COMMIT
+  EXPECT_LT(point, reply);  // nor told the client
+  EXPECT_EQ(std::get<ClientReply>(fx.actions[reply]).token, 2u);
+  EXPECT_TRUE(HasPoint(fx, "coord.commit_sent"));
+}
+
+TEST_F(SingleNodeTest, AFailedLogStopsServingAndRefusesLaterProposals) {
+  core_.Start(now_);
+  Durable(core_.Lead(1, now_));
+  ASSERT_TRUE(core_.driver().serving());
+  NodeEffects fx = core_.OnLogFailed({}, Status::StorageFailed("fsync: EIO"), now_);
+  EXPECT_TRUE(fx.stepped_down);
+  EXPECT_FALSE(core_.driver().serving());
+  fx = core_.Lead(2, now_);
+  auto proposals = All<ProposeAction>(fx);
+  ASSERT_EQ(proposals.size(), 1u);
+  EXPECT_TRUE(proposals[0].refused);
+}
+
+TEST(NodeCoreTest, AckStatusIsTheCallsOrElseTheAgents) {
+  proto::DecideResponse refused;
+  refused.status.code = proto::Code::INTERNAL;
+  refused.status.message = "committed here; refusing to abort it";
+  EXPECT_EQ(NodeCore::AckStatus(Status::Ok(), refused).code(), Status::kInternal);
+  EXPECT_EQ(NodeCore::AckStatus(Status::Timeout("no answer"), refused).code(), Status::kTimeout);
+  EXPECT_TRUE(NodeCore::AckStatus(Status::Ok(), proto::DecideResponse()).ok());
+}
+
+// -------------------------------------------------------------------- group
+
+// Three cores wired by a queue of messages, acceptor writes durable at once.
+class GroupTest : public ::testing::Test {
+ protected:
+  GroupTest() {
+    for (int id = 1; id <= 3; ++id) {
+      NodeCoreOptions o;
+      o.self_id = id;
+      o.members = {1, 2, 3};
+      for (int j = 1; j <= 3; ++j) o.addresses[j] = "coord" + std::to_string(j) + ":7000";
+      o.paxos.seed = 1000 + id;
+      o.paxos.heartbeat = 50 * kMillis;
+      o.paxos.election_min = 300 * kMillis;
+      o.paxos.election_max = 600 * kMillis;
+      o.paxos_tick = 5 * kMillis;
+      o.batch_proposals = true;  // as the real node runs a group
+      if (id == 1) o.before_apply = [this](const TxnTable&, proto::Command* c) { seen_.push_back(*c); };
+      cores_[id] = std::make_unique<NodeCore>(std::move(o));
+      Handle(id, cores_[id]->Start(now_));
+    }
+  }
+
+  void Handle(int id, NodeEffects fx) {
+    if (fx.flush_proposals) flushes_.push_back(id);
+    for (NodeAction& a : fx.actions) {
+      if (auto* p = std::get_if<paxos::Persist>(&a)) persisted_.push_back({id, p->token});
+      if (auto* o = std::get_if<paxos::Outgoing>(&a)) wire_.push_back({o->to, o->msg});
+      if (auto* n = std::get_if<NoteAction>(&a)) notes_[id].push_back(n->text);
+      if (auto* r = std::get_if<ClientReply>(&a)) replies_[id].push_back(*r);
+    }
+  }
+
+  // Runs the group for `d` of virtual time, every 5 ms a tick of each core.
+  void Run(Micros d) {
+    Micros end = now_ + d;
+    while (now_ < end) {
+      now_ += 5 * kMillis;
+      for (auto& [id, core] : cores_) {
+        Handle(id, core->TickReplica(now_));
+        Handle(id, core->Tick(now_));
+      }
+      Drain();
+    }
+  }
+
+  void Drain() {
+    while (!persisted_.empty() || !wire_.empty() || !flushes_.empty()) {
+      while (!flushes_.empty()) {
+        int id = flushes_.front();
+        flushes_.pop_front();
+        Handle(id, cores_[id]->FlushProposals(now_));
+      }
+      while (!persisted_.empty()) {
+        auto [id, token] = persisted_.front();
+        persisted_.pop_front();
+        Handle(id, cores_[id]->OnPersisted(token, now_));
+      }
+      if (!wire_.empty()) {
+        auto [to, msg] = wire_.front();
+        wire_.pop_front();
+        Handle(to, cores_[to]->OnPeerMessage(msg, now_));
+      }
+    }
+  }
+
+  int Serving() const {
+    int n = 0, who = 0;
+    for (const auto& [id, core] : cores_) {
+      if (core->driver().serving()) {
+        ++n;
+        who = id;
+      }
+    }
+    return n == 1 ? who : -n;
+  }
+
+  Micros now_ = kT0;
+  std::map<int, std::unique_ptr<NodeCore>> cores_;
+  std::deque<int> flushes_;
+  std::deque<std::pair<int, uint64_t>> persisted_;
+  std::deque<std::pair<int, paxos::Message>> wire_;
+  std::map<int, std::vector<std::string>> notes_;
+  std::map<int, std::vector<ClientReply>> replies_;
+  std::vector<proto::Command> seen_;
+};
+
+TEST_F(GroupTest, OneReplicaLeadsAndServesAndTheOthersPointClientsToIt) {
+  Run(2 * kSeconds);
+  int leader = Serving();
+  ASSERT_GT(leader, 0) << "expected exactly one serving replica";
+  EXPECT_TRUE(cores_[leader]->replica()->is_leader());
+  bool marker = false;
+  for (const std::string& t : notes_[leader]) marker = marker || t.rfind("serving epoch", 0) == 0;
+  EXPECT_TRUE(marker);
+
+  int follower = leader == 1 ? 2 : 1;
+  EXPECT_EQ(cores_[follower]->LeaderAddress(), "coord" + std::to_string(leader) + ":7000");
+  Handle(follower, cores_[follower]->OnBegin(5, proto::BeginRequest(), now_));
+  ASSERT_EQ(replies_[follower].size(), 1u);
+  const auto& r = std::get<proto::BeginResponse>(replies_[follower][0].response);
+  EXPECT_EQ(r.status.code, proto::Code::NOT_LEADER);
+  EXPECT_EQ(r.status.leader_hint, "coord" + std::to_string(leader) + ":7000");
+
+  // The leader's EPOCH marker reached every replica's table.
+  for (const auto& [id, core] : cores_) {
+    EXPECT_EQ(core->table().marker_epoch(), cores_[leader]->driver().epoch()) << "replica " << id;
+  }
+  EXPECT_FALSE(seen_.empty());  // the seam saw every chosen command at replica 1
+}
+
+TEST_F(GroupTest, ProposalsOfOneTurnShareOneWriteWhenBatched) {
+  Run(2 * kSeconds);
+  int leader = Serving();
+  ASSERT_GT(leader, 0);
+  auto noop = [](const std::string& who) {
+    proto::Command c;
+    c.type = proto::CommandType::NOOP;
+    c.who = who;
+    return c;
+  };
+  NodeEffects a = cores_[leader]->ProposeCommands({noop("1:0")}, now_);
+  NodeEffects b = cores_[leader]->ProposeCommands({noop("2:0")}, now_);
+  EXPECT_TRUE(a.flush_proposals);
+  EXPECT_FALSE(b.flush_proposals);  // one flush is already due
+  EXPECT_TRUE(All<paxos::Persist>(a).empty());
+  EXPECT_TRUE(All<paxos::Persist>(b).empty());
+  NodeEffects f = cores_[leader]->FlushProposals(now_);
+  auto persists = All<paxos::Persist>(f);
+  ASSERT_EQ(persists.size(), 1u);
+  EXPECT_EQ(persists[0].entries.size(), 2u);
+  Handle(leader, std::move(f));
+  Drain();
+  Run(100 * kMillis);
+  // Both were chosen (replica 1 applied them, whoever leads).
+  int chosen = 0;
+  for (const auto& c : seen_) chosen += c.type == proto::CommandType::NOOP && !c.who.empty();
+  EXPECT_EQ(chosen, 2);
+}
+
+}  // namespace
+}  // namespace txc::coord
