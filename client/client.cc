@@ -7,17 +7,11 @@
 #include <boost/asio.hpp>
 
 #include "protocol/coordinator_set.h"
+#include "common/status_proto.h"
 #include "protocol/rpc.h"
 
 namespace txc {
 
-namespace {
-
-Status FromProto(const proto::Status& s) {
-  return Status(static_cast<Status::Code>(s.code), s.message);
-}
-
-}  // namespace
 
 proto::Value Int(int64_t v) { proto::Value x; x.__set_i(v); return x; }
 proto::Value Real(double v) { proto::Value x; x.__set_d(v); return x; }

@@ -1,22 +1,13 @@
 #include "coordinator/commit_driver.h"
 
+#include "common/status_proto.h"
+
 #include <algorithm>
 #include <set>
 
 namespace txc::coord {
 
 namespace {
-
-proto::Status ToProto(const Status& s) {
-  proto::Status p;
-  p.code = static_cast<proto::Code::type>(s.code());
-  p.message = s.message();
-  return p;
-}
-
-Status FromProto(const proto::Status& s) {
-  return Status(static_cast<Status::Code>(s.code), s.message);
-}
 
 std::string Describe(const proto::Participant& p) { return p.resource + " at " + p.address; }
 

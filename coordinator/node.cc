@@ -6,6 +6,7 @@
 
 #include "common/crash_point.h"
 #include "common/log.h"
+#include "common/status_proto.h"
 #include "protocol/validate.h"
 
 namespace txc::coord {
@@ -308,7 +309,7 @@ void CoordinatorNode::OnAppend(paxos::wire::AppendRequest req,
 void CoordinatorNode::FailAppends(const Status& why) {
   for (auto& [id, reply] : appends_) {
     paxos::wire::AppendResponse r;
-    r.status.code = static_cast<proto::Code::type>(why.code());
+    r.status.code = ToProtoCode(why.code());
     r.status.message = why.message();
     if (why.code() == Status::kNotLeader) r.status.__set_leader_hint(why.message());
     reply(std::move(r));

@@ -1,5 +1,7 @@
 #include "coordinator/node_core.h"
 
+#include "common/status_proto.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -183,7 +185,7 @@ NodeEffects NodeCore::OnVote(const TxId& txid, size_t index, const Status& call,
 
 Status NodeCore::AckStatus(const Status& call, const proto::DecideResponse& resp) {
   if (!call.ok()) return call;
-  return Status(static_cast<Status::Code>(resp.status.code), resp.status.message);
+  return FromProto(resp.status);
 }
 
 NodeEffects NodeCore::OnDecideAnswer(const ParticipantCall& call, const Status& transport,

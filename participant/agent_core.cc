@@ -1,5 +1,7 @@
 #include "participant/agent_core.h"
 
+#include "common/status_proto.h"
+
 #include <utility>
 
 namespace txc::participant {
@@ -21,7 +23,7 @@ OutcomeAnswer ReadOutcomeAnswer(const Status& call, const proto::OutcomeResponse
       return a;
     default:
       // NOT_LEADER, UNAVAILABLE and the rest: nobody could say.
-      a.status = Status(static_cast<Status::Code>(response.status.code), response.status.message);
+      a.status = FromProto(response.status);
       return a;
   }
 }

@@ -1,17 +1,12 @@
 #include "participant/branch_core.h"
 
+#include "common/status_proto.h"
+
 #include <algorithm>
 
 namespace txc::participant {
 
 namespace {
-
-proto::Status ToProto(const Status& s) {
-  proto::Status p;
-  p.code = static_cast<proto::Code::type>(s.code());
-  p.message = s.message();
-  return p;
-}
 
 std::string Name(const std::string& resource, const TxId& txid) {
   return "branch " + ToString(txid) + " on " + resource;
@@ -254,7 +249,8 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
       case St::kAborting:
       case St::kAborted:
         return ReplyDecide(p, Status::Internal(Name(resource, txid) +
-                                               " is aborted here; refusing to commit it"));
+                                               " is aborted here; refusing to commit it"),
+                           /*refused=*/true);
     }
   }
   if (d.outcome == proto::Outcome::ABORTED) {
@@ -275,7 +271,8 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
         // lost and counted as NO): acknowledge.
         if (!b.wrote) return ReplyDecide(p, Status::Ok());
         return ReplyDecide(p, Status::Internal(Name(resource, txid) +
-                                               " is committed here; refusing to abort it"));
+                                               " is committed here; refusing to abort it"),
+                           /*refused=*/true);
     }
   }
   ReplyDecide(p, Status::InvalidArgument("a decision must be COMMITTED or ABORTED"));
@@ -643,10 +640,11 @@ void BranchCore::ReplyVote(const Pending& p, proto::Vote::type vote, const std::
   effects_.replies.push_back({p.token, std::move(r)});
 }
 
-void BranchCore::ReplyDecide(const Pending& p, const Status& s) {
+void BranchCore::ReplyDecide(const Pending& p, const Status& s, bool refused) {
   if (!p.has_token) return;
   proto::DecideResponse r;
   r.status = ToProto(s);
+  if (refused) r.__set_refused(true);
   effects_.replies.push_back({p.token, std::move(r)});
 }
 

@@ -236,7 +236,8 @@ class BranchCore {
   void ReplyExecute(const Pending& p, const Status& s, std::vector<proto::ResultSet> results = {});
   void ReplyVote(const Pending& p, proto::Vote::type vote, const std::string& reason,
                  const Status& s = Status::Ok());
-  void ReplyDecide(const Pending& p, const Status& s);
+  // `refused`: the branch ended the other way (DecideResponse.refused).
+  void ReplyDecide(const Pending& p, const Status& s, bool refused = false);
 
   std::set<std::string> resources_;
   AgentOptions options_;

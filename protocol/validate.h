@@ -18,6 +18,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "common/status_proto.h"
 #include "txcoord_types.h"
 
 namespace txc::validate {
@@ -54,7 +55,7 @@ Status CheckStatement(const proto::Statement& s, const std::string& field);
 template <class Resp>
 Resp Refusal(const Status& why) {
   Resp r;
-  r.status.code = static_cast<proto::Code::type>(why.code());
+  r.status.code = ToProtoCode(why.code());
   r.status.message = why.message();
   return r;
 }

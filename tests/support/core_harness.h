@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "common/status.h"
+#include "common/status_proto.h"
 #include "common/txid.h"
 #include "txcoord_types.h"
 
@@ -45,6 +46,6 @@ inline proto::ResultSet Rows(std::vector<std::string> columns, int64_t changed) 
   return r;
 }
 
-inline proto::Code::type CodeOf(const Status& s) { return static_cast<proto::Code::type>(s.code()); }
+inline proto::Code::type CodeOf(const Status& s) { return ToProtoCode(s.code()); }
 
 }  // namespace txc::testing

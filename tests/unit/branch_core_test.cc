@@ -794,6 +794,8 @@ TEST_F(BranchCoreTest, CommitOfAnAbortedBranchIsRefused) {
   auto r = DecideReply(fx, 2);
   EXPECT_NE(r.status.code, proto::Code::OK);
   EXPECT_TRUE(Contains(r.status.message, "aborted")) << r.status.message;
+  // Marked as a refusal, so the coordinator records a heuristic hazard.
+  EXPECT_TRUE(r.__isset.refused && r.refused);
   EXPECT_TRUE(fx.ops.empty());
   EXPECT_EQ(StateOf(kT1), "aborted");
 }
@@ -805,7 +807,9 @@ TEST_F(BranchCoreTest, AbortOfACommittedBranchIsRefused) {
   Take();
   Decide(2, kT1, proto::Outcome::ABORTED);
   AgentEffects fx = Take();
-  EXPECT_NE(DecideReply(fx, 2).status.code, proto::Code::OK);
+  auto r = DecideReply(fx, 2);
+  EXPECT_NE(r.status.code, proto::Code::OK);
+  EXPECT_TRUE(r.__isset.refused && r.refused);
   EXPECT_TRUE(fx.ops.empty());
   EXPECT_EQ(StateOf(kT1), "committed");
 }
@@ -830,6 +834,9 @@ TEST_F(BranchCoreTest, CommitOfABranchNeverPreparedIsRefused) {
   Decide(2, kT1, proto::Outcome::COMMITTED);
   AgentEffects fx = Take();
   EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::INVALID_ARGUMENT);
+  // Not (yet) a disagreement: the coordinator retries; the branch times out
+  // and aborts, and the next COMMIT is then refused as a hazard.
+  EXPECT_FALSE(DecideReply(fx, 2).__isset.refused);
   EXPECT_TRUE(fx.ops.empty());
   EXPECT_EQ(StateOf(kT1), "active");
 }
