@@ -66,6 +66,8 @@ Options FastOptions() {
   o.election_max = 600 * kMillis;
   o.max_inflight = 16;
   o.catchup_batch = 16;
+  // Small enough that most images travel in several chunks.
+  o.snapshot_chunk = 64;
   return o;
 }
 
