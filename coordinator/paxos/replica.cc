@@ -235,7 +235,6 @@ class Replica::Impl {
   int64_t last_catchup_from_ = 0;
   int64_t last_catchup_index_ = 0;   // the assembly the last request named
   int64_t last_catchup_offset_ = 0;
-  int last_catchup_to_ = 0;
 
   // Snapshot being received: one image at most (see "Snapshot transfer").
   int64_t asm_index_ = 0;  // 0: none
@@ -974,14 +973,12 @@ void Replica::Impl::MaybeCatchup(int to, int64_t target) {
   const int64_t index = resume ? asm_index_ : 0;
   const int64_t offset = resume ? static_cast<int64_t>(asm_bytes_.size()) : 0;
   if (from == last_catchup_from_ && index == last_catchup_index_ &&
-      offset == last_catchup_offset_ && to == last_catchup_to_ &&
-      now_ - last_catchup_at_ < opt_.heartbeat) {
+      offset == last_catchup_offset_ && now_ - last_catchup_at_ < opt_.heartbeat) {
     return;
   }
   last_catchup_from_ = from;
   last_catchup_index_ = index;
   last_catchup_offset_ = offset;
-  last_catchup_to_ = to;
   last_catchup_at_ = now_;
   Message m = MakeMessage(wire::Type::CATCHUP_REQUEST, promised_);
   m.from_slot = from;
