@@ -149,7 +149,15 @@ void PaxosLog::Send(const paxos::Outgoing& o) {
   m.receiver = o.to;
   m.payload = Encode(o.msg);
   pool_.Get(it->second)->Call<proto::PeerMessage, proto::PeerAck>(
-      "Deliver", m, 2 * options_.election_max, [](Status, proto::PeerAck) {});
+      "Deliver", m, 2 * options_.election_max,
+      [to = o.to, type = static_cast<int>(o.msg.type), bytes = m.payload.size()](Status s,
+                                                                                 proto::PeerAck) {
+        if (s.ok()) return;  // a refused one (too large) is a bug; a peer down is routine
+        Logger("paxos")->log(s.code() == Status::kInvalidArgument ? spdlog::level::warn
+                                                                  : spdlog::level::debug,
+                             "message type {} ({} bytes) to replica {} not delivered: {}", type,
+                             bytes, to, s.ToString());
+      });
 }
 
 void PaxosLog::KeepSnapshot(uint64_t index, const std::string& image) {

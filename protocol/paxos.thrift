@@ -45,8 +45,16 @@ struct Message {
   7: i64 commit_index
   8: i64 from_slot
   9: i64 applied_index
-  10: optional binary snapshot
+  10: optional binary snapshot  // a whole image: no longer sent (read for old senders)
   11: i64 snapshot_index
+  // Snapshots travel in chunks (replica.cc, "Snapshot transfer"): a
+  // CATCHUP_REPLY carries bytes [snapshot_offset, +size of snapshot_chunk)
+  // of the image at snapshot_index, which is snapshot_size bytes long; a
+  // CATCHUP_REQUEST names the image it is assembling and the offset it
+  // wants next; a PROMISE names its snapshot (index, size) without bytes.
+  12: i64 snapshot_offset
+  13: i64 snapshot_size
+  14: optional binary snapshot_chunk
 }
 
 // ------------------------------------------------ benchmark of the log alone

@@ -52,6 +52,10 @@ struct Timing {
   // 50000 in production): small, so lagging and restarted replicas catch up
   // by snapshot install.
   uint64_t snapshot_every = 16;
+  // Group mode: bytes of a snapshot image per catch-up message (paxos
+  // Options::snapshot_chunk, 4 MiB in production): small, so every install
+  // is a stream of chunks.
+  size_t paxos_snapshot_chunk = 256;
   Timing();
 };
 

@@ -437,6 +437,7 @@ void SimCoordinator::BootReplica() {
   o.paxos.election_max = t.paxos_election_max;
   o.paxos.seed = w.rng().Next();  // the core's jitter, from the world's RNG
   o.paxos_tick = t.paxos_tick;
+  o.paxos.snapshot_chunk = t.paxos_snapshot_chunk;  // images travel in several chunks
   o.snapshot_every = t.snapshot_every;
   // The acceptor's durable image, as paxos_log.cc reads it back from its
   // store: the snapshot (if any) restores the table in the core, and only

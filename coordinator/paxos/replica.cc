@@ -7,8 +7,9 @@
 //   PREVOTE_REPLY    ballot = the PREVOTE's ballot (echoed), ok = granted
 //   PREPARE          ballot, from_slot
 //   PROMISE          ok: ballot = the PREPARE's, entries = accepted >= from_slot,
-//                        commit_index, applied_index, and snapshot + snapshot_index
-//                        when from_slot <= the acceptor's snapshot index
+//                        commit_index, applied_index, and snapshot_index +
+//                        snapshot_size (no image) when from_slot <= the
+//                        acceptor's snapshot index
 //                    refused: ballot = the acceptor's promised ballot
 //   ACCEPT           ballot, entries (value-bearing), commit_index
 //   ACCEPTED         ok: ballot = the ACCEPT's, entries = the slots (no values),
@@ -16,10 +17,32 @@
 //   HEARTBEAT        ballot, commit_index
 //   HEARTBEAT_REPLY  ok: ballot = the HEARTBEAT's, applied_index, commit_index
 //                    refused: ballot = promised ballot
-//   CATCHUP_REQUEST  ballot = requester's promised ballot, from_slot, applied_index
-//   CATCHUP_REPLY    ballot = responder's (leader or promised) ballot, entries =
-//                        chosen values from from_slot on, commit_index, and
-//                        snapshot + snapshot_index when compacted past from_slot
+//   CATCHUP_REQUEST  ballot = requester's promised ballot, from_slot, applied_index,
+//                        snapshot_index + snapshot_offset = the image being
+//                        assembled from this responder and the offset wanted
+//                        (0 + 0: none)
+//   CATCHUP_REPLY    ballot = responder's (leader or promised) ballot, commit_index,
+//                        applied_index; either entries = chosen values from
+//                        from_slot on (at most catchup_batch, and about
+//                        snapshot_chunk bytes), or, when compacted past
+//                        from_slot, one chunk: snapshot_index, snapshot_size,
+//                        snapshot_offset, snapshot_chunk
+//   (Field `snapshot`, a whole image, is no longer sent; one from an older
+//   sender is still installed.)
+//
+// Snapshot transfer: the image is the one Compacted() handed over (or the one
+// installed last); a responder slices a chunk of it per request and never
+// copies it whole. The requester assembles one image at a time, from one
+// responder (images of one index may differ in bytes between replicas),
+// asks that responder for the next offset as soon as a chunk arrives, and
+// installs only once every byte is there. It switches to another image when
+// one of a higher index arrives (the responder compacted again: it starts
+// over at offset 0) or when its stream made no progress for election_max
+// (the responder died). A lost chunk is asked for again at the next
+// heartbeat. A PROMISE names the promiser's snapshot without carrying it; a
+// candidate fetches it this way and wins only once it applied through every
+// promiser's snapshot index: the promisers forgot the accepted values of
+// those slots, so only the image tells what was chosen there.
 //
 // A joining replica (replica.h, "Rejoining") sends PREPAREs of its own ballot
 // like a candidate, but never leads: it only collects the PROMISEs. While
@@ -177,8 +200,11 @@ class Replica::Impl {
   // --- learner
   void TryApply(const Ballot& b, int64_t commit);
   void Apply(int64_t slot, const std::string& value);
-  void Install(int64_t index, const std::string& image);
+  void Install(int64_t index, std::string image);
   void MaybeCatchup(int to, int64_t target);
+  bool ReceiveChunk(const Message& m);
+  void DropAssembly();
+  bool AssemblyStalled() const;
 
   const int id_;
   std::vector<int> members_;
@@ -207,6 +233,15 @@ class Replica::Impl {
   int64_t max_round_seen_ = 0;
   Micros last_catchup_at_ = std::numeric_limits<Micros>::min() / 2;
   int64_t last_catchup_from_ = 0;
+  int64_t last_catchup_index_ = 0;   // the assembly the last request named
+  int64_t last_catchup_offset_ = 0;
+
+  // Snapshot being received: one image at most (see "Snapshot transfer").
+  int64_t asm_index_ = 0;  // 0: none
+  int64_t asm_size_ = 0;
+  int asm_from_ = 0;       // the responder it comes from
+  std::string asm_bytes_;  // bytes [0, size) received so far
+  Micros asm_progress_at_ = 0;
 
   // Roles.
   Role role_ = Role::kFollower;
@@ -226,6 +261,8 @@ class Replica::Impl {
   int64_t from_slot_ = 0;
   std::set<int> promisers_;
   std::map<int64_t, Entry> reported_;  // highest-ballot value per slot from promises
+  int64_t phase1_snapshot_ = 0;        // highest snapshot index a promiser reported
+  int phase1_snapshot_from_ = 0;       // ... and who
   Micros phase1_deadline_ = 0;
   Micros last_prepare_at_ = 0;
 
@@ -452,7 +489,11 @@ void Replica::Impl::Tick(Micros now) {
     case Role::kCandidate:
       if (now >= phase1_deadline_) {
         StepDown("phase 1 timed out");
-      } else if (now - last_prepare_at_ >= opt_.heartbeat) {
+        break;
+      }
+      // Still fetching a promiser's snapshot: ask again if a chunk was lost.
+      MaybeCatchup(phase1_snapshot_from_, phase1_snapshot_);
+      if (now - last_prepare_at_ >= opt_.heartbeat) {
         last_prepare_at_ = now;
         for (int p : peers_) {
           if (promisers_.count(p)) continue;
@@ -514,6 +555,8 @@ void Replica::Impl::StartPhase1() {
   from_slot_ = applied_ + 1;
   promisers_.clear();
   reported_.clear();
+  phase1_snapshot_ = 0;
+  phase1_snapshot_from_ = 0;
   phase1_deadline_ = now_ + RandomElectionTimeout();
   last_prepare_at_ = now_;
   log_->debug("phase 1 id={} ballot={} from_slot={}", id_, Str(ballot_), from_slot_);
@@ -537,7 +580,8 @@ void Replica::Impl::StartPhase1() {
 }
 
 void Replica::Impl::MaybeWin() {
-  if (role_ == Role::kCandidate && self_promised_ && promisers_.size() + 1 >= Majority()) {
+  if (role_ == Role::kCandidate && self_promised_ && promisers_.size() + 1 >= Majority() &&
+      applied_ >= phase1_snapshot_) {
     BecomeLeader();
   }
 }
@@ -674,9 +718,9 @@ void Replica::Impl::SendPromise(int to, const Ballot& b, int64_t from_slot) {
   }
   if (from_slot <= snapshot_index_) {
     // We forgot slots the candidate lacks: they are chosen, and the image
-    // holds them.
-    r.__set_snapshot(snapshot_);
+    // holds them. The candidate fetches it by catch-up, in chunks.
     r.snapshot_index = snapshot_index_;
+    r.snapshot_size = static_cast<int64_t>(snapshot_.size());
   }
   Send(to, std::move(r));
 }
@@ -692,7 +736,17 @@ void Replica::Impl::HandlePromise(const Message& m) {
   }
   if (!Same(m.ballot, ballot_) || promisers_.count(m.sender)) return;
   promisers_.insert(m.sender);
-  if (m.__isset.snapshot && m.snapshot_index > applied_) Install(m.snapshot_index, m.snapshot);
+  if (m.__isset.snapshot && m.snapshot_index > applied_) {
+    Install(m.snapshot_index, m.snapshot);  // an older sender's whole image
+  } else if (m.snapshot_index > applied_) {
+    // It forgot the values of slots through its snapshot: learn them from
+    // the image before leading (MaybeWin waits for it).
+    if (m.snapshot_index > phase1_snapshot_) {
+      phase1_snapshot_ = m.snapshot_index;
+      phase1_snapshot_from_ = m.sender;
+    }
+    MaybeCatchup(m.sender, m.snapshot_index);
+  }
   for (const Entry& e : m.entries) Report(e);
   MaybeWin();
 }
@@ -892,29 +946,45 @@ void Replica::Impl::Apply(int64_t slot, const std::string& value) {
   CheckRecovered();
 }
 
-void Replica::Impl::Install(int64_t index, const std::string& image) {
-  log_->info("install snapshot id={} index={} (applied {})", id_, index, applied_);
+void Replica::Impl::Install(int64_t index, std::string image) {
+  log_->info("install snapshot id={} index={} bytes={} (applied {})", id_, index, image.size(),
+             applied_);
   applied_ = index;
   commit_index_ = std::max(commit_index_, index);
   snapshot_index_ = index;
-  snapshot_ = image;
+  snapshot_ = std::move(image);
   accepted_.erase(accepted_.begin(), accepted_.upper_bound(index));
   chosen_.erase(chosen_.begin(), chosen_.upper_bound(index));
+  if (asm_index_ != 0 && asm_index_ <= index) DropAssembly();
   fx_.applies.clear();  // all at or below `index`: the image supersedes them
-  fx_.install = std::make_pair(index, image);
+  fx_.install = std::make_pair(index, snapshot_);
 }
 
 // Asks `to` for chosen slots after our applied index when we know of chosen
-// slots beyond it; at most once per heartbeat unless we progressed.
+// slots beyond it; at most once per heartbeat unless we progressed. While an
+// image is being assembled, asks its responder for the next chunk instead
+// (anyone, once that stream stalled).
 void Replica::Impl::MaybeCatchup(int to, int64_t target) {
+  if (asm_index_ != 0 && !AssemblyStalled()) to = asm_from_;
   if (role_ == Role::kLeader || applied_ >= target || to == id_ || to == 0) return;
   const int64_t from = applied_ + 1;
-  if (from == last_catchup_from_ && now_ - last_catchup_at_ < opt_.heartbeat) return;
+  // Name the image only to the responder it comes from.
+  const bool resume = asm_index_ != 0 && to == asm_from_;
+  const int64_t index = resume ? asm_index_ : 0;
+  const int64_t offset = resume ? static_cast<int64_t>(asm_bytes_.size()) : 0;
+  if (from == last_catchup_from_ && index == last_catchup_index_ &&
+      offset == last_catchup_offset_ && now_ - last_catchup_at_ < opt_.heartbeat) {
+    return;
+  }
   last_catchup_from_ = from;
+  last_catchup_index_ = index;
+  last_catchup_offset_ = offset;
   last_catchup_at_ = now_;
   Message m = MakeMessage(wire::Type::CATCHUP_REQUEST, promised_);
   m.from_slot = from;
   m.applied_index = applied_;
+  m.snapshot_index = index;
+  m.snapshot_offset = offset;
   Send(to, std::move(m));
 }
 
@@ -923,27 +993,95 @@ void Replica::Impl::HandleCatchupRequest(const Message& m) {
   Message r = MakeMessage(wire::Type::CATCHUP_REPLY,
                           role_ == Role::kLeader ? ballot_ : promised_);
   r.commit_index = role_ == Role::kLeader ? leader_commit_ : commit_index_;
-  int64_t from = std::max<int64_t>(m.from_slot, 1);
+  r.applied_index = applied_;
+  const size_t chunk = std::max<size_t>(opt_.snapshot_chunk, 1);
+  const int64_t from = std::max<int64_t>(m.from_slot, 1);
   if (from <= snapshot_index_) {
-    r.__set_snapshot(snapshot_);
+    // One chunk of our image: where the requester left off if it is
+    // assembling this very image (from us), else from the start.
+    const int64_t size = static_cast<int64_t>(snapshot_.size());
+    int64_t offset = 0;
+    if (m.snapshot_index == snapshot_index_ && m.snapshot_offset > 0 && m.snapshot_offset < size) {
+      offset = m.snapshot_offset;
+    }
     r.snapshot_index = snapshot_index_;
-    from = snapshot_index_ + 1;
+    r.snapshot_size = size;
+    r.snapshot_offset = offset;
+    r.__set_snapshot_chunk(snapshot_.substr(static_cast<size_t>(offset), chunk));
+    Send(m.sender, std::move(r));
+    return;
   }
   const size_t batch = std::max<size_t>(opt_.catchup_batch, 1);
+  size_t bytes = 0;
   for (int64_t s = from; s <= applied_ && r.entries.size() < batch; ++s) {
     auto it = chosen_.find(s);
     if (it == chosen_.end()) break;
+    if (!r.entries.empty() && bytes + it->second.size() > chunk) break;
+    bytes += it->second.size();
     r.entries.push_back(MakeEntry(s, r.ballot, it->second));
   }
-  if (!r.__isset.snapshot && r.entries.empty()) return;
-  r.applied_index = applied_;
+  if (r.entries.empty()) return;
   Send(m.sender, std::move(r));
+}
+
+bool Replica::Impl::AssemblyStalled() const {
+  return now_ - asm_progress_at_ >= opt_.election_max;
+}
+
+void Replica::Impl::DropAssembly() {
+  asm_index_ = 0;
+  asm_size_ = 0;
+  asm_from_ = 0;
+  std::string().swap(asm_bytes_);  // give the memory back
+}
+
+// Takes one chunk of a CATCHUP_REPLY; true if it moved the assembly (so the
+// next chunk is due). Installs the image once complete.
+bool Replica::Impl::ReceiveChunk(const Message& m) {
+  const std::string& data = m.snapshot_chunk;
+  const int64_t index = m.snapshot_index;
+  const int64_t size = m.snapshot_size;
+  const int64_t offset = m.snapshot_offset;
+  if (index <= applied_ || size < 0 || offset < 0 || offset > size ||
+      static_cast<int64_t>(data.size()) > size - offset) {
+    return false;
+  }
+  bool moved = false;
+  if (index != asm_index_ || m.sender != asm_from_ || size != asm_size_) {
+    // Another image: take it if it is newer than ours, or ours stalled.
+    if (asm_index_ != 0 && index <= asm_index_ && !AssemblyStalled()) return false;
+    if (asm_index_ != 0) {
+      log_->info("snapshot id={}: drops image {} at {}/{} bytes for image {} from replica {}", id_,
+                 asm_index_, asm_bytes_.size(), asm_size_, index, m.sender);
+    }
+    DropAssembly();
+    asm_index_ = index;
+    asm_size_ = size;
+    asm_from_ = m.sender;
+    asm_progress_at_ = now_;
+    moved = true;  // if this chunk is not the first, ask for offset 0
+  }
+  // A duplicate or a chunk after a lost one: the next request asks again.
+  if (offset != static_cast<int64_t>(asm_bytes_.size())) return moved;
+  asm_bytes_.append(data);
+  asm_progress_at_ = now_;
+  if (static_cast<int64_t>(asm_bytes_.size()) == asm_size_) {
+    std::string image = std::move(asm_bytes_);
+    DropAssembly();
+    Install(index, std::move(image));
+  }
+  return true;
 }
 
 void Replica::Impl::HandleCatchupReply(const Message& m) {
   if (role_ == Role::kLeader) return;
   const int64_t before = applied_;
-  if (m.__isset.snapshot && m.snapshot_index > applied_) Install(m.snapshot_index, m.snapshot);
+  bool moved = false;
+  if (m.__isset.snapshot_chunk) {
+    moved = ReceiveChunk(m);
+  } else if (m.__isset.snapshot && m.snapshot_index > applied_) {
+    Install(m.snapshot_index, m.snapshot);  // an older sender's whole image
+  }
   std::vector<Entry> writes;
   for (const Entry& e : m.entries) {
     if (e.slot <= applied_) continue;
@@ -959,9 +1097,13 @@ void Replica::Impl::HandleCatchupReply(const Message& m) {
     Apply(e.slot, e.value);
   }
   if (!writes.empty()) NewPersist(std::nullopt, std::move(writes));
+  if (asm_index_ != 0 && asm_index_ <= applied_) DropAssembly();  // the entries got there first
+  if (role_ == Role::kCandidate) MaybeWin();
   // m.commit_index is only a hint here (the responder may not lead): use it
   // to decide whether to ask again, never to apply our own entries.
-  if (applied_ > before) MaybeCatchup(m.sender, std::max(commit_index_, m.commit_index));
+  if (applied_ > before || moved) {
+    MaybeCatchup(m.sender, std::max({commit_index_, m.commit_index, asm_index_, phase1_snapshot_}));
+  }
 }
 
 // ---------------------------------------------------------------- storage failure
@@ -1026,7 +1168,14 @@ void Replica::Impl::HandleJoinPromise(const Message& m) {
   }
   if (!Same(m.ballot, join_ballot_) || join_answered_.count(m.sender)) return;
   join_answered_.insert(m.sender);
-  if (m.__isset.snapshot && m.snapshot_index > applied_) Install(m.snapshot_index, m.snapshot);
+  if (m.__isset.snapshot && m.snapshot_index > applied_) {
+    Install(m.snapshot_index, m.snapshot);  // an older sender's whole image
+  } else if (m.snapshot_index > applied_) {
+    // Its image holds slots it forgot: fetch it (catching up to join_target_
+    // waits for it).
+    join_target_ = std::max(join_target_, m.snapshot_index);
+    MaybeCatchup(m.sender, m.snapshot_index);
+  }
   for (const Entry& e : m.entries) {
     if (e.slot < join_from_slot_) continue;
     auto it = join_reported_.find(e.slot);
@@ -1057,7 +1206,14 @@ void Replica::Impl::JoinProgress() {
   if (applied_ < join_target_) return;  // Tick asks for catch-up
   join_finishing_ = true;
   if (Less(promised_, join_ballot_)) promised_ = join_ballot_;
-  NewPersist(promised_, std::move(join_writes_));
+  // Write what we hold now for the adopted slots: an image installed since
+  // covers some, and catch-up may have replaced others by the chosen value.
+  std::vector<Entry> writes;
+  for (const Entry& e : join_writes_) {
+    auto it = accepted_.find(e.slot);
+    if (e.slot > snapshot_index_ && it != accepted_.end()) writes.push_back(it->second);
+  }
+  NewPersist(promised_, std::move(writes));
   fx_.persists.back().joined = true;
   join_writes_.clear();
   AfterDurable([this] {

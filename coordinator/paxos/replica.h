@@ -7,7 +7,8 @@
 // highest-ballot value of each slot, fill gaps with no-ops); steady-state
 // phase 2 with a window of slots in flight; the commit index carried on
 // accepts and heartbeats; in-order apply; catch-up of missing slots;
-// snapshot install for a replica that is too far behind.
+// snapshot install for a replica that is too far behind (the image travels
+// in chunks of Options::snapshot_chunk; see replica.cc, "Snapshot transfer").
 //
 // Values are opaque bytes (the shell's encoded command batches); the empty
 // string is a no-op.
@@ -68,6 +69,10 @@ struct Options {
   size_t max_inflight = 64;
   // Entries per CATCHUP_REPLY. Default: 256.
   size_t catchup_batch = 256;
+  // Bytes of snapshot image per CATCHUP_REPLY; also the byte budget of the
+  // entries one CATCHUP_REPLY carries (it carries at least one). Keep it well
+  // under the RPC frame limit (16 MiB). Default: 4 MiB.
+  size_t snapshot_chunk = size_t{4} << 20;
   // Seed of the core's own deterministic jitter generator (the shell picks it:
   // e.g. from the replica id and the time in the real shell, from the world's
   // RNG in the simulator).
@@ -138,7 +143,8 @@ class Replica {
   bool Propose(std::string value, Micros now);
 
   // The shell's state machine holds everything through `index` in `image`:
-  // slots <= index may be forgotten; `image` is sent to replicas behind it.
+  // slots <= index may be forgotten; `image` is sent to replicas behind it,
+  // in chunks sliced from this one copy (the shell builds it once).
   void Compacted(int64_t index, std::string image);
 
   Effects TakeEffects();

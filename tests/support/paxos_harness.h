@@ -30,9 +30,15 @@
 
 namespace txc::testing {
 
-// The test state machine's image: its whole applied log, length-prefixed.
-inline std::string EncodeLog(const std::vector<std::string>& log) {
+// The test state machine's image: its whole applied log, length-prefixed,
+// after `padding` filler bytes ("#N:" and N bytes) that make an image large
+// without making any value large.
+inline std::string EncodeLog(const std::vector<std::string>& log, size_t padding = 0) {
   std::string out;
+  if (padding > 0) {
+    out = "#" + std::to_string(padding) + ":";
+    out.append(padding, '.');
+  }
   for (const std::string& v : log) out += std::to_string(v.size()) + ":" + v;
   return out;
 }
@@ -40,6 +46,10 @@ inline std::string EncodeLog(const std::vector<std::string>& log) {
 inline std::vector<std::string> DecodeLog(const std::string& image) {
   std::vector<std::string> log;
   size_t pos = 0;
+  if (!image.empty() && image[0] == '#') {
+    const size_t colon = image.find(':');
+    pos = colon + 1 + std::stoul(image.substr(1, colon - 1));
+  }
   while (pos < image.size()) {
     const size_t colon = image.find(':', pos);
     const size_t len = std::stoul(image.substr(pos, colon - pos));
@@ -109,6 +119,14 @@ class PaxosCluster {
   int accept_entries() const { return accept_entries_; }
   // The largest number of slots a leader had beyond its applied index in one ACCEPT.
   int64_t max_accept_lead() const { return max_accept_lead_; }
+  // Images the state machines built (one per Compact).
+  int images_built() const { return images_built_; }
+  // Filler bytes every image built from now on carries (see EncodeLog).
+  void set_image_padding(size_t bytes) { image_padding_ = bytes; }
+  // Called with every message a core sends, before any loss.
+  void set_send_observer(std::function<void(int from, const paxos::Message&)> fn) {
+    send_observer_ = std::move(fn);
+  }
 
   // The live leader with the highest epoch, or 0.
   int Leader() const {
@@ -243,7 +261,8 @@ class PaxosCluster {
     Node& n = nodes_[id];
     if (!n.up()) return;
     const int64_t index = static_cast<int64_t>(n.sm.size());
-    std::string image = EncodeLog(n.sm);
+    std::string image = EncodeLog(n.sm, image_padding_);
+    ++images_built_;
     n.replica->Compacted(index, image);
     n.snapshot = std::move(image);
     n.snapshot_index = index;
@@ -446,6 +465,7 @@ class PaxosCluster {
       if (!n.storage_failed) n.unsynced.push_back(std::move(p));
     }
     for (paxos::Outgoing& o : fx.sends) {
+      if (send_observer_) send_observer_(id, o.msg);
       ++sent_[o.msg.type];
       ++sent_by_[{id, o.msg.type}];
       if (o.msg.type == paxos::wire::Type::ACCEPT) {
@@ -489,6 +509,9 @@ class PaxosCluster {
   std::map<std::pair<int, paxos::wire::Type::type>, int> sent_by_;
   int accept_entries_ = 0;
   int64_t max_accept_lead_ = 0;
+  int images_built_ = 0;
+  size_t image_padding_ = 0;
+  std::function<void(int, const paxos::Message&)> send_observer_;
   uint64_t next_value_ = 1;
 };
 
