@@ -267,6 +267,8 @@ void CoordinatorNode::Do(NoteAction& n) {
     std::string txid = n.txid ? " txid=" + ToString(*n.txid) : "";
     if (n.level == NoteAction::kError) {
       log->error("{}{}", n.text, txid);
+    } else if (n.level == NoteAction::kWarn) {
+      log->warn("{}{}", n.text, txid);
     } else if (n.notable) {
       log->info("{}{}", n.text, txid);
     } else {

@@ -242,6 +242,15 @@ void NodeCore::MaybeSnapshot(NodeEffects* out) {
 }
 
 void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
+  for (paxos::LogLine& line : fx.logs) {
+    // The replica's own lines: debug stays debug, info is notable, and a
+    // warning or error of the replica (its disk failed) is the operator's
+    // business, not a broken invariant.
+    bool debug = line.level == paxos::LogLine::kDebug;
+    bool warn = line.level == paxos::LogLine::kWarn || line.level == paxos::LogLine::kError;
+    Note(out, "paxos: " + std::move(line.text), nullptr, nullptr,
+         warn ? NoteAction::kWarn : NoteAction::kInfo, !debug);
+  }
   for (paxos::Persist& p : fx.persists) out->actions.push_back(std::move(p));
   for (paxos::Outgoing& o : fx.sends) {
     if (o.to == options_.self_id ||

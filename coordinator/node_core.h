@@ -117,10 +117,11 @@ struct AppendedAction {
 };
 
 // Something the node did that its log (or the simulator's trace) shows.
-// kError: something that must not happen (an unreadable chosen value, a
-// snapshot that does not restore). `point`: a named crash point, right here.
+// kWarn: an operator must look (e.g. the replica's disk failed). kError:
+// something that must not happen (an unreadable chosen value, a snapshot that
+// does not restore). `point`: a named crash point, right here.
 struct NoteAction {
-  enum Level { kInfo, kError };
+  enum Level { kInfo, kWarn, kError };
   Level level = kInfo;
   std::optional<TxId> txid;
   std::string text;  // empty: no log line, only the crash point

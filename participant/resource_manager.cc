@@ -1,8 +1,7 @@
 #include "participant/resource_manager.h"
 
+#include <memory>
 #include <utility>
-
-#include "participant/sqlite_resource.h"
 
 namespace txc::participant {
 
@@ -35,51 +34,6 @@ void ResourceManager::ExecuteAndPrepare(const TxId& txid, std::vector<proto::Sta
               done(std::move(*shared));
             });
           });
-}
-
-namespace {
-
-bool ValidName(const std::string& name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec) {
-  const std::string where = "resource spec \"" + spec + "\": ";
-  auto eq = spec.find('=');
-  if (eq == std::string::npos) {
-    return Status::InvalidArgument(where + "expected NAME=KIND:PATH, e.g. bank_a=sqlite:/var/lib/bank_a.db");
-  }
-  std::string name = spec.substr(0, eq);
-  std::string rest = spec.substr(eq + 1);
-  if (!ValidName(name)) {
-    return Status::InvalidArgument(where + "name \"" + name +
-                                   "\" must be 1-64 characters of A-Z a-z 0-9 _ -");
-  }
-  auto colon = rest.find(':');
-  if (colon == std::string::npos) {
-    return Status::InvalidArgument(where + "expected KIND:PATH after \"" + name +
-                                   "=\", e.g. sqlite:/var/lib/" + name + ".db");
-  }
-  std::string kind = rest.substr(0, colon);
-  std::string path = rest.substr(colon + 1);
-  if (kind != "sqlite") {
-    return Status::InvalidArgument(where + "unknown resource kind \"" + kind +
-                                   "\" (supported: sqlite)");
-  }
-  if (path.empty()) {
-    return Status::InvalidArgument(where + "empty database path after \"sqlite:\"");
-  }
-  auto r = SqliteResource::Open(name, path);
-  if (!r.ok()) return Status(r.status().code(), where + r.status().message());
-  return std::unique_ptr<ResourceManager>(std::move(*r));
 }
 
 }  // namespace txc::participant

@@ -77,7 +77,7 @@
 #include <set>
 #include <utility>
 
-#include "common/log.h"
+#include <sstream>
 
 namespace txc::paxos {
 
@@ -211,11 +211,17 @@ class Replica::Impl {
   std::vector<int> peers_;
   const Options opt_;
   uint64_t rng_;
-  std::shared_ptr<spdlog::logger> log_;
 
   bool started_ = false;
   Micros now_ = 0;
   Effects fx_;
+
+  template <class... A>
+  void Log(LogLine::Level level, const A&... parts) {
+    std::ostringstream text;
+    (text << ... << parts);
+    fx_.logs.push_back(LogLine{level, text.str()});
+  }
 
   // Acceptor. promised_ and accepted_ are the in-memory view: a change is
   // visible to later decisions at once, and to peers only once durable.
@@ -298,7 +304,7 @@ class Replica::Impl {
 
 Replica::Impl::Impl(int id, std::vector<int> members, Options options, DurableState recovered,
                     int64_t applied_index)
-    : id_(id), opt_(options), log_(Logger("paxos")) {
+    : id_(id), opt_(options) {
   members.push_back(id);
   std::sort(members.begin(), members.end());
   members.erase(std::unique(members.begin(), members.end()), members.end());
@@ -336,8 +342,7 @@ Replica::Impl::Impl(int id, std::vector<int> members, Options options, DurableSt
   commit_index_ = applied_;
   joining_ = recovered.joining;
   if (joining_) {
-    log_->warn("replica id={} starts joining: it votes only once it has learned the group's state "
-               "from every other replica", id_);
+    Log(LogLine::kWarn, "replica id=", id_, " starts joining: it votes only once it has learned the group's state from every other replica");
   }
 }
 
@@ -559,7 +564,7 @@ void Replica::Impl::StartPhase1() {
   phase1_snapshot_from_ = 0;
   phase1_deadline_ = now_ + RandomElectionTimeout();
   last_prepare_at_ = now_;
-  log_->debug("phase 1 id={} ballot={} from_slot={}", id_, Str(ballot_), from_slot_);
+  Log(LogLine::kDebug, "phase 1 id=", id_, " ballot=", Str(ballot_), " from_slot=", from_slot_);
 
   // Our own promise counts only once it is durable.
   NewPersist(promised_, {});
@@ -609,8 +614,7 @@ void Replica::Impl::BecomeLeader() {
   last_heard_.clear();
   progress_.clear();
   for (int p : peers_) last_heard_[p] = now_;
-  log_->info("leader id={} ballot={} recovering slots {}..{}", id_, Str(ballot_), start,
-             recovery_end_);
+  Log(LogLine::kInfo, "leader id=", id_, " ballot=", Str(ballot_), " recovering slots ", start, "..", recovery_end_);
   SendHeartbeats();
   CheckRecovered();
 }
@@ -618,9 +622,9 @@ void Replica::Impl::BecomeLeader() {
 void Replica::Impl::StepDown(const char* why) {
   if (role_ == Role::kLeader) {
     fx_.stepped_down = true;
-    log_->info("step down id={} ballot={}: {}", id_, Str(ballot_), why);
+    Log(LogLine::kInfo, "step down id=", id_, " ballot=", Str(ballot_), ": ", why);
   } else if (role_ == Role::kCandidate) {
-    log_->debug("candidate id={} ballot={} gives up: {}", id_, Str(ballot_), why);
+    Log(LogLine::kDebug, "candidate id=", id_, " ballot=", Str(ballot_), " gives up: ", why);
   }
   role_ = Role::kFollower;
   if (leader_id_ == id_) leader_id_ = 0;
@@ -891,7 +895,7 @@ void Replica::Impl::CheckRecovered() {
   if (role_ == Role::kLeader && !recovered_emitted_ && applied_ >= recovery_end_) {
     recovered_emitted_ = true;
     fx_.leader_recovered = ballot_.round;
-    log_->info("leader id={} epoch={} recovered through slot {}", id_, ballot_.round, applied_);
+    Log(LogLine::kInfo, "leader id=", id_, " epoch=", ballot_.round, " recovered through slot ", applied_);
   }
 }
 
@@ -947,8 +951,7 @@ void Replica::Impl::Apply(int64_t slot, const std::string& value) {
 }
 
 void Replica::Impl::Install(int64_t index, std::string image) {
-  log_->info("install snapshot id={} index={} bytes={} (applied {})", id_, index, image.size(),
-             applied_);
+  Log(LogLine::kInfo, "install snapshot id=", id_, " index=", index, " bytes=", image.size(), " (applied ", applied_, ")");
   applied_ = index;
   commit_index_ = std::max(commit_index_, index);
   snapshot_index_ = index;
@@ -1051,8 +1054,7 @@ bool Replica::Impl::ReceiveChunk(const Message& m) {
     // Another image: take it if it is newer than ours, or ours stalled.
     if (asm_index_ != 0 && index <= asm_index_ && !AssemblyStalled()) return false;
     if (asm_index_ != 0) {
-      log_->info("snapshot id={}: drops image {} at {}/{} bytes for image {} from replica {}", id_,
-                 asm_index_, asm_bytes_.size(), asm_size_, index, m.sender);
+      Log(LogLine::kInfo, "snapshot id=", id_, ": drops image ", asm_index_, " at ", asm_bytes_.size(), "/", asm_size_, " bytes for image ", index, " from replica ", m.sender);
     }
     DropAssembly();
     asm_index_ = index;
@@ -1116,7 +1118,7 @@ void Replica::Impl::OnStorageFailed(Micros now) {
   leader_id_ = 0;
   // Nothing that waits for a write may leave now: the write may be lost.
   waiting_.clear();
-  log_->error("replica id={} stops voting and leading: its log storage failed", id_);
+  Log(LogLine::kError, "replica id=", id_, " stops voting and leading: its log storage failed");
 }
 
 // ---------------------------------------------------------------- rejoining
@@ -1141,8 +1143,7 @@ void Replica::Impl::StartJoinRound() {
   join_answered_.clear();
   join_reported_.clear();
   join_target_ = 0;
-  log_->info("joining id={}: fencing the others with ballot {} from slot {}", id_, Str(join_ballot_),
-             join_from_slot_);
+  Log(LogLine::kInfo, "joining id=", id_, ": fencing the others with ballot ", Str(join_ballot_), " from slot ", join_from_slot_);
   SendJoinPrepares();
 }
 
@@ -1200,8 +1201,7 @@ void Replica::Impl::JoinProgress() {
       join_writes_.push_back(e);
     }
     join_reported_.clear();
-    log_->info("joining id={}: every other replica promised {}; catching up to slot {} (applied {})",
-               id_, Str(join_ballot_), join_target_, applied_);
+    Log(LogLine::kInfo, "joining id=", id_, ": every other replica promised ", Str(join_ballot_), "; catching up to slot ", join_target_, " (applied ", applied_, ")");
   }
   if (applied_ < join_target_) return;  // Tick asks for catch-up
   join_finishing_ = true;
@@ -1221,8 +1221,7 @@ void Replica::Impl::JoinProgress() {
     join_finishing_ = false;
     join_fenced_ = false;
     election_deadline_ = now_ + RandomElectionTimeout();
-    log_->info("replica id={} rejoined with promise {} at applied slot {}: voting", id_,
-               Str(promised_), applied_);
+    Log(LogLine::kInfo, "replica id=", id_, " rejoined with promise ", Str(promised_), " at applied slot ", applied_, ": voting");
   });
 }
 

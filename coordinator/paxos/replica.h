@@ -103,6 +103,14 @@ struct Outgoing {
   Message msg;
 };
 
+// A line for the operator's log: the core writes no log itself; the shell
+// sends these where it logs (the real node) or to the trace (txsim).
+struct LogLine {
+  enum Level { kDebug, kInfo, kWarn, kError };
+  Level level = kInfo;
+  std::string text;
+};
+
 struct Effects {
   std::vector<Persist> persists;  // make durable, then call OnPersisted(token)
   std::vector<Outgoing> sends;
@@ -116,9 +124,10 @@ struct Effects {
   std::optional<int64_t> leader_recovered;
   // This replica stopped leading (it saw a higher ballot, or lost its majority).
   bool stepped_down = false;
+  std::vector<LogLine> logs;
   bool empty() const {
     return persists.empty() && sends.empty() && applies.empty() && !install &&
-           !leader_recovered && !stepped_down;
+           !leader_recovered && !stepped_down && logs.empty();
   }
 };
 
