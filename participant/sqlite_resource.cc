@@ -524,7 +524,8 @@ class SqliteResource::Impl {
   bool sync_full_ = true;           // current PRAGMA synchronous (Db::Open sets FULL)
   std::string fail_reason_;         // set once, under db_mu_
   std::atomic<bool> failed_{false};
-  Micros next_purge_ = 0;            // clock_ time of the next purge
+  // clock_ time of the next purge; the first group purges.
+  Micros next_purge_ = std::numeric_limits<Micros>::min();
   const TxId* undo_txid_ = nullptr;  // for conflict logs during ApplyUndo
   std::string undo_conflict_;        // why ApplyUndo abandoned the undo
 
@@ -618,7 +619,6 @@ Status SqliteResource::Impl::Init() {
   clock_ = options_.clock ? options_.clock : std::function<Micros()>(&SteadyNowMicros);
   wall_clock_ =
       options_.wall_clock ? options_.wall_clock : std::function<Micros()>(&SystemNowMicros);
-  next_purge_ = clock_();  // the first group purges
   if (options_.max_execute_time > 0) {
     // Checked every few thousand virtual machine steps: cheap next to the work.
     sqlite3_progress_handler(db_->raw(), 4000, &Impl::OnProgress, this);
