@@ -2,6 +2,10 @@
 // completed simulated sync covered, storage faults surface as SQLite errors
 // and leave a consistent database, a wiped disk is empty, a seed replays to
 // the same bytes, and the session extension and SqliteResource work on it.
+// SqliteResource also runs as the simulator runs it (group commits as World
+// events, callbacks past WhenDurable, virtual clocks): a vote leaves only once
+// its PREPARED record is durable, a power loss before that loses both, and a
+// seed replays to byte-identical database files.
 #include "sim/sim_vfs.h"
 
 #include <sqlite3.h>
