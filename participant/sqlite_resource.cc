@@ -31,12 +31,12 @@ namespace {
 // Final branch rows (COMMITTED, ABORTED tombstones) are kept this long so a
 // late or duplicated request still finds them, then purged by the worker.
 constexpr int64_t kFinalRetentionMs = 10 * 60 * 1000;
-constexpr auto kPurgeInterval = std::chrono::seconds(30);
+constexpr Micros kPurgeInterval = 30 * kSeconds;
 constexpr int kPurgeBatch = 10000;  // rows per purge, to bound one group's time
 constexpr size_t kMaxCachedStatements = 256;
 
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
+Micros SystemNowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
@@ -424,12 +424,20 @@ class SqliteResource::Impl {
       : name_(std::move(name)), options_(options), db_(std::move(db)) {}
 
   ~Impl() {
-    {
+    *alive_ = false;  // a drain task or barrier still queued finds us gone
+    if (options_.executor != nullptr) {
+      // A crashed (simulated) node runs nothing further: queued operations
+      // are dropped, their callbacks never called.
       std::lock_guard<std::mutex> l(mu_);
-      stop_ = true;
+      queue_.clear();
+    } else {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        stop_ = true;
+      }
+      cv_.notify_all();
+      if (thread_.joinable()) thread_.join();
     }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
     user_stmts_.clear();  // before the Db closes
     table_keys_.clear();
   }
@@ -446,11 +454,17 @@ class SqliteResource::Impl {
   std::atomic<bool> inject_failure{false};
 
  private:
-  // Worker.
+  // Worker: the thread's loop, or the executor's drain task.
   void Run();
-  void RunGroup(std::vector<std::unique_ptr<Op>>& ops);
+  void PostDrain();
+  void Drain();
+  void TakeBatch(std::vector<std::unique_ptr<Op>>* ops);  // under mu_
+  void WaitForBarrier();
+  // True when the group committed and needs durability before its callbacks.
+  bool RunGroup(std::vector<std::unique_ptr<Op>>& ops);
   Status RunOp(Op& op);
-  void FailGroup(std::vector<std::unique_ptr<Op>>& ops, const Status& why);
+  bool FailGroup(std::vector<std::unique_ptr<Op>>& ops, const Status& why);
+  int64_t WallMs() const { return wall_clock_() / kMillis; }
   void Fail(const Status& why);
   Status Sticky() const;
   void MaybePurge();
@@ -510,7 +524,8 @@ class SqliteResource::Impl {
   bool sync_full_ = true;           // current PRAGMA synchronous (Db::Open sets FULL)
   std::string fail_reason_;         // set once, under db_mu_
   std::atomic<bool> failed_{false};
-  std::chrono::steady_clock::time_point next_purge_ = std::chrono::steady_clock::now();
+  // clock_ time of the next purge; the first group purges.
+  Micros next_purge_ = std::numeric_limits<Micros>::min();
   const TxId* undo_txid_ = nullptr;  // for conflict logs during ApplyUndo
   std::string undo_conflict_;        // why ApplyUndo abandoned the undo
 
@@ -518,18 +533,25 @@ class SqliteResource::Impl {
   std::unordered_map<std::string, TableKeys> table_keys_;
   int64_t table_keys_version_ = -1;
 
+  // Clocks (options', or the real ones).
+  std::function<Micros()> clock_;       // monotonic
+  std::function<Micros()> wall_clock_;  // Unix micros
   // Execute deadline (clock_ time, 0 = none), checked by OnProgress.
-  std::function<Micros()> clock_;
   Micros execute_deadline_ = 0;
   bool execute_timed_out_ = false;
 
   std::mutex db_mu_;  // the worker's group vs. Recover on the caller's thread
 
-  std::mutex mu_;  // guards queue_, stop_
+  std::mutex mu_;  // guards queue_, stop_, drain_pending_
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Op>> queue_;
   bool stop_ = false;
-  std::thread thread_;
+  std::thread thread_;  // without an executor
+  // With an executor: a drain task is posted, running, or waiting for its
+  // group's durability barrier. At most one at a time.
+  bool drain_pending_ = false;
+  // False once destroyed; shared with posted tasks and barrier continuations.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 Status SqliteResource::Impl::Init() {
@@ -595,11 +617,13 @@ Status SqliteResource::Impl::Init() {
                                                            std::numeric_limits<int>::max())));
   }
   clock_ = options_.clock ? options_.clock : std::function<Micros()>(&SteadyNowMicros);
+  wall_clock_ =
+      options_.wall_clock ? options_.wall_clock : std::function<Micros()>(&SystemNowMicros);
   if (options_.max_execute_time > 0) {
     // Checked every few thousand virtual machine steps: cheap next to the work.
     sqlite3_progress_handler(db_->raw(), 4000, &Impl::OnProgress, this);
   }
-  thread_ = std::thread([this] { Run(); });
+  if (options_.executor == nullptr) thread_ = std::thread([this] { Run(); });
   return Status::Ok();
 }
 
@@ -668,11 +692,29 @@ Result<std::vector<RecoveredBranch>> SqliteResource::Impl::Recover() {
 // ---------------------------------------------------------------- worker
 
 void SqliteResource::Impl::Enqueue(std::unique_ptr<Op> op) {
+  if (options_.executor != nullptr) {
+    bool post = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.push_back(std::move(op));
+      post = !std::exchange(drain_pending_, true);
+    }
+    if (post) PostDrain();
+    return;
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     queue_.push_back(std::move(op));
   }
   cv_.notify_one();
+}
+
+void SqliteResource::Impl::TakeBatch(std::vector<std::unique_ptr<Op>>* ops) {
+  size_t max = std::max<size_t>(options_.max_group_ops, 1);
+  while (!queue_.empty() && ops->size() < max) {
+    ops->push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
 }
 
 void SqliteResource::Impl::Run() {
@@ -682,17 +724,76 @@ void SqliteResource::Impl::Run() {
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait(l, [this] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and drained
-      size_t max = std::max<size_t>(options_.max_group_ops, 1);
-      while (!queue_.empty() && ops.size() < max) {
-        ops.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+      TakeBatch(&ops);
     }
+    bool durable;
     {
       std::lock_guard<std::mutex> l(db_mu_);
-      RunGroup(ops);
+      durable = RunGroup(ops);
     }
+    if (durable && options_.durability_barrier) WaitForBarrier();
     for (auto& op : ops) Deliver(*op);
+  }
+}
+
+void SqliteResource::Impl::WaitForBarrier() {
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+  };
+  auto gate = std::make_shared<Gate>();
+  options_.durability_barrier([gate] {
+    std::lock_guard<std::mutex> l(gate->mu);
+    gate->open = true;
+    gate->cv.notify_all();
+  });
+  std::unique_lock<std::mutex> l(gate->mu);
+  gate->cv.wait(l, [&gate] { return gate->open; });
+}
+
+void SqliteResource::Impl::PostDrain() {
+  options_.executor->Post([this, alive = alive_] {
+    if (*alive) Drain();
+  });
+}
+
+// One batch of the worker loop, as an executor task: the group, then (past
+// the durability barrier) its callbacks, then the next drain if work queued
+// meanwhile, callbacks' new operations included.
+void SqliteResource::Impl::Drain() {
+  auto ops = std::make_shared<std::vector<std::unique_ptr<Op>>>();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    TakeBatch(ops.get());
+    if (ops->empty()) {
+      drain_pending_ = false;
+      return;
+    }
+  }
+  bool durable;
+  {
+    std::lock_guard<std::mutex> l(db_mu_);
+    durable = RunGroup(*ops);
+  }
+  auto finish = [this, alive = alive_, ops, done = std::make_shared<bool>(false)] {
+    if (!*alive || std::exchange(*done, true)) return;
+    for (auto& op : *ops) {
+      Deliver(*op);
+      if (!*alive) return;  // a callback destroyed the resource
+    }
+    bool more;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      more = !queue_.empty();
+      drain_pending_ = more;
+    }
+    if (more) PostDrain();
+  };
+  if (durable && options_.durability_barrier) {
+    options_.durability_barrier(std::move(finish));
+  } else {
+    finish();
   }
 }
 
@@ -719,7 +820,7 @@ void SqliteResource::Impl::Fail(const Status& why) {
                        name_, db_->path(), why.ToString());
 }
 
-void SqliteResource::Impl::FailGroup(std::vector<std::unique_ptr<Op>>& ops, const Status& why) {
+bool SqliteResource::Impl::FailGroup(std::vector<std::unique_ptr<Op>>& ops, const Status& why) {
   if (!sqlite3_get_autocommit(db_->raw())) {
     rollback_->Reset();
     (void)rollback_->Run();
@@ -734,12 +835,13 @@ void SqliteResource::Impl::FailGroup(std::vector<std::unique_ptr<Op>>& ops, cons
     op->result.status = Err(Status::kStorageFailed, "local commit failed: " + why.message());
     op->finalized = true;
   }
+  return false;
 }
 
-void SqliteResource::Impl::RunGroup(std::vector<std::unique_ptr<Op>>& ops) {
+bool SqliteResource::Impl::RunGroup(std::vector<std::unique_ptr<Op>>& ops) {
   if (failed_.load()) {
     for (auto& op : ops) op->result.status = Sticky();
-    return;
+    return false;
   }
   bool need_sync = false;
   for (auto& op : ops) need_sync |= op->NeedsSync();
@@ -761,7 +863,7 @@ void SqliteResource::Impl::RunGroup(std::vector<std::unique_ptr<Op>>& ops) {
       for (auto& op : ops) {
         if (!op->finalized) op->result.status = Err(Status::kUnavailable, b.message());
       }
-      return;
+      return false;
     }
     locks_.Forget();
     bool restart = false;
@@ -818,12 +920,12 @@ void SqliteResource::Impl::RunGroup(std::vector<std::unique_ptr<Op>>& ops) {
     groups.fetch_add(1);
     if (want_full) syncs.fetch_add(1);
     for (auto& op : ops) op->finalized = true;
-    return;
+    return need_sync;
   }
 }
 
 void SqliteResource::Impl::MaybePurge() {
-  auto now = std::chrono::steady_clock::now();
+  Micros now = clock_();
   if (now < next_purge_) return;
   next_purge_ = now + kPurgeInterval;
   wal::Stmt& s = *purge_;

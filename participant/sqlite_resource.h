@@ -44,13 +44,25 @@
 // TIMEOUT, nothing of it applied, so the single worker serves the other
 // branches again.
 //
-// Group commit: one worker thread takes every queued operation, runs them in
-// one BEGIN IMMEDIATE ... COMMIT (each in its own SAVEPOINT), syncs once if any
-// of them needs durability (Prepare, Commit, ExecuteAndPrepare), then runs the
-// callbacks on the worker thread.
+// Group commit: one worker takes every queued operation (up to
+// max_group_ops), runs them in one BEGIN IMMEDIATE ... COMMIT (each in its own
+// SAVEPOINT), syncs once if any of them needs durability (Prepare, Commit,
+// ExecuteAndPrepare), passes the durability barrier, then runs the callbacks.
+// The worker is the resource's own thread, or (options.executor) a drain task
+// posted to an executor: the simulator runs the same group commit as events.
 //
-// Threading: public methods may be called from any thread; callbacks run on
-// the worker thread.
+// Durability barrier: a group that needs durability delivers its callbacks
+// only once options.durability_barrier says its COMMIT is durable, and no
+// later group starts before that (as the worker thread is held in fsync). In
+// production SQLite's fsync has returned inside COMMIT, so there is no
+// barrier; under the simulator's VFS a sync completes later, as an event.
+//
+// Clocks: every clock the resource reads comes from its options (the steady
+// clock for purges and the statement time limit, the wall clock for the
+// `updated` column), so a simulated run is deterministic.
+//
+// Threading: without an executor, public methods may be called from any
+// thread and callbacks run on the worker thread. With one, see Executor.
 #pragma once
 
 #include <functional>
@@ -61,6 +73,14 @@
 #include "participant/resource_manager.h"
 
 namespace txc::participant {
+
+// Where the resource's group commits run instead of its own thread.
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Runs `task` later: never inside this call. Tasks run one at a time.
+  virtual void Post(std::function<void()> task) = 0;
+};
 
 struct SqliteResourceOptions {
   // Most operations one group commit takes. Default: 512.
@@ -78,9 +98,33 @@ struct SqliteResourceOptions {
   // write lock; then its operations fail with UNAVAILABLE, nothing applied,
   // and can be retried. Default: 5 s.
   Micros busy_timeout = 5 * kSeconds;
-  // The clock max_execute_time is measured on (the simulator passes its own).
+  // The monotonic clock max_execute_time and the purge interval of final
+  // branch rows are measured on (the simulator passes its virtual clock).
   // Default: empty, the steady clock.
   std::function<Micros()> clock;
+  // Wall-clock time, microseconds since the Unix epoch: the `updated` column
+  // of txc_branches, which decides when a final branch row is old enough to
+  // purge. Default: empty, the system clock.
+  std::function<Micros()> wall_clock;
+  // Runs the group commits as tasks (a drain task posted when an operation is
+  // queued and none is pending) instead of on a worker thread; must outlive
+  // the resource. Then Execute..Rollback, Recover and the destructor must be
+  // called on the executor's thread (or while none of its tasks runs), and
+  // callbacks run in its tasks, never inside the call that queued them. The
+  // destructor drops queued operations and callbacks not yet delivered (a
+  // crashed node runs nothing further). Default: nullptr, a worker thread
+  // (the destructor then runs every queued operation first).
+  Executor* executor = nullptr;
+  // Called, on the worker, after the COMMIT of a group that needs durability
+  // (it holds a Prepare, Commit or ExecuteAndPrepare), with `deliver`, which
+  // runs the group's callbacks: call it once the COMMIT is on stable storage.
+  // No later group runs until it is called; if it never is (the power failed
+  // first), neither are the callbacks. With the worker thread `deliver` must
+  // be called (the thread waits for it); with an executor it may be called
+  // from any task of that executor. Default: empty, deliver at once (SQLite's
+  // fsync returned inside COMMIT). The simulator passes a hook that waits for
+  // SimVfs::WhenDurable.
+  std::function<void(std::function<void()> deliver)> durability_barrier;
 };
 
 class SqliteResource : public ResourceManager {
@@ -89,7 +133,9 @@ class SqliteResource : public ResourceManager {
   static Result<std::unique_ptr<SqliteResource>> Open(const std::string& name,
                                                       const std::string& path,
                                                       SqliteResourceOptions options = {});
-  ~SqliteResource() override;  // drains the queue, then stops the worker
+  // Without an executor: runs every queued operation, then stops the worker.
+  // With one: drops queued operations and undelivered callbacks.
+  ~SqliteResource() override;
 
   const std::string& name() const override;
   Result<std::vector<RecoveredBranch>> Recover() override;

@@ -2,12 +2,18 @@
 // completed simulated sync covered, storage faults surface as SQLite errors
 // and leave a consistent database, a wiped disk is empty, a seed replays to
 // the same bytes, and the session extension and SqliteResource work on it.
+// SqliteResource also runs as the simulator runs it (group commits as World
+// events, callbacks past WhenDurable, virtual clocks): a vote leaves only once
+// its PREPARED record is durable, a power loss before that loses both, and a
+// seed replays to byte-identical database files.
 #include "sim/sim_vfs.h"
 
 #include <sqlite3.h>
 
 #include <chrono>
+#include <functional>
 #include <future>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -583,6 +589,270 @@ TEST(SimVfsTest, SqliteResourceRecoversAPreparedBranchAfterPowerLoss) {
   EXPECT_EQ((*r)->locks_held(), 0u);
   Conn c(n.vfs, "bank_a.db");
   EXPECT_EQ(c.Column("SELECT balance FROM accounts ORDER BY id"), (Ids{"60", "100"}));
+}
+
+// ------------------------------- SqliteResource driven by the simulation
+
+// How a simulated node runs the production resource: group commits as
+// simulation events (no thread), callbacks past SimVfs::WhenDurable, and the
+// virtual clock for every clock the resource reads.
+class SimExecutor : public participant::Executor {
+ public:
+  explicit SimExecutor(World* world) : world_(world) {}
+  void Post(std::function<void()> task) override { world_->After(0, std::move(task)); }
+
+ private:
+  World* world_;
+};
+
+constexpr Micros kSimWallEpoch = 1767225600 * kSeconds;  // 2026-01-01T00:00:00Z, as xCurrentTime
+
+participant::SqliteResourceOptions SimResourceOptions(Node& n, SimExecutor* ex, bool barrier) {
+  participant::SqliteResourceOptions o;
+  o.executor = ex;
+  if (barrier) {
+    SimVfs* vfs = &n.vfs;
+    o.durability_barrier = [vfs](std::function<void()> deliver) {
+      vfs->WhenDurable(std::move(deliver));
+    };
+  }
+  World* w = &n.world;
+  o.clock = [w] { return w->now(); };
+  o.wall_clock = [w] { return kSimWallEpoch + w->now(); };
+  return o;
+}
+
+std::unique_ptr<participant::SqliteResource> OpenSimResource(Node& n, SimExecutor* ex,
+                                                             bool barrier = true) {
+  auto r = participant::SqliteResource::Open(
+      "bank_a", std::string("file:/bank_a.db?vfs=") + n.vfs.name(),
+      SimResourceOptions(n, ex, barrier));
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? std::move(*r) : nullptr;
+}
+
+void CreateBank(Node& n) {
+  Conn c(n.vfs, "bank_a.db");
+  ASSERT_EQ(c.Exec("PRAGMA journal_mode=WAL"), SQLITE_OK);
+  CommitDurably(n, c, "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER);"
+                      "INSERT INTO accounts VALUES(1, 100), (2, 100), (3, 100);");
+}
+
+proto::Statement Debit(int id, int amount) {
+  proto::Statement st;
+  st.sql = "UPDATE accounts SET balance = balance - " + std::to_string(amount) +
+           " WHERE id = " + std::to_string(id);
+  return st;
+}
+
+struct Vote {
+  bool executed = false;
+  bool voted = false;
+  bool sync_pending_at_vote = false;  // the vote left before its data was durable
+};
+
+// Execute, then Prepare; runs the world until the Prepare group's COMMIT has
+// issued its xSync (the simulated fsync is under way).
+void ExecuteAndStartPrepare(Node& n, participant::SqliteResource& r, const TxId& txid, Vote* v) {
+  r.Execute(txid, {Debit(1, 40)}, [v](participant::ExecuteResult e) {
+    EXPECT_OK(e.status);
+    v->executed = true;
+  });
+  EXPECT_FALSE(v->executed);  // never inside the call
+  n.Settle();
+  ASSERT_TRUE(v->executed);
+  r.Prepare(txid, participant::PrepareInfo{}, [&n, v](Status s) {
+    EXPECT_OK(s);
+    v->voted = true;
+    v->sync_pending_at_vote = n.vfs.sync_pending();
+  });
+  EXPECT_FALSE(v->voted);
+  n.world.RunUntil(n.world.now() + kSeconds, [&n] { return n.vfs.sync_pending(); });
+  ASSERT_TRUE(n.vfs.sync_pending()) << "the Prepare group issued no sync";
+}
+
+TEST(SimVfsTest, SqliteResourceOnTheSimulationVotesOnlyOnceThePrepareIsDurable) {
+  Node n(20);
+  CreateBank(n);
+  const TxId txid = MakeTxId(3, 7);
+  Vote v;
+  {
+    SimExecutor ex(&n.world);
+    auto r = OpenSimResource(n, &ex);
+    ASSERT_NE(r, nullptr);
+    ASSERT_TRUE(r->Recover().ok());
+    ExecuteAndStartPrepare(n, *r, txid, &v);
+    EXPECT_FALSE(v.voted);  // committed locally, the simulated sync not done
+    n.Settle();
+    ASSERT_TRUE(v.voted);
+    EXPECT_FALSE(v.sync_pending_at_vote);
+    EXPECT_EQ(n.vfs.stats().syncs_durable, n.vfs.stats().syncs_issued);
+    n.vfs.PowerLoss();  // right after the vote: the vote must hold
+  }
+  n.vfs.PowerOn();
+  SimExecutor ex(&n.world);
+  auto r = OpenSimResource(n, &ex);
+  ASSERT_NE(r, nullptr);
+  auto recovered = r->Recover();
+  ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
+  ASSERT_EQ(recovered->size(), 1u);
+  EXPECT_EQ((*recovered)[0].txid, txid);
+  EXPECT_EQ((*recovered)[0].state, participant::BranchState::kPrepared);
+  std::optional<Status> committed;
+  r->Commit(txid, [&committed](Status s) { committed = s; });
+  n.Settle();
+  ASSERT_TRUE(committed.has_value());
+  ASSERT_OK(*committed);
+  r.reset();
+  Conn c(n.vfs, "bank_a.db");
+  EXPECT_EQ(c.Column("SELECT balance FROM accounts ORDER BY id"), (Ids{"60", "100", "100"}));
+}
+
+// Without the barrier the same run votes while the sync is still under way:
+// what the barrier exists to prevent (and what the test above would catch).
+TEST(SimVfsTest, SqliteResourceWithoutTheBarrierVotesBeforeTheSync) {
+  Node n(20);
+  CreateBank(n);
+  SimExecutor ex(&n.world);
+  auto r = OpenSimResource(n, &ex, /*barrier=*/false);
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->Recover().ok());
+  Vote v;
+  ExecuteAndStartPrepare(n, *r, MakeTxId(3, 7), &v);
+  n.Settle();
+  ASSERT_TRUE(v.voted);
+  EXPECT_TRUE(v.sync_pending_at_vote);
+}
+
+// A power loss while the Prepare's sync is under way loses the PREPARED
+// record, and the vote never leaves.
+TEST(SimVfsTest, SqliteResourcePowerLossBeforeTheSyncLosesThePrepareAndTheVote) {
+  Node n(21);
+  CreateBank(n);
+  const TxId txid = MakeTxId(3, 7);
+  Vote v;
+  {
+    SimExecutor ex(&n.world);
+    auto r = OpenSimResource(n, &ex);
+    ASSERT_NE(r, nullptr);
+    ASSERT_TRUE(r->Recover().ok());
+    ExecuteAndStartPrepare(n, *r, txid, &v);
+    n.vfs.PowerLoss();
+    n.Settle();
+    EXPECT_FALSE(v.voted);
+  }  // the crashed node's resource closes on the dead disk
+  n.Settle();
+  EXPECT_FALSE(v.voted);
+  n.vfs.PowerOn();
+  SimExecutor ex(&n.world);
+  auto r = OpenSimResource(n, &ex);
+  ASSERT_NE(r, nullptr);
+  auto recovered = r->Recover();
+  ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
+  for (const auto& b : *recovered) {
+    EXPECT_NE(b.state, participant::BranchState::kPrepared);
+    std::optional<Status> rolled;
+    r->Rollback(b.txid, [&rolled](Status s) { rolled = s; });
+    n.Settle();
+    ASSERT_TRUE(rolled.has_value());
+    EXPECT_OK(*rolled);
+  }
+  r.reset();
+  Conn c(n.vfs, "bank_a.db");
+  EXPECT_EQ(c.Column("SELECT balance FROM accounts ORDER BY id"), (Ids{"100", "100", "100"}));
+}
+
+struct ResourceRun {
+  uint64_t digest = 0;
+  std::string db, wal;
+  std::vector<std::string> branches;  // txid:state:updated
+};
+
+// Transactions of every kind through the resource on the simulation, with
+// time passing (purges included), then a power loss and recovery.
+ResourceRun RunResourceOnce(uint64_t seed) {
+  ResourceRun out;
+  Node n(seed);
+  CreateBank(n);
+  {
+    SimExecutor ex(&n.world);
+    auto r = OpenSimResource(n, &ex);
+    if (r == nullptr) return out;
+    EXPECT_TRUE(r->Recover().ok());
+    int done = 0;
+    for (int i = 1; i <= 12; ++i) {
+      const TxId t = MakeTxId(1, i);
+      auto count = [&done](Status s) {
+        EXPECT_OK(s);
+        ++done;
+      };
+      if (i % 3 == 0) {
+        r->ExecuteAndPrepare(t, {Debit(1 + i % 3, 1)}, {},
+                             [&, t, count](participant::ExecuteResult e) {
+                               count(e.status);
+                               r->Commit(t, count);
+                             });
+      } else {
+        r->Execute(t, {Debit(1 + i % 3, 1)}, [&, t, i, count](participant::ExecuteResult e) {
+          count(e.status);
+          if (i % 3 == 1) {
+            r->Rollback(t, count);
+          } else {
+            r->Prepare(t, {}, [&, t, count](Status s) {
+              count(s);
+              r->Commit(t, count);
+            });
+          }
+        });
+      }
+      n.world.RunUntil(n.world.now() + 7 * kSeconds);  // past purge intervals
+    }
+    n.world.RunUntil(n.world.now() + 11 * 60 * kSeconds);  // past the retention
+    // A durable group: its purge of the old final rows survives the power loss.
+    std::optional<Status> last;
+    r->ExecuteAndPrepare(MakeTxId(2, 1), {Debit(3, 1)}, {}, [&last](participant::ExecuteResult e) {
+      last = e.status;
+    });
+    n.Settle();
+    EXPECT_EQ(done, 4 * 2 + 4 * 2 + 4 * 3);
+    EXPECT_TRUE(last.has_value() && last->ok());
+    n.vfs.PowerLoss();
+  }
+  n.vfs.PowerOn();
+  {
+    SimExecutor ex(&n.world);
+    auto r = OpenSimResource(n, &ex);
+    if (r == nullptr) return out;
+    auto rec = r->Recover();
+    EXPECT_TRUE(rec.ok());
+  }
+  n.Settle();
+  Conn c(n.vfs, "bank_a.db");
+  out.branches = c.Column("SELECT txid || ':' || state || ':' || updated FROM txc_branches "
+                          "ORDER BY txid");
+  out.db = n.vfs.VolatileBytes("/bank_a.db").value_or("");
+  out.wal = n.vfs.VolatileBytes("/bank_a.db-wal").value_or("");
+  out.digest = n.vfs.DurableDigest();
+  return out;
+}
+
+TEST(SimVfsTest, SqliteResourceOnTheSimulationIsDeterministic) {
+  ResourceRun a = RunResourceOnce(42), b = RunResourceOnce(42);
+  EXPECT_EQ(a.digest, b.digest);
+  EXPECT_TRUE(a.db == b.db) << "database files differ";
+  EXPECT_TRUE(a.wal == b.wal) << "WAL files differ";
+  EXPECT_EQ(a.branches, b.branches);
+  EXPECT_FALSE(a.db.empty());
+  // `updated` is the virtual wall clock (ms), and the purge ran on the
+  // virtual clocks: the early final rows are gone, the recent ones kept.
+  ASSERT_FALSE(a.branches.empty());
+  for (const std::string& row : a.branches) {
+    int64_t updated = std::stoll(row.substr(row.rfind(':') + 1));
+    EXPECT_GE(updated, kSimWallEpoch / kMillis) << row;
+    EXPECT_LT(updated, kSimWallEpoch / kMillis + 24 * 3600 * 1000) << row;
+  }
+  ASSERT_EQ(a.branches.size(), 1u) << ::testing::PrintToString(a.branches);
+  EXPECT_EQ(a.branches[0].substr(0, 6), "2.1:2:");  // the PREPARED one
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <filesystem>
 #include <future>
 #include <map>
@@ -554,8 +556,230 @@ TEST_F(SqliteResourceTest, ExecuteLimitIsMeasuredOnTheGivenClock) {
                "WHERE i < 100000000000) SELECT COUNT(*) FROM n")});
   EXPECT_EQ(r.status.code(), Status::kTimeout) << r.status.ToString();
   EXPECT_THAT(r.status.message(), HasSubstr("limit of 3000 ms"));
-  EXPECT_EQ(reads->load(), 4);  // the start, then once per check until past it
+  // The start, then once per check until past it; then the group's purge check.
+  EXPECT_EQ(reads->load(), 5);
   ASSERT_OK(Execute(a_, {Sql("SELECT COUNT(*) FROM accounts")}).status);  // a new deadline
+}
+
+// ------------------------------------- executor, barrier and clocks
+
+// An executor the test runs by hand, on the test's thread.
+class ManualExecutor : public Executor {
+ public:
+  void Post(std::function<void()> task) override {
+    tasks_.push_back(std::move(task));
+    ++posts;
+  }
+  // Runs tasks, and the tasks they post, until none is left; how many ran.
+  int RunAll() {
+    int n = 0;
+    while (!tasks_.empty()) {
+      auto t = std::move(tasks_.front());
+      tasks_.pop_front();
+      t();
+      ++n;
+    }
+    return n;
+  }
+  int posts = 0;
+
+ private:
+  std::deque<std::function<void()>> tasks_;
+};
+
+class SqliteResourceExecutorTest : public SqliteResourceTest {
+ protected:
+  void OpenOnExecutor(bool with_barrier, size_t max_group_ops = 512) {
+    SqliteResourceOptions o;
+    o.executor = &exec_;
+    o.max_group_ops = max_group_ops;
+    if (with_barrier) {
+      o.durability_barrier = [this](std::function<void()> deliver) {
+        barriers_.push_back(std::move(deliver));
+      };
+    }
+    Open(o);
+  }
+  // Queues an operation whose callback appends `what` (and its status) to `got_`.
+  void Exec(const TxId& t, std::vector<proto::Statement> stmts, std::string what) {
+    rm_->Execute(t, std::move(stmts), [this, what](ExecuteResult r) {
+      got_.push_back(what + (r.status.ok() ? "" : " " + r.status.ToString()));
+    });
+  }
+  ResourceManager::Callback<Status> Note(std::string what) {
+    return [this, what](Status s) { got_.push_back(what + (s.ok() ? "" : " " + s.ToString())); };
+  }
+  int64_t State(const std::string& txid) {
+    return Count("SELECT COALESCE((SELECT state FROM txc_branches WHERE txid = '" + txid +
+                 "'), 0)");
+  }
+  ManualExecutor exec_;
+  std::vector<std::function<void()>> barriers_;
+  std::vector<std::string> got_;
+};
+
+TEST_F(SqliteResourceExecutorTest, GroupsRunAsExecutorTasksNeverInsideTheCall) {
+  OpenOnExecutor(false);
+  const auto me = std::this_thread::get_id();
+  Exec(a_, {Add(1, -30)}, "exec a");
+  rm_->Execute(b_, {Add(2, 30)}, [&](ExecuteResult r) {
+    EXPECT_OK(r.status);
+    EXPECT_EQ(std::this_thread::get_id(), me);  // in the executor's task, no thread of its own
+    got_.push_back("exec b");
+  });
+  EXPECT_TRUE(got_.empty());  // nothing ran inside the calls
+  EXPECT_EQ(exec_.posts, 1);  // one drain task for both
+  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(exec_.RunAll(), 1);
+  EXPECT_EQ(got_, (std::vector<std::string>{"exec a", "exec b"}));
+  EXPECT_EQ(rm_->groups_committed(), 1u);  // one group commit for both
+  EXPECT_EQ(Balance(1), 70);
+
+  // An operation queued by a callback runs in a later task, not inside it.
+  rm_->Prepare(a_, {}, [&](Status s) {
+    EXPECT_OK(s);
+    got_.push_back("prepare a");
+    rm_->Commit(a_, Note("commit a"));
+    EXPECT_EQ(got_.back(), "prepare a");
+  });
+  EXPECT_EQ(exec_.RunAll(), 2);
+  EXPECT_EQ(got_.back(), "commit a");
+  EXPECT_EQ(State("1.1"), static_cast<int>(BranchState::kCommitted));
+}
+
+TEST_F(SqliteResourceExecutorTest, OneDrainTakesAtMostMaxGroupOps) {
+  OpenOnExecutor(false, /*max_group_ops=*/2);
+  for (int i = 1; i <= 5; ++i) Exec(MakeTxId(1, i), {Add(i, 1)}, "exec " + std::to_string(i));
+  EXPECT_EQ(exec_.posts, 1);
+  EXPECT_EQ(exec_.RunAll(), 3);  // 2 + 2 + 1, each drain posting the next
+  EXPECT_EQ(rm_->groups_committed(), 3u);
+  EXPECT_EQ(got_.size(), 5u);
+  EXPECT_EQ(got_.back(), "exec 5");
+}
+
+// A group that must be durable delivers its callbacks only once the barrier
+// lets it, and no later group starts meanwhile (as a worker held in fsync).
+TEST_F(SqliteResourceExecutorTest, DurableGroupsDeliverOnlyPastTheBarrier) {
+  OpenOnExecutor(true);
+  Exec(a_, {Add(1, -30)}, "exec a");
+  exec_.RunAll();
+  EXPECT_TRUE(barriers_.empty());  // an ACTIVE branch need not be durable
+  ASSERT_EQ(got_, (std::vector<std::string>{"exec a"}));
+
+  rm_->Prepare(a_, {}, Note("prepare a"));
+  exec_.RunAll();
+  ASSERT_EQ(barriers_.size(), 1u);
+  EXPECT_EQ(got_.size(), 1u);  // no vote yet
+  EXPECT_EQ(State("1.1"), static_cast<int>(BranchState::kPrepared));  // committed locally
+  Exec(b_, {Add(2, 5)}, "exec b");
+  EXPECT_EQ(exec_.RunAll(), 0);  // waits behind the barrier
+  EXPECT_EQ(Balance(2), 100);
+  barriers_[0]();
+  EXPECT_EQ(got_.back(), "prepare a");
+  EXPECT_EQ(exec_.RunAll(), 1);
+  EXPECT_EQ(got_.back(), "exec b");
+  barriers_[0]();  // a second call changes nothing
+  EXPECT_EQ(got_.size(), 3u);
+
+  // Commit and ExecuteAndPrepare pass it too; Rollback (presumed abort) does not.
+  rm_->Commit(a_, Note("commit a"));
+  exec_.RunAll();
+  ASSERT_EQ(barriers_.size(), 2u);
+  EXPECT_EQ(got_.back(), "exec b");
+  barriers_[1]();
+  EXPECT_EQ(got_.back(), "commit a");
+  const TxId c = MakeTxId(1, 3);
+  rm_->ExecuteAndPrepare(c, {Add(3, 1)}, {}, [&](ExecuteResult r) {
+    EXPECT_OK(r.status);
+    got_.push_back("one-shot c");
+  });
+  exec_.RunAll();
+  ASSERT_EQ(barriers_.size(), 3u);
+  EXPECT_EQ(got_.back(), "commit a");
+  barriers_[2]();
+  EXPECT_EQ(got_.back(), "one-shot c");
+  rm_->Rollback(b_, Note("rollback b"));
+  exec_.RunAll();
+  EXPECT_EQ(barriers_.size(), 3u);
+  EXPECT_EQ(got_.back(), "rollback b");
+  EXPECT_EQ(Balance(2), 100);
+}
+
+// A destroyed resource (a crashed simulated node) runs nothing further: its
+// queued operations and callbacks held at the barrier are dropped.
+TEST_F(SqliteResourceExecutorTest, DestroyingDropsQueuedOperations) {
+  OpenOnExecutor(true);
+  Exec(a_, {Add(1, -30)}, "exec a");
+  exec_.RunAll();
+  rm_->Prepare(a_, {}, Note("prepare a"));
+  exec_.RunAll();
+  ASSERT_EQ(barriers_.size(), 1u);
+  Exec(b_, {Add(2, 5)}, "exec b");  // queued behind the barrier
+  rm_.reset();
+  barriers_[0]();  // the sync completes after the crash
+  EXPECT_EQ(exec_.RunAll(), 0);
+  EXPECT_EQ(got_, (std::vector<std::string>{"exec a"}));
+
+  OpenOnExecutor(true);
+  Exec(b_, {Add(2, 5)}, "exec b");
+  rm_.reset();  // before its drain task runs
+  EXPECT_EQ(exec_.RunAll(), 1);
+  EXPECT_EQ(got_, (std::vector<std::string>{"exec a"}));
+
+  // The PREPARED record was committed on this (real) disk before the crash;
+  // b never ran.
+  std::vector<RecoveredBranch> rec = Open();
+  ASSERT_EQ(rec.size(), 1u);
+  EXPECT_EQ(rec[0].txid, a_);
+  EXPECT_EQ(rec[0].state, BranchState::kPrepared);
+  EXPECT_EQ(Balance(2), 100);
+}
+
+// With the worker thread, a barrier holds the thread until it calls back.
+TEST_F(SqliteResourceTest, WorkerThreadWaitsForTheBarrier) {
+  std::promise<std::function<void()>> barrier;
+  SqliteResourceOptions o;
+  o.durability_barrier = [&barrier](std::function<void()> deliver) {
+    barrier.set_value(std::move(deliver));
+  };
+  Open(o);
+  ASSERT_OK(Execute(a_, {Add(1, -30)}).status);
+  std::promise<Status> voted;
+  auto vote = voted.get_future();
+  rm_->Prepare(a_, {}, [&voted](Status s) { voted.set_value(s); });
+  std::function<void()> deliver = Wait(barrier.get_future());
+  // Called after the local COMMIT, before the callback.
+  EXPECT_EQ(Count("SELECT state FROM txc_branches WHERE txid = '1.1'"),
+            static_cast<int>(BranchState::kPrepared));
+  EXPECT_EQ(vote.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  deliver();
+  ASSERT_OK(Wait(std::move(vote)));
+}
+
+// Every clock comes from the options: the `updated` column is the given wall
+// clock, and final rows are purged when the given steady clock says the purge
+// interval (30 s) has passed and the wall clock that they are older than the
+// retention (10 min).
+TEST_F(SqliteResourceTest, ClocksComeFromTheOptions) {
+  auto steady = std::make_shared<std::atomic<int64_t>>(5 * kSeconds);
+  const Micros t0 = 1'700'000'000'000'000;  // 2023-11-14, microseconds
+  auto wall = std::make_shared<std::atomic<int64_t>>(t0);
+  SqliteResourceOptions o;
+  o.clock = [steady] { return steady->load(); };
+  o.wall_clock = [wall] { return wall->load(); };
+  Open(o);
+  ASSERT_OK(Execute(a_, {Add(1, -1)}).status);  // the first group purges (nothing yet)
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Count("SELECT updated FROM txc_branches WHERE txid = '1.1'"), t0 / kMillis);
+
+  wall->store(t0 + 11 * 60 * kSeconds);  // old enough to purge
+  ASSERT_OK(Execute(b_, {Add(2, 1)}).status);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches WHERE txid = '1.1'"), 1);  // not yet due
+  steady->store(5 * kSeconds + 30 * kSeconds);
+  ASSERT_OK(Execute(b_, {Add(2, 1)}).status);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches WHERE txid = '1.1'"), 0);
+  EXPECT_EQ(Count("SELECT updated FROM txc_branches WHERE txid = '1.2'"),
+            (t0 + 11 * 60 * kSeconds) / kMillis);
 }
 
 // ------------------------------------------- key locks and exact undo
