@@ -32,6 +32,7 @@
 #include "common/txid.h"
 #include "sim/bank_resource.h"
 #include "sim/world.h"
+#include "txcoord_types.h"
 
 namespace txc::sim {
 
@@ -54,6 +55,13 @@ class Checker {
   void OnCommitRequested(const TxId& txid);
   void OnToldCommitted(const TxId& txid, const std::vector<std::string>& resources);
   void OnToldAborted(const TxId& txid);
+  // A late query (an Outcome, or a retried Commit, long after the txid
+  // ended) was answered `outcome`: COMMITTED must be the truth (a commit was
+  // asked for, nothing was rolled back: as OnToldCommitted, with the
+  // resources its client wrote), ABORTED too (committed nowhere, ever: as
+  // OnToldAborted). FORGOTTEN, UNKNOWN and PENDING claim nothing.
+  void OnLateAnswer(const TxId& txid, proto::Outcome::type outcome,
+                    const std::vector<std::string>& wrote);
 
   // The coordinator recorded a heuristic hazard (a participant refused the
   // decision: the participants disagree). An atomicity violation.

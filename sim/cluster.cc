@@ -67,6 +67,9 @@ const std::vector<BugInfo>& Bugs() {
        "a replica applies a DECIDE of an epoch that ended before it was chosen (group mode; "
        "coordinator/node.cc as of this commit)",
        true},
+      {"forgotten-commit-as-abort",
+       "a txid the table forgot after it ended is presumed aborted, even one that committed "
+       "(the coordinator's shell rewrites such answers to ABORTED)"},
   };
   return kBugs;
 }
@@ -126,6 +129,13 @@ Timing::Timing() {
   agent.query_max = 2 * kSeconds;
   agent.final_retention = 30 * kSeconds;
   agent.lock_retry = 20 * kMillis;
+  // A tiny ended-transaction retention, so every run crosses it: most late
+  // outcome queries (SimClient's late queries, agents' in-doubt queries) reach
+  // txids the table forgot but for their outcome. The bound on the outcome
+  // runs stays the default: once a run is dropped, every txid below it that
+  // was never decided is FORGOTTEN too, and a branch left in doubt by a
+  // presumed abort (no DECIDE; its ABORT lost) could never settle.
+  driver.table.ended_retained = 8;
 }
 
 // ------------------------------------------------------------------ cluster
@@ -142,6 +152,9 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
   bugs_.heuristic_commit = options.bug == "heuristic-commit";
   bugs_.ack_before_durable_accept = options.bug == "ack-before-durable-accept";
   bugs_.resurrected_decide = options.bug == "resurrected-decide";
+  bugs_.forgotten_commit_as_abort = options.bug == "forgotten-commit-as-abort";
+  bugs_.empty_disk_votes = options.bug == "empty-disk-votes";
+  bugs_.dead_leader_heartbeats = options.bug == "dead-leader-heartbeats";
   world_ = std::make_unique<World>(options.seed, options.trace, options.hash_trace);
   net_ = std::make_unique<Network>(world_.get(), NetOptions());
   checker_ = std::make_unique<Checker>(world_.get(), ReplayCommand(options_), options.report);

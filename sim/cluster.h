@@ -63,6 +63,18 @@ struct BugFlags {
   bool heuristic_commit = false;
   bool ack_before_durable_accept = false;
   bool resurrected_decide = false;
+  bool forgotten_commit_as_abort = false;
+  bool empty_disk_votes = false;
+  bool dead_leader_heartbeats = false;
+};
+
+// A transaction a client finished: what a late query (SimClient::LateQuery)
+// asks about.
+struct Finished {
+  TxId txid;
+  std::vector<proto::Participant> participants;
+  std::vector<std::string> wrote;
+  bool commit_requested = false;
 };
 
 // ----------------------------------------------------------- coordinator
@@ -111,6 +123,9 @@ class SimCoordinator {
 
  private:
   struct Live;
+  // Serving, and `txid` is one the table forgot but for (maybe) its outcome:
+  // a query that reached past the retention (counted as `retention`).
+  bool Forgotten(const TxId& txid) const;
   template <class Req, class Resp>
   void Serve(const Req& req, std::function<void(Resp)> reply, const TxId& txid, bool commit,
              coord::NodeEffects (coord::NodeCore::*in)(uint64_t, const Req&, Micros));
@@ -178,6 +193,7 @@ class SimClient {
     std::vector<proto::Participant> participants;
     std::vector<std::string> wrote;
     int crash_stage = 0;  // 0: none; 1 after Begin; 2 after the first Execute; 3 after sending Commit
+    bool commit_requested = false;  // Commit or Submit sent
   };
 
   void Next();
@@ -189,7 +205,12 @@ class SimClient {
   void Rollback(const std::string& why);
   void OnCommitAnswer(const Status& s, const proto::CommitResponse& r);
   void Finish(int outcome, const std::string& why);  // 0 committed, 1 aborted, 2 unknown
+  void Remember();  // the late queries' pool gets this transaction
   void Vanish();
+  // Asks the Outcome of a txid that ended long ago (and, if its client asked
+  // to commit it, retries its Commit), then goes on with Next(). Every
+  // answer goes to the checker (Checker::OnLateAnswer).
+  void LateQuery();
   bool Alive(uint64_t inc) const;
   // Runs `fn` later if this incarnation is still alive.
   void Later(Micros delay, std::function<void()> fn);
@@ -249,6 +270,8 @@ class Cluster {
   // The FAULTS line's counters of this seed: the shell that injects a fault
   // (or sees one happen) counts it here.
   FaultCounts& injected() { return result_.faults; }
+  // Finished transactions, oldest first (the late queries' pool).
+  std::vector<Finished>& finished() { return finished_; }
 
  private:
   void Build();
@@ -301,6 +324,7 @@ class Cluster {
 
   // Workload.
   int tickets_ = 0;
+  std::vector<Finished> finished_;
   SimResult result_;
 };
 

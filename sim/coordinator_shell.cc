@@ -155,8 +155,15 @@ void SimCoordinator::Begin(const proto::BeginRequest& req,
                                                    &coord::NodeCore::OnBegin);
 }
 
+bool SimCoordinator::Forgotten(const TxId& txid) const {
+  if (!live_ || !live_->core.driver().serving()) return false;
+  const coord::TxnTable& t = live_->core.table();
+  return t.Find(txid) == nullptr && t.ForgottenOutcome(txid) != proto::Outcome::UNKNOWN;
+}
+
 void SimCoordinator::Commit(const proto::CommitRequest& req,
                             std::function<void(proto::CommitResponse)> reply) {
+  if (Forgotten(req.txid)) ++c_->injected().retention;
   c_->world().Log(node_, &req.txid, "COMMIT request (" + std::to_string(req.participants.size()) +
                                         " participants)");
   Serve<proto::CommitRequest, proto::CommitResponse>(req, std::move(reply), req.txid, true,
@@ -180,6 +187,7 @@ void SimCoordinator::Abort(const proto::AbortRequest& req,
 
 void SimCoordinator::Outcome(const proto::OutcomeRequest& req,
                              std::function<void(proto::OutcomeResponse)> reply) {
+  if (Forgotten(req.txid)) ++c_->injected().retention;
   Serve<proto::OutcomeRequest, proto::OutcomeResponse>(req, std::move(reply), req.txid, false,
                                                        &coord::NodeCore::OnOutcome);
 }
@@ -209,7 +217,24 @@ bool SimCoordinator::Do(Live* l, coord::ClientReply& r, std::vector<coord::NodeE
   auto it = l->pending.find(r.token);
   if (it == l->pending.end()) return true;  // answered early (bug), or the client is gone
   auto reply = std::move(it->second.reply);
+  TxId asked = it->second.txid;
   l->pending.erase(it);
+  if (c_->bugs().forgotten_commit_as_abort && asked.seq != 0) {
+    // BUG: the old table: a txid it holds no entry for is presumed aborted,
+    // even one that committed, ended and was forgotten.
+    const coord::TxnTable& t = l->core.table();
+    proto::Outcome::type was = t.ForgottenOutcome(asked);
+    if (t.Find(asked) == nullptr &&
+        (was == proto::Outcome::COMMITTED || was == proto::Outcome::FORGOTTEN)) {
+      if (auto* cr = std::get_if<proto::CommitResponse>(&r.response)) {
+        cr->outcome = proto::Outcome::ABORTED;
+        cr->status = proto::Status();
+      } else if (auto* orr = std::get_if<proto::OutcomeResponse>(&r.response)) {
+        orr->outcome = proto::Outcome::ABORTED;
+        orr->status = proto::Status();
+      }
+    }
+  }
   if (auto* cr = std::get_if<proto::CommitResponse>(&r.response)) {
     w.Log(node_, &cr->txid,
           std::string("reply ") + OutcomeName(cr->outcome) +

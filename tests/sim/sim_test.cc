@@ -427,8 +427,11 @@ TEST(SimFaultsTest, CountersMatchTheTrace) {
   EXPECT_GT(sum.partition, 0u);
   EXPECT_GT(sum.loss, 0u);
   EXPECT_GT(sum.snapshot_install, 0u);
+  // Late queries (and agents' queries) that reached txids the table forgot
+  // after they ended (Timing keeps 8 ended transactions).
+  EXPECT_GT(sum.retention, 0u);
   // Not injected yet.
-  EXPECT_EQ(sum.disk_error + sum.disk_full + sum.empty_disk + sum.retention + sum.slow_statement, 0u);
+  EXPECT_EQ(sum.disk_error + sum.disk_full + sum.empty_disk + sum.slow_statement, 0u);
 }
 
 TEST(SimCleanTest, NoFaultsSeeds1To50) { ExpectClean(1, 50, FaultLevel::kNone); }
