@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,17 @@ class SimCoordinator {
   int replica_id() const { return replica_id_; }
   // Group mode: this replica won phase 1 and has not stepped down.
   bool leads() const;
+  // Group mode: this replica's acceptor is rejoining (it started empty).
+  bool joining() const;
+  // Up, and its log store failed (it waits for the operator's restart).
+  bool log_failed() const;
+  // Faults: the disk fails its next sync (disk_full: ENOSPC, none of the
+  // writes reached it; else EIO, `partial`: some did). Sim's Disk::Break.
+  void BreakDisk(bool full, bool partial);
+  // Faults, while down: the data directory comes back empty (group mode).
+  // `joining`: the acceptor image says so, as paxos_log.cc sets for an empty
+  // directory; false only under the empty-disk-votes bug.
+  void Wipe(bool joining);
 
   // Group mode: a peer's message arrives.
   void DeliverPeer(const paxos::Message& m);
@@ -146,6 +158,7 @@ class SimCoordinator {
   // Single replica: a proposed slot is durable on this node's disk.
   void OnDurable(Live* l, uint64_t index, const std::vector<proto::Command>& cmds,
                  const std::string& bytes);
+  void LogFailed(Live* l, const std::vector<proto::Command>& cmds, const Status& why);
   void WakeDriver(Live* l, Micros at);
   void WakeReplica(Live* l, Micros at);
   void BootReplica();
@@ -163,6 +176,7 @@ class SimCoordinator {
   // last epoch this replica led (the log store's "epoch" meta).
   std::vector<std::pair<uint64_t, std::string>> log_;
   int64_t epoch_meta_ = 0;
+  bool disk_full_ = false;  // the kind of the last BreakDisk
   std::unique_ptr<Live> live_;
 };
 
@@ -245,6 +259,9 @@ class Cluster {
   bool CrashPoint(int node, const char* point);
   // `power_loss`: the whole cluster's final power loss (counted as power, not crash).
   void CrashNode(int node, const std::string& why, bool power_loss = false);
+  // A coordinator's log store failed (counted here): the operator restarts
+  // it later; in a group, the others must elect a leader meanwhile.
+  void OnDiskFailed(int node, bool full);
 
   SimCoordinator* coordinator() { return coordinators_.front().get(); }
   int replicas() const { return static_cast<int>(coordinators_.size()); }
@@ -280,6 +297,17 @@ class Cluster {
   void SchedulePartition();
   void ScheduleLeaderCrash();
   void ScheduleGroupPartition();
+  void ScheduleDiskFault();
+  // Group mode: a replica's log failed and it waits for the operator's
+  // restart. Meanwhile no fault touches the coordinator replicas (crashes,
+  // crash points, partitions), so CheckElection's window is clean.
+  bool ElectionWindow() const;
+  void ScheduleEmptyDisk();
+  // Group mode, after `failed` lost its log at `since`: samples until
+  // `since + bound`; a violation if no healthy replica led by then although
+  // a connected majority of healthy, voting replicas was up throughout.
+  void CheckElection(int failed, uint64_t serial, Micros since, std::vector<uint64_t> serials,
+                     bool disturbed);
   SimCoordinator* CoordinatorAt(int node) const;
   void Restart(int node);
   void StopFaults();
@@ -321,6 +349,9 @@ class Cluster {
   Micros partition_min_ = 0, partition_max_ = 0;
   double client_crash_p_ = 0;
   std::vector<uint64_t> crash_serial_;  // per node, to ignore stale restarts
+  int disk_fault_budget_ = 0;   // disk_error / disk_full left
+  int empty_disk_budget_ = 0;   // group mode: empty-disk restarts left
+  std::set<int> wipe_on_restart_;  // nodes whose disk comes back empty
 
   // Workload.
   int tickets_ = 0;
