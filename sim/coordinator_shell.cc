@@ -383,6 +383,7 @@ bool SimCoordinator::Do(Live* l, coord::ParticipantCall& call, std::vector<coord
 bool SimCoordinator::Do(Live* l, paxos::Persist& p, std::vector<coord::NodeEffects>* later) {
   if (l->log_failed) return true;  // PaxosLog::Persist after a failure: nothing is written
   uint64_t token = p.token;
+  bool joined = p.joined;
   bool accept_only = !p.promised && !p.entries.empty();
   disk_.Write([this, p = std::move(p)] {
     if (p.promised) acceptor_.promised = *p.promised;
@@ -397,8 +398,9 @@ bool SimCoordinator::Do(Live* l, paxos::Persist& p, std::vector<coord::NodeEffec
   }
   auto alive = l->alive;
   disk_.Sync(
-      [this, l, alive, token] {
+      [this, l, alive, token, joined] {
         if (!*alive || l->log_failed) return;
+        if (joined) c_->world().Log(node_, "rejoined the group (durable): its acceptor votes again");
         Apply(l, l->core.OnPersisted(token, c_->world().now()));
       },
       [this, l, alive](const Status& why) {
@@ -573,7 +575,8 @@ void SimCoordinator::BootReplica() {
                    std::to_string(acceptor_.promised.round) + "." +
                    std::to_string(acceptor_.promised.replica) + ", snapshot at slot " +
                    std::to_string(acceptor_.snapshot_index) + ", " +
-                   std::to_string(accepted_on_disk) + " accepted entries on disk");
+                   std::to_string(accepted_on_disk) + " accepted entries on disk" +
+                   (acceptor_.joining ? "; joining (started on an empty data directory)" : ""));
   Apply(l, l->core.Start(w.now()));
 }
 
