@@ -16,6 +16,9 @@
 //                coordinator idle: checked by the simulation.
 //  6 bank        at any time the committed sum of balances is the initial sum;
 //                at the end the balances sum to it and none is negative.
+//  7 liveness    group mode: once a replica's log failed, a healthy replica
+//                leads within a bound while a connected healthy majority is
+//                up: checked by the simulation (Cluster::CheckElection).
 //
 // Not thread-safe; one World thread.
 #pragma once
