@@ -110,7 +110,7 @@ NodeEffects NodeCore::OnLogFailed(const std::vector<proto::Command>& cmds, const
     driver_.StepDown("");
     // A replica whose disk failed must stop leading and voting in the core
     // too, or its heartbeats keep the healthy majority from electing anyone.
-    if (replica_ != nullptr) {
+    if (replica_ != nullptr && !options_.testing_keep_replica_on_log_failure) {
       failed_ = true;
       replica_->OnStorageFailed(now);
     }

@@ -73,6 +73,12 @@ struct NodeCoreOptions {
   // on every chosen command before the core applies it, and may rewrite it.
   // Default: none.
   std::function<void(const TxnTable& table, proto::Command* cmd)> before_apply;
+  // Testing seam, never set outside tests (txsim's dead-leader-heartbeats
+  // bug): when the log fails as a whole, OnLogFailed leaves the
+  // paxos::Replica running, as before the fix (the node stops serving, but a
+  // leader keeps heartbeating and the healthy majority never elects anyone).
+  // Default: false.
+  bool testing_keep_replica_on_log_failure = false;
 };
 
 // Make `cmds` durable as one slot. Single replica: as slot `index`, then call

@@ -106,6 +106,22 @@ void Checker::OnToldAborted(const TxId& txid) {
   }
 }
 
+void Checker::OnLateAnswer(const TxId& txid, proto::Outcome::type outcome,
+                           const std::vector<std::string>& wrote) {
+  if (outcome == proto::Outcome::ABORTED) return OnToldAborted(txid);
+  if (outcome != proto::Outcome::COMMITTED) return;
+  if (!commit_requested_.count(txid)) {
+    Violation("atomicity", &txid, "a late query was answered COMMITTED, but no client asked to commit it");
+  }
+  auto it = outcomes_.find(txid);
+  if (it != outcomes_.end() && !it->second.aborted.empty()) {
+    Violation("atomicity", &txid,
+              "a late query was answered COMMITTED, but it was rolled back at " +
+                  *it->second.aborted.begin());
+  }
+  OnToldCommitted(txid, wrote);
+}
+
 // ------------------------------------------------------- agreement, validity
 
 void Checker::OnProposed(const std::string& value) { proposed_.insert(value); }

@@ -16,6 +16,9 @@
 //                coordinator idle: checked by the simulation.
 //  6 bank        at any time the committed sum of balances is the initial sum;
 //                at the end the balances sum to it and none is negative.
+//  7 liveness    group mode: once a replica's log failed, a healthy replica
+//                leads within a bound while a connected healthy majority is
+//                up: checked by the simulation (Cluster::CheckElection).
 //
 // Not thread-safe; one World thread.
 #pragma once
@@ -32,6 +35,7 @@
 #include "common/txid.h"
 #include "sim/bank_resource.h"
 #include "sim/world.h"
+#include "txcoord_types.h"
 
 namespace txc::sim {
 
@@ -54,6 +58,13 @@ class Checker {
   void OnCommitRequested(const TxId& txid);
   void OnToldCommitted(const TxId& txid, const std::vector<std::string>& resources);
   void OnToldAborted(const TxId& txid);
+  // A late query (an Outcome, or a retried Commit, long after the txid
+  // ended) was answered `outcome`: COMMITTED must be the truth (a commit was
+  // asked for, nothing was rolled back: as OnToldCommitted, with the
+  // resources its client wrote), ABORTED too (committed nowhere, ever: as
+  // OnToldAborted). FORGOTTEN, UNKNOWN and PENDING claim nothing.
+  void OnLateAnswer(const TxId& txid, proto::Outcome::type outcome,
+                    const std::vector<std::string>& wrote);
 
   // The coordinator recorded a heuristic hazard (a participant refused the
   // decision: the participants disagree). An atomicity violation.

@@ -30,6 +30,9 @@ const char* const kCrashPoints[] = {
 constexpr Micros kLoadCap = 60 * kSeconds;   // faults stop by then at the latest
 constexpr Micros kQuietBound = 60 * kSeconds;  // termination must happen within this
 constexpr Micros kPoll = 50 * kMillis;
+// Group mode: once a replica's log failed, the healthy majority elects a
+// leader within this (ten times the longest election timeout).
+constexpr Micros kElectionBound = 3 * kSeconds;
 
 }  // namespace
 
@@ -67,6 +70,17 @@ const std::vector<BugInfo>& Bugs() {
        "a replica applies a DECIDE of an epoch that ended before it was chosen (group mode; "
        "coordinator/node.cc as of this commit)",
        true},
+      {"empty-disk-votes",
+       "a replica restarted with an empty data directory votes at once instead of rejoining "
+       "first (group mode)",
+       true},
+      {"dead-leader-heartbeats",
+       "a replica whose log storage failed stops serving but its replica core keeps leading "
+       "and heartbeating, so the healthy majority elects nobody (group mode)",
+       true},
+      {"forgotten-commit-as-abort",
+       "a txid the table forgot after it ended is presumed aborted, even one that committed "
+       "(the coordinator's shell rewrites such answers to ABORTED)"},
   };
   return kBugs;
 }
@@ -126,6 +140,13 @@ Timing::Timing() {
   agent.query_max = 2 * kSeconds;
   agent.final_retention = 30 * kSeconds;
   agent.lock_retry = 20 * kMillis;
+  // A tiny ended-transaction retention, so every run crosses it: most late
+  // outcome queries (SimClient's late queries, agents' in-doubt queries) reach
+  // txids the table forgot but for their outcome. The bound on the outcome
+  // runs stays the default: once a run is dropped, every txid below it that
+  // was never decided is FORGOTTEN too, and a branch left in doubt by a
+  // presumed abort (no DECIDE; its ABORT lost) could never settle.
+  driver.table.ended_retained = 8;
 }
 
 // ------------------------------------------------------------------ cluster
@@ -142,6 +163,9 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
   bugs_.heuristic_commit = options.bug == "heuristic-commit";
   bugs_.ack_before_durable_accept = options.bug == "ack-before-durable-accept";
   bugs_.resurrected_decide = options.bug == "resurrected-decide";
+  bugs_.forgotten_commit_as_abort = options.bug == "forgotten-commit-as-abort";
+  bugs_.empty_disk_votes = options.bug == "empty-disk-votes";
+  bugs_.dead_leader_heartbeats = options.bug == "dead-leader-heartbeats";
   world_ = std::make_unique<World>(options.seed, options.trace, options.hash_trace);
   net_ = std::make_unique<Network>(world_.get(), NetOptions());
   checker_ = std::make_unique<Checker>(world_.get(), ReplayCommand(options_), options.report);
@@ -307,6 +331,12 @@ void Cluster::ConfigureFaults() {
       }
       break;
   }
+  if (options_.faults == FaultLevel::kHeavy) {
+    // Storage failures of the coordinator's log (a replica's, or the single
+    // coordinator's); a group also gets replicas restarted on an empty disk.
+    disk_fault_budget_ = static_cast<int>(rng.Uniform(options_.replicas > 1 ? 1 : 0, 2));
+    if (options_.replicas > 1) empty_disk_budget_ = static_cast<int>(rng.Uniform(1, 2));
+  }
   if (options_.replicas > 1 && options_.faults == FaultLevel::kHeavy) {
     // Group mode: the current leader is killed often; more random crashes
     // (the replicas are servers too), and partitions among the replicas.
@@ -326,8 +356,17 @@ void Cluster::ConfigureFaults() {
 
 // ------------------------------------------------------------------- faults
 
+bool Cluster::ElectionWindow() const {
+  if (coordinators_.size() < 2) return false;
+  for (const auto& c : coordinators_) {
+    if (c->log_failed()) return true;
+  }
+  return false;
+}
+
 bool Cluster::CrashPoint(int node, const char* point) {
   if (!faults_active_ || crash_budget_ <= 0 || crash_points_.empty()) return false;
+  if (CoordinatorAt(node) != nullptr && ElectionWindow()) return false;
   auto it = crash_points_.find(point);
   if (it == crash_points_.end() || !world_->rng().Bernoulli(it->second)) return false;
   --crash_budget_;
@@ -365,6 +404,13 @@ void Cluster::Restart(int node) {
   net_->Up(node);
   world_->LogFault(node, "RESTART");
   if (SimCoordinator* coord = CoordinatorAt(node)) {
+    if (wipe_on_restart_.erase(node) > 0) {
+      world_->LogFault(node, std::string("EMPTY DISK: restarts with an empty data directory under "
+                                         "its old id") +
+                                 (bugs_.empty_disk_votes ? " (not joining: bug)" : ", joining"));
+      ++result_.faults.empty_disk;
+      coord->Wipe(!bugs_.empty_disk_votes);
+    }
     coord->Boot();
   } else {
     agents_[node - 1]->Boot();
@@ -378,7 +424,7 @@ void Cluster::ScheduleRandomCrash() {
     if (!faults_active_) return;
     if (random_crash_budget_ > 0) {
       int node = servers_[world_->rng().Index(servers_.size())];
-      if (net_->up(node)) {
+      if (net_->up(node) && !(CoordinatorAt(node) != nullptr && ElectionWindow())) {
         --random_crash_budget_;
         CrashNode(node, "(random)");
       }
@@ -392,7 +438,7 @@ void Cluster::SchedulePartition() {
   world_->After(rng.Uniform(partition_every_min_, partition_every_max_), [this] {
     if (!faults_active_) return;
     Rng& rng = world_->rng();
-    if (rng.Bernoulli(partition_p_)) {
+    if (rng.Bernoulli(partition_p_) && !ElectionWindow()) {
       int n = static_cast<int>(world_->node_count());
       int kind = static_cast<int>(rng.Uniform(0, 2));
       int id = 0;
@@ -425,6 +471,7 @@ void Cluster::ScheduleLeaderCrash() {
   world_->After(rng.Uniform(leader_crash_min_, leader_crash_max_), [this] {
     if (!faults_active_ || leader_crash_budget_ <= 0) return;
     for (const auto& c : coordinators_) {
+      if (ElectionWindow()) break;
       if (c->leads() && net_->up(c->node())) {
         --leader_crash_budget_;
         CrashNode(c->node(), "(the leader)");
@@ -443,7 +490,7 @@ void Cluster::ScheduleGroupPartition() {
   world_->After(rng.Uniform(200 * kMillis, 1500 * kMillis), [this] {
     if (!faults_active_) return;
     Rng& rng = world_->rng();
-    if (rng.Bernoulli(0.6)) {
+    if (rng.Bernoulli(0.6) && !ElectionWindow()) {
       int n = static_cast<int>(coordinators_.size());
       int kind = static_cast<int>(rng.Uniform(0, 3));
       std::vector<int> ids;
@@ -490,6 +537,119 @@ void Cluster::ScheduleGroupPartition() {
   });
 }
 
+void Cluster::OnDiskFailed(int node, bool full) {
+  if (full) {
+    ++result_.faults.disk_full;
+  } else {
+    ++result_.faults.disk_error;
+  }
+  Rng& rng = world_->rng();
+  const bool group = coordinators_.size() > 1;
+  // The operator notices and restarts the node: in a group, only after the
+  // election bound (the others must have elected meanwhile).
+  Micros delay = group ? kElectionBound + rng.Uniform(200 * kMillis, 1500 * kMillis)
+                       : rng.Uniform(300 * kMillis, 2 * kSeconds);
+  uint64_t serial = crash_serial_[node];
+  world_->After(delay, [this, node, serial] {
+    if (crash_serial_[node] != serial) return;
+    CrashNode(node, "(the operator restarts it after its disk failed)");
+    // Faults over: CrashNode restarts nothing by itself.
+    if (!faults_active_ && !net_->up(node)) Restart(node);
+  });
+  if (group && faults_active_) {
+    std::vector<uint64_t> serials = crash_serial_;
+    CheckElection(node, serial, world_->now(), std::move(serials), false);
+  }
+}
+
+void Cluster::CheckElection(int failed, uint64_t serial, Micros since, std::vector<uint64_t> serials,
+                            bool disturbed) {
+  if (!faults_active_ || crash_serial_[failed] != serial) return;  // restarted: moot
+  SimCoordinator* dead = CoordinatorAt(failed);
+  if (dead == nullptr || !dead->log_failed()) return;
+  std::vector<SimCoordinator*> healthy;
+  for (const auto& c : coordinators_) {
+    if (c->node() == failed) continue;
+    // Crashed (even if back up), down, failed or rejoining since: the window
+    // does not count.
+    if (crash_serial_[c->node()] != serials[c->node()] || !c->up() || c->log_failed() ||
+        c->joining()) {
+      disturbed = true;
+      continue;
+    }
+    if (c->leads()) return;  // elected
+    healthy.push_back(c.get());
+  }
+  for (SimCoordinator* a : healthy) {
+    for (SimCoordinator* b : healthy) {
+      if (a != b && net_->Blocked(a->node(), b->node())) disturbed = true;
+    }
+  }
+  if (static_cast<int>(healthy.size()) < static_cast<int>(coordinators_.size()) / 2 + 1) disturbed = true;
+  if (disturbed) return;
+  if (world_->now() >= since + kElectionBound) {
+    checker_->Violation("liveness", nullptr,
+                        "no replica leads " + FormatTime(kElectionBound) + " after " +
+                            world_->NodeName(failed) +
+                            "'s log failed, although a connected majority of healthy replicas was "
+                            "up throughout");
+    return;
+  }
+  world_->After(kPoll, [this, failed, serial, since, serials, disturbed] {
+    CheckElection(failed, serial, since, serials, disturbed);
+  });
+}
+
+// Storage failures of coordinator logs: in a group, mostly the leader's.
+void Cluster::ScheduleDiskFault() {
+  Rng& rng = world_->rng();
+  world_->After(rng.Uniform(300 * kMillis, 5 * kSeconds), [this] {
+    if (!faults_active_ || disk_fault_budget_ <= 0) return;
+    Rng& rng = world_->rng();
+    std::vector<SimCoordinator*> pick;
+    for (const auto& c : coordinators_) {
+      if (c->up() && !c->log_failed()) pick.push_back(c.get());
+    }
+    SimCoordinator* victim = pick.empty() ? nullptr : pick[rng.Index(pick.size())];
+    if (coordinators_.size() > 1 && rng.Bernoulli(0.7)) {
+      for (SimCoordinator* c : pick) {
+        if (c->leads()) victim = c;
+      }
+    }
+    if (victim != nullptr) {
+      --disk_fault_budget_;
+      bool full = rng.Bernoulli(0.4);
+      bool partial = !full && rng.Bernoulli(0.5);
+      world_->LogFault(victim->node(), std::string("DISK FAULT armed: the next sync fails with ") +
+                                           (full ? "ENOSPC" : partial ? "EIO (fsync)" : "EIO (write)"));
+      victim->BreakDisk(full, partial);
+    }
+    ScheduleDiskFault();
+  });
+}
+
+// Group mode: a replica loses its disk (the machine replaced) and comes back
+// empty under its old id, one at a time: never while another is rejoining,
+// down or failed (losing more than one replica's log at once is outside the
+// model).
+void Cluster::ScheduleEmptyDisk() {
+  Rng& rng = world_->rng();
+  world_->After(rng.Uniform(500 * kMillis, 6 * kSeconds), [this] {
+    if (!faults_active_ || empty_disk_budget_ <= 0) return;
+    bool calm = wipe_on_restart_.empty();
+    for (const auto& c : coordinators_) {
+      if (!c->up() || c->joining() || c->log_failed()) calm = false;
+    }
+    if (calm) {
+      SimCoordinator* victim = coordinators_[world_->rng().Index(coordinators_.size())].get();
+      --empty_disk_budget_;
+      wipe_on_restart_.insert(victim->node());
+      CrashNode(victim->node(), "(its disk is lost; it comes back empty)");
+    }
+    ScheduleEmptyDisk();
+  });
+}
+
 void Cluster::StopFaults() {
   faults_active_ = false;
   net_->HealAll();
@@ -504,6 +664,10 @@ void Cluster::StopFaults() {
   for (auto& c : coordinators_) c->SetDiskOptions(disk);
   for (auto& a : agents_) a->SetDiskOptions(disk);
   world_->Log(-1, "faults stop: network healed, every node restarted");
+  for (auto& c : coordinators_) {
+    // The operator restarts a node whose log store failed.
+    if (c->log_failed()) CrashNode(c->node(), "(the operator restarts it after its disk failed)");
+  }
   for (int node : servers_) {
     if (!net_->up(node)) {
       ++crash_serial_[node];
@@ -563,6 +727,8 @@ SimResult Cluster::Run() {
       if (leader_crash_budget_ > 0) ScheduleLeaderCrash();
       ScheduleGroupPartition();
     }
+    if (disk_fault_budget_ > 0) ScheduleDiskFault();
+    if (empty_disk_budget_ > 0) ScheduleEmptyDisk();
   }
   auto failed = [this] { return checker_->violations() > 0; };
   auto clients_done = [this] {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,18 @@ struct BugFlags {
   bool heuristic_commit = false;
   bool ack_before_durable_accept = false;
   bool resurrected_decide = false;
+  bool forgotten_commit_as_abort = false;
+  bool empty_disk_votes = false;
+  bool dead_leader_heartbeats = false;
+};
+
+// A transaction a client finished: what a late query (SimClient::LateQuery)
+// asks about.
+struct Finished {
+  TxId txid;
+  std::vector<proto::Participant> participants;
+  std::vector<std::string> wrote;
+  bool commit_requested = false;
 };
 
 // ----------------------------------------------------------- coordinator
@@ -99,6 +112,17 @@ class SimCoordinator {
   int replica_id() const { return replica_id_; }
   // Group mode: this replica won phase 1 and has not stepped down.
   bool leads() const;
+  // Group mode: this replica's acceptor is rejoining (it started empty).
+  bool joining() const;
+  // Up, and its log store failed (it waits for the operator's restart).
+  bool log_failed() const;
+  // Faults: the disk fails its next sync (disk_full: ENOSPC, none of the
+  // writes reached it; else EIO, `partial`: some did). Sim's Disk::Break.
+  void BreakDisk(bool full, bool partial);
+  // Faults, while down: the data directory comes back empty (group mode).
+  // `joining`: the acceptor image says so, as paxos_log.cc sets for an empty
+  // directory; false only under the empty-disk-votes bug.
+  void Wipe(bool joining);
 
   // Group mode: a peer's message arrives.
   void DeliverPeer(const paxos::Message& m);
@@ -115,6 +139,9 @@ class SimCoordinator {
 
  private:
   struct Live;
+  // Serving, and `txid` is one the table forgot but for (maybe) its outcome:
+  // a query that reached past the retention (counted as `retention`).
+  bool Forgotten(const TxId& txid) const;
   template <class Req, class Resp>
   void Serve(const Req& req, std::function<void(Resp)> reply, const TxId& txid, bool commit,
              coord::NodeEffects (coord::NodeCore::*in)(uint64_t, const Req&, Micros));
@@ -135,6 +162,7 @@ class SimCoordinator {
   // Single replica: a proposed slot is durable on this node's disk.
   void OnDurable(Live* l, uint64_t index, const std::vector<proto::Command>& cmds,
                  const std::string& bytes);
+  void LogFailed(Live* l, const std::vector<proto::Command>& cmds, const Status& why);
   void WakeDriver(Live* l, Micros at);
   void WakeReplica(Live* l, Micros at);
   void BootReplica();
@@ -152,6 +180,7 @@ class SimCoordinator {
   // last epoch this replica led (the log store's "epoch" meta).
   std::vector<std::pair<uint64_t, std::string>> log_;
   int64_t epoch_meta_ = 0;
+  bool disk_full_ = false;  // the kind of the last BreakDisk
   std::unique_ptr<Live> live_;
 };
 
@@ -182,6 +211,7 @@ class SimClient {
     std::vector<proto::Participant> participants;
     std::vector<std::string> wrote;
     int crash_stage = 0;  // 0: none; 1 after Begin; 2 after the first Execute; 3 after sending Commit
+    bool commit_requested = false;  // Commit or Submit sent
   };
 
   void Next();
@@ -193,7 +223,12 @@ class SimClient {
   void Rollback(const std::string& why);
   void OnCommitAnswer(const Status& s, const proto::CommitResponse& r);
   void Finish(int outcome, const std::string& why);  // 0 committed, 1 aborted, 2 unknown
+  void Remember();  // the late queries' pool gets this transaction
   void Vanish();
+  // Asks the Outcome of a txid that ended long ago (and, if its client asked
+  // to commit it, retries its Commit), then goes on with Next(). Every
+  // answer goes to the checker (Checker::OnLateAnswer).
+  void LateQuery();
   bool Alive(uint64_t inc) const;
   // Runs `fn` later if this incarnation is still alive.
   void Later(Micros delay, std::function<void()> fn);
@@ -228,6 +263,9 @@ class Cluster {
   bool CrashPoint(int node, const char* point);
   // `power_loss`: the whole cluster's final power loss (counted as power, not crash).
   void CrashNode(int node, const std::string& why, bool power_loss = false);
+  // A coordinator's log store failed (counted here): the operator restarts
+  // it later; in a group, the others must elect a leader meanwhile.
+  void OnDiskFailed(int node, bool full);
 
   SimCoordinator* coordinator() { return coordinators_.front().get(); }
   int replicas() const { return static_cast<int>(coordinators_.size()); }
@@ -253,6 +291,8 @@ class Cluster {
   // The FAULTS line's counters of this seed: the shell that injects a fault
   // (or sees one happen) counts it here.
   FaultCounts& injected() { return result_.faults; }
+  // Finished transactions, oldest first (the late queries' pool).
+  std::vector<Finished>& finished() { return finished_; }
 
  private:
   void Build();
@@ -261,6 +301,17 @@ class Cluster {
   void SchedulePartition();
   void ScheduleLeaderCrash();
   void ScheduleGroupPartition();
+  void ScheduleDiskFault();
+  // Group mode: a replica's log failed and it waits for the operator's
+  // restart. Meanwhile no fault touches the coordinator replicas (crashes,
+  // crash points, partitions), so CheckElection's window is clean.
+  bool ElectionWindow() const;
+  void ScheduleEmptyDisk();
+  // Group mode, after `failed` lost its log at `since`: samples until
+  // `since + bound`; a violation if no healthy replica led by then although
+  // a connected majority of healthy, voting replicas was up throughout.
+  void CheckElection(int failed, uint64_t serial, Micros since, std::vector<uint64_t> serials,
+                     bool disturbed);
   SimCoordinator* CoordinatorAt(int node) const;
   void Restart(int node);
   void StopFaults();
@@ -302,9 +353,13 @@ class Cluster {
   Micros partition_min_ = 0, partition_max_ = 0;
   double client_crash_p_ = 0;
   std::vector<uint64_t> crash_serial_;  // per node, to ignore stale restarts
+  int disk_fault_budget_ = 0;   // disk_error / disk_full left
+  int empty_disk_budget_ = 0;   // group mode: empty-disk restarts left
+  std::set<int> wipe_on_restart_;  // nodes whose disk comes back empty
 
   // Workload.
   int tickets_ = 0;
+  std::vector<Finished> finished_;
   SimResult result_;
 };
 

@@ -30,6 +30,9 @@ struct SimCoordinator::Live {
   };
   std::map<uint64_t, Waiting> pending;
   uint64_t next_token = 1;
+  // The log store failed (a write or sync): sticky, as wal/log_store.cc, until
+  // the node restarts; nothing more is written.
+  bool log_failed = false;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   explicit Live(coord::NodeCoreOptions o) : core(std::move(o)) {}
@@ -78,10 +81,14 @@ void SimCoordinator::Boot() {
   int64_t epoch = epoch_meta_ + 1;
   disk_.Write([this, epoch] { epoch_meta_ = epoch; });
   auto alive = l->alive;
-  disk_.Sync([this, l, alive, epoch] {
-    if (!*alive) return;
-    Apply(l, l->core.Lead(epoch, c_->world().now()));
-  });
+  disk_.Sync(
+      [this, l, alive, epoch] {
+        if (!*alive) return;
+        Apply(l, l->core.Lead(epoch, c_->world().now()));
+      },
+      [this, l, alive](const Status& why) {
+        if (*alive) LogFailed(l, {}, why);
+      });
   Apply(l, l->core.Start(w.now()));
 }
 
@@ -155,8 +162,15 @@ void SimCoordinator::Begin(const proto::BeginRequest& req,
                                                    &coord::NodeCore::OnBegin);
 }
 
+bool SimCoordinator::Forgotten(const TxId& txid) const {
+  if (!live_ || !live_->core.driver().serving()) return false;
+  const coord::TxnTable& t = live_->core.table();
+  return t.Find(txid) == nullptr && t.ForgottenOutcome(txid) != proto::Outcome::UNKNOWN;
+}
+
 void SimCoordinator::Commit(const proto::CommitRequest& req,
                             std::function<void(proto::CommitResponse)> reply) {
+  if (Forgotten(req.txid)) ++c_->injected().retention;
   c_->world().Log(node_, &req.txid, "COMMIT request (" + std::to_string(req.participants.size()) +
                                         " participants)");
   Serve<proto::CommitRequest, proto::CommitResponse>(req, std::move(reply), req.txid, true,
@@ -180,6 +194,7 @@ void SimCoordinator::Abort(const proto::AbortRequest& req,
 
 void SimCoordinator::Outcome(const proto::OutcomeRequest& req,
                              std::function<void(proto::OutcomeResponse)> reply) {
+  if (Forgotten(req.txid)) ++c_->injected().retention;
   Serve<proto::OutcomeRequest, proto::OutcomeResponse>(req, std::move(reply), req.txid, false,
                                                        &coord::NodeCore::OnOutcome);
 }
@@ -209,7 +224,24 @@ bool SimCoordinator::Do(Live* l, coord::ClientReply& r, std::vector<coord::NodeE
   auto it = l->pending.find(r.token);
   if (it == l->pending.end()) return true;  // answered early (bug), or the client is gone
   auto reply = std::move(it->second.reply);
+  TxId asked = it->second.txid;
   l->pending.erase(it);
+  if (c_->bugs().forgotten_commit_as_abort && asked.seq != 0) {
+    // BUG: the old table: a txid it holds no entry for is presumed aborted,
+    // even one that committed, ended and was forgotten.
+    const coord::TxnTable& t = l->core.table();
+    proto::Outcome::type was = t.ForgottenOutcome(asked);
+    if (t.Find(asked) == nullptr &&
+        (was == proto::Outcome::COMMITTED || was == proto::Outcome::FORGOTTEN)) {
+      if (auto* cr = std::get_if<proto::CommitResponse>(&r.response)) {
+        cr->outcome = proto::Outcome::ABORTED;
+        cr->status = proto::Status();
+      } else if (auto* orr = std::get_if<proto::OutcomeResponse>(&r.response)) {
+        orr->outcome = proto::Outcome::ABORTED;
+        orr->status = proto::Status();
+      }
+    }
+  }
   if (auto* cr = std::get_if<proto::CommitResponse>(&r.response)) {
     w.Log(node_, &cr->txid,
           std::string("reply ") + OutcomeName(cr->outcome) +
@@ -256,11 +288,27 @@ bool SimCoordinator::Do(Live* l, coord::ProposeAction& p, std::vector<coord::Nod
   if (group) return true;  // the core handed it to the replica
   uint64_t index = p.index;
   std::string bytes = p.bytes;
-  disk_.Write([this, index, bytes] { log_.emplace_back(index, bytes); });
   auto alive = l->alive;
-  disk_.Sync([this, l, alive, index, cmds = std::move(p.cmds), bytes]() {
-    if (*alive) OnDurable(l, index, cmds, bytes);
-  });
+  if (l->log_failed) {
+    // As LocalLog::Append after a failure: refused at once.
+    std::vector<proto::Command> cmds = std::move(p.cmds);
+    w.After(0, [this, l, alive, cmds] {
+      if (*alive) {
+        Apply(l, l->core.OnLogFailed(cmds, Status::StorageFailed("the decision log refused an earlier write"),
+                                     c_->world().now()));
+      }
+    });
+    return true;
+  }
+  disk_.Write([this, index, bytes] { log_.emplace_back(index, bytes); });
+  std::vector<proto::Command> cmds = p.cmds;
+  disk_.Sync(
+      [this, l, alive, index, cmds = std::move(p.cmds), bytes]() {
+        if (*alive) OnDurable(l, index, cmds, bytes);
+      },
+      [this, l, alive, cmds](const Status& why) {
+        if (*alive) LogFailed(l, cmds, why);
+      });
   return true;
 }
 
@@ -333,7 +381,9 @@ bool SimCoordinator::Do(Live* l, coord::ParticipantCall& call, std::vector<coord
 }
 
 bool SimCoordinator::Do(Live* l, paxos::Persist& p, std::vector<coord::NodeEffects>* later) {
+  if (l->log_failed) return true;  // PaxosLog::Persist after a failure: nothing is written
   uint64_t token = p.token;
+  bool joined = p.joined;
   bool accept_only = !p.promised && !p.entries.empty();
   disk_.Write([this, p = std::move(p)] {
     if (p.promised) acceptor_.promised = *p.promised;
@@ -347,10 +397,15 @@ bool SimCoordinator::Do(Live* l, paxos::Persist& p, std::vector<coord::NodeEffec
     return true;
   }
   auto alive = l->alive;
-  disk_.Sync([this, l, alive, token] {
-    if (!*alive) return;
-    Apply(l, l->core.OnPersisted(token, c_->world().now()));
-  });
+  disk_.Sync(
+      [this, l, alive, token, joined] {
+        if (!*alive || l->log_failed) return;
+        if (joined) c_->world().Log(node_, "rejoined the group (durable): its acceptor votes again");
+        Apply(l, l->core.OnPersisted(token, c_->world().now()));
+      },
+      [this, l, alive](const Status& why) {
+        if (*alive) LogFailed(l, {}, why);
+      });
   return true;
 }
 
@@ -366,13 +421,13 @@ bool SimCoordinator::Do(Live*, coord::AppliedAction& a, std::vector<coord::NodeE
   return true;
 }
 
-bool SimCoordinator::Do(Live*, coord::InstallAction& a, std::vector<coord::NodeEffects>*) {
+bool SimCoordinator::Do(Live* l, coord::InstallAction& a, std::vector<coord::NodeEffects>*) {
   // The core restored its table from the leader's snapshot: kept as this
   // replica's own snapshot (paxos_log.cc), durable with the next sync;
   // accepted entries at or below it are dropped with it.
   ++c_->injected().snapshot_install;
   int64_t index = static_cast<int64_t>(a.index);
-  disk_.Write([this, index, image = a.image] { KeepSnapshot(index, image); });
+  if (!l->log_failed) disk_.Write([this, index, image = a.image] { KeepSnapshot(index, image); });
   c_->checker().OnInstalled(node_, a.index, a.image);
   return true;
 }
@@ -380,13 +435,54 @@ bool SimCoordinator::Do(Live*, coord::InstallAction& a, std::vector<coord::NodeE
 // As paxos_log.cc's Compact: the snapshot the core took every
 // Timing::snapshot_every applied slots replaces, on disk, the accepted
 // entries it covers, durable with the next sync.
-bool SimCoordinator::Do(Live*, coord::SnapshotAction& a, std::vector<coord::NodeEffects>*) {
+bool SimCoordinator::Do(Live* l, coord::SnapshotAction& a, std::vector<coord::NodeEffects>*) {
   c_->checker().OnSnapshot(node_, a.index, a.image);
   c_->world().Log(node_, "snapshot at slot " + std::to_string(a.index) + " (" +
                              std::to_string(a.entries) + " transactions); log compacted");
   int64_t index = static_cast<int64_t>(a.index);
+  if (l->log_failed) return true;
   disk_.Write([this, index, image = std::move(a.image)] { KeepSnapshot(index, image); });
   return true;
+}
+
+// A sync of this node's log failed (an injected disk_error or disk_full). As
+// the real shells: LocalLog reports every failed append with its commands
+// (and the epoch write with none); PaxosLog reports its first failure, after
+// which the store is dead. The core stops serving (and, in a group, silences
+// its replica: the others elect); the cluster has the operator restart the
+// node later.
+void SimCoordinator::LogFailed(Live* l, const std::vector<proto::Command>& cmds, const Status& why) {
+  bool first = !l->log_failed;
+  l->log_failed = true;
+  Status failure = Status::StorageFailed(why.message());
+  if (first) {
+    c_->world().LogFault(node_, "DISK FAILED: " + why.message() +
+                                    "; the log store refuses every write until the node restarts");
+    c_->OnDiskFailed(node_, disk_full_);
+  }
+  if (l->core.group() && !first) return;
+  Apply(l, l->core.OnLogFailed(cmds, failure, c_->world().now()));
+}
+
+void SimCoordinator::BreakDisk(bool full, bool partial) {
+  disk_full_ = full;
+  disk_.Break(full ? Status::StorageFailed("ENOSPC: no space left on device")
+                   : Status::StorageFailed(std::string("EIO: input/output error at ") +
+                                           (partial ? "fsync" : "write")),
+              partial);
+}
+
+void SimCoordinator::Wipe(bool joining) {
+  acceptor_ = paxos::DurableState();
+  acceptor_.joining = joining;
+  log_.clear();
+  epoch_meta_ = 0;
+}
+
+bool SimCoordinator::log_failed() const { return live_ && live_->log_failed; }
+
+bool SimCoordinator::joining() const {
+  return live_ && live_->core.replica() != nullptr && live_->core.replica()->joining();
 }
 
 void SimCoordinator::KeepSnapshot(int64_t index, const std::string& image) {
@@ -439,6 +535,9 @@ void SimCoordinator::BootReplica() {
   o.paxos_tick = t.paxos_tick;
   o.paxos.snapshot_chunk = t.paxos_snapshot_chunk;  // images travel in several chunks
   o.snapshot_every = t.snapshot_every;
+  // BUG dead-leader-heartbeats: the node stops serving on a failed log, but
+  // its replica core keeps leading (the test-only seam of NodeCoreOptions).
+  o.testing_keep_replica_on_log_failure = c_->bugs().dead_leader_heartbeats;
   // The acceptor's durable image, as paxos_log.cc reads it back from its
   // store: the snapshot (if any) restores the table in the core, and only
   // accepted entries above it are read; the core re-applies every chosen slot
@@ -477,7 +576,8 @@ void SimCoordinator::BootReplica() {
                    std::to_string(acceptor_.promised.round) + "." +
                    std::to_string(acceptor_.promised.replica) + ", snapshot at slot " +
                    std::to_string(acceptor_.snapshot_index) + ", " +
-                   std::to_string(accepted_on_disk) + " accepted entries on disk");
+                   std::to_string(accepted_on_disk) + " accepted entries on disk" +
+                   (acceptor_.joining ? "; joining (started on an empty data directory)" : ""));
   Apply(l, l->core.Start(w.now()));
 }
 

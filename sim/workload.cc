@@ -58,6 +58,13 @@ void SimClient::Later(Micros delay, std::function<void()> fn) {
 void SimClient::Start() { Later(c_->world().rng().Uniform(0, 2 * kMillis), [this] { Next(); }); }
 
 void SimClient::Next() {
+  // Now and then, before its next transaction, a client asks about one that
+  // ended long ago (at least 12 transactions back: past the table's
+  // retention of ended transactions, Timing's driver.table).
+  if (c_->faults() != FaultLevel::kNone && c_->finished().size() > 12 &&
+      c_->world().rng().Bernoulli(0.12)) {
+    return LateQuery();
+  }
   if (!c_->TakeTicket()) {
     done_ = true;
     return;
@@ -177,6 +184,7 @@ void SimClient::SendCommit() {
   req.participants = txn_.participants;
   req.protocol = proto::Protocol::TWO_PC;
   c_->checker().OnCommitRequested(txn_.txid);
+  txn_.commit_requested = true;
   c_->world().Log(node_, &txn_.txid, "client: commit");
   c_->CoordinatorCall<proto::CommitRequest, proto::CommitResponse>(
       node_, req, c_->timing().commit_deadline, c_->timing().coord_attempt, &SimCoordinator::Commit,
@@ -196,7 +204,9 @@ void SimClient::SendSubmit() {
     req.branches.push_back(std::move(b));
     if (step.writes) txn_.wrote.push_back(step.resource);
   }
+  for (const proto::Branch& b : req.branches) txn_.participants.push_back(b.participant);
   c_->checker().OnCommitRequested(txn_.txid);
+  txn_.commit_requested = true;
   c_->world().Log(node_, &txn_.txid, "client: submit");
   c_->CoordinatorCall<proto::SubmitRequest, proto::CommitResponse>(
       node_, req, c_->timing().commit_deadline, c_->timing().coord_attempt, &SimCoordinator::Submit,
@@ -236,8 +246,44 @@ void SimClient::Rollback(const std::string& why) {
       });
 }
 
+void SimClient::LateQuery() {
+  Rng& rng = c_->world().rng();
+  const std::vector<Finished>& pool = c_->finished();
+  Finished f = pool[rng.Index(pool.size() - 12)];
+  bool retry_commit = f.commit_requested && rng.Bernoulli(0.5);
+  c_->world().Log(node_, &f.txid, retry_commit ? "client: late outcome query and commit retry"
+                                               : "client: late outcome query");
+  proto::OutcomeRequest req;
+  req.txid = f.txid;
+  c_->CoordinatorCall<proto::OutcomeRequest, proto::OutcomeResponse>(
+      node_, req, c_->timing().begin_deadline, c_->timing().coord_attempt, &SimCoordinator::Outcome,
+      [this, f, retry_commit](Status s, proto::OutcomeResponse r) {
+        if (s.ok() && r.status.code == proto::Code::OK) {
+          c_->world().Log(node_, &f.txid, std::string("client: late outcome ") + OutcomeName(r.outcome));
+          c_->checker().OnLateAnswer(f.txid, r.outcome, f.wrote);
+        }
+        if (!retry_commit) return Later(c_->world().rng().Uniform(0, 5 * kMillis), [this] { Next(); });
+        proto::CommitRequest creq;
+        creq.txid = f.txid;
+        creq.participants = f.participants;
+        creq.protocol = proto::Protocol::TWO_PC;
+        c_->CoordinatorCall<proto::CommitRequest, proto::CommitResponse>(
+            node_, creq, c_->timing().commit_deadline, c_->timing().coord_attempt,
+            &SimCoordinator::Commit, [this, f](Status s, proto::CommitResponse r) {
+              if (s.ok() && (r.status.code == proto::Code::OK ||
+                             r.status.code == proto::Code::INVALID_ARGUMENT)) {
+                c_->world().Log(node_, &f.txid,
+                                std::string("client: late commit answered ") + OutcomeName(r.outcome));
+                c_->checker().OnLateAnswer(f.txid, r.outcome, f.wrote);
+              }
+              Later(c_->world().rng().Uniform(0, 5 * kMillis), [this] { Next(); });
+            });
+      });
+}
+
 void SimClient::Finish(int outcome, const std::string& why) {
   static const char* kNames[] = {"COMMITTED", "ABORTED", "UNKNOWN"};
+  Remember();
   if (txn_.txid.seq != 0) {
     c_->world().Log(node_, &txn_.txid, std::string("client: ") + kNames[outcome] + " (" + why + ")");
   } else {
@@ -250,8 +296,19 @@ void SimClient::Finish(int outcome, const std::string& why) {
   Later(think, [this] { Next(); });
 }
 
+void SimClient::Remember() {
+  if (txn_.txid.seq == 0) return;
+  Finished f;
+  f.txid = txn_.txid;
+  f.participants = txn_.participants;
+  f.wrote = txn_.wrote;
+  f.commit_requested = txn_.commit_requested;
+  c_->finished().push_back(std::move(f));
+}
+
 void SimClient::Vanish() {
   World& w = c_->world();
+  Remember();
   w.Log(node_, &txn_.txid, "client: crashes mid-transaction");
   c_->Count(2);
   ++c_->injected().crash;

@@ -233,9 +233,30 @@ void Disk::Write(std::function<void()> apply) {
   ++written_;
 }
 
-void Disk::Sync(std::function<void()> done) {
-  waiters_.push_back(Waiter{written_, std::move(done)});
+void Disk::Sync(std::function<void()> done, std::function<void(const Status&)> failed) {
+  waiters_.push_back(Waiter{written_, std::move(done), std::move(failed)});
   if (!in_flight_) StartSync();
+}
+
+void Disk::Break(Status why, bool partial) {
+  if (broken()) return;
+  armed_ = true;
+  partial_ = partial;
+  why_ = std::move(why);
+}
+
+// Every waiter fails; the disk stays broken until Crash().
+void Disk::FailAll(uint64_t epoch) {
+  in_flight_ = false;
+  std::vector<std::function<void(const Status&)>> failed;
+  while (!waiters_.empty()) {
+    if (waiters_.front().failed) failed.push_back(std::move(waiters_.front().failed));
+    waiters_.pop_front();
+  }
+  for (auto& f : failed) {
+    f(why_);
+    if (epoch != epoch_) return;  // a callback crashed the node
+  }
 }
 
 void Disk::StartSync() {
@@ -274,6 +295,15 @@ void Disk::LyingFlush(uint64_t epoch) {
 
 void Disk::Complete(uint64_t epoch, uint64_t target) {
   if (epoch != epoch_) return;  // the node crashed meanwhile
+  if (broken_) return FailAll(epoch);
+  if (armed_) {
+    armed_ = false;
+    broken_ = true;
+    if (partial_) {
+      Promote(durable_ + static_cast<uint64_t>(world_->rng().Uniform(0, static_cast<int64_t>(target - durable_))));
+    }
+    return FailAll(epoch);
+  }
   if (!options_.lying) Promote(target);
   in_flight_ = false;
   std::vector<std::function<void()>> ready;
@@ -289,6 +319,8 @@ void Disk::Complete(uint64_t epoch, uint64_t target) {
 }
 
 void Disk::Crash() {
+  armed_ = false;
+  broken_ = false;
   pending_.clear();
   written_ = durable_;
   waiters_.clear();

@@ -279,8 +279,18 @@ class Disk {
 
   // Records a write; `apply` updates the durable image when it becomes durable.
   void Write(std::function<void()> apply);
-  // `done` runs once every write made before this call is durable.
-  void Sync(std::function<void()> done);
+  // `done` runs once every write made before this call is durable. A sync
+  // of a broken disk (Break) calls `failed` instead (nothing, without one).
+  void Sync(std::function<void()> done, std::function<void(const Status&)> failed = nullptr);
+  // Fault injection (txsim's disk_error and disk_full): the next sync to
+  // complete fails with `why`. `partial`: an unknown prefix of the writes it
+  // covered reached the disk anyway (EIO from fsync); else none did (the
+  // write itself was refused: ENOSPC, or EIO from write). From then on every
+  // sync fails, until Crash() (the operator restarts the node, the disk
+  // repaired or space freed); the writes not durable by then are lost.
+  void Break(Status why, bool partial);
+  // Break was called and the failure has surfaced, or is about to.
+  bool broken() const { return armed_ || broken_; }
   // Power loss: unsynced writes and pending syncs vanish.
   void Crash();
   void SetOptions(const DiskOptions& o) { options_ = o; }
@@ -305,11 +315,17 @@ class Disk {
   struct Waiter {
     uint64_t target;
     std::function<void()> done;
+    std::function<void(const Status&)> failed;
   };
+  void FailAll(uint64_t epoch);
   std::deque<Waiter> waiters_;
   bool in_flight_ = false;
   bool flush_scheduled_ = false;
   uint64_t epoch_ = 0;  // bumped by Crash: stale completions are ignored
+  bool armed_ = false;   // Break: the next completion fails
+  bool partial_ = false;
+  bool broken_ = false;  // a sync failed: every later one fails too
+  Status why_;
   uint64_t syncs_ = 0;
 };
 
