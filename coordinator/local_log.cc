@@ -75,9 +75,11 @@ void LocalLog::Append(uint64_t index, std::string bytes, std::vector<proto::Comm
 
 void LocalLog::Compact(uint64_t index, std::string image) {
   if (failed_ || stopped_) return;
-  store_->PutMeta("snapshot", std::move(image), [](Status) {});
-  store_->PutMeta("snapshot_index", std::to_string(index), [](Status) {});
-  store_->TruncatePrefix(index, [](Status) {});
+  // The image, its index and the truncation in one transaction.
+  wal::LogStore::Batch batch;
+  batch.metas = {{"snapshot", std::move(image)}, {"snapshot_index", std::to_string(index)}};
+  batch.truncate_upto = index;
+  store_->Write(std::move(batch), [](Status) {});
 }
 
 void LocalLog::Fail(const std::vector<proto::Command>& cmds, const Status& s) {

@@ -129,15 +129,18 @@ void PaxosLog::Persist(paxos::Persist p) {
     if (failed_) return;
     hooks_.persisted(token);
   };
-  if (p.promised) store_->PutMeta("promised", Encode(*p.promised), [](Status) {});
-  if (p.joined) store_->PutMeta("joining", "0", [](Status) {});
-  std::vector<wal::LogRecord> records;
-  records.reserve(p.entries.size());
+  // One transaction: a promise, the accepted values and (for a rejoined
+  // replica) the cleared joining mark are durable together or not at all;
+  // the mark alone must never be, or a restart would vote without the values
+  // it adopted.
+  wal::LogStore::Batch batch;
+  if (p.promised) batch.metas.emplace_back("promised", Encode(*p.promised));
+  if (p.joined) batch.metas.emplace_back("joining", "0");
+  batch.records.reserve(p.entries.size());
   for (const paxos::Entry& e : p.entries) {
-    records.push_back(wal::LogRecord{static_cast<uint64_t>(e.slot), Encode(e)});
+    batch.records.push_back(wal::LogRecord{static_cast<uint64_t>(e.slot), Encode(e)});
   }
-  // Completions come in submission order, so `done` follows the meta write.
-  store_->Append(std::move(records), done);
+  store_->Write(std::move(batch), done);
 }
 
 void PaxosLog::Send(const paxos::Outgoing& o) {
@@ -164,15 +167,19 @@ void PaxosLog::KeepSnapshot(uint64_t index, const std::string& image) {
   if (stopped_ || failed_) return;
   Logger("paxos")->info("installing the leader's snapshot index={} (this replica was behind its log)",
                         index);
-  store_->PutMeta("snapshot", image, [](Status) {});
-  store_->PutMeta("snapshot_index", std::to_string(index), [](Status) {});
+  // The image and its index in one transaction (a crash between two writes
+  // would label the new image with the old index).
+  wal::LogStore::Batch batch;
+  batch.metas = {{"snapshot", image}, {"snapshot_index", std::to_string(index)}};
+  store_->Write(std::move(batch), [](Status) {});
 }
 
 void PaxosLog::Compact(uint64_t index, std::string image) {
   if (stopped_ || failed_) return;
-  store_->PutMeta("snapshot", std::move(image), [](Status) {});
-  store_->PutMeta("snapshot_index", std::to_string(index), [](Status) {});
-  store_->TruncatePrefix(index, [](Status) {});
+  wal::LogStore::Batch batch;
+  batch.metas = {{"snapshot", std::move(image)}, {"snapshot_index", std::to_string(index)}};
+  batch.truncate_upto = index;
+  store_->Write(std::move(batch), [](Status) {});
 }
 
 std::optional<Micros> PaxosLog::last_heard(int id) const {

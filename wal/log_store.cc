@@ -19,15 +19,21 @@ namespace txc::wal {
 namespace {
 
 struct Op {
-  enum Kind { kAppend, kMeta, kTruncate };
+  enum Kind { kAppend, kMeta, kTruncate, kBatch };
   Kind kind = kAppend;
-  std::vector<LogRecord> records;  // kAppend
+  std::vector<LogRecord> records;  // kAppend, kBatch
   std::string key;                 // kMeta
   std::string value;               // kMeta
   uint64_t upto = 0;               // kTruncate
+  LogStore::Batch batch;           // kBatch (its records are in `records`)
   LogStore::Done done;
 
-  size_t weight() const { return kind == kAppend ? std::max<size_t>(records.size(), 1) : 1; }
+  // An op is never split across groups (transactions).
+  size_t weight() const {
+    if (kind == kAppend) return std::max<size_t>(records.size(), 1);
+    if (kind == kBatch) return std::max<size_t>(records.size() + batch.metas.size(), 1);
+    return 1;
+  }
 };
 
 }  // namespace
@@ -185,6 +191,24 @@ class LogStore::Impl {
 
   Status ApplyOp(Op& op) {
     switch (op.kind) {
+      case Op::kBatch: {
+        for (auto& [key, value] : op.batch.metas) {
+          Op meta;
+          meta.kind = Op::kMeta;
+          meta.key = key;
+          meta.value = value;
+          TXC_RETURN_IF_ERROR(ApplyOp(meta));
+        }
+        Op append;
+        append.kind = Op::kAppend;
+        append.records = op.records;
+        TXC_RETURN_IF_ERROR(ApplyOp(append));
+        if (!op.batch.truncate_upto) return Status::Ok();
+        Op truncate;
+        truncate.kind = Op::kTruncate;
+        truncate.upto = *op.batch.truncate_upto;
+        return ApplyOp(truncate);
+      }
       case Op::kAppend:
         for (const LogRecord& r : op.records) {
           Stmt& s = *put_record_;
@@ -219,7 +243,7 @@ class LogStore::Impl {
   }
 
   static Status Validate(const Op& op) {
-    if (op.kind != Op::kAppend) return Status::Ok();
+    if (op.kind != Op::kAppend && op.kind != Op::kBatch) return Status::Ok();
     for (const LogRecord& r : op.records) {
       if (r.index == 0 || r.index > static_cast<uint64_t>(INT64_MAX)) {
         return Status::InvalidArgument("log record index " + std::to_string(r.index) +
@@ -244,7 +268,9 @@ class LogStore::Impl {
     for (size_t i = 0; i < group.size(); ++i) {
       (*results)[i] = Validate(group[i]);
       valid[i] = (*results)[i].ok();
-      if (valid[i] && group[i].kind == Op::kAppend) n_records += group[i].records.size();
+      if (valid[i] && (group[i].kind == Op::kAppend || group[i].kind == Op::kBatch)) {
+        n_records += group[i].records.size();
+      }
     }
     Status st = [&]() -> Status {
       begin_->Reset();
@@ -317,6 +343,15 @@ void LogStore::PutMeta(const std::string& key, std::string value, Done done) {
   op.kind = Op::kMeta;
   op.key = key;
   op.value = std::move(value);
+  op.done = std::move(done);
+  impl_->Enqueue(std::move(op));
+}
+
+void LogStore::Write(Batch batch, Done done) {
+  Op op;
+  op.kind = Op::kBatch;
+  op.records = std::move(batch.records);
+  op.batch = std::move(batch);
   op.done = std::move(done);
   impl_->Enqueue(std::move(op));
 }

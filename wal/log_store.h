@@ -65,6 +65,15 @@ class LogStore {
   void PutMeta(const std::string& key, std::string value, Done done);
   // Queues deletion of every record with index <= `upto` (after a snapshot).
   void TruncatePrefix(uint64_t upto, Done done);
+  // Writes that must be durable together or not at all: one transaction
+  // (metadata first, then the records, then the truncation). E.g. a snapshot
+  // and its index; a rejoined replica's promise, adopted values and mark.
+  struct Batch {
+    std::vector<std::pair<std::string, std::string>> metas;
+    std::vector<LogRecord> records;
+    std::optional<uint64_t> truncate_upto;
+  };
+  void Write(Batch batch, Done done);
 
   // Start-up reads.
   Result<std::vector<LogRecord>> ReadFrom(uint64_t first_index);

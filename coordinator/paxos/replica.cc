@@ -498,7 +498,7 @@ void Replica::Impl::Tick(Micros now) {
       }
       // Still fetching a promiser's snapshot: ask again if a chunk was lost.
       MaybeCatchup(phase1_snapshot_from_, phase1_snapshot_);
-      if (now - last_prepare_at_ >= opt_.heartbeat) {
+      if (self_promised_ && now - last_prepare_at_ >= opt_.heartbeat) {
         last_prepare_at_ = now;
         for (int p : peers_) {
           if (promisers_.count(p)) continue;
@@ -566,7 +566,12 @@ void Replica::Impl::StartPhase1() {
   last_prepare_at_ = now_;
   Log(LogLine::kDebug, "phase 1 id=", id_, " ballot=", Str(ballot_), " from_slot=", from_slot_);
 
-  // Our own promise counts only once it is durable.
+  // Our own promise counts only once it is durable, and no PREPARE leaves
+  // before it is: a candidate that crashed with its ballot only in memory
+  // may pick the same ballot again after a restart, and a promise made to
+  // the first incarnation by a replica that later lost its disk could then
+  // count for the second (a rejoining replica cannot fence a ballot nobody
+  // durable knows of).
   NewPersist(promised_, {});
   const Ballot b = ballot_;
   AfterDurable([this, b] {
@@ -575,13 +580,14 @@ void Replica::Impl::StartPhase1() {
     for (auto it = accepted_.lower_bound(from_slot_); it != accepted_.end(); ++it) {
       Report(it->second);
     }
+    for (int p : peers_) {
+      Message m = MakeMessage(wire::Type::PREPARE, ballot_);
+      m.from_slot = from_slot_;
+      Send(p, std::move(m));
+    }
+    last_prepare_at_ = now_;
     MaybeWin();
   });
-  for (int p : peers_) {
-    Message m = MakeMessage(wire::Type::PREPARE, ballot_);
-    m.from_slot = from_slot_;
-    Send(p, std::move(m));
-  }
 }
 
 void Replica::Impl::MaybeWin() {

@@ -221,6 +221,56 @@ TEST_F(LogStoreTest, FailureIsStickyAfterInjectedSyncError) {
   EXPECT_FALSE(store_->failed());
 }
 
+// A rejoined replica's mark, promise and adopted values (PaxosLog::Persist)
+// and a snapshot with its index (Compact) must be durable together: a batch
+// is one transaction, even past the group bound, and a failure leaves none of
+// it. (Found by review: three separate writes landed in three transactions,
+// so a crash could leave "joined" without the adopted values.)
+TEST_F(LogStoreTest, BatchIsOneTransactionEvenPastTheGroupBound) {
+  LogStoreOptions o;
+  o.max_group_records = 16;
+  Open(o);
+  const uint64_t before = store_->groups_written();
+  LogStore::Batch b;
+  b.metas = {{"promised", "J"}, {"joining", "0"}};
+  for (uint64_t i = 1; i <= 100; ++i) b.records.push_back({i, "adopted " + std::to_string(i)});
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  store_->Write(std::move(b), [p](Status s) { p->set_value(std::move(s)); });
+  ASSERT_OK(Wait(f));
+  EXPECT_EQ(store_->groups_written() - before, 1u);
+  Open(o);
+  EXPECT_EQ(ReadAll().size(), 100u);
+  auto joining = store_->GetMeta("joining");
+  ASSERT_TRUE(joining.ok() && joining->has_value());
+  EXPECT_EQ(**joining, "0");
+}
+
+TEST_F(LogStoreTest, FailedBatchLeavesNoneOfItsWrites) {
+  Open();
+  ASSERT_OK(PutMetaSync("joining", "1"));
+  ASSERT_OK(AppendSync({{1, "old"}}));
+  store_->InjectFailureForTest();
+  LogStore::Batch b;
+  b.metas = {{"joining", "0"}, {"snapshot_index", "7"}};
+  b.records = {{2, "adopted"}, {3, "adopted"}};
+  b.truncate_upto = 1;
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  store_->Write(std::move(b), [p](Status s) { p->set_value(std::move(s)); });
+  EXPECT_EQ(Wait(f).code(), Status::kStorageFailed);
+  Open();  // the operator restarts it
+  auto joining = store_->GetMeta("joining");
+  ASSERT_TRUE(joining.ok() && joining->has_value());
+  EXPECT_EQ(**joining, "1");
+  auto snap = store_->GetMeta("snapshot_index");
+  ASSERT_TRUE(snap.ok());
+  EXPECT_FALSE(snap->has_value());
+  auto all = ReadAll();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].data, "old");
+}
+
 TEST_F(LogStoreTest, DestructorDrainsQueuedWrites) {
   Open();
   auto count = std::make_shared<std::atomic<int>>(0);

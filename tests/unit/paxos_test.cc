@@ -262,7 +262,9 @@ TEST_F(PaxosTest, CandidateCountsItsOwnPromiseOnlyOnceDurable) {
   ASSERT_EQ(fx.persists.size(), 1u);
   ASSERT_TRUE(fx.persists[0].promised.has_value());
   EXPECT_EQ(fx.persists[0].promised->round, 1);
-  EXPECT_EQ(SendsOfType(fx, Type::PREPARE).size(), 2u);
+  // No PREPARE before its own promise is durable (a restarted candidate could
+  // otherwise reuse a ballot that others promised).
+  EXPECT_THAT(SendsOfType(fx, Type::PREPARE), IsEmpty());
 
   Message promise = Msg(Type::PROMISE, 2, 1, b);
   promise.ok = true;
@@ -273,6 +275,7 @@ TEST_F(PaxosTest, CandidateCountsItsOwnPromiseOnlyOnceDurable) {
   EXPECT_TRUE(r.is_leader());
   EXPECT_EQ(r.epoch(), 1);
   fx = r.TakeEffects();
+  EXPECT_EQ(SendsOfType(fx, Type::PREPARE).size(), 2u);  // only now
   EXPECT_EQ(fx.leader_recovered, std::optional<int64_t>(1));  // nothing to recover
   EXPECT_EQ(SendsOfType(fx, Type::HEARTBEAT).size(), 2u);
 }
@@ -1183,6 +1186,126 @@ TEST_P(PaxosFuzzTest, RandomizedFaultsNeverBreakAgreement) {
 INSTANTIATE_TEST_SUITE_P(Profiles, PaxosFuzzTest, ::testing::Values(Steady(), Turbulent(), Wipes(),
                                                           TurbulentWipes()),
                          [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace txc::paxos
+
+namespace txc::paxos {
+namespace {
+
+// A candidate that sent PREPAREs before its own promise was durable, crashed,
+// and picked the same ballot again after a restart, could win with a PROMISE
+// that a replica made to its first incarnation before that replica's disk was
+// wiped: the wiped replica's fence (learned from the others' durable
+// promises) cannot cover a ballot nobody durable knows of. The group then
+// chose two values for one slot. Found by review.
+TEST_F(PaxosTest, StalePromiseOfALostDiskCannotElectAReusedBallot) {
+  uint64_t seed = 41;
+  while (PaxosCluster(3, FastOptions(), seed).WaitLeader() == 1) ++seed;  // 1 must not be the old leader
+  PaxosCluster c(3, FastOptions(), seed);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  for (int i = 0; i < 3; ++i) c.Propose(l, "x" + std::to_string(i));
+  c.RunFor(100 * kMillis);
+  ASSERT_TRUE(c.Converged(3));
+  const int64_t r0 = c.replica(l).epoch();
+  auto& net = c.network();
+  auto find = [&](int from, int to, Type::type t) -> int {
+    for (size_t i = 0; i < net.size(); ++i)
+      if (net[i].from == from && net[i].to == to && net[i].msg.type == t) return static_cast<int>(i);
+    return -1;
+  };
+  // Runs until `from` sends `t` to `to`; everything else is lost; leaves it at net[0].
+  auto wait_for = [&](int from, int to, Type::type t) -> int {
+    for (int ms = 0; ms < 3000; ++ms) {
+      net.clear();
+      c.Advance(1 * kMillis);
+      int i = find(from, to, t);
+      if (i >= 0) {
+        testing::PaxosEnvelope keep = net[i];
+        net.clear();
+        net.push_back(keep);
+        return 0;
+      }
+    }
+    return -1;
+  };
+  for (int i = 0; i < 100; ++i) {  // silence: the leader steps down
+    net.clear();
+    c.Advance(10 * kMillis);
+  }
+  net.clear();
+  ASSERT_EQ(c.Leader(), 0);
+  // 2 runs at (r0+1,2); only 3 gets the PREPARE.
+  ASSERT_EQ(wait_for(2, 1, Type::PREVOTE), 0);
+  c.DeliverAt(0);
+  ASSERT_GE(find(1, 2, Type::PREVOTE_REPLY), 0);
+  c.DeliverAt(static_cast<size_t>(find(1, 2, Type::PREVOTE_REPLY)));
+  int p = find(2, 3, Type::PREPARE);
+  if (p < 0) {
+    c.Sync(2);
+    p = find(2, 3, Type::PREPARE);
+  }
+  ASSERT_GE(p, 0);
+  ASSERT_EQ(net[p].msg.ballot.round, r0 + 1);
+  c.DeliverAt(static_cast<size_t>(p));
+  net.clear();
+  // 3 runs at (r0+2,3); only 1 promises (durably); its PROMISE is delayed.
+  ASSERT_EQ(wait_for(3, 1, Type::PREVOTE), 0);
+  ASSERT_EQ(net[0].msg.ballot.round, r0 + 2);
+  c.DeliverAt(0);
+  c.DeliverAt(static_cast<size_t>(find(1, 3, Type::PREVOTE_REPLY)));
+  p = find(3, 1, Type::PREPARE);
+  if (p < 0) {
+    c.Sync(3);
+    p = find(3, 1, Type::PREPARE);
+  }
+  ASSERT_GE(p, 0);
+  ASSERT_EQ(net[p].msg.ballot.round, r0 + 2);
+  testing::PaxosEnvelope prep = net[p];
+  net.clear();
+  c.Deliver(prep);
+  c.Sync(1);
+  p = find(1, 3, Type::PROMISE);
+  ASSERT_GE(p, 0);
+  ASSERT_TRUE(net[p].msg.ok);
+  const testing::PaxosEnvelope stale = net[p];
+  net.clear();
+  c.Crash(2, 0);
+  c.Crash(3, 0);
+  c.Wipe(1);
+  c.Restart(2);
+  c.Restart(3);
+  c.Restart(1);
+  c.RunFor(200 * kMillis);  // 1 rejoins
+  ASSERT_FALSE(c.replica(1).joining());
+  c.Isolate(3);
+  const int l2 = c.WaitLeader();
+  ASSERT_TRUE(l2 == 1 || l2 == 2) << l2;
+  c.Propose(l2, "b");
+  c.RunFor(100 * kMillis);
+  ASSERT_EQ(c.chosen().at(4), "b");
+  for (int i = 0; i < 100; ++i) {
+    net.clear();
+    c.Advance(10 * kMillis);
+  }
+  c.HealNetwork();
+  c.Block(3, 2);
+  c.Block(2, 3);
+  ASSERT_EQ(wait_for(3, 1, Type::PREVOTE), 0);
+  c.DeliverAt(0);
+  p = find(1, 3, Type::PREVOTE_REPLY);
+  ASSERT_GE(p, 0);
+  c.DeliverAt(static_cast<size_t>(p));  // 3 runs again
+  net.clear();                          // its PREPAREs are lost
+  c.Deliver(stale);                     // the lost disk's old PROMISE arrives
+  c.Sync(3);
+  net.clear();
+  EXPECT_FALSE(c.replica(3).is_leader()) << "won phase 1 with a promise the lost disk made";
+  c.Propose(3, "c");
+  c.RunFor(200 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+}
 
 }  // namespace
 }  // namespace txc::paxos
