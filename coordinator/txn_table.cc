@@ -89,7 +89,9 @@ bool Unflatten(const std::vector<int64_t>& flat, std::map<int64_t, int64_t>* run
   int64_t prev_last = 0;
   for (size_t i = 0; i < flat.size(); i += 2) {
     int64_t first = flat[i], last = flat[i + 1];
-    if (first < 1 || last < first || (i > 0 && first <= prev_last + 1)) return false;
+    // Runs are sorted, disjoint and not adjacent (first - 1 cannot overflow:
+    // first >= 1 here).
+    if (first < 1 || last < first || (i > 0 && first - 1 <= prev_last)) return false;
     runs->emplace_hint(runs->end(), first, last);
     prev_last = last;
   }
@@ -290,6 +292,12 @@ Status TxnTable::Restore(const std::string& image) {
   TxnTable fresh(options_);
   if (batch.__isset.snapshot_version) {
     for (const proto::ForgottenRuns& f : batch.forgotten) {
+      // Each epoch once, with at least one run (the forgetting code keeps no
+      // empty epoch, and relies on that when it drops the oldest run).
+      if (f.epoch < 1 || fresh.forgotten_.count(f.epoch) != 0 ||
+          (f.committed.empty() && f.aborted.empty())) {
+        return Status::Internal("transaction table snapshot holds malformed forgotten runs");
+      }
       EpochRuns& runs = fresh.forgotten_[f.epoch];
       if (!Unflatten(f.committed, &runs.committed) || !Unflatten(f.aborted, &runs.aborted)) {
         return Status::Internal("transaction table snapshot holds malformed forgotten runs");

@@ -494,5 +494,47 @@ TEST_F(TxnTableTest, DescribeCommandNamesKindTxidAndOutcome) {
   EXPECT_EQ(DescribeCommand(Precommit(MakeTxId(4, 5), {})), "PRECOMMIT(4.5)");
 }
 
+// Hostile snapshot images (found by review): an epoch with no runs (the
+// oldest-run drop would then erase from an empty map), runs reaching INT64_MAX
+// (the adjacency check overflowed), and one epoch listed twice.
+std::string ImageWithForgotten(std::vector<proto::ForgottenRuns> forgotten) {
+  proto::CommandBatch batch;
+  batch.commands.push_back(MakeEpoch(1));
+  proto::Command tail;
+  tail.type = proto::CommandType::NOOP;
+  batch.commands.push_back(tail);
+  batch.__set_snapshot_version(2);
+  batch.__set_forgotten(std::move(forgotten));
+  auto buf = std::make_shared<apache::thrift::transport::TMemoryBuffer>();
+  apache::thrift::protocol::TBinaryProtocol proto(buf);
+  batch.write(&proto);
+  return buf->getBufferAsString();
+}
+
+TEST(TxnTableImageTest, RestoreRejectsAnEpochWithNoRuns) {
+  proto::ForgottenRuns empty;
+  empty.epoch = 1;
+  TxnTable t;
+  EXPECT_FALSE(t.Restore(ImageWithForgotten({empty})).ok());
+}
+
+TEST(TxnTableImageTest, RestoreRejectsRunsPastInt64MaxWithoutOverflow) {
+  proto::ForgottenRuns f;
+  f.epoch = 1;
+  f.committed = {1, INT64_MAX, 5, 6};
+  TxnTable t;
+  EXPECT_FALSE(t.Restore(ImageWithForgotten({f})).ok());
+}
+
+TEST(TxnTableImageTest, RestoreRejectsAnEpochListedTwice) {
+  proto::ForgottenRuns a, b;
+  a.epoch = b.epoch = 1;
+  a.committed = {1, 10};
+  b.committed = {5, 20};
+  TxnTable t;
+  EXPECT_FALSE(t.Restore(ImageWithForgotten({a, b})).ok());
+  EXPECT_EQ(t.forgotten_runs(), 0u);
+}
+
 }  // namespace
 }  // namespace txc::coord
