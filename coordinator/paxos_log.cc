@@ -4,6 +4,7 @@
 // peer messages travel as Replica.Deliver calls.
 #include <algorithm>
 
+#include "common/codec.h"
 #include "common/log.h"
 #include "coordinator/decision_log.h"
 #include "protocol/validate.h"
@@ -12,17 +13,10 @@ namespace txc::coord {
 
 namespace {
 
-// The RPC layer's codec: its reader checks types and caps lengths, so a
-// corrupt record cannot make the replica allocate without bound.
-template <class T>
-std::string Encode(const T& v) {
-  return rpc::detail::Serialize(v);
-}
-
-template <class T>
-bool Decode(const std::string& bytes, T* v) {
-  return rpc::detail::Deserialize(bytes, v);
-}
+// The codec of every persisted record: its reader checks types and caps
+// lengths, so a corrupt record cannot make the replica allocate without bound.
+using codec::Decode;
+using codec::Encode;
 
 }  // namespace
 

@@ -4,40 +4,19 @@
 #include <cassert>
 #include <cstdint>
 
-#include <thrift/protocol/TBinaryProtocol.h>
-#include <thrift/transport/TBufferTransports.h>
+#include "common/codec.h"
 
 namespace txc::coord {
 
 namespace {
 
-using apache::thrift::protocol::TBinaryProtocol;
-using apache::thrift::transport::TMemoryBuffer;
-
-template <class T>
-std::string Encode(const T& value) {
-  auto buf = std::make_shared<TMemoryBuffer>();
-  TBinaryProtocol proto(buf);
-  value.write(&proto);
-  return buf->getBufferAsString();
-}
-
-template <class T>
-bool Decode(const std::string& bytes, T* value) {
-  try {
-    auto buf = std::make_shared<TMemoryBuffer>(
-        reinterpret_cast<uint8_t*>(const_cast<char*>(bytes.data())),
-        static_cast<uint32_t>(bytes.size()), TMemoryBuffer::OBSERVE);
-    TBinaryProtocol proto(buf);
-    // Every list element takes at least one byte: a corrupt count must not
-    // make the generated reader allocate for billions of commands first.
-    proto.setContainerSizeLimit(static_cast<int32_t>(std::min<size_t>(bytes.size(), INT32_MAX)));
-    value->read(&proto);
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
+// Commands, batches and snapshots: strict TBinaryProtocol through the one
+// codec (common/codec.h), whose reader bounds every count by the input's
+// length, so a corrupt count cannot make the table allocate for billions of
+// commands first. Do not renumber the IDL's fields: logs and snapshots on disk
+// are read back with them.
+using codec::Decode;
+using codec::Encode;
 
 // Run-set helpers: `runs` maps first -> last, disjoint and not adjacent.
 bool Contains(const std::map<int64_t, int64_t>& runs, int64_t seq) {

@@ -20,6 +20,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "common/codec.h"
 #include "common/log.h"
 #include "participant/lock_table.h"
 #include "wal/sqlite.h"
@@ -72,9 +73,29 @@ std::string Snippet(const std::string& sql) {
 }
 
 // ------------------------------------------------------- on-disk encodings
-// on-disk format (txc_changes.keys, txc_branches.participants): do not change.
-// u32 little-endian lengths and counts.
+// txc_branches.participants and txc_changes.keys hold proto::PreparedRecord
+// and proto::ChangeKeysRecord (protocol/txcoord.thrift) through the codec of
+// every persisted record (common/codec.h).
+//
+// Files written before that hold a legacy layout, still read (never
+// rewritten): a u32 little-endian count, then per item a u32 little-endian
+// length and the bytes; participants flattened as resource, address pairs,
+// without their incarnation. A record starts with its field 1 header
+// (T_LIST, id 1: 0f 00 01) and the list's element type (0c struct, 0b
+// binary). Read as a legacy count those four bytes claim 0x0c01000f or
+// 0x0b01000f items: an odd number of participant strings (never written) or
+// over 184M lock keys of at least 7 bytes each, more than one SQLite blob can
+// hold. So the first four bytes tell the layouts apart.
 
+bool IsRecord(std::string_view in, char elem_type) {
+  return in.size() >= 4 && in[0] == '\x0f' && in[1] == '\x00' && in[2] == '\x01' &&
+         in[3] == elem_type;
+}
+constexpr char kStructType = '\x0c';  // T_STRUCT
+constexpr char kBinaryType = '\x0b';  // T_STRING
+
+// u32 little-endian lengths and counts: the lock keys' layout (below) and
+// the legacy one.
 void PutU32(std::string* out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
@@ -100,14 +121,7 @@ bool GetBytes(std::string_view* in, std::string_view* b) {
   return true;
 }
 
-std::string EncodeList(const std::vector<std::string>& items) {
-  std::string out;
-  PutU32(&out, static_cast<uint32_t>(items.size()));
-  for (const auto& s : items) PutBytes(&out, s);
-  return out;
-}
-
-bool DecodeList(std::string_view in, std::vector<std::string>* items) {
+bool DecodeLegacyList(std::string_view in, std::vector<std::string>* items) {
   uint32_t n = 0;
   if (!GetU32(&in, &n)) return false;
   for (uint32_t i = 0; i < n; ++i) {
@@ -118,18 +132,36 @@ bool DecodeList(std::string_view in, std::vector<std::string>* items) {
   return in.empty();
 }
 
+// Empty if the record could not be encoded (a record is never empty).
+std::string EncodeKeys(const std::vector<std::string>& keys) {
+  proto::ChangeKeysRecord r;
+  r.keys = keys;
+  return codec::Encode(r);
+}
+
+bool DecodeKeys(std::string_view in, std::vector<std::string>* keys) {
+  if (!IsRecord(in, kBinaryType)) return DecodeLegacyList(in, keys);
+  proto::ChangeKeysRecord r;
+  if (!codec::Decode(in, &r)) return false;
+  *keys = std::move(r.keys);
+  return true;
+}
+
 std::string EncodeParticipants(const std::vector<proto::Participant>& ps) {
-  std::vector<std::string> flat;
-  for (const auto& p : ps) {
-    flat.push_back(p.resource);
-    flat.push_back(p.address);
-  }
-  return EncodeList(flat);
+  proto::PreparedRecord r;
+  r.participants = ps;
+  return codec::Encode(r);
 }
 
 bool DecodeParticipants(std::string_view in, std::vector<proto::Participant>* ps) {
+  if (IsRecord(in, kStructType)) {
+    proto::PreparedRecord r;
+    if (!codec::Decode(in, &r)) return false;
+    *ps = std::move(r.participants);
+    return true;
+  }
   std::vector<std::string> flat;
-  if (!DecodeList(in, &flat) || flat.size() % 2 != 0) return false;
+  if (!DecodeLegacyList(in, &flat) || flat.size() % 2 != 0) return false;
   for (size_t i = 0; i < flat.size(); i += 2) {
     proto::Participant p;
     p.resource = flat[i];
@@ -666,7 +698,7 @@ Result<std::vector<RecoveredBranch>> SqliteResource::Impl::Recover() {
       if (!row.ok()) return Internal(row.status());
       if (!*row) break;
       std::vector<std::string> keys;
-      if (!DecodeList(s.ColumnBlob(0), &keys)) {
+      if (!DecodeKeys(s.ColumnBlob(0), &keys)) {
         return Err(Status::kInternal, "branch " + txid_text + " has malformed lock keys");
       }
       for (const std::string& k : keys) {
@@ -1713,7 +1745,8 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
     }
     {
       wal::Stmt& s = *insert_change_;
-      std::string key_blob = EncodeList(keys);
+      std::string key_blob = EncodeKeys(keys);
+      if (key_blob.empty()) return Err(Status::kInternal, "cannot encode the lock keys of " + id);
       TXC_RETURN_IF_ERROR(Internal(BindAll(
           s, id, seq, Blob{std::string_view(static_cast<const char*>(redo.p), redo.n)},
           Blob{std::string_view(static_cast<const char*>(undo.p), undo.n)}, Blob{key_blob})));
@@ -1748,6 +1781,9 @@ Status SqliteResource::Impl::DoPrepare(const TxId& txid, const PrepareInfo& info
   }
   wal::Stmt& s = *set_prepared_;
   std::string participants = EncodeParticipants(info.participants);
+  if (participants.empty()) {
+    return Err(Status::kInternal, "cannot encode the participants of " + id);
+  }
   TXC_RETURN_IF_ERROR(Internal(BindAll(s, id, static_cast<int>(BranchState::kPrepared),
                                        Blob{participants}, static_cast<int>(info.protocol),
                                        WallMs())));

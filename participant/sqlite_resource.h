@@ -7,6 +7,9 @@
 //   txc_branches(txid TEXT PRIMARY KEY, epoch, seq, state INTEGER, participants BLOB,
 //                protocol INTEGER, updated INTEGER)
 //   txc_changes(txid TEXT, seq INTEGER, redo BLOB, undo BLOB, keys BLOB, PRIMARY KEY(txid, seq))
+// participants and keys hold proto::PreparedRecord and proto::ChangeKeysRecord
+// (protocol/txcoord.thrift, through common/codec.h); files of the older
+// layout still recover.
 // Redo is the SQLite session changeset of one Execute call; undo its inverse.
 // A table without a PRIMARY KEY cannot be captured by the session extension:
 // a statement that changes one fails with SQL_ERROR.

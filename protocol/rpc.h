@@ -33,7 +33,8 @@ Result<boost::asio::ip::tcp::endpoint> ParseEndpoint(const std::string& host_por
 // WriteFn writes a struct with Thrift's TProtocol; ReadFn reads one.
 namespace detail {
 using Bytes = std::string;
-// Serialises `value` as a Thrift struct into bytes (TBinaryProtocol, no framing).
+// Serialises `value` as a Thrift struct into bytes (TBinaryProtocol, no framing)
+// through common/codec.h, the codec of every persisted record.
 template <class T>
 Bytes Serialize(const T& value);
 // Parses bytes into `value`; false on malformed input.

@@ -326,3 +326,22 @@ struct CommandBatch {
   // in `forgotten` may have been decided and forgotten: their outcome is lost.
   4: optional TxId lost_through
 }
+
+// ------------------------------- persisted: a participant's WAL records
+// The blobs of participant/sqlite_resource.cc's log tables, written and read
+// through common/codec.h. on-disk format: do not renumber. (The branch's
+// state, protocol and times are plain columns of its row.)
+
+// txc_branches.participants of a prepared branch: every participant of the
+// transaction, as the coordinator sent them (incarnation included), so an
+// in-doubt branch recovered after a restart knows whom to ask.
+struct PreparedRecord {
+  1: list<Participant> participants
+}
+
+// txc_changes.keys: the lock keys one change set of a branch took (rows and
+// unique values, laid out as sqlite_resource.cc describes), taken again when
+// the branch is recovered.
+struct ChangeKeysRecord {
+  1: list<binary> keys
+}

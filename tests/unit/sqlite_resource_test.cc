@@ -17,6 +17,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/codec.h"
 #include "tests/support/core_harness.h"
 
 #include "wal/sqlite.h"
@@ -374,6 +375,115 @@ TEST_F(SqliteResourceTest, PreparedBranchSurvivesRestartWithItsLocks) {
   EXPECT_EQ(rm_->locks_held(), 0u);
   ASSERT_OK(Execute(b_, {Add(7, 1)}).status);
   EXPECT_TRUE(Open().size() == 1u);  // b is ACTIVE
+}
+
+// ------------------------------------------------- the log's record layout
+
+// Prepares a_ after changing accounts id=7 and inserting kv('x', 2), the
+// branch whose log rows the old encoder wrote as kOldParticipantsHex and
+// kOldKeysHex.
+PrepareInfo TwoParticipants() {
+  PrepareInfo info;
+  proto::Participant p1, p2;
+  p1.resource = "bank_a";
+  p1.address = "127.0.0.1:7001";
+  p1.__set_incarnation(5);
+  p2.resource = "bank_b";
+  p2.address = "127.0.0.1:7002";
+  info.participants = {p1, p2};
+  info.protocol = proto::Protocol::THREE_PC;
+  return info;
+}
+
+std::string Blob(wal::Db* db, const std::string& sql) {
+  auto q = db->Prepare(sql);
+  EXPECT_TRUE(q.ok()) << q.status().ToString();
+  if (!q.ok()) return "";
+  auto row = (*q)->Step();
+  EXPECT_TRUE(row.ok() && *row);
+  return std::string((*q)->ColumnBlob(0));
+}
+
+TEST_F(SqliteResourceTest, PreparedParticipantsKeepTheirIncarnationAcrossRestart) {
+  const PrepareInfo info = TwoParticipants();
+  ASSERT_OK(Execute(a_, {Add(7, -50), Sql("INSERT INTO kv VALUES('x', 2, 'v')")}).status);
+  ASSERT_OK(Prepare(a_, info));
+
+  auto recovered = Open();
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].info.participants, info.participants);
+  ASSERT_TRUE(recovered[0].info.participants[0].__isset.incarnation);
+  EXPECT_EQ(recovered[0].info.participants[0].incarnation, 5);
+  EXPECT_FALSE(recovered[0].info.participants[1].__isset.incarnation);
+  EXPECT_EQ(rm_->locks_held(), 2u);
+}
+
+TEST_F(SqliteResourceTest, LogBlobsAreTheIdlRecords) {
+  const PrepareInfo info = TwoParticipants();
+  ASSERT_OK(Execute(a_, {Add(7, -50), Sql("INSERT INTO kv VALUES('x', 2, 'v')")}).status);
+  ASSERT_OK(Prepare(a_, info));
+
+  proto::PreparedRecord prepared;
+  ASSERT_TRUE(codec::Decode(Blob(reader_.get(), "SELECT participants FROM txc_branches"),
+                            &prepared));
+  EXPECT_EQ(prepared.participants, info.participants);
+  proto::ChangeKeysRecord keys;
+  ASSERT_TRUE(codec::Decode(Blob(reader_.get(), "SELECT keys FROM txc_changes"), &keys));
+  EXPECT_EQ(keys.keys.size(), 2u);
+}
+
+// Bytes the encoder before proto::PreparedRecord and proto::ChangeKeysRecord
+// wrote for TwoParticipants() (incarnation dropped) and for the lock keys of
+// accounts id=7 and kv('x', 2).
+const char kOldParticipantsHex[] =
+    "040000000600000062616E6B5F610E0000003132372E302E302E313A373030310600000062616E6B5F620E0000003132372E302E302E313A37303032";
+const char kOldKeysHex[] =
+    "02000000120000006163636F756E747300690000000000000007120000006B7600740100000078690000000000000002";
+
+TEST_F(SqliteResourceTest, BranchesLoggedInTheOldLayoutRecover) {
+  ASSERT_OK(Execute(a_, {Add(7, -50), Sql("INSERT INTO kv VALUES('x', 2, 'v')")}).status);
+  ASSERT_OK(Prepare(a_, TwoParticipants()));
+  rm_.reset();
+  // The log rows as a file written by the old encoder holds them.
+  ASSERT_OK(reader_->Exec(std::string("UPDATE txc_branches SET participants = X'") +
+                          kOldParticipantsHex + "'; UPDATE txc_changes SET keys = X'" +
+                          kOldKeysHex + "';"));
+
+  auto recovered = Open();
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].state, BranchState::kPrepared);
+  EXPECT_EQ(recovered[0].info.protocol, proto::Protocol::THREE_PC);
+  std::vector<proto::Participant> expected = TwoParticipants().participants;
+  expected[0].__isset.incarnation = false;  // the old layout did not keep it
+  expected[0].incarnation = 0;
+  EXPECT_EQ(recovered[0].info.participants, expected);
+  EXPECT_EQ(rm_->locks_held(), 2u);
+  ExecuteResult r = Execute(b_, {Add(7, 1)});
+  EXPECT_EQ(r.status.code(), Status::kConflict);
+  EXPECT_EQ(r.conflict, "bank_a.accounts id=7");
+  EXPECT_EQ(Execute(b_, {Sql("UPDATE kv SET v = 'w' WHERE k = 'x' AND part = 2")}).status.code(),
+            Status::kConflict);
+
+  // Its outcome still applies as it would have.
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(7), 50);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+}
+
+TEST_F(SqliteResourceTest, MalformedLogBlobsFailRecovery) {
+  ASSERT_OK(Execute(a_, {Add(7, -50)}).status);
+  ASSERT_OK(Prepare(a_, TwoParticipants()));
+  std::string good = Blob(reader_.get(), "SELECT hex(participants) FROM txc_branches");
+  rm_.reset();
+  // A record cut short, and a legacy list whose count runs past its end.
+  for (const std::string& bad : {good.substr(0, good.size() - 6), std::string("0300000001000000")}) {
+    ASSERT_OK(reader_->Exec("UPDATE txc_branches SET participants = X'" + bad + "'"));
+    auto r = SqliteResource::Open("bank_a", path_, {});
+    ASSERT_OK(r.status());
+    auto rec = (*r)->Recover();
+    EXPECT_EQ(rec.status().code(), Status::kInternal) << bad;
+    EXPECT_THAT(rec.status().message(), HasSubstr("malformed participants")) << bad;
+  }
 }
 
 TEST_F(SqliteResourceTest, ActiveBranchRecoveredAndRolledBackAfterRestart) {

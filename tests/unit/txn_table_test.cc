@@ -536,5 +536,123 @@ TEST(TxnTableImageTest, RestoreRejectsAnEpochListedTwice) {
   EXPECT_EQ(t.forgotten_runs(), 0u);
 }
 
+// ------------------------------------------- bytes written by the old codec
+
+// Hex of bytes as they were written before commands, batches and snapshots
+// moved to common/codec.h (txn_table.cc had its own TBinaryProtocol encoder).
+// Logs and snapshots already on disk hold exactly these.
+std::string FromHex(std::string_view hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  }
+  return out;
+}
+
+// The table of SnapshotCarriesTheForgottenOutcomes, with 2.11 decided under
+// 3PC by participants of which one carries an incarnation.
+TxnTable OldCodecTable(const TxnTableOptions& o) {
+  TxnTable table(o);
+  uint64_t index = 0;
+  table.Apply(++index, MakeEpoch(2));
+  for (int64_t seq : {1, 3, 5, 7, 8}) DecideAndEnd(&table, &index, MakeTxId(2, seq));
+  DecideAndEnd(&table, &index, MakeTxId(2, 9), proto::Outcome::ABORTED);
+  DecideAndEnd(&table, &index, MakeTxId(2, 10));
+  proto::Participant b = kB;
+  b.__set_incarnation(42);
+  table.Apply(++index, MakeDecide(MakeTxId(2, 11), proto::Outcome::COMMITTED, {kA, b},
+                                  proto::Protocol::THREE_PC, "r"));
+  return table;
+}
+
+const char kOldSnapshotHex[] =
+    "0f00010c00000006080001000000010c00020a000100000000000000020a0002000000000000000a00080003"
+    "000000020f00040c000000010b00010000000662616e6b5f610b00020000000d31302e302e302e313a373130"
+    "3000080005000000010b0006000000000b0007000000000a0008000000000000000200080001000000030c00"
+    "020a000100000000000000020a0002000000000000000a00080003000000000f00040c000000000800050000"
+    "00010b0006000000000b0007000000000a0008000000000000000200080001000000010c00020a0001000000"
+    "00000000020a0002000000000000000b00080003000000020f00040c000000020b00010000000662616e6b5f"
+    "610b00020000000d31302e302e302e313a37313030000b00010000000662616e6b5f620b00020000000d3130"
+    "2e302e302e323a373130300a0003000000000000002a00080005000000020b000600000001720b0007000000"
+    "000a0008000000000000000200080001000000050c00020a000100000000000000000a000200000000000000"
+    "0000080003000000000f00040c00000000080005000000010b0006000000000b0007000000000a0008000000"
+    "000000000200080001000000000c00020a000100000000000000000a00020000000000000000000800030000"
+    "00000f00040c00000000080005000000010b0006000000000b0007000000000a000800000000000000020008"
+    "0001000000000c00020a000100000000000000000a0002000000000000000000080003000000000f00040c00"
+    "000000080005000000010b0006000000000b0007000000000a0008000000000000001000080002000000020f"
+    "00030c000000010a000100000000000000020f00020a00000004000000000000000500000000000000050000"
+    "00000000000700000000000000080f00030a0000000200000000000000090000000000000009000c00040a00"
+    "0100000000000000020a000200000000000000030000";
+
+TEST_F(TxnTableTest, SnapshotsOfTheOldCodecRestoreAndNewOnesAreByteIdentical) {
+  TxnTableOptions o;
+  o.ended_retained = 1;
+  o.forgotten_runs_max = 3;
+  const std::string old = FromHex(kOldSnapshotHex);
+  EXPECT_EQ(OldCodecTable(o).Snapshot(), old);
+
+  TxnTable copy(o);
+  ASSERT_OK(copy.Restore(old));
+  EXPECT_EQ(copy.Snapshot(), old);
+  EXPECT_EQ(copy.applied_index(), 16u);
+  EXPECT_EQ(copy.forgotten_runs(), 3u);
+  EXPECT_EQ(copy.ForgottenOutcome(MakeTxId(2, 7)), proto::Outcome::COMMITTED);
+  EXPECT_EQ(copy.ForgottenOutcome(MakeTxId(2, 9)), proto::Outcome::ABORTED);
+  EXPECT_EQ(copy.ForgottenOutcome(MakeTxId(2, 3)), proto::Outcome::FORGOTTEN);
+  const TxnTable::Entry* e = copy.Find(MakeTxId(2, 11));
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(e->protocol, proto::Protocol::THREE_PC);
+  EXPECT_EQ(e->reason, "r");
+  ASSERT_EQ(e->participants.size(), 2u);
+  EXPECT_EQ(e->participants[0], kA);
+  EXPECT_FALSE(e->participants[0].__isset.incarnation);
+  ASSERT_TRUE(e->participants[1].__isset.incarnation);
+  EXPECT_EQ(e->participants[1].incarnation, 42);
+}
+
+const char kOldBatchHex[] =
+    "0f00010c00000004080001000000050c00020a000100000000000000000a0002000000000000000000080003"
+    "000000000f00040c00000000080005000000010b0006000000000b0007000000000a00080000000000000007"
+    "00080001000000010c00020a000100000000000000070a0002000000000000000100080003000000020f0004"
+    "0c000000020b00010000000662616e6b5f610b00020000000d31302e302e302e313a37313030000b00010000"
+    "000662616e6b5f620b00020000000d31302e302e302e323a373130300a0003000000000000002a0008000500"
+    "0000020b0006000000000b0007000000000a0008000000000000000700080001000000030c00020a00010000"
+    "0000000000070a0002000000000000000100080003000000000f00040c00000000080005000000010b000600"
+    "0000000b0007000000000a0008000000000000000700080001000000040c00020a000100000000000000060a"
+    "0002000000000000000300080003000000030f00040c000000010b00010000000662616e6b5f610b00020000"
+    "000d31302e302e302e313a3731303000080005000000010b0006000000086279206361726f6c0b0007000000"
+    "086f70657261746f720a000800000000000000060000";
+
+TEST_F(TxnTableTest, BatchesOfTheOldCodecDecodeAndNewOnesAreByteIdentical) {
+  proto::Participant b = kB;
+  b.__set_incarnation(42);
+  const std::vector<proto::Command> cmds = {
+      MakeEpoch(7),
+      MakeDecide(MakeTxId(7, 1), proto::Outcome::COMMITTED, {kA, b}, proto::Protocol::THREE_PC, ""),
+      MakeEnd(MakeTxId(7, 1)),
+      Resolve(MakeTxId(6, 3), proto::Outcome::ABORTED, "by carol"),
+  };
+  const std::string old = FromHex(kOldBatchHex);
+  EXPECT_EQ(EncodeBatch(cmds), old);
+  auto decoded = DecodeBatch(old);
+  ASSERT_OK(decoded.status());
+  EXPECT_EQ(*decoded, cmds);
+  EXPECT_EQ(decoded->at(1).participants.at(1).incarnation, 42);
+}
+
+// A corrupt count or length is refused by the checked reader, not allocated.
+TEST_F(TxnTableTest, ForgedCountsAndTypesAreRefused) {
+  std::string bytes = EncodeBatch({MakeEpoch(7)});
+  ASSERT_EQ(bytes.substr(0, 4), std::string("\x0f\x00\x01\x0c", 4));  // field 1: list<struct>
+  std::string forged = bytes;
+  forged.replace(4, 4, std::string("\x7f\xff\xff\xff", 4));  // 2^31-1 commands
+  EXPECT_EQ(DecodeBatch(forged).status().code(), Status::kInternal);
+  EXPECT_EQ(table_.Restore(forged).code(), Status::kInternal);
+  std::string bad_type = bytes;
+  bad_type[3] = 0x7e;  // no Thrift type
+  EXPECT_EQ(DecodeBatch(bad_type).status().code(), Status::kInternal);
+}
+
 }  // namespace
 }  // namespace txc::coord
