@@ -221,6 +221,7 @@ class Cluster {
   const BugFlags& bugs() const { return bugs_; }
   FaultLevel faults() const { return options_.faults; }
   bool split_execute() const { return options_.workload == "split-execute"; }
+  bool sqlite_resource() const { return options_.resource != "model"; }
   const DiskOptions& disk_options() const { return disk_options_; }
 
   // A named point in a shell: under a fault schedule that armed it, the node
