@@ -50,11 +50,8 @@ constexpr Micros kSimWallEpoch = 1767225600 * kSeconds;
 struct SimAgent::Live {
   SimExecutor executor;  // outlives the resources
   participant::AgentCore core;
-  // Exactly one of models / sqlite names each resource.
-  std::map<std::string, std::unique_ptr<participant::ResourceManager>> resources;
-  std::map<std::string, BankResource*> models;
-  std::map<std::string, participant::SqliteResource*> sqlite;
-  // "sqlite": a read connection per resource, for the checker and Idle.
+  std::map<std::string, std::unique_ptr<participant::SqliteResource>> resources;
+  // A read connection per resource, for the checker and Idle.
   std::map<std::string, sqlite3*> readers;
   struct Waiting {
     std::function<void(participant::AgentResponse)> reply;
@@ -78,18 +75,17 @@ SimAgent::SimAgent(Cluster* cluster, int node, std::string address,
       node_(node),
       address_(std::move(address)),
       disk_(&cluster->world(), cluster->disk_options()),
-      images_(std::move(initial)) {
-  if (!c_->sqlite_resource()) return;
-  // The node's VFS and its databases, made durable before the run starts.
+      images_(std::move(initial)),
+      vfs_(&cluster->world(), &disk_,
+           "s" + std::to_string(cluster->world().seed()) + "-" + cluster->world().NodeName(node)) {
+  // The node's databases, made durable before the run starts.
   World& w = c_->world();
-  vfs_ = std::make_unique<SimVfs>(&w, &disk_,
-                                  "s" + std::to_string(w.seed()) + "-" + w.NodeName(node_));
   for (const auto& [name, image] : images_) {
-    Status s = CreateBankDb(*vfs_, name, image);
+    Status s = CreateBankDb(vfs_, name, image);
     if (!s.ok()) c_->checker().Violation("termination", nullptr, "set-up of " + name + ": " + s.ToString());
   }
   bool durable = false;
-  vfs_->WhenDurable([&durable] { durable = true; });
+  vfs_.WhenDurable([&durable] { durable = true; });
   w.RunUntil(w.now() + 10 * kSeconds, [&durable] { return durable; });
 }
 
@@ -106,47 +102,28 @@ void SimAgent::Boot() {
   options.incarnation = static_cast<int64_t>(c_->net().incarnation(node_));
   live_ = std::make_unique<Live>(&w, Keys(images_), options, c_->timing().tick);
   Live* l = live_.get();
-  if (vfs_) {
-    vfs_->PowerOn();
-    down_images_.clear();
-  }
-  for (auto& [name, image] : images_) {
-    std::unique_ptr<participant::ResourceManager> r;
-    if (vfs_) {
-      participant::SqliteResourceOptions o;
-      o.executor = &l->executor;
-      if (!c_->bugs().vote_before_durable) {  // BUG vote-before-durable: no barrier
-        SimVfs* vfs = vfs_.get();
-        o.durability_barrier = [vfs](std::function<void()> deliver) {
-          vfs->WhenDurable(std::move(deliver));
-        };
-      }
-      o.clock = [&w] { return w.now(); };
-      o.wall_clock = [&w] { return kSimWallEpoch + w.now(); };
-      o.test_only_forget_undo = c_->bugs().forget_undo;
-      auto opened = participant::SqliteResource::Open(name, BankDbUri(*vfs_, name), o);
-      if (!opened.ok()) {
-        c_->checker().Violation("termination", nullptr,
-                                "resource " + name + " cannot open: " + opened.status().ToString());
-        l->core.OnRecoveryFailed(name, opened.status());
-        continue;
-      }
-      l->sqlite[name] = opened->get();
-      r = std::move(*opened);
-    } else {
-      ResourceEnv env;
-      env.world = &w;
-      env.disk = &disk_;
-      env.checker = &c_->checker();
-      env.node = node_;
-      env.alive = l->alive;
-      env.bugs.vote_before_durable = c_->bugs().vote_before_durable;
-      env.bugs.forget_undo = c_->bugs().forget_undo;
-      auto model = std::make_unique<BankResource>(name, &image, env);
-      l->models[name] = model.get();
-      r = std::move(model);
+  vfs_.PowerOn();
+  down_images_.clear();
+  for (const auto& [name, initial] : images_) {
+    participant::SqliteResourceOptions o;
+    o.executor = &l->executor;
+    if (!c_->bugs().vote_before_durable) {  // BUG vote-before-durable: no barrier
+      SimVfs* vfs = &vfs_;
+      o.durability_barrier = [vfs](std::function<void()> deliver) {
+        vfs->WhenDurable(std::move(deliver));
+      };
     }
-    auto recovered = r->Recover();
+    o.clock = [&w] { return w.now(); };
+    o.wall_clock = [&w] { return kSimWallEpoch + w.now(); };
+    o.test_only_forget_undo = c_->bugs().forget_undo;  // BUG forget-undo
+    auto r = participant::SqliteResource::Open(name, BankDbUri(vfs_, name), o);
+    if (!r.ok()) {
+      c_->checker().Violation("termination", nullptr,
+                              "resource " + name + " cannot open: " + r.status().ToString());
+      l->core.OnRecoveryFailed(name, r.status());
+      continue;
+    }
+    auto recovered = (*r)->Recover();
     if (!recovered.ok()) {
       c_->checker().Violation("termination", nullptr,
                               "resource " + name + " cannot recover: " + recovered.status().ToString());
@@ -162,17 +139,15 @@ void SimAgent::Boot() {
     w.Log(node_, "boot: " + name + " recovered, " + std::to_string(active) + " active (roll back), " +
                      std::to_string(in_doubt) + " in doubt");
     l->core.OnRecovered(name, *recovered, now);
-    l->resources.emplace(name, std::move(r));
-    if (vfs_) {
-      sqlite3* db = nullptr;
-      int rc = sqlite3_open_v2(BankDbPath(name).c_str(), &db, SQLITE_OPEN_READWRITE, vfs_->name());
-      if (rc == SQLITE_OK) rc = sqlite3_exec(db, "PRAGMA query_only=1", nullptr, nullptr, nullptr);
-      if (rc != SQLITE_OK) {
-        c_->checker().Violation("termination", nullptr,
-                                "cannot open a read connection on " + name + ": " + sqlite3_errstr(rc));
-      }
-      l->readers[name] = db;
+    l->resources.emplace(name, std::move(*r));
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(BankDbPath(name).c_str(), &db, SQLITE_OPEN_READWRITE, vfs_.name());
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "PRAGMA query_only=1", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) {
+      c_->checker().Violation("termination", nullptr,
+                              "cannot open a read connection on " + name + ": " + sqlite3_errstr(rc));
     }
+    l->readers[name] = db;
   }
   Apply(l, l->core.Start(now));
 }
@@ -180,17 +155,14 @@ void SimAgent::Boot() {
 void SimAgent::Crash() {
   if (!live_) return;
   *live_->alive = false;
+  // The process dies (its resources are destroyed when this event ends) and,
+  // as every crash of a node, its power fails: unsynced writes are lost. The
+  // checker sees the durable images until the node is back.
   c_->world().Bury(std::shared_ptr<Live>(std::move(live_)));
-  if (!vfs_) {
-    disk_.Crash();
-    return;
-  }
-  // Every crash of a node is a power loss; the checker sees the durable
-  // images until the node is back.
-  vfs_->PowerLoss();
+  vfs_.PowerLoss();
   down_images_.clear();
   for (const auto& [name, initial] : images_) {
-    Status s = ReadDurableBankImage(*vfs_, name, &down_images_[name]);
+    Status s = ReadDurableBankImage(vfs_, name, &down_images_[name]);
     if (!s.ok()) c_->checker().Violation("durability", nullptr, "after a crash: " + s.ToString());
   }
 }
@@ -225,14 +197,6 @@ void SimAgent::Wake(Live* l, Micros at) {
 }
 
 void SimAgent::VisitState(const Checker::BankVisitor& visit) const {
-  if (!vfs_) {
-    if (live_) {
-      for (const auto& [name, r] : live_->models) visit(name, r->live());
-      return;
-    }
-    for (const auto& [name, image] : images_) visit(name, image);
-    return;
-  }
   if (!live_) {
     for (const auto& [name, image] : down_images_) visit(name, image);
     return;
@@ -249,17 +213,13 @@ void SimAgent::VisitState(const Checker::BankVisitor& visit) const {
 }
 
 void SimAgent::VisitDurable(const Checker::BankVisitor& visit) const {
-  if (!vfs_) {
-    for (const auto& [name, image] : images_) visit(name, image);
-    return;
-  }
   if (!live_) {
     for (const auto& [name, image] : down_images_) visit(name, image);
     return;
   }
   for (const auto& [name, initial] : images_) {
     BankImage img;
-    Status s = ReadDurableBankImage(*vfs_, name, &img);
+    Status s = ReadDurableBankImage(vfs_, name, &img);
     if (!s.ok()) {
       c_->checker().Violation("durability", nullptr, "cannot read " + name + ": " + s.ToString());
       continue;
@@ -280,29 +240,21 @@ bool SimAgent::Idle(std::string* why) const {
       return false;
     }
   }
-  for (const auto& [name, rm] : live_->resources) {
-    BankImage img;
-    const BankImage* live = &img;
-    size_t locks = 0;
-    if (auto m = live_->models.find(name); m != live_->models.end()) {
-      live = &m->second->live();
-      locks = m->second->locks_held();
-    } else {
-      Status s = ReadLive(live_.get(), name, &img);
-      if (!s.ok()) {
-        *why = me + ": cannot read " + name + ": " + s.ToString();
-        return false;
-      }
-      locks = live_->sqlite.at(name)->locks_held();
-    }
-    if (!live->open.empty()) {
-      const TxId& t = *live->open.begin();
-      *why = me + ": resource " + name + " still has a non-final branch " + ToString(t) + " (" +
-             participant::BranchStateName(live->branches.at(t).state) + ")";
+  for (const auto& [name, r] : live_->resources) {
+    BankImage live;
+    Status s = ReadLive(live_.get(), name, &live);
+    if (!s.ok()) {
+      *why = me + ": cannot read " + name + ": " + s.ToString();
       return false;
     }
-    if (locks > 0) {
-      *why = me + ": resource " + name + " still holds " + std::to_string(locks) + " lock(s)";
+    if (!live.open.empty()) {
+      const TxId& t = *live.open.begin();
+      *why = me + ": resource " + name + " still has a non-final branch " + ToString(t) + " (" +
+             participant::BranchStateName(live.branches.at(t).state) + ")";
+      return false;
+    }
+    if (r->locks_held() > 0) {
+      *why = me + ": resource " + name + " still holds " + std::to_string(r->locks_held()) + " lock(s)";
       return false;
     }
   }
@@ -431,10 +383,9 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
   auto alive = l->alive;
   TxId txid = op.txid;
   std::string resource = op.resource;
-  // "sqlite": the shell tells the checker of final branches (the model
-  // resource does itself); whether the branch wrote, read before the op runs.
-  bool report = l->sqlite.count(op.resource) > 0 &&
-                (kind == participant::ResourceOp::kCommit || kind == participant::ResourceOp::kRollback);
+  // The shell tells the checker of final branches; whether the branch wrote
+  // is read before the op runs (its changes are gone after).
+  bool report = kind == participant::ResourceOp::kCommit || kind == participant::ResourceOp::kRollback;
   bool wrote = report && HasChanges(l, op.resource, op.txid);
   auto exec_done = [this, l, alive, id, kind, txid](participant::ExecuteResult r) {
     if (!*alive) return;

@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "common/txid.h"
-#include "sim/bank_resource.h"
+#include "sim/bank.h"
 #include "sim/world.h"
 
 namespace txc::sim {

@@ -84,7 +84,6 @@ std::string ReplayCommand(const SimOptions& o) {
   if (o.txns != 120) s += " --txns-per-seed " + std::to_string(o.txns);
   if (o.workload != "transfers") s += " --workload " + o.workload;
   if (o.replicas != 1) s += " --replicas " + std::to_string(o.replicas);
-  if (o.resource != "sqlite") s += " --resource " + o.resource;
   return s + " --trace";
 }
 

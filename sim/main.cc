@@ -53,8 +53,6 @@ int main(int argc, char** argv) {
       ("txns-per-seed", po::value<int>()->default_value(120), "transactions the clients attempt per seed")
       ("workload", po::value<std::string>()->default_value("transfers"),
        "transfers, or split-execute (a branch gets two Execute calls; see docs/testing.md)")
-      ("resource", po::value<std::string>()->default_value("sqlite"),
-       "the agents' resources: sqlite (the production SqliteResource on a simulated VFS) or model")
       ("replicas", po::value<int>()->default_value(1),
        "coordinator replicas: 1 (single coordinator, local log) or 3 / 5 (the Multi-Paxos group)")
       ("trace", po::bool_switch(), "print every event of every seed")
@@ -107,11 +105,6 @@ int main(int argc, char** argv) {
     std::cerr << "txsim: --workload must be transfers or split-execute\n";
     return 2;
   }
-  std::string resource = vm["resource"].as<std::string>();
-  if (resource != "sqlite" && resource != "model") {
-    std::cerr << "txsim: --resource must be sqlite or model\n";
-    return 2;
-  }
   int txns = vm["txns-per-seed"].as<int>();
   if (txns < 1) {
     std::cerr << "txsim: --txns-per-seed must be at least 1\n";
@@ -146,7 +139,6 @@ int main(int argc, char** argv) {
       o.txns = txns;
       o.bug = bug;
       o.workload = workload;
-      o.resource = resource;
       o.replicas = replicas;
       o.trace = trace ? &out : nullptr;
       o.report = &out;

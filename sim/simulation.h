@@ -45,9 +45,6 @@ struct SimOptions {
   // in two Execute calls on the same branch, first and last (see
   // docs/testing.md, known weaknesses).
   std::string workload = "transfers";
-  // The agents' resources: "sqlite", the production SqliteResource on a
-  // simulated VFS over each node's disk; or "model", sim/bank_resource.h.
-  std::string resource = "sqlite";
   // Every event as a line, to this stream (nullptr: none).
   std::ostream* trace = nullptr;
   // Keep a hash of the formatted trace (SimResult::trace_hash) even without a stream.

@@ -14,7 +14,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "sim/bank_resource.h"
+#include "sim/bank.h"
 #include "sim/sim_vfs.h"
 
 struct sqlite3;
