@@ -415,7 +415,7 @@ TEST(SimPaxosTest, HeavyScheduleKillsLeadersAndPartitionsOneWay) {
 // leader presumed its txid aborted: without the guard in TxnTable
 // (resurrected-decide) a branch commits whose transaction was presumed
 // aborted elsewhere. The seed that shows it moves whenever the fault schedule
-// or the message pattern changes (38, 117, 30, 2 so far), so the test finds it.
+// or the message pattern changes (38, 117, 30, 2, 11 so far), so the test finds it.
 TEST(SimPaxosTest, OldEpochDecideResurfacingIsIgnored) {
   // The first heavy seed that shows the bug must be clean with the guard:
   // scanning keeps this test meaningful when the schedule moves.
