@@ -1955,7 +1955,9 @@ Status SqliteResource::Impl::DoRollback(const TxId& txid) {
       undos.push_back(s.ColumnBlob(0));
     }
   }
-  for (const std::string& undo : undos) TXC_RETURN_IF_ERROR(ApplyUndo(txid, undo));
+  if (!options_.test_only_forget_undo) {  // the injected bug skips the undo
+    for (const std::string& undo : undos) TXC_RETURN_IF_ERROR(ApplyUndo(txid, undo));
+  }
   TXC_RETURN_IF_ERROR(SetState(id, BranchState::kAborted));
   {
     wal::Stmt& s = *delete_changes_;

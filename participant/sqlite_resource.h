@@ -128,6 +128,11 @@ struct SqliteResourceOptions {
   // fsync returned inside COMMIT). The simulator passes a hook that waits for
   // SimVfs::WhenDurable.
   std::function<void(std::function<void()> deliver)> durability_barrier;
+  // Test-only, never in production: Rollback marks the branch ABORTED,
+  // releases its locks and reports success WITHOUT applying its undo (the
+  // simulator's injected bug forget-undo, which its checker must catch).
+  // Default: false.
+  bool test_only_forget_undo = false;
 };
 
 class SqliteResource : public ResourceManager {

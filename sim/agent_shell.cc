@@ -2,9 +2,13 @@
 // AgentCore, as participant/agent.cc is the real one (see agent_shell.h).
 #include "sim/agent_shell.h"
 
+#include <sqlite3.h>
+
 #include <algorithm>
 
+#include "participant/sqlite_resource.h"
 #include "sim/cluster.h"
+#include "sim/sqlite_bank.h"
 
 namespace txc::sim {
 
@@ -27,11 +31,28 @@ std::vector<std::string> Keys(const std::map<std::string, BankImage>& m) {
   return out;
 }
 
+// The simulation as the SqliteResource's executor: its group commits run as
+// World events.
+class SimExecutor : public participant::Executor {
+ public:
+  explicit SimExecutor(World* world) : world_(world) {}
+  void Post(std::function<void()> task) override { world_->After(0, std::move(task)); }
+
+ private:
+  World* world_;
+};
+
+// 2026-01-01T00:00:00Z, where SimVfs's xCurrentTime starts too.
+constexpr Micros kSimWallEpoch = 1767225600 * kSeconds;
+
 }  // namespace
 
 struct SimAgent::Live {
+  SimExecutor executor;  // outlives the resources
   participant::AgentCore core;
-  std::map<std::string, std::unique_ptr<BankResource>> resources;
+  std::map<std::string, std::unique_ptr<participant::SqliteResource>> resources;
+  // A read connection per resource, for the checker and Idle.
+  std::map<std::string, sqlite3*> readers;
   struct Waiting {
     std::function<void(participant::AgentResponse)> reply;
     TxId txid;
@@ -40,8 +61,12 @@ struct SimAgent::Live {
   uint64_t next_token = 1;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
-  Live(std::vector<std::string> names, const participant::AgentOptions& o, Micros tick)
-      : core(std::move(names), o, tick) {}
+  Live(World* w, std::vector<std::string> names, const participant::AgentOptions& o, Micros tick)
+      : executor(w), core(std::move(names), o, tick) {}
+  ~Live() {
+    for (auto& [name, db] : readers) sqlite3_close_v2(db);
+    resources.clear();
+  }
 };
 
 SimAgent::SimAgent(Cluster* cluster, int node, std::string address,
@@ -50,7 +75,19 @@ SimAgent::SimAgent(Cluster* cluster, int node, std::string address,
       node_(node),
       address_(std::move(address)),
       disk_(&cluster->world(), cluster->disk_options()),
-      images_(std::move(initial)) {}
+      images_(std::move(initial)),
+      vfs_(&cluster->world(), &disk_,
+           "s" + std::to_string(cluster->world().seed()) + "-" + cluster->world().NodeName(node)) {
+  // The node's databases, made durable before the run starts.
+  World& w = c_->world();
+  for (const auto& [name, image] : images_) {
+    Status s = CreateBankDb(vfs_, name, image);
+    if (!s.ok()) c_->checker().Violation("termination", nullptr, "set-up of " + name + ": " + s.ToString());
+  }
+  bool durable = false;
+  vfs_.WhenDurable([&durable] { durable = true; });
+  w.RunUntil(w.now() + 10 * kSeconds, [&durable] { return durable; });
+}
 
 SimAgent::~SimAgent() = default;
 
@@ -63,19 +100,30 @@ void SimAgent::Boot() {
   // start; here the network's count of this node's boots, which no crash loses.
   participant::AgentOptions options = c_->timing().agent;
   options.incarnation = static_cast<int64_t>(c_->net().incarnation(node_));
-  live_ = std::make_unique<Live>(Keys(images_), options, c_->timing().tick);
+  live_ = std::make_unique<Live>(&w, Keys(images_), options, c_->timing().tick);
   Live* l = live_.get();
-  for (auto& [name, image] : images_) {
-    ResourceEnv env;
-    env.world = &w;
-    env.disk = &disk_;
-    env.checker = &c_->checker();
-    env.node = node_;
-    env.alive = l->alive;
-    env.bugs.vote_before_durable = c_->bugs().vote_before_durable;
-    env.bugs.forget_undo = c_->bugs().forget_undo;
-    auto r = std::make_unique<BankResource>(name, &image, env);
-    auto recovered = r->Recover();
+  vfs_.PowerOn();
+  down_images_.clear();
+  for (const auto& [name, initial] : images_) {
+    participant::SqliteResourceOptions o;
+    o.executor = &l->executor;
+    if (!c_->bugs().vote_before_durable) {  // BUG vote-before-durable: no barrier
+      SimVfs* vfs = &vfs_;
+      o.durability_barrier = [vfs](std::function<void()> deliver) {
+        vfs->WhenDurable(std::move(deliver));
+      };
+    }
+    o.clock = [&w] { return w.now(); };
+    o.wall_clock = [&w] { return kSimWallEpoch + w.now(); };
+    o.test_only_forget_undo = c_->bugs().forget_undo;  // BUG forget-undo
+    auto r = participant::SqliteResource::Open(name, BankDbUri(vfs_, name), o);
+    if (!r.ok()) {
+      c_->checker().Violation("termination", nullptr,
+                              "resource " + name + " cannot open: " + r.status().ToString());
+      l->core.OnRecoveryFailed(name, r.status());
+      continue;
+    }
+    auto recovered = (*r)->Recover();
     if (!recovered.ok()) {
       c_->checker().Violation("termination", nullptr,
                               "resource " + name + " cannot recover: " + recovered.status().ToString());
@@ -91,7 +139,15 @@ void SimAgent::Boot() {
     w.Log(node_, "boot: " + name + " recovered, " + std::to_string(active) + " active (roll back), " +
                      std::to_string(in_doubt) + " in doubt");
     l->core.OnRecovered(name, *recovered, now);
-    l->resources.emplace(name, std::move(r));
+    l->resources.emplace(name, std::move(*r));
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(BankDbPath(name).c_str(), &db, SQLITE_OPEN_READWRITE, vfs_.name());
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "PRAGMA query_only=1", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) {
+      c_->checker().Violation("termination", nullptr,
+                              "cannot open a read connection on " + name + ": " + sqlite3_errstr(rc));
+    }
+    l->readers[name] = db;
   }
   Apply(l, l->core.Start(now));
 }
@@ -99,8 +155,37 @@ void SimAgent::Boot() {
 void SimAgent::Crash() {
   if (!live_) return;
   *live_->alive = false;
+  // The process dies (its resources are destroyed when this event ends) and,
+  // as every crash of a node, its power fails: unsynced writes are lost. The
+  // checker sees the durable images until the node is back.
   c_->world().Bury(std::shared_ptr<Live>(std::move(live_)));
-  disk_.Crash();
+  vfs_.PowerLoss();
+  down_images_.clear();
+  for (const auto& [name, initial] : images_) {
+    Status s = ReadDurableBankImage(vfs_, name, &down_images_[name]);
+    if (!s.ok()) c_->checker().Violation("durability", nullptr, "after a crash: " + s.ToString());
+  }
+}
+
+bool SimAgent::HasChanges(const Live* l, const std::string& name, const TxId& txid) const {
+  auto it = l->readers.find(name);
+  if (it == l->readers.end() || it->second == nullptr) return false;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(it->second, "SELECT EXISTS(SELECT 1 FROM txc_changes WHERE txid = ?1)", -1,
+                         &st, nullptr) != SQLITE_OK) {
+    return false;
+  }
+  std::string id = ToString(txid);
+  sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  bool yes = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
+  sqlite3_finalize(st);
+  return yes;
+}
+
+Status SimAgent::ReadLive(const Live* l, const std::string& name, BankImage* out) const {
+  auto it = l->readers.find(name);
+  if (it == l->readers.end() || it->second == nullptr) return Status::NotFound(name + " is not open");
+  return ReadBankImage(it->second, out);
 }
 
 void SimAgent::Wake(Live* l, Micros at) {
@@ -112,15 +197,35 @@ void SimAgent::Wake(Live* l, Micros at) {
 }
 
 void SimAgent::VisitState(const Checker::BankVisitor& visit) const {
-  if (live_) {
-    for (const auto& [name, r] : live_->resources) visit(name, r->live());
+  if (!live_) {
+    for (const auto& [name, image] : down_images_) visit(name, image);
     return;
   }
-  for (const auto& [name, image] : images_) visit(name, image);
+  for (const auto& [name, db] : live_->readers) {
+    BankImage img;
+    Status s = ReadLive(live_.get(), name, &img);
+    if (!s.ok()) {
+      c_->checker().Violation("bank", nullptr, "cannot read " + name + ": " + s.ToString());
+      continue;
+    }
+    visit(name, img);
+  }
 }
 
 void SimAgent::VisitDurable(const Checker::BankVisitor& visit) const {
-  for (const auto& [name, image] : images_) visit(name, image);
+  if (!live_) {
+    for (const auto& [name, image] : down_images_) visit(name, image);
+    return;
+  }
+  for (const auto& [name, initial] : images_) {
+    BankImage img;
+    Status s = ReadDurableBankImage(vfs_, name, &img);
+    if (!s.ok()) {
+      c_->checker().Violation("durability", nullptr, "cannot read " + name + ": " + s.ToString());
+      continue;
+    }
+    visit(name, img);
+  }
 }
 
 bool SimAgent::Idle(std::string* why) const {
@@ -136,10 +241,16 @@ bool SimAgent::Idle(std::string* why) const {
     }
   }
   for (const auto& [name, r] : live_->resources) {
-    if (!r->live().open.empty()) {
-      const TxId& t = *r->live().open.begin();
+    BankImage live;
+    Status s = ReadLive(live_.get(), name, &live);
+    if (!s.ok()) {
+      *why = me + ": cannot read " + name + ": " + s.ToString();
+      return false;
+    }
+    if (!live.open.empty()) {
+      const TxId& t = *live.open.begin();
       *why = me + ": resource " + name + " still has a non-final branch " + ToString(t) + " (" +
-             participant::BranchStateName(r->live().branches.at(t).state) + ")";
+             participant::BranchStateName(live.branches.at(t).state) + ")";
       return false;
     }
     if (r->locks_held() > 0) {
@@ -235,10 +346,8 @@ void SimAgent::Apply(Live* l, participant::AgentCoreEffects fx) {
     if (c_->bugs().heuristic_commit) {
       // BUG: an in-doubt branch commits on its own instead of asking.
       bool prepared = false;
-      for (const auto& [name, r] : l->resources) {
-        auto b = r->live().branches.find(txid);
-        prepared = prepared || (b != r->live().branches.end() &&
-                                b->second.state == participant::BranchState::kPrepared);
+      for (const auto& b : l->core.Branches()) {
+        prepared = prepared || (b.txid == txid && b.state == "prepared");
       }
       if (prepared) {
         w.Log(node_, &txid, "in doubt: commits heuristically without asking");
@@ -273,6 +382,11 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
   auto kind = op.kind;
   auto alive = l->alive;
   TxId txid = op.txid;
+  std::string resource = op.resource;
+  // The shell tells the checker of final branches; whether the branch wrote
+  // is read before the op runs (its changes are gone after).
+  bool report = kind == participant::ResourceOp::kCommit || kind == participant::ResourceOp::kRollback;
+  bool wrote = report && HasChanges(l, op.resource, op.txid);
   auto exec_done = [this, l, alive, id, kind, txid](participant::ExecuteResult r) {
     if (!*alive) return;
     c_->world().Log(node_, &txid, std::string(OpName(kind)) + " done: " +
@@ -284,9 +398,16 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
     }
     Apply(l, l->core.OnExecuteDone(id, r, c_->world().now()));
   };
-  auto status_done = [this, l, alive, id, kind, txid](Status s) {
+  auto status_done = [this, l, alive, id, kind, txid, resource, report, wrote](Status s) {
     if (!*alive) return;
     c_->world().Log(node_, &txid, std::string(OpName(kind)) + " done: " + (s.ok() ? "ok" : s.ToString()));
+    if (report && s.ok()) {
+      if (kind == participant::ResourceOp::kCommit) {
+        c_->checker().OnBranchCommitted(node_, resource, txid, wrote);
+      } else {
+        c_->checker().OnBranchAborted(node_, resource, txid, wrote);
+      }
+    }
     const char* point = nullptr;
     if (s.ok()) {
       switch (kind) {
@@ -300,7 +421,7 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
     Apply(l, l->core.OnOpDone(id, s, c_->world().now()));
   };
   // The core names only resources that recovered.
-  BankResource& rm = *l->resources.at(op.resource);
+  participant::ResourceManager& rm = *l->resources.at(op.resource);
   participant::RunResourceOp(rm, std::move(op), exec_done, status_done);
 }
 

@@ -1,11 +1,21 @@
 // SimAgent: the simulated shell of a participant agent around the production
 // node core (participant::AgentCore), as participant/agent.cc is the real
 // one. Requests come from the simulated network, the core's resource
-// operations run on the node's BankResources (whose completions are World
-// events), its outcome queries go to the coordinator group through
+// operations run on the node's resources, its outcome queries go to the
+// coordinator group through
 // Cluster::CoordinatorCall, and its tick timer is a World event. What the
 // agent decides is the core's; this file adds only what belongs to the
 // simulation: the trace, crash points and the shell-side injected bugs.
+//
+// Resources: the production participant::SqliteResource, one database per
+// resource on this node's SimVfs (sim/sim_vfs.h) over its Disk. Its group
+// commits run as World events (an Executor whose Post is World::After(0)),
+// its callbacks wait for SimVfs::WhenDurable (the durability barrier), and it
+// reads the virtual clock. The VFS lives with the node, as its disk; the
+// resources die with the process, and every crash is a power loss of the
+// node (unsynced writes are lost). The checker reads the live state through a
+// separate read connection and the durable image from the VFS's durable bytes
+// (sim/sqlite_bank.h); the shell reports final branches to it.
 //
 // Internal to sim/. Not thread-safe; one World thread.
 #pragma once
@@ -17,8 +27,9 @@
 #include <vector>
 
 #include "participant/agent_core.h"
-#include "sim/bank_resource.h"
+#include "sim/bank.h"
 #include "sim/checker.h"
+#include "sim/sim_vfs.h"
 #include "sim/world.h"
 
 namespace txc::sim {
@@ -61,13 +72,22 @@ class SimAgent {
   void Apply(Live* l, participant::AgentCoreEffects fx);
   void Run(Live* l, participant::ResourceOp op);
   void Wake(Live* l, Micros at);
+  // The live state of resource `name` through its read connection, and
+  // whether branch `txid` has changes there.
+  Status ReadLive(const Live* l, const std::string& name, BankImage* out) const;
+  bool HasChanges(const Live* l, const std::string& name, const TxId& txid) const;
 
   Cluster* c_;
   int node_;
   std::string address_;
   Disk disk_;
-  std::map<std::string, BankImage> images_;  // durable, by resource name
-  std::unique_ptr<Live> live_;
+  // The resources' initial images (only their names are used after set-up).
+  std::map<std::string, BankImage> images_;
+  // The node's VFS over disk_ (survives crashes, as the disk), and while the
+  // node is down the durable images read at the crash.
+  SimVfs vfs_;
+  std::map<std::string, BankImage> down_images_;
+  std::unique_ptr<Live> live_;  // after vfs_: closed before it
 };
 
 }  // namespace txc::sim

@@ -178,13 +178,26 @@ void Checker::OnRestored(int replica, uint64_t slot, const std::string& image) {
 void Checker::CheckBankSum(const char* when, const TxId* txid) {
   if (!bank_each_) return;
   int64_t sum = 0;
+  // A transaction committed at some resource: known here once that resource
+  // reported it, or seen COMMITTED in a resource's state (which the SQLite
+  // resource writes before it reports, once the commit is durable).
+  std::set<TxId, TxIdLess> committed_now;
+  std::vector<std::pair<int64_t, std::vector<std::pair<TxId, int64_t>>>> seen;
   bank_each_([&](const std::string&, const BankImage& img) {
-    sum += img.Sum();
-    for (const TxId& t : img.open) {
-      // Work of a transaction that committed nowhere yet is not committed state.
-      if (!committed_.count(t)) sum -= img.branches.at(t).Delta();
+    std::vector<std::pair<TxId, int64_t>> open;
+    for (const TxId& t : img.open) open.emplace_back(t, img.branches.at(t).Delta());
+    for (const auto& [t, b] : img.branches) {
+      if (b.state == participant::BranchState::kCommitted) committed_now.insert(t);
     }
+    seen.emplace_back(img.Sum(), std::move(open));
   });
+  for (const auto& [img_sum, open] : seen) {
+    sum += img_sum;
+    for (const auto& [t, delta] : open) {
+      // Work of a transaction that committed nowhere yet is not committed state.
+      if (!committed_.count(t) && !committed_now.count(t)) sum -= delta;
+    }
+  }
   if (sum != bank_total_) {
     Violation("bank", txid,
               "the committed sum of balances is " + std::to_string(sum) + ", not " +
@@ -195,16 +208,17 @@ void Checker::CheckBankSum(const char* when, const TxId* txid) {
 void Checker::FinalChecks(const std::function<void(const BankVisitor&)>& durable_each) {
   // Durability: every commit a client heard of is COMMITTED at each resource
   // it wrote to, in that resource's durable image.
-  std::map<std::string, const BankImage*> images;
-  durable_each([&](const std::string& name, const BankImage& img) { images[name] = &img; });
+  // Copies: a visitor may hand out images it reads on the fly.
+  std::map<std::string, BankImage> images;
+  durable_each([&](const std::string& name, const BankImage& img) { images[name] = img; });
   for (const auto& [txid, resources] : told_committed_) {
     for (const std::string& r : resources) {
       auto it = images.find(r);
       if (it == images.end()) continue;
-      auto b = it->second->branches.find(txid);
-      if (b == it->second->branches.end() ||
+      auto b = it->second.branches.find(txid);
+      if (b == it->second.branches.end() ||
           b->second.state != participant::BranchState::kCommitted) {
-        std::string state = b == it->second->branches.end()
+        std::string state = b == it->second.branches.end()
                                 ? "no branch at all"
                                 : participant::BranchStateName(b->second.state);
         Violation("durability", &txid,
@@ -215,11 +229,11 @@ void Checker::FinalChecks(const std::function<void(const BankVisitor&)>& durable
   }
   // The bank at rest: the sum is the initial one, no balance is negative.
   images.clear();
-  bank_each_([&](const std::string& name, const BankImage& img) { images[name] = &img; });
+  bank_each_([&](const std::string& name, const BankImage& img) { images[name] = img; });
   int64_t sum = 0;
   for (const auto& [name, img] : images) {
-    sum += img->Sum();
-    for (const auto& [id, bal] : img->accounts) {
+    sum += img.Sum();
+    for (const auto& [id, bal] : img.accounts) {
       if (bal < 0) {
         Violation("bank", nullptr,
                   name + ".accounts id=" + std::to_string(id) + " has a negative balance " +

@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "common/txid.h"
-#include "sim/bank_resource.h"
+#include "sim/bank.h"
 #include "sim/world.h"
 #include "txcoord_types.h"
 

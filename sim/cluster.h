@@ -1,6 +1,6 @@
 // The simulated cluster of one seed: the shells that run the production cores
-// (CommitDriver + TxnTable in SimCoordinator, AgentCore + BankResources in
-// SimAgent) exactly as coordinator/node.cc and participant/agent.cc do, the
+// (CommitDriver + TxnTable in SimCoordinator, AgentCore + SqliteResources
+// on a simulated VFS in SimAgent) exactly as coordinator/node.cc and participant/agent.cc do, the
 // workload clients (as client/client.cc), the fault schedule, and the phases
 // of a run (load with faults, heal and quiet, crash everything and quiet,
 // final checks).
@@ -22,7 +22,7 @@
 #include "coordinator/txn_table.h"
 #include "participant/branch_core.h"
 #include "sim/agent_shell.h"
-#include "sim/bank_resource.h"
+#include "sim/bank.h"
 #include "sim/checker.h"
 #include "sim/simulation.h"
 #include "sim/world.h"

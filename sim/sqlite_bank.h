@@ -1,0 +1,44 @@
+// The bank of the simulated agents kept in real SQLite databases on a node's
+// SimVfs, as the production SqliteResource stores it: creating it at set-up,
+// and reading it back as a BankImage for the checker (sim/checker.h).
+//
+// The schema is the workload's: accounts(id INTEGER PRIMARY KEY, balance
+// INTEGER NOT NULL), plus SqliteResource's own log tables (txc_branches,
+// txc_changes). A branch's changes in the image are read from its redo
+// changesets in txc_changes, so an open branch's Delta() is exactly what its
+// work added to the balances.
+//
+// Internal to sim/. Not thread-safe; one World thread.
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+#include "sim/bank.h"
+#include "sim/sim_vfs.h"
+
+struct sqlite3;
+
+namespace txc::sim {
+
+// The database file of resource `name` on its node ("/bank_a.db"), and the
+// URI SqliteResource opens it with.
+std::string BankDbPath(const std::string& name);
+std::string BankDbUri(const SimVfs& vfs, const std::string& name);
+
+// Creates the resource's database (journal_mode=WAL, synchronous=FULL) with
+// the accounts of `initial`, through a plain connection that is closed again.
+// The caller waits for vfs.WhenDurable before relying on it.
+Status CreateBankDb(SimVfs& vfs, const std::string& name, const BankImage& initial);
+
+// Reads the accounts and the branch log (every branch row, the changes of
+// every open branch) through `db`, a connection with no transaction open.
+Status ReadBankImage(sqlite3* db, BankImage* out);
+
+// The resource's durable image (what a power loss now would leave), read
+// exactly: the durable bytes of its database and WAL are copied into a
+// private scratch VFS and opened there, as a restarted node would open them.
+// Touches nothing of `vfs`.
+Status ReadDurableBankImage(const SimVfs& vfs, const std::string& name, BankImage* out);
+
+}  // namespace txc::sim
