@@ -1,6 +1,8 @@
 // Cluster: one seed's whole system, its fault schedule and its phases.
 #include "sim/cluster.h"
 
+#include <mutex>
+
 #include <algorithm>
 #include <sstream>
 
@@ -124,6 +126,13 @@ SimResult RunSeed(const SimOptions& options) {
     return true;
   }();
   (void)kQuiet;
+  // One seed at a time per process: SQLite's random number generator (WAL
+  // salts, temporary names) is process-wide, and each SimVfs reseeds it from
+  // its World; two seeds on two threads would draw from each other's stream
+  // and the same seed would not replay the same way (seen: a bug caught by a
+  // seed under --jobs 2 and not alone).
+  static std::mutex one_seed_at_a_time;
+  std::lock_guard<std::mutex> serial(one_seed_at_a_time);
   Cluster cluster(options);
   return cluster.Run();
 }

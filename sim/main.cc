@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
       ("inject-bug", po::value<std::string>(), "switch on a deliberate bug (see --list-bugs)")
       ("list-bugs", po::bool_switch(), "print the names of the injectable bugs, one per line")
       ("keep-going", po::bool_switch(), "run every seed even after one found a violation")
-      ("jobs", po::value<int>()->default_value(0),
-       "seeds run in parallel threads, 0 = one per core (the output is the same for any value)")
+      ("jobs", po::value<int>()->default_value(1),
+       "worker threads (the output is the same for any value); seeds run one at a time since the agents run SQLite, whose random number generator is process-wide (sim/cluster.cc)")
       ("verbose", po::bool_switch(), "print one line per seed")
       ("stats", po::bool_switch(), "print wall time and simulated transactions per second (not deterministic)");
   po::variables_map vm;
