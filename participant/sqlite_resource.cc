@@ -227,6 +227,29 @@ void AppendKeyValue(std::string* key, sqlite3_value* v, Fold fold = Fold::kNone)
   }
 }
 
+// The row lock key of the change under `it`: the table, then its primary key
+// values (the new row's for an INSERT, the old row's otherwise).
+std::string RowKeyOf(sqlite3_changeset_iter* it, const char* table) {
+  const char* name = nullptr;
+  int n_cols = 0, op = 0, indirect = 0;
+  unsigned char* pk = nullptr;
+  sqlite3changeset_op(it, &name, &n_cols, &op, &indirect);
+  sqlite3changeset_pk(it, &pk, &n_cols);
+  std::string key = table;
+  key.push_back('\0');
+  for (int c = 0; c < n_cols; ++c) {
+    if (!pk[c]) continue;
+    sqlite3_value* v = nullptr;
+    if (op == SQLITE_INSERT) {
+      sqlite3changeset_new(it, c, &v);
+    } else {
+      sqlite3changeset_old(it, c, &v);
+    }
+    AppendKeyValue(&key, v);
+  }
+  return key;
+}
+
 // The start of a unique-key lock key, before the values.
 std::string UniqueKeyPrefix(const std::string& table, const std::vector<std::string>& columns) {
   std::string key = table;
@@ -1683,21 +1706,8 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
     while (rc == SQLITE_OK && sqlite3changeset_next(it) == SQLITE_ROW) {
       const char* table = nullptr;
       int n_cols = 0, op = 0, indirect = 0;
-      unsigned char* pk = nullptr;
       sqlite3changeset_op(it, &table, &n_cols, &op, &indirect);
-      sqlite3changeset_pk(it, &pk, &n_cols);
-      std::string key = table;
-      key.push_back('\0');
-      for (int c = 0; c < n_cols; ++c) {
-        if (!pk[c]) continue;
-        sqlite3_value* v = nullptr;
-        if (op == SQLITE_INSERT) {
-          sqlite3changeset_new(it, c, &v);
-        } else {
-          sqlite3changeset_old(it, c, &v);
-        }
-        AppendKeyValue(&key, v);
-      }
+      std::string key = RowKeyOf(it, table);
       keys.push_back(std::move(key));
       Status ks = AddKeyLocks(it, table, n_cols, op, &keys);
       if (!ks.ok()) {
@@ -1836,21 +1846,8 @@ int SqliteResource::Impl::OnUndoConflict(void* ctx, int type, sqlite3_changeset_
   int op = 0, n_cols = 0;
   if (type != SQLITE_CHANGESET_FOREIGN_KEY) {
     int indirect = 0;
-    unsigned char* pk = nullptr;
     sqlite3changeset_op(it, &table, &n_cols, &op, &indirect);
-    sqlite3changeset_pk(it, &pk, &n_cols);
-    key = table != nullptr ? table : "?";
-    key.push_back('\0');
-    for (int c = 0; c < n_cols; ++c) {
-      if (!pk[c]) continue;
-      sqlite3_value* v = nullptr;
-      if (op == SQLITE_INSERT) {
-        sqlite3changeset_new(it, c, &v);
-      } else {
-        sqlite3changeset_old(it, c, &v);
-      }
-      AppendKeyValue(&key, v);
-    }
+    key = RowKeyOf(it, table != nullptr ? table : "?");
     row = self->Describe(key);
   }
   std::string what = "?";
