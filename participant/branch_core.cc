@@ -257,7 +257,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
     // The agent's own abort of a branch that seemed abandoned applies only if
     // the branch is still ACTIVE: if it voted YES meanwhile, only the group's
     // decision may settle it (a deposed leader's UNKNOWN is no decision).
-    if (p.active_only && b.state != St::kActive) return;
+    if (p.active_only && b.state != St::kActive && !options_.testing_ignore_active_only) return;
     switch (b.state) {
       case St::kNone:
       case St::kActive:

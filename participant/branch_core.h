@@ -75,6 +75,11 @@ struct AgentOptions {
   // participant entry names another incarnation votes NO, because ACTIVE work
   // is acknowledged before it is synced and a power loss may have taken it.
   int64_t incarnation = 0;
+  // Testing seam, never set outside tests (txsim's abort-after-prepared bug):
+  // the agent's own abort of a branch that seemed abandoned runs even if the
+  // branch voted YES meanwhile, as before the fix (a PREPARED branch is
+  // rolled back on a word that was no decision). Default: false.
+  bool testing_ignore_active_only = false;
 };
 
 struct ResourceOp {

@@ -1248,6 +1248,38 @@ TEST_F(BranchCoreTest, AbortAnswerForAnActiveBranchQueuedBehindItsPrepareDoesNot
   EXPECT_EQ(StateOf(kT1), "prepared");
 }
 
+// The seam txsim's abort-after-prepared bug sets: with it, the same race
+// rolls back a branch that voted YES on a word that was no decision (the rule
+// the fix enforces, broken); without it, that branch is kept, in doubt.
+TEST_F(BranchCoreTest, IgnoringActiveOnlyLetsAnAnswerHeardWhileActiveUndoAYesVote) {
+  for (bool seam : {false, true}) {
+    SCOPED_TRACE(seam ? "testing_ignore_active_only" : "as shipped");
+    AgentOptions o = TestOptions();
+    o.testing_ignore_active_only = seam;
+    core_ = BranchCore({kRes, kOther}, o);
+    MakeActive(kT1);
+    now_ += 60 * kSeconds;
+    core_.Tick(now_);
+    ASSERT_EQ(Take().queries, std::vector<TxId>{kT1});
+    Prepare(2, kT1);
+    ResourceOp prep = OnlyOp(Take(), ResourceOp::kPrepare, kT1);
+    core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::UNKNOWN, now_);
+    EXPECT_TRUE(Take().ops.empty());  // queued behind the PREPARE
+    OpDone(prep);
+    AgentEffects fx = Take();
+    EXPECT_EQ(VoteReply(fx, 2).vote, proto::Vote::YES);
+    if (!seam) {
+      EXPECT_TRUE(fx.ops.empty());
+      EXPECT_EQ(StateOf(kT1), "prepared");
+      continue;
+    }
+    // The YES vote has left, and the agent's own abort runs anyway.
+    OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));
+    EXPECT_EQ(StateOf(kT1), "aborted");
+    EXPECT_EQ(core_.in_doubt_count(), 0u);
+  }
+}
+
 TEST_F(BranchCoreTest, AbortedOutcomeCancelsALockWaitAtOnce) {
   MakeActive(kT1);
   Execute(5, kT1);
