@@ -298,6 +298,7 @@ void SimAgent::Prepare(const proto::PrepareRequest& req,
 void SimAgent::Decide(const proto::DecideRequest& req,
                       std::function<void(proto::DecideResponse)> reply) {
   c_->world().Log(node_, &req.txid, std::string(OutcomeName(req.outcome)) + " decision on " + req.resource);
+  if (live_ && req.outcome == proto::Outcome::ABORTED) c_->checker().OnAbortDecisionHeard(node_, req.txid);
   Serve<proto::DecideRequest, proto::DecideResponse>(req, std::move(reply),
                                                      &participant::AgentCore::OnDecide);
 }
@@ -369,6 +370,9 @@ void SimAgent::Apply(Live* l, participant::AgentCoreEffects fx) {
           c_->world().Log(node_, &txid,
                           "outcome answer: " + (a.status.ok() ? std::string(OutcomeName(a.outcome))
                                                               : a.status.ToString()));
+          if (a.status.ok() && a.outcome == proto::Outcome::ABORTED) {
+            c_->checker().OnAbortedOutcomeHeard(node_, txid);
+          }
           Apply(l, l->core.OnOutcomeReply(txid, s, r, c_->world().now()));
         });
   }
@@ -387,11 +391,12 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
   // is read before the op runs (its changes are gone after).
   bool report = kind == participant::ResourceOp::kCommit || kind == participant::ResourceOp::kRollback;
   bool wrote = report && HasChanges(l, op.resource, op.txid);
-  auto exec_done = [this, l, alive, id, kind, txid](participant::ExecuteResult r) {
+  auto exec_done = [this, l, alive, id, kind, txid, resource](participant::ExecuteResult r) {
     if (!*alive) return;
     c_->world().Log(node_, &txid, std::string(OpName(kind)) + " done: " +
                                       (r.status.ok() ? "ok" : r.status.ToString()));
     if (kind == participant::ResourceOp::kExecuteAndPrepare && r.status.ok() && r.wrote) {
+      c_->checker().OnBranchPrepared(node_, resource, txid);
       if (c_->CrashPoint(node_, "agent.after_prepared")) return;  // PREPARED durable, no vote yet
     } else if (c_->CrashPoint(node_, "agent.after_execute")) {
       return;
@@ -401,6 +406,9 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
   auto status_done = [this, l, alive, id, kind, txid, resource, report, wrote](Status s) {
     if (!*alive) return;
     c_->world().Log(node_, &txid, std::string(OpName(kind)) + " done: " + (s.ok() ? "ok" : s.ToString()));
+    if (kind == participant::ResourceOp::kPrepare && s.ok()) {
+      c_->checker().OnBranchPrepared(node_, resource, txid);
+    }
     if (report && s.ok()) {
       if (kind == participant::ResourceOp::kCommit) {
         c_->checker().OnBranchCommitted(node_, resource, txid, wrote);

@@ -67,6 +67,12 @@ void Checker::OnBranchAborted(int node, const std::string& resource, const TxId&
   world_->Log(node, &txid,
               "branch ABORTED at " + resource + (had_changes ? " (undo applied)" : " (tombstone)"));
   if (!had_changes) return;
+  if (prepared_.count({node, txid, resource}) && !abort_heard_.count({node, txid})) {
+    Violation("atomicity", &txid,
+              "rolled back at " + resource + " on " + world_->NodeName(node) +
+                  " after it voted YES, but no ABORTED decision reached it since (a rollback of "
+                  "a PREPARED branch on a word that was no decision)");
+  }
   Outcomes& o = outcomes_[txid];
   o.aborted.insert(resource);
   if (!o.committed.empty()) {
@@ -78,6 +84,21 @@ void Checker::OnBranchAborted(int node, const std::string& resource, const TxId&
               "rolled back at " + resource + " although its client was told it COMMITTED");
   }
   CheckBankSum("after a rollback", &txid);
+}
+
+void Checker::OnBranchPrepared(int node, const std::string& resource, const TxId& txid) {
+  prepared_.insert({node, txid, resource});
+}
+
+void Checker::OnAbortDecisionHeard(int node, const TxId& txid) { abort_heard_.insert({node, txid}); }
+
+void Checker::OnAbortedOutcomeHeard(int node, const TxId& txid) {
+  // Only a PREPARED branch acts on it as a decision; an ACTIVE one merely
+  // learns its transaction is gone, which says nothing about a later vote.
+  auto it = prepared_.lower_bound({node, txid, std::string()});
+  if (it != prepared_.end() && std::get<0>(*it) == node && std::get<1>(*it) == txid) {
+    abort_heard_.insert({node, txid});
+  }
 }
 
 void Checker::OnCommitRequested(const TxId& txid) { commit_requested_.insert(txid); }

@@ -5,7 +5,11 @@
 //  1 atomicity   no txid is committed at one participant and rolled back (with
 //                changes undone) at another; a txid a client was told ABORTED
 //                is committed nowhere; a txid no client asked to commit is
-//                committed nowhere.
+//                committed nowhere. A branch that reached PREPARED (voted
+//                YES) is rolled back only after its agent heard the ABORTED
+//                decision: a DECIDE(ABORTED), or an outcome answer ABORTED
+//                heard once it was PREPARED (an answer heard while ACTIVE,
+//                before the vote, decides nothing about a YES vote).
 //  2 durability  (final) a commit a client was told about is COMMITTED, on
 //                disk, at every participant it wrote to.
 //  3 agreement   no two applications of a log slot (by any replica, or by one
@@ -29,6 +33,7 @@
 #include <ostream>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_set>
 #include <vector>
 
@@ -53,6 +58,14 @@ class Checker {
   // A resource's live state reached a final state for the branch.
   void OnBranchCommitted(int node, const std::string& resource, const TxId& txid, bool wrote);
   void OnBranchAborted(int node, const std::string& resource, const TxId& txid, bool had_changes);
+
+  // An agent's branch reached PREPARED (durable, its YES vote ready), and
+  // what the agent heard of an ABORTED decision: a DECIDE(ABORTED) request,
+  // or an outcome answer ABORTED (which counts for a branch only once it is
+  // PREPARED). OnBranchAborted checks a PREPARED branch's rollback against them.
+  void OnBranchPrepared(int node, const std::string& resource, const TxId& txid);
+  void OnAbortDecisionHeard(int node, const TxId& txid);
+  void OnAbortedOutcomeHeard(int node, const TxId& txid);
 
   // What clients asked and were told.
   void OnCommitRequested(const TxId& txid);
@@ -100,6 +113,21 @@ class Checker {
   bool CommittedAnywhere(const TxId& txid) const { return committed_.count(txid) > 0; }
 
  private:
+  // (node, txid, resource).
+  struct PreparedLess {
+    bool operator()(const std::tuple<int, TxId, std::string>& a,
+                    const std::tuple<int, TxId, std::string>& b) const {
+      if (std::get<0>(a) != std::get<0>(b)) return std::get<0>(a) < std::get<0>(b);
+      if (!(std::get<1>(a) == std::get<1>(b))) return TxIdLess()(std::get<1>(a), std::get<1>(b));
+      return std::get<2>(a) < std::get<2>(b);
+    }
+  };
+  struct HeardLess {
+    bool operator()(const std::pair<int, TxId>& a, const std::pair<int, TxId>& b) const {
+      if (a.first != b.first) return a.first < b.first;
+      return TxIdLess()(a.second, b.second);
+    }
+  };
   struct Outcomes {
     std::set<std::string> committed;  // resources where a written branch committed
     std::set<std::string> aborted;    // resources where a written branch was rolled back
@@ -121,6 +149,11 @@ class Checker {
   std::set<TxId, TxIdLess> commit_requested_;
   std::set<TxId, TxIdLess> told_aborted_;
   std::map<TxId, std::vector<std::string>, TxIdLess> told_committed_;
+
+  // Per agent node: branches (resource, txid) that reached PREPARED, and
+  // txids whose ABORTED decision the node heard in a way that may settle them.
+  std::set<std::tuple<int, TxId, std::string>, PreparedLess> prepared_;
+  std::set<std::pair<int, TxId>, HeardLess> abort_heard_;
 
   std::unordered_set<std::string> proposed_;
   std::map<uint64_t, std::string> slots_;

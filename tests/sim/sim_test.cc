@@ -304,6 +304,38 @@ TEST(CheckerTest, SnapshotImagesOfOneSlotAgreeAndCountAsApplied) {
   EXPECT_EQ(c.violations(), 2);
 }
 
+// A branch that reached PREPARED rolls back only once its agent heard the
+// ABORTED decision: a DECIDE(ABORTED) whenever it came, or an outcome answer
+// ABORTED heard once the branch was PREPARED. An answer heard while ACTIVE
+// (the agent's own abort, queued before the vote) justifies nothing.
+TEST(CheckerTest, PreparedBranchRollsBackOnlyOnAnAbortedDecisionHeardAfterItsVote) {
+  World w(6, nullptr, false);
+  for (const char* n : {"coord1", "agent1", "agent2"}) w.AddNode(n);
+  Checker c(&w, "txsim --seed 6", nullptr);
+  const TxId t1 = MakeTxId(1, 1), t2 = MakeTxId(1, 2), t3 = MakeTxId(1, 3), t4 = MakeTxId(1, 4);
+  // An ACTIVE branch may always roll back.
+  c.OnBranchAborted(1, "bank_a", t1, true);
+  // A DECIDE(ABORTED), even one that arrived before the vote (queued behind
+  // the PREPARE), settles it.
+  c.OnAbortDecisionHeard(1, t2);
+  c.OnBranchPrepared(1, "bank_a", t2);
+  c.OnBranchAborted(1, "bank_a", t2, true);
+  // An outcome answer ABORTED heard once PREPARED settles it.
+  c.OnBranchPrepared(1, "bank_a", t3);
+  c.OnAbortedOutcomeHeard(1, t3);
+  c.OnBranchAborted(1, "bank_a", t3, true);
+  EXPECT_EQ(c.violations(), 0) << c.first();
+  // Heard while ACTIVE (before the vote), or at another agent: no decision
+  // reached this PREPARED branch.
+  c.OnAbortedOutcomeHeard(1, t4);
+  c.OnBranchPrepared(1, "bank_a", t4);
+  c.OnAbortDecisionHeard(2, t4);
+  c.OnBranchAborted(1, "bank_a", t4, true);
+  EXPECT_EQ(c.violations(), 1);
+  EXPECT_NE(c.first().find("violation: atomicity"), std::string::npos) << c.first();
+  EXPECT_NE(c.first().find("after it voted YES"), std::string::npos) << c.first();
+}
+
 TEST(FaultCountsTest, LineNamesEveryClassInOrderAndSums) {
   FaultCounts a, sum;
   a.crash = 2;
