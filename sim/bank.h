@@ -24,6 +24,14 @@ inline constexpr const char* kDebitSql =
 inline constexpr const char* kCreditSql = "UPDATE accounts SET balance = balance + ? WHERE id = ?";
 inline constexpr const char* kSumSql = "SELECT SUM(balance) FROM accounts";
 inline constexpr const char* kBalanceSql = "SELECT balance FROM accounts WHERE id = ?";
+// A runaway statement (a recursive CTE counting to 20 million: seconds of
+// real CPU, if nothing stopped it). The workload sends it now and then in an
+// interactive branch; the agent's shell charges simulated CPU time for every
+// progress-handler tick it takes (SimAgent), so the resource's statement time
+// limit interrupts it and the branch is doomed (it votes NO).
+inline constexpr const char* kSlowSql =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
+    "SELECT count(*) FROM c";
 
 // One row an Execute call changed (an inserted row has before 0, a deleted
 // one after 0).

@@ -43,6 +43,13 @@ void Checker::Violation(const char* invariant, const TxId* txid, const std::stri
 void Checker::OnBranchCommitted(int node, const std::string& resource, const TxId& txid,
                                 bool wrote) {
   world_->Log(node, &txid, "branch COMMITTED at " + resource + (wrote ? "" : " (read-only)"));
+  auto doomed = interrupted_.find(txid);
+  if (doomed != interrupted_.end() && doomed->second.count(resource)) {
+    Violation("atomicity", &txid,
+              "committed at " + resource +
+                  " although a statement of its branch there was interrupted past its deadline "
+                  "(the branch must vote NO)");
+  }
   if (!wrote) return;
   Outcomes& o = outcomes_[txid];
   o.committed.insert(resource);
@@ -82,8 +89,22 @@ void Checker::OnBranchAborted(int node, const std::string& resource, const TxId&
 
 void Checker::OnCommitRequested(const TxId& txid) { commit_requested_.insert(txid); }
 
+void Checker::OnStatementInterrupted(const std::string& resource, const TxId& txid) {
+  interrupted_[txid].insert(resource);
+  if (told_committed_.count(txid)) {
+    Violation("atomicity", &txid,
+              "a statement at " + resource + " was interrupted after its client was told COMMITTED");
+  }
+}
+
 void Checker::OnToldCommitted(const TxId& txid, const std::vector<std::string>& resources) {
   told_committed_[txid] = resources;
+  auto doomed = interrupted_.find(txid);
+  if (doomed != interrupted_.end()) {
+    Violation("atomicity", &txid,
+              "its client was told COMMITTED although a statement of its branch at " +
+                  *doomed->second.begin() + " was interrupted past its deadline");
+  }
   if (told_aborted_.count(txid)) {
     Violation("atomicity", &txid, "its client was told both COMMITTED and ABORTED");
   }

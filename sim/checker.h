@@ -5,7 +5,9 @@
 //  1 atomicity   no txid is committed at one participant and rolled back (with
 //                changes undone) at another; a txid a client was told ABORTED
 //                is committed nowhere; a txid no client asked to commit is
-//                committed nowhere.
+//                committed nowhere; a branch one of whose statements was
+//                interrupted past its deadline commits nowhere, and its
+//                transaction is never reported COMMITTED.
 //  2 durability  (final) a commit a client was told about is COMMITTED, on
 //                disk, at every participant it wrote to.
 //  3 agreement   no two applications of a log slot (by any replica, or by one
@@ -53,6 +55,11 @@ class Checker {
   // A resource's live state reached a final state for the branch.
   void OnBranchCommitted(int node, const std::string& resource, const TxId& txid, bool wrote);
   void OnBranchAborted(int node, const std::string& resource, const TxId& txid, bool had_changes);
+
+  // A statement of `txid`'s branch at `resource` was interrupted past the
+  // resource's time limit (the client is told it failed): the branch is
+  // doomed, so it must never commit, nor its transaction.
+  void OnStatementInterrupted(const std::string& resource, const TxId& txid);
 
   // What clients asked and were told.
   void OnCommitRequested(const TxId& txid);
@@ -120,6 +127,8 @@ class Checker {
   std::set<TxId, TxIdLess> committed_;  // committed at one resource at least
   std::set<TxId, TxIdLess> commit_requested_;
   std::set<TxId, TxIdLess> told_aborted_;
+  // Branches with an interrupted statement: txid -> resources.
+  std::map<TxId, std::set<std::string>, TxIdLess> interrupted_;
   std::map<TxId, std::vector<std::string>, TxIdLess> told_committed_;
 
   std::unordered_set<std::string> proposed_;

@@ -107,6 +107,8 @@ FaultCounts& FaultCounts::operator+=(const FaultCounts& o) {
 #define TXC_SIM_FAULT_ADD(name) name += o.name;
   TXC_SIM_FAULT_CLASSES(TXC_SIM_FAULT_ADD)
 #undef TXC_SIM_FAULT_ADD
+  agent_disk_error += o.agent_disk_error;
+  agent_disk_full += o.agent_disk_full;
   return *this;
 }
 
@@ -345,6 +347,8 @@ void Cluster::ConfigureFaults() {
     // coordinator's); a group also gets replicas restarted on an empty disk.
     disk_fault_budget_ = static_cast<int>(rng.Uniform(options_.replicas > 1 ? 1 : 0, 2));
     if (options_.replicas > 1) empty_disk_budget_ = static_cast<int>(rng.Uniform(1, 2));
+    // Storage failures of agents' disks.
+    agent_disk_fault_budget_ = static_cast<int>(rng.Uniform(0, 2));
   }
   if (options_.replicas > 1 && options_.faults == FaultLevel::kHeavy) {
     // Group mode: the current leader is killed often; more random crashes
@@ -547,13 +551,16 @@ void Cluster::ScheduleGroupPartition() {
 }
 
 void Cluster::OnDiskFailed(int node, bool full) {
+  const bool agent = CoordinatorAt(node) == nullptr;
   if (full) {
     ++result_.faults.disk_full;
+    if (agent) ++result_.faults.agent_disk_full;
   } else {
     ++result_.faults.disk_error;
+    if (agent) ++result_.faults.agent_disk_error;
   }
   Rng& rng = world_->rng();
-  const bool group = coordinators_.size() > 1;
+  const bool group = coordinators_.size() > 1 && !agent;
   // The operator notices and restarts the node: in a group, only after the
   // election bound (the others must have elected meanwhile).
   Micros delay = group ? kElectionBound + rng.Uniform(200 * kMillis, 1500 * kMillis)
@@ -637,6 +644,33 @@ void Cluster::ScheduleDiskFault() {
   });
 }
 
+// Storage failures of agents' disks: the next write or sync of a database
+// file on the node fails. It surfaces (and is counted) when a resource's
+// operation fails for it; a write SQLite ignores (a checkpoint's) or a crash
+// first leaves nothing to count.
+void Cluster::ScheduleAgentDiskFault() {
+  Rng& rng = world_->rng();
+  world_->After(rng.Uniform(300 * kMillis, 6 * kSeconds), [this] {
+    if (!faults_active_ || agent_disk_fault_budget_ <= 0) return;
+    Rng& rng = world_->rng();
+    std::vector<SimAgent*> pick;
+    for (const auto& a : agents_) {
+      if (a->up() && !a->disk_failed()) pick.push_back(a.get());
+    }
+    if (!pick.empty()) {
+      SimAgent* victim = pick[rng.Index(pick.size())];
+      --agent_disk_fault_budget_;
+      bool full = rng.Bernoulli(0.4);
+      bool at_sync = rng.Bernoulli(0.5);
+      world_->LogFault(victim->node(), std::string("DISK FAULT armed: the next ") +
+                                           (at_sync ? "sync" : "write") + " fails with " +
+                                           (full ? "ENOSPC" : "EIO"));
+      victim->BreakDisk(full, at_sync);
+    }
+    ScheduleAgentDiskFault();
+  });
+}
+
 // Group mode: a replica loses its disk (the machine replaced) and comes back
 // empty under its old id, one at a time: never while another is rejoining,
 // down or failed (losing more than one replica's log at once is outside the
@@ -676,6 +710,10 @@ void Cluster::StopFaults() {
   for (auto& c : coordinators_) {
     // The operator restarts a node whose log store failed.
     if (c->log_failed()) CrashNode(c->node(), "(the operator restarts it after its disk failed)");
+  }
+  for (auto& a : agents_) {
+    a->CancelDiskFault();  // armed, never fired: the disk is healthy from now on
+    if (a->disk_failed()) CrashNode(a->node(), "(the operator restarts it after its disk failed)");
   }
   for (int node : servers_) {
     if (!net_->up(node)) {
@@ -738,6 +776,7 @@ SimResult Cluster::Run() {
     }
     if (disk_fault_budget_ > 0) ScheduleDiskFault();
     if (empty_disk_budget_ > 0) ScheduleEmptyDisk();
+    if (agent_disk_fault_budget_ > 0) ScheduleAgentDiskFault();
   }
   auto failed = [this] { return checker_->violations() > 0; };
   auto clients_done = [this] {

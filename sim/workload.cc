@@ -39,6 +39,12 @@ proto::Statement Sum() {
   return s;
 }
 
+proto::Statement Slow() {
+  proto::Statement s;
+  s.sql = kSlowSql;
+  return s;
+}
+
 }  // namespace
 
 SimClient::SimClient(Cluster* cluster, int node, int index)
@@ -107,6 +113,18 @@ void SimClient::Plan() {
       txn_.steps.insert(txn_.steps.begin(), Step{names[0], {Debit(total, payer)}, true});
     }
     if (rng.Bernoulli(0.5)) std::reverse(txn_.steps.begin(), txn_.steps.end());
+    // Heavy faults: now and then an interactive transfer runs a runaway
+    // statement on a branch right after that branch's write, in its own
+    // Execute call. The resource interrupts it (TIMEOUT) and the branch is
+    // doomed; the client rolls back, or ignores the failure and commits,
+    // and must be told ABORTED.
+    if (txn_.kind == Kind::kTransfer && c_->faults() == FaultLevel::kHeavy &&
+        rng.Bernoulli(0.05)) {
+      size_t after = rng.Index(txn_.steps.size());
+      Step slow{txn_.steps[after].resource, {Slow()}, false, true};
+      txn_.steps.insert(txn_.steps.begin() + static_cast<std::ptrdiff_t>(after) + 1, slow);
+      txn_.ignore_failure = rng.Bernoulli(0.5);
+    }
   }
   if (rng.Bernoulli(c_->client_crash_p())) txn_.crash_stage = static_cast<int>(rng.Uniform(1, 3));
 }
@@ -166,6 +184,13 @@ void SimClient::ExecuteNext() {
             return Rollback("the agent restarted during the transaction");
           }
           part.__set_incarnation(r.incarnation);
+        }
+        if (r.status.code == proto::Code::TIMEOUT && done.slow && txn_.ignore_failure) {
+          // The application carries on regardless: its branch there votes NO.
+          c_->world().Log(node_, &txn_.txid,
+                          "client: ignores the interrupted statement and goes on to commit");
+          ++txn_.next;
+          return ExecuteNext();
         }
         if (r.status.code != proto::Code::OK) return Rollback("execute failed: " + r.status.message);
         if (done.writes &&

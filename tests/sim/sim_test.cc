@@ -3,6 +3,7 @@
 // proof that every injected bug is caught.
 #include <sqlite3.h>
 
+#include <set>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -499,6 +500,10 @@ TEST(SimFaultsTest, CountersMatchTheTrace) {
       if (replicas == 1) EXPECT_EQ(r.faults.snapshot_install, 0u);
       EXPECT_EQ(r.faults.disk_error + r.faults.disk_full, CountOf(t, "DISK FAILED: ")) << "seed " << s;
       EXPECT_EQ(r.faults.disk_full, CountOf(t, "DISK FAILED: ENOSPC")) << "seed " << s;
+      // An agent's resource names itself: "DISK FAILED: EIO on bank_a (...".
+      EXPECT_EQ(r.faults.agent_disk_error, CountOf(t, "DISK FAILED: EIO on ")) << "seed " << s;
+      EXPECT_EQ(r.faults.agent_disk_full, CountOf(t, "DISK FAILED: ENOSPC on ")) << "seed " << s;
+      EXPECT_EQ(r.faults.slow_statement, CountOf(t, "SLOW STATEMENT interrupted")) << "seed " << s;
       EXPECT_EQ(r.faults.empty_disk, CountOf(t, "EMPTY DISK: ")) << "seed " << s;
       // One wiped replica is a group's fault; a lone coordinator never loses its log.
       if (replicas == 1) EXPECT_EQ(r.faults.empty_disk, 0u);
@@ -518,8 +523,80 @@ TEST(SimFaultsTest, CountersMatchTheTrace) {
   EXPECT_GT(sum.disk_error, 0u);
   EXPECT_GT(sum.disk_full, 0u);
   EXPECT_GT(sum.empty_disk, 0u);
-  // Not injected yet (needs the production SqliteResource in the simulator).
-  EXPECT_EQ(sum.slow_statement, 0u);
+  EXPECT_GT(sum.agent_disk_error + sum.agent_disk_full, 0u);
+  EXPECT_GT(sum.slow_statement, 0u);
+}
+
+// Runaway statements: the workload's recursive CTE burns simulated CPU until
+// the resource's own statement limit interrupts it (TIMEOUT); the branch is
+// doomed, so a client that ignores the failure and commits is told ABORTED
+// (the checker's atomicity rule for interrupted branches guards every seed).
+TEST(SimSlowStatementTest, InterruptedBranchesVoteNoAndTheirTransactionsAbort) {
+  size_t interrupted = 0, ignored = 0, voted_no = 0;
+  for (uint64_t s = 1; s <= 10; ++s) {
+    std::ostringstream trace, report;
+    SimOptions o = Heavy(s);
+    o.trace = &trace;
+    o.report = &report;
+    SimResult r = RunSeed(o);
+    ASSERT_EQ(r.violations, 0) << report.str();
+    const std::string t = trace.str();
+    interrupted += r.faults.slow_statement;
+    ignored += CountOf(t, "client: ignores the interrupted statement and goes on to commit");
+    // Every transaction whose client carried on: never COMMITTED.
+    std::istringstream lines(t);
+    std::string line;
+    std::set<std::string> carried_on;
+    while (std::getline(lines, line)) {
+      size_t at = line.find("txid=");
+      if (at == std::string::npos) continue;
+      std::string txid = line.substr(at, line.find(' ', at) - at);
+      if (line.find("] agent") != std::string::npos && line.find(" vote no (") != std::string::npos &&
+          line.find("was interrupted: the call ran past the resource's limit") != std::string::npos) {
+        ++voted_no;
+      }
+      if (line.find("client: ignores the interrupted statement") != std::string::npos) {
+        carried_on.insert(txid);
+      } else if (carried_on.count(txid) && line.find("client: COMMITTED") != std::string::npos) {
+        ADD_FAILURE() << "seed " << s << ": " << line;
+      }
+    }
+  }
+  EXPECT_GT(interrupted, 0u);
+  EXPECT_GT(ignored, 0u);
+  EXPECT_GT(voted_no, 0u) << "a doomed branch votes NO, naming the interrupted statement";
+}
+
+// Agents' storage faults: EIO at write or sync and ENOSPC surface as
+// STORAGE_FAILED from the resource, which then refuses everything; the
+// operator restarts the agent (unless a crash restarted it first), and the
+// run stays clean (nothing voted or acknowledged before it was durable).
+TEST(SimDiskFaultTest, FailedAgentResourcesAreRestartedByTheOperator) {
+  size_t failed = 0, restarts = 0;
+  for (uint64_t s = 1; s <= 8; ++s) {
+    for (int replicas : {1, 3}) {
+      std::ostringstream trace, report;
+      SimOptions o = Heavy(s);
+      o.replicas = replicas;
+      o.trace = &trace;
+      o.report = &report;
+      SimResult r = RunSeed(o);
+      ASSERT_EQ(r.violations, 0) << report.str();
+      failed += r.faults.agent_disk_error + r.faults.agent_disk_full;
+      // Agents' operator restarts (coordinators' say so too; count agents').
+      std::istringstream lines(trace.str());
+      std::string line;
+      while (std::getline(lines, line)) {
+        if (line.find("] agent") != std::string::npos &&
+            line.find("CRASH (the operator restarts it after its disk failed)") != std::string::npos) {
+          ++restarts;
+        }
+      }
+    }
+  }
+  EXPECT_GT(failed, 0u);
+  EXPECT_GT(restarts, 0u);
+  EXPECT_LE(restarts, failed);
 }
 
 // Group mode's storage faults: a replica whose log fails stops (the others
@@ -537,11 +614,15 @@ TEST(SimDiskFaultTest, FailedAndWipedReplicasAreReplacedAndRejoin) {
     SimResult r = RunSeed(o);
     ASSERT_EQ(r.violations, 0) << report.str();
     const std::string t = trace.str();
-    failed += CountOf(t, "DISK FAILED: ");
+    // Replicas' log stores (agents' failures name their resource: "... on bank_a").
+    failed += CountOf(t, "DISK FAILED: ") - CountOf(t, "DISK FAILED: EIO on ") -
+              CountOf(t, "DISK FAILED: ENOSPC on ");
     wiped += CountOf(t, "EMPTY DISK: ");
     joining_boots += CountOf(t, "; joining (started on an empty data directory)");
     rejoined += CountOf(t, "rejoined the group (durable)");
-    operator_restarts += CountOf(t, "CRASH (the operator restarts it after its disk failed)");
+    operator_restarts += CountOf(t, "] coord1   CRASH (the operator restarts it after its disk failed)") +
+                         CountOf(t, "] coord2   CRASH (the operator restarts it after its disk failed)") +
+                         CountOf(t, "] coord3   CRASH (the operator restarts it after its disk failed)");
   }
   EXPECT_GT(failed, 0u);
   EXPECT_EQ(operator_restarts, failed) << "every failed log store is restarted by the operator";
