@@ -6,14 +6,11 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <functional>
 #include <limits>
 #include <mutex>
-#include <thread>
 #include <map>
 #include <tuple>
 #include <unordered_map>
@@ -23,6 +20,7 @@
 #include "common/codec.h"
 #include "common/log.h"
 #include "participant/lock_table.h"
+#include "wal/group_committer.h"
 #include "wal/sqlite.h"
 
 namespace txc::participant {
@@ -420,7 +418,7 @@ int BindValue(sqlite3_stmt* s, int i, const proto::Value& v) {
 }
 
 // One queued operation and, once run, its outcome.
-struct Op {
+struct Op : wal::GroupOp {
   enum Kind { kExecute, kPrepare, kExecuteAndPrepare, kCommit, kRollback };
   Kind kind = kExecute;
   TxId txid;
@@ -476,30 +474,31 @@ struct SqliteBuffer {
 class SqliteResource::Impl {
  public:
   Impl(std::string name, SqliteResourceOptions options, std::unique_ptr<wal::Db> db)
-      : name_(std::move(name)), options_(options), db_(std::move(db)) {}
+      : name_(std::move(name)), options_(options), db_(std::move(db)) {
+    wal::GroupCommitter::Options co;
+    co.max_weight = options_.max_group_ops;
+    co.executor = options_.executor;
+    co.durability_barrier = options_.durability_barrier;
+    committer_ = std::make_unique<wal::GroupCommitter>(
+        std::move(co),
+        [this](wal::GroupCommitter::Group& group) {
+          std::lock_guard<std::mutex> l(db_mu_);
+          return RunGroup(group);
+        },
+        [](wal::GroupOp& op) { Deliver(static_cast<Op&>(op)); });
+  }
 
   ~Impl() {
-    *alive_ = false;  // a drain task or barrier still queued finds us gone
-    if (options_.executor != nullptr) {
-      // A crashed (simulated) node runs nothing further: queued operations
-      // are dropped, their callbacks never called.
-      std::lock_guard<std::mutex> l(mu_);
-      queue_.clear();
-    } else {
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        stop_ = true;
-      }
-      cv_.notify_all();
-      if (thread_.joinable()) thread_.join();
-    }
+    // Without an executor runs every queued operation; with one (a crashed
+    // simulated node runs nothing further) drops them and their callbacks.
+    committer_->Stop();
     user_stmts_.clear();  // before the Db closes
     table_keys_.clear();
   }
 
   Status Init();
   Result<std::vector<RecoveredBranch>> Recover();
-  void Enqueue(std::unique_ptr<Op> op);
+  void Enqueue(std::unique_ptr<Op> op) { committer_->Enqueue(std::move(op)); }
 
   const std::string name_;
   const SqliteResourceOptions options_;
@@ -509,16 +508,11 @@ class SqliteResource::Impl {
   std::atomic<bool> inject_failure{false};
 
  private:
-  // Worker: the thread's loop, or the executor's drain task.
-  void Run();
-  void PostDrain();
-  void Drain();
-  void TakeBatch(std::vector<std::unique_ptr<Op>>* ops);  // under mu_
-  void WaitForBarrier();
-  // True when the group committed and needs durability before its callbacks.
-  bool RunGroup(std::vector<std::unique_ptr<Op>>& ops);
+  // The committer's worker, under db_mu_: true when the group committed and
+  // needs durability before its callbacks.
+  bool RunGroup(wal::GroupCommitter::Group& group);
   Status RunOp(Op& op);
-  bool FailGroup(std::vector<std::unique_ptr<Op>>& ops, const Status& why);
+  bool FailGroup(std::vector<Op*>& ops, const Status& why);
   int64_t WallMs() const { return wall_clock_() / kMillis; }
   void Fail(const Status& why);
   Status Sticky() const;
@@ -577,8 +571,6 @@ class SqliteResource::Impl {
 
   LockTable locks_;                 // worker (or Recover) under db_mu_
   bool sync_full_ = true;           // current PRAGMA synchronous (Db::Open sets FULL)
-  std::string fail_reason_;         // set once, under db_mu_
-  std::atomic<bool> failed_{false};
   // clock_ time of the next purge; the first group purges.
   Micros next_purge_ = std::numeric_limits<Micros>::min();
   const TxId* undo_txid_ = nullptr;  // for conflict logs during ApplyUndo
@@ -596,17 +588,8 @@ class SqliteResource::Impl {
   bool execute_timed_out_ = false;
 
   std::mutex db_mu_;  // the worker's group vs. Recover on the caller's thread
-
-  std::mutex mu_;  // guards queue_, stop_, drain_pending_
-  std::condition_variable cv_;
-  std::deque<std::unique_ptr<Op>> queue_;
-  bool stop_ = false;
-  std::thread thread_;  // without an executor
-  // With an executor: a drain task is posted, running, or waiting for its
-  // group's durability barrier. At most one at a time.
-  bool drain_pending_ = false;
-  // False once destroyed; shared with posted tasks and barrier continuations.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // Queue, worker (thread or executor), durability barrier, sticky failure.
+  std::unique_ptr<wal::GroupCommitter> committer_;
 };
 
 Status SqliteResource::Impl::Init() {
@@ -678,7 +661,7 @@ Status SqliteResource::Impl::Init() {
     // Checked every few thousand virtual machine steps: cheap next to the work.
     sqlite3_progress_handler(db_->raw(), 4000, &Impl::OnProgress, this);
   }
-  if (options_.executor == nullptr) thread_ = std::thread([this] { Run(); });
+  committer_->Start();
   return Status::Ok();
 }
 
@@ -746,112 +729,6 @@ Result<std::vector<RecoveredBranch>> SqliteResource::Impl::Recover() {
 
 // ---------------------------------------------------------------- worker
 
-void SqliteResource::Impl::Enqueue(std::unique_ptr<Op> op) {
-  if (options_.executor != nullptr) {
-    bool post = false;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      queue_.push_back(std::move(op));
-      post = !std::exchange(drain_pending_, true);
-    }
-    if (post) PostDrain();
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    queue_.push_back(std::move(op));
-  }
-  cv_.notify_one();
-}
-
-void SqliteResource::Impl::TakeBatch(std::vector<std::unique_ptr<Op>>* ops) {
-  size_t max = std::max<size_t>(options_.max_group_ops, 1);
-  while (!queue_.empty() && ops->size() < max) {
-    ops->push_back(std::move(queue_.front()));
-    queue_.pop_front();
-  }
-}
-
-void SqliteResource::Impl::Run() {
-  for (;;) {
-    std::vector<std::unique_ptr<Op>> ops;
-    {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [this] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and drained
-      TakeBatch(&ops);
-    }
-    bool durable;
-    {
-      std::lock_guard<std::mutex> l(db_mu_);
-      durable = RunGroup(ops);
-    }
-    if (durable && options_.durability_barrier) WaitForBarrier();
-    for (auto& op : ops) Deliver(*op);
-  }
-}
-
-void SqliteResource::Impl::WaitForBarrier() {
-  struct Gate {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool open = false;
-  };
-  auto gate = std::make_shared<Gate>();
-  options_.durability_barrier([gate] {
-    std::lock_guard<std::mutex> l(gate->mu);
-    gate->open = true;
-    gate->cv.notify_all();
-  });
-  std::unique_lock<std::mutex> l(gate->mu);
-  gate->cv.wait(l, [&gate] { return gate->open; });
-}
-
-void SqliteResource::Impl::PostDrain() {
-  options_.executor->Post([this, alive = alive_] {
-    if (*alive) Drain();
-  });
-}
-
-// One batch of the worker loop, as an executor task: the group, then (past
-// the durability barrier) its callbacks, then the next drain if work queued
-// meanwhile, callbacks' new operations included.
-void SqliteResource::Impl::Drain() {
-  auto ops = std::make_shared<std::vector<std::unique_ptr<Op>>>();
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    TakeBatch(ops.get());
-    if (ops->empty()) {
-      drain_pending_ = false;
-      return;
-    }
-  }
-  bool durable;
-  {
-    std::lock_guard<std::mutex> l(db_mu_);
-    durable = RunGroup(*ops);
-  }
-  auto finish = [this, alive = alive_, ops, done = std::make_shared<bool>(false)] {
-    if (!*alive || std::exchange(*done, true)) return;
-    for (auto& op : *ops) {
-      Deliver(*op);
-      if (!*alive) return;  // a callback destroyed the resource
-    }
-    bool more;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      more = !queue_.empty();
-      drain_pending_ = more;
-    }
-    if (more) PostDrain();
-  };
-  if (durable && options_.durability_barrier) {
-    options_.durability_barrier(std::move(finish));
-  } else {
-    finish();
-  }
-}
-
 void SqliteResource::Impl::Deliver(Op& op) {
   if (op.kind == Op::kExecute || op.kind == Op::kExecuteAndPrepare) {
     if (!op.result.status.ok()) op.result.results.clear();
@@ -862,20 +739,19 @@ void SqliteResource::Impl::Deliver(Op& op) {
 }
 
 Status SqliteResource::Impl::Sticky() const {
-  return Err(Status::kStorageFailed, "a local commit failed earlier (" + fail_reason_ +
+  return Err(Status::kStorageFailed, "a local commit failed earlier (" +
+                                         committer_->fail_reason() +
                                          "); the resource refuses every operation until restarted");
 }
 
 void SqliteResource::Impl::Fail(const Status& why) {
-  if (failed_.load()) return;
-  fail_reason_ = why.message();
-  failed_.store(true);
+  if (!committer_->Fail(why)) return;
   Logger("wal")->error("sqlite resource storage failure, refusing every later operation until "
                        "restart resource={} path={} error=\"{}\"",
                        name_, db_->path(), why.ToString());
 }
 
-bool SqliteResource::Impl::FailGroup(std::vector<std::unique_ptr<Op>>& ops, const Status& why) {
+bool SqliteResource::Impl::FailGroup(std::vector<Op*>& ops, const Status& why) {
   if (!sqlite3_get_autocommit(db_->raw())) {
     rollback_->Reset();
     (void)rollback_->Run();
@@ -893,8 +769,11 @@ bool SqliteResource::Impl::FailGroup(std::vector<std::unique_ptr<Op>>& ops, cons
   return false;
 }
 
-bool SqliteResource::Impl::RunGroup(std::vector<std::unique_ptr<Op>>& ops) {
-  if (failed_.load()) {
+bool SqliteResource::Impl::RunGroup(wal::GroupCommitter::Group& group) {
+  std::vector<Op*> ops;
+  ops.reserve(group.size());
+  for (auto& op : group) ops.push_back(static_cast<Op*>(op.get()));
+  if (committer_->failed()) {
     for (auto& op : ops) op->result.status = Sticky();
     return false;
   }
