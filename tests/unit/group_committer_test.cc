@@ -62,6 +62,18 @@ struct Recorder {
 
 using Groups = std::vector<std::vector<int>>;
 
+// Options for groups of one op on `ex`, whose barriers land in `barriers`.
+GroupCommitter::Options BarrierOptions(ManualExecutor* ex,
+                                       std::vector<std::function<void()>>* barriers) {
+  GroupCommitter::Options o;
+  o.executor = ex;
+  o.max_weight = 1;
+  o.durability_barrier = [barriers](std::function<void()> deliver) {
+    barriers->push_back(std::move(deliver));
+  };
+  return o;
+}
+
 TEST(GroupCommitterTest, ExecutorDrainsGroupsByWeightNeverSplittingAnOp) {
   ManualExecutor ex;
   Recorder rec;
@@ -92,12 +104,7 @@ TEST(GroupCommitterTest, DurableGroupDeliversOnlyPastTheBarrierAndHoldsTheNext) 
   Recorder rec;
   rec.durable = true;
   std::vector<std::function<void()>> barriers;
-  GroupCommitter::Options o;
-  o.executor = &ex;
-  o.max_weight = 1;
-  o.durability_barrier = [&](std::function<void()> deliver) {
-    barriers.push_back(std::move(deliver));
-  };
+  GroupCommitter::Options o = BarrierOptions(&ex, &barriers);
   GroupCommitter c(o, rec.Run(), rec.Deliver());
   c.Enqueue(std::make_unique<TestOp>(1, 1));
   c.Enqueue(std::make_unique<TestOp>(2, 1));
@@ -122,12 +129,7 @@ TEST(GroupCommitterTest, StopWithAnExecutorDropsQueuedOpsAndUndeliveredCompletio
   Recorder rec;
   rec.durable = true;
   std::vector<std::function<void()>> barriers;
-  GroupCommitter::Options o;
-  o.executor = &ex;
-  o.max_weight = 1;
-  o.durability_barrier = [&](std::function<void()> deliver) {
-    barriers.push_back(std::move(deliver));
-  };
+  GroupCommitter::Options o = BarrierOptions(&ex, &barriers);
   {
     GroupCommitter c(o, rec.Run(), rec.Deliver());
     c.Enqueue(std::make_unique<TestOp>(1, 1));
