@@ -67,6 +67,12 @@
 //
 // Threading: without an executor, public methods may be called from any
 // thread and callbacks run on the worker thread. With one, see Executor.
+//
+// Code, by job: sqlite_resource.cc the operations and the branch state
+// machine (Execute, Prepare, Commit, Rollback) and the group transaction;
+// sqlite_branch_log.h the branch log tables and records; sqlite_changes.h
+// statement execution, change capture, key locks and the undo;
+// wal/group_committer.h the queue and the worker.
 #pragma once
 
 #include <functional>
