@@ -1709,7 +1709,9 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
       sqlite3changeset_op(it, &table, &n_cols, &op, &indirect);
       std::string key = RowKeyOf(it, table);
       keys.push_back(std::move(key));
-      Status ks = AddKeyLocks(it, table, n_cols, op, &keys);
+      Status ks = options_.test_only_skip_undo_on_conflict  // injected bug: no key locks
+                      ? Status::Ok()
+                      : AddKeyLocks(it, table, n_cols, op, &keys);
       if (!ks.ok()) {
         sqlite3changeset_finalize(it);
         return ks;
@@ -1874,6 +1876,8 @@ int SqliteResource::Impl::OnUndoConflict(void* ctx, int type, sqlite3_changeset_
       if (what.empty()) {
         what = "restoring it would break a NOT NULL, CHECK or UNIQUE constraint";
       }
+      // Injected bug skip-undo-on-conflict: the row is dropped, the undo "succeeds".
+      if (self->options_.test_only_skip_undo_on_conflict) decision = SQLITE_CHANGESET_OMIT;
       break;
     case SQLITE_CHANGESET_FOREIGN_KEY:  // once, for the whole change set
       what = "restoring the rows would break a FOREIGN KEY: " + self->ForeignKeyViolation();
