@@ -235,8 +235,12 @@ class Capture {
 }  // namespace
 
 SqliteChanges::SqliteChanges(std::string name, wal::Db* db, Micros max_execute_time,
-                             std::function<Micros()> clock)
-    : Named(std::move(name)), db_(db), max_execute_time_(max_execute_time), clock_(std::move(clock)) {}
+                             std::function<Micros()> clock, bool test_only_skip_undo_on_conflict)
+    : Named(std::move(name)),
+      db_(db),
+      max_execute_time_(max_execute_time),
+      clock_(std::move(clock)),
+      test_only_skip_undo_on_conflict_(test_only_skip_undo_on_conflict) {}
 
 Status SqliteChanges::Init() {
   auto prep = [this](std::unique_ptr<wal::Stmt>* out, std::string_view sql) {
@@ -309,7 +313,8 @@ Status SqliteChanges::CollectKeys(const SqliteBuffer& redo, std::vector<std::str
     sqlite3changeset_op(it, &table, &n_cols, &op, &indirect);
     std::string key = RowKeyOf(it, table);
     keys->push_back(std::move(key));
-    Status ks = AddKeyLocks(it, table, n_cols, op, keys);
+    // The injected bug takes no unique-key or parent-key locks.
+    Status ks = test_only_skip_undo_on_conflict_ ? Status::Ok() : AddKeyLocks(it, table, n_cols, op, keys);
     if (!ks.ok()) {
       sqlite3changeset_finalize(it);
       return ks;
@@ -966,6 +971,7 @@ int SqliteChanges::OnUndoConflict(void* ctx, int type, sqlite3_changeset_iter* i
       if (what.empty()) {
         what = "restoring it would break a NOT NULL, CHECK or UNIQUE constraint";
       }
+      if (self->test_only_skip_undo_on_conflict_) decision = SQLITE_CHANGESET_OMIT;  // the injected bug
       break;
     case SQLITE_CHANGESET_FOREIGN_KEY:  // once, for the whole change set
       what = "restoring the rows would break a FOREIGN KEY: " + self->ForeignKeyViolation();

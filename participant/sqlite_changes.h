@@ -72,8 +72,9 @@ class SqliteChanges : private Named {
  public:
   // `db` and `clock` (monotonic: the Execute time limit) outlive this.
   // max_execute_time 0: no limit.
+  // `test_only_skip_undo_on_conflict`: SqliteResourceOptions' option of that name.
   SqliteChanges(std::string name, wal::Db* db, Micros max_execute_time,
-                std::function<Micros()> clock);
+                std::function<Micros()> clock, bool test_only_skip_undo_on_conflict = false);
   SqliteChanges(const SqliteChanges&) = delete;
   SqliteChanges& operator=(const SqliteChanges&) = delete;
 
@@ -116,6 +117,7 @@ class SqliteChanges : private Named {
   wal::Db* const db_;
   const Micros max_execute_time_;
   const std::function<Micros()> clock_;
+  const bool test_only_skip_undo_on_conflict_;
 
   std::unique_ptr<wal::Stmt> pk_info_, schema_version_;
   std::unordered_map<std::string, UserStmt> user_stmts_;  // by SQL text

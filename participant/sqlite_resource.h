@@ -137,6 +137,13 @@ struct SqliteResourceOptions {
   // simulator's injected bug forget-undo, which its checker must catch).
   // Default: false.
   bool test_only_forget_undo = false;
+  // Test-only, never in production: the old undo that lost rows (the
+  // simulator's injected bug skip-undo-on-conflict). A branch locks no
+  // unique-key or parent-key values, only its rows, so another branch may
+  // take a unique value this one freed; and Rollback skips (and reports
+  // success for) an undo row that would break a constraint, so the row this
+  // branch deleted is gone for good. Default: false.
+  bool test_only_skip_undo_on_conflict = false;
 };
 
 class SqliteResource : public ResourceManager {

@@ -18,6 +18,9 @@
 //                coordinator idle: checked by the simulation.
 //  6 bank        at any time the committed sum of balances is the initial sum;
 //                at the end the balances sum to it and none is negative.
+//                Members: at any time (and at the end) each resource holds
+//                its initial count of committed members (every rename keeps
+//                it; an undo that skipped a row it had deleted does not).
 //  7 liveness    group mode: once a replica's log failed, a healthy replica
 //                leads within a bound while a connected healthy majority is
 //                up: checked by the simulation (Cluster::CheckElection).
@@ -48,9 +51,11 @@ class Checker {
 
   // The bank: `each` visits the state of every resource as it would be after
   // a crash-free step now (live when its agent is up, the durable image when
-  // it is down); `total` is the initial sum of balances.
+  // it is down); `total` is the initial sum of balances; `members` each
+  // resource's initial count of members (a resource not named is not checked).
   using BankVisitor = std::function<void(const std::string&, const BankImage&)>;
-  void SetBank(std::function<void(const BankVisitor&)> each, int64_t total);
+  void SetBank(std::function<void(const BankVisitor&)> each, int64_t total,
+               std::map<std::string, int64_t> members = {});
 
   // A resource's live state reached a final state for the branch.
   void OnBranchCommitted(int node, const std::string& resource, const TxId& txid, bool wrote);
@@ -93,7 +98,8 @@ class Checker {
   void OnInstalled(int replica, uint64_t slot, const std::string& image);   // from the leader
   void OnRestored(int replica, uint64_t slot, const std::string& image);    // its own, at boot
 
-  // Invariant 6 at this instant; `txid` (may be null) is what just changed.
+  // Invariant 6 (balances and members) at this instant; `txid` (may be null)
+  // is what just changed.
   void CheckBankSum(const char* when, const TxId* txid = nullptr);
 
   // End of a seed: durability (2), over `durable_each` (every resource's
@@ -122,6 +128,7 @@ class Checker {
 
   std::function<void(const BankVisitor&)> bank_each_;
   int64_t bank_total_ = 0;
+  std::map<std::string, int64_t> members_;  // resource -> initial count of members
 
   std::map<TxId, Outcomes, TxIdLess> outcomes_;
   std::set<TxId, TxIdLess> committed_;  // committed at one resource at least

@@ -64,6 +64,9 @@ const std::vector<BugInfo>& Bugs() {
       {"early-commit-reply",
        "the coordinator tells the client COMMITTED when DECIDE is proposed, not when durable"},
       {"forget-undo", "a rollback marks the branch ABORTED without applying its undo"},
+      {"skip-undo-on-conflict",
+       "a branch locks no unique-key values, and its undo skips (reporting success) a row it "
+       "cannot restore because another branch took the unique value it had freed"},
       {"heuristic-commit", "an in-doubt agent commits on its own instead of asking"},
       {"ack-before-durable-accept",
        "a coordinator replica's ACCEPTED leaves before its accepted value is synced (group mode)",
@@ -171,6 +174,7 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
   bugs_.lying_disk = options.bug == "lying-disk";
   bugs_.early_commit_reply = options.bug == "early-commit-reply";
   bugs_.forget_undo = options.bug == "forget-undo";
+  bugs_.skip_undo_on_conflict = options.bug == "skip-undo-on-conflict";
   bugs_.heuristic_commit = options.bug == "heuristic-commit";
   bugs_.ack_before_durable_accept = options.bug == "ack-before-durable-accept";
   bugs_.resurrected_decide = options.bug == "resurrected-decide";
@@ -209,6 +213,12 @@ int Cluster::accounts_per_resource(const std::string& resource) const {
   return it == accounts_.end() ? 1 : it->second;
 }
 
+int64_t Cluster::NextMemberId(const std::string& resource) {
+  int64_t& next = next_member_id_[resource];
+  if (next == 0) next = kMembers + 1;
+  return next++;
+}
+
 bool Cluster::TakeTicket() {
   if (tickets_ >= options_.txns) return false;
   ++tickets_;
@@ -223,7 +233,7 @@ void Cluster::Count(int outcome) {
 }
 
 // Topology: a coordinator, 2-3 agents hosting 2-3 bank resources of 3-8
-// accounts each, 3-8 clients.
+// accounts and kMembers members each, 3-8 clients.
 void Cluster::Build() {
   Rng& rng = world_->rng();
   int n_resources = static_cast<int>(rng.Uniform(2, 3));
@@ -237,6 +247,7 @@ void Cluster::Build() {
 
   std::vector<std::map<std::string, BankImage>> hosted(n_agents);
   int64_t total = 0;
+  std::map<std::string, int64_t> members;
   for (int i = 0; i < n_resources; ++i) {
     std::string name = std::string("bank_") + static_cast<char>('a' + i);
     int agent = i % n_agents;
@@ -247,6 +258,8 @@ void Cluster::Build() {
       img.accounts[a] = bal;
       total += bal;
     }
+    for (int m = 1; m <= kMembers; ++m) img.members[m] = MemberEmail(m);
+    members[name] = kMembers;
     accounts_[name] = n_accounts;
     resource_names_.push_back(name);
     resource_address_[name] = "agent" + std::to_string(agent + 1) + ":710" + std::to_string(agent + 1);
@@ -276,7 +289,8 @@ void Cluster::Build() {
   crash_serial_.assign(world_->node_count(), 0);
   net_->Finalize();
 
-  checker_->SetBank([this](const Checker::BankVisitor& v) { VisitState(v); }, total);
+  checker_->SetBank([this](const Checker::BankVisitor& v) { VisitState(v); }, total,
+                    std::move(members));
   std::string shape = "topology: " + std::to_string(n_agents) + " agents, " +
                       std::to_string(n_resources) + " resources (";
   for (const auto& n : resource_names_) {

@@ -68,6 +68,7 @@ struct BugFlags {
   bool lying_disk = false;
   bool early_commit_reply = false;
   bool forget_undo = false;
+  bool skip_undo_on_conflict = false;
   bool heuristic_commit = false;
   bool ack_before_durable_accept = false;
   bool resurrected_decide = false;
@@ -282,6 +283,8 @@ class Cluster {
   std::string AddressOf(const std::string& resource) const;
   const std::vector<std::string>& resource_names() const { return resource_names_; }
   int accounts_per_resource(const std::string& resource) const;
+  // A members id no transaction of this run has used on `resource` yet.
+  int64_t NextMemberId(const std::string& resource);
 
   // Calls the coordinator group as client.cc's CoordinatorSet does: retries on
   // UNAVAILABLE, NOT_LEADER, a timeout or a refused connection, with backoff,
@@ -346,6 +349,7 @@ class Cluster {
   std::vector<std::string> resource_names_;
   std::map<std::string, std::string> resource_address_;
   std::map<std::string, int> accounts_;
+  std::map<std::string, int64_t> next_member_id_;
   std::map<std::string, int> address_node_;
 
   // Faults.

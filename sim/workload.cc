@@ -2,7 +2,8 @@
 // application: Begin; Execute on the agents that host the resources (the
 // participant is recorded before the call, so a rollback reaches it even if
 // the call failed); Commit, or Submit for one-shot; Rollback when a statement
-// fails. Coordinator calls retry with the same txid (CoordinatorCall).
+// fails. Coordinator calls retry with the same txid (CoordinatorCall). Some
+// write transactions also rename a member (sim/bank.h's members table).
 #include <algorithm>
 
 #include "sim/cluster.h"
@@ -32,6 +33,27 @@ proto::Statement Credit(int64_t amount, int64_t account) {
   s.__set_expect_rows(1);
   return s;
 }
+
+// A rename on `members` (sim/bank.h): claim the free email for the new row
+// `id`, then delete the `nth` other row, freeing its email.
+proto::Statement ClaimEmail(int64_t id) {
+  proto::Statement s;
+  s.sql = kClaimEmailSql;
+  s.params = {Int(id)};
+  s.__set_expect_rows(1);
+  return s;
+}
+
+proto::Statement ReleaseEmail(int64_t id, int64_t nth) {
+  proto::Statement s;
+  s.sql = kReleaseEmailSql;
+  s.params = {Int(id), Int(nth)};
+  s.__set_expect_rows(1);
+  return s;
+}
+
+// The share of write transactions that also rename a member.
+constexpr double kRenameP = 0.15;
 
 proto::Statement Sum() {
   proto::Statement s;
@@ -113,6 +135,15 @@ void SimClient::Plan() {
       txn_.steps.insert(txn_.steps.begin(), Step{names[0], {Debit(total, payer)}, true});
     }
     if (rng.Bernoulli(0.5)) std::reverse(txn_.steps.begin(), txn_.steps.end());
+    // Some also rename a member on one of their resources, in that branch's
+    // Execute call: concurrent renames on a resource free and claim the same
+    // emails, and those branches that then roll back must restore their rows.
+    if (rng.Bernoulli(kRenameP)) {
+      Step& step = txn_.steps[rng.Index(txn_.steps.size())];
+      int64_t id = c_->NextMemberId(step.resource);
+      step.statements.push_back(ClaimEmail(id));
+      step.statements.push_back(ReleaseEmail(id, rng.Uniform(0, kMembers - 1)));
+    }
     // Heavy faults: now and then an interactive transfer runs a runaway
     // statement on a branch right after that branch's write, in its own
     // Execute call. The resource interrupts it (TIMEOUT) and the branch is
