@@ -47,7 +47,8 @@
 // TIMEOUT, nothing of it applied, so the single worker serves the other
 // branches again.
 //
-// Group commit: one worker takes every queued operation (up to
+// Group commit (wal/group_committer.h, shared with the coordinator's
+// LogStore): one worker takes every queued operation (up to
 // max_group_ops), runs them in one BEGIN IMMEDIATE ... COMMIT (each in its own
 // SAVEPOINT), syncs once if any of them needs durability (Prepare, Commit,
 // ExecuteAndPrepare), passes the durability barrier, then runs the callbacks.
@@ -66,6 +67,12 @@
 //
 // Threading: without an executor, public methods may be called from any
 // thread and callbacks run on the worker thread. With one, see Executor.
+//
+// Code, by job: sqlite_resource.cc the operations and the branch state
+// machine (Execute, Prepare, Commit, Rollback) and the group transaction;
+// sqlite_branch_log.h the branch log tables and records; sqlite_changes.h
+// statement execution, change capture, key locks and the undo;
+// wal/group_committer.h the queue and the worker.
 #pragma once
 
 #include <functional>
@@ -74,16 +81,13 @@
 
 #include "common/time.h"
 #include "participant/resource_manager.h"
+#include "wal/group_committer.h"
 
 namespace txc::participant {
 
-// Where the resource's group commits run instead of its own thread.
-class Executor {
- public:
-  virtual ~Executor() = default;
-  // Runs `task` later: never inside this call. Tasks run one at a time.
-  virtual void Post(std::function<void()> task) = 0;
-};
+// Where the resource's group commits run instead of its own thread (Post
+// runs a task later, never inside the call; tasks run one at a time).
+using Executor = wal::Executor;
 
 struct SqliteResourceOptions {
   // Most operations one group commit takes. Default: 512.
@@ -133,6 +137,13 @@ struct SqliteResourceOptions {
   // simulator's injected bug forget-undo, which its checker must catch).
   // Default: false.
   bool test_only_forget_undo = false;
+  // Test-only, never in production: the old undo that lost rows (the
+  // simulator's injected bug skip-undo-on-conflict). A branch locks no
+  // unique-key or parent-key values, only its rows, so another branch may
+  // take a unique value this one freed; and Rollback skips (and reports
+  // success for) an undo row that would break a constraint, so the row this
+  // branch deleted is gone for good. Default: false.
+  bool test_only_skip_undo_on_conflict = false;
 };
 
 class SqliteResource : public ResourceManager {

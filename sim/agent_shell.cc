@@ -31,16 +31,46 @@ std::vector<std::string> Keys(const std::map<std::string, BankImage>& m) {
   return out;
 }
 
-// The simulation as the SqliteResource's executor: its group commits run as
-// World events.
-class SimExecutor : public participant::Executor {
+// Simulated CPU time a runaway statement burns per progress-handler tick
+// (SQLite calls the resource's handler every 4000 virtual-machine
+// instructions, and the handler reads the resource's clock).
+constexpr Micros kCpuPerTick = 10 * kMillis;
+
+// One SqliteResource's worker in the simulation: its executor (its group
+// commits run as World events) and its clock. Virtual time stands still
+// while SQLite runs a statement, so a statement that runs for seconds would
+// never reach the resource's statement time limit. While a runaway statement
+// (kSlowSql) is queued or running on the resource, every read of its clock
+// (each progress-handler tick, in effect) burns kCpuPerTick of simulated CPU:
+// the clock runs ahead of the World's until the resource's own limit
+// interrupts the statement (the production path: sqlite3_progress_handler,
+// SQLITE_INTERRUPT, TIMEOUT). The worker is busy until that CPU time has
+// passed: tasks posted meanwhile, and the callbacks of the group that ran
+// the statement (SimAgent::Run), wait for it, as the resource's only worker
+// would hold every other branch's prepare and commit.
+class SimWorker : public participant::Executor {
  public:
-  explicit SimExecutor(World* world) : world_(world) {}
-  void Post(std::function<void()> task) override { world_->After(0, std::move(task)); }
+  explicit SimWorker(World* world) : world_(world) {}
+  void Post(std::function<void()> task) override { world_->After(BusyFor(), std::move(task)); }
+  // The resource's clock (SqliteResourceOptions::clock).
+  Micros Now() {
+    if (slow > 0) busy_until = std::max(busy_until, world_->now()) + kCpuPerTick;
+    return std::max(world_->now(), busy_until);
+  }
+  // How long the worker is still busy burning CPU.
+  Micros BusyFor() const { return std::max<Micros>(0, busy_until - world_->now()); }
+
+  Micros busy_until = 0;
+  int slow = 0;  // runaway statements queued or running on this resource
 
  private:
   World* world_;
 };
+
+bool HasSlowStatement(const std::vector<proto::Statement>& statements) {
+  return std::any_of(statements.begin(), statements.end(),
+                     [](const proto::Statement& st) { return st.sql == kSlowSql; });
+}
 
 // 2026-01-01T00:00:00Z, where SimVfs's xCurrentTime starts too.
 constexpr Micros kSimWallEpoch = 1767225600 * kSeconds;
@@ -48,8 +78,9 @@ constexpr Micros kSimWallEpoch = 1767225600 * kSeconds;
 }  // namespace
 
 struct SimAgent::Live {
-  SimExecutor executor;  // outlives the resources
   participant::AgentCore core;
+  // Each resource's worker: outlives the resources.
+  std::map<std::string, std::unique_ptr<SimWorker>> workers;
   std::map<std::string, std::unique_ptr<participant::SqliteResource>> resources;
   // A read connection per resource, for the checker and Idle.
   std::map<std::string, sqlite3*> readers;
@@ -60,9 +91,11 @@ struct SimAgent::Live {
   std::map<uint64_t, Waiting> pending;
   uint64_t next_token = 1;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+  // A resource failed on its storage (reported once; the operator restarts the node).
+  bool disk_failed = false;
 
-  Live(World* w, std::vector<std::string> names, const participant::AgentOptions& o, Micros tick)
-      : executor(w), core(std::move(names), o, tick) {}
+  Live(std::vector<std::string> names, const participant::AgentOptions& o, Micros tick)
+      : core(std::move(names), o, tick) {}
   ~Live() {
     for (auto& [name, db] : readers) sqlite3_close_v2(db);
     resources.clear();
@@ -100,22 +133,25 @@ void SimAgent::Boot() {
   // start; here the network's count of this node's boots, which no crash loses.
   participant::AgentOptions options = c_->timing().agent;
   options.incarnation = static_cast<int64_t>(c_->net().incarnation(node_));
-  live_ = std::make_unique<Live>(&w, Keys(images_), options, c_->timing().tick);
+  live_ = std::make_unique<Live>(Keys(images_), options, c_->timing().tick);
   Live* l = live_.get();
   vfs_.PowerOn();
   down_images_.clear();
   for (const auto& [name, initial] : images_) {
     participant::SqliteResourceOptions o;
-    o.executor = &l->executor;
+    SimWorker* worker = (l->workers[name] = std::make_unique<SimWorker>(&w)).get();
+    o.executor = worker;
+    o.max_execute_time = c_->timing().statement_limit;
     if (!c_->bugs().vote_before_durable) {  // BUG vote-before-durable: no barrier
       SimVfs* vfs = &vfs_;
       o.durability_barrier = [vfs](std::function<void()> deliver) {
         vfs->WhenDurable(std::move(deliver));
       };
     }
-    o.clock = [&w] { return w.now(); };
+    o.clock = [worker] { return worker->Now(); };
     o.wall_clock = [&w] { return kSimWallEpoch + w.now(); };
     o.test_only_forget_undo = c_->bugs().forget_undo;  // BUG forget-undo
+    o.test_only_skip_undo_on_conflict = c_->bugs().skip_undo_on_conflict;  // BUG skip-undo-on-conflict
     auto r = participant::SqliteResource::Open(name, BankDbUri(vfs_, name), o);
     if (!r.ok()) {
       c_->checker().Violation("termination", nullptr,
@@ -159,12 +195,47 @@ void SimAgent::Crash() {
   // as every crash of a node, its power fails: unsynced writes are lost. The
   // checker sees the durable images until the node is back.
   c_->world().Bury(std::shared_ptr<Live>(std::move(live_)));
+  vfs_.CancelFaults();  // an armed storage fault that never fired goes with the run
   vfs_.PowerLoss();
   down_images_.clear();
   for (const auto& [name, initial] : images_) {
     Status s = ReadDurableBankImage(vfs_, name, &down_images_[name]);
     if (!s.ok()) c_->checker().Violation("durability", nullptr, "after a crash: " + s.ToString());
   }
+}
+
+void SimAgent::BreakDisk(bool full, bool at_sync) {
+  fault_full_ = full;
+  DiskFault f = full ? DiskFault::kEnospc : DiskFault::kEio;
+  if (at_sync) {
+    vfs_.FailNextSync(f);
+  } else {
+    vfs_.FailNextWrite(f);
+  }
+}
+
+void SimAgent::CancelDiskFault() { vfs_.CancelFaults(); }
+
+bool SimAgent::disk_failed() const { return live_ && live_->disk_failed; }
+
+void SimAgent::StorageFailed(Live* l, const std::string& resource, const TxId& txid,
+                             const Status& s) {
+  if (l->disk_failed) return;
+  l->disk_failed = true;
+  SimVfsStats st = vfs_.stats();
+  if (st.failed_writes + st.failed_syncs == injected_seen_) {
+    // Nothing was injected since the last one surfaced: the resource failed
+    // on its own.
+    c_->checker().Violation("termination", &txid,
+                            "resource " + resource + " failed on its storage with no storage "
+                            "fault injected: " + s.ToString());
+    return;
+  }
+  injected_seen_ = st.failed_writes + st.failed_syncs;
+  c_->world().LogFault(node_, std::string("DISK FAILED: ") + (fault_full_ ? "ENOSPC" : "EIO") +
+                                  " on " + resource + " (" + s.ToString() +
+                                  "); the resource fails every later operation");
+  c_->OnDiskFailed(node_, fault_full_);
 }
 
 bool SimAgent::HasChanges(const Live* l, const std::string& name, const TxId& txid) const {
@@ -391,19 +462,55 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
   // is read before the op runs (its changes are gone after).
   bool report = kind == participant::ResourceOp::kCommit || kind == participant::ResourceOp::kRollback;
   bool wrote = report && HasChanges(l, op.resource, op.txid);
-  auto exec_done = [this, l, alive, id, kind, txid, resource](participant::ExecuteResult r) {
+  SimWorker* worker = l->workers.at(op.resource).get();
+  // A runaway statement: the worker burns CPU while it is queued or runs.
+  const bool slow = (kind == participant::ResourceOp::kExecute ||
+                     kind == participant::ResourceOp::kExecuteAndPrepare) &&
+                    HasSlowStatement(op.statements);
+  if (slow) ++worker->slow;
+  // What the resource reports reaches the core once its worker is free:
+  // after the CPU a runaway statement in the same group burnt.
+  auto when_free = [this, worker, alive](std::function<void()> fn) {
+    Micros busy = worker->BusyFor();
+    if (busy == 0) return fn();
+    c_->world().After(busy, [alive, fn = std::move(fn)] {
+      if (*alive) fn();
+    });
+  };
+  auto exec_done = [this, l, alive, id, kind, txid, resource, slow, worker,
+                    when_free](participant::ExecuteResult r) {
     if (!*alive) return;
     c_->world().Log(node_, &txid, std::string(OpName(kind)) + " done: " +
                                       (r.status.ok() ? "ok" : r.status.ToString()));
-    if (kind == participant::ResourceOp::kExecuteAndPrepare && r.status.ok() && r.wrote) {
-      c_->checker().OnBranchPrepared(node_, resource, txid);
-      if (c_->CrashPoint(node_, "agent.after_prepared")) return;  // PREPARED durable, no vote yet
-    } else if (c_->CrashPoint(node_, "agent.after_execute")) {
-      return;
+    if (slow) {
+      --worker->slow;
+      if (r.status.code() == Status::kTimeout) {
+        ++c_->injected().slow_statement;
+        c_->world().LogFault(node_, "SLOW STATEMENT interrupted on " + resource + " after " +
+                                        FormatTime(worker->BusyFor()) + " of CPU");
+        c_->checker().OnStatementInterrupted(resource, txid);
+      } else if (r.status.ok()) {
+        c_->checker().Violation("liveness", &txid,
+                                "a runaway statement on " + resource +
+                                    " ran to its end: the resource's statement time limit never "
+                                    "interrupted it");
+      }
     }
-    Apply(l, l->core.OnExecuteDone(id, r, c_->world().now()));
+    if (r.status.code() == Status::kStorageFailed) StorageFailed(l, resource, txid, r.status);
+    if (kind == participant::ResourceOp::kExecuteAndPrepare && r.status.ok() && r.wrote) {
+      c_->checker().OnBranchPrepared(node_, resource, txid);  // durable now
+    }
+    when_free([this, l, id, kind, r = std::move(r)] {
+      if (kind == participant::ResourceOp::kExecuteAndPrepare && r.status.ok() && r.wrote) {
+        if (c_->CrashPoint(node_, "agent.after_prepared")) return;  // PREPARED durable, no vote yet
+      } else if (c_->CrashPoint(node_, "agent.after_execute")) {
+        return;
+      }
+      Apply(l, l->core.OnExecuteDone(id, r, c_->world().now()));
+    });
   };
-  auto status_done = [this, l, alive, id, kind, txid, resource, report, wrote](Status s) {
+  auto status_done = [this, l, alive, id, kind, txid, resource, report, wrote,
+                      when_free](Status s) {
     if (!*alive) return;
     c_->world().Log(node_, &txid, std::string(OpName(kind)) + " done: " + (s.ok() ? "ok" : s.ToString()));
     if (kind == participant::ResourceOp::kPrepare && s.ok()) {
@@ -416,17 +523,20 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
         c_->checker().OnBranchAborted(node_, resource, txid, wrote);
       }
     }
-    const char* point = nullptr;
-    if (s.ok()) {
-      switch (kind) {
-        case participant::ResourceOp::kPrepare: point = "agent.after_prepared"; break;
-        case participant::ResourceOp::kCommit: point = "agent.after_committed"; break;
-        case participant::ResourceOp::kRollback: point = "agent.after_rollback"; break;
-        default: break;
+    if (s.code() == Status::kStorageFailed) StorageFailed(l, resource, txid, s);
+    when_free([this, l, id, kind, s] {
+      const char* point = nullptr;
+      if (s.ok()) {
+        switch (kind) {
+          case participant::ResourceOp::kPrepare: point = "agent.after_prepared"; break;
+          case participant::ResourceOp::kCommit: point = "agent.after_committed"; break;
+          case participant::ResourceOp::kRollback: point = "agent.after_rollback"; break;
+          default: break;
+        }
       }
-    }
-    if (point != nullptr && c_->CrashPoint(node_, point)) return;
-    Apply(l, l->core.OnOpDone(id, s, c_->world().now()));
+      if (point != nullptr && c_->CrashPoint(node_, point)) return;
+      Apply(l, l->core.OnOpDone(id, s, c_->world().now()));
+    });
   };
   // The core names only resources that recovered.
   participant::ResourceManager& rm = *l->resources.at(op.resource);

@@ -9,9 +9,11 @@
 //
 // Resources: the production participant::SqliteResource, one database per
 // resource on this node's SimVfs (sim/sim_vfs.h) over its Disk. Its group
-// commits run as World events (an Executor whose Post is World::After(0)),
-// its callbacks wait for SimVfs::WhenDurable (the durability barrier), and it
-// reads the virtual clock. The VFS lives with the node, as its disk; the
+// commits run as World events (an Executor whose Post is World::After), its
+// callbacks wait for SimVfs::WhenDurable (the durability barrier), and it
+// reads the virtual clock, which a runaway statement (kSlowSql) pushes ahead
+// by the simulated CPU it burns, so the resource's statement limit
+// interrupts it (SimWorker in agent_shell.cc). The VFS lives with the node, as its disk; the
 // resources die with the process, and every crash is a power loss of the
 // node (unsynced writes are lost). The checker reads the live state through a
 // separate read connection and the durable image from the VFS's durable bytes
@@ -47,6 +49,17 @@ class SimAgent {
   void Boot();
   void Crash();
   void SetDiskOptions(const DiskOptions& o) { disk_.SetOptions(o); }
+  // Faults: the node's disk fails its next write (`at_sync` false) or sync
+  // (true) on a database file, with ENOSPC (`full`) or EIO (SimVfs's
+  // FailNextWrite / FailNextSync). When a resource's operation fails for it
+  // (STORAGE_FAILED: the resource is then failed for good) the shell reports
+  // it once per run to Cluster::OnDiskFailed, which counts it and has the
+  // operator restart the node. A crash disarms a fault that has not fired.
+  void BreakDisk(bool full, bool at_sync);
+  void CancelDiskFault();
+  // Up, and one of its resources failed on its storage (it waits for the
+  // operator's restart).
+  bool disk_failed() const;
   bool up() const { return live_ != nullptr; }
   int node() const { return node_; }
   const std::string& address() const { return address_; }
@@ -72,6 +85,9 @@ class SimAgent {
   void Apply(Live* l, participant::AgentCoreEffects fx);
   void Run(Live* l, participant::ResourceOp op);
   void Wake(Live* l, Micros at);
+  // A resource operation failed with STORAGE_FAILED: the first one of this
+  // run is the injected fault surfacing.
+  void StorageFailed(Live* l, const std::string& resource, const TxId& txid, const Status& s);
   // The live state of resource `name` through its read connection, and
   // whether branch `txid` has changes there.
   Status ReadLive(const Live* l, const std::string& name, BankImage* out) const;
@@ -87,6 +103,10 @@ class SimAgent {
   // node is down the durable images read at the crash.
   SimVfs vfs_;
   std::map<std::string, BankImage> down_images_;
+  bool fault_full_ = false;  // the kind of the last BreakDisk
+  // The VFS's injected failures (failed writes and syncs) when a storage
+  // failure last surfaced.
+  uint64_t injected_seen_ = 0;
   std::unique_ptr<Live> live_;  // after vfs_: closed before it
 };
 

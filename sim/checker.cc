@@ -12,9 +12,11 @@ constexpr size_t kHistory = 25;    // events shown per violation
 Checker::Checker(World* world, std::string repro, std::ostream* out)
     : world_(world), repro_(std::move(repro)), out_(out) {}
 
-void Checker::SetBank(std::function<void(const BankVisitor&)> each, int64_t total) {
+void Checker::SetBank(std::function<void(const BankVisitor&)> each, int64_t total,
+                      std::map<std::string, int64_t> members) {
   bank_each_ = std::move(each);
   bank_total_ = total;
+  members_ = std::move(members);
 }
 
 void Checker::Violation(const char* invariant, const TxId* txid, const std::string& what) {
@@ -43,6 +45,13 @@ void Checker::Violation(const char* invariant, const TxId* txid, const std::stri
 void Checker::OnBranchCommitted(int node, const std::string& resource, const TxId& txid,
                                 bool wrote) {
   world_->Log(node, &txid, "branch COMMITTED at " + resource + (wrote ? "" : " (read-only)"));
+  auto doomed = interrupted_.find(txid);
+  if (doomed != interrupted_.end() && doomed->second.count(resource)) {
+    Violation("atomicity", &txid,
+              "committed at " + resource +
+                  " although a statement of its branch there was interrupted past its deadline "
+                  "(the branch must vote NO)");
+  }
   if (!wrote) return;
   Outcomes& o = outcomes_[txid];
   o.committed.insert(resource);
@@ -103,8 +112,22 @@ void Checker::OnAbortedOutcomeHeard(int node, const TxId& txid) {
 
 void Checker::OnCommitRequested(const TxId& txid) { commit_requested_.insert(txid); }
 
+void Checker::OnStatementInterrupted(const std::string& resource, const TxId& txid) {
+  interrupted_[txid].insert(resource);
+  if (told_committed_.count(txid)) {
+    Violation("atomicity", &txid,
+              "a statement at " + resource + " was interrupted after its client was told COMMITTED");
+  }
+}
+
 void Checker::OnToldCommitted(const TxId& txid, const std::vector<std::string>& resources) {
   told_committed_[txid] = resources;
+  auto doomed = interrupted_.find(txid);
+  if (doomed != interrupted_.end()) {
+    Violation("atomicity", &txid,
+              "its client was told COMMITTED although a statement of its branch at " +
+                  *doomed->second.begin() + " was interrupted past its deadline");
+  }
   if (told_aborted_.count(txid)) {
     Violation("atomicity", &txid, "its client was told both COMMITTED and ABORTED");
   }
@@ -203,20 +226,45 @@ void Checker::CheckBankSum(const char* when, const TxId* txid) {
   // reported it, or seen COMMITTED in a resource's state (which the SQLite
   // resource writes before it reports, once the commit is durable).
   std::set<TxId, TxIdLess> committed_now;
-  std::vector<std::pair<int64_t, std::vector<std::pair<TxId, int64_t>>>> seen;
-  bank_each_([&](const std::string&, const BankImage& img) {
-    std::vector<std::pair<TxId, int64_t>> open;
-    for (const TxId& t : img.open) open.emplace_back(t, img.branches.at(t).Delta());
+  struct Seen {
+    std::string name;
+    int64_t sum = 0, members = 0;
+    std::vector<std::pair<TxId, int64_t>> open, open_members;  // (txid, delta)
+  };
+  std::vector<Seen> seen;
+  bank_each_([&](const std::string& name, const BankImage& img) {
+    Seen one;
+    one.name = name;
+    one.sum = img.Sum();
+    one.members = static_cast<int64_t>(img.members.size());
+    for (const TxId& t : img.open) {
+      const BankBranch& b = img.branches.at(t);
+      one.open.emplace_back(t, b.Delta());
+      if (b.member_delta != 0) one.open_members.emplace_back(t, b.member_delta);
+    }
     for (const auto& [t, b] : img.branches) {
       if (b.state == participant::BranchState::kCommitted) committed_now.insert(t);
     }
-    seen.emplace_back(img.Sum(), std::move(open));
+    seen.push_back(std::move(one));
   });
-  for (const auto& [img_sum, open] : seen) {
-    sum += img_sum;
-    for (const auto& [t, delta] : open) {
-      // Work of a transaction that committed nowhere yet is not committed state.
-      if (!committed_.count(t) && !committed_now.count(t)) sum -= delta;
+  // Work of a transaction that committed nowhere yet is not committed state.
+  auto uncommitted = [&](const TxId& t) { return !committed_.count(t) && !committed_now.count(t); };
+  for (const Seen& one : seen) {
+    sum += one.sum;
+    for (const auto& [t, delta] : one.open) {
+      if (uncommitted(t)) sum -= delta;
+    }
+    auto expected = members_.find(one.name);
+    if (expected == members_.end()) continue;
+    int64_t members = one.members;
+    for (const auto& [t, delta] : one.open_members) {
+      if (uncommitted(t)) members -= delta;
+    }
+    if (members != expected->second) {
+      Violation("bank", txid,
+                one.name + " holds " + std::to_string(members) + " committed members, not " +
+                    std::to_string(expected->second) + " (" + when + "): a rename lost or " +
+                    "duplicated a row");
     }
   }
   if (sum != bank_total_) {
@@ -260,6 +308,14 @@ void Checker::FinalChecks(const std::function<void(const BankVisitor&)>& durable
                   name + ".accounts id=" + std::to_string(id) + " has a negative balance " +
                       std::to_string(bal));
       }
+    }
+  }
+  for (const auto& [name, img] : images) {
+    auto expected = members_.find(name);
+    if (expected != members_.end() && static_cast<int64_t>(img.members.size()) != expected->second) {
+      Violation("bank", nullptr,
+                "at rest " + name + " holds " + std::to_string(img.members.size()) +
+                    " members, not " + std::to_string(expected->second));
     }
   }
   if (sum != bank_total_) {

@@ -5,11 +5,14 @@
 //  1 atomicity   no txid is committed at one participant and rolled back (with
 //                changes undone) at another; a txid a client was told ABORTED
 //                is committed nowhere; a txid no client asked to commit is
-//                committed nowhere. A branch that reached PREPARED (voted
-//                YES) is rolled back only after its agent heard the ABORTED
-//                decision: a DECIDE(ABORTED), or an outcome answer ABORTED
-//                heard once it was PREPARED (an answer heard while ACTIVE,
-//                before the vote, decides nothing about a YES vote).
+//                committed nowhere; a branch one of whose statements was
+//                interrupted past its deadline commits nowhere, and its
+//                transaction is never reported COMMITTED. A branch that
+//                reached PREPARED (voted YES) is rolled back only after its
+//                agent heard the ABORTED decision: a DECIDE(ABORTED), or an
+//                outcome answer ABORTED heard once it was PREPARED (an answer
+//                heard while ACTIVE, before the vote, decides nothing about a
+//                YES vote).
 //  2 durability  (final) a commit a client was told about is COMMITTED, on
 //                disk, at every participant it wrote to.
 //  3 agreement   no two applications of a log slot (by any replica, or by one
@@ -20,6 +23,9 @@
 //                coordinator idle: checked by the simulation.
 //  6 bank        at any time the committed sum of balances is the initial sum;
 //                at the end the balances sum to it and none is negative.
+//                Members: at any time (and at the end) each resource holds
+//                its initial count of committed members (every rename keeps
+//                it; an undo that skipped a row it had deleted does not).
 //  7 liveness    group mode: once a replica's log failed, a healthy replica
 //                leads within a bound while a connected healthy majority is
 //                up: checked by the simulation (Cluster::CheckElection).
@@ -51,9 +57,11 @@ class Checker {
 
   // The bank: `each` visits the state of every resource as it would be after
   // a crash-free step now (live when its agent is up, the durable image when
-  // it is down); `total` is the initial sum of balances.
+  // it is down); `total` is the initial sum of balances; `members` each
+  // resource's initial count of members (a resource not named is not checked).
   using BankVisitor = std::function<void(const std::string&, const BankImage&)>;
-  void SetBank(std::function<void(const BankVisitor&)> each, int64_t total);
+  void SetBank(std::function<void(const BankVisitor&)> each, int64_t total,
+               std::map<std::string, int64_t> members = {});
 
   // A resource's live state reached a final state for the branch.
   void OnBranchCommitted(int node, const std::string& resource, const TxId& txid, bool wrote);
@@ -66,6 +74,11 @@ class Checker {
   void OnBranchPrepared(int node, const std::string& resource, const TxId& txid);
   void OnAbortDecisionHeard(int node, const TxId& txid);
   void OnAbortedOutcomeHeard(int node, const TxId& txid);
+
+  // A statement of `txid`'s branch at `resource` was interrupted past the
+  // resource's time limit (the client is told it failed): the branch is
+  // doomed, so it must never commit, nor its transaction.
+  void OnStatementInterrupted(const std::string& resource, const TxId& txid);
 
   // What clients asked and were told.
   void OnCommitRequested(const TxId& txid);
@@ -99,7 +112,8 @@ class Checker {
   void OnInstalled(int replica, uint64_t slot, const std::string& image);   // from the leader
   void OnRestored(int replica, uint64_t slot, const std::string& image);    // its own, at boot
 
-  // Invariant 6 at this instant; `txid` (may be null) is what just changed.
+  // Invariant 6 (balances and members) at this instant; `txid` (may be null)
+  // is what just changed.
   void CheckBankSum(const char* when, const TxId* txid = nullptr);
 
   // End of a seed: durability (2), over `durable_each` (every resource's
@@ -143,11 +157,14 @@ class Checker {
 
   std::function<void(const BankVisitor&)> bank_each_;
   int64_t bank_total_ = 0;
+  std::map<std::string, int64_t> members_;  // resource -> initial count of members
 
   std::map<TxId, Outcomes, TxIdLess> outcomes_;
   std::set<TxId, TxIdLess> committed_;  // committed at one resource at least
   std::set<TxId, TxIdLess> commit_requested_;
   std::set<TxId, TxIdLess> told_aborted_;
+  // Branches with an interrupted statement: txid -> resources.
+  std::map<TxId, std::set<std::string>, TxIdLess> interrupted_;
   std::map<TxId, std::vector<std::string>, TxIdLess> told_committed_;
 
   // Per agent node: branches (resource, txid) that reached PREPARED, and

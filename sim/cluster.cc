@@ -64,6 +64,9 @@ const std::vector<BugInfo>& Bugs() {
       {"early-commit-reply",
        "the coordinator tells the client COMMITTED when DECIDE is proposed, not when durable"},
       {"forget-undo", "a rollback marks the branch ABORTED without applying its undo"},
+      {"skip-undo-on-conflict",
+       "a branch locks no unique-key values, and its undo skips (reporting success) a row it "
+       "cannot restore because another branch took the unique value it had freed"},
       {"heuristic-commit", "an in-doubt agent commits on its own instead of asking"},
       {"ack-before-durable-accept",
        "a coordinator replica's ACCEPTED leaves before its accepted value is synced (group mode)",
@@ -107,6 +110,8 @@ FaultCounts& FaultCounts::operator+=(const FaultCounts& o) {
 #define TXC_SIM_FAULT_ADD(name) name += o.name;
   TXC_SIM_FAULT_CLASSES(TXC_SIM_FAULT_ADD)
 #undef TXC_SIM_FAULT_ADD
+  agent_disk_error += o.agent_disk_error;
+  agent_disk_full += o.agent_disk_full;
   return *this;
 }
 
@@ -169,6 +174,7 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
   bugs_.lying_disk = options.bug == "lying-disk";
   bugs_.early_commit_reply = options.bug == "early-commit-reply";
   bugs_.forget_undo = options.bug == "forget-undo";
+  bugs_.skip_undo_on_conflict = options.bug == "skip-undo-on-conflict";
   bugs_.heuristic_commit = options.bug == "heuristic-commit";
   bugs_.ack_before_durable_accept = options.bug == "ack-before-durable-accept";
   bugs_.resurrected_decide = options.bug == "resurrected-decide";
@@ -207,6 +213,12 @@ int Cluster::accounts_per_resource(const std::string& resource) const {
   return it == accounts_.end() ? 1 : it->second;
 }
 
+int64_t Cluster::NextMemberId(const std::string& resource) {
+  int64_t& next = next_member_id_[resource];
+  if (next == 0) next = kMembers + 1;
+  return next++;
+}
+
 bool Cluster::TakeTicket() {
   if (tickets_ >= options_.txns) return false;
   ++tickets_;
@@ -221,7 +233,7 @@ void Cluster::Count(int outcome) {
 }
 
 // Topology: a coordinator, 2-3 agents hosting 2-3 bank resources of 3-8
-// accounts each, 3-8 clients.
+// accounts and kMembers members each, 3-8 clients.
 void Cluster::Build() {
   Rng& rng = world_->rng();
   int n_resources = static_cast<int>(rng.Uniform(2, 3));
@@ -235,6 +247,7 @@ void Cluster::Build() {
 
   std::vector<std::map<std::string, BankImage>> hosted(n_agents);
   int64_t total = 0;
+  std::map<std::string, int64_t> members;
   for (int i = 0; i < n_resources; ++i) {
     std::string name = std::string("bank_") + static_cast<char>('a' + i);
     int agent = i % n_agents;
@@ -245,6 +258,8 @@ void Cluster::Build() {
       img.accounts[a] = bal;
       total += bal;
     }
+    for (int m = 1; m <= kMembers; ++m) img.members[m] = MemberEmail(m);
+    members[name] = kMembers;
     accounts_[name] = n_accounts;
     resource_names_.push_back(name);
     resource_address_[name] = "agent" + std::to_string(agent + 1) + ":710" + std::to_string(agent + 1);
@@ -274,7 +289,8 @@ void Cluster::Build() {
   crash_serial_.assign(world_->node_count(), 0);
   net_->Finalize();
 
-  checker_->SetBank([this](const Checker::BankVisitor& v) { VisitState(v); }, total);
+  checker_->SetBank([this](const Checker::BankVisitor& v) { VisitState(v); }, total,
+                    std::move(members));
   std::string shape = "topology: " + std::to_string(n_agents) + " agents, " +
                       std::to_string(n_resources) + " resources (";
   for (const auto& n : resource_names_) {
@@ -345,6 +361,8 @@ void Cluster::ConfigureFaults() {
     // coordinator's); a group also gets replicas restarted on an empty disk.
     disk_fault_budget_ = static_cast<int>(rng.Uniform(options_.replicas > 1 ? 1 : 0, 2));
     if (options_.replicas > 1) empty_disk_budget_ = static_cast<int>(rng.Uniform(1, 2));
+    // Storage failures of agents' disks.
+    agent_disk_fault_budget_ = static_cast<int>(rng.Uniform(0, 2));
   }
   if (options_.replicas > 1 && options_.faults == FaultLevel::kHeavy) {
     // Group mode: the current leader is killed often; more random crashes
@@ -547,13 +565,16 @@ void Cluster::ScheduleGroupPartition() {
 }
 
 void Cluster::OnDiskFailed(int node, bool full) {
+  const bool agent = CoordinatorAt(node) == nullptr;
   if (full) {
     ++result_.faults.disk_full;
+    if (agent) ++result_.faults.agent_disk_full;
   } else {
     ++result_.faults.disk_error;
+    if (agent) ++result_.faults.agent_disk_error;
   }
   Rng& rng = world_->rng();
-  const bool group = coordinators_.size() > 1;
+  const bool group = coordinators_.size() > 1 && !agent;
   // The operator notices and restarts the node: in a group, only after the
   // election bound (the others must have elected meanwhile).
   Micros delay = group ? kElectionBound + rng.Uniform(200 * kMillis, 1500 * kMillis)
@@ -637,6 +658,33 @@ void Cluster::ScheduleDiskFault() {
   });
 }
 
+// Storage failures of agents' disks: the next write or sync of a database
+// file on the node fails. It surfaces (and is counted) when a resource's
+// operation fails for it; a write SQLite ignores (a checkpoint's) or a crash
+// first leaves nothing to count.
+void Cluster::ScheduleAgentDiskFault() {
+  Rng& rng = world_->rng();
+  world_->After(rng.Uniform(300 * kMillis, 6 * kSeconds), [this] {
+    if (!faults_active_ || agent_disk_fault_budget_ <= 0) return;
+    Rng& rng = world_->rng();
+    std::vector<SimAgent*> pick;
+    for (const auto& a : agents_) {
+      if (a->up() && !a->disk_failed()) pick.push_back(a.get());
+    }
+    if (!pick.empty()) {
+      SimAgent* victim = pick[rng.Index(pick.size())];
+      --agent_disk_fault_budget_;
+      bool full = rng.Bernoulli(0.4);
+      bool at_sync = rng.Bernoulli(0.5);
+      world_->LogFault(victim->node(), std::string("DISK FAULT armed: the next ") +
+                                           (at_sync ? "sync" : "write") + " fails with " +
+                                           (full ? "ENOSPC" : "EIO"));
+      victim->BreakDisk(full, at_sync);
+    }
+    ScheduleAgentDiskFault();
+  });
+}
+
 // Group mode: a replica loses its disk (the machine replaced) and comes back
 // empty under its old id, one at a time: never while another is rejoining,
 // down or failed (losing more than one replica's log at once is outside the
@@ -676,6 +724,10 @@ void Cluster::StopFaults() {
   for (auto& c : coordinators_) {
     // The operator restarts a node whose log store failed.
     if (c->log_failed()) CrashNode(c->node(), "(the operator restarts it after its disk failed)");
+  }
+  for (auto& a : agents_) {
+    a->CancelDiskFault();  // armed, never fired: the disk is healthy from now on
+    if (a->disk_failed()) CrashNode(a->node(), "(the operator restarts it after its disk failed)");
   }
   for (int node : servers_) {
     if (!net_->up(node)) {
@@ -738,6 +790,7 @@ SimResult Cluster::Run() {
     }
     if (disk_fault_budget_ > 0) ScheduleDiskFault();
     if (empty_disk_budget_ > 0) ScheduleEmptyDisk();
+    if (agent_disk_fault_budget_ > 0) ScheduleAgentDiskFault();
   }
   auto failed = [this] { return checker_->violations() > 0; };
   auto clients_done = [this] {

@@ -43,6 +43,9 @@ struct Timing {
   Micros begin_deadline = 8 * kSeconds;
   Micros commit_deadline = 15 * kSeconds;
   Micros abort_deadline = 3 * kSeconds;
+  // SqliteResource's max_execute_time (production default 10 s): a runaway
+  // statement (kSlowSql) is interrupted after this much simulated CPU.
+  Micros statement_limit = 300 * kMillis;
   // The coordinator group (production defaults: tick 5 ms, heartbeat 50 ms,
   // election 300..600 ms; the sim keeps their ratios at half the scale).
   Micros paxos_tick = 5 * kMillis;
@@ -65,6 +68,7 @@ struct BugFlags {
   bool lying_disk = false;
   bool early_commit_reply = false;
   bool forget_undo = false;
+  bool skip_undo_on_conflict = false;
   bool heuristic_commit = false;
   bool ack_before_durable_accept = false;
   bool resurrected_decide = false;
@@ -202,6 +206,7 @@ class SimClient {
     std::string resource;
     std::vector<proto::Statement> statements;
     bool writes = false;
+    bool slow = false;  // kSlowSql: the resource interrupts it (TIMEOUT)
   };
   struct Txn {
     Kind kind = Kind::kTransfer;
@@ -212,6 +217,9 @@ class SimClient {
     std::vector<std::string> wrote;
     int crash_stage = 0;  // 0: none; 1 after Begin; 2 after the first Execute; 3 after sending Commit
     bool commit_requested = false;  // Commit or Submit sent
+    // After its slow statement failed, the application goes on and asks to
+    // commit anyway: the doomed branch must vote NO.
+    bool ignore_failure = false;
   };
 
   void Next();
@@ -263,8 +271,9 @@ class Cluster {
   bool CrashPoint(int node, const char* point);
   // `power_loss`: the whole cluster's final power loss (counted as power, not crash).
   void CrashNode(int node, const std::string& why, bool power_loss = false);
-  // A coordinator's log store failed (counted here): the operator restarts
-  // it later; in a group, the others must elect a leader meanwhile.
+  // A coordinator's log store, or an agent's resource, failed on its
+  // storage (counted here): the operator restarts the node later; in a
+  // group, the other replicas must elect a leader meanwhile.
   void OnDiskFailed(int node, bool full);
 
   SimCoordinator* coordinator() { return coordinators_.front().get(); }
@@ -274,6 +283,8 @@ class Cluster {
   std::string AddressOf(const std::string& resource) const;
   const std::vector<std::string>& resource_names() const { return resource_names_; }
   int accounts_per_resource(const std::string& resource) const;
+  // A members id no transaction of this run has used on `resource` yet.
+  int64_t NextMemberId(const std::string& resource);
 
   // Calls the coordinator group as client.cc's CoordinatorSet does: retries on
   // UNAVAILABLE, NOT_LEADER, a timeout or a refused connection, with backoff,
@@ -302,6 +313,8 @@ class Cluster {
   void ScheduleLeaderCrash();
   void ScheduleGroupPartition();
   void ScheduleDiskFault();
+  // Storage failures of agents' disks (EIO at write or sync, ENOSPC).
+  void ScheduleAgentDiskFault();
   // Group mode: a replica's log failed and it waits for the operator's
   // restart. Meanwhile no fault touches the coordinator replicas (crashes,
   // crash points, partitions), so CheckElection's window is clean.
@@ -336,6 +349,7 @@ class Cluster {
   std::vector<std::string> resource_names_;
   std::map<std::string, std::string> resource_address_;
   std::map<std::string, int> accounts_;
+  std::map<std::string, int64_t> next_member_id_;
   std::map<std::string, int> address_node_;
 
   // Faults.
@@ -354,6 +368,7 @@ class Cluster {
   double client_crash_p_ = 0;
   std::vector<uint64_t> crash_serial_;  // per node, to ignore stale restarts
   int disk_fault_budget_ = 0;   // disk_error / disk_full left
+  int agent_disk_fault_budget_ = 0;  // the same, on agents' disks
   int empty_disk_budget_ = 0;   // group mode: empty-disk restarts left
   std::set<int> wipe_on_restart_;  // nodes whose disk comes back empty
 

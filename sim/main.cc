@@ -198,6 +198,12 @@ int main(int argc, char** argv) {
     std::printf("txsim: %llu seeds, %llu txns in %.2f s wall (%.0f simulated txns/s, %d jobs)\n",
                 static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(total_txns),
                 secs, secs > 0 ? total_txns / secs : 0.0, jobs);
+    std::printf("txsim: of disk_error=%llu disk_full=%llu, on agents' disks: disk_error=%llu "
+                "disk_full=%llu\n",
+                static_cast<unsigned long long>(faults_seen.disk_error),
+                static_cast<unsigned long long>(faults_seen.disk_full),
+                static_cast<unsigned long long>(faults_seen.agent_disk_error),
+                static_cast<unsigned long long>(faults_seen.agent_disk_full));
   }
   if (failing > 0 && keep_going) {
     std::printf("txsim: %llu of %llu seeds found a violation\n",

@@ -93,7 +93,7 @@ class SimVfs::Impl : public std::enable_shared_from_this<Impl> {
   bool Dead(const File* f) const { return f->boot != boot_; }
 
   // A change to hand to the Disk. Data records (writes, truncations) of an
-  // inode whose sync failed are dropped; directory records never are.
+  // inode that a failed sync dropped are dropped; directory records never are.
   void Record(uint64_t inode, bool data, std::function<void(Impl&)> apply) {
     uint64_t seq = ++records_;
     std::weak_ptr<Impl> w = weak_from_this();
@@ -101,8 +101,12 @@ class SimVfs::Impl : public std::enable_shared_from_this<Impl> {
       auto self = w.lock();
       if (!self) return;
       if (data) {
-        auto it = self->dropped_upto_.find(inode);
-        if (it != self->dropped_upto_.end() && seq <= it->second) return;
+        auto it = self->dropped_.find(inode);
+        if (it != self->dropped_.end()) {
+          for (const auto& [after, upto] : it->second) {
+            if (seq > after && seq <= upto) return;
+          }
+        }
       }
       apply(*self);
     });
@@ -143,6 +147,7 @@ class SimVfs::Impl : public std::enable_shared_from_this<Impl> {
   // Starts a Disk sync covering every change so far.
   void IssueSync() {
     uint64_t ticket = ++issued_;
+    covered_ = records_;
     ++stats_.syncs_issued;
     std::weak_ptr<Impl> w = weak_from_this();
     disk_->Sync([w, ticket] {
@@ -229,7 +234,10 @@ class SimVfs::Impl : public std::enable_shared_from_this<Impl> {
   // Durable image.
   std::map<std::string, uint64_t> durable_dir_;
   std::map<uint64_t, std::string> durable_data_;
-  std::map<uint64_t, uint64_t> dropped_upto_;  // inode -> last record a failed sync dropped
+  // inode -> the records failed syncs dropped: (after, upto], each the
+  // changes no successful xSync had covered yet when its sync failed.
+  std::map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> dropped_;
+  uint64_t covered_ = 0;  // the last record an xSync that returned OK covers
   uint64_t next_inode_ = 1;
   uint64_t records_ = 0;
 
@@ -362,8 +370,13 @@ int SimVfs::Impl::Sync(sqlite3_file* p, int flags) {
     v->fail_sync_.reset();
     ++v->stats_.failed_syncs;
     // As Linux after a failed fsync: this file's changes not yet durable are
-    // dropped from the way to the disk, though the page cache still shows them.
-    v->dropped_upto_[f->inode->id] = v->records_;
+    // dropped from the way to the disk, though the page cache still shows
+    // them. Changes an earlier xSync covered are not: that xSync returned OK
+    // (an fsync that succeeded), though its simulated sync may still be in
+    // flight.
+    if (v->records_ > v->covered_) {
+      v->dropped_[f->inode->id].emplace_back(v->covered_, v->records_);
+    }
     return SyncError(fault);
   }
   v->IssueSync();
@@ -644,6 +657,10 @@ bool SimVfs::sync_pending() const {
 
 void SimVfs::FailNextWrite(DiskFault fault) { impl_->fail_write_ = fault; }
 void SimVfs::FailNextSync(DiskFault fault) { impl_->fail_sync_ = fault; }
+void SimVfs::CancelFaults() {
+  impl_->fail_write_.reset();
+  impl_->fail_sync_.reset();
+}
 
 void SimVfs::PowerLoss() {
   impl_->disk_->Crash();

@@ -52,9 +52,11 @@
 // Storage faults. FailNextWrite() / FailNextSync() make the next xWrite /
 // xSync on a named file fail with SQLITE_IOERR_WRITE / SQLITE_IOERR_FSYNC
 // (EIO) or SQLITE_FULL (ENOSPC). A failed write changes nothing. A failed
-// sync behaves as Linux after a failed fsync: the file's changes not yet
-// durable will never become durable (the kernel dropped them), but the
-// volatile view keeps them until the next power loss; a later xSync succeeds.
+// sync behaves as Linux after a failed fsync: the file's changes that no
+// earlier successful xSync covered will never become durable (the kernel
+// dropped them), but the volatile view keeps them until the next power loss;
+// a later xSync succeeds. Changes an earlier xSync covered still become
+// durable when its sync completes (that fsync had returned OK).
 // Wipe() empties the node's disk (a replaced machine).
 //
 // Determinism. Nothing here reads a real clock or real randomness: xRandomness
@@ -131,6 +133,8 @@ class SimVfs {
   // xDelete) on a named file fails with `fault`. Calling again replaces it.
   void FailNextWrite(DiskFault fault);
   void FailNextSync(DiskFault fault);
+  // Disarms both (a fault that never fired).
+  void CancelFaults();
   // The node loses power: Disk::Crash() (every user of the disk loses its
   // unsynced writes) and the VFS goes down as described above.
   void PowerLoss();

@@ -75,6 +75,11 @@ struct FaultCounts {
   TXC_SIM_FAULT_CLASSES(TXC_SIM_FAULT_FIELD)
 #undef TXC_SIM_FAULT_FIELD
 
+  // Of disk_error and disk_full, how many were on agents' disks (the rest on
+  // coordinator logs). Not in the line; txsim --stats prints them.
+  uint64_t agent_disk_error = 0;
+  uint64_t agent_disk_full = 0;
+
   FaultCounts& operator+=(const FaultCounts& o);
   // "FAULTS crash=N power=N ...", every class in order, no newline.
   std::string Line() const;

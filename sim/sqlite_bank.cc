@@ -43,8 +43,9 @@ Status Query(sqlite3* db, const char* sql, Fn row) {
 
 int64_t IntOf(sqlite3_value* v) { return v != nullptr ? sqlite3_value_int64(v) : 0; }
 
-// The row changes of one redo changeset on `accounts`.
-Status ParseRedo(const void* data, int n, std::vector<RowChange>* out) {
+// The row changes of one redo changeset on `accounts`, and the rows it
+// added to `members` (inserts minus deletes).
+Status ParseRedo(const void* data, int n, std::vector<RowChange>* out, int64_t* member_delta) {
   sqlite3_changeset_iter* it = nullptr;
   if (sqlite3changeset_start(&it, n, const_cast<void*>(data)) != SQLITE_OK) {
     return Status::Internal("malformed redo changeset");
@@ -53,6 +54,10 @@ Status ParseRedo(const void* data, int n, std::vector<RowChange>* out) {
     const char* table = nullptr;
     int cols = 0, op = 0, indirect = 0;
     sqlite3changeset_op(it, &table, &cols, &op, &indirect);
+    if (std::string(table) == "members") {
+      *member_delta += op == SQLITE_INSERT ? 1 : op == SQLITE_DELETE ? -1 : 0;
+      continue;
+    }
     if (std::string(table) != "accounts" || cols < 2) continue;
     RowChange c;
     sqlite3_value* v = nullptr;
@@ -115,9 +120,17 @@ Status CreateBankDb(SimVfs& vfs, const std::string& name, const BankImage& initi
   std::string sql =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
       "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
+      "CREATE TABLE members(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE);"
+      "CREATE TABLE email_pool(email TEXT PRIMARY KEY);"
       "BEGIN;";
   for (const auto& [id, balance] : initial.accounts) {
     sql += "INSERT INTO accounts VALUES(" + std::to_string(id) + ", " + std::to_string(balance) + ");";
+  }
+  for (const auto& [id, email] : initial.members) {
+    sql += "INSERT INTO members VALUES(" + std::to_string(id) + ", '" + email + "');";
+  }
+  for (size_t i = 1; i <= initial.members.size() + 1; ++i) {
+    sql += "INSERT OR IGNORE INTO email_pool VALUES('" + MemberEmail(static_cast<int>(i)) + "');";
   }
   sql += "COMMIT;";
   return Exec(c.db, sql);
@@ -127,6 +140,11 @@ Status ReadBankImage(sqlite3* db, BankImage* out) {
   *out = BankImage();
   Status s = Query(db, "SELECT id, balance FROM accounts", [&](sqlite3_stmt* st) {
     out->accounts[sqlite3_column_int64(st, 0)] = sqlite3_column_int64(st, 1);
+  });
+  if (!s.ok()) return s;
+  s = Query(db, "SELECT id, email FROM members", [&](sqlite3_stmt* st) {
+    const unsigned char* email = sqlite3_column_text(st, 1);
+    out->members[sqlite3_column_int64(st, 0)] = email != nullptr ? reinterpret_cast<const char*>(email) : "";
   });
   if (!s.ok()) return s;
   // The log tables exist once the resource has opened the database.
@@ -146,9 +164,11 @@ Status ReadBankImage(sqlite3* db, BankImage* out) {
     auto txid = ParseTxId(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
     if (!txid) return;
     std::vector<RowChange> call;
-    Status p = ParseRedo(sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1), &call);
+    int64_t member_delta = 0;
+    Status p = ParseRedo(sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1), &call, &member_delta);
     if (!p.ok()) parse = p;
     if (!call.empty()) branches[*txid].changes.push_back(std::move(call));
+    if (member_delta != 0) branches[*txid].member_delta += member_delta;
   });
   if (!s.ok()) return s;
   if (!parse.ok()) return parse;

@@ -3,10 +3,11 @@
 // and reading it back as a BankImage for the checker (sim/checker.h).
 //
 // The schema is the workload's: accounts(id INTEGER PRIMARY KEY, balance
-// INTEGER NOT NULL), plus SqliteResource's own log tables (txc_branches,
-// txc_changes). A branch's changes in the image are read from its redo
-// changesets in txc_changes, so an open branch's Delta() is exactly what its
-// work added to the balances.
+// INTEGER NOT NULL), members and email_pool (sim/bank.h), plus
+// SqliteResource's own log tables (txc_branches, txc_changes). A branch's
+// changes in the image are read from its redo changesets in txc_changes, so
+// an open branch's Delta() is exactly what its work added to the balances
+// (and its member_delta the rows it added to members).
 //
 // Internal to sim/. Not thread-safe; one World thread.
 #pragma once
@@ -27,11 +28,13 @@ std::string BankDbPath(const std::string& name);
 std::string BankDbUri(const SimVfs& vfs, const std::string& name);
 
 // Creates the resource's database (journal_mode=WAL, synchronous=FULL) with
-// the accounts of `initial`, through a plain connection that is closed again.
+// the accounts and members of `initial` and the email pool MemberEmail(1)..
+// MemberEmail(n + 1) for its n members (their emails come from it), through
+// a plain connection that is closed again.
 // The caller waits for vfs.WhenDurable before relying on it.
 Status CreateBankDb(SimVfs& vfs, const std::string& name, const BankImage& initial);
 
-// Reads the accounts and the branch log (every branch row, the changes of
+// Reads the accounts, the members and the branch log (every branch row, the changes of
 // every open branch) through `db`, a connection with no transaction open.
 Status ReadBankImage(sqlite3* db, BankImage* out);
 

@@ -2,7 +2,8 @@
 // application: Begin; Execute on the agents that host the resources (the
 // participant is recorded before the call, so a rollback reaches it even if
 // the call failed); Commit, or Submit for one-shot; Rollback when a statement
-// fails. Coordinator calls retry with the same txid (CoordinatorCall).
+// fails. Coordinator calls retry with the same txid (CoordinatorCall). Some
+// write transactions also rename a member (sim/bank.h's members table).
 #include <algorithm>
 
 #include "sim/cluster.h"
@@ -33,9 +34,36 @@ proto::Statement Credit(int64_t amount, int64_t account) {
   return s;
 }
 
+// A rename on `members` (sim/bank.h): claim the free email for the new row
+// `id`, then delete the `nth` other row, freeing its email.
+proto::Statement ClaimEmail(int64_t id) {
+  proto::Statement s;
+  s.sql = kClaimEmailSql;
+  s.params = {Int(id)};
+  s.__set_expect_rows(1);
+  return s;
+}
+
+proto::Statement ReleaseEmail(int64_t id, int64_t nth) {
+  proto::Statement s;
+  s.sql = kReleaseEmailSql;
+  s.params = {Int(id), Int(nth)};
+  s.__set_expect_rows(1);
+  return s;
+}
+
+// The share of write transactions that also rename a member.
+constexpr double kRenameP = 0.15;
+
 proto::Statement Sum() {
   proto::Statement s;
   s.sql = kSumSql;
+  return s;
+}
+
+proto::Statement Slow() {
+  proto::Statement s;
+  s.sql = kSlowSql;
   return s;
 }
 
@@ -107,6 +135,27 @@ void SimClient::Plan() {
       txn_.steps.insert(txn_.steps.begin(), Step{names[0], {Debit(total, payer)}, true});
     }
     if (rng.Bernoulli(0.5)) std::reverse(txn_.steps.begin(), txn_.steps.end());
+    // Some also rename a member on one of their resources, in that branch's
+    // Execute call: concurrent renames on a resource free and claim the same
+    // emails, and those branches that then roll back must restore their rows.
+    if (rng.Bernoulli(kRenameP)) {
+      Step& step = txn_.steps[rng.Index(txn_.steps.size())];
+      int64_t id = c_->NextMemberId(step.resource);
+      step.statements.push_back(ClaimEmail(id));
+      step.statements.push_back(ReleaseEmail(id, rng.Uniform(0, kMembers - 1)));
+    }
+    // Heavy faults: now and then an interactive transfer runs a runaway
+    // statement on a branch right after that branch's write, in its own
+    // Execute call. The resource interrupts it (TIMEOUT) and the branch is
+    // doomed; the client rolls back, or ignores the failure and commits,
+    // and must be told ABORTED.
+    if (txn_.kind == Kind::kTransfer && c_->faults() == FaultLevel::kHeavy &&
+        rng.Bernoulli(0.05)) {
+      size_t after = rng.Index(txn_.steps.size());
+      Step slow{txn_.steps[after].resource, {Slow()}, false, true};
+      txn_.steps.insert(txn_.steps.begin() + static_cast<std::ptrdiff_t>(after) + 1, slow);
+      txn_.ignore_failure = rng.Bernoulli(0.5);
+    }
   }
   if (rng.Bernoulli(c_->client_crash_p())) txn_.crash_stage = static_cast<int>(rng.Uniform(1, 3));
 }
@@ -166,6 +215,13 @@ void SimClient::ExecuteNext() {
             return Rollback("the agent restarted during the transaction");
           }
           part.__set_incarnation(r.incarnation);
+        }
+        if (r.status.code == proto::Code::TIMEOUT && done.slow && txn_.ignore_failure) {
+          // The application carries on regardless: its branch there votes NO.
+          c_->world().Log(node_, &txn_.txid,
+                          "client: ignores the interrupted statement and goes on to commit");
+          ++txn_.next;
+          return ExecuteNext();
         }
         if (r.status.code != proto::Code::OK) return Rollback("execute failed: " + r.status.message);
         if (done.writes &&

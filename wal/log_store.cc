@@ -3,22 +3,20 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <condition_variable>
-#include <deque>
 #include <mutex>
-#include <thread>
 #include <utility>
 
 #include <boost/asio/post.hpp>
 
 #include "common/log.h"
+#include "wal/group_committer.h"
 #include "wal/sqlite.h"
 
 namespace txc::wal {
 
 namespace {
 
-struct Op {
+struct Op : GroupOp {
   enum Kind { kAppend, kMeta, kTruncate, kBatch };
   Kind kind = kAppend;
   std::vector<LogRecord> records;  // kAppend, kBatch
@@ -27,9 +25,10 @@ struct Op {
   uint64_t upto = 0;               // kTruncate
   LogStore::Batch batch;           // kBatch (its records are in `records`)
   LogStore::Done done;
+  Status result;  // once its group ran
 
   // An op is never split across groups (transactions).
-  size_t weight() const {
+  size_t weight() const override {
     if (kind == kAppend) return std::max<size_t>(records.size(), 1);
     if (kind == kBatch) return std::max<size_t>(records.size() + batch.metas.size(), 1);
     return 1;
@@ -41,16 +40,26 @@ struct Op {
 class LogStore::Impl {
  public:
   Impl(std::unique_ptr<Db> db, boost::asio::any_io_executor completions, LogStoreOptions options)
-      : db_(std::move(db)), completions_(std::move(completions)), options_(options) {}
-
-  ~Impl() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+      : db_(std::move(db)), completions_(std::move(completions)), options_(options) {
+    GroupCommitter::Options co;
+    co.max_weight = options_.max_group_records;
+    committer_ = std::make_unique<GroupCommitter>(
+        co,
+        [this](GroupCommitter::Group& group) {
+          std::lock_guard<std::mutex> l(db_mu_);
+          WriteGroup(group);
+          return false;  // COMMIT synced: nothing to wait for
+        },
+        [this](GroupOp& g) {
+          Op& op = static_cast<Op&>(g);
+          if (!op.done) return;
+          boost::asio::post(completions_, [done = std::move(op.done),
+                                           st = std::move(op.result)]() { done(st); });
+        });
   }
+
+  // Drains queued writes (their completions still run), then stops the WAL thread.
+  ~Impl() { committer_->Stop(); }
 
   Status Init() {
     TXC_RETURN_IF_ERROR(db_->Exec(
@@ -79,17 +88,12 @@ class LogStore::Impl {
     TXC_RETURN_IF_ERROR(prep(&last_index_, "SELECT COALESCE(MAX(idx), 0) FROM records"));
     TXC_RETURN_IF_ERROR(prep(&begin_, "BEGIN IMMEDIATE"));
     TXC_RETURN_IF_ERROR(prep(&commit_, "COMMIT"));
-    thread_ = std::thread([this] { Run(); });
+    committer_->Start();
     return Status::Ok();
   }
 
-  void Enqueue(Op op) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      queue_.push_back(std::move(op));
-    }
-    cv_.notify_one();
-  }
+  void Enqueue(std::unique_ptr<Op> op) { committer_->Enqueue(std::move(op)); }
+  bool failed() const { return committer_->failed(); }
 
   Result<std::vector<LogRecord>> ReadFrom(uint64_t first) {
     std::lock_guard<std::mutex> l(db_mu_);
@@ -139,52 +143,20 @@ class LogStore::Impl {
     return v;
   }
 
-  std::atomic<bool> failed{false};
   std::atomic<bool> inject_failure{false};
   std::atomic<uint64_t> groups{0};
   std::atomic<uint64_t> records{0};
 
  private:
-  void Run() {
-    for (;;) {
-      std::vector<Op> group;
-      {
-        std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [this] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stop_ and drained
-        size_t weight = 0;
-        while (!queue_.empty()) {
-          size_t w = queue_.front().weight();
-          if (!group.empty() && weight + w > options_.max_group_records) break;
-          weight += w;
-          group.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
-      }
-      std::vector<Status> results(group.size());
-      {
-        std::lock_guard<std::mutex> l(db_mu_);
-        WriteGroup(group, &results);
-      }
-      for (size_t i = 0; i < group.size(); ++i) {
-        if (!group[i].done) continue;
-        boost::asio::post(completions_,
-                          [done = std::move(group[i].done), st = std::move(results[i])]() {
-                            done(st);
-                          });
-      }
-    }
-  }
-
   Status StickyError() const {
-    return Status::StorageFailed("log store " + db_->path() + " failed earlier (" + fail_reason_ +
+    return Status::StorageFailed("log store " + db_->path() + " failed earlier (" +
+                                 committer_->fail_reason() +
                                  "); it refuses writes until restarted");
   }
 
   // Fails the store for good; logs the reason once.
   void Fail(const Status& why) {
-    fail_reason_ = why.message();
-    failed.store(true);
+    if (!committer_->Fail(why)) return;
     Logger("wal")->error("log store write failed, refusing every later write path={} error=\"{}\"",
                          db_->path(), why.ToString());
   }
@@ -257,26 +229,28 @@ class LogStore::Impl {
     if (!sqlite3_get_autocommit(db_->raw())) (void)db_->Exec("ROLLBACK");
   }
 
-  // Writes the group in one transaction and one sync. Fills one Status per op.
-  void WriteGroup(std::vector<Op>& group, std::vector<Status>* results) {
-    if (failed.load()) {
-      for (Status& s : *results) s = StickyError();
+  // Writes the group in one transaction and one sync. Sets every op's result.
+  void WriteGroup(GroupCommitter::Group& ops) {
+    std::vector<Op*> group;
+    for (auto& op : ops) group.push_back(static_cast<Op*>(op.get()));
+    if (failed()) {
+      for (Op* op : group) op->result = StickyError();
       return;
     }
     size_t n_records = 0;
     std::vector<bool> valid(group.size());
     for (size_t i = 0; i < group.size(); ++i) {
-      (*results)[i] = Validate(group[i]);
-      valid[i] = (*results)[i].ok();
-      if (valid[i] && (group[i].kind == Op::kAppend || group[i].kind == Op::kBatch)) {
-        n_records += group[i].records.size();
+      group[i]->result = Validate(*group[i]);
+      valid[i] = group[i]->result.ok();
+      if (valid[i] && (group[i]->kind == Op::kAppend || group[i]->kind == Op::kBatch)) {
+        n_records += group[i]->records.size();
       }
     }
     Status st = [&]() -> Status {
       begin_->Reset();
       TXC_RETURN_IF_ERROR(begin_->Run());
       for (size_t i = 0; i < group.size(); ++i) {
-        if (valid[i]) TXC_RETURN_IF_ERROR(ApplyOp(group[i]));
+        if (valid[i]) TXC_RETURN_IF_ERROR(ApplyOp(*group[i]));
       }
       if (inject_failure.exchange(false)) {
         return Status::StorageFailed("injected failure (test): disk full at sync");
@@ -290,7 +264,7 @@ class LogStore::Impl {
       Rollback();
       Fail(st);
       for (size_t i = 0; i < group.size(); ++i) {
-        if (valid[i]) (*results)[i] = Status::StorageFailed(st.message());
+        if (valid[i]) group[i]->result = Status::StorageFailed(st.message());
       }
       return;
     }
@@ -305,14 +279,9 @@ class LogStore::Impl {
   std::unique_ptr<Stmt> put_record_, put_meta_, truncate_, read_from_, get_meta_, last_index_,
       begin_, commit_;
 
-  std::mutex mu_;  // guards queue_ and stop_
-  std::condition_variable cv_;
-  std::deque<Op> queue_;
-  bool stop_ = false;
-
-  std::mutex db_mu_;         // the WAL thread's group vs. start-up reads
-  std::string fail_reason_;  // WAL thread only, set once
-  std::thread thread_;
+  std::mutex db_mu_;  // the WAL thread's group vs. start-up reads
+  // Stopped first (in ~Impl), draining with every member alive.
+  std::unique_ptr<GroupCommitter> committer_;
 };
 
 Result<std::unique_ptr<LogStore>> LogStore::Open(const std::string& path,
@@ -331,36 +300,36 @@ LogStore::LogStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 LogStore::~LogStore() = default;
 
 void LogStore::Append(std::vector<LogRecord> records, Done done) {
-  Op op;
-  op.kind = Op::kAppend;
-  op.records = std::move(records);
-  op.done = std::move(done);
+  auto op = std::make_unique<Op>();
+  op->kind = Op::kAppend;
+  op->records = std::move(records);
+  op->done = std::move(done);
   impl_->Enqueue(std::move(op));
 }
 
 void LogStore::PutMeta(const std::string& key, std::string value, Done done) {
-  Op op;
-  op.kind = Op::kMeta;
-  op.key = key;
-  op.value = std::move(value);
-  op.done = std::move(done);
+  auto op = std::make_unique<Op>();
+  op->kind = Op::kMeta;
+  op->key = key;
+  op->value = std::move(value);
+  op->done = std::move(done);
   impl_->Enqueue(std::move(op));
 }
 
 void LogStore::Write(Batch batch, Done done) {
-  Op op;
-  op.kind = Op::kBatch;
-  op.records = std::move(batch.records);
-  op.batch = std::move(batch);
-  op.done = std::move(done);
+  auto op = std::make_unique<Op>();
+  op->kind = Op::kBatch;
+  op->records = std::move(batch.records);
+  op->batch = std::move(batch);
+  op->done = std::move(done);
   impl_->Enqueue(std::move(op));
 }
 
 void LogStore::TruncatePrefix(uint64_t upto, Done done) {
-  Op op;
-  op.kind = Op::kTruncate;
-  op.upto = upto;
-  op.done = std::move(done);
+  auto op = std::make_unique<Op>();
+  op->kind = Op::kTruncate;
+  op->upto = upto;
+  op->done = std::move(done);
   impl_->Enqueue(std::move(op));
 }
 
@@ -371,7 +340,7 @@ Result<std::optional<std::string>> LogStore::GetMeta(const std::string& key) {
   return impl_->GetMeta(key);
 }
 uint64_t LogStore::LastIndex() { return impl_->LastIndex(); }
-bool LogStore::failed() const { return impl_->failed.load(); }
+bool LogStore::failed() const { return impl_->failed(); }
 uint64_t LogStore::groups_written() const { return impl_->groups.load(); }
 uint64_t LogStore::records_written() const { return impl_->records.load(); }
 void LogStore::InjectFailureForTest() { impl_->inject_failure.store(true); }

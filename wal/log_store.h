@@ -6,8 +6,8 @@
 // replica appends its commands here; each Multi-Paxos acceptor writes its
 // accepted values here).
 //
-// Group commit: Append/PutMeta only queue the write. A WAL thread takes
-// everything queued, writes it in one BEGIN IMMEDIATE ... COMMIT with
+// Group commit (wal/group_committer.h): Append/PutMeta only queue the write.
+// A WAL thread takes everything queued, writes it in one BEGIN IMMEDIATE ... COMMIT with
 // synchronous=FULL (one fsync for the whole group), then posts every
 // completion to the executor given at Open, in submission order.
 //

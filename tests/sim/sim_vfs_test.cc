@@ -353,6 +353,29 @@ TEST(SimVfsTest, FailedSyncDropsTheUndurableChangesOfThatFile) {
   EXPECT_EQ(c.Column("SELECT id FROM t"), Ids{});
 }
 
+// A failed sync drops only what no earlier successful xSync covered: a commit
+// whose xSync returned OK is durable once its sync completes, even if the
+// next sync fails while the first is still in flight (that fsync returned;
+// SQLite, and whoever it told, rely on it).
+TEST(SimVfsTest, FailedSyncKeepsChangesAnEarlierSyncCovered) {
+  Node n(7);
+  {
+    Conn c(n.vfs, "bank.db");
+    ASSERT_EQ(c.Exec("PRAGMA journal_mode=WAL"), SQLITE_OK);
+    CommitDurably(n, c, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+    ASSERT_EQ(c.Exec("INSERT INTO t VALUES(1)"), SQLITE_OK);  // xSync OK, sync in flight
+    ASSERT_TRUE(n.vfs.sync_pending());
+    n.vfs.FailNextSync(DiskFault::kEio);
+    EXPECT_EQ(c.Exec("INSERT INTO t VALUES(2)") & 0xff, SQLITE_IOERR);
+    n.Settle();
+    n.vfs.PowerLoss();
+  }
+  n.vfs.PowerOn();
+  Conn c(n.vfs, "bank.db");
+  EXPECT_EQ(c.One("PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(c.Column("SELECT id FROM t"), Ids{"1"});
+}
+
 // ------------------------------------------------------------- wipe
 
 TEST(SimVfsTest, WipeLeavesAnEmptyDisk) {

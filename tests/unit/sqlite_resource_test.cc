@@ -947,6 +947,33 @@ TEST_F(SqliteResourceKeyTest, UniqueValueFreedByAnOpenBranchIsLockedSoItsUndoRes
   EXPECT_THAT(r.status.message(), HasSubstr("UNIQUE"));
 }
 
+// The simulator's injected bug skip-undo-on-conflict is the case above
+// before the fix: with test_only_skip_undo_on_conflict B takes the freed
+// value and commits, and A's rollback reports success having lost row 1.
+TEST_F(SqliteResourceKeyTest, SkipUndoOnConflictOptionLosesTheRowItsBranchDeleted) {
+  SqliteResourceOptions o;
+  o.test_only_skip_undo_on_conflict = true;
+  Open(o);
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM users WHERE id = 1", {}, 1)}).status);
+  EXPECT_EQ(rm_->locks_held(), 1u);  // the row only, not email='x'
+  ASSERT_OK(Execute(b_, {Sql("INSERT INTO users VALUES(2, 'x')")}).status);
+  ASSERT_OK(Commit(b_));
+  ASSERT_OK(Rollback(a_));  // "succeeds"
+  EXPECT_EQ(Email(1), std::nullopt) << "the undo skipped the row it could not restore";
+  EXPECT_EQ(Email(2), "x");
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM users"), 1);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+
+  // Without the option, the same steps: the writer is refused and the row restored.
+  Open();
+  const TxId a2 = MakeTxId(1, 3), b2 = MakeTxId(1, 4);
+  ASSERT_OK(Execute(a2, {Sql("DELETE FROM users WHERE id = 2", {}, 1)}).status);
+  ExecuteResult r = Execute(b2, {Sql("INSERT INTO users VALUES(4, 'x')")});
+  EXPECT_EQ(r.status.code(), Status::kConflict) << r.status.ToString();
+  ASSERT_OK(Rollback(a2));
+  EXPECT_EQ(Email(2), "x");
+}
+
 TEST_F(SqliteResourceKeyTest, UpdateLocksTheOldAndNewUniqueValuesOnlyWhenTheKeyChanges) {
   ASSERT_OK(Execute(a_, {Sql("UPDATE slots SET who = 'bob' WHERE id = 1", {}, 1)}).status);
   EXPECT_EQ(rm_->locks_held(), 1u);  // the row only: its unique key did not change

@@ -1,0 +1,295 @@
+#include "participant/sqlite_branch_log.h"
+
+#include <limits>
+#include <utility>
+
+#include "common/codec.h"
+#include "common/log.h"
+
+namespace txc::participant::internal {
+
+namespace {
+
+// Final branch rows (COMMITTED, ABORTED tombstones) are kept this long so a
+// late or duplicated request still finds them, then purged by the worker.
+constexpr int64_t kFinalRetentionMs = 10 * 60 * 1000;
+constexpr Micros kPurgeInterval = 30 * kSeconds;
+constexpr int kPurgeBatch = 10000;  // rows per purge, to bound one group's time
+
+// ------------------------------------------------------- on-disk encodings
+// txc_branches.participants and txc_changes.keys hold proto::PreparedRecord
+// and proto::ChangeKeysRecord (protocol/txcoord.thrift) through the codec of
+// every persisted record (common/codec.h).
+//
+// Files written before that hold a legacy layout, still read (never
+// rewritten): a u32 little-endian count, then per item a u32 little-endian
+// length and the bytes; participants flattened as resource, address pairs,
+// without their incarnation. A record starts with its field 1 header
+// (T_LIST, id 1: 0f 00 01) and the list's element type (0c struct, 0b
+// binary). Read as a legacy count those four bytes claim 0x0c01000f or
+// 0x0b01000f items: an odd number of participant strings (never written) or
+// over 184M lock keys of at least 7 bytes each, more than one SQLite blob can
+// hold. So the first four bytes tell the layouts apart.
+
+bool IsRecord(std::string_view in, char elem_type) {
+  return in.size() >= 4 && in[0] == '\x0f' && in[1] == '\x00' && in[2] == '\x01' &&
+         in[3] == elem_type;
+}
+constexpr char kStructType = '\x0c';  // T_STRUCT
+constexpr char kBinaryType = '\x0b';  // T_STRING
+
+bool DecodeLegacyList(std::string_view in, std::vector<std::string>* items) {
+  return GetByteList(&in, items) && in.empty();
+}
+
+// Empty if the record could not be encoded (a record is never empty).
+std::string EncodeKeys(const std::vector<std::string>& keys) {
+  proto::ChangeKeysRecord r;
+  r.keys = keys;
+  return codec::Encode(r);
+}
+
+bool DecodeKeys(std::string_view in, std::vector<std::string>* keys) {
+  if (!IsRecord(in, kBinaryType)) return DecodeLegacyList(in, keys);
+  proto::ChangeKeysRecord r;
+  if (!codec::Decode(in, &r)) return false;
+  *keys = std::move(r.keys);
+  return true;
+}
+
+std::string EncodeParticipants(const std::vector<proto::Participant>& ps) {
+  proto::PreparedRecord r;
+  r.participants = ps;
+  return codec::Encode(r);
+}
+
+bool DecodeParticipants(std::string_view in, std::vector<proto::Participant>* ps) {
+  if (IsRecord(in, kStructType)) {
+    proto::PreparedRecord r;
+    if (!codec::Decode(in, &r)) return false;
+    *ps = std::move(r.participants);
+    return true;
+  }
+  std::vector<std::string> flat;
+  if (!DecodeLegacyList(in, &flat) || flat.size() % 2 != 0) return false;
+  for (size_t i = 0; i < flat.size(); i += 2) {
+    proto::Participant p;
+    p.resource = flat[i];
+    p.address = flat[i + 1];
+    ps->push_back(std::move(p));
+  }
+  return true;
+}
+
+}  // namespace
+
+BranchLog::BranchLog(std::string name, wal::Db* db, std::function<Micros()> wall_clock)
+    : Named(std::move(name)),
+      db_(db),
+      wall_clock_(std::move(wall_clock)),
+      next_purge_(std::numeric_limits<Micros>::min()) {}
+
+Status BranchLog::Init() {
+  TXC_RETURN_IF_ERROR(db_->Exec(
+      "CREATE TABLE IF NOT EXISTS txc_branches("
+      "  txid TEXT PRIMARY KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,"
+      "  state INTEGER NOT NULL, participants BLOB, protocol INTEGER,"
+      "  updated INTEGER NOT NULL);"
+      "CREATE INDEX IF NOT EXISTS txc_branches_by_state ON txc_branches(state, updated);"
+      "CREATE TABLE IF NOT EXISTS txc_changes("
+      "  txid TEXT NOT NULL, seq INTEGER NOT NULL, redo BLOB NOT NULL, undo BLOB NOT NULL,"
+      "  keys BLOB NOT NULL, PRIMARY KEY(txid, seq));"));
+  auto prep = [this](std::unique_ptr<wal::Stmt>* out, std::string_view sql) {
+    return PrepareInto(*db_, out, sql);
+  };
+  TXC_RETURN_IF_ERROR(prep(&get_state_, "SELECT state FROM txc_branches WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&insert_branch_,
+                           "INSERT INTO txc_branches(txid, epoch, seq, state, updated) "
+                           "VALUES(?1, ?2, ?3, ?4, ?5)"));
+  TXC_RETURN_IF_ERROR(
+      prep(&set_state_, "UPDATE txc_branches SET state = ?2, updated = ?3 WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&set_prepared_,
+                           "UPDATE txc_branches SET state = ?2, participants = ?3, protocol = ?4, "
+                           "updated = ?5 WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(
+      prep(&next_seq_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM txc_changes WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&insert_change_,
+                           "INSERT INTO txc_changes(txid, seq, redo, undo, keys) "
+                           "VALUES(?1, ?2, ?3, ?4, ?5)"));
+  TXC_RETURN_IF_ERROR(
+      prep(&has_changes_, "SELECT EXISTS(SELECT 1 FROM txc_changes WHERE txid = ?1)"));
+  TXC_RETURN_IF_ERROR(
+      prep(&list_undo_, "SELECT undo FROM txc_changes WHERE txid = ?1 ORDER BY seq DESC"));
+  TXC_RETURN_IF_ERROR(prep(&delete_changes_, "DELETE FROM txc_changes WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&recover_branches_,
+                           "SELECT txid, state, participants, protocol FROM txc_branches "
+                           "WHERE state IN (1, 2, 3) ORDER BY epoch, seq"));
+  TXC_RETURN_IF_ERROR(
+      prep(&change_keys_, "SELECT keys FROM txc_changes WHERE txid = ?1 ORDER BY seq"));
+  TXC_RETURN_IF_ERROR(prep(&purge_,
+                           "DELETE FROM txc_branches WHERE rowid IN (SELECT rowid FROM "
+                           "txc_branches WHERE state IN (4, 5) AND updated < ?1 LIMIT ?2)"));
+  return Status::Ok();
+}
+
+// ------------------------------------------------------ branch log rows
+
+Result<std::optional<BranchState>> BranchLog::LoadState(const std::string& txid) {
+  wal::Stmt& s = *get_state_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
+  ResetOnExit reset{s};
+  auto row = s.Step();
+  if (!row.ok()) return Internal(row.status());
+  if (!*row) return std::optional<BranchState>();
+  return std::optional<BranchState>(static_cast<BranchState>(s.ColumnInt(0)));
+}
+
+Result<bool> BranchLog::HasChanges(const std::string& txid) {
+  wal::Stmt& s = *has_changes_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
+  ResetOnExit reset{s};
+  auto row = s.Step();
+  if (!row.ok()) return Internal(row.status());
+  return *row && s.ColumnInt(0) != 0;
+}
+
+Status BranchLog::SetState(const std::string& txid, BranchState st) {
+  wal::Stmt& s = *set_state_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid, static_cast<int>(st), WallMs())));
+  ResetOnExit reset{s};
+  return Internal(s.Run());
+}
+
+Status BranchLog::InsertBranch(const TxId& txid, BranchState st) {
+  wal::Stmt& s = *insert_branch_;
+  TXC_RETURN_IF_ERROR(Internal(
+      BindAll(s, ToString(txid), txid.epoch, txid.seq, static_cast<int>(st), WallMs())));
+  ResetOnExit reset{s};
+  return Internal(s.Run());
+}
+
+
+Status BranchLog::SetPrepared(const std::string& txid, const PrepareInfo& info) {
+  wal::Stmt& s = *set_prepared_;
+  std::string participants = EncodeParticipants(info.participants);
+  if (participants.empty()) {
+    return Err(Status::kInternal, "cannot encode the participants of " + txid);
+  }
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid, static_cast<int>(BranchState::kPrepared),
+                                       Blob{participants}, static_cast<int>(info.protocol),
+                                       WallMs())));
+  ResetOnExit reset{s};
+  return Internal(s.Run());
+}
+
+Status BranchLog::AppendChange(const std::string& txid, std::string_view redo,
+                               std::string_view undo, const std::vector<std::string>& keys) {
+  int64_t seq = 1;
+  {
+    wal::Stmt& s = *next_seq_;
+    TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
+    ResetOnExit reset{s};
+    auto row = s.Step();
+    if (!row.ok()) return Internal(row.status());
+    if (*row) seq = s.ColumnInt(0);
+  }
+  wal::Stmt& s = *insert_change_;
+  std::string key_blob = EncodeKeys(keys);
+  if (key_blob.empty()) return Err(Status::kInternal, "cannot encode the lock keys of " + txid);
+  TXC_RETURN_IF_ERROR(
+      Internal(BindAll(s, txid, seq, Blob{redo}, Blob{undo}, Blob{key_blob})));
+  ResetOnExit reset{s};
+  return Internal(s.Run());
+}
+
+Result<std::vector<std::string>> BranchLog::Undos(const std::string& txid) {
+  std::vector<std::string> undos;
+  TXC_RETURN_IF_ERROR(EachRow(*list_undo_, txid, [&](wal::Stmt& s) {
+    undos.push_back(s.ColumnBlob(0));
+    return Status::Ok();
+  }));
+  return undos;
+}
+
+Status BranchLog::DeleteChanges(const std::string& txid) {
+  wal::Stmt& s = *delete_changes_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
+  ResetOnExit reset{s};
+  return Internal(s.Run());
+}
+
+// ------------------------------------------------------------- recovery
+
+Result<std::vector<RecoveredBranch>> BranchLog::LiveBranches() {
+  std::vector<RecoveredBranch> out;
+  wal::Stmt& s = *recover_branches_;
+  s.Reset();
+  ResetOnExit reset{s};
+  for (;;) {
+    auto row = s.Step();
+    if (!row.ok()) return Internal(row.status());
+    if (!*row) break;
+    std::string txid_text = s.ColumnText(0);
+    auto txid = ParseTxId(txid_text);
+    if (!txid) {
+      return Err(Status::kInternal, "txc_branches holds a malformed txid \"" + txid_text + "\"");
+    }
+    RecoveredBranch b;
+    b.txid = *txid;
+    b.state = static_cast<BranchState>(s.ColumnInt(1));
+    if (!s.ColumnIsNull(2) && !DecodeParticipants(s.ColumnBlob(2), &b.info.participants)) {
+      return Err(Status::kInternal, "branch " + txid_text + " has malformed participants");
+    }
+    if (!s.ColumnIsNull(3)) b.info.protocol = static_cast<proto::Protocol::type>(s.ColumnInt(3));
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> BranchLog::LockKeys(const std::string& txid) {
+  std::vector<std::string> out;
+  TXC_RETURN_IF_ERROR(EachRow(*change_keys_, txid, [&](wal::Stmt& s) {
+    std::vector<std::string> keys;
+    if (!DecodeKeys(s.ColumnBlob(0), &keys)) {
+      return Err(Status::kInternal, "branch " + txid + " has malformed lock keys");
+    }
+    for (std::string& k : keys) out.push_back(std::move(k));
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Status BranchLog::EachRow(wal::Stmt& s, const std::string& txid,
+                          const std::function<Status(wal::Stmt&)>& each) {
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
+  ResetOnExit reset{s};
+  for (;;) {
+    auto row = s.Step();
+    if (!row.ok()) return Internal(row.status());
+    if (!*row) return Status::Ok();
+    TXC_RETURN_IF_ERROR(each(s));
+  }
+}
+
+// ---------------------------------------------------------------- purge
+
+void BranchLog::MaybePurge(Micros now) {
+  if (now < next_purge_) return;
+  next_purge_ = now + kPurgeInterval;
+  wal::Stmt& s = *purge_;
+  Status st = BindAll(s, WallMs() - kFinalRetentionMs, kPurgeBatch);
+  if (st.ok()) st = s.Run();
+  s.Reset();
+  if (!st.ok()) {
+    Logger("wal")->warn("purge of final branch rows failed resource={} error=\"{}\"", name(),
+                        st.ToString());
+    return;
+  }
+  int64_t n = db_->changes();
+  if (n >= kPurgeBatch) next_purge_ = now;  // more to do: again next group
+  if (n > 0) {
+    Logger("wal")->debug("purged final branch rows resource={} rows={}", name(), n);
+  }
+}
+
+}  // namespace txc::participant::internal

@@ -1,0 +1,76 @@
+// Internal to SqliteResource: the branch log, in the resource's own database
+// file (see sqlite_resource.h for the tables):
+//   txc_branches: one row per branch, its state, and once PREPARED its
+//                 participants and protocol (proto::PreparedRecord);
+//   txc_changes:  per Execute call that changed rows, its redo and undo
+//                 change sets and its lock keys (proto::ChangeKeysRecord).
+// Files of the older, legacy layout of both records still recover.
+// Final rows (COMMITTED, ABORTED tombstones) are purged after a retention.
+//
+// Every write runs inside the caller's group transaction: the branch log
+// neither begins nor commits. Worker thread (or Recover) only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/time.h"
+#include "participant/resource_manager.h"
+#include "participant/sqlite_util.h"
+#include "wal/sqlite.h"
+
+namespace txc::participant::internal {
+
+class BranchLog : private Named {
+ public:
+  // `db` and `wall_clock` (Unix micros: the `updated` column) outlive the log.
+  BranchLog(std::string name, wal::Db* db, std::function<Micros()> wall_clock);
+
+  // Creates the tables if needed and prepares the statements.
+  Status Init();
+
+  // The branch's state; nullopt when it has no row.
+  Result<std::optional<BranchState>> LoadState(const std::string& txid);
+  // True when an Execute of the branch changed rows.
+  Result<bool> HasChanges(const std::string& txid);
+  Status InsertBranch(const TxId& txid, BranchState s);
+  Status SetState(const std::string& txid, BranchState s);
+  // ACTIVE -> PREPARED, with the participants and protocol to recover with.
+  Status SetPrepared(const std::string& txid, const PrepareInfo& info);
+  // Appends one Execute call's change sets and lock keys.
+  Status AppendChange(const std::string& txid, std::string_view redo, std::string_view undo,
+                      const std::vector<std::string>& keys);
+  // The undo change sets, newest first.
+  Result<std::vector<std::string>> Undos(const std::string& txid);
+  // Drops the branch's change rows (it committed or rolled back).
+  Status DeleteChanges(const std::string& txid);
+
+  // Recovery: the branches not yet final (ACTIVE, PREPARED, PRE_COMMITTED),
+  // oldest first, and the lock keys of one of them.
+  Result<std::vector<RecoveredBranch>> LiveBranches();
+  Result<std::vector<std::string>> LockKeys(const std::string& txid);
+
+  // Purges final rows older than the retention, at most once per interval
+  // of `now` (the monotonic clock); the first call purges.
+  void MaybePurge(Micros now);
+
+ private:
+  int64_t WallMs() const { return wall_clock_() / kMillis; }
+  // Runs `each` on every row of `s` queried for `txid`; stops at its first error.
+  Status EachRow(wal::Stmt& s, const std::string& txid,
+                 const std::function<Status(wal::Stmt&)>& each);
+
+  wal::Db* const db_;
+  const std::function<Micros()> wall_clock_;
+  std::unique_ptr<wal::Stmt> get_state_, insert_branch_, set_state_, set_prepared_, next_seq_,
+      insert_change_, has_changes_, list_undo_, delete_changes_, recover_branches_, change_keys_,
+      purge_;
+  Micros next_purge_;
+};
+
+}  // namespace txc::participant::internal
