@@ -25,6 +25,7 @@
 
 #include <boost/asio.hpp>
 
+#include "common/metrics.h"
 #include "common/status.h"
 #include "common/time.h"
 #include "coordinator/node_core.h"
@@ -38,6 +39,9 @@ namespace txc::coord {
 struct LocalLogOptions {
   std::string path;
   bool unsafe_no_sync = false;
+  // Observes each slot's write, in seconds from Append to durable (queueing
+  // and the group commit with its fsync). Borrowed; may be null.
+  metrics::Histogram* write_latency = nullptr;
 };
 
 class LocalLog {
@@ -88,6 +92,9 @@ struct PaxosLogOptions {
   std::string path;                  // the acceptor's LogStore
   bool unsafe_no_sync = false;
   Micros election_max = 600 * kMillis;  // peer calls time out after twice this
+  // Observes each Persist, in seconds from Persist to durable (queueing and
+  // the group commit with its fsync). Borrowed; may be null.
+  metrics::Histogram* write_latency = nullptr;
 };
 
 class PaxosLog {
