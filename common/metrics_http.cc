@@ -27,9 +27,10 @@ class Session;
 
 struct MetricsServer::State {
   State(asio::io_context& io, const Registry* r, MetricsServerOptions o)
-      : io(io), acceptor(io), registry(r), options(o) {}
+      : io(io), acceptor(io), retry(io), registry(r), options(o) {}
   asio::io_context& io;
   tcp::acceptor acceptor;
+  asio::steady_timer retry;  // after a failed accept (e.g. out of descriptors)
   const Registry* registry;
   MetricsServerOptions options;
   std::set<Session*> sessions;
@@ -132,7 +133,13 @@ void AcceptNext(const std::shared_ptr<State>& state) {
     if (state->stopped) return;
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
-      Logger("rpc")->warn("metrics: accept failed: {}", ec.message());
+      // Do not spin on the node's thread while the cause lasts.
+      Logger("rpc")->warn("metrics: accept failed, retrying in 100 ms: {}", ec.message());
+      state->retry.expires_after(std::chrono::milliseconds(100));
+      state->retry.async_wait([state](beast::error_code e) {
+        if (!e && !state->stopped) AcceptNext(state);
+      });
+      return;
     } else if (state->sessions.size() >= state->options.max_connections) {
       beast::error_code ignored;
       socket.close(ignored);
@@ -185,6 +192,7 @@ void MetricsServer::Stop() {
   state_->stopped = true;
   beast::error_code ignored;
   state_->acceptor.close(ignored);
+  state_->retry.cancel();
   // Close() makes each session's pending operation complete with an error;
   // the session is freed when that handler has run (or been destroyed with
   // the io_context).
