@@ -72,6 +72,10 @@ class LocalLog {
   int64_t epoch() const { return epoch_; }
   uint64_t commit_index() const { return commit_index_; }
   bool failed() const { return failed_; }
+  // Group commits written and records in them (LogStore's counters; 0
+  // before Start).
+  uint64_t groups_written() const { return store_ ? store_->groups_written() : 0; }
+  uint64_t records_written() const { return store_ ? store_->records_written() : 0; }
 
  private:
   void Fail(const std::vector<proto::Command>& cmds, const Status& s);
@@ -129,6 +133,9 @@ class PaxosLog {
   void Compact(uint64_t index, std::string image);
 
   bool failed() const { return failed_; }
+  // As LocalLog's (0 before Recover).
+  uint64_t groups_written() const { return store_ ? store_->groups_written() : 0; }
+  uint64_t records_written() const { return store_ ? store_->records_written() : 0; }
   // When a message from replica `id` last arrived.
   std::optional<Micros> last_heard(int id) const;
 

@@ -81,6 +81,31 @@ void CoordinatorNode::RegisterMetrics() {
             {{}, up() ? static_cast<double>(core_->driver().hazard_count()) : 0}};
       });
 
+  m.AddGaugeFunc("txcoord_heuristic_hazard_transactions",
+                 "Transactions with a heuristic hazard this replica remembers (the last 10,000 "
+                 "it heard of while leading; gone when it restarts).",
+                 [this, up] {
+                   return std::vector<Sample>{
+                       {{}, up() ? static_cast<double>(core_->driver().hazards().size()) : 0}};
+                 });
+  m.AddCounterFunc("txcoord_log_groups_written_total",
+                   "Group commits (one transaction and fsync each, metadata-only ones included) the log has "
+                   "written.",
+                   [this, up] {
+                     double n = !up() ? 0
+                                : local_ ? static_cast<double>(local_->groups_written())
+                                         : static_cast<double>(paxos_->groups_written());
+                     return std::vector<Sample>{{{}, n}};
+                   });
+  m.AddCounterFunc("txcoord_log_records_written_total",
+                   "Records the log has written (in txcoord_log_groups_written_total groups).",
+                   [this, up] {
+                     double n = !up() ? 0
+                                : local_ ? static_cast<double>(local_->records_written())
+                                         : static_cast<double>(paxos_->records_written());
+                     return std::vector<Sample>{{{}, n}};
+                   });
+
   // One pass over the driver's transactions for the three gauges about them.
   struct TxnCensus {
     double active = 0, in_doubt = 0, oldest_in_doubt = 0;

@@ -196,6 +196,9 @@ TEST_F(MetricsScrapeTest, CountersMoveWithTransactionsAndPromtoolAcceptsBothPage
   EXPECT_EQ(Value(page, "txcoord_epoch"), 1);
   EXPECT_EQ(Value(page, "txcoord_leader_id"), 1);
   EXPECT_EQ(Value(page, "txcoord_heuristic_hazards_total"), 0);
+  EXPECT_EQ(Value(page, "txcoord_heuristic_hazard_transactions"), 0);
+  EXPECT_GE(Value(page, "txcoord_log_records_written_total"), 7);
+  EXPECT_GE(Value(page, "txcoord_log_groups_written_total"), 1);
   EXPECT_GE(Value(page, "txcoord_applied_index"), 7);
   EXPECT_EQ(Value(page, "txcoord_applied_index"), Value(page, "txcoord_commit_index"));
   EXPECT_GT(Value(page, "txcoord_rpc_calls_total"), 0);
