@@ -1,5 +1,6 @@
 #include "common/metrics_http.h"
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <set>
@@ -35,7 +36,7 @@ struct MetricsServer::State {
   MetricsServerOptions options;
   std::set<Session*> sessions;
   uint16_t port = 0;
-  uint64_t scrapes = 0;
+  std::atomic<uint64_t> scrapes{0};  // read from any thread
   bool stopped = false;
 };
 
@@ -185,7 +186,7 @@ Status MetricsServer::Listen(const std::string& host_port) {
 
 uint16_t MetricsServer::port() const { return state_->port; }
 
-uint64_t MetricsServer::scrapes() const { return state_->scrapes; }
+uint64_t MetricsServer::scrapes() const { return state_->scrapes.load(); }
 
 void MetricsServer::Stop() {
   if (state_->stopped) return;

@@ -48,7 +48,7 @@ class MetricsServer {
   uint16_t port() const;
   // Stops accepting and closes every connection; idempotent.
   void Stop();
-  // Scrapes answered with 200 so far.
+  // Scrapes answered with 200 so far (any thread may ask).
   uint64_t scrapes() const;
 
   struct State;  // internal: shared with the connections, which may outlive the server
