@@ -87,6 +87,7 @@ void CommitDriver::OnBegin(uint64_t token, const proto::BeginRequest& req, Micro
   t.deadline = now + timeout;
   resp.txid = t.txid;
   txns_.emplace(t.txid, std::move(t));
+  ++counters_.begun;
   effects_.replies.push_back({token, resp});
 }
 
@@ -429,6 +430,7 @@ void CommitDriver::Abort(Txn* t, const std::string& reason) {
   for (uint64_t w : t->waiters) {
     ReplyCommit(w, t->txid, proto::Outcome::ABORTED, Status::Ok(), reason);
   }
+  ++counters_.aborted;
   txns_.erase(t->txid);
 }
 
@@ -443,6 +445,7 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
       const TxnTable::Entry* e = table_->Find(cmd.txid);
       if (e == nullptr || t.state == State::kCompleting || t.state == State::kEnding) return;
       t.outcome = e->outcome;  // the first decision chosen stands
+      ++(t.outcome == proto::Outcome::COMMITTED ? counters_.committed : counters_.aborted);
       t.participants = e->participants;
       for (uint64_t w : t.waiters) ReplyCommit(w, t.txid, t.outcome, Status::Ok(), e->reason);
       t.waiters.clear();

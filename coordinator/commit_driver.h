@@ -157,6 +157,19 @@ class CommitDriver {
   const std::map<TxId, std::vector<HeuristicHazard>, TxIdLess>& hazards() const { return hazards_; }
   uint64_t hazard_count() const { return hazard_count_; }
 
+  // What this driver did while it led, since it was built (the shell's
+  // metrics read them). Each transaction is counted once, when its outcome
+  // is settled here: a commit when its DECIDE (or an operator's RESOLVE) is
+  // chosen and applied, an abort when the driver aborts it (a NO vote, a
+  // missing vote, a timeout, the client's rollback) or a RESOLVE aborts it.
+  // Transactions a new leader finishes for an earlier one are not counted.
+  struct Counters {
+    uint64_t begun = 0;
+    uint64_t committed = 0;
+    uint64_t aborted = 0;
+  };
+  const Counters& counters() const { return counters_; }
+
  private:
   enum class State {
     kActive,      // begun; work goes straight to agents
@@ -219,6 +232,7 @@ class CommitDriver {
   std::map<TxId, std::vector<HeuristicHazard>, TxIdLess> hazards_;
   std::deque<TxId> hazard_order_;
   uint64_t hazard_count_ = 0;
+  Counters counters_;
   DriverEffects effects_;
 };
 

@@ -25,6 +25,7 @@
 
 #include <boost/asio.hpp>
 
+#include "common/metrics.h"
 #include "common/status.h"
 #include "common/time.h"
 #include "coordinator/node_core.h"
@@ -38,6 +39,9 @@ namespace txc::coord {
 struct LocalLogOptions {
   std::string path;
   bool unsafe_no_sync = false;
+  // Observes each slot's write, in seconds from Append to durable (queueing
+  // and the group commit with its fsync). Borrowed; may be null.
+  metrics::Histogram* write_latency = nullptr;
 };
 
 class LocalLog {
@@ -68,6 +72,10 @@ class LocalLog {
   int64_t epoch() const { return epoch_; }
   uint64_t commit_index() const { return commit_index_; }
   bool failed() const { return failed_; }
+  // Group commits written and records in them (LogStore's counters; 0
+  // before Start).
+  uint64_t groups_written() const { return store_ ? store_->groups_written() : 0; }
+  uint64_t records_written() const { return store_ ? store_->records_written() : 0; }
 
  private:
   void Fail(const std::vector<proto::Command>& cmds, const Status& s);
@@ -88,6 +96,9 @@ struct PaxosLogOptions {
   std::string path;                  // the acceptor's LogStore
   bool unsafe_no_sync = false;
   Micros election_max = 600 * kMillis;  // peer calls time out after twice this
+  // Observes each Persist, in seconds from Persist to durable (queueing and
+  // the group commit with its fsync). Borrowed; may be null.
+  metrics::Histogram* write_latency = nullptr;
 };
 
 class PaxosLog {
@@ -122,6 +133,9 @@ class PaxosLog {
   void Compact(uint64_t index, std::string image);
 
   bool failed() const { return failed_; }
+  // As LocalLog's (0 before Recover).
+  uint64_t groups_written() const { return store_ ? store_->groups_written() : 0; }
+  uint64_t records_written() const { return store_ ? store_->records_written() : 0; }
   // When a message from replica `id` last arrived.
   std::optional<Micros> last_heard(int id) const;
 

@@ -64,10 +64,15 @@ void LocalLog::Stop() {
 void LocalLog::Append(uint64_t index, std::string bytes, std::vector<proto::Command> cmds) {
   if (stopped_) return;
   if (failed_) return Fail(cmds, Status::StorageFailed("the decision log refused an earlier write"));
+  Micros started = SteadyNowMicros();
   store_->Append({wal::LogRecord{index, std::move(bytes)}},
-                 [this, index, cmds = std::move(cmds)](Status s) {
+                 [this, index, started, cmds = std::move(cmds)](Status s) {
                    if (stopped_) return;
                    if (!s.ok()) return Fail(cmds, s);
+                   if (options_.write_latency != nullptr) {
+                     options_.write_latency->Observe(
+                         static_cast<double>(SteadyNowMicros() - started) / kSeconds);
+                   }
                    commit_index_ = index;
                    hooks_.durable(index, cmds);
                  });

@@ -26,7 +26,9 @@ int main(int argc, char** argv) {
        "write a snapshot of the transaction table and truncate the log after this many log records")
       ("retain-ended", po::value<uint64_t>()->default_value(txc::coord::TxnTable::kEndedRetained),
        "ended transactions kept whole; older ones keep only their outcome")
-      ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync the decision log");
+      ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync the decision log")
+      ("metrics-listen", po::value<std::string>()->default_value(""),
+       "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
   po::variables_map vm;
   txc::cli::Parse(argc, argv, "usage: txcoord --listen HOST:PORT --data DIR [--id N --peers LIST]", desc, vm);
   txc::SetLogLevel(vm["log-level"].as<std::string>());
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
   o.driver.vote_timeout = vm["vote-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.driver.txn_timeout = vm["txn-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.unsafe_no_sync = vm["unsafe-no-sync"].as<bool>();
+  o.metrics_listen = vm["metrics-listen"].as<std::string>();
   o.driver.table.ended_retained = vm["retain-ended"].as<uint64_t>();
   o.snapshot_every = std::max<uint64_t>(1, vm["snapshot-every"].as<uint64_t>());
   for (const std::string& p : txc::rpc::SplitList(vm["peers"].as<std::string>())) {

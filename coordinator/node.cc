@@ -36,10 +36,14 @@ CoordinatorNode::~CoordinatorNode() { Stop(); }
 template <class Req, class Resp>
 void CoordinatorNode::Serve(const std::string& method,
                             NodeEffects (NodeCore::*in)(uint64_t, const Req&, Micros)) {
-  server_.Handle<Req, Resp>(method, [this, in](Req req, rpc::RpcServer::Reply<Resp> reply) {
+  // Commit latency: from the Commit or Submit request to its decided answer.
+  bool timed = method == "Commit" || method == "Submit";
+  server_.Handle<Req, Resp>(method, [this, in, timed](Req req, rpc::RpcServer::Reply<Resp> reply) {
     if (Status bad = validate::Check(req); !bad.ok()) return reply(validate::Refusal<Resp>(bad));
     uint64_t token = next_token_++;
-    pending_.emplace(token, [reply = std::move(reply)](ClientResponse r) {
+    pending_.emplace(token, [this, timed, started = SteadyNowMicros(),
+                             reply = std::move(reply)](ClientResponse r) {
+      if (timed) ObserveReply(r, started);
       reply(std::get<Resp>(std::move(r)));
     });
     Apply((core_.get()->*in)(token, req, SteadyNowMicros()));
@@ -76,6 +80,7 @@ Status CoordinatorNode::Start() {
         OnAppend(std::move(req), std::move(reply));
       });
 
+  RegisterMetrics();
   NodeCoreOptions co;
   co.driver = options_.driver;
   co.tick = options_.tick;
@@ -87,6 +92,7 @@ Status CoordinatorNode::Start() {
     po.path = options_.data_dir + "/paxos.log";
     po.unsafe_no_sync = options_.unsafe_no_sync;
     po.election_max = options_.election_max;
+    po.write_latency = log_write_;
     paxos_ = std::make_unique<PaxosLog>(io_, &server_, po);
     auto recovered = paxos_->Recover();
     if (!recovered.ok()) return recovered.status();
@@ -124,6 +130,7 @@ Status CoordinatorNode::Start() {
     LocalLogOptions lo;
     lo.path = options_.data_dir + "/coord.log";
     lo.unsafe_no_sync = options_.unsafe_no_sync;
+    lo.write_latency = log_write_;
     local_ = std::make_unique<LocalLog>(io_, lo);
     LocalLog::Hooks hooks;
     hooks.durable = [this](uint64_t index, const std::vector<proto::Command>& cmds) {
@@ -140,6 +147,10 @@ Status CoordinatorNode::Start() {
     TXC_RETURN_IF_ERROR(local_->Start(core_.get(), std::move(hooks)));
   }
   TXC_RETURN_IF_ERROR(server_.Listen(options_.listen));
+  if (!options_.metrics_listen.empty()) {
+    metrics_server_ = std::make_unique<metrics::MetricsServer>(io_, &metrics_);
+    TXC_RETURN_IF_ERROR(metrics_server_->Listen(options_.metrics_listen));
+  }
   log->info("listening on {} replica={} replicas={} data={}", options_.listen, options_.replica_id,
             std::max<size_t>(1, options_.peers.size()), options_.data_dir);
   Apply(core_->Start(SteadyNowMicros()));
@@ -152,12 +163,17 @@ void CoordinatorNode::Stop() {
   tick_timer_.cancel();
   paxos_timer_.cancel();
   server_.Stop();
+  if (metrics_server_) metrics_server_->Stop();
   pool_.CloseAll();
   if (local_) local_->Stop();
   if (paxos_) paxos_->Stop();
 }
 
 uint16_t CoordinatorNode::port() const { return server_.port(); }
+
+uint16_t CoordinatorNode::metrics_port() const {
+  return metrics_server_ ? metrics_server_->port() : 0;
+}
 
 void CoordinatorNode::WakeDriver(Micros at) {
   tick_timer_.expires_after(std::chrono::microseconds(std::max<Micros>(0, at - SteadyNowMicros())));

@@ -21,6 +21,8 @@
 
 #include <boost/asio.hpp>
 
+#include "common/metrics.h"
+#include "common/metrics_http.h"
 #include "coordinator/commit_driver.h"
 #include "coordinator/decision_log.h"
 #include "coordinator/node_core.h"
@@ -49,6 +51,9 @@ struct NodeOptions {
   uint64_t snapshot_every = 50000;
   // Benchmark only: skip fsync in the decision log. Default: false.
   bool unsafe_no_sync = false;
+  // HOST:PORT to serve GET /metrics on (Prometheus text format; see
+  // docs/operations.md). Empty: no metrics server. Default: empty.
+  std::string metrics_listen;
 };
 
 class CoordinatorNode {
@@ -62,6 +67,8 @@ class CoordinatorNode {
   void Stop();
 
   uint16_t port() const;
+  // The metrics server's port (0 when --metrics-listen is not set).
+  uint16_t metrics_port() const;
   // REQUIRES: Start() returned OK.
   const TxnTable& table() const { return core_->table(); }
   const CommitDriver& driver() const { return core_->driver(); }
@@ -90,6 +97,11 @@ class CoordinatorNode {
   void OnAppend(paxos::wire::AppendRequest req, rpc::RpcServer::Reply<paxos::wire::AppendResponse> reply);
   void FailAppends(const Status& why);
   proto::ListTxnsResponse ListTxns(const proto::ListTxnsRequest& req) const;
+  // node_metrics.cc: the metrics this node exports. RegisterMetrics runs
+  // before the logs open (they take the write-latency histogram); the
+  // function families read the core at scrape time, on the io thread.
+  void RegisterMetrics();
+  void ObserveReply(const ClientResponse& r, Micros started);
 
   boost::asio::io_context& io_;
   NodeOptions options_;
@@ -107,6 +119,11 @@ class CoordinatorNode {
   uint64_t next_append_ = 1;
   bool storage_failed_ = false;
   bool stopped_ = false;
+  metrics::Registry metrics_;
+  metrics::Histogram* commit_committed_ = nullptr;  // in metrics_
+  metrics::Histogram* commit_aborted_ = nullptr;
+  metrics::Histogram* log_write_ = nullptr;
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;
 };
 
 }  // namespace txc::coord

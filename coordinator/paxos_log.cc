@@ -109,7 +109,8 @@ void PaxosLog::Stop() {
 void PaxosLog::Persist(paxos::Persist p) {
   if (stopped_ || failed_) return;  // a sticky failure: never release a dependent message
   uint64_t token = p.token;
-  auto done = [this, token](Status s) {
+  Micros started = SteadyNowMicros();
+  auto done = [this, token, started](Status s) {
     if (stopped_) return;
     if (!s.ok()) {
       if (!failed_) {
@@ -121,6 +122,9 @@ void PaxosLog::Persist(paxos::Persist p) {
       return;
     }
     if (failed_) return;
+    if (options_.write_latency != nullptr) {
+      options_.write_latency->Observe(static_cast<double>(SteadyNowMicros() - started) / kSeconds);
+    }
     hooks_.persisted(token);
   };
   // One transaction: a promise, the accepted values and (for a rejoined

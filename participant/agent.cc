@@ -85,6 +85,7 @@ void Agent::Serve(const std::string& method,
 
 Status Agent::Start() {
   auto log = Logger("agent");
+  RegisterMetrics();
   Micros now = SteadyNowMicros();
   for (auto& [name, r] : resources_) {
     auto recovered = r->Recover();
@@ -121,6 +122,10 @@ Status Agent::Start() {
         reply(std::move(out));
       });
   TXC_RETURN_IF_ERROR(server_.Listen(options_.listen));
+  if (!options_.metrics_listen.empty()) {
+    metrics_server_ = std::make_unique<metrics::MetricsServer>(io_, &metrics_);
+    TXC_RETURN_IF_ERROR(metrics_server_->Listen(options_.metrics_listen));
+  }
   std::string names;
   for (const auto& [name, r] : resources_) names += (names.empty() ? "" : ",") + name;
   log->info("listening on {} resources={}", options_.listen, names);
@@ -133,11 +138,14 @@ void Agent::Stop() {
   *alive_ = false;
   tick_timer_.cancel();
   server_.Stop();
+  if (metrics_server_) metrics_server_->Stop();
   pool_.CloseAll();
   resources_.clear();  // drains each resource's queue
 }
 
 uint16_t Agent::port() const { return server_.port(); }
+
+uint16_t Agent::metrics_port() const { return metrics_server_ ? metrics_server_->port() : 0; }
 
 void Agent::Wake(Micros at) {
   tick_timer_.expires_after(std::chrono::microseconds(std::max<Micros>(0, at - SteadyNowMicros())));
@@ -198,15 +206,20 @@ void Agent::Apply(AgentCoreEffects fx) {
 
 void Agent::Run(ResourceOp op) {
   uint64_t id = op.id;
-  auto post_exec = [this, id, alive = alive_](ExecuteResult r) {
-    boost::asio::post(io_, [this, id, alive, r = std::move(r)]() {
+  // Timed from here to the completion's arrival on this thread.
+  ResourceOp::Kind kind = op.kind;
+  Micros started = SteadyNowMicros();
+  auto post_exec = [this, id, kind, started, alive = alive_](ExecuteResult r) {
+    boost::asio::post(io_, [this, id, kind, started, alive, r = std::move(r)]() {
       if (!*alive) return;
+      ObserveOp(kind, started, r.status.ok());
       Apply(core_.OnExecuteDone(id, r, SteadyNowMicros()));
     });
   };
-  auto post_status = [this, id, alive = alive_](Status s) {
-    boost::asio::post(io_, [this, id, alive, s = std::move(s)]() {
+  auto post_status = [this, id, kind, started, alive = alive_](Status s) {
+    boost::asio::post(io_, [this, id, kind, started, alive, s = std::move(s)]() {
       if (!*alive) return;
+      ObserveOp(kind, started, s.ok());
       Apply(core_.OnOpDone(id, s, SteadyNowMicros()));
     });
   };

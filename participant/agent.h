@@ -16,6 +16,8 @@
 
 #include <boost/asio.hpp>
 
+#include "common/metrics.h"
+#include "common/metrics_http.h"
 #include "participant/agent_core.h"
 #include "participant/resource_manager.h"
 #include "protocol/coordinator_set.h"
@@ -31,6 +33,9 @@ struct AgentNodeOptions {
   Micros tick = 5 * kMillis;
   // Deadline of an outcome query to the coordinator group. Default: 3 s.
   Micros query_timeout = 3 * kSeconds;
+  // HOST:PORT to serve GET /metrics on (Prometheus text format; see
+  // docs/operations.md). Empty: no metrics server. Default: empty.
+  std::string metrics_listen;
 };
 
 // Reads the counter in `path`, adds one, and makes it durable (write, fsync,
@@ -49,6 +54,8 @@ class Agent {
   Status Start();
   void Stop();
   uint16_t port() const;
+  // The metrics server's port (0 when --metrics-listen is not set).
+  uint16_t metrics_port() const;
 
  private:
   template <class Req, class Resp>
@@ -58,6 +65,11 @@ class Agent {
   void Apply(AgentCoreEffects fx);
   void Run(ResourceOp op);
   void Wake(Micros at);
+  // agent_metrics.cc: the metrics this agent exports; the function families
+  // read the core at scrape time, on the io thread.
+  void RegisterMetrics();
+  // A resource operation of `kind` started at `started` completed with `ok`.
+  void ObserveOp(ResourceOp::Kind kind, Micros started, bool ok);
 
   boost::asio::io_context& io_;
   AgentNodeOptions options_;
@@ -71,6 +83,9 @@ class Agent {
   uint64_t next_token_ = 1;
   // Guards callbacks that resources post after Stop().
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  metrics::Registry metrics_;
+  std::map<ResourceOp::Kind, metrics::Histogram*> op_latency_;  // in metrics_
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;
 };
 
 }  // namespace txc::participant

@@ -121,6 +121,7 @@ class AgentCore {
 
   std::vector<BranchCore::BranchView> Branches() const { return branches_.Branches(); }
   size_t in_doubt_count() const { return branches_.in_doubt_count(); }
+  const BranchCore::Counters& counters() const { return branches_.counters(); }
 
  private:
   // Everything the BranchCore has emitted since the last input, with the

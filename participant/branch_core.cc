@@ -156,6 +156,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
                                                                     : options_.active_timeout;
         b.deadline = now + timeout;
         b.wait_until = now + options_.lock_timeout;
+        b.waited = false;
         std::vector<proto::Statement> stmts = e->statements;
         b.current = std::move(p);
         return IssueOp(key, b, ResourceOp::kExecute, std::move(stmts), now);
@@ -201,6 +202,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
     }
     if (pr->__isset.work) {
       b.wait_until = now + options_.lock_timeout;
+      b.waited = false;
       std::vector<proto::Statement> stmts = pr->work;
       b.current = std::move(p);
       return IssueOp(key, b, ResourceOp::kExecuteAndPrepare, std::move(stmts), now);
@@ -325,11 +327,13 @@ void BranchCore::OnExecuteDone(uint64_t op, const ExecuteResult& r, Micros now) 
     return Pump(key, now);
   }
 
+  if (r.status.code() == Status::kTimeout) ++counters_.statement_timeouts;
   if (r.status.code() == Status::kConflict) {
     bool younger = r.holder && Older(*r.holder, txid);
     if (oneshot && younger) {
       // Wait-die: a younger one-shot transaction never waits, so no cycle of
       // prepared branches across agents can form.
+      ++counters_.wait_die_refusals;
       return FailCurrent(key, b,
                          Status::Conflict("lock conflict on " + r.conflict +
                                           " held by older transaction " + ToString(*r.holder) +
@@ -337,6 +341,7 @@ void BranchCore::OnExecuteDone(uint64_t op, const ExecuteResult& r, Micros now) 
                          now);
     }
     if (now < b.wait_until) return Park(key, b, r, now);
+    ++counters_.lock_timeouts;
     return FailCurrent(key, b, LockTimeoutStatus(r.conflict, r.holder), now);
   }
   FailCurrent(key, b, r.status, now);
@@ -395,6 +400,7 @@ void BranchCore::OnRollbackDone(const Key& key, Branch& b, std::optional<Pending
     b.rollback_failures = 0;
     b.rollback_error.clear();
     b.rollback_backoff = 0;
+    ++counters_.rollbacks;
     SetState(key, b, St::kAborted, now);
     WakeWaitersOf(key, now);
     if (p) ReplyDecide(*p, s);
@@ -403,6 +409,7 @@ void BranchCore::OnRollbackDone(const Key& key, Branch& b, std::optional<Pending
   // Still ABORTING, locks held: try again later. Only a successful rollback
   // makes the branch ABORTED, so a coordinator's ABORT is never acked early.
   ++b.rollback_failures;
+  ++counters_.rollback_failures;
   b.rollback_error = s.ToString();
   b.rollback_backoff = b.rollback_backoff == 0
                            ? options_.rollback_retry
@@ -450,6 +457,7 @@ void BranchCore::OnOpDone(uint64_t op, const Status& status, Micros now) {
       break;
     case ResourceOp::kCommit:
       if (status.ok()) {
+        ++counters_.commits;
         if (b.state != St::kCommitted) SetState(key, b, St::kCommitted, now);
         WakeWaitersOf(key, now);
       }
@@ -467,6 +475,8 @@ void BranchCore::OnOpDone(uint64_t op, const Status& status, Micros now) {
 // ------------------------------------------------------------------ lock waits
 
 void BranchCore::Park(const Key& key, Branch& b, const ExecuteResult& r, Micros now) {
+  if (!b.waited) ++counters_.lock_waits;
+  b.waited = true;
   b.parked = true;
   b.holder = r.holder;
   b.conflict = r.conflict;
@@ -554,6 +564,7 @@ void BranchCore::Tick(Micros now) {
         std::string conflict = b.conflict;
         std::optional<TxId> holder = b.holder;
         Unpark(key, b, /*retry=*/false, now);
+        ++counters_.lock_timeouts;
         FailCurrent(key, b, LockTimeoutStatus(conflict, holder), now);
       } else if (now >= b.next_retry) {
         Unpark(key, b, /*retry=*/true, now);
@@ -633,6 +644,9 @@ void BranchCore::ReplyExecute(const Pending& p, const Status& s,
 void BranchCore::ReplyVote(const Pending& p, proto::Vote::type vote, const std::string& reason,
                            const Status& s) {
   if (!p.has_token) return;
+  ++(vote == proto::Vote::YES         ? counters_.votes_yes
+     : vote == proto::Vote::READ_ONLY ? counters_.votes_read_only
+                                      : counters_.votes_no);
   proto::PrepareResponse r;
   r.status = ToProto(s);
   r.vote = vote;

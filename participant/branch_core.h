@@ -163,6 +163,21 @@ class BranchCore {
   std::vector<BranchView> Branches() const;
   size_t in_doubt_count() const;
 
+  // What this core did since it was built (the shell's metrics read them).
+  struct Counters {
+    uint64_t votes_yes = 0;        // PREPAREs answered YES (a duplicate PREPARE too)
+    uint64_t votes_no = 0;         // ... answered NO
+    uint64_t votes_read_only = 0;  // ... answered READ_ONLY
+    uint64_t commits = 0;          // commits the resource completed (durable)
+    uint64_t rollbacks = 0;        // rollbacks the resource completed
+    uint64_t rollback_failures = 0;  // rollback attempts that failed (each retry counts)
+    uint64_t lock_waits = 0;       // requests that waited for a row lock (once per request)
+    uint64_t lock_timeouts = 0;    // ... that gave up after lock_timeout
+    uint64_t wait_die_refusals = 0;  // one-shot PREPAREs refused at once by wait-die
+    uint64_t statement_timeouts = 0;  // executes the resource interrupted (TIMEOUT)
+  };
+  const Counters& counters() const { return counters_; }
+
  private:
   using Key = std::pair<std::string, TxId>;
   struct KeyLess {
@@ -204,6 +219,7 @@ class BranchCore {
     Micros rollback_backoff = 0;
     // Lock wait of `current`:
     bool parked = false;
+    bool waited = false;  // `current` has parked at least once (counted in lock_waits)
     Micros wait_until = 0;
     Micros next_retry = 0;
     std::optional<TxId> holder;
@@ -252,6 +268,7 @@ class BranchCore {
   std::map<Key, std::set<Key, KeyLess>, KeyLess> waiters_;  // lock holder -> waiting branches
   std::map<uint64_t, std::pair<Key, ResourceOp::Kind>> ops_;  // in-flight op id -> branch
   uint64_t next_op_ = 1;
+  Counters counters_;
   AgentEffects effects_;
 };
 

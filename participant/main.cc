@@ -23,7 +23,9 @@ int main(int argc, char** argv) {
       ("lock-timeout-ms", po::value<int64_t>()->default_value(2000),
        "how long a statement waits for a row lock")
       ("active-timeout-ms", po::value<int64_t>()->default_value(60000),
-       "an idle ACTIVE branch asks the coordinator after this long");
+       "an idle ACTIVE branch asks the coordinator after this long")
+      ("metrics-listen", po::value<std::string>()->default_value(""),
+       "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
   po::variables_map vm;
   txc::cli::Parse(argc, argv,
                   "usage: txagent --listen HOST:PORT --data DIR --coordinator HOST:PORT[,...] "
@@ -56,6 +58,7 @@ int main(int argc, char** argv) {
   o.core.lock_timeout = vm["lock-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.core.active_timeout = vm["active-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.core.incarnation = *incarnation;
+  o.metrics_listen = vm["metrics-listen"].as<std::string>();
   if (o.coordinators.empty()) {
     std::cerr << "txagent: --coordinator names no address\n";
     return 2;

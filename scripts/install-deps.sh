@@ -4,7 +4,8 @@ set -euo pipefail
 PKGS=(g++ make cmake ninja-build ccache pkg-config python3
       libboost-dev libboost-program-options-dev
       thrift-compiler libthrift-dev libspdlog-dev libfmt-dev
-      libsqlite3-dev sqlite3 libgtest-dev libgmock-dev)
+      libsqlite3-dev sqlite3 libgtest-dev libgmock-dev
+      prometheus)  # promtool: the metrics test checks /metrics with it
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -672,6 +672,68 @@ TEST_F(BranchCoreTest, OlderOneShotVotesNoWhenTheLockTimesOut) {
   OnlyOp(fx, ResourceOp::kRollback, kT2);
 }
 
+TEST_F(BranchCoreTest, CountersCountWaitsOncePerRequestAndEveryRefusalAndTimeout) {
+  // A statement parks, retries twice into the same lock, then times out:
+  // one wait, one timeout.
+  Execute(10, kT2);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  for (int i = 0; i < 2; ++i) {
+    now_ += 20 * kMillis;
+    core_.Tick(now_);
+    ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  }
+  EXPECT_EQ(core_.counters().lock_waits, 1u);
+  EXPECT_EQ(core_.counters().lock_timeouts, 0u);
+  now_ += 2 * kSeconds;
+  core_.Tick(now_);
+  EXPECT_EQ(ExecReply(Take(), 10).status.code, proto::Code::LOCK_TIMEOUT);
+  EXPECT_EQ(core_.counters().lock_waits, 1u);
+  EXPECT_EQ(core_.counters().lock_timeouts, 1u);
+
+  // A younger one-shot dies at once: a wait-die refusal and a NO vote, no wait.
+  PrepareWithWork(11, kT5, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT5), ConflictWith(kT1));
+  AgentEffects fx = Take();
+  EXPECT_EQ(VoteReply(fx, 11).vote, proto::Vote::NO);
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT5));
+  Take();
+  EXPECT_EQ(core_.counters().wait_die_refusals, 1u);
+  EXPECT_EQ(core_.counters().lock_waits, 1u);
+  EXPECT_EQ(core_.counters().votes_no, 1u);
+  EXPECT_EQ(core_.counters().rollbacks, 1u);
+
+  // A statement the resource interrupted.
+  const TxId t8 = MakeTxId(7, 8);
+  Execute(12, t8);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, t8), Failed(Status::Timeout("interrupted")));
+  EXPECT_EQ(ExecReply(Take(), 12).status.code, proto::Code::TIMEOUT);
+  EXPECT_EQ(core_.counters().statement_timeouts, 1u);
+
+  // A YES vote (a duplicate PREPARE is answered, and counted, again), a
+  // commit, a failed rollback attempt then a good one.
+  const TxId t9 = MakeTxId(7, 9);
+  MakePrepared(t9);
+  Prepare(13, t9);
+  EXPECT_EQ(VoteReply(Take(), 13).vote, proto::Vote::YES);
+  EXPECT_EQ(core_.counters().votes_yes, 2u);
+  Decide(14, t9, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, t9));
+  Take();
+  EXPECT_EQ(core_.counters().commits, 1u);
+  const TxId t10 = MakeTxId(7, 10);
+  MakeActive(t10);
+  Decide(15, t10, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, t10), Status::Unavailable("database is locked"));
+  Take();
+  EXPECT_EQ(core_.counters().rollback_failures, 1u);
+  now_ += 100 * kMillis;
+  core_.Tick(now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, t10));
+  Take();
+  EXPECT_EQ(core_.counters().rollback_failures, 1u);
+  EXPECT_EQ(core_.counters().rollbacks, 2u);
+}
+
 TEST_F(BranchCoreTest, AbortWhileParkedCancelsTheWait) {
   MakePrepared(kT1);
   Execute(10, kT2);

@@ -1042,6 +1042,60 @@ TEST_F(CommitDriverTest, SubmitOfATxidNeverBegunIsInvalidArgument) {
 
 // ---------------------------------------------------------- new leadership
 
+// --------------------------------------------------------------- counters
+
+TEST_F(CommitDriverTest, CountersCountEachSettledTransactionOnce) {
+  // Committed: counted when the DECIDE is chosen, not when proposed, and a
+  // retried commit or the END does not count it again.
+  proto::Command decide;
+  TxId c = BeginAndVoteYes({kA}, 1, &decide);
+  EXPECT_EQ(driver_.counters().committed, 0u);
+  Choose(decide);
+  Take();
+  EXPECT_EQ(driver_.counters().committed, 1u);
+  Commit(2, c, {kA});
+  Take();
+  Ack(c, 0);
+  TakeAndChoose();  // END
+  EXPECT_EQ(driver_.counters().committed, 1u);
+
+  // Aborted: a NO vote, a timeout, a client's rollback; each once.
+  TxId no = Begin();
+  Commit(3, no, {kA, kB});
+  Take();
+  Vote(no, 0, VoteOf(proto::Vote::NO, "constraint"));
+  Vote(no, 1, kYes);  // late, ignored
+  Take();
+  TxId timed_out = Begin();
+  driver_.Tick(now_ + 61 * kSeconds);
+  Take();
+  TxId rolled_back = Begin();
+  Abort(4, rolled_back, {kA});
+  Abort(5, rolled_back, {kA});  // already aborted: answered, not counted
+  Take();
+  EXPECT_EQ(driver_.counters().aborted, 3u);
+  EXPECT_EQ(driver_.counters().committed, 1u);
+  EXPECT_EQ(driver_.counters().begun, 4u);
+  (void)timed_out;
+
+  // An operator's RESOLVE of a transaction this leader drives counts by its outcome.
+  TxId r = Begin();
+  proto::Command resolve =
+      MakeDecide(r, proto::Outcome::ABORTED, {kA}, proto::Protocol::TWO_PC, "resolved by alice");
+  resolve.type = proto::CommandType::RESOLVE;
+  Choose(resolve);
+  Take();
+  EXPECT_EQ(driver_.counters().aborted, 4u);
+
+  // A new leader finishing an earlier leader's decision does not count it.
+  TxId old = MakeTxId(kEpoch, 90);
+  Choose(MakeDecide(old, proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  driver_.StepDown("");
+  BecomeLeader(kEpoch + 1);
+  Take();
+  EXPECT_EQ(driver_.counters().committed, 1u);
+}
+
 TEST_F(CommitDriverTest, NewLeaderFinishesADecidedUnendedCommit) {
   // Epoch 7 decided 7.3 and died before END.
   TxId t = MakeTxId(kEpoch, 3);

@@ -1,0 +1,120 @@
+// The metrics of a participant agent (docs/operations.md, "Metrics"). The
+// durable-write latencies are measured here, in the shell, where resource
+// completions arrive; everything else is read from the core when /metrics is
+// scraped, on the io thread.
+#include <algorithm>
+
+#include "participant/agent.h"
+
+namespace txc::participant {
+
+namespace {
+
+using metrics::Sample;
+
+double Seconds(Micros d) { return static_cast<double>(d) / kSeconds; }
+
+// Every state BranchCore::BranchView names, so each series exists from the start.
+const char* const kStates[] = {"active", "prepared", "aborting", "committed", "aborted"};
+
+}  // namespace
+
+void Agent::ObserveOp(ResourceOp::Kind kind, Micros started, bool ok) {
+  auto it = op_latency_.find(kind);
+  if (ok && it != op_latency_.end()) it->second->Observe(Seconds(SteadyNowMicros() - started));
+}
+
+void Agent::RegisterMetrics() {
+  metrics::Registry& m = metrics_;
+  const std::string help =
+      "Seconds from handing a durable operation to the resource until its completion reached "
+      "the agent: queueing behind the resource's worker, the WAL write and its group-commit "
+      "sync (execute_prepare also runs the one-shot's statements).";
+  for (auto [kind, name] : {std::pair{ResourceOp::kPrepare, "prepare"},
+                            std::pair{ResourceOp::kExecuteAndPrepare, "execute_prepare"},
+                            std::pair{ResourceOp::kCommit, "commit"}}) {
+    op_latency_[kind] = &m.AddHistogram("txagent_wal_write_latency_seconds", help,
+                                        metrics::LatencyBuckets(), {{"op", name}});
+  }
+
+  // One pass over the branches for the gauges about them.
+  struct BranchCensus {
+    std::map<std::string, double> by_state;
+    double oldest_in_doubt = 0;
+    double failing_rollbacks = 0;
+  };
+  auto census = [this] {
+    BranchCensus c;
+    for (const char* s : kStates) c.by_state[s] = 0;
+    Micros now = SteadyNowMicros();
+    for (const BranchCore::BranchView& b : core_.Branches()) {
+      c.by_state[b.state] += 1;
+      if (b.state == "prepared") c.oldest_in_doubt = std::max(c.oldest_in_doubt, Seconds(now - b.since));
+      if (b.rollback_failures > 0) c.failing_rollbacks += 1;
+    }
+    return c;
+  };
+  m.AddGaugeFunc("txagent_branches",
+                 "Branches this agent holds, by state. committed and aborted count finished "
+                 "branches still remembered (about 30 s) for duplicate messages.",
+                 [census] {
+                   std::vector<Sample> out;
+                   for (const auto& [state, n] : census().by_state) out.push_back({{{"state", state}}, n});
+                   return out;
+                 });
+  m.AddGaugeFunc("txagent_oldest_in_doubt_age_seconds",
+                 "Seconds the oldest PREPARED (in-doubt) branch has waited for its decision; 0 "
+                 "when none.",
+                 [census] { return std::vector<Sample>{{{}, census().oldest_in_doubt}}; });
+  m.AddGaugeFunc("txagent_failing_rollbacks",
+                 "Branches whose rollback failed and is being retried (aborting, locks held).",
+                 [census] { return std::vector<Sample>{{{}, census().failing_rollbacks}}; });
+
+  using Counters = BranchCore::Counters;
+  m.AddCounterFunc("txagent_prepares_total", "PREPAREs answered, by vote (a duplicate counts again).",
+                   [this] {
+                     const Counters& c = core_.counters();
+                     return std::vector<Sample>{
+                         {{{"vote", "yes"}}, static_cast<double>(c.votes_yes)},
+                         {{{"vote", "no"}}, static_cast<double>(c.votes_no)},
+                         {{{"vote", "read_only"}}, static_cast<double>(c.votes_read_only)}};
+                   });
+  struct CounterDef {
+    const char* name;
+    const char* help;
+    uint64_t Counters::*field;
+  };
+  static const CounterDef kCounters[] = {
+      {"txagent_commits_total", "Branch commits the resources completed (durable).",
+       &Counters::commits},
+      {"txagent_rollbacks_total", "Branch rollbacks the resources completed.", &Counters::rollbacks},
+      {"txagent_rollback_failures_total",
+       "Rollback attempts that failed (each retry counts); the branch keeps its locks.",
+       &Counters::rollback_failures},
+      {"txagent_lock_waits_total", "Requests that waited for a row lock held by another branch.",
+       &Counters::lock_waits},
+      {"txagent_lock_timeouts_total",
+       "Requests that failed with LOCK_TIMEOUT after --lock-timeout-ms.", &Counters::lock_timeouts},
+      {"txagent_lock_conflicts_total",
+       "One-shot PREPAREs refused at once on a lock conflict with an older transaction "
+       "(wait-die): they vote NO.",
+       &Counters::wait_die_refusals},
+      {"txagent_statement_timeouts_total",
+       "Executes the resource interrupted past its time limit (TIMEOUT; the branch votes NO).",
+       &Counters::statement_timeouts},
+  };
+  for (const CounterDef& d : kCounters) {
+    m.AddCounterFunc(d.name, d.help, [this, field = d.field] {
+      return std::vector<Sample>{{{}, static_cast<double>(core_.counters().*field)}};
+    });
+  }
+  m.AddCounterFunc("txagent_rpc_calls_total", "RPC calls this agent's server answered.", [this] {
+    return std::vector<Sample>{{{}, static_cast<double>(server_.calls_served())}};
+  });
+  m.AddCounterFunc("txagent_rpc_malformed_frames_total",
+                   "Frames this agent's server refused as malformed.", [this] {
+                     return std::vector<Sample>{{{}, static_cast<double>(server_.malformed_frames())}};
+                   });
+}
+
+}  // namespace txc::participant
