@@ -49,6 +49,8 @@ std::string EncodeKeys(const std::vector<std::string>& keys) {
   return codec::Encode(r);
 }
 
+}  // namespace
+
 bool DecodeKeys(std::string_view in, std::vector<std::string>* keys) {
   if (!IsRecord(in, kBinaryType)) return DecodeLegacyList(in, keys);
   proto::ChangeKeysRecord r;
@@ -57,11 +59,15 @@ bool DecodeKeys(std::string_view in, std::vector<std::string>* keys) {
   return true;
 }
 
+namespace {
+
 std::string EncodeParticipants(const std::vector<proto::Participant>& ps) {
   proto::PreparedRecord r;
   r.participants = ps;
   return codec::Encode(r);
 }
+
+}  // namespace
 
 bool DecodeParticipants(std::string_view in, std::vector<proto::Participant>* ps) {
   if (IsRecord(in, kStructType)) {
@@ -80,8 +86,6 @@ bool DecodeParticipants(std::string_view in, std::vector<proto::Participant>* ps
   }
   return true;
 }
-
-}  // namespace
 
 BranchLog::BranchLog(std::string name, wal::Db* db, std::function<Micros()> wall_clock)
     : Named(std::move(name)),

@@ -26,6 +26,11 @@
 
 namespace txc::participant::internal {
 
+// The decoders of txc_branches.participants and txc_changes.keys (either
+// layout), also for offline readers (txadmin wal dump). False if malformed.
+bool DecodeParticipants(std::string_view in, std::vector<proto::Participant>* ps);
+bool DecodeKeys(std::string_view in, std::vector<std::string>* keys);
+
 class BranchLog : private Named {
  public:
   // `db` and `wall_clock` (Unix micros: the `updated` column) outlive the log.
