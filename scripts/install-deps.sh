@@ -5,6 +5,7 @@ PKGS=(g++ make cmake ninja-build ccache pkg-config python3
       libboost-dev libboost-program-options-dev
       thrift-compiler libthrift-dev libspdlog-dev libfmt-dev
       libsqlite3-dev sqlite3 libgtest-dev libgmock-dev
+      nlohmann-json3-dev  # txadmin's --json
       prometheus)  # promtool: the metrics test checks /metrics with it
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,205 @@
+#include "tools/admin/commands.h"
+
+#include <chrono>
+#include <future>
+#include <memory>
+
+#include "client/client.h"
+#include "common/log.h"
+#include "common/status_proto.h"
+#include "common/txid.h"
+#include "protocol/rpc.h"
+#include "tools/admin/report.h"
+#include "tools/admin/wal_dump.h"
+
+namespace txc::admin {
+
+namespace {
+
+constexpr Micros kReplicaTimeout = 2 * kSeconds;
+constexpr Micros kAgentTimeout = 5 * kSeconds;
+
+std::string List(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& i : items) s += (s.empty() ? "" : ",") + i;
+  return s;
+}
+
+Result<std::unique_ptr<Client>> ConnectGroup(const Invocation& inv) {
+  ClientOptions co;
+  co.coordinators = inv.coordinators;
+  co.commit_timeout = 5 * kSeconds;
+  return Client::Connect(co);
+}
+
+void Print(std::ostream& out, const Invocation& inv, const Json& j, const std::string& text) {
+  if (inv.json) {
+    out << j.dump() << "\n";
+  } else {
+    out << text;
+  }
+}
+
+// The group's answers come from its leader; an error names what to check.
+std::string GroupError(const Invocation& inv, const Status& s) {
+  return "txadmin: the coordinator group did not answer (" + s.ToString() + "): run txadmin "
+         "--coordinator " + List(inv.coordinators) + " status to see which replicas run and "
+         "whether one leads";
+}
+
+int Status_(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  auto client = ConnectGroup(inv);
+  if (!client.ok()) {
+    err << "txadmin: " << client.status().ToString() << "\n";
+    return kExitUsage;
+  }
+  // Every replica at once, so one that hangs costs one timeout, not one each.
+  std::vector<std::future<Result<proto::StatusResponse>>> pending;
+  for (const auto& a : inv.coordinators) {
+    pending.push_back(std::async(std::launch::async, [&c = **client, a] { return c.ClusterStatus(a); }));
+  }
+  std::vector<ReplicaAnswer> answers;
+  for (size_t i = 0; i < pending.size(); ++i) {
+    ReplicaAnswer a;
+    a.address = inv.coordinators[i];
+    auto r = pending[i].get();
+    if (r.ok()) {
+      a.status = std::move(*r);
+    } else {
+      a.error = r.status().ToString();
+    }
+    answers.push_back(std::move(a));
+  }
+  StatusReport report = BuildStatus(answers);
+  Print(out, inv, StatusJson(report), StatusTable(report));
+  if (report.reachable == 0) {
+    err << "txadmin: no coordinator replica answered at " << List(inv.coordinators)
+        << ": check that txcoord runs there and that --coordinator lists its --listen addresses\n";
+    return kExitError;
+  }
+  return kExitOk;
+}
+
+int Txns(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  auto client = ConnectGroup(inv);
+  if (!client.ok()) {
+    err << "txadmin: " << client.status().ToString() << "\n";
+    return kExitUsage;
+  }
+  std::string state = inv.options["state"].as<std::string>();
+  auto txns = (*client)->ListTxns(state);
+  if (!txns.ok()) {
+    if (txns.status().code() == Status::kInvalidArgument) {
+      err << "txadmin: " << txns.status().message() << " (txadmin txns --help lists the states)\n";
+      return kExitUsage;
+    }
+    err << GroupError(inv, txns.status()) << "\n";
+    return kExitError;
+  }
+  Print(out, inv, TxnsJson(*txns), TxnsTable(*txns));
+  return kExitOk;
+}
+
+int TxnShow(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  auto client = ConnectGroup(inv);
+  if (!client.ok()) {
+    err << "txadmin: " << client.status().ToString() << "\n";
+    return kExitUsage;
+  }
+  TxId txid = *ParseTxId(inv.args[0]);
+  auto outcome = (*client)->Outcome(txid);
+  if (!outcome.ok()) {
+    // The group answers INVALID_ARGUMENT for a txid it never allocated, and
+    // sends a txid of a newer epoch to a newer leader, which may not exist.
+    err << "txadmin: no outcome for " << inv.args[0] << ": " << outcome.status().ToString()
+        << ": check the txid (txadmin txns lists the transactions the leader drives), and that "
+           "the group has a leader (txadmin --coordinator " << List(inv.coordinators) << " status)\n";
+    return kExitError;
+  }
+  auto txns = (*client)->ListTxns("");
+  if (!txns.ok()) {
+    err << GroupError(inv, txns.status()) << "\n";
+    return kExitError;
+  }
+  std::optional<proto::TxnInfo> info;
+  for (const auto& t : *txns) {
+    if (t.txid == txid) info = t;
+  }
+  std::string id = ToString(txid);
+  Print(out, inv, TxnShowJson(id, info, *outcome), TxnShowText(id, info, *outcome));
+  return kExitOk;
+}
+
+int AgentBranches(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  boost::asio::io_context io;
+  auto channel = std::make_shared<rpc::RpcChannel>(io, inv.agent);
+  Status status = Status::Timeout("no answer within " + std::to_string(kAgentTimeout / kSeconds) + " s");
+  proto::ListBranchesResponse resp;
+  channel->Call<proto::ListBranchesRequest, proto::ListBranchesResponse>(
+      "ListBranches", proto::ListBranchesRequest(), kAgentTimeout,
+      [&](Status s, proto::ListBranchesResponse r) {
+        status = std::move(s);
+        resp = std::move(r);
+        channel->Close();
+      });
+  io.run_for(std::chrono::microseconds(kAgentTimeout + kSeconds));
+  channel->Close();
+  if (status.ok() && resp.status.code != proto::Code::OK) status = FromProto(resp.status);
+  if (!status.ok()) {
+    err << "txadmin: the agent at " << inv.agent << " did not answer (" << status.ToString()
+        << "): check that txagent runs with --listen " << inv.agent << "\n";
+    return kExitError;
+  }
+  bool in_doubt_only = inv.options["in-doubt"].as<bool>();
+  std::vector<BranchRow> rows;
+  for (const auto& b : resp.branches) {
+    BranchRow row = ToRow(b);
+    if (!in_doubt_only || InDoubt(row)) rows.push_back(std::move(row));
+  }
+  Print(out, inv, BranchesJson(rows), BranchesTable(rows));
+  return kExitOk;
+}
+
+int WalDumpCmd(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  std::optional<TxId> txid;
+  if (inv.options.count("txid")) txid = ParseTxId(inv.options["txid"].as<std::string>());
+  auto dump = ReadWal(inv.args[0], txid);
+  if (!dump.ok()) {
+    err << "txadmin: " << dump.status().message() << "\n";
+    return kExitError;
+  }
+  Print(out, inv, WalJson(*dump), WalText(*dump));
+  return kExitOk;
+}
+
+}  // namespace
+
+int Run(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  const std::string& name = inv.command->name;
+  if (name == "status") return Status_(inv, out, err);
+  if (name == "txns") return Txns(inv, out, err);
+  if (name == "txn show") return TxnShow(inv, out, err);
+  if (name == "agent branches") return AgentBranches(inv, out, err);
+  if (name == "wal dump") return WalDumpCmd(inv, out, err);
+  err << "txadmin: internal error: command '" << name << "' has no implementation\n";
+  return kExitError;
+}
+
+int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  ParseResult p = Parse(args);
+  switch (p.kind) {
+    case ParseResult::kHelp:
+      out << p.text;
+      if (!p.text.empty() && p.text.back() != '\n') out << "\n";
+      return kExitOk;
+    case ParseResult::kUsageError:
+      err << p.text << "\n";
+      return kExitUsage;
+    case ParseResult::kRun:
+      break;
+  }
+  SetLogLevel(p.invocation.log_level);
+  return Run(p.invocation, out, err);
+}
+
+}  // namespace txc::admin
