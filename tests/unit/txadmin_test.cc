@@ -1,0 +1,529 @@
+// txadmin's library (tools/admin/): the command-line parser (exit codes,
+// help of every command, --config), the reports and their JSON, and the
+// offline WAL reader on both kinds of log, including a file a writer holds.
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "common/codec.h"
+#include "coordinator/txn_table.h"
+#include "participant/sqlite_branch_log.h"
+#include "tools/admin/cli.h"
+#include "tools/admin/commands.h"
+#include "tools/admin/report.h"
+#include "tools/admin/wal_dump.h"
+#include "wal/log_store.h"
+#include "wal/sqlite.h"
+
+namespace txc::admin {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Ran {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Ran RunMain(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  int code = Main(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+// ------------------------------------------------------------------ parser
+
+class TxadminParserTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/txadmin_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ + "/" + name) << text;
+    return dir_ + "/" + name;
+  }
+  std::string dir_;
+};
+
+TEST_F(TxadminParserTest, UsageErrorsExitTwoAndSayWhatToDo) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {{}, "no command given"},
+      {{"no-such-command"}, "unknown command 'no-such-command'"},
+      {{"--coordinator", "127.0.0.1:1", "status", "--bogus"}, "--bogus"},
+      {{"--bogus", "status"}, "unknown option '--bogus'"},
+      {{"--coordinator"}, "needs a value"},
+      {{"status"}, "give --coordinator"},
+      {{"--coordinator", "not-an-address", "status"}, "not-an-address"},
+      {{"--coordinator", "127.0.0.1:1", "txn"}, "txn show TXID"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "show"}, "needs TXID"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "show", "seven"}, "not a txid"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "show", "1.2", "1.3"}, "unexpected argument '1.3'"},
+      {{"--coordinator", "127.0.0.1:1", "txns", "--state", "sleepy"}, "unknown state 'sleepy'"},
+      {{"--coordinator", "127.0.0.1:1", "txns", "--state"}, "state"},
+      {{"agent"}, "agent HOST:PORT branches"},
+      {{"agent", "branches"}, "needs the agent's address first"},
+      {{"agent", "nowhere", "branches"}, "agent address 'nowhere'"},
+      {{"agent", "127.0.0.1:1"}, "agent needs a command"},
+      {{"agent", "127.0.0.1:1", "dance"}, "unknown command 'agent dance'"},
+      {{"wal"}, "wal dump PATH"},
+      {{"wal", "dump"}, "needs PATH"},
+      {{"wal", "dump", "/x", "--txid", "x"}, "not a txid"},
+      // Commands of later work do not exist until they are implemented.
+      {{"--coordinator", "127.0.0.1:1", "txn", "retry", "1.2"}, "unknown command 'txn retry'"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "resolve", "1.2"}, "unknown command 'txn resolve'"},
+      {{"agent", "127.0.0.1:1", "resolve", "1.2"}, "unknown command 'agent resolve'"},
+  };
+  for (const auto& c : cases) {
+    std::string line;
+    for (const auto& a : c.args) line += a + " ";
+    Ran r = RunMain(c.args);
+    EXPECT_EQ(r.code, kExitUsage) << line << "\n" << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.says)) << line;
+    EXPECT_EQ(r.out, "") << line;
+  }
+}
+
+TEST_F(TxadminParserTest, EveryCommandHasItsOwnHelp) {
+  Ran main_help = RunMain({"--help"});
+  EXPECT_EQ(main_help.code, kExitOk);
+  for (const CommandSpec& c : Commands()) {
+    EXPECT_THAT(main_help.out, HasSubstr(c.summary)) << c.name;
+    // The words of the command, with a placeholder for the agent's address
+    // and arguments that --help does not need.
+    std::vector<std::string> args;
+    std::istringstream words(c.name);
+    for (std::string w; words >> w;) {
+      args.push_back(w);
+      if (w == "agent") args.push_back("127.0.0.1:1");
+    }
+    args.push_back("--help");
+    Ran r = RunMain(args);
+    EXPECT_EQ(r.code, kExitOk) << c.name << ": " << r.err;
+    EXPECT_THAT(r.out, HasSubstr("usage: ")) << c.name;
+    EXPECT_THAT(r.out, HasSubstr(c.summary)) << c.name;
+    EXPECT_THAT(r.out, HasSubstr("--json")) << c.name;
+    // Also without the agent's address.
+    if (c.scope == Scope::kAgent) {
+      Ran bare = RunMain({"agent", c.name.substr(6), "-h"});
+      EXPECT_EQ(bare.code, kExitOk) << bare.err;
+      EXPECT_EQ(bare.out, r.out);
+    }
+  }
+  EXPECT_THAT(RunMain({"--coordinator", "127.0.0.1:1", "txns", "--help"}).out, HasSubstr("--state"));
+  EXPECT_THAT(RunMain({"agent", "127.0.0.1:1", "branches", "--help"}).out, HasSubstr("--in-doubt"));
+  EXPECT_THAT(RunMain({"wal", "dump", "--help"}).out, HasSubstr("--txid"));
+  // A group's help lists its commands.
+  Ran txn = RunMain({"txn", "--help"});
+  EXPECT_EQ(txn.code, kExitOk);
+  EXPECT_THAT(txn.out, HasSubstr("txn show TXID"));
+  EXPECT_THAT(RunMain({"agent", "--help"}).out, HasSubstr("agent HOST:PORT branches"));
+}
+
+TEST_F(TxadminParserTest, ParsesEachCommandsArgumentsAndOptions) {
+  ParseResult p = Parse({"--coordinator", "127.0.0.1:7001,127.0.0.1:7002", "txn", "show", "3.14", "--json"});
+  ASSERT_EQ(p.kind, ParseResult::kRun) << p.text;
+  EXPECT_EQ(p.invocation.command->name, "txn show");
+  EXPECT_EQ(p.invocation.coordinators, (std::vector<std::string>{"127.0.0.1:7001", "127.0.0.1:7002"}));
+  EXPECT_EQ(p.invocation.args, std::vector<std::string>{"3.14"});
+  EXPECT_TRUE(p.invocation.json);
+
+  p = Parse({"agent", "127.0.0.1:7101", "branches", "--in-doubt"});
+  ASSERT_EQ(p.kind, ParseResult::kRun) << p.text;
+  EXPECT_EQ(p.invocation.command->name, "agent branches");
+  EXPECT_EQ(p.invocation.agent, "127.0.0.1:7101");
+  EXPECT_TRUE(p.invocation.options["in-doubt"].as<bool>());
+  EXPECT_FALSE(p.invocation.json);
+
+  p = Parse({"wal", "dump", "--txid", "2.5", "/var/lib/bank.db"});
+  ASSERT_EQ(p.kind, ParseResult::kRun) << p.text;
+  EXPECT_EQ(p.invocation.args, std::vector<std::string>{"/var/lib/bank.db"});
+  EXPECT_EQ(p.invocation.options["txid"].as<std::string>(), "2.5");
+  EXPECT_TRUE(p.invocation.coordinators.empty());  // offline: needs no group
+
+  p = Parse({"--coordinator=127.0.0.1:7001", "--log-level", "debug", "txns", "--state", "in-doubt"});
+  ASSERT_EQ(p.kind, ParseResult::kRun) << p.text;
+  EXPECT_EQ(p.invocation.options["state"].as<std::string>(), "in-doubt");
+  EXPECT_EQ(p.invocation.log_level, "debug");
+}
+
+TEST_F(TxadminParserTest, ConfigFileGivesTheGroupAndTheCommandLineWins) {
+  std::string conf = Write("a.conf", "# the group\ncoordinator = 127.0.0.1:7001\n");
+  ParseResult p = Parse({"--config", conf, "status"});
+  ASSERT_EQ(p.kind, ParseResult::kRun) << p.text;
+  EXPECT_EQ(p.invocation.coordinators, std::vector<std::string>{"127.0.0.1:7001"});
+  p = Parse({"--config", conf, "--coordinator", "127.0.0.1:7009", "status"});
+  ASSERT_EQ(p.kind, ParseResult::kRun) << p.text;
+  EXPECT_EQ(p.invocation.coordinators, std::vector<std::string>{"127.0.0.1:7009"});
+
+  Ran typo = RunMain({"--config", Write("typo.conf", "coordinater = 127.0.0.1:7001\n"), "status"});
+  EXPECT_EQ(typo.code, kExitUsage);
+  EXPECT_THAT(typo.err, HasSubstr("coordinater"));
+  Ran missing = RunMain({"--config", dir_ + "/no-such.conf", "status"});
+  EXPECT_EQ(missing.code, kExitUsage);
+  EXPECT_THAT(missing.err, HasSubstr("no-such.conf"));
+}
+
+TEST_F(TxadminParserTest, AnUnreachableGroupIsAnErrorNotAUsageError) {
+  // Port 1 on loopback: nothing listens (connection refused at once).
+  Ran r = RunMain({"--coordinator", "127.0.0.1:1", "status"});
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_THAT(r.err, HasSubstr("no coordinator replica answered"));
+  EXPECT_THAT(r.err, HasSubstr("check that txcoord runs there"));
+  Ran agent = RunMain({"agent", "127.0.0.1:1", "branches", "--json"});
+  EXPECT_EQ(agent.code, kExitError);
+  EXPECT_THAT(agent.err, HasSubstr("check that txagent runs with --listen 127.0.0.1:1"));
+  Ran wal = RunMain({"wal", "dump", dir_ + "/nothing.db"});
+  EXPECT_EQ(wal.code, kExitError);
+  EXPECT_THAT(wal.err, HasSubstr("does not exist"));
+}
+
+// ------------------------------------------------------------------ status
+
+proto::StatusResponse View(int id, int leader, int64_t epoch, int64_t applied) {
+  proto::StatusResponse s;
+  s.replica_id = id;
+  s.leader_id = leader;
+  s.leader_address = leader != 0 ? "127.0.0.1:700" + std::to_string(leader) : "";
+  s.epoch = epoch;
+  s.commit_index = applied;
+  s.applied_index = applied;
+  for (int i = 1; i <= 3; ++i) {
+    proto::ReplicaInfo ri;
+    ri.id = i;
+    ri.address = "127.0.0.1:700" + std::to_string(i);
+    s.replicas.push_back(ri);
+  }
+  return s;
+}
+
+ReplicaAnswer Up(const proto::StatusResponse& s) {
+  return {"127.0.0.1:700" + std::to_string(s.replica_id), s, ""};
+}
+ReplicaAnswer Down(int id) { return {"127.0.0.1:700" + std::to_string(id), std::nullopt, "refused"}; }
+
+TEST(TxadminStatusTest, AllUpNamesTheLeaderAndEachFollowersLag) {
+  StatusReport r = BuildStatus({Up(View(1, 2, 4, 90)), Up(View(2, 2, 4, 100)), Up(View(3, 2, 4, 100))});
+  Json j = StatusJson(r);
+  EXPECT_EQ(j["leader"], 2);
+  EXPECT_EQ(j["leader_address"], "127.0.0.1:7002");
+  EXPECT_EQ(j["leader_reachable"], true);
+  EXPECT_EQ(j["epoch"], 4);
+  ASSERT_EQ(j["replicas"].size(), 3u);
+  EXPECT_EQ(j["replicas"][0]["id"], 1);
+  EXPECT_EQ(j["replicas"][0]["role"], "follower");
+  EXPECT_EQ(j["replicas"][0]["lag"], 10);
+  EXPECT_EQ(j["replicas"][1]["role"], "leader");
+  EXPECT_EQ(j["unreachable"].size(), 0u);
+  // The first keys, in order, as scripts read them.
+  EXPECT_THAT(j.dump(), HasSubstr("{\"leader\":2,"));
+  EXPECT_THAT(j.dump(), HasSubstr("\"replicas\":[{\"id\":1,"));
+  std::string table = StatusTable(r);
+  EXPECT_THAT(table, HasSubstr("leader: 2 (127.0.0.1:7002)   epoch: 4"));
+  EXPECT_THAT(table, Not(HasSubstr("UNREACHABLE")));
+}
+
+TEST(TxadminStatusTest, ADeadLeaderIsStillNamedByTheFollowersAndMarkedUnreachable) {
+  // Before: {"leader":null,"epoch":0} although both followers name leader 2 in epoch 1.
+  StatusReport r = BuildStatus({Up(View(1, 2, 1, 50)), Down(2), Up(View(3, 2, 1, 48))});
+  Json j = StatusJson(r);
+  EXPECT_EQ(j["leader"], 2);
+  EXPECT_EQ(j["epoch"], 1);
+  EXPECT_EQ(j["leader_reachable"], false);
+  ASSERT_EQ(j["unreachable"].size(), 1u);
+  EXPECT_EQ(j["unreachable"][0]["address"], "127.0.0.1:7002");
+  EXPECT_EQ(j["unreachable"][0]["id"], 2);
+  EXPECT_EQ(j["unreachable"][0]["leader"], true);
+  EXPECT_EQ(j["replicas"].size(), 2u);
+  EXPECT_EQ(j["replicas"][1]["lag"], 2);  // behind the most advanced answering replica
+  std::string table = StatusTable(r);
+  EXPECT_THAT(table, HasSubstr("leader: 2 (127.0.0.1:7002, UNREACHABLE)   epoch: 1"));
+  EXPECT_THAT(table, HasSubstr("1 of 3 replicas unreachable"));
+}
+
+TEST(TxadminStatusTest, WhenTheAnsweringReplicasDisagreeTheNewestEpochWins) {
+  StatusReport r = BuildStatus({Up(View(1, 2, 1, 10)), Down(2), Up(View(3, 3, 2, 12))});
+  EXPECT_EQ(r.leader_id, 3);
+  EXPECT_EQ(r.epoch, 2);
+  EXPECT_TRUE(r.leader_reachable);
+  // A replica that still leads an older epoch is not called the leader.
+  r = BuildStatus({Up(View(1, 1, 1, 10)), Up(View(2, 3, 2, 12)), Down(3)});
+  EXPECT_EQ(r.leader_id, 3);
+  EXPECT_FALSE(r.leader_reachable);
+  EXPECT_EQ(r.replicas[0].role, "stale-leader");
+}
+
+TEST(TxadminStatusTest, NobodyAnswersOrNobodyLeads) {
+  Json none = StatusJson(BuildStatus({Down(1), Down(2), Down(3)}));
+  EXPECT_TRUE(none["leader"].is_null());
+  EXPECT_EQ(none["epoch"], 0);
+  EXPECT_EQ(none["unreachable"].size(), 3u);
+  StatusReport leaderless = BuildStatus({Up(View(1, 0, 3, 5)), Down(2), Down(3)});
+  EXPECT_EQ(leaderless.leader_id, 0);
+  EXPECT_EQ(leaderless.epoch, 3);
+  EXPECT_THAT(StatusTable(leaderless), HasSubstr("no replica names a leader"));
+}
+
+TEST(TxadminStatusTest, StorageFailuresAreListed) {
+  proto::StatusResponse failed = View(3, 2, 4, 100);
+  failed.storage_failed = true;
+  StatusReport r = BuildStatus({Up(View(1, 2, 4, 100)), Up(View(2, 2, 4, 100)), Up(failed)});
+  EXPECT_EQ(StatusJson(r)["storage_failed"], Json::array({3}));
+  EXPECT_EQ(StatusJson(r)["replicas"][2]["storage_failed"], true);
+  EXPECT_THAT(StatusTable(r), HasSubstr("replica 3: STORAGE FAILED"));
+}
+
+// ------------------------------------------------- transactions, branches
+
+TEST(TxadminReportTest, TransactionsCarryParticipantsAcksAndHazards) {
+  proto::TxnInfo t;
+  t.txid = MakeTxId(3, 7);
+  t.state = "completing";
+  t.outcome = proto::Outcome::COMMITTED;
+  proto::Participant a, b;
+  a.resource = "bank_a";
+  a.address = "127.0.0.1:7101";
+  b.resource = "bank_b";
+  b.address = "127.0.0.1:7102";
+  t.participants = {a, b};
+  t.acked = {"bank_a"};
+  t.age_ms = 1200;
+  t.in_doubt = true;
+  t.__set_hazards({"bank_b at 127.0.0.1:7102 refused committed: it aborted"});
+  Json j = TxnsJson({t});
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["txid"], "3.7");
+  EXPECT_EQ(j[0]["state"], "completing");
+  EXPECT_EQ(j[0]["outcome"], "committed");
+  EXPECT_EQ(j[0]["in_doubt"], true);
+  EXPECT_EQ(j[0]["participants"][1]["resource"], "bank_b");
+  EXPECT_EQ(j[0]["acked"], Json::array({"bank_a"}));
+  EXPECT_EQ(j[0]["hazards"].size(), 1u);
+  EXPECT_THAT(TxnsTable({t}), HasSubstr("(1 transactions)"));
+  std::string show = TxnShowText("3.7", t, proto::Outcome::COMMITTED);
+  EXPECT_THAT(show, HasSubstr("bank_b at 127.0.0.1:7102  not acknowledged"));
+  EXPECT_THAT(show, HasSubstr("HAZARD: bank_b"));
+  Json ended = TxnShowJson("3.8", std::nullopt, proto::Outcome::ABORTED);
+  EXPECT_EQ(ended["state"], "ended");
+  EXPECT_EQ(ended["group_outcome"], "aborted");
+}
+
+TEST(TxadminReportTest, BranchesAreObjectsWithTxidResourceStateAndAge) {
+  proto::BranchInfo prepared, failing;
+  prepared.txid = MakeTxId(2, 9);
+  prepared.resource = "bank_a";
+  prepared.state = "prepared";
+  prepared.age_ms = 1500;
+  failing.txid = MakeTxId(2, 10);
+  failing.resource = "bank_a";
+  failing.state = "aborting (rollback failing: 3 failed attempts, last error: disk I/O error)";
+  failing.age_ms = 20;
+  std::vector<BranchRow> rows = {ToRow(prepared), ToRow(failing)};
+  EXPECT_TRUE(InDoubt(rows[0]));
+  EXPECT_FALSE(InDoubt(rows[1]));
+  Json j = BranchesJson(rows);
+  ASSERT_TRUE(j.is_array());
+  EXPECT_EQ(j[0]["txid"], "2.9");
+  EXPECT_EQ(j[0]["resource"], "bank_a");
+  EXPECT_EQ(j[0]["state"], "prepared");
+  EXPECT_EQ(j[0]["age_ms"], 1500);
+  EXPECT_EQ(j[0]["in_doubt"], true);
+  EXPECT_FALSE(j[0].contains("detail"));
+  EXPECT_EQ(j[1]["state"], "aborting");
+  EXPECT_EQ(j[1]["detail"], "rollback failing: 3 failed attempts, last error: disk I/O error");
+  EXPECT_THAT(BranchesTable(rows), HasSubstr("(2 branches)"));
+  EXPECT_EQ(IsoTime(1796195099515), "2026-12-02T07:04:59.515Z");
+}
+
+// --------------------------------------------------------------- wal dump
+
+class TxadminWalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/txadmin_wal_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    io_thread_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    work_.reset();
+    io_thread_.join();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Writes a coordinator log as LogStore does: `records` and `metas`.
+  void WriteLog(const std::string& path, std::vector<wal::LogRecord> records,
+                std::vector<std::pair<std::string, std::string>> metas) {
+    auto store = wal::LogStore::Open(path, io_.get_executor());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    wal::LogStore::Batch batch;
+    batch.records = std::move(records);
+    batch.metas = std::move(metas);
+    std::promise<Status> done;
+    (*store)->Write(std::move(batch), [&](Status s) { done.set_value(s); });
+    ASSERT_TRUE(done.get_future().get().ok());
+  }
+
+  static proto::Participant P(const std::string& r) {
+    proto::Participant p;
+    p.resource = r;
+    p.address = "127.0.0.1:7101";
+    return p;
+  }
+
+  std::string dir_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
+      boost::asio::make_work_guard(io_);
+  std::thread io_thread_;
+};
+
+TEST_F(TxadminWalTest, ReadsAPaxosLogAndFindsItInItsDataDirectory) {
+  auto entry = [](int64_t slot, std::vector<proto::Command> cmds) {
+    paxos::wire::Entry e;
+    e.slot = slot;
+    e.ballot.round = 4;
+    e.ballot.replica = 2;
+    e.value = coord::EncodeBatch(cmds);
+    return wal::LogRecord{static_cast<uint64_t>(slot), codec::Encode(e)};
+  };
+  paxos::wire::Ballot promised;
+  promised.round = 5;
+  promised.replica = 3;
+  std::filesystem::create_directories(dir_ + "/c1");
+  WriteLog(dir_ + "/c1/paxos.log",
+           {entry(1, {coord::MakeEpoch(4)}),
+            entry(2, {coord::MakeDecide(MakeTxId(4, 1), proto::Outcome::COMMITTED,
+                                        {P("bank_a"), P("bank_b")}, proto::Protocol::TWO_PC, "")}),
+            entry(3, {coord::MakeEnd(MakeTxId(4, 1)),
+                      coord::MakeDecide(MakeTxId(4, 2), proto::Outcome::ABORTED, {P("bank_a")},
+                                        proto::Protocol::TWO_PC, "a NO vote")})},
+           {{"promised", codec::Encode(promised)}, {"joining", "0"}});
+
+  auto d = ReadWal(dir_ + "/c1", std::nullopt);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->kind, WalDump::kPaxosLog);
+  EXPECT_EQ(d->path, dir_ + "/c1/paxos.log");
+  Json j = WalJson(*d);
+  EXPECT_EQ(j["kind"], "coordinator-paxos-log");
+  EXPECT_EQ(j["meta"]["promised"], "5.3");
+  ASSERT_EQ(j["records"].size(), 3u);
+  EXPECT_EQ(j["records"][0]["commands"][0]["type"], "EPOCH");
+  EXPECT_EQ(j["records"][1]["index"], 2);
+  EXPECT_EQ(j["records"][1]["ballot"], "4.2");
+  EXPECT_EQ(j["records"][1]["commands"][0]["type"], "DECIDE");
+  EXPECT_EQ(j["records"][1]["commands"][0]["txid"], "4.1");
+  EXPECT_EQ(j["records"][1]["commands"][0]["outcome"], "committed");
+  EXPECT_EQ(j["records"][1]["commands"][0]["participants"].size(), 2u);
+  EXPECT_EQ(j["records"][2]["commands"][1]["reason"], "a NO vote");
+
+  // --txid: only the records of that transaction, only its commands.
+  d = ReadWal(dir_ + "/c1/paxos.log", MakeTxId(4, 1));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_EQ(d->records.size(), 2u);
+  EXPECT_EQ(d->records[1].commands.size(), 1u);
+  EXPECT_EQ(d->records[1].commands[0].type, proto::CommandType::END_TXN);
+  EXPECT_THAT(WalText(*d), HasSubstr("END 4.1"));
+}
+
+TEST_F(TxadminWalTest, ReadsASingleReplicasLogWithItsSnapshot) {
+  coord::TxnTable table;
+  std::string image = table.Snapshot();
+  WriteLog(dir_ + "/coord.log",
+           {wal::LogRecord{7, coord::EncodeBatch({coord::MakeDecide(
+                                  MakeTxId(2, 3), proto::Outcome::COMMITTED, {P("bank_a")},
+                                  proto::Protocol::TWO_PC, "")})}},
+           {{"epoch", "2"}, {"snapshot", image}, {"snapshot_index", "6"}});
+  auto d = ReadWal(dir_ + "/coord.log", std::nullopt);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->kind, WalDump::kLocalLog);
+  Json j = WalJson(*d);
+  EXPECT_EQ(j["meta"]["epoch"], "2");
+  EXPECT_EQ(j["snapshot"]["index"], 6);
+  ASSERT_EQ(j["records"].size(), 1u);
+  EXPECT_EQ(j["records"][0]["index"], 7);
+  EXPECT_FALSE(j["records"][0].contains("ballot"));
+  EXPECT_EQ(j["records"][0]["commands"][0]["txid"], "2.3");
+}
+
+TEST_F(TxadminWalTest, ReadsAnAgentsBranchLogWhileAWriterHoldsItOpen) {
+  std::string path = dir_ + "/bank.db";
+  auto db = wal::Db::Open(path);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  participant::internal::BranchLog log("bank", db->get(), [] { return 1796195099515 * kMillis; });
+  ASSERT_TRUE(log.Init().ok());
+  ASSERT_TRUE((*db)->Exec("BEGIN IMMEDIATE").ok());
+  ASSERT_TRUE(log.InsertBranch(MakeTxId(2, 1), participant::BranchState::kActive).ok());
+  ASSERT_TRUE(log.AppendChange("2.1", "redo-bytes", "undo", {"k1", "k2"}).ok());
+  participant::PrepareInfo info;
+  info.participants = {P("bank"), P("bank_b")};
+  ASSERT_TRUE(log.SetPrepared("2.1", info).ok());
+  ASSERT_TRUE(log.InsertBranch(MakeTxId(2, 2), participant::BranchState::kActive).ok());
+  ASSERT_TRUE(log.SetState("2.2", participant::BranchState::kAborted).ok());
+  ASSERT_TRUE((*db)->Exec("COMMIT").ok());
+
+  // A writer in the middle of a transaction: the dump neither waits for it
+  // nor sees its uncommitted row, and holds no lock the writer trips on.
+  ASSERT_TRUE((*db)->Exec("BEGIN IMMEDIATE").ok());
+  ASSERT_TRUE(log.InsertBranch(MakeTxId(2, 3), participant::BranchState::kActive).ok());
+  auto d = ReadWal(path, std::nullopt);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_TRUE((*db)->Exec("COMMIT").ok());
+
+  EXPECT_EQ(d->kind, WalDump::kBranchLog);
+  Json j = WalJson(*d);
+  EXPECT_EQ(j["kind"], "agent-branch-log");
+  ASSERT_EQ(j["branches"].size(), 2u);
+  EXPECT_EQ(j["branches"][0]["txid"], "2.1");
+  EXPECT_EQ(j["branches"][0]["state"], "PREPARED");
+  EXPECT_EQ(j["branches"][0]["protocol"], "2pc");
+  EXPECT_EQ(j["branches"][0]["participants"][1]["resource"], "bank_b");
+  EXPECT_EQ(j["branches"][0]["updated"], "2026-12-02T07:04:59.515Z");
+  ASSERT_EQ(j["branches"][0]["changes"].size(), 1u);
+  EXPECT_EQ(j["branches"][0]["changes"][0]["redo_bytes"], 10);
+  EXPECT_EQ(j["branches"][0]["changes"][0]["lock_keys"], 2);
+  EXPECT_EQ(j["branches"][1]["state"], "ABORTED");
+
+  d = ReadWal(path, MakeTxId(2, 3));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_EQ(d->branches.size(), 1u);
+  EXPECT_EQ(d->branches[0].state, static_cast<int>(participant::BranchState::kActive));
+}
+
+TEST_F(TxadminWalTest, OtherFilesAreRefusedWithWhatToGiveInstead) {
+  std::ofstream(dir_ + "/notes.txt") << "not a database, but long enough to look like one......"
+                                        "...........................................\n";
+  auto d = ReadWal(dir_ + "/notes.txt", std::nullopt);
+  ASSERT_FALSE(d.ok());
+  EXPECT_THAT(d.status().message(), HasSubstr("not an SQLite database"));
+  auto other = wal::Db::Open(dir_ + "/other.db");
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->Exec("CREATE TABLE t(x)").ok());
+  d = ReadWal(dir_ + "/other.db", std::nullopt);
+  ASSERT_FALSE(d.ok());
+  EXPECT_THAT(d.status().message(), HasSubstr("neither an agent's branch log"));
+  std::filesystem::create_directories(dir_ + "/agent-data");
+  d = ReadWal(dir_ + "/agent-data", std::nullopt);
+  ASSERT_FALSE(d.ok());
+  EXPECT_THAT(d.status().message(), HasSubstr("--resource NAME=sqlite:PATH"));
+}
+
+}  // namespace
+}  // namespace txc::admin
