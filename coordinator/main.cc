@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
        "write a snapshot of the transaction table and truncate the log after this many log records")
       ("retain-ended", po::value<uint64_t>()->default_value(txc::coord::TxnTable::kEndedRetained),
        "ended transactions kept whole; older ones keep only their outcome")
+      ("election-timeout-ms", po::value<int64_t>()->default_value(300),
+       "in a group: a follower that hears no leader for a random time between this and twice "
+       "this starts an election (longer: fewer needless elections on a slow network, a longer "
+       "wait for a new leader)")
       ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync the decision log")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
@@ -40,6 +44,14 @@ int main(int argc, char** argv) {
   o.driver.vote_timeout = vm["vote-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.driver.txn_timeout = vm["txn-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.unsafe_no_sync = vm["unsafe-no-sync"].as<bool>();
+  int64_t election_ms = vm["election-timeout-ms"].as<int64_t>();
+  if (election_ms < 100 || election_ms > 60000) {
+    std::cerr << "txcoord: --election-timeout-ms must be between 100 and 60000 (more than the "
+                 "50 ms heartbeat), got " << election_ms << "\n";
+    return 2;
+  }
+  o.election_min = election_ms * txc::kMillis;
+  o.election_max = 2 * o.election_min;
   o.metrics_listen = vm["metrics-listen"].as<std::string>();
   o.driver.table.ended_retained = vm["retain-ended"].as<uint64_t>();
   o.snapshot_every = std::max<uint64_t>(1, vm["snapshot-every"].as<uint64_t>());
