@@ -58,7 +58,7 @@ leader_of_group() { # prints the leader's id once one serves (10 s at most)
   for _ in $(seq 1 100); do
     local l
     l=$(timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["leader"] or "")' 2>/dev/null || true)
+        python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["leader"] if s["leader_reachable"] else "")' 2>/dev/null || true)
     [ -n "$l" ] && { echo "$l"; return 0; }
     sleep 0.1
   done
@@ -69,7 +69,7 @@ group_caught_up() { # all three replicas answer and trail the leader by <= 100 s
     timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-sys.exit(0 if r["leader"] and len(r["replicas"]) == 3 and max(x["lag"] for x in r["replicas"]) <= 100 else 1)' \
+sys.exit(0 if r["leader_reachable"] and len(r["replicas"]) == 3 and max(x["lag"] for x in r["replicas"]) <= 100 else 1)' \
       2>/dev/null && return 0
     sleep 0.1
   done
