@@ -137,6 +137,12 @@ TEST_F(TxadminParserTest, EveryCommandHasItsOwnHelp) {
   EXPECT_THAT(RunMain({"agent", "--help"}).out, HasSubstr("agent HOST:PORT branches"));
 }
 
+TEST_F(TxadminParserTest, EveryCommandParsedIsACommandThatRuns) {
+  // No stub: the table of commands and their implementations match.
+  ASSERT_EQ(Runners().size(), Commands().size());
+  for (const CommandSpec& c : Commands()) EXPECT_EQ(Runners().count(c.name), 1u) << c.name;
+}
+
 TEST_F(TxadminParserTest, ParsesEachCommandsArgumentsAndOptions) {
   ParseResult p = Parse({"--coordinator", "127.0.0.1:7001,127.0.0.1:7002", "txn", "show", "3.14", "--json"});
   ASSERT_EQ(p.kind, ParseResult::kRun) << p.text;

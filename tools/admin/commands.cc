@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <future>
+#include <map>
 #include <memory>
 
 #include "client/client.h"
@@ -89,10 +90,6 @@ int Txns(const Invocation& inv, std::ostream& out, std::ostream& err) {
   std::string state = inv.options["state"].as<std::string>();
   auto txns = (*client)->ListTxns(state);
   if (!txns.ok()) {
-    if (txns.status().code() == Status::kInvalidArgument) {
-      err << "txadmin: " << txns.status().message() << " (txadmin txns --help lists the states)\n";
-      return kExitUsage;
-    }
     err << GroupError(inv, txns.status()) << "\n";
     return kExitError;
   }
@@ -174,15 +171,24 @@ int WalDumpCmd(const Invocation& inv, std::ostream& out, std::ostream& err) {
 
 }  // namespace
 
+const std::map<std::string, RunFn>& Runners() {
+  static const std::map<std::string, RunFn> runners = {
+      {"status", Status_},
+      {"txns", Txns},
+      {"txn show", TxnShow},
+      {"agent branches", AgentBranches},
+      {"wal dump", WalDumpCmd},
+  };
+  return runners;
+}
+
 int Run(const Invocation& inv, std::ostream& out, std::ostream& err) {
-  const std::string& name = inv.command->name;
-  if (name == "status") return Status_(inv, out, err);
-  if (name == "txns") return Txns(inv, out, err);
-  if (name == "txn show") return TxnShow(inv, out, err);
-  if (name == "agent branches") return AgentBranches(inv, out, err);
-  if (name == "wal dump") return WalDumpCmd(inv, out, err);
-  err << "txadmin: internal error: command '" << name << "' has no implementation\n";
-  return kExitError;
+  auto it = Runners().find(inv.command->name);
+  if (it == Runners().end()) {
+    err << "txadmin: internal error: command '" << inv.command->name << "' has no implementation\n";
+    return kExitError;
+  }
+  return it->second(inv, out, err);
 }
 
 int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {

@@ -2,6 +2,7 @@
 // or a file, and prints its report. main() is this plus argument handling.
 #pragma once
 
+#include <map>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -9,6 +10,11 @@
 #include "tools/admin/cli.h"
 
 namespace txc::admin {
+
+using RunFn = int (*)(const Invocation& inv, std::ostream& out, std::ostream& err);
+// Each command's implementation, by CommandSpec::name (cli.h lists the same
+// names: a command exists in both or in neither).
+const std::map<std::string, RunFn>& Runners();
 
 // Runs `inv`; the report goes to `out`, errors (saying what to do next) to
 // `err`. Returns the exit code (kExitOk, kExitError).

@@ -111,6 +111,8 @@ Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
     b.updated_ms = sqlite3_column_int64(s, 4);
     d->branches.push_back(std::move(b));
   }));
+  std::map<std::string, size_t> by_txid;  // -> index in d->branches
+  for (size_t i = 0; i < d->branches.size(); ++i) by_txid.emplace(d->branches[i].txid, i);
   // Change rows; a branch with rows but no branch row (never written so) is
   // still shown.
   const char* changes_sql =
@@ -125,17 +127,13 @@ Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
     c.undo_bytes = static_cast<size_t>(sqlite3_column_int64(s, 3));
     std::vector<std::string> keys;
     c.keys = participant::internal::DecodeKeys(Column(s, 4), &keys) ? static_cast<int64_t>(keys.size()) : -1;
-    WalDump::Branch* owner = nullptr;
-    for (auto& b : d->branches) {
-      if (b.txid == id) owner = &b;
-    }
-    if (owner == nullptr) {
+    auto [it, added] = by_txid.try_emplace(id, d->branches.size());
+    if (added) {
       WalDump::Branch b;
       b.txid = id;
       d->branches.push_back(std::move(b));
-      owner = &d->branches.back();
     }
-    owner->changes.push_back(c);
+    d->branches[it->second].changes.push_back(c);
   });
 }
 
