@@ -311,7 +311,10 @@ TEST_F(TxadminClusterTest, StatusBranchesAndWalDumpOnALiveGroup) {
 
   // The leader dies: the followers still name it and its epoch, and status
   // lists it unreachable (until they elect another, an election timeout on).
-  int64_t epoch = s["epoch"].get<int64_t>();
+  json before = Parse(Txadmin({"--coordinator", coordinators_, "status", "--json"}));
+  ASSERT_EQ(before["leader_reachable"], true) << before.dump();
+  leader = before["leader"].get<int>();
+  int64_t epoch = before["epoch"].get<int64_t>();
   replicas_[leader - 1]->Kill(SIGKILL);
   Ran dead = Txadmin({"--coordinator", coordinators_, "status", "--json"});
   ASSERT_EQ(dead.code, 0) << dead.err;

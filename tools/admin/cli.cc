@@ -176,9 +176,10 @@ const std::vector<CommandSpec>& Commands() {
        "read a write-ahead log offline: an agent's resource database (txc_branches, "
        "txc_changes) or a coordinator replica's log (DIR/paxos.log, DIR/coord.log)",
        "PATH may be a coordinator's data directory. The file is opened read-only with a short\n"
-       "busy timeout and read in one read transaction per table, so it is safe on the file of\n"
-       "a running process. Prints per record its index or txid, type, outcome or state,\n"
-       "participants and times where the log stores them.",
+       "busy timeout and read in one read transaction, which never blocks the writer (both logs\n"
+       "run in SQLite's WAL mode): safe on the file of a running process. Prints per record\n"
+       "its index or txid, type, outcome or state, participants and times where the log\n"
+       "stores them.",
        WalDumpOptions},
   };
   return commands;
