@@ -207,6 +207,31 @@ Result<std::vector<proto::TxnInfo>> Client::ListTxns(const std::string& state) {
   return std::move(r->txns);
 }
 
+Result<proto::TxnInfo> Client::ShowTxn(const TxId& txid) {
+  proto::ListTxnsRequest req;
+  req.__set_txid(txid);
+  auto r = impl_->Coordinator<proto::ListTxnsRequest, proto::ListTxnsResponse>(
+      "ListTxns", req, 5 * kSeconds);
+  if (!r.ok()) return r.status();
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  if (r->txns.empty()) {
+    return Status::NotFound("transaction " + ToString(txid) +
+                            " is not being driven or delivered by the leader (it may have ended; "
+                            "ask for its outcome)");
+  }
+  return std::move(r->txns.front());
+}
+
+Result<int> Client::RetryTxns(const std::optional<TxId>& txid) {
+  proto::RetryTxnsRequest req;
+  if (txid) req.__set_txid(*txid);
+  auto r = impl_->Coordinator<proto::RetryTxnsRequest, proto::RetryTxnsResponse>(
+      "RetryTxns", req, 5 * kSeconds);
+  if (!r.ok()) return r.status();
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  return static_cast<int>(r->retried);
+}
+
 // ---------------------------------------------------------------- Transaction
 
 Result<std::vector<proto::ResultSet>> Transaction::Execute(const std::string& resource,

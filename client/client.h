@@ -105,6 +105,12 @@ class Client {
   // Operator views (txadmin).
   Result<proto::StatusResponse> ClusterStatus(const std::string& replica = "");
   Result<std::vector<proto::TxnInfo>> ListTxns(const std::string& state);
+  // One transaction as the leader sees it (NOT_FOUND when it is not being
+  // driven or delivered, nor decided and unended).
+  Result<proto::TxnInfo> ShowTxn(const TxId& txid);
+  // An operator's "retry now" (RetryTxnsRequest): `txid`, or every
+  // transaction whose decision is being delivered. How many were resent.
+  Result<int> RetryTxns(const std::optional<TxId>& txid);
 
   const ClientOptions& options() const { return options_; }
   // The agent address for a resource, or INVALID_ARGUMENT.

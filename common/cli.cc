@@ -1,5 +1,6 @@
 #include "common/cli.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -7,6 +8,32 @@
 namespace po = boost::program_options;
 
 namespace txc::cli {
+
+std::optional<Micros> ParseDuration(const std::string& s) {
+  size_t i = 0;
+  bool dot = false;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || (s[i] == '.' && !dot))) {
+    dot = dot || s[i] == '.';
+    ++i;
+  }
+  if (i == 0 || (i == 1 && dot)) return std::nullopt;
+  double v = std::strtod(s.substr(0, i).c_str(), nullptr);
+  std::string unit = s.substr(i);
+  double scale = 0;
+  if (unit.empty() || unit == "s") {
+    scale = kSeconds;
+  } else if (unit == "ms") {
+    scale = kMillis;
+  } else if (unit == "m") {
+    scale = 60.0 * kSeconds;
+  } else {
+    return std::nullopt;
+  }
+  double us = v * scale;
+  if (!(us >= 0) || us > 1e15) return std::nullopt;  // ~31 years: a typo, not a timeout
+  return static_cast<Micros>(us);
+}
+
 
 void Parse(int argc, char** argv, const std::string& usage, po::options_description& desc,
            po::variables_map& vm) {

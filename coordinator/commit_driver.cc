@@ -485,6 +485,10 @@ void CommitDriver::StartCompleting(Txn* t, Micros now) {
   t->refused.assign(n, false);
   t->backoff.assign(n, options_.resend_initial);
   t->next_send.assign(n, now);
+  t->attempts.assign(n, 0);
+  t->last_error.assign(n, "");
+  t->decided_at = now;
+  t->stuck_reported = 0;
   for (size_t i = 0; i < n; ++i) SendDecision(t, i, now);
   MaybeEnd(t);
 }
@@ -501,6 +505,7 @@ void CommitDriver::SendDecision(Txn* t, size_t i, Micros now) {
   call.decide = d;
   call.want_ack = true;
   effects_.calls.push_back(std::move(call));
+  if (i < t->attempts.size()) ++t->attempts[i];
   // Resend only if neither an ack nor a failure comes back in time.
   t->next_send[i] = now + options_.call_timeout + t->backoff[i];
 }
@@ -525,6 +530,7 @@ void CommitDriver::OnAck(const TxId& txid, size_t index, const Status& status, M
   }
   // Not delivered: try again after a backoff (a decided outcome is delivered,
   // whatever it takes).
+  if (index < t.last_error.size()) t.last_error[index] = status.ToString();
   t.next_send[index] = now + t.backoff[index];
   t.backoff[index] = std::min(t.backoff[index] * 2, options_.resend_max);
 }
@@ -613,6 +619,11 @@ void CommitDriver::Tick(Micros now) {
         for (size_t i = 0; i < t.acked.size(); ++i) {
           if (!t.acked[i] && !t.refused[i] && now >= t.next_send[i]) SendDecision(&t, i, now);
         }
+        if (Stuck(t, now) &&
+            (t.stuck_reported == 0 || now - t.stuck_reported >= options_.stuck_after)) {
+          t.stuck_reported = now;
+          effects_.stuck.push_back(MakeStuckNotice(t, now));
+        }
         break;
       default:
         break;
@@ -624,13 +635,64 @@ void CommitDriver::Tick(Micros now) {
   }
 }
 
+bool CommitDriver::Stuck(const Txn& t, Micros now) const {
+  if (t.state != State::kCompleting || now - t.decided_at < options_.stuck_after) return false;
+  for (size_t i = 0; i < t.acked.size(); ++i) {
+    if (!t.acked[i] && !t.refused[i]) return true;
+  }
+  return false;  // only refusals left: a heuristic hazard, reported as such
+}
+
+StuckNotice CommitDriver::MakeStuckNotice(const Txn& t, Micros now) const {
+  StuckNotice n;
+  n.txid = t.txid;
+  n.outcome = t.outcome;
+  n.decided_for = now - t.decided_at;
+  for (size_t i = 0; i < t.acked.size(); ++i) {
+    if (t.acked[i] || t.refused[i]) continue;
+    if (!n.waiting.empty()) n.waiting += "; ";
+    n.waiting += Describe(t.participants[i]) + " (" + std::to_string(t.attempts[i]) + " attempts";
+    if (!t.last_error[i].empty()) n.waiting += ", last error: " + t.last_error[i];
+    n.waiting += ")";
+  }
+  return n;
+}
+
+std::string StuckNotice::ToString() const {
+  return "transaction " + txc::ToString(txid) + " decided " + OutcomeName(outcome) + " " +
+         std::to_string(decided_for / kMillis) + " ms ago is stuck: not delivered to " + waiting +
+         "; delivery goes on (txadmin txn retry to retry now)";
+}
+
+size_t CommitDriver::RetryNow(const std::optional<TxId>& txid, Micros now) {
+  if (!serving_) return 0;
+  size_t retried = 0;
+  auto retry = [&](Txn& t) {
+    if (t.state != State::kCompleting) return;
+    bool any = false;
+    for (size_t i = 0; i < t.acked.size(); ++i) {
+      if (t.acked[i] || t.refused[i]) continue;
+      t.backoff[i] = options_.resend_initial;
+      SendDecision(&t, i, now);
+      any = true;
+    }
+    if (any) ++retried;
+  };
+  if (txid) {
+    if (auto it = txns_.find(*txid); it != txns_.end()) retry(it->second);
+  } else {
+    for (auto& [id, t] : txns_) retry(t);
+  }
+  return retried;
+}
+
 DriverEffects CommitDriver::TakeEffects() {
   DriverEffects out = std::move(effects_);
   effects_ = DriverEffects();
   return out;
 }
 
-std::vector<CommitDriver::TxnView> CommitDriver::ActiveTxns() const {
+std::vector<CommitDriver::TxnView> CommitDriver::ActiveTxns(Micros now) const {
   std::vector<TxnView> out;
   out.reserve(txns_.size());
   for (const auto& [txid, t] : txns_) {
@@ -641,6 +703,12 @@ std::vector<CommitDriver::TxnView> CommitDriver::ActiveTxns() const {
     v.acked = t.acked;
     v.protocol = t.protocol;
     v.began = t.began;
+    v.votes = t.votes;
+    v.attempts = t.attempts;
+    v.last_error = t.last_error;
+    v.refused = t.refused;
+    v.decided_at = t.state == State::kCompleting ? t.decided_at : 0;
+    v.stuck = Stuck(t, now);
     if (auto h = hazards_.find(txid); h != hazards_.end()) {
       for (const HeuristicHazard& x : h->second) v.hazards.push_back(x.ToString());
     }

@@ -43,6 +43,12 @@ struct DriverOptions {
   Micros resend_max = 2 * kSeconds;
   // Deadline the shell should give each participant call. Default: 5 s.
   Micros call_timeout = 5 * kSeconds;
+  // A decided transaction whose outcome has not reached every participant
+  // this long after the decision is flagged stuck (ListTxns state "stuck",
+  // with each participant's attempts and last error) and reported once per
+  // this interval (DriverEffects::stuck) until it ends. Delivery never stops
+  // (capped backoff). Default: 60 s.
+  Micros stuck_after = 60 * kSeconds;
   // How many transactions' heuristic hazards are kept for ActiveTxns/Hazards
   // (oldest dropped first; hazard_count() counts them all). Default: 10,000.
   size_t hazards_retained = 10000;
@@ -80,14 +86,26 @@ struct HeuristicHazard {
   std::string ToString() const;  // "bank_a at HOST:PORT refused COMMITTED: ..."
 };
 
+// A decided transaction still undelivered after DriverOptions::stuck_after:
+// the shell logs it at warn (once per stuck_after while it lasts).
+struct StuckNotice {
+  TxId txid;
+  proto::Outcome::type outcome = proto::Outcome::UNKNOWN;
+  Micros decided_for = 0;  // since the decision was chosen (or this leader took it over)
+  std::string waiting;     // "bank_b at HOST:PORT (7 attempts, last error: ...)", ...
+  std::string ToString() const;
+};
+
 struct DriverEffects {
   std::vector<ParticipantCall> calls;
   std::vector<proto::Command> proposals;
   std::vector<ClientReply> replies;
   // Newly recorded hazards: the shell logs each (a warning an operator must see).
   std::vector<HeuristicHazard> hazards;
+  std::vector<StuckNotice> stuck;
   bool empty() const {
-    return calls.empty() && proposals.empty() && replies.empty() && hazards.empty();
+    return calls.empty() && proposals.empty() && replies.empty() && hazards.empty() &&
+           stuck.empty();
   }
 };
 
@@ -136,6 +154,12 @@ class CommitDriver {
 
   void Tick(Micros now);
 
+  // An operator's "retry now": every participant of `txid` (every stuck or
+  // completing transaction when `txid` is empty) that has not acknowledged
+  // the decision gets it again at once, and its backoff starts over. Returns
+  // how many transactions were retried (0: none is being delivered here).
+  size_t RetryNow(const std::optional<TxId>& txid, Micros now);
+
   DriverEffects TakeEffects();
 
   // What the driver is working on, for status and txadmin.
@@ -147,8 +171,17 @@ class CommitDriver {
     proto::Protocol::type protocol;
     Micros began = 0;
     std::vector<std::string> hazards;  // HeuristicHazard::ToString of each
+    // Per participant: its vote (when voting is over or under way), how many
+    // times the decision was sent, and the last failure to deliver it.
+    std::vector<std::optional<proto::Vote::type>> votes;
+    std::vector<uint32_t> attempts;
+    std::vector<std::string> last_error;
+    std::vector<bool> refused;
+    Micros decided_at = 0;  // 0: not decided (or not being delivered)
+    bool stuck = false;
   };
-  std::vector<TxnView> ActiveTxns() const;
+  // `now` decides which are stuck.
+  std::vector<TxnView> ActiveTxns(Micros now) const;
   size_t active_count() const { return txns_.size(); }
   int64_t next_seq() const { return next_seq_; }
 
@@ -193,6 +226,10 @@ class CommitDriver {
     std::vector<bool> refused;  // the participant refused the decision: not resent
     std::vector<Micros> next_send;
     std::vector<Micros> backoff;
+    std::vector<uint32_t> attempts;       // decision sends, per participant
+    std::vector<std::string> last_error;  // last failure to deliver it, per participant
+    Micros decided_at = 0;                // StartCompleting
+    Micros stuck_reported = 0;            // last StuckNotice (0: none yet)
     std::vector<uint64_t> waiters;  // client tokens awaiting the outcome
   };
 
@@ -221,6 +258,8 @@ class CommitDriver {
   void StartCompleting(Txn* t, Micros now);
   void SendDecision(Txn* t, size_t i, Micros now);
   void MaybeEnd(Txn* t);
+  bool Stuck(const Txn& t, Micros now) const;
+  StuckNotice MakeStuckNotice(const Txn& t, Micros now) const;
 
   const TxnTable* table_;
   DriverOptions options_;

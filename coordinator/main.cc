@@ -22,6 +22,9 @@ int main(int argc, char** argv) {
       ("data", po::value<std::string>()->default_value("./txcoord-data"), "directory of the decision log")
       ("vote-timeout-ms", po::value<int64_t>()->default_value(5000), "abort when a vote is missing this long")
       ("txn-timeout-ms", po::value<int64_t>()->default_value(60000), "abort a begun transaction not committed within")
+      ("stuck-after", po::value<std::string>()->default_value("60s"),
+       "flag a decided transaction stuck (txadmin txns --state stuck; a warning each interval) when its "
+       "outcome has not reached every participant this long after the decision (e.g. 10s, 500ms, 2m)")
       ("snapshot-every", po::value<uint64_t>()->default_value(50000),
        "write a snapshot of the transaction table and truncate the log after this many log records")
       ("retain-ended", po::value<uint64_t>()->default_value(txc::coord::TxnTable::kEndedRetained),
@@ -43,6 +46,13 @@ int main(int argc, char** argv) {
   o.data_dir = vm["data"].as<std::string>();
   o.driver.vote_timeout = vm["vote-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.driver.txn_timeout = vm["txn-timeout-ms"].as<int64_t>() * txc::kMillis;
+  if (auto d = txc::cli::ParseDuration(vm["stuck-after"].as<std::string>()); d && *d > 0) {
+    o.driver.stuck_after = *d;
+  } else {
+    std::cerr << "txcoord: --stuck-after wants a positive duration such as 10s, 500ms or 2m, got '"
+              << vm["stuck-after"].as<std::string>() << "'\n";
+    return 2;
+  }
   o.unsafe_no_sync = vm["unsafe-no-sync"].as<bool>();
   int64_t election_ms = vm["election-timeout-ms"].as<int64_t>();
   if (election_ms < 100 || election_ms > 60000) {

@@ -71,7 +71,36 @@ Status CoordinatorNode::Start() {
   server_.Handle<proto::ListTxnsRequest, proto::ListTxnsResponse>(
       "ListTxns",
       [this](proto::ListTxnsRequest req, rpc::RpcServer::Reply<proto::ListTxnsResponse> reply) {
+        if (Status bad = validate::Check(req); !bad.ok()) {
+          return reply(validate::Refusal<proto::ListTxnsResponse>(bad));
+        }
         reply(ListTxns(req));
+      });
+  server_.Handle<proto::RetryTxnsRequest, proto::RetryTxnsResponse>(
+      "RetryTxns",
+      [this](proto::RetryTxnsRequest req, rpc::RpcServer::Reply<proto::RetryTxnsResponse> reply) {
+        if (Status bad = validate::Check(req); !bad.ok()) {
+          return reply(validate::Refusal<proto::RetryTxnsResponse>(bad));
+        }
+        proto::RetryTxnsResponse r;
+        if (!core_->driver().serving()) {
+          std::string leader = core_->LeaderAddress();
+          r.status = ToProto(leader.empty()
+                                 ? Status::Unavailable("this replica is not serving (no leader, or recovering); try again")
+                                 : Status::NotLeader("not the leader; ask " + leader));
+          if (!leader.empty()) r.status.__set_leader_hint(leader);
+          return reply(std::move(r));
+        }
+        std::optional<TxId> txid;
+        if (req.__isset.txid) txid = req.txid;
+        size_t retried = 0;
+        Apply(core_->OnRetry(txid, &retried, SteadyNowMicros()));
+        Logger("coord")->warn("operator retry of {}: {} transaction(s) resent",
+                              txid ? ToString(*txid) : std::string("every undelivered transaction"),
+                              retried);
+        r.status = ToProto(Status::Ok());
+        r.retried = static_cast<int32_t>(retried);
+        reply(std::move(r));
       });
 
   server_.Handle<paxos::wire::AppendRequest, paxos::wire::AppendResponse>(
@@ -399,7 +428,7 @@ proto::StatusResponse CoordinatorNode::StatusNow() const {
     r.replicas.push_back(self);
   }
   int64_t active = 0;
-  for (const auto& t : driver.ActiveTxns()) {
+  for (const auto& t : driver.ActiveTxns(SteadyNowMicros())) {
     if (t.state == "active" || t.state == "voting" || t.state == "deciding") ++active;
   }
   r.active_txns = active;
@@ -414,11 +443,13 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
   std::string want = req.__isset.state ? req.state : "";
   Micros now = SteadyNowMicros();
   auto keep = [&](const proto::TxnInfo& t) {
+    if (req.__isset.txid && !(t.txid == req.txid)) return false;
     if (want == "hazard") return static_cast<bool>(t.__isset.hazards);
+    if (want == "stuck") return t.__isset.stuck && t.stuck;
     return want.empty() || (want == "in-doubt" ? t.in_doubt : t.state == want);
   };
   std::set<TxId, TxIdLess> seen;
-  for (const auto& v : core_->driver().ActiveTxns()) {
+  for (const auto& v : core_->driver().ActiveTxns(now)) {
     proto::TxnInfo t;
     t.txid = v.txid;
     t.state = v.state;
@@ -438,6 +469,20 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
     t.in_doubt = v.state == "voting" || v.state == "deciding" ||
                  (v.state == "completing" && !all_acked);
     if (!v.hazards.empty()) t.__set_hazards(v.hazards);
+    t.__set_stuck(v.stuck);
+    if (v.decided_at > 0) t.__set_decided_age_ms((now - v.decided_at) / kMillis);
+    std::vector<proto::ParticipantProgress> progress;
+    for (size_t i = 0; i < v.participants.size(); ++i) {
+      proto::ParticipantProgress p;
+      p.resource = v.participants[i].resource;
+      if (i < v.votes.size() && v.votes[i]) p.__set_vote(*v.votes[i]);
+      p.acked = i < v.acked.size() && v.acked[i];
+      p.refused = i < v.refused.size() && v.refused[i];
+      p.attempts = i < v.attempts.size() ? static_cast<int32_t>(v.attempts[i]) : 0;
+      if (i < v.last_error.size() && !v.last_error[i].empty()) p.__set_last_error(v.last_error[i]);
+      progress.push_back(std::move(p));
+    }
+    t.__set_progress(std::move(progress));
     seen.insert(v.txid);
     if (keep(t)) out.txns.push_back(std::move(t));
   }

@@ -172,6 +172,11 @@ NodeEffects NodeCore::OnAbort(uint64_t token, const proto::AbortRequest& req, Mi
   return Collect(now);
 }
 
+NodeEffects NodeCore::OnRetry(const std::optional<TxId>& txid, size_t* retried, Micros now) {
+  *retried = driver_.RetryNow(txid, now);
+  return Collect(now);
+}
+
 NodeEffects NodeCore::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now) {
   driver_.OnOutcome(token, req, now);
   return Collect(now);
@@ -315,6 +320,7 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
 
 void NodeCore::HandleDriver(DriverEffects& fx, Micros now, NodeEffects* out) {
   for (HeuristicHazard& h : fx.hazards) out->actions.push_back(std::move(h));
+  for (const StuckNotice& s : fx.stuck) Note(out, s.ToString(), &s.txid, nullptr, NoteAction::kWarn);
   for (ClientReply& r : fx.replies) out->actions.push_back(std::move(r));
   if (!fx.proposals.empty()) Propose(std::move(fx.proposals), now, out);
   bool prepared = false, committed = false;

@@ -210,6 +210,11 @@ class NodeCore {
 
   NodeEffects Tick(Micros now);
 
+  // ---- operators
+  // "Retry now" (CommitDriver::RetryNow): `*retried` gets how many
+  // transactions had their decision resent; 0 when this node is not serving.
+  NodeEffects OnRetry(const std::optional<TxId>& txid, size_t* retried, Micros now);
+
   // ---- views
   const TxnTable& table() const { return table_; }
   const CommitDriver& driver() const { return driver_; }

@@ -114,7 +114,7 @@ void CoordinatorNode::RegisterMetrics() {
     TxnCensus c;
     if (!up()) return c;
     Micros now = SteadyNowMicros();
-    std::vector<CommitDriver::TxnView> views = core_->driver().ActiveTxns();
+    std::vector<CommitDriver::TxnView> views = core_->driver().ActiveTxns(now);
     for (const CommitDriver::TxnView& v : views) {
       if (v.state == "active" || v.state == "voting" || v.state == "deciding") ++c.active;
       if (InDoubt(v)) {

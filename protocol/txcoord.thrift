@@ -177,6 +177,15 @@ struct StatusResponse {
   11: bool storage_failed
 }
 
+struct ParticipantProgress {
+  1: string resource
+  2: optional Vote vote
+  3: bool acked
+  4: bool refused            // refused the decision: a heuristic hazard
+  5: i32 attempts            // times the decision was sent
+  6: optional string last_error
+}
+
 struct TxnInfo {
   1: TxId txid
   2: string state           // active | voting | committing | committed | aborted
@@ -189,14 +198,34 @@ struct TxnInfo {
   // Heuristic hazards: a participant refused the decision because its branch
   // ended the other way ("RESOURCE at ADDRESS refused OUTCOME: message").
   9: optional list<string> hazards
+  // Decided and not delivered to every participant for longer than the
+  // coordinator's --stuck-after: delivery goes on (capped backoff).
+  10: optional bool stuck
+  // Per participant, in the order of `participants`: its vote, how often the
+  // decision was sent, and the last failure to deliver it (set while the
+  // leader drives the transaction).
+  11: optional list<ParticipantProgress> progress
+  12: optional i64 decided_age_ms   // since the decision was chosen (or taken over)
 }
 
 struct ListTxnsRequest {
-  1: optional string state  // "in-doubt", "hazard" or a TxnInfo.state; empty = all
+  1: optional string state  // "in-doubt", "stuck", "hazard" or a TxnInfo.state; empty = all
+  2: optional TxId txid     // only this transaction
 }
 struct ListTxnsResponse {
   1: Status status
   2: list<TxnInfo> txns
+}
+
+// An operator's "retry now" of decided transactions being delivered: the
+// decision is resent at once to every participant that has not acknowledged
+// it, and its backoff starts over. Served by the leader (NOT_LEADER elsewhere).
+struct RetryTxnsRequest {
+  1: optional TxId txid   // this one; unset = every transaction being delivered
+}
+struct RetryTxnsResponse {
+  1: Status status
+  2: i32 retried          // transactions whose decision was resent
 }
 
 service Coordinator {
@@ -207,6 +236,7 @@ service Coordinator {
   OutcomeResponse Outcome(1: OutcomeRequest req)
   StatusResponse Status(1: StatusRequest req)
   ListTxnsResponse ListTxns(1: ListTxnsRequest req)
+  RetryTxnsResponse RetryTxns(1: RetryTxnsRequest req)
 }
 
 // ---------------------------------- coordinator / client <-> participant agent

@@ -93,7 +93,15 @@ Status Check(const proto::OutcomeRequest& req) { return CheckTxId(req.txid, "Out
 
 Status Check(const proto::StatusRequest&) { return Status::Ok(); }
 
-Status Check(const proto::ListTxnsRequest&) { return Status::Ok(); }
+Status Check(const proto::ListTxnsRequest& req) {
+  if (req.__isset.txid) TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "ListTxnsRequest.txid"));
+  return Status::Ok();
+}
+
+Status Check(const proto::RetryTxnsRequest& req) {
+  if (req.__isset.txid) TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "RetryTxnsRequest.txid"));
+  return Status::Ok();
+}
 
 Status Check(const proto::ExecuteRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "ExecuteRequest.txid"));

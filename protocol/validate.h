@@ -37,6 +37,7 @@ Status Check(const proto::AbortRequest& req);
 Status Check(const proto::OutcomeRequest& req);
 Status Check(const proto::StatusRequest& req);
 Status Check(const proto::ListTxnsRequest& req);
+Status Check(const proto::RetryTxnsRequest& req);
 Status Check(const proto::ExecuteRequest& req);
 Status Check(const proto::PrepareRequest& req);
 Status Check(const proto::DecideRequest& req);

@@ -148,6 +148,7 @@ Timing::Timing() {
   driver.resend_initial = 50 * kMillis;
   driver.resend_max = 1 * kSeconds;
   driver.call_timeout = 1 * kSeconds;
+  driver.stuck_after = 3 * kSeconds;  // short, so stuck transactions happen in a seed
   agent.lock_timeout = 300 * kMillis;
   agent.active_timeout = 2 * kSeconds;
   agent.in_doubt_after = 300 * kMillis;
@@ -509,6 +510,16 @@ void Cluster::ScheduleLeaderCrash() {
   });
 }
 
+void Cluster::ScheduleOperatorRetry() {
+  world_->After(2500 * kMillis, [this] {
+    if (!faults_active_) return;
+    for (const auto& c : coordinators_) {
+      if (net_->up(c->node())) c->OperatorRetry();  // a replica not serving retries nothing
+    }
+    ScheduleOperatorRetry();
+  });
+}
+
 // Group mode: cuts among the replicas, one-way ones included (a replica that
 // hears nobody but whose messages still arrive: what pre-vote exists for),
 // and the leader isolated from its followers.
@@ -791,6 +802,7 @@ SimResult Cluster::Run() {
     if (disk_fault_budget_ > 0) ScheduleDiskFault();
     if (empty_disk_budget_ > 0) ScheduleEmptyDisk();
     if (agent_disk_fault_budget_ > 0) ScheduleAgentDiskFault();
+    ScheduleOperatorRetry();
   }
   auto failed = [this] { return checker_->violations() > 0; };
   auto clients_done = [this] {

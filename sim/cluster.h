@@ -109,6 +109,8 @@ class SimCoordinator {
 
   void Boot();
   void Crash();  // the volatile state (table, driver, waiting clients) is gone
+  // An operator's "txadmin txns retry --all" at this replica (NodeCore::OnRetry).
+  void OperatorRetry();
   void SetDiskOptions(const DiskOptions& o) { disk_.SetOptions(o); }
   bool up() const { return live_ != nullptr; }
   int node() const { return node_; }
@@ -311,6 +313,9 @@ class Cluster {
   void ScheduleRandomCrash();
   void SchedulePartition();
   void ScheduleLeaderCrash();
+  // Every 2.5 s of virtual time while faults last, the operator retries every
+  // undelivered decision at the serving leader (no randomness drawn).
+  void ScheduleOperatorRetry();
   void ScheduleGroupPartition();
   void ScheduleDiskFault();
   // Storage failures of agents' disks (EIO at write or sync, ENOSPC).

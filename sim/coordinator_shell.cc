@@ -126,7 +126,7 @@ bool SimCoordinator::Idle(std::string* why) const {
     return false;
   }
   if (driver.active_count() > 0) {
-    auto txns = driver.ActiveTxns();
+    auto txns = driver.ActiveTxns(c_->world().now());
     *why = "the coordinator still drives " + std::to_string(txns.size()) + " transaction(s), e.g. " +
            ToString(txns.front().txid) + " (" + txns.front().state + ")";
     return false;
@@ -513,6 +513,16 @@ bool SimCoordinator::Do(Live*, coord::NoteAction& n, std::vector<coord::NodeEffe
     }
   }
   return n.point == nullptr || !c_->CrashPoint(node_, n.point);
+}
+
+void SimCoordinator::OperatorRetry() {
+  if (live_ == nullptr) return;
+  size_t retried = 0;
+  Apply(live_.get(), live_->core.OnRetry(std::nullopt, &retried, c_->world().now()));
+  if (retried > 0) {
+    c_->world().Log(node_, "operator: retry now resent " + std::to_string(retried) +
+                               " undelivered decision(s)");
+  }
 }
 
 // -------------------------------------------------------------- group mode

@@ -31,16 +31,9 @@ using namespace txc;
 namespace {
 
 Micros ParseDuration(const std::string& s) {
-  // "10s", "500ms", "2m", or plain seconds.
-  size_t i = 0;
-  while (i < s.size() && (isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-  if (i == 0) throw po::error("bad duration '" + s + "' (use e.g. 10s, 500ms, 2m)");
-  double v = std::stod(s.substr(0, i));
-  std::string unit = s.substr(i);
-  if (unit.empty() || unit == "s") return static_cast<Micros>(v * kSeconds);
-  if (unit == "ms") return static_cast<Micros>(v * kMillis);
-  if (unit == "m") return static_cast<Micros>(v * 60 * kSeconds);
-  throw po::error("bad duration unit in '" + s + "' (use s, ms or m)");
+  std::optional<Micros> d = cli::ParseDuration(s);
+  if (!d) throw po::error("bad duration '" + s + "' (use e.g. 10s, 500ms, 2m)");
+  return *d;
 }
 
 double Percentile(std::vector<Micros>& sorted, double p) {

@@ -88,12 +88,12 @@ class SliceTest : public ::testing::Test {
         ms);
   }
 
-  std::unique_ptr<Process> MakeCoordinator(std::map<std::string, std::string> env) {
-    return std::make_unique<Process>(
-        "txcoord",
-        std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
-                                 dir_.path + "/coord", "--vote-timeout-ms", "2000"},
-        dir_.path + "/coord.log", env);
+  std::unique_ptr<Process> MakeCoordinator(std::map<std::string, std::string> env,
+                                           std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
+                                  dir_.path + "/coord", "--vote-timeout-ms", "2000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<Process>("txcoord", args, dir_.path + "/coord.log", env);
   }
 
   std::unique_ptr<Process> MakeAgent(const std::string& bank, int port,
@@ -257,6 +257,85 @@ TEST_F(SliceTest, AgentKilledAfterVotingRestartsInDoubtAndEndsCommitted) {
   ASSERT_TRUE(agent_b_->Start(bport_)) << agent_b_->LogTail();
   EXPECT_TRUE(EventuallyBalance("bank_b", 1, 1040, 10000)) << agent_b_->LogTail();
   EXPECT_TRUE(EventuallyBalance("bank_a", 1, 960, 5000));
+}
+
+TEST_F(SliceTest, UndeliveredCommitIsFlaggedStuckWithItsErrorAndRetriedOnRequest) {
+  // The coordinator dies once COMMIT is durably decided, before sending it;
+  // meanwhile bank_b's agent dies too. The restarted coordinator (which calls
+  // a transaction stuck after 1 s) cannot deliver COMMIT to bank_b.
+  coord_->Kill(SIGKILL);
+  coord_ = MakeCoordinator({{"TXC_CRASH_AT", "coord.after_decide"}});
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+  auto lost = Connect(2 * kSeconds)->Submit(Transfer(40, 1, 1));
+  EXPECT_FALSE(lost.ok());  // the coordinator died before answering
+  ASSERT_TRUE(coord_->WaitExit(5000, nullptr)) << "the crash point was not reached";
+  agent_b_->Kill(SIGKILL);
+  coord_ = MakeCoordinator({}, {"--stuck-after", "1s"});
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+
+  // Listed under "stuck" once 1 s has passed since it took the decision over.
+  std::optional<TxId> txid;
+  for (int waited = 0; waited <= 10000 && !txid; waited += 50) {
+    auto stuck = client_->ListTxns("stuck");
+    if (stuck.ok() && !stuck->empty()) {
+      EXPECT_EQ(stuck->size(), 1u);
+      txid = stuck->front().txid;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ASSERT_TRUE(txid.has_value()) << coord_->LogTail();
+  auto shown = client_->ShowTxn(*txid);
+  ASSERT_TRUE(shown.ok()) << shown.status().ToString();
+  EXPECT_TRUE(shown->__isset.stuck && shown->stuck);
+  EXPECT_EQ(shown->outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(shown->__isset.decided_age_ms && shown->decided_age_ms >= 1000);
+  ASSERT_TRUE(shown->__isset.progress);
+  ASSERT_EQ(shown->progress.size(), 2u);
+  for (const auto& p : shown->progress) {
+    EXPECT_GE(p.attempts, 1) << p.resource;
+    if (p.resource == "bank_a") {
+      EXPECT_TRUE(p.acked);
+    } else {
+      EXPECT_FALSE(p.acked);
+      EXPECT_TRUE(p.__isset.last_error) << "no last error for " << p.resource;
+    }
+  }
+  // The coordinator warned about it.
+  bool warned = false;
+  for (int waited = 0; waited <= 5000 && !warned; waited += 50) {
+    warned = coord_->LogTail(1 << 20).find("is stuck") != std::string::npos;
+    if (!warned) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(warned) << coord_->LogTail();
+
+  // Retry now: the decision is resent at once (and fails again: bank_b is down).
+  auto retried = client_->RetryTxns(*txid);
+  ASSERT_TRUE(retried.ok()) << retried.status().ToString();
+  EXPECT_EQ(*retried, 1);
+  auto none = client_->RetryTxns(MakeTxId(txid->epoch, txid->seq + 1000));
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0);
+  EXPECT_EQ(client_->ShowTxn(MakeTxId(txid->epoch, txid->seq + 1000)).status().code(),
+            Status::kNotFound);
+
+  // bank_b back: the transaction completes, and is neither stuck nor shown.
+  agent_b_ = MakeAgent("bank_b", bport_, {});
+  ASSERT_TRUE(agent_b_->Start(bport_)) << agent_b_->LogTail();
+  auto all = client_->RetryTxns(std::nullopt);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_TRUE(EventuallyBalance("bank_b", 1, 1040, 10000)) << agent_b_->LogTail();
+  EXPECT_TRUE(EventuallyBalance("bank_a", 1, 960, 5000));
+  bool ended = false;
+  for (int waited = 0; waited <= 10000 && !ended; waited += 50) {
+    auto s = client_->ShowTxn(*txid);
+    ended = !s.ok() && s.status().code() == Status::kNotFound;
+    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(ended) << coord_->LogTail();
+  auto stuck = client_->ListTxns("stuck");
+  ASSERT_TRUE(stuck.ok());
+  EXPECT_TRUE(stuck->empty());
 }
 
 TEST_F(SliceTest, CoordinatorKilledAfterDecisionRestartsAndResendsCommit) {

@@ -274,7 +274,7 @@ TEST_F(CommitDriverTest, CommitSendsOnePrepareToEachDistinctParticipant) {
     EXPECT_EQ(c.prepare->protocol, proto::Protocol::TWO_PC);
     EXPECT_FALSE(c.prepare->__isset.work);
   }
-  auto view = driver_.ActiveTxns();
+  auto view = driver_.ActiveTxns(now_);
   ASSERT_EQ(view.size(), 1u);
   EXPECT_EQ(view[0].state, "voting");
 }
@@ -296,7 +296,7 @@ TEST_F(CommitDriverTest, CommittedIsAnsweredOnlyAfterTheDecisionIsChosen) {
   // Proposed is not chosen: no reply, no COMMIT yet, and the outcome is pending.
   EXPECT_TRUE(fx.replies.empty());
   EXPECT_TRUE(fx.calls.empty());
-  EXPECT_EQ(driver_.ActiveTxns()[0].state, "deciding");
+  EXPECT_EQ(driver_.ActiveTxns(now_)[0].state, "deciding");
   EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);
   driver_.Tick(now_ + 30 * kSeconds);  // the log may take its time: no timeout applies
   EXPECT_TRUE(Take().empty());
@@ -327,14 +327,14 @@ TEST_F(CommitDriverTest, EndIsProposedOnlyAfterEveryAckAndThenTheTxnIsForgotten)
   Ack(t, 1);
   Ack(t, 1);  // duplicate ack
   EXPECT_TRUE(Take().empty());
-  EXPECT_EQ(driver_.ActiveTxns()[0].state, "completing");
-  EXPECT_EQ(driver_.ActiveTxns()[0].acked, (std::vector<bool>{false, true}));
+  EXPECT_EQ(driver_.ActiveTxns(now_)[0].state, "completing");
+  EXPECT_EQ(driver_.ActiveTxns(now_)[0].acked, (std::vector<bool>{false, true}));
   Ack(t, 0);
   DriverEffects fx = Take();
   ASSERT_EQ(fx.proposals.size(), 1u);
   EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
   EXPECT_EQ(fx.proposals[0].txid, t);
-  EXPECT_EQ(driver_.ActiveTxns()[0].state, "ending");
+  EXPECT_EQ(driver_.ActiveTxns(now_)[0].state, "ending");
   Ack(t, 0);  // a late duplicate ack proposes nothing more
   EXPECT_TRUE(Take().empty());
 
@@ -501,7 +501,7 @@ TEST_F(CommitDriverTest, MessagesThatDoNotFitTheStateAreIgnored) {
   Choose(noop);
   Choose(MakeEnd(MakeTxId(kEpoch, 99)));
   EXPECT_TRUE(Take().empty());
-  EXPECT_EQ(driver_.ActiveTxns()[0].state, "deciding");
+  EXPECT_EQ(driver_.ActiveTxns(now_)[0].state, "deciding");
   Choose(fx.proposals[0]);
   fx = Take();
   EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
@@ -671,6 +671,107 @@ TEST_F(CommitDriverTest, CommitWithAnInvalidParticipantIsRefusedAndTheTxnStaysOp
   EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);
   Commit(3, t, {kA});
   EXPECT_EQ(Prepares(Take()).size(), 1u);
+}
+
+// ------------------------------------------------------ stuck and retry now
+
+TEST_F(CommitDriverTest, UndeliveredDecisionIsFlaggedStuckWithItsLastErrorAndReportedOncePerInterval) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA, kB}, 2, &decide);
+  Choose(decide);
+  const Micros decided = now_;
+  Take();
+  Ack(t, 0);
+  driver_.OnAck(t, 1, Status::Timeout("deadline exceeded calling bank_b"), decided + 5 * kSeconds);
+
+  // Not yet: stuck_after (60 s) has not passed since the decision.
+  driver_.Tick(decided + 60 * kSeconds - 1);
+  EXPECT_TRUE(Take().stuck.empty());
+  auto view = driver_.ActiveTxns(decided + 60 * kSeconds - 1);
+  ASSERT_EQ(view.size(), 1u);
+  EXPECT_FALSE(view[0].stuck);
+  EXPECT_EQ(view[0].decided_at, decided);
+
+  driver_.Tick(decided + 60 * kSeconds);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.stuck.size(), 1u);
+  EXPECT_EQ(fx.stuck[0].txid, t);
+  EXPECT_EQ(fx.stuck[0].outcome, proto::Outcome::COMMITTED);
+  EXPECT_NE(fx.stuck[0].ToString().find("bank_b"), std::string::npos) << fx.stuck[0].ToString();
+  EXPECT_NE(fx.stuck[0].ToString().find("deadline exceeded"), std::string::npos);
+  EXPECT_EQ(fx.stuck[0].ToString().find("bank_a"), std::string::npos);  // bank_a acked
+  view = driver_.ActiveTxns(decided + 60 * kSeconds);
+  EXPECT_TRUE(view[0].stuck);
+  ASSERT_EQ(view[0].attempts.size(), 2u);
+  EXPECT_EQ(view[0].attempts[0], 1u);
+  EXPECT_GE(view[0].attempts[1], 2u);  // the first send, and the resends since
+  EXPECT_EQ(view[0].last_error[0], "");
+  EXPECT_NE(view[0].last_error[1].find("deadline exceeded"), std::string::npos);
+  ASSERT_EQ(view[0].votes.size(), 2u);
+  EXPECT_EQ(view[0].votes[1], proto::Vote::YES);
+
+  // Reported again only after another interval.
+  driver_.Tick(decided + 119 * kSeconds);
+  EXPECT_TRUE(Take().stuck.empty());
+  driver_.Tick(decided + 120 * kSeconds);
+  EXPECT_EQ(Take().stuck.size(), 1u);
+
+  // Delivered: no longer stuck, and it ends.
+  driver_.OnAck(t, 1, Status::Ok(), decided + 121 * kSeconds);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+  EXPECT_FALSE(driver_.ActiveTxns(decided + 121 * kSeconds)[0].stuck);
+}
+
+TEST_F(CommitDriverTest, OnlyRefusalsLeftIsAHazardNotStuck) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA, kB}, 2, &decide);
+  Choose(decide);
+  Take();
+  Ack(t, 0);
+  driver_.OnAck(t, 1, Status::Internal("branch 1.1 on bank_b is aborted here; refusing to commit it"),
+                now_);
+  EXPECT_EQ(driver_.hazard_count(), 1u);
+  driver_.Tick(now_ + 61 * kSeconds);
+  EXPECT_TRUE(Take().stuck.empty());
+  EXPECT_FALSE(driver_.ActiveTxns(now_ + 61 * kSeconds)[0].stuck);
+}
+
+TEST_F(CommitDriverTest, RetryNowResendsAtOnceToWhoeverHasNotAckedAndResetsTheBackoff) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA, kB}, 2, &decide);
+  Choose(decide);
+  Take();
+  Ack(t, 0);
+  // Many failures: bank_b's backoff is at resend_max, its next send far off.
+  Micros at = now_;
+  for (int i = 0; i < 6; ++i) {
+    driver_.OnAck(t, 1, Status::Unavailable("down"), at);
+    at += 10 * kMillis;
+  }
+  Take();
+  EXPECT_EQ(driver_.RetryNow(t, at), 1u);
+  DriverEffects fx = Take();
+  auto commits = Decisions(fx, proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 1u);
+  EXPECT_EQ(commits[0].to, kB);
+  // The backoff started over: a failure now waits resend_initial (50 ms).
+  driver_.OnAck(t, 1, Status::Unavailable("still down"), at);
+  driver_.Tick(at + 50 * kMillis);
+  EXPECT_EQ(Decisions(Take(), proto::Outcome::COMMITTED).size(), 1u);
+
+  // Every transaction being delivered, or none: a txid not driven here, a
+  // transaction still voting, and a follower retry nothing.
+  TxId voting = Begin(7);
+  Commit(8, voting, {kA});
+  Take();
+  EXPECT_EQ(driver_.RetryNow(std::nullopt, at), 1u);
+  EXPECT_EQ(Decisions(Take(), proto::Outcome::COMMITTED).size(), 1u);
+  EXPECT_EQ(driver_.RetryNow(MakeTxId(kEpoch, 999), at), 0u);
+  EXPECT_EQ(driver_.RetryNow(voting, at), 0u);
+  driver_.StepDown("");
+  EXPECT_EQ(driver_.RetryNow(std::nullopt, at), 0u);
 }
 
 // --------------------------------------------------------- resending COMMIT
@@ -1550,7 +1651,7 @@ TEST_F(CommitDriverTest, ACommitRefusedBecauseTheBranchAbortedIsAHazardAndNeverE
     EXPECT_TRUE(fx.proposals.empty()) << later;
   }
   ASSERT_EQ(driver_.active_count(), 1u);
-  auto views = driver_.ActiveTxns();
+  auto views = driver_.ActiveTxns(now_);
   ASSERT_EQ(views[0].hazards.size(), 1u);
   EXPECT_NE(views[0].hazards[0].find("bank_b"), std::string::npos);
   EXPECT_EQ(driver_.hazard_count(), 1u);

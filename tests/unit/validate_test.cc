@@ -131,6 +131,20 @@ TEST(ValidateTest, RequestsWithoutNumbersPass) {
   l.__set_state("in-doubt");
   EXPECT_TRUE(Check(l).ok());
   EXPECT_TRUE(Check(proto::ListBranchesRequest()).ok());
+  EXPECT_TRUE(Check(proto::RetryTxnsRequest()).ok());  // every undelivered transaction
+}
+
+TEST(ValidateTest, OperatorRequestsCheckATxIdOnlyWhenSet) {
+  proto::ListTxnsRequest l;
+  l.__set_txid(MakeTxId(3, 4));
+  EXPECT_TRUE(Check(l).ok());
+  l.__set_txid(MakeTxId(-3, 4));
+  ExpectRefused(Check(l), "ListTxnsRequest.txid.epoch", "-3");
+  proto::RetryTxnsRequest r;
+  r.__set_txid(MakeTxId(3, 4));
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_txid(MakeTxId(3, 0));
+  ExpectRefused(Check(r), "RetryTxnsRequest.txid.seq", "0");
 }
 
 TEST(ValidateTest, ExecuteChecksTxIdStatementsAndTimeout) {
