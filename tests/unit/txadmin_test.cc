@@ -87,7 +87,10 @@ TEST_F(TxadminParserTest, UsageErrorsExitTwoAndSayWhatToDo) {
       {{"wal", "dump"}, "needs PATH"},
       {{"wal", "dump", "/x", "--txid", "x"}, "not a txid"},
       // Commands of later work do not exist until they are implemented.
-      {{"--coordinator", "127.0.0.1:1", "txn", "retry", "1.2"}, "unknown command 'txn retry'"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "retry"}, "needs TXID"},
+      {{"--coordinator", "127.0.0.1:1", "txns", "retry"}, "--all"},
+      {{"--coordinator", "127.0.0.1:1", "txns", "retry", "1.2", "--all"}, "unexpected argument"},
+      {{"--coordinator", "127.0.0.1:1", "txns", "bogus"}, "unexpected argument 'bogus'"},
       {{"--coordinator", "127.0.0.1:1", "txn", "resolve", "1.2"}, "unknown command 'txn resolve'"},
       {{"agent", "127.0.0.1:1", "resolve", "1.2"}, "unknown command 'agent resolve'"},
   };
@@ -329,6 +332,47 @@ TEST(TxadminReportTest, TransactionsCarryParticipantsAcksAndHazards) {
   Json ended = TxnShowJson("3.8", std::nullopt, proto::Outcome::ABORTED);
   EXPECT_EQ(ended["state"], "ended");
   EXPECT_EQ(ended["group_outcome"], "aborted");
+}
+
+TEST(TxadminReportTest, AStuckTransactionShowsEachParticipantsAttemptsAndLastError) {
+  proto::TxnInfo t;
+  t.txid = MakeTxId(3, 9);
+  t.state = "completing";
+  t.outcome = proto::Outcome::COMMITTED;
+  proto::Participant a, b;
+  a.resource = "bank_a";
+  a.address = "127.0.0.1:7101";
+  b.resource = "bank_b";
+  b.address = "127.0.0.1:7102";
+  t.participants = {a, b};
+  t.acked = {"bank_a"};
+  t.in_doubt = true;
+  t.__set_stuck(true);
+  t.__set_decided_age_ms(12000);
+  proto::ParticipantProgress pa, pb;
+  pa.resource = "bank_a";
+  pa.__set_vote(proto::Vote::YES);
+  pa.acked = true;
+  pa.attempts = 1;
+  pb.resource = "bank_b";
+  pb.__set_vote(proto::Vote::YES);
+  pb.attempts = 6;
+  pb.__set_last_error("TIMEOUT: no answer from 127.0.0.1:7102 within 5000 ms");
+  t.__set_progress({pa, pb});
+  Json j = TxnJson(t);
+  EXPECT_EQ(j["stuck"], true);
+  EXPECT_EQ(j["decided_age_ms"], 12000);
+  ASSERT_EQ(j["progress"].size(), 2u);
+  EXPECT_EQ(j["progress"][0]["last_error"], nullptr);
+  EXPECT_EQ(j["progress"][1]["attempts"], 6);
+  EXPECT_EQ(j["progress"][1]["vote"], "yes");
+  EXPECT_THAT(j["progress"][1]["last_error"].get<std::string>(), HasSubstr("TIMEOUT"));
+  EXPECT_THAT(TxnsTable({t}), HasSubstr("STUCK"));
+  std::string show = TxnShowText("3.9", t, proto::Outcome::COMMITTED);
+  EXPECT_THAT(show, HasSubstr("STUCK"));
+  EXPECT_THAT(show, HasSubstr("txadmin txn retry 3.9"));
+  EXPECT_THAT(show, HasSubstr("sent 6x"));
+  EXPECT_THAT(show, HasSubstr("last error: TIMEOUT"));
 }
 
 TEST(TxadminReportTest, BranchesAreObjectsWithTxidResourceStateAndAge) {

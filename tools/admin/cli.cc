@@ -20,16 +20,23 @@ void NoOptions(po::options_description&) {}
 
 // The states `txns --state` filters on (the coordinator's ListTxns).
 const std::vector<std::string>& TxnStates() {
-  static const std::vector<std::string> states = {"in-doubt", "hazard",     "active", "voting",
-                                                  "deciding", "completing", "ending", "committed",
+  static const std::vector<std::string> states = {"in-doubt", "stuck",      "hazard",
+                                                  "active",   "voting",     "deciding",
+                                                  "completing", "ending",   "committed",
                                                   "aborted"};
   return states;
 }
 
 void TxnsOptions(po::options_description& d) {
   d.add_options()("state", po::value<std::string>()->default_value(""),
-                  "only transactions in this state: in-doubt, hazard, active, voting, deciding, "
-                  "completing, ending, committed, aborted (default: all)");
+                  "only transactions in this state: in-doubt, stuck, hazard, active, voting, "
+                  "deciding, completing, ending, committed, aborted (default: all)");
+}
+
+void RetryAllOptions(po::options_description& d) {
+  d.add_options()("all", po::bool_switch(),
+                  "every transaction whose decision is being delivered (required: retrying "
+                  "everything is never implied)");
 }
 
 void BranchesOptions(po::options_description& d) {
@@ -161,12 +168,28 @@ const std::vector<CommandSpec>& Commands() {
       {"txns", Scope::kGroup, {},
        "the transactions the leader is driving",
        "in-doubt: not ended, and the outcome has not reached every participant;\n"
+       "stuck: decided, and not delivered to every participant for longer than txcoord's\n"
+       "--stuck-after (delivery goes on; txadmin txn show TXID gives each participant's last\n"
+       "error, txadmin txn retry TXID retries now);\n"
        "hazard: a participant refused the decision (its branch ended the other way).",
        TxnsOptions},
+      {"txns retry", Scope::kGroup, {},
+       "resend every undelivered decision now (needs --all), restarting its backoff",
+       "For after an outage: the leader resends each decided transaction's outcome at once to\n"
+       "every participant that has not acknowledged it, instead of waiting for its backoff\n"
+       "(up to txcoord's resend maximum). Prints how many transactions were resent.",
+       RetryAllOptions},
       {"txn show", Scope::kGroup, {"TXID"},
        "one transaction: state, outcome, participants, acknowledgements, hazards",
        "Its outcome comes from the group (Outcome) even when the leader no longer drives it.\n"
+       "While the leader drives it: each participant's vote, how often the decision was sent,\n"
+       "the last error delivering it, and whether it is stuck.\n"
        "Exit 1 when the group never allocated TXID.",
+       NoOptions},
+      {"txn retry", Scope::kGroup, {"TXID"},
+       "resend one transaction's decision now to every participant that has not acknowledged it",
+       "The leader resends at once and restarts the backoff. Exit 1 when the leader is not\n"
+       "delivering TXID's decision (not decided yet, or already ended: txadmin txn show TXID).",
        NoOptions},
       {"agent branches", Scope::kAgent, {},
        "the branches one agent holds: txid, resource, state, age",
@@ -247,7 +270,9 @@ ParseResult Parse(const std::vector<std::string>& args) {
   std::string word = args[i++];
   std::string name = word;
   std::string agent;
-  if (IsGroup(word)) {
+  bool own_command = Find(word) != nullptr &&
+                     (i >= args.size() || Find(word + " " + args[i]) == nullptr);
+  if (IsGroup(word) && !own_command) {
     if (word == "agent") {
       // "agent HOST:PORT VERB", or "agent --help", or "agent VERB --help".
       if (i >= args.size() || args[i] == "--help" || args[i] == "-h") {
@@ -322,9 +347,13 @@ ParseResult Parse(const std::vector<std::string>& args) {
     const std::string& state = inv.options["state"].as<std::string>();
     const auto& known = TxnStates();
     if (!state.empty() && std::find(known.begin(), known.end(), state) == known.end()) {
-      return Usage("unknown state '" + state + "' for --state; give one of in-doubt, hazard, "
-                   "active, voting, deciding, completing, ending, committed, aborted");
+      return Usage("unknown state '" + state + "' for --state; give one of in-doubt, stuck, "
+                   "hazard, active, voting, deciding, completing, ending, committed, aborted");
     }
+  }
+  if (command->name == "txns retry" && !inv.options["all"].as<bool>()) {
+    return Usage("txns retry resends every undelivered decision: say so with --all (or retry "
+                 "one with txadmin txn retry TXID)");
   }
   inv.json = inv.options["json"].as<bool>();
   if (command->scope == Scope::kGroup) {

@@ -113,18 +113,50 @@ int TxnShow(const Invocation& inv, std::ostream& out, std::ostream& err) {
            "the group has a leader (txadmin --coordinator " << List(inv.coordinators) << " status)\n";
     return kExitError;
   }
-  auto txns = (*client)->ListTxns("");
-  if (!txns.ok()) {
-    err << GroupError(inv, txns.status()) << "\n";
-    return kExitError;
-  }
   std::optional<proto::TxnInfo> info;
-  for (const auto& t : *txns) {
-    if (t.txid == txid) info = t;
+  auto shown = (*client)->ShowTxn(txid);
+  if (shown.ok()) {
+    info = std::move(*shown);
+  } else if (shown.status().code() != Status::kNotFound) {
+    err << GroupError(inv, shown.status()) << "\n";
+    return kExitError;
   }
   std::string id = ToString(txid);
   Print(out, inv, TxnShowJson(id, info, *outcome), TxnShowText(id, info, *outcome));
   return kExitOk;
+}
+
+int Retry(const Invocation& inv, const std::optional<TxId>& txid, std::ostream& out,
+          std::ostream& err) {
+  auto client = ConnectGroup(inv);
+  if (!client.ok()) {
+    err << "txadmin: " << client.status().ToString() << "\n";
+    return kExitUsage;
+  }
+  auto retried = (*client)->RetryTxns(txid);
+  if (!retried.ok()) {
+    err << GroupError(inv, retried.status()) << "\n";
+    return kExitError;
+  }
+  Json j;
+  j["retried"] = *retried;
+  if (txid) j["txid"] = ToString(*txid);
+  std::string text = "resent the decision of " + std::to_string(*retried) + " transaction(s)\n";
+  Print(out, inv, j, text);
+  if (txid && *retried == 0) {
+    err << "txadmin: the leader is not delivering a decision for " << ToString(*txid)
+        << " (not decided yet, or ended): txadmin txn show " << ToString(*txid) << " says which\n";
+    return kExitError;
+  }
+  return kExitOk;
+}
+
+int TxnRetry(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  return Retry(inv, ParseTxId(inv.args[0]), out, err);
+}
+
+int TxnsRetry(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  return Retry(inv, std::nullopt, out, err);
 }
 
 int AgentBranches(const Invocation& inv, std::ostream& out, std::ostream& err) {
@@ -176,6 +208,8 @@ const std::map<std::string, RunFn>& Runners() {
       {"status", Status_},
       {"txns", Txns},
       {"txn show", TxnShow},
+      {"txn retry", TxnRetry},
+      {"txns retry", TxnsRetry},
       {"agent branches", AgentBranches},
       {"wal dump", WalDumpCmd},
   };

@@ -251,6 +251,22 @@ Json TxnJson(const proto::TxnInfo& t) {
   o["participants"] = ParticipantsJson(t.participants);
   o["acked"] = t.acked;
   o["hazards"] = t.__isset.hazards ? Json(t.hazards) : Json::array();
+  o["stuck"] = t.__isset.stuck && t.stuck;
+  if (t.__isset.decided_age_ms) o["decided_age_ms"] = t.decided_age_ms;
+  Json progress = Json::array();
+  if (t.__isset.progress) {
+    for (const auto& p : t.progress) {
+      Json x;
+      x["resource"] = p.resource;
+      x["vote"] = p.__isset.vote ? Json(VoteName(p.vote)) : Json(nullptr);
+      x["acked"] = p.acked;
+      x["refused"] = p.refused;
+      x["attempts"] = p.attempts;
+      x["last_error"] = p.__isset.last_error ? Json(p.last_error) : Json(nullptr);
+      progress.push_back(std::move(x));
+    }
+  }
+  o["progress"] = std::move(progress);
   return o;
 }
 
@@ -261,10 +277,10 @@ Json TxnsJson(const std::vector<proto::TxnInfo>& txns) {
 }
 
 std::string TxnsTable(const std::vector<proto::TxnInfo>& txns) {
-  Table t({"txid", "state", "outcome", "in-doubt", "age_ms", "participants"});
+  Table t({"txid", "state", "outcome", "in-doubt", "stuck", "age_ms", "participants"});
   for (const auto& x : txns) {
     t.Add({ToString(x.txid), x.state, OutcomeName(x.outcome), x.in_doubt ? "yes" : "no",
-           Str(x.age_ms), ParticipantsText(x.participants)});
+           x.__isset.stuck && x.stuck ? "STUCK" : "-", Str(x.age_ms), ParticipantsText(x.participants)});
   }
   return t.Render() + "(" + std::to_string(txns.size()) + " transactions)\n";
 }
@@ -297,11 +313,24 @@ std::string TxnShowText(const std::string& txid, const std::optional<proto::TxnI
   out << "state:         " << info->state << (info->in_doubt ? " (in doubt)" : "") << "\n";
   out << "protocol:      " << ProtocolName(info->protocol) << "\n";
   out << "age:           " << info->age_ms << " ms\n";
+  if (info->__isset.decided_age_ms) out << "decided:       " << info->decided_age_ms << " ms ago\n";
+  if (info->__isset.stuck && info->stuck) {
+    out << "STUCK:         the decision has not reached every participant; delivery goes on "
+           "(txadmin txn retry " << txid << " retries now)\n";
+  }
   out << "participants:\n";
-  for (const auto& p : info->participants) {
+  for (size_t i = 0; i < info->participants.size(); ++i) {
+    const auto& p = info->participants[i];
     bool acked = std::find(info->acked.begin(), info->acked.end(), p.resource) != info->acked.end();
-    out << "  " << p.resource << " at " << p.address << (acked ? "  acknowledged" : "  not acknowledged")
-        << "\n";
+    out << "  " << p.resource << " at " << p.address << (acked ? "  acknowledged" : "  not acknowledged");
+    if (info->__isset.progress && i < info->progress.size()) {
+      const auto& g = info->progress[i];
+      if (g.__isset.vote) out << "  vote " << VoteName(g.vote);
+      if (g.attempts > 0) out << "  sent " << g.attempts << "x";
+      if (g.refused) out << "  REFUSED";
+      if (g.__isset.last_error) out << "\n      last error: " << g.last_error;
+    }
+    out << "\n";
   }
   if (info->__isset.hazards) {
     for (const auto& h : info->hazards) out << "HAZARD: " << h << "\n";
