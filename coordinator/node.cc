@@ -440,6 +440,17 @@ proto::StatusResponse CoordinatorNode::StatusNow() const {
 proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& req) const {
   const TxnTable& table = core_->table();
   proto::ListTxnsResponse out;
+  // The leader drives the transactions and knows their votes, retries and
+  // errors: a replica that knows who leads sends the asker there. With no
+  // leader known, it answers what its own table knows (decided, not ended).
+  if (!core_->driver().serving()) {
+    std::string leader = core_->LeaderAddress();
+    if (!leader.empty()) {
+      out.status = ToProto(Status::NotLeader("not the leader; ask " + leader));
+      out.status.__set_leader_hint(leader);
+      return out;
+    }
+  }
   std::string want = req.__isset.state ? req.state : "";
   Micros now = SteadyNowMicros();
   auto keep = [&](const proto::TxnInfo& t) {
