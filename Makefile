@@ -39,8 +39,10 @@ soak: build
 	$(BUILD)/bin/txsim --seeds 1..10000 --faults heavy
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer, and under ThreadSanitizer.
+# UBSan only prints a finding and carries on by default, so a test (or a txcoord
+# or txagent it starts) that hits undefined behaviour would still pass: halt instead.
 sanitize:
-	$(MAKE) test BUILD=build-asan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=address,undefined"
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(MAKE) test BUILD=build-asan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=address,undefined"
 tsan:
 	$(MAKE) test BUILD=build-tsan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=thread"
 

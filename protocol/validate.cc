@@ -1,5 +1,6 @@
 #include "protocol/validate.h"
 
+#include <cstring>
 #include <vector>
 
 namespace txc::validate {
@@ -10,9 +11,10 @@ Status Bad(const std::string& field, int64_t value, const std::string& rule) {
   return Status::InvalidArgument(field + " = " + std::to_string(value) + ": " + rule);
 }
 
-Status CheckProtocol(proto::Protocol::type p, const std::string& field) {
-  if (p == proto::Protocol::TWO_PC || p == proto::Protocol::THREE_PC) return Status::Ok();
-  return Bad(field, static_cast<int32_t>(p), "a protocol is TWO_PC (1) or THREE_PC (2)");
+Status CheckProtocol(const proto::Protocol::type& p, const std::string& field) {
+  int32_t v = WireEnumValue(p);
+  if (v == proto::Protocol::TWO_PC || v == proto::Protocol::THREE_PC) return Status::Ok();
+  return Bad(field, v, "a protocol is TWO_PC (1) or THREE_PC (2)");
 }
 
 Status CheckParticipants(const std::vector<proto::Participant>& ps, const std::string& field) {
@@ -122,9 +124,9 @@ Status Check(const proto::PrepareRequest& req) {
 
 Status Check(const proto::DecideRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "DecideRequest.txid"));
-  if (req.outcome != proto::Outcome::COMMITTED && req.outcome != proto::Outcome::ABORTED) {
-    return Bad("DecideRequest.outcome", static_cast<int32_t>(req.outcome),
-               "a decision is COMMITTED (2) or ABORTED (3)");
+  int32_t outcome = WireEnumValue(req.outcome);
+  if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) {
+    return Bad("DecideRequest.outcome", outcome, "a decision is COMMITTED (2) or ABORTED (3)");
   }
   return Status::Ok();
 }

@@ -15,7 +15,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "common/status.h"
 #include "common/status_proto.h"
@@ -43,6 +45,19 @@ Status Check(const proto::PrepareRequest& req);
 Status Check(const proto::DecideRequest& req);
 Status Check(const proto::ListBranchesRequest& req);
 Status Check(const proto::PeerMessage& msg);
+
+// The integer a Thrift enum field holds. The generated reader stores any i32
+// from the wire in the field, but an enum whose type has no fixed underlying
+// type only has the values of its enumerators' bit range: reading 77 or -1 as
+// the enum is undefined behaviour (the sanitized build stops on it). So a
+// field not yet checked is read as its bytes, and compared as an int32.
+template <class E>
+int32_t WireEnumValue(const E& e) {
+  static_assert(std::is_enum_v<E> && sizeof(E) == sizeof(int32_t));
+  int32_t v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
 
 // The pieces, for requests that embed them. `field` names the value in the
 // message ("CommitRequest.txid").
