@@ -232,6 +232,20 @@ Result<int> Client::RetryTxns(const std::optional<TxId>& txid) {
   return static_cast<int>(r->retried);
 }
 
+Result<proto::CommitResponse> Client::Resolve(const TxId& txid, proto::Outcome::type outcome,
+                                              const std::string& reason, const std::string& who) {
+  proto::ResolveRequest req;
+  req.txid = txid;
+  req.outcome = outcome;
+  req.reason = reason;
+  req.who = who;
+  auto r = impl_->Coordinator<proto::ResolveRequest, proto::CommitResponse>("Resolve", req,
+                                                                           10 * kSeconds);
+  if (!r.ok()) return r.status();
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  return std::move(*r);
+}
+
 // ---------------------------------------------------------------- Transaction
 
 Result<std::vector<proto::ResultSet>> Transaction::Execute(const std::string& resource,

@@ -111,6 +111,10 @@ class Client {
   // An operator's "retry now" (RetryTxnsRequest): `txid`, or every
   // transaction whose decision is being delivered. How many were resent.
   Result<int> RetryTxns(const std::optional<TxId>& txid);
+  // An operator's forced outcome (ResolveRequest): the decision that stands,
+  // or the group's refusal (INVALID_ARGUMENT naming a decision already taken).
+  Result<proto::CommitResponse> Resolve(const TxId& txid, proto::Outcome::type outcome,
+                                        const std::string& reason, const std::string& who);
 
   const ClientOptions& options() const { return options_; }
   // The agent address for a resource, or INVALID_ARGUMENT.

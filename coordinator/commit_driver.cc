@@ -247,6 +247,71 @@ void CommitDriver::OnAbort(uint64_t token, const proto::AbortRequest& req, Micro
               "");
 }
 
+void CommitDriver::OnResolve(uint64_t token, const proto::ResolveRequest& req, Micros now) {
+  if (!serving_) return ReplyNotServing(token, req.txid, false);
+  const std::string id = ToString(req.txid);
+  auto refuse = [&](proto::Outcome::type outcome, const std::string& why) {
+    ReplyCommit(token, req.txid, outcome, Status::InvalidArgument(why), "");
+  };
+  auto it = txns_.find(req.txid);
+  if (it == txns_.end()) {
+    if (RefuseNewerEpoch(token, req.txid, false)) return;
+    std::string reason;
+    auto outcome = SettledOutcome(req.txid, &reason);
+    switch (outcome) {
+      case proto::Outcome::COMMITTED:
+      case proto::Outcome::ABORTED:
+        return refuse(outcome, "transaction " + id + " is already decided: " + OutcomeName(outcome) +
+                                   (reason.empty() ? "" : " (" + reason + ")") +
+                                   "; an operator cannot change a decision");
+      case proto::Outcome::FORGOTTEN:
+        return refuse(outcome, "transaction " + id + " ended long ago and its outcome is forgotten "
+                               "(it may have committed); there is nothing to resolve");
+      default:
+        return refuse(proto::Outcome::UNKNOWN, "txid " + id + " was never allocated by this "
+                                               "coordinator group; check it with txadmin txns");
+    }
+  }
+  Txn& t = it->second;
+  switch (t.state) {
+    case State::kActive:
+    case State::kVoting:
+      break;
+    case State::kDeciding:
+      return refuse(proto::Outcome::PENDING,
+                    "transaction " + id + " is being decided committed (every participant voted "
+                    "YES); an operator cannot change a decision");
+    case State::kCompleting:
+    case State::kEnding:
+      return refuse(t.outcome, "transaction " + id + " is already decided: " +
+                                   OutcomeName(t.outcome) + "; an operator cannot change a decision");
+  }
+  if (req.outcome != proto::Outcome::ABORTED) {
+    std::string missing;
+    for (size_t i = 0; i < t.participants.size(); ++i) {
+      if (i >= t.votes.size() || !t.votes[i]) {
+        missing += (missing.empty() ? "" : ", ") + Describe(t.participants[i]);
+      }
+    }
+    return refuse(proto::Outcome::PENDING,
+                  "transaction " + id + " cannot be forced to commit: only every participant's YES "
+                  "vote decides a commit (" +
+                      (t.state == State::kActive ? std::string("it has not asked to commit")
+                                                 : "no vote yet from " + missing) +
+                      "); resolve it --abort, or wait for the votes");
+  }
+  // Chosen first, then delivered and ended like any decision (OnApplied).
+  // No vote or timeout may decide it meanwhile.
+  t.state = State::kDeciding;
+  t.waiters.push_back(token);
+  proto::Command cmd = MakeDecide(t.txid, proto::Outcome::ABORTED, t.participants, t.protocol,
+                                  "resolved by operator " + req.who + ": " + req.reason);
+  cmd.type = proto::CommandType::RESOLVE;
+  cmd.who = req.who;
+  effects_.proposals.push_back(std::move(cmd));
+  (void)now;
+}
+
 void CommitDriver::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now) {
   if (!serving_) return ReplyNotServing(token, req.txid, true);
   auto it = txns_.find(req.txid);

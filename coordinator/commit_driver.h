@@ -131,6 +131,12 @@ class CommitDriver {
   void OnSubmit(uint64_t token, const proto::SubmitRequest& req, Micros now);
   void OnAbort(uint64_t token, const proto::AbortRequest& req, Micros now);
   void OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now);
+  // An operator's forced abort (ResolveRequest): RESOLVE(ABORTED) is
+  // proposed for a transaction this leader drives that is not decided; the
+  // reply (a CommitResponse) comes once it is chosen, with the decision that
+  // stands. Anything else is refused with the reason: a decided (or being
+  // decided) transaction names its decision.
+  void OnResolve(uint64_t token, const proto::ResolveRequest& req, Micros now);
 
   // A participant answered PREPARE; a non-OK status (unreachable, timed out)
   // counts as a NO vote.

@@ -64,6 +64,7 @@ Status CoordinatorNode::Start() {
   Serve<proto::SubmitRequest, proto::CommitResponse>("Submit", &NodeCore::OnSubmit);
   Serve<proto::AbortRequest, proto::CommitResponse>("Abort", &NodeCore::OnAbort);
   Serve<proto::OutcomeRequest, proto::OutcomeResponse>("Outcome", &NodeCore::OnOutcome);
+  Serve<proto::ResolveRequest, proto::CommitResponse>("Resolve", &NodeCore::OnResolve);
   server_.Handle<proto::StatusRequest, proto::StatusResponse>(
       "Status", [this](proto::StatusRequest, rpc::RpcServer::Reply<proto::StatusResponse> reply) {
         reply(StatusNow());

@@ -177,6 +177,16 @@ NodeEffects NodeCore::OnRetry(const std::optional<TxId>& txid, size_t* retried, 
   return Collect(now);
 }
 
+NodeEffects NodeCore::OnResolve(uint64_t token, const proto::ResolveRequest& req, Micros now) {
+  driver_.OnResolve(token, req, now);
+  NodeEffects out = Collect(now);
+  Note(&out,
+       "operator " + req.who + " asks to resolve " + ToString(req.txid) + " " +
+           OutcomeName(req.outcome) + ": " + req.reason,
+       &req.txid, nullptr, NoteAction::kWarn);
+  return out;
+}
+
 NodeEffects NodeCore::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now) {
   driver_.OnOutcome(token, req, now);
   return Collect(now);

@@ -228,6 +228,19 @@ struct RetryTxnsResponse {
   2: i32 retried          // transactions whose decision was resent
 }
 
+// An operator's decision for a transaction the group has not decided (the
+// leader is still driving it: begun, or collecting votes): chosen through the
+// log as RESOLVE, with who and why, then delivered like any decision. Only an
+// abort can be forced (a commit needs every participant's YES vote, and then
+// the group decides it by itself). Refused, naming the decision, when the
+// group has decided already. Served by the leader (NOT_LEADER elsewhere).
+struct ResolveRequest {
+  1: TxId txid
+  2: Outcome outcome      // ABORTED (COMMITTED is refused with the reason)
+  3: string reason        // required: why (kept in the log)
+  4: string who           // required: the operator (the OS user by default in txadmin)
+}
+
 service Coordinator {
   BeginResponse Begin(1: BeginRequest req)
   CommitResponse Commit(1: CommitRequest req)
@@ -237,6 +250,7 @@ service Coordinator {
   StatusResponse Status(1: StatusRequest req)
   ListTxnsResponse ListTxns(1: ListTxnsRequest req)
   RetryTxnsResponse RetryTxns(1: RetryTxnsRequest req)
+  CommitResponse Resolve(1: ResolveRequest req)
 }
 
 // ---------------------------------- coordinator / client <-> participant agent

@@ -93,6 +93,23 @@ Status Check(const proto::AbortRequest& req) {
 
 Status Check(const proto::OutcomeRequest& req) { return CheckTxId(req.txid, "OutcomeRequest.txid"); }
 
+Status Check(const proto::ResolveRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "ResolveRequest.txid"));
+  const int32_t outcome = static_cast<int32_t>(req.outcome);
+  if (outcome != static_cast<int32_t>(proto::Outcome::COMMITTED) &&
+      outcome != static_cast<int32_t>(proto::Outcome::ABORTED)) {
+    return Bad("ResolveRequest.outcome", outcome, "an operator resolves to COMMITTED or ABORTED");
+  }
+  constexpr size_t kMaxText = 1024;
+  if (req.reason.empty() || req.reason.size() > kMaxText) {
+    return Status::InvalidArgument("ResolveRequest.reason: say why, in 1 to 1024 bytes (it is kept in the log)");
+  }
+  if (req.who.empty() || req.who.size() > 256) {
+    return Status::InvalidArgument("ResolveRequest.who: name the operator, in 1 to 256 bytes");
+  }
+  return Status::Ok();
+}
+
 Status Check(const proto::StatusRequest&) { return Status::Ok(); }
 
 Status Check(const proto::ListTxnsRequest& req) {

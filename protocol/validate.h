@@ -38,6 +38,7 @@ Status Check(const proto::SubmitRequest& req);
 Status Check(const proto::AbortRequest& req);
 Status Check(const proto::OutcomeRequest& req);
 Status Check(const proto::StatusRequest& req);
+Status Check(const proto::ResolveRequest& req);
 Status Check(const proto::ListTxnsRequest& req);
 Status Check(const proto::RetryTxnsRequest& req);
 Status Check(const proto::ExecuteRequest& req);

@@ -91,7 +91,10 @@ class SliceTest : public ::testing::Test {
   std::unique_ptr<Process> MakeCoordinator(std::map<std::string, std::string> env,
                                            std::vector<std::string> extra = {}) {
     std::vector<std::string> args{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
-                                  dir_.path + "/coord", "--vote-timeout-ms", "2000"};
+                                  dir_.path + "/coord"};
+    if (std::find(extra.begin(), extra.end(), "--vote-timeout-ms") == extra.end()) {
+      extra.insert(extra.begin(), {"--vote-timeout-ms", "2000"});
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<Process>("txcoord", args, dir_.path + "/coord.log", env);
   }
@@ -336,6 +339,57 @@ TEST_F(SliceTest, UndeliveredCommitIsFlaggedStuckWithItsErrorAndRetriedOnRequest
   auto stuck = client_->ListTxns("stuck");
   ASSERT_TRUE(stuck.ok());
   EXPECT_TRUE(stuck->empty());
+}
+
+TEST_F(SliceTest, OperatorAbortsATransactionWaitingForAVoteAndIsRefusedOnADecidedOne) {
+  // A decided transaction cannot be resolved the other way.
+  auto done = client_->Submit(Transfer(10, 1, 2));
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  auto refused = client_->Resolve(*done, proto::Outcome::ABORTED, "test", "alice");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("already decided: committed"), std::string::npos)
+      << refused.status().message();
+
+  // A transaction stuck waiting for bank_b's vote (its agent is stopped; the
+  // vote timeout is long) is aborted by the operator.
+  coord_->Kill(SIGKILL);
+  coord_ = MakeCoordinator({}, {"--vote-timeout-ms", "60000"});
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  ASSERT_TRUE(tx->Execute("bank_a", {Sql("UPDATE accounts SET balance = balance - 5 WHERE id = 3")}).ok());
+  ASSERT_TRUE(tx->Execute("bank_b", {Sql("UPDATE accounts SET balance = balance + 5 WHERE id = 3")}).ok());
+  const TxId txid = tx->id();
+  ASSERT_EQ(::kill(agent_b_->pid(), SIGSTOP), 0);
+  auto commit = std::async(std::launch::async, [&] { return tx->Commit(); });
+  bool voting = false;
+  for (int waited = 0; waited <= 10000 && !voting; waited += 20) {
+    auto shown = client_->ShowTxn(txid);
+    voting = shown.ok() && shown->state == "voting";
+    if (!voting) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(voting) << coord_->LogTail();
+  auto resolved = client_->Resolve(txid, proto::Outcome::COMMITTED, "test", "alice");
+  ASSERT_FALSE(resolved.ok());  // a commit is never forced
+  EXPECT_NE(resolved.status().message().find("no vote yet from bank_b"), std::string::npos)
+      << resolved.status().message();
+  resolved = client_->Resolve(txid, proto::Outcome::ABORTED, "bank_b hangs", "alice");
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  EXPECT_EQ(resolved->outcome, proto::Outcome::ABORTED);
+  EXPECT_NE(resolved->reason.find("alice"), std::string::npos) << resolved->reason;
+  auto c = commit.get();
+  EXPECT_FALSE(c.ok());  // the client hears its transaction aborted
+  EXPECT_NE(c.ToString().find("alice"), std::string::npos) << c.ToString();
+  ASSERT_EQ(::kill(agent_b_->pid(), SIGCONT), 0);
+  EXPECT_TRUE(WaitBranch(bport_, txid, "aborted")) << agent_b_->LogTail();
+  EXPECT_TRUE(WaitBranch(aport_, txid, "aborted")) << agent_a_->LogTail();
+  EXPECT_EQ(Balance("bank_a", 3), 1000);
+  EXPECT_EQ(Balance("bank_b", 3), 1000);
+  auto outcome = client_->Outcome(txid);
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(*outcome, proto::Outcome::ABORTED);
+  EXPECT_NE(coord_->LogTail(1 << 20).find("operator alice asks to resolve"), std::string::npos);
 }
 
 TEST_F(SliceTest, CoordinatorKilledAfterDecisionRestartsAndResendsCommit) {

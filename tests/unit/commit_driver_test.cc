@@ -673,6 +673,97 @@ TEST_F(CommitDriverTest, CommitWithAnInvalidParticipantIsRefusedAndTheTxnStaysOp
   EXPECT_EQ(Prepares(Take()).size(), 1u);
 }
 
+// ------------------------------------------------------- operator resolve
+
+proto::ResolveRequest ResolveReq(const TxId& txid, proto::Outcome::type outcome) {
+  proto::ResolveRequest r;
+  r.txid = txid;
+  r.outcome = outcome;
+  r.reason = "bank_b's disk is gone";
+  r.who = "alice";
+  return r;
+}
+
+TEST_F(CommitDriverTest, OperatorAbortOfAVotingTransactionIsChosenAsResolveThenDelivered) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  driver_.OnResolve(5, ResolveReq(t, proto::Outcome::ABORTED), now_);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::RESOLVE);
+  EXPECT_EQ(fx.proposals[0].outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(fx.proposals[0].who, "alice");
+  EXPECT_NE(fx.proposals[0].reason.find("bank_b's disk is gone"), std::string::npos);
+  EXPECT_TRUE(fx.replies.empty());  // nobody hears before it is chosen
+  EXPECT_TRUE(fx.calls.empty());
+  // A YES arriving meanwhile decides nothing, and no vote timeout fires.
+  Vote(t, 1, kYes);
+  driver_.Tick(now_ + 10 * kSeconds);
+  EXPECT_TRUE(Take().proposals.empty());
+  Choose(fx.proposals[0]);
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 5).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::ABORTED);  // the client's Commit too
+  auto aborts = Decisions(fx, proto::Outcome::ABORTED);
+  ASSERT_EQ(aborts.size(), 2u);
+  for (const auto& a : aborts) EXPECT_TRUE(a.want_ack);  // durable decision: acked, then END
+  Ack(t, 0);
+  Ack(t, 1);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::ABORTED);
+  EXPECT_TRUE(table_.Find(t)->heuristic);  // recorded as the operator's
+}
+
+TEST_F(CommitDriverTest, ResolveIsRefusedNamingTheDecisionOnceDecided) {
+  auto refused = [&](const TxId& t, proto::Outcome::type want, const std::string& says) {
+    driver_.OnResolve(9, ResolveReq(t, want), now_);
+    DriverEffects fx = Take();
+    EXPECT_TRUE(fx.proposals.empty());
+    auto r = CommitReply(fx, 9);
+    EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+    EXPECT_NE(r.status.message.find(says), std::string::npos) << r.status.message;
+  };
+  // Being decided committed (every YES in), then decided and delivering.
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA, kB}, 2, &decide);
+  refused(t, proto::Outcome::ABORTED, "being decided committed");
+  Choose(decide);
+  Take();
+  refused(t, proto::Outcome::ABORTED, "already decided: committed");
+  // Ended and no longer driven: the table still knows.
+  Ack(t, 0);
+  Ack(t, 1);
+  TakeAndChoose();
+  refused(t, proto::Outcome::ABORTED, "already decided: committed");
+  // Aborted by a NO vote (presumed abort: nothing logged).
+  TxId no = Begin();
+  Commit(3, no, {kA});
+  Take();
+  proto::PrepareResponse nay;
+  nay.vote = proto::Vote::NO;
+  Vote(no, 0, nay);
+  Take();
+  refused(no, proto::Outcome::ABORTED, "already decided: aborted");
+  // A commit cannot be forced while votes are missing, nor before Commit.
+  TxId voting = Begin();
+  Commit(4, voting, {kA, kB});
+  Take();
+  Vote(voting, 0, kYes);
+  refused(voting, proto::Outcome::COMMITTED, "no vote yet from bank_b");
+  TxId active = Begin();
+  refused(active, proto::Outcome::COMMITTED, "has not asked to commit");
+  // Never allocated.
+  refused(MakeTxId(kEpoch, 9999), proto::Outcome::ABORTED, "never allocated");
+  // A follower sends the operator to the leader.
+  driver_.StepDown("10.0.0.9:7000");
+  driver_.OnResolve(9, ResolveReq(voting, proto::Outcome::ABORTED), now_);
+  EXPECT_EQ(CommitReply(Take(), 9).status.code, proto::Code::NOT_LEADER);
+}
+
 // ------------------------------------------------------ stuck and retry now
 
 TEST_F(CommitDriverTest, UndeliveredDecisionIsFlaggedStuckWithItsLastErrorAndReportedOncePerInterval) {

@@ -91,7 +91,9 @@ TEST_F(TxadminParserTest, UsageErrorsExitTwoAndSayWhatToDo) {
       {{"--coordinator", "127.0.0.1:1", "txns", "retry"}, "--all"},
       {{"--coordinator", "127.0.0.1:1", "txns", "retry", "1.2", "--all"}, "unexpected argument"},
       {{"--coordinator", "127.0.0.1:1", "txns", "bogus"}, "unexpected argument 'bogus'"},
-      {{"--coordinator", "127.0.0.1:1", "txn", "resolve", "1.2"}, "unknown command 'txn resolve'"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "resolve", "1.2", "--reason", "x"}, "exactly one of --abort or --commit"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "resolve", "1.2", "--abort", "--commit", "--reason", "x"}, "exactly one"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "resolve", "1.2", "--abort"}, "needs --reason"},
       {{"agent", "127.0.0.1:1", "resolve", "1.2"}, "unknown command 'agent resolve'"},
   };
   for (const auto& c : cases) {

@@ -33,6 +33,15 @@ void TxnsOptions(po::options_description& d) {
                   "deciding, completing, ending, committed, aborted (default: all)");
 }
 
+void ResolveOptions(po::options_description& d) {
+  d.add_options()("abort", po::bool_switch(), "force the transaction to abort")(
+      "commit", po::bool_switch(),
+      "force it to commit (refused unless every participant voted YES, in which case the group "
+      "commits it by itself)")("reason", po::value<std::string>(), "why (required; kept in the log)")(
+      "who", po::value<std::string>(), "the operator's name (default: the OS user)")(
+      "yes", po::bool_switch(), "do not ask for confirmation");
+}
+
 void RetryAllOptions(po::options_description& d) {
   d.add_options()("all", po::bool_switch(),
                   "every transaction whose decision is being delivered (required: retrying "
@@ -186,6 +195,14 @@ const std::vector<CommandSpec>& Commands() {
        "the last error delivering it, and whether it is stuck.\n"
        "Exit 1 when the group never allocated TXID.",
        NoOptions},
+      {"txn resolve", Scope::kGroup, {"TXID"},
+       "an operator's decision for a transaction the group has not decided: --abort",
+       "The leader chooses RESOLVE(ABORTED) through the log with --who and --reason, then\n"
+       "delivers it like any decision. Refused, naming the decision, when the group has\n"
+       "decided already (or is deciding a commit: every participant voted YES). A commit\n"
+       "cannot be forced: only the participants' YES votes decide one. Asks for confirmation\n"
+       "unless --yes.",
+       ResolveOptions},
       {"txn retry", Scope::kGroup, {"TXID"},
        "resend one transaction's decision now to every participant that has not acknowledged it",
        "The leader resends at once and restarts the backoff. Exit 1 when the leader is not\n"
@@ -349,6 +366,15 @@ ParseResult Parse(const std::vector<std::string>& args) {
     if (!state.empty() && std::find(known.begin(), known.end(), state) == known.end()) {
       return Usage("unknown state '" + state + "' for --state; give one of in-doubt, stuck, "
                    "hazard, active, voting, deciding, completing, ending, committed, aborted");
+    }
+  }
+  if (command->name == "txn resolve") {
+    bool abort = inv.options["abort"].as<bool>(), commit = inv.options["commit"].as<bool>();
+    if (abort == commit) {
+      return Usage("txn resolve needs exactly one of --abort or --commit (txadmin txn resolve --help)");
+    }
+    if (!inv.options.count("reason") || inv.options["reason"].as<std::string>().empty()) {
+      return Usage("txn resolve needs --reason TEXT: why (it is kept in the log with who decided)");
     }
   }
   if (command->name == "txns retry" && !inv.options["all"].as<bool>()) {

@@ -1,6 +1,11 @@
 #include "tools/admin/commands.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <iostream>
 #include <future>
 #include <map>
 #include <memory>
@@ -151,6 +156,57 @@ int Retry(const Invocation& inv, const std::optional<TxId>& txid, std::ostream& 
   return kExitOk;
 }
 
+std::string OsUser() {
+  if (const char* u = std::getenv("USER"); u != nullptr && *u != '\0') return u;
+  if (const passwd* pw = getpwuid(getuid()); pw != nullptr && pw->pw_name != nullptr) return pw->pw_name;
+  return "uid " + std::to_string(getuid());
+}
+
+int TxnResolve(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  TxId txid = *ParseTxId(inv.args[0]);
+  bool abort = inv.options["abort"].as<bool>();
+  std::string reason = inv.options["reason"].as<std::string>();
+  std::string who = inv.options.count("who") ? inv.options["who"].as<std::string>() : OsUser();
+  if (!inv.options["yes"].as<bool>()) {
+    if (!isatty(STDIN_FILENO)) {
+      err << "txadmin: txn resolve changes the outcome of " << inv.args[0]
+          << " for good: confirm with --yes (stdin is not a terminal to ask on)\n";
+      return kExitUsage;
+    }
+    out << "Resolve " << inv.args[0] << " " << (abort ? "ABORTED" : "COMMITTED") << " as " << who
+        << " (" << reason << ")? Type yes: " << std::flush;
+    std::string answer;
+    std::getline(std::cin, answer);
+    if (answer != "yes") {
+      err << "txadmin: not confirmed; nothing was changed\n";
+      return kExitError;
+    }
+  }
+  auto client = ConnectGroup(inv);
+  if (!client.ok()) {
+    err << "txadmin: " << client.status().ToString() << "\n";
+    return kExitUsage;
+  }
+  auto r = (*client)->Resolve(txid, abort ? proto::Outcome::ABORTED : proto::Outcome::COMMITTED,
+                              reason, who);
+  if (!r.ok()) {
+    if (r.status().code() == Status::kInvalidArgument) {
+      err << "txadmin: refused: " << r.status().message() << "\n";
+    } else {
+      err << GroupError(inv, r.status()) << "\n";
+    }
+    return kExitError;
+  }
+  Json j;
+  j["txid"] = inv.args[0];
+  j["outcome"] = OutcomeName(r->outcome);
+  j["reason"] = r->reason;
+  j["who"] = who;
+  Print(out, inv, j,
+        "resolved " + inv.args[0] + ": " + OutcomeName(r->outcome) + " (" + r->reason + ")\n");
+  return kExitOk;
+}
+
 int TxnRetry(const Invocation& inv, std::ostream& out, std::ostream& err) {
   return Retry(inv, ParseTxId(inv.args[0]), out, err);
 }
@@ -209,6 +265,7 @@ const std::map<std::string, RunFn>& Runners() {
       {"txns", Txns},
       {"txn show", TxnShow},
       {"txn retry", TxnRetry},
+      {"txn resolve", TxnResolve},
       {"txns retry", TxnsRetry},
       {"agent branches", AgentBranches},
       {"wal dump", WalDumpCmd},
