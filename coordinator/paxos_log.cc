@@ -94,6 +94,16 @@ Status PaxosLog::Start(Hooks hooks) {
           Logger("paxos")->warn("dropping an unreadable peer message from replica {}", m.sender);
           return;
         }
+        // The wire may hold any int32 in the type field: one the replica
+        // does not know is dropped here (reading it as the enum is undefined,
+        // and its ballot must not make a leader step down).
+        const int32_t type = validate::WireEnumValue(msg.type);
+        if (type < static_cast<int32_t>(paxos::wire::Type::PREVOTE) ||
+            type > static_cast<int32_t>(paxos::wire::Type::CATCHUP_REPLY)) {
+          Logger("paxos")->warn("dropping a peer message of unknown type {} from replica {}", type,
+                                m.sender);
+          return;
+        }
         last_heard_[msg.sender] = SteadyNowMicros();
         hooks_.message(msg);
       });

@@ -14,6 +14,8 @@
 #include <gtest/gtest.h>
 
 #include "client/client.h"
+#include "common/codec.h"
+#include "paxos_types.h"
 #include "tests/support/process.h"
 #include "wal/sqlite.h"
 
@@ -238,6 +240,35 @@ TEST_F(ClusterTest, ThreeReplicasElectOneLeaderAndReplicateEveryDecision) {
     }
     EXPECT_TRUE(caught_up) << "replica " << i + 1 << " did not apply up to " << ls->applied_index;
   }
+}
+
+TEST_F(ClusterTest, PeerMessageOfAnUnknownTypeIsDroppedAndTheLeaderStays) {
+  Start(3);
+  int leader = WaitLeader(15000);
+  ASSERT_NE(leader, 0);
+  auto before = client_->ClusterStatus(Addr(ports_[leader - 1]));
+  ASSERT_TRUE(before.ok());
+  // From a listed peer, with a far higher ballot, of a type no replica knows.
+  int from = leader % 3 + 1;
+  paxos::wire::Message msg;
+  msg.type = static_cast<paxos::wire::Type::type>(77);
+  msg.sender = from;
+  msg.receiver = leader;
+  msg.ballot.round = before->epoch + 1000;
+  msg.ballot.replica = from;
+  proto::PeerMessage m;
+  m.sender = from;
+  m.receiver = leader;
+  m.payload = codec::Encode(msg);
+  auto ack = testing::CallOnce<proto::PeerMessage, proto::PeerAck>(ports_[leader - 1], "Deliver", m);
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto after = client_->ClusterStatus(Addr(ports_[leader - 1]));
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->leader_id, leader);
+  EXPECT_EQ(after->epoch, before->epoch);
+  EXPECT_NE(replicas_[leader - 1]->LogTail().find("unknown type 77"), std::string::npos)
+      << replicas_[leader - 1]->LogTail();
 }
 
 TEST_F(ClusterTest, LeaderKilledDuringTransfersIsReplacedAndNothingIsLost) {
