@@ -304,7 +304,14 @@ void CommitDriver::OnResolve(uint64_t token, const proto::ResolveRequest& req, M
   // No vote or timeout may decide it meanwhile.
   t.state = State::kDeciding;
   t.waiters.push_back(token);
-  proto::Command cmd = MakeDecide(t.txid, proto::Outcome::ABORTED, t.participants, t.protocol,
+  // A READ_ONLY voter has released its branch and takes no part in phase 2
+  // (as in Abort): an ABORT it must acknowledge could never be applied there.
+  std::vector<proto::Participant> phase2;
+  for (size_t i = 0; i < t.participants.size(); ++i) {
+    if (i < t.votes.size() && t.votes[i] == proto::Vote::READ_ONLY) continue;
+    phase2.push_back(t.participants[i]);
+  }
+  proto::Command cmd = MakeDecide(t.txid, proto::Outcome::ABORTED, std::move(phase2), t.protocol,
                                   "resolved by operator " + req.who + ": " + req.reason);
   cmd.type = proto::CommandType::RESOLVE;
   cmd.who = req.who;

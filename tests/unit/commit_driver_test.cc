@@ -718,6 +718,28 @@ TEST_F(CommitDriverTest, OperatorAbortOfAVotingTransactionIsChosenAsResolveThenD
   EXPECT_TRUE(table_.Find(t)->heuristic);  // recorded as the operator's
 }
 
+TEST_F(CommitDriverTest, OperatorAbortLeavesOutAReadOnlyVoter) {
+  TxId t = Begin();
+  Commit(2, t, {kA, kB});
+  Take();
+  proto::PrepareResponse ro;
+  ro.vote = proto::Vote::READ_ONLY;
+  Vote(t, 1, ro);  // bank_b only read: released, out of phase 2
+  driver_.OnResolve(5, ResolveReq(t, proto::Outcome::ABORTED), now_);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].participants, (Participants{kA}));
+  Choose(fx.proposals[0]);
+  fx = Take();
+  auto aborts = Decisions(fx, proto::Outcome::ABORTED);
+  ASSERT_EQ(aborts.size(), 1u);
+  EXPECT_EQ(aborts[0].to, kA);
+  Ack(t, 0);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);  // END: the read-only voter is not waited for
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+}
+
 TEST_F(CommitDriverTest, ResolveIsRefusedNamingTheDecisionOnceDecided) {
   auto refused = [&](const TxId& t, proto::Outcome::type want, const std::string& says) {
     driver_.OnResolve(9, ResolveReq(t, want), now_);
