@@ -536,12 +536,20 @@ void CommitDriver::OnProposalFailed(const proto::Command& cmd, const Status& why
   // The record may or may not be durable: this node can no longer say what
   // happened, so it stops answering anything until it restarts or a new
   // leadership starts from the log (STYLE.md: sticky storage failure).
+  const bool about_txn = cmd.type == proto::CommandType::DECIDE ||
+                         cmd.type == proto::CommandType::RESOLVE ||
+                         cmd.type == proto::CommandType::PRECOMMIT;
   for (auto& [txid, t] : txns_) {
+    // Each waiter hears about its own transaction: the failed record may be
+    // another one's (the whole log failed).
+    std::string what = about_txn && cmd.txid == txid
+                           ? "could not make " + DescribeCommand(cmd) + " durable"
+                           : "log failed (making " + DescribeCommand(cmd) + " durable)";
     for (uint64_t w : t.waiters) {
       ReplyCommit(w, txid, proto::Outcome::UNKNOWN,
-                  Status::Unavailable("the coordinator could not make " + DescribeCommand(cmd) +
-                                      " durable (" + why.ToString() +
-                                      "); the outcome is unknown until it recovers, ask again"),
+                  Status::Unavailable("the coordinator's " + what + ": " + why.ToString() +
+                                      "; the outcome of " + ToString(txid) +
+                                      " is unknown until it recovers, ask again"),
                   "");
     }
     t.waiters.clear();

@@ -406,6 +406,27 @@ void BranchCore::OnRollbackDone(const Key& key, Branch& b, std::optional<Pending
     if (p) ReplyDecide(*p, s);
     return;
   }
+  if (s.code() == Status::kInvalidArgument) {
+    // Final (ResourceManager::Rollback): the branch committed here with
+    // changes, and an ABORT reached it (typically once this agent had
+    // forgotten it). Retrying cannot help: record it as committed and refuse,
+    // which the coordinator reports as a heuristic hazard.
+    b.rollback_failures = 0;
+    b.rollback_error.clear();
+    b.rollback_backoff = 0;
+    b.wrote = true;
+    SetState(key, b, St::kCommitted, now);
+    WakeWaitersOf(key, now);
+    Log(AgentLogLine::kError, "heuristic hazard " + who +
+                                  ": told to abort a branch committed here; refusing (" +
+                                  s.message() + ")");
+    if (p) {
+      ReplyDecide(*p, Status::Internal(Name(key.first, key.second) +
+                                       " is committed here; refusing to abort it"),
+                  /*refused=*/true);
+    }
+    return;
+  }
   // Still ABORTING, locks held: try again later. Only a successful rollback
   // makes the branch ABORTED, so a coordinator's ABORT is never acked early.
   ++b.rollback_failures;

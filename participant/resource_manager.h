@@ -127,7 +127,9 @@ class ResourceManager {
   // (another process holds the database); CONFLICT when the undo cannot
   // restore a row exactly (someone wrote it outside txcoord; the message names
   // the row, and a retry succeeds once it is fixed); STORAGE_FAILED as above.
-  // Never OK unless every change is undone.
+  // Never OK unless every change is undone. A branch that committed here:
+  // OK if it changed nothing (released read-only), else INVALID_ARGUMENT, a
+  // final answer (the agent reports the disagreement and never retries it).
   virtual void Rollback(const TxId& txid, Callback<Status> done) = 0;
 };
 

@@ -98,15 +98,32 @@ Status BranchLog::Init() {
       "CREATE TABLE IF NOT EXISTS txc_branches("
       "  txid TEXT PRIMARY KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,"
       "  state INTEGER NOT NULL, participants BLOB, protocol INTEGER,"
-      "  updated INTEGER NOT NULL);"
+      "  updated INTEGER NOT NULL, changed INTEGER NOT NULL DEFAULT 1);"
       "CREATE INDEX IF NOT EXISTS txc_branches_by_state ON txc_branches(state, updated);"
       "CREATE TABLE IF NOT EXISTS txc_changes("
       "  txid TEXT NOT NULL, seq INTEGER NOT NULL, redo BLOB NOT NULL, undo BLOB NOT NULL,"
       "  keys BLOB NOT NULL, PRIMARY KEY(txid, seq));"));
+  {
+    // Logs written before the `changed` column existed: their committed
+    // branches count as having changed data (a rollback of them is refused).
+    auto cols = db_->Prepare("SELECT COUNT(*) FROM pragma_table_info('txc_branches') "
+                             "WHERE name = 'changed'");
+    if (!cols.ok()) return Internal(cols.status());
+    auto row = (*cols)->Step();
+    if (!row.ok()) return Internal(row.status());
+    if (*row && (*cols)->ColumnInt(0) == 0) {
+      TXC_RETURN_IF_ERROR(Internal(db_->Exec(
+          "ALTER TABLE txc_branches ADD COLUMN changed INTEGER NOT NULL DEFAULT 1")));
+    }
+  }
   auto prep = [this](std::unique_ptr<wal::Stmt>* out, std::string_view sql) {
     return PrepareInto(*db_, out, sql);
   };
   TXC_RETURN_IF_ERROR(prep(&get_state_, "SELECT state FROM txc_branches WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&changed_, "SELECT changed FROM txc_branches WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&set_committed_,
+                           "UPDATE txc_branches SET state = 4, changed = ?2, updated = ?3 "
+                           "WHERE txid = ?1"));
   TXC_RETURN_IF_ERROR(prep(&insert_branch_,
                            "INSERT INTO txc_branches(txid, epoch, seq, state, updated) "
                            "VALUES(?1, ?2, ?3, ?4, ?5)"));
@@ -146,6 +163,22 @@ Result<std::optional<BranchState>> BranchLog::LoadState(const std::string& txid)
   if (!row.ok()) return Internal(row.status());
   if (!*row) return std::optional<BranchState>();
   return std::optional<BranchState>(static_cast<BranchState>(s.ColumnInt(0)));
+}
+
+Result<bool> BranchLog::Changed(const std::string& txid) {
+  wal::Stmt& s = *changed_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
+  ResetOnExit reset{s};
+  auto row = s.Step();
+  if (!row.ok()) return Internal(row.status());
+  return !*row || s.ColumnInt(0) != 0;
+}
+
+Status BranchLog::SetCommitted(const std::string& txid, bool changed) {
+  wal::Stmt& s = *set_committed_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid, changed ? 1 : 0, WallMs())));
+  ResetOnExit reset{s};
+  return Internal(s.Run());
 }
 
 Result<bool> BranchLog::HasChanges(const std::string& txid) {

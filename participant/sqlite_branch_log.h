@@ -43,6 +43,11 @@ class BranchLog : private Named {
   Result<std::optional<BranchState>> LoadState(const std::string& txid);
   // True when an Execute of the branch changed rows.
   Result<bool> HasChanges(const std::string& txid);
+  // False only for a branch recorded COMMITTED with no changes (a read-only
+  // branch released at PREPARE); true otherwise, and for old logs' rows.
+  Result<bool> Changed(const std::string& txid);
+  // -> COMMITTED; `changed`: the branch had changes to commit.
+  Status SetCommitted(const std::string& txid, bool changed);
   Status InsertBranch(const TxId& txid, BranchState s);
   Status SetState(const std::string& txid, BranchState s);
   // ACTIVE -> PREPARED, with the participants and protocol to recover with.
@@ -72,7 +77,7 @@ class BranchLog : private Named {
 
   wal::Db* const db_;
   const std::function<Micros()> wall_clock_;
-  std::unique_ptr<wal::Stmt> get_state_, insert_branch_, set_state_, set_prepared_, next_seq_,
+  std::unique_ptr<wal::Stmt> get_state_, changed_, set_committed_, insert_branch_, set_state_, set_prepared_, next_seq_,
       insert_change_, has_changes_, list_undo_, delete_changes_, recover_branches_, change_keys_,
       purge_;
   Micros next_purge_;

@@ -422,7 +422,9 @@ Status SqliteResource::Impl::DoCommit(const TxId& txid) {
     default:
       break;
   }
-  TXC_RETURN_IF_ERROR(log_.SetState(id, BranchState::kCommitted));
+  auto changed = log_.HasChanges(id);
+  if (!changed.ok()) return changed.status();
+  TXC_RETURN_IF_ERROR(log_.SetCommitted(id, *changed));
   TXC_RETURN_IF_ERROR(log_.DeleteChanges(id));
   locks_.ReleaseAll(txid);
   return Status::Ok();
@@ -436,8 +438,16 @@ Status SqliteResource::Impl::DoRollback(const TxId& txid) {
   switch (**state) {
     case BranchState::kAborted:
       return Status::Ok();
-    case BranchState::kCommitted:
-      return Err(Status::kInvalidArgument, "branch " + id + " is already committed; cannot roll it back");
+    case BranchState::kCommitted: {
+      // A branch committed with no changes (released read-only at PREPARE):
+      // rolling it back is a no-op (an ABORT may reach it once the agent
+      // forgot it).
+      auto changed = log_.Changed(id);
+      if (!changed.ok()) return changed.status();
+      if (!*changed) return Status::Ok();
+      return Err(Status::kInvalidArgument,
+                 "branch " + id + " is committed here; it cannot be rolled back");
+    }
     default:
       break;
   }

@@ -133,6 +133,7 @@ void SimAgent::Boot() {
   // start; here the network's count of this node's boots, which no crash loses.
   participant::AgentOptions options = c_->timing().agent;
   options.incarnation = static_cast<int64_t>(c_->net().incarnation(node_));
+  options.testing_ignore_active_only = c_->bugs().abort_after_prepared;  // BUG abort-after-prepared
   live_ = std::make_unique<Live>(Keys(images_), options, c_->timing().tick);
   Live* l = live_.get();
   vfs_.PowerOn();

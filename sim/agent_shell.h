@@ -56,6 +56,8 @@ class SimAgent {
   // it once per run to Cluster::OnDiskFailed, which counts it and has the
   // operator restart the node. A crash disarms a fault that has not fired.
   void BreakDisk(bool full, bool at_sync);
+  // The next sync of this agent's disk takes `latency` (txsim's disk_stall).
+  void StallDisk(Micros latency) { disk_.Stall(latency); }
   void CancelDiskFault();
   // Up, and one of its resources failed on its storage (it waits for the
   // operator's restart).

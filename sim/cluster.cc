@@ -83,6 +83,9 @@ const std::vector<BugInfo>& Bugs() {
        "a replica whose log storage failed stops serving but its replica core keeps leading "
        "and heartbeating, so the healthy majority elects nobody (group mode)",
        true},
+      {"abort-after-prepared",
+       "the agent's own abort of a branch that seemed abandoned (queued while it was ACTIVE, on "
+       "an ABORTED or UNKNOWN answer) still runs after the branch voted YES"},
       {"forgotten-commit-as-abort",
        "a txid the table forgot after it ended is presumed aborted, even one that committed "
        "(the coordinator's shell rewrites such answers to ABORTED)"},
@@ -182,6 +185,7 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
   bugs_.forgotten_commit_as_abort = options.bug == "forgotten-commit-as-abort";
   bugs_.empty_disk_votes = options.bug == "empty-disk-votes";
   bugs_.dead_leader_heartbeats = options.bug == "dead-leader-heartbeats";
+  bugs_.abort_after_prepared = options.bug == "abort-after-prepared";
   world_ = std::make_unique<World>(options.seed, options.trace, options.hash_trace);
   net_ = std::make_unique<Network>(world_.get(), NetOptions());
   checker_ = std::make_unique<Checker>(world_.get(), ReplayCommand(options_), options.report);
@@ -364,6 +368,7 @@ void Cluster::ConfigureFaults() {
     if (options_.replicas > 1) empty_disk_budget_ = static_cast<int>(rng.Uniform(1, 2));
     // Storage failures of agents' disks.
     agent_disk_fault_budget_ = static_cast<int>(rng.Uniform(0, 2));
+    agent_stall_budget_ = static_cast<int>(rng.Uniform(2, 5));
   }
   if (options_.replicas > 1 && options_.faults == FaultLevel::kHeavy) {
     // Group mode: the current leader is killed often; more random crashes
@@ -673,17 +678,20 @@ void Cluster::ScheduleDiskFault() {
 // file on the node fails. It surfaces (and is counted) when a resource's
 // operation fails for it; a write SQLite ignores (a checkpoint's) or a crash
 // first leaves nothing to count.
+SimAgent* Cluster::PickHealthyAgent() {
+  std::vector<SimAgent*> pick;
+  for (const auto& a : agents_) {
+    if (a->up() && !a->disk_failed()) pick.push_back(a.get());
+  }
+  return pick.empty() ? nullptr : pick[world_->rng().Index(pick.size())];
+}
+
 void Cluster::ScheduleAgentDiskFault() {
   Rng& rng = world_->rng();
   world_->After(rng.Uniform(300 * kMillis, 6 * kSeconds), [this] {
     if (!faults_active_ || agent_disk_fault_budget_ <= 0) return;
     Rng& rng = world_->rng();
-    std::vector<SimAgent*> pick;
-    for (const auto& a : agents_) {
-      if (a->up() && !a->disk_failed()) pick.push_back(a.get());
-    }
-    if (!pick.empty()) {
-      SimAgent* victim = pick[rng.Index(pick.size())];
+    if (SimAgent* victim = PickHealthyAgent()) {
       --agent_disk_fault_budget_;
       bool full = rng.Bernoulli(0.4);
       bool at_sync = rng.Bernoulli(0.5);
@@ -693,6 +701,22 @@ void Cluster::ScheduleAgentDiskFault() {
       victim->BreakDisk(full, at_sync);
     }
     ScheduleAgentDiskFault();
+  });
+}
+
+void Cluster::ScheduleAgentDiskStall() {
+  Rng& rng = world_->rng();
+  world_->After(rng.Uniform(200 * kMillis, 5 * kSeconds), [this] {
+    if (!faults_active_ || agent_stall_budget_ <= 0) return;
+    if (SimAgent* victim = PickHealthyAgent()) {
+      --agent_stall_budget_;
+      Micros latency = world_->rng().Uniform(1500 * kMillis, 3500 * kMillis);
+      world_->LogFault(victim->node(), "DISK STALL: the next sync takes " +
+                                           std::to_string(latency / kMillis) + " ms");
+      victim->StallDisk(latency);
+      ++injected().disk_stall;
+    }
+    ScheduleAgentDiskStall();
   });
 }
 
@@ -802,6 +826,7 @@ SimResult Cluster::Run() {
     if (disk_fault_budget_ > 0) ScheduleDiskFault();
     if (empty_disk_budget_ > 0) ScheduleEmptyDisk();
     if (agent_disk_fault_budget_ > 0) ScheduleAgentDiskFault();
+    if (agent_stall_budget_ > 0) ScheduleAgentDiskStall();
     ScheduleOperatorRetry();
   }
   auto failed = [this] { return checker_->violations() > 0; };

@@ -75,6 +75,7 @@ struct BugFlags {
   bool forgotten_commit_as_abort = false;
   bool empty_disk_votes = false;
   bool dead_leader_heartbeats = false;
+  bool abort_after_prepared = false;
 };
 
 // A transaction a client finished: what a late query (SimClient::LateQuery)
@@ -320,6 +321,12 @@ class Cluster {
   void ScheduleDiskFault();
   // Storage failures of agents' disks (EIO at write or sync, ENOSPC).
   void ScheduleAgentDiskFault();
+  // An agent's disk hangs: its next sync takes 1.5-3.5 s, longer than the
+  // vote timeout and the agent's active timeout, so a PREPARE being forced
+  // meets the branch's own outcome query and the group's abort.
+  void ScheduleAgentDiskStall();
+  // An agent that is up with a working disk, at random; nullptr if none.
+  SimAgent* PickHealthyAgent();
   // Group mode: a replica's log failed and it waits for the operator's
   // restart. Meanwhile no fault touches the coordinator replicas (crashes,
   // crash points, partitions), so CheckElection's window is clean.
@@ -374,6 +381,7 @@ class Cluster {
   std::vector<uint64_t> crash_serial_;  // per node, to ignore stale restarts
   int disk_fault_budget_ = 0;   // disk_error / disk_full left
   int agent_disk_fault_budget_ = 0;  // the same, on agents' disks
+  int agent_stall_budget_ = 0;       // ScheduleAgentDiskStall
   int empty_disk_budget_ = 0;   // group mode: empty-disk restarts left
   std::set<int> wipe_on_restart_;  // nodes whose disk comes back empty
 

@@ -523,6 +523,35 @@ void SimCoordinator::OperatorRetry() {
     c_->world().Log(node_, "operator: retry now resent " + std::to_string(retried) +
                                " undelivered decision(s)");
   }
+  // And force-aborts (txadmin txn resolve --abort) every transaction this
+  // leader has driven for longer than kResolveAfter without a decision: the
+  // RESOLVE races the transaction's own votes, decision and phase 2. The
+  // answer ABORTED is a claim the checker holds the group to.
+  constexpr Micros kResolveAfter = 500 * kMillis;
+  if (live_ == nullptr || !live_->core.driver().serving()) return;
+  Micros now = c_->world().now();
+  for (const auto& v : live_->core.driver().ActiveTxns(now)) {
+    if ((v.state != "active" && v.state != "voting") || now - v.began < kResolveAfter) continue;
+    proto::ResolveRequest req;
+    req.txid = v.txid;
+    req.outcome = proto::Outcome::ABORTED;
+    req.reason = "txsim: undecided after " + std::to_string((now - v.began) / kMillis) + " ms";
+    req.who = "txsim";
+    c_->world().Log(node_, &v.txid, "operator: resolve --abort (" + v.state + ")");
+    ++c_->injected().resolve;
+    TxId txid = v.txid;
+    Serve<proto::ResolveRequest, proto::CommitResponse>(
+        req,
+        [this, txid](proto::CommitResponse r) {
+          c_->world().Log(node_, &txid,
+                          "operator: resolve answered " + std::string(OutcomeName(r.outcome)) +
+                              (r.status.code == proto::Code::OK ? "" : " (" + r.status.message + ")"));
+          if (r.status.code == proto::Code::OK && r.outcome == proto::Outcome::ABORTED) {
+            c_->checker().OnToldAborted(txid);
+          }
+        },
+        txid, false, &coord::NodeCore::OnResolve);
+  }
 }
 
 // -------------------------------------------------------------- group mode

@@ -67,7 +67,9 @@ struct SimOptions {
   X(empty_disk)                  \
   X(snapshot_install)            \
   X(retention)                   \
-  X(slow_statement)
+  X(slow_statement)              \
+  X(disk_stall)                  \
+  X(resolve)
 
 // What one seed (or a sum of seeds) actually injected, or saw happen, by class.
 struct FaultCounts {

@@ -265,6 +265,10 @@ void Disk::StartSync() {
   Rng& rng = world_->rng();
   Micros latency = rng.Uniform(options_.sync_min, options_.sync_max);
   if (rng.Bernoulli(options_.slow_p)) latency += rng.Uniform(0, options_.slow_max);
+  if (stall_ > 0) {
+    latency = stall_;
+    stall_ = 0;
+  }
   uint64_t target = written_;
   uint64_t epoch = epoch_;
   if (options_.lying) {

@@ -294,6 +294,10 @@ class Disk {
   // Power loss: unsynced writes and pending syncs vanish.
   void Crash();
   void SetOptions(const DiskOptions& o) { options_ = o; }
+  // Fault injection (txsim's disk_stall): the next sync to start takes
+  // `latency` (a disk that hangs for seconds: a cloud volume's hiccup, a
+  // controller reset). Writes and syncs requested meanwhile queue behind it.
+  void Stall(Micros latency) { stall_ = latency; }
 
   uint64_t syncs() const { return syncs_; }
   size_t unsynced() const { return pending_.size(); }
@@ -327,6 +331,7 @@ class Disk {
   bool broken_ = false;  // a sync failed: every later one fails too
   Status why_;
   uint64_t syncs_ = 0;
+  Micros stall_ = 0;  // Stall: the next sync's latency
 };
 
 }  // namespace txc::sim

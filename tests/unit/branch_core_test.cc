@@ -1457,6 +1457,58 @@ TEST_F(BranchCoreTest, FinishedBranchesAreForgottenAfterFinalRetention) {
   EXPECT_EQ(DecideReply(Take(), 4).status.code, proto::Code::OK);
 }
 
+// An ABORT after the agent forgot a branch asks the resource, whose answer
+// is final either way: a released read-only branch rolls back as a no-op (OK),
+// one that committed changes refuses (INVALID_ARGUMENT): the agent reports the
+// disagreement once and never retries it (before, it retried forever, and an
+// operator's acked abort never ended).
+TEST_F(BranchCoreTest, AbortOfAForgottenCommittedBranchIsRefusedOnceAndNeverRetried) {
+  MakePrepared(kT1);
+  Decide(1, kT1, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  Take();
+  now_ += 30 * kSeconds;
+  core_.Tick(now_);
+  ASSERT_TRUE(core_.Branches().empty());
+
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1),
+         Status::InvalidArgument("branch 1.1 is committed here; it cannot be rolled back"));
+  AgentEffects fx = Take();
+  auto r = DecideReply(fx, 2);
+  EXPECT_NE(r.status.code, proto::Code::OK);
+  EXPECT_TRUE(r.__isset.refused && r.refused);
+  ASSERT_FALSE(fx.logs.empty());
+  EXPECT_TRUE(Contains(fx.logs.back().message, "heuristic hazard")) << fx.logs.back().message;
+  EXPECT_EQ(StateOf(kT1), "committed");
+  // A resent ABORT is refused from memory, without the resource.
+  Decide(3, kT1, proto::Outcome::ABORTED);
+  fx = Take();
+  EXPECT_TRUE(DecideReply(fx, 3).__isset.refused);
+  EXPECT_TRUE(fx.ops.empty());
+  for (int i = 1; i <= 5; ++i) {  // no retry of its own
+    core_.Tick(now_ + i * 5 * kSeconds);
+    EXPECT_TRUE(Take().ops.empty()) << i;
+  }
+}
+
+TEST_F(BranchCoreTest, AbortOfAForgottenReadOnlyBranchIsAcknowledged) {
+  MakeActive(kT1, /*wrote=*/false);
+  Prepare(1, kT1);
+  AgentEffects fx = Take();
+  ASSERT_EQ(VoteReply(fx, 1).vote, proto::Vote::READ_ONLY);
+  OpDone(OnlyOp(fx, ResourceOp::kCommit, kT1));
+  Take();
+  now_ += 30 * kSeconds;
+  core_.Tick(now_);
+  ASSERT_TRUE(core_.Branches().empty());
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));  // SqliteResource: a no-op, OK
+  fx = Take();
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "aborted");
+}
+
 TEST_F(BranchCoreTest, BranchesViewReportsStates) {
   MakeActive(kT1);
   MakePrepared(kT2, kOther);

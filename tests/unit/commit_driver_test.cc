@@ -1414,6 +1414,24 @@ TEST_F(CommitDriverTest, ProposalFailureAnswersUnavailableAndStopsServing) {
   EXPECT_TRUE(Take().empty());
 }
 
+// Every waiter is told about its own transaction, not about the record that
+// happened to fail (txsim's operator heard "RESOLVE(5.4) not durable" for 5.5).
+TEST_F(CommitDriverTest, ProposalFailureTellsEachWaiterAboutItsOwnTransaction) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA}, 2, &decide);
+  TxId other = Begin();
+  Commit(3, other, {kB});  // voting: its client waits
+  Take();
+  driver_.OnProposalFailed(decide, Status::StorageFailed("fsync failed"), now_);
+  DriverEffects fx = Take();
+  std::string mine = CommitReply(fx, 2).status.message;
+  std::string theirs = CommitReply(fx, 3).status.message;
+  EXPECT_NE(mine.find("could not make DECIDE(" + ToString(t)), std::string::npos) << mine;
+  EXPECT_NE(theirs.find("the outcome of " + ToString(other) + " is unknown"), std::string::npos)
+      << theirs;
+  EXPECT_NE(theirs.find("log failed"), std::string::npos) << theirs;
+}
+
 TEST_F(CommitDriverTest, ALeaderWhoseLogFailedDoesNotPointClientsAtAFormerLeader) {
   driver_.StepDown("10.0.0.9:7000");
   BecomeLeader(kEpoch + 1);  // this node leads again: the old hint is void

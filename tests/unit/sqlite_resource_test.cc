@@ -284,6 +284,50 @@ TEST_F(SqliteResourceTest, SelectReturnsRowsAndColumnsAndReadOnlyBranchDidNotWri
   EXPECT_TRUE(r.wrote);
 }
 
+// An ABORT may reach a branch long after it ended (the agent forgot it): a
+// branch released read-only rolls back as a no-op; one that committed changes
+// answers INVALID_ARGUMENT, a final refusal, and keeps its data.
+TEST_F(SqliteResourceTest, RollbackOfAReleasedReadOnlyBranchIsANoOpButOfACommittedWriterIsRefused) {
+  ExecuteResult r = Execute(a_, {Sql("SELECT balance FROM accounts WHERE id = 1")});
+  ASSERT_OK(r.status);
+  ASSERT_FALSE(r.wrote);
+  ASSERT_OK(Commit(a_));  // BranchCore releases a read-only branch this way
+  EXPECT_OK(Rollback(a_));
+  EXPECT_OK(Rollback(a_));
+
+  ASSERT_OK(Execute(b_, {Add(1, -30)}).status);
+  ASSERT_OK(Prepare(b_));
+  ASSERT_OK(Commit(b_));
+  Status s = Rollback(b_);
+  EXPECT_EQ(s.code(), Status::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("committed here"), std::string::npos) << s.ToString();
+  EXPECT_EQ(Balance(1), 70);
+  EXPECT_EQ(Count("SELECT state FROM txc_branches WHERE txid = '1.2'"),
+            static_cast<int>(BranchState::kCommitted));
+}
+
+// A log written before txc_branches had its `changed` column gains it on
+// open; its committed rows count as having changed data, so a rollback of them
+// is still refused (never a silent OK for data that stays committed).
+TEST_F(SqliteResourceTest, OlderLogGainsTheChangedColumnAndItsCommittedBranchesStayRefused) {
+  rm_.reset();
+  ASSERT_OK(reader_->Exec(
+      "DROP TABLE txc_branches;"
+      "CREATE TABLE txc_branches(txid TEXT PRIMARY KEY, epoch INTEGER NOT NULL, "
+      "  seq INTEGER NOT NULL, state INTEGER NOT NULL, participants BLOB, protocol INTEGER, "
+      "  updated INTEGER NOT NULL);"
+      "INSERT INTO txc_branches VALUES('1.1', 1, 1, 4, NULL, NULL, "
+      "  CAST(strftime('%s', 'now') AS INTEGER) * 1000);"));
+  Open();
+  EXPECT_EQ(Rollback(a_).code(), Status::kInvalidArgument);
+  EXPECT_EQ(Count("SELECT changed FROM txc_branches WHERE txid = '1.1'"), 1);
+  // New read-only branches are recorded as having changed nothing.
+  ASSERT_OK(Execute(b_, {Sql("SELECT 1")}).status);
+  ASSERT_OK(Commit(b_));
+  EXPECT_EQ(Count("SELECT changed FROM txc_branches WHERE txid = '1.2'"), 0);
+  EXPECT_OK(Rollback(b_));
+}
+
 TEST_F(SqliteResourceTest, SqlErrorNamesResourceAndKeepsEarlierWork) {
   ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
   ExecuteResult r = Execute(a_, {Add(2, 10), Sql("UPDATE acounts SET balance = 0")});
