@@ -26,6 +26,8 @@ std::optional<Micros> ParseDuration(const std::string& s) {
     scale = kMillis;
   } else if (unit == "m") {
     scale = 60.0 * kSeconds;
+  } else if (unit == "h") {
+    scale = 3600.0 * kSeconds;
   } else {
     return std::nullopt;
   }

@@ -17,7 +17,7 @@ void Parse(int argc, char** argv, const std::string& usage,
            boost::program_options::options_description& desc,
            boost::program_options::variables_map& vm);
 
-// A duration: "10s", "500ms", "2m", "1.5s", or plain seconds ("30").
+// A duration: "10s", "500ms", "2m", "1h", "1.5s", or plain seconds ("30").
 // nullopt for anything else (empty, negative, an unknown unit, too large).
 std::optional<Micros> ParseDuration(const std::string& s);
 

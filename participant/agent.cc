@@ -98,10 +98,22 @@ Status Agent::Start() {
     log->info("recovered resource={} active_rolled_back={} in_doubt={} incarnation={}", name, active,
               in_doubt, options_.core.incarnation);
     core_.OnRecovered(name, *recovered, now);
+    auto heuristics = r->Heuristics();
+    if (!heuristics.ok()) {
+      return Status(heuristics.status().code(), "reading the heuristic decisions of resource " +
+                                                    name + ": " + heuristics.status().message());
+    }
+    if (!heuristics->empty()) {
+      log->warn("resource={} keeps {} heuristic decision(s): txadmin agent {} branches --heuristic "
+                "lists them", name, heuristics->size(), options_.listen);
+    }
+    core_.OnRecoveredHeuristics(name, *heuristics, now);
   }
   Serve<proto::ExecuteRequest, proto::ExecuteResponse>("Execute", &AgentCore::OnExecute);
   Serve<proto::PrepareRequest, proto::PrepareResponse>("Prepare", &AgentCore::OnPrepare);
   Serve<proto::DecideRequest, proto::DecideResponse>("Decide", &AgentCore::OnDecide);
+  Serve<proto::AgentResolveRequest, proto::AgentResolveResponse>("Resolve", &AgentCore::OnResolve);
+  Serve<proto::AgentForgetRequest, proto::AgentForgetResponse>("Forget", &AgentCore::OnForget);
   server_.Handle<proto::ListBranchesRequest, proto::ListBranchesResponse>(
       "ListBranches",
       [this](proto::ListBranchesRequest, rpc::RpcServer::Reply<proto::ListBranchesResponse> reply) {
@@ -117,6 +129,13 @@ Status Agent::Start() {
                        " failed attempts, last error: " + b.rollback_error + ")";
           }
           i.age_ms = (now - b.since) / kMillis;
+          if (b.heuristic) {
+            i.__set_heuristic_outcome(b.heuristic->outcome);
+            i.__set_heuristic_reason(b.heuristic->reason);
+            i.__set_heuristic_who(b.heuristic->who);
+            if (b.heuristic->at_ms > 0) i.__set_heuristic_at_ms(b.heuristic->at_ms);
+          }
+          if (b.group_outcome) i.__set_group_outcome(*b.group_outcome);
           out.branches.push_back(std::move(i));
         }
         reply(std::move(out));

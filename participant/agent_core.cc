@@ -43,6 +43,10 @@ void RunResourceOp(ResourceManager& resource, ResourceOp op,
       return resource.Commit(op.txid, std::move(status_done));
     case ResourceOp::kRollback:
       return resource.Rollback(op.txid, std::move(status_done));
+    case ResourceOp::kHeuristic:
+      return resource.HeuristicDecide(op.heuristic, std::move(status_done));
+    case ResourceOp::kForgetHeuristic:
+      return resource.ForgetHeuristic(op.txid, std::move(status_done));
   }
 }
 
@@ -52,6 +56,11 @@ AgentCore::AgentCore(std::vector<std::string> resources, AgentOptions options, M
 void AgentCore::OnRecovered(const std::string& resource,
                             const std::vector<RecoveredBranch>& branches, Micros now) {
   branches_.OnRecovered(resource, branches, now);
+}
+
+void AgentCore::OnRecoveredHeuristics(const std::string& resource,
+                                      const std::vector<HeuristicRecord>& records, Micros now) {
+  branches_.OnRecoveredHeuristics(resource, records, now);
 }
 
 void AgentCore::OnRecoveryFailed(const std::string& resource, const Status& status) {
@@ -79,6 +88,18 @@ AgentCoreEffects AgentCore::OnPrepare(uint64_t token, const proto::PrepareReques
 
 AgentCoreEffects AgentCore::OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now) {
   branches_.OnDecide(token, req, now);
+  return Collect(now);
+}
+
+AgentCoreEffects AgentCore::OnResolve(uint64_t token, const proto::AgentResolveRequest& req,
+                                      Micros now) {
+  branches_.OnResolve(token, req, now);
+  return Collect(now);
+}
+
+AgentCoreEffects AgentCore::OnForget(uint64_t token, const proto::AgentForgetRequest& req,
+                                     Micros now) {
+  branches_.OnForget(token, req, now);
   return Collect(now);
 }
 

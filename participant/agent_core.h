@@ -98,6 +98,10 @@ class AgentCore {
   // it fails with `status` inside the core (requests for it get that error,
   // prepares vote NO); no ResourceOp names it.
   void OnRecoveryFailed(const std::string& resource, const Status& status);
+  // Start-up, after OnRecovered: the heuristic decisions `resource` keeps
+  // (ResourceManager::Heuristics); reconciled with the group after Start.
+  void OnRecoveredHeuristics(const std::string& resource,
+                             const std::vector<HeuristicRecord>& records, Micros now);
   // Every resource has recovered (or failed to): the recovery work and the
   // first tick. The inputs below come after Start.
   AgentCoreEffects Start(Micros now);
@@ -105,6 +109,10 @@ class AgentCore {
   AgentCoreEffects OnExecute(uint64_t token, const proto::ExecuteRequest& req, Micros now);
   AgentCoreEffects OnPrepare(uint64_t token, const proto::PrepareRequest& req, Micros now);
   AgentCoreEffects OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now);
+  // The operator's heuristic decision and its removal (BranchCore::OnResolve,
+  // OnForget): each gets one reply, once the resources have recorded it.
+  AgentCoreEffects OnResolve(uint64_t token, const proto::AgentResolveRequest& req, Micros now);
+  AgentCoreEffects OnForget(uint64_t token, const proto::AgentForgetRequest& req, Micros now);
 
   // Completions of ResourceOps (op = ResourceOp::id).
   AgentCoreEffects OnExecuteDone(uint64_t op, const ExecuteResult& result, Micros now);
@@ -121,6 +129,8 @@ class AgentCore {
 
   std::vector<BranchCore::BranchView> Branches() const { return branches_.Branches(); }
   size_t in_doubt_count() const { return branches_.in_doubt_count(); }
+  size_t heuristic_count() const { return branches_.heuristic_count(); }
+  size_t heuristic_hazard_count() const { return branches_.heuristic_hazard_count(); }
   const BranchCore::Counters& counters() const { return branches_.counters(); }
 
  private:

@@ -69,6 +69,26 @@ void Agent::RegisterMetrics() {
   m.AddGaugeFunc("txagent_failing_rollbacks",
                  "Branches whose rollback failed and is being retried (aborting, locks held).",
                  [census] { return std::vector<Sample>{{{}, census().failing_rollbacks}}; });
+  m.AddGaugeFunc("txagent_heuristic_decisions",
+                 "Heuristic decisions an operator took at this agent and has not forgotten, by "
+                 "agreement with the group: agreed, hazard (the group decided the other way), "
+                 "unknown (not heard yet).",
+                 [this] {
+                   double agreed = 0, hazard = 0, unknown = 0;
+                   for (const auto& b : core_.Branches()) {
+                     if (!b.heuristic) continue;
+                     if (!b.group_outcome) {
+                       ++unknown;
+                     } else if (*b.group_outcome == b.heuristic->outcome) {
+                       ++agreed;
+                     } else {
+                       ++hazard;
+                     }
+                   }
+                   return std::vector<Sample>{{{{"agreement", "agreed"}}, agreed},
+                                              {{{"agreement", "hazard"}}, hazard},
+                                              {{{"agreement", "unknown"}}, unknown}};
+                 });
 
   using Counters = BranchCore::Counters;
   m.AddCounterFunc("txagent_prepares_total", "PREPAREs answered, by vote (a duplicate counts again).",

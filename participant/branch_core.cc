@@ -237,6 +237,16 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
   }
 
   const auto& d = std::get<proto::DecideRequest>(p.req);
+  if (auto h = heuristics_.find(key); p.has_token && h != heuristics_.end()) {
+    // Decided heuristically here: the group's decision is compared, never applied.
+    NoteGroupOutcome(key, h->second, d.outcome, "the coordinator's decision");
+    if (d.outcome == h->second.record.outcome) return ReplyDecide(p, Status::Ok());
+    return ReplyDecide(p, Status::Internal(Name(resource, txid) + " was decided " +
+                                           OutcomeName(h->second.record.outcome) +
+                                           " heuristically here by " + h->second.record.who +
+                                           "; refusing " + OutcomeName(d.outcome)),
+                       /*refused=*/true);
+  }
   if (d.outcome == proto::Outcome::COMMITTED) {
     switch (b.state) {
       case St::kPrepared:
@@ -458,6 +468,11 @@ void BranchCore::OnOpDone(uint64_t op, const Status& status, Micros now) {
   Key key = oit->second.first;
   ResourceOp::Kind kind = oit->second.second;
   ops_.erase(oit);
+  if (auto jit = job_of_op_.find(op); jit != job_of_op_.end()) {
+    uint64_t job = jit->second;
+    job_of_op_.erase(jit);
+    return OnOperatorOpDone(job, key, kind, status, now);
+  }
   Branch& b = branches_[key];
   b.in_flight = false;
   std::optional<Pending> p = std::move(b.current);
@@ -542,6 +557,14 @@ void BranchCore::WakeWaitersOf(const Key& holder, Micros now) {
 void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcome::type outcome,
                            Micros now) {
   if (!status.ok()) return;  // asked again when the branch's deadline passes
+  if (outcome == proto::Outcome::COMMITTED || outcome == proto::Outcome::ABORTED) {
+    for (const std::string& resource : resources_) {
+      Key key{resource, txid};
+      if (auto h = heuristics_.find(key); h != heuristics_.end()) {
+        NoteGroupOutcome(key, h->second, outcome, "an outcome query");
+      }
+    }
+  }
   for (const std::string& resource : resources_) {
     Key key{resource, txid};
     auto it = branches_.find(key);
@@ -609,6 +632,13 @@ void BranchCore::Tick(Micros now) {
     }
     if (asked.insert(key.second).second) effects_.queries.push_back(key.second);
   }
+  // Heuristic decisions not yet reconciled: ask the group, with backoff.
+  for (auto& [key, h] : heuristics_) {
+    if (h.group || now < h.next_query) continue;
+    h.next_query = now + h.query_backoff;
+    h.query_backoff = std::min(h.query_backoff * 2, options_.query_max);
+    if (asked.insert(key.second).second) effects_.queries.push_back(key.second);
+  }
   // Forget finished branches after the retention; the resource's own log
   // keeps tombstones for late executes.
   while (!finals_.empty() && (finals_.front().first + options_.final_retention <= now ||
@@ -635,10 +665,247 @@ std::vector<BranchCore::BranchView> BranchCore::Branches() const {
   std::vector<BranchView> out;
   for (const auto& [key, b] : branches_) {
     if (b.state == St::kNone) continue;
-    out.push_back(BranchView{key.second, key.first, StName(b.state), b.since,
-                             b.rollback_failures, b.rollback_error});
+    BranchView v{key.second, key.first, StName(b.state), b.since,
+                 b.rollback_failures, b.rollback_error, std::nullopt, std::nullopt};
+    if (auto h = heuristics_.find(key); h != heuristics_.end()) {
+      v.heuristic = h->second.record;
+      v.group_outcome = h->second.group;
+    }
+    out.push_back(std::move(v));
+  }
+  // Heuristic decisions whose branch this core no longer holds (forgotten
+  // after the retention, or finished before a restart).
+  for (const auto& [key, h] : heuristics_) {
+    auto it = branches_.find(key);
+    if (it != branches_.end() && it->second.state != St::kNone) continue;
+    BranchView v;
+    v.txid = key.second;
+    v.resource = key.first;
+    v.state = h.record.outcome == proto::Outcome::COMMITTED ? "committed" : "aborted";
+    v.since = h.decided;
+    v.heuristic = h.record;
+    v.group_outcome = h.group;
+    out.push_back(std::move(v));
   }
   return out;
+}
+
+size_t BranchCore::heuristic_hazard_count() const {
+  size_t n = 0;
+  for (const auto& [key, h] : heuristics_) {
+    if (h.group && *h.group != h.record.outcome) ++n;
+  }
+  return n;
+}
+
+// ------------------------------------------------------------ heuristics
+
+void BranchCore::OnRecoveredHeuristics(const std::string& resource,
+                                       const std::vector<HeuristicRecord>& records, Micros now) {
+  for (const HeuristicRecord& r : records) {
+    Heuristic& h = heuristics_[Key{resource, r.txid}];
+    h.record = r;
+    h.decided = now;
+    h.next_query = now;  // reconcile with the group at the first tick
+    h.query_backoff = options_.in_doubt_after;
+  }
+}
+
+void BranchCore::OnResolve(uint64_t token, const proto::AgentResolveRequest& req, Micros now) {
+  auto refuse = [&](const Status& why) {
+    proto::AgentResolveResponse r;
+    r.status = ToProto(why);
+    effects_.replies.push_back({token, std::move(r)});
+  };
+  if (!req.resource.empty() && !KnownResource(req.resource)) {
+    return refuse(Status::InvalidArgument("this agent hosts no resource named '" + req.resource + "'"));
+  }
+  std::vector<Key> targets;
+  std::string others;  // the branches of txid here that are not in doubt
+  for (const std::string& r : resources_) {
+    if (!req.resource.empty() && r != req.resource) continue;
+    Key key{r, req.txid};
+    if (auto h = heuristics_.find(key); h != heuristics_.end()) {
+      others += " " + Name(r, req.txid) + " was already decided heuristically (" +
+                OutcomeName(h->second.record.outcome) + " by " + h->second.record.who + ");";
+      continue;
+    }
+    auto it = branches_.find(key);
+    if (it == branches_.end() || it->second.state == St::kNone) continue;
+    Branch& b = it->second;
+    if (b.state != St::kPrepared) {
+      others += " " + Name(r, req.txid) + " is " + StName(b.state) + ";";
+      continue;
+    }
+    if (b.in_flight || !b.queue.empty() || b.parked) {
+      return refuse(Status::Unavailable(Name(r, req.txid) + " is applying a decision right now: "
+                                        "list the branches again, it is probably no longer in doubt"));
+    }
+    targets.push_back(key);
+  }
+  if (targets.empty()) {
+    if (others.empty()) {
+      return refuse(Status::NotFound("no branch of " + ToString(req.txid) +
+                                     " here: txadmin agent HOST:PORT branches --in-doubt lists "
+                                     "the branches in doubt"));
+    }
+    return refuse(Status::InvalidArgument("no branch of " + ToString(req.txid) +
+                                          " is in doubt here:" + others +
+                                          " only a PREPARED branch is decided heuristically"));
+  }
+  uint64_t job_id = next_job_++;
+  OperatorJob& job = jobs_[job_id];
+  job.token = token;
+  job.pending = targets.size();
+  for (const Key& key : targets) {
+    Branch& b = branches_[key];
+    ResourceOp op;
+    op.id = next_op_++;
+    op.kind = ResourceOp::kHeuristic;
+    op.resource = key.first;
+    op.txid = key.second;
+    op.info = b.info;
+    op.heuristic.txid = key.second;
+    op.heuristic.outcome = req.outcome;
+    op.heuristic.reason = req.reason;
+    op.heuristic.who = req.who;
+    job.records[key] = op.heuristic;
+    ops_.emplace(op.id, std::make_pair(key, ResourceOp::kHeuristic));
+    job_of_op_[op.id] = job_id;
+    b.in_flight = true;
+    Log(AgentLogLine::kWarn, "heuristic decision requested txid=" + ToString(key.second) +
+                                 " resource=" + key.first + " outcome=" +
+                                 OutcomeName(req.outcome) + " who=\"" + req.who +
+                                 "\" reason=\"" + req.reason + "\"");
+    effects_.ops.push_back(std::move(op));
+  }
+}
+
+void BranchCore::OnForget(uint64_t token, const proto::AgentForgetRequest& req, Micros now) {
+  (void)now;
+  std::vector<Key> targets;
+  for (const auto& [key, h] : heuristics_) {
+    if (!(key.second == req.txid)) continue;
+    if (!req.resource.empty() && key.first != req.resource) continue;
+    targets.push_back(key);
+  }
+  if (targets.empty()) {
+    proto::AgentForgetResponse r;
+    r.status = ToProto(Status::NotFound(
+        "no heuristic decision recorded for " + ToString(req.txid) +
+        (req.resource.empty() ? "" : " at " + req.resource) +
+        " here: txadmin agent HOST:PORT branches --heuristic lists them"));
+    effects_.replies.push_back({token, std::move(r)});
+    return;
+  }
+  uint64_t job_id = next_job_++;
+  OperatorJob& job = jobs_[job_id];
+  job.token = token;
+  job.forget = true;
+  job.pending = targets.size();
+  for (const Key& key : targets) {
+    ResourceOp op;
+    op.id = next_op_++;
+    op.kind = ResourceOp::kForgetHeuristic;
+    op.resource = key.first;
+    op.txid = key.second;
+    ops_.emplace(op.id, std::make_pair(key, ResourceOp::kForgetHeuristic));
+    job_of_op_[op.id] = job_id;
+    Log(AgentLogLine::kInfo, "heuristic record forget requested txid=" + ToString(key.second) +
+                                 " resource=" + key.first + " who=\"" + req.who +
+                                 "\" reason=\"" + req.reason + "\"");
+    effects_.ops.push_back(std::move(op));
+  }
+}
+
+void BranchCore::OnOperatorOpDone(uint64_t job_id, const Key& key, ResourceOp::Kind kind,
+                                  const Status& s, Micros now) {
+  auto jit = jobs_.find(job_id);
+  if (jit == jobs_.end()) return;
+  OperatorJob& job = jit->second;
+  const std::string who = "txid=" + ToString(key.second) + " resource=" + key.first;
+  if (!s.ok() && job.first_error.ok()) job.first_error = s;
+  if (kind == ResourceOp::kHeuristic) {
+    auto it = branches_.find(key);
+    if (it != branches_.end()) {
+      Branch& b = it->second;
+      b.in_flight = false;
+      if (s.ok()) {
+        const HeuristicRecord& rec = job.records[key];
+        bool commit = rec.outcome == proto::Outcome::COMMITTED;
+        ++(commit ? counters_.commits : counters_.rollbacks);
+        SetState(key, b, commit ? St::kCommitted : St::kAborted, now);
+        WakeWaitersOf(key, now);
+        Heuristic& h = heuristics_[key];
+        h.record = rec;
+        h.decided = now;
+        h.next_query = now;  // ask the group: agreed or a hazard
+        h.query_backoff = options_.in_doubt_after;
+        job.decided.push_back(HeuristicInfo(key, h));
+        Log(AgentLogLine::kWarn, "heuristic decision applied " + who + " outcome=" +
+                                     OutcomeName(rec.outcome) +
+                                     "; it is reconciled with the group once the group answers");
+      } else {
+        Log(AgentLogLine::kError, "heuristic decision failed " + who + " error=" + s.ToString() +
+                                      "; the branch stays in doubt");
+      }
+      Pump(key, now);
+    }
+  } else if (s.ok()) {
+    heuristics_.erase(key);
+    ++job.forgotten;
+    Log(AgentLogLine::kInfo, "heuristic record forgotten " + who);
+  }
+  if (--job.pending == 0) FinishJob(job_id);
+}
+
+void BranchCore::FinishJob(uint64_t job_id) {
+  auto jit = jobs_.find(job_id);
+  if (jit == jobs_.end()) return;
+  OperatorJob job = std::move(jit->second);
+  jobs_.erase(jit);
+  if (job.forget) {
+    proto::AgentForgetResponse r;
+    r.status = ToProto(job.first_error);
+    r.forgotten = job.forgotten;
+    effects_.replies.push_back({job.token, std::move(r)});
+  } else {
+    proto::AgentResolveResponse r;
+    r.status = ToProto(job.first_error);
+    r.branches = std::move(job.decided);
+    effects_.replies.push_back({job.token, std::move(r)});
+  }
+}
+
+void BranchCore::NoteGroupOutcome(const Key& key, Heuristic& h, proto::Outcome::type outcome,
+                                  const char* how) {
+  if (h.group) return;
+  h.group = outcome;
+  const std::string who = "txid=" + ToString(key.second) + " resource=" + key.first;
+  if (outcome == h.record.outcome) {
+    Log(AgentLogLine::kInfo, "heuristic decision agrees with the group " + who + " outcome=" +
+                                 OutcomeName(outcome) + " (heard from " + how + ")");
+  } else {
+    Log(AgentLogLine::kError,
+        "heuristic hazard " + who + ": decided " + OutcomeName(h.record.outcome) + " here by " +
+            h.record.who + " (" + h.record.reason + "), the group decided " +
+            OutcomeName(outcome) + " (heard from " + how +
+            "); repair the data by hand, then: txadmin agent HOST:PORT forget " +
+            ToString(key.second) + " --reason TEXT");
+  }
+}
+
+proto::BranchInfo BranchCore::HeuristicInfo(const Key& key, const Heuristic& h) const {
+  proto::BranchInfo i;
+  i.txid = key.second;
+  i.resource = key.first;
+  i.state = h.record.outcome == proto::Outcome::COMMITTED ? "committed" : "aborted";
+  i.__set_heuristic_outcome(h.record.outcome);
+  i.__set_heuristic_reason(h.record.reason);
+  i.__set_heuristic_who(h.record.who);
+  if (h.record.at_ms > 0) i.__set_heuristic_at_ms(h.record.at_ms);
+  if (h.group) i.__set_group_outcome(*h.group);
+  return i;
 }
 
 size_t BranchCore::in_doubt_count() const {

@@ -83,17 +83,21 @@ struct AgentOptions {
 };
 
 struct ResourceOp {
-  enum Kind { kExecute, kPrepare, kExecuteAndPrepare, kCommit, kRollback };
+  // kHeuristic: ResourceManager::HeuristicDecide(heuristic); kForgetHeuristic:
+  // ResourceManager::ForgetHeuristic(txid).
+  enum Kind { kExecute, kPrepare, kExecuteAndPrepare, kCommit, kRollback, kHeuristic, kForgetHeuristic };
   uint64_t id = 0;  // echo it back in OnExecuteDone / OnOpDone
   Kind kind = kExecute;
   std::string resource;
   TxId txid;
   std::vector<proto::Statement> statements;
   PrepareInfo info;
+  HeuristicRecord heuristic;  // kHeuristic
 };
 
 using AgentResponse =
-    std::variant<proto::ExecuteResponse, proto::PrepareResponse, proto::DecideResponse>;
+    std::variant<proto::ExecuteResponse, proto::PrepareResponse, proto::DecideResponse,
+                 proto::AgentResolveResponse, proto::AgentForgetResponse>;
 
 struct AgentReply {
   uint64_t token = 0;
@@ -125,6 +129,21 @@ class BranchCore {
   // rolled back; PREPARED ones stay in doubt, holding their locks, and ask.
   void OnRecovered(const std::string& resource, const std::vector<RecoveredBranch>& branches,
                    Micros now);
+  // Start-up, after OnRecovered: the heuristic decisions the resource keeps.
+  // Each is reconciled with the group (asked until it answers COMMITTED or
+  // ABORTED) and listed until forgotten.
+  void OnRecoveredHeuristics(const std::string& resource,
+                             const std::vector<HeuristicRecord>& records, Micros now);
+
+  // An operator's heuristic decision (Agent.Resolve): every in-doubt branch
+  // of req.txid (at req.resource, or at every resource here) is committed or
+  // rolled back with its record, then reconciled with the group. Refused,
+  // changing nothing, when no branch of the txid is in doubt here (the
+  // message names each state) or one is busy applying a decision.
+  void OnResolve(uint64_t token, const proto::AgentResolveRequest& req, Micros now);
+  // Drops the heuristic records of req.txid (Agent.Forget); NOT_FOUND when
+  // there are none.
+  void OnForget(uint64_t token, const proto::AgentForgetRequest& req, Micros now);
 
   // A statement that fails with EXPECTATION_FAILED (expect_rows) or TIMEOUT
   // (interrupted past its deadline) dooms an interactive branch: later
@@ -159,9 +178,15 @@ class BranchCore {
     // ABORTING only: failed rollback attempts so far and the last error.
     int rollback_failures = 0;
     std::string rollback_error;
+    // A heuristic decision taken here, and the group's outcome once heard.
+    std::optional<HeuristicRecord> heuristic;
+    std::optional<proto::Outcome::type> group_outcome;
   };
   std::vector<BranchView> Branches() const;
   size_t in_doubt_count() const;
+  // Heuristic decisions kept, and those the group decided the other way.
+  size_t heuristic_count() const { return heuristics_.size(); }
+  size_t heuristic_hazard_count() const;
 
   // What this core did since it was built (the shell's metrics read them).
   struct Counters {
@@ -267,6 +292,36 @@ class BranchCore {
   std::deque<std::pair<Micros, Key>> finals_;  // finished branches, oldest first
   std::map<Key, std::set<Key, KeyLess>, KeyLess> waiters_;  // lock holder -> waiting branches
   std::map<uint64_t, std::pair<Key, ResourceOp::Kind>> ops_;  // in-flight op id -> branch
+
+  // Heuristic decisions (OnResolve, OnRecoveredHeuristics) until forgotten.
+  struct Heuristic {
+    HeuristicRecord record;
+    std::optional<proto::Outcome::type> group;  // the group's outcome, once heard
+    Micros decided = 0;  // when this core learnt it (decided, or recovered)
+    Micros next_query = 0;
+    Micros query_backoff = 0;
+  };
+  std::map<Key, Heuristic, KeyLess> heuristics_;
+  // An operator's request waiting for its resource ops (kHeuristic or
+  // kForgetHeuristic): the reply goes once all are done.
+  struct OperatorJob {
+    uint64_t token = 0;
+    bool forget = false;
+    size_t pending = 0;
+    std::vector<proto::BranchInfo> decided;
+    int forgotten = 0;
+    Status first_error;
+    std::map<Key, HeuristicRecord, KeyLess> records;  // resolve: what each op records
+  };
+  std::map<uint64_t, OperatorJob> jobs_;     // job id -> job
+  std::map<uint64_t, uint64_t> job_of_op_;   // op id -> job id
+  uint64_t next_job_ = 1;
+  void OnOperatorOpDone(uint64_t job_id, const Key& key, ResourceOp::Kind kind, const Status& s,
+                        Micros now);
+  void FinishJob(uint64_t job_id);
+  void NoteGroupOutcome(const Key& key, Heuristic& h, proto::Outcome::type outcome,
+                        const char* how);
+  proto::BranchInfo HeuristicInfo(const Key& key, const Heuristic& h) const;
   uint64_t next_op_ = 1;
   Counters counters_;
   AgentEffects effects_;

@@ -36,4 +36,18 @@ void ResourceManager::ExecuteAndPrepare(const TxId& txid, std::vector<proto::Sta
           });
 }
 
+void ResourceManager::HeuristicDecide(const HeuristicRecord& record, Callback<Status> done) {
+  done(Status::InvalidArgument("resource " + name() + " cannot record heuristic decisions; " +
+                               ToString(record.txid) + " stays in doubt until the group answers"));
+}
+
+void ResourceManager::ForgetHeuristic(const TxId& txid, Callback<Status> done) {
+  done(Status::NotFound("resource " + name() + " keeps no heuristic decisions (asked about " +
+                        ToString(txid) + ")"));
+}
+
+Result<std::vector<HeuristicRecord>> ResourceManager::Heuristics() {
+  return std::vector<HeuristicRecord>();
+}
+
 }  // namespace txc::participant

@@ -84,6 +84,16 @@ struct RecoveredBranch {
   PrepareInfo info;
 };
 
+// An operator's heuristic decision on a branch (HeuristicDecide), as the
+// resource keeps it until ForgetHeuristic.
+struct HeuristicRecord {
+  TxId txid;
+  proto::Outcome::type outcome = proto::Outcome::ABORTED;  // COMMITTED or ABORTED
+  std::string reason;
+  std::string who;
+  int64_t at_ms = 0;  // Unix ms, when it was recorded
+};
+
 class ResourceManager {
  public:
   template <class T>
@@ -131,6 +141,20 @@ class ResourceManager {
   // OK if it changed nothing (released read-only), else INVALID_ARGUMENT, a
   // final answer (the agent reports the disagreement and never retries it).
   virtual void Rollback(const TxId& txid, Callback<Status> done) = 0;
+
+  // Heuristic decisions (txadmin agent HOST:PORT resolve): an operator ends
+  // an in-doubt branch without the group. `record.outcome` COMMITTED commits
+  // the PREPARED (or PRECOMMITTED) branch, ABORTED rolls it back, and the
+  // record is kept, durably and in the same local transaction, until
+  // ForgetHeuristic. OK means both are on disk. A branch that is not in
+  // doubt is refused with INVALID_ARGUMENT naming its state; a resource that
+  // cannot record heuristics (the default) refuses every call so.
+  virtual void HeuristicDecide(const HeuristicRecord& record, Callback<Status> done);
+  // Drops the record of txid; NOT_FOUND when there is none.
+  virtual void ForgetHeuristic(const TxId& txid, Callback<Status> done);
+  // Every record kept, at start (called once, after Recover, on the agent's
+  // thread). Default: none.
+  virtual Result<std::vector<HeuristicRecord>> Heuristics();
 };
 
 // Builds the resource named by a --resource value: "NAME=sqlite:PATH".

@@ -102,7 +102,10 @@ Status BranchLog::Init() {
       "CREATE INDEX IF NOT EXISTS txc_branches_by_state ON txc_branches(state, updated);"
       "CREATE TABLE IF NOT EXISTS txc_changes("
       "  txid TEXT NOT NULL, seq INTEGER NOT NULL, redo BLOB NOT NULL, undo BLOB NOT NULL,"
-      "  keys BLOB NOT NULL, PRIMARY KEY(txid, seq));"));
+      "  keys BLOB NOT NULL, PRIMARY KEY(txid, seq));"
+      "CREATE TABLE IF NOT EXISTS txc_heuristics("
+      "  txid TEXT PRIMARY KEY, outcome INTEGER NOT NULL, reason TEXT NOT NULL,"
+      "  who TEXT NOT NULL, at INTEGER NOT NULL);"));
   {
     // Logs written before the `changed` column existed: their committed
     // branches count as having changed data (a rollback of them is refused).
@@ -121,6 +124,13 @@ Status BranchLog::Init() {
   };
   TXC_RETURN_IF_ERROR(prep(&get_state_, "SELECT state FROM txc_branches WHERE txid = ?1"));
   TXC_RETURN_IF_ERROR(prep(&changed_, "SELECT changed FROM txc_branches WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&insert_heuristic_,
+                           "INSERT OR REPLACE INTO txc_heuristics(txid, outcome, reason, who, at) "
+                           "VALUES(?1, ?2, ?3, ?4, ?5)"));
+  TXC_RETURN_IF_ERROR(prep(&delete_heuristic_, "DELETE FROM txc_heuristics WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&list_heuristics_,
+                           "SELECT txid, outcome, reason, who, at FROM txc_heuristics "
+                           "ORDER BY at, txid"));
   TXC_RETURN_IF_ERROR(prep(&set_committed_,
                            "UPDATE txc_branches SET state = 4, changed = ?2, updated = ?3 "
                            "WHERE txid = ?1"));
@@ -279,6 +289,50 @@ Result<std::vector<RecoveredBranch>> BranchLog::LiveBranches() {
     }
     if (!s.ColumnIsNull(3)) b.info.protocol = static_cast<proto::Protocol::type>(s.ColumnInt(3));
     out.push_back(std::move(b));
+  }
+  return out;
+}
+
+// ------------------------------------------------------------ heuristics
+
+Status BranchLog::InsertHeuristic(const HeuristicRecord& r) {
+  wal::Stmt& s = *insert_heuristic_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, ToString(r.txid), static_cast<int>(r.outcome), r.reason,
+                                       r.who, r.at_ms)));
+  ResetOnExit reset{s};
+  return Internal(s.Run());
+}
+
+Result<bool> BranchLog::DeleteHeuristic(const std::string& txid) {
+  wal::Stmt& s = *delete_heuristic_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
+  ResetOnExit reset{s};
+  TXC_RETURN_IF_ERROR(Internal(s.Run()));
+  return db_->changes() > 0;
+}
+
+Result<std::vector<HeuristicRecord>> BranchLog::Heuristics() {
+  std::vector<HeuristicRecord> out;
+  wal::Stmt& s = *list_heuristics_;
+  s.Reset();
+  ResetOnExit reset{s};
+  for (;;) {
+    auto row = s.Step();
+    if (!row.ok()) return Internal(row.status());
+    if (!*row) break;
+    std::string txid_text = s.ColumnText(0);
+    auto txid = ParseTxId(txid_text);
+    int64_t outcome = s.ColumnInt(1);
+    if (!txid || (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED)) {
+      return Err(Status::kInternal, "txc_heuristics holds a malformed row for \"" + txid_text + "\"");
+    }
+    HeuristicRecord r;
+    r.txid = *txid;
+    r.outcome = static_cast<proto::Outcome::type>(outcome);
+    r.reason = s.ColumnText(2);
+    r.who = s.ColumnText(3);
+    r.at_ms = s.ColumnInt(4);
+    out.push_back(std::move(r));
   }
   return out;
 }

@@ -65,6 +65,12 @@ class BranchLog : private Named {
   Result<std::vector<RecoveredBranch>> LiveBranches();
   Result<std::vector<std::string>> LockKeys(const std::string& txid);
 
+  // Heuristic decisions (txc_heuristics), kept until deleted.
+  Status InsertHeuristic(const HeuristicRecord& r);
+  Result<bool> DeleteHeuristic(const std::string& txid);  // false: there was none
+  Result<std::vector<HeuristicRecord>> Heuristics();
+  int64_t wall_ms() const { return WallMs(); }
+
   // Purges final rows older than the retention, at most once per interval
   // of `now` (the monotonic clock); the first call purges.
   void MaybePurge(Micros now);
@@ -77,7 +83,8 @@ class BranchLog : private Named {
 
   wal::Db* const db_;
   const std::function<Micros()> wall_clock_;
-  std::unique_ptr<wal::Stmt> get_state_, changed_, set_committed_, insert_branch_, set_state_, set_prepared_, next_seq_,
+  std::unique_ptr<wal::Stmt> get_state_, changed_, set_committed_, insert_heuristic_,
+      delete_heuristic_, list_heuristics_, insert_branch_, set_state_, set_prepared_, next_seq_,
       insert_change_, has_changes_, list_undo_, delete_changes_, recover_branches_, change_keys_,
       purge_;
   Micros next_purge_;

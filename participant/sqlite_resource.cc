@@ -32,9 +32,10 @@ Micros SystemNowMicros() {
 
 // One queued operation and, once run, its outcome.
 struct Op : wal::GroupOp {
-  enum Kind { kExecute, kPrepare, kExecuteAndPrepare, kCommit, kRollback };
+  enum Kind { kExecute, kPrepare, kExecuteAndPrepare, kCommit, kRollback, kHeuristic, kForgetHeuristic };
   Kind kind = kExecute;
   TxId txid;
+  HeuristicRecord heuristic;  // kHeuristic
   std::vector<proto::Statement> statements;
   PrepareInfo info;
   ResourceManager::Callback<ExecuteResult> exec_done;
@@ -43,7 +44,10 @@ struct Op : wal::GroupOp {
   ExecuteResult result;    // result.status is the outcome for every kind
   bool finalized = false;  // outcome fixed even if the group is re-run
 
-  bool NeedsSync() const { return kind == kPrepare || kind == kExecuteAndPrepare || kind == kCommit; }
+  bool NeedsSync() const {
+    return kind == kPrepare || kind == kExecuteAndPrepare || kind == kCommit ||
+           kind == kHeuristic || kind == kForgetHeuristic;
+  }
 };
 
 }  // namespace
@@ -83,6 +87,7 @@ class SqliteResource::Impl {
 
   Status Init();
   Result<std::vector<RecoveredBranch>> Recover();
+  Result<std::vector<HeuristicRecord>> Heuristics();
   void Enqueue(std::unique_ptr<Op> op) { committer_->Enqueue(std::move(op)); }
 
   const std::string name_;
@@ -108,6 +113,8 @@ class SqliteResource::Impl {
   Status DoPrepare(const TxId& txid, const PrepareInfo& info);
   Status DoCommit(const TxId& txid);
   Status DoRollback(const TxId& txid);
+  Status DoHeuristic(HeuristicRecord record);
+  Status DoForgetHeuristic(const TxId& txid);
 
   Status Err(Status::Code code, const std::string& msg) const { return errors_.Err(code, msg); }
 
@@ -331,6 +338,10 @@ Status SqliteResource::Impl::RunOp(Op& op) {
       return DoCommit(op.txid);
     case Op::kRollback:
       return DoRollback(op.txid);
+    case Op::kHeuristic:
+      return DoHeuristic(op.heuristic);
+    case Op::kForgetHeuristic:
+      return DoForgetHeuristic(op.txid);
   }
   return Status::Internal("unknown op");
 }
@@ -462,6 +473,39 @@ Status SqliteResource::Impl::DoRollback(const TxId& txid) {
   return Status::Ok();
 }
 
+// ----------------------------------------------------------- heuristics
+
+Status SqliteResource::Impl::DoHeuristic(HeuristicRecord record) {
+  const std::string id = ToString(record.txid);
+  auto state = log_.LoadState(id);
+  if (!state.ok()) return state.status();
+  if (!state->has_value()) {
+    return Err(Status::kNotFound, "no branch " + id + " here to decide");
+  }
+  if (**state != BranchState::kPrepared && **state != BranchState::kPreCommitted) {
+    return Err(Status::kInvalidArgument, "branch " + id + " is " + BranchStateName(**state) +
+                                             ", not in doubt: only a PREPARED branch is decided "
+                                             "heuristically");
+  }
+  record.at_ms = log_.wall_ms();
+  // The record and the decision commit together, in this op's savepoint.
+  TXC_RETURN_IF_ERROR(log_.InsertHeuristic(record));
+  return record.outcome == proto::Outcome::COMMITTED ? DoCommit(record.txid)
+                                                     : DoRollback(record.txid);
+}
+
+Status SqliteResource::Impl::DoForgetHeuristic(const TxId& txid) {
+  auto deleted = log_.DeleteHeuristic(ToString(txid));
+  if (!deleted.ok()) return deleted.status();
+  if (!*deleted) return Err(Status::kNotFound, "no heuristic decision recorded for " + ToString(txid));
+  return Status::Ok();
+}
+
+Result<std::vector<HeuristicRecord>> SqliteResource::Impl::Heuristics() {
+  std::lock_guard<std::mutex> l(db_mu_);
+  return log_.Heuristics();
+}
+
 // ------------------------------------------------------------ public API
 
 Result<std::unique_ptr<SqliteResource>> SqliteResource::Open(const std::string& name,
@@ -520,6 +564,25 @@ void SqliteResource::Commit(const TxId& txid, Callback<Status> done) {
   op->status_done = std::move(done);
   impl_->Enqueue(std::move(op));
 }
+
+void SqliteResource::HeuristicDecide(const HeuristicRecord& record, Callback<Status> done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::kHeuristic;
+  op->txid = record.txid;
+  op->heuristic = record;
+  op->status_done = std::move(done);
+  impl_->Enqueue(std::move(op));
+}
+
+void SqliteResource::ForgetHeuristic(const TxId& txid, Callback<Status> done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::kForgetHeuristic;
+  op->txid = txid;
+  op->status_done = std::move(done);
+  impl_->Enqueue(std::move(op));
+}
+
+Result<std::vector<HeuristicRecord>> SqliteResource::Heuristics() { return impl_->Heuristics(); }
 
 void SqliteResource::Rollback(const TxId& txid, Callback<Status> done) {
   auto op = std::make_unique<Op>();

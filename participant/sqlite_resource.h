@@ -165,6 +165,9 @@ class SqliteResource : public ResourceManager {
                          const PrepareInfo& info, Callback<ExecuteResult> done) override;
   void Commit(const TxId& txid, Callback<Status> done) override;
   void Rollback(const TxId& txid, Callback<Status> done) override;
+  void HeuristicDecide(const HeuristicRecord& record, Callback<Status> done) override;
+  void ForgetHeuristic(const TxId& txid, Callback<Status> done) override;
+  Result<std::vector<HeuristicRecord>> Heuristics() override;
 
   // Counters for benchmarks and tests.
   uint64_t groups_committed() const;

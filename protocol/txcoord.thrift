@@ -298,6 +298,15 @@ struct BranchInfo {
   2: string resource
   3: string state
   4: i64 age_ms
+  // A heuristic decision an operator took at this agent (Agent.Resolve):
+  5: optional Outcome heuristic_outcome
+  6: optional string heuristic_reason
+  7: optional string heuristic_who
+  8: optional i64 heuristic_at_ms         // Unix ms, when it was recorded
+  // What the group decided, once the agent heard it (COMMITTED or ABORTED;
+  // unset while unknown): equal to heuristic_outcome means agreed, else a
+  // heuristic hazard.
+  9: optional Outcome group_outcome
 }
 struct ListBranchesRequest {}
 struct ListBranchesResponse {
@@ -305,11 +314,41 @@ struct ListBranchesResponse {
   2: list<BranchInfo> branches
 }
 
+// An operator's heuristic decision at the agent (txadmin agent HOST:PORT
+// resolve): for an in-doubt (PREPARED) branch, taken while the group cannot
+// be reached. Recorded in the resource's WAL in the same local transaction
+// that commits or rolls the branch back; kept until Forget.
+struct AgentResolveRequest {
+  1: TxId txid
+  2: string resource       // empty: every in-doubt branch of txid at this agent
+  3: Outcome outcome       // COMMITTED or ABORTED
+  4: string reason         // required
+  5: string who            // required
+}
+struct AgentResolveResponse {
+  1: Status status
+  2: list<BranchInfo> branches   // the branches decided
+}
+// Drops the record of a heuristic decision, once the operator has repaired
+// the data (txadmin agent HOST:PORT forget).
+struct AgentForgetRequest {
+  1: TxId txid
+  2: string resource       // empty: every heuristic record of txid here
+  3: string reason         // required (logged)
+  4: string who            // required (logged)
+}
+struct AgentForgetResponse {
+  1: Status status
+  2: i32 forgotten         // how many records were dropped
+}
+
 service Agent {
   ExecuteResponse Execute(1: ExecuteRequest req)
   PrepareResponse Prepare(1: PrepareRequest req)
   DecideResponse Decide(1: DecideRequest req)
   ListBranchesResponse ListBranches(1: ListBranchesRequest req)
+  AgentResolveResponse Resolve(1: AgentResolveRequest req)
+  AgentForgetResponse Forget(1: AgentForgetRequest req)
 }
 
 // ------------------------------------------------ replica <-> replica

@@ -93,21 +93,40 @@ Status Check(const proto::AbortRequest& req) {
 
 Status Check(const proto::OutcomeRequest& req) { return CheckTxId(req.txid, "OutcomeRequest.txid"); }
 
-Status Check(const proto::ResolveRequest& req) {
-  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "ResolveRequest.txid"));
-  const int32_t outcome = static_cast<int32_t>(req.outcome);
-  if (outcome != static_cast<int32_t>(proto::Outcome::COMMITTED) &&
-      outcome != static_cast<int32_t>(proto::Outcome::ABORTED)) {
-    return Bad("ResolveRequest.outcome", outcome, "an operator resolves to COMMITTED or ABORTED");
+// An operator's reason and name, kept in a log: both required, bounded.
+static Status CheckOperatorText(const std::string& reason, const std::string& who,
+                         const std::string& message) {
+  if (reason.empty() || reason.size() > 1024) {
+    return Status::InvalidArgument(message + ".reason: say why, in 1 to 1024 bytes (it is kept in the log)");
   }
-  constexpr size_t kMaxText = 1024;
-  if (req.reason.empty() || req.reason.size() > kMaxText) {
-    return Status::InvalidArgument("ResolveRequest.reason: say why, in 1 to 1024 bytes (it is kept in the log)");
-  }
-  if (req.who.empty() || req.who.size() > 256) {
-    return Status::InvalidArgument("ResolveRequest.who: name the operator, in 1 to 256 bytes");
+  if (who.empty() || who.size() > 256) {
+    return Status::InvalidArgument(message + ".who: name the operator, in 1 to 256 bytes");
   }
   return Status::Ok();
+}
+
+Status Check(const proto::ResolveRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "ResolveRequest.txid"));
+  const int32_t outcome = WireEnumValue(req.outcome);
+  if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) {
+    return Bad("ResolveRequest.outcome", outcome, "an operator resolves to COMMITTED or ABORTED");
+  }
+  return CheckOperatorText(req.reason, req.who, "ResolveRequest");
+}
+
+Status Check(const proto::AgentResolveRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "AgentResolveRequest.txid"));
+  const int32_t outcome = WireEnumValue(req.outcome);
+  if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) {
+    return Bad("AgentResolveRequest.outcome", outcome,
+               "an operator resolves to COMMITTED (2) or ABORTED (3)");
+  }
+  return CheckOperatorText(req.reason, req.who, "AgentResolveRequest");
+}
+
+Status Check(const proto::AgentForgetRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "AgentForgetRequest.txid"));
+  return CheckOperatorText(req.reason, req.who, "AgentForgetRequest");
 }
 
 Status Check(const proto::StatusRequest&) { return Status::Ok(); }

@@ -45,6 +45,8 @@ Status Check(const proto::ExecuteRequest& req);
 Status Check(const proto::PrepareRequest& req);
 Status Check(const proto::DecideRequest& req);
 Status Check(const proto::ListBranchesRequest& req);
+Status Check(const proto::AgentResolveRequest& req);
+Status Check(const proto::AgentForgetRequest& req);
 Status Check(const proto::PeerMessage& msg);
 
 // The integer a Thrift enum field holds. The generated reader stores any i32

@@ -21,6 +21,8 @@ const char* OpName(participant::ResourceOp::Kind k) {
     case participant::ResourceOp::kExecuteAndPrepare: return "execute+prepare";
     case participant::ResourceOp::kCommit: return "commit";
     case participant::ResourceOp::kRollback: return "rollback";
+    case participant::ResourceOp::kHeuristic: return "heuristic decision";
+    case participant::ResourceOp::kForgetHeuristic: return "forget heuristic";
   }
   return "?";
 }
@@ -176,6 +178,14 @@ void SimAgent::Boot() {
     w.Log(node_, "boot: " + name + " recovered, " + std::to_string(active) + " active (roll back), " +
                      std::to_string(in_doubt) + " in doubt");
     l->core.OnRecovered(name, *recovered, now);
+    auto heuristics = (*r)->Heuristics();
+    if (!heuristics.ok()) {
+      c_->checker().Violation("termination", nullptr, "resource " + name +
+                                                          " cannot list heuristic decisions: " +
+                                                          heuristics.status().ToString());
+    } else {
+      l->core.OnRecoveredHeuristics(name, *heuristics, now);
+    }
     l->resources.emplace(name, std::move(*r));
     sqlite3* db = nullptr;
     int rc = sqlite3_open_v2(BankDbPath(name).c_str(), &db, SQLITE_OPEN_READWRITE, vfs_.name());

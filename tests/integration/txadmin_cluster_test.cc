@@ -355,5 +355,110 @@ TEST_F(TxadminClusterTest, StatusBranchesAndWalDumpOnALiveGroup) {
   EXPECT_NE(none.err.find("no coordinator replica answered"), std::string::npos) << none.err;
 }
 
+// An operator's heuristic decision at the agent, end to end: a branch held
+// prepared (the group has not decided) is rolled back with `agent resolve`,
+// listed under `branches --heuristic` (group outcome unknown while the group
+// says pending), refused a second time, reconciled once the group aborts the
+// transaction (agreed), kept across an agent restart (it is in the resource's
+// WAL, and `wal dump` shows it), and cleared by `agent forget`.
+TEST_F(TxadminClusterTest, HeuristicAbortAtTheAgentIsRecordedReconciledAndForgotten) {
+  auto held = client_->Begin();
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  ASSERT_TRUE(held->Execute("bank_a", Sql("UPDATE accounts SET balance = balance - 7 WHERE id = 2")).ok());
+  proto::PrepareRequest prep;
+  prep.txid = held->id();
+  prep.resource = "bank_a";
+  proto::Participant pa;
+  pa.resource = "bank_a";
+  pa.address = Addr(aport_);
+  prep.participants = {pa};
+  auto vote = testing::CallOnce<proto::PrepareRequest, proto::PrepareResponse>(aport_, "Prepare", prep);
+  ASSERT_TRUE(vote.ok()) << vote.status().ToString();
+  ASSERT_EQ(vote->vote, proto::Vote::YES) << vote->reason;
+  const std::string id = ToString(held->id());
+
+  // Usage errors change nothing.
+  EXPECT_EQ(Txadmin({"agent", Addr(aport_), "resolve", id, "--abort", "--yes"}).code, 2);
+  EXPECT_EQ(Txadmin({"agent", Addr(aport_), "resolve", id, "--abort", "--commit", "--reason", "x",
+                     "--yes"}).code, 2);
+  Ran unknown = Txadmin({"agent", Addr(aport_), "resolve", "9.99", "--abort", "--reason", "x", "--yes"});
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_NE(unknown.err.find("no branch of 9.99"), std::string::npos) << unknown.err;
+
+  Ran r = Txadmin({"agent", Addr(aport_), "resolve", id, "--abort", "--reason", "group unreachable",
+                   "--who", "tester", "--yes", "--json"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  json decided = Parse(r);
+  ASSERT_EQ(decided.size(), 1u) << r.out;
+  EXPECT_EQ(decided[0]["state"], "aborted");
+  EXPECT_EQ(decided[0]["heuristic"]["outcome"], "aborted");
+  EXPECT_EQ(decided[0]["heuristic"]["who"], "tester");
+
+  auto heuristic = [&](const std::string& want_agreement, int wait_ms) {
+    json row;
+    for (int waited = 0; waited <= wait_ms; waited += 100) {
+      Ran h = Txadmin({"agent", Addr(aport_), "branches", "--heuristic", "--json"});
+      EXPECT_EQ(h.code, 0) << h.err;
+      row = json();
+      for (const auto& b : Parse(h)) {
+        if (b["txid"] == id) row = b;
+      }
+      if (!row.is_null() && row["heuristic"]["agreement"] == want_agreement) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return row;
+  };
+  json row = heuristic("unknown", 0);
+  ASSERT_FALSE(row.is_null());
+  EXPECT_EQ(row["resource"], "bank_a");
+  EXPECT_EQ(row["heuristic"]["reason"], "group unreachable");
+  EXPECT_TRUE(row["heuristic"]["group_outcome"].is_null()) << row.dump();
+  // The group still has it open: its word is PENDING, so nothing to compare yet.
+  Ran again = Txadmin({"agent", Addr(aport_), "resolve", id, "--commit", "--reason", "x", "--yes"});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.err.find("already decided heuristically"), std::string::npos) << again.err;
+
+  // The application gives up: the group aborts, the agent hears it: agreed.
+  (void)held->Rollback();
+  row = heuristic("agreed", 10000);
+  EXPECT_EQ(row["heuristic"]["agreement"], "agreed") << row.dump();
+  EXPECT_EQ(row["heuristic"]["group_outcome"], "aborted");
+
+  // In the resource's WAL: it survives a restart of the agent.
+  Ran dump = Txadmin({"wal", "dump", dir_.path + "/bank_a.db", "--txid", id, "--json"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  json d = Parse(dump);
+  ASSERT_EQ(d["heuristics"].size(), 1u) << dump.out;
+  EXPECT_EQ(d["heuristics"][0]["outcome"], "aborted");
+  agent_->Kill(SIGKILL);
+  ASSERT_TRUE(agent_->Start(aport_)) << agent_->LogTail();
+  row = heuristic("agreed", 10000);
+  EXPECT_EQ(row["heuristic"]["agreement"], "agreed") << row.dump();
+
+  Ran forget = Txadmin({"agent", Addr(aport_), "forget", id, "--reason", "checked by hand", "--yes"});
+  EXPECT_EQ(forget.code, 0) << forget.err;
+  Ran listed = Txadmin({"agent", Addr(aport_), "branches", "--heuristic", "--json"});
+  EXPECT_EQ(Parse(listed).size(), 0u) << listed.out;
+  Ran twice = Txadmin({"agent", Addr(aport_), "forget", id, "--reason", "again", "--yes"});
+  EXPECT_EQ(twice.code, 1);
+  EXPECT_NE(twice.err.find("no heuristic decision"), std::string::npos) << twice.err;
+
+  // The group saw no refusal (the agent agreed): nothing under --state heuristic.
+  Ran hz = Txadmin({"--coordinator", coordinators_, "txns", "--state", "heuristic", "--json"});
+  ASSERT_EQ(hz.code, 0) << hz.err;
+  EXPECT_EQ(Parse(hz).size(), 0u) << hz.out;
+  // --older-than filters on age: a transaction held open shows under 0s, not under 1h.
+  auto open_txn = client_->Begin();
+  ASSERT_TRUE(open_txn.ok());
+  ASSERT_TRUE(open_txn->Execute("bank_b", Sql("UPDATE accounts SET balance = balance WHERE id = 3")).ok());
+  Ran young = Txadmin({"--coordinator", coordinators_, "txns", "--older-than", "0s", "--json"});
+  ASSERT_EQ(young.code, 0) << young.err;
+  EXPECT_GE(Parse(young).size(), 1u) << young.out;
+  Ran old = Txadmin({"--coordinator", coordinators_, "txns", "--older-than", "1h", "--json"});
+  ASSERT_EQ(old.code, 0) << old.err;
+  EXPECT_EQ(Parse(old).size(), 0u) << old.out;
+  (void)open_txn->Rollback();
+}
+
 }  // namespace
 }  // namespace txc

@@ -1509,6 +1509,125 @@ TEST_F(BranchCoreTest, AbortOfAForgottenReadOnlyBranchIsAcknowledged) {
   EXPECT_EQ(StateOf(kT1), "aborted");
 }
 
+// ------------------------------------------------------------ heuristics
+
+proto::AgentResolveRequest ResolveReq(const TxId& txid, proto::Outcome::type outcome) {
+  proto::AgentResolveRequest r;
+  r.txid = txid;
+  r.outcome = outcome;
+  r.reason = "group unreachable";
+  r.who = "alice";
+  return r;
+}
+
+TEST_F(BranchCoreTest, HeuristicAbortRollsBackRecordsAndReportsAHazardWhenTheGroupCommitted) {
+  MakePrepared(kT1);
+  core_.OnResolve(7, ResolveReq(kT1, proto::Outcome::ABORTED), now_);
+  AgentEffects fx = Take();
+  ResourceOp op = OnlyOp(fx, ResourceOp::kHeuristic, kT1);
+  EXPECT_EQ(op.heuristic.outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(op.heuristic.who, "alice");
+  EXPECT_FALSE(FindReply<proto::AgentResolveResponse>(fx, 7));  // not before it is recorded
+  OpDone(op);
+  fx = Take();
+  auto r = ReplyTo<proto::AgentResolveResponse>(fx, 7);
+  EXPECT_EQ(r.status.code, proto::Code::OK) << r.status.message;
+  ASSERT_EQ(r.branches.size(), 1u);
+  EXPECT_EQ(r.branches[0].state, "aborted");
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  EXPECT_EQ(core_.heuristic_count(), 1u);
+  EXPECT_EQ(core_.in_doubt_count(), 0u);
+
+  // Reconciled: the agent asks the group; COMMITTED there is a hazard.
+  core_.Tick(now_);
+  fx = Take();
+  ASSERT_EQ(fx.queries.size(), 1u);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  fx = Take();
+  ASSERT_FALSE(fx.logs.empty());
+  EXPECT_TRUE(Contains(fx.logs.back().message, "heuristic hazard")) << fx.logs.back().message;
+  EXPECT_EQ(core_.heuristic_hazard_count(), 1u);
+  // The coordinator's COMMIT is refused, never applied; an ABORT would be acked.
+  Decide(8, kT1, proto::Outcome::COMMITTED);
+  fx = Take();
+  EXPECT_TRUE(DecideReply(fx, 8).__isset.refused);
+  EXPECT_TRUE(fx.ops.empty());
+  // Listed (after the branch itself is forgotten too) until the operator forgets it.
+  now_ += 60 * kSeconds;
+  core_.Tick(now_);
+  Take();
+  auto view = core_.Branches();
+  ASSERT_EQ(view.size(), 1u);
+  ASSERT_TRUE(view[0].heuristic.has_value());
+  EXPECT_EQ(*view[0].group_outcome, proto::Outcome::COMMITTED);
+  Decide(9, kT1, proto::Outcome::COMMITTED);  // still refused once the branch is forgotten
+  EXPECT_TRUE(DecideReply(Take(), 9).__isset.refused);
+
+  proto::AgentForgetRequest f;
+  f.txid = kT1;
+  f.reason = "repaired";
+  f.who = "alice";
+  core_.OnForget(10, f, now_);
+  fx = Take();
+  ResourceOp fop = OnlyOp(fx, ResourceOp::kForgetHeuristic, kT1);
+  OpDone(fop);
+  auto fr = ReplyTo<proto::AgentForgetResponse>(Take(), 10);
+  EXPECT_EQ(fr.status.code, proto::Code::OK);
+  EXPECT_EQ(fr.forgotten, 1);
+  EXPECT_EQ(core_.heuristic_count(), 0u);
+  core_.OnForget(11, f, now_);
+  EXPECT_EQ(ReplyTo<proto::AgentForgetResponse>(Take(), 11).status.code, proto::Code::NOT_FOUND);
+}
+
+TEST_F(BranchCoreTest, HeuristicDecisionIsRefusedForABranchNotInDoubt) {
+  MakeActive(kT1);
+  core_.OnResolve(1, ResolveReq(kT1, proto::Outcome::COMMITTED), now_);
+  AgentEffects fx = Take();
+  auto r = ReplyTo<proto::AgentResolveResponse>(fx, 1);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(Contains(r.status.message, "is active")) << r.status.message;
+  EXPECT_TRUE(fx.ops.empty());
+  core_.OnResolve(2, ResolveReq(kT2, proto::Outcome::ABORTED), now_);
+  EXPECT_EQ(ReplyTo<proto::AgentResolveResponse>(Take(), 2).status.code, proto::Code::NOT_FOUND);
+}
+
+TEST_F(BranchCoreTest, FailedHeuristicDecisionLeavesTheBranchInDoubt) {
+  MakePrepared(kT1);
+  core_.OnResolve(1, ResolveReq(kT1, proto::Outcome::COMMITTED), now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kHeuristic, kT1), Status::StorageFailed("EIO"));
+  auto r = ReplyTo<proto::AgentResolveResponse>(Take(), 1);
+  EXPECT_EQ(r.status.code, proto::Code::STORAGE_FAILED);
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  EXPECT_EQ(core_.heuristic_count(), 0u);
+  // The group's decision still applies normally.
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+}
+
+TEST_F(BranchCoreTest, RecoveredHeuristicIsReconciledAndAgreementAcked) {
+  HeuristicRecord rec;
+  rec.txid = kT1;
+  rec.outcome = proto::Outcome::COMMITTED;
+  rec.reason = "r";
+  rec.who = "bob";
+  rec.at_ms = 1700000000000;
+  core_.OnRecoveredHeuristics(kRes, {rec}, now_);
+  core_.Tick(now_);
+  ASSERT_EQ(Take().queries.size(), 1u);
+  Decide(1, kT1, proto::Outcome::COMMITTED);
+  AgentEffects fx = Take();
+  EXPECT_EQ(DecideReply(fx, 1).status.code, proto::Code::OK);
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(core_.heuristic_hazard_count(), 0u);
+  auto view = core_.Branches();
+  ASSERT_EQ(view.size(), 1u);
+  EXPECT_EQ(view[0].state, "committed");
+  EXPECT_EQ(view[0].heuristic->at_ms, 1700000000000);
+  core_.Tick(now_ + 10 * kSeconds);  // agreed: no more questions
+  EXPECT_TRUE(Take().queries.empty());
+}
+
 TEST_F(BranchCoreTest, BranchesViewReportsStates) {
   MakeActive(kT1);
   MakePrepared(kT2, kOther);

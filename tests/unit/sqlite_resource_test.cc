@@ -328,6 +328,55 @@ TEST_F(SqliteResourceTest, OlderLogGainsTheChangedColumnAndItsCommittedBranchesS
   EXPECT_OK(Rollback(b_));
 }
 
+// A heuristic decision commits or rolls back a PREPARED branch together with
+// its record, which survives a restart until forgotten; any other branch is
+// refused, changing nothing.
+TEST_F(SqliteResourceTest, HeuristicDecisionAppliesAndRecordsAtomicallyUntilForgotten) {
+  auto decide = [&](const TxId& t, proto::Outcome::type o) {
+    HeuristicRecord r;
+    r.txid = t;
+    r.outcome = o;
+    r.reason = "group unreachable";
+    r.who = "alice";
+    std::promise<Status> p;
+    auto f = p.get_future();
+    rm_->HeuristicDecide(r, [&p](Status s) { p.set_value(std::move(s)); });
+    return Wait(std::move(f));
+  };
+  auto forget = [&](const TxId& t) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    rm_->ForgetHeuristic(t, [&p](Status s) { p.set_value(std::move(s)); });
+    return Wait(std::move(f));
+  };
+  ASSERT_OK(Execute(a_, {Add(1, -30)}).status);
+  EXPECT_EQ(decide(a_, proto::Outcome::ABORTED).code(), Status::kInvalidArgument);  // ACTIVE
+  EXPECT_EQ(Balance(1), 70);
+  ASSERT_OK(Prepare(a_));
+  ASSERT_OK(decide(a_, proto::Outcome::ABORTED));
+  EXPECT_EQ(Balance(1), 100);  // undone
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  ASSERT_OK(Execute(b_, {Add(2, 5)}).status);
+  ASSERT_OK(Prepare(b_));
+  ASSERT_OK(decide(b_, proto::Outcome::COMMITTED));
+  EXPECT_EQ(Balance(2), 105);
+  EXPECT_EQ(decide(b_, proto::Outcome::ABORTED).code(), Status::kInvalidArgument);  // final now
+
+  EXPECT_TRUE(Open().empty());  // restart: nothing in doubt, both records kept
+  auto h = rm_->Heuristics();
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  ASSERT_EQ(h->size(), 2u);
+  std::map<std::string, HeuristicRecord> by;
+  for (const auto& r : *h) by[ToString(r.txid)] = r;
+  EXPECT_EQ(by["1.1"].outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(by["1.2"].outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(by["1.1"].who, "alice");
+  EXPECT_GT(by["1.1"].at_ms, 0);
+  ASSERT_OK(forget(a_));
+  EXPECT_EQ(forget(a_).code(), Status::kNotFound);
+  EXPECT_EQ(rm_->Heuristics()->size(), 1u);
+}
+
 TEST_F(SqliteResourceTest, SqlErrorNamesResourceAndKeepsEarlierWork) {
   ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
   ExecuteResult r = Execute(a_, {Add(2, 10), Sql("UPDATE acounts SET balance = 0")});

@@ -94,7 +94,13 @@ TEST_F(TxadminParserTest, UsageErrorsExitTwoAndSayWhatToDo) {
       {{"--coordinator", "127.0.0.1:1", "txn", "resolve", "1.2", "--reason", "x"}, "exactly one of --abort or --commit"},
       {{"--coordinator", "127.0.0.1:1", "txn", "resolve", "1.2", "--abort", "--commit", "--reason", "x"}, "exactly one"},
       {{"--coordinator", "127.0.0.1:1", "txn", "resolve", "1.2", "--abort"}, "needs --reason"},
-      {{"agent", "127.0.0.1:1", "resolve", "1.2"}, "unknown command 'agent resolve'"},
+      {{"agent", "127.0.0.1:1", "resolve", "1.2"}, "exactly one of --abort or --commit"},
+      {{"agent", "127.0.0.1:1", "resolve", "1.2", "--abort"}, "needs --reason"},
+      {{"agent", "127.0.0.1:1", "forget", "1.2"}, "needs --reason"},
+      {{"agent", "127.0.0.1:1", "forget", "x.2", "--reason", "r"}, "is not a txid"},
+      {{"agent", "127.0.0.1:1", "branches", "--in-doubt", "--heuristic"}, "one of --in-doubt or --heuristic"},
+      {{"--coordinator", "127.0.0.1:1", "txns", "--older-than", "soon"}, "not a duration"},
+      {{"agent", "127.0.0.1:1", "teleport", "1.2"}, "unknown command 'agent teleport'"},
   };
   for (const auto& c : cases) {
     std::string line;

@@ -206,6 +206,32 @@ TEST(ValidateTest, DecideIsCommittedOrAborted) {
   ExpectRefused(Check(r), "DecideRequest.txid.seq", "-1");
 }
 
+TEST(ValidateTest, AgentOperatorRequestsNeedADecisionAReasonAndAName) {
+  proto::AgentResolveRequest r;
+  r.txid = MakeTxId(2, 5);
+  r.outcome = proto::Outcome::ABORTED;
+  r.reason = "group unreachable";
+  r.who = "alice";
+  EXPECT_TRUE(Check(r).ok());
+  r.outcome = proto::Outcome::PENDING;
+  ExpectRefused(Check(r), "AgentResolveRequest.outcome", "1");
+  r.outcome = proto::Outcome::COMMITTED;
+  r.reason.clear();
+  EXPECT_EQ(Check(r).code(), Status::kInvalidArgument);
+  EXPECT_NE(Check(r).message().find("AgentResolveRequest.reason: say why"), std::string::npos);
+  r.reason = "x";
+  r.who = std::string(300, 'a');
+  EXPECT_EQ(Check(r).code(), Status::kInvalidArgument);
+  EXPECT_NE(Check(r).message().find("AgentResolveRequest.who: name the operator"), std::string::npos);
+  proto::AgentForgetRequest f;
+  f.txid = MakeTxId(0, 5);
+  f.reason = "repaired";
+  f.who = "alice";
+  ExpectRefused(Check(f), "AgentForgetRequest.txid.epoch", "0");
+  f.txid = MakeTxId(2, 5);
+  EXPECT_TRUE(Check(f).ok());
+}
+
 TEST(ValidateTest, PeerMessageNamesRealReplicas) {
   proto::PeerMessage m;
   m.sender = 1;

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/cli.h"
 #include "common/txid.h"
 #include "protocol/rpc.h"
 
@@ -20,7 +21,7 @@ void NoOptions(po::options_description&) {}
 
 // The states `txns --state` filters on (the coordinator's ListTxns).
 const std::vector<std::string>& TxnStates() {
-  static const std::vector<std::string> states = {"in-doubt", "stuck",      "hazard",
+  static const std::vector<std::string> states = {"in-doubt", "stuck",      "hazard", "heuristic",
                                                   "active",   "voting",     "deciding",
                                                   "completing", "ending",   "committed",
                                                   "aborted"};
@@ -29,8 +30,11 @@ const std::vector<std::string>& TxnStates() {
 
 void TxnsOptions(po::options_description& d) {
   d.add_options()("state", po::value<std::string>()->default_value(""),
-                  "only transactions in this state: in-doubt, stuck, hazard, active, voting, "
-                  "deciding, completing, ending, committed, aborted (default: all)");
+                  "only transactions in this state: in-doubt, stuck, hazard (or heuristic: a "
+                  "participant ended its branch the other way), active, voting, deciding, "
+                  "completing, ending, committed, aborted (default: all)")(
+      "older-than", po::value<std::string>(),
+      "only transactions older than this (e.g. 30s, 5m, 1h, 250ms)");
 }
 
 void ResolveOptions(po::options_description& d) {
@@ -50,7 +54,28 @@ void RetryAllOptions(po::options_description& d) {
 
 void BranchesOptions(po::options_description& d) {
   d.add_options()("in-doubt", po::bool_switch(),
-                  "only branches that voted YES and wait for the group's decision (prepared)");
+                  "only branches that voted YES and wait for the group's decision (prepared)")(
+      "heuristic", po::bool_switch(),
+      "only branches an operator decided at the agent (txadmin agent HOST:PORT resolve), with "
+      "the group's outcome beside each: agreed, hazard, or unknown while not heard");
+}
+
+void AgentResolveOptions(po::options_description& d) {
+  d.add_options()("abort", po::bool_switch(), "roll the in-doubt branch back")(
+      "commit", po::bool_switch(), "commit the in-doubt branch")(
+      "resource", po::value<std::string>()->default_value(""),
+      "only this resource's branch (default: every in-doubt branch of TXID at the agent)")(
+      "reason", po::value<std::string>(), "why (required; recorded with the decision)")(
+      "who", po::value<std::string>(), "the operator's name (default: the OS user)")(
+      "yes", po::bool_switch(), "do not ask for confirmation");
+}
+
+void AgentForgetOptions(po::options_description& d) {
+  d.add_options()("resource", po::value<std::string>()->default_value(""),
+                  "only this resource's record (default: every record of TXID at the agent)")(
+      "reason", po::value<std::string>(), "why (required; logged by the agent)")(
+      "who", po::value<std::string>(), "the operator's name (default: the OS user)")(
+      "yes", po::bool_switch(), "do not ask for confirmation");
 }
 
 void WalDumpOptions(po::options_description& d) {
@@ -210,8 +235,26 @@ const std::vector<CommandSpec>& Commands() {
        NoOptions},
       {"agent branches", Scope::kAgent, {},
        "the branches one agent holds: txid, resource, state, age",
-       "prepared branches are in doubt: they voted YES and wait for the group's decision.",
+       "prepared branches are in doubt: they voted YES and wait for the group's decision.\n"
+       "A branch decided heuristically (txadmin agent HOST:PORT resolve) stays listed, with\n"
+       "the group's outcome beside it, until txadmin agent HOST:PORT forget.",
        BranchesOptions},
+      {"agent resolve", Scope::kAgent, {"TXID"},
+       "a heuristic decision at the agent for an in-doubt branch while the group is unreachable",
+       "Commits (--commit) or rolls back (--abort) every branch of TXID the agent holds in\n"
+       "doubt (or --resource's), recording the decision, --reason and --who in the resource's\n"
+       "WAL in the same local transaction. Once the group answers, the agent compares: the\n"
+       "same outcome is 'agreed'; the other is a heuristic hazard (the agent logs an error,\n"
+       "refuses the group's decision, and the coordinator lists it under txns --state hazard):\n"
+       "repair the data by hand, then txadmin agent HOST:PORT forget TXID. Only for when the\n"
+       "group cannot be reached for long: the group's decision is the only safe one. Refused\n"
+       "when no branch of TXID is in doubt there. Asks for confirmation unless --yes.",
+       AgentResolveOptions},
+      {"agent forget", Scope::kAgent, {"TXID"},
+       "drop the record of a heuristic decision once the data is repaired",
+       "The agent stops listing TXID under branches --heuristic. Exit 1 when it keeps no\n"
+       "heuristic record of TXID. Asks for confirmation unless --yes.",
+       AgentForgetOptions},
       {"wal dump", Scope::kFile, {"PATH"},
        "read a write-ahead log offline: an agent's resource database (txc_branches, "
        "txc_changes) or a coordinator replica's log (DIR/paxos.log, DIR/coord.log)",
@@ -365,7 +408,14 @@ ParseResult Parse(const std::vector<std::string>& args) {
     const auto& known = TxnStates();
     if (!state.empty() && std::find(known.begin(), known.end(), state) == known.end()) {
       return Usage("unknown state '" + state + "' for --state; give one of in-doubt, stuck, "
-                   "hazard, active, voting, deciding, completing, ending, committed, aborted");
+                   "hazard, heuristic, active, voting, deciding, completing, ending, committed, "
+                   "aborted");
+    }
+  }
+  if (inv.options.count("older-than")) {
+    const std::string& d = inv.options["older-than"].as<std::string>();
+    if (!cli::ParseDuration(d).has_value()) {
+      return Usage("--older-than '" + d + "' is not a duration: write e.g. 30s, 5m, 1h, 250ms");
     }
   }
   if (command->name == "txn resolve") {
@@ -376,6 +426,22 @@ ParseResult Parse(const std::vector<std::string>& args) {
     if (!inv.options.count("reason") || inv.options["reason"].as<std::string>().empty()) {
       return Usage("txn resolve needs --reason TEXT: why (it is kept in the log with who decided)");
     }
+  }
+  if (command->name == "agent resolve") {
+    bool abort = inv.options["abort"].as<bool>(), commit = inv.options["commit"].as<bool>();
+    if (abort == commit) {
+      return Usage("agent resolve needs exactly one of --abort or --commit (txadmin agent "
+                   "HOST:PORT resolve --help)");
+    }
+  }
+  if ((command->name == "agent resolve" || command->name == "agent forget") &&
+      (!inv.options.count("reason") || inv.options["reason"].as<std::string>().empty())) {
+    return Usage(command->name + " needs --reason TEXT: why (the agent records it with who)");
+  }
+  if (command->name == "agent branches" && inv.options["in-doubt"].as<bool>() &&
+      inv.options["heuristic"].as<bool>()) {
+    return Usage("agent branches takes one of --in-doubt or --heuristic (a heuristically decided "
+                 "branch is no longer in doubt)");
   }
   if (command->name == "txns retry" && !inv.options["all"].as<bool>()) {
     return Usage("txns retry resends every undelivered decision: say so with --all (or retry "

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "client/client.h"
+#include "common/cli.h"
 #include "common/log.h"
 #include "common/status_proto.h"
 #include "common/txid.h"
@@ -93,10 +94,15 @@ int Txns(const Invocation& inv, std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   std::string state = inv.options["state"].as<std::string>();
+  if (state == "heuristic") state = "hazard";  // the coordinator's name for it
   auto txns = (*client)->ListTxns(state);
   if (!txns.ok()) {
     err << GroupError(inv, txns.status()) << "\n";
     return kExitError;
+  }
+  if (inv.options.count("older-than")) {
+    int64_t min_ms = *cli::ParseDuration(inv.options["older-than"].as<std::string>()) / kMillis;
+    std::erase_if(*txns, [min_ms](const proto::TxnInfo& t) { return t.age_ms < min_ms; });
   }
   Print(out, inv, TxnsJson(*txns), TxnsTable(*txns));
   return kExitOk;
@@ -154,6 +160,11 @@ int Retry(const Invocation& inv, const std::optional<TxId>& txid, std::ostream& 
     return kExitError;
   }
   return kExitOk;
+}
+
+std::string OsUser();
+std::string Who(const Invocation& inv) {
+  return inv.options.count("who") ? inv.options["who"].as<std::string>() : OsUser();
 }
 
 std::string OsUser() {
@@ -215,33 +226,121 @@ int TxnsRetry(const Invocation& inv, std::ostream& out, std::ostream& err) {
   return Retry(inv, std::nullopt, out, err);
 }
 
-int AgentBranches(const Invocation& inv, std::ostream& out, std::ostream& err) {
+// One call to the agent at inv.agent. `transport` gets the call's own failure
+// (unreachable, timed out); the response its status otherwise.
+template <class Req, class Resp>
+Resp CallAgent(const Invocation& inv, const std::string& method, const Req& req, Status* transport) {
   boost::asio::io_context io;
   auto channel = std::make_shared<rpc::RpcChannel>(io, inv.agent);
-  Status status = Status::Timeout("no answer within " + std::to_string(kAgentTimeout / kSeconds) + " s");
-  proto::ListBranchesResponse resp;
-  channel->Call<proto::ListBranchesRequest, proto::ListBranchesResponse>(
-      "ListBranches", proto::ListBranchesRequest(), kAgentTimeout,
-      [&](Status s, proto::ListBranchesResponse r) {
-        status = std::move(s);
-        resp = std::move(r);
-        channel->Close();
-      });
+  *transport = Status::Timeout("no answer within " + std::to_string(kAgentTimeout / kSeconds) + " s");
+  Resp resp;
+  channel->Call<Req, Resp>(method, req, kAgentTimeout, [&](Status s, Resp r) {
+    *transport = std::move(s);
+    resp = std::move(r);
+    channel->Close();
+  });
   io.run_for(std::chrono::microseconds(kAgentTimeout + kSeconds));
   channel->Close();
-  if (status.ok() && resp.status.code != proto::Code::OK) status = FromProto(resp.status);
-  if (!status.ok()) {
-    err << "txadmin: the agent at " << inv.agent << " did not answer (" << status.ToString()
-        << "): check that txagent runs with --listen " << inv.agent << "\n";
-    return kExitError;
-  }
+  return resp;
+}
+
+int AgentUnreachable(const Invocation& inv, const Status& s, std::ostream& err) {
+  err << "txadmin: the agent at " << inv.agent << " did not answer (" << s.ToString()
+      << "): check that txagent runs with --listen " << inv.agent << "\n";
+  return kExitError;
+}
+
+int AgentBranches(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  Status transport;
+  auto resp = CallAgent<proto::ListBranchesRequest, proto::ListBranchesResponse>(
+      inv, "ListBranches", proto::ListBranchesRequest(), &transport);
+  if (transport.ok() && resp.status.code != proto::Code::OK) transport = FromProto(resp.status);
+  if (!transport.ok()) return AgentUnreachable(inv, transport, err);
   bool in_doubt_only = inv.options["in-doubt"].as<bool>();
+  bool heuristic_only = inv.options["heuristic"].as<bool>();
   std::vector<BranchRow> rows;
   for (const auto& b : resp.branches) {
     BranchRow row = ToRow(b);
-    if (!in_doubt_only || InDoubt(row)) rows.push_back(std::move(row));
+    if (in_doubt_only && !InDoubt(row)) continue;
+    if (heuristic_only && !Heuristic(row)) continue;
+    rows.push_back(std::move(row));
   }
   Print(out, inv, BranchesJson(rows), BranchesTable(rows));
+  return kExitOk;
+}
+
+// Asks on the terminal unless --yes; false (and a message) when not confirmed.
+bool Confirmed(const Invocation& inv, const std::string& what, std::ostream& out, std::ostream& err) {
+  if (inv.options["yes"].as<bool>()) return true;
+  if (!isatty(STDIN_FILENO)) {
+    err << "txadmin: " << what << ": confirm with --yes (stdin is not a terminal to ask on)\n";
+    return false;
+  }
+  out << what << "? Type yes: " << std::flush;
+  std::string answer;
+  std::getline(std::cin, answer);
+  if (answer != "yes") {
+    err << "txadmin: not confirmed; nothing was changed\n";
+    return false;
+  }
+  return true;
+}
+
+std::string Who(const Invocation& inv);
+
+int AgentResolve(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  proto::AgentResolveRequest req;
+  req.txid = *ParseTxId(inv.args[0]);
+  req.resource = inv.options["resource"].as<std::string>();
+  req.outcome = inv.options["abort"].as<bool>() ? proto::Outcome::ABORTED : proto::Outcome::COMMITTED;
+  req.reason = inv.options["reason"].as<std::string>();
+  req.who = Who(inv);
+  if (!Confirmed(inv, std::string("Decide ") + inv.args[0] + " " + OutcomeName(req.outcome) +
+                          " heuristically at " + inv.agent + " as " + req.who + " (" +
+                          req.reason + "), without the coordinator group",
+                 out, err)) {
+    return inv.options["yes"].as<bool>() || isatty(STDIN_FILENO) ? kExitError : kExitUsage;
+  }
+  Status transport;
+  auto resp = CallAgent<proto::AgentResolveRequest, proto::AgentResolveResponse>(
+      inv, "Resolve", req, &transport);
+  if (!transport.ok()) return AgentUnreachable(inv, transport, err);
+  std::vector<BranchRow> rows;
+  for (const auto& b : resp.branches) rows.push_back(ToRow(b));
+  if (resp.status.code != proto::Code::OK) {
+    err << "txadmin: refused: " << resp.status.message << "\n";
+    if (!rows.empty()) Print(out, inv, BranchesJson(rows), BranchesTable(rows));
+    return kExitError;
+  }
+  Print(out, inv, BranchesJson(rows),
+        BranchesTable(rows) + "decided heuristically; txadmin agent " + inv.agent +
+            " branches --heuristic shows the group's outcome once the group answers\n");
+  return kExitOk;
+}
+
+int AgentForget(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  proto::AgentForgetRequest req;
+  req.txid = *ParseTxId(inv.args[0]);
+  req.resource = inv.options["resource"].as<std::string>();
+  req.reason = inv.options["reason"].as<std::string>();
+  req.who = Who(inv);
+  if (!Confirmed(inv, "Forget the heuristic decision of " + inv.args[0] + " at " + inv.agent,
+                 out, err)) {
+    return inv.options["yes"].as<bool>() || isatty(STDIN_FILENO) ? kExitError : kExitUsage;
+  }
+  Status transport;
+  auto resp = CallAgent<proto::AgentForgetRequest, proto::AgentForgetResponse>(
+      inv, "Forget", req, &transport);
+  if (!transport.ok()) return AgentUnreachable(inv, transport, err);
+  if (resp.status.code != proto::Code::OK) {
+    err << "txadmin: " << resp.status.message << "\n";
+    return kExitError;
+  }
+  Json j;
+  j["txid"] = inv.args[0];
+  j["forgotten"] = resp.forgotten;
+  Print(out, inv, j, "forgot " + std::to_string(resp.forgotten) +
+                         " heuristic record(s) of " + inv.args[0] + "\n");
   return kExitOk;
 }
 
@@ -268,6 +367,8 @@ const std::map<std::string, RunFn>& Runners() {
       {"txn resolve", TxnResolve},
       {"txns retry", TxnsRetry},
       {"agent branches", AgentBranches},
+      {"agent resolve", AgentResolve},
+      {"agent forget", AgentForget},
       {"wal dump", WalDumpCmd},
   };
   return runners;

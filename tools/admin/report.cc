@@ -352,10 +352,23 @@ BranchRow ToRow(const proto::BranchInfo& b) {
   } else {
     r.state = b.state;
   }
+  if (b.__isset.heuristic_outcome) {
+    r.heuristic = OutcomeName(b.heuristic_outcome);
+    r.reason = b.heuristic_reason;
+    r.who = b.heuristic_who;
+    r.at_ms = b.__isset.heuristic_at_ms ? b.heuristic_at_ms : 0;
+    if (b.__isset.group_outcome) {
+      r.group_outcome = OutcomeName(b.group_outcome);
+      r.agreement = b.group_outcome == b.heuristic_outcome ? "agreed" : "hazard";
+    } else {
+      r.agreement = "unknown";
+    }
+  }
   return r;
 }
 
 bool InDoubt(const BranchRow& b) { return b.state == "prepared"; }
+bool Heuristic(const BranchRow& b) { return !b.heuristic.empty(); }
 
 Json BranchesJson(const std::vector<BranchRow>& rows) {
   Json a = Json::array();
@@ -367,6 +380,16 @@ Json BranchesJson(const std::vector<BranchRow>& rows) {
     o["age_ms"] = b.age_ms;
     o["in_doubt"] = InDoubt(b);
     if (!b.detail.empty()) o["detail"] = b.detail;
+    if (Heuristic(b)) {
+      Json h;
+      h["outcome"] = b.heuristic;
+      h["reason"] = b.reason;
+      h["who"] = b.who;
+      if (b.at_ms > 0) h["at"] = IsoTime(b.at_ms);
+      h["group_outcome"] = b.group_outcome.empty() ? Json() : Json(b.group_outcome);
+      h["agreement"] = b.agreement;
+      o["heuristic"] = std::move(h);
+    }
     a.push_back(std::move(o));
   }
   return a;
@@ -374,7 +397,16 @@ Json BranchesJson(const std::vector<BranchRow>& rows) {
 
 std::string BranchesTable(const std::vector<BranchRow>& rows) {
   Table t({"txid", "resource", "state", "age_ms", "detail"});
-  for (const auto& b : rows) t.Add({b.txid, b.resource, b.state, Str(b.age_ms), b.detail});
+  for (const auto& b : rows) {
+    std::string detail = b.detail;
+    if (Heuristic(b)) {
+      detail += std::string(detail.empty() ? "" : "; ") + "heuristic " + b.heuristic + " by " +
+                b.who + " (" + b.reason + ")" + (b.at_ms > 0 ? " at " + IsoTime(b.at_ms) : "") +
+                "; group: " + (b.group_outcome.empty() ? "not heard yet" : b.group_outcome) +
+                " -> " + b.agreement;
+    }
+    t.Add({b.txid, b.resource, b.state, Str(b.age_ms), detail});
+  }
   return t.Render() + "(" + std::to_string(rows.size()) + " branches)\n";
 }
 

@@ -78,8 +78,15 @@ struct BranchRow {
   std::string state;
   std::string detail;
   int64_t age_ms = 0;
+  // A heuristic decision taken at the agent, and the group's outcome.
+  std::string heuristic;      // "committed" / "aborted"; empty: none
+  std::string reason, who;
+  int64_t at_ms = 0;          // 0: not known
+  std::string group_outcome;  // "committed" / "aborted"; empty: not heard yet
+  std::string agreement;      // "agreed", "hazard" or "unknown"
 };
 BranchRow ToRow(const proto::BranchInfo& b);
+bool Heuristic(const BranchRow& b);
 // Prepared: voted YES, waiting for the group's decision.
 bool InDoubt(const BranchRow& b);
 Json BranchesJson(const std::vector<BranchRow>& rows);

@@ -119,7 +119,7 @@ Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
       txid ? "SELECT txid, seq, length(redo), length(undo), keys FROM txc_changes WHERE txid = ?1 "
              "ORDER BY seq"
            : "SELECT txid, seq, length(redo), length(undo), keys FROM txc_changes ORDER BY txid, seq";
-  return r.Query(changes_sql, key, [&](sqlite3_stmt* s) {
+  TXC_RETURN_IF_ERROR(r.Query(changes_sql, key, [&](sqlite3_stmt* s) {
     std::string id = Column(s, 0);
     WalDump::Change c;
     c.seq = sqlite3_column_int64(s, 1);
@@ -134,6 +134,24 @@ Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
       d->branches.push_back(std::move(b));
     }
     d->branches[it->second].changes.push_back(c);
+  }));
+  auto heuristics = r.HasTable("txc_heuristics");
+  if (!heuristics.ok()) return heuristics.status();
+  if (!*heuristics) return Status::Ok();
+  const char* heuristics_sql =
+      txid ? "SELECT txid, outcome, reason, who, at FROM txc_heuristics WHERE txid = ?1"
+           : "SELECT txid, outcome, reason, who, at FROM txc_heuristics ORDER BY at, txid";
+  return r.Query(heuristics_sql, key, [&](sqlite3_stmt* s) {
+    WalDump::Heuristic h;
+    h.txid = Column(s, 0);
+    int outcome = sqlite3_column_int(s, 1);
+    h.outcome = outcome == proto::Outcome::COMMITTED ? "committed"
+                : outcome == proto::Outcome::ABORTED ? "aborted"
+                                                     : "unreadable (" + std::to_string(outcome) + ")";
+    h.reason = Column(s, 2);
+    h.who = Column(s, 3);
+    h.at_ms = sqlite3_column_int64(s, 4);
+    d->heuristics.push_back(std::move(h));
   });
 }
 
@@ -377,6 +395,17 @@ Json WalJson(const WalDump& d) {
       branches.push_back(std::move(o));
     }
     j["branches"] = std::move(branches);
+    Json heuristics = Json::array();
+    for (const auto& h : d.heuristics) {
+      Json o;
+      o["txid"] = h.txid;
+      o["outcome"] = h.outcome;
+      o["reason"] = h.reason;
+      o["who"] = h.who;
+      o["at"] = h.at_ms != 0 ? Json(IsoTime(h.at_ms)) : Json(nullptr);
+      heuristics.push_back(std::move(o));
+    }
+    j["heuristics"] = std::move(heuristics);
     return j;
   }
   Json meta = Json::object();
@@ -434,6 +463,11 @@ std::string WalText(const WalDump& d) {
       }
     }
     out << "(" << d.branches.size() << " branches)\n";
+    for (const auto& h : d.heuristics) {
+      out << "heuristic " << h.txid << "  " << h.outcome << " by " << h.who << " ("
+          << h.reason << ")" << (h.at_ms != 0 ? "  at " + IsoTime(h.at_ms) : "") << "\n";
+    }
+    if (!d.heuristics.empty()) out << "(" << d.heuristics.size() << " heuristic decisions)\n";
     return out.str();
   }
   for (const auto& [k, v] : d.meta) out << "meta " << k << " = " << v << "\n";

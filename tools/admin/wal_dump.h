@@ -49,6 +49,14 @@ struct WalDump {
     std::vector<Change> changes;
   };
   std::vector<Branch> branches;  // oldest txid first
+  // kBranchLog: heuristic decisions (txc_heuristics; absent in older logs).
+  struct Heuristic {
+    std::string txid;
+    std::string outcome;  // "committed" / "aborted"
+    std::string reason, who;
+    int64_t at_ms = 0;
+  };
+  std::vector<Heuristic> heuristics;
 
   // kPaxosLog, kLocalLog: one record per slot.
   struct Record {
