@@ -232,6 +232,21 @@ Result<int> Client::RetryTxns(const std::optional<TxId>& txid) {
   return static_cast<int>(r->retried);
 }
 
+Result<proto::CommitResponse> Client::ForgetParticipant(const TxId& txid, const std::string& resource,
+                                                        const std::string& reason,
+                                                        const std::string& who) {
+  proto::ForgetParticipantRequest req;
+  req.txid = txid;
+  req.resource = resource;
+  req.reason = reason;
+  req.who = who;
+  auto r = impl_->Coordinator<proto::ForgetParticipantRequest, proto::CommitResponse>(
+      "ForgetParticipant", req, 10 * kSeconds);
+  if (!r.ok()) return r.status();
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  return std::move(*r);
+}
+
 Result<proto::CommitResponse> Client::Resolve(const TxId& txid, proto::Outcome::type outcome,
                                               const std::string& reason, const std::string& who) {
   proto::ResolveRequest req;

@@ -113,6 +113,10 @@ class Client {
   Result<int> RetryTxns(const std::optional<TxId>& txid);
   // An operator's forced outcome (ResolveRequest): the decision that stands,
   // or the group's refusal (INVALID_ARGUMENT naming a decision already taken).
+  // An operator gives up delivering txid's outcome to `resource`
+  // (ForgetParticipantRequest): the outcome that stands, once FORGET is chosen.
+  Result<proto::CommitResponse> ForgetParticipant(const TxId& txid, const std::string& resource,
+                                                  const std::string& reason, const std::string& who);
   Result<proto::CommitResponse> Resolve(const TxId& txid, proto::Outcome::type outcome,
                                         const std::string& reason, const std::string& who);
 

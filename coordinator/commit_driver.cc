@@ -54,6 +54,10 @@ void CommitDriver::BecomeLeader(int64_t epoch, Micros now) {
     t.outcome = e->outcome;
     t.began = now;
     t.participants = e->participants;
+    proto::Command d = MakeDecide(e->txid, e->outcome, e->participants, e->protocol, e->reason);
+    if (e->heuristic) d.type = proto::CommandType::RESOLVE;
+    t.log.push_back(LogEntry{d, e->decided_at, 0});
+    for (const proto::Command& f : e->forgotten) t.log.push_back(LogEntry{f, 0, 0});
     StartCompleting(&t, now);
   }
 }
@@ -64,6 +68,7 @@ void CommitDriver::StepDown(const std::string& leader_hint) {
   serving_ = false;
   for (auto& [txid, t] : txns_) {
     for (uint64_t w : t.waiters) ReplyNotServing(w, txid, false);
+    for (uint64_t w : t.forget_waiters) ReplyNotServing(w, txid, false);
   }
   txns_.clear();
 }
@@ -319,6 +324,54 @@ void CommitDriver::OnResolve(uint64_t token, const proto::ResolveRequest& req, M
   (void)now;
 }
 
+void CommitDriver::OnForgetParticipant(uint64_t token, const proto::ForgetParticipantRequest& req,
+                                       Micros now) {
+  (void)now;
+  if (!serving_) return ReplyNotServing(token, req.txid, false);
+  const std::string id = ToString(req.txid);
+  auto refuse = [&](proto::Outcome::type outcome, const std::string& why) {
+    ReplyCommit(token, req.txid, outcome, Status::InvalidArgument(why), "");
+  };
+  auto it = txns_.find(req.txid);
+  if (it == txns_.end()) {
+    if (RefuseNewerEpoch(token, req.txid, false)) return;
+    std::string reason;
+    auto outcome = SettledOutcome(req.txid, &reason);
+    return refuse(outcome, "transaction " + id + " is not being delivered (" +
+                               OutcomeName(outcome) +
+                               "): it ended, or was never decided; nothing to forget");
+  }
+  Txn& t = it->second;
+  if (t.state != State::kCompleting) {
+    return refuse(t.state == State::kEnding ? t.outcome : proto::Outcome::PENDING,
+                  "transaction " + id + (t.state == State::kEnding
+                                             ? " is ending: every participant acknowledged"
+                                             : " is not decided yet: resolve it first "
+                                               "(txadmin txn resolve " + id + " --abort)"));
+  }
+  for (size_t i = 0; i < t.participants.size(); ++i) {
+    if (t.participants[i].resource != req.resource) continue;
+    if (t.acked[i]) {
+      return refuse(t.outcome, Describe(t.participants[i]) + " acknowledged " +
+                                   OutcomeName(t.outcome) + " already; nothing to forget");
+    }
+    proto::Command cmd;
+    cmd.type = proto::CommandType::FORGET;
+    cmd.txid = t.txid;
+    cmd.outcome = t.outcome;
+    cmd.participants = {t.participants[i]};
+    cmd.reason = req.reason;
+    cmd.who = req.who;
+    t.forget_waiters.push_back(token);
+    effects_.proposals.push_back(std::move(cmd));
+    return;
+  }
+  std::string names;
+  for (const auto& p : t.participants) names += (names.empty() ? "" : ", ") + p.resource;
+  refuse(t.outcome, "transaction " + id + " has no participant '" + req.resource + "' (it has: " +
+                        names + ")");
+}
+
 void CommitDriver::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now) {
   if (!serving_) return ReplyNotServing(token, req.txid, true);
   auto it = txns_.find(req.txid);
@@ -511,6 +564,10 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
   auto it = txns_.find(cmd.txid);
   if (it == txns_.end()) return;
   Txn& t = it->second;
+  if (cmd.type == proto::CommandType::DECIDE || cmd.type == proto::CommandType::RESOLVE ||
+      cmd.type == proto::CommandType::FORGET) {
+    t.log.push_back(LogEntry{cmd, table_->applied_index(), now});
+  }
   switch (cmd.type) {
     case proto::CommandType::DECIDE:
     case proto::CommandType::RESOLVE: {
@@ -525,11 +582,32 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
       return;
     }
     case proto::CommandType::END_TXN:
+      for (uint64_t w : t.forget_waiters) ReplyCommit(w, t.txid, t.outcome, Status::Ok(), "");
       txns_.erase(it);
       return;
+    case proto::CommandType::FORGET: {
+      if (t.state != State::kCompleting || cmd.participants.size() != 1) return;
+      for (size_t i = 0; i < t.participants.size(); ++i) {
+        if (!SameParticipant(t.participants[i], cmd.participants[0])) continue;
+        MarkForgotten(&t, i, cmd, now);
+      }
+      for (uint64_t w : t.forget_waiters) ReplyCommit(w, t.txid, t.outcome, Status::Ok(), "");
+      t.forget_waiters.clear();
+      MaybeEnd(&t);
+      return;
+    }
     default:
       return;
   }
+}
+
+void CommitDriver::MarkForgotten(Txn* t, size_t i, const proto::Command& cmd, Micros now) {
+  if (t->acked[i]) return;
+  t->acked[i] = true;
+  RecordHazard(t->txid, t->participants[i], t->outcome,
+               "forgotten by operator " + cmd.who + " (" + cmd.reason + "): it may never apply " +
+                   OutcomeName(t->outcome),
+               now);
 }
 
 void CommitDriver::OnProposalFailed(const proto::Command& cmd, const Status& why, Micros now) {
@@ -545,6 +623,8 @@ void CommitDriver::OnProposalFailed(const proto::Command& cmd, const Status& why
     std::string what = about_txn && cmd.txid == txid
                            ? "could not make " + DescribeCommand(cmd) + " durable"
                            : "log failed (making " + DescribeCommand(cmd) + " durable)";
+    for (uint64_t w : t.forget_waiters) t.waiters.push_back(w);
+    t.forget_waiters.clear();
     for (uint64_t w : t.waiters) {
       ReplyCommit(w, txid, proto::Outcome::UNKNOWN,
                   Status::Unavailable("the coordinator's " + what + ": " + why.ToString() +
@@ -569,7 +649,17 @@ void CommitDriver::StartCompleting(Txn* t, Micros now) {
   t->last_error.assign(n, "");
   t->decided_at = now;
   t->stuck_reported = 0;
-  for (size_t i = 0; i < n; ++i) SendDecision(t, i, now);
+  // Participants an operator forgot (FORGET chosen before this leadership).
+  if (const TxnTable::Entry* e = table_->Find(t->txid); e != nullptr) {
+    for (const proto::Command& f : e->forgotten) {
+      for (size_t i = 0; i < n; ++i) {
+        if (SameParticipant(t->participants[i], f.participants[0])) MarkForgotten(t, i, f, now);
+      }
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!t->acked[i]) SendDecision(t, i, now);
+  }
   MaybeEnd(t);
 }
 
@@ -789,6 +879,7 @@ std::vector<CommitDriver::TxnView> CommitDriver::ActiveTxns(Micros now) const {
     v.refused = t.refused;
     v.decided_at = t.state == State::kCompleting ? t.decided_at : 0;
     v.stuck = Stuck(t, now);
+    v.log = t.log;
     if (auto h = hazards_.find(txid); h != hazards_.end()) {
       for (const HeuristicHazard& x : h->second) v.hazards.push_back(x.ToString());
     }

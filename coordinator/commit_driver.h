@@ -137,6 +137,14 @@ class CommitDriver {
   // stands. Anything else is refused with the reason: a decided (or being
   // decided) transaction names its decision.
   void OnResolve(uint64_t token, const proto::ResolveRequest& req, Micros now);
+  // An operator gives up delivering a decided transaction's outcome to one
+  // participant (ForgetParticipantRequest): FORGET is proposed; once chosen
+  // the participant counts as acknowledged, a heuristic hazard is recorded
+  // (it may never apply the outcome), and the transaction can END. The reply
+  // (a CommitResponse with the outcome) comes once it is chosen. Refused with
+  // the reason for a transaction not decided (resolve it first), not driven
+  // here, or a participant it does not have or that acknowledged already.
+  void OnForgetParticipant(uint64_t token, const proto::ForgetParticipantRequest& req, Micros now);
 
   // A participant answered PREPARE; a non-OK status (unreachable, timed out)
   // counts as a NO vote.
@@ -168,6 +176,13 @@ class CommitDriver {
 
   DriverEffects TakeEffects();
 
+  // One log record about a transaction: `at` is when this leader applied it
+  // (0: chosen before this leadership, known from the table).
+  struct LogEntry {
+    proto::Command command;
+    uint64_t index = 0;
+    Micros at = 0;
+  };
   // What the driver is working on, for status and txadmin.
   struct TxnView {
     TxId txid;
@@ -185,6 +200,7 @@ class CommitDriver {
     std::vector<bool> refused;
     Micros decided_at = 0;  // 0: not decided (or not being delivered)
     bool stuck = false;
+    std::vector<LogEntry> log;  // its log records, oldest first
   };
   // `now` decides which are stuck.
   std::vector<TxnView> ActiveTxns(Micros now) const;
@@ -237,6 +253,8 @@ class CommitDriver {
     Micros decided_at = 0;                // StartCompleting
     Micros stuck_reported = 0;            // last StuckNotice (0: none yet)
     std::vector<uint64_t> waiters;  // client tokens awaiting the outcome
+    std::vector<uint64_t> forget_waiters;  // operators' FORGET, answered once chosen
+    std::vector<LogEntry> log;             // DECIDE/RESOLVE/FORGET records seen
   };
 
   // Reply helpers.
@@ -264,6 +282,8 @@ class CommitDriver {
   void StartCompleting(Txn* t, Micros now);
   void SendDecision(Txn* t, size_t i, Micros now);
   void MaybeEnd(Txn* t);
+  // An operator's FORGET of participant i: acknowledged, recorded as a hazard.
+  void MarkForgotten(Txn* t, size_t i, const proto::Command& forget, Micros now);
   bool Stuck(const Txn& t, Micros now) const;
   StuckNotice MakeStuckNotice(const Txn& t, Micros now) const;
 

@@ -65,6 +65,8 @@ Status CoordinatorNode::Start() {
   Serve<proto::AbortRequest, proto::CommitResponse>("Abort", &NodeCore::OnAbort);
   Serve<proto::OutcomeRequest, proto::OutcomeResponse>("Outcome", &NodeCore::OnOutcome);
   Serve<proto::ResolveRequest, proto::CommitResponse>("Resolve", &NodeCore::OnResolve);
+  Serve<proto::ForgetParticipantRequest, proto::CommitResponse>("ForgetParticipant",
+                                                                &NodeCore::OnForgetParticipant);
   server_.Handle<proto::StatusRequest, proto::StatusResponse>(
       "Status", [this](proto::StatusRequest, rpc::RpcServer::Reply<proto::StatusResponse> reply) {
         reply(StatusNow());
@@ -495,6 +497,17 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
       progress.push_back(std::move(p));
     }
     t.__set_progress(std::move(progress));
+    std::vector<proto::TxnLogEntry> log;
+    for (const auto& l : v.log) {
+      proto::TxnLogEntry x;
+      x.command = DescribeCommand(l.command);
+      x.index = static_cast<int64_t>(l.index);
+      if (l.at > 0) x.__set_age_ms((now - l.at) / kMillis);
+      x.reason = l.command.reason;
+      x.who = l.command.who;
+      log.push_back(std::move(x));
+    }
+    t.__set_log(std::move(log));
     seen.insert(v.txid);
     if (keep(t)) out.txns.push_back(std::move(t));
   }

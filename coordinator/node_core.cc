@@ -177,6 +177,12 @@ NodeEffects NodeCore::OnRetry(const std::optional<TxId>& txid, size_t* retried, 
   return Collect(now);
 }
 
+NodeEffects NodeCore::OnForgetParticipant(uint64_t token, const proto::ForgetParticipantRequest& req,
+                                          Micros now) {
+  driver_.OnForgetParticipant(token, req, now);
+  return Collect(now);
+}
+
 NodeEffects NodeCore::OnResolve(uint64_t token, const proto::ResolveRequest& req, Micros now) {
   driver_.OnResolve(token, req, now);
   NodeEffects out = Collect(now);

@@ -199,6 +199,8 @@ class NodeCore {
   NodeEffects OnAbort(uint64_t token, const proto::AbortRequest& req, Micros now);
   NodeEffects OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now);
   NodeEffects OnResolve(uint64_t token, const proto::ResolveRequest& req, Micros now);
+  NodeEffects OnForgetParticipant(uint64_t token, const proto::ForgetParticipantRequest& req,
+                                  Micros now);
   NodeEffects OnVote(const TxId& txid, size_t index, const Status& call,
                      const proto::PrepareResponse& resp, Micros now);
   // Every answer to a COMMIT/ABORT call (`call` as the core sent it, also

@@ -108,7 +108,7 @@ void CoordinatorNode::RegisterMetrics() {
 
   // One pass over the driver's transactions for the three gauges about them.
   struct TxnCensus {
-    double active = 0, in_doubt = 0, oldest_in_doubt = 0;
+    double active = 0, in_doubt = 0, oldest_in_doubt = 0, stuck = 0, oldest_stuck = 0;
   };
   auto census = [this, up] {
     TxnCensus c;
@@ -120,6 +120,10 @@ void CoordinatorNode::RegisterMetrics() {
       if (InDoubt(v)) {
         ++c.in_doubt;
         c.oldest_in_doubt = std::max(c.oldest_in_doubt, Seconds(now - v.began));
+      }
+      if (v.stuck) {
+        ++c.stuck;
+        c.oldest_stuck = std::max(c.oldest_stuck, Seconds(now - v.decided_at));
       }
     }
     // A replica that does not serve drives nothing, but its table knows
@@ -141,6 +145,14 @@ void CoordinatorNode::RegisterMetrics() {
                  "Age of the oldest in-doubt transaction this replica drives (since it began, "
                  "or since this replica took over as leader); 0 when none.",
                  [census] { return std::vector<Sample>{{{}, census().oldest_in_doubt}}; });
+  m.AddGaugeFunc("txcoord_stuck_transactions",
+                 "Decided transactions whose outcome has not reached every participant for longer "
+                 "than --stuck-after (txns --state stuck); delivery goes on.",
+                 [census] { return std::vector<Sample>{{{}, census().stuck}}; });
+  m.AddGaugeFunc("txcoord_oldest_stuck_age_seconds",
+                 "Seconds since the oldest stuck transaction was decided (or taken over by this "
+                 "leader); 0 when none.",
+                 [census] { return std::vector<Sample>{{{}, census().oldest_stuck}}; });
   m.AddGaugeFunc("txcoord_decided_unended_transactions",
                  "Transactions decided in the replicated table and not yet ENDed.",
                  [this, up] {

@@ -122,6 +122,23 @@ void TxnTable::Apply(uint64_t index, const proto::Command& cmd) {
       if (!e.ended) ++unended_;
       return;
     }
+    case proto::CommandType::FORGET: {
+      // Only for a decided transaction not yet ended; once per participant.
+      auto it = entries_.find(cmd.txid);
+      if (it == entries_.end() || it->second.ended || it->second.outcome == proto::Outcome::UNKNOWN ||
+          cmd.participants.size() != 1) {
+        return;
+      }
+      Entry& e = it->second;
+      for (const proto::Command& f : e.forgotten) {
+        if (f.participants[0].resource == cmd.participants[0].resource &&
+            f.participants[0].address == cmd.participants[0].address) {
+          return;
+        }
+      }
+      e.forgotten.push_back(cmd);
+      return;
+    }
     case proto::CommandType::PRECOMMIT: {
       if (entries_.count(cmd.txid) == 0) {
         proto::Outcome::type was = ForgottenOutcome(cmd.txid);
@@ -238,6 +255,9 @@ std::string TxnTable::Snapshot() const {
       proto::Command c = MakeDecide(e.txid, e.outcome, e.participants, e.protocol, e.reason);
       if (e.heuristic) c.type = proto::CommandType::RESOLVE;
       batch.commands.push_back(std::move(c));
+      if (!e.ended) {
+        for (const proto::Command& f : e.forgotten) batch.commands.push_back(f);
+      }
     }
   };
   for (const TxId& t : ended_order_) {
@@ -350,6 +370,9 @@ std::string DescribeCommand(const proto::Command& cmd) {
       return "RESOLVE(" + ToString(cmd.txid) + "," + OutcomeName(cmd.outcome) + ")";
     case proto::CommandType::PRECOMMIT: return "PRECOMMIT(" + ToString(cmd.txid) + ")";
     case proto::CommandType::END_TXN: return "END(" + ToString(cmd.txid) + ")";
+    case proto::CommandType::FORGET:
+      return "FORGET(" + ToString(cmd.txid) + "," +
+             (cmd.participants.empty() ? std::string("?") : cmd.participants[0].resource) + ")";
   }
   return "?";
 }

@@ -41,6 +41,9 @@ class TxnTable {
     bool precommitted = false;  // 3PC: PRECOMMIT chosen
     bool ended = false;         // END chosen: every participant acknowledged the outcome
     bool heuristic = false;     // decided by an operator (RESOLVE)
+    // Participants an operator gave up delivering the outcome to (FORGET),
+    // with the command that did it.
+    std::vector<proto::Command> forgotten;
     uint64_t decided_at = 0;    // log index of the deciding command
   };
 

@@ -186,6 +186,15 @@ struct ParticipantProgress {
   6: optional string last_error
 }
 
+// A record of the decision log about one transaction, as the leader saw it.
+struct TxnLogEntry {
+  1: string command          // e.g. "DECIDE(2.7,committed)", "RESOLVE(...)", "FORGET(2.7,bank_b)"
+  2: i64 index               // its log slot (0: before this leadership's snapshot)
+  3: optional i64 age_ms     // since this leader applied it; unset: before it led
+  4: string reason
+  5: string who              // the operator, for RESOLVE and FORGET
+}
+
 struct TxnInfo {
   1: TxId txid
   2: string state           // active | voting | committing | committed | aborted
@@ -206,6 +215,8 @@ struct TxnInfo {
   // leader drives the transaction).
   11: optional list<ParticipantProgress> progress
   12: optional i64 decided_age_ms   // since the decision was chosen (or taken over)
+  // The log records of the transaction (decision, operators' actions), oldest first.
+  13: optional list<TxnLogEntry> log
 }
 
 struct ListTxnsRequest {
@@ -234,6 +245,16 @@ struct RetryTxnsResponse {
 // abort can be forced (a commit needs every participant's YES vote, and then
 // the group decides it by itself). Refused, naming the decision, when the
 // group has decided already. Served by the leader (NOT_LEADER elsewhere).
+// txadmin txn forget: stop delivering a decided transaction's outcome to a
+// participant that is lost for good; chosen through the log (FORGET) and
+// recorded as a heuristic hazard (its branch may never apply the outcome).
+struct ForgetParticipantRequest {
+  1: TxId txid
+  2: string resource       // the participant's resource name
+  3: string reason         // required: why (kept in the log)
+  4: string who            // required: the operator
+}
+
 struct ResolveRequest {
   1: TxId txid
   2: Outcome outcome      // ABORTED (COMMITTED is refused with the reason)
@@ -251,6 +272,7 @@ service Coordinator {
   ListTxnsResponse ListTxns(1: ListTxnsRequest req)
   RetryTxnsResponse RetryTxns(1: RetryTxnsRequest req)
   CommitResponse Resolve(1: ResolveRequest req)
+  CommitResponse ForgetParticipant(1: ForgetParticipantRequest req)
 }
 
 // ---------------------------------- coordinator / client <-> participant agent
@@ -376,6 +398,9 @@ enum CommandType {
   END_TXN = 3   // END in DESIGN.md ("END" is a reserved word in Thrift)
   RESOLVE = 4
   EPOCH = 5      // a single replica starts a new epoch (Paxos: a new ballot round)
+  // An operator gave up delivering a decided transaction's outcome to one
+  // participant (lost for good): participants holds it, reason and who why.
+  FORGET = 6
 }
 
 struct Command {

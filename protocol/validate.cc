@@ -124,6 +124,14 @@ Status Check(const proto::AgentResolveRequest& req) {
   return CheckOperatorText(req.reason, req.who, "AgentResolveRequest");
 }
 
+Status Check(const proto::ForgetParticipantRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "ForgetParticipantRequest.txid"));
+  if (req.resource.empty()) {
+    return Status::InvalidArgument("ForgetParticipantRequest.resource: name the participant's resource");
+  }
+  return CheckOperatorText(req.reason, req.who, "ForgetParticipantRequest");
+}
+
 Status Check(const proto::AgentForgetRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "AgentForgetRequest.txid"));
   return CheckOperatorText(req.reason, req.who, "AgentForgetRequest");

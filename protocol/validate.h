@@ -47,6 +47,7 @@ Status Check(const proto::DecideRequest& req);
 Status Check(const proto::ListBranchesRequest& req);
 Status Check(const proto::AgentResolveRequest& req);
 Status Check(const proto::AgentForgetRequest& req);
+Status Check(const proto::ForgetParticipantRequest& req);
 Status Check(const proto::PeerMessage& msg);
 
 // The integer a Thrift enum field holds. The generated reader stores any i32

@@ -191,6 +191,8 @@ TEST_F(MetricsScrapeTest, CountersMoveWithTransactionsAndPromtoolAcceptsBothPage
   // the log, in 7 writes at least (an END may share a write).
   EXPECT_GE(Value(page, "txcoord_log_write_latency_seconds_count"), 7) << page;
   EXPECT_EQ(Value(page, "txcoord_in_doubt_transactions"), 0);
+  EXPECT_EQ(Value(page, "txcoord_stuck_transactions"), 0);
+  EXPECT_EQ(Value(page, "txcoord_oldest_stuck_age_seconds"), 0);
   EXPECT_EQ(Value(page, "txcoord_active_transactions"), 0);
   EXPECT_EQ(Value(page, "txcoord_storage_failed"), 0);
   EXPECT_EQ(Value(page, "txcoord_epoch"), 1);
@@ -222,6 +224,8 @@ TEST_F(MetricsScrapeTest, CountersMoveWithTransactionsAndPromtoolAcceptsBothPage
   EXPECT_EQ(Value(page, "txagent_branches{state=\"prepared\"}"), 0) << page;
   EXPECT_EQ(Value(page, "txagent_branches{state=\"active\"}"), 0) << page;
   EXPECT_EQ(Value(page, "txagent_oldest_in_doubt_age_seconds"), 0);
+  EXPECT_EQ(Value(page, "txagent_heuristic_decisions{agreement=\"hazard\"}"), 0) << page;
+  EXPECT_EQ(Value(page, "txagent_heuristic_decisions{agreement=\"agreed\"}"), 0) << page;
   EXPECT_EQ(Promtool(page, dir_.path), "") << page;
 }
 

@@ -1432,6 +1432,84 @@ TEST_F(CommitDriverTest, ProposalFailureTellsEachWaiterAboutItsOwnTransaction) {
   EXPECT_NE(theirs.find("log failed"), std::string::npos) << theirs;
 }
 
+// txadmin txn forget: a decided transaction whose participant is lost for
+// good. FORGET goes through the log; once chosen the participant counts as
+// acknowledged, a hazard is recorded, the transaction ENDs, and a later
+// leader (taking over from the table) never delivers to it again.
+TEST_F(CommitDriverTest, ForgottenParticipantLetsTheTransactionEndAndIsAHazard) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA, kB}, 2, &decide);
+  auto forget = [&](uint64_t token, const std::string& resource) {
+    proto::ForgetParticipantRequest f;
+    f.txid = t;
+    f.resource = resource;
+    f.reason = "machine lost";
+    f.who = "alice";
+    driver_.OnForgetParticipant(token, f, now_);
+  };
+  forget(3, "bank_b");  // not decided yet (deciding): refused
+  EXPECT_EQ(CommitReply(Take(), 3).status.code, proto::Code::INVALID_ARGUMENT);
+  Choose(decide);
+  Take();
+  Ack(t, 0);  // bank_a acknowledges; bank_b never will
+  Take();
+  forget(4, "bank_a");
+  auto acked = CommitReply(Take(), 4);
+  EXPECT_EQ(acked.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_NE(acked.status.message.find("acknowledged"), std::string::npos) << acked.status.message;
+  forget(5, "bank_z");
+  EXPECT_NE(CommitReply(Take(), 5).status.message.find("has no participant 'bank_z'"),
+            std::string::npos);
+
+  forget(6, "bank_b");
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::FORGET);
+  EXPECT_TRUE(fx.replies.empty());  // answered once chosen
+  Choose(fx.proposals[0]);
+  fx = Take();
+  auto r = CommitReply(fx, 6);
+  EXPECT_EQ(r.status.code, proto::Code::OK) << r.status.message;
+  EXPECT_EQ(r.outcome, proto::Outcome::COMMITTED);
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+  // txn show's log: the decision and the operator's action, with who and when.
+  auto views = driver_.ActiveTxns(now_);
+  ASSERT_EQ(views.size(), 1u);
+  ASSERT_EQ(views[0].log.size(), 2u);
+  EXPECT_EQ(views[0].log[0].command.type, proto::CommandType::DECIDE);
+  EXPECT_EQ(views[0].log[1].command.type, proto::CommandType::FORGET);
+  EXPECT_EQ(views[0].log[1].command.who, "alice");
+  EXPECT_EQ(views[0].log[1].at, now_);
+  EXPECT_GT(views[0].log[1].index, views[0].log[0].index);
+  ASSERT_EQ(driver_.hazards().count(t), 1u);
+  EXPECT_NE(driver_.hazards().at(t)[0].message.find("forgotten by operator alice"), std::string::npos);
+}
+
+TEST_F(CommitDriverTest, ANewLeaderNeverDeliversToAForgottenParticipant) {
+  proto::Command decide;
+  TxId t = BeginAndVoteYes({kA, kB}, 2, &decide);
+  Choose(decide);
+  Take();
+  proto::ForgetParticipantRequest f;
+  f.txid = t;
+  f.resource = "bank_b";
+  f.reason = "machine lost";
+  f.who = "alice";
+  driver_.OnForgetParticipant(3, f, now_);
+  Choose(Take().proposals.at(0));
+  Take();
+  BecomeLeader(kEpoch + 1);  // takes t over from the table: undelivered to bank_a only
+  DriverEffects fx = Take();
+  EXPECT_EQ(Targets(Decisions(fx, proto::Outcome::COMMITTED)), Participants{kA});
+  // The table keeps the FORGET in a snapshot, so a restored table agrees.
+  TxnTable restored;
+  ASSERT_TRUE(restored.Restore(table_.Snapshot()).ok());
+  ASSERT_NE(restored.Find(t), nullptr);
+  ASSERT_EQ(restored.Find(t)->forgotten.size(), 1u);
+  EXPECT_EQ(restored.Find(t)->forgotten[0].who, "alice");
+}
+
 TEST_F(CommitDriverTest, ALeaderWhoseLogFailedDoesNotPointClientsAtAFormerLeader) {
   driver_.StepDown("10.0.0.9:7000");
   BecomeLeader(kEpoch + 1);  // this node leads again: the old hint is void

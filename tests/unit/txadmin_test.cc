@@ -101,6 +101,8 @@ TEST_F(TxadminParserTest, UsageErrorsExitTwoAndSayWhatToDo) {
       {{"agent", "127.0.0.1:1", "branches", "--in-doubt", "--heuristic"}, "one of --in-doubt or --heuristic"},
       {{"--coordinator", "127.0.0.1:1", "txns", "--older-than", "soon"}, "not a duration"},
       {{"agent", "127.0.0.1:1", "teleport", "1.2"}, "unknown command 'agent teleport'"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "forget", "1.2", "--reason", "x"}, "needs --participant"},
+      {{"--coordinator", "127.0.0.1:1", "txn", "forget", "1.2", "--participant", "bank_b"}, "needs --reason"},
   };
   for (const auto& c : cases) {
     std::string line;

@@ -46,6 +46,14 @@ void ResolveOptions(po::options_description& d) {
       "yes", po::bool_switch(), "do not ask for confirmation");
 }
 
+void TxnForgetOptions(po::options_description& d) {
+  d.add_options()("participant", po::value<std::string>(),
+                  "the participant's resource name, as txn show lists it (required)")(
+      "reason", po::value<std::string>(), "why (required; kept in the log)")(
+      "who", po::value<std::string>(), "the operator's name (default: the OS user)")(
+      "yes", po::bool_switch(), "do not ask for confirmation");
+}
+
 void RetryAllOptions(po::options_description& d) {
   d.add_options()("all", po::bool_switch(),
                   "every transaction whose decision is being delivered (required: retrying "
@@ -228,6 +236,15 @@ const std::vector<CommandSpec>& Commands() {
        "cannot be forced: only the participants' YES votes decide one. Asks for confirmation\n"
        "unless --yes.",
        ResolveOptions},
+      {"txn forget", Scope::kGroup, {"TXID"},
+       "stop delivering a decided transaction's outcome to a participant lost for good",
+       "For a participant that will never come back (its machine and data are gone): the\n"
+       "leader chooses FORGET through the log with --who and --reason; the participant then\n"
+       "counts as acknowledged, the transaction can end, and a heuristic hazard is recorded\n"
+       "(txns --state hazard): that participant may never apply the outcome. Refused for a\n"
+       "transaction not decided (resolve it first) or a participant that acknowledged.\n"
+       "Asks for confirmation unless --yes.",
+       TxnForgetOptions},
       {"txn retry", Scope::kGroup, {"TXID"},
        "resend one transaction's decision now to every participant that has not acknowledged it",
        "The leader resends at once and restarts the backoff. Exit 1 when the leader is not\n"
@@ -425,6 +442,15 @@ ParseResult Parse(const std::vector<std::string>& args) {
     }
     if (!inv.options.count("reason") || inv.options["reason"].as<std::string>().empty()) {
       return Usage("txn resolve needs --reason TEXT: why (it is kept in the log with who decided)");
+    }
+  }
+  if (command->name == "txn forget") {
+    if (!inv.options.count("participant") || inv.options["participant"].as<std::string>().empty()) {
+      return Usage("txn forget needs --participant NAME: the resource whose delivery to stop "
+                   "(txadmin txn show TXID lists them)");
+    }
+    if (!inv.options.count("reason") || inv.options["reason"].as<std::string>().empty()) {
+      return Usage("txn forget needs --reason TEXT: why (it is kept in the log with who)");
     }
   }
   if (command->name == "agent resolve") {

@@ -162,7 +162,19 @@ int Retry(const Invocation& inv, const std::optional<TxId>& txid, std::ostream& 
   return kExitOk;
 }
 
+bool Confirmed(const Invocation& inv, const std::string& what, std::ostream& out, std::ostream& err);
 std::string OsUser();
+
+// An operator's request the group refused (INVALID_ARGUMENT, with the reason)
+// or could not serve.
+int OperatorFailed(const Invocation& inv, const Status& s, std::ostream& err) {
+  if (s.code() == Status::kInvalidArgument) {
+    err << "txadmin: refused: " << s.message() << "\n";
+  } else {
+    err << GroupError(inv, s) << "\n";
+  }
+  return kExitError;
+}
 std::string Who(const Invocation& inv) {
   return inv.options.count("who") ? inv.options["who"].as<std::string>() : OsUser();
 }
@@ -177,21 +189,11 @@ int TxnResolve(const Invocation& inv, std::ostream& out, std::ostream& err) {
   TxId txid = *ParseTxId(inv.args[0]);
   bool abort = inv.options["abort"].as<bool>();
   std::string reason = inv.options["reason"].as<std::string>();
-  std::string who = inv.options.count("who") ? inv.options["who"].as<std::string>() : OsUser();
-  if (!inv.options["yes"].as<bool>()) {
-    if (!isatty(STDIN_FILENO)) {
-      err << "txadmin: txn resolve changes the outcome of " << inv.args[0]
-          << " for good: confirm with --yes (stdin is not a terminal to ask on)\n";
-      return kExitUsage;
-    }
-    out << "Resolve " << inv.args[0] << " " << (abort ? "ABORTED" : "COMMITTED") << " as " << who
-        << " (" << reason << ")? Type yes: " << std::flush;
-    std::string answer;
-    std::getline(std::cin, answer);
-    if (answer != "yes") {
-      err << "txadmin: not confirmed; nothing was changed\n";
-      return kExitError;
-    }
+  std::string who = Who(inv);
+  if (!Confirmed(inv, "Resolve " + inv.args[0] + " " + (abort ? "ABORTED" : "COMMITTED") + " as " +
+                          who + " (" + reason + ")",
+                 out, err)) {
+    return inv.options["yes"].as<bool>() || isatty(STDIN_FILENO) ? kExitError : kExitUsage;
   }
   auto client = ConnectGroup(inv);
   if (!client.ok()) {
@@ -200,14 +202,7 @@ int TxnResolve(const Invocation& inv, std::ostream& out, std::ostream& err) {
   }
   auto r = (*client)->Resolve(txid, abort ? proto::Outcome::ABORTED : proto::Outcome::COMMITTED,
                               reason, who);
-  if (!r.ok()) {
-    if (r.status().code() == Status::kInvalidArgument) {
-      err << "txadmin: refused: " << r.status().message() << "\n";
-    } else {
-      err << GroupError(inv, r.status()) << "\n";
-    }
-    return kExitError;
-  }
+  if (!r.ok()) return OperatorFailed(inv, r.status(), err);
   Json j;
   j["txid"] = inv.args[0];
   j["outcome"] = OutcomeName(r->outcome);
@@ -215,6 +210,34 @@ int TxnResolve(const Invocation& inv, std::ostream& out, std::ostream& err) {
   j["who"] = who;
   Print(out, inv, j,
         "resolved " + inv.args[0] + ": " + OutcomeName(r->outcome) + " (" + r->reason + ")\n");
+  return kExitOk;
+}
+
+int TxnForget(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  TxId txid = *ParseTxId(inv.args[0]);
+  std::string participant = inv.options["participant"].as<std::string>();
+  std::string reason = inv.options["reason"].as<std::string>();
+  std::string who = Who(inv);
+  if (!Confirmed(inv, "Stop delivering the outcome of " + inv.args[0] + " to " + participant +
+                          " for good, as " + who + " (" + reason + ")",
+                 out, err)) {
+    return inv.options["yes"].as<bool>() || isatty(STDIN_FILENO) ? kExitError : kExitUsage;
+  }
+  auto client = ConnectGroup(inv);
+  if (!client.ok()) {
+    err << "txadmin: " << client.status().ToString() << "\n";
+    return kExitUsage;
+  }
+  auto r = (*client)->ForgetParticipant(txid, participant, reason, who);
+  if (!r.ok()) return OperatorFailed(inv, r.status(), err);
+  Json j;
+  j["txid"] = inv.args[0];
+  j["participant"] = participant;
+  j["outcome"] = OutcomeName(r->outcome);
+  j["who"] = who;
+  Print(out, inv, j,
+        "forgot " + participant + " in " + inv.args[0] + " (" + OutcomeName(r->outcome) +
+            "): recorded as a heuristic hazard; txadmin txns --state hazard lists it\n");
   return kExitOk;
 }
 
@@ -285,8 +308,6 @@ bool Confirmed(const Invocation& inv, const std::string& what, std::ostream& out
   }
   return true;
 }
-
-std::string Who(const Invocation& inv);
 
 int AgentResolve(const Invocation& inv, std::ostream& out, std::ostream& err) {
   proto::AgentResolveRequest req;
@@ -365,6 +386,7 @@ const std::map<std::string, RunFn>& Runners() {
       {"txn show", TxnShow},
       {"txn retry", TxnRetry},
       {"txn resolve", TxnResolve},
+      {"txn forget", TxnForget},
       {"txns retry", TxnsRetry},
       {"agent branches", AgentBranches},
       {"agent resolve", AgentResolve},

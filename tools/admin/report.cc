@@ -267,6 +267,19 @@ Json TxnJson(const proto::TxnInfo& t) {
     }
   }
   o["progress"] = std::move(progress);
+  Json log = Json::array();
+  if (t.__isset.log) {
+    for (const auto& l : t.log) {
+      Json x;
+      x["command"] = l.command;
+      x["index"] = l.index;
+      x["age_ms"] = l.__isset.age_ms ? Json(l.age_ms) : Json(nullptr);
+      if (!l.reason.empty()) x["reason"] = l.reason;
+      if (!l.who.empty()) x["who"] = l.who;
+      log.push_back(std::move(x));
+    }
+  }
+  o["log"] = std::move(log);
   return o;
 }
 
@@ -331,6 +344,18 @@ std::string TxnShowText(const std::string& txid, const std::optional<proto::TxnI
       if (g.__isset.last_error) out << "\n      last error: " << g.last_error;
     }
     out << "\n";
+  }
+  if (info->__isset.log && !info->log.empty()) {
+    out << "log:\n";
+    for (const auto& l : info->log) {
+      out << "  " << (l.index > 0 ? "slot " + std::to_string(l.index) : std::string("slot ?")) << "  "
+          << l.command
+          << (l.__isset.age_ms ? "  " + std::to_string(l.age_ms) + " ms ago"
+                               : std::string("  before this leader took over"));
+      if (!l.who.empty()) out << "  by " << l.who;
+      if (!l.reason.empty()) out << "  (" << l.reason << ")";
+      out << "\n";
+    }
   }
   if (info->__isset.hazards) {
     for (const auto& h : info->hazards) out << "HAZARD: " << h << "\n";

@@ -263,6 +263,7 @@ const char* TypeName(proto::CommandType::type t) {
     case proto::CommandType::END_TXN: return "END";
     case proto::CommandType::RESOLVE: return "RESOLVE";
     case proto::CommandType::EPOCH: return "EPOCH";
+    case proto::CommandType::FORGET: return "FORGET";
   }
   return "?";
 }
