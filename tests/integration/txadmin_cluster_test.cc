@@ -460,5 +460,100 @@ TEST_F(TxadminClusterTest, HeuristicAbortAtTheAgentIsRecordedReconciledAndForgot
   (void)open_txn->Rollback();
 }
 
+// A participant lost for good. A single coordinator dies right after its
+// DECIDE(COMMIT) is durable (crash point coord.after_decide), before any
+// COMMIT leaves; agent c, in doubt, is then lost for good. The restarted
+// coordinator delivers to a and never can to c: `txn show` names the
+// undelivered participant and the log's DECIDE; `txn forget` refuses a
+// participant that acknowledged, then forgets c: the transaction ends, and
+// the hazard is listed under --state heuristic.
+TEST_F(TxadminClusterTest, TxnForgetEndsATransactionWhoseParticipantIsLost) {
+  int kport = FreePort(), aport = FreePort(), cport = FreePort();
+  const std::string coord = Addr(kport);
+  Process single("txcoord single",
+                 {TXC_BIN_DIR "/txcoord", "--listen", coord, "--data", dir_.path + "/single"},
+                 dir_.path + "/single.log");
+  ASSERT_TRUE(single.Start(kport)) << single.LogTail();
+  auto agent = [&](const std::string& name, int port) {
+    auto a = std::make_unique<Process>(
+        "txagent " + name,
+        std::vector<std::string>{TXC_BIN_DIR "/txagent", "--listen", Addr(port), "--data",
+                                 dir_.path + "/agent_" + name, "--coordinator", coord, "--resource",
+                                 name + "=sqlite:" + dir_.path + "/" + name + ".db"},
+        dir_.path + "/agent_" + name + ".log");
+    EXPECT_TRUE(a->Start(port)) << a->LogTail();
+    return a;
+  };
+  auto a = agent("bank_x", aport);
+  auto c = agent("bank_c", cport);
+  ClientOptions o;
+  o.coordinators = {coord};
+  o.agents = {{"bank_x", Addr(aport)}, {"bank_c", Addr(cport)}};
+  o.commit_timeout = 3 * kSeconds;
+  auto client = Client::Connect(o);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  {
+    auto ddl = (*client)->Begin();
+    ASSERT_TRUE(ddl.ok()) << ddl.status().ToString();
+    ASSERT_TRUE(ddl->Execute("bank_x", Sql("CREATE TABLE t(id INTEGER PRIMARY KEY)")).ok());
+    ASSERT_TRUE(ddl->Execute("bank_c", Sql("CREATE TABLE t(id INTEGER PRIMARY KEY)")).ok());
+    Status committed = ddl->Commit();
+    ASSERT_TRUE(committed.ok()) << committed.ToString();
+  }
+  single.Kill(SIGKILL);
+  single.set_env({{"TXC_CRASH_AT", "coord.after_decide"}});
+  ASSERT_TRUE(single.Start(kport)) << single.LogTail();
+  auto tx = (*client)->Begin();
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  ASSERT_TRUE(tx->Execute("bank_x", Sql("INSERT INTO t VALUES(1)")).ok());
+  ASSERT_TRUE(tx->Execute("bank_c", Sql("INSERT INTO t VALUES(1)")).ok());
+  (void)tx->Commit();  // the coordinator dies once DECIDE is durable
+  const std::string id = ToString(tx->id());
+  ASSERT_TRUE(single.WaitExit(5000)) << single.LogTail();
+  c->Kill(SIGKILL);  // in doubt, and lost for good
+  single.set_env({});
+  ASSERT_TRUE(single.Start(kport)) << single.LogTail();
+
+  json shown;
+  for (int waited = 0; waited <= 10000; waited += 100) {
+    Ran show = Txadmin({"--coordinator", coord, "txn", "show", id, "--json"});
+    if (show.code == 0) {
+      shown = Parse(show);
+      if (shown["acked"].size() == 1u) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(shown["outcome"], "committed") << shown.dump();
+  ASSERT_EQ(shown["acked"], json::array({"bank_x"})) << shown.dump();
+  ASSERT_GE(shown["log"].size(), 1u) << shown.dump();
+  EXPECT_EQ(shown["log"][0]["command"], "DECIDE(" + id + ",committed)");
+  EXPECT_TRUE(shown["log"][0]["age_ms"].is_null()) << "chosen before this leadership";
+
+  Ran acked = Txadmin({"--coordinator", coord, "txn", "forget", id, "--participant", "bank_x",
+                       "--reason", "x", "--yes"});
+  EXPECT_EQ(acked.code, 1);
+  EXPECT_NE(acked.err.find("acknowledged"), std::string::npos) << acked.err;
+
+  Ran forget = Txadmin({"--coordinator", coord, "txn", "forget", id, "--participant", "bank_c",
+                        "--reason", "machine lost", "--who", "tester", "--yes", "--json"});
+  ASSERT_EQ(forget.code, 0) << forget.out << forget.err;
+  EXPECT_EQ(Parse(forget)["outcome"], "committed");
+
+  json hazard;
+  for (int waited = 0; waited <= 10000 && hazard.is_null(); waited += 100) {
+    Ran hz = Txadmin({"--coordinator", coord, "txns", "--state", "heuristic", "--json"});
+    ASSERT_EQ(hz.code, 0) << hz.err;
+    for (const auto& t : Parse(hz)) {
+      if (t["txid"] == id && t["state"] == "hazard") hazard = t;  // ended: no longer driven
+    }
+    if (hazard.is_null()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(hazard.is_null()) << "no ended hazard for " << id;
+  EXPECT_NE(hazard["hazards"][0].get<std::string>().find("forgotten by operator tester"),
+            std::string::npos) << hazard.dump();
+  single.Kill(SIGTERM);
+  a->Kill(SIGTERM);
+}
+
 }  // namespace
 }  // namespace txc
