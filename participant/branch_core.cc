@@ -789,6 +789,19 @@ void BranchCore::OnForget(uint64_t token, const proto::AgentForgetRequest& req, 
     if (!req.resource.empty() && key.first != req.resource) continue;
     targets.push_back(key);
   }
+  if (!targets.empty() && !(req.__isset.force && req.force)) {
+    for (const Key& key : targets) {
+      if (heuristics_.at(key).group) continue;
+      proto::AgentForgetResponse r;
+      r.status = ToProto(Status::InvalidArgument(
+          "the group's outcome of " + ToString(req.txid) + " at " + key.first +
+          " is not known yet (the agent keeps asking): once forgotten, a decision arriving later "
+          "would be acknowledged without comparison; wait until branches --heuristic shows agreed "
+          "or hazard, or forget with --force if the group is gone for good"));
+      effects_.replies.push_back({token, std::move(r)});
+      return;
+    }
+  }
   if (targets.empty()) {
     proto::AgentForgetResponse r;
     r.status = ToProto(Status::NotFound(

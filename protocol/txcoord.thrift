@@ -358,6 +358,9 @@ struct AgentForgetRequest {
   2: string resource       // empty: every heuristic record of txid here
   3: string reason         // required (logged)
   4: string who            // required (logged)
+  // Forget even while the group's outcome is not known: a decision that
+  // arrives later is then acknowledged without comparison.
+  5: optional bool force
 }
 struct AgentForgetResponse {
   1: Status status

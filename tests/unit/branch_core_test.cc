@@ -1605,6 +1605,27 @@ TEST_F(BranchCoreTest, FailedHeuristicDecisionLeavesTheBranchInDoubt) {
   EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
 }
 
+TEST_F(BranchCoreTest, HeuristicRecordIsKeptWhileTheGroupsOutcomeIsUnknownUnlessForced) {
+  MakePrepared(kT1);
+  core_.OnResolve(1, ResolveReq(kT1, proto::Outcome::ABORTED), now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kHeuristic, kT1));
+  Take();
+  proto::AgentForgetRequest f;
+  f.txid = kT1;
+  f.reason = "r";
+  f.who = "alice";
+  core_.OnForget(2, f, now_);
+  AgentEffects fx = Take();
+  auto r = ReplyTo<proto::AgentForgetResponse>(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(Contains(r.status.message, "not known yet")) << r.status.message;
+  EXPECT_TRUE(fx.ops.empty());
+  f.__set_force(true);
+  core_.OnForget(3, f, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kForgetHeuristic, kT1));
+  EXPECT_EQ(ReplyTo<proto::AgentForgetResponse>(Take(), 3).forgotten, 1);
+}
+
 TEST_F(BranchCoreTest, RecoveredHeuristicIsReconciledAndAgreementAcked) {
   HeuristicRecord rec;
   rec.txid = kT1;

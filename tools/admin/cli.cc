@@ -82,6 +82,9 @@ void AgentForgetOptions(po::options_description& d) {
   d.add_options()("resource", po::value<std::string>()->default_value(""),
                   "only this resource's record (default: every record of TXID at the agent)")(
       "reason", po::value<std::string>(), "why (required; logged by the agent)")(
+      "force", po::bool_switch(),
+      "forget even while the group's outcome is not known (a decision arriving later is then "
+      "acknowledged without comparison)")(
       "who", po::value<std::string>(), "the operator's name (default: the OS user)")(
       "yes", po::bool_switch(), "do not ask for confirmation");
 }
@@ -269,8 +272,9 @@ const std::vector<CommandSpec>& Commands() {
        AgentResolveOptions},
       {"agent forget", Scope::kAgent, {"TXID"},
        "drop the record of a heuristic decision once the data is repaired",
-       "The agent stops listing TXID under branches --heuristic. Exit 1 when it keeps no\n"
-       "heuristic record of TXID. Asks for confirmation unless --yes.",
+       "The agent stops listing TXID under branches --heuristic. Refused while the group's\n"
+       "outcome is not known yet (unknown in branches --heuristic) unless --force. Exit 1\n"
+       "when it keeps no heuristic record of TXID. Asks for confirmation unless --yes.",
        AgentForgetOptions},
       {"wal dump", Scope::kFile, {"PATH"},
        "read a write-ahead log offline: an agent's resource database (txc_branches, "

@@ -345,6 +345,7 @@ int AgentForget(const Invocation& inv, std::ostream& out, std::ostream& err) {
   req.resource = inv.options["resource"].as<std::string>();
   req.reason = inv.options["reason"].as<std::string>();
   req.who = Who(inv);
+  if (inv.options["force"].as<bool>()) req.__set_force(true);
   if (!Confirmed(inv, "Forget the heuristic decision of " + inv.args[0] + " at " + inv.agent,
                  out, err)) {
     return inv.options["yes"].as<bool>() || isatty(STDIN_FILENO) ? kExitError : kExitUsage;
