@@ -174,13 +174,25 @@ NodeEffects NodeCore::OnAbort(uint64_t token, const proto::AbortRequest& req, Mi
 
 NodeEffects NodeCore::OnRetry(const std::optional<TxId>& txid, size_t* retried, Micros now) {
   *retried = driver_.RetryNow(txid, now);
-  return Collect(now);
+  NodeEffects out = Collect(now);
+  if (driver_.serving()) {
+    Note(&out,
+         "operator retry now (" + (txid ? ToString(*txid) : std::string("every undelivered")) +
+             "): resent the decision of " + std::to_string(*retried) + " transaction(s)",
+         txid ? &*txid : nullptr, nullptr, NoteAction::kInfo);
+  }
+  return out;
 }
 
 NodeEffects NodeCore::OnForgetParticipant(uint64_t token, const proto::ForgetParticipantRequest& req,
                                           Micros now) {
   driver_.OnForgetParticipant(token, req, now);
-  return Collect(now);
+  NodeEffects out = Collect(now);
+  Note(&out,
+       "operator " + req.who + " asks to forget participant " + req.resource + " of " +
+           ToString(req.txid) + ": " + req.reason,
+       &req.txid, nullptr, NoteAction::kWarn);
+  return out;
 }
 
 NodeEffects NodeCore::OnResolve(uint64_t token, const proto::ResolveRequest& req, Micros now) {
