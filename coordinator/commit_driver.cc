@@ -68,7 +68,7 @@ void CommitDriver::StepDown(const std::string& leader_hint) {
   serving_ = false;
   for (auto& [txid, t] : txns_) {
     for (uint64_t w : t.waiters) ReplyNotServing(w, txid, false);
-    for (uint64_t w : t.forget_waiters) ReplyNotServing(w, txid, false);
+    for (const auto& [w, p] : t.forget_waiters) ReplyNotServing(w, txid, false);
   }
   txns_.clear();
 }
@@ -362,7 +362,7 @@ void CommitDriver::OnForgetParticipant(uint64_t token, const proto::ForgetPartic
     cmd.participants = {t.participants[i]};
     cmd.reason = req.reason;
     cmd.who = req.who;
-    t.forget_waiters.push_back(token);
+    t.forget_waiters.emplace_back(token, t.participants[i]);
     effects_.proposals.push_back(std::move(cmd));
     return;
   }
@@ -582,7 +582,11 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
       return;
     }
     case proto::CommandType::END_TXN:
-      for (uint64_t w : t.forget_waiters) ReplyCommit(w, t.txid, t.outcome, Status::Ok(), "");
+      // A FORGET not chosen before END: its participant acknowledged meanwhile.
+      for (const auto& [w, p] : t.forget_waiters) {
+        ReplyCommit(w, t.txid, t.outcome, Status::Ok(),
+                    Describe(p) + " acknowledged before it was forgotten; nothing was forgotten");
+      }
       txns_.erase(it);
       return;
     case proto::CommandType::FORGET: {
@@ -591,8 +595,16 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
         if (!SameParticipant(t.participants[i], cmd.participants[0])) continue;
         MarkForgotten(&t, i, cmd, now);
       }
-      for (uint64_t w : t.forget_waiters) ReplyCommit(w, t.txid, t.outcome, Status::Ok(), "");
-      t.forget_waiters.clear();
+      for (auto w = t.forget_waiters.begin(); w != t.forget_waiters.end();) {
+        if (!SameParticipant(w->second, cmd.participants[0])) {
+          ++w;
+          continue;
+        }
+        ReplyCommit(w->first, t.txid, t.outcome, Status::Ok(),
+                    Describe(w->second) + " forgotten by operator " + cmd.who +
+                        ": recorded as a heuristic hazard");
+        w = t.forget_waiters.erase(w);
+      }
       MaybeEnd(&t);
       return;
     }
@@ -623,7 +635,7 @@ void CommitDriver::OnProposalFailed(const proto::Command& cmd, const Status& why
     std::string what = about_txn && cmd.txid == txid
                            ? "could not make " + DescribeCommand(cmd) + " durable"
                            : "log failed (making " + DescribeCommand(cmd) + " durable)";
-    for (uint64_t w : t.forget_waiters) t.waiters.push_back(w);
+    for (const auto& [w, p] : t.forget_waiters) t.waiters.push_back(w);
     t.forget_waiters.clear();
     for (uint64_t w : t.waiters) {
       ReplyCommit(w, txid, proto::Outcome::UNKNOWN,

@@ -253,7 +253,8 @@ class CommitDriver {
     Micros decided_at = 0;                // StartCompleting
     Micros stuck_reported = 0;            // last StuckNotice (0: none yet)
     std::vector<uint64_t> waiters;  // client tokens awaiting the outcome
-    std::vector<uint64_t> forget_waiters;  // operators' FORGET, answered once chosen
+    // Operators' FORGETs, each answered once its own participant's is chosen.
+    std::vector<std::pair<uint64_t, proto::Participant>> forget_waiters;
     std::vector<LogEntry> log;             // DECIDE/RESOLVE/FORGET records seen
   };
 

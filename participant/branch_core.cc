@@ -241,6 +241,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
     // Decided heuristically here: the group's decision is compared, never applied.
     NoteGroupOutcome(key, h->second, d.outcome, "the coordinator's decision");
     if (d.outcome == h->second.record.outcome) return ReplyDecide(p, Status::Ok());
+    h->second.refused_decision = true;
     return ReplyDecide(p, Status::Internal(Name(resource, txid) + " was decided " +
                                            OutcomeName(h->second.record.outcome) +
                                            " heuristically here by " + h->second.record.who +
@@ -791,13 +792,23 @@ void BranchCore::OnForget(uint64_t token, const proto::AgentForgetRequest& req, 
   }
   if (!targets.empty() && !(req.__isset.force && req.force)) {
     for (const Key& key : targets) {
-      if (heuristics_.at(key).group) continue;
+      const Heuristic& h = heuristics_.at(key);
+      std::string why;
+      if (!h.group) {
+        why = "the group's outcome of " + ToString(req.txid) + " at " + key.first +
+              " is not known yet (the agent keeps asking): once forgotten, a decision arriving "
+              "later would be acknowledged without comparison; wait until branches --heuristic "
+              "shows agreed or hazard, or forget with --force if the group is gone for good";
+      } else if (*h.group != h.record.outcome && !h.refused_decision) {
+        why = "the hazard of " + ToString(req.txid) + " at " + key.first +
+              " is known here only (from an outcome query): the coordinator has not delivered "
+              "its decision yet, and once forgotten this agent would acknowledge it without "
+              "comparison; wait until txns --state heuristic lists it at the coordinator, or "
+              "forget with --force";
+      }
+      if (why.empty()) continue;
       proto::AgentForgetResponse r;
-      r.status = ToProto(Status::InvalidArgument(
-          "the group's outcome of " + ToString(req.txid) + " at " + key.first +
-          " is not known yet (the agent keeps asking): once forgotten, a decision arriving later "
-          "would be acknowledged without comparison; wait until branches --heuristic shows agreed "
-          "or hazard, or forget with --force if the group is gone for good"));
+      r.status = ToProto(Status::InvalidArgument(why));
       effects_.replies.push_back({token, std::move(r)});
       return;
     }

@@ -298,6 +298,9 @@ class BranchCore {
     HeuristicRecord record;
     std::optional<proto::Outcome::type> group;  // the group's outcome, once heard
     Micros decided = 0;  // when this core learnt it (decided, or recovered)
+    // A hazard: this run refused the coordinator's decision, so the
+    // coordinator has recorded the disagreement (forgetting is safe then).
+    bool refused_decision = false;
     Micros next_query = 0;
     Micros query_backoff = 0;
   };

@@ -1547,6 +1547,16 @@ TEST_F(BranchCoreTest, HeuristicAbortRollsBackRecordsAndReportsAHazardWhenTheGro
   ASSERT_FALSE(fx.logs.empty());
   EXPECT_TRUE(Contains(fx.logs.back().message, "heuristic hazard")) << fx.logs.back().message;
   EXPECT_EQ(core_.heuristic_hazard_count(), 1u);
+  // Known from the query only: the coordinator has not heard the refusal, so
+  // forgetting now is refused.
+  proto::AgentForgetRequest early;
+  early.txid = kT1;
+  early.reason = "r";
+  early.who = "alice";
+  core_.OnForget(20, early, now_);
+  auto er = ReplyTo<proto::AgentForgetResponse>(Take(), 20);
+  EXPECT_EQ(er.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(Contains(er.status.message, "known here only")) << er.status.message;
   // The coordinator's COMMIT is refused, never applied; an ABORT would be acked.
   Decide(8, kT1, proto::Outcome::COMMITTED);
   fx = Take();

@@ -1471,6 +1471,8 @@ TEST_F(CommitDriverTest, ForgottenParticipantLetsTheTransactionEndAndIsAHazard) 
   auto r = CommitReply(fx, 6);
   EXPECT_EQ(r.status.code, proto::Code::OK) << r.status.message;
   EXPECT_EQ(r.outcome, proto::Outcome::COMMITTED);
+  EXPECT_NE(r.reason.find("bank_b"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("forgotten by operator alice"), std::string::npos) << r.reason;
   ASSERT_EQ(fx.proposals.size(), 1u);
   EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
   // txn show's log: the decision and the operator's action, with who and when.

@@ -235,9 +235,10 @@ int TxnForget(const Invocation& inv, std::ostream& out, std::ostream& err) {
   j["participant"] = participant;
   j["outcome"] = OutcomeName(r->outcome);
   j["who"] = who;
+  j["reason"] = r->reason;
   Print(out, inv, j,
-        "forgot " + participant + " in " + inv.args[0] + " (" + OutcomeName(r->outcome) +
-            "): recorded as a heuristic hazard; txadmin txns --state hazard lists it\n");
+        inv.args[0] + " (" + OutcomeName(r->outcome) + "): " + r->reason +
+            "; txadmin txns --state hazard lists the hazards\n");
   return kExitOk;
 }
 
@@ -329,8 +330,15 @@ int AgentResolve(const Invocation& inv, std::ostream& out, std::ostream& err) {
   std::vector<BranchRow> rows;
   for (const auto& b : resp.branches) rows.push_back(ToRow(b));
   if (resp.status.code != proto::Code::OK) {
-    err << "txadmin: refused: " << resp.status.message << "\n";
-    if (!rows.empty()) Print(out, inv, BranchesJson(rows), BranchesTable(rows));
+    if (rows.empty()) {
+      err << "txadmin: refused: " << resp.status.message << "\n";
+    } else {
+      // Some branches were decided (listed), others failed: never retry the other way.
+      Print(out, inv, BranchesJson(rows), BranchesTable(rows));
+      err << "txadmin: only the branches listed were decided; the others failed: "
+          << resp.status.message << "; retry the same decision (--resource names one) once "
+          << "the cause is fixed, never the other way\n";
+    }
     return kExitError;
   }
   Print(out, inv, BranchesJson(rows),
