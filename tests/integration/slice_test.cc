@@ -366,7 +366,10 @@ TEST_F(SliceTest, OperatorAbortsATransactionWaitingForAVoteAndIsRefusedOnADecide
   bool voting = false;
   for (int waited = 0; waited <= 10000 && !voting; waited += 20) {
     auto shown = client_->ShowTxn(txid);
-    voting = shown.ok() && shown->state == "voting";
+    // Voting, with bank_a's YES in (a slow machine, e.g. under TSan, may
+    // still be waiting for it).
+    voting = shown.ok() && shown->state == "voting" && shown->__isset.progress &&
+             !shown->progress.empty() && shown->progress[0].__isset.vote;
     if (!voting) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ASSERT_TRUE(voting) << coord_->LogTail();
