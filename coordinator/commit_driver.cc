@@ -54,11 +54,9 @@ void CommitDriver::BecomeLeader(int64_t epoch, Micros now) {
     t.outcome = e->outcome;
     t.began = now;
     t.participants = e->participants;
-    proto::Command d = MakeDecide(e->txid, e->outcome, e->participants, e->protocol, e->reason);
-    if (e->heuristic) d.type = proto::CommandType::RESOLVE;
-    t.log.push_back(LogEntry{d, e->decided_at, 0});
+    t.taken_over = true;
     for (const proto::Command& f : e->forgotten) t.log.push_back(LogEntry{f, 0, 0});
-    StartCompleting(&t, now);
+    StartCompleting(&t, now, &e->forgotten);
   }
 }
 
@@ -564,10 +562,6 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
   auto it = txns_.find(cmd.txid);
   if (it == txns_.end()) return;
   Txn& t = it->second;
-  if (cmd.type == proto::CommandType::DECIDE || cmd.type == proto::CommandType::RESOLVE ||
-      cmd.type == proto::CommandType::FORGET) {
-    t.log.push_back(LogEntry{cmd, table_->applied_index(), now});
-  }
   switch (cmd.type) {
     case proto::CommandType::DECIDE:
     case proto::CommandType::RESOLVE: {
@@ -591,6 +585,7 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
       return;
     case proto::CommandType::FORGET: {
       if (t.state != State::kCompleting || cmd.participants.size() != 1) return;
+      t.log.push_back(LogEntry{cmd, table_->applied_index(), now});
       for (size_t i = 0; i < t.participants.size(); ++i) {
         if (!SameParticipant(t.participants[i], cmd.participants[0])) continue;
         MarkForgotten(&t, i, cmd, now);
@@ -650,7 +645,7 @@ void CommitDriver::OnProposalFailed(const proto::Command& cmd, const Status& why
   serving_ = false;
 }
 
-void CommitDriver::StartCompleting(Txn* t, Micros now) {
+void CommitDriver::StartCompleting(Txn* t, Micros now, const std::vector<proto::Command>* forgotten) {
   t->state = State::kCompleting;
   size_t n = t->participants.size();
   t->acked.assign(n, false);
@@ -661,9 +656,8 @@ void CommitDriver::StartCompleting(Txn* t, Micros now) {
   t->last_error.assign(n, "");
   t->decided_at = now;
   t->stuck_reported = 0;
-  // Participants an operator forgot (FORGET chosen before this leadership).
-  if (const TxnTable::Entry* e = table_->Find(t->txid); e != nullptr) {
-    for (const proto::Command& f : e->forgotten) {
+  if (forgotten != nullptr) {
+    for (const proto::Command& f : *forgotten) {
       for (size_t i = 0; i < n; ++i) {
         if (SameParticipant(t->participants[i], f.participants[0])) MarkForgotten(t, i, f, now);
       }
@@ -891,7 +885,15 @@ std::vector<CommitDriver::TxnView> CommitDriver::ActiveTxns(Micros now) const {
     v.refused = t.refused;
     v.decided_at = t.state == State::kCompleting ? t.decided_at : 0;
     v.stuck = Stuck(t, now);
-    v.log = t.log;
+    // The decision's record, from the table (not copied per transaction on
+    // the commit path), then the operators' FORGETs.
+    if (const TxnTable::Entry* e = table_->Find(txid);
+        e != nullptr && e->outcome != proto::Outcome::UNKNOWN) {
+      proto::Command d = MakeDecide(txid, e->outcome, {}, e->protocol, e->reason);
+      if (e->heuristic) d.type = proto::CommandType::RESOLVE;
+      v.log.push_back(LogEntry{std::move(d), e->decided_at, t.taken_over ? 0 : t.decided_at});
+    }
+    v.log.insert(v.log.end(), t.log.begin(), t.log.end());
     if (auto h = hazards_.find(txid); h != hazards_.end()) {
       for (const HeuristicHazard& x : h->second) v.hazards.push_back(x.ToString());
     }

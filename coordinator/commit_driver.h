@@ -255,7 +255,9 @@ class CommitDriver {
     std::vector<uint64_t> waiters;  // client tokens awaiting the outcome
     // Operators' FORGETs, each answered once its own participant's is chosen.
     std::vector<std::pair<uint64_t, proto::Participant>> forget_waiters;
-    std::vector<LogEntry> log;             // DECIDE/RESOLVE/FORGET records seen
+    // FORGET records (rare); the decision's record is read from the table.
+    std::vector<LogEntry> log;
+    bool taken_over = false;  // decided before this leadership (BecomeLeader)
   };
 
   // Reply helpers.
@@ -280,7 +282,9 @@ class CommitDriver {
   void StartVoting(Txn* t, const std::vector<std::vector<proto::Statement>>* work, Micros now);
   void MaybeDecide(Txn* t, Micros now);
   void Abort(Txn* t, const std::string& reason);
-  void StartCompleting(Txn* t, Micros now);
+  // `forgotten`: participants an operator forgot before this leadership
+  // (a taken-over transaction's table entry); they are not sent to.
+  void StartCompleting(Txn* t, Micros now, const std::vector<proto::Command>* forgotten = nullptr);
   void SendDecision(Txn* t, size_t i, Micros now);
   void MaybeEnd(Txn* t);
   // An operator's FORGET of participant i: acknowledged, recorded as a hazard.
