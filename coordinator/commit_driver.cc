@@ -33,6 +33,8 @@ const char* CommitDriver::StateName(State s) {
   switch (s) {
     case State::kActive: return "active";
     case State::kVoting: return "voting";
+    case State::kPreCommitting: return "precommitting";
+    case State::kPreCommitted: return "precommitted";
     case State::kDeciding: return "deciding";
     case State::kCompleting: return "completing";
     case State::kEnding: return "ending";
@@ -57,6 +59,19 @@ void CommitDriver::BecomeLeader(int64_t epoch, Micros now) {
     t.taken_over = true;
     for (const proto::Command& f : e->forgotten) t.log.push_back(LogEntry{f, 0, 0});
     StartCompleting(&t, now, &e->forgotten);
+  }
+  // 3PC: PRECOMMIT chosen, no decision yet: it commits (DESIGN.md, "3PC").
+  // Every participant voted YES and the group promised the commit; the
+  // participants hear DO_COMMIT once the decision is chosen.
+  for (const TxnTable::Entry* e : table_->PreCommittedUndecided()) {
+    Txn& t = txns_[e->txid];
+    t.txid = e->txid;
+    t.protocol = proto::Protocol::THREE_PC;
+    t.began = now;
+    t.participants = e->participants;
+    t.votes.assign(t.participants.size(), proto::Vote::YES);
+    t.taken_over = true;
+    ProposeCommit(&t);
   }
 }
 
@@ -137,9 +152,12 @@ void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Mic
     t.waiters.push_back(token);
     return;
   }
-  if (req.protocol != proto::Protocol::TWO_PC) {
+  if (req.protocol != proto::Protocol::TWO_PC && req.protocol != proto::Protocol::THREE_PC) {
     return ReplyCommit(token, t.txid, proto::Outcome::PENDING,
-                       Status::InvalidArgument("only protocol TWO_PC is available in this version"), "");
+                       Status::InvalidArgument("unknown commit protocol " +
+                                               std::to_string(static_cast<int>(req.protocol)) +
+                                               " (TWO_PC = 1, THREE_PC = 2)"),
+                       "");
   }
   std::vector<proto::Participant> ps = req.participants;
   Status valid = ValidateParticipants(&ps);
@@ -162,9 +180,12 @@ void CommitDriver::OnSubmit(uint64_t token, const proto::SubmitRequest& req, Mic
     return OnCommit(token, c, now);
   }
   Txn& t = it->second;
-  if (req.protocol != proto::Protocol::TWO_PC) {
+  if (req.protocol != proto::Protocol::TWO_PC && req.protocol != proto::Protocol::THREE_PC) {
     return ReplyCommit(token, t.txid, proto::Outcome::PENDING,
-                       Status::InvalidArgument("only protocol TWO_PC is available in this version"), "");
+                       Status::InvalidArgument("unknown commit protocol " +
+                                               std::to_string(static_cast<int>(req.protocol)) +
+                                               " (TWO_PC = 1, THREE_PC = 2)"),
+                       "");
   }
   // One branch per (resource, agent); statements for the same one are joined.
   std::vector<proto::Participant> ps;
@@ -211,6 +232,13 @@ void CommitDriver::OnAbort(uint64_t token, const proto::AbortRequest& req, Micro
                                                  " is already committed"),
                          "");
     }
+    if (outcome == proto::Outcome::PENDING) {
+      return ReplyCommit(token, req.txid, outcome,
+                         Status::Unavailable("transaction " + ToString(req.txid) +
+                                             " is committing (3PC: PRECOMMIT is chosen); it cannot "
+                                             "be rolled back"),
+                         "");
+    }
     if (outcome == proto::Outcome::UNKNOWN) {
       // Not allocated by this leadership: a later epoch's txid may be live at
       // a newer leader (this one may not know yet that it was deposed), and
@@ -238,7 +266,8 @@ void CommitDriver::OnAbort(uint64_t token, const proto::AbortRequest& req, Micro
     return;
   }
   // The commit is already being decided: the caller learns which way it went.
-  if (t.state == State::kDeciding) {
+  if (t.state == State::kDeciding || t.state == State::kPreCommitting ||
+      t.state == State::kPreCommitted) {
     t.waiters.push_back(token);
     return;
   }
@@ -270,6 +299,9 @@ void CommitDriver::OnResolve(uint64_t token, const proto::ResolveRequest& req, M
       case proto::Outcome::FORGOTTEN:
         return refuse(outcome, "transaction " + id + " ended long ago and its outcome is forgotten "
                                "(it may have committed); there is nothing to resolve");
+      case proto::Outcome::PENDING:
+        return refuse(outcome, "transaction " + id + " is committing: the group chose its 3PC "
+                               "PRECOMMIT, which decides a commit; an operator cannot change it");
       default:
         return refuse(proto::Outcome::UNKNOWN, "txid " + id + " was never allocated by this "
                                                "coordinator group; check it with txadmin txns");
@@ -284,6 +316,13 @@ void CommitDriver::OnResolve(uint64_t token, const proto::ResolveRequest& req, M
       return refuse(proto::Outcome::PENDING,
                     "transaction " + id + " is being decided committed (every participant voted "
                     "YES); an operator cannot change a decision");
+    case State::kPreCommitting:
+    case State::kPreCommitted:
+      return refuse(proto::Outcome::PENDING,
+                    "transaction " + id + " is committing under 3PC (every participant voted YES "
+                    "and PRECOMMIT is " +
+                        (t.state == State::kPreCommitted ? std::string("chosen") : "being chosen") +
+                        "); an operator cannot change a decision");
     case State::kCompleting:
     case State::kEnding:
       return refuse(t.outcome, "transaction " + id + " is already decided: " +
@@ -392,10 +431,16 @@ void CommitDriver::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, M
 }
 
 proto::Outcome::type CommitDriver::SettledOutcome(const TxId& txid, std::string* reason) const {
-  if (const TxnTable::Entry* e = table_->Find(txid);
-      e != nullptr && e->outcome != proto::Outcome::UNKNOWN) {
-    *reason = e->reason;
-    return e->outcome;
+  if (const TxnTable::Entry* e = table_->Find(txid); e != nullptr) {
+    if (e->outcome != proto::Outcome::UNKNOWN) {
+      *reason = e->reason;
+      return e->outcome;
+    }
+    if (e->precommitted) {
+      // 3PC: PRECOMMIT chosen, the commit not yet: never presumed aborted.
+      *reason = "committing (3PC: PRECOMMIT chosen)";
+      return proto::Outcome::PENDING;
+    }
   }
   switch (table_->ForgottenOutcome(txid)) {
     case proto::Outcome::COMMITTED:
@@ -529,9 +574,69 @@ void CommitDriver::MaybeDecide(Txn* t, Micros now) {
   for (size_t i = 0; i < t->participants.size(); ++i) {
     if (*t->votes[i] == proto::Vote::YES) phase2.push_back(t->participants[i]);
   }
+  if (t->protocol == proto::Protocol::THREE_PC && !phase2.empty()) {
+    // 3PC: the group chooses PRECOMMIT before any PRE_COMMIT leaves, so a
+    // PRECOMMITTED participant can count on the commit (a new leader commits
+    // it); the READ_ONLY voters have left the transaction.
+    t->participants = std::move(phase2);
+    t->votes.assign(t->participants.size(), proto::Vote::YES);
+    t->state = State::kPreCommitting;
+    proto::Command c;
+    c.type = proto::CommandType::PRECOMMIT;
+    c.txid = t->txid;
+    c.participants = t->participants;
+    c.protocol = proto::Protocol::THREE_PC;
+    effects_.proposals.push_back(std::move(c));
+    if (options_.testing_precommit_before_chosen) StartPreCommit(t, now);  // the bug
+    return;
+  }
   t->state = State::kDeciding;
   effects_.proposals.push_back(
       MakeDecide(t->txid, proto::Outcome::COMMITTED, std::move(phase2), t->protocol, ""));
+}
+
+bool CommitDriver::AllAnswered(const Txn& t) {
+  for (size_t i = 0; i < t.acked.size(); ++i) {
+    if (!t.acked[i] && !t.refused[i]) return false;
+  }
+  return true;
+}
+
+void CommitDriver::ProposeCommit(Txn* t) {
+  t->state = State::kDeciding;
+  effects_.proposals.push_back(
+      MakeDecide(t->txid, proto::Outcome::COMMITTED, t->participants, t->protocol, ""));
+}
+
+void CommitDriver::ResetDelivery(Txn* t, Micros now) {
+  size_t n = t->participants.size();
+  t->acked.assign(n, false);
+  t->refused.assign(n, false);
+  t->backoff.assign(n, options_.resend_initial);
+  t->next_send.assign(n, now);
+  t->attempts.assign(n, 0);
+  t->last_error.assign(n, "");
+}
+
+void CommitDriver::StartPreCommit(Txn* t, Micros now) {
+  size_t n = t->participants.size();
+  ResetDelivery(t, now);
+  t->precommit_sent = true;
+  for (size_t i = 0; i < n; ++i) SendDecision(t, i, now, /*precommit=*/true);
+}
+
+void CommitDriver::OnPreCommitAnswer(Txn* t, size_t i, const Status& status, Micros now) {
+  if (t->acked[i] || t->refused[i]) return;
+  if (status.ok()) {
+    t->acked[i] = true;
+  } else {
+    t->last_error[i] = status.ToString();
+    t->next_send[i] = now + t->backoff[i];
+    t->backoff[i] = std::min(t->backoff[i] * 2, options_.resend_max);
+    return;
+  }
+  // (With the testing seam PRECOMMIT may not be chosen yet: OnApplied goes on.)
+  if (t->state == State::kPreCommitted && AllAnswered(*t)) ProposeCommit(t);
 }
 
 void CommitDriver::Abort(Txn* t, const std::string& reason) {
@@ -573,6 +678,18 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
       for (uint64_t w : t.waiters) ReplyCommit(w, t.txid, t.outcome, Status::Ok(), e->reason);
       t.waiters.clear();
       StartCompleting(&t, now);
+      return;
+    }
+    case proto::CommandType::PRECOMMIT: {
+      if (t.state != State::kPreCommitting) return;
+      t.state = State::kPreCommitted;
+      t.deadline = now + options_.precommit_ack_timeout;
+      if (!t.precommit_sent) {
+        StartPreCommit(&t, now);
+        return;
+      }
+      // (The testing seam sent PRE_COMMIT already: acks may all be in.)
+      if (AllAnswered(t)) ProposeCommit(&t);
       return;
     }
     case proto::CommandType::END_TXN:
@@ -648,12 +765,7 @@ void CommitDriver::OnProposalFailed(const proto::Command& cmd, const Status& why
 void CommitDriver::StartCompleting(Txn* t, Micros now, const std::vector<proto::Command>* forgotten) {
   t->state = State::kCompleting;
   size_t n = t->participants.size();
-  t->acked.assign(n, false);
-  t->refused.assign(n, false);
-  t->backoff.assign(n, options_.resend_initial);
-  t->next_send.assign(n, now);
-  t->attempts.assign(n, 0);
-  t->last_error.assign(n, "");
+  ResetDelivery(t, now);
   t->decided_at = now;
   t->stuck_reported = 0;
   if (forgotten != nullptr) {
@@ -669,7 +781,7 @@ void CommitDriver::StartCompleting(Txn* t, Micros now, const std::vector<proto::
   MaybeEnd(t);
 }
 
-void CommitDriver::SendDecision(Txn* t, size_t i, Micros now) {
+void CommitDriver::SendDecision(Txn* t, size_t i, Micros now, bool precommit) {
   ParticipantCall call;
   call.txid = t->txid;
   call.index = i;
@@ -677,7 +789,8 @@ void CommitDriver::SendDecision(Txn* t, size_t i, Micros now) {
   proto::DecideRequest d;
   d.txid = t->txid;
   d.resource = call.to.resource;
-  d.outcome = t->outcome;
+  d.outcome = precommit ? proto::Outcome::COMMITTED : t->outcome;
+  if (precommit) d.__set_precommit(true);
   call.decide = d;
   call.want_ack = true;
   effects_.calls.push_back(std::move(call));
@@ -718,6 +831,24 @@ void CommitDriver::OnDecideAnswer(const ParticipantCall& call, const Status& tra
   bool refused = transport.ok() && !status.ok() &&
                  (reply.__isset.refused ? reply.refused : LooksLikeRefusal(status));
   auto it = txns_.find(call.txid);
+  if (call.decide->__isset.precommit && call.decide->precommit) {
+    // 3PC's PRE_COMMIT. A refusal: the branch ended the other way although
+    // the group chose PRECOMMIT (the commit stands): a heuristic hazard.
+    if (refused) RecordHazard(call.txid, call.to, proto::Outcome::COMMITTED, status.message(), now);
+    if (it == txns_.end()) return;
+    Txn& t = it->second;
+    size_t i = call.index;
+    if ((t.state != State::kPreCommitted && t.state != State::kPreCommitting) ||
+        !t.precommit_sent || i >= t.acked.size() || !SameParticipant(t.participants[i], call.to)) {
+      return;
+    }
+    if (refused) {
+      t.refused[i] = true;
+      if (t.state == State::kPreCommitted && AllAnswered(t)) ProposeCommit(&t);
+      return;
+    }
+    return OnPreCommitAnswer(&t, i, status, now);
+  }
   if (call.want_ack && it != txns_.end()) {
     Txn& t = it->second;
     size_t i = call.index;
@@ -775,6 +906,7 @@ void CommitDriver::MaybeEnd(Txn* t) {
 void CommitDriver::Tick(Micros now) {
   if (!serving_) return;
   std::vector<std::pair<TxId, std::string>> to_abort;
+  std::vector<TxId> to_commit;  // 3PC: PRE_COMMIT acks timed out; PRECOMMIT decides
   for (auto& [txid, t] : txns_) {
     switch (t.state) {
       case State::kActive:
@@ -789,6 +921,15 @@ void CommitDriver::Tick(Micros now) {
             if (!t.votes[i]) missing += (missing.empty() ? "" : ", ") + Describe(t.participants[i]);
           }
           to_abort.emplace_back(txid, "vote timeout: no vote from " + missing);
+        }
+        break;
+      case State::kPreCommitted:
+        if (now >= t.deadline) {
+          to_commit.push_back(txid);
+          break;
+        }
+        for (size_t i = 0; i < t.acked.size(); ++i) {
+          if (!t.acked[i] && !t.refused[i] && now >= t.next_send[i]) SendDecision(&t, i, now, /*precommit=*/true);
         }
         break;
       case State::kCompleting:
@@ -808,6 +949,10 @@ void CommitDriver::Tick(Micros now) {
   for (auto& [txid, reason] : to_abort) {
     auto it = txns_.find(txid);
     if (it != txns_.end()) Abort(&it->second, reason);
+  }
+  for (const TxId& txid : to_commit) {
+    auto it = txns_.find(txid);
+    if (it != txns_.end() && it->second.state == State::kPreCommitted) ProposeCommit(&it->second);
   }
 }
 

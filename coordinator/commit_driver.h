@@ -1,6 +1,13 @@
 // CommitDriver: the coordinator leader's two-phase commit, presumed abort, as
 // a deterministic core (DESIGN.md, "Transactions and the commit protocols").
 //
+// 3PC (DESIGN.md, "3PC"): after every YES vote the leader proposes
+// PRECOMMIT; only once it is chosen does PRE_COMMIT go out (a DecideRequest
+// with precommit set); after every ack (or precommit_ack_timeout) it proposes
+// DECIDE(COMMITTED) and delivers it as in 2PC. A new leader decides COMMITTED
+// every transaction whose PRECOMMIT is chosen; one without it is presumed
+// aborted, as in 2PC.
+//
 // Inputs: client requests (each with a token the shell uses to route the
 // reply), votes and acks from participants, commands the log has chosen and
 // applied to the TxnTable, and Tick(now). Outputs (TakeEffects): messages to
@@ -52,6 +59,16 @@ struct DriverOptions {
   // How many transactions' heuristic hazards are kept for ActiveTxns/Hazards
   // (oldest dropped first; hazard_count() counts them all). Default: 10,000.
   size_t hazards_retained = 10000;
+  // 3PC: once PRECOMMIT is chosen, PRE_COMMIT is sent (and resent with the
+  // resend backoff) until every participant acked or this long passed; then
+  // DECIDE(COMMITTED) is proposed anyway (PRECOMMIT chosen means commit; a
+  // participant that missed PRE_COMMIT learns the outcome like any other).
+  // Default: 5 s.
+  Micros precommit_ack_timeout = 5 * kSeconds;
+  // Testing seam, never set outside tests (txsim's 3pc-skip-precommit-choose
+  // bug): PRE_COMMIT is sent as soon as PRECOMMIT is proposed, before it is
+  // chosen. Default: false.
+  bool testing_precommit_before_chosen = false;
   // Options of the TxnTable the node builds next to this driver (the driver
   // only reads the table): ended-transaction retention and the like.
   TxnTableOptions table;
@@ -229,6 +246,8 @@ class CommitDriver {
   enum class State {
     kActive,      // begun; work goes straight to agents
     kVoting,      // PREPARE sent, collecting votes
+    kPreCommitting,  // 3PC: PRECOMMIT proposed, not chosen yet
+    kPreCommitted,   // 3PC: PRECOMMIT chosen; PRE_COMMIT sent, collecting acks
     kDeciding,    // DECIDE(COMMIT) proposed, not chosen yet
     kCompleting,  // decision chosen; delivering it until every participant acks
     kEnding,      // END proposed
@@ -258,6 +277,7 @@ class CommitDriver {
     // FORGET records (rare); the decision's record is read from the table.
     std::vector<LogEntry> log;
     bool taken_over = false;  // decided before this leadership (BecomeLeader)
+    bool precommit_sent = false;  // 3PC: PRE_COMMIT went out (acked etc. track it until decided)
   };
 
   // Reply helpers.
@@ -281,11 +301,21 @@ class CommitDriver {
 
   void StartVoting(Txn* t, const std::vector<std::vector<proto::Statement>>* work, Micros now);
   void MaybeDecide(Txn* t, Micros now);
+  // 3PC: PRECOMMIT is chosen (or, with the testing seam, proposed): send
+  // PRE_COMMIT to every participant.
+  void StartPreCommit(Txn* t, Micros now);
+  void OnPreCommitAnswer(Txn* t, size_t i, const Status& status, Micros now);
+  // Proposes DECIDE(COMMITTED) for the participants still in the transaction.
+  void ProposeCommit(Txn* t);
+  static bool AllAnswered(const Txn& t);  // every participant acked or refused
   void Abort(Txn* t, const std::string& reason);
   // `forgotten`: participants an operator forgot before this leadership
   // (a taken-over transaction's table entry); they are not sent to.
   void StartCompleting(Txn* t, Micros now, const std::vector<proto::Command>* forgotten = nullptr);
-  void SendDecision(Txn* t, size_t i, Micros now);
+  // `precommit`: 3PC's PRE_COMMIT instead of the decision.
+  void SendDecision(Txn* t, size_t i, Micros now, bool precommit = false);
+  // Fresh per-participant delivery state (acks, backoff, attempts).
+  void ResetDelivery(Txn* t, Micros now);
   void MaybeEnd(Txn* t);
   // An operator's FORGET of participant i: acknowledged, recorded as a hazard.
   void MarkForgotten(Txn* t, size_t i, const proto::Command& forget, Micros now);

@@ -480,7 +480,8 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
     }
     t.protocol = v.protocol;
     t.age_ms = (now - v.began) / kMillis;
-    t.in_doubt = v.state == "voting" || v.state == "deciding" ||
+    t.in_doubt = v.state == "voting" || v.state == "deciding" || v.state == "precommitting" ||
+                 v.state == "precommitted" ||
                  (v.state == "completing" && !all_acked);
     if (!v.hazards.empty()) t.__set_hazards(v.hazards);
     t.__set_stuck(v.stuck);
@@ -518,6 +519,20 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
     t.txid = e->txid;
     t.state = e->outcome == proto::Outcome::COMMITTED ? "committed" : "aborted";
     t.outcome = e->outcome;
+    t.participants = e->participants;
+    t.protocol = e->protocol;
+    t.in_doubt = true;
+    seen.insert(e->txid);
+    if (keep(t)) out.txns.push_back(std::move(t));
+  }
+  // 3PC: PRECOMMIT chosen and no decision yet, not driven here (a new leader
+  // decides them committed).
+  for (const TxnTable::Entry* e : table.PreCommittedUndecided()) {
+    if (seen.count(e->txid)) continue;
+    proto::TxnInfo t;
+    t.txid = e->txid;
+    t.state = "precommitted";
+    t.outcome = proto::Outcome::PENDING;
     t.participants = e->participants;
     t.protocol = e->protocol;
     t.in_doubt = true;

@@ -103,13 +103,21 @@ void TxnTable::Apply(uint64_t index, const proto::Command& cmd) {
       if (cmd.type == proto::CommandType::DECIDE && cmd.txid.epoch < marker_epoch_) {
         const Entry* known = Find(cmd.txid);
         // Already presumed aborted by a newer leader: see Apply's comment.
-        if (known == nullptr || known->outcome == proto::Outcome::UNKNOWN) return;
+        // (A precommitted one is not: a newer leader commits it.)
+        if (known == nullptr || (known->outcome == proto::Outcome::UNKNOWN && !known->precommitted)) {
+          return;
+        }
       }
       auto [it, inserted] = entries_.try_emplace(cmd.txid);
       Entry& e = it->second;
       if (!inserted && e.outcome != proto::Outcome::UNKNOWN) {
         // The first decision chosen stands; a later one for the same txid is
         // a no-op (a retried proposal, or an operator too late).
+        return;
+      }
+      if (!inserted && e.precommitted && cmd.outcome != proto::Outcome::COMMITTED) {
+        // 3PC: once PRECOMMIT is chosen the transaction commits; an abort
+        // chosen later (an operator too late) is a no-op.
         return;
       }
       e.txid = cmd.txid;
@@ -140,9 +148,16 @@ void TxnTable::Apply(uint64_t index, const proto::Command& cmd) {
       return;
     }
     case proto::CommandType::PRECOMMIT: {
-      if (entries_.count(cmd.txid) == 0) {
+      auto known = entries_.find(cmd.txid);
+      if (known == entries_.end()) {
         proto::Outcome::type was = ForgottenOutcome(cmd.txid);
         if (was == proto::Outcome::COMMITTED || was == proto::Outcome::ABORTED) return;
+        // An older epoch's PRECOMMIT adopted after a newer leader served:
+        // that leader may have answered "aborted" for the txid (presumed
+        // abort), as for DECIDE above.
+        if (cmd.txid.epoch < marker_epoch_) return;
+      } else if (known->second.outcome != proto::Outcome::UNKNOWN) {
+        return;  // decided already (an operator's abort chosen first): it stands
       }
       Entry& e = entries_[cmd.txid];
       e.txid = cmd.txid;
@@ -217,6 +232,14 @@ proto::Outcome::type TxnTable::ForgottenOutcome(const TxId& txid) const {
 const TxnTable::Entry* TxnTable::Find(const TxId& txid) const {
   auto it = entries_.find(txid);
   return it == entries_.end() ? nullptr : &it->second;
+}
+
+std::vector<const TxnTable::Entry*> TxnTable::PreCommittedUndecided() const {
+  std::vector<const Entry*> out;
+  for (const auto& [txid, e] : entries_) {
+    if (e.precommitted && e.outcome == proto::Outcome::UNKNOWN) out.push_back(&e);
+  }
+  return out;
 }
 
 std::vector<const TxnTable::Entry*> TxnTable::Unended() const {

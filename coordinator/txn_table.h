@@ -61,7 +61,13 @@ class TxnTable {
   // for a txid the table does not know, is ignored: once a newer leader
   // serves, it answers "aborted" for such txids (presumed abort), and a later
   // leader's phase 1 may still adopt the old leader's accepted but unchosen
-  // DECIDE. Every replica applies the same log, so every one ignores it.
+  // DECIDE. Every replica applies the same log, so every one ignores it. The
+  // same holds for an older epoch's PRECOMMIT.
+  //
+  // 3PC: PRECOMMIT marks an undecided entry precommitted (the transaction
+  // will commit): a DECIDE(COMMITTED) of any epoch decides it, an abort
+  // (DECIDE or RESOLVE) chosen after it is a no-op, and a PRECOMMIT after a
+  // decision is a no-op.
   // REQUIRES: index >= applied_index() (commands arrive in order, once).
   void Apply(uint64_t index, const proto::Command& cmd);
 
@@ -86,6 +92,8 @@ class TxnTable {
 
   // Decided and not ended, oldest first: what a new leader must finish.
   std::vector<const Entry*> Unended() const;
+  // 3PC: PRECOMMIT chosen, no decision yet: a new leader decides them COMMITTED.
+  std::vector<const Entry*> PreCommittedUndecided() const;
   size_t unended_count() const { return unended_; }
   size_t size() const { return entries_.size(); }
   const std::map<TxId, Entry, TxIdLess>& entries() const { return entries_; }

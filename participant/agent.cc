@@ -114,6 +114,8 @@ Status Agent::Start() {
   Serve<proto::DecideRequest, proto::DecideResponse>("Decide", &AgentCore::OnDecide);
   Serve<proto::AgentResolveRequest, proto::AgentResolveResponse>("Resolve", &AgentCore::OnResolve);
   Serve<proto::AgentForgetRequest, proto::AgentForgetResponse>("Forget", &AgentCore::OnForget);
+  Serve<proto::BranchStateRequest, proto::BranchStateResponse>("BranchState",
+                                                               &AgentCore::OnBranchState);
   server_.Handle<proto::ListBranchesRequest, proto::ListBranchesResponse>(
       "ListBranches",
       [this](proto::ListBranchesRequest, rpc::RpcServer::Reply<proto::ListBranchesResponse> reply) {
@@ -203,6 +205,21 @@ void Agent::Apply(AgentCoreEffects fx) {
     }
   }
   for (ResourceOp& op : fx.ops) Run(std::move(op));
+  for (const PeerQuery& q : fx.peer_queries) {
+    proto::BranchStateRequest req;
+    req.txid = q.txid;
+    req.resource = q.to.resource;
+    pool_.Get(q.to.address)
+        ->Call<proto::BranchStateRequest, proto::BranchStateResponse>(
+            "BranchState", req, options_.query_timeout,
+            [this, q, alive = alive_](Status s, proto::BranchStateResponse r) {
+              if (!*alive) return;
+              Logger("agent")->info("autonomous termination txid={} asked {} at {}: {}",
+                                    ToString(q.txid), q.to.resource, q.to.address,
+                                    s.ok() ? r.state : s.ToString());
+              Apply(core_.OnPeerStateReply(q, s, r, SteadyNowMicros()));
+            });
+  }
   for (const TxId& txid : fx.queries) {
     proto::OutcomeRequest req;
     req.txid = txid;

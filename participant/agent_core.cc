@@ -41,6 +41,8 @@ void RunResourceOp(ResourceManager& resource, ResourceOp op,
       return resource.Prepare(op.txid, op.info, std::move(status_done));
     case ResourceOp::kCommit:
       return resource.Commit(op.txid, std::move(status_done));
+    case ResourceOp::kPreCommit:
+      return resource.PreCommit(op.txid, std::move(status_done));
     case ResourceOp::kRollback:
       return resource.Rollback(op.txid, std::move(status_done));
     case ResourceOp::kHeuristic:
@@ -103,6 +105,19 @@ AgentCoreEffects AgentCore::OnForget(uint64_t token, const proto::AgentForgetReq
   return Collect(now);
 }
 
+AgentCoreEffects AgentCore::OnBranchState(uint64_t token, const proto::BranchStateRequest& req,
+                                          Micros now) {
+  branches_.OnBranchState(token, req);
+  return Collect(now);
+}
+
+AgentCoreEffects AgentCore::OnPeerStateReply(const PeerQuery& q, const Status& call,
+                                             const proto::BranchStateResponse& response,
+                                             Micros now) {
+  branches_.OnPeerState(q, call, response, now);
+  return Collect(now);
+}
+
 AgentCoreEffects AgentCore::OnExecuteDone(uint64_t op, const ExecuteResult& result, Micros now) {
   branches_.OnExecuteDone(op, result, now);
   return Collect(now);
@@ -134,6 +149,7 @@ AgentCoreEffects AgentCore::Collect(Micros now) {
     if (fx.empty()) break;
     for (AgentReply& r : fx.replies) out.replies.push_back(std::move(r));
     for (TxId& t : fx.queries) out.queries.push_back(std::move(t));
+    for (PeerQuery& q : fx.peer_queries) out.peer_queries.push_back(std::move(q));
     for (AgentLogLine& l : fx.logs) out.logs.push_back(std::move(l));
     for (ResourceOp& op : fx.ops) {
       auto f = failed_.find(op.resource);

@@ -49,6 +49,10 @@ struct AgentCoreEffects {
   // Ask the coordinator group Outcome(txid); hand the answer (or the call's
   // failure) to OnOutcomeReply.
   std::vector<TxId> queries;
+  // 3PC autonomous termination: ask the agent at q.to Agent.BranchState for
+  // its branch of q.txid; hand the answer (or the call's failure) to
+  // OnPeerStateReply.
+  std::vector<PeerQuery> peer_queries;
   // Call Tick at this time (replaces the timer armed before). Set by Start and
   // Tick only: the core ticks for as long as it runs.
   std::optional<Micros> wake_at;
@@ -56,7 +60,8 @@ struct AgentCoreEffects {
   std::vector<AgentLogLine> logs;
 
   bool empty() const {
-    return replies.empty() && ops.empty() && queries.empty() && !wake_at && logs.empty();
+    return replies.empty() && ops.empty() && queries.empty() && peer_queries.empty() && !wake_at &&
+           logs.empty();
   }
 };
 
@@ -113,6 +118,11 @@ class AgentCore {
   // OnForget): each gets one reply, once the resources have recorded it.
   AgentCoreEffects OnResolve(uint64_t token, const proto::AgentResolveRequest& req, Micros now);
   AgentCoreEffects OnForget(uint64_t token, const proto::AgentForgetRequest& req, Micros now);
+  // Agent.BranchState (another participant's autonomous termination), and the
+  // answer to one of this agent's PeerQuery.
+  AgentCoreEffects OnBranchState(uint64_t token, const proto::BranchStateRequest& req, Micros now);
+  AgentCoreEffects OnPeerStateReply(const PeerQuery& q, const Status& call,
+                                    const proto::BranchStateResponse& response, Micros now);
 
   // Completions of ResourceOps (op = ResourceOp::id).
   AgentCoreEffects OnExecuteDone(uint64_t op, const ExecuteResult& result, Micros now);

@@ -15,7 +15,8 @@ using metrics::Sample;
 double Seconds(Micros d) { return static_cast<double>(d) / kSeconds; }
 
 // Every state BranchCore::BranchView names, so each series exists from the start.
-const char* const kStates[] = {"active", "prepared", "aborting", "committed", "aborted"};
+const char* const kStates[] = {"active",    "prepared",  "precommitted",
+                               "aborting",  "committed", "aborted"};
 
 }  // namespace
 
@@ -49,7 +50,9 @@ void Agent::RegisterMetrics() {
     Micros now = SteadyNowMicros();
     for (const BranchCore::BranchView& b : core_.Branches()) {
       c.by_state[b.state] += 1;
-      if (b.state == "prepared") c.oldest_in_doubt = std::max(c.oldest_in_doubt, Seconds(now - b.since));
+      if (b.state == "prepared" || b.state == "precommitted") {
+        c.oldest_in_doubt = std::max(c.oldest_in_doubt, Seconds(now - b.since));
+      }
       if (b.rollback_failures > 0) c.failing_rollbacks += 1;
     }
     return c;

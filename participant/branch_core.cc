@@ -3,6 +3,7 @@
 #include "common/status_proto.h"
 
 #include <algorithm>
+#include <initializer_list>
 
 namespace txc::participant {
 
@@ -22,6 +23,7 @@ const char* BranchCore::StName(St s) {
     case St::kNone: return "none";
     case St::kActive: return "active";
     case St::kPrepared: return "prepared";
+    case St::kPreCommitted: return "precommitted";
     case St::kAborting: return "aborting";
     case St::kCommitted: return "committed";
     case St::kAborted: return "aborted";
@@ -64,8 +66,9 @@ void BranchCore::OnRecovered(const std::string& resource, const std::vector<Reco
       d.outcome = proto::Outcome::ABORTED;
       Enqueue(key, Pending{0, false, d, /*active_only=*/true}, now);
     } else {
-      // PREPARED (or PRECOMMITTED): in doubt, locks held; ask at once.
-      SetState(key, b, St::kPrepared, now);
+      // PREPARED or PRECOMMITTED: in doubt, locks held; ask at once.
+      SetState(key, b, r.state == BranchState::kPreCommitted ? St::kPreCommitted : St::kPrepared,
+               now);
       b.deadline = now;
       b.query_backoff = options_.in_doubt_after;
     }
@@ -167,6 +170,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
                                                " is already aborted on " + resource +
                                                "; begin a new transaction"));
       case St::kPrepared:
+      case St::kPreCommitted:
       case St::kCommitted:
         return ReplyExecute(p, Status::InvalidArgument(Name(resource, txid) + " is " +
                                                        StName(b.state) +
@@ -181,6 +185,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
     }
     switch (b.state) {
       case St::kPrepared:
+      case St::kPreCommitted:
         return ReplyVote(p, proto::Vote::YES, "");  // a duplicate PREPARE
       case St::kCommitted:
         // A duplicate PREPARE gets the same vote: a branch that only read
@@ -248,9 +253,30 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
                                            "; refusing " + OutcomeName(d.outcome)),
                        /*refused=*/true);
   }
+  if (d.__isset.precommit && d.precommit) {
+    // 3PC's PRE_COMMIT: the group chose PRECOMMIT; record PRECOMMITTED, ack.
+    switch (b.state) {
+      case St::kPrepared:
+        b.current = std::move(p);
+        return IssueOp(key, b, ResourceOp::kPreCommit, {}, now);
+      case St::kNone:  // committed and forgotten
+      case St::kPreCommitted:
+      case St::kCommitted:
+        return ReplyDecide(p, Status::Ok());
+      case St::kActive:
+        return ReplyDecide(p, Status::InvalidArgument(Name(resource, txid) +
+                                                      " was never prepared; it cannot precommit"));
+      case St::kAborting:
+      case St::kAborted:
+        return ReplyDecide(p, Status::Internal(Name(resource, txid) +
+                                               " is aborted here; refusing to precommit it"),
+                           /*refused=*/true);
+    }
+  }
   if (d.outcome == proto::Outcome::COMMITTED) {
     switch (b.state) {
       case St::kPrepared:
+      case St::kPreCommitted:
         b.current = std::move(p);
         return IssueOp(key, b, ResourceOp::kCommit, {}, now);
       case St::kNone:  // committed and forgotten, or read-only
@@ -272,6 +298,13 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
     // decision may settle it (a deposed leader's UNKNOWN is no decision).
     if (p.active_only && b.state != St::kActive && !options_.testing_ignore_active_only) return;
     switch (b.state) {
+      case St::kPreCommitted:
+        // The group chose PRECOMMIT, which decides a commit: an ABORTED from
+        // the group means the group is broken. It is still the authority.
+        Log(AgentLogLine::kError, Name(resource, txid) +
+                                      " is PRECOMMITTED and the group says ABORTED: 3PC's "
+                                      "PRECOMMIT should have decided a commit; rolling back");
+        return StartRollback(key, b, std::move(p), now);
       case St::kNone:
       case St::kActive:
       case St::kPrepared:
@@ -492,6 +525,14 @@ void BranchCore::OnOpDone(uint64_t op, const Status& status, Micros now) {
         return;
       }
       break;
+    case ResourceOp::kPreCommit:
+      if (status.ok() && b.state == St::kPrepared) {
+        SetState(key, b, St::kPreCommitted, now);
+        b.deadline = now + options_.in_doubt_after;
+        b.query_backoff = options_.in_doubt_after;
+      }
+      if (p) ReplyDecide(*p, status);
+      break;
     case ResourceOp::kCommit:
       if (status.ok()) {
         ++counters_.commits;
@@ -557,7 +598,13 @@ void BranchCore::WakeWaitersOf(const Key& holder, Micros now) {
 
 void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcome::type outcome,
                            Micros now) {
-  if (!status.ok()) return;  // asked again when the branch's deadline passes
+  if (!status.ok()) {
+    // Asked again when the branch's deadline passes; autonomous termination
+    // counts how long the group has been silent.
+    if (!group_unreachable_since_) group_unreachable_since_ = now;
+    return;
+  }
+  group_unreachable_since_.reset();
   if (outcome == proto::Outcome::COMMITTED || outcome == proto::Outcome::ABORTED) {
     for (const std::string& resource : resources_) {
       Key key{resource, txid};
@@ -574,7 +621,7 @@ void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcom
     proto::DecideRequest d;
     d.txid = txid;
     d.resource = resource;
-    if (b.state == St::kPrepared) {
+    if (InDoubt(b.state)) {
       // In doubt: only the group's decision settles it.
       if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) continue;
       d.outcome = outcome;
@@ -616,6 +663,7 @@ void BranchCore::Tick(Micros now) {
       }
       continue;
     }
+    if (InDoubt(b.state) && !b.in_flight && b.queue.empty()) MaybeTerminate(key, b, now);
     if (b.in_flight || !b.queue.empty() || now < b.deadline) continue;
     if (b.state == St::kAborting) {
       // A failed rollback: try again (OnRollbackDone sets the next deadline).
@@ -625,7 +673,7 @@ void BranchCore::Tick(Micros now) {
     if (b.state == St::kActive) {
       // A client that went quiet: is its transaction still alive?
       b.deadline = now + options_.in_doubt_after;
-    } else if (b.state == St::kPrepared) {
+    } else if (InDoubt(b.state)) {
       b.deadline = now + b.query_backoff;
       b.query_backoff = std::min(b.query_backoff * 2, options_.query_max);
     } else {
@@ -734,7 +782,7 @@ void BranchCore::OnResolve(uint64_t token, const proto::AgentResolveRequest& req
     auto it = branches_.find(key);
     if (it == branches_.end() || it->second.state == St::kNone) continue;
     Branch& b = it->second;
-    if (b.state != St::kPrepared) {
+    if (!InDoubt(b.state)) {
       others += " " + Name(r, req.txid) + " is " + StName(b.state) + ";";
       continue;
     }
@@ -754,9 +802,16 @@ void BranchCore::OnResolve(uint64_t token, const proto::AgentResolveRequest& req
                                           " is in doubt here:" + others +
                                           " only a PREPARED branch is decided heuristically"));
   }
+  StartHeuristicJob(token, /*reply=*/true, targets, req.outcome, req.reason, req.who);
+}
+
+uint64_t BranchCore::StartHeuristicJob(uint64_t token, bool reply, const std::vector<Key>& targets,
+                                       proto::Outcome::type outcome, const std::string& reason,
+                                       const std::string& who) {
   uint64_t job_id = next_job_++;
   OperatorJob& job = jobs_[job_id];
   job.token = token;
+  job.reply = reply;
   job.pending = targets.size();
   for (const Key& key : targets) {
     Branch& b = branches_[key];
@@ -767,19 +822,124 @@ void BranchCore::OnResolve(uint64_t token, const proto::AgentResolveRequest& req
     op.txid = key.second;
     op.info = b.info;
     op.heuristic.txid = key.second;
-    op.heuristic.outcome = req.outcome;
-    op.heuristic.reason = req.reason;
-    op.heuristic.who = req.who;
+    op.heuristic.outcome = outcome;
+    op.heuristic.reason = reason;
+    op.heuristic.who = who;
     job.records[key] = op.heuristic;
     ops_.emplace(op.id, std::make_pair(key, ResourceOp::kHeuristic));
     job_of_op_[op.id] = job_id;
     b.in_flight = true;
     Log(AgentLogLine::kWarn, "heuristic decision requested txid=" + ToString(key.second) +
-                                 " resource=" + key.first + " outcome=" +
-                                 OutcomeName(req.outcome) + " who=\"" + req.who +
-                                 "\" reason=\"" + req.reason + "\"");
+                                 " resource=" + key.first + " outcome=" + OutcomeName(outcome) +
+                                 " who=\"" + who + "\" reason=\"" + reason + "\"");
     effects_.ops.push_back(std::move(op));
   }
+  return job_id;
+}
+
+// ------------------------------------------------- autonomous termination
+
+TerminationDecision SkeenTermination(const std::vector<std::string>& states) {
+  auto any = [&](std::initializer_list<const char*> names) {
+    for (const std::string& s : states) {
+      for (const char* n : names) {
+        if (s == n) return true;
+      }
+    }
+    return false;
+  };
+  if (any({"committed"})) return {proto::Outcome::COMMITTED, "a participant committed"};
+  if (any({"aborted", "aborting"})) return {proto::Outcome::ABORTED, "a participant aborted"};
+  if (any({"active"})) {
+    return {proto::Outcome::ABORTED, "a participant had not voted (ACTIVE)"};
+  }
+  if (any({"precommitted"})) {
+    return {proto::Outcome::COMMITTED, "a participant was PRECOMMITTED and none aborted"};
+  }
+  return {proto::Outcome::ABORTED, "every participant that answered was merely PREPARED"};
+}
+
+std::string BranchCore::StateName(const Key& key) const {
+  auto it = branches_.find(key);
+  if (it != branches_.end() && it->second.state != St::kNone) return StName(it->second.state);
+  if (auto h = heuristics_.find(key); h != heuristics_.end()) {
+    return h->second.record.outcome == proto::Outcome::COMMITTED ? "committed" : "aborted";
+  }
+  return "none";
+}
+
+void BranchCore::OnBranchState(uint64_t token, const proto::BranchStateRequest& req) {
+  proto::BranchStateResponse r;
+  if (!KnownResource(req.resource)) {
+    r.status = ToProto(Status::InvalidArgument("this agent hosts no resource named '" +
+                                               req.resource + "'"));
+  } else {
+    r.state = StateName(Key{req.resource, req.txid});
+  }
+  effects_.replies.push_back({token, std::move(r)});
+}
+
+void BranchCore::MaybeTerminate(const Key& key, Branch& b, Micros now) {
+  const Micros d = options_.autonomous_termination_timeout;
+  if (d <= 0 || b.terminating || b.info.protocol != proto::Protocol::THREE_PC) return;
+  if (!group_unreachable_since_ || now - *group_unreachable_since_ < d || now - b.since < d ||
+      now < b.termination_next) {
+    return;
+  }
+  if (heuristics_.count(key)) return;
+  b.terminating = true;
+  b.termination_answers.clear();
+  b.termination_pending = 0;
+  b.termination_answers[key.first] = StName(b.state);
+  for (const proto::Participant& p : b.info.participants) {
+    if (p.resource == key.first) continue;
+    if (KnownResource(p.resource)) {
+      b.termination_answers[p.resource] = StateName(Key{p.resource, key.second});
+      continue;
+    }
+    ++b.termination_pending;
+    effects_.peer_queries.push_back(PeerQuery{key.second, key.first, p});
+  }
+  Log(AgentLogLine::kWarn, "autonomous termination txid=" + ToString(key.second) + " resource=" +
+                               key.first + ": the coordinator group has been unreachable for " +
+                               std::to_string((now - *group_unreachable_since_) / kMillis) +
+                               " ms; asking " + std::to_string(b.termination_pending) +
+                               " other participant(s)");
+  if (b.termination_pending == 0) FinishTermination(key, b, now);
+}
+
+void BranchCore::OnPeerState(const PeerQuery& q, const Status& call,
+                             const proto::BranchStateResponse& resp, Micros now) {
+  Key key{q.resource, q.txid};
+  auto it = branches_.find(key);
+  if (it == branches_.end() || !it->second.terminating || it->second.termination_pending == 0) {
+    return;
+  }
+  Branch& b = it->second;
+  std::string state = "unreachable";
+  if (call.ok() && resp.status.code == proto::Code::OK) state = resp.state;
+  b.termination_answers[q.to.resource] = state;
+  if (--b.termination_pending == 0) FinishTermination(key, b, now);
+}
+
+void BranchCore::FinishTermination(const Key& key, Branch& b, Micros now) {
+  b.terminating = false;
+  std::vector<std::string> states;
+  std::string seen;
+  for (const auto& [resource, state] : b.termination_answers) {
+    seen += (seen.empty() ? "" : ", ") + resource + "=" + state;
+    if (state != "none" && state != "unreachable") states.push_back(state);
+  }
+  // Still in doubt, idle, and the group still silent (an answer may have come).
+  if (!InDoubt(b.state) || b.in_flight || !b.queue.empty() || !group_unreachable_since_ ||
+      heuristics_.count(key)) {
+    b.termination_next = now + options_.query_max;
+    return;
+  }
+  TerminationDecision d = SkeenTermination(states);
+  StartHeuristicJob(0, /*reply=*/false, {key}, d.outcome,
+                    "3PC autonomous termination: " + d.rule + " (" + seen + ")",
+                    "autonomous-termination");
 }
 
 void BranchCore::OnForget(uint64_t token, const proto::AgentForgetRequest& req, Micros now) {
@@ -888,6 +1048,7 @@ void BranchCore::FinishJob(uint64_t job_id) {
   if (jit == jobs_.end()) return;
   OperatorJob job = std::move(jit->second);
   jobs_.erase(jit);
+  if (!job.reply) return;
   if (job.forget) {
     proto::AgentForgetResponse r;
     r.status = ToProto(job.first_error);
@@ -936,7 +1097,7 @@ size_t BranchCore::in_doubt_count() const {
   size_t n = 0;
   for (const Key& k : live_) {
     auto it = branches_.find(k);
-    if (it != branches_.end() && it->second.state == St::kPrepared) ++n;
+    if (it != branches_.end() && InDoubt(it->second.state)) ++n;
   }
   return n;
 }

@@ -80,12 +80,51 @@ struct AgentOptions {
   // branch voted YES meanwhile, as before the fix (a PREPARED branch is
   // rolled back on a word that was no decision). Default: false.
   bool testing_ignore_active_only = false;
+  // Three-phase commit's autonomous termination (DESIGN.md, "3PC"), off
+  // when 0 (the default): an in-doubt branch of a THREE_PC transaction, in
+  // doubt this long while every outcome query for this long failed (the
+  // coordinator group unreachable), asks the other participants for their
+  // branch's state (the participant list came with CAN_COMMIT) and applies
+  // Skeen's rule (SkeenTermination) as a heuristic decision by
+  // "autonomous-termination": recorded in the resource's log, and reported as
+  // a heuristic hazard if the group later decided the other way. Textbook
+  // 3PC: unsafe under partitions (docs/protocols.md).
+  Micros autonomous_termination_timeout = 0;
+};
+
+// Skeen's cooperative termination rule over the states of the participants
+// that answered (BranchInfo.state names; "none" and failures are left out by
+// the caller): any committed -> COMMITTED; any aborted, aborting or active ->
+// ABORTED; any precommitted -> COMMITTED; only prepared -> ABORTED. `rule`
+// says which applied.
+struct TerminationDecision {
+  proto::Outcome::type outcome = proto::Outcome::ABORTED;
+  std::string rule;
+};
+TerminationDecision SkeenTermination(const std::vector<std::string>& states);
+
+// Autonomous termination: ask the agent at `to` for the state of its branch
+// of `txid` (Agent.BranchState); hand the answer to OnPeerState.
+struct PeerQuery {
+  TxId txid;
+  std::string resource;  // the asking branch's resource here
+  proto::Participant to;
 };
 
 struct ResourceOp {
   // kHeuristic: ResourceManager::HeuristicDecide(heuristic); kForgetHeuristic:
   // ResourceManager::ForgetHeuristic(txid).
-  enum Kind { kExecute, kPrepare, kExecuteAndPrepare, kCommit, kRollback, kHeuristic, kForgetHeuristic };
+  // kPreCommit: ResourceManager::PreCommit (3PC's PRE_COMMIT).
+  enum Kind {
+    kExecute,
+    kPrepare,
+    kExecuteAndPrepare,
+    kCommit,
+    kRollback,
+    kHeuristic,
+    kForgetHeuristic,
+    kPreCommit
+  };
   uint64_t id = 0;  // echo it back in OnExecuteDone / OnOpDone
   Kind kind = kExecute;
   std::string resource;
@@ -97,7 +136,8 @@ struct ResourceOp {
 
 using AgentResponse =
     std::variant<proto::ExecuteResponse, proto::PrepareResponse, proto::DecideResponse,
-                 proto::AgentResolveResponse, proto::AgentForgetResponse>;
+                 proto::AgentResolveResponse, proto::AgentForgetResponse,
+                 proto::BranchStateResponse>;
 
 struct AgentReply {
   uint64_t token = 0;
@@ -115,9 +155,11 @@ struct AgentEffects {
   std::vector<ResourceOp> ops;
   std::vector<AgentReply> replies;
   std::vector<TxId> queries;  // ask the coordinator group for these outcomes
+  std::vector<PeerQuery> peer_queries;  // autonomous termination
   std::vector<AgentLogLine> logs;
   bool empty() const {
-    return ops.empty() && replies.empty() && queries.empty() && logs.empty();
+    return ops.empty() && replies.empty() && queries.empty() && peer_queries.empty() &&
+           logs.empty();
   }
 };
 
@@ -144,6 +186,12 @@ class BranchCore {
   // Drops the heuristic records of req.txid (Agent.Forget); NOT_FOUND when
   // there are none.
   void OnForget(uint64_t token, const proto::AgentForgetRequest& req, Micros now);
+  // Agent.BranchState: the state of this agent's branch of req.txid at
+  // req.resource, for another participant's autonomous termination.
+  void OnBranchState(uint64_t token, const proto::BranchStateRequest& req);
+  // The answer to a PeerQuery (`call` not OK: unreachable, left out).
+  void OnPeerState(const PeerQuery& q, const Status& call, const proto::BranchStateResponse& resp,
+                   Micros now);
 
   // A statement that fails with EXPECTATION_FAILED (expect_rows) or TIMEOUT
   // (interrupted past its deadline) dooms an interactive branch: later
@@ -173,7 +221,7 @@ class BranchCore {
   struct BranchView {
     TxId txid;
     std::string resource;
-    std::string state;  // active, prepared, aborting, committed, aborted
+    std::string state;  // active, prepared, precommitted, aborting, committed, aborted
     Micros since = 0;
     // ABORTING only: failed rollback attempts so far and the last error.
     int rollback_failures = 0;
@@ -223,7 +271,8 @@ class BranchCore {
   };
 
   // kAborting: decided to abort, rollback not yet done (or failing).
-  enum class St { kNone, kActive, kPrepared, kAborting, kCommitted, kAborted };
+  // kPreCommitted: 3PC, PRE_COMMIT recorded (the group chose PRECOMMIT).
+  enum class St { kNone, kActive, kPrepared, kPreCommitted, kAborting, kCommitted, kAborted };
 
   struct Branch {
     St state = St::kNone;
@@ -238,6 +287,12 @@ class BranchCore {
     // ACTIVE: a statement failed in a way that dooms the branch (a row-count
     // expectation, a statement past its deadline); PREPARE votes NO with this.
     std::optional<std::string> doomed;
+    // Autonomous termination round in progress: the answers so far (state
+    // names, by resource) and how many peers have yet to answer.
+    bool terminating = false;
+    size_t termination_pending = 0;
+    std::map<std::string, std::string> termination_answers;
+    Micros termination_next = 0;  // no new round before this
     // ABORTING: failed rollback attempts; the next one is due at `deadline`.
     int rollback_failures = 0;
     std::string rollback_error;
@@ -253,7 +308,10 @@ class BranchCore {
 
   static const char* StName(St s);
   // Branches Tick must look at (besides lock waits).
-  static bool Live(St s) { return s == St::kActive || s == St::kPrepared || s == St::kAborting; }
+  static bool Live(St s) {
+    return s == St::kActive || s == St::kPrepared || s == St::kPreCommitted || s == St::kAborting;
+  }
+  static bool InDoubt(St s) { return s == St::kPrepared || s == St::kPreCommitted; }
   static constexpr size_t kMaxFinalsRemembered = 200000;
   bool KnownResource(const std::string& r) const { return resources_.count(r) > 0; }
   Branch& Get(const std::string& resource, const TxId& txid, Micros now);
@@ -309,6 +367,7 @@ class BranchCore {
   // kForgetHeuristic): the reply goes once all are done.
   struct OperatorJob {
     uint64_t token = 0;
+    bool reply = true;  // false: the agent's own (autonomous termination)
     bool forget = false;
     size_t pending = 0;
     std::vector<proto::BranchInfo> decided;
@@ -317,6 +376,15 @@ class BranchCore {
     std::map<Key, HeuristicRecord, KeyLess> records;  // resolve: what each op records
   };
   std::map<uint64_t, OperatorJob> jobs_;     // job id -> job
+  // When the group's outcome queries started failing (unset: it answered last).
+  std::optional<Micros> group_unreachable_since_;
+  void MaybeTerminate(const Key& key, Branch& b, Micros now);
+  void FinishTermination(const Key& key, Branch& b, Micros now);
+  // Issues the heuristic ops of a job (OnResolve, autonomous termination).
+  uint64_t StartHeuristicJob(uint64_t token, bool reply, const std::vector<Key>& targets,
+                             proto::Outcome::type outcome, const std::string& reason,
+                             const std::string& who);
+  std::string StateName(const Key& key) const;  // as BranchInfo.state; "none" when unknown
   std::map<uint64_t, uint64_t> job_of_op_;   // op id -> job id
   uint64_t next_job_ = 1;
   void OnOperatorOpDone(uint64_t job_id, const Key& key, ResourceOp::Kind kind, const Status& s,

@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
        "how long a statement waits for a row lock")
       ("active-timeout-ms", po::value<int64_t>()->default_value(60000),
        "an idle ACTIVE branch asks the coordinator after this long")
+      ("autonomous-termination-timeout", po::value<std::string>()->default_value("0"),
+       "3PC: when the coordinator group has been unreachable this long (e.g. 10s), an in-doubt "
+       "branch asks the other participants and decides by Skeen's rule; 0 = off (the default). "
+       "Unsafe under partitions: see docs/protocols.md")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
   po::variables_map vm;
@@ -59,6 +63,23 @@ int main(int argc, char** argv) {
   o.core.active_timeout = vm["active-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.core.incarnation = *incarnation;
   o.metrics_listen = vm["metrics-listen"].as<std::string>();
+  {
+    std::string d = vm["autonomous-termination-timeout"].as<std::string>();
+    auto parsed = d == "0" ? std::optional<txc::Micros>(0) : txc::cli::ParseDuration(d);
+    if (!parsed || *parsed < 0) {
+      std::cerr << "txagent: --autonomous-termination-timeout wants a duration such as 500ms, "
+                   "10s or 2m (0 = off), not '"
+                << d << "'\n";
+      return 2;
+    }
+    o.core.autonomous_termination_timeout = *parsed;
+    if (*parsed > 0) {
+      log->warn("autonomous termination is on ({} ms): an in-doubt 3PC branch whose coordinator "
+                "group is unreachable decides with the other participants (unsafe under "
+                "partitions; reported as a heuristic hazard if the group decided otherwise)",
+                *parsed / txc::kMillis);
+    }
+  }
   if (o.coordinators.empty()) {
     std::cerr << "txagent: --coordinator names no address\n";
     return 2;

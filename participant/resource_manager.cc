@@ -36,6 +36,11 @@ void ResourceManager::ExecuteAndPrepare(const TxId& txid, std::vector<proto::Sta
           });
 }
 
+void ResourceManager::PreCommit(const TxId& txid, Callback<Status> done) {
+  done(Status::InvalidArgument("resource " + name() + " does not implement PreCommit (three-phase "
+                               "commit); " + ToString(txid) + " stays PREPARED until DO_COMMIT"));
+}
+
 void ResourceManager::HeuristicDecide(const HeuristicRecord& record, Callback<Status> done) {
   done(Status::InvalidArgument("resource " + name() + " cannot record heuristic decisions; " +
                                ToString(record.txid) + " stays in doubt until the group answers"));

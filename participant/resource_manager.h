@@ -125,6 +125,15 @@ class ResourceManager {
   virtual void ExecuteAndPrepare(const TxId& txid, std::vector<proto::Statement> statements,
                                  const PrepareInfo& info, Callback<ExecuteResult> done);
 
+  // Three-phase commit: records the PREPARED branch as PRECOMMITTED (the
+  // coordinator group chose PRECOMMIT: the transaction will commit), keeping
+  // its changes and locks. OK means durable. Idempotent: OK for a branch
+  // PRECOMMITTED or COMMITTED already; ABORTED for an aborted one. The
+  // default refuses (INVALID_ARGUMENT): such a resource takes part in 3PC
+  // as in 2PC, never PRECOMMITTED (the coordinator waits out its ack
+  // timeout, then commits it; autonomous termination counts it as PREPARED).
+  virtual void PreCommit(const TxId& txid, Callback<Status> done);
+
   // Records the branch as COMMITTED, releases its locks. OK means durable.
   // Idempotent: committing a committed branch is OK.
   virtual void Commit(const TxId& txid, Callback<Status> done) = 0;

@@ -32,7 +32,7 @@ Micros SystemNowMicros() {
 
 // One queued operation and, once run, its outcome.
 struct Op : wal::GroupOp {
-  enum Kind { kExecute, kPrepare, kExecuteAndPrepare, kCommit, kRollback, kHeuristic, kForgetHeuristic };
+  enum Kind { kExecute, kPrepare, kExecuteAndPrepare, kCommit, kRollback, kHeuristic, kForgetHeuristic, kPreCommit };
   Kind kind = kExecute;
   TxId txid;
   HeuristicRecord heuristic;  // kHeuristic
@@ -45,7 +45,7 @@ struct Op : wal::GroupOp {
   bool finalized = false;  // outcome fixed even if the group is re-run
 
   bool NeedsSync() const {
-    return kind == kPrepare || kind == kExecuteAndPrepare || kind == kCommit ||
+    return kind == kPrepare || kind == kExecuteAndPrepare || kind == kCommit || kind == kPreCommit ||
            kind == kHeuristic || kind == kForgetHeuristic;
   }
 };
@@ -112,6 +112,7 @@ class SqliteResource::Impl {
                    ExecuteResult* out);
   Status DoPrepare(const TxId& txid, const PrepareInfo& info);
   Status DoCommit(const TxId& txid);
+  Status DoPreCommit(const TxId& txid);
   Status DoRollback(const TxId& txid);
   Status DoHeuristic(HeuristicRecord record);
   Status DoForgetHeuristic(const TxId& txid);
@@ -342,6 +343,8 @@ Status SqliteResource::Impl::RunOp(Op& op) {
       return DoHeuristic(op.heuristic);
     case Op::kForgetHeuristic:
       return DoForgetHeuristic(op.txid);
+    case Op::kPreCommit:
+      return DoPreCommit(op.txid);
   }
   return Status::Internal("unknown op");
 }
@@ -418,6 +421,25 @@ Status SqliteResource::Impl::DoPrepare(const TxId& txid, const PrepareInfo& info
       return Err(Status::kInvalidArgument, "branch " + id + " is already committed");
   }
   return log_.SetPrepared(id, info);
+}
+
+Status SqliteResource::Impl::DoPreCommit(const TxId& txid) {
+  const std::string id = ToString(txid);
+  auto state = log_.LoadState(id);
+  if (!state.ok()) return state.status();
+  if (!state->has_value()) return Err(Status::kNotFound, "no branch " + id + " to precommit");
+  switch (**state) {
+    case BranchState::kPrepared:
+      return log_.SetState(id, BranchState::kPreCommitted);
+    case BranchState::kPreCommitted:
+    case BranchState::kCommitted:
+      return Status::Ok();  // already there, or past it
+    case BranchState::kAborted:
+      return Err(Status::kAborted, "branch " + id + " is already aborted; cannot precommit it");
+    case BranchState::kActive:
+      break;
+  }
+  return Err(Status::kInvalidArgument, "branch " + id + " is ACTIVE: only a PREPARED branch is precommitted");
 }
 
 Status SqliteResource::Impl::DoCommit(const TxId& txid) {
@@ -560,6 +582,14 @@ void SqliteResource::ExecuteAndPrepare(const TxId& txid, std::vector<proto::Stat
 void SqliteResource::Commit(const TxId& txid, Callback<Status> done) {
   auto op = std::make_unique<Op>();
   op->kind = Op::kCommit;
+  op->txid = txid;
+  op->status_done = std::move(done);
+  impl_->Enqueue(std::move(op));
+}
+
+void SqliteResource::PreCommit(const TxId& txid, Callback<Status> done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::kPreCommit;
   op->txid = txid;
   op->status_done = std::move(done);
   impl_->Enqueue(std::move(op));

@@ -164,6 +164,7 @@ class SqliteResource : public ResourceManager {
   void ExecuteAndPrepare(const TxId& txid, std::vector<proto::Statement> statements,
                          const PrepareInfo& info, Callback<ExecuteResult> done) override;
   void Commit(const TxId& txid, Callback<Status> done) override;
+  void PreCommit(const TxId& txid, Callback<Status> done) override;
   void Rollback(const TxId& txid, Callback<Status> done) override;
   void HeuristicDecide(const HeuristicRecord& record, Callback<Status> done) override;
   void ForgetHeuristic(const TxId& txid, Callback<Status> done) override;

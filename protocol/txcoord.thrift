@@ -306,6 +306,15 @@ struct DecideRequest {
   1: TxId txid
   2: string resource
   3: Outcome outcome       // COMMITTED or ABORTED
+  // Three-phase commit's PRE_COMMIT (outcome is COMMITTED): the coordinator
+  // group has chosen PRECOMMIT for the transaction, so it will commit. The
+  // agent records the branch PRECOMMITTED durably and acknowledges; it does
+  // not commit yet (DO_COMMIT, this request without the flag, follows). An
+  // agent that ignores the flag and commits at once breaks nothing under
+  // termination through the group, but loses what autonomous termination
+  // reads. Refused for a branch that is not PREPARED, PRECOMMITTED or
+  // COMMITTED.
+  4: optional bool precommit
 }
 struct DecideResponse {
   1: Status status
@@ -367,6 +376,21 @@ struct AgentForgetResponse {
   2: i32 forgotten         // how many records were dropped
 }
 
+// Three-phase commit's autonomous termination (txagent
+// --autonomous-termination-timeout): an agent whose coordinator group has
+// been unreachable asks the other participants of an in-doubt transaction
+// for their branch's state. Read-only: answering changes nothing.
+struct BranchStateRequest {
+  1: TxId txid
+  2: string resource
+}
+struct BranchStateResponse {
+  1: Status status
+  // As BranchInfo.state: none (no branch here: never reached, or forgotten),
+  // active, prepared, precommitted, aborting, committed, aborted.
+  2: string state
+}
+
 service Agent {
   ExecuteResponse Execute(1: ExecuteRequest req)
   PrepareResponse Prepare(1: PrepareRequest req)
@@ -374,6 +398,7 @@ service Agent {
   ListBranchesResponse ListBranches(1: ListBranchesRequest req)
   AgentResolveResponse Resolve(1: AgentResolveRequest req)
   AgentForgetResponse Forget(1: AgentForgetRequest req)
+  BranchStateResponse BranchState(1: BranchStateRequest req)
 }
 
 // ------------------------------------------------ replica <-> replica

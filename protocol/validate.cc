@@ -172,10 +172,21 @@ Status Check(const proto::DecideRequest& req) {
   if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) {
     return Bad("DecideRequest.outcome", outcome, "a decision is COMMITTED (2) or ABORTED (3)");
   }
+  if (req.__isset.precommit && req.precommit && outcome != proto::Outcome::COMMITTED) {
+    return Bad("DecideRequest.outcome", outcome, "a PRE_COMMIT (precommit set) carries COMMITTED (2)");
+  }
   return Status::Ok();
 }
 
 Status Check(const proto::ListBranchesRequest&) { return Status::Ok(); }
+
+Status Check(const proto::BranchStateRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "BranchStateRequest.txid"));
+  if (req.resource.empty()) {
+    return Status::InvalidArgument("BranchStateRequest.resource: name the resource");
+  }
+  return Status::Ok();
+}
 
 Status Check(const proto::PeerMessage& msg) {
   // Replica ids are the positive ids of --peers.

@@ -47,6 +47,7 @@ Status Check(const proto::DecideRequest& req);
 Status Check(const proto::ListBranchesRequest& req);
 Status Check(const proto::AgentResolveRequest& req);
 Status Check(const proto::AgentForgetRequest& req);
+Status Check(const proto::BranchStateRequest& req);
 Status Check(const proto::ForgetParticipantRequest& req);
 Status Check(const proto::PeerMessage& msg);
 

@@ -20,6 +20,7 @@ const char* OpName(participant::ResourceOp::Kind k) {
     case participant::ResourceOp::kPrepare: return "prepare";
     case participant::ResourceOp::kExecuteAndPrepare: return "execute+prepare";
     case participant::ResourceOp::kCommit: return "commit";
+    case participant::ResourceOp::kPreCommit: return "precommit";
     case participant::ResourceOp::kRollback: return "rollback";
     case participant::ResourceOp::kHeuristic: return "heuristic decision";
     case participant::ResourceOp::kForgetHeuristic: return "forget heuristic";
@@ -385,6 +386,13 @@ void SimAgent::Decide(const proto::DecideRequest& req,
                                                      &participant::AgentCore::OnDecide);
 }
 
+void SimAgent::BranchState(const proto::BranchStateRequest& req,
+                           std::function<void(proto::BranchStateResponse)> reply) {
+  c_->world().Log(node_, &req.txid, "BRANCH_STATE asked for " + req.resource);
+  Serve<proto::BranchStateRequest, proto::BranchStateResponse>(
+      req, std::move(reply), &participant::AgentCore::OnBranchState);
+}
+
 // ----------------------------------------------------------------- effects
 
 void SimAgent::Apply(Live* l, participant::AgentCoreEffects fx) {
@@ -425,6 +433,30 @@ void SimAgent::Apply(Live* l, participant::AgentCoreEffects fx) {
   }
 
   std::vector<participant::AgentCoreEffects> later;
+  for (const participant::PeerQuery& q : fx.peer_queries) {
+    w.Log(node_, &q.txid, "autonomous termination: asks " + q.to.resource + "@" + q.to.address);
+    SimAgent* peer = c_->AgentAt(q.to.address);
+    auto alive = l->alive;
+    auto done = [this, l, alive, q](Status s, proto::BranchStateResponse r) {
+      if (!*alive) return;
+      c_->world().Log(node_, &q.txid, "autonomous termination: " + q.to.resource + " is " +
+                                          (s.ok() ? r.state : s.ToString()));
+      Apply(l, l->core.OnPeerStateReply(q, s, r, c_->world().now()));
+    };
+    if (peer == nullptr) {
+      w.After(1, [done] { done(Status::Unavailable("no such agent"), proto::BranchStateResponse()); });
+      continue;
+    }
+    proto::BranchStateRequest req;
+    req.txid = q.txid;
+    req.resource = q.to.resource;
+    c_->net().Call<proto::BranchStateResponse>(
+        node_, peer->node(), c_->timing().query_timeout, true,
+        [peer, req](std::function<void(proto::BranchStateResponse)> reply) {
+          peer->BranchState(req, std::move(reply));
+        },
+        done);
+  }
   for (const TxId& txid : fx.queries) {
     if (c_->bugs().heuristic_commit) {
       // BUG: an in-doubt branch commits on its own instead of asking.
@@ -471,7 +503,11 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
   std::string resource = op.resource;
   // The shell tells the checker of final branches; whether the branch wrote
   // is read before the op runs (its changes are gone after).
-  bool report = kind == participant::ResourceOp::kCommit || kind == participant::ResourceOp::kRollback;
+  // (A heuristic decision, here the autonomous termination's, ends it too.)
+  const bool heuristic_commit = op.heuristic.outcome == proto::Outcome::COMMITTED;
+  bool report = kind == participant::ResourceOp::kCommit ||
+                kind == participant::ResourceOp::kRollback ||
+                kind == participant::ResourceOp::kHeuristic;
   bool wrote = report && HasChanges(l, op.resource, op.txid);
   SimWorker* worker = l->workers.at(op.resource).get();
   // A runaway statement: the worker burns CPU while it is queued or runs.
@@ -520,15 +556,27 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
       Apply(l, l->core.OnExecuteDone(id, r, c_->world().now()));
     });
   };
-  auto status_done = [this, l, alive, id, kind, txid, resource, report, wrote,
+  auto status_done = [this, l, alive, id, kind, txid, resource, report, wrote, heuristic_commit,
                       when_free](Status s) {
     if (!*alive) return;
     c_->world().Log(node_, &txid, std::string(OpName(kind)) + " done: " + (s.ok() ? "ok" : s.ToString()));
     if (kind == participant::ResourceOp::kPrepare && s.ok()) {
       c_->checker().OnBranchPrepared(node_, resource, txid);
     }
+    if (kind == participant::ResourceOp::kPreCommit && s.ok()) {
+      c_->checker().OnBranchPreCommitted(node_, resource, txid);
+    }
     if (report && s.ok()) {
-      if (kind == participant::ResourceOp::kCommit) {
+      if (kind == participant::ResourceOp::kHeuristic) {
+        // A decision taken here (the agent heard none): the checker compares
+        // it with the other participants' outcomes.
+        if (heuristic_commit) {
+          c_->checker().OnBranchCommitted(node_, resource, txid, wrote);
+        } else {
+          c_->checker().OnAbortDecisionHeard(node_, txid);
+          c_->checker().OnBranchAborted(node_, resource, txid, wrote);
+        }
+      } else if (kind == participant::ResourceOp::kCommit) {
         c_->checker().OnBranchCommitted(node_, resource, txid, wrote);
       } else {
         c_->checker().OnBranchAborted(node_, resource, txid, wrote);
@@ -541,6 +589,7 @@ void SimAgent::Run(Live* l, participant::ResourceOp op) {
         switch (kind) {
           case participant::ResourceOp::kPrepare: point = "agent.after_prepared"; break;
           case participant::ResourceOp::kCommit: point = "agent.after_committed"; break;
+          case participant::ResourceOp::kPreCommit: point = "agent.after_precommitted"; break;
           case participant::ResourceOp::kRollback: point = "agent.after_rollback"; break;
           default: break;
         }

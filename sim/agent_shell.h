@@ -70,6 +70,9 @@ class SimAgent {
   void Execute(const proto::ExecuteRequest& req, std::function<void(proto::ExecuteResponse)> reply);
   void Prepare(const proto::PrepareRequest& req, std::function<void(proto::PrepareResponse)> reply);
   void Decide(const proto::DecideRequest& req, std::function<void(proto::DecideResponse)> reply);
+  // Another participant's autonomous termination asks (3PC).
+  void BranchState(const proto::BranchStateRequest& req,
+                   std::function<void(proto::BranchStateResponse)> reply);
 
   // The state each resource would have after a crash-free step now: live when
   // up, the durable image when down.

@@ -82,6 +82,12 @@ void Checker::OnBranchAborted(int node, const std::string& resource, const TxId&
                   " after it voted YES, but no ABORTED decision reached it since (a rollback of "
                   "a PREPARED branch on a word that was no decision)");
   }
+  if (precommitted_.count(txid)) {
+    Violation("atomicity", &txid,
+              "rolled back at " + resource + " on " + world_->NodeName(node) +
+                  " although a participant reached PRECOMMITTED (3PC: PRE_COMMIT leaves only once "
+                  "the group chose PRECOMMIT, which decides a commit)");
+  }
   Outcomes& o = outcomes_[txid];
   o.aborted.insert(resource);
   if (!o.committed.empty()) {
@@ -97,6 +103,16 @@ void Checker::OnBranchAborted(int node, const std::string& resource, const TxId&
 
 void Checker::OnBranchPrepared(int node, const std::string& resource, const TxId& txid) {
   prepared_.insert({node, txid, resource});
+}
+
+void Checker::OnBranchPreCommitted(int node, const std::string& resource, const TxId& txid) {
+  world_->Log(node, &txid, "branch PRECOMMITTED at " + resource);
+  precommitted_.insert(txid);
+  if (auto it = outcomes_.find(txid); it != outcomes_.end() && !it->second.aborted.empty()) {
+    Violation("atomicity", &txid,
+              "PRECOMMITTED at " + resource + " although rolled back at " +
+                  *it->second.aborted.begin() + " (3PC: PRECOMMIT decides a commit)");
+  }
 }
 
 void Checker::OnAbortDecisionHeard(int node, const TxId& txid) { abort_heard_.insert({node, txid}); }

@@ -73,6 +73,10 @@ class Checker {
   // PREPARED). OnBranchAborted checks a PREPARED branch's rollback against them.
   void OnBranchPrepared(int node, const std::string& resource, const TxId& txid);
   void OnAbortDecisionHeard(int node, const TxId& txid);
+  // 3PC: a branch reached PRECOMMITTED (durable). The group chose PRECOMMIT
+  // before any PRE_COMMIT left, so the transaction must commit: a rollback
+  // (with changes) of any of its branches is an atomicity violation.
+  void OnBranchPreCommitted(int node, const std::string& resource, const TxId& txid);
   void OnAbortedOutcomeHeard(int node, const TxId& txid);
 
   // A statement of `txid`'s branch at `resource` was interrupted past the
@@ -171,6 +175,7 @@ class Checker {
   // txids whose ABORTED decision the node heard in a way that may settle them.
   std::set<std::tuple<int, TxId, std::string>, PreparedLess> prepared_;
   std::set<std::pair<int, TxId>, HeardLess> abort_heard_;
+  std::set<TxId, TxIdLess> precommitted_;
 
   std::unordered_set<std::string> proposed_;
   std::map<uint64_t, std::string> slots_;

@@ -86,6 +86,10 @@ const std::vector<BugInfo>& Bugs() {
       {"abort-after-prepared",
        "the agent's own abort of a branch that seemed abandoned (queued while it was ACTIVE, on "
        "an ABORTED or UNKNOWN answer) still runs after the branch voted YES"},
+      {"3pc-skip-precommit-choose",
+       "3PC: the leader sends PRE_COMMIT as soon as it proposes PRECOMMIT, before the group "
+       "chose it (runs with --protocol 3pc)",
+       false, true},
       {"forgotten-commit-as-abort",
        "a txid the table forgot after it ended is presumed aborted, even one that committed "
        "(the coordinator's shell rewrites such answers to ABORTED)"},
@@ -106,6 +110,12 @@ std::string ReplayCommand(const SimOptions& o) {
   if (o.txns != 120) s += " --txns-per-seed " + std::to_string(o.txns);
   if (o.workload != "transfers") s += " --workload " + o.workload;
   if (o.replicas != 1) s += " --replicas " + std::to_string(o.replicas);
+  if (!o.scenario.empty()) {
+    s += " --scenario " + o.scenario;
+  } else if (o.protocol != "2pc") {
+    s += " --protocol " + o.protocol;
+  }
+  if (o.autonomous_termination) s += " --autonomous-termination";
   return s + " --trace";
 }
 
@@ -165,6 +175,7 @@ Timing::Timing() {
   // was never decided is FORGOTTEN too, and a branch left in doubt by a
   // presumed abort (no DECIDE; its ABORT lost) could never settle.
   driver.table.ended_retained = 8;
+  driver.precommit_ack_timeout = 1 * kSeconds;  // as the vote timeout
 }
 
 // ------------------------------------------------------------------ cluster
@@ -172,8 +183,14 @@ Timing::Timing() {
 Cluster::Cluster(const SimOptions& options) : options_(options) {
   for (const BugInfo& b : Bugs()) {
     if (b.group && options_.bug == b.name && options_.replicas < 3) options_.replicas = 3;
+    if (b.three_pc && options_.bug == b.name) options_.protocol = "3pc";
   }
   if (options_.replicas < 1) options_.replicas = 1;
+  if (options_.scenario == "3pc-partition") {
+    options_.protocol = "3pc";
+    options_.faults = FaultLevel::kNone;
+  }
+  if (options_.autonomous_termination) timing_.agent.autonomous_termination_timeout = 2 * kSeconds;
   bugs_.vote_before_durable = options.bug == "vote-before-durable";
   bugs_.lying_disk = options.bug == "lying-disk";
   bugs_.early_commit_reply = options.bug == "early-commit-reply";
@@ -186,6 +203,7 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
   bugs_.empty_disk_votes = options.bug == "empty-disk-votes";
   bugs_.dead_leader_heartbeats = options.bug == "dead-leader-heartbeats";
   bugs_.abort_after_prepared = options.bug == "abort-after-prepared";
+  bugs_.skip_precommit_choose = options.bug == "3pc-skip-precommit-choose";
   world_ = std::make_unique<World>(options.seed, options.trace, options.hash_trace);
   net_ = std::make_unique<Network>(world_.get(), NetOptions());
   checker_ = std::make_unique<Checker>(world_.get(), ReplayCommand(options_), options.report);
@@ -200,6 +218,25 @@ SimCoordinator* Cluster::CoordinatorAt(int node) const {
     if (c->node() == node) return c.get();
   }
   return nullptr;
+}
+
+void Cluster::OnPreCommitSend(const TxId& txid, const std::string& to,
+                              const std::vector<proto::Participant>& ps) {
+  if (options_.scenario != "3pc-partition" || scenario_partitioned_) return;
+  bool other = std::any_of(ps.begin(), ps.end(), [&](const auto& p) { return p.address != to; });
+  SimAgent* victim = AgentAt(to);
+  if (!other || victim == nullptr) return;
+  scenario_partitioned_ = true;
+  int id = net_->Isolate(victim->node());
+  std::string what = "isolates " + world_->NodeName(victim->node()) +
+                     " (scenario 3pc-partition: PRECOMMIT of " + ToString(txid) +
+                     " is chosen, its PRE_COMMIT to " + to + " is lost)";
+  world_->LogFault(-1, "PARTITION " + what);
+  ++result_.faults.partition;
+  world_->After(15 * kSeconds, [this, id, what] {
+    net_->Heal(id);
+    world_->LogFault(-1, "HEAL " + what);
+  });
 }
 
 SimAgent* Cluster::AgentAt(const std::string& address) {

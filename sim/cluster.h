@@ -76,6 +76,7 @@ struct BugFlags {
   bool empty_disk_votes = false;
   bool dead_leader_heartbeats = false;
   bool abort_after_prepared = false;
+  bool skip_precommit_choose = false;
 };
 
 // A transaction a client finished: what a late query (SimClient::LateQuery)
@@ -267,7 +268,16 @@ class Cluster {
   const BugFlags& bugs() const { return bugs_; }
   FaultLevel faults() const { return options_.faults; }
   bool split_execute() const { return options_.workload == "split-execute"; }
+  // The commit protocol clients ask for (SimOptions::protocol).
+  proto::Protocol::type protocol() const {
+    return options_.protocol == "3pc" ? proto::Protocol::THREE_PC : proto::Protocol::TWO_PC;
+  }
   const DiskOptions& disk_options() const { return disk_options_; }
+  // Scenario 3pc-partition: the leader is about to send PRE_COMMIT of
+  // `txid` (whose participants are `ps`) to the agent at `to`; the first
+  // time another agent takes part too, `to` is cut off from every node.
+  void OnPreCommitSend(const TxId& txid, const std::string& to,
+                       const std::vector<proto::Participant>& ps);
 
   // A named point in a shell: under a fault schedule that armed it, the node
   // crashes right here (returns true; the caller must return at once).
@@ -348,6 +358,7 @@ class Cluster {
   }
 
   SimOptions options_;
+  bool scenario_partitioned_ = false;
   Timing timing_;
   BugFlags bugs_;
   std::unique_ptr<World> world_;

@@ -56,6 +56,7 @@ void SimCoordinator::Boot() {
   World& w = c_->world();
   coord::NodeCoreOptions o;
   o.driver = c_->timing().driver;
+  o.driver.testing_precommit_before_chosen = c_->bugs().skip_precommit_choose;  // BUG
   o.tick = c_->timing().tick;
   live_ = std::make_unique<Live>(std::move(o));
   Live* l = live_.get();
@@ -349,8 +350,15 @@ bool SimCoordinator::Do(Live* l, coord::ParticipantCall& call, std::vector<coord
   } else if (call.decide) {
     bool want_ack = call.want_ack;
     bool commit = call.decide->outcome == proto::Outcome::COMMITTED;
-    w.Log(node_, &txid, std::string(commit ? "COMMIT" : "ABORT") + " -> " + call.to.resource +
-                            "@" + call.to.address);
+    bool precommit = call.decide->__isset.precommit && call.decide->precommit;
+    if (precommit) {
+      for (const auto& v : l->core.driver().ActiveTxns(w.now())) {
+        if (v.txid == txid) c_->OnPreCommitSend(txid, call.to.address, v.participants);
+      }
+      agent = c_->AgentAt(call.to.address);
+    }
+    w.Log(node_, &txid, std::string(precommit ? "PRE_COMMIT" : commit ? "COMMIT" : "ABORT") +
+                            " -> " + call.to.resource + "@" + call.to.address);
     coord::ParticipantCall sent = call;  // OnDecideAnswer hears every answer
     if (agent == nullptr) {
       if (!want_ack) return true;
@@ -577,6 +585,8 @@ void SimCoordinator::BootReplica() {
   // BUG dead-leader-heartbeats: the node stops serving on a failed log, but
   // its replica core keeps leading (the test-only seam of NodeCoreOptions).
   o.testing_keep_replica_on_log_failure = c_->bugs().dead_leader_heartbeats;
+  // BUG 3pc-skip-precommit-choose: PRE_COMMIT before PRECOMMIT is chosen.
+  o.driver.testing_precommit_before_chosen = c_->bugs().skip_precommit_choose;
   // The acceptor's durable image, as paxos_log.cc reads it back from its
   // store: the snapshot (if any) restores the table in the core, and only
   // accepted entries above it are read; the core re-applies every chosen slot

@@ -24,6 +24,7 @@ struct BugInfo {
   const char* name;
   const char* what;
   bool group = false;  // a bug of the replicated coordinator: needs --replicas 3 or 5
+  bool three_pc = false;  // a bug of three-phase commit: runs with protocol 3pc
 };
 const std::vector<BugInfo>& Bugs();
 bool KnownBug(const std::string& name);
@@ -31,6 +32,8 @@ bool KnownBug(const std::string& name);
 struct SimOptions {
   uint64_t seed = 1;
   FaultLevel faults = FaultLevel::kHeavy;
+  // The commit protocol clients ask for: "2pc" or "3pc" (a 3PC bug,
+  // BugInfo::three_pc, runs with "3pc" whatever this says).
   std::string protocol = "2pc";
   // Transactions the clients attempt in this seed. Default: 120.
   int txns = 120;
@@ -45,6 +48,14 @@ struct SimOptions {
   // in two Execute calls on the same branch, first and last (see
   // docs/testing.md, known weaknesses).
   std::string workload = "transfers";
+  // A scripted run instead of random faults (docs/testing.md):
+  //   "3pc-partition": no random faults, 3PC; at the first PRE_COMMIT the
+  //   leader sends to an agent while another agent takes part, that agent is
+  //   cut off from every node (coordinators, agents, clients) for 15 s.
+  std::string scenario;
+  // Agents run 3PC's autonomous termination (AgentOptions::
+  // autonomous_termination_timeout, 2 s here). Off by default.
+  bool autonomous_termination = false;
   // Every event as a line, to this stream (nullptr: none).
   std::ostream* trace = nullptr;
   // Keep a hash of the formatted trace (SimResult::trace_hash) even without a stream.

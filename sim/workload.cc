@@ -238,7 +238,7 @@ void SimClient::SendCommit() {
   proto::CommitRequest req;
   req.txid = txn_.txid;
   req.participants = txn_.participants;
-  req.protocol = proto::Protocol::TWO_PC;
+  req.protocol = c_->protocol();
   c_->checker().OnCommitRequested(txn_.txid);
   txn_.commit_requested = true;
   c_->world().Log(node_, &txn_.txid, "client: commit");
@@ -251,7 +251,7 @@ void SimClient::SendCommit() {
 void SimClient::SendSubmit() {
   proto::SubmitRequest req;
   req.txid = txn_.txid;
-  req.protocol = proto::Protocol::TWO_PC;
+  req.protocol = c_->protocol();
   for (const Step& step : txn_.steps) {
     proto::Branch b;
     b.participant.resource = step.resource;
@@ -322,7 +322,7 @@ void SimClient::LateQuery() {
         proto::CommitRequest creq;
         creq.txid = f.txid;
         creq.participants = f.participants;
-        creq.protocol = proto::Protocol::TWO_PC;
+        creq.protocol = c_->protocol();
         c_->CoordinatorCall<proto::CommitRequest, proto::CommitResponse>(
             node_, creq, c_->timing().commit_deadline, c_->timing().coord_attempt,
             &SimCoordinator::Commit, [this, f](Status s, proto::CommitResponse r) {

@@ -1669,5 +1669,211 @@ TEST_F(BranchCoreTest, BranchesViewReportsStates) {
   EXPECT_EQ(core_.in_doubt_count(), 1u);
 }
 
+// ---------------------------------------------------------------------- 3PC
+
+class ThreePhaseBranchTest : public BranchCoreTest {
+ protected:
+  void PreCommit(uint64_t token, const TxId& txid, const std::string& resource = kRes) {
+    proto::DecideRequest req;
+    req.txid = txid;
+    req.resource = resource;
+    req.outcome = proto::Outcome::COMMITTED;
+    req.__set_precommit(true);
+    core_.OnDecide(token, req, now_);
+  }
+};
+
+TEST_F(ThreePhaseBranchTest, PreCommitIsAckedOnlyOnceDurableAndCommitFollows) {
+  MakePrepared(kT1);
+  PreCommit(2, kT1);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.replies.empty());
+  ResourceOp op = OnlyOp(fx, ResourceOp::kPreCommit, kT1);
+  OpDone(op);
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "precommitted");
+  EXPECT_EQ(core_.in_doubt_count(), 1u);  // still in doubt: not committed yet
+  PreCommit(3, kT1);                      // a duplicate: acked, no op
+  fx = Take();
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(DecideReply(fx, 3).status.code, proto::Code::OK);
+  Execute(4, kT1);
+  EXPECT_EQ(ExecReply(Take(), 4).status.code, proto::Code::INVALID_ARGUMENT);
+  Decide(5, kT1, proto::Outcome::COMMITTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  EXPECT_EQ(DecideReply(Take(), 5).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "committed");
+  PreCommit(6, kT1);  // late: the branch is past it
+  EXPECT_EQ(DecideReply(Take(), 6).status.code, proto::Code::OK);
+}
+
+TEST_F(ThreePhaseBranchTest, FailedPreCommitLeavesThePreparedBranchForTheResend) {
+  MakePrepared(kT1);
+  PreCommit(2, kT1);
+  OpDone(OnlyOp(Take(), ResourceOp::kPreCommit, kT1), Status::StorageFailed("disk gone"));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::STORAGE_FAILED);
+  EXPECT_EQ(StateOf(kT1), "prepared");
+}
+
+TEST_F(ThreePhaseBranchTest, PreCommitOfAnAbortedBranchIsRefusedAndOfAnActiveOneIsAnError) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
+  Take();
+  PreCommit(3, kT1);
+  proto::DecideResponse r = DecideReply(Take(), 3);
+  EXPECT_NE(r.status.code, proto::Code::OK);
+  EXPECT_TRUE(r.__isset.refused && r.refused);
+  MakeActive(kT2);
+  PreCommit(4, kT2);
+  r = DecideReply(Take(), 4);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_FALSE(r.__isset.refused && r.refused);
+  EXPECT_EQ(StateOf(kT2), "active");
+}
+
+TEST_F(ThreePhaseBranchTest, RecoveredPrecommittedBranchStaysInDoubtAndAsksTheGroup) {
+  RecoveredBranch r;
+  r.txid = kT1;
+  r.state = BranchState::kPreCommitted;
+  r.info.participants = kParticipants;
+  r.info.protocol = proto::Protocol::THREE_PC;
+  core_.OnRecovered(kRes, {r}, now_);
+  EXPECT_TRUE(Take().ops.empty());
+  EXPECT_EQ(StateOf(kT1), "precommitted");
+  core_.Tick(now_);
+  EXPECT_EQ(Take().queries, std::vector<TxId>{kT1});
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::PENDING, now_);  // the group is committing
+  EXPECT_TRUE(Take().ops.empty());
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  EXPECT_EQ(StateOf(kT1), "committed");
+}
+
+// ------------------------------------------------- autonomous termination
+
+TEST(SkeenTerminationTest, EachRuleInItsOrder) {
+  EXPECT_EQ(SkeenTermination({"prepared", "committed", "aborted"}).outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(SkeenTermination({"precommitted", "aborting"}).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(SkeenTermination({"precommitted", "active"}).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(SkeenTermination({"prepared", "precommitted"}).outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(SkeenTermination({"prepared", "prepared"}).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(SkeenTermination({"prepared"}).outcome, proto::Outcome::ABORTED);
+  EXPECT_NE(SkeenTermination({"prepared"}).rule.find("PREPARED"), std::string::npos);
+}
+
+class AutonomousTerminationTest : public BranchCoreTest {
+ protected:
+  AutonomousTerminationTest() {
+    AgentOptions o = TestOptions();
+    o.autonomous_termination_timeout = 3 * kSeconds;
+    core_ = BranchCore({kRes}, o);  // bank_b is on another agent
+  }
+  // A PREPARED 3PC branch of kT1 on bank_a, asking the group from now.
+  void Prepared3pc() {
+    RecoveredBranch r;
+    r.txid = kT1;
+    r.state = BranchState::kPrepared;
+    r.info.participants = kParticipants;
+    r.info.protocol = proto::Protocol::THREE_PC;
+    core_.OnRecovered(kRes, {r}, now_);
+    Take();
+  }
+  // Ticks every 100 ms until `until`, the group failing every query.
+  AgentEffects SilentGroupUntil(Micros until) {
+    AgentEffects all;
+    for (; now_ <= until; now_ += 100 * kMillis) {
+      core_.Tick(now_);
+      AgentEffects fx = Take();
+      for (const TxId& q : fx.queries) core_.OnOutcome(q, Status::Unavailable("no leader"), proto::Outcome::UNKNOWN, now_);
+      for (auto& q : fx.peer_queries) all.peer_queries.push_back(q);
+      for (auto& op : fx.ops) all.ops.push_back(op);
+      AgentEffects more = Take();
+      for (auto& op : more.ops) all.ops.push_back(op);
+      if (!all.peer_queries.empty()) break;
+    }
+    return all;
+  }
+};
+
+TEST_F(AutonomousTerminationTest, AfterTheTimeoutWithoutTheGroupItAsksThePeersAndAppliesTheRule) {
+  Prepared3pc();
+  const Micros t0 = now_;
+  AgentEffects fx = SilentGroupUntil(t0 + 10 * kSeconds);
+  ASSERT_EQ(fx.peer_queries.size(), 1u);
+  EXPECT_EQ(fx.peer_queries[0].to.resource, kOther);
+  EXPECT_EQ(fx.peer_queries[0].resource, kRes);
+  EXPECT_GE(now_ - t0, 3 * kSeconds);  // not before the timeout
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  proto::BranchStateResponse peer;
+  peer.state = "precommitted";
+  core_.OnPeerState(fx.peer_queries[0], Status::Ok(), peer, now_);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kHeuristic, kT1);
+  EXPECT_EQ(op.heuristic.outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(op.heuristic.who, "autonomous-termination");
+  EXPECT_NE(op.heuristic.reason.find("bank_b=precommitted"), std::string::npos) << op.heuristic.reason;
+  OpDone(op);
+  EXPECT_EQ(StateOf(kT1), "committed");
+  // The group's decision later: ABORTED disagrees, refused as a hazard.
+  Decide(5, kT1, proto::Outcome::ABORTED);
+  proto::DecideResponse r = DecideReply(Take(), 5);
+  EXPECT_TRUE(r.__isset.refused && r.refused);
+  EXPECT_EQ(core_.heuristic_hazard_count(), 1u);
+}
+
+TEST_F(AutonomousTerminationTest, AnUnreachablePeerLeavesOnlyPreparedSoItAborts) {
+  Prepared3pc();
+  AgentEffects fx = SilentGroupUntil(now_ + 10 * kSeconds);
+  ASSERT_EQ(fx.peer_queries.size(), 1u);
+  core_.OnPeerState(fx.peer_queries[0], Status::Timeout("partitioned"), proto::BranchStateResponse(), now_);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kHeuristic, kT1);
+  EXPECT_EQ(op.heuristic.outcome, proto::Outcome::ABORTED);
+}
+
+TEST_F(AutonomousTerminationTest, AGroupThatAnswersOrA2pcBranchNeverTerminatesAlone) {
+  Prepared3pc();
+  // The group answers PENDING: it is reachable; nothing autonomous happens.
+  for (Micros end = now_ + 10 * kSeconds; now_ <= end; now_ += 100 * kMillis) {
+    core_.Tick(now_);
+    AgentEffects fx = Take();
+    for (const TxId& q : fx.queries) core_.OnOutcome(q, Status::Ok(), proto::Outcome::PENDING, now_);
+    EXPECT_TRUE(fx.peer_queries.empty());
+    EXPECT_TRUE(Take().peer_queries.empty());
+  }
+  // A 2PC branch with the group silent: blocked, never decided alone.
+  BranchCore two({kRes}, [] {
+    AgentOptions o = TestOptions();
+    o.autonomous_termination_timeout = 3 * kSeconds;
+    return o;
+  }());
+  RecoveredBranch r;
+  r.txid = kT2;
+  r.state = BranchState::kPrepared;
+  r.info.participants = kParticipants;
+  two.OnRecovered(kRes, {r}, now_);
+  for (Micros end = now_ + 10 * kSeconds; now_ <= end; now_ += 100 * kMillis) {
+    two.Tick(now_);
+    AgentEffects fx = two.TakeEffects();
+    for (const TxId& q : fx.queries) two.OnOutcome(q, Status::Unavailable("no leader"), proto::Outcome::UNKNOWN, now_);
+    EXPECT_TRUE(fx.peer_queries.empty());
+    EXPECT_TRUE(fx.ops.empty());
+  }
+}
+
+TEST_F(BranchCoreTest, BranchStateAnswersTheStateOfTheBranchHere) {
+  MakePrepared(kT1);
+  proto::BranchStateRequest req;
+  req.txid = kT1;
+  req.resource = kRes;
+  core_.OnBranchState(7, req);
+  EXPECT_EQ(ReplyTo<proto::BranchStateResponse>(Take(), 7).state, "prepared");
+  req.txid = kT2;
+  core_.OnBranchState(8, req);
+  EXPECT_EQ(ReplyTo<proto::BranchStateResponse>(Take(), 8).state, "none");
+  req.resource = "nope";
+  core_.OnBranchState(9, req);
+  EXPECT_EQ(ReplyTo<proto::BranchStateResponse>(Take(), 9).status.code, proto::Code::INVALID_ARGUMENT);
+}
+
 }  // namespace
 }  // namespace txc::participant

@@ -1555,20 +1555,6 @@ TEST_F(CommitDriverTest, OperatorsResolveChosenFirstDecidesTheTxn) {
 namespace txc::coord {
 namespace {
 
-TEST_F(CommitDriverTest, ThreePhaseCommitIsRefusedUntilItExists) {
-  TxId t = Begin();
-  proto::CommitRequest req;
-  req.txid = t;
-  req.participants = {txc::testing::Participant("bank_a", "10.0.0.1:7100")};
-  req.protocol = proto::Protocol::THREE_PC;
-  driver_.OnCommit(7, req, now_);
-  DriverEffects fx = Take();
-  auto r = CommitReply(fx, 7);
-  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
-  EXPECT_TRUE(fx.calls.empty());
-  EXPECT_TRUE(fx.proposals.empty());
-}
-
 }  // namespace
 }  // namespace txc::coord
 
@@ -1902,6 +1888,214 @@ TEST_F(CommitDriverTest, DecideAnswersAckAndRetryAsOnAckDoes) {
   EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
   EXPECT_EQ(fx.proposals[0].txid, t);
   EXPECT_EQ(driver_.hazard_count(), 0u);
+}
+
+// ---------------------------------------------------------------------- 3PC
+
+class ThreePhaseTest : public CommitDriverTest {
+ protected:
+  void Commit3(uint64_t token, const TxId& txid, Participants ps) {
+    proto::CommitRequest req;
+    req.txid = txid;
+    req.participants = std::move(ps);
+    req.protocol = proto::Protocol::THREE_PC;
+    driver_.OnCommit(token, req, now_);
+  }
+  // Begins a 3PC txn over `ps` and collects every YES: returns it with the
+  // PRECOMMIT proposal in `precommit`.
+  TxId VoteYes3(const Participants& ps, uint64_t token, proto::Command* precommit) {
+    TxId t = Begin();
+    Commit3(token, t, ps);
+    DriverEffects fx = Take();
+    EXPECT_EQ(Prepares(fx).size(), ps.size());
+    for (const auto& c : Prepares(fx)) EXPECT_EQ(c.prepare->protocol, proto::Protocol::THREE_PC);
+    for (size_t i = 0; i < ps.size(); ++i) Vote(t, i, kYes);
+    fx = Take();
+    EXPECT_EQ(fx.proposals.size(), 1u);
+    if (!fx.proposals.empty()) *precommit = fx.proposals[0];
+    return t;
+  }
+  static std::vector<ParticipantCall> PreCommits(const DriverEffects& fx) {
+    std::vector<ParticipantCall> out;
+    for (const auto& c : fx.calls) {
+      if (c.decide && c.decide->__isset.precommit && c.decide->precommit) out.push_back(c);
+    }
+    return out;
+  }
+  void Answer(const ParticipantCall& c, const Status& transport = Status::Ok()) {
+    driver_.OnDecideAnswer(c, transport, proto::DecideResponse(), now_);
+  }
+};
+
+TEST_F(ThreePhaseTest, PreCommitLeavesOnlyOnceChosenAndTheCommitOnlyAfterEveryAck) {
+  proto::Command precommit;
+  TxId t = VoteYes3({kA, kB}, 2, &precommit);
+  EXPECT_EQ(precommit.type, proto::CommandType::PRECOMMIT);
+  EXPECT_EQ(precommit.txid, t);
+  EXPECT_EQ(precommit.participants, (Participants{kA, kB}));
+  EXPECT_EQ(driver_.ActiveTxns(now_)[0].state, "precommitting");
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);
+  driver_.Tick(now_ + 30 * kSeconds);  // the log may take its time
+  EXPECT_TRUE(Take().empty());
+
+  Choose(precommit);
+  DriverEffects fx = Take();
+  auto pcs = PreCommits(fx);
+  ASSERT_EQ(pcs.size(), 2u);
+  EXPECT_EQ(Targets(pcs), (Participants{kA, kB}));
+  for (const auto& c : pcs) {
+    EXPECT_TRUE(c.want_ack);
+    EXPECT_EQ(c.decide->outcome, proto::Outcome::COMMITTED);
+  }
+  EXPECT_TRUE(fx.replies.empty());
+  EXPECT_TRUE(fx.proposals.empty());
+  EXPECT_EQ(driver_.ActiveTxns(now_)[0].state, "precommitted");
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);
+
+  Answer(pcs[1]);
+  EXPECT_TRUE(Take().empty());  // bank_a has not acked
+  Answer(pcs[0]);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::DECIDE);
+  EXPECT_EQ(fx.proposals[0].outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(fx.proposals[0].protocol, proto::Protocol::THREE_PC);
+  EXPECT_TRUE(fx.replies.empty());
+
+  Choose(fx.proposals[0]);
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 2).outcome, proto::Outcome::COMMITTED);
+  auto commits = Decisions(fx, proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 2u);
+  EXPECT_TRUE(PreCommits(fx).empty());  // DO_COMMIT, not PRE_COMMIT again
+}
+
+TEST_F(ThreePhaseTest, PreCommitIsResentAndAfterItsTimeoutTheCommitIsProposedAnyway) {
+  proto::Command precommit;
+  TxId t = VoteYes3({kA, kB}, 2, &precommit);
+  Choose(precommit);
+  auto pcs = PreCommits(Take());
+  ASSERT_EQ(pcs.size(), 2u);
+  Answer(pcs[0]);
+  Answer(pcs[1], Status::Unavailable("agent down"));
+  EXPECT_TRUE(Take().empty());
+  now_ += 50 * kMillis;  // resend_initial
+  driver_.Tick(now_);
+  auto again = PreCommits(Take());
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].to, kB);
+  // No ack by precommit_ack_timeout (5 s after PRECOMMIT was chosen): the
+  // commit is proposed; bank_b learns the outcome like any participant.
+  now_ = kT0 + 5 * kSeconds;
+  driver_.Tick(now_);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::DECIDE);
+  EXPECT_EQ(fx.proposals[0].outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(fx.proposals[0].participants, (Participants{kA, kB}));
+  (void)t;
+}
+
+TEST_F(ThreePhaseTest, ReadOnlyVotersLeaveAndAllReadOnlySkipsPreCommit) {
+  TxId t = Begin();
+  Commit3(2, t, {kA, kB});
+  Take();
+  Vote(t, 0, kYes);
+  Vote(t, 1, kReadOnly);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::PRECOMMIT);
+  EXPECT_EQ(fx.proposals[0].participants, (Participants{kA}));
+
+  TxId r = Begin(3);
+  Commit3(4, r, {kA, kB});
+  Take();
+  Vote(r, 0, kReadOnly);
+  Vote(r, 1, kReadOnly);
+  fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::DECIDE);
+}
+
+TEST_F(ThreePhaseTest, NewLeaderCommitsWhatIsPrecommittedAndPresumesTheRestAborted) {
+  proto::Command precommit;
+  TxId pre = VoteYes3({kA, kB}, 2, &precommit);
+  Choose(precommit);
+  Take();
+  proto::Command lost;
+  TxId voting = VoteYes3({kA}, 3, &lost);  // PRECOMMIT proposed, never chosen
+  Take();
+
+  // A new leader (epoch 8) takes over from the table alone.
+  BecomeLeader(kEpoch + 1);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::DECIDE);
+  EXPECT_EQ(fx.proposals[0].txid, pre);
+  EXPECT_EQ(fx.proposals[0].outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(fx.proposals[0].participants, (Participants{kA, kB}));
+  // Until the commit is chosen: pending, never presumed aborted.
+  EXPECT_EQ(Outcome(pre).outcome, proto::Outcome::PENDING);
+  EXPECT_EQ(Outcome(voting).outcome, proto::Outcome::ABORTED);
+  Choose(fx.proposals[0]);
+  fx = Take();
+  EXPECT_EQ(Decisions(fx, proto::Outcome::COMMITTED).size(), 2u);
+  EXPECT_EQ(Outcome(pre).outcome, proto::Outcome::COMMITTED);
+}
+
+TEST_F(ThreePhaseTest, OperatorAndClientCannotAbortOncePrecommitIsProposed) {
+  proto::Command precommit;
+  TxId t = VoteYes3({kA}, 2, &precommit);
+  proto::ResolveRequest rr;
+  rr.txid = t;
+  rr.outcome = proto::Outcome::ABORTED;
+  rr.reason = "stuck";
+  rr.who = "ops";
+  driver_.OnResolve(5, rr, now_);
+  auto r = CommitReply(Take(), 5);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_NE(r.status.message.find("3PC"), std::string::npos) << r.status.message;
+  Abort(6, t);
+  EXPECT_TRUE(Take().replies.empty());  // the client's rollback learns the outcome later
+  Choose(precommit);
+  driver_.OnResolve(7, rr, now_);
+  EXPECT_EQ(CommitReply(Take(), 7).status.code, proto::Code::INVALID_ARGUMENT);
+}
+
+TEST_F(ThreePhaseTest, UnknownProtocolIsRefusedNamingIt) {
+  TxId t = Begin();
+  proto::CommitRequest req;
+  req.txid = t;
+  req.participants = {kA};
+  req.protocol = static_cast<proto::Protocol::type>(9);
+  driver_.OnCommit(2, req, now_);
+  auto r = CommitReply(Take(), 2);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_NE(r.status.message.find("protocol 9"), std::string::npos) << r.status.message;
+}
+
+// The seam behind txsim's 3pc-skip-precommit-choose bug does what it says.
+TEST(ThreePhaseSeamTest, TestingSeamSendsPreCommitBeforePrecommitIsChosen) {
+  TxnTable table;
+  DriverOptions o = TestOptions();
+  o.testing_precommit_before_chosen = true;
+  CommitDriver d(&table, o);
+  table.Apply(1, MakeEpoch(kEpoch));
+  d.BecomeLeader(kEpoch, kT0);
+  d.OnBegin(1, proto::BeginRequest(), kT0);
+  TxId t = std::get<proto::BeginResponse>(d.TakeEffects().replies[0].response).txid;
+  proto::CommitRequest req;
+  req.txid = t;
+  req.participants = {kA};
+  req.protocol = proto::Protocol::THREE_PC;
+  d.OnCommit(2, req, kT0);
+  d.TakeEffects();
+  d.OnVote(t, 0, Status::Ok(), kYes, kT0);
+  DriverEffects fx = d.TakeEffects();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::PRECOMMIT);
+  ASSERT_EQ(fx.calls.size(), 1u);  // PRE_COMMIT already out: the bug
+  EXPECT_TRUE(fx.calls[0].decide->precommit);
 }
 
 }  // namespace

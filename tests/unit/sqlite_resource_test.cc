@@ -125,6 +125,12 @@ class SqliteResourceTest : public ::testing::Test {
     rm_->Commit(t, [&p](Status s) { p.set_value(std::move(s)); });
     return Wait(std::move(f));
   }
+  Status PreCommit(const TxId& t) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    rm_->PreCommit(t, [&p](Status s) { p.set_value(std::move(s)); });
+    return Wait(std::move(f));
+  }
   Status Rollback(const TxId& t) {
     std::promise<Status> p;
     auto f = p.get_future();
@@ -468,6 +474,34 @@ TEST_F(SqliteResourceTest, PreparedBranchSurvivesRestartWithItsLocks) {
   EXPECT_EQ(rm_->locks_held(), 0u);
   ASSERT_OK(Execute(b_, {Add(7, 1)}).status);
   EXPECT_TRUE(Open().size() == 1u);  // b is ACTIVE
+}
+
+TEST_F(SqliteResourceTest, PrecommittedBranchIsDurableKeepsItsLocksAndCommits) {
+  PrepareInfo info;
+  info.protocol = proto::Protocol::THREE_PC;
+  ASSERT_OK(Execute(a_, {Add(7, -50)}).status);
+  EXPECT_EQ(PreCommit(a_).code(), Status::kInvalidArgument);  // ACTIVE: not yet
+  ASSERT_OK(Prepare(a_, info));
+  uint64_t syncs = rm_->syncs();
+  ASSERT_OK(PreCommit(a_));
+  EXPECT_GT(rm_->syncs(), syncs);  // forced
+  EXPECT_OK(PreCommit(a_));        // idempotent
+  EXPECT_OK(Prepare(a_, info));    // a duplicate CAN_COMMIT is still YES
+
+  auto recovered = Open();  // restart
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].state, BranchState::kPreCommitted);
+  EXPECT_EQ(recovered[0].info.protocol, proto::Protocol::THREE_PC);
+  EXPECT_EQ(rm_->locks_held(), 1u);
+  EXPECT_EQ(Execute(b_, {Add(7, 1)}).status.code(), Status::kConflict);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(7), 50);
+  EXPECT_OK(PreCommit(a_));  // late, after the commit
+  // An aborted branch is never precommitted; an unknown one is not found.
+  ASSERT_OK(Execute(b_, {Add(1, 1)}).status);
+  ASSERT_OK(Rollback(b_));
+  EXPECT_EQ(PreCommit(b_).code(), Status::kAborted);
+  EXPECT_EQ(PreCommit(MakeTxId(9, 9)).code(), Status::kNotFound);
 }
 
 // ------------------------------------------------- the log's record layout

@@ -208,6 +208,49 @@ TEST_F(TxnTableTest, PrecommitIsRecordedButNotUnendedUntilDecided) {
   EXPECT_EQ(table_.unended_count(), 0u);
 }
 
+TEST_F(TxnTableTest, PrecommitDecidesACommitThatNoAbortChosenLaterUndoes) {
+  TxId t = MakeTxId(4, 3);
+  Apply(MakeEpoch(4));
+  Apply(Precommit(t, {kA, kB}));
+  EXPECT_EQ(table_.PreCommittedUndecided().size(), 1u);
+  // An operator's abort (or any abort) chosen after PRECOMMIT: a no-op.
+  Apply(Resolve(t, proto::Outcome::ABORTED, "too late"));
+  Apply(MakeDecide(t, proto::Outcome::ABORTED, {kA, kB}, proto::Protocol::THREE_PC, ""));
+  EXPECT_EQ(table_.Find(t)->outcome, proto::Outcome::UNKNOWN);
+  EXPECT_FALSE(table_.Find(t)->heuristic);
+  // A newer leader's commit of the older epoch's precommitted txid applies
+  // (an unknown older txid's DECIDE would be ignored after the new marker).
+  Apply(MakeEpoch(5));
+  Apply(MakeDecide(t, proto::Outcome::COMMITTED, {kA, kB}, proto::Protocol::THREE_PC, ""));
+  EXPECT_EQ(table_.Find(t)->outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(table_.PreCommittedUndecided().empty());
+}
+
+TEST_F(TxnTableTest, PrecommitAfterAnAbortOrAfterANewerMarkerIsIgnored) {
+  Apply(MakeEpoch(4));
+  // An operator's abort chosen first stands; a PRECOMMIT after it changes nothing.
+  TxId aborted = MakeTxId(4, 1);
+  Apply(Resolve(aborted, proto::Outcome::ABORTED, "stuck"));
+  Apply(Precommit(aborted, {kA}));
+  EXPECT_EQ(table_.Find(aborted)->outcome, proto::Outcome::ABORTED);
+  EXPECT_FALSE(table_.Find(aborted)->precommitted);
+  // An epoch-4 PRECOMMIT adopted after epoch 5's marker: epoch 5's leader may
+  // have answered "aborted" for it already.
+  Apply(MakeEpoch(5));
+  TxId late = MakeTxId(4, 2);
+  Apply(Precommit(late, {kA}));
+  EXPECT_EQ(table_.Find(late), nullptr);
+  EXPECT_TRUE(table_.PreCommittedUndecided().empty());
+  // The current epoch's PRECOMMIT applies, and survives a snapshot.
+  TxId now = MakeTxId(5, 1);
+  Apply(Precommit(now, {kA, kB}));
+  TxnTable copy;
+  ASSERT_OK(copy.Restore(table_.Snapshot()));
+  ASSERT_EQ(copy.PreCommittedUndecided().size(), 1u);
+  EXPECT_EQ(copy.PreCommittedUndecided()[0]->txid, now);
+  EXPECT_EQ(copy.PreCommittedUndecided()[0]->participants, (std::vector<proto::Participant>{kA, kB}));
+}
+
 TEST_F(TxnTableTest, SnapshotRestoreReproducesTheTable) {
   Apply(MakeEpoch(5));
   Apply(MakeDecide(MakeTxId(5, 1), proto::Outcome::COMMITTED, {kA, kB}, proto::Protocol::TWO_PC, ""));

@@ -392,7 +392,7 @@ BranchRow ToRow(const proto::BranchInfo& b) {
   return r;
 }
 
-bool InDoubt(const BranchRow& b) { return b.state == "prepared"; }
+bool InDoubt(const BranchRow& b) { return b.state == "prepared" || b.state == "precommitted"; }
 bool Heuristic(const BranchRow& b) { return !b.heuristic.empty(); }
 
 Json BranchesJson(const std::vector<BranchRow>& rows) {
