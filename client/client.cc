@@ -1,6 +1,7 @@
 #include "client/client.h"
 
 #include <algorithm>
+#include <cctype>
 #include <future>
 #include <thread>
 
@@ -30,6 +31,23 @@ proto::Statement SqlExpect(std::string sql, std::vector<proto::Value> params, in
   proto::Statement s = Sql(std::move(sql), std::move(params));
   s.__set_expect_rows(rows);
   return s;
+}
+
+Result<proto::Protocol::type> ParseProtocol(std::string_view text) {
+  std::string lower;
+  for (char ch : text) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (lower == "2pc") return proto::Protocol::TWO_PC;
+  if (lower == "3pc") return proto::Protocol::THREE_PC;
+  return Status::InvalidArgument("unknown commit protocol '" + std::string(text) +
+                                 "': use 2pc or 3pc");
+}
+
+const char* ProtocolFlag(proto::Protocol::type protocol) {
+  switch (protocol) {
+    case proto::Protocol::TWO_PC: return "2pc";
+    case proto::Protocol::THREE_PC: return "3pc";
+  }
+  return "?";
 }
 
 // The io thread, the channels and the coordinator set.
@@ -120,14 +138,14 @@ Result<std::string> Client::AgentFor(const std::string& resource) const {
   return it->second;
 }
 
-Result<Transaction> Client::Begin() {
+Result<Transaction> Client::Begin(TxnOptions options) {
   proto::BeginRequest req;
   if (options_.txn_timeout_ms > 0) req.__set_timeout_ms(options_.txn_timeout_ms);
   auto r = impl_->Coordinator<proto::BeginRequest, proto::BeginResponse>("Begin", req,
                                                                          options_.commit_timeout);
   if (!r.ok()) return r.status();
   if (r->status.code != proto::Code::OK) return FromProto(r->status);
-  return Transaction(this, r->txid);
+  return Transaction(this, r->txid, options);
 }
 
 Status Client::Finish(const TxId& id, const proto::CommitResponse& r) {
@@ -149,8 +167,10 @@ Status Client::Finish(const TxId& id, const proto::CommitResponse& r) {
   }
 }
 
-Result<TxId> Client::Submit(const std::map<std::string, std::vector<proto::Statement>>& work) {
+Result<TxId> Client::Submit(const std::map<std::string, std::vector<proto::Statement>>& work,
+                            TxnOptions options) {
   proto::SubmitRequest req;
+  req.protocol = options.protocol;
   for (const auto& [resource, statements] : work) {
     auto agent = AgentFor(resource);
     if (!agent.ok()) return agent.status();
@@ -162,7 +182,7 @@ Result<TxId> Client::Submit(const std::map<std::string, std::vector<proto::State
   }
   // The txid comes first, so that a retried submit (after a lost reply or a
   // leader change) is recognised as the same transaction.
-  auto tx = Begin();
+  auto tx = Begin(options);
   if (!tx.ok()) return tx.status();
   req.txid = tx->id();
   auto r = impl_->Coordinator<proto::SubmitRequest, proto::CommitResponse>(
@@ -316,6 +336,7 @@ Status Transaction::Commit() {
   proto::CommitRequest req;
   req.txid = id_;
   req.participants = participants_;
+  req.protocol = options_.protocol;
   auto r = client_->impl_->Coordinator<proto::CommitRequest, proto::CommitResponse>(
       "Commit", req, client_->options_.commit_timeout);
   if (!r.ok()) {

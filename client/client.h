@@ -10,6 +10,17 @@
 //   tx->Execute("bank_b", ...);
 //   txc::Status s = tx->Commit();   // OK: committed everywhere
 //
+// The commit protocol is chosen per transaction, when it begins: two-phase
+// commit (TWO_PC) unless TxnOptions says otherwise, e.g.
+//
+//   auto tx = (*client)->Begin({.protocol = txc::proto::Protocol::THREE_PC});
+//   auto id = (*client)->Submit(work, {.protocol = txc::proto::Protocol::THREE_PC});
+//
+// A coordinator that does not run the protocol asked for refuses the commit
+// with INVALID_ARGUMENT naming it: nothing is committed, and the coordinator
+// aborts the transaction at its timeout (the Transaction is finished either
+// way). ParseProtocol turns a tool's "2pc"/"3pc" into the enum.
+//
 // Errors a caller can act on: LOCK_TIMEOUT naming the row and the holder's
 // txid; ABORTED with the reason (a NO vote, a vote timeout, ...); UNAVAILABLE
 // when the outcome is unknown: no coordinator replica answers (for Commit:
@@ -25,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -57,11 +69,25 @@ struct ClientOptions {
   int64_t txn_timeout_ms = 0;
 };
 
+// "2pc" -> TWO_PC, "3pc" -> THREE_PC (any case); INVALID_ARGUMENT naming the
+// text and the accepted spellings for anything else (including "").
+Result<proto::Protocol::type> ParseProtocol(std::string_view text);
+// The spelling ParseProtocol accepts: "2pc", "3pc" ("?" for a value outside the enum).
+const char* ProtocolFlag(proto::Protocol::type protocol);
+
+// Per-transaction choices, given to Client::Begin or Client::Submit.
+struct TxnOptions {
+  // The commit protocol the coordinator is asked to run for this transaction.
+  proto::Protocol::type protocol = proto::Protocol::TWO_PC;
+};
+
 class Client;
 
 class Transaction {
  public:
   const TxId& id() const { return id_; }
+  // The commit protocol Commit asks for (TxnOptions.protocol at Begin).
+  proto::Protocol::type protocol() const { return options_.protocol; }
 
   // Runs statements on `resource` within this transaction: one ResultSet per
   // statement (rows for queries, rows_changed for the rest).
@@ -69,17 +95,20 @@ class Transaction {
                                                 std::vector<proto::Statement> statements);
   Result<proto::ResultSet> Execute(const std::string& resource, proto::Statement statement);
 
-  // Commits atomically on every resource touched. OK = committed everywhere
-  // (durably decided; delivery to participants continues in the background).
+  // Commits atomically on every resource touched, with the protocol chosen at
+  // Begin. OK = committed everywhere (durably decided; delivery to
+  // participants continues in the background).
   Status Commit();
   // Rolls back on every resource touched.
   Status Rollback();
 
  private:
   friend class Client;
-  Transaction(Client* client, TxId id) : client_(client), id_(id) {}
+  Transaction(Client* client, TxId id, TxnOptions options)
+      : client_(client), id_(id), options_(options) {}
   Client* client_;
   TxId id_;
+  TxnOptions options_;
   std::vector<proto::Participant> participants_;  // with the incarnation each agent reported
   bool finished_ = false;
 };
@@ -91,11 +120,15 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  Result<Transaction> Begin();
+  // A new transaction; `options` (e.g. the commit protocol) hold for its
+  // Commit. Default: 2PC.
+  Result<Transaction> Begin(TxnOptions options = {});
 
   // One-shot: every resource's statements travel with PREPARE; one round
-  // trip to each agent. OK = committed; returns the txid.
-  Result<TxId> Submit(const std::map<std::string, std::vector<proto::Statement>>& work);
+  // trip to each agent, with the protocol in `options` (default 2PC).
+  // OK = committed; returns the txid.
+  Result<TxId> Submit(const std::map<std::string, std::vector<proto::Statement>>& work,
+                      TxnOptions options = {});
 
   // What the coordinator group knows of `txid` now: PENDING, COMMITTED,
   // ABORTED, or FORGOTTEN (ended long ago and no longer remembered: it may

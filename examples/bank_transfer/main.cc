@@ -6,6 +6,9 @@
 // coordinator replica and restarts it, and checks that not a single unit of
 // money was created or lost.
 //
+// --protocol 2pc|3pc (default 2pc) is the commit protocol of every transaction
+// it runs, the set-up and the balance checks included.
+//
 // Ends with: RESULT committed=N aborted=N total_before=N total_after=N invariant=held|BROKEN
 #include <fcntl.h>
 #include <signal.h>
@@ -104,9 +107,9 @@ void StopAll() {
   for (Child* c : g_children) c->Kill(SIGTERM);
 }
 
-int64_t SumBalances(Client& c, const std::string& resource) {
+int64_t SumBalances(Client& c, const TxnOptions& txn, const std::string& resource) {
   for (int attempt = 0; attempt < 100; ++attempt) {
-    auto tx = c.Begin();
+    auto tx = c.Begin(txn);
     if (tx.ok()) {
       auto r = tx->Execute(resource, Sql("SELECT COALESCE(SUM(balance), 0) FROM accounts"));
       if (r.ok() && !r->rows.empty() && r->rows[0].values[0].__isset.i) {
@@ -130,6 +133,8 @@ int main(int argc, char** argv) {
       ("concurrency", po::value<int>()->default_value(8), "concurrent clients")
       ("accounts", po::value<int>()->default_value(50), "accounts per bank")
       ("replicas", po::value<int>()->default_value(3), "coordinator replicas: 1, 3 or 5")
+      ("protocol", po::value<std::string>()->default_value("2pc"),
+       "commit protocol of every transaction: 2pc or 3pc")
       ("no-kill", po::bool_switch(), "do not kill anything mid-run");
   po::variables_map vm;
   try {
@@ -143,6 +148,12 @@ int main(int argc, char** argv) {
     std::cout << desc << "\n";
     return 0;
   }
+  auto protocol = ParseProtocol(vm["protocol"].as<std::string>());
+  if (!protocol.ok()) {
+    std::cerr << "bank_transfer: --protocol: " << protocol.status().message() << "\n";
+    return 2;
+  }
+  const TxnOptions txn{.protocol = *protocol};
   SetLogLevel("error");
   std::string bin = std::filesystem::absolute(vm["bin"].as<std::string>()).string();
   int seconds = vm["seconds"].as<int>();
@@ -152,7 +163,8 @@ int main(int argc, char** argv) {
 
   char tmpl[] = "/tmp/txcoord-demo.XXXXXX";
   std::string dir = mkdtemp(tmpl);
-  std::printf("txcoord bank-transfer demo: data and logs in %s\n", dir.c_str());
+  std::printf("txcoord bank-transfer demo (%s): data and logs in %s\n", ProtocolFlag(txn.protocol),
+              dir.c_str());
 
   int replicas = vm["replicas"].as<int>();
   if (replicas != 1 && replicas != 3 && replicas != 5) {
@@ -212,7 +224,7 @@ int main(int argc, char** argv) {
 
   // Each bank: an accounts table, every account opened with 1000.
   for (const auto& [bank, a] : agents) {
-    auto tx = c.Begin();
+    auto tx = c.Begin(txn);
     Status s = tx.status();
     if (tx.ok()) {
       auto e = tx->Execute(bank, {Sql("CREATE TABLE IF NOT EXISTS accounts(id INTEGER PRIMARY KEY, "
@@ -227,7 +239,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  int64_t before = SumBalances(c, "bank_a") + SumBalances(c, "bank_b");
+  int64_t before = SumBalances(c, txn, "bank_a") + SumBalances(c, txn, "bank_b");
   std::printf("opened %d accounts in each bank; total money: %ld\n", accounts, static_cast<long>(before));
 
   std::atomic<int64_t> committed{0}, aborted{0};
@@ -245,7 +257,7 @@ int main(int argc, char** argv) {
         work[from] = {SqlExpect("UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?",
                                 {Int(amount), Int(x), Int(amount)}, 1)};
         work[to] = {SqlExpect("UPDATE accounts SET balance = balance + ? WHERE id = ?", {Int(amount), Int(y)}, 1)};
-        auto r = c.Submit(work);
+        auto r = c.Submit(work, txn);
         if (r.ok()) {
           ++committed;
         } else {
@@ -317,7 +329,7 @@ int main(int argc, char** argv) {
     if (doubt.ok() && doubt->empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  int64_t sa = SumBalances(c, "bank_a"), sb = SumBalances(c, "bank_b");
+  int64_t sa = SumBalances(c, txn, "bank_a"), sb = SumBalances(c, txn, "bank_b");
   int64_t after = (sa < 0 || sb < 0) ? -1 : sa + sb;
   bool held = after == before && before == 2LL * accounts * 1000;
   std::printf("bank_a=%ld bank_b=%ld\n", static_cast<long>(sa), static_cast<long>(sb));

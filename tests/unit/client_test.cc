@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include <boost/asio.hpp>
@@ -25,7 +26,13 @@ class ScriptedCoordinator {
           reply(r);
         });
     server_.Handle<proto::CommitRequest, proto::CommitResponse>(
-        "Commit", [this](proto::CommitRequest, rpc::RpcServer::Reply<proto::CommitResponse> reply) {
+        "Commit", [this](proto::CommitRequest req, rpc::RpcServer::Reply<proto::CommitResponse> reply) {
+          commit_protocol = req.protocol;
+          reply(commit);
+        });
+    server_.Handle<proto::SubmitRequest, proto::CommitResponse>(
+        "Submit", [this](proto::SubmitRequest req, rpc::RpcServer::Reply<proto::CommitResponse> reply) {
+          submit_protocol = req.protocol;
           reply(commit);
         });
     server_.Handle<proto::AbortRequest, proto::CommitResponse>(
@@ -51,6 +58,10 @@ class ScriptedCoordinator {
   proto::CommitResponse commit;
   proto::CommitResponse abort;
   proto::OutcomeResponse outcome;
+  // The protocol of the last CommitRequest / SubmitRequest received (0: none
+  // yet); written on the io thread before it replies.
+  std::atomic<int> commit_protocol{0};
+  std::atomic<int> submit_protocol{0};
 
  private:
   boost::asio::io_context io_;
@@ -64,6 +75,7 @@ class ClientTest : public ::testing::Test {
   void SetUp() override {
     ClientOptions o;
     o.coordinators = {coord_.address()};
+    o.agents = {{"bank_a", "127.0.0.1:7101"}};  // named in a SubmitRequest, never called
     o.commit_timeout = 5 * kSeconds;
     auto c = Client::Connect(o);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -141,6 +153,76 @@ TEST_F(ClientTest, ARollbackOfAForgottenTransactionIsNeitherRolledBackNorCommitt
   tx = client_->Begin();
   ASSERT_TRUE(tx.ok());
   EXPECT_EQ(tx->Rollback().code(), Status::kInvalidArgument);
+}
+
+TEST(ParseProtocolTest, AcceptsTwoAndThreePhaseCommitInAnyCase) {
+  for (const char* text : {"2pc", "2PC", "2Pc"}) {
+    auto p = ParseProtocol(text);
+    ASSERT_TRUE(p.ok()) << text << ": " << p.status().ToString();
+    EXPECT_EQ(*p, proto::Protocol::TWO_PC) << text;
+  }
+  for (const char* text : {"3pc", "3PC"}) {
+    auto p = ParseProtocol(text);
+    ASSERT_TRUE(p.ok()) << text << ": " << p.status().ToString();
+    EXPECT_EQ(*p, proto::Protocol::THREE_PC) << text;
+  }
+  // ProtocolFlag writes what ParseProtocol reads.
+  for (auto p : {proto::Protocol::TWO_PC, proto::Protocol::THREE_PC}) {
+    auto back = ParseProtocol(ProtocolFlag(p));
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(*back, p);
+  }
+  EXPECT_STREQ(ProtocolFlag(proto::Protocol::TWO_PC), "2pc");
+  EXPECT_STREQ(ProtocolFlag(proto::Protocol::THREE_PC), "3pc");
+}
+
+TEST(ParseProtocolTest, RefusesAnythingElseNamingTheTextAndTheChoices) {
+  for (const char* text : {"4pc", "", "2", "pc", " 2pc", "2pc ", "two_pc", "TWO_PC", "2pcx"}) {
+    auto p = ParseProtocol(text);
+    ASSERT_FALSE(p.ok()) << "'" << text << "' was accepted";
+    EXPECT_EQ(p.status().code(), Status::kInvalidArgument) << text;
+    const std::string& m = p.status().message();
+    EXPECT_NE(m.find("'" + std::string(text) + "'"), std::string::npos) << m;
+    EXPECT_NE(m.find("2pc or 3pc"), std::string::npos) << m;
+  }
+}
+
+// The protocol chosen at Begin (or given to Submit) is the one the
+// coordinator receives; 2PC when nothing is chosen.
+TEST_F(ClientTest, TheChosenProtocolTravelsWithCommitAndSubmit) {
+  coord_.commit = Answer(proto::Outcome::COMMITTED);
+
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  EXPECT_EQ(tx->protocol(), proto::Protocol::TWO_PC);
+  EXPECT_OK(tx->Commit());
+  EXPECT_EQ(coord_.commit_protocol.load(), proto::Protocol::TWO_PC);
+
+  tx = client_->Begin({.protocol = proto::Protocol::THREE_PC});
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  EXPECT_EQ(tx->protocol(), proto::Protocol::THREE_PC);
+  EXPECT_OK(tx->Commit());
+  EXPECT_EQ(coord_.commit_protocol.load(), proto::Protocol::THREE_PC);
+
+  std::map<std::string, std::vector<proto::Statement>> work{
+      {"bank_a", {Sql("UPDATE accounts SET balance = balance + 1 WHERE id = 1")}}};
+  auto id = client_->Submit(work, {.protocol = proto::Protocol::THREE_PC});
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(coord_.submit_protocol.load(), proto::Protocol::THREE_PC);
+  id = client_->Submit(work);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(coord_.submit_protocol.load(), proto::Protocol::TWO_PC);
+}
+
+// A coordinator's refusal of the protocol reaches the caller as it was said.
+TEST_F(ClientTest, ARefusedProtocolIsReportedAsTheCoordinatorSaysIt) {
+  coord_.commit = Answer(proto::Outcome::PENDING, proto::Code::INVALID_ARGUMENT);
+  coord_.commit.status.message = "only protocol TWO_PC is available in this version";
+  auto tx = client_->Begin({.protocol = proto::Protocol::THREE_PC});
+  ASSERT_TRUE(tx.ok());
+  Status s = tx->Commit();
+  EXPECT_EQ(s.code(), Status::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("TWO_PC"), std::string::npos) << s.ToString();
 }
 
 }  // namespace
