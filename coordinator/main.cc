@@ -20,7 +20,9 @@ int main(int argc, char** argv) {
       ("peers", po::value<std::string>()->default_value(""),
        "every replica of the group: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT (empty: a single replica)")
       ("data", po::value<std::string>()->default_value("./txcoord-data"), "directory of the decision log")
-      ("vote-timeout-ms", po::value<int64_t>()->default_value(5000), "abort when a vote is missing this long")
+      ("vote-timeout-ms", po::value<int64_t>()->default_value(5000),
+       "abort when a vote is missing this long; 3PC: commit without a missing PRE_COMMIT ack "
+       "after this long")
       ("txn-timeout-ms", po::value<int64_t>()->default_value(60000), "abort a begun transaction not committed within")
       ("stuck-after", po::value<std::string>()->default_value("60s"),
        "flag a decided transaction stuck (txadmin txns --state stuck; a warning each interval) when its "
@@ -45,6 +47,7 @@ int main(int argc, char** argv) {
   o.listen = vm["listen"].as<std::string>();
   o.data_dir = vm["data"].as<std::string>();
   o.driver.vote_timeout = vm["vote-timeout-ms"].as<int64_t>() * txc::kMillis;
+  o.driver.precommit_ack_timeout = o.driver.vote_timeout;
   o.driver.txn_timeout = vm["txn-timeout-ms"].as<int64_t>() * txc::kMillis;
   if (auto d = txc::cli::ParseDuration(vm["stuck-after"].as<std::string>()); d && *d > 0) {
     o.driver.stuck_after = *d;

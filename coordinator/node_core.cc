@@ -432,6 +432,8 @@ void NodeCore::Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects
   driver_.OnApplied(cmd, now);
   // Durable and applied; COMMIT not sent yet.
   if (IsCommitDecide(cmd)) Note(out, "", nullptr, "coord.after_decide");
+  // 3PC: PRECOMMIT durable and applied; no PRE_COMMIT sent yet.
+  if (cmd.type == proto::CommandType::PRECOMMIT) Note(out, "", nullptr, "coord.after_precommit");
   if (cmd.type == proto::CommandType::END_TXN) Note(out, "", nullptr, "coord.after_end");
 }
 

@@ -94,7 +94,14 @@ Status Agent::Start() {
                     "recovering resource " + name + ": " + recovered.status().message());
     }
     size_t active = 0, in_doubt = 0;
-    for (const auto& b : *recovered) (b.state == BranchState::kActive ? active : in_doubt)++;
+    for (const auto& b : *recovered) {
+      (b.state == BranchState::kActive ? active : in_doubt)++;
+      if (b.state != BranchState::kActive) {
+        log->info("in-doubt branch recovered txid={} resource={} state={} protocol={}",
+                  ToString(b.txid), name, BranchStateName(b.state),
+                  b.info.protocol == proto::Protocol::THREE_PC ? "3pc" : "2pc");
+      }
+    }
     log->info("recovered resource={} active_rolled_back={} in_doubt={} incarnation={}", name, active,
               in_doubt, options_.core.incarnation);
     core_.OnRecovered(name, *recovered, now);
@@ -255,6 +262,8 @@ void Agent::Run(ResourceOp op) {
   auto post_status = [this, id, kind, started, alive = alive_](Status s) {
     boost::asio::post(io_, [this, id, kind, started, alive, s = std::move(s)]() {
       if (!*alive) return;
+      // 3PC: PRECOMMITTED is durable, the ack not sent.
+      if (kind == ResourceOp::kPreCommit && s.ok()) CrashPoint("agent.after_precommitted");
       ObserveOp(kind, started, s.ok());
       Apply(core_.OnOpDone(id, s, SteadyNowMicros()));
     });

@@ -28,6 +28,11 @@ const char* const kCrashPoints[] = {
     "agent.after_ack",          // an ack has left
     "agent.after_rollback",     // rolled back (not durable), no reply yet
 };
+// 3PC's, armed only when clients ask for 3PC (so 2PC seeds keep their schedules).
+const char* const kThreePhaseCrashPoints[] = {
+    "coord.after_precommit",     // PRECOMMIT durable and applied, PRE_COMMIT not sent
+    "agent.after_precommitted",  // PRECOMMITTED durable, the ack has not left
+};
 
 constexpr Micros kLoadCap = 60 * kSeconds;   // faults stop by then at the latest
 constexpr Micros kQuietBound = 60 * kSeconds;  // termination must happen within this
@@ -395,6 +400,11 @@ void Cluster::ConfigureFaults() {
       // Targeted schedules: each crash point is armed in most seeds.
       for (const char* p : kCrashPoints) {
         if (rng.Bernoulli(0.7)) crash_points_[p] = 0.01 + 0.04 * rng.Unit();
+      }
+      if (options_.protocol == "3pc") {
+        for (const char* p : kThreePhaseCrashPoints) {
+          if (rng.Bernoulli(0.7)) crash_points_[p] = 0.01 + 0.04 * rng.Unit();
+        }
       }
       break;
   }

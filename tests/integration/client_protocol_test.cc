@@ -2,18 +2,10 @@
 // real txcoord, for an interactive Commit and for a one-shot Submit.
 //
 // How it is observed: bank_b's agent is stopped (SIGSTOP) while the commit
-// runs, so a transaction whose commit the coordinator accepted stays live,
-// waiting for bank_b's vote, and the leader's ListTxns (what `txadmin txns
-// --json` prints) shows the protocol it runs. A coordinator that does not run
-// the protocol asked for answers at once instead, with INVALID_ARGUMENT naming
-// the one it runs (today: "only protocol TWO_PC is available in this
-// version"). So for 3PC each test passes on exactly one of:
-//   - the commit is refused naming TWO_PC (the field arrived as THREE_PC:
-//     a TWO_PC request is never refused so), or
-//   - the live transaction shows protocol THREE_PC, and once bank_b runs
-//     again the commit succeeds;
-// and the same observation on a default (2PC) transaction must show TWO_PC
-// live and commit, so the live path is known to work before 3PC exists.
+// runs, so the transaction stays live, waiting for bank_b's vote, and the
+// leader's ListTxns (what `txadmin txns --json` prints) shows the protocol it
+// runs: TWO_PC by default, THREE_PC when chosen; once bank_b runs again the
+// commit succeeds either way.
 #include <signal.h>
 
 #include <chrono>
@@ -168,24 +160,15 @@ class ClientProtocolTest : public ::testing::Test {
         std::nullopt);
   }
 
-  // The 3PC verdict shared by both tests (see the top of the file).
+  // The 3PC verdict shared by both tests: seen live as THREE_PC, committed.
   void ExpectThreePhaseRequested(const Watched& w, const std::optional<TxId>& txid) {
-    if (w.answered_while_stopped) {
-      // Refused without waiting for bank_b: only a request that did not ask
-      // for TWO_PC is refused this way.
-      EXPECT_EQ(w.status.code(), Status::kInvalidArgument) << w.status.ToString();
-      EXPECT_NE(w.status.message().find("TWO_PC"), std::string::npos) << w.status.ToString();
-      EXPECT_FALSE(w.live.has_value());
-      std::cout << "3PC refused by this coordinator: " << w.status.ToString() << "\n";
-    } else {
-      ASSERT_TRUE(w.live.has_value())
-          << "the 3PC commit neither answered nor showed up live within 10 s; " << coord_->LogTail();
-      EXPECT_EQ(w.live->protocol, proto::Protocol::THREE_PC) << w.live->state;
-      EXPECT_TRUE(w.status.ok()) << w.status.ToString();
-      if (txid) {
-        EXPECT_EQ(w.live->txid, *txid);
-      }
-      std::cout << "3PC seen live: " << ToString(w.live->txid) << " state " << w.live->state << "\n";
+    EXPECT_FALSE(w.answered_while_stopped) << w.status.ToString();
+    ASSERT_TRUE(w.live.has_value())
+        << "the 3PC commit did not show up live within 10 s; " << coord_->LogTail();
+    EXPECT_EQ(w.live->protocol, proto::Protocol::THREE_PC) << w.live->state;
+    EXPECT_TRUE(w.status.ok()) << w.status.ToString();
+    if (txid) {
+      EXPECT_EQ(w.live->txid, *txid);
     }
   }
 

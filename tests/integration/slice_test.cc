@@ -424,6 +424,86 @@ TEST_F(SliceTest, CoordinatorKilledAfterDecisionRestartsAndResendsCommit) {
   EXPECT_EQ(*stale, proto::Outcome::ABORTED);
 }
 
+// ---------------------------------------------------------------------- 3PC
+
+const TxnOptions k3pc{.protocol = proto::Protocol::THREE_PC};
+
+TEST_F(SliceTest, ThreePhaseTransfersCommitOnBothOneShotAndInteractive) {
+  auto r = client_->Submit(Transfer(250, 3, 1), k3pc);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*client_->Outcome(*r), proto::Outcome::COMMITTED);
+  EXPECT_TRUE(EventuallyBalance("bank_a", 3, 750, 5000));
+  EXPECT_TRUE(EventuallyBalance("bank_b", 1, 1250, 5000));
+  auto tx = client_->Begin(k3pc);
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance - 5 WHERE id = 2")).ok());
+  ASSERT_TRUE(tx->Execute("bank_b", Sql("UPDATE accounts SET balance = balance + 5 WHERE id = 2")).ok());
+  ASSERT_TRUE(tx->Commit().ok());
+  EXPECT_TRUE(EventuallyBalance("bank_a", 2, 995, 5000));
+  EXPECT_TRUE(EventuallyBalance("bank_b", 2, 1005, 5000));
+}
+
+TEST_F(SliceTest, ThreePhaseNoVoteAbortsBoth) {
+  auto r = client_->Submit(Transfer(5000, 1, 2), k3pc);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::kAborted) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("bank_a"), std::string::npos) << r.status().message();
+  EXPECT_EQ(Balance("bank_a", 1), 1000);
+  ASSERT_TRUE(WaitBranches(bport_, [](const std::vector<proto::BranchInfo>& bs) {
+    bool aborted = false;
+    for (const auto& b : bs) {
+      if (b.state == "active" || b.state == "prepared" || b.state == "precommitted") return false;
+      aborted = aborted || b.state == "aborted";
+    }
+    return aborted;
+  })) << agent_b_->LogTail();
+  EXPECT_EQ(Balance("bank_b", 2), 1000);
+}
+
+TEST_F(SliceTest, ThreePhaseCoordinatorKilledAfterPrecommitIsChosenCommitsEverywhere) {
+  coord_->Kill(SIGKILL);
+  coord_ = MakeCoordinator({{"TXC_CRASH_AT", "coord.after_precommit"}});
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+  auto client = Connect(/*commit_timeout=*/20 * kSeconds);
+  auto commit = std::async(std::launch::async, [&] { return client->Submit(Transfer(30, 2, 3), k3pc); });
+  // The coordinator dies once PRECOMMIT is durable, before any PRE_COMMIT left:
+  // both branches are merely PREPARED.
+  ASSERT_TRUE(coord_->WaitExit(10000)) << "the crash point was not reached";
+  for (int port : {aport_, bport_}) {
+    bool prepared = false;
+    for (const auto& b : Branches(port)) prepared = prepared || b.state == "prepared";
+    EXPECT_TRUE(prepared) << "port " << port;
+  }
+  coord_ = MakeCoordinator({});
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+  // The new leadership finds PRECOMMIT in the log and commits (a 2PC
+  // transaction in the same place, without its DECIDE, would be aborted).
+  auto r = commit.get();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(EventuallyBalance("bank_a", 2, 970, 10000)) << agent_a_->LogTail();
+  EXPECT_TRUE(EventuallyBalance("bank_b", 3, 1030, 10000)) << agent_b_->LogTail();
+  EXPECT_EQ(*client->Outcome(*r), proto::Outcome::COMMITTED);
+}
+
+TEST_F(SliceTest, ThreePhaseAgentKilledInPrecommittedRecoversAndCommits) {
+  agent_b_->Kill(SIGKILL);
+  agent_b_ = MakeAgent("bank_b", bport_, {{"TXC_CRASH_AT", "agent.after_precommitted"}});
+  ASSERT_TRUE(agent_b_->Start(bport_)) << agent_b_->LogTail();
+  auto client = Connect(/*commit_timeout=*/20 * kSeconds);
+  auto commit = std::async(std::launch::async, [&] { return client->Submit(Transfer(60, 1, 1), k3pc); });
+  int status = 0;
+  ASSERT_TRUE(agent_b_->WaitExit(10000, &status)) << "the crash point was not reached";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 137);
+  // Restarted: the branch comes back PRECOMMITTED (locks held) and commits.
+  agent_b_ = MakeAgent("bank_b", bport_, {});
+  ASSERT_TRUE(agent_b_->Start(bport_)) << agent_b_->LogTail();
+  auto r = commit.get();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(EventuallyBalance("bank_b", 1, 1060, 10000)) << agent_b_->LogTail();
+  EXPECT_TRUE(EventuallyBalance("bank_a", 1, 940, 10000));
+  EXPECT_NE(agent_b_->LogTail(1 << 20).find("PRECOMMITTED"), std::string::npos) << agent_b_->LogTail();
+}
+
 TEST_F(SliceTest, MalformedBytesOnEveryPortLeaveServersServing) {
   const std::vector<std::string> garbage = {
       std::string("\xff\xff\xff\xff", 4), std::string("\x00\x00\x00\x05hello", 9),

@@ -217,7 +217,7 @@ TEST_F(ClientTest, TheChosenProtocolTravelsWithCommitAndSubmit) {
 // A coordinator's refusal of the protocol reaches the caller as it was said.
 TEST_F(ClientTest, ARefusedProtocolIsReportedAsTheCoordinatorSaysIt) {
   coord_.commit = Answer(proto::Outcome::PENDING, proto::Code::INVALID_ARGUMENT);
-  coord_.commit.status.message = "only protocol TWO_PC is available in this version";
+  coord_.commit.status.message = "unknown commit protocol 9 (TWO_PC = 1, THREE_PC = 2)";
   auto tx = client_->Begin({.protocol = proto::Protocol::THREE_PC});
   ASSERT_TRUE(tx.ok());
   Status s = tx->Commit();
