@@ -380,7 +380,11 @@ void SimAgent::Prepare(const proto::PrepareRequest& req,
 
 void SimAgent::Decide(const proto::DecideRequest& req,
                       std::function<void(proto::DecideResponse)> reply) {
-  c_->world().Log(node_, &req.txid, std::string(OutcomeName(req.outcome)) + " decision on " + req.resource);
+  c_->world().Log(node_, &req.txid,
+                  (req.__isset.precommit && req.precommit ? std::string("PRE_COMMIT")
+                                                          : std::string(OutcomeName(req.outcome)) +
+                                                                " decision") +
+                      " on " + req.resource);
   if (live_ && req.outcome == proto::Outcome::ABORTED) c_->checker().OnAbortDecisionHeard(node_, req.txid);
   Serve<proto::DecideRequest, proto::DecideResponse>(req, std::move(reply),
                                                      &participant::AgentCore::OnDecide);

@@ -21,17 +21,18 @@ void NoOptions(po::options_description&) {}
 
 // The states `txns --state` filters on (the coordinator's ListTxns).
 const std::vector<std::string>& TxnStates() {
-  static const std::vector<std::string> states = {"in-doubt", "stuck",      "hazard", "heuristic",
-                                                  "active",   "voting",     "deciding",
-                                                  "completing", "ending",   "committed",
-                                                  "aborted"};
+  static const std::vector<std::string> states = {
+      "in-doubt",      "stuck",        "hazard",   "heuristic",  "active",    "voting",
+      "precommitting", "precommitted", "deciding", "completing", "ending",    "committed",
+      "aborted"};
   return states;
 }
 
 void TxnsOptions(po::options_description& d) {
   d.add_options()("state", po::value<std::string>()->default_value(""),
                   "only transactions in this state: in-doubt, stuck, hazard (or heuristic: a "
-                  "participant ended its branch the other way), active, voting, deciding, "
+                  "participant ended its branch the other way), active, voting, precommitting, "
+                  "precommitted (3PC), deciding, "
                   "completing, ending, committed, aborted (default: all)")(
       "older-than", po::value<std::string>(),
       "only transactions older than this (e.g. 30s, 5m, 1h, 250ms)");
@@ -428,9 +429,9 @@ ParseResult Parse(const std::vector<std::string>& args) {
     const std::string& state = inv.options["state"].as<std::string>();
     const auto& known = TxnStates();
     if (!state.empty() && std::find(known.begin(), known.end(), state) == known.end()) {
-      return Usage("unknown state '" + state + "' for --state; give one of in-doubt, stuck, "
-                   "hazard, heuristic, active, voting, deciding, completing, ending, committed, "
-                   "aborted");
+      std::string list;
+      for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+      return Usage("unknown state '" + state + "' for --state; give one of " + list);
     }
   }
   if (inv.options.count("older-than")) {
