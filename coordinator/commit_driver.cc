@@ -659,6 +659,7 @@ void CommitDriver::Abort(Txn* t, const std::string& reason) {
     ReplyCommit(w, t->txid, proto::Outcome::ABORTED, Status::Ok(), reason);
   }
   ++counters_.aborted;
+  if (t->protocol == proto::Protocol::THREE_PC) ++counters_.aborted_3pc;
   txns_.erase(t->txid);
 }
 
@@ -674,6 +675,9 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
       if (e == nullptr || t.state == State::kCompleting || t.state == State::kEnding) return;
       t.outcome = e->outcome;  // the first decision chosen stands
       ++(t.outcome == proto::Outcome::COMMITTED ? counters_.committed : counters_.aborted);
+      if (t.protocol == proto::Protocol::THREE_PC) {
+        ++(t.outcome == proto::Outcome::COMMITTED ? counters_.committed_3pc : counters_.aborted_3pc);
+      }
       t.participants = e->participants;
       for (uint64_t w : t.waiters) ReplyCommit(w, t.txid, t.outcome, Status::Ok(), e->reason);
       t.waiters.clear();

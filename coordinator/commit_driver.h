@@ -239,6 +239,9 @@ class CommitDriver {
     uint64_t begun = 0;
     uint64_t committed = 0;
     uint64_t aborted = 0;
+    // Of those, the transactions that asked for three-phase commit.
+    uint64_t committed_3pc = 0;
+    uint64_t aborted_3pc = 0;
   };
   const Counters& counters() const { return counters_; }
 

@@ -59,12 +59,16 @@ void CoordinatorNode::RegisterMetrics() {
                    "Transactions this replica settled while it led, by outcome and protocol.",
                    [this, up] {
                      std::vector<Sample> out;
-                     uint64_t committed = up() ? core_->driver().counters().committed : 0;
-                     uint64_t aborted = up() ? core_->driver().counters().aborted : 0;
+                     CommitDriver::Counters c;
+                     if (up()) c = core_->driver().counters();
                      out.push_back({{{"outcome", "committed"}, {"protocol", "2pc"}},
-                                    static_cast<double>(committed)});
+                                    static_cast<double>(c.committed - c.committed_3pc)});
                      out.push_back({{{"outcome", "aborted"}, {"protocol", "2pc"}},
-                                    static_cast<double>(aborted)});
+                                    static_cast<double>(c.aborted - c.aborted_3pc)});
+                     out.push_back({{{"outcome", "committed"}, {"protocol", "3pc"}},
+                                    static_cast<double>(c.committed_3pc)});
+                     out.push_back({{{"outcome", "aborted"}, {"protocol", "3pc"}},
+                                    static_cast<double>(c.aborted_3pc)});
                      return out;
                    });
   m.AddCounterFunc("txcoord_transactions_begun_total", "Txids this replica handed out while it led.",

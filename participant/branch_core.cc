@@ -888,6 +888,7 @@ void BranchCore::MaybeTerminate(const Key& key, Branch& b, Micros now) {
   }
   if (heuristics_.count(key)) return;
   b.terminating = true;
+  b.termination_next = now + options_.query_max;  // at most one round per query_max
   b.termination_answers.clear();
   b.termination_pending = 0;
   b.termination_answers[key.first] = StName(b.state);

@@ -1968,6 +1968,15 @@ TEST_F(ThreePhaseTest, PreCommitLeavesOnlyOnceChosenAndTheCommitOnlyAfterEveryAc
   auto commits = Decisions(fx, proto::Outcome::COMMITTED);
   ASSERT_EQ(commits.size(), 2u);
   EXPECT_TRUE(PreCommits(fx).empty());  // DO_COMMIT, not PRE_COMMIT again
+  // Counted once, as a 3PC commit (the metrics' protocol label).
+  EXPECT_EQ(driver_.counters().committed, 1u);
+  EXPECT_EQ(driver_.counters().committed_3pc, 1u);
+  TxId no = Begin(7);
+  Commit3(8, no, {kA});
+  Take();
+  Vote(no, 0, VoteOf(proto::Vote::NO, "insufficient funds"));
+  EXPECT_EQ(CommitReply(Take(), 8).outcome, proto::Outcome::ABORTED);
+  EXPECT_EQ(driver_.counters().aborted_3pc, 1u);
 }
 
 TEST_F(ThreePhaseTest, PreCommitIsResentAndAfterItsTimeoutTheCommitIsProposedAnyway) {
