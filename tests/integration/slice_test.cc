@@ -100,13 +100,13 @@ class SliceTest : public ::testing::Test {
   }
 
   std::unique_ptr<Process> MakeAgent(const std::string& bank, int port,
-                                     std::map<std::string, std::string> env) {
-    return std::make_unique<Process>(
-        "txagent " + bank,
-        std::vector<std::string>{TXC_BIN_DIR "/txagent", "--listen", Addr(port), "--data",
-                                 dir_.path + "/" + bank, "--coordinator", Addr(cport_), "--resource",
-                                 bank + "=sqlite:" + DbPath(bank), "--lock-timeout-ms", "300"},
-        dir_.path + "/" + bank + ".log", env);
+                                     std::map<std::string, std::string> env,
+                                     std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{TXC_BIN_DIR "/txagent", "--listen", Addr(port), "--data",
+                                  dir_.path + "/" + bank, "--coordinator", Addr(cport_), "--resource",
+                                  bank + "=sqlite:" + DbPath(bank), "--lock-timeout-ms", "300"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<Process>("txagent " + bank, args, dir_.path + "/" + bank + ".log", env);
   }
 
   std::unique_ptr<Client> Connect(Micros commit_timeout = 10 * kSeconds) {
@@ -502,6 +502,66 @@ TEST_F(SliceTest, ThreePhaseAgentKilledInPrecommittedRecoversAndCommits) {
   EXPECT_TRUE(EventuallyBalance("bank_b", 1, 1060, 10000)) << agent_b_->LogTail();
   EXPECT_TRUE(EventuallyBalance("bank_a", 1, 940, 10000));
   EXPECT_NE(agent_b_->LogTail(1 << 20).find("PRECOMMITTED"), std::string::npos) << agent_b_->LogTail();
+}
+
+// Textbook 3PC's termination with real processes: the coordinator dies once
+// PRECOMMIT is durable, before any PRE_COMMIT; the agents, allowed to
+// terminate on their own after 1 s, find each other merely PREPARED and
+// abort. The restarted coordinator commits (PRECOMMIT is chosen): both agents
+// refuse it, and the disagreement is reported at both ends as a heuristic
+// hazard, never hidden.
+TEST_F(SliceTest, ThreePhaseAutonomousTerminationDisagreeingWithTheGroupIsAReportedHazard) {
+  coord_->Kill(SIGKILL);
+  coord_ = MakeCoordinator({{"TXC_CRASH_AT", "coord.after_precommit"}});
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+  for (const char* bank : {"bank_a", "bank_b"}) {
+    auto& agent = std::string(bank) == "bank_a" ? agent_a_ : agent_b_;
+    agent->Kill(SIGKILL);
+    agent = MakeAgent(bank, PortOf(bank), {}, {"--autonomous-termination-timeout", "1s"});
+    ASSERT_TRUE(agent->Start(PortOf(bank))) << agent->LogTail();
+  }
+  auto client = Connect(/*commit_timeout=*/3 * kSeconds);
+  auto r = client->Submit(Transfer(30, 2, 3), k3pc);
+  EXPECT_FALSE(r.ok());  // the coordinator died before answering
+  ASSERT_TRUE(coord_->WaitExit(10000)) << "the crash point was not reached";
+  // Both decide ABORTED by themselves: the first to ask finds only PREPARED
+  // branches, the other then finds an aborted one.
+  for (int port : {aport_, bport_}) {
+    EXPECT_TRUE(WaitBranches(port, [](const std::vector<proto::BranchInfo>& bs) {
+      for (const auto& b : bs) {
+        if (b.__isset.heuristic_who && b.heuristic_who == "autonomous-termination") {
+          return b.state == "aborted" && b.heuristic_outcome == proto::Outcome::ABORTED &&
+                 b.heuristic_reason.find("3PC autonomous termination") != std::string::npos;
+        }
+      }
+      return false;
+    }, 15000)) << "port " << port << "\n" << AgentLog(port == aport_ ? "bank_a" : "bank_b");
+  }
+  EXPECT_EQ(Balance("bank_a", 2), 1000);
+  EXPECT_EQ(Balance("bank_b", 3), 1000);
+  EXPECT_NE(agent_a_->LogTail(1 << 20).find("autonomous termination"), std::string::npos);
+  // The group comes back and commits: a hazard at the agents and at the group.
+  coord_ = MakeCoordinator({});
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+  for (int port : {aport_, bport_}) {
+    EXPECT_TRUE(WaitBranches(port, [](const std::vector<proto::BranchInfo>& bs) {
+      for (const auto& b : bs) {
+        if (b.__isset.heuristic_who && b.__isset.group_outcome) {
+          return b.group_outcome == proto::Outcome::COMMITTED;
+        }
+      }
+      return false;
+    }, 15000)) << "port " << port;
+  }
+  bool reported = false;
+  for (int waited = 0; waited <= 15000 && !reported; waited += 100) {
+    auto hazards = client_->ListTxns("hazard");
+    reported = hazards.ok() && !hazards->empty();
+    if (!reported) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(reported) << coord_->LogTail();
+  EXPECT_NE(agent_b_->LogTail(1 << 20).find("heuristic hazard"), std::string::npos)
+      << agent_b_->LogTail();
 }
 
 TEST_F(SliceTest, MalformedBytesOnEveryPortLeaveServersServing) {
