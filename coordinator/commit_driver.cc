@@ -672,7 +672,10 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
     case proto::CommandType::DECIDE:
     case proto::CommandType::RESOLVE: {
       const TxnTable::Entry* e = table_->Find(cmd.txid);
-      if (e == nullptr || t.state == State::kCompleting || t.state == State::kEnding) return;
+      if (e == nullptr || e->outcome == proto::Outcome::UNKNOWN || t.state == State::kCompleting ||
+          t.state == State::kEnding) {
+        return;  // (the table ignored it: see TxnTable::Apply)
+      }
       t.outcome = e->outcome;  // the first decision chosen stands
       ++(t.outcome == proto::Outcome::COMMITTED ? counters_.committed : counters_.aborted);
       if (t.protocol == proto::Protocol::THREE_PC) {
@@ -685,7 +688,11 @@ void CommitDriver::OnApplied(const proto::Command& cmd, Micros now) {
       return;
     }
     case proto::CommandType::PRECOMMIT: {
-      if (t.state != State::kPreCommitting) return;
+      const TxnTable::Entry* e = table_->Find(cmd.txid);
+      if (t.state != State::kPreCommitting || e == nullptr || !e->precommitted ||
+          e->outcome != proto::Outcome::UNKNOWN) {
+        return;  // not this leader's, or the table ignored it
+      }
       t.state = State::kPreCommitted;
       t.deadline = now + options_.precommit_ack_timeout;
       if (!t.precommit_sent) {

@@ -105,6 +105,11 @@ Status Agent::Start() {
     log->info("recovered resource={} active_rolled_back={} in_doubt={} incarnation={}", name, active,
               in_doubt, options_.core.incarnation);
     core_.OnRecovered(name, *recovered, now);
+    if (!r->SupportsPreCommit()) {
+      core_.SetPreCommitUnsupported(name);
+      log->info("resource={} does not record PRECOMMITTED: under 3PC its branches acknowledge "
+                "PRE_COMMIT and stay PREPARED", name);
+    }
     auto heuristics = r->Heuristics();
     if (!heuristics.ok()) {
       return Status(heuristics.status().code(), "reading the heuristic decisions of resource " +

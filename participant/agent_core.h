@@ -103,6 +103,10 @@ class AgentCore {
   // it fails with `status` inside the core (requests for it get that error,
   // prepares vote NO); no ResourceOp names it.
   void OnRecoveryFailed(const std::string& resource, const Status& status);
+  // Start-up: `resource` cannot record PRECOMMITTED (BranchCore::SetPreCommitUnsupported).
+  void SetPreCommitUnsupported(const std::string& resource) {
+    branches_.SetPreCommitUnsupported(resource);
+  }
   // Start-up, after OnRecovered: the heuristic decisions `resource` keeps
   // (ResourceManager::Heuristics); reconciled with the group after Start.
   void OnRecoveredHeuristics(const std::string& resource,

@@ -89,7 +89,15 @@ void BranchCore::OnPrepare(uint64_t token, const proto::PrepareRequest& req, Mic
     return ReplyVote(Pending{token, true, req}, proto::Vote::NO,
                      "this agent hosts no resource named '" + req.resource + "'");
   }
+  HeardFromGroup(Key{req.resource, req.txid});
   Enqueue(Key{req.resource, req.txid}, Pending{token, true, req}, now);
+}
+
+void BranchCore::HeardFromGroup(const Key& key) {
+  auto it = branches_.find(key);
+  if (it == branches_.end()) return;
+  it->second.silent_since.reset();
+  it->second.failed_queries = 0;
 }
 
 void BranchCore::OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now) {
@@ -99,6 +107,7 @@ void BranchCore::OnDecide(uint64_t token, const proto::DecideRequest& req, Micro
                                                req.resource + "'"));
   }
   Key key{req.resource, req.txid};
+  HeardFromGroup(key);
   if (req.outcome == proto::Outcome::ABORTED) CancelLockWait(key, now);
   Enqueue(key, Pending{token, true, req}, now);
 }
@@ -257,6 +266,11 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
     // 3PC's PRE_COMMIT: the group chose PRECOMMIT; record PRECOMMITTED, ack.
     switch (b.state) {
       case St::kPrepared:
+        if (no_precommit_.count(resource)) {
+          // Nothing recorded: acknowledged so the commit is not held up; the
+          // branch stays PREPARED (and says so to autonomous termination).
+          return ReplyDecide(p, Status::Ok());
+        }
         b.current = std::move(p);
         return IssueOp(key, b, ResourceOp::kPreCommit, {}, now);
       case St::kNone:  // committed and forgotten
@@ -600,11 +614,21 @@ void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcom
                            Micros now) {
   if (!status.ok()) {
     // Asked again when the branch's deadline passes; autonomous termination
-    // counts how long the group has been silent.
-    if (!group_unreachable_since_) group_unreachable_since_ = now;
+    // counts how long the group has been silent about each branch.
+    for (const std::string& resource : resources_) {
+      auto it = branches_.find(Key{resource, txid});
+      if (it == branches_.end()) continue;
+      if (!it->second.silent_since) it->second.silent_since = now;
+      ++it->second.failed_queries;
+    }
     return;
   }
-  group_unreachable_since_.reset();
+  for (const std::string& resource : resources_) {
+    auto it = branches_.find(Key{resource, txid});
+    if (it == branches_.end()) continue;
+    it->second.silent_since.reset();
+    it->second.failed_queries = 0;
+  }
   if (outcome == proto::Outcome::COMMITTED || outcome == proto::Outcome::ABORTED) {
     for (const std::string& resource : resources_) {
       Key key{resource, txid};
@@ -786,6 +810,12 @@ void BranchCore::OnResolve(uint64_t token, const proto::AgentResolveRequest& req
       others += " " + Name(r, req.txid) + " is " + StName(b.state) + ";";
       continue;
     }
+    if (b.state == St::kPreCommitted && req.outcome != proto::Outcome::COMMITTED) {
+      return refuse(Status::InvalidArgument(
+          Name(r, req.txid) + " is PRECOMMITTED: the coordinator group chose PRECOMMIT (3PC), "
+                              "so the transaction commits; an abort here is certain to disagree "
+                              "with the group. Resolve it --commit, or wait for the group"));
+    }
     if (b.in_flight || !b.queue.empty() || b.parked) {
       return refuse(Status::Unavailable(Name(r, req.txid) + " is applying a decision right now: "
                                         "list the branches again, it is probably no longer in doubt"));
@@ -861,7 +891,11 @@ TerminationDecision SkeenTermination(const std::vector<std::string>& states) {
 
 std::string BranchCore::StateName(const Key& key) const {
   auto it = branches_.find(key);
-  if (it != branches_.end() && it->second.state != St::kNone) return StName(it->second.state);
+  if (it != branches_.end() && it->second.state != St::kNone) {
+    // A READ_ONLY voter left the transaction: it knows nothing of the outcome.
+    if (it->second.state == St::kCommitted && !it->second.wrote) return "read-only";
+    return StName(it->second.state);
+  }
   if (auto h = heuristics_.find(key); h != heuristics_.end()) {
     return h->second.record.outcome == proto::Outcome::COMMITTED ? "committed" : "aborted";
   }
@@ -882,7 +916,9 @@ void BranchCore::OnBranchState(uint64_t token, const proto::BranchStateRequest& 
 void BranchCore::MaybeTerminate(const Key& key, Branch& b, Micros now) {
   const Micros d = options_.autonomous_termination_timeout;
   if (d <= 0 || b.terminating || b.info.protocol != proto::Protocol::THREE_PC) return;
-  if (!group_unreachable_since_ || now - *group_unreachable_since_ < d || now - b.since < d ||
+  // The group silent about this branch for d: at least two outcome queries
+  // in a row failed, the first d ago, and no request came from it since.
+  if (!b.silent_since || b.failed_queries < 2 || now - *b.silent_since < d || now - b.since < d ||
       now < b.termination_next) {
     return;
   }
@@ -903,7 +939,7 @@ void BranchCore::MaybeTerminate(const Key& key, Branch& b, Micros now) {
   }
   Log(AgentLogLine::kWarn, "autonomous termination txid=" + ToString(key.second) + " resource=" +
                                key.first + ": the coordinator group has been unreachable for " +
-                               std::to_string((now - *group_unreachable_since_) / kMillis) +
+                               std::to_string((now - *b.silent_since) / kMillis) +
                                " ms; asking " + std::to_string(b.termination_pending) +
                                " other participant(s)");
   if (b.termination_pending == 0) FinishTermination(key, b, now);
@@ -929,12 +965,23 @@ void BranchCore::FinishTermination(const Key& key, Branch& b, Micros now) {
   std::string seen;
   for (const auto& [resource, state] : b.termination_answers) {
     seen += (seen.empty() ? "" : ", ") + resource + "=" + state;
-    if (state != "none" && state != "unreachable") states.push_back(state);
+    if (state != "none" && state != "unreachable" && state != "read-only") states.push_back(state);
   }
   // Still in doubt, idle, and the group still silent (an answer may have come).
-  if (!InDoubt(b.state) || b.in_flight || !b.queue.empty() || !group_unreachable_since_ ||
+  if (!InDoubt(b.state) || b.in_flight || !b.queue.empty() || !b.silent_since ||
       heuristics_.count(key)) {
     b.termination_next = now + options_.query_max;
+    return;
+  }
+  if (std::any_of(b.termination_answers.begin(), b.termination_answers.end(),
+                  [](const auto& a) { return a.second == "none"; })) {
+    // A peer with no record of its branch: it may never have voted, or have
+    // finished and forgotten it (committed, possibly). No rule applies
+    // safely; ask again later.
+    b.termination_next = now + options_.query_max;
+    Log(AgentLogLine::kWarn, "autonomous termination txid=" + ToString(key.second) + " resource=" +
+                                 key.first + ": no decision, a participant has no record of its "
+                                 "branch (" + seen + "); asking again later");
     return;
   }
   TerminationDecision d = SkeenTermination(states);

@@ -87,8 +87,12 @@ struct AgentOptions {
   // branch's state (the participant list came with CAN_COMMIT) and applies
   // Skeen's rule (SkeenTermination) as a heuristic decision by
   // "autonomous-termination": recorded in the resource's log, and reported as
-  // a heuristic hazard if the group later decided the other way. Textbook
-  // 3PC: unsafe under partitions (docs/protocols.md).
+  // a heuristic hazard if the group later decided the other way. "Silent":
+  // at least two outcome queries about the branch failed in a row, the first
+  // this long ago, and no request for it came from the coordinator since. A
+  // peer with no record of its branch ("none") blocks the decision (it may
+  // have committed and forgotten); READ_ONLY voters and unreachable peers are
+  // left out. Textbook 3PC: unsafe under partitions (docs/protocols.md).
   Micros autonomous_termination_timeout = 0;
 };
 
@@ -189,6 +193,10 @@ class BranchCore {
   // Agent.BranchState: the state of this agent's branch of req.txid at
   // req.resource, for another participant's autonomous termination.
   void OnBranchState(uint64_t token, const proto::BranchStateRequest& req);
+  // `resource` cannot record PRECOMMITTED (ResourceManager::SupportsPreCommit
+  // is false): its branches acknowledge PRE_COMMIT at once and stay PREPARED
+  // (autonomous termination then counts them as PREPARED).
+  void SetPreCommitUnsupported(const std::string& resource) { no_precommit_.insert(resource); }
   // The answer to a PeerQuery (`call` not OK: unreachable, left out).
   void OnPeerState(const PeerQuery& q, const Status& call, const proto::BranchStateResponse& resp,
                    Micros now);
@@ -293,6 +301,11 @@ class BranchCore {
     size_t termination_pending = 0;
     std::map<std::string, std::string> termination_answers;
     Micros termination_next = 0;  // no new round before this
+    // The group's silence about this branch: when its outcome queries began
+    // to fail, and how many failed in a row (reset by any answer, and by any
+    // request from the coordinator for this branch).
+    std::optional<Micros> silent_since;
+    int failed_queries = 0;
     // ABORTING: failed rollback attempts; the next one is due at `deadline`.
     int rollback_failures = 0;
     std::string rollback_error;
@@ -344,6 +357,7 @@ class BranchCore {
   void ReplyDecide(const Pending& p, const Status& s, bool refused = false);
 
   std::set<std::string> resources_;
+  std::set<std::string> no_precommit_;
   AgentOptions options_;
   std::map<Key, Branch, KeyLess> branches_;
   std::set<Key, KeyLess> live_;  // branches Tick must look at: ACTIVE, PREPARED, waiting
@@ -377,8 +391,9 @@ class BranchCore {
   };
   std::map<uint64_t, OperatorJob> jobs_;     // job id -> job
   // When the group's outcome queries started failing (unset: it answered last).
-  std::optional<Micros> group_unreachable_since_;
   void MaybeTerminate(const Key& key, Branch& b, Micros now);
+  // A request from the coordinator for this branch: the group is not silent.
+  void HeardFromGroup(const Key& key);
   void FinishTermination(const Key& key, Branch& b, Micros now);
   // Issues the heuristic ops of a job (OnResolve, autonomous termination).
   uint64_t StartHeuristicJob(uint64_t token, bool reply, const std::vector<Key>& targets,

@@ -128,11 +128,13 @@ class ResourceManager {
   // Three-phase commit: records the PREPARED branch as PRECOMMITTED (the
   // coordinator group chose PRECOMMIT: the transaction will commit), keeping
   // its changes and locks. OK means durable. Idempotent: OK for a branch
-  // PRECOMMITTED or COMMITTED already; ABORTED for an aborted one. The
-  // default refuses (INVALID_ARGUMENT): such a resource takes part in 3PC
-  // as in 2PC, never PRECOMMITTED (the coordinator waits out its ack
-  // timeout, then commits it; autonomous termination counts it as PREPARED).
+  // PRECOMMITTED or COMMITTED already; ABORTED for an aborted one. Called
+  // only when SupportsPreCommit(); the default refuses (INVALID_ARGUMENT).
   virtual void PreCommit(const TxId& txid, Callback<Status> done);
+  // Whether PreCommit records PRECOMMITTED. The agent does not call a
+  // resource that says no: it acknowledges PRE_COMMIT at once and the branch
+  // stays PREPARED. Default: false.
+  virtual bool SupportsPreCommit() const { return false; }
 
   // Records the branch as COMMITTED, releases its locks. OK means durable.
   // Idempotent: committing a committed branch is OK.

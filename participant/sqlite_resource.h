@@ -165,6 +165,7 @@ class SqliteResource : public ResourceManager {
                          const PrepareInfo& info, Callback<ExecuteResult> done) override;
   void Commit(const TxId& txid, Callback<Status> done) override;
   void PreCommit(const TxId& txid, Callback<Status> done) override;
+  bool SupportsPreCommit() const override { return true; }
   void Rollback(const TxId& txid, Callback<Status> done) override;
   void HeuristicDecide(const HeuristicRecord& record, Callback<Status> done) override;
   void ForgetHeuristic(const TxId& txid, Callback<Status> done) override;

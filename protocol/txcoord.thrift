@@ -387,7 +387,8 @@ struct BranchStateRequest {
 struct BranchStateResponse {
   1: Status status
   // As BranchInfo.state: none (no branch here: never reached, or forgotten),
-  // active, prepared, precommitted, aborting, committed, aborted.
+  // active, prepared, precommitted, aborting, committed, aborted, or
+  // read-only (voted READ_ONLY: it left the transaction, knows no outcome).
   2: string state
 }
 

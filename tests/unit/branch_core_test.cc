@@ -1860,6 +1860,93 @@ TEST_F(AutonomousTerminationTest, AGroupThatAnswersOrA2pcBranchNeverTerminatesAl
   }
 }
 
+// Review findings (issue 9): a peer with no record blocks the decision; a
+// READ_ONLY voter's "committed" says nothing of the outcome; a request from
+// the coordinator ends the group's silence.
+TEST_F(AutonomousTerminationTest, APeerWithNoRecordBlocksTheDecisionAndAReadOnlyPeerIsLeftOut) {
+  Prepared3pc();
+  AgentEffects fx = SilentGroupUntil(now_ + 10 * kSeconds);
+  ASSERT_EQ(fx.peer_queries.size(), 1u);
+  proto::BranchStateResponse none;
+  none.state = "none";  // maybe committed and forgotten
+  core_.OnPeerState(fx.peer_queries[0], Status::Ok(), none, now_);
+  AgentEffects after = Take();
+  EXPECT_TRUE(after.ops.empty());
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  // The next round (query_max later) hears a read-only peer: left out, so
+  // only PREPARED remains and the rule aborts; never "a participant committed".
+  fx = SilentGroupUntil(now_ + 10 * kSeconds);
+  ASSERT_EQ(fx.peer_queries.size(), 1u);
+  proto::BranchStateResponse ro;
+  ro.state = "read-only";
+  core_.OnPeerState(fx.peer_queries[0], Status::Ok(), ro, now_);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kHeuristic, kT1);
+  EXPECT_EQ(op.heuristic.outcome, proto::Outcome::ABORTED);
+}
+
+TEST_F(AutonomousTerminationTest, ARequestFromTheCoordinatorEndsTheSilence) {
+  Prepared3pc();
+  const Micros t0 = now_;
+  // Two failed queries, then (before D) a duplicate PREPARE from the group.
+  for (; now_ < t0 + 2500 * kMillis; now_ += 100 * kMillis) {
+    core_.Tick(now_);
+    for (const TxId& q : Take().queries) {
+      core_.OnOutcome(q, Status::Unavailable("no leader"), proto::Outcome::UNKNOWN, now_);
+    }
+  }
+  Prepare(3, kT1);
+  EXPECT_EQ(VoteReply(Take(), 3).vote, proto::Vote::YES);
+  // At t0 + 3.5 s the first failure is 3.5 s old, but the group spoke at 2.5 s.
+  for (; now_ < t0 + 4 * kSeconds; now_ += 100 * kMillis) {
+    core_.Tick(now_);
+    AgentEffects fx = Take();
+    EXPECT_TRUE(fx.peer_queries.empty()) << (now_ - t0);
+    for (const TxId& q : fx.queries) {
+      core_.OnOutcome(q, Status::Unavailable("no leader"), proto::Outcome::UNKNOWN, now_);
+    }
+  }
+}
+
+TEST_F(BranchCoreTest, ReadOnlyBranchAnswersReadOnlyNotCommitted) {
+  MakeActive(kT1, /*wrote=*/false);
+  Prepare(2, kT1);
+  EXPECT_EQ(VoteReply(Take(), 2).vote, proto::Vote::READ_ONLY);
+  proto::BranchStateRequest req;
+  req.txid = kT1;
+  req.resource = kRes;
+  core_.OnBranchState(3, req);
+  EXPECT_EQ(ReplyTo<proto::BranchStateResponse>(Take(), 3).state, "read-only");
+}
+
+TEST_F(ThreePhaseBranchTest, OperatorCannotAbortAPrecommittedBranchButCanCommitIt) {
+  MakePrepared(kT1);
+  PreCommit(2, kT1);
+  OpDone(OnlyOp(Take(), ResourceOp::kPreCommit, kT1));
+  Take();
+  proto::AgentResolveRequest req;
+  req.txid = kT1;
+  req.outcome = proto::Outcome::ABORTED;
+  req.reason = "group down";
+  req.who = "ops";
+  core_.OnResolve(4, req, now_);
+  auto r = ReplyTo<proto::AgentResolveResponse>(Take(), 4);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_NE(r.status.message.find("PRECOMMITTED"), std::string::npos) << r.status.message;
+  req.outcome = proto::Outcome::COMMITTED;
+  core_.OnResolve(5, req, now_);
+  EXPECT_EQ(OnlyOp(Take(), ResourceOp::kHeuristic, kT1).heuristic.outcome, proto::Outcome::COMMITTED);
+}
+
+TEST_F(ThreePhaseBranchTest, AResourceThatCannotPrecommitAcksAtOnceAndStaysPrepared) {
+  core_.SetPreCommitUnsupported(kRes);
+  MakePrepared(kT1);
+  PreCommit(2, kT1);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "prepared");
+}
+
 TEST_F(BranchCoreTest, BranchStateAnswersTheStateOfTheBranchHere) {
   MakePrepared(kT1);
   proto::BranchStateRequest req;
