@@ -64,6 +64,8 @@ class SimAgent {
   bool disk_failed() const;
   bool up() const { return live_ != nullptr; }
   int node() const { return node_; }
+  // Syncs (fsyncs) this node's disk started, for every resource it hosts.
+  uint64_t disk_syncs() const { return disk_.syncs(); }
   const std::string& address() const { return address_; }
   std::vector<std::string> resources() const;
 

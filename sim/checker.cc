@@ -44,6 +44,7 @@ void Checker::Violation(const char* invariant, const TxId* txid, const std::stri
 
 void Checker::OnBranchCommitted(int node, const std::string& resource, const TxId& txid,
                                 bool wrote) {
+  if (observer_) observer_(node, resource, txid, "COMMITTED");
   world_->Log(node, &txid, "branch COMMITTED at " + resource + (wrote ? "" : " (read-only)"));
   auto doomed = interrupted_.find(txid);
   if (doomed != interrupted_.end() && doomed->second.count(resource)) {
@@ -73,6 +74,7 @@ void Checker::OnBranchCommitted(int node, const std::string& resource, const TxI
 
 void Checker::OnBranchAborted(int node, const std::string& resource, const TxId& txid,
                               bool had_changes) {
+  if (observer_) observer_(node, resource, txid, "ABORTED");
   world_->Log(node, &txid,
               "branch ABORTED at " + resource + (had_changes ? " (undo applied)" : " (tombstone)"));
   if (!had_changes) return;
@@ -102,10 +104,12 @@ void Checker::OnBranchAborted(int node, const std::string& resource, const TxId&
 }
 
 void Checker::OnBranchPrepared(int node, const std::string& resource, const TxId& txid) {
+  if (observer_) observer_(node, resource, txid, "PREPARED");
   prepared_.insert({node, txid, resource});
 }
 
 void Checker::OnBranchPreCommitted(int node, const std::string& resource, const TxId& txid) {
+  if (observer_) observer_(node, resource, txid, "PRECOMMITTED");
   world_->Log(node, &txid, "branch PRECOMMITTED at " + resource);
   precommitted_.insert(txid);
   if (auto it = outcomes_.find(txid); it != outcomes_.end() && !it->second.aborted.empty()) {

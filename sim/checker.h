@@ -125,6 +125,12 @@ class Checker {
   // simulation's (it knows the cores).
   void FinalChecks(const std::function<void(const BankVisitor&)>& durable_each);
 
+  // txsim --measure: told of every branch that reached PREPARED, PRECOMMITTED,
+  // COMMITTED or ABORTED (`state`), at the simulated time it did. Checks nothing.
+  using BranchObserver = std::function<void(int node, const std::string& resource,
+                                            const TxId& txid, const char* state)>;
+  void SetBranchObserver(BranchObserver o) { observer_ = std::move(o); }
+
   void Violation(const char* invariant, const TxId* txid, const std::string& what);
   int violations() const { return violations_; }
   const std::string& first() const { return first_; }
@@ -159,6 +165,7 @@ class Checker {
   int printed_ = 0;
   std::string first_;
 
+  BranchObserver observer_;
   std::function<void(const BankVisitor&)> bank_each_;
   int64_t bank_total_ = 0;
   std::map<std::string, int64_t> members_;  // resource -> initial count of members

@@ -445,6 +445,12 @@ bool Cluster::ElectionWindow() const {
 }
 
 bool Cluster::CrashPoint(int node, const char* point) {
+  if (!armed_point_.empty() && armed_point_ == point) {  // txsim --measure
+    armed_point_.clear();
+    CrashNode(node, std::string("at crash point ") + point + " (armed by --measure)");
+    if (armed_crashed_) armed_crashed_(node);
+    return true;
+  }
   if (!faults_active_ || crash_budget_ <= 0 || crash_points_.empty()) return false;
   if (CoordinatorAt(node) != nullptr && ElectionWindow()) return false;
   auto it = crash_points_.find(point);

@@ -79,6 +79,15 @@ struct BugFlags {
   bool skip_precommit_choose = false;
 };
 
+// txsim --measure (sim/measure.cc): a topology built by hand instead of
+// drawn from the seed, no random faults, every message exactly `one_way` on
+// the wire and every disk sync exactly `sync` long.
+struct MeasureSetup {
+  int agents = 2;                // agent1..agentN, one bank resource on each
+  Micros one_way = 1 * kMillis;
+  Micros sync = 0;
+};
+
 // A transaction a client finished: what a late query (SimClient::LateQuery)
 // asks about.
 struct Finished {
@@ -118,6 +127,8 @@ class SimCoordinator {
   int node() const { return node_; }
   const std::string& address() const { return address_; }
   int replica_id() const { return replica_id_; }
+  // Syncs (fsyncs) this node's disk started: its decision log or acceptor store.
+  uint64_t disk_syncs() const { return disk_.syncs(); }
   // Group mode: this replica won phase 1 and has not stepped down.
   bool leads() const;
   // Group mode: this replica's acceptor is rejoining (it started empty).
@@ -261,6 +272,28 @@ class Cluster {
 
   SimResult Run();
 
+  // txsim --measure (sim/measure.cc, which defines this constructor): the
+  // coordinator replicas (SimOptions::replicas), MeasureSetup::agents agents
+  // and one client node, which sim/measure.cc drives itself; nothing runs
+  // until BootServers().
+  Cluster(const SimOptions& options, const MeasureSetup& setup);
+  void BootServers();
+  int measure_client() const { return measure_client_; }
+  SimAgent* agent(size_t i) { return agents_[i].get(); }
+  size_t agent_count() const { return agents_.size(); }
+  // The first time a shell reaches crash point `point` (even with faults
+  // off), its node crashes there and `crashed` is told; no restart follows.
+  void ArmCrashPoint(std::string point, std::function<void(int node)> crashed) {
+    armed_point_ = std::move(point);
+    armed_crashed_ = std::move(crashed);
+  }
+  void RestartNode(int node) { Restart(node); }
+  // Every message a coordinator replica sends a peer, as it leaves.
+  void SetPeerObserver(std::function<void(const paxos::Message&)> o) { peer_observer_ = std::move(o); }
+  void OnPeerSend(const paxos::Message& m) {
+    if (peer_observer_) peer_observer_(m);
+  }
+
   World& world() { return *world_; }
   Network& net() { return *net_; }
   Checker& checker() { return *checker_; }
@@ -395,6 +428,12 @@ class Cluster {
   int agent_stall_budget_ = 0;       // ScheduleAgentDiskStall
   int empty_disk_budget_ = 0;   // group mode: empty-disk restarts left
   std::set<int> wipe_on_restart_;  // nodes whose disk comes back empty
+
+  // txsim --measure.
+  int measure_client_ = -1;
+  std::string armed_point_;
+  std::function<void(int)> armed_crashed_;
+  std::function<void(const paxos::Message&)> peer_observer_;
 
   // Workload.
   int tickets_ = 0;

@@ -420,6 +420,7 @@ bool SimCoordinator::Do(Live* l, paxos::Persist& p, std::vector<coord::NodeEffec
 bool SimCoordinator::Do(Live*, paxos::Outgoing& o, std::vector<coord::NodeEffects>*) {
   if (o.to <= 0 || o.to > c_->replicas() || o.to == replica_id_) return true;
   SimCoordinator* peer = c_->CoordinatorById(o.to);
+  c_->OnPeerSend(o.msg);
   c_->net().Send(node_, peer->node(), true, [peer, msg = std::move(o.msg)] { peer->DeliverPeer(msg); });
   return true;
 }

@@ -61,6 +61,13 @@ int main(int argc, char** argv) {
        "a scripted run instead of random faults: 3pc-partition (seed 1 unless --seed/--seeds)")
       ("autonomous-termination", po::bool_switch(),
        "agents run 3PC's autonomous termination (Skeen's rule after 2 s without the group)")
+      ("measure", po::bool_switch(),
+       "print what one committed transaction costs (messages, syncs, message delays) and how long "
+       "participants stay in doubt when the leader crashes, for --protocol, --participants and "
+       "--replicas (docs/protocols-measured.md)")
+      ("participants", po::value<int>()->default_value(2), "--measure: participants (agents) per transaction")
+      ("one-way-us", po::value<int64_t>()->default_value(1000), "--measure: the network's one-way delay, microseconds")
+      ("no-blocking", po::bool_switch(), "--measure: skip the leader-crash runs")
       ("list-bugs", po::bool_switch(), "print the names of the injectable bugs, one per line")
       ("keep-going", po::bool_switch(), "run every seed even after one found a violation")
       ("jobs", po::value<int>()->default_value(1),
@@ -70,12 +77,33 @@ int main(int argc, char** argv) {
   po::variables_map vm;
   txc::cli::Parse(argc, argv,
                   "usage: txsim --seeds A..B --faults none|light|heavy [--inject-bug NAME] "
-                  "[--trace] | --seed N ... | --list-bugs",
+                  "[--trace] | --seed N ... | --list-bugs | --measure --protocol P --participants N "
+                  "--replicas R",
                   desc, vm);
 
   if (vm["list-bugs"].as<bool>()) {
     for (const auto& b : txc::sim::Bugs()) std::cout << b.name << "\n";
     return 0;
+  }
+  if (vm["measure"].as<bool>()) {
+    txc::sim::MeasureOptions m;
+    m.protocol = vm["protocol"].as<std::string>();
+    m.participants = vm["participants"].as<int>();
+    m.replicas = vm["replicas"].as<int>();
+    m.one_way_micros = vm["one-way-us"].as<int64_t>();
+    m.blocking = !vm["no-blocking"].as<bool>();
+    if (vm.count("seed")) m.seed = vm["seed"].as<uint64_t>();
+    if (!vm["txns-per-seed"].defaulted()) m.txns = vm["txns-per-seed"].as<int>();
+    if ((m.protocol != "2pc" && m.protocol != "3pc") || m.participants < 1 || m.participants > 26 ||
+        (m.replicas != 1 && m.replicas != 3 && m.replicas != 5) || m.one_way_micros < 1 || m.txns < 1) {
+      std::cerr << "txsim --measure wants --protocol 2pc|3pc, --participants 1..26, --replicas 1|3|5, "
+                   "--one-way-us >= 1 and --txns-per-seed >= 1\n";
+      return 2;
+    }
+    if (vm["trace"].as<bool>()) m.trace = &std::cout;
+    txc::sim::MeasureResult r = txc::sim::Measure(m);
+    std::cout << txc::sim::MeasureReport(m, r);
+    return r.violations > 0 ? 1 : 0;
   }
   std::string scenario = vm.count("scenario") ? vm["scenario"].as<std::string>() : "";
   if (!scenario.empty() && scenario != "3pc-partition") {

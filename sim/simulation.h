@@ -119,4 +119,68 @@ SimResult RunSeed(const SimOptions& options);
 // The command line that replays a seed, for reports.
 std::string ReplayCommand(const SimOptions& options);
 
+// ------------------------------------------------------------- txsim --measure
+//
+// What one committed transaction costs, and how long participants stay in
+// doubt when the leader crashes: the production cores in the simulated shells,
+// as RunSeed runs them, on a topology built by hand (the coordinator replicas,
+// `participants` agents with one bank resource each, one client), with no
+// random faults, every message exactly `one_way` on the wire and every disk
+// sync taking no time. Transactions run one at a time. See sim/measure.cc and
+// docs/protocols-measured.md.
+struct MeasureOptions {
+  std::string protocol = "2pc";  // "2pc" or "3pc"
+  int participants = 2;
+  int replicas = 1;  // 1, 3 or 5
+  int txns = 20;     // measured transactions per mode (after one warm-up)
+  uint64_t seed = 1;  // the group's election jitter draws from it
+  int64_t one_way_micros = 1000;
+  bool blocking = true;  // also run the crash-point table
+  std::ostream* trace = nullptr;
+};
+
+// Per committed transaction, averaged over the measured ones.
+struct MeasureCost {
+  std::string mode;  // "one-shot" (Begin + Submit) or "interactive" (Begin, Execute each, Commit)
+  int txns = 0;
+  int committed = 0;
+  // Network messages (requests and replies each one), by the kind of link.
+  double client_coord = 0, coord_agents = 0, client_agents = 0, replicas = 0, agents_agents = 0;
+  double total = 0;  // the five above
+  // Paxos HEARTBEAT / HEARTBEAT_REPLY sent while the transaction ran: driven
+  // by time, not by the transaction, so not in `replicas` nor `total`.
+  double heartbeats = 0;
+  // Disk syncs: every coordinator replica's (decision log / acceptor), every agent's.
+  double coord_syncs = 0, agent_syncs = 0;
+  // Sequential one-way message delays from the moment the client sends
+  // Submit/Commit: until it hears COMMITTED, until the last participant's
+  // COMMITTED record is durable. Mean, min and max over the transactions.
+  double client_delays = 0, client_delays_min = 0, client_delays_max = 0;
+  double all_delays = 0, all_delays_min = 0, all_delays_max = 0;
+  // Before that: Begin, and in interactive mode the Execute calls.
+  double before_commit_delays = 0;
+};
+
+// One leader crash at a crash point, in a fresh cluster.
+struct MeasureBlocking {
+  std::string point;
+  bool crashed = false;     // the point was reached
+  std::string outcome;      // what the participants did: "committed", "aborted", "mixed: ..."
+  std::string client;       // what the client was told, and when (after the crash)
+  int64_t longest_after_crash_micros = -1;  // max over participants of final - max(prepared, crash)
+  int64_t longest_in_doubt_micros = -1;     // max over participants of final - prepared
+  bool settled = true;      // every participant reached a final state within the bound
+};
+
+struct MeasureResult {
+  std::vector<MeasureCost> costs;
+  std::vector<MeasureBlocking> blocking;
+  int violations = 0;  // the checker's, over every cluster this ran
+  std::string first_violation;
+};
+
+MeasureResult Measure(const MeasureOptions& options);
+// The markdown tables of a result, with the command that reproduces them.
+std::string MeasureReport(const MeasureOptions& options, const MeasureResult& result);
+
 }  // namespace txc::sim

@@ -147,6 +147,7 @@ int Network::AddNode(std::string name) {
 void Network::Finalize() {
   size_t n = nodes_.size();
   base_.assign(n * n, 0);
+  sent_by_link_.assign(n * n, 0);
   for (size_t a = 0; a < n; ++a) {
     for (size_t b = 0; b < n; ++b) {
       base_[a * n + b] = world_->rng().Uniform(options_.base_min, options_.base_max);
@@ -207,6 +208,7 @@ Micros Network::Delay(int from, int to) {
 
 void Network::Send(int from, int to, bool dup_ok, std::function<void()> deliver) {
   ++sent_;
+  if (!sent_by_link_.empty()) ++sent_by_link_[static_cast<size_t>(from) * nodes_.size() + to];
   Rng& rng = world_->rng();
   if (Blocked(from, to)) return;  // partitioned: lost
   if (rng.Bernoulli(options_.drop_p)) {

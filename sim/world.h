@@ -175,6 +175,12 @@ class Network {
             std::function<void(Status, Resp)> done);
 
   uint64_t messages_sent() const { return sent_; }
+  // Messages sent from `from` to `to` so far (lost ones included), counted
+  // once Finalize() ran (txsim --measure splits them by kind of link).
+  uint64_t sent(int from, int to) const {
+    size_t n = nodes_.size();
+    return sent_by_link_.empty() ? 0 : sent_by_link_[static_cast<size_t>(from) * n + to];
+  }
   // Messages the network lost at random (drop_p); partitions not counted.
   uint64_t messages_lost() const { return lost_; }
   // The longest a message can be under way with the current options.
@@ -208,6 +214,7 @@ class Network {
   NetOptions options_;
   std::vector<NodeState> nodes_;
   std::vector<Micros> base_;  // n*n
+  std::vector<uint64_t> sent_by_link_;  // n*n, from Finalize()
   std::vector<Cut> cuts_;
   int next_cut_ = 1;
   uint64_t sent_ = 0;
