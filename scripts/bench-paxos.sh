@@ -20,8 +20,6 @@ RECORD=256
 BIN=$(cd "$BUILD/bin" && pwd)
 WORK=$(mktemp -d /tmp/txc-bench-paxos.XXXXXX)
 PIDS=()
-# Forgets a pid once its process is reaped, so the trap never signals a reused pid.
-forget() { local keep=(); for p in "${PIDS[@]:-}"; do [ "$p" != "$1" ] && keep+=("$p"); done; PIDS=("${keep[@]:-}"); }
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
@@ -31,50 +29,15 @@ if ! command -v etcd >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >/dev/null
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-json() { python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, r))' "$@"; }
+# free_port, wait_port, json, forget and the 3-replica group helpers.
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 echo "## machine"
 echo "- $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- $(etcd --version | head -1), record ${RECORD} bytes (etcd: 16-byte key + ${RECORD}-byte value)"
 
 # ---------------------------------------------------------------- servers
-declare -A GP GPID
-GDIR=""; GLIST=""; PEERS=""
-start_replica() { # id
-  "$BIN/txcoord" --id "$1" --listen "127.0.0.1:${GP[$1]}" --peers "$PEERS" --data "$GDIR/r$1" \
-    --log-level warn 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
-}
-start_group() { # dir
-  GDIR=$1; mkdir -p "$GDIR"
-  for i in 1 2 3; do GP[$i]=$(free_port); done
-  PEERS="1=127.0.0.1:${GP[1]},2=127.0.0.1:${GP[2]},3=127.0.0.1:${GP[3]}"
-  GLIST="127.0.0.1:${GP[1]},127.0.0.1:${GP[2]},127.0.0.1:${GP[3]}"
-  for i in 1 2 3; do start_replica $i; done
-  for i in 1 2 3; do wait_port "${GP[$i]}"; done
-}
-leader_of_group() { # prints the leader's id once one serves (10 s at most)
-  for _ in $(seq 1 100); do
-    local l
-    l=$(timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null |
-        python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["leader"] if s["leader_reachable"] else "")' 2>/dev/null || true)
-    [ -n "$l" ] && { echo "$l"; return 0; }
-    sleep 0.1
-  done
-  return 1
-}
-group_caught_up() { # all three replicas answer and trail the leader by <= 100 slots (20 s at most)
-  for _ in $(seq 1 200); do
-    timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null | python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-sys.exit(0 if r["leader_reachable"] and len(r["replicas"]) == 3 and max(x["lag"] for x in r["replicas"]) <= 100 else 1)' \
-      2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# start_group, start_replica, leader_of_group, group_caught_up: scripts/bench-lib.sh
 
 declare -A EC EPP
 EPID=(); ELIST=""

@@ -1,0 +1,52 @@
+# Helpers shared by the benchmark scripts (sourced, not run). The caller sets
+# BIN (the directory of txcoord, txagent, txbench, txadmin) and PIDS (an
+# array); every process started here is a child of the caller's shell, its pid
+# appended to PIDS so that the caller's EXIT trap can stop it.
+# Everything listens on 127.0.0.1 only, and every wait is bounded.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+json() { python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, r))' "$@"; }
+# Forgets a pid once its process is reaped, so the trap never signals a reused pid.
+forget() { local keep=(); for p in "${PIDS[@]:-}"; do [ "$p" != "$1" ] && keep+=("$p"); done; PIDS=("${keep[@]:-}"); }
+# Stops the given pids (SIGTERM), reaps them and forgets them.
+stop_pids() { local p; for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for p in "$@"; do wait "$p" 2>/dev/null || true; forget "$p"; done; }
+
+# ------------------------------------------------ a 3-replica txcoord group
+declare -A GP GPID
+GDIR=""; GLIST=""; PEERS=""
+start_replica() { # id
+  "$BIN/txcoord" --id "$1" --listen "127.0.0.1:${GP[$1]}" --peers "$PEERS" --data "$GDIR/r$1" \
+    --log-level warn 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
+}
+start_group() { # dir
+  GDIR=$1; mkdir -p "$GDIR"
+  for i in 1 2 3; do GP[$i]=$(free_port); done
+  PEERS="1=127.0.0.1:${GP[1]},2=127.0.0.1:${GP[2]},3=127.0.0.1:${GP[3]}"
+  GLIST="127.0.0.1:${GP[1]},127.0.0.1:${GP[2]},127.0.0.1:${GP[3]}"
+  for i in 1 2 3; do start_replica $i; done
+  for i in 1 2 3; do wait_port "${GP[$i]}"; done
+}
+stop_group() { stop_pids "${GPID[1]}" "${GPID[2]}" "${GPID[3]}"; }
+leader_of_group() { # prints the leader's id once one serves (10 s at most)
+  for _ in $(seq 1 100); do
+    local l
+    l=$(timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null |
+        python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["leader"] if s["leader_reachable"] else "")' 2>/dev/null || true)
+    [ -n "$l" ] && { echo "$l"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+group_caught_up() { # all three replicas answer and trail the leader by <= 100 slots (20 s at most)
+  for _ in $(seq 1 200); do
+    timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+sys.exit(0 if r["leader_reachable"] and len(r["replicas"]) == 3 and max(x["lag"] for x in r["replicas"]) <= 100 else 1)' \
+      2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
