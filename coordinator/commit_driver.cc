@@ -3,6 +3,7 @@
 #include "common/status_proto.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 namespace txc::coord {
@@ -14,6 +15,20 @@ std::string Describe(const proto::Participant& p) { return p.resource + " at " +
 // An agent that does not set DecideResponse.refused words its refusals so.
 bool LooksLikeRefusal(const Status& s) {
   return s.code() == Status::kInternal && s.message().find("refusing to") != std::string::npos;
+}
+
+// An enum field as it came off the wire: reading it as the enum type when it
+// holds a value the enum does not name would be undefined behaviour.
+int32_t WireValue(const proto::Protocol::type& p) {
+  static_assert(sizeof(p) == sizeof(int32_t));
+  int32_t v;
+  std::memcpy(&v, &p, sizeof v);
+  return v;
+}
+
+bool KnownProtocol(const proto::Protocol::type& p) {
+  int32_t v = WireValue(p);
+  return v == proto::Protocol::TWO_PC || v == proto::Protocol::THREE_PC;
 }
 
 bool SameParticipant(const proto::Participant& a, const proto::Participant& b) {
@@ -152,10 +167,10 @@ void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Mic
     t.waiters.push_back(token);
     return;
   }
-  if (req.protocol != proto::Protocol::TWO_PC && req.protocol != proto::Protocol::THREE_PC) {
+  if (!KnownProtocol(req.protocol)) {
     return ReplyCommit(token, t.txid, proto::Outcome::PENDING,
                        Status::InvalidArgument("unknown commit protocol " +
-                                               std::to_string(static_cast<int>(req.protocol)) +
+                                               std::to_string(WireValue(req.protocol)) +
                                                " (TWO_PC = 1, THREE_PC = 2)"),
                        "");
   }
@@ -180,10 +195,10 @@ void CommitDriver::OnSubmit(uint64_t token, const proto::SubmitRequest& req, Mic
     return OnCommit(token, c, now);
   }
   Txn& t = it->second;
-  if (req.protocol != proto::Protocol::TWO_PC && req.protocol != proto::Protocol::THREE_PC) {
+  if (!KnownProtocol(req.protocol)) {
     return ReplyCommit(token, t.txid, proto::Outcome::PENDING,
                        Status::InvalidArgument("unknown commit protocol " +
-                                               std::to_string(static_cast<int>(req.protocol)) +
+                                               std::to_string(WireValue(req.protocol)) +
                                                " (TWO_PC = 1, THREE_PC = 2)"),
                        "");
   }

@@ -4,6 +4,8 @@
 // applies it to the TxnTable and calls OnApplied, and not before.
 #include "coordinator/commit_driver.h"
 
+#include <cstring>
+
 #include <gtest/gtest.h>
 
 #include "tests/support/core_harness.h"
@@ -2076,7 +2078,8 @@ TEST_F(ThreePhaseTest, UnknownProtocolIsRefusedNamingIt) {
   proto::CommitRequest req;
   req.txid = t;
   req.participants = {kA};
-  req.protocol = static_cast<proto::Protocol::type>(9);
+  const int32_t nine = 9;  // as a peer could send it (an enum holding 9 is not writable in C++)
+  std::memcpy(&req.protocol, &nine, sizeof nine);
   driver_.OnCommit(2, req, now_);
   auto r = CommitReply(Take(), 2);
   EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
