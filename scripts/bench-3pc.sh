@@ -40,6 +40,7 @@ run() { # protocol mode concurrency rep -> $WORK/r-P-M-C-rep.json (+ .load: 1-mi
   wait_port $ap; wait_port $bp
   timeout $((SECS + 120)) "$BIN/txbench" transfer --coordinator "$GLIST" --agent bank_a=127.0.0.1:$ap --agent bank_b=127.0.0.1:$bp \
     --accounts 10000 --concurrency "$3" --duration "${SECS}s" --mode "$2" --protocol "$1" --json \
+    --server-pids "${GPID[1]},${GPID[2]},${GPID[3]},$a,$b" \
     >"$WORK/r-$name.json" 2>"$d/bench.log" || true
   stop_pids $a $b
   stop_group
@@ -49,8 +50,8 @@ run() { # protocol mode concurrency rep -> $WORK/r-P-M-C-rep.json (+ .load: 1-mi
 echo
 echo "## 2PC vs 3PC: txbench transfer, 3 replicas, two agents, ${SECS} s per run, ${REPS} runs per row, fsync on"
 echo
-echo "| protocol | mode | concurrency | run | load avg | committed/s | aborted/s | errors | p50 ms | p99 ms | p999 ms |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| protocol | mode | concurrency | run | load avg | committed/s | aborted/s | errors | p50 ms | p99 ms | p999 ms | server CPU/txn us |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for rep in $(seq 1 "$REPS"); do
   for mode in oneshot interactive; do
     for c in 1 64; do
@@ -61,11 +62,12 @@ for rep in $(seq 1 "$REPS"); do
         if [ -s "$WORK/r-$n.json" ]; then
           python3 -c 'import json, sys
 r = json.load(open(sys.argv[1]))
-print("| %s | %s | %d | %s | %s | %.0f | %.0f | %d | %.2f | %.2f | %.2f |" % (r["protocol"], r["mode"], r["concurrency"],
-      sys.argv[2], sys.argv[3], r["committed_per_s"], r["aborted_per_s"], r["errors"], r["p50_ms"], r["p99_ms"], r["p999_ms"]))' \
+print("| %s | %s | %d | %s | %s | %.0f | %.0f | %d | %.2f | %.2f | %.2f | %.0f |" % (r["protocol"], r["mode"], r["concurrency"],
+      sys.argv[2], sys.argv[3], r["committed_per_s"], r["aborted_per_s"], r["errors"], r["p50_ms"], r["p99_ms"], r["p999_ms"],
+      r.get("cpu_us_per_txn", float("nan"))))' \
             "$WORK/r-$n.json" "$rep" "$(cat "$WORK/r-$n.load")"
         else
-          echo "| $proto | $mode | $c | $rep | $(cat "$WORK/r-$n.load") | failed: $(head -c 200 "$WORK/r-$n.err" 2>/dev/null | tr '\n|' '  ') | | | | | |"
+          echo "| $proto | $mode | $c | $rep | $(cat "$WORK/r-$n.load") | failed: $(head -c 200 "$WORK/r-$n.err" 2>/dev/null | tr '\n|' '  ') | | | | | | |"
         fi
       done
     done
@@ -77,8 +79,8 @@ import json, statistics, sys
 w, reps = sys.argv[1], int(sys.argv[2])
 med = {}
 print("\n### median of the runs\n")
-print("| protocol | mode | concurrency | runs | committed/s | p50 ms | p99 ms |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+print("| protocol | mode | concurrency | runs | committed/s | p50 ms | p99 ms | server CPU/txn us |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for mode in ("oneshot", "interactive"):
     for c in (1, 64):
         for proto in ("2pc", "3pc"):
@@ -89,11 +91,13 @@ for mode in ("oneshot", "interactive"):
                 except Exception:
                     pass
             if not rs:
-                print(f"| {proto} | {mode} | {c} | 0 | | | |")
+                print(f"| {proto} | {mode} | {c} | 0 | | | | |")
                 continue
-            m = {k: statistics.median(r[k] for r in rs) for k in ("committed_per_s", "p50_ms", "p99_ms")}
+            m = {k: statistics.median(r.get(k, float("nan")) for r in rs)
+                 for k in ("committed_per_s", "p50_ms", "p99_ms", "cpu_us_per_txn")}
             med[(proto, mode, c)] = m
-            print("| %s | %s | %d | %d | %.0f | %.2f | %.2f |" % (proto, mode, c, len(rs), m["committed_per_s"], m["p50_ms"], m["p99_ms"]))
+            print("| %s | %s | %d | %d | %.0f | %.2f | %.2f | %.0f |" % (proto, mode, c, len(rs), m["committed_per_s"],
+                  m["p50_ms"], m["p99_ms"], m["cpu_us_per_txn"]))
 print()
 for mode in ("oneshot", "interactive"):
     two, three = med.get(("2pc", mode, 64)), med.get(("3pc", mode, 64))

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -21,6 +22,7 @@
 #include "client/client.h"
 #include "common/cli.h"
 #include "common/log.h"
+#include "common/proc_stats.h"
 #include "paxos_types.h"
 #include "protocol/coordinator_set.h"
 #include "protocol/rpc.h"
@@ -66,6 +68,9 @@ int Transfer(int argc, char** argv) {
       ("protocol", po::value<std::string>()->default_value("2pc"),
        "commit protocol of every transfer (and of the set-up): 2pc or 3pc")
       ("json", po::bool_switch(), "print the summary as one JSON line")
+      ("server-pids", po::value<std::string>(),
+       "PID[,PID...] of the server processes (replicas, agents): print their CPU per committed "
+       "transaction (user+sys from /proc, over the load only) and their RSS")
       ("quiet", po::bool_switch(), "no progress lines");
   po::variables_map vm;
   cli::Parse(argc, argv,
@@ -98,6 +103,15 @@ int Transfer(int argc, char** argv) {
   if (accounts < 2 || concurrency < 1 || duration <= 0) {
     std::cerr << "txbench: need --accounts >= 2, --concurrency >= 1, a positive --duration\n";
     return 2;
+  }
+  std::optional<ProcStatsWindow> servers;
+  if (vm.count("server-pids")) {
+    auto pids = ParsePidList(vm["server-pids"].as<std::string>());
+    if (!pids.ok()) {
+      std::cerr << "txbench: --server-pids: " << pids.status().message() << "\n";
+      return 2;
+    }
+    servers.emplace(*pids);
   }
 
   ClientOptions co;
@@ -146,6 +160,12 @@ int Transfer(int argc, char** argv) {
     }
   }
 
+  if (servers) {
+    if (Status s = servers->Start(); !s.ok()) {
+      std::cerr << "txbench: --server-pids: " << s.message() << "\n";
+      return 2;
+    }
+  }
   Stats stats;
   Micros start = SteadyNowMicros();
   Micros end = start + duration;
@@ -222,18 +242,44 @@ int Transfer(int argc, char** argv) {
   double p50 = Percentile(stats.latencies, 0.50), p99 = Percentile(stats.latencies, 0.99),
          p999 = Percentile(stats.latencies, 0.999);
   int64_t committed = stats.committed.load(), aborted = stats.aborted.load(), errors = stats.errors.load();
+  // The servers' CPU over the load (the set-up excluded), per committed transaction.
+  std::string server_json, server_text;
+  if (servers) {
+    servers->Finish();
+    double cpu_s = static_cast<double>(servers->cpu_micros()) / 1e6;
+    double per_txn = committed > 0 ? static_cast<double>(servers->cpu_micros()) / committed : 0;
+    std::string rss, rss_json;
+    for (const ProcSample& p : servers->last()) {
+      rss += (rss.empty() ? "" : ",") + std::to_string(p.pid) + ":" +
+             std::to_string(p.rss_kb / 1024) + "/" + std::to_string(p.rss_peak_kb / 1024);
+      rss_json += std::string(rss_json.empty() ? "" : ",") + "{\"pid\":" + std::to_string(p.pid) +
+                  ",\"rss_mb\":" + std::to_string(p.rss_kb / 1024) +
+                  ",\"rss_peak_mb\":" + std::to_string(p.rss_peak_kb / 1024) + "}";
+    }
+    std::string gone;
+    for (pid_t g : servers->gone()) gone += (gone.empty() ? "" : ",") + std::to_string(g);
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "servers cpu=%.2fs cpu_per_txn=%.0fus", cpu_s, per_txn);
+    server_text = std::string(buf) + " rss_mb(pid:now/peak)=" + rss +
+                  (gone.empty() ? "" : " gone=" + gone + " (their CPU is not counted)");
+    std::snprintf(buf, sizeof buf, ",\"server_cpu_s\":%.3f,\"cpu_us_per_txn\":%.1f", cpu_s, per_txn);
+    server_json = std::string(buf) + ",\"servers\":[" + rss_json + "]" +
+                  ",\"servers_gone\":[" + gone + "]";
+  }
   if (vm["json"].as<bool>()) {
     std::printf("{\"mode\":\"%s\",\"protocol\":\"%s\",\"concurrency\":%d,\"seconds\":%.2f,\"committed\":%ld,\"aborted\":%ld,"
                 "\"errors\":%ld,\"committed_per_s\":%.1f,\"aborted_per_s\":%.1f,\"p50_ms\":%.3f,"
-                "\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
+                "\"p99_ms\":%.3f,\"p999_ms\":%.3f%s}\n",
                 mode.c_str(), protocol, concurrency, secs, static_cast<long>(committed), static_cast<long>(aborted),
-                static_cast<long>(errors), committed / secs, aborted / secs, p50, p99, p999);
+                static_cast<long>(errors), committed / secs, aborted / secs, p50, p99, p999,
+                server_json.c_str());
   } else {
     std::printf("transfer mode=%s protocol=%s concurrency=%d duration=%.1fs\n", mode.c_str(), protocol,
                 concurrency, secs);
     std::printf("committed=%ld (%.1f/s) aborted=%ld (%.1f/s) errors=%ld\n", static_cast<long>(committed),
                 committed / secs, static_cast<long>(aborted), aborted / secs, static_cast<long>(errors));
     std::printf("latency p50=%.2fms p99=%.2fms p999=%.2fms\n", p50, p99, p999);
+    if (!server_text.empty()) std::printf("%s\n", server_text.c_str());
   }
   if (errors > 0) std::fprintf(stderr, "first error: %s\n", stats.first_error.c_str());
   if (committed == 0) {
