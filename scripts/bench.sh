@@ -39,22 +39,23 @@ run() { # mode concurrency
   "$BIN/txagent" --listen 127.0.0.1:$bp --data "$d/b" --coordinator 127.0.0.1:$cp --resource bank_b=sqlite:$d/b.db --log-level warn 2>"$d/b.log" & PIDS+=($!); local b=$!
   wait_port $cp; wait_port $ap; wait_port $bp
   "$BIN/txbench" transfer --coordinator 127.0.0.1:$cp --agent bank_a=127.0.0.1:$ap --agent bank_b=127.0.0.1:$bp \
-    --accounts 10000 --concurrency "$2" --duration "${SECS}s" --mode "$1" --json >"$d/result.json" 2>"$d/bench.log" || true
+    --accounts 10000 --concurrency "$2" --duration "${SECS}s" --mode "$1" --json --server-pids "$c,$a,$b" \
+    >"$d/result.json" 2>"$d/bench.log" || true
   kill $c $a $b; wait $c $a $b 2>/dev/null || true
 }
 
 echo
 echo "## txbench transfer (${SECS} s each, 2 resources of 10,000 accounts, fsync on)"
 echo
-echo "| mode | concurrency | committed/s | aborted/s | p50 ms | p99 ms | p999 ms |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| mode | concurrency | committed/s | aborted/s | p50 ms | p99 ms | p999 ms | server CPU/txn us |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for mode in oneshot interactive; do
   for c in 1 64; do
     # Not in a pipeline: run's servers must be this shell's children, stopped by its trap.
     run "$mode" "$c"
     python3 -c 'import json, sys
 r = json.loads(open(sys.argv[1]).read())
-print("| %s | %d | %.0f | %.0f | %.2f | %.2f | %.2f |" % (r["mode"], r["concurrency"], r["committed_per_s"],
-      r["aborted_per_s"], r["p50_ms"], r["p99_ms"], r["p999_ms"]))' "$WORK/run-$mode-$c/result.json"
+print("| %s | %d | %.0f | %.0f | %.2f | %.2f | %.2f | %.0f |" % (r["mode"], r["concurrency"], r["committed_per_s"],
+      r["aborted_per_s"], r["p50_ms"], r["p99_ms"], r["p999_ms"], r.get("cpu_us_per_txn", float("nan"))))' "$WORK/run-$mode-$c/result.json"
   done
 done
