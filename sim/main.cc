@@ -257,6 +257,11 @@ int main(int argc, char** argv) {
   // Summed over the seeds above, in seed order: the same for any --jobs.
   std::printf("%s\n", faults_seen.Line().c_str());
   if (scenario == "3pc-partition") {
+    if (faults_seen.partition == 0) {
+      std::printf("txsim: scenario 3pc-partition never partitioned anyone (no PRE_COMMIT went to "
+                  "an agent while another agent took part): it showed nothing\n");
+      return 1;
+    }
     if (violations > 0) {
       std::printf("txsim: scenario 3pc-partition%s broke atomicity: the partitioned participant "
                   "terminated on its own while the group and the other participants committed "
