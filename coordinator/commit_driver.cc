@@ -1,9 +1,9 @@
 #include "coordinator/commit_driver.h"
 
 #include "common/status_proto.h"
+#include "protocol/validate.h"
 
 #include <algorithm>
-#include <cstring>
 #include <set>
 
 namespace txc::coord {
@@ -17,17 +17,10 @@ bool LooksLikeRefusal(const Status& s) {
   return s.code() == Status::kInternal && s.message().find("refusing to") != std::string::npos;
 }
 
-// An enum field as it came off the wire: reading it as the enum type when it
-// holds a value the enum does not name would be undefined behaviour.
-int32_t WireValue(const proto::Protocol::type& p) {
-  static_assert(sizeof(p) == sizeof(int32_t));
-  int32_t v;
-  std::memcpy(&v, &p, sizeof v);
-  return v;
-}
-
+// Read as it came off the wire: loading the enum when it holds a value the
+// enum does not name would be undefined behaviour.
 bool KnownProtocol(const proto::Protocol::type& p) {
-  int32_t v = WireValue(p);
+  int32_t v = validate::WireEnumValue(p);
   return v == proto::Protocol::TWO_PC || v == proto::Protocol::THREE_PC;
 }
 
@@ -170,7 +163,7 @@ void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Mic
   if (!KnownProtocol(req.protocol)) {
     return ReplyCommit(token, t.txid, proto::Outcome::PENDING,
                        Status::InvalidArgument("unknown commit protocol " +
-                                               std::to_string(WireValue(req.protocol)) +
+                                               std::to_string(validate::WireEnumValue(req.protocol)) +
                                                " (TWO_PC = 1, THREE_PC = 2)"),
                        "");
   }
@@ -198,7 +191,7 @@ void CommitDriver::OnSubmit(uint64_t token, const proto::SubmitRequest& req, Mic
   if (!KnownProtocol(req.protocol)) {
     return ReplyCommit(token, t.txid, proto::Outcome::PENDING,
                        Status::InvalidArgument("unknown commit protocol " +
-                                               std::to_string(WireValue(req.protocol)) +
+                                               std::to_string(validate::WireEnumValue(req.protocol)) +
                                                " (TWO_PC = 1, THREE_PC = 2)"),
                        "");
   }
