@@ -633,16 +633,16 @@ void CommitDriver::StartPreCommit(Txn* t, Micros now) {
   for (size_t i = 0; i < n; ++i) SendDecision(t, i, now, /*precommit=*/true);
 }
 
+void CommitDriver::RetryLater(Txn* t, size_t i, const Status& failure, Micros now) {
+  if (i < t->last_error.size()) t->last_error[i] = failure.ToString();
+  t->next_send[i] = now + t->backoff[i];
+  t->backoff[i] = std::min(t->backoff[i] * 2, options_.resend_max);
+}
+
 void CommitDriver::OnPreCommitAnswer(Txn* t, size_t i, const Status& status, Micros now) {
   if (t->acked[i] || t->refused[i]) return;
-  if (status.ok()) {
-    t->acked[i] = true;
-  } else {
-    t->last_error[i] = status.ToString();
-    t->next_send[i] = now + t->backoff[i];
-    t->backoff[i] = std::min(t->backoff[i] * 2, options_.resend_max);
-    return;
-  }
+  if (!status.ok()) return RetryLater(t, i, status, now);
+  t->acked[i] = true;
   // (With the testing seam PRECOMMIT may not be chosen yet: OnApplied goes on.)
   if (t->state == State::kPreCommitted && AllAnswered(*t)) ProposeCommit(t);
 }
@@ -838,9 +838,7 @@ void CommitDriver::OnAck(const TxId& txid, size_t index, const Status& status, M
   }
   // Not delivered: try again after a backoff (a decided outcome is delivered,
   // whatever it takes).
-  if (index < t.last_error.size()) t.last_error[index] = status.ToString();
-  t.next_send[index] = now + t.backoff[index];
-  t.backoff[index] = std::min(t.backoff[index] * 2, options_.resend_max);
+  RetryLater(&t, index, status, now);
 }
 
 void CommitDriver::OnDecideAnswer(const ParticipantCall& call, const Status& transport,
@@ -925,7 +923,6 @@ void CommitDriver::MaybeEnd(Txn* t) {
 void CommitDriver::Tick(Micros now) {
   if (!serving_) return;
   std::vector<std::pair<TxId, std::string>> to_abort;
-  std::vector<TxId> to_commit;  // 3PC: PRE_COMMIT acks timed out; PRECOMMIT decides
   for (auto& [txid, t] : txns_) {
     switch (t.state) {
       case State::kActive:
@@ -944,11 +941,13 @@ void CommitDriver::Tick(Micros now) {
         break;
       case State::kPreCommitted:
         if (now >= t.deadline) {
-          to_commit.push_back(txid);
+          ProposeCommit(&t);  // PRE_COMMIT acks timed out: PRECOMMIT decides
           break;
         }
         for (size_t i = 0; i < t.acked.size(); ++i) {
-          if (!t.acked[i] && !t.refused[i] && now >= t.next_send[i]) SendDecision(&t, i, now, /*precommit=*/true);
+          if (!t.acked[i] && !t.refused[i] && now >= t.next_send[i]) {
+            SendDecision(&t, i, now, /*precommit=*/true);
+          }
         }
         break;
       case State::kCompleting:
@@ -968,10 +967,6 @@ void CommitDriver::Tick(Micros now) {
   for (auto& [txid, reason] : to_abort) {
     auto it = txns_.find(txid);
     if (it != txns_.end()) Abort(&it->second, reason);
-  }
-  for (const TxId& txid : to_commit) {
-    auto it = txns_.find(txid);
-    if (it != txns_.end() && it->second.state == State::kPreCommitted) ProposeCommit(&it->second);
   }
 }
 

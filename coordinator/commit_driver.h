@@ -308,6 +308,9 @@ class CommitDriver {
   // PRE_COMMIT to every participant.
   void StartPreCommit(Txn* t, Micros now);
   void OnPreCommitAnswer(Txn* t, size_t i, const Status& status, Micros now);
+  // Participant i did not get the decision (or PRE_COMMIT): resend after its
+  // backoff, which doubles up to resend_max.
+  void RetryLater(Txn* t, size_t i, const Status& failure, Micros now);
   // Proposes DECIDE(COMMITTED) for the participants still in the transaction.
   void ProposeCommit(Txn* t);
   static bool AllAnswered(const Txn& t);  // every participant acked or refused
