@@ -623,12 +623,7 @@ void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcom
     }
     return;
   }
-  for (const std::string& resource : resources_) {
-    auto it = branches_.find(Key{resource, txid});
-    if (it == branches_.end()) continue;
-    it->second.silent_since.reset();
-    it->second.failed_queries = 0;
-  }
+  for (const std::string& resource : resources_) HeardFromGroup(Key{resource, txid});
   if (outcome == proto::Outcome::COMMITTED || outcome == proto::Outcome::ABORTED) {
     for (const std::string& resource : resources_) {
       Key key{resource, txid};
@@ -835,7 +830,7 @@ void BranchCore::OnResolve(uint64_t token, const proto::AgentResolveRequest& req
   StartHeuristicJob(token, /*reply=*/true, targets, req.outcome, req.reason, req.who);
 }
 
-uint64_t BranchCore::StartHeuristicJob(uint64_t token, bool reply, const std::vector<Key>& targets,
+void BranchCore::StartHeuristicJob(uint64_t token, bool reply, const std::vector<Key>& targets,
                                        proto::Outcome::type outcome, const std::string& reason,
                                        const std::string& who) {
   uint64_t job_id = next_job_++;
@@ -864,7 +859,6 @@ uint64_t BranchCore::StartHeuristicJob(uint64_t token, bool reply, const std::ve
                                  " who=\"" + who + "\" reason=\"" + reason + "\"");
     effects_.ops.push_back(std::move(op));
   }
-  return job_id;
 }
 
 // ------------------------------------------------- autonomous termination

@@ -392,13 +392,14 @@ class BranchCore {
   std::map<uint64_t, OperatorJob> jobs_;     // job id -> job
   // When the group's outcome queries started failing (unset: it answered last).
   void MaybeTerminate(const Key& key, Branch& b, Micros now);
-  // A request from the coordinator for this branch: the group is not silent.
+  // A request from the coordinator, or an answer from the group, about this
+  // branch: the group is not silent.
   void HeardFromGroup(const Key& key);
   void FinishTermination(const Key& key, Branch& b, Micros now);
   // Issues the heuristic ops of a job (OnResolve, autonomous termination).
-  uint64_t StartHeuristicJob(uint64_t token, bool reply, const std::vector<Key>& targets,
-                             proto::Outcome::type outcome, const std::string& reason,
-                             const std::string& who);
+  void StartHeuristicJob(uint64_t token, bool reply, const std::vector<Key>& targets,
+                         proto::Outcome::type outcome, const std::string& reason,
+                         const std::string& who);
   std::string StateName(const Key& key) const;  // as BranchInfo.state; "none" when unknown
   std::map<uint64_t, uint64_t> job_of_op_;   // op id -> job id
   uint64_t next_job_ = 1;
