@@ -227,7 +227,7 @@ SimCoordinator* Cluster::CoordinatorAt(int node) const {
 
 void Cluster::OnPreCommitSend(const TxId& txid, const std::string& to,
                               const std::vector<proto::Participant>& ps) {
-  if (options_.scenario != "3pc-partition" || scenario_partitioned_) return;
+  if (!scenario_partition_pending()) return;
   bool other = std::any_of(ps.begin(), ps.end(), [&](const auto& p) { return p.address != to; });
   SimAgent* victim = AgentAt(to);
   if (!other || victim == nullptr) return;

@@ -311,6 +311,11 @@ class Cluster {
   // time another agent takes part too, `to` is cut off from every node.
   void OnPreCommitSend(const TxId& txid, const std::string& to,
                        const std::vector<proto::Participant>& ps);
+  // The scenario still waits for its PRE_COMMIT (callers skip the work of
+  // OnPreCommitSend otherwise).
+  bool scenario_partition_pending() const {
+    return options_.scenario == "3pc-partition" && !scenario_partitioned_;
+  }
 
   // A named point in a shell: under a fault schedule that armed it, the node
   // crashes right here (returns true; the caller must return at once).

@@ -351,11 +351,10 @@ bool SimCoordinator::Do(Live* l, coord::ParticipantCall& call, std::vector<coord
     bool want_ack = call.want_ack;
     bool commit = call.decide->outcome == proto::Outcome::COMMITTED;
     bool precommit = call.decide->__isset.precommit && call.decide->precommit;
-    if (precommit) {
+    if (precommit && c_->scenario_partition_pending()) {
       for (const auto& v : l->core.driver().ActiveTxns(w.now())) {
         if (v.txid == txid) c_->OnPreCommitSend(txid, call.to.address, v.participants);
       }
-      agent = c_->AgentAt(call.to.address);
     }
     w.Log(node_, &txid, std::string(precommit ? "PRE_COMMIT" : commit ? "COMMIT" : "ABORT") +
                             " -> " + call.to.resource + "@" + call.to.address);
