@@ -138,6 +138,19 @@ void Agent::RegisterMetrics() {
                    "Frames this agent's server refused as malformed.", [this] {
                      return std::vector<Sample>{{{}, static_cast<double>(server_.malformed_frames())}};
                    });
+  m.AddCounterFunc("txagent_resource_events_total",
+                   "Events a resource counts itself (database resources: what reconciling the "
+                   "database's prepared transactions with the agent's WAL found and did; "
+                   "foreign_prepared is the latest count, not a running total).",
+                   [this] {
+                     std::vector<Sample> out;
+                     for (const auto& [name, r] : resources_) {
+                       for (const auto& [event, n] : r->Counters()) {
+                         out.push_back({{{"resource", name}, {"event", event}}, static_cast<double>(n)});
+                       }
+                     }
+                     return out;
+                   });
 }
 
 }  // namespace txc::participant

@@ -9,6 +9,15 @@ namespace txc::participant {
 
 namespace {
 
+// The state a heuristic record shows. UNKNOWN: the branch ended outside
+// txcoord with no known outcome (a database's prepared transaction gone).
+const char* HeuristicStateName(proto::Outcome::type o) {
+  return o == proto::Outcome::COMMITTED ? "committed"
+         : o == proto::Outcome::ABORTED ? "aborted"
+                                        : "unknown";
+}
+
+
 std::string Name(const std::string& resource, const TxId& txid) {
   return "branch " + ToString(txid) + " on " + resource;
 }
@@ -749,7 +758,7 @@ std::vector<BranchCore::BranchView> BranchCore::Branches() const {
     BranchView v;
     v.txid = key.second;
     v.resource = key.first;
-    v.state = h.record.outcome == proto::Outcome::COMMITTED ? "committed" : "aborted";
+    v.state = HeuristicStateName(h.record.outcome);
     v.since = h.decided;
     v.heuristic = h.record;
     v.group_outcome = h.group;
@@ -1126,7 +1135,7 @@ proto::BranchInfo BranchCore::HeuristicInfo(const Key& key, const Heuristic& h) 
   proto::BranchInfo i;
   i.txid = key.second;
   i.resource = key.first;
-  i.state = h.record.outcome == proto::Outcome::COMMITTED ? "committed" : "aborted";
+  i.state = HeuristicStateName(h.record.outcome);
   i.__set_heuristic_outcome(h.record.outcome);
   i.__set_heuristic_reason(h.record.reason);
   i.__set_heuristic_who(h.record.who);

@@ -1,5 +1,8 @@
 // txagent: a participant agent hosting one or more resources.
+#include <cctype>
 #include <csignal>
+#include <cstdlib>
+#include <fstream>
 #include <filesystem>
 #include <iostream>
 
@@ -19,7 +22,12 @@ int main(int argc, char** argv) {
       ("coordinator", po::value<std::string>()->required(),
        "the coordinator group: HOST:PORT[,HOST:PORT...]")
       ("resource", po::value<std::vector<std::string>>()->required(),
-       "a resource to host, NAME=sqlite:PATH (repeatable)")
+       "a resource to host (repeatable): NAME=sqlite:PATH, NAME=postgres:'host=... dbname=...' "
+       "(a libpq connection string) or NAME=mariadb:'host=... port=... database=... user=...'")
+      ("secret-file", po::value<std::vector<std::string>>(),
+       "NAME=PATH: the password of database resource NAME is PATH's first line (repeatable); "
+       "or set TXC_PASSWORD_<NAME> in the environment (PostgreSQL also reads PGPASSWORD and "
+       "~/.pgpass)")
       ("lock-timeout-ms", po::value<int64_t>()->default_value(2000),
        "how long a statement waits for a row lock")
       ("active-timeout-ms", po::value<int64_t>()->default_value(60000),
@@ -33,23 +41,50 @@ int main(int argc, char** argv) {
   po::variables_map vm;
   txc::cli::Parse(argc, argv,
                   "usage: txagent --listen HOST:PORT --data DIR --coordinator HOST:PORT[,...] "
-                  "--resource NAME=sqlite:PATH [--resource ...]",
+                  "--resource NAME=KIND:WHERE [--resource ...] [--secret-file NAME=PATH]",
                   desc, vm);
   txc::SetLogLevel(vm["log-level"].as<std::string>());
   auto log = txc::Logger("agent");
 
+  std::error_code ec;
+  std::string data = vm["data"].as<std::string>();
+  std::filesystem::create_directories(data, ec);
+  txc::participant::ResourceContext context;
+  context.data_dir = data;
+  for (const std::string& spec : vm["resource"].as<std::vector<std::string>>()) {
+    std::string name = spec.substr(0, spec.find('='));
+    std::string env = "TXC_PASSWORD_";
+    for (char c : name) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (const char* p = std::getenv(env.c_str())) context.passwords[name] = p;
+  }
+  std::vector<std::string> secret_files;
+  if (vm.count("secret-file")) secret_files = vm["secret-file"].as<std::vector<std::string>>();
+  for (const std::string& f : secret_files) {
+    auto eq = f.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == f.size()) {
+      std::cerr << "txagent: --secret-file wants NAME=PATH, not '" << f << "'\n";
+      return 2;
+    }
+    std::ifstream in(f.substr(eq + 1));
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      std::cerr << "txagent: --secret-file " << f << ": cannot read a password from "
+                << f.substr(eq + 1) << "\n";
+      return 2;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    context.passwords[f.substr(0, eq)] = line;
+  }
   std::vector<std::unique_ptr<txc::participant::ResourceManager>> resources;
   for (const std::string& spec : vm["resource"].as<std::vector<std::string>>()) {
-    auto r = txc::participant::MakeResource(spec);
+    auto r = txc::participant::MakeResource(spec, context);
     if (!r.ok()) {
-      std::cerr << "txagent: --resource " << spec << ": " << r.status().ToString() << "\n";
+      std::cerr << "txagent: --resource " << spec.substr(0, spec.find('=')) << ": "
+                << r.status().ToString() << "\n";
       return 2;
     }
     resources.push_back(std::move(r.value()));
   }
-  std::error_code ec;
-  std::string data = vm["data"].as<std::string>();
-  std::filesystem::create_directories(data, ec);
   auto incarnation = txc::participant::NextIncarnation(data + "/incarnation");
   if (!incarnation.ok()) {
     log->error("cannot start: {}", incarnation.status().ToString());

@@ -1,8 +1,11 @@
 // MakeResource: the built-in resource kinds behind txagent's --resource
-// NAME=KIND:PATH (the SDK interface itself is resource_manager.cc, in the
+// NAME=KIND:... (the SDK interface itself is resource_manager.cc, in the
 // core library; this file links the resources' own databases).
+#include "participant/mariadb_driver.h"
+#include "participant/pg_driver.h"
 #include "participant/resource_manager.h"
 #include "participant/sqlite_resource.h"
+#include "participant/xa_resource.h"
 
 namespace txc::participant {
 
@@ -20,8 +23,13 @@ bool ValidName(const std::string& name) {
 
 }  // namespace
 
-Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec) {
-  const std::string where = "resource spec \"" + spec + "\": ";
+Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec,
+                                                      const ResourceContext& context) {
+  // The spec of a database holds a connection string: never echo a password.
+  const std::string shown = spec.find("password") == std::string::npos
+                                ? spec
+                                : spec.substr(0, spec.find('=') + 1) + "...";
+  const std::string where = "resource spec \"" + shown + "\": ";
   auto eq = spec.find('=');
   if (eq == std::string::npos) {
     return Status::InvalidArgument(where + "expected NAME=KIND:PATH, e.g. bank_a=sqlite:/var/lib/bank_a.db");
@@ -39,9 +47,21 @@ Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec) {
   }
   std::string kind = rest.substr(0, colon);
   std::string path = rest.substr(colon + 1);
+  if (kind == "postgres" || kind == "mariadb") {
+    std::optional<std::string> password;
+    if (auto it = context.passwords.find(name); it != context.passwords.end()) password = it->second;
+    auto driver = kind == "postgres" ? xa::MakePostgresDriver(name, path, password)
+                                     : xa::MakeMariaDbDriver(name, path, password);
+    if (!driver.ok()) return driver.status();
+    XaResourceOptions o;
+    o.wal_path = context.data_dir + "/" + name + ".xa.db";
+    auto r = XaResource::Open(name, std::move(*driver), o);
+    if (!r.ok()) return r.status();
+    return std::unique_ptr<ResourceManager>(std::move(*r));
+  }
   if (kind != "sqlite") {
     return Status::InvalidArgument(where + "unknown resource kind \"" + kind +
-                                   "\" (supported: sqlite)");
+                                   "\" (supported: sqlite, postgres, mariadb)");
   }
   if (path.empty()) {
     return Status::InvalidArgument(where + "empty database path after \"sqlite:\"");

@@ -35,9 +35,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -166,10 +168,31 @@ class ResourceManager {
   // Every record kept, at start (called once, after Recover, on the agent's
   // thread). Default: none.
   virtual Result<std::vector<HeuristicRecord>> Heuristics();
+
+  // The resource's own event counters (say, what reconciling a database's
+  // prepared transactions found), exported as
+  // txagent_resource_events_total{resource,event}. Called on the agent's io
+  // thread at any time: must be thread-safe. Default: none.
+  virtual std::vector<std::pair<std::string, uint64_t>> Counters() const { return {}; }
 };
 
-// Builds the resource named by a --resource value: "NAME=sqlite:PATH".
-// Returns INVALID_ARGUMENT naming what is wrong otherwise.
-Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec);
+// What MakeResource needs besides the spec.
+struct ResourceContext {
+  // The agent's directory: a database resource keeps its WAL there
+  // (NAME.xa.db).
+  std::string data_dir = ".";
+  // Passwords by resource name (txagent --secret-file NAME=PATH, or the
+  // environment variable TXC_PASSWORD_<NAME>, upper-cased, '-' as '_').
+  std::map<std::string, std::string> passwords;
+};
+
+// Builds the resource named by a --resource value:
+//   NAME=sqlite:PATH
+//   NAME=postgres:CONNINFO   libpq's "host=... port=... dbname=... user=..."
+//   NAME=mariadb:CONNINFO    "host=... port=... database=... user=..." (or socket=PATH)
+// Returns INVALID_ARGUMENT naming what is wrong otherwise, and, for a
+// database, UNAVAILABLE naming the resource when its server cannot be used.
+Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec,
+                                                      const ResourceContext& context = {});
 
 }  // namespace txc::participant
