@@ -201,6 +201,47 @@ std::string SqlIdent(const std::string& s) {
   return out + "\"";
 }
 
+// The System V segment a postmaster's data directory names (7th line of
+// postmaster.pid: "<key> <id>"), removed if nothing is attached: a killed
+// postmaster leaves it behind.
+void RemoveShmOf(const std::string& data_dir) {
+  std::istringstream in(ReadFile(data_dir + "/postmaster.pid"));
+  std::string line;
+  for (int i = 0; i < 7 && std::getline(in, line); ++i) {
+  }
+  std::istringstream fields(line);
+  long key = 0, id = -1;
+  if (!(fields >> key >> id) || id < 0) return;
+  shmid_ds ds{};
+  if (shmctl(static_cast<int>(id), IPC_STAT, &ds) == 0 && ds.shm_nattch == 0 &&
+      ds.shm_perm.__key == static_cast<key_t>(key)) {
+    shmctl(static_cast<int>(id), IPC_RMID, nullptr);
+  }
+}
+
+// A test process killed outright (SIGKILL, a crash) takes its server down
+// (PR_SET_PDEATHSIG) but leaves the directory and the postmaster's small
+// System V segment. Sweeps what such processes left: directories of ours
+// older than 15 minutes (a test times out long before) whose postmaster is
+// not running.
+void SweepStale() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  auto now = fs::file_time_type::clock::now();
+  for (const auto& e : fs::directory_iterator("/tmp", ec)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind("txc-pg.", 0) != 0 || !e.is_directory(ec)) continue;
+    auto age = now - fs::last_write_time(e.path(), ec);
+    if (ec || age < std::chrono::minutes(15)) continue;
+    std::string data = e.path().string() + "/data";
+    std::istringstream pidfile(ReadFile(data + "/postmaster.pid"));
+    long pid = 0;
+    if (pidfile >> pid && pid > 0 && kill(static_cast<pid_t>(pid), 0) == 0) continue;
+    RemoveShmOf(data);
+    fs::remove_all(e.path(), ec);
+  }
+}
+
 }  // namespace
 
 PgServer::PgServer(PgServerOptions options) : options_(std::move(options)) {
@@ -214,6 +255,7 @@ PgServer::PgServer(PgServerOptions options) : options_(std::move(options)) {
 
 PgServer::~PgServer() {
   (void)Stop();
+  if (started_) RemoveLeftoverShm();  // after a Crash() with no Restart()
   if (!dir_.empty() && std::getenv("TXC_KEEP_TEST_DIRS") == nullptr) {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -229,6 +271,7 @@ Status PgServer::Start() {
   if (started_) return Status::InvalidArgument("PgServer::Start called twice");
   if (dir_.empty()) return Status::Internal("PgServer: mkdtemp failed");
   started_ = true;
+  SweepStale();
   Unprivileged who = Nobody();
   // The server (as nobody) must traverse the directory; data and sock are its own.
   if (chmod(dir_.c_str(), 0755) != 0 || mkdir(data_.c_str(), 0700) != 0 ||
@@ -343,21 +386,7 @@ Status PgServer::Stop() {
   return Status::Timeout("postgres did not shut down within 30 s; killed");
 }
 
-void PgServer::RemoveLeftoverShm() {
-  // postmaster.pid's 7th line: "<shm key> <shm id>" of the small System V
-  // segment a postmaster keeps; a killed one leaves it behind.
-  std::istringstream in(ReadFile(data_ + "/postmaster.pid"));
-  std::string line;
-  for (int i = 0; i < 7 && std::getline(in, line); ++i) {
-  }
-  std::istringstream fields(line);
-  long key = 0, id = -1;
-  if (!(fields >> key >> id) || id < 0) return;
-  shmid_ds ds{};
-  if (shmctl(static_cast<int>(id), IPC_STAT, &ds) == 0 && ds.shm_nattch == 0) {
-    shmctl(static_cast<int>(id), IPC_RMID, nullptr);
-  }
-}
+void PgServer::RemoveLeftoverShm() { RemoveShmOf(data_); }
 
 Result<std::string> PgServer::Sql(const std::string& sql, const std::string& database) const {
   if (pid_ <= 0) return Status::Unavailable("PgServer::Sql: the server is not running");
