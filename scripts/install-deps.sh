@@ -6,6 +6,7 @@ PKGS=(g++ make cmake ninja-build ccache pkg-config python3
       thrift-compiler libthrift-dev libspdlog-dev libfmt-dev
       libsqlite3-dev sqlite3 libgtest-dev libgmock-dev
       nlohmann-json3-dev  # txadmin's --json
+      mariadb-server-core mariadb-client-core libmariadb-dev  # mariadb: resources and their tests
       prometheus)  # promtool: the metrics test checks /metrics with it
 missing=()
 for p in "${PKGS[@]}"; do
