@@ -232,6 +232,8 @@ class MariaDbSession final : public Session {
   // After a failed statement: undoes the call's work back to the savepoint.
   // Returns `failure`, or ABORTED when the branch turned out to be gone.
   Status UndoRun(Status failure);
+  // XA COMMIT or XA ROLLBACK (`verb`) of a prepared branch.
+  Status FinishPrepared(const std::string& gid, const char* verb);
 
   const MariaDbDriver& driver_;
   MYSQL* conn_;
@@ -537,17 +539,30 @@ Status MariaDbSession::RollbackActive(const std::string& gid) {
   return Exec("XA ROLLBACK " + lit, "XA ROLLBACK of " + gid);
 }
 
-Status MariaDbSession::CommitPrepared(const std::string& gid) {
+Status MariaDbSession::FinishPrepared(const std::string& gid, const char* verb) {
   auto xid = mariadb_internal::SplitGid(gid);
   if (!xid.ok()) return xid.status();
-  return Exec("XA COMMIT " + mariadb_internal::XidLiteral(*xid), "XA COMMIT of " + gid);
+  unsigned err = 0;
+  Status s = Exec(std::string(verb) + " " + mariadb_internal::XidLiteral(*xid), std::string(verb) + " of " + gid, &err);
+  if (s.ok() || err != kErXaNota) return s;
+  // XAER_NOTA also when another session that is still connected (or whose
+  // disconnect the server has not finished) holds the prepared branch: XA
+  // RECOVER lists it then. That is no NOT_FOUND: the branch is there.
+  auto listed = ListPrepared();
+  if (!listed.ok()) return listed.status();
+  for (const auto& x : *listed) {
+    if (x.gid == gid) {
+      return Status::Unavailable(s.message() +
+                                 " (the branch is prepared but held by another session that is still connected; "
+                                 "MariaDB lets only that session finish it until it disconnects)");
+    }
+  }
+  return s;
 }
 
-Status MariaDbSession::RollbackPrepared(const std::string& gid) {
-  auto xid = mariadb_internal::SplitGid(gid);
-  if (!xid.ok()) return xid.status();
-  return Exec("XA ROLLBACK " + mariadb_internal::XidLiteral(*xid), "XA ROLLBACK of " + gid);
-}
+Status MariaDbSession::CommitPrepared(const std::string& gid) { return FinishPrepared(gid, "XA COMMIT"); }
+
+Status MariaDbSession::RollbackPrepared(const std::string& gid) { return FinishPrepared(gid, "XA ROLLBACK"); }
 
 Result<std::vector<PreparedXact>> MariaDbSession::ListPrepared() {
   // Plain XA RECOVER: formatID, gtrid_length, bqual_length, data (the raw

@@ -22,8 +22,21 @@
 //     every other session: XA COMMIT/ROLLBACK from another session gives 1397
 //     XAER_NOTA. Once that session is gone (it disconnected, or the server
 //     restarted) any session finds it in XA RECOVER and can finish it. Hence
-//     PreparedStaysOnSession() is true.
-//   - A prepared branch survives a SIGKILL of the server.
+//     PreparedStaysOnSession() is true. CommitPrepared/RollbackPrepared
+//     of such a branch give UNAVAILABLE (retry later), not NOT_FOUND: the
+//     driver tells the two apart with XA RECOVER, which lists the branch.
+//     The server detaches a branch from a disconnecting session a little
+//     after mysql_close returns, so a commit from another session right
+//     after the preparer closed may see this UNAVAILABLE for a moment.
+//   - A prepared branch survives a SIGKILL of the server; an ACTIVE one is
+//     rolled back by it (and by its session's disconnect).
+//   - XA RECOVER needs no privilege beyond the database's and lists every
+//     user's prepared branches, including ones their preparing session still
+//     holds.
+//   - A deadlock victim (1213) loses its whole branch; XA END then XA ROLLBACK
+//     on its session clears it and the session takes a new branch. A lock
+//     wait timeout (1205) undoes only the statement (innodb_rollback_on_timeout
+//     OFF, which CheckServer insists on).
 // rows_changed counts matched rows (CLIENT_FOUND_ROWS), as PostgreSQL and
 // SQLite do, so an UPDATE that writes the same value still counts.
 // Result values: integer columns -> i, FLOAT/DOUBLE/DECIMAL -> d (DECIMAL goes

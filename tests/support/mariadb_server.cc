@@ -99,13 +99,17 @@ std::string MariaDbServer::LogTail(size_t bytes) const { return Tail(log_, bytes
 Status MariaDbServer::Start() {
   auto who = LookUpNobody();
   if (!who.ok()) return who.status();
+  // Its own tmpdir: temporary tables in a shared /tmp have been seen to
+  // vanish under a concurrent install-db ("Could not remove temporary table").
+  const std::string tmp = dir_.path + "/tmp";
   if (chown(dir_.path.c_str(), who->uid, who->gid) != 0 || mkdir(data_.c_str(), 0700) != 0 ||
-      chown(data_.c_str(), who->uid, who->gid) != 0) {
+      chown(data_.c_str(), who->uid, who->gid) != 0 || mkdir(tmp.c_str(), 0700) != 0 ||
+      chown(tmp.c_str(), who->uid, who->gid) != 0) {
     return Status::Internal("cannot prepare " + data_ + " for nobody");
   }
   std::string install_log = dir_.path + "/install-db.log";
   pid_t pid = SpawnAsNobody(*who,
-                            {kInstallDb, "--no-defaults", "--datadir=" + data_, "--skip-test-db",
+                            {kInstallDb, "--no-defaults", "--datadir=" + data_, "--tmpdir=" + tmp, "--skip-test-db",
                              "--auth-root-authentication-method=normal", "--skip-name-resolve",
                              "--innodb-log-file-size=16M", "--innodb-buffer-pool-size=32M"},
                             install_log);
@@ -137,6 +141,7 @@ Status MariaDbServer::Launch() {
   std::vector<std::string> argv = {kServer,
                                    "--no-defaults",
                                    "--datadir=" + data_,
+                                   "--tmpdir=" + dir_.path + "/tmp",
                                    "--socket=" + socket_,
                                    "--port=" + std::to_string(port_),
                                    "--bind-address=127.0.0.1",
