@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -65,15 +66,24 @@ std::vector<Process*> g_procs;
 PgServer* g_pg = nullptr;
 MariaDbServer* g_maria = nullptr;
 
-// SIGINT/SIGTERM/SIGHUP: SIGKILL everything by pid (only async-signal-safe
-// calls here) and leave. PostgreSQL's backends follow their postmaster.
-void HardStop(int) {
+volatile sig_atomic_t g_interrupted = 0;
+
+// SIGINT/SIGTERM/SIGHUP (only async-signal-safe calls here). The first one
+// SIGKILLs the coordinators and agents, so that every client call fails
+// fast, and marks the run interrupted: main then stops at its next check and
+// shuts both servers down cleanly (which removes their directories and
+// shared memory). A second one SIGKILLs the servers too and leaves at once
+// (PostgreSQL's backends follow their postmaster).
+void OnSignal(int) {
   for (Process* p : g_procs) {
     if (p->pid() > 0) kill(p->pid(), SIGKILL);
   }
-  if (g_pg != nullptr && g_pg->pid() > 0) kill(g_pg->pid(), SIGKILL);
-  if (g_maria != nullptr && g_maria->pid() > 0) kill(g_maria->pid(), SIGKILL);
-  _exit(130);
+  if (g_interrupted) {
+    if (g_pg != nullptr && g_pg->pid() > 0) kill(g_pg->pid(), SIGKILL);
+    if (g_maria != nullptr && g_maria->pid() > 0) kill(g_maria->pid(), SIGKILL);
+    _exit(130);
+  }
+  g_interrupted = 1;
 }
 
 // One order row: item and qty by order id.
@@ -190,6 +200,22 @@ std::string Kind(const Status& s) {
   return out;
 }
 
+// How many in-doubt branches an agent found at its last start: read from the
+// "recovered resource=... in_doubt=N" line of its log (-1 if none).
+int64_t InDoubtAtLastStart(const std::string& log) {
+  std::ifstream in(log);
+  std::string line;
+  int64_t n = -1;
+  while (std::getline(in, line)) {
+    if (line.find("recovered resource=") == std::string::npos) continue;
+    auto at = line.find(" in_doubt=");
+    if (at == std::string::npos) continue;
+    auto v = ToInt(line.substr(at + 10, line.find(' ', at + 10) - (at + 10)));
+    if (v) n = *v;
+  }
+  return n;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -264,7 +290,8 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<Process>> coords;
   std::map<std::string, std::unique_ptr<Process>> agents;
   std::map<std::string, int> agent_port;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, HardStop);
+  g_procs.reserve(replicas + 3);  // filled below, read by the signal handler: never reallocated
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, OnSignal);
   signal(SIGPIPE, SIG_IGN);  // a closed stdout must not skip the clean-up
 
   // Stops everything by pid, agents first; the servers cleanly.
@@ -291,6 +318,7 @@ int main(int argc, char** argv) {
   if (Status s = maria.Start(); !s.ok()) return fail("MariaDB did not start: " + s.ToString());
   std::printf("started MariaDB          pid=%d port=%d\n", maria.pid(), maria.port());
   std::fflush(stdout);
+  if (g_interrupted) return fail("interrupted by a signal");
 
   // Their tables, created directly: MariaDB refuses DDL inside XA branches.
   // The orders table belongs to the agent's login role.
@@ -364,6 +392,7 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
 
+  if (g_interrupted) return fail("interrupted by a signal");
   ClientOptions co;
   for (int p : cport) co.coordinators.push_back("127.0.0.1:" + std::to_string(p));
   for (const auto& [name, port] : agent_port) co.agents[name] = "127.0.0.1:" + std::to_string(port);
@@ -376,7 +405,7 @@ int main(int argc, char** argv) {
   // The ledger's table, created through txcoord (SQLite takes DDL in a branch).
   {
     Status s = Status::Unavailable("not tried");
-    for (int attempt = 0; attempt < 50 && !s.ok(); ++attempt) {
+    for (int attempt = 0; attempt < 50 && !s.ok() && !g_interrupted; ++attempt) {
       if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
       auto tx = c.Begin(txn);
       s = tx.status();
@@ -482,7 +511,7 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   while (true) {
     double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (t >= seconds) break;
+    if (t >= seconds || g_interrupted) break;
     const char* nl = tty ? "\n" : "";
     if (step < steps.size() && t >= steps[step].at) {
       const Step& st = steps[step];
@@ -512,6 +541,7 @@ int main(int argc, char** argv) {
   stop = true;
   for (auto& w : workers) w.join();
   if (tty) std::fprintf(stderr, "\n");
+  if (g_interrupted) return fail("interrupted by a signal");
   if (restart_failed) {
     for (auto& [name, a] : agents) {
       if (a->pid() <= 0) std::fprintf(stderr, "txagent %s log:\n%s\n", name.c_str(), a->LogTail(2000).c_str());
@@ -528,6 +558,11 @@ int main(int argc, char** argv) {
       std::printf("  %6ld x %s\n", static_cast<long>(top[i].first), top[i].second.c_str());
     }
   }
+  if (do_kill) {
+    std::printf("in-doubt branches the restarted agents found in their databases: stock=%ld orders=%ld\n",
+                static_cast<long>(InDoubtAtLastStart(dir + "/txagent_stock.log")),
+                static_cast<long>(InDoubtAtLastStart(dir + "/txagent_orders.log")));
+  }
   std::fflush(stdout);
 
   // Let every decided transaction reach every database: nothing in doubt at
@@ -540,12 +575,14 @@ int main(int argc, char** argv) {
     doubt_left = doubt.ok() ? doubt->size() : 1;
     pg_left = PgPrepared(pg);
     maria_left = MariaPrepared(maria);
-    if (doubt_left == 0 && pg_left == 0 && maria_left == 0) break;
+    if ((doubt_left == 0 && pg_left == 0 && maria_left == 0) || g_interrupted) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   std::printf("settled in %.1f s: in-doubt=%zu pg_prepared_xacts=%ld xa_recover=%ld\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t_settle).count(), doubt_left,
               static_cast<long>(pg_left), static_cast<long>(maria_left));
+
+  if (g_interrupted) return fail("interrupted by a signal");
 
   // Read the three databases: PostgreSQL and MariaDB directly, the ledger
   // through txcoord.
@@ -620,6 +657,8 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // A run that committed nothing shows nothing.
+  if (committed.load() == 0) broken.push_back("no order committed");
   // Every order the clients saw committed must be there (unknown ones may or may not).
   if (orders && n_orders < committed.load()) {
     broken.push_back(std::to_string(committed.load()) + " orders committed but only " +
