@@ -314,9 +314,9 @@ int main(int argc, char** argv) {
   // The two database servers (from this thread: they die with it).
   auto t_setup = std::chrono::steady_clock::now();
   if (Status s = pg.Start(); !s.ok()) return fail("PostgreSQL did not start: " + s.ToString());
-  std::printf("started PostgreSQL       pid=%d port=%d\n", pg.pid(), pg.port());
+  std::printf("started PostgreSQL       pid=%d port=%d dir=%s\n", pg.pid(), pg.port(), pg.dir().c_str());
   if (Status s = maria.Start(); !s.ok()) return fail("MariaDB did not start: " + s.ToString());
-  std::printf("started MariaDB          pid=%d port=%d\n", maria.pid(), maria.port());
+  std::printf("started MariaDB          pid=%d port=%d dir=%s\n", maria.pid(), maria.port(), maria.dir().c_str());
   std::fflush(stdout);
   if (g_interrupted) return fail("interrupted by a signal");
 
