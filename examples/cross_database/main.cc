@@ -229,7 +229,9 @@ int main(int argc, char** argv) {
       ("replicas", po::value<int>()->default_value(3), "coordinator replicas: 1, 3 or 5")
       ("protocol", po::value<std::string>()->default_value("2pc"),
        "commit protocol of every transaction: 2pc or 3pc")
-      ("no-kill", po::bool_switch(), "do not kill anything mid-run");
+      ("no-kill", po::bool_switch(), "do not kill the agents mid-run")
+      ("crash-servers", po::bool_switch(),
+       "also SIGKILL the MariaDB server, then the PostgreSQL server, mid-run (a power cut) and restart them");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -493,19 +495,27 @@ int main(int argc, char** argv) {
 
   // The schedule: kill -9 the MariaDB agent at 25% and restart it 1.5 s
   // later; kill -9 the PostgreSQL agent at 60% and restart it 1.5 s later.
+  // With --crash-servers also a power cut of the MariaDB server at 40% and of
+  // the PostgreSQL server at 80% (SIGKILL of every server process), each
+  // restarted at once, through its crash recovery, under the running agent.
   const bool do_kill = !vm["no-kill"].as<bool>();
+  const bool crash_servers = vm["crash-servers"].as<bool>();
+  enum Action { kKillAgent, kRestartAgent, kCrashServer };
   struct Step {
     double at;
-    std::string agent;
-    bool kill;
+    Action action;
+    std::string agent;  // "stock" (MariaDB) or "orders" (PostgreSQL)
   };
   std::vector<Step> steps;
   if (do_kill) {
-    steps = {{seconds * 0.25, "stock", true},
-             {seconds * 0.25 + 1.5, "stock", false},
-             {seconds * 0.60, "orders", true},
-             {seconds * 0.60 + 1.5, "orders", false}};
+    steps = {{seconds * 0.25, kKillAgent, "stock"}, {seconds * 0.25 + 1.5, kRestartAgent, "stock"},
+             {seconds * 0.60, kKillAgent, "orders"}, {seconds * 0.60 + 1.5, kRestartAgent, "orders"}};
   }
+  if (crash_servers) {
+    steps.push_back({seconds * 0.40, kCrashServer, "stock"});
+    steps.push_back({seconds * 0.80, kCrashServer, "orders"});
+  }
+  std::sort(steps.begin(), steps.end(), [](const Step& a, const Step& b) { return a.at < b.at; });
   size_t step = 0;
   bool restart_failed = false;
   auto t0 = std::chrono::steady_clock::now();
@@ -513,18 +523,33 @@ int main(int argc, char** argv) {
     double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (t >= seconds || g_interrupted) break;
     const char* nl = tty ? "\n" : "";
-    if (step < steps.size() && t >= steps[step].at) {
+    while (step < steps.size() && t >= steps[step].at) {
       const Step& st = steps[step];
       Process& a = *agents[st.agent];
       const char* db = st.agent == "stock" ? "MariaDB" : "PostgreSQL";
-      if (st.kill) {
+      if (st.action == kKillAgent) {
         std::fprintf(stderr, "%s*** kill -9 txagent %s (%s, pid %d) mid-run\n", nl, st.agent.c_str(), db, a.pid());
         a.Kill(SIGKILL);
-      } else {
+      } else if (st.action == kRestartAgent) {
         bool ok = a.Start(agent_port[st.agent]);
         restart_failed |= !ok;
         std::fprintf(stderr, "%s*** restarted txagent %s: pid %d %s\n", nl, st.agent.c_str(), a.pid(),
                      ok ? "(recovering its prepared transactions)" : "FAILED");
+      } else {
+        pid_t was = st.agent == "stock" ? maria.pid() : pg.pid();
+        std::fprintf(stderr, "%s*** power cut: SIGKILL of the %s server (pid %d)\n", nl, db, was);
+        Status s;
+        if (st.agent == "stock") {
+          maria.Crash();
+          s = maria.Restart();
+        } else {
+          s = pg.Crash();
+          if (s.ok()) s = pg.Restart();
+        }
+        restart_failed |= !s.ok();
+        std::fprintf(stderr, "%s*** restarted the %s server: pid %d %s\n", nl, db,
+                     st.agent == "stock" ? maria.pid() : pg.pid(),
+                     s.ok() ? "(crash recovery done)" : ("FAILED: " + s.ToString()).c_str());
       }
       ++step;
     }
@@ -546,7 +571,7 @@ int main(int argc, char** argv) {
     for (auto& [name, a] : agents) {
       if (a->pid() <= 0) std::fprintf(stderr, "txagent %s log:\n%s\n", name.c_str(), a->LogTail(2000).c_str());
     }
-    return fail("an agent did not restart");
+    return fail("an agent or a server did not restart");
   }
   std::printf("placed orders: committed=%ld aborted=%ld unknown=%ld\n", static_cast<long>(committed.load()),
               static_cast<long>(aborted.load()), static_cast<long>(unknown.load()));
@@ -558,7 +583,7 @@ int main(int argc, char** argv) {
       std::printf("  %6ld x %s\n", static_cast<long>(top[i].first), top[i].second.c_str());
     }
   }
-  if (do_kill) {
+  if (do_kill || crash_servers) {
     std::printf("in-doubt branches the restarted agents found in their databases: stock=%ld orders=%ld\n",
                 static_cast<long>(InDoubtAtLastStart(dir + "/txagent_stock.log")),
                 static_cast<long>(InDoubtAtLastStart(dir + "/txagent_orders.log")));
