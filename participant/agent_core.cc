@@ -128,6 +128,12 @@ AgentCoreEffects AgentCore::OnOpDone(uint64_t op, const Status& status, Micros n
   return Collect(now);
 }
 
+AgentCoreEffects AgentCore::OnResourceHeuristic(const std::string& resource,
+                                                const HeuristicRecord& record, Micros now) {
+  branches_.OnResourceHeuristic(resource, record, now);
+  return Collect(now);
+}
+
 AgentCoreEffects AgentCore::OnOutcomeReply(const TxId& txid, const Status& call,
                                            const proto::OutcomeResponse& response, Micros now) {
   OutcomeAnswer a = ReadOutcomeAnswer(call, response);

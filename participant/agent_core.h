@@ -131,6 +131,9 @@ class AgentCore {
   // Completions of ResourceOps (op = ResourceOp::id).
   AgentCoreEffects OnExecuteDone(uint64_t op, const ExecuteResult& result, Micros now);
   AgentCoreEffects OnOpDone(uint64_t op, const Status& status, Micros now);
+  // BranchCore::OnResourceHeuristic.
+  AgentCoreEffects OnResourceHeuristic(const std::string& resource, const HeuristicRecord& record,
+                                       Micros now);
 
   // The group's answer to Outcome(txid): `call` is the RPC's own status (a
   // timeout, an unreachable group), `response` what the group said when

@@ -788,6 +788,20 @@ void BranchCore::OnRecoveredHeuristics(const std::string& resource,
   }
 }
 
+void BranchCore::OnResourceHeuristic(const std::string& resource, const HeuristicRecord& record,
+                                      Micros now) {
+  Key key{resource, record.txid};
+  if (auto it = branches_.find(key); it != branches_.end()) {
+    if (it->second.in_flight) return;
+    WakeWaitersOf(key, now);
+    live_.erase(key);
+    branches_.erase(it);
+  }
+  OnRecoveredHeuristics(resource, {record}, now);
+  Log(AgentLogLine::kError, "heuristic hazard txid=" + ToString(record.txid) + " resource=" + resource +
+                                " recorded by the resource: " + record.reason);
+}
+
 void BranchCore::OnResolve(uint64_t token, const proto::AgentResolveRequest& req, Micros now) {
   auto refuse = [&](const Status& why) {
     proto::AgentResolveResponse r;

@@ -180,6 +180,12 @@ class BranchCore {
   // ABORTED) and listed until forgotten.
   void OnRecoveredHeuristics(const std::string& resource,
                              const std::vector<HeuristicRecord>& records, Micros now);
+  // While running: the resource recorded by itself that a branch was ended
+  // outside txcoord (ResourceManager::HeuristicOf; a database's prepared
+  // transaction gone). The branch becomes a heuristic record as after a
+  // restart: listed, reconciled with the group, the group's decisions
+  // compared and never applied. Ignored while an operation on it runs.
+  void OnResourceHeuristic(const std::string& resource, const HeuristicRecord& record, Micros now);
 
   // An operator's heuristic decision (Agent.Resolve): every in-doubt branch
   // of req.txid (at req.resource, or at every resource here) is committed or

@@ -168,6 +168,11 @@ class ResourceManager {
   // Every record kept, at start (called once, after Recover, on the agent's
   // thread). Default: none.
   virtual Result<std::vector<HeuristicRecord>> Heuristics();
+  // A heuristic record the resource took by itself while running, for txid:
+  // asked by the agent (on its thread; keep it cheap) after a Commit or
+  // Rollback of txid failed. A database resource records one when the
+  // branch's prepared transaction was ended outside txcoord. Default: none.
+  virtual std::optional<HeuristicRecord> HeuristicOf(const TxId& txid) const { return std::nullopt; }
 
   // The resource's own event counters (say, what reconciling a database's
   // prepared transactions found), exported as

@@ -926,6 +926,13 @@ class XaResource::Impl {
     return out;
   }
 
+  std::optional<HeuristicRecord> HeuristicOf(const TxId& txid) const {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = gone_.find(txid);
+    if (it == gone_.end() || it->second.who != "database") return std::nullopt;
+    return it->second;
+  }
+
   void ForgetHeuristic(const TxId& txid, Callback<Status> done) {
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -1117,6 +1124,9 @@ void XaResource::Rollback(const TxId& txid, Callback<Status> done) {
   impl_->Rollback(txid, std::move(done));
 }
 Result<std::vector<HeuristicRecord>> XaResource::Heuristics() { return impl_->Heuristics(); }
+std::optional<HeuristicRecord> XaResource::HeuristicOf(const TxId& txid) const {
+  return impl_->HeuristicOf(txid);
+}
 void XaResource::HeuristicDecide(const HeuristicRecord& record, Callback<Status> done) {
   impl_->HeuristicDecide(record, std::move(done));
 }

@@ -109,6 +109,7 @@ class XaResource : public ResourceManager {
   void Rollback(const TxId& txid, Callback<Status> done) override;
   void HeuristicDecide(const HeuristicRecord& record, Callback<Status> done) override;
   Result<std::vector<HeuristicRecord>> Heuristics() override;
+  std::optional<HeuristicRecord> HeuristicOf(const TxId& txid) const override;
   void ForgetHeuristic(const TxId& txid, Callback<Status> done) override;
   std::vector<std::pair<std::string, uint64_t>> Counters() const override;
 

@@ -269,6 +269,45 @@ TEST_F(CrossDbTest, PostgresAndMariaDbServersKilledAfterPrepareCommitAfterRestar
   }, 30000)) << Orders() << " / " << Stock(1) << " / " << Ledger() << Logs();
 }
 
+TEST_F(CrossDbTest, PostgresPreparedTransactionEndedOutsideTxcoordIsReportedNeverGuessed) {
+  // Every branch prepared, the coordinator down before sending COMMIT; a DBA
+  // then rolls back the PostgreSQL prepared transaction by hand.
+  coord_->Kill(SIGKILL);
+  coord_ = std::make_unique<Process>(
+      "txcoord",
+      std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
+                               dir_.path + "/coord", "--vote-timeout-ms", "5000"},
+      dir_.path + "/coord.log", std::map<std::string, std::string>{{"TXC_CRASH_AT", "coord.after_decide"}});
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+  EXPECT_FALSE(Connect()->Submit(Order(1, 1, 3)).ok());
+  ASSERT_TRUE(coord_->WaitExit(10000, nullptr)) << "the crash point was not reached";
+  auto gid = pg_.Sql("SELECT gid FROM pg_prepared_xacts");
+  ASSERT_TRUE(gid.ok());
+  ASSERT_TRUE(pg_.Sql("ROLLBACK PREPARED '" + FirstLine(*gid) + "'").ok());
+  coord_ = std::make_unique<Process>(
+      "txcoord",
+      std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
+                               dir_.path + "/coord", "--vote-timeout-ms", "5000"},
+      dir_.path + "/coord.log");
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+  // The group's COMMIT reaches the other two; the orders agent finds its
+  // prepared transaction gone: a heuristic of unknown outcome, listed.
+  EXPECT_TRUE(Eventually([&] { return Stock(1) == "97" && Ledger() == "1" && MariaPrepared() == 0; }))
+      << Logs();
+  bool listed = Eventually([&] {
+    auto r = testing::CallOnce<proto::ListBranchesRequest, proto::ListBranchesResponse>(
+        port_["orders"], "ListBranches", proto::ListBranchesRequest());
+    if (!r.ok()) return false;
+    for (const auto& b : r->branches) {
+      if (b.__isset.heuristic_who && b.heuristic_who == "database" && b.state == "unknown") return true;
+    }
+    return false;
+  });
+  EXPECT_TRUE(listed) << Logs();
+  EXPECT_EQ(Orders(), "");  // nothing guessed, nothing redone
+  EXPECT_NE(agent_["orders"]->LogTail(20000).find("heuristic hazard"), std::string::npos);
+}
+
 // An agent whose database cannot be used does not start: a clear error
 // naming the resource, at once, never echoing a password.
 TEST(CrossDbStartTest, PostgresWrongPasswordAndUnreachableMariaDbFailAtStartNamingTheResource) {
