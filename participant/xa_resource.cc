@@ -391,11 +391,20 @@ class XaResource::Impl {
       session = b.session.get();
     }
     if (session == nullptr) {
+      auto forget = [&] {  // nothing began: no branch to keep
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = branches_.find(txid);
+        if (it != branches_.end() && it->second.state == kNone) branches_.erase(it);
+      };
       auto s = Acquire();
-      if (!s.ok()) return s.status();
+      if (!s.ok()) {
+        forget();
+        return s.status();
+      }
       Status begun = (*s)->Begin(gid);
       if (!begun.ok()) {
         Release(std::move(*s));
+        forget();
         return begun;
       }
       std::lock_guard<std::mutex> l(mu_);
@@ -485,7 +494,8 @@ class XaResource::Impl {
     OnWorker([this, txid, done = std::move(done)]() { done(DoCommit(txid)); });
   }
 
-  // Finishes a prepared branch in the database: `commit` or roll back.
+  // Finishes a prepared branch in the database: `commit` or roll back. The
+  // caller marked the branch busy (Claim), so the reconciler keeps off it.
   // `intent_before` is true when the intent was durable before this attempt
   // (a retry, or after a crash), so "not found" means an earlier attempt
   // finished it.
@@ -497,7 +507,6 @@ class XaResource::Impl {
       Branch& b = BranchOf(txid);
       gid = b.gid;
       session = std::move(b.session);
-      b.busy = true;
     }
     if (!intent_before) {
       Status w = WriteStateAndWait(txid, gid, commit ? kCommitting : kRollingBack);
@@ -522,6 +531,17 @@ class XaResource::Impl {
       session = std::move(*s);
     }
     Status s = commit ? session->CommitPrepared(gid) : session->RollbackPrepared(gid);
+    if (s.code() == Status::kUnavailable && !session->Healthy()) {
+      // The connection died (a server restart, a killed session): once more
+      // on a fresh one, which sees the prepared transaction now that its
+      // session is gone.
+      Release(std::move(session));
+      auto fresh = Acquire();
+      if (fresh.ok()) {
+        session = std::move(*fresh);
+        s = commit ? session->CommitPrepared(gid) : session->RollbackPrepared(gid);
+      }
+    }
     Release(std::move(session));
     if (s.code() == Status::kNotFound && !intent_before) {
       return RecordGone(txid, gid, commit);
@@ -560,6 +580,10 @@ class XaResource::Impl {
     return GoneStatus(txid, gid);
   }
 
+  Status BusyStatus(const TxId& txid) const {
+    return Status::Unavailable(Who(txid) + " is being reconciled with the database; retry");
+  }
+
   Status GoneStatus(const TxId& txid, const std::string& gid) const {
     return Status::Internal(Who(txid) + ": prepared transaction " + gid +
                             " is gone from the database (ended outside txcoord); recorded as a "
@@ -580,10 +604,16 @@ class XaResource::Impl {
           return done(Status::InvalidArgument(Who(rec.txid) + " is " + XaStateName(state) +
                                               ", not in doubt: no heuristic decision"));
         }
+        if (it->second.busy) return done(BusyStatus(rec.txid));
+        it->second.busy = true;
         gid = it->second.gid;
       }
       Status w = WriteHeuristicAndWait(rec);
-      if (!w.ok()) return done(w);
+      if (!w.ok()) {
+        std::lock_guard<std::mutex> l(mu_);
+        BranchOf(rec.txid).busy = false;
+        return done(w);
+      }
       {
         std::lock_guard<std::mutex> l(mu_);
         gone_[rec.txid] = rec;
@@ -604,10 +634,12 @@ class XaResource::Impl {
         return Status::InvalidArgument(Who(txid) + " is unknown here: nothing to commit");
       }
       Branch& b = it->second;
+      if (b.busy) return BusyStatus(txid);
       state = b.state;
       gid = b.gid;
       wrote = b.wrote;
       if (state == kActive) active = std::move(b.session);
+      if (state == kPrepared || state == kCommitting) b.busy = true;
     }
     switch (state) {
       case kCommitted: return Status::Ok();
@@ -648,10 +680,12 @@ class XaResource::Impl {
     {
       std::lock_guard<std::mutex> l(mu_);
       Branch& b = BranchOf(txid);
+      if (b.busy) return BusyStatus(txid);
       state = b.state;
       gid = b.gid;
       wrote = b.wrote;
       if (state == kActive) active = std::move(b.session);
+      if (state == kPrepared || state == kRollingBack) b.busy = true;
     }
     switch (state) {
       case kAborted: return Status::Ok();
@@ -796,7 +830,7 @@ class XaResource::Impl {
             out.push_back({r.txid, BranchState::kPrepared, r.info});
             ++stats_.in_doubt;
           } else {
-            b.state = kAborted;  // the database rolled it back with its connection
+            SetFinal(b, kAborted);  // the database rolled it back with its connection
             WriteState(r.txid, r.gid, kAborted, false, nullptr);
           }
           break;
@@ -806,7 +840,7 @@ class XaResource::Impl {
             out.push_back({r.txid, BranchState::kPrepared, r.info});
             ++stats_.in_doubt;
           } else if (!gone_.count(r.txid)) {
-            b.state = kGone;
+            SetFinal(b, kGone);
             HeuristicRecord rec;
             rec.txid = r.txid;
             rec.outcome = proto::Outcome::UNKNOWN;
@@ -826,7 +860,7 @@ class XaResource::Impl {
             Logger("xa")->error("heuristic hazard resource={} txid={}: PREPARED in the agent's WAL but "
                               "gone from the database; recorded, never guessed", name_, ToString(r.txid));
           } else {
-            b.state = kGone;
+            SetFinal(b, kGone);
           }
           break;
         case kCommitting:
@@ -953,8 +987,10 @@ class XaResource::Impl {
         }
         Branch& b = it->second;
         if (b.busy) continue;
-        if (b.state == kCommitted || b.state == kCommitting) finish.push_back({txid, gid, true});
-        if (b.state == kAborted || b.state == kRollingBack) finish.push_back({txid, gid, false});
+        bool commit = b.state == kCommitted || b.state == kCommitting;
+        if (!commit && b.state != kAborted && b.state != kRollingBack) continue;
+        b.busy = true;
+        finish.push_back({txid, gid, commit});
       }
       for (auto& [txid, b] : branches_) {
         // Only branches already PREPARED before this list was read.
@@ -976,8 +1012,17 @@ class XaResource::Impl {
     }
     for (const Todo& t : finish) {
       Status s = t.commit ? (*session)->CommitPrepared(t.gid) : (*session)->RollbackPrepared(t.gid);
+      std::lock_guard<std::mutex> l(mu_);
+      Branch& b = BranchOf(t.txid);
+      b.busy = false;
+      if (s.ok() || s.code() == Status::kNotFound) {
+        // The decision is carried out: the branch is final.
+        if (!Final(b.state)) {
+          SetFinal(b, t.commit ? kCommitted : kAborted);
+          WriteState(t.txid, t.gid, b.state, false, nullptr);
+        }
+      }
       if (s.ok()) {
-        std::lock_guard<std::mutex> l(mu_);
         ++(t.commit ? stats_.committed : stats_.rolled_back);
         Logger("xa")->info("resource={} reconciliation {} prepared transaction {}", name_,
                          t.commit ? "committed" : "rolled back", t.gid);
