@@ -275,13 +275,26 @@ Status SetupDb(const DbSpec& db, int64_t accounts, int64_t balance) {
   } else {
     (void)s.RollbackActive(gid);
     if (r.status().code() != Status::kInvalidArgument) return r.status();
+    // The interface has no statement outside a branch, but a driver may run
+    // one: MariaDB's runs the DDL (which commits at once) and then fails to
+    // release the savepoint the DDL ended. What counts is whether the table
+    // is there afterwards, read in a branch.
     auto outside = s.Run({create});
     if (!outside.ok()) {
-      return Status(outside.status().code(),
-                    "cannot create the accounts table over the driver (inside a branch: " + r.status().message() +
-                        "; outside one: " + outside.status().message() +
-                        "); create it with the database's own client: CREATE TABLE accounts(id INTEGER "
-                        "PRIMARY KEY, balance INTEGER NOT NULL)");
+      if (!s.Healthy()) return outside.status();
+      std::string probe = xa::MakeGid(ids.Next(), db.name);
+      TXC_RETURN_IF_ERROR(s.Begin(probe));
+      auto there = s.Run({Sql("SELECT COUNT(*) FROM accounts")});
+      (void)s.RollbackActive(probe);
+      if (!there.ok()) {
+        return Status(outside.status().code(),
+                      "cannot create the accounts table over the driver (inside a branch: " + r.status().message() +
+                          "; outside one: " + outside.status().message() +
+                          "); create it with the database's own client: CREATE TABLE accounts(id INTEGER "
+                          "PRIMARY KEY, balance INTEGER NOT NULL)");
+      }
+      std::fprintf(stderr, "setup-db %s: created the accounts table outside a branch (the driver then said: %s)\n",
+                   db.name.c_str(), outside.status().message().c_str());
     }
   }
 
