@@ -7,7 +7,7 @@
 #   direct   txbench transfer --direct: the same transfers as a hand-written
 #            2PC client over the same drivers, no coordinator (each worker
 #            prepares both branches at once, then commits both at once).
-# Concurrency 1 and 32 each. Prints a Markdown table for docs/benchmarks.md:
+# Concurrency 1, 16 and 32 each (CONCS). Prints a Markdown table for docs/benchmarks.md:
 # throughput, latency, the CPU per committed transaction of txcoord's own
 # processes and of the databases, and the fsyncs per transaction each
 # database counted (PostgreSQL pg_stat_wal.wal_sync, MariaDB
@@ -25,8 +25,14 @@ set -euo pipefail
 BUILD=${1:-build}
 SECS=${2:-10}
 ACCOUNTS=${3:-10000}
+# Concurrency levels (the ratios need 1 and 32; 16 shows where txcoord stands
+# below its agents' 32-connection pools).
+CONCS=${CONCS:-1 16 32}
 BIN=$(cd "$BUILD/bin" && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
+for b in txcoord txagent txbench txadmin; do
+  [ -x "$BIN/$b" ] || { echo "bench-crossdb: $BIN/$b is missing (cmake --build $BUILD)" >&2; exit 2; }
+done
 if [ "$(id -u)" -ne 0 ]; then echo "bench-crossdb: run as root (the databases run as nobody via setpriv)" >&2; exit 2; fi
 for f in "$PGBIN/initdb" "$PGBIN/postgres" "$(command -v mariadbd || true)" "$(command -v mariadb-install-db || true)"; do
   [ -n "$f" ] && [ -x "$f" ] || { echo "bench-crossdb: needs postgresql-15 and mariadb-server-core (scripts/install-deps.sh)" >&2; exit 2; }
@@ -54,7 +60,8 @@ mkdir -p "$PGD" "$MYD"; chown nobody:nogroup "$PGD" "$MYD"; chmod 700 "$PGD" "$M
   --auth-root-authentication-method=normal --skip-test-db >"$MYD/install.log" 2>&1
 "${AS_NOBODY[@]}" mariadbd --no-defaults --datadir="$MYD/data" --bind-address=127.0.0.1 --port="$MY_PORT" \
   --socket="$MYD/mysqld.sock" --pid-file="$MYD/mysqld.pid" --skip-name-resolve --max-connections=300 \
-  --innodb-flush-log-at-trx-commit=1 --innodb-buffer-pool-size=128M --log-error="$MYD/server.log" &
+  --innodb-flush-log-at-trx-commit=1 --innodb-buffer-pool-size=128M --log-error="$MYD/server.log" \
+  2>>"$MYD/server.log" &
 MY_PID=$!; PIDS+=($!)
 wait_port "$PG_PORT" || { echo "bench-crossdb: PostgreSQL did not start:" >&2; tail -5 "$PGD/server.log" >&2; exit 1; }
 wait_port "$MY_PORT" || { echo "bench-crossdb: MariaDB did not start:" >&2; tail -5 "$MYD/server.log" >&2; exit 1; }
@@ -130,8 +137,8 @@ run() {
 # ------------------------------------------------------- txcoord runs
 GMETRICS=1
 start_group "$WORK/group"
-leader_of_group >/dev/null
-group_caught_up
+leader_of_group >/dev/null || { echo "bench-crossdb: the txcoord group elected no leader in 10 s" >&2; exit 1; }
+group_caught_up || { echo "bench-crossdb: the txcoord replicas did not catch up in 20 s" >&2; exit 1; }
 AP=$(free_port); BP=$(free_port)
 "$BIN/txagent" --listen 127.0.0.1:$AP --data "$WORK/agent-pg" --coordinator "$GLIST" \
   --resource "bank_pg=postgres:$PG_CI" --log-level warn 2>"$WORK/agent-pg.log" & AGENT_PG=$!; PIDS+=($!)
@@ -141,7 +148,7 @@ wait_port $AP || { echo "bench-crossdb: the PostgreSQL agent did not start:" >&2
 wait_port $BP || { echo "bench-crossdb: the MariaDB agent did not start:" >&2; tail -5 "$WORK/agent-my.log" >&2; exit 1; }
 SERVERS="${GPID[1]},${GPID[2]},${GPID[3]},$AGENT_PG,$AGENT_MY"
 AGENTS=(--coordinator "$GLIST" --agent bank_pg=127.0.0.1:$AP --agent bank_my=127.0.0.1:$BP --no-setup --mode oneshot)
-for c in 1 32; do run "txcoord-c$c" "${AGENTS[@]}" --concurrency $c --server-pids "$SERVERS"; done
+for c in $CONCS; do run "txcoord-c$c" "${AGENTS[@]}" --concurrency $c --server-pids "$SERVERS"; done
 
 # fsync/fdatasync calls of the replicas and the agents, per committed
 # transaction, at concurrency 1 (strace slows them: only the counts matter).
@@ -163,24 +170,31 @@ if command -v strace >/dev/null 2>&1; then
   done
 
 fi
+# Prepared branches the agents have not finished yet, right after the load
+# and once they had 10 s more (with the agents still up).
+prepared_now() { echo "$(pg_q 'SELECT COUNT(*) FROM pg_prepared_xacts') $(my_root 'XA RECOVER' | wc -l)"; }
+read -r PREP_PG0 PREP_MY0 < <(prepared_now)
+sleep 10
+read -r PREP_PG1 PREP_MY1 < <(prepared_now)
+echo "$PREP_PG0 $PREP_MY0 $PREP_PG1 $PREP_MY1" >"$WORK/prepared-after-txcoord"
 stop_pids "$AGENT_PG" "$AGENT_MY"
 stop_group
 
 # -------------------------------------------------------- direct runs
-for c in 1 32; do run "direct-c$c" --direct "${DBS[@]}" --concurrency $c; done
+for c in $CONCS; do run "direct-c$c" --direct "${DBS[@]}" --concurrency $c; done
 
 # --------------------------------------------------------------- report
 echo
 echo "## cross-database transfer: txcoord (3 replicas, 2 agents) vs direct 2PC, ${SECS} s each"
 echo
-python3 - "$WORK" <<'PY'
+CONCS=$CONCS python3 - "$WORK" <<'PY'
 import json, sys
 w = sys.argv[1]
 rows = {}
 print("| mode | concurrency | committed/s | aborted/s | errors | p50 ms | p99 ms | txcoord CPU/txn | DB CPU/txn | PG fsyncs/txn | MariaDB fsyncs/txn | log groups/txn |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for mode in ("txcoord", "direct"):
-    for c in (1, 32):
+    for c in sorted(int(x) for x in __import__("os").environ.get("CONCS", "1 16 32").split()):
         name = f"{mode}-c{c}"
         try:
             r = json.load(open(f"{w}/{name}.json")); k = json.load(open(f"{w}/{name}.counters"))
@@ -210,6 +224,12 @@ t = ratio("txcoord-c32", "direct-c32", "committed_per_s")
 print(f"- p50 txcoord/direct at concurrency 1: " + (f"{p:.2f}x (goal: at most 1.3x) -> {'met' if p <= 1.3 else 'MISSED'}" if p else "n/a"))
 print(f"- throughput txcoord/direct at concurrency 32: " + (f"{t:.2f}x (goal: at least 0.8x) -> {'met' if t >= 0.8 else 'MISSED'}" if t else "n/a"))
 try:
+    a, b, c, d = open(f"{w}/prepared-after-txcoord").split()
+    print(f"- prepared transactions still in the databases after the txcoord runs: PostgreSQL {a}, MariaDB {b}; "
+          f"10 s later: PostgreSQL {c}, MariaDB {d}")
+except Exception as ex:
+    print(f"- (no count of prepared transactions: {ex})")
+try:
     r = json.load(open(f"{w}/strace-txcoord-c1.json")); k = json.load(open(f"{w}/strace-txcoord-c1.counters"))
     n = max(r["committed"], 1)
     counts = {}
@@ -223,3 +243,8 @@ except Exception as ex:
 PY
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# What txbench said besides the JSON (first error, first abort by reason), to stderr.
+for f in "$WORK"/*.err; do
+  [ -s "$f" ] && { echo "--- $(basename "$f" .err):"; head -c 2000 "$f"; } >&2
+done
+true

@@ -66,6 +66,9 @@ std::string AbortReason(const Status& s) {
     return "lock_timeout";
   }
   if (m.find("DEADLOCK") != std::string::npos) return "deadlock";
+  if (m.find("SERIALIZ") != std::string::npos) return "serialization";
+  if (m.find("CONNECTIONS ARE HELD") != std::string::npos) return "no_connection";
+  if (m.find("VOTED NO") != std::string::npos) return "voted_no";
   if (m.find("CONFLICT") != std::string::npos || m.find("WAIT-DIE") != std::string::npos) return "conflict";
   if (m.find("TIMED OUT") != std::string::npos) return "timeout";
   return "other";
@@ -76,6 +79,7 @@ struct Stats {
   std::mutex mu;
   std::vector<Micros> latencies;
   std::map<std::string, int64_t> aborted_by;
+  std::map<std::string, std::string> first_abort;  // by reason
   std::string first_error;
   void Error(const Status& s) {
     ++errors;
@@ -85,7 +89,8 @@ struct Stats {
   void Aborted(const Status& s) {
     ++aborted;
     std::lock_guard<std::mutex> l(mu);
-    ++aborted_by[AbortReason(s)];
+    std::string why = AbortReason(s);
+    if (++aborted_by[why] == 1) first_abort[why] = s.ToString();
   }
 };
 
@@ -461,6 +466,9 @@ int Transfer(int argc, char** argv) {
     if (!money_text.empty()) std::printf("%s\n", money_text.c_str());
   }
   if (errors > 0) std::fprintf(stderr, "first error: %s\n", stats.first_error.c_str());
+  for (const auto& [why, first] : stats.first_abort) {
+    std::fprintf(stderr, "first abort (%s): %s\n", why.c_str(), first.c_str());
+  }
   if (committed == 0) {
     std::fprintf(stderr, "txbench: nothing committed\n");
     return 1;
