@@ -224,7 +224,7 @@ t = ratio("txcoord-c32", "direct-c32", "committed_per_s")
 print(f"- p50 txcoord/direct at concurrency 1: " + (f"{p:.2f}x (goal: at most 1.3x) -> {'met' if p <= 1.3 else 'MISSED'}" if p else "n/a"))
 print(f"- throughput txcoord/direct at concurrency 32: " + (f"{t:.2f}x (goal: at least 0.8x) -> {'met' if t >= 0.8 else 'MISSED'}" if t else "n/a"))
 try:
-    a, b, c, d = open(f"{w}/prepared-after-txcoord").split()
+    a, b, c, d = open(f"{w}/prepared-after-txcoord").read().split()
     print(f"- prepared transactions still in the databases after the txcoord runs: PostgreSQL {a}, MariaDB {b}; "
           f"10 s later: PostgreSQL {c}, MariaDB {d}")
 except Exception as ex:
