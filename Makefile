@@ -5,7 +5,7 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 LAUNCHER := $(shell command -v ccache >/dev/null 2>&1 && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
-.PHONY: all deps configure build test demo bench soak sanitize tsan clean
+.PHONY: all deps configure build test demo demo-crossdb bench soak sanitize tsan clean
 
 all: build
 
@@ -27,6 +27,13 @@ test: build
 # The bank-transfer demo: a coordinator and two agents on loopback, an agent killed mid-run.
 demo: build
 	$(BUILD)/bin/bank_transfer --bin $(BUILD)/bin
+
+# The cross-database demo: each order one transaction over PostgreSQL, MariaDB and
+# SQLite (throwaway servers as nobody on loopback), the database agents killed mid-run.
+# Builds only what it runs (not the test suite).
+demo-crossdb: deps configure
+	cmake --build $(BUILD) -j $(JOBS) --target txcoord txagent crossdb_demo
+	$(BUILD)/bin/crossdb_demo --bin $(BUILD)/bin
 
 # Benchmarks (not part of the test suite); results go to docs/benchmarks.md by hand.
 # bench-paxos.sh: the replicated log against etcd, failover, 1 vs 3 replicas.

@@ -1,4 +1,5 @@
 #include "participant/pg_driver.h"
+#include "participant/sql_text.h"
 
 #include <libpq-fe.h>
 
@@ -426,7 +427,9 @@ class PgSession : public Session {
       }
       values[i] = text[i].data();
     }
-    PgResult r(PQexecParams(c, st.sql.c_str(), static_cast<int>(n), types.data(), values.data(),
+    // `?` marks a parameter on every kind of resource; PostgreSQL wants $n.
+    const std::string sql = NumberPlaceholders(st.sql);
+    PgResult r(PQexecParams(c, sql.c_str(), static_cast<int>(n), types.data(), values.data(),
                             lengths.data(), formats.data(), 0));
     ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
     if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
