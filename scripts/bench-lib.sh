@@ -14,15 +14,19 @@ stop_pids() { local p; for p in "$@"; do kill "$p" 2>/dev/null || true; done
   for p in "$@"; do wait "$p" 2>/dev/null || true; forget "$p"; done; }
 
 # ------------------------------------------------ a 3-replica txcoord group
-declare -A GP GPID
-GDIR=""; GLIST=""; PEERS=""
+# With GMETRICS=1 set before start_group, replica i also serves /metrics on
+# 127.0.0.1:${GM[i]}.
+declare -A GP GPID GM
+GDIR=""; GLIST=""; PEERS=""; GMETRICS=${GMETRICS:-0}
 start_replica() { # id
+  local metrics=()
+  if [ "$GMETRICS" = 1 ]; then metrics=(--metrics-listen "127.0.0.1:${GM[$1]}"); fi
   "$BIN/txcoord" --id "$1" --listen "127.0.0.1:${GP[$1]}" --peers "$PEERS" --data "$GDIR/r$1" \
-    --log-level warn 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
+    "${metrics[@]}" --log-level warn 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
 }
 start_group() { # dir
   GDIR=$1; mkdir -p "$GDIR"
-  for i in 1 2 3; do GP[$i]=$(free_port); done
+  for i in 1 2 3; do GP[$i]=$(free_port); if [ "$GMETRICS" = 1 ]; then GM[$i]=$(free_port); fi; done
   PEERS="1=127.0.0.1:${GP[1]},2=127.0.0.1:${GP[2]},3=127.0.0.1:${GP[3]}"
   GLIST="127.0.0.1:${GP[1]},127.0.0.1:${GP[2]},127.0.0.1:${GP[3]}"
   for i in 1 2 3; do start_replica $i; done

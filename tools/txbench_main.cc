@@ -6,8 +6,11 @@
 // reports every gap between two successes (failover measurement).
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <map>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -26,6 +29,7 @@
 #include "paxos_types.h"
 #include "protocol/coordinator_set.h"
 #include "protocol/rpc.h"
+#include "tools/txbench_xa.h"
 
 namespace po = boost::program_options;
 using namespace txc;
@@ -44,23 +48,66 @@ double Percentile(std::vector<Micros>& sorted, double p) {
   return static_cast<double>(sorted[i]) / 1000.0;
 }
 
+// Why a transfer aborted, in a word: the status code, or for ABORTED (the
+// coordinator's answer) the reason its message names.
+std::string AbortReason(const Status& s) {
+  switch (s.code()) {
+    case Status::kLockTimeout: return "lock_timeout";
+    case Status::kConflict: return "conflict";
+    case Status::kExpectationFailed: return "expectation_failed";
+    default: break;
+  }
+  std::string m = s.message();
+  for (char& c : m) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (m.find("EXPECTATION_FAILED") != std::string::npos || m.find("EXPECTED") != std::string::npos) {
+    return "expectation_failed";
+  }
+  if (m.find("LOCK_TIMEOUT") != std::string::npos || m.find("LOCK TIMEOUT") != std::string::npos) {
+    return "lock_timeout";
+  }
+  if (m.find("DEADLOCK") != std::string::npos) return "deadlock";
+  if (m.find("SERIALIZ") != std::string::npos) return "serialization";
+  if (m.find("CONNECTIONS ARE HELD") != std::string::npos) return "no_connection";
+  if (m.find("VOTED NO") != std::string::npos) return "voted_no";
+  if (m.find("CONFLICT") != std::string::npos || m.find("WAIT-DIE") != std::string::npos) return "conflict";
+  if (m.find("TIMED OUT") != std::string::npos) return "timeout";
+  return "other";
+}
+
 struct Stats {
   std::atomic<int64_t> committed{0}, aborted{0}, errors{0};
   std::mutex mu;
   std::vector<Micros> latencies;
+  std::map<std::string, int64_t> aborted_by;
+  std::map<std::string, std::string> first_abort;  // by reason
   std::string first_error;
   void Error(const Status& s) {
     ++errors;
     std::lock_guard<std::mutex> l(mu);
     if (first_error.empty()) first_error = s.ToString();
   }
+  void Aborted(const Status& s) {
+    ++aborted;
+    std::lock_guard<std::mutex> l(mu);
+    std::string why = AbortReason(s);
+    if (++aborted_by[why] == 1) first_abort[why] = s.ToString();
+  }
 };
 
 int Transfer(int argc, char** argv) {
   po::options_description desc("txbench transfer options");
   desc.add_options()
-      ("coordinator", po::value<std::string>()->required(), "HOST:PORT[,HOST:PORT...] of the coordinator group")
-      ("agent", po::value<std::vector<std::string>>()->required(), "NAME=HOST:PORT of a resource's agent (repeatable)")
+      ("coordinator", po::value<std::string>(), "HOST:PORT[,HOST:PORT...] of the coordinator group")
+      ("agent", po::value<std::vector<std::string>>(), "NAME=HOST:PORT of a resource's agent (repeatable)")
+      ("direct", po::bool_switch(),
+       "no coordinator: drive the databases' prepared transactions directly (each worker a 2PC "
+       "client with its own session per --db); excludes --coordinator and --agent")
+      ("db", po::value<std::vector<std::string>>(),
+       "--direct: NAME=postgres:CONNINFO or NAME=mariadb:CONNINFO (repeatable, at least two); "
+       "the password is TXC_PASSWORD_<NAME> in the environment")
+      ("no-setup", po::bool_switch(),
+       "do not create or fill the accounts table through the coordinator: every resource already "
+       "holds accounts(id, balance) with ids 1..--accounts (txbench setup-db)")
       ("accounts", po::value<int64_t>()->default_value(100), "accounts per resource")
       ("concurrency", po::value<int>()->default_value(8), "transactions in flight")
       ("duration", po::value<std::string>()->default_value("10s"), "how long to run (10s, 500ms, 2m)")
@@ -76,7 +123,9 @@ int Transfer(int argc, char** argv) {
   cli::Parse(argc, argv,
              "usage: txbench transfer --coordinator LIST --agent NAME=HOST:PORT [--agent ...] "
              "--accounts N --concurrency C --duration 10s [--mode oneshot|interactive] "
-             "[--protocol 2pc|3pc]",
+             "[--protocol 2pc|3pc] [--no-setup]\n"
+             "       txbench transfer --direct --db NAME=KIND:CONNINFO --db ... --accounts N "
+             "--concurrency C --duration 10s",
              desc, vm);
   SetLogLevel(vm["log-level"].as<std::string>());
   std::string mode = vm["mode"].as<std::string>();
@@ -91,6 +140,32 @@ int Transfer(int argc, char** argv) {
   }
   const TxnOptions txn{.protocol = *parsed_protocol};
   const char* protocol = ProtocolFlag(txn.protocol);
+  const bool direct = vm["direct"].as<bool>();
+  if (direct) {
+    if (vm.count("coordinator") || vm.count("agent")) {
+      std::cerr << "txbench: --direct excludes --coordinator and --agent\n";
+      return 2;
+    }
+    if (vm.count("db") == 0 || vm["db"].as<std::vector<std::string>>().size() < 2) {
+      std::cerr << "txbench: --direct needs at least two --db NAME=KIND:CONNINFO\n";
+      return 2;
+    }
+    if (mode != "oneshot" || txn.protocol != proto::Protocol::TWO_PC) {
+      std::cerr << "txbench: --direct runs two-phase commit transfers only (no --mode interactive, "
+                   "no --protocol 3pc)\n";
+      return 2;
+    }
+    mode = "direct";
+  } else {
+    if (vm.count("db")) {
+      std::cerr << "txbench: --db goes with --direct (through txcoord, name the agents with --agent)\n";
+      return 2;
+    }
+    if (!vm.count("coordinator") || !vm.count("agent")) {
+      std::cerr << "txbench: give --coordinator and --agent (or --direct with --db)\n";
+      return 2;
+    }
+  }
   int64_t accounts = vm["accounts"].as<int64_t>();
   int concurrency = vm["concurrency"].as<int>();
   Micros duration = 0;
@@ -114,50 +189,143 @@ int Transfer(int argc, char** argv) {
     servers.emplace(*pids);
   }
 
-  ClientOptions co;
-  co.coordinators = rpc::SplitList(vm["coordinator"].as<std::string>());
+  // What one transfer does, per worker w: through txcoord, or directly.
+  using TransferFn = std::function<Status(int w, size_t ri, int64_t a, size_t rj, int64_t b, int64_t amount)>;
+  TransferFn transfer;
   std::vector<std::string> resources;
-  for (const std::string& a : vm["agent"].as<std::vector<std::string>>()) {
-    auto eq = a.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      std::cerr << "txbench: --agent wants NAME=HOST:PORT, got '" << a << "'\n";
-      return 2;
-    }
-    resources.push_back(a.substr(0, eq));
-    co.agents[a.substr(0, eq)] = a.substr(eq + 1);
-  }
-  auto client = Client::Connect(co);
-  if (!client.ok()) {
-    std::cerr << "txbench: " << client.status().ToString() << "\n";
-    return 2;
-  }
-  Client& c = **client;
-
-  // Set-up: the accounts table in every resource, filled when empty.
-  for (const std::string& r : resources) {
-    Status s;
-    for (int attempt = 0; attempt < 50; ++attempt) {
-      auto tx = c.Begin(txn);
-      if (!tx.ok()) {
-        s = tx.status();
-      } else {
-        auto e = tx->Execute(r, {Sql("CREATE TABLE IF NOT EXISTS accounts(id INTEGER PRIMARY KEY, "
-                                     "balance INTEGER NOT NULL)"),
-                                 Sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
-                                     "WHERE x < ?) INSERT INTO accounts(id, balance) SELECT x, 1000 "
-                                     "FROM n WHERE NOT EXISTS (SELECT 1 FROM accounts)",
-                                     {Int(accounts)})});
-        s = e.ok() ? tx->Commit() : e.status();
-        if (!e.ok()) (void)tx->Rollback();
+  std::unique_ptr<Client> client;
+  // --direct: the drivers, each worker's sessions, one session per database
+  // for the money check.
+  std::vector<std::unique_ptr<bench::xa::Driver>> drivers;
+  std::vector<std::unique_ptr<bench::xa::Session>> checkers;
+  std::vector<std::unique_ptr<bench::DirectWorker>> workers;
+  bench::TxIdSource ids;
+  int64_t money_before = 0;
+  auto money_total = [&]() -> Result<int64_t> {
+    int64_t total = 0;
+    for (size_t i = 0; i < checkers.size(); ++i) {
+      auto m = bench::ReadMoney(*checkers[i], bench::xa::MakeGid(ids.Next(), resources[i]));
+      if (!m.ok()) return Status(m.status().code(), resources[i] + ": " + m.status().message());
+      if (m->rows != accounts) {
+        return Status::InvalidArgument(resources[i] + " holds " + std::to_string(m->rows) + " accounts, not --accounts " +
+                                       std::to_string(accounts) + " (txbench setup-db)");
       }
-      // A refusal (e.g. a protocol this coordinator does not run) will not pass on a retry.
-      if (s.ok() || s.code() == Status::kInvalidArgument) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      total += m->total;
     }
-    if (!s.ok()) {
-      std::cerr << "txbench: setting up accounts in " << r << " failed: " << s.ToString() << "\n";
+    return total;
+  };
+
+  if (direct) {
+    std::vector<bench::xa::Driver*> raw;
+    for (const std::string& spec : vm["db"].as<std::vector<std::string>>()) {
+      auto db = bench::ParseDbSpec(spec);
+      if (!db.ok()) {
+        std::cerr << "txbench: " << db.status().message() << "\n";
+        return 2;
+      }
+      if (std::find(resources.begin(), resources.end(), db->name) != resources.end()) {
+        std::cerr << "txbench: --db " << db->name << " given twice\n";
+        return 2;
+      }
+      auto d = bench::MakeDriver(*db);
+      if (!d.ok()) {
+        std::cerr << "txbench: --db " << db->name << ": " << d.status().ToString() << "\n";
+        return 2;
+      }
+      auto session = (*d)->Connect();
+      Status checked = session.ok() ? (*d)->CheckServer(**session) : session.status();
+      if (!checked.ok()) {
+        std::cerr << "txbench: --db " << db->name << ": " << checked.ToString() << "\n";
+        return 1;
+      }
+      resources.push_back(db->name);
+      raw.push_back(d->get());
+      drivers.push_back(std::move(*d));
+      checkers.push_back(std::move(*session));
+    }
+    auto before = money_total();
+    if (!before.ok()) {
+      std::cerr << "txbench: reading the money before the load: " << before.status().ToString() << "\n";
       return 1;
     }
+    money_before = *before;
+    for (int w = 0; w < concurrency; ++w) {
+      workers.push_back(std::make_unique<bench::DirectWorker>(raw, resources, &ids));
+      if (Status s = workers.back()->Connect(); !s.ok()) {
+        std::cerr << "txbench: worker " << w << " cannot connect: " << s.ToString() << "\n";
+        return 1;
+      }
+    }
+    transfer = [&](int w, size_t ri, int64_t a, size_t rj, int64_t b, int64_t amount) {
+      return workers[static_cast<size_t>(w)]->Transfer(ri, a, rj, b, amount);
+    };
+  } else {
+    ClientOptions co;
+    co.coordinators = rpc::SplitList(vm["coordinator"].as<std::string>());
+    for (const std::string& a : vm["agent"].as<std::vector<std::string>>()) {
+      auto eq = a.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::cerr << "txbench: --agent wants NAME=HOST:PORT, got '" << a << "'\n";
+        return 2;
+      }
+      resources.push_back(a.substr(0, eq));
+      co.agents[a.substr(0, eq)] = a.substr(eq + 1);
+    }
+    auto connected = Client::Connect(co);
+    if (!connected.ok()) {
+      std::cerr << "txbench: " << connected.status().ToString() << "\n";
+      return 2;
+    }
+    client = std::move(*connected);
+    Client& c = *client;
+
+    // Set-up: the accounts table in every resource, filled when empty.
+    for (const std::string& r : resources) {
+      if (vm["no-setup"].as<bool>()) break;
+      Status s;
+      for (int attempt = 0; attempt < 50; ++attempt) {
+        auto tx = c.Begin(txn);
+        if (!tx.ok()) {
+          s = tx.status();
+        } else {
+          auto e = tx->Execute(r, {Sql("CREATE TABLE IF NOT EXISTS accounts(id INTEGER PRIMARY KEY, "
+                                       "balance INTEGER NOT NULL)"),
+                                   Sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+                                       "WHERE x < ?) INSERT INTO accounts(id, balance) SELECT x, 1000 "
+                                       "FROM n WHERE NOT EXISTS (SELECT 1 FROM accounts)",
+                                       {Int(accounts)})});
+          s = e.ok() ? tx->Commit() : e.status();
+          if (!e.ok()) (void)tx->Rollback();
+        }
+        // A refusal (e.g. a protocol this coordinator does not run) will not pass on a retry.
+        if (s.ok() || s.code() == Status::kInvalidArgument) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      if (!s.ok()) {
+        std::cerr << "txbench: setting up accounts in " << r << " failed: " << s.ToString() << "\n";
+        return 1;
+      }
+    }
+    transfer = [&, txn](int, size_t ri, int64_t a, size_t rj, int64_t b, int64_t amount) -> Status {
+      auto debit = SqlExpect("UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?",
+                             {Int(amount), Int(a), Int(amount)}, 1);
+      auto credit = SqlExpect("UPDATE accounts SET balance = balance + ? WHERE id = ?",
+                              {Int(amount), Int(b)}, 1);
+      if (mode == "oneshot") {
+        std::map<std::string, std::vector<proto::Statement>> work;
+        work[resources[ri]].push_back(debit);
+        work[resources[rj]].push_back(credit);
+        auto r = client->Submit(work, txn);
+        return r.ok() ? Status::Ok() : r.status();
+      }
+      auto tx = client->Begin(txn);
+      if (!tx.ok()) return tx.status();
+      auto e1 = tx->Execute(resources[ri], debit);
+      auto e2 = e1.ok() ? tx->Execute(resources[rj], credit) : Result<proto::ResultSet>(e1.status());
+      if (e1.ok() && e2.ok()) return tx->Commit();
+      (void)tx->Rollback();
+      return e1.ok() ? e2.status() : e1.status();
+    };
   }
 
   if (servers) {
@@ -181,40 +349,15 @@ int Transfer(int argc, char** argv) {
         int64_t b = 1 + static_cast<int64_t>(rng() % accounts);
         if (ri == rj && a == b) b = a % accounts + 1;
         int64_t amount = 1 + static_cast<int64_t>(rng() % 100);
-        auto debit = SqlExpect("UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?",
-                               {Int(amount), Int(a), Int(amount)}, 1);
-        auto credit = SqlExpect("UPDATE accounts SET balance = balance + ? WHERE id = ?",
-                                {Int(amount), Int(b)}, 1);
         Micros t0 = SteadyNowMicros();
-        Status s;
-        if (mode == "oneshot") {
-          std::map<std::string, std::vector<proto::Statement>> work;
-          work[resources[ri]].push_back(debit);
-          work[resources[rj]].push_back(credit);
-          auto r = c.Submit(work, txn);
-          s = r.ok() ? Status::Ok() : r.status();
-        } else {
-          auto tx = c.Begin(txn);
-          if (!tx.ok()) {
-            s = tx.status();
-          } else {
-            auto e1 = tx->Execute(resources[ri], debit);
-            auto e2 = e1.ok() ? tx->Execute(resources[rj], credit) : Result<proto::ResultSet>(e1.status());
-            if (e1.ok() && e2.ok()) {
-              s = tx->Commit();
-            } else {
-              s = e1.ok() ? e2.status() : e1.status();
-              (void)tx->Rollback();
-            }
-          }
-        }
+        Status s = transfer(w, ri, a, rj, b, amount);
         Micros t1 = SteadyNowMicros();
         if (s.ok()) {
           ++stats.committed;
           lat.push_back(t1 - t0);
         } else if (s.code() == Status::kAborted || s.code() == Status::kLockTimeout ||
                    s.code() == Status::kConflict || s.code() == Status::kExpectationFailed) {
-          ++stats.aborted;
+          stats.Aborted(s);
         } else {
           stats.Error(s);
           std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -266,29 +409,108 @@ int Transfer(int argc, char** argv) {
     server_json = std::string(buf) + ",\"servers\":[" + rss_json + "]" +
                   ",\"servers_gone\":[" + gone + "]";
   }
+  std::string aborted_json, aborted_text;
+  for (const auto& [why, n] : stats.aborted_by) {
+    aborted_json += std::string(aborted_json.empty() ? "" : ",") + "\"" + why + "\":" + std::to_string(n);
+    aborted_text += " " + why + "=" + std::to_string(n);
+  }
+  // --direct: the money across the databases must not have changed, and no
+  // branch of this run may be left prepared.
+  std::string money_json, money_text;
+  bool money_ok = true;
+  if (direct) {
+    workers.clear();  // their sessions closed
+    auto after = money_total();
+    int64_t leftover = 0;
+    std::string leftover_error;
+    for (auto& session : checkers) {
+      auto l = bench::LeftoverPrepared(*session, ids.epoch());
+      if (l.ok()) {
+        leftover += static_cast<int64_t>(l->size());
+      } else {
+        leftover_error = l.status().ToString();
+      }
+    }
+    money_ok = after.ok() && *after == money_before && leftover == 0 && leftover_error.empty();
+    char buf[200];
+    if (after.ok()) {
+      std::snprintf(buf, sizeof buf, "money before=%ld after=%ld leftover_prepared=%ld", static_cast<long>(money_before),
+                    static_cast<long>(*after), static_cast<long>(leftover));
+      money_text = buf;
+      std::snprintf(buf, sizeof buf, ",\"money_before\":%ld,\"money_after\":%ld,\"leftover_prepared\":%ld,\"money_ok\":%s",
+                    static_cast<long>(money_before), static_cast<long>(*after), static_cast<long>(leftover),
+                    money_ok ? "true" : "false");
+      money_json = buf;
+    } else {
+      money_text = "money after: " + after.status().ToString();
+      money_json = ",\"money_ok\":false";
+    }
+    if (!leftover_error.empty()) money_text += " (listing prepared transactions: " + leftover_error + ")";
+    money_text += money_ok ? " (ok)" : " (MISMATCH)";
+  }
   if (vm["json"].as<bool>()) {
     std::printf("{\"mode\":\"%s\",\"protocol\":\"%s\",\"concurrency\":%d,\"seconds\":%.2f,\"committed\":%ld,\"aborted\":%ld,"
                 "\"errors\":%ld,\"committed_per_s\":%.1f,\"aborted_per_s\":%.1f,\"p50_ms\":%.3f,"
-                "\"p99_ms\":%.3f,\"p999_ms\":%.3f%s}\n",
+                "\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"aborted_by\":{%s}%s%s}\n",
                 mode.c_str(), protocol, concurrency, secs, static_cast<long>(committed), static_cast<long>(aborted),
-                static_cast<long>(errors), committed / secs, aborted / secs, p50, p99, p999,
-                server_json.c_str());
+                static_cast<long>(errors), committed / secs, aborted / secs, p50, p99, p999, aborted_json.c_str(),
+                server_json.c_str(), money_json.c_str());
   } else {
     std::printf("transfer mode=%s protocol=%s concurrency=%d duration=%.1fs\n", mode.c_str(), protocol,
                 concurrency, secs);
     std::printf("committed=%ld (%.1f/s) aborted=%ld (%.1f/s) errors=%ld\n", static_cast<long>(committed),
                 committed / secs, static_cast<long>(aborted), aborted / secs, static_cast<long>(errors));
+    if (!aborted_text.empty()) std::printf("aborted by reason:%s\n", aborted_text.c_str());
     std::printf("latency p50=%.2fms p99=%.2fms p999=%.2fms\n", p50, p99, p999);
     if (!server_text.empty()) std::printf("%s\n", server_text.c_str());
+    if (!money_text.empty()) std::printf("%s\n", money_text.c_str());
   }
   if (errors > 0) std::fprintf(stderr, "first error: %s\n", stats.first_error.c_str());
+  for (const auto& [why, first] : stats.first_abort) {
+    std::fprintf(stderr, "first abort (%s): %s\n", why.c_str(), first.c_str());
+  }
   if (committed == 0) {
     std::fprintf(stderr, "txbench: nothing committed\n");
+    return 1;
+  }
+  if (!money_ok) {
+    std::fprintf(stderr, "txbench: %s\n", money_text.c_str());
     return 1;
   }
   return 0;
 }
 
+// ---------------------------------------------------------- txbench setup-db
+int SetupDb(int argc, char** argv) {
+  po::options_description desc("txbench setup-db options");
+  desc.add_options()
+      ("db", po::value<std::vector<std::string>>()->required(),
+       "NAME=postgres:CONNINFO or NAME=mariadb:CONNINFO (repeatable); the password is "
+       "TXC_PASSWORD_<NAME> in the environment")
+      ("accounts", po::value<int64_t>()->default_value(100), "accounts: ids 1..N")
+      ("balance", po::value<int64_t>()->default_value(1000), "the balance of each account");
+  po::variables_map vm;
+  cli::Parse(argc, argv, "usage: txbench setup-db --db NAME=KIND:CONNINFO [--db ...] --accounts N --balance B",
+             desc, vm);
+  SetLogLevel(vm["log-level"].as<std::string>());
+  int64_t accounts = vm["accounts"].as<int64_t>(), balance = vm["balance"].as<int64_t>();
+  if (accounts < 1 || balance < 0 || balance > (int64_t{1} << 31) - 1) {
+    std::cerr << "txbench: need --accounts >= 1 and 0 <= --balance < 2^31\n";
+    return 2;
+  }
+  for (const std::string& spec : vm["db"].as<std::vector<std::string>>()) {
+    auto db = bench::ParseDbSpec(spec);
+    if (!db.ok()) {
+      std::cerr << "txbench: " << db.status().message() << "\n";
+      return 2;
+    }
+    if (Status s = bench::SetupDb(*db, accounts, balance); !s.ok()) {
+      std::cerr << "txbench: setup-db " << db->name << ": " << s.ToString() << "\n";
+      return 1;
+    }
+  }
+  return 0;
+}
 
 // ------------------------------------------------------------- txbench log
 // Everything below runs on one io thread: C request slots, each issuing its
@@ -761,7 +983,10 @@ int main(int argc, char** argv) {
   std::string usage =
       "usage: txbench transfer --coordinator LIST --agent NAME=HOST:PORT [--agent ...] "
       "--accounts N --concurrency C --duration 10s [--mode oneshot|interactive] "
-      "[--protocol 2pc|3pc]\n"
+      "[--protocol 2pc|3pc] [--no-setup]\n"
+      "       txbench transfer --direct --db NAME=KIND:CONNINFO --db ... --accounts N --concurrency C "
+      "--duration 10s\n"
+      "       txbench setup-db --db NAME=KIND:CONNINFO [--db ...] --accounts N --balance B\n"
       "       txbench log (--coordinator LIST | --etcd URLS [--etcd-target leader|any]) "
       "--concurrency C --duration 10s --record-bytes 256 [--json]\n"
       "       txbench probe --coordinator LIST --duration 60s [--gap-ms 100]";
@@ -772,6 +997,7 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   if (cmd == "transfer") return Transfer(argc - 1, argv + 1);
   if (cmd == "log") return Log(argc - 1, argv + 1);
+  if (cmd == "setup-db") return SetupDb(argc - 1, argv + 1);
   if (cmd == "probe") return Probe(argc - 1, argv + 1);
   std::cerr << "txbench: unknown command '" << cmd << "'\n" << usage << "\n";
   return 2;
