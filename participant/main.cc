@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
       ("resource", po::value<std::vector<std::string>>()->required(),
        "a resource to host (repeatable): NAME=sqlite:PATH, NAME=postgres:'host=... dbname=...' "
        "(a libpq connection string) or NAME=mariadb:'host=... port=... database=... user=...'")
+      ("db-pool-size", po::value<int64_t>()->default_value(32),
+       "most connections each postgres:/mariadb: resource opens; a new branch waits up to 5 s "
+       "for one when all are taken (MariaDB holds one per prepared branch until its decision)")
       ("secret-file", po::value<std::vector<std::string>>(),
        "NAME=PATH: the password of database resource NAME is PATH's first line (repeatable); "
        "or set TXC_PASSWORD_<NAME> in the environment (PostgreSQL also reads PGPASSWORD and "
@@ -51,6 +54,11 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(data, ec);
   txc::participant::ResourceContext context;
   context.data_dir = data;
+  if (vm["db-pool-size"].as<int64_t>() < 1 || vm["db-pool-size"].as<int64_t>() > 4096) {
+    std::cerr << "txagent: --db-pool-size wants 1..4096\n";
+    return 2;
+  }
+  context.db_pool_size = static_cast<size_t>(vm["db-pool-size"].as<int64_t>());
   for (const std::string& spec : vm["resource"].as<std::vector<std::string>>()) {
     std::string name = spec.substr(0, spec.find('='));
     std::string env = "TXC_PASSWORD_";

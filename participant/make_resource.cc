@@ -55,6 +55,7 @@ Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec,
     if (!driver.ok()) return driver.status();
     XaResourceOptions o;
     o.wal_path = context.data_dir + "/" + name + ".xa.db";
+    o.max_connections = context.db_pool_size;
     auto r = XaResource::Open(name, std::move(*driver), o);
     if (!r.ok()) return r.status();
     return std::unique_ptr<ResourceManager>(std::move(*r));

@@ -189,6 +189,8 @@ struct ResourceContext {
   // Passwords by resource name (txagent --secret-file NAME=PATH, or the
   // environment variable TXC_PASSWORD_<NAME>, upper-cased, '-' as '_').
   std::map<std::string, std::string> passwords;
+  // Most connections each database resource opens (txagent --db-pool-size).
+  size_t db_pool_size = 32;
 };
 
 // Builds the resource named by a --resource value:

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -113,7 +114,7 @@ class XaResource::Impl {
         driver_(std::move(driver)),
         options_(std::move(options)),
         db_(std::move(db)),
-        pool_(std::max<size_t>(1, options_.max_connections)) {}
+        pool_(std::max<size_t>(1, options_.max_connections + options_.max_connections / 4 + 2)) {}
 
   ~Impl() {
     {
@@ -194,41 +195,41 @@ class XaResource::Impl {
             "info=COALESCE(excluded.info, xa_branches.info), "
             "protocol=CASE WHEN excluded.info IS NULL THEN xa_branches.protocol ELSE excluded.protocol END");
         if (!st.ok()) return st.status();
-        (*st)->BindText(1, txid);
-        (*st)->BindText(2, w.gid);
-        (*st)->BindInt(3, w.state);
+        TXC_RETURN_IF_ERROR((*st)->BindText(1, txid));
+        TXC_RETURN_IF_ERROR((*st)->BindText(2, w.gid));
+        TXC_RETURN_IF_ERROR((*st)->BindInt(3, w.state));
         if (w.info.empty()) {
-          (*st)->BindNull(4);
+          TXC_RETURN_IF_ERROR((*st)->BindNull(4));
         } else {
-          (*st)->BindBlob(4, w.info);
+          TXC_RETURN_IF_ERROR((*st)->BindBlob(4, w.info));
         }
-        (*st)->BindInt(5, w.protocol);
-        (*st)->BindInt(6, WallMicros());
+        TXC_RETURN_IF_ERROR((*st)->BindInt(5, w.protocol));
+        TXC_RETURN_IF_ERROR((*st)->BindInt(6, WallMicros()));
         return (*st)->Run();
       }
       case WalOp::kStatements: {
         auto st = db_->Prepare("INSERT OR REPLACE INTO xa_statements(txid, seq, statements) VALUES(?1,?2,?3)");
         if (!st.ok()) return st.status();
-        (*st)->BindText(1, txid);
-        (*st)->BindInt(2, w.seq);
-        (*st)->BindBlob(3, w.statements);
+        TXC_RETURN_IF_ERROR((*st)->BindText(1, txid));
+        TXC_RETURN_IF_ERROR((*st)->BindInt(2, w.seq));
+        TXC_RETURN_IF_ERROR((*st)->BindBlob(3, w.statements));
         return (*st)->Run();
       }
       case WalOp::kHeuristic: {
         auto st = db_->Prepare(
             "INSERT OR REPLACE INTO xa_heuristics(txid, outcome, reason, who, at_ms) VALUES(?1,?2,?3,?4,?5)");
         if (!st.ok()) return st.status();
-        (*st)->BindText(1, txid);
-        (*st)->BindInt(2, w.heuristic.outcome);
-        (*st)->BindText(3, w.heuristic.reason);
-        (*st)->BindText(4, w.heuristic.who);
-        (*st)->BindInt(5, w.heuristic.at_ms);
+        TXC_RETURN_IF_ERROR((*st)->BindText(1, txid));
+        TXC_RETURN_IF_ERROR((*st)->BindInt(2, w.heuristic.outcome));
+        TXC_RETURN_IF_ERROR((*st)->BindText(3, w.heuristic.reason));
+        TXC_RETURN_IF_ERROR((*st)->BindText(4, w.heuristic.who));
+        TXC_RETURN_IF_ERROR((*st)->BindInt(5, w.heuristic.at_ms));
         return (*st)->Run();
       }
       case WalOp::kForget: {
         auto st = db_->Prepare("DELETE FROM xa_heuristics WHERE txid = ?1");
         if (!st.ok()) return st.status();
-        (*st)->BindText(1, txid);
+        TXC_RETURN_IF_ERROR((*st)->BindText(1, txid));
         return (*st)->Run();
       }
       case WalOp::kPurge: {
@@ -238,11 +239,11 @@ class XaResource::Impl {
             "DELETE FROM xa_statements WHERE txid IN (SELECT txid FROM xa_branches WHERE "
             "state IN (4,5) AND updated < ?1)");
         if (!st.ok()) return st.status();
-        (*st)->BindInt(1, w.purge_before);
+        TXC_RETURN_IF_ERROR((*st)->BindInt(1, w.purge_before));
         TXC_RETURN_IF_ERROR((*st)->Run());
         auto st2 = db_->Prepare("DELETE FROM xa_branches WHERE state IN (4,5) AND updated < ?1");
         if (!st2.ok()) return st2.status();
-        (*st2)->BindInt(1, w.purge_before);
+        TXC_RETURN_IF_ERROR((*st2)->BindInt(1, w.purge_before));
         return (*st2)->Run();
       }
     }
@@ -313,7 +314,12 @@ class XaResource::Impl {
 
   // ---- connections ---------------------------------------------------------
 
-  Result<std::unique_ptr<xa::Session>> Acquire() {
+  // A connection: an idle one, or a new one while under the limit. With
+  // `full` set, a caller that may wait learns the pool is full (it parks its
+  // operation, Park). `finishing` (committing or rolling back a prepared
+  // branch, which frees what the branch holds) may go a quarter over the
+  // limit, so commits never starve behind branches waiting for connections.
+  Result<std::unique_ptr<xa::Session>> Acquire(bool* full = nullptr, bool finishing = false) {
     {
       std::lock_guard<std::mutex> l(mu_);
       while (!idle_.empty()) {
@@ -322,10 +328,13 @@ class XaResource::Impl {
         if (s->Healthy()) return s;
         --open_;
       }
-      if (open_ >= options_.max_connections) {
+      size_t limit = options_.max_connections + (finishing ? options_.max_connections / 4 + 1 : 0);
+      if (open_ >= limit) {
+        if (full != nullptr) *full = true;
         return Status::Unavailable("resource " + name_ + ": all " +
                                    std::to_string(options_.max_connections) +
-                                   " database connections are held by other branches");
+                                   " database connections are held by other branches (txagent "
+                                   "--db-pool-size)");
       }
       ++open_;
     }
@@ -344,6 +353,43 @@ class XaResource::Impl {
       idle_.push_back(std::move(s));
     } else {
       --open_;
+    }
+    WakeParked();
+  }
+
+  // Under mu_: a connection may be free now: run the oldest parked operation.
+  void WakeParked() {
+    if (parked_.empty()) return;
+    auto fn = std::move(parked_.front().run);
+    parked_.pop_front();
+    boost::asio::post(pool_, std::move(fn));
+  }
+
+  // An operation that found the pool full runs again once a connection is
+  // released (or at its deadline, to fail). Never blocks a worker.
+  void Park(std::function<void()> run, Micros deadline, bool again) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!idle_.empty() || open_ < options_.max_connections) {
+      boost::asio::post(pool_, std::move(run));  // released meanwhile
+      return;
+    }
+    if (again) {
+      parked_.push_front({std::move(run), deadline});
+    } else {
+      parked_.push_back({std::move(run), deadline});
+    }
+    cv_.notify_all();  // the timer loop watches the deadlines
+  }
+
+  // Under mu_: posts the parked operations whose deadline passed (they fail).
+  void ExpireParked(Micros now) {
+    for (auto it = parked_.begin(); it != parked_.end();) {
+      if (it->deadline <= now) {
+        boost::asio::post(pool_, std::move(it->run));
+        it = parked_.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
 
@@ -368,15 +414,28 @@ class XaResource::Impl {
 
   void Execute(const TxId& txid, std::vector<proto::Statement> statements,
                Callback<ExecuteResult> done) {
-    OnWorker([this, txid, statements = std::move(statements), done = std::move(done)]() mutable {
-      ExecuteResult r;
-      r.status = DoExecute(txid, statements, &r);
-      done(std::move(r));
+    Micros deadline = SteadyNowMicros() + options_.acquire_timeout;
+    OnWorker([this, txid, statements = std::move(statements), done = std::move(done), deadline]() mutable {
+      RunExecute(txid, std::move(statements), std::move(done), deadline, false);
     });
   }
 
+  void RunExecute(const TxId& txid, std::vector<proto::Statement> statements, Callback<ExecuteResult> done,
+                  Micros deadline, bool again) {
+    ExecuteResult r;
+    bool full = false;
+    r.status = DoExecute(txid, statements, &r, &full);
+    if (full && SteadyNowMicros() < deadline) {
+      Park([this, txid, statements = std::move(statements), done = std::move(done), deadline]() mutable {
+        RunExecute(txid, std::move(statements), std::move(done), deadline, true);
+      }, deadline, again);
+      return;
+    }
+    done(std::move(r));
+  }
+
   Status DoExecute(const TxId& txid, const std::vector<proto::Statement>& statements,
-                   ExecuteResult* out) {
+                   ExecuteResult* out, bool* full) {
     xa::Session* session = nullptr;
     std::string gid;
     {
@@ -396,7 +455,7 @@ class XaResource::Impl {
         auto it = branches_.find(txid);
         if (it != branches_.end() && it->second.state == kNone) branches_.erase(it);
       };
-      auto s = Acquire();
+      auto s = Acquire(full);
       if (!s.ok()) {
         forget();
         return s.status();
@@ -522,7 +581,7 @@ class XaResource::Impl {
     }
     if (!session || !session->Healthy()) {
       if (session) Release(std::move(session));
-      auto s = Acquire();
+      auto s = Acquire(nullptr, /*finishing=*/true);
       if (!s.ok()) {
         std::lock_guard<std::mutex> l(mu_);
         BranchOf(txid).busy = false;
@@ -536,7 +595,7 @@ class XaResource::Impl {
       // on a fresh one, which sees the prepared transaction now that its
       // session is gone.
       Release(std::move(session));
-      auto fresh = Acquire();
+      auto fresh = Acquire(nullptr, /*finishing=*/true);
       if (fresh.ok()) {
         session = std::move(*fresh);
         s = commit ? session->CommitPrepared(gid) : session->RollbackPrepared(gid);
@@ -913,9 +972,7 @@ class XaResource::Impl {
     // keeping them as tombstones.
     recovered_ = true;
     idle_.push_back(std::move(*session));
-    if (options_.reconcile_interval > 0 && !reconciler_.joinable()) {
-      reconciler_ = std::thread([this] { ReconcileLoop(); });
-    }
+    if (!reconciler_.joinable()) reconciler_ = std::thread([this] { TimerLoop(); });
     return out;
   }
 
@@ -1051,15 +1108,24 @@ class XaResource::Impl {
     return Status::Ok();
   }
 
-  void ReconcileLoop() {
+  // The resource's timer thread: parked operations' deadlines and the
+  // periodic reconciliation.
+  void TimerLoop() {
     std::unique_lock<std::mutex> l(mu_);
+    Micros next_reconcile = SteadyNowMicros() + options_.reconcile_interval;
     while (!stop_) {
-      cv_.wait_for(l, std::chrono::microseconds(options_.reconcile_interval), [this] { return stop_; });
+      Micros wait = parked_.empty() ? 1 * kSeconds : 50 * kMillis;
+      cv_.wait_for(l, std::chrono::microseconds(wait));
       if (stop_) break;
-      l.unlock();
-      Status s = ReconcileNow();
-      if (!s.ok()) Logger("xa")->warn("resource={} reconciliation failed: {}", name_, s.ToString());
-      l.lock();
+      Micros now = SteadyNowMicros();
+      ExpireParked(now);
+      if (options_.reconcile_interval > 0 && now >= next_reconcile) {
+        l.unlock();
+        Status s = ReconcileNow();
+        if (!s.ok()) Logger("xa")->warn("resource={} reconciliation failed: {}", name_, s.ToString());
+        l.lock();
+        next_reconcile = SteadyNowMicros() + options_.reconcile_interval;
+      }
     }
   }
 
@@ -1087,6 +1153,11 @@ class XaResource::Impl {
   std::map<TxId, HeuristicRecord, TxIdLess> gone_;
   std::vector<std::unique_ptr<xa::Session>> idle_;
   size_t open_ = 0;
+  struct Parked {
+    std::function<void()> run;
+    Micros deadline;
+  };
+  std::deque<Parked> parked_;
   uint64_t reconcile_gen_ = 0;
   XaReconcileStats stats_;
   std::thread reconciler_;

@@ -71,10 +71,14 @@ namespace txc::participant {
 struct XaResourceOptions {
   // The resource's SQLite WAL file (created if needed).
   std::string wal_path;
-  // Most database connections (and worker threads). An operation that needs
-  // a connection when all are taken by other branches fails UNAVAILABLE.
+  // Most database connections (and worker threads) for branches. A new
+  // branch that finds them all taken waits (without holding a worker) until
+  // one is released, up to acquire_timeout, then fails UNAVAILABLE (its
+  // transaction aborts). Committing or rolling back a prepared branch may
+  // open a quarter more, so decisions never wait behind new work.
   // Default: 32.
   size_t max_connections = 32;
+  Micros acquire_timeout = 5 * kSeconds;
   // How often the database's prepared list is reconciled with the WAL.
   // 0: only at Recover. Default: 10 s.
   Micros reconcile_interval = 10 * kSeconds;
