@@ -1,6 +1,7 @@
 // txadmin's library (tools/admin/): the command-line parser (exit codes,
 // help of every command, --config), the reports and their JSON, and the
-// offline WAL reader on both kinds of log, including a file a writer holds.
+// offline WAL reader on every kind of log (an agent's branch log, a database
+// resource's WAL, a coordinator's), including a file a writer holds.
 #include <stdlib.h>
 
 #include <filesystem>
@@ -565,6 +566,180 @@ TEST_F(TxadminWalTest, ReadsAnAgentsBranchLogWhileAWriterHoldsItOpen) {
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   ASSERT_EQ(d->branches.size(), 1u);
   EXPECT_EQ(d->branches[0].state, static_cast<int>(participant::BranchState::kActive));
+}
+
+// The WAL of a database resource, written by hand with xa_resource.cc's
+// schema and encodings (an XaResource needs a database server).
+TEST_F(TxadminWalTest, ReadsADatabaseResourcesWal) {
+  std::filesystem::create_directories(dir_ + "/agent-data");
+  std::string path = dir_ + "/agent-data/orders.xa.db";
+  auto db = wal::Db::Open(path);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  ASSERT_TRUE((*db)->Exec(
+      "CREATE TABLE IF NOT EXISTS xa_branches(txid TEXT PRIMARY KEY, gid TEXT NOT NULL, "
+      "state INTEGER NOT NULL, info BLOB, protocol INTEGER NOT NULL DEFAULT 0, "
+      "updated INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS xa_statements(txid TEXT NOT NULL, seq INTEGER NOT NULL, "
+      "statements BLOB NOT NULL, PRIMARY KEY(txid, seq));"
+      "CREATE TABLE IF NOT EXISTS xa_heuristics(txid TEXT PRIMARY KEY, outcome INTEGER NOT "
+      "NULL, reason TEXT NOT NULL, who TEXT NOT NULL, at_ms INTEGER NOT NULL);").ok());
+  const int64_t updated_us = 1796195099515123;  // 2026-12-02T07:04:59.515Z
+  auto branch = [&](const std::string& txid, int state, std::vector<proto::Participant> ps,
+                    int protocol) {
+    auto st = (*db)->Prepare(
+        "INSERT INTO xa_branches(txid, gid, state, info, protocol, updated) VALUES(?1,?2,?3,?4,?5,?6)");
+    ASSERT_TRUE(st.ok());
+    ASSERT_TRUE((*st)->BindText(1, txid).ok());
+    ASSERT_TRUE((*st)->BindText(2, "txc:" + txid + ":orders").ok());
+    ASSERT_TRUE((*st)->BindInt(3, state).ok());
+    if (ps.empty()) {
+      ASSERT_TRUE((*st)->BindNull(4).ok());
+    } else {
+      proto::PreparedRecord rec;
+      rec.participants = std::move(ps);
+      ASSERT_TRUE((*st)->BindBlob(4, codec::Encode(rec)).ok());
+    }
+    ASSERT_TRUE((*st)->BindInt(5, protocol).ok());
+    ASSERT_TRUE((*st)->BindInt(6, updated_us).ok());
+    ASSERT_TRUE((*st)->Run().ok());
+  };
+  auto statements_row = [&](const std::string& txid, int64_t seq, const std::string& blob) {
+    auto st = (*db)->Prepare("INSERT INTO xa_statements(txid, seq, statements) VALUES(?1,?2,?3)");
+    ASSERT_TRUE(st.ok());
+    ASSERT_TRUE((*st)->BindText(1, txid).ok());
+    ASSERT_TRUE((*st)->BindInt(2, seq).ok());
+    ASSERT_TRUE((*st)->BindBlob(3, blob).ok());
+    ASSERT_TRUE((*st)->Run().ok());
+  };
+  auto statement = [](const std::string& sql, int params) {
+    proto::Statement st;
+    st.sql = sql;
+    for (int i = 0; i < params; ++i) {
+      proto::Value v;
+      v.__set_i(i);
+      st.params.push_back(v);
+    }
+    return st;
+  };
+  auto execute = [](std::vector<proto::Statement> sts) {
+    proto::ExecuteRequest req;  // as XaResource writes it: only .statements
+    req.statements = std::move(sts);
+    return codec::Encode(req);
+  };
+  auto heuristic = [&](const std::string& txid, int outcome, const std::string& who, int64_t at_ms) {
+    auto st = (*db)->Prepare(
+        "INSERT INTO xa_heuristics(txid, outcome, reason, who, at_ms) VALUES(?1,?2,?3,?4,?5)");
+    ASSERT_TRUE(st.ok());
+    ASSERT_TRUE((*st)->BindText(1, txid).ok());
+    ASSERT_TRUE((*st)->BindInt(2, outcome).ok());
+    ASSERT_TRUE((*st)->BindText(3, "gone from the database").ok());
+    ASSERT_TRUE((*st)->BindText(4, who).ok());
+    ASSERT_TRUE((*st)->BindInt(5, at_ms).ok());
+    ASSERT_TRUE((*st)->Run().ok());
+  };
+  branch("3.10", 2, {P("orders"), P("bank_a")}, proto::Protocol::TWO_PC);
+  branch("3.9", 6, {P("orders")}, proto::Protocol::THREE_PC);
+  branch("3.11", 7, {P("orders")}, proto::Protocol::TWO_PC);
+  branch("3.12", 8, {P("orders")}, proto::Protocol::TWO_PC);
+  branch("3.2", 1, {}, 0);
+  branch("3.3", 4, {P("orders")}, proto::Protocol::TWO_PC);
+  branch("3.4", 5, {}, 0);
+  proto::Statement checked = statement("UPDATE stock SET n = n - 1", 0);
+  checked.__set_expect_rows(1);
+  statements_row("3.10", 2, execute({statement("DELETE FROM cart\nWHERE id = ?", 1)}));
+  statements_row("3.10", 1,
+                 execute({statement("INSERT INTO orders(id, item) VALUES(?, ?)", 2), checked}));
+  statements_row("3.2", 1, "not a thrift struct");
+  statements_row("3.99", 1, execute({statement("SELECT 1", 0)}));  // no branch row
+  heuristic("3.12", proto::Outcome::UNKNOWN, "database", 1796195099600);
+  heuristic("3.3", proto::Outcome::COMMITTED, "ops", 1796195099500);
+
+  auto d = ReadWal(path, std::nullopt);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->kind, WalDump::kDatabaseBranchLog);
+  Json j = WalJson(*d);
+  EXPECT_EQ(j["kind"], "database-branch-log");
+  ASSERT_EQ(j["branches"].size(), 8u);
+  // Oldest txid first (3.9 before 3.10), the one without a branch row last.
+  std::vector<std::string> order, states;
+  for (const auto& b : j["branches"]) {
+    order.push_back(b["txid"]);
+    states.push_back(b["state"].is_null() ? "null" : b["state"].get<std::string>());
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"3.2", "3.3", "3.4", "3.9", "3.10", "3.11", "3.12", "3.99"}));
+  EXPECT_EQ(states, (std::vector<std::string>{"ACTIVE", "COMMITTED", "ABORTED", "COMMITTING",
+                                              "PREPARED", "ROLLING_BACK", "GONE", "null"}));
+  const Json& prepared = j["branches"][4];
+  EXPECT_EQ(prepared["gid"], "txc:3.10:orders");
+  EXPECT_EQ(prepared["protocol"], "2pc");
+  ASSERT_EQ(prepared["participants"].size(), 2u);
+  EXPECT_EQ(prepared["participants"][1]["resource"], "bank_a");
+  EXPECT_EQ(prepared["updated"], "2026-12-02T07:04:59.515Z");
+  EXPECT_EQ(prepared["updated_ms"], 1796195099515);
+  EXPECT_FALSE(prepared.contains("changes"));
+  ASSERT_EQ(prepared["statements"].size(), 3u);  // seq 1 (two statements), then seq 2
+  EXPECT_EQ(prepared["statements"][0]["seq"], 1);
+  EXPECT_EQ(prepared["statements"][0]["sql"], "INSERT INTO orders(id, item) VALUES(?, ?)");
+  EXPECT_EQ(prepared["statements"][0]["params"], 2);
+  EXPECT_EQ(prepared["statements"][1]["params"], 0);
+  EXPECT_EQ(prepared["statements"][1]["expect_rows"], 1);
+  EXPECT_EQ(prepared["statements"][2]["seq"], 2);
+  EXPECT_EQ(prepared["statements"][2]["sql"], "DELETE FROM cart\nWHERE id = ?");
+  EXPECT_EQ(j["branches"][3]["protocol"], "3pc");
+  EXPECT_TRUE(j["branches"][0]["protocol"].is_null());  // ACTIVE: not prepared yet
+  EXPECT_TRUE(j["branches"][0]["participants"].empty());
+  ASSERT_EQ(j["branches"][0]["statements"].size(), 1u);
+  EXPECT_EQ(j["branches"][0]["statements"][0]["error"], "unreadable statements record");
+  EXPECT_TRUE(j["branches"][7]["gid"].is_null());
+  EXPECT_EQ(j["branches"][7]["statements"][0]["sql"], "SELECT 1");
+  ASSERT_EQ(j["heuristics"].size(), 2u);
+  EXPECT_EQ(j["heuristics"][0]["txid"], "3.3");  // in time order
+  EXPECT_EQ(j["heuristics"][0]["outcome"], "committed");
+  EXPECT_EQ(j["heuristics"][1]["txid"], "3.12");
+  EXPECT_EQ(j["heuristics"][1]["outcome"], "unknown");
+  EXPECT_EQ(j["heuristics"][1]["who"], "database");
+  EXPECT_EQ(j["heuristics"][1]["at"], "2026-12-02T07:04:59.600Z");
+
+  std::string text = WalText(*d);
+  EXPECT_THAT(text, HasSubstr(": database-branch-log\n"));
+  EXPECT_THAT(text, HasSubstr("3.10  PREPARED  gid txc:3.10:orders  2pc  updated "
+                              "2026-12-02T07:04:59.515Z  participants="));
+  EXPECT_THAT(text, HasSubstr("    statement 1: INSERT INTO orders(id, item) VALUES(?, ?)  (2 params)\n"));
+  EXPECT_THAT(text, HasSubstr("    statement 1: UPDATE stock SET n = n - 1  (0 params, expect rows 1)\n"));
+  EXPECT_THAT(text, HasSubstr("    statement 2: DELETE FROM cart WHERE id = ?  (1 param)\n"));
+  EXPECT_THAT(text, HasSubstr("3.2  ACTIVE  gid txc:3.2:orders  updated"));
+  EXPECT_THAT(text, HasSubstr("    statement 1: UNREADABLE"));
+  EXPECT_THAT(text, HasSubstr("3.9  COMMITTING  gid txc:3.9:orders  3pc"));
+  EXPECT_THAT(text, HasSubstr("3.11  ROLLING_BACK"));
+  EXPECT_THAT(text, HasSubstr("3.12  GONE"));
+  EXPECT_THAT(text, HasSubstr("3.99  (no branch row)\n    statement 1: SELECT 1  (0 params)\n"));
+  EXPECT_THAT(text, HasSubstr("(8 branches)\n"));
+  EXPECT_THAT(text, HasSubstr("heuristic 3.12  unknown by database (gone from the database)"));
+  EXPECT_THAT(text, HasSubstr("(2 heuristic decisions)\n"));
+
+  // --txid: that branch, its statements, its heuristic record only.
+  d = ReadWal(path, MakeTxId(3, 12));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_EQ(d->branches.size(), 1u);
+  EXPECT_EQ(d->branches[0].state, 8);
+  ASSERT_EQ(d->heuristics.size(), 1u);
+  EXPECT_EQ(d->heuristics[0].outcome, "unknown");
+  Ran one = RunMain({"wal", "dump", path, "--txid", "3.10", "--json"});
+  ASSERT_EQ(one.code, 0) << one.err;
+  Json k = Json::parse(one.out);
+  EXPECT_EQ(k["kind"], "database-branch-log");
+  ASSERT_EQ(k["branches"].size(), 1u);
+  EXPECT_EQ(k["branches"][0]["txid"], "3.10");
+  EXPECT_EQ(k["branches"][0]["statements"].size(), 3u);
+  EXPECT_TRUE(k["heuristics"].empty());
+  Ran none = RunMain({"wal", "dump", path, "--txid", "3.5"});
+  ASSERT_EQ(none.code, 0) << none.err;
+  EXPECT_THAT(none.out, HasSubstr("(0 branches)"));
+
+  // The agent's --data directory: the error names its database WALs.
+  d = ReadWal(dir_ + "/agent-data", std::nullopt);
+  ASSERT_FALSE(d.ok());
+  EXPECT_THAT(d.status().message(), HasSubstr("here: " + path));
 }
 
 TEST_F(TxadminWalTest, OtherFilesAreRefusedWithWhatToGiveInstead) {

@@ -279,12 +279,14 @@ const std::vector<CommandSpec>& Commands() {
        AgentForgetOptions},
       {"wal dump", Scope::kFile, {"PATH"},
        "read a write-ahead log offline: an agent's resource database (txc_branches, "
-       "txc_changes) or a coordinator replica's log (DIR/paxos.log, DIR/coord.log)",
+       "txc_changes), the WAL of an agent's database resource (DATA/NAME.xa.db: xa_branches, "
+       "xa_statements) or a coordinator replica's log (DIR/paxos.log, DIR/coord.log)",
        "PATH may be a coordinator's data directory. The file is opened read-only with a short\n"
-       "busy timeout and read in one read transaction, which never blocks the writer (both logs\n"
-       "run in SQLite's WAL mode): safe on the file of a running process. Prints per record\n"
+       "busy timeout and read in one read transaction, which never blocks the writer (all these\n"
+       "logs run in SQLite's WAL mode): safe on the file of a running process. Prints per record\n"
        "its index or txid, type, outcome or state, participants and times where the log\n"
-       "stores them.",
+       "stores them; for a database resource also each branch's gid and the statements it ran\n"
+       "(SQL text and parameter count), and its heuristic records.",
        WalDumpOptions},
   };
   return commands;

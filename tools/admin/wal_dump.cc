@@ -2,10 +2,13 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <sstream>
+#include <tuple>
 
 #include "common/codec.h"
 #include "participant/resource_manager.h"
@@ -67,7 +70,8 @@ class Reader {
     std::string hint;
     if (code == SQLITE_NOTADB) {
       hint = ": not an SQLite database; give an agent's resource database (--resource "
-             "NAME=sqlite:PATH) or a coordinator's DIR/paxos.log or DIR/coord.log";
+             "NAME=sqlite:PATH), an agent's DATA/NAME.xa.db (a postgres: or mariadb: resource) "
+             "or a coordinator's DIR/paxos.log or DIR/coord.log";
     } else if (code == SQLITE_BUSY) {
       hint = ": the file is locked by a writer; try again";
     } else if (code == SQLITE_CANTOPEN) {
@@ -90,6 +94,25 @@ bool Matches(const proto::Command& c, const std::optional<TxId>& txid) {
   if (!txid) return true;
   if (c.type == proto::CommandType::NOOP || c.type == proto::CommandType::EPOCH) return false;
   return c.txid == *txid;
+}
+
+std::string HeuristicOutcome(int outcome) {
+  return outcome == proto::Outcome::COMMITTED ? "committed"
+         : outcome == proto::Outcome::ABORTED ? "aborted"
+         : outcome == proto::Outcome::UNKNOWN ? "unknown"
+                                              : "unreadable (" + std::to_string(outcome) + ")";
+}
+
+// Branches in txid order (epoch, then seq); a txid that does not parse last,
+// by its text.
+void SortByTxid(std::vector<WalDump::Branch>* branches) {
+  auto key = [](const std::string& s) {
+    auto t = ParseTxId(s);
+    return t ? std::make_tuple(0, t->epoch, t->seq, s) : std::make_tuple(1, int64_t{0}, int64_t{0}, s);
+  };
+  std::stable_sort(branches->begin(), branches->end(), [&](const auto& a, const auto& b) {
+    return key(a.txid) < key(b.txid);
+  });
 }
 
 Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
@@ -144,10 +167,94 @@ Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
   return r.Query(heuristics_sql, key, [&](sqlite3_stmt* s) {
     WalDump::Heuristic h;
     h.txid = Column(s, 0);
-    int outcome = sqlite3_column_int(s, 1);
-    h.outcome = outcome == proto::Outcome::COMMITTED ? "committed"
-                : outcome == proto::Outcome::ABORTED ? "aborted"
-                                                     : "unreadable (" + std::to_string(outcome) + ")";
+    h.outcome = HeuristicOutcome(sqlite3_column_int(s, 1));
+    h.reason = Column(s, 2);
+    h.who = Column(s, 3);
+    h.at_ms = sqlite3_column_int64(s, 4);
+    d->heuristics.push_back(std::move(h));
+  });
+}
+
+// The WAL of a database resource (participant/xa_resource.h): xa_branches,
+// xa_statements, xa_heuristics, written by xa_resource.cc.
+Status ReadDatabaseBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
+  std::optional<std::string> key;
+  if (txid) key = ToString(*txid);
+  const char* branches_sql =
+      txid ? "SELECT txid, gid, state, info, protocol, updated FROM xa_branches WHERE txid = ?1"
+           : "SELECT txid, gid, state, info, protocol, updated FROM xa_branches";
+  TXC_RETURN_IF_ERROR(r.Query(branches_sql, key, [&](sqlite3_stmt* s) {
+    WalDump::Branch b;
+    b.txid = Column(s, 0);
+    b.gid = Column(s, 1);
+    b.state = sqlite3_column_int(s, 2);
+    // info (a PreparedRecord) and protocol are written together, at PREPARED.
+    if (sqlite3_column_type(s, 3) != SQLITE_NULL) {
+      proto::PreparedRecord rec;
+      if (codec::Decode(Column(s, 3), &rec)) {
+        b.participants = std::move(rec.participants);
+      } else {
+        b.participants_unreadable = true;
+      }
+    }
+    int protocol = sqlite3_column_int(s, 4);
+    if (protocol != 0) b.protocol = protocol;
+    b.updated_ms = sqlite3_column_int64(s, 5) / 1000;  // stored in Unix microseconds
+    d->branches.push_back(std::move(b));
+  }));
+  SortByTxid(&d->branches);
+  std::map<std::string, size_t> by_txid;  // -> index in d->branches
+  for (size_t i = 0; i < d->branches.size(); ++i) by_txid.emplace(d->branches[i].txid, i);
+  // Statement rows; a branch with rows but no branch row (its row purged
+  // while the statements' delete had not run) is still shown.
+  const char* statements_sql =
+      txid ? "SELECT txid, seq, statements FROM xa_statements WHERE txid = ?1 ORDER BY seq"
+           : "SELECT txid, seq, statements FROM xa_statements ORDER BY txid, seq";
+  size_t known = d->branches.size();
+  TXC_RETURN_IF_ERROR(r.Query(statements_sql, key, [&](sqlite3_stmt* s) {
+    std::string id = Column(s, 0);
+    int64_t seq = sqlite3_column_int64(s, 1);
+    auto [it, added] = by_txid.try_emplace(id, d->branches.size());
+    if (added) {
+      WalDump::Branch b;
+      b.txid = id;
+      d->branches.push_back(std::move(b));
+    }
+    auto& out = d->branches[it->second].statements;
+    proto::ExecuteRequest req;
+    if (!codec::Decode(Column(s, 2), &req)) {
+      WalDump::Statement st;
+      st.seq = seq;
+      st.error = "unreadable statements record";
+      out.push_back(std::move(st));
+      return;
+    }
+    for (auto& x : req.statements) {
+      WalDump::Statement st;
+      st.seq = seq;
+      st.sql = std::move(x.sql);
+      st.params = x.params.size();
+      if (x.__isset.expect_rows) st.expect_rows = x.expect_rows;
+      out.push_back(std::move(st));
+    }
+  }));
+  if (d->branches.size() > known) {
+    std::vector<WalDump::Branch> orphans(std::make_move_iterator(d->branches.begin() + known),
+                                         std::make_move_iterator(d->branches.end()));
+    d->branches.resize(known);
+    SortByTxid(&orphans);
+    for (auto& b : orphans) d->branches.push_back(std::move(b));
+  }
+  const char* heuristics_sql =
+      txid ? "SELECT txid, outcome, reason, who, at_ms FROM xa_heuristics WHERE txid = ?1"
+           : "SELECT txid, outcome, reason, who, at_ms FROM xa_heuristics ORDER BY at_ms, txid";
+  auto heuristics = r.HasTable("xa_heuristics");
+  if (!heuristics.ok()) return heuristics.status();
+  if (!*heuristics) return Status::Ok();
+  return r.Query(heuristics_sql, key, [&](sqlite3_stmt* s) {
+    WalDump::Heuristic h;
+    h.txid = Column(s, 0);
+    h.outcome = HeuristicOutcome(sqlite3_column_int(s, 1));
     h.reason = Column(s, 2);
     h.who = Column(s, 3);
     h.at_ms = sqlite3_column_int64(s, 4);
@@ -280,6 +387,33 @@ std::string StateName(int state) {
   return participant::BranchStateName(static_cast<participant::BranchState>(state));
 }
 
+// xa_branches.state (xa_resource.cc's XaState): BranchState's values without
+// PRECOMMITTED, plus the intents before finishing and GONE.
+std::string DatabaseStateName(int state) {
+  switch (state) {
+    case 1: return "ACTIVE";
+    case 2: return "PREPARED";
+    case 4: return "COMMITTED";
+    case 5: return "ABORTED";
+    case 6: return "COMMITTING";
+    case 7: return "ROLLING_BACK";
+    case 8: return "GONE";
+  }
+  return "UNKNOWN(" + std::to_string(state) + ")";
+}
+
+std::string BranchStateText(const WalDump& d, int state) {
+  return d.kind == WalDump::kDatabaseBranchLog ? DatabaseStateName(state) : StateName(state);
+}
+
+// SQL on one line of text: line breaks and tabs become spaces.
+std::string OneLine(std::string sql) {
+  for (char& c : sql) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  return sql;
+}
+
 std::string ProtocolName(int p) {
   return p == proto::Protocol::TWO_PC ? "2pc" : p == proto::Protocol::THREE_PC ? "3pc" : "?";
 }
@@ -287,6 +421,7 @@ std::string ProtocolName(int p) {
 const char* KindName(WalDump::Kind k) {
   switch (k) {
     case WalDump::kBranchLog: return "agent-branch-log";
+    case WalDump::kDatabaseBranchLog: return "database-branch-log";
     case WalDump::kPaxosLog: return "coordinator-paxos-log";
     case WalDump::kLocalLog: return "coordinator-local-log";
   }
@@ -306,14 +441,26 @@ Result<WalDump> ReadWal(const std::string& path, const std::optional<TxId>& txid
       }
     }
     if (file == path) {
+      // An agent's --data directory: name the WALs of its database resources.
+      std::vector<std::string> xa;
+      for (const auto& e : std::filesystem::directory_iterator(path, ec)) {
+        std::string name = e.path().filename().string();
+        if (name.size() > 6 && name.compare(name.size() - 6, 6, ".xa.db") == 0) xa.push_back(name);
+      }
+      std::sort(xa.begin(), xa.end());
+      std::string found;
+      for (const auto& name : xa) found += (found.empty() ? "" : ", ") + path + "/" + name;
       return Status::InvalidArgument(
           path + " is a directory without paxos.log or coord.log: give a coordinator's --data "
-                 "directory, its log file, or an agent's resource database (the PATH of its "
-                 "--resource NAME=sqlite:PATH; an agent's --data directory holds no log)");
+                 "directory, its log file, an agent's resource database (the PATH of its "
+                 "--resource NAME=sqlite:PATH), or the WAL of an agent's database resource "
+                 "(DATA/NAME.xa.db for --resource NAME=postgres:... or mariadb:...)" +
+          (found.empty() ? std::string() : "; here: " + found));
     }
   } else if (!std::filesystem::exists(path, ec)) {
-    return Status::NotFound(path + " does not exist: give an agent's resource database or a "
-                                   "coordinator's DIR/paxos.log or DIR/coord.log");
+    return Status::NotFound(path + " does not exist: give an agent's resource database, an "
+                                   "agent's DATA/NAME.xa.db or a coordinator's DIR/paxos.log or "
+                                   "DIR/coord.log");
   }
   WalDump d;
   d.path = file;
@@ -326,6 +473,13 @@ Result<WalDump> ReadWal(const std::string& path, const std::optional<TxId>& txid
     TXC_RETURN_IF_ERROR(ReadBranchLog(r, txid, &d));
     return d;
   }
+  auto xa_branches = r.HasTable("xa_branches");
+  if (!xa_branches.ok()) return xa_branches.status();
+  if (*xa_branches) {
+    d.kind = WalDump::kDatabaseBranchLog;
+    TXC_RETURN_IF_ERROR(ReadDatabaseBranchLog(r, txid, &d));
+    return d;
+  }
   auto records = r.HasTable("records");
   if (!records.ok()) return records.status();
   auto meta = r.HasTable("meta");
@@ -335,9 +489,10 @@ Result<WalDump> ReadWal(const std::string& path, const std::optional<TxId>& txid
     return d;
   }
   return Status::InvalidArgument(
-      file + " is an SQLite database but neither an agent's branch log (no txc_branches table) "
-             "nor a coordinator's log (no records and meta tables): give an agent's resource "
-             "database or a coordinator's DIR/paxos.log or DIR/coord.log");
+      file + " is an SQLite database but neither an agent's branch log (no txc_branches table), "
+             "a database resource's WAL (no xa_branches table) nor a coordinator's log (no "
+             "records and meta tables): give an agent's resource database, an agent's "
+             "DATA/NAME.xa.db or a coordinator's DIR/paxos.log or DIR/coord.log");
 }
 
 Json CommandJson(const proto::Command& c) {
@@ -372,27 +527,46 @@ Json WalJson(const WalDump& d) {
   Json j;
   j["path"] = d.path;
   j["kind"] = KindName(d.kind);
-  if (d.kind == WalDump::kBranchLog) {
+  if (d.kind == WalDump::kBranchLog || d.kind == WalDump::kDatabaseBranchLog) {
+    bool database = d.kind == WalDump::kDatabaseBranchLog;
     Json branches = Json::array();
     for (const auto& b : d.branches) {
       Json o;
       o["txid"] = b.txid;
-      o["state"] = b.state != 0 ? Json(StateName(b.state)) : Json(nullptr);
+      if (database) o["gid"] = b.state != 0 ? Json(b.gid) : Json(nullptr);
+      o["state"] = b.state != 0 ? Json(BranchStateText(d, b.state)) : Json(nullptr);
       o["protocol"] = b.protocol ? Json(ProtocolName(*b.protocol)) : Json(nullptr);
       o["participants"] = ParticipantsJson(b.participants);
       if (b.participants_unreadable) o["participants_error"] = "unreadable participants record";
       o["updated_ms"] = b.updated_ms;
       o["updated"] = b.updated_ms != 0 ? Json(IsoTime(b.updated_ms)) : Json(nullptr);
-      Json changes = Json::array();
-      for (const auto& c : b.changes) {
-        Json x;
-        x["seq"] = c.seq;
-        x["redo_bytes"] = c.redo_bytes;
-        x["undo_bytes"] = c.undo_bytes;
-        x["lock_keys"] = c.keys >= 0 ? Json(c.keys) : Json(nullptr);
-        changes.push_back(std::move(x));
+      if (database) {
+        Json statements = Json::array();
+        for (const auto& st : b.statements) {
+          Json x;
+          x["seq"] = st.seq;
+          if (!st.error.empty()) {
+            x["error"] = st.error;
+          } else {
+            x["sql"] = st.sql;
+            x["params"] = st.params;
+            if (st.expect_rows) x["expect_rows"] = *st.expect_rows;
+          }
+          statements.push_back(std::move(x));
+        }
+        o["statements"] = std::move(statements);
+      } else {
+        Json changes = Json::array();
+        for (const auto& c : b.changes) {
+          Json x;
+          x["seq"] = c.seq;
+          x["redo_bytes"] = c.redo_bytes;
+          x["undo_bytes"] = c.undo_bytes;
+          x["lock_keys"] = c.keys >= 0 ? Json(c.keys) : Json(nullptr);
+          changes.push_back(std::move(x));
+        }
+        o["changes"] = std::move(changes);
       }
-      o["changes"] = std::move(changes);
       branches.push_back(std::move(o));
     }
     j["branches"] = std::move(branches);
@@ -450,9 +624,10 @@ Json WalJson(const WalDump& d) {
 std::string WalText(const WalDump& d) {
   std::ostringstream out;
   out << d.path << ": " << KindName(d.kind) << "\n";
-  if (d.kind == WalDump::kBranchLog) {
+  if (d.kind == WalDump::kBranchLog || d.kind == WalDump::kDatabaseBranchLog) {
     for (const auto& b : d.branches) {
-      out << b.txid << "  " << (b.state != 0 ? StateName(b.state) : "(no branch row)");
+      out << b.txid << "  " << (b.state != 0 ? BranchStateText(d, b.state) : "(no branch row)");
+      if (!b.gid.empty()) out << "  gid " << b.gid;
       if (b.protocol) out << "  " << ProtocolName(*b.protocol);
       if (b.updated_ms != 0) out << "  updated " << IsoTime(b.updated_ms);
       if (!b.participants.empty()) out << "  participants=" << ParticipantsText(b.participants);
@@ -461,6 +636,16 @@ std::string WalText(const WalDump& d) {
       for (const auto& c : b.changes) {
         out << "    change " << c.seq << ": redo " << c.redo_bytes << " B, undo " << c.undo_bytes
             << " B, lock keys " << (c.keys >= 0 ? std::to_string(c.keys) : "UNREADABLE") << "\n";
+      }
+      for (const auto& st : b.statements) {
+        out << "    statement " << st.seq << ": ";
+        if (!st.error.empty()) {
+          out << "UNREADABLE (" << st.error << ")\n";
+          continue;
+        }
+        out << OneLine(st.sql) << "  (" << st.params << (st.params == 1 ? " param" : " params");
+        if (st.expect_rows) out << ", expect rows " << *st.expect_rows;
+        out << ")\n";
       }
     }
     out << "(" << d.branches.size() << " branches)\n";

@@ -1,6 +1,10 @@
-// txadmin wal dump: an offline read of a write-ahead log, of either kind:
+// txadmin wal dump: an offline read of a write-ahead log, of these kinds:
 //   - an agent's branch log: the resource's SQLite database file with its
 //     txc_branches and txc_changes tables (participant/sqlite_branch_log.h);
+//   - an agent's WAL of a database resource (PostgreSQL, MariaDB): the file
+//     DATA/NAME.xa.db with its xa_branches, xa_statements and xa_heuristics
+//     tables (participant/xa_resource.h), per branch its gid, state, the
+//     statements it ran (their SQL text and parameter count);
 //   - a coordinator replica's log (wal/log_store.h): DIR/paxos.log, whose
 //     records are Paxos entries (protocol/paxos.thrift Entry) holding command
 //     batches, or DIR/coord.log of a single replica, whose records are the
@@ -28,31 +32,44 @@
 namespace txc::admin {
 
 struct WalDump {
-  enum Kind { kBranchLog, kPaxosLog, kLocalLog };
+  enum Kind { kBranchLog, kDatabaseBranchLog, kPaxosLog, kLocalLog };
   Kind kind = kBranchLog;
   std::string path;  // the file read
 
   // kBranchLog: one row of txc_branches, with its rows of txc_changes.
+  // kDatabaseBranchLog: one row of xa_branches, with its rows of xa_statements.
   struct Change {
     int64_t seq = 0;
     size_t redo_bytes = 0;
     size_t undo_bytes = 0;
     int64_t keys = -1;  // lock keys taken; -1: unreadable
   };
+  // kDatabaseBranchLog: one statement of one xa_statements row (one Execute).
+  struct Statement {
+    int64_t seq = 0;     // the row's seq: the branch's Execute calls, in order
+    std::string sql;     // empty with `error`
+    size_t params = 0;
+    std::optional<int64_t> expect_rows;
+    std::string error;   // non-empty: the row could not be decoded (one entry for it)
+  };
   struct Branch {
     std::string txid;
-    int state = 0;                    // participant::BranchState
+    int state = 0;  // participant::BranchState; kDatabaseBranchLog: xa_resource.cc's XaState
+    std::string gid;                  // kDatabaseBranchLog: the database's transaction name
     std::optional<int> protocol;      // once prepared
     std::vector<proto::Participant> participants;  // once prepared
     bool participants_unreadable = false;
     int64_t updated_ms = 0;  // Unix ms of the last state change
-    std::vector<Change> changes;
+    std::vector<Change> changes;        // kBranchLog
+    std::vector<Statement> statements;  // kDatabaseBranchLog, in seq order
   };
   std::vector<Branch> branches;  // oldest txid first
   // kBranchLog: heuristic decisions (txc_heuristics; absent in older logs).
+  // kDatabaseBranchLog: xa_heuristics, including branches the database ended
+  // behind txcoord's back (outcome "unknown", who "database").
   struct Heuristic {
     std::string txid;
-    std::string outcome;  // "committed" / "aborted"
+    std::string outcome;  // "committed" / "aborted" / "unknown"
     std::string reason, who;
     int64_t at_ms = 0;
   };
