@@ -16,6 +16,7 @@
 #include "tests/support/mariadb_server.h"
 #include "tests/support/pg_server.h"
 #include "tests/support/process.h"
+#include "tools/admin/wal_dump.h"
 #include "wal/sqlite.h"
 
 namespace txc::participant {
@@ -201,12 +202,14 @@ class XaResourceTest : public ::testing::TestWithParam<std::string> {
     Open();
   }
 
-  void Open() {
+  void Open(size_t max_connections = 32, Micros acquire_timeout = 5 * kSeconds) {
     auto d = server_->Driver("res");
     ASSERT_TRUE(d.ok()) << d.status().ToString();
     XaResourceOptions o;
     o.wal_path = dir_.path + "/res.xa.db";
     o.reconcile_interval = 0;  // the tests reconcile by hand
+    o.max_connections = max_connections;
+    o.acquire_timeout = acquire_timeout;
     auto r = XaResource::Open("res", std::move(*d), o);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     res_ = std::move(*r);
@@ -474,6 +477,49 @@ TEST_P(XaResourceTest, DatabaseServerCrashAfterPrepareThenCommit) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Rows(), "1");
   EXPECT_EQ(Prepared(), 0);
+}
+
+TEST_P(XaResourceTest, NewBranchWaitsForAConnectionThenTimesOut) {
+  res_.reset();
+  Open(/*max_connections=*/1, /*acquire_timeout=*/3 * kSeconds);
+  ASSERT_TRUE(res_->Recover().ok());
+  ASSERT_TRUE(Exec(Tx(1), {Sql("INSERT INTO t VALUES (?, ?)", {I(1), S("a")})}).status.ok());
+  // The only connection is tx 1's: tx 2 waits (holding no worker) ...
+  std::promise<ExecuteResult> second;
+  res_->Execute(Tx(2), {Sql("INSERT INTO t VALUES (?, ?)", {I(2), S("b")})},
+                [&](ExecuteResult r) { second.set_value(std::move(r)); });
+  auto f = second.get_future();
+  EXPECT_EQ(f.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  // ... until tx 1 is decided, which frees it.
+  ASSERT_TRUE(Prepare(Tx(1)).ok());
+  ASSERT_TRUE(Commit(Tx(1)).ok());
+  ExecuteResult r = f.get();
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  // Nobody frees tx 2's connection: tx 3 fails at its deadline, clearly.
+  res_.reset();
+  Open(/*max_connections=*/1, /*acquire_timeout=*/300 * kMillis);
+  ASSERT_TRUE(res_->Recover().ok());
+  ASSERT_TRUE(Exec(Tx(4), {Sql("INSERT INTO t VALUES (?, ?)", {I(4), S("d")})}).status.ok());
+  ExecuteResult late = Exec(Tx(5), {Sql("SELECT 1")});
+  EXPECT_EQ(late.status.code(), Status::kUnavailable) << late.status.ToString();
+  EXPECT_NE(late.status.message().find("connections"), std::string::npos) << late.status.ToString();
+  ASSERT_TRUE(Rollback(Tx(4)).ok());
+}
+
+TEST_P(XaResourceTest, WalDumpShowsBranchesGidsAndStatements) {
+  ASSERT_TRUE(res_->Recover().ok());
+  Prepared(Tx(1), 1);
+  ASSERT_TRUE(Commit(Tx(1)).ok());
+  Prepared(Tx(2), 2);
+  res_.reset();  // everything written
+  auto d = admin::ReadWal(dir_.path + "/res.xa.db", std::nullopt);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->kind, admin::WalDump::kDatabaseBranchLog);
+  std::string text = admin::WalText(*d);
+  EXPECT_NE(text.find(xa::MakeGid(Tx(2), "res")), std::string::npos) << text;
+  EXPECT_NE(text.find("PREPARED"), std::string::npos) << text;
+  EXPECT_NE(text.find("COMMITTED"), std::string::npos) << text;
+  EXPECT_NE(text.find("INSERT INTO t VALUES (?, ?)"), std::string::npos) << text;
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, XaResourceTest, ::testing::Values("Postgres", "MariaDb"),
