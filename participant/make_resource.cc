@@ -9,20 +9,6 @@
 
 namespace txc::participant {
 
-namespace {
-
-bool ValidName(const std::string& name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec,
                                                       const ResourceContext& context) {
   // The spec of a database holds a connection string: never echo a password.
@@ -36,7 +22,7 @@ Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec,
   }
   std::string name = spec.substr(0, eq);
   std::string rest = spec.substr(eq + 1);
-  if (!ValidName(name)) {
+  if (!ValidResourceName(name)) {
     return Status::InvalidArgument(where + "name \"" + name +
                                    "\" must be 1-64 characters of A-Z a-z 0-9 _ -");
   }

@@ -5,6 +5,16 @@
 
 namespace txc::participant {
 
+bool ValidResourceName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 const char* BranchStateName(BranchState s) {
   switch (s) {
     case BranchState::kActive: return "ACTIVE";

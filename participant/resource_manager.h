@@ -39,6 +39,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -180,6 +181,9 @@ class ResourceManager {
   // thread at any time: must be thread-safe. Default: none.
   virtual std::vector<std::pair<std::string, uint64_t>> Counters() const { return {}; }
 };
+
+// The resource names an agent accepts: 1-64 characters of A-Z a-z 0-9 _ -.
+bool ValidResourceName(std::string_view name);
 
 // What MakeResource needs besides the spec.
 struct ResourceContext {

@@ -2,24 +2,13 @@
 #include <string_view>
 
 #include "participant/xa_driver.h"
+#include "participant/resource_manager.h"
 
 namespace txc::participant::xa {
 
 namespace {
 
 constexpr std::string_view kPrefix = "txc:";
-constexpr size_t kMaxResourceName = 64;
-
-// The resource names the agent accepts (participant/make_resource.cc).
-bool ValidResourceName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxResourceName) return false;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 }  // namespace
 

@@ -615,7 +615,7 @@ class XaResource::Impl {
   }
 
   // PREPARED here, gone from the database, and not by this agent's hand.
-  Status RecordGone(const TxId& txid, const std::string& gid, bool group_commit) {
+  HeuristicRecord GoneRecord(const TxId& txid, const std::string& gid) const {
     HeuristicRecord rec;
     rec.txid = txid;
     rec.outcome = proto::Outcome::UNKNOWN;
@@ -623,6 +623,11 @@ class XaResource::Impl {
     rec.reason = "prepared transaction " + gid + " is gone from the " + driver_->kind() +
                  " database: someone committed or rolled it back outside txcoord (outcome unknown)";
     rec.at_ms = WallMicros() / 1000;
+    return rec;
+  }
+
+  Status RecordGone(const TxId& txid, const std::string& gid, bool group_commit) {
+    HeuristicRecord rec = GoneRecord(txid, gid);
     Status w = WriteHeuristicAndWait(rec);
     if (w.ok()) w = WriteStateAndWait(txid, gid, kGone);
     std::lock_guard<std::mutex> l(mu_);
@@ -900,13 +905,7 @@ class XaResource::Impl {
             ++stats_.in_doubt;
           } else if (!gone_.count(r.txid)) {
             SetFinal(b, kGone);
-            HeuristicRecord rec;
-            rec.txid = r.txid;
-            rec.outcome = proto::Outcome::UNKNOWN;
-            rec.who = "database";
-            rec.reason = "prepared transaction " + r.gid + " is gone from the " + driver_->kind() +
-                         " database: someone committed or rolled it back outside txcoord (outcome unknown)";
-            rec.at_ms = WallMicros() / 1000;
+            HeuristicRecord rec = GoneRecord(r.txid, r.gid);
             gone_[r.txid] = rec;
             ++stats_.gone;
             auto op = std::make_unique<WalOp>();

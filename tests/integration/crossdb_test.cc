@@ -51,11 +51,7 @@ class CrossDbTest : public ::testing::Test {
                     .ok());
     cport_ = FreePort();
     for (const char* r : {"orders", "stock", "ledger"}) port_[r] = FreePort();
-    coord_ = std::make_unique<Process>(
-        "txcoord",
-        std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
-                                 dir_.path + "/coord", "--vote-timeout-ms", "5000"},
-        dir_.path + "/coord.log");
+    coord_ = MakeCoordinator();
     ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
     for (const char* r : {"orders", "stock", "ledger"}) {
       agent_[r] = MakeAgent(r, {});
@@ -79,6 +75,14 @@ class CrossDbTest : public ::testing::Test {
     if (r == "orders") return "orders=postgres:" + pg_.conninfo();
     if (r == "stock") return "stock=mariadb:" + maria_.conninfo();
     return "ledger=sqlite:" + dir_.path + "/ledger.db";
+  }
+
+  std::unique_ptr<Process> MakeCoordinator(std::map<std::string, std::string> env = {}) {
+    return std::make_unique<Process>(
+        "txcoord",
+        std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
+                                 dir_.path + "/coord", "--vote-timeout-ms", "5000"},
+        dir_.path + "/coord.log", env);
   }
 
   std::unique_ptr<Process> MakeAgent(const std::string& r, std::map<std::string, std::string> env) {
@@ -240,11 +244,7 @@ TEST_F(CrossDbTest, PostgresAndMariaDbServersKilledAfterPrepareCommitAfterRestar
   // so every branch sits prepared; then both database servers die (SIGKILL:
   // no shutdown) and come back.
   coord_->Kill(SIGKILL);
-  coord_ = std::make_unique<Process>(
-      "txcoord",
-      std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
-                               dir_.path + "/coord", "--vote-timeout-ms", "5000"},
-      dir_.path + "/coord.log", std::map<std::string, std::string>{{"TXC_CRASH_AT", "coord.after_decide"}});
+  coord_ = MakeCoordinator({{"TXC_CRASH_AT", "coord.after_decide"}});
   ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
   auto lost = Connect()->Submit(Order(1, 1, 3));
   EXPECT_FALSE(lost.ok());
@@ -257,11 +257,7 @@ TEST_F(CrossDbTest, PostgresAndMariaDbServersKilledAfterPrepareCommitAfterRestar
   ASSERT_TRUE(maria_.Restart().ok());
   EXPECT_EQ(PgPrepared(), 1);  // survived the servers' crash recovery
   EXPECT_EQ(MariaPrepared(), 1);
-  coord_ = std::make_unique<Process>(
-      "txcoord",
-      std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
-                               dir_.path + "/coord", "--vote-timeout-ms", "5000"},
-      dir_.path + "/coord.log");
+  coord_ = MakeCoordinator();
   ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
   EXPECT_TRUE(Eventually([&] {
     return Orders() == "1" && Stock(1) == "97" && Ledger() == "1" && PgPrepared() == 0 &&
@@ -273,22 +269,14 @@ TEST_F(CrossDbTest, PostgresPreparedTransactionEndedOutsideTxcoordIsReportedNeve
   // Every branch prepared, the coordinator down before sending COMMIT; a DBA
   // then rolls back the PostgreSQL prepared transaction by hand.
   coord_->Kill(SIGKILL);
-  coord_ = std::make_unique<Process>(
-      "txcoord",
-      std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
-                               dir_.path + "/coord", "--vote-timeout-ms", "5000"},
-      dir_.path + "/coord.log", std::map<std::string, std::string>{{"TXC_CRASH_AT", "coord.after_decide"}});
+  coord_ = MakeCoordinator({{"TXC_CRASH_AT", "coord.after_decide"}});
   ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
   EXPECT_FALSE(Connect()->Submit(Order(1, 1, 3)).ok());
   ASSERT_TRUE(coord_->WaitExit(10000, nullptr)) << "the crash point was not reached";
   auto gid = pg_.Sql("SELECT gid FROM pg_prepared_xacts");
   ASSERT_TRUE(gid.ok());
   ASSERT_TRUE(pg_.Sql("ROLLBACK PREPARED '" + FirstLine(*gid) + "'").ok());
-  coord_ = std::make_unique<Process>(
-      "txcoord",
-      std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
-                               dir_.path + "/coord", "--vote-timeout-ms", "5000"},
-      dir_.path + "/coord.log");
+  coord_ = MakeCoordinator();
   ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
   // The group's COMMIT reaches the other two; the orders agent finds its
   // prepared transaction gone: a heuristic of unknown outcome, listed.
