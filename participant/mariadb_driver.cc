@@ -80,8 +80,9 @@ Status ParseConninfo(const std::string& text, std::map<std::string, std::string>
     std::string key = text.substr(k0, i - k0);
     while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i;
     if (i >= n || text[i] != '=' || key.empty()) {
-      return Status::InvalidArgument("mariadb connection string: expected key=value at \"" +
-                                     text.substr(k0, 40) + "\"");
+      // Never echo the text: it may hold a password.
+      return Status::InvalidArgument("mariadb connection string: expected key=value at character " +
+                                     std::to_string(k0 + 1) + " (key \"" + key.substr(0, 32) + "\")");
     }
     ++i;
     while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i;
@@ -621,10 +622,11 @@ Status MariaDbDriver::CheckServer(Session& session) {
   auto& s = dynamic_cast<MariaDbSession&>(session);
   auto rows = s.Query(
       "SELECT @@version, @@default_storage_engine, @@innodb_rollback_on_timeout, "
-      "(SELECT CONCAT(SUPPORT, '/', IFNULL(XA, 'NO')) FROM information_schema.ENGINES WHERE ENGINE = 'InnoDB')",
+      "(SELECT CONCAT(SUPPORT, '/', IFNULL(XA, 'NO')) FROM information_schema.ENGINES WHERE ENGINE = 'InnoDB'), "
+      "@@innodb_flush_log_at_trx_commit",
       "checking the server");
   if (!rows.ok()) return rows.status();
-  if (rows->size() != 1 || rows->at(0).size() != 4) {
+  if (rows->size() != 1 || rows->at(0).size() != 5) {
     return Status::Internal(where_ + ": unexpected answer checking the server");
   }
   const auto& r = rows->at(0);
@@ -655,6 +657,11 @@ Status MariaDbDriver::CheckServer(Session& session) {
   if (r[2].value_or("0") != "0") {
     return Status::InvalidArgument(where_ + ": innodb_rollback_on_timeout is ON; set it OFF (a lock wait "
                                    "timeout would otherwise roll back the whole branch)");
+  }
+  if (r[4].value_or("1") != "1") {
+    return Status::InvalidArgument(where_ + ": innodb_flush_log_at_trx_commit is " + r[4].value_or("?") +
+                                   "; set it to 1 (otherwise an XA PREPARE the agent votes on may be lost "
+                                   "in a power cut)");
   }
   return Status::Ok();
 }

@@ -54,20 +54,6 @@ const char* XaStateName(int s) {
 
 bool Final(int s) { return s == kCommitted || s == kAborted || s == kGone; }
 
-// A branch that only ran SELECTs changed nothing: it votes READ_ONLY. Any
-// other statement (or a SELECT reported as changing rows) counts as a write.
-bool IsRead(const proto::Statement& st) {
-  size_t i = 0;
-  const std::string& q = st.sql;
-  while (i < q.size() && (std::isspace(static_cast<unsigned char>(q[i])) || q[i] == '(')) ++i;
-  std::string word;
-  while (i < q.size() && std::isalpha(static_cast<unsigned char>(q[i]))) {
-    word += static_cast<char>(std::toupper(static_cast<unsigned char>(q[i])));
-    ++i;
-  }
-  return word == "SELECT" || word == "SHOW" || word == "VALUES";
-}
-
 Micros WallMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -216,6 +202,12 @@ class XaResource::Impl {
         return (*st)->Run();
       }
       case WalOp::kHeuristic: {
+        if (w.state != kNone) {
+          // The decision's intent in the same local transaction as its record.
+          WalOp intent = w;
+          intent.kind = WalOp::kState;
+          TXC_RETURN_IF_ERROR(Write(intent));
+        }
         auto st = db_->Prepare(
             "INSERT OR REPLACE INTO xa_heuristics(txid, outcome, reason, who, at_ms) VALUES(?1,?2,?3,?4,?5)");
         if (!st.ok()) return st.status();
@@ -290,7 +282,8 @@ class XaResource::Impl {
     return result;
   }
 
-  Status WriteHeuristicAndWait(const HeuristicRecord& rec) {
+  // `intent` (optional): the branch's state written in the same transaction.
+  Status WriteHeuristicAndWait(const HeuristicRecord& rec, int intent = kNone, const std::string& gid = "") {
     std::mutex m;
     std::condition_variable cv;
     bool ready = false;
@@ -299,6 +292,8 @@ class XaResource::Impl {
     op->kind = WalOp::kHeuristic;
     op->txid = rec.txid;
     op->heuristic = rec;
+    op->state = intent;
+    op->gid = gid;
     op->sync = true;
     op->done = [&](Status s) {
       std::lock_guard<std::mutex> l(m);
@@ -342,6 +337,7 @@ class XaResource::Impl {
     if (!s.ok()) {
       std::lock_guard<std::mutex> l(mu_);
       --open_;
+      WakeParked();
     }
     return s;
   }
@@ -354,6 +350,16 @@ class XaResource::Impl {
     } else {
       --open_;
     }
+    WakeParked();
+  }
+
+  // Closes a connection that may still hold a transaction (it must not go
+  // back to the pool).
+  void Discard(std::unique_ptr<xa::Session> s) {
+    if (!s) return;
+    s.reset();
+    std::lock_guard<std::mutex> l(mu_);
+    --open_;
     WakeParked();
   }
 
@@ -438,6 +444,7 @@ class XaResource::Impl {
                    ExecuteResult* out, bool* full) {
     xa::Session* session = nullptr;
     std::string gid;
+    bool first = false;
     {
       std::lock_guard<std::mutex> l(mu_);
       Branch& b = BranchOf(txid);
@@ -462,7 +469,7 @@ class XaResource::Impl {
       }
       Status begun = (*s)->Begin(gid);
       if (!begun.ok()) {
-        Release(std::move(*s));
+        Discard(std::move(*s));  // whatever it holds goes with the connection
         forget();
         return begun;
       }
@@ -471,9 +478,28 @@ class XaResource::Impl {
       b.state = kActive;
       b.session = std::move(*s);
       session = b.session.get();
+      first = true;
       WriteState(txid, gid, kActive, /*sync=*/false, nullptr);
     }
     auto r = session->Run(statements);
+    if (!r.ok() && first) {
+      // The agent keeps no branch after a failed first call: neither do we
+      // (else the database transaction and its connection would leak).
+      std::unique_ptr<xa::Session> mine;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        mine = std::move(BranchOf(txid).session);
+        branches_.erase(txid);
+      }
+      Status rb = mine->RollbackActive(gid);
+      if (rb.ok()) {
+        Release(std::move(mine));
+      } else {
+        Discard(std::move(mine));
+      }
+      WriteState(txid, gid, kAborted, /*sync=*/false, nullptr);
+      return r.status();
+    }
     std::lock_guard<std::mutex> l(mu_);
     Branch& b = BranchOf(txid);
     if (!r.ok()) {
@@ -483,9 +509,12 @@ class XaResource::Impl {
       out->wrote = b.wrote;
       return r.status();
     }
-    for (const proto::Statement& st : statements) {
-      if (!IsRead(st)) b.wrote = true;
-    }
+    // A database branch always counts as written: from the statement text
+    // alone the agent cannot tell a read from a SELECT that calls a function
+    // that writes (or SELECT ... INTO), and a READ_ONLY vote would end such a
+    // branch with a rollback of its writes. So every branch prepares.
+    (void)statements;
+    b.wrote = true;
     out->wrote = b.wrote;
     out->results = std::move(*r);
     // For diagnosis (txadmin wal dump): what ran, unsynced.
@@ -509,9 +538,13 @@ class XaResource::Impl {
     xa::Session* session = nullptr;
     {
       std::lock_guard<std::mutex> l(mu_);
-      Branch& b = BranchOf(txid);
+      auto it = branches_.find(txid);
+      if (it == branches_.end()) {
+        return Status::InvalidArgument(Who(txid) + " ran no statement here: nothing to prepare");
+      }
+      Branch& b = it->second;
       gid = b.gid;
-      if (b.state == kPrepared) return Status::Ok();
+      if (b.state == kPrepared && b.dead.empty()) return Status::Ok();
       if (b.state != kActive) {
         return Status::InvalidArgument(Who(txid) + " is " + XaStateName(b.state) + ", not ACTIVE: cannot prepare");
       }
@@ -535,9 +568,11 @@ class XaResource::Impl {
       Branch& b = BranchOf(txid);
       b.busy = false;
       if (!w.ok()) {
-        // Not recorded: vote NO; the agent's rollback finds it prepared.
+        // Not recorded: vote NO (never OK again); the agent's rollback finds
+        // it prepared in the database and rolls it back.
         b.state = kPrepared;
         b.info = info;
+        b.dead = w.message();
         return w;
       }
       b.state = kPrepared;
@@ -601,14 +636,36 @@ class XaResource::Impl {
         s = commit ? session->CommitPrepared(gid) : session->RollbackPrepared(gid);
       }
     }
-    Release(std::move(session));
+    // NOT_FOUND with no earlier attempt of ours: ended outside txcoord.
+    // After a first attempt on a connection that died, NOT_FOUND is
+    // ambiguous (the attempt may have finished it before the connection
+    // went): recorded as a heuristic too, a false alarm at worst, never a
+    // silent guess (the database kept no record of how it ended).
     if (s.code() == Status::kNotFound && !intent_before) {
+      Release(std::move(session));
       return RecordGone(txid, gid, commit);
     }
     std::lock_guard<std::mutex> l(mu_);
     Branch& b = BranchOf(txid);
     b.busy = false;
-    if (!s.ok() && s.code() != Status::kNotFound) return s;
+    if (!s.ok() && s.code() != Status::kNotFound) {
+      if (driver_->PreparedStaysOnSession() && session && session->Healthy()) {
+        b.session = std::move(session);  // it still holds the prepared branch: keep it with it
+      } else if (session) {
+        open_ -= 1;  // dropped: a connection that failed mid-finish is not reused
+        session.reset();
+        WakeParked();
+      }
+      return s;
+    }
+    if (session) {
+      if (session->Healthy()) {
+        idle_.push_back(std::move(session));
+      } else {
+        --open_;
+      }
+      WakeParked();
+    }
     SetFinal(b, commit ? kCommitted : kAborted);
     WriteState(txid, gid, commit ? kCommitted : kAborted, /*sync=*/false, nullptr);
     return Status::Ok();
@@ -672,7 +729,8 @@ class XaResource::Impl {
         it->second.busy = true;
         gid = it->second.gid;
       }
-      Status w = WriteHeuristicAndWait(rec);
+      int intent = commit ? kCommitting : kRollingBack;
+      Status w = WriteHeuristicAndWait(rec, intent, gid);
       if (!w.ok()) {
         std::lock_guard<std::mutex> l(mu_);
         BranchOf(rec.txid).busy = false;
@@ -681,8 +739,9 @@ class XaResource::Impl {
       {
         std::lock_guard<std::mutex> l(mu_);
         gone_[rec.txid] = rec;
+        BranchOf(rec.txid).state = intent;
       }
-      done(FinishPrepared(rec.txid, commit, /*intent_before=*/false));
+      done(FinishPrepared(rec.txid, commit, /*intent_before=*/true));
     });
   }
 
@@ -717,8 +776,11 @@ class XaResource::Impl {
         }
         // Read-only: its reads are done; end the database transaction.
         if (active) {
-          (void)active->RollbackActive(gid);
-          Release(std::move(active));
+          if (active->RollbackActive(gid).ok()) {
+            Release(std::move(active));
+          } else {
+            Discard(std::move(active));
+          }
         }
         std::lock_guard<std::mutex> l(mu_);
         SetFinal(BranchOf(txid), kCommitted);
@@ -919,6 +981,7 @@ class XaResource::Impl {
                               "gone from the database; recorded, never guessed", name_, ToString(r.txid));
           } else {
             SetFinal(b, kGone);
+            WriteState(r.txid, r.gid, kGone, false, nullptr);
           }
           break;
         case kCommitting:
@@ -1066,7 +1129,7 @@ class XaResource::Impl {
       Micros cutoff = WallMicros() - 10 * 60 * kSeconds;
       for (auto it = branches_.begin(); it != branches_.end();) {
         if (Final(it->second.state) && !it->second.busy && it->second.final_at > 0 &&
-            it->second.final_at < cutoff) {
+            it->second.final_at < cutoff && !ours.count(it->first)) {
           it = branches_.erase(it);
         } else {
           ++it;
@@ -1118,12 +1181,16 @@ class XaResource::Impl {
       if (stop_) break;
       Micros now = SteadyNowMicros();
       ExpireParked(now);
-      if (options_.reconcile_interval > 0 && now >= next_reconcile) {
-        l.unlock();
-        Status s = ReconcileNow();
-        if (!s.ok()) Logger("xa")->warn("resource={} reconciliation failed: {}", name_, s.ToString());
-        l.lock();
-        next_reconcile = SteadyNowMicros() + options_.reconcile_interval;
+      if (options_.reconcile_interval > 0 && now >= next_reconcile && !reconciling_) {
+        // On a worker: a hung database call must not stop the deadlines here.
+        reconciling_ = true;
+        boost::asio::post(pool_, [this] {
+          Status s = ReconcileNow();
+          if (!s.ok()) Logger("xa")->warn("resource={} reconciliation failed: {}", name_, s.ToString());
+          std::lock_guard<std::mutex> g(mu_);
+          reconciling_ = false;
+        });
+        next_reconcile = now + options_.reconcile_interval;
       }
     }
   }
@@ -1157,6 +1224,7 @@ class XaResource::Impl {
     Micros deadline;
   };
   std::deque<Parked> parked_;
+  bool reconciling_ = false;  // a periodic reconciliation is queued or running
   uint64_t reconcile_gen_ = 0;
   XaReconcileStats stats_;
   std::thread reconciler_;

@@ -310,11 +310,15 @@ TEST_P(XaResourceTest, CommitRollbackAndReadOnlyBranches) {
 
   auto ro = Exec(Tx(4), {Sql("SELECT id, v FROM t WHERE id = ?", {I(1)})});
   ASSERT_TRUE(ro.status.ok()) << ro.status.ToString();
-  EXPECT_FALSE(ro.wrote);
   ASSERT_EQ(ro.results.size(), 1u);
   ASSERT_EQ(ro.results[0].rows.size(), 1u);
   EXPECT_EQ(ro.results[0].rows[0].values[1].s, "v1");
-  EXPECT_TRUE(Commit(Tx(4)).ok());  // read-only: released
+  // A database branch never votes READ_ONLY (a SELECT may call a function
+  // that writes): it prepares and commits like any other.
+  EXPECT_TRUE(ro.wrote);
+  EXPECT_EQ(Commit(Tx(4)).code(), Status::kInvalidArgument);  // not prepared
+  ASSERT_TRUE(Prepare(Tx(4)).ok());
+  ASSERT_TRUE(Commit(Tx(4)).ok());
 
   // A parameter is data, never SQL.
   auto inj = Exec(Tx(5), {Sql("INSERT INTO t VALUES (?, ?)", {I(5), S("x'); DROP TABLE t; --")})});
@@ -483,6 +487,10 @@ TEST_P(XaResourceTest, NewBranchWaitsForAConnectionThenTimesOut) {
   res_.reset();
   Open(/*max_connections=*/1, /*acquire_timeout=*/3 * kSeconds);
   ASSERT_TRUE(res_->Recover().ok());
+  // A branch whose first statement fails keeps nothing, its connection
+  // included (the agent forgets such a branch too).
+  EXPECT_FALSE(Exec(Tx(9), {Sql("INSERT INTO no_such_table VALUES (1)")}).status.ok());
+  EXPECT_EQ(res_->connections_open(), 1u);
   ASSERT_TRUE(Exec(Tx(1), {Sql("INSERT INTO t VALUES (?, ?)", {I(1), S("a")})}).status.ok());
   // The only connection is tx 1's: tx 2 waits (holding no worker) ...
   std::promise<ExecuteResult> second;
