@@ -289,7 +289,7 @@ class XaResourceTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<XaResource> res_;
 };
 
-TEST_P(XaResourceTest, CommitRollbackAndReadOnlyBranches) {
+TEST_P(XaResourceTest, CommitAndRollback) {
   ASSERT_TRUE(res_->Recover().ok());
   Prepared(Tx(1), 1);
   EXPECT_EQ(Rows(), "");  // prepared, not visible
@@ -330,7 +330,7 @@ TEST_P(XaResourceTest, CommitRollbackAndReadOnlyBranches) {
   EXPECT_EQ(res_->reconcile_stats().foreign.size(), 0u);
 }
 
-TEST_P(XaResourceTest, FailedStatementUndoesOnlyItsCall) {
+TEST_P(XaResourceTest, FailedCallUndone) {
   ASSERT_TRUE(res_->Recover().ok());
   ASSERT_TRUE(Exec(Tx(1), {Sql("INSERT INTO t VALUES (?, ?)", {I(1), S("a")})}).status.ok());
   auto bad = Exec(Tx(1), {Sql("INSERT INTO t VALUES (?, ?)", {I(2), S("b")}),
@@ -344,7 +344,7 @@ TEST_P(XaResourceTest, FailedStatementUndoesOnlyItsCall) {
   EXPECT_EQ(Rows(), "1");
 }
 
-TEST_P(XaResourceTest, AgentRestartHandsPreparedBranchesToTheAgent) {
+TEST_P(XaResourceTest, RestartHandsOverPrepared) {
   ASSERT_TRUE(res_->Recover().ok());
   Prepared(Tx(1), 1);
   Prepared(Tx(2), 2);
@@ -362,7 +362,7 @@ TEST_P(XaResourceTest, AgentRestartHandsPreparedBranchesToTheAgent) {
   EXPECT_EQ(Prepared(), 0);
 }
 
-TEST_P(XaResourceTest, PreparedInTheDatabaseButNotInTheWalIsInDoubt) {
+TEST_P(XaResourceTest, PreparedNotInWalIsInDoubt) {
   ASSERT_TRUE(res_->Recover().ok());
   Prepared(Tx(1), 1);
   Prepared(Tx(2), 2);
@@ -384,7 +384,7 @@ TEST_P(XaResourceTest, PreparedInTheDatabaseButNotInTheWalIsInDoubt) {
   EXPECT_EQ(Prepared(), 0);
 }
 
-TEST_P(XaResourceTest, DecisionsInTheWalAreFinishedAtRecoverAndByReconciliation) {
+TEST_P(XaResourceTest, WalDecisionsFinishedAtRecover) {
   ASSERT_TRUE(res_->Recover().ok());
   Prepared(Tx(1), 1);
   Prepared(Tx(2), 2);
@@ -405,7 +405,7 @@ TEST_P(XaResourceTest, DecisionsInTheWalAreFinishedAtRecoverAndByReconciliation)
   EXPECT_EQ(Prepared(), 0);
 }
 
-TEST_P(XaResourceTest, PreparedBranchGoneFromTheDatabaseIsAHeuristicNeverAGuess) {
+TEST_P(XaResourceTest, GoneFromDatabaseIsAHeuristic) {
   ASSERT_TRUE(res_->Recover().ok());
   Prepared(Tx(1), 1);
   res_.reset();
@@ -441,7 +441,7 @@ TEST_P(XaResourceTest, PreparedBranchGoneFromTheDatabaseIsAHeuristicNeverAGuess)
   EXPECT_EQ(res_->Heuristics()->size(), 2u);
 }
 
-TEST_P(XaResourceTest, ForeignPreparedTransactionsAreListedAndNeverTouched) {
+TEST_P(XaResourceTest, ForeignPreparedLeftAlone) {
   ASSERT_TRUE(server_->PrepareForeign(50).ok());
   ASSERT_TRUE(res_->Recover().ok());
   Prepared(Tx(1), 1);
@@ -457,7 +457,7 @@ TEST_P(XaResourceTest, ForeignPreparedTransactionsAreListedAndNeverTouched) {
   EXPECT_EQ(Prepared(), 0);
 }
 
-TEST_P(XaResourceTest, DatabaseServerCrashAfterPrepareThenCommit) {
+TEST_P(XaResourceTest, ServerCrashAfterPrepare) {
   ASSERT_TRUE(res_->Recover().ok());
   Prepared(Tx(1), 1);
   Prepared(Tx(2), 2);
@@ -483,7 +483,7 @@ TEST_P(XaResourceTest, DatabaseServerCrashAfterPrepareThenCommit) {
   EXPECT_EQ(Prepared(), 0);
 }
 
-TEST_P(XaResourceTest, NewBranchWaitsForAConnectionThenTimesOut) {
+TEST_P(XaResourceTest, BranchWaitsForConnection) {
   res_.reset();
   Open(/*max_connections=*/1, /*acquire_timeout=*/3 * kSeconds);
   ASSERT_TRUE(res_->Recover().ok());
@@ -514,7 +514,7 @@ TEST_P(XaResourceTest, NewBranchWaitsForAConnectionThenTimesOut) {
   ASSERT_TRUE(Rollback(Tx(4)).ok());
 }
 
-TEST_P(XaResourceTest, WalDumpShowsBranchesGidsAndStatements) {
+TEST_P(XaResourceTest, WalDumpShowsBranches) {
   ASSERT_TRUE(res_->Recover().ok());
   Prepared(Tx(1), 1);
   ASSERT_TRUE(Commit(Tx(1)).ok());
