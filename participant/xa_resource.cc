@@ -468,6 +468,17 @@ class XaResource::Impl {
         return s.status();
       }
       Status begun = (*s)->Begin(gid);
+      if (begun.code() == Status::kUnavailable) {
+        // A pooled connection that died idle (the server restarted, or
+        // closed it): once more on a fresh one.
+        Discard(std::move(*s));
+        s = Acquire(full);
+        if (!s.ok()) {
+          forget();
+          return s.status();
+        }
+        begun = (*s)->Begin(gid);
+      }
       if (!begun.ok()) {
         Discard(std::move(*s));  // whatever it holds goes with the connection
         forget();

@@ -475,6 +475,11 @@ TEST_P(XaResourceTest, ServerCrashAfterPrepare) {
     }
     return s;
   };
+  // A new branch gets through at once: its dead pooled connection is
+  // replaced.
+  auto fresh = Exec(Tx(3), {Sql("INSERT INTO t VALUES (?, ?)", {I(3), S("c")})});
+  ASSERT_TRUE(fresh.status.ok()) << fresh.status.ToString();
+  ASSERT_TRUE(Rollback(Tx(3)).ok());
   Status s = until_ok([&] { return Commit(Tx(1)); });
   ASSERT_TRUE(s.ok()) << s.ToString();
   s = until_ok([&] { return Rollback(Tx(2)); });
