@@ -118,6 +118,9 @@ int Transfer(int argc, char** argv) {
       ("server-pids", po::value<std::string>(),
        "PID[,PID...] of the server processes (replicas, agents): print their CPU per committed "
        "transaction (user+sys from /proc, over the load only) and their RSS")
+      ("connect-timeout", po::value<std::string>()->default_value("10s"),
+       "how long the set-up waits for the coordinator group and the agents before giving up "
+       "(UNAVAILABLE naming every address tried)")
       ("quiet", po::bool_switch(), "no progress lines");
   po::variables_map vm;
   cli::Parse(argc, argv,
@@ -271,19 +274,38 @@ int Transfer(int argc, char** argv) {
       resources.push_back(a.substr(0, eq));
       co.agents[a.substr(0, eq)] = a.substr(eq + 1);
     }
+    Micros connect_timeout = 0;
+    try {
+      connect_timeout = ParseDuration(vm["connect-timeout"].as<std::string>());
+    } catch (const po::error& e) {
+      std::cerr << "txbench: --connect-timeout: " << e.what() << "\n";
+      return 2;
+    }
     auto connected = Client::Connect(co);
-    if (!connected.ok()) {
-      std::cerr << "txbench: " << connected.status().ToString() << "\n";
+    // The set-up's own client: each of its calls gives up within
+    // --connect-timeout, so an unreachable group or agent is reported in
+    // seconds, not after the load's longer commit timeout.
+    ClientOptions setup_options = co;
+    setup_options.commit_timeout = std::min(co.commit_timeout, connect_timeout);
+    setup_options.call_timeout = std::min(co.call_timeout, connect_timeout);
+    auto setup_client = Client::Connect(setup_options);
+    if (!connected.ok() || !setup_client.ok()) {
+      std::cerr << "txbench: " << (connected.ok() ? setup_client : connected).status().ToString() << "\n";
       return 2;
     }
     client = std::move(*connected);
-    Client& c = *client;
+    Client& c = **setup_client;
 
     // Set-up: the accounts table in every resource, filled when empty.
+    const auto setup_deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(connect_timeout);
     for (const std::string& r : resources) {
       if (vm["no-setup"].as<bool>()) break;
+      if (!vm["quiet"].as<bool>() && !vm["json"].as<bool>()) {
+        std::cerr << "txbench: setting up accounts in " << r << " (coordinator group "
+                  << vm["coordinator"].as<std::string>() << ", agent " << co.agents[r] << ")\n";
+      }
       Status s;
-      for (int attempt = 0; attempt < 50; ++attempt) {
+      for (int attempt = 1;; ++attempt) {
         auto tx = c.Begin(txn);
         if (!tx.ok()) {
           s = tx.status();
@@ -299,10 +321,14 @@ int Transfer(int argc, char** argv) {
         }
         // A refusal (e.g. a protocol this coordinator does not run) will not pass on a retry.
         if (s.ok() || s.code() == Status::kInvalidArgument) break;
+        if (std::chrono::steady_clock::now() >= setup_deadline) break;
+        std::cerr << "txbench: still waiting to set up " << r << " (attempt " << attempt
+                  << "): " << s.ToString() << "\n";
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
       if (!s.ok()) {
-        std::cerr << "txbench: setting up accounts in " << r << " failed: " << s.ToString() << "\n";
+        std::cerr << "txbench: setting up accounts in " << r << " failed (--connect-timeout "
+                  << vm["connect-timeout"].as<std::string>() << "): " << s.ToString() << "\n";
         return 1;
       }
     }
