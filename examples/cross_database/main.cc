@@ -48,6 +48,7 @@
 #include <boost/program_options.hpp>
 
 #include "client/client.h"
+#include "common/cli.h"
 #include "common/log.h"
 #include "tests/support/mariadb_server.h"
 #include "tests/support/pg_server.h"
@@ -220,8 +221,7 @@ int64_t InDoubtAtLastStart(const std::string& log) {
 
 int main(int argc, char** argv) {
   po::options_description desc("crossdb_demo options");
-  desc.add_options()("help,h", "show this help")
-      ("bin", po::value<std::string>()->default_value("build/bin"), "where txcoord and txagent are")
+  desc.add_options()("bin", po::value<std::string>()->default_value("build/bin"), "where txcoord and txagent are")
       ("seconds", po::value<int>()->default_value(15), "how long to place orders")
       ("concurrency", po::value<int>()->default_value(8), "concurrent clients")
       ("items", po::value<int>()->default_value(20), "stock items")
@@ -233,17 +233,7 @@ int main(int argc, char** argv) {
       ("crash-servers", po::bool_switch(),
        "also SIGKILL the MariaDB server, then the PostgreSQL server, mid-run (a power cut) and restart them");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "crossdb_demo: " << e.what() << "\n" << desc << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  cli::Parse(argc, argv, "usage: crossdb_demo [--bin DIR] [--seconds N] [--crash-servers] ...", desc, vm);
   auto protocol = ParseProtocol(vm["protocol"].as<std::string>());
   if (!protocol.ok()) {
     std::cerr << "crossdb_demo: --protocol: " << protocol.status().message() << "\n";
