@@ -656,27 +656,24 @@ class XaResource::Impl {
       Release(std::move(session));
       return RecordGone(txid, gid, commit);
     }
+    const bool failed = !s.ok() && s.code() != Status::kNotFound;
+    if (failed && driver_->PreparedStaysOnSession() && session && session->Healthy()) {
+      // It still holds the prepared branch: it stays with the branch.
+      std::lock_guard<std::mutex> l(mu_);
+      Branch& b = BranchOf(txid);
+      b.busy = false;
+      b.session = std::move(session);
+      return s;
+    }
+    if (failed) {
+      Discard(std::move(session));  // a connection that failed mid-finish is not reused
+    } else {
+      Release(std::move(session));
+    }
     std::lock_guard<std::mutex> l(mu_);
     Branch& b = BranchOf(txid);
     b.busy = false;
-    if (!s.ok() && s.code() != Status::kNotFound) {
-      if (driver_->PreparedStaysOnSession() && session && session->Healthy()) {
-        b.session = std::move(session);  // it still holds the prepared branch: keep it with it
-      } else if (session) {
-        open_ -= 1;  // dropped: a connection that failed mid-finish is not reused
-        session.reset();
-        WakeParked();
-      }
-      return s;
-    }
-    if (session) {
-      if (session->Healthy()) {
-        idle_.push_back(std::move(session));
-      } else {
-        --open_;
-      }
-      WakeParked();
-    }
+    if (failed) return s;
     SetFinal(b, commit ? kCommitted : kAborted);
     WriteState(txid, gid, commit ? kCommitted : kAborted, /*sync=*/false, nullptr);
     return Status::Ok();
