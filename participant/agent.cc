@@ -264,23 +264,22 @@ void Agent::Run(ResourceOp op) {
       Apply(core_.OnExecuteDone(id, r, SteadyNowMicros()));
     });
   };
-  auto post_status = [this, id, kind, started, alive = alive_, resource = op.resource,
-                      txid = op.txid](Status s) {
-    boost::asio::post(io_, [this, id, kind, started, alive, s = std::move(s), resource, txid]() {
+  // The core names only resources it was built with, all of which recovered.
+  ResourceManager& rm = *resources_.at(op.resource);
+  auto post_status = [this, id, kind, started, alive = alive_, rm = &rm, txid = op.txid](Status s) {
+    boost::asio::post(io_, [this, id, kind, started, alive, s = std::move(s), rm, txid]() {
       if (!*alive) return;
       // 3PC: PRECOMMITTED is durable, the ack not sent.
       if (kind == ResourceOp::kPreCommit && s.ok()) CrashPoint("agent.after_precommitted");
       ObserveOp(kind, started, s.ok());
       Apply(core_.OnOpDone(id, s, SteadyNowMicros()));
       if (!s.ok() && (kind == ResourceOp::kCommit || kind == ResourceOp::kRollback)) {
-        if (auto h = resources_.at(resource)->HeuristicOf(txid)) {
-          Apply(core_.OnResourceHeuristic(resource, *h, SteadyNowMicros()));
+        if (auto h = rm->HeuristicOf(txid)) {
+          Apply(core_.OnResourceHeuristic(rm->name(), *h, SteadyNowMicros()));
         }
       }
     });
   };
-  // The core names only resources it was built with, all of which recovered.
-  ResourceManager& rm = *resources_.at(op.resource);
   RunResourceOp(rm, std::move(op), post_exec, post_status);
 }
 
