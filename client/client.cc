@@ -83,6 +83,65 @@ class Client::Impl {
     return future.get();
   }
 
+  // OK once any of `addresses` answers a Status call, whatever the answer (a
+  // follower, a replica between leaders, or a server too old to know Status
+  // is reachable too: only UNAVAILABLE and TIMEOUT mean "not reached"); each
+  // is tried again every 100 ms (a replica may be starting). UNAVAILABLE
+  // naming each address and its last error once `timeout` passed.
+  Status Probe(const std::vector<std::string>& addresses, Micros timeout) {
+    struct State {
+      std::promise<Status> promise;
+      Micros deadline = 0;
+      Micros timeout = 0;
+      bool done = false;
+      std::map<std::string, std::string> errors;  // address -> last error
+      size_t given_up = 0;
+    };
+    auto st = std::make_shared<State>();
+    st->timeout = timeout;
+    st->deadline = SteadyNowMicros() + timeout;
+    auto future = st->promise.get_future();
+    boost::asio::post(io_, [this, addresses, st] {
+      for (const auto& a : addresses) TryProbe(a, addresses, st);
+    });
+    return future.get();
+  }
+
+  template <class State>
+  void TryProbe(const std::string& a, const std::vector<std::string>& addresses,
+                std::shared_ptr<State> st) {
+    Micros left = st->deadline - SteadyNowMicros();
+    pool_.Get(a)->Call<proto::StatusRequest, proto::StatusResponse>(
+        "Status", proto::StatusRequest(), std::max<Micros>(left, 1),
+        [this, st, a, addresses](Status s, proto::StatusResponse) {
+          if (st->done) return;
+          if (s.code() != Status::kUnavailable && s.code() != Status::kTimeout) {
+            st->done = true;
+            return st->promise.set_value(Status::Ok());
+          }
+          st->errors[a] = s.ToString();
+          Micros now = SteadyNowMicros();
+          if (now < st->deadline) {  // again in 100 ms, or at the deadline
+            auto timer = std::make_shared<boost::asio::steady_timer>(
+                io_, std::chrono::microseconds(std::min<Micros>(100 * kMillis, st->deadline - now)));
+            timer->async_wait([this, timer, st, a, addresses](const boost::system::error_code&) {
+              if (!st->done) TryProbe(a, addresses, st);
+            });
+            return;
+          }
+          if (++st->given_up < addresses.size()) return;
+          st->done = true;
+          std::string m = "no coordinator replica answered within " +
+                          rpc::FormatMicros(st->timeout) + ": tried ";
+          for (size_t i = 0; i < addresses.size(); ++i) {
+            auto e = st->errors.find(addresses[i]);
+            m += (i ? ", " : "") + addresses[i] + " (" +
+                 (e == st->errors.end() ? std::string("no answer") : e->second) + ")";
+          }
+          st->promise.set_value(Status::Unavailable(m));
+        });
+  }
+
   // Blocks until one replica (or agent) at `address` answers.
   template <class Req, class Resp>
   Result<Resp> Direct(const std::string& address, const std::string& method, const Req& req,
@@ -126,6 +185,9 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   }
   std::unique_ptr<Client> c(new Client(std::move(options)));
   c->impl_ = std::make_unique<Impl>(c->options_);
+  if (c->options_.connect_timeout > 0) {
+    TXC_RETURN_IF_ERROR(c->impl_->Probe(c->options_.coordinators, c->options_.connect_timeout));
+  }
   return c;
 }
 
@@ -142,7 +204,7 @@ Result<Transaction> Client::Begin(TxnOptions options) {
   proto::BeginRequest req;
   if (options_.txn_timeout_ms > 0) req.__set_timeout_ms(options_.txn_timeout_ms);
   auto r = impl_->Coordinator<proto::BeginRequest, proto::BeginResponse>("Begin", req,
-                                                                         options_.commit_timeout);
+                                                                         options_.call_timeout);
   if (!r.ok()) return r.status();
   if (r->status.code != proto::Code::OK) return FromProto(r->status);
   return Transaction(this, r->txid, options);

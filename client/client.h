@@ -60,10 +60,17 @@ proto::Statement SqlExpect(std::string sql, std::vector<proto::Value> params, in
 struct ClientOptions {
   std::vector<std::string> coordinators;        // HOST:PORT of every coordinator replica
   std::map<std::string, std::string> agents;    // resource name -> agent HOST:PORT
-  // Deadline of one call to an agent (Execute). Default: 10 s.
+  // Connect checks that at least one coordinator replica answers within
+  // this, and otherwise fails with UNAVAILABLE naming every address tried and
+  // its error (a wrong address is reported in seconds). 0: no check (the
+  // first call finds out). Default: 5 s.
+  Micros connect_timeout = 5 * kSeconds;
+  // Deadline of one call to an agent (Execute), and of Begin (which keeps
+  // trying the group across leader changes until then). Default: 10 s.
   Micros call_timeout = 10 * kSeconds;
-  // How long Commit/Submit keep trying the coordinator group, across
-  // leader changes, before answering UNAVAILABLE. Default: 30 s.
+  // How long Commit/Submit/Rollback/Outcome keep trying the coordinator
+  // group, across leader changes, before answering UNAVAILABLE (the group
+  // may still decide: Outcome tells). Default: 30 s.
   Micros commit_timeout = 30 * kSeconds;
   // Abort a transaction not committed within this (0: the coordinator's default).
   int64_t txn_timeout_ms = 0;
@@ -115,6 +122,9 @@ class Transaction {
 
 class Client {
  public:
+  // Checks the options and (ClientOptions.connect_timeout) that the
+  // coordinator group answers: INVALID_ARGUMENT naming a malformed address,
+  // UNAVAILABLE naming every replica tried when none answers in time.
   static Result<std::unique_ptr<Client>> Connect(ClientOptions options);
   ~Client();
   Client(const Client&) = delete;

@@ -9,6 +9,7 @@
 // Not thread-safe; used on one io thread.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,16 @@ class CoordinatorSet : public std::enable_shared_from_this<CoordinatorSet> {
   size_t leader_ = 0;
 };
 
+// "5 s", "1.5 s", "300 ms": a deadline as an error message names it.
+inline std::string FormatMicros(Micros t) {
+  if (t % kSeconds == 0) return std::to_string(t / kSeconds) + " s";
+  if (t >= kSeconds) {
+    std::string s = std::to_string(t / (kSeconds / 10));
+    return s.substr(0, s.size() - 1) + "." + s.back() + " s";
+  }
+  return std::to_string(t / kMillis) + " ms";
+}
+
 // Splits "a:1,b:2" into addresses; empty items are dropped.
 std::vector<std::string> SplitList(const std::string& csv);
 
@@ -63,8 +74,33 @@ struct CoordinatorSet::Attempt : std::enable_shared_from_this<Attempt<Req, Resp>
   Micros deadline = 0;
   Micros backoff = 5 * kMillis;
   std::function<void(Status, Resp)> done;
+  Micros timeout = 0;
   std::string last_error;
+  std::vector<std::string> tried;  // addresses tried, in first-try order
   boost::asio::steady_timer timer;
+
+  void NoteError(const std::string& address, std::string error) {
+    if (std::find(tried.begin(), tried.end(), address) == tried.end()) tried.push_back(address);
+    last_error = address + ": " + std::move(error);
+  }
+  // "unreachable within 5 s: tried 127.0.0.1:7000, 127.0.0.1:7001; last error: ..."
+  std::string Unreachable() const {
+    std::string out = "coordinator group unreachable within " + FormatMicros(timeout) + ": tried ";
+    if (tried.empty()) out += "none (the deadline passed before a try)";
+    for (size_t i = 0; i < tried.size(); ++i) out += (i ? ", " : "") + tried[i];
+    if (tried.size() < set->addresses_.size()) {
+      out += " (not reached: ";
+      bool first = true;
+      for (const auto& a : set->addresses_) {
+        if (std::find(tried.begin(), tried.end(), a) != tried.end()) continue;
+        out += (first ? "" : ", ") + a;
+        first = false;
+      }
+      out += ")";
+    }
+    if (!last_error.empty()) out += "; last error: " + last_error;
+    return out;
+  }
 
   Attempt(boost::asio::io_context& io) : timer(io) {}
 
@@ -74,8 +110,7 @@ struct CoordinatorSet::Attempt : std::enable_shared_from_this<Attempt<Req, Resp>
       return done(Status::InvalidArgument("no coordinator address given"), Resp());
     }
     if (now >= deadline) {
-      return done(Status::Unavailable("coordinator group unreachable (" + last_error + ")"),
-                  Resp());
+      return done(Status::Unavailable(Unreachable()), Resp());
     }
     size_t index = set->leader_;
     std::string address = set->addresses_[index];
@@ -87,14 +122,14 @@ struct CoordinatorSet::Attempt : std::enable_shared_from_this<Attempt<Req, Resp>
             if (code != proto::Code::NOT_LEADER && code != proto::Code::UNAVAILABLE) {
               return self->done(Status::Ok(), std::move(resp));
             }
-            self->last_error = address + ": " + resp.status.message;
+            self->NoteError(address, resp.status.message);
             if (resp.status.__isset.leader_hint && !resp.status.leader_hint.empty() &&
                 resp.status.leader_hint != address) {
               self->set->NoteLeader(resp.status.leader_hint);
               return self->Try();
             }
           } else {
-            self->last_error = address + ": " + s.ToString();
+            self->NoteError(address, s.ToString());
           }
           self->set->Advance(index);
           self->Retry();
@@ -117,6 +152,7 @@ void CoordinatorSet::Call(const std::string& method, const Req& req, Micros time
   a->method = method;
   a->req = req;
   a->deadline = SteadyNowMicros() + timeout;
+  a->timeout = timeout;
   a->done = std::move(done);
   a->Try();
 }

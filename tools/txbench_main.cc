@@ -281,6 +281,12 @@ int Transfer(int argc, char** argv) {
       std::cerr << "txbench: --connect-timeout: " << e.what() << "\n";
       return 2;
     }
+    co.connect_timeout = connect_timeout;
+    if (!vm["quiet"].as<bool>() && !vm["json"].as<bool>()) {
+      std::cerr << "txbench: waiting for the coordinator group " << vm["coordinator"].as<std::string>()
+                << " to answer (up to --connect-timeout " << vm["connect-timeout"].as<std::string>()
+                << ")\n";
+    }
     auto connected = Client::Connect(co);
     // The set-up's own client: each of its calls gives up within
     // --connect-timeout, so an unreachable group or agent is reported in
@@ -288,10 +294,13 @@ int Transfer(int argc, char** argv) {
     ClientOptions setup_options = co;
     setup_options.commit_timeout = std::min(co.commit_timeout, connect_timeout);
     setup_options.call_timeout = std::min(co.call_timeout, connect_timeout);
-    auto setup_client = Client::Connect(setup_options);
+    setup_options.connect_timeout = 0;  // checked just above
+    Result<std::unique_ptr<Client>> setup_client =
+        connected.ok() ? Client::Connect(setup_options) : Result<std::unique_ptr<Client>>(connected.status());
     if (!connected.ok() || !setup_client.ok()) {
-      std::cerr << "txbench: " << (connected.ok() ? setup_client : connected).status().ToString() << "\n";
-      return 2;
+      Status s = (connected.ok() ? setup_client : connected).status();
+      std::cerr << "txbench: " << s.ToString() << "\n";
+      return s.code() == Status::kInvalidArgument ? 2 : 1;
     }
     client = std::move(*connected);
     Client& c = **setup_client;

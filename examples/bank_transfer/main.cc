@@ -89,8 +89,13 @@ struct Child {
     }
     for (int i = 0; i < 200; ++i) {
       if (PortOpen(port)) return true;
+      if (i == 20) {
+        std::fprintf(stderr, "waiting for %s to listen on 127.0.0.1:%d (up to 10 s; its log: %s)\n",
+                     name.c_str(), port, log.c_str());
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
+    std::fprintf(stderr, "%s did not listen on 127.0.0.1:%d within 10 s\n", name.c_str(), port);
     return false;
   }
   void Kill(int sig) {
@@ -215,6 +220,7 @@ int main(int argc, char** argv) {
   for (auto& [bank, a] : agents) co.agents[bank] = "127.0.0.1:" + std::to_string(a.port);
   co.call_timeout = 3 * kSeconds;
   co.commit_timeout = 10 * kSeconds;
+  std::printf("waiting for the coordinator group to answer (up to 5 s)\n");
   auto client = Client::Connect(co);
   if (!client.ok()) {
     std::fprintf(stderr, "%s\n", client.status().ToString().c_str());

@@ -305,8 +305,12 @@ int main(int argc, char** argv) {
 
   // The two database servers (from this thread: they die with it).
   auto t_setup = std::chrono::steady_clock::now();
+  std::printf("starting PostgreSQL (waiting up to 60 s for it to accept connections)\n");
+  std::fflush(stdout);
   if (Status s = pg.Start(); !s.ok()) return fail("PostgreSQL did not start: " + s.ToString());
   std::printf("started PostgreSQL       pid=%d port=%d dir=%s\n", pg.pid(), pg.port(), pg.dir().c_str());
+  std::printf("starting MariaDB (waiting up to 60 s for it to accept connections)\n");
+  std::fflush(stdout);
   if (Status s = maria.Start(); !s.ok()) return fail("MariaDB did not start: " + s.ToString());
   std::printf("started MariaDB          pid=%d port=%d dir=%s\n", maria.pid(), maria.port(), maria.dir().c_str());
   std::fflush(stdout);
@@ -390,6 +394,8 @@ int main(int argc, char** argv) {
   for (const auto& [name, port] : agent_port) co.agents[name] = "127.0.0.1:" + std::to_string(port);
   co.call_timeout = 3 * kSeconds;
   co.commit_timeout = 10 * kSeconds;
+  std::printf("waiting for the coordinator group to answer (up to 5 s)\n");
+  std::fflush(stdout);
   auto client = Client::Connect(co);
   if (!client.ok()) return fail("client: " + client.status().ToString());
   Client& c = **client;
