@@ -26,9 +26,9 @@ foreach(txc_dep "THRIFT|thrift>=0.17" "SQLITE3|sqlite3" "PQ|libpq" "MARIADB|libm
     pkg_check_modules(${txc_prefix} QUIET IMPORTED_TARGET ${txc_module})
     if(NOT ${txc_prefix}_FOUND)
       set(txcoord_FOUND FALSE)
-      set(txcoord_NOT_FOUND_MESSAGE
-          "txcoord needs ${txc_module}, which pkg-config does not find (install its -dev "
-          "package, or add the directory of its .pc file to PKG_CONFIG_PATH)")
+      string(CONCAT txcoord_NOT_FOUND_MESSAGE
+             "txcoord needs ${txc_module}, which pkg-config does not find (install its -dev "
+             "package, or add the directory of its .pc file to PKG_CONFIG_PATH)")
       return()
     endif()
   endif()
