@@ -170,11 +170,14 @@ TEST_F(SdkInstallTest, ConsumerExampleBuildsWithFindPackageAndRuns) {
       << Slurp(dir_ / "client1.log");
 
   // A clean stop, then a new process on the same data: the counter comes
-  // back from counters.log, the order from shop.db.
+  // back from counters.log, the order from shop.db. The log ends in a torn
+  // record (as a crash in the middle of an append leaves it), which the
+  // restarted resource must cut off, not refuse.
   kill(first->pid(), SIGTERM);
   int status = -1;
   ASSERT_TRUE(first->WaitExit(20000, &status)) << first->LogTail();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << first->LogTail();
+  std::ofstream(dir_ / "agent/counters.log", std::ios::app) << "P 777.777 1 1 coun";
   start_agent();
   ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(Run("client2.log", client));
@@ -188,6 +191,7 @@ TEST_F(SdkInstallTest, ConsumerExampleBuildsWithFindPackageAndRuns) {
   std::vector<std::string> prepared;
   int commits = 0;
   for (std::string line; std::getline(log, line);) {
+    EXPECT_EQ(line.find("777.777"), std::string::npos) << "the torn record is still there";
     if (line.rfind("P ", 0) == 0) prepared.push_back(line.substr(line.rfind(" apples_sold ") + 1));
     commits += line.rfind("C ", 0) == 0;
   }
