@@ -520,7 +520,7 @@ int main(int argc, char** argv) {
   bool do_kill = !vm["no-kill"].as<bool>();
   bool killed = false;
   const auto t0 = std::chrono::steady_clock::now();
-  while (producers_left > 0) {
+  while (producers_left > 0 || (do_kill && !killed)) {  // the kill happens even on a fast run
     int64_t done = std::min<int64_t>(next_placed.load() - 1, n_orders);
     if (do_kill && !killed && done >= n_orders / 3) {
       Child& outbox = agents["outbox"];
