@@ -1,6 +1,9 @@
 #include "participant/queue_resource.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -500,6 +503,54 @@ TEST_F(QueueResourceTest, ExecuteAndPrepareIsOneDurableStep) {
   ExecuteResult bad = ExecuteAndPrepare(b_, {Enqueue("q", "x"), Cmd("DEQUEUE", {S("q")}, 1)});
   EXPECT_EQ(bad.status.code(), Status::kExpectationFailed);
   EXPECT_EQ(Open().size(), 1u);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Drain("q"), std::vector<std::string>{"m2"});
+}
+
+TEST_F(QueueResourceTest, PreparesQueuedTogetherShareSyncsAndAllAreDurable) {
+  constexpr int kBranches = 50;
+  for (int i = 0; i < kBranches; ++i) {
+    ASSERT_OK(Execute(MakeTxId(2, i + 1), {Enqueue("q", "m" + std::to_string(i))}).status);
+  }
+  uint64_t syncs = rm_->syncs();
+  std::vector<std::promise<Status>> done(kBranches);
+  for (int i = 0; i < kBranches; ++i) {
+    rm_->Prepare(MakeTxId(2, i + 1), {}, [&done, i](Status s) { done[i].set_value(std::move(s)); });
+  }
+  for (auto& d : done) EXPECT_OK(Wait(d.get_future()));
+  // Queued faster than one fsync takes: the worker groups them.
+  EXPECT_LT(rm_->syncs() - syncs, static_cast<uint64_t>(kBranches));
+  auto recovered = Open();
+  ASSERT_EQ(recovered.size(), static_cast<size_t>(kBranches));
+  for (const RecoveredBranch& b : recovered) EXPECT_EQ(b.state, BranchState::kPrepared);
+}
+
+TEST_F(QueueResourceTest, PreparedBranchSurvivesAKilledProcess) {
+  Committed("q", {"m1"});
+  rm_.reset();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The child prepares, then dies at once: no destructor, no clean close.
+    auto r = QueueResource::Open("outbox", path_);
+    if (!r.ok()) _exit(2);
+    std::promise<ExecuteResult> e;
+    (*r)->Execute(a_, {Dequeue("q"), Enqueue("q", "m2")}, [&e](ExecuteResult x) { e.set_value(x); });
+    if (!e.get_future().get().status.ok()) _exit(3);
+    std::promise<Status> p;
+    (*r)->Prepare(a_, {}, [&p](Status s) { p.set_value(s); });
+    if (!p.get_future().get().ok()) _exit(4);
+    kill(getpid(), SIGKILL);
+    _exit(5);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  auto recovered = Open();
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].txid, a_);
+  EXPECT_EQ(recovered[0].state, BranchState::kPrepared);
+  EXPECT_EQ(CountOf("q"), 0);  // m1 claimed, m2 pending
   ASSERT_OK(Commit(a_));
   EXPECT_EQ(Drain("q"), std::vector<std::string>{"m2"});
 }
