@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
        "the coordinator group: HOST:PORT[,HOST:PORT...]")
       ("resource", po::value<std::vector<std::string>>()->required(),
        "a resource to host (repeatable): NAME=sqlite:PATH, NAME=postgres:'host=... dbname=...' "
-       "(a libpq connection string) or NAME=mariadb:'host=... port=... database=... user=...'")
+       "(a libpq connection string), NAME=mariadb:'host=... port=... database=... user=...' or "
+       "NAME=queue:PATH (a transactional message queue in an SQLite file)")
       ("db-pool-size", po::value<int64_t>()->default_value(32),
        "most connections each postgres:/mariadb: resource opens; a new branch waits up to 5 s "
        "for one when all are taken (MariaDB holds one per prepared branch until its decision)")

@@ -3,6 +3,7 @@
 // core library; this file links the resources' own databases).
 #include "participant/mariadb_driver.h"
 #include "participant/pg_driver.h"
+#include "participant/queue_resource.h"
 #include "participant/resource_manager.h"
 #include "participant/sqlite_resource.h"
 #include "participant/xa_resource.h"
@@ -46,9 +47,17 @@ Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec,
     if (!r.ok()) return r.status();
     return std::unique_ptr<ResourceManager>(std::move(*r));
   }
+  if (kind == "queue") {
+    if (path.empty()) {
+      return Status::InvalidArgument(where + "empty queue file path after \"queue:\"");
+    }
+    auto r = QueueResource::Open(name, path);
+    if (!r.ok()) return Status(r.status().code(), where + r.status().message());
+    return std::unique_ptr<ResourceManager>(std::move(*r));
+  }
   if (kind != "sqlite") {
     return Status::InvalidArgument(where + "unknown resource kind \"" + kind +
-                                   "\" (supported: sqlite, postgres, mariadb)");
+                                   "\" (supported: sqlite, postgres, mariadb, queue)");
   }
   if (path.empty()) {
     return Status::InvalidArgument(where + "empty database path after \"sqlite:\"");

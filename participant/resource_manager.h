@@ -201,6 +201,7 @@ struct ResourceContext {
 //   NAME=sqlite:PATH
 //   NAME=postgres:CONNINFO   libpq's "host=... port=... dbname=... user=..."
 //   NAME=mariadb:CONNINFO    "host=... port=... database=... user=..." (or socket=PATH)
+//   NAME=queue:PATH          a transactional message queue (queue_resource.h)
 // Returns INVALID_ARGUMENT naming what is wrong otherwise, and, for a
 // database, UNAVAILABLE naming the resource when its server cannot be used.
 Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec,

@@ -1304,7 +1304,7 @@ TEST_F(ResourceManagerTest, MakeResourceExplainsBadSpecs) {
            {"=sqlite:/tmp/x.db", "name"},
            {"bank a=sqlite:/tmp/x.db", "name"},
            {"bank_a=/tmp/x.db", "KIND:PATH"},
-           {"bank_a=oracle:host=db", "unknown resource kind \"oracle\" (supported: sqlite, postgres, mariadb)"},
+           {"bank_a=oracle:host=db", "unknown resource kind \"oracle\" (supported: sqlite, postgres, mariadb, queue)"},
            {"bank_a=mariadb:host=db colour=blue", "colour"},
            {"bank_a=sqlite:", "empty database path"},
        }) {
