@@ -309,5 +309,16 @@ TEST(TxconformUsageTest, BadFlagsExit2WithAMessage) {
   }
 }
 
+// Not a usage error: the agent cannot be reached. One line says so, exit 1.
+TEST(TxconformUsageTest, AnUnreachableAgentExits1NamingIt) {
+  TempDir dir;
+  int port = FreePort();  // reserved, and nothing listens on it
+  ConformRun r = Txconform(dir.path, "unreachable", {"--agent", Addr(port), "--resource", "r"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot set up the workload on r at " + Addr(port)), std::string::npos)
+      << r.output;
+  EXPECT_EQ(PassLines(r.output), 0) << r.output;
+}
+
 }  // namespace
 }  // namespace txc

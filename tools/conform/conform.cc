@@ -1042,7 +1042,7 @@ std::vector<CaseResult> Run(const Options& o, std::ostream& out) {
       r.got = s.ToString();
       r.verdict = Verdict::kFail;
       out << "txconform: cannot set up the workload on " << o.resource << " at " << o.agent
-          << ": " << Scrub(s.ToString()) << "\n";
+          << ": " << Scrub(s.message()) << "\n";
       results.push_back(r);
       return results;
     }
@@ -1056,7 +1056,7 @@ std::vector<CaseResult> Run(const Options& o, std::ostream& out) {
       r.got = n.status().ToString();
       r.verdict = Verdict::kFail;
       out << "txconform: cannot read " << o.resource << " at " << o.agent << ": "
-          << Scrub(n.status().ToString()) << "\n";
+          << Scrub(n.status().message()) << "\n";
       results.push_back(r);
       return results;
     }
