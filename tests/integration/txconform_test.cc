@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <future>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -219,12 +220,18 @@ class ForgetfulAgent {
   explicit ForgetfulAgent(std::string target)
       : target_(std::move(target)), server_(io_), pool_(io_) {}
   ~ForgetfulAgent() {
-    boost::asio::post(io_, [this] {
-      server_.Stop();
-      pool_.CloseAll();
-    });
-    io_.stop();
-    if (thread_.joinable()) thread_.join();
+    if (thread_.joinable()) {
+      // Stopped on the io thread (neither is thread-safe), before it ends.
+      std::promise<void> stopped;
+      boost::asio::post(io_, [this, &stopped] {
+        server_.Stop();
+        pool_.CloseAll();
+        stopped.set_value();
+      });
+      stopped.get_future().wait_for(std::chrono::seconds(10));
+      io_.stop();
+      thread_.join();
+    }
   }
 
   Status Start(int port) {
