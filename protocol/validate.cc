@@ -26,6 +26,12 @@ Status CheckParticipants(const std::vector<proto::Participant>& ps, const std::s
 }
 
 Status CheckStatements(const std::vector<proto::Statement>& ss, const std::string& field) {
+  if (ss.size() > kMaxStatements) {
+    return Status::InvalidArgument(field + " holds " + std::to_string(ss.size()) +
+                                   " statements; at most " + std::to_string(kMaxStatements) +
+                                   " travel in one request: split the work over several Execute "
+                                   "calls of the same transaction");
+  }
   for (size_t i = 0; i < ss.size(); ++i) {
     Status s = CheckStatement(ss[i], field + "[" + std::to_string(i) + "]");
     if (!s.ok()) return s;

@@ -51,6 +51,13 @@ Status Check(const proto::BranchStateRequest& req);
 Status Check(const proto::ForgetParticipantRequest& req);
 Status Check(const proto::PeerMessage& msg);
 
+// The most statements one request carries (ExecuteRequest.statements,
+// PrepareRequest.work, a SubmitRequest branch's statements). The frame limit
+// alone lets ~100k small statements through, which hold the resource's one
+// writer for as long as they run while every other branch waits; a client
+// with more work splits it over several Execute calls of one transaction.
+constexpr size_t kMaxStatements = 10000;
+
 // The integer a Thrift enum field holds. The generated reader stores any i32
 // from the wire in the field, but an enum whose type has no fixed underlying
 // type only has the values of its enumerators' bit range: reading 77 or -1 as

@@ -168,6 +168,38 @@ TEST(ValidateTest, ExecuteChecksTxIdStatementsAndTimeout) {
   ExpectRefused(Check(r), "ExecuteRequest.txid.seq", "-42");
 }
 
+// 100k small statements fit in a frame; one request carries at most
+// kMaxStatements of them, in Execute, in a one-shot PREPARE and in Submit.
+TEST(ValidateTest, OneRequestCarriesAtMostMaxStatements) {
+  std::vector<proto::Statement> most(kMaxStatements, Stmt(std::nullopt));
+  std::vector<proto::Statement> more(kMaxStatements + 1, Stmt(std::nullopt));
+  proto::ExecuteRequest e;
+  e.txid = MakeTxId(1, 1);
+  e.resource = "bank_a";
+  e.statements = most;
+  EXPECT_TRUE(Check(e).ok());
+  e.statements = more;
+  Status s = Check(e);
+  EXPECT_EQ(s.code(), Status::kInvalidArgument);
+  EXPECT_NE(s.message().find("ExecuteRequest.statements holds " + std::to_string(kMaxStatements + 1)),
+            std::string::npos)
+      << s.message();
+  proto::PrepareRequest p;
+  p.txid = MakeTxId(1, 1);
+  p.resource = "bank_a";
+  p.__set_work(most);
+  EXPECT_TRUE(Check(p).ok());
+  p.__set_work(more);
+  EXPECT_NE(Check(p).message().find("PrepareRequest.work holds"), std::string::npos);
+  proto::SubmitRequest r;
+  r.txid = MakeTxId(1, 1);
+  proto::Branch b;
+  b.participant = Part("bank_a");
+  b.statements = more;
+  r.branches = {b};
+  EXPECT_NE(Check(r).message().find("SubmitRequest.branches[0].statements holds"), std::string::npos);
+}
+
 TEST(ValidateTest, PrepareChecksParticipantsProtocolAndWork) {
   proto::PrepareRequest r;
   r.txid = MakeTxId(4, 1);
