@@ -176,8 +176,9 @@ def rows_of(result_set):
 def call(address, service, method, req, timeout):
     """Calls `method` of `service` (Coordinator or Agent) at `address` on a
     connection of its own, every socket operation bounded by `timeout`
-    seconds. Raises TxcError(UNAVAILABLE) naming the address when the call
-    fails on the way (the request may or may not have been served)."""
+    seconds. Raises TxcError naming the address when the call fails on the
+    way: UNAVAILABLE (no connection, or it closed) or TIMEOUT (no answer in
+    time); either way the request may or may not have been served."""
     host, port = parse_address(address)
     sock = TSocket.TSocket(host, port)
     sock.setTimeout(max(1, int(timeout * 1000)))
@@ -187,7 +188,12 @@ def call(address, service, method, req, timeout):
     try:
         transport.open()
         return getattr(client, method)(req)
-    except (TTransport.TTransportException, socket.error, EOFError) as e:
+    except TTransport.TTransportException as e:
+        if e.type == TTransport.TTransportException.TIMED_OUT:
+            # The request may have been served: only the answer is missing.
+            raise TxcError("TIMEOUT", "%s at %s: no answer within %.1f s" % (method, address, timeout))
+        raise TxcError("UNAVAILABLE", "%s at %s: %s" % (method, address, e or type(e).__name__))
+    except (socket.error, EOFError) as e:
         raise TxcError("UNAVAILABLE", "%s at %s: %s" % (method, address, e or type(e).__name__))
     except Exception as e:  # a TApplicationException, an unreadable reply
         raise TxcError("INTERNAL", "%s at %s: %s" % (method, address, e))
@@ -223,7 +229,7 @@ class CoordinatorGroup:
             try:
                 resp = call(address, Coordinator, method, req, min(self.call_timeout, max(left, 0.05)))
             except TxcError as e:
-                if e.code not in ("UNAVAILABLE",):
+                if e.code not in ("UNAVAILABLE", "TIMEOUT"):
                     raise
                 tried.append("%s (%s)" % (address, e.message))
             else:

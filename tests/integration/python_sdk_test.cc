@@ -8,7 +8,9 @@
 // The Python side runs as /usr/bin/python3 (Debian's python3-thrift) on the
 // code the build generated (TXC_GEN_PY_DIR, the txc_gen_py target).
 #include <signal.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <future>
@@ -70,10 +72,11 @@ class PythonSdkTest : public ::testing::Test {
     return p;
   }
 
-  std::unique_ptr<Process> PyAgent(const std::string& bank, int port) {
+  std::unique_ptr<Process> PyAgent(const std::string& bank, int port,
+                                   const std::string& script = "participant.py") {
     auto p = std::make_unique<Process>(
-        "participant.py " + bank,
-        std::vector<std::string>{"/usr/bin/python3", Script("participant.py"), "--listen", Addr(port),
+        script + " " + bank,
+        std::vector<std::string>{"/usr/bin/python3", Script(script), "--listen", Addr(port),
                                  "--data", dir_.path + "/" + bank, "--coordinator", Addr(cport_),
                                  "--resource", bank},
         dir_.path + "/" + bank + ".log", kPyEnv);
@@ -164,6 +167,22 @@ class PythonSdkTest : public ::testing::Test {
         for (const auto& b : r->branches) {
           if (b.txid == txid && b.state == state) return true;
         }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+  // Polls until the agent lists no branch that still holds its write lock
+  // (active or prepared): the decision of the last transaction arrived.
+  static bool WaitSettled(int port, int ms = 20000) {
+    for (int waited = 0; waited <= ms; waited += 50) {
+      auto r = CallOnce<proto::ListBranchesRequest, proto::ListBranchesResponse>(
+          port, "ListBranches", proto::ListBranchesRequest(), 2 * kSeconds);
+      if (r.ok() && std::none_of(r->branches.begin(), r->branches.end(), [](const auto& b) {
+            return b.state == "active" || b.state == "prepared";
+          })) {
+        return true;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -266,6 +285,7 @@ TEST_F(PythonSdkTest, TransactionsSpanTxagentAndParticipantPy) {
       {{"bank_a", {SqlExpect("UPDATE accounts SET balance = balance - 100 WHERE id = 99", {}, 1)}},
        {"bank_py", {SqlExpect("UPDATE accounts SET balance = balance + 100 WHERE id = 1", {}, 1)}}});
   EXPECT_EQ(no_a.status().code(), Status::kAborted) << no_a.status().ToString();
+  ASSERT_TRUE(WaitSettled(pport)) << py->LogTail();
 
   // Interactive: the C++ branch is doomed by a failed expectation, so its
   // PREPARE votes NO; participant.py's work is rolled back.
@@ -309,19 +329,24 @@ TEST_F(PythonSdkTest, ParticipantPyRecoversAPreparedBranchAfterSigkill) {
         {{"bank_a", {SqlExpect("UPDATE accounts SET balance = balance - 5 WHERE id = 1", {}, 1)}},
          {"bank_py", {SqlExpect("UPDATE accounts SET balance = balance + 5 WHERE id = 1", {}, 1)}}});
   });
-  // participant.py voted YES once it lists the branch prepared.
+  // Killed once the coordinator holds participant.py's YES vote (the leader
+  // shows the votes it collected), so the vote surely left before the kill.
   std::optional<TxId> prepared;
   for (int waited = 0; waited <= 15000 && !prepared; waited += 50) {
-    auto r = CallOnce<proto::ListBranchesRequest, proto::ListBranchesResponse>(
-        pport, "ListBranches", proto::ListBranchesRequest(), 2 * kSeconds);
-    if (r.ok()) {
-      for (const auto& b : r->branches) {
-        if (b.state == "prepared") prepared = b.txid;
+    auto txns = client_->ListTxns("");
+    if (txns.ok()) {
+      for (const auto& t : *txns) {
+        for (const auto& p : t.progress) {
+          if (p.resource == "bank_py" && p.__isset.vote && p.vote == proto::Vote::YES) {
+            prepared = t.txid;
+          }
+        }
       }
     }
     if (!prepared) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_TRUE(prepared.has_value()) << py->LogTail();
+  ASSERT_TRUE(WaitBranch(pport, *prepared, "prepared", 1000)) << py->LogTail();
   py->Kill(SIGKILL);
   ASSERT_EQ(::kill(a->pid(), SIGCONT), 0);
 
@@ -437,6 +462,37 @@ TEST_F(PythonSdkTest, ParticipantPyKeepsTheAgentContract) {
       pport, "ListBranches", proto::ListBranchesRequest());
   ASSERT_TRUE(alive.ok()) << py->LogTail();
   EXPECT_EQ(alive->status.code, proto::Code::OK);
+}
+
+// broken_participant.py has the two bugs a conformance kit must catch: a
+// YES vote that a crash forgets, and no tombstone for an early ABORT.
+TEST_F(PythonSdkTest, BrokenParticipantPyHasItsBugs) {
+  int pport = FreePort();
+  auto py = PyAgent("bank_py", pport, "broken_participant.py");
+  auto prepare = [&](int64_t seq, const std::string& work) {
+    proto::PrepareRequest p;
+    p.txid = MakeTxId(1, seq);
+    p.resource = "bank_py";
+    p.__set_work({Sql(work)});
+    return CallOnce<proto::PrepareRequest, proto::PrepareResponse>(pport, "Prepare", p);
+  };
+  proto::DecideRequest d;
+  d.txid = MakeTxId(1, 1);
+  d.resource = "bank_py";
+  d.outcome = proto::Outcome::ABORTED;
+  auto aborted = CallOnce<proto::DecideRequest, proto::DecideResponse>(pport, "Decide", d);
+  ASSERT_TRUE(aborted.ok() && aborted->status.code == proto::Code::OK) << py->LogTail();
+  auto late = prepare(1, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->vote, proto::Vote::YES) << "the tombstone bug is gone: " << late->reason;
+
+  // Its YES vote does not survive a crash: the COMMIT finds nothing.
+  py->Kill(SIGKILL);
+  py = PyAgent("bank_py", pport, "broken_participant.py");
+  d.outcome = proto::Outcome::COMMITTED;
+  auto commit = CallOnce<proto::DecideRequest, proto::DecideResponse>(pport, "Decide", d);
+  ASSERT_TRUE(commit.ok()) << py->LogTail();
+  EXPECT_EQ(commit->status.code, proto::Code::NOT_FOUND) << commit->status.message;
 }
 
 }  // namespace
