@@ -220,7 +220,7 @@ class CoordinatorGroup:
     def call(self, method, req, timeout):
         deadline = time.monotonic() + timeout
         backoff = 0.02
-        tried = []
+        tried = {}  # address -> its last error, in the order first tried
         while True:
             with self._mu:
                 index = self._leader
@@ -231,12 +231,12 @@ class CoordinatorGroup:
             except TxcError as e:
                 if e.code not in ("UNAVAILABLE", "TIMEOUT"):
                     raise
-                tried.append("%s (%s)" % (address, e.message))
+                tried[address] = e.message
             else:
                 code = resp.status.code
                 if code not in (T.Code.NOT_LEADER, T.Code.UNAVAILABLE):
                     return resp
-                tried.append("%s (%s: %s)" % (address, code_name(code), resp.status.message))
+                tried[address] = "%s: %s" % (code_name(code), resp.status.message)
                 hint = resp.status.leader_hint
                 if hint and hint != address:
                     with self._mu:
@@ -249,8 +249,8 @@ class CoordinatorGroup:
                 if self._leader == index:
                     self._leader = (index + 1) % len(self._addresses)
             if time.monotonic() + backoff >= deadline:
-                raise TxcError("UNAVAILABLE", "coordinator group unreachable; tried: " +
-                               "; ".join(tried[-2 * len(self._addresses):]))
+                raise TxcError("UNAVAILABLE", "coordinator group unreachable within %.1f s; tried: %s"
+                               % (timeout, "; ".join("%s (%s)" % kv for kv in tried.items())))
             time.sleep(backoff)
             backoff = min(backoff * 2, 0.2)
 
