@@ -61,11 +61,13 @@ class PythonSdkTest : public ::testing::Test {
     ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
   }
 
-  std::unique_ptr<Process> Txagent(const std::string& bank, int port) {
+  std::unique_ptr<Process> Txagent(const std::string& bank, int port,
+                                   const std::string& coordinators = "") {
     auto p = std::make_unique<Process>(
         "txagent " + bank,
         std::vector<std::string>{TXC_BIN_DIR "/txagent", "--listen", Addr(port), "--data",
-                                 dir_.path + "/" + bank, "--coordinator", Addr(cport_), "--resource",
+                                 dir_.path + "/" + bank, "--coordinator",
+                                 coordinators.empty() ? Addr(cport_) : coordinators, "--resource",
                                  bank + "=sqlite:" + dir_.path + "/" + bank + ".db"},
         dir_.path + "/" + bank + ".log");
     EXPECT_TRUE(p->Start(port)) << p->LogTail();
@@ -73,11 +75,13 @@ class PythonSdkTest : public ::testing::Test {
   }
 
   std::unique_ptr<Process> PyAgent(const std::string& bank, int port,
-                                   const std::string& script = "participant.py") {
+                                   const std::string& script = "participant.py",
+                                   const std::string& coordinators = "") {
     auto p = std::make_unique<Process>(
         script + " " + bank,
         std::vector<std::string>{"/usr/bin/python3", Script(script), "--listen", Addr(port),
-                                 "--data", dir_.path + "/" + bank, "--coordinator", Addr(cport_),
+                                 "--data", dir_.path + "/" + bank, "--coordinator",
+                                 coordinators.empty() ? Addr(cport_) : coordinators,
                                  "--resource", bank},
         dir_.path + "/" + bank + ".log", kPyEnv);
     EXPECT_TRUE(p->Start(port)) << p->LogTail();
@@ -462,6 +466,63 @@ TEST_F(PythonSdkTest, ParticipantPyKeepsTheAgentContract) {
       pport, "ListBranches", proto::ListBranchesRequest());
   ASSERT_TRUE(alive.ok()) << py->LogTail();
   EXPECT_EQ(alive->status.code, proto::Code::OK);
+}
+
+// A three-replica coordinator group: client.py given only a follower's
+// address follows NOT_LEADER's hint to the leader, for a transaction over a
+// txagent and participant.py, and for its outcome.
+TEST_F(PythonSdkTest, ClientPyFollowsTheLeaderOfAGroup) {
+  std::vector<int> ports{FreePort(), FreePort(), FreePort()};
+  std::string peers, all;
+  for (size_t i = 0; i < ports.size(); ++i) {
+    peers += (i ? "," : "") + std::to_string(i + 1) + "=" + Addr(ports[i]);
+    all += (i ? "," : "") + Addr(ports[i]);
+  }
+  std::vector<std::unique_ptr<Process>> replicas;
+  for (size_t i = 0; i < ports.size(); ++i) {
+    std::string id = std::to_string(i + 1);
+    replicas.push_back(std::make_unique<Process>(
+        "txcoord " + id,
+        std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--id", id, "--listen", Addr(ports[i]),
+                                 "--peers", peers, "--data", dir_.path + "/g" + id},
+        dir_.path + "/g" + id + ".log"));
+    ASSERT_TRUE(replicas.back()->Start(ports[i])) << replicas.back()->LogTail();
+  }
+  int leader = 0;  // the index of the replica that says it leads
+  for (int waited = 0; waited <= 20000 && leader == 0; waited += 100) {
+    for (size_t i = 0; i < ports.size(); ++i) {
+      auto s = CallOnce<proto::StatusRequest, proto::StatusResponse>(ports[i], "Status",
+                                                                     proto::StatusRequest());
+      if (s.ok() && s->leader_id != 0 && s->leader_id == s->replica_id) leader = s->replica_id;
+    }
+    if (leader == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(leader, 0) << replicas[0]->LogTail();
+  std::string follower = Addr(ports[leader % ports.size()]);  // the next one
+
+  int aport = FreePort(), pport = FreePort();
+  auto a = Txagent("bank_a", aport, all);
+  auto py = PyAgent("bank_py", pport, "participant.py", all);
+  agents_ = {{"bank_a", Addr(aport)}, {"bank_py", Addr(pport)}};
+  Run created = ClientPy({"run", "bank_a:CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER)",
+                          "bank_a:INSERT INTO accounts VALUES (1, 1000)",
+                          "bank_py:CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER)",
+                          "bank_py:INSERT INTO accounts VALUES (1, 1000)"},
+                         follower);
+  ASSERT_EQ(created.status, 0) << created.out;
+  Run moved = ClientPy({"--one-shot", "transfer", "bank_a:1", "bank_py:1", "30"}, follower);
+  ASSERT_EQ(moved.status, 0) << moved.out;
+  Run outcome = ClientPy({"outcome", JsonString(moved.out, "txid")}, follower);
+  EXPECT_EQ(JsonString(outcome.out, "outcome"), "committed") << outcome.out;
+  Run a1 = ClientPy({"query", "bank_a", "SELECT balance FROM accounts WHERE id = 1"}, follower);
+  EXPECT_NE(a1.out.find("[[970]]"), std::string::npos) << a1.out;
+  Run p1;
+  for (int attempt = 0; attempt < 20; ++attempt) {  // until the commit reached participant.py
+    p1 = ClientPy({"query", "bank_py", "SELECT balance FROM accounts WHERE id = 1"}, follower);
+    if (p1.status == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_NE(p1.out.find("[[1030]]"), std::string::npos) << p1.out;
 }
 
 // broken_participant.py has the two bugs a conformance kit must catch: a
