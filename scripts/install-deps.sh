@@ -8,7 +8,8 @@ PKGS=(g++ make cmake ninja-build ccache pkg-config python3
       nlohmann-json3-dev  # txadmin's --json
       prometheus  # promtool: the metrics test checks /metrics with it
       libpq-dev postgresql-15  # postgres: resources; the tests run a throwaway server
-      mariadb-server-core mariadb-client-core libmariadb-dev)  # mariadb: resources and their tests
+      mariadb-server-core mariadb-client-core libmariadb-dev  # mariadb: resources and their tests
+      python3-thrift)  # examples/python: the Python client and participant
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
