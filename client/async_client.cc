@@ -79,6 +79,10 @@ Status Closed() { return Status::Unavailable("the AsyncClient was destroyed"); }
 
 }  // namespace
 
+// Each operation starts with dispatch: inline when called on the io thread
+// (from another handler: no extra trip through the queue), posted otherwise.
+// Its handler is always posted (detail::Completion), so it never runs inside
+// the initiating call even when the answer is immediate.
 AsyncClient::AsyncClient(boost::asio::io_context& io, ClientOptions options)
     : io_(io), options_(options), impl_(std::make_shared<Impl>(io, std::move(options))) {}
 
@@ -108,7 +112,7 @@ Result<std::string> AsyncClient::AgentFor(const std::string& resource) const {
 }
 
 void AsyncClient::Begin(TxnOptions options, std::function<void(Result<AsyncTransaction>)> done) {
-  boost::asio::post(io_, [impl = impl_, options, done = std::move(done)]() mutable {
+  boost::asio::dispatch(io_, [impl = impl_, options, done = std::move(done)]() mutable {
     if (impl->closed) return done(Closed());
     proto::BeginRequest req;
     if (impl->options.txn_timeout_ms > 0) req.__set_timeout_ms(impl->options.txn_timeout_ms);
@@ -125,7 +129,7 @@ void AsyncClient::Begin(TxnOptions options, std::function<void(Result<AsyncTrans
 void AsyncClient::Execute(AsyncTransaction txn, std::string resource,
                           std::vector<proto::Statement> statements,
                           std::function<void(Result<std::vector<proto::ResultSet>>)> done) {
-  boost::asio::post(io_, [impl = impl_, txn = std::move(txn), resource = std::move(resource),
+  boost::asio::dispatch(io_, [impl = impl_, txn = std::move(txn), resource = std::move(resource),
                           statements = std::move(statements), done = std::move(done)]() mutable {
     if (impl->closed) return done(Closed());
     if (!txn.state_) return done(EmptyHandle());
@@ -182,7 +186,7 @@ void AsyncClient::Execute(AsyncTransaction txn, std::string resource,
 }
 
 void AsyncClient::Commit(AsyncTransaction txn, std::function<void(Status)> done) {
-  boost::asio::post(io_, [impl = impl_, txn = std::move(txn), done = std::move(done)]() mutable {
+  boost::asio::dispatch(io_, [impl = impl_, txn = std::move(txn), done = std::move(done)]() mutable {
     if (impl->closed) return done(Closed());
     if (!txn.state_) return done(EmptyHandle());
     if (txn.state_->finished) {
@@ -206,7 +210,7 @@ void AsyncClient::Commit(AsyncTransaction txn, std::function<void(Status)> done)
 }
 
 void AsyncClient::Rollback(AsyncTransaction txn, std::function<void(Status)> done) {
-  boost::asio::post(io_, [impl = impl_, txn = std::move(txn), done = std::move(done)]() mutable {
+  boost::asio::dispatch(io_, [impl = impl_, txn = std::move(txn), done = std::move(done)]() mutable {
     if (impl->closed) return done(Closed());
     if (!txn.state_) return done(EmptyHandle());
     if (txn.state_->finished) {
@@ -236,7 +240,7 @@ void AsyncClient::Rollback(AsyncTransaction txn, std::function<void(Status)> don
 }
 
 void AsyncClient::Submit(Work work, TxnOptions options, std::function<void(Result<TxId>)> done) {
-  boost::asio::post(io_, [impl = impl_, work = std::move(work), options, done = std::move(done)]() mutable {
+  boost::asio::dispatch(io_, [impl = impl_, work = std::move(work), options, done = std::move(done)]() mutable {
     if (impl->closed) return done(Closed());
     auto req = std::make_shared<proto::SubmitRequest>();
     req->protocol = options.protocol;
@@ -275,7 +279,7 @@ void AsyncClient::Submit(Work work, TxnOptions options, std::function<void(Resul
 }
 
 void AsyncClient::Outcome(TxId txid, std::function<void(Result<proto::Outcome::type>)> done) {
-  boost::asio::post(io_, [impl = impl_, txid, done = std::move(done)]() mutable {
+  boost::asio::dispatch(io_, [impl = impl_, txid, done = std::move(done)]() mutable {
     if (impl->closed) return done(Closed());
     proto::OutcomeRequest req;
     req.txid = txid;

@@ -24,8 +24,9 @@
 //
 // Threading: the client runs on the io_context given to Connect; every RPC,
 // timer and piece of client state lives on the thread (one thread) that runs
-// it. Operations may be started from any thread: each first posts to that
-// io_context. A completion handler runs on its associated executor (Asio's
+// it. Operations may be started from any thread: each first dispatches to
+// that io_context (inline on its thread, posted from any other). A
+// completion handler runs on its associated executor (Asio's
 // rule), which for a plain callback is the client's io_context and for
 // use_awaitable the coroutine's executor; it never runs inside the call that
 // started the operation. Outstanding work is counted on the handler's
@@ -208,7 +209,7 @@ class AsyncClient {
   class Impl;
   AsyncClient(boost::asio::io_context& io, ClientOptions options);
 
-  // The operations behind the templates: each posts to the io_context and
+  // The operations behind the templates: each dispatches to the io_context and
   // calls `done` there exactly once.
   void Begin(TxnOptions options, std::function<void(Result<AsyncTransaction>)> done);
   void Execute(AsyncTransaction txn, std::string resource, std::vector<proto::Statement> statements,
