@@ -102,13 +102,16 @@ class AsyncClientTest : public ::testing::Test {
 
   std::string DbPath(const std::string& bank) const { return dir_.path + "/" + bank + ".db"; }
 
-  static bool WaitBranchCommitted(int port, const TxId& txid) {
+  static bool WaitBranchCommitted(int port, const TxId& txid) { return WaitBranch(port, txid, "committed"); }
+
+  // Polls the agent's ListBranches until txid's branch is in `state`, up to 20 s.
+  static bool WaitBranch(int port, const TxId& txid, const std::string& state) {
     for (int waited = 0; waited <= 20000; waited += 20) {
       auto r = testing::CallOnce<proto::ListBranchesRequest, proto::ListBranchesResponse>(
           port, "ListBranches", proto::ListBranchesRequest());
       if (r.ok()) {
         for (const auto& b : r->branches) {
-          if (b.txid == txid && b.state == "committed") return true;
+          if (b.txid == txid && b.state == state) return true;
         }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -316,9 +319,11 @@ TEST_F(AsyncClientTest, FailedExpectationAborts) {
   // Interactive: the failed expectation fails the execute; the commit then
   // aborts (that branch cannot vote YES).
   std::optional<Status> executed, committed;
+  TxId interactive;
   c.async_begin({}, [&](Result<AsyncTransaction> t) {
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     AsyncTransaction tx = *t;
+    interactive = tx.id();
     c.async_execute(tx, "bank_a", {Sql("UPDATE accounts SET balance = balance - 50 WHERE id = 8")},
                     [&, tx](Result<std::vector<proto::ResultSet>> a) {
                       ASSERT_TRUE(a.ok()) << a.status().ToString();
@@ -335,8 +340,11 @@ TEST_F(AsyncClientTest, FailedExpectationAborts) {
   EXPECT_FALSE(executed->ok());
   EXPECT_EQ(committed->code(), Status::kAborted) << committed->ToString();
 
-  // Nothing moved: bank_a's debits were undone.
-  std::optional<Result<TxId>> probe;  // a later transfer on the same rows commits
+  // Nothing moved: bank_a's debit was rolled back there (the ABORT reaches
+  // the agent asynchronously), after which a transfer on the row commits.
+  ASSERT_TRUE(WaitBranch(aport_, interactive, "aborted")) << agent_a_->LogTail();
+  EXPECT_EQ(Balance("bank_a", 8), kBalance);
+  std::optional<Result<TxId>> probe;
   c.async_submit(Transfer(1, 8, 8), {}, [&](Result<TxId> r) { probe.emplace(std::move(r)); });
   ASSERT_TRUE(RunUntil([&] { return probe.has_value(); }));
   ASSERT_TRUE(probe->ok()) << probe->status().ToString();
@@ -403,6 +411,20 @@ TEST_F(AsyncClientTest, UnknownResourceIsInvalidArgument) {
   c.async_commit(AsyncTransaction(), [&](Status s) { empty = s; });
   ASSERT_TRUE(RunUntil([&] { return empty.has_value(); }));
   EXPECT_EQ(empty->code(), Status::kInvalidArgument) << empty->ToString();
+}
+
+// A client destroyed with operations started but not yet run still answers
+// each of them, and nothing commits.
+TEST_F(AsyncClientTest, DestroyedClientStillAnswersEveryHandler) {
+  std::optional<Result<TxId>> submitted;
+  std::optional<Result<AsyncTransaction>> begun;
+  client_->async_submit(Transfer(1, 9, 9), {}, [&](Result<TxId> r) { submitted.emplace(std::move(r)); });
+  client_->async_begin({}, [&](Result<AsyncTransaction> r) { begun.emplace(std::move(r)); });
+  client_.reset();  // no thread runs io_ now
+  ASSERT_TRUE(RunUntil([&] { return submitted.has_value() && begun.has_value(); }));
+  EXPECT_EQ(submitted->status().code(), Status::kUnavailable) << submitted->status().ToString();
+  EXPECT_EQ(begun->status().code(), Status::kUnavailable) << begun->status().ToString();
+  EXPECT_EQ(Balance("bank_a", 9), kBalance);
 }
 
 TEST_F(AsyncClientTest, UnreachableCoordinatorIsUnavailableWithinTheTimeout) {
