@@ -109,10 +109,12 @@ class AsyncTransaction {
   std::shared_ptr<detail::AsyncTxnState> state_;
 };
 
-// Not thread-safe to destroy: destroy it on the io_context's thread, or while
-// no thread runs the io_context. Operations still in flight then end with
-// UNAVAILABLE (the connections close), at the latest at their deadline; their
-// handlers still run.
+// The coordinator group (CoordinatorSet: redirects, NOT_LEADER, retries until
+// commit_timeout) and a connection per agent, on one io_context.
+// Thread-safe to start operations from any thread; destroy it on the
+// io_context's thread, or while no thread runs the io_context. Operations
+// still in flight then end with UNAVAILABLE (the connections close), at the
+// latest at their deadline; their handlers still run.
 class AsyncClient {
  public:
   using Work = std::map<std::string, std::vector<proto::Statement>>;

@@ -225,7 +225,7 @@ int Transfer(int argc, char** argv) {
       ("mode", po::value<std::string>()->default_value("oneshot"), "oneshot or interactive")
       ("client", po::value<std::string>()->default_value("async"),
        "async: every transfer in flight on one thread (AsyncClient; --concurrency up to 10000 and "
-       "more); blocking: a thread per transfer in flight (Client). docs/sdk-async.md has both measured")
+       "more); blocking: a thread per transfer in flight (Client). docs/sdk.md has both measured")
       ("protocol", po::value<std::string>()->default_value("2pc"),
        "commit protocol of every transfer (and of the set-up): 2pc or 3pc")
       ("json", po::bool_switch(), "print the summary as one JSON line")
