@@ -22,6 +22,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/program_options.hpp>
 
+#include "client/async_client.h"
 #include "client/client.h"
 #include "common/cli.h"
 #include "common/log.h"
@@ -94,6 +95,116 @@ struct Stats {
   }
 };
 
+// One transfer's choice, the same for every driver: two resources (distinct
+// when there are several), two accounts, an amount.
+struct Pick {
+  size_t ri = 0, rj = 0;
+  int64_t a = 0, b = 0, amount = 0;
+};
+
+Pick PickTransfer(std::mt19937_64& rng, size_t resources, int64_t accounts) {
+  Pick p;
+  p.ri = rng() % resources;
+  p.rj = resources > 1 ? (p.ri + 1 + rng() % (resources - 1)) % resources : p.ri;
+  p.a = 1 + static_cast<int64_t>(rng() % accounts);
+  p.b = 1 + static_cast<int64_t>(rng() % accounts);
+  if (p.ri == p.rj && p.a == p.b) p.b = p.a % accounts + 1;
+  p.amount = 1 + static_cast<int64_t>(rng() % 100);
+  return p;
+}
+
+proto::Statement Debit(const Pick& p) {
+  return SqlExpect("UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?",
+                   {Int(p.amount), Int(p.a), Int(p.amount)}, 1);
+}
+
+proto::Statement Credit(const Pick& p) {
+  return SqlExpect("UPDATE accounts SET balance = balance + ? WHERE id = ?", {Int(p.amount), Int(p.b)}, 1);
+}
+
+// A transfer's answer, counted: committed (with its latency), aborted, or an
+// error. True for an error (the caller pauses before the next transfer).
+bool Count(Stats& stats, const Status& s, Micros latency, std::vector<Micros>* latencies) {
+  if (s.ok()) {
+    ++stats.committed;
+    latencies->push_back(latency);
+    return false;
+  }
+  if (s.code() == Status::kAborted || s.code() == Status::kLockTimeout || s.code() == Status::kConflict ||
+      s.code() == Status::kExpectationFailed) {
+    stats.Aborted(s);
+    return false;
+  }
+  stats.Error(s);
+  return true;
+}
+
+// --client async: every transfer of the load in flight on the calling
+// thread, through one AsyncClient. `concurrency` slots, each starting its
+// next transfer when the previous one answered, until the deadline.
+struct AsyncLoad {
+  AsyncClient* client = nullptr;
+  std::vector<std::string> resources;
+  int64_t accounts = 0;
+  bool interactive = false;
+  TxnOptions txn;
+  Micros end = 0;
+  Stats* stats = nullptr;
+  int active = 0;  // slots still issuing
+};
+
+struct AsyncSlot : std::enable_shared_from_this<AsyncSlot> {
+  AsyncSlot(boost::asio::io_context& io, AsyncLoad* load, uint64_t seed) : load(load), rng(seed), pause(io) {}
+  AsyncLoad* load;
+  std::mt19937_64 rng;
+  boost::asio::steady_timer pause;
+  Micros t0 = 0;
+
+  void Next() {
+    if (SteadyNowMicros() >= load->end) {
+      --load->active;
+      return;
+    }
+    Pick p = PickTransfer(rng, load->resources.size(), load->accounts);
+    t0 = SteadyNowMicros();
+    auto self = shared_from_this();
+    AsyncClient& c = *load->client;
+    const std::string& from = load->resources[p.ri];
+    const std::string& to = load->resources[p.rj];
+    if (!load->interactive) {
+      AsyncClient::Work work;
+      work[from].push_back(Debit(p));
+      work[to].push_back(Credit(p));
+      c.async_submit(std::move(work), load->txn,
+                     [self](Result<TxId> r) { self->Done(r.ok() ? Status::Ok() : r.status()); });
+      return;
+    }
+    c.async_begin(load->txn, [self, p, &c, from, to](Result<AsyncTransaction> tx) {
+      if (!tx.ok()) return self->Done(tx.status());
+      c.async_execute(*tx, from, {Debit(p)}, [self, p, &c, to, tx = *tx](Result<std::vector<proto::ResultSet>> e1) {
+        if (!e1.ok()) return self->Abandon(tx, e1.status());
+        c.async_execute(tx, to, {Credit(p)}, [self, &c, tx](Result<std::vector<proto::ResultSet>> e2) {
+          if (!e2.ok()) return self->Abandon(tx, e2.status());
+          c.async_commit(tx, [self](Status s) { self->Done(s); });
+        });
+      });
+    });
+  }
+
+  // As the blocking driver: roll back, then count the execute's failure.
+  void Abandon(const AsyncTransaction& tx, Status why) {
+    auto self = shared_from_this();
+    load->client->async_rollback(tx, [self, why](Status) { self->Done(why); });
+  }
+
+  void Done(const Status& s) {
+    if (!Count(*load->stats, s, SteadyNowMicros() - t0, &load->stats->latencies)) return Next();
+    auto self = shared_from_this();
+    pause.expires_after(std::chrono::milliseconds(20));
+    pause.async_wait([self](const boost::system::error_code&) { self->Next(); });
+  }
+};
+
 int Transfer(int argc, char** argv) {
   po::options_description desc("txbench transfer options");
   desc.add_options()
@@ -112,6 +223,9 @@ int Transfer(int argc, char** argv) {
       ("concurrency", po::value<int>()->default_value(8), "transactions in flight")
       ("duration", po::value<std::string>()->default_value("10s"), "how long to run (10s, 500ms, 2m)")
       ("mode", po::value<std::string>()->default_value("oneshot"), "oneshot or interactive")
+      ("client", po::value<std::string>()->default_value("async"),
+       "async: every transfer in flight on one thread (AsyncClient; --concurrency up to 10000 and "
+       "more); blocking: a thread per transfer in flight (Client). docs/sdk.md has both measured")
       ("protocol", po::value<std::string>()->default_value("2pc"),
        "commit protocol of every transfer (and of the set-up): 2pc or 3pc")
       ("json", po::bool_switch(), "print the summary as one JSON line")
@@ -126,7 +240,7 @@ int Transfer(int argc, char** argv) {
   cli::Parse(argc, argv,
              "usage: txbench transfer --coordinator LIST --agent NAME=HOST:PORT [--agent ...] "
              "--accounts N --concurrency C --duration 10s [--mode oneshot|interactive] "
-             "[--protocol 2pc|3pc] [--no-setup]\n"
+             "[--protocol 2pc|3pc] [--client async|blocking] [--no-setup]\n"
              "       txbench transfer --direct --db NAME=KIND:CONNINFO --db ... --accounts N "
              "--concurrency C --duration 10s",
              desc, vm);
@@ -144,6 +258,16 @@ int Transfer(int argc, char** argv) {
   const TxnOptions txn{.protocol = *parsed_protocol};
   const char* protocol = ProtocolFlag(txn.protocol);
   const bool direct = vm["direct"].as<bool>();
+  const std::string client_kind = vm["client"].as<std::string>();
+  if (client_kind != "async" && client_kind != "blocking") {
+    std::cerr << "txbench: --client must be async or blocking\n";
+    return 2;
+  }
+  if (direct && !vm["client"].defaulted()) {
+    std::cerr << "txbench: --client goes with --coordinator (--direct drives the databases itself)\n";
+    return 2;
+  }
+  const bool async = !direct && client_kind == "async";
   if (direct) {
     if (vm.count("coordinator") || vm.count("agent")) {
       std::cerr << "txbench: --direct excludes --coordinator and --agent\n";
@@ -342,10 +466,9 @@ int Transfer(int argc, char** argv) {
       }
     }
     transfer = [&, txn](int, size_t ri, int64_t a, size_t rj, int64_t b, int64_t amount) -> Status {
-      auto debit = SqlExpect("UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?",
-                             {Int(amount), Int(a), Int(amount)}, 1);
-      auto credit = SqlExpect("UPDATE accounts SET balance = balance + ? WHERE id = ?",
-                              {Int(amount), Int(b)}, 1);
+      Pick p{.ri = ri, .rj = rj, .a = a, .b = b, .amount = amount};
+      auto debit = Debit(p);
+      auto credit = Credit(p);
       if (mode == "oneshot") {
         std::map<std::string, std::vector<proto::Statement>> work;
         work[resources[ri]].push_back(debit);
@@ -372,49 +495,78 @@ int Transfer(int argc, char** argv) {
   Stats stats;
   Micros start = SteadyNowMicros();
   Micros end = start + duration;
-  std::vector<std::thread> threads;
-  for (int w = 0; w < concurrency; ++w) {
-    threads.emplace_back([&, w] {
-      std::mt19937_64 rng(0x7a11 + w);
-      std::vector<Micros> lat;
-      while (SteadyNowMicros() < end) {
-        size_t ri = rng() % resources.size();
-        size_t rj = resources.size() > 1 ? (ri + 1 + rng() % (resources.size() - 1)) % resources.size() : ri;
-        int64_t a = 1 + static_cast<int64_t>(rng() % accounts);
-        int64_t b = 1 + static_cast<int64_t>(rng() % accounts);
-        if (ri == rj && a == b) b = a % accounts + 1;
-        int64_t amount = 1 + static_cast<int64_t>(rng() % 100);
-        Micros t0 = SteadyNowMicros();
-        Status s = transfer(w, ri, a, rj, b, amount);
-        Micros t1 = SteadyNowMicros();
-        if (s.ok()) {
-          ++stats.committed;
-          lat.push_back(t1 - t0);
-        } else if (s.code() == Status::kAborted || s.code() == Status::kLockTimeout ||
-                   s.code() == Status::kConflict || s.code() == Status::kExpectationFailed) {
-          stats.Aborted(s);
-        } else {
-          stats.Error(s);
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-      }
-      std::lock_guard<std::mutex> l(stats.mu);
-      stats.latencies.insert(stats.latencies.end(), lat.begin(), lat.end());
-    });
-  }
   bool quiet = vm["quiet"].as<bool>() || vm["json"].as<bool>();
   int64_t last = 0;
-  while (SteadyNowMicros() < end) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<Micros>(1000, (end - SteadyNowMicros()) / 1000 + 1)));
-    if (quiet) continue;
+  auto progress = [&] {
+    if (quiet) return;
     int64_t now_c = stats.committed.load();
     double t = static_cast<double>(SteadyNowMicros() - start) / kSeconds;
     std::fprintf(stderr, "progress t=%.0fs committed=%ld (+%ld/s) aborted=%ld errors=%ld\n", t,
                  static_cast<long>(now_c), static_cast<long>(now_c - last),
                  static_cast<long>(stats.aborted.load()), static_cast<long>(stats.errors.load()));
     last = now_c;
+  };
+  if (async) {
+    // Every transfer on this thread. The blocking client above did the set-up.
+    boost::asio::io_context io;
+    auto async_client = AsyncClient::Connect(io, client->options());
+    if (!async_client.ok()) {
+      std::cerr << "txbench: " << async_client.status().ToString() << "\n";
+      return 2;
+    }
+    AsyncLoad load{.client = async_client->get(), .resources = resources, .accounts = accounts,
+                   .interactive = mode == "interactive", .txn = txn, .end = end, .stats = &stats,
+                   .active = concurrency};
+    std::vector<std::shared_ptr<AsyncSlot>> slots;
+    for (int w = 0; w < concurrency; ++w) {
+      slots.push_back(std::make_shared<AsyncSlot>(io, &load, 0x7a11 + static_cast<uint64_t>(w)));
+      slots.back()->Next();
+    }
+    boost::asio::steady_timer tick(io);
+    std::function<void()> schedule = [&] {
+      tick.expires_after(std::chrono::seconds(1));
+      tick.async_wait([&](const boost::system::error_code& ec) {
+        if (ec || SteadyNowMicros() >= end) return;
+        progress();
+        schedule();
+      });
+    };
+    schedule();
+    // Bounded: a transfer in flight at the deadline ends within the client's
+    // commit timeout.
+    const Micros give_up = end + client->options().commit_timeout + 5 * kSeconds;
+    while (load.active > 0 && SteadyNowMicros() < give_up) io.run_one_for(std::chrono::milliseconds(100));
+    tick.cancel();
+    if (load.active > 0) {
+      stats.Error(Status::Timeout(std::to_string(load.active) + " transfers still unanswered " +
+                                  "after the commit timeout"));
+    }
+    slots.clear();
+    async_client->reset();  // io is not running: the client may go
+  } else {
+    std::vector<std::thread> threads;
+    for (int w = 0; w < concurrency; ++w) {
+      threads.emplace_back([&, w] {
+        std::mt19937_64 rng(0x7a11 + w);
+        std::vector<Micros> lat;
+        while (SteadyNowMicros() < end) {
+          Pick p = PickTransfer(rng, resources.size(), accounts);
+          Micros t0 = SteadyNowMicros();
+          Status s = transfer(w, p.ri, p.a, p.rj, p.b, p.amount);
+          if (Count(stats, s, SteadyNowMicros() - t0, &lat)) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          }
+        }
+        std::lock_guard<std::mutex> l(stats.mu);
+        stats.latencies.insert(stats.latencies.end(), lat.begin(), lat.end());
+      });
+    }
+    while (SteadyNowMicros() < end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<Micros>(1000, (end - SteadyNowMicros()) / 1000 + 1)));
+      progress();
+    }
+    for (auto& t : threads) t.join();
   }
-  for (auto& t : threads) t.join();
   double secs = static_cast<double>(SteadyNowMicros() - start) / kSeconds;
   std::sort(stats.latencies.begin(), stats.latencies.end());
   double p50 = Percentile(stats.latencies, 0.50), p99 = Percentile(stats.latencies, 0.99),
@@ -1018,7 +1170,7 @@ int main(int argc, char** argv) {
   std::string usage =
       "usage: txbench transfer --coordinator LIST --agent NAME=HOST:PORT [--agent ...] "
       "--accounts N --concurrency C --duration 10s [--mode oneshot|interactive] "
-      "[--protocol 2pc|3pc] [--no-setup]\n"
+      "[--protocol 2pc|3pc] [--client async|blocking] [--no-setup]\n"
       "       txbench transfer --direct --db NAME=KIND:CONNINFO --db ... --accounts N --concurrency C "
       "--duration 10s\n"
       "       txbench setup-db --db NAME=KIND:CONNINFO [--db ...] --accounts N --balance B\n"
