@@ -430,7 +430,8 @@ TEST_F(AsyncClientTest, DestroyedClientStillAnswersEveryHandler) {
 TEST_F(AsyncClientTest, UnreachableCoordinatorIsUnavailableWithinTheTimeout) {
   ClientOptions o = options_;
   o.coordinators = {Addr(FreePort())};  // reserved, and nothing listens there
-  o.commit_timeout = 1 * kSeconds;
+  o.commit_timeout = 1 * kSeconds;  // Submit's, Commit's
+  o.call_timeout = 1 * kSeconds;    // Begin's
   auto lost = AsyncClient::Connect(io_, o);
   ASSERT_TRUE(lost.ok()) << lost.status().ToString();
   std::optional<Result<AsyncTransaction>> begun;
@@ -438,11 +439,14 @@ TEST_F(AsyncClientTest, UnreachableCoordinatorIsUnavailableWithinTheTimeout) {
   Micros t0 = SteadyNowMicros();
   (*lost)->async_begin({}, [&](Result<AsyncTransaction> r) { begun.emplace(std::move(r)); });
   (*lost)->async_submit(Transfer(1, 1, 1), {}, [&](Result<TxId> r) { submitted.emplace(std::move(r)); });
-  // Bounded well past the 1 s commit_timeout: the deadline is the client's.
+  // Bounded well past the 1 s timeouts: the deadline is the client's.
   ASSERT_TRUE(RunUntil([&] { return begun.has_value() && submitted.has_value(); }, 10 * kSeconds));
   Micros took = SteadyNowMicros() - t0;
   EXPECT_EQ(begun->status().code(), Status::kUnavailable) << begun->status().ToString();
   EXPECT_EQ(submitted->status().code(), Status::kUnavailable) << submitted->status().ToString();
+  // The message names the address tried.
+  EXPECT_NE(begun->status().message().find("tried " + o.coordinators[0]), std::string::npos)
+      << begun->status().ToString();
   EXPECT_LT(took, 1 * kSeconds + 3 * kSeconds);
 
   Result<std::unique_ptr<AsyncClient>> bad = AsyncClient::Connect(io_, ClientOptions{});
