@@ -65,6 +65,7 @@ MAX_CONNECTIONS = 1024
 MAX_IN_FLIGHT = 256             # requests being served at once
 MAX_TIMEOUT_MS = 24 * 3600 * 1000
 FINAL_RETENTION_S = 30.0        # finished branches kept in memory (the log keeps them longer)
+MAX_STATEMENTS = 10000          # in one request (as protocol/validate.h's kMaxStatements)
 MAX_CALL_SECONDS = 10.0         # the statements of one call, together (as txagent's SQLite resource)
 RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -581,6 +582,10 @@ class Participant:
 
     @staticmethod
     def _check_statements(stmts, field):
+        if len(stmts) > MAX_STATEMENTS:
+            raise Refused("INVALID_ARGUMENT", "%s holds %d statements; at most %d travel in one "
+                          "request: split the work over several Execute calls of the same "
+                          "transaction" % (field, len(stmts), MAX_STATEMENTS))
         for i, st in enumerate(stmts):
             if st is None or st.sql is None:
                 raise Refused("INVALID_ARGUMENT", "%s[%d].sql is missing" % (field, i))

@@ -472,13 +472,26 @@ CaseResult Hanging(Kit& k) {
   return c.Done(4, "hanging");
 }
 
-// 5. A COMMIT for a branch that never prepared is refused: never seen, or
-// seen ACTIVE (its work executed, never voted on).
+// 5. A COMMIT for a branch that never prepared changes nothing. One seen
+// ACTIVE (its work executed, never voted on) is refused. One never seen may
+// be refused or acknowledged: an agent that forgets committed branches cannot
+// tell "never seen" from "committed and forgotten", and the coordinator
+// resends a COMMIT until it is acknowledged, so there OK means "nothing left
+// to do". Either way it must not become a branch: BranchState (if served) is
+// not prepared or active, and a PREPARE of that txid does not vote YES.
 CaseResult CommitUnprepared(Kit& k) {
-  Check c("refused twice; nothing applied");
+  Check c("unseen: refused or OK, no branch; active: refused; nothing applied");
   TxId t1 = k.Fresh();
   DecideR d1 = k.Decide(t1, proto::Outcome::COMMITTED);
-  c.That(RefusedDecide(d1), "commit of an unseen branch", SayDecide(d1));
+  c.That(RefusedDecide(d1) || Ok(d1), "commit of an unseen branch", SayDecide(d1));
+  StateR s1 = k.State(t1);
+  if (Ok(s1)) {
+    c.That(s1->state != "prepared" && s1->state != "active" && s1->state != "precommitted",
+           "BranchState after it", s1->state);
+  }
+  VoteR v1 = k.Prepare(t1);
+  c.That(!Yes(v1), "prepare after it", SayVote(v1));
+  if (Yes(v1)) k.Abort(t1);
 
   const std::string key = k.Key("commit-unprepared");
   TxId t2 = k.Fresh();
