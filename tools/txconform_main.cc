@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
        "listening again, a lock wait): 10s, 500ms, 2m")
       ("epoch", po::value<int64_t>()->default_value(0),
        "the epoch of every txid the cases use; 0 picks one from the clock, far above any "
-       "coordinator's (docs/sdk-txconform.md says why)")
+       "coordinator's (docs/sdk.md, section txconform, says why)")
       ("verbose,v", po::bool_switch(), "print every check of every case, not only of the cases that fail");
   po::variables_map vm;
   cli::Parse(argc, argv,

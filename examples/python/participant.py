@@ -33,7 +33,7 @@ lock first, so nothing else can have changed the data in between) and held in
 doubt; the coordinator group is asked for its outcome at once and then every
 1 to 5 s. A row in txc_applied is marked COMMITTED.
 
-Choices where the C++ agent has others (docs/sdk-python.md):
+Choices where the C++ agent has others (docs/sdk.md, "Python"):
   - a branch that never wrote votes READ_ONLY and is released at once;
   - Decide(COMMITTED) for a txid with no branch here is refused (NOT_FOUND):
     this agent never forgets a branch (the log keeps every row), so "unknown"

@@ -1,4 +1,4 @@
-// The Python route (examples/python, docs/sdk-python.md) against real
+// The Python route (examples/python, docs/sdk.md, "Python") against real
 // processes on loopback: client.py drives a txcoord and txagents; a
 // transaction spans a C++ txagent and participant.py and ends the same way on
 // both; participant.py killed after its YES vote recovers the branch and

@@ -4,7 +4,7 @@
 // hard cases: duplicate PREPARE and DECIDE, the empty rollback and the
 // hanging branch it must prevent, a COMMIT for a branch that never prepared,
 // branch state queries, a crash after a YES vote, concurrent writers of one
-// row, malformed and oversized requests. docs/sdk-txconform.md says what each
+// row, malformed and oversized requests. docs/sdk.md, "Checking a participant agent" says what each
 // case checks and why.
 //
 // Not thread-safe: one Run at a time (it starts its own io thread).
