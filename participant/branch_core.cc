@@ -109,7 +109,8 @@ void BranchCore::HeardFromGroup(const Key& key) {
   it->second.failed_queries = 0;
 }
 
-void BranchCore::OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now) {
+void BranchCore::OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now,
+                          bool from_group) {
   if (!KnownResource(req.resource)) {
     return ReplyDecide(Pending{token, true, req},
                        Status::InvalidArgument("this agent hosts no resource named '" +
@@ -118,7 +119,70 @@ void BranchCore::OnDecide(uint64_t token, const proto::DecideRequest& req, Micro
   Key key{req.resource, req.txid};
   HeardFromGroup(key);
   if (req.outcome == proto::Outcome::ABORTED) CancelLockWait(key, now);
-  Enqueue(key, Pending{token, true, req}, now);
+  Pending p{token, true, req};
+  p.unconfirmed = options_.confirm_decisions && !from_group;
+  Enqueue(key, std::move(p), now);
+}
+
+// An unconfirmed COMMITTED or ABORTED for a branch in doubt: park it as the
+// branch's current request and ask the group (OnOutcome settles it).
+bool BranchCore::ConfirmFirst(const Key& key, Branch& b, Pending& p) {
+  if (!p.unconfirmed || !InDoubt(b.state)) return false;
+  const auto& d = std::get<proto::DecideRequest>(p.req);
+  if (d.__isset.precommit && d.precommit) return false;
+  if (d.outcome != proto::Outcome::COMMITTED && d.outcome != proto::Outcome::ABORTED) return false;
+  b.current = std::move(p);
+  b.confirming = true;
+  effects_.queries.push_back(key.second);
+  return true;
+}
+
+// The group's answer to the outcome query of an unconfirmed decision: apply
+// it if the group decided the same, refuse it otherwise (nothing changed;
+// the caller may resend), and let the answer settle the branch as any
+// outcome answer does.
+void BranchCore::SettleConfirmation(const Key& key, Branch& b, const Status& status,
+                                    proto::Outcome::type outcome, Micros now) {
+  Pending p = std::move(*b.current);
+  b.current.reset();
+  b.confirming = false;
+  const auto wanted = std::get<proto::DecideRequest>(p.req).outcome;
+  const std::string what = std::string(OutcomeName(wanted)) + " for " + Name(key.first, key.second);
+  if (!status.ok()) {
+    ++counters_.decisions_unconfirmed;
+    ReplyDecide(p, Status::Unavailable("cannot confirm " + what +
+                                       " with the coordinator group (" + status.ToString() +
+                                       "); a decision from a caller that is not authenticated "
+                                       "as the group is applied only once the group confirms it"));
+    return Pump(key, now);
+  }
+  if (outcome == wanted) {
+    ++counters_.decisions_confirmed;
+    p.unconfirmed = false;
+    Start(key, b, std::move(p), now);
+    return Pump(key, now);
+  }
+  if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) {
+    // Not decided yet as far as the group says (PENDING: a coordinator
+    // delivers an abort of a transaction it is still driving before it
+    // stops answering PENDING; UNKNOWN; FORGOTTEN). Nothing is applied and
+    // nothing refused for good: a real decision is sent again, and the branch
+    // keeps asking about itself.
+    ++counters_.decisions_unconfirmed;
+    ReplyDecide(p, Status::Unavailable("cannot apply " + what + " yet: the coordinator group says " +
+                                       OutcomeName(outcome) + "; a decision from a caller that is "
+                                       "not authenticated as the group is applied only once the "
+                                       "group confirms it"));
+    return Pump(key, now);
+  }
+  ++counters_.decisions_refused;
+  Log(AgentLogLine::kError, "refused " + what + " from a caller not authenticated as the "
+                            "coordinator group: the group says " + OutcomeName(outcome) +
+                            " (a forged or stale decision); the branch follows the group");
+  ReplyDecide(p, Status::Internal("refusing " + what + ": the coordinator group says " +
+                                  OutcomeName(outcome)),
+              /*refused=*/true);
+  Pump(key, now);
 }
 
 // An abort does not wait behind a statement that waits for a lock.
@@ -148,7 +212,7 @@ void BranchCore::Pump(const Key& key, Micros now) {
   auto it = branches_.find(key);
   if (it == branches_.end()) return;
   Branch& b = it->second;
-  while (!b.in_flight && !b.parked && !b.queue.empty()) {
+  while (!b.in_flight && !b.parked && !b.confirming && !b.queue.empty()) {
     Pending p = std::move(b.queue.front());
     b.queue.pop_front();
     Start(key, b, std::move(p), now);
@@ -271,6 +335,7 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
                                            "; refusing " + OutcomeName(d.outcome)),
                        /*refused=*/true);
   }
+  if (ConfirmFirst(key, b, p)) return;
   if (d.__isset.precommit && d.precommit) {
     // 3PC's PRE_COMMIT: the group chose PRECOMMIT; record PRECOMMITTED, ack.
     switch (b.state) {
@@ -621,6 +686,14 @@ void BranchCore::WakeWaitersOf(const Key& holder, Micros now) {
 
 void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcome::type outcome,
                            Micros now) {
+  // Decisions waiting for this answer to be confirmed first.
+  for (const std::string& resource : resources_) {
+    Key key{resource, txid};
+    auto it = branches_.find(key);
+    if (it != branches_.end() && it->second.confirming) {
+      SettleConfirmation(key, it->second, status, outcome, now);
+    }
+  }
   if (!status.ok()) {
     // Asked again when the branch's deadline passes; autonomous termination
     // counts how long the group has been silent about each branch.

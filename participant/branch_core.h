@@ -94,6 +94,16 @@ struct AgentOptions {
   // have committed and forgotten); READ_ONLY voters and unreachable peers are
   // left out. Textbook 3PC: unsafe under partitions (docs/protocols.md).
   Micros autonomous_termination_timeout = 0;
+  // A COMMITTED or ABORTED decision for a PREPARED (or PRECOMMITTED) branch
+  // that the shell cannot attribute to the coordinator group (OnDecide's
+  // `from_group` false: a plaintext caller, whom anyone on the network could
+  // impersonate) is confirmed with the group before it is applied: the
+  // branch asks for its outcome (an outcome query), applies the decision
+  // only if the group answers the same, and otherwise refuses it (refused,
+  // nothing changed) and follows the group. The real agent sets it unless
+  // its callers are authenticated; txsim's agents set it too. Default: false
+  // (unit tests of the protocol without the confirmation round).
+  bool confirm_decisions = false;
 };
 
 // Skeen's cooperative termination rule over the states of the participants
@@ -214,7 +224,10 @@ class BranchCore {
   void OnPrepare(uint64_t token, const proto::PrepareRequest& req, Micros now);
   // An ABORTED decision is acknowledged OK only once the rollback succeeded;
   // a failed one is answered with its error (the coordinator resends).
-  void OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now);
+  // `from_group`: the shell authenticated the caller as a coordinator
+  // replica (see AgentOptions::confirm_decisions).
+  void OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now,
+                bool from_group = false);
 
   // Completions of ResourceOps: Execute and ExecuteAndPrepare report an
   // ExecuteResult, the others a Status.
@@ -262,6 +275,13 @@ class BranchCore {
     uint64_t lock_timeouts = 0;    // ... that gave up after lock_timeout
     uint64_t wait_die_refusals = 0;  // one-shot PREPAREs refused at once by wait-die
     uint64_t statement_timeouts = 0;  // executes the resource interrupted (TIMEOUT)
+    // Decisions from callers not attributable to the group
+    // (confirm_decisions): confirmed by the group and applied; refused
+    // because the group answered otherwise (a forged or stale decision); not
+    // confirmed because the group could not be asked (answered UNAVAILABLE).
+    uint64_t decisions_confirmed = 0;
+    uint64_t decisions_refused = 0;
+    uint64_t decisions_unconfirmed = 0;
   };
   const Counters& counters() const { return counters_; }
 
@@ -282,6 +302,9 @@ class BranchCore {
     // An abort the agent decided on its own (an ACTIVE branch whose
     // transaction seems gone): dropped unless the branch is still ACTIVE.
     bool active_only = false;
+    // A decision whose sender is not attributable to the group and that the
+    // group has not confirmed yet (AgentOptions::confirm_decisions).
+    bool unconfirmed = false;
   };
 
   // kAborting: decided to abort, rollback not yet done (or failing).
@@ -318,6 +341,9 @@ class BranchCore {
     Micros rollback_backoff = 0;
     // Lock wait of `current`:
     bool parked = false;
+    // `current` is an unconfirmed decision waiting for the group's answer to
+    // the outcome query it sent (AgentOptions::confirm_decisions).
+    bool confirming = false;
     bool waited = false;  // `current` has parked at least once (counted in lock_waits)
     Micros wait_until = 0;
     Micros next_retry = 0;
@@ -361,6 +387,11 @@ class BranchCore {
                  const Status& s = Status::Ok());
   // `refused`: the branch ended the other way (DecideResponse.refused).
   void ReplyDecide(const Pending& p, const Status& s, bool refused = false);
+  // AgentOptions::confirm_decisions: parks an unconfirmed decision for a
+  // branch in doubt and asks the group (true), or lets it run (false).
+  bool ConfirmFirst(const Key& key, Branch& b, Pending& p);
+  void SettleConfirmation(const Key& key, Branch& b, const Status& status,
+                          proto::Outcome::type outcome, Micros now);
 
   std::set<std::string> resources_;
   std::set<std::string> no_precommit_;

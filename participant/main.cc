@@ -41,7 +41,11 @@ int main(int argc, char** argv) {
        "branch asks the other participants and decides by Skeen's rule; 0 = off (the default). "
        "Unsafe under partitions: see docs/protocols.md")
       ("metrics-listen", po::value<std::string>()->default_value(""),
-       "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
+       "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off")
+      ("confirm-decisions", po::bool_switch(),
+       "confirm every COMMIT or ABORT for a prepared branch with the coordinator group before "
+       "applying it (callers are not authenticated in plaintext: anyone who reaches the port "
+       "could send one); off by default for now, see docs/protocol.md");
   po::variables_map vm;
   txc::cli::Parse(argc, argv,
                   "usage: txagent --listen HOST:PORT --data DIR --coordinator HOST:PORT[,...] "
@@ -106,6 +110,7 @@ int main(int argc, char** argv) {
   o.core.lock_timeout = vm["lock-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.core.active_timeout = vm["active-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.core.incarnation = *incarnation;
+  o.core.confirm_decisions = vm["confirm-decisions"].as<bool>();
   o.metrics_listen = vm["metrics-listen"].as<std::string>();
   {
     std::string d = vm["autonomous-termination-timeout"].as<std::string>();

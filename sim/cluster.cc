@@ -121,6 +121,7 @@ std::string ReplayCommand(const SimOptions& o) {
     s += " --protocol " + o.protocol;
   }
   if (o.autonomous_termination) s += " --autonomous-termination";
+  if (o.confirm_decisions) s += " --confirm-decisions";
   return s + " --trace";
 }
 
@@ -196,6 +197,7 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
     options_.faults = FaultLevel::kNone;
   }
   if (options_.autonomous_termination) timing_.agent.autonomous_termination_timeout = 2 * kSeconds;
+  timing_.agent.confirm_decisions = options_.confirm_decisions;
   bugs_.vote_before_durable = options.bug == "vote-before-durable";
   bugs_.lying_disk = options.bug == "lying-disk";
   bugs_.early_commit_reply = options.bug == "early-commit-reply";

@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
       ("inject-bug", po::value<std::string>(), "switch on a deliberate bug (see --list-bugs)")
       ("scenario", po::value<std::string>(),
        "a scripted run instead of random faults: 3pc-partition (seed 1 unless --seed/--seeds)")
+      ("confirm-decisions", po::bool_switch(),
+       "agents confirm each decision for a branch in doubt with the group before applying it, as "
+       "a txagent without TLS does")
       ("autonomous-termination", po::bool_switch(),
        "agents run 3PC's autonomous termination (Skeen's rule after 2 s without the group)")
       ("measure", po::bool_switch(),
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {
     m.replicas = vm["replicas"].as<int>();
     m.one_way_micros = vm["one-way-us"].as<int64_t>();
     m.blocking = !vm["no-blocking"].as<bool>();
+    m.confirm_decisions = vm["confirm-decisions"].as<bool>();
     if (vm.count("seed")) m.seed = vm["seed"].as<uint64_t>();
     if (!vm["txns-per-seed"].defaulted()) m.txns = vm["txns-per-seed"].as<int>();
     if ((m.protocol != "2pc" && m.protocol != "3pc") || m.participants < 1 || m.participants > 26 ||
@@ -111,6 +115,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool autonomous = vm["autonomous-termination"].as<bool>();
+  const bool confirm = vm["confirm-decisions"].as<bool>();
   uint64_t lo = 1, hi = 1;
   if (vm.count("seed")) {
     lo = hi = vm["seed"].as<uint64_t>();
@@ -179,6 +184,7 @@ int main(int argc, char** argv) {
       o.protocol = protocol;
       o.scenario = scenario;
       o.autonomous_termination = autonomous;
+      o.confirm_decisions = confirm;
       o.workload = workload;
       o.replicas = replicas;
       o.trace = trace ? &out : nullptr;

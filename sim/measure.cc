@@ -25,6 +25,7 @@ Cluster::Cluster(const SimOptions& options, const MeasureSetup& setup) : options
   options_.faults = FaultLevel::kNone;
   options_.bug.clear();
   if (options_.replicas < 1) options_.replicas = 1;
+  timing_.agent.confirm_decisions = options_.confirm_decisions;
   world_ = std::make_unique<World>(options_.seed, options_.trace, options_.hash_trace);
   NetOptions net;
   net.base_min = net.base_max = setup.one_way;
@@ -129,6 +130,7 @@ class Meter {
     so.faults = FaultLevel::kNone;
     so.protocol = o.protocol;
     so.replicas = o.replicas;
+    so.confirm_decisions = o.confirm_decisions;
     so.trace = o.trace;
     so.report = &report_;
     MeasureSetup setup;

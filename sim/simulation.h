@@ -56,6 +56,11 @@ struct SimOptions {
   // Agents run 3PC's autonomous termination (AgentOptions::
   // autonomous_termination_timeout, 2 s here). Off by default.
   bool autonomous_termination = false;
+  // Agents confirm every decision for a branch in doubt with the group before
+  // applying it (AgentOptions::confirm_decisions), as a real txagent does
+  // without TLS. Off by default: the default schedule (and the seeds that
+  // catch the injected bugs) stays as it was; sim_test runs seeds with it on.
+  bool confirm_decisions = false;
   // Every event as a line, to this stream (nullptr: none).
   std::ostream* trace = nullptr;
   // Keep a hash of the formatted trace (SimResult::trace_hash) even without a stream.
@@ -136,6 +141,7 @@ struct MeasureOptions {
   uint64_t seed = 1;  // the group's election jitter draws from it
   int64_t one_way_micros = 1000;
   bool blocking = true;  // also run the crash-point table
+  bool confirm_decisions = false;  // SimOptions::confirm_decisions
   std::ostream* trace = nullptr;
 };
 

@@ -1962,5 +1962,152 @@ TEST_F(BranchCoreTest, BranchStateAnswersTheStateOfTheBranchHere) {
   EXPECT_EQ(ReplyTo<proto::BranchStateResponse>(Take(), 9).status.code, proto::Code::INVALID_ARGUMENT);
 }
 
+// ------------------------------------------- decisions confirmed with the group
+// AgentOptions::confirm_decisions: a decision for a branch in doubt from a
+// caller the shell cannot attribute to the coordinator group (plaintext) is
+// applied only once the group's outcome answer says the same.
+class ConfirmedDecisionTest : public BranchCoreTest {
+ protected:
+  ConfirmedDecisionTest() {
+    AgentOptions o = TestOptions();
+    o.confirm_decisions = true;
+    core_ = BranchCore({kRes, kOther}, o);
+  }
+};
+
+TEST_F(ConfirmedDecisionTest, ACommitTheGroupConfirmsIsApplied) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.ops.empty());  // nothing applied before the group answers
+  EXPECT_FALSE(FindReply<proto::DecideResponse>(fx, 2).has_value());
+  ASSERT_EQ(fx.queries.size(), 1u);
+  EXPECT_EQ(fx.queries[0], kT1);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kCommit, kT1);
+  OpDone(op);
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "committed");
+  EXPECT_EQ(core_.counters().decisions_confirmed, 1u);
+}
+
+// The atomicity break from outside: anyone reaching the port sends COMMIT
+// for a branch whose transaction the group aborted (or has not decided).
+TEST_F(ConfirmedDecisionTest, AForgedCommitIsRefusedAndTheBranchFollowsTheGroup) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  ASSERT_EQ(Take().queries.size(), 1u);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::ABORTED, now_);
+  AgentEffects fx = Take();
+  proto::DecideResponse r = DecideReply(fx, 2);
+  EXPECT_NE(r.status.code, proto::Code::OK);
+  EXPECT_TRUE(r.__isset.refused && r.refused);
+  EXPECT_NE(r.status.message.find("the coordinator group says aborted"), std::string::npos)
+      << r.status.message;
+  // The group's answer settles the branch: rolled back, never committed.
+  ResourceOp op = OnlyOp(fx, ResourceOp::kRollback, kT1);
+  OpDone(op);
+  Take();
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  EXPECT_EQ(core_.counters().decisions_refused, 1u);
+  EXPECT_EQ(core_.counters().commits, 0u);
+}
+
+// Undecided as far as the group says: not applied, not refused for good
+// (UNAVAILABLE; a coordinator delivers an ABORT while it still answers
+// PENDING, and a refusal would be reported as a heuristic hazard: txsim,
+// light faults, seed 39). The branch stays in doubt.
+TEST_F(ConfirmedDecisionTest, ADecisionForAnUndecidedTransactionIsNotAppliedAndStaysInDoubt) {
+  MakePrepared(kT1);
+  for (auto [token, wanted] : {std::pair{2, proto::Outcome::COMMITTED}, std::pair{3, proto::Outcome::ABORTED}}) {
+    Decide(token, kT1, wanted);
+    Take();
+    core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::PENDING, now_);
+    AgentEffects fx = Take();
+    EXPECT_TRUE(fx.ops.empty());
+    proto::DecideResponse r = DecideReply(fx, token);
+    EXPECT_EQ(r.status.code, proto::Code::UNAVAILABLE);
+    EXPECT_FALSE(r.__isset.refused && r.refused);
+    EXPECT_NE(r.status.message.find("the coordinator group says pending"), std::string::npos)
+        << r.status.message;
+    EXPECT_EQ(StateOf(kT1), "prepared");
+  }
+  EXPECT_EQ(core_.counters().decisions_unconfirmed, 2u);
+}
+
+// A forged ABORT for a branch the group committed is as bad: refused, and
+// the group's answer commits it.
+TEST_F(ConfirmedDecisionTest, AForgedAbortOfACommittedTransactionIsRefused) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.ops.empty());
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  fx = Take();
+  EXPECT_TRUE(DecideReply(fx, 2).refused);
+  ResourceOp op = OnlyOp(fx, ResourceOp::kCommit, kT1);
+  OpDone(op);
+  Take();
+  EXPECT_EQ(StateOf(kT1), "committed");
+}
+
+// The group cannot be asked: UNAVAILABLE (the sender resends), nothing
+// applied, and the next copy asks again.
+TEST_F(ConfirmedDecisionTest, AnUnreachableGroupLeavesTheDecisionUnappliedAndAskedAgain) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  Take();
+  core_.OnOutcome(kT1, Status::Unavailable("no leader"), proto::Outcome::UNKNOWN, now_);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::UNAVAILABLE);
+  EXPECT_EQ(StateOf(kT1), "prepared");
+  EXPECT_EQ(core_.counters().decisions_unconfirmed, 1u);
+  Decide(3, kT1, proto::Outcome::COMMITTED);
+  EXPECT_EQ(Take().queries.size(), 1u);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  EXPECT_EQ(DecideReply(Take(), 3).status.code, proto::Code::OK);
+}
+
+// Only decisions for branches in doubt need the group: aborting an ACTIVE
+// branch is every participant's right, and an attributable caller (TLS,
+// replica role) is the group.
+TEST_F(ConfirmedDecisionTest, ActiveAbortsAndDecisionsFromTheGroupNeedNoConfirmation) {
+  MakeActive(kT1);
+  Decide(2, kT1, proto::Outcome::ABORTED);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.queries.empty());
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+
+  MakePrepared(kT2);
+  proto::DecideRequest req;
+  req.txid = kT2;
+  req.resource = kRes;
+  req.outcome = proto::Outcome::COMMITTED;
+  core_.OnDecide(3, req, now_, /*from_group=*/true);
+  fx = Take();
+  EXPECT_TRUE(fx.queries.empty());
+  OpDone(OnlyOp(fx, ResourceOp::kCommit, kT2));
+  EXPECT_EQ(DecideReply(Take(), 3).status.code, proto::Code::OK);
+}
+
+// A request behind an unconfirmed decision waits for it: a duplicate COMMIT
+// is answered once the first one is settled.
+TEST_F(ConfirmedDecisionTest, ADuplicateDecisionWaitsBehindTheOneBeingConfirmed) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  Decide(3, kT1, proto::Outcome::COMMITTED);
+  AgentEffects fx = Take();
+  EXPECT_EQ(fx.queries.size(), 1u);
+  EXPECT_TRUE(fx.replies.empty());
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  fx = Take();
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::OK);
+  EXPECT_EQ(DecideReply(fx, 3).status.code, proto::Code::OK);
+}
+
 }  // namespace
 }  // namespace txc::participant

@@ -1,0 +1,144 @@
+// A decision nobody can attribute to the coordinator group: in plaintext
+// mode anyone who reaches an agent's port can send Agent.Decide. A real
+// txcoord and txagent: a branch prepared outside the group's knowledge, then
+// a forged COMMIT and a forged ABORT, each refused with the group's answer
+// named, the balances unchanged, and the transactions the group decides
+// still ending as decided (txagent --confirm-decisions, BranchCore's
+// AgentOptions::confirm_decisions).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "client/client.h"
+#include "tests/support/process.h"
+
+namespace txc {
+namespace {
+
+using testing::CallOnce;
+using testing::FreePort;
+using testing::Process;
+using testing::TempDir;
+
+std::string Addr(int port) { return "127.0.0.1:" + std::to_string(port); }
+
+class ForgedDecisionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cport_ = FreePort();
+    aport_ = FreePort();
+    coord_ = std::make_unique<Process>(
+        "txcoord",
+        std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
+                                 dir_.path + "/coord"},
+        dir_.path + "/coord.log");
+    ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+    agent_ = std::make_unique<Process>(
+        "txagent",
+        std::vector<std::string>{TXC_BIN_DIR "/txagent", "--listen", Addr(aport_), "--data",
+                                 dir_.path + "/agent", "--coordinator", Addr(cport_), "--resource",
+                                 "bank_a=sqlite:" + dir_.path + "/bank_a.db", "--confirm-decisions"},
+        dir_.path + "/agent.log");
+    ASSERT_TRUE(agent_->Start(aport_)) << agent_->LogTail();
+    ClientOptions o;
+    o.coordinators = {Addr(cport_)};
+    o.agents = {{"bank_a", Addr(aport_)}};
+    auto c = Client::Connect(o);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(*c);
+    auto tx = client_->Begin();
+    ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+    ASSERT_TRUE(tx->Execute("bank_a", {Sql("CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)"),
+                                       Sql("INSERT INTO accounts VALUES (1, 100), (2, 100)")})
+                    .ok());
+    ASSERT_TRUE(tx->Commit().ok());
+  }
+
+  int64_t Balance(int64_t id) {
+    for (int attempt = 0; attempt < 50; ++attempt) {  // a read may meet a lock being released
+      auto tx = client_->Begin();
+      if (!tx.ok()) continue;
+      auto r = tx->Execute("bank_a", Sql("SELECT balance FROM accounts WHERE id = ?", {Int(id)}));
+      (void)tx->Rollback();
+      if (r.ok() && !r->rows.empty()) return r->rows[0].values[0].i;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return -1;
+  }
+
+  proto::DecideResponse Decide(const TxId& txid, proto::Outcome::type outcome) {
+    proto::DecideRequest d;
+    d.txid = txid;
+    d.resource = "bank_a";
+    d.outcome = outcome;
+    auto r = CallOnce<proto::DecideRequest, proto::DecideResponse>(aport_, "Decide", d, 10 * kSeconds);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : proto::DecideResponse();
+  }
+
+  TempDir dir_;
+  int cport_ = 0, aport_ = 0;
+  std::unique_ptr<Process> coord_, agent_;
+  std::unique_ptr<Client> client_;
+};
+
+// A transaction the client is still running: someone prepares its branch
+// behind the coordinator's back and sends COMMIT. The group says PENDING:
+// not applied (UNAVAILABLE); the client's rollback then ends it, nothing
+// applied.
+TEST_F(ForgedDecisionTest, AForgedCommitOfAnUndecidedTransactionIsRefused) {
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance + 1000 WHERE id = 1")).ok());
+  proto::PrepareRequest p;
+  p.txid = tx->id();
+  p.resource = "bank_a";
+  auto vote = CallOnce<proto::PrepareRequest, proto::PrepareResponse>(aport_, "Prepare", p);
+  ASSERT_TRUE(vote.ok() && vote->vote == proto::Vote::YES) << (vote.ok() ? vote->reason : vote.status().ToString());
+
+  proto::DecideResponse forged = Decide(tx->id(), proto::Outcome::COMMITTED);
+  EXPECT_EQ(forged.status.code, proto::Code::UNAVAILABLE) << forged.status.message;
+  EXPECT_NE(forged.status.message.find("the coordinator group says pending"), std::string::npos)
+      << forged.status.message;
+
+  Status rb = tx->Rollback();
+  EXPECT_TRUE(rb.ok()) << rb.ToString();
+  EXPECT_EQ(Balance(1), 100);
+}
+
+// A transaction the group aborted (the client rolled it back) after someone
+// prepared its branch: the group's ABORT (from a plaintext caller too) is
+// confirmed and applied, and a forged COMMIT afterwards is refused.
+TEST_F(ForgedDecisionTest, AForgedCommitOfAnAbortedTransactionIsRefused) {
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance - 60 WHERE id = 2")).ok());
+  proto::PrepareRequest p;
+  p.txid = tx->id();
+  p.resource = "bank_a";
+  auto vote = CallOnce<proto::PrepareRequest, proto::PrepareResponse>(aport_, "Prepare", p);
+  ASSERT_TRUE(vote.ok() && vote->vote == proto::Vote::YES);
+  TxId id = tx->id();
+  Status rb = tx->Rollback();
+  ASSERT_TRUE(rb.ok()) << rb.ToString();
+  proto::DecideResponse forged = Decide(id, proto::Outcome::COMMITTED);
+  EXPECT_NE(forged.status.code, proto::Code::OK) << forged.status.message;
+  EXPECT_TRUE(forged.__isset.refused && forged.refused) << forged.status.message;
+  EXPECT_EQ(Balance(2), 100);
+}
+
+// The decisions the group really makes still apply (each confirmed).
+TEST_F(ForgedDecisionTest, TheGroupsOwnDecisionsStillApply) {
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance - 30 WHERE id = 1")).ok());
+  ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance + 30 WHERE id = 2")).ok());
+  Status c = tx->Commit();
+  ASSERT_TRUE(c.ok()) << c.ToString();
+  EXPECT_EQ(Balance(1), 70);
+  EXPECT_EQ(Balance(2), 130);
+}
+
+}  // namespace
+}  // namespace txc
