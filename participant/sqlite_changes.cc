@@ -236,13 +236,14 @@ class Capture {
 
 SqliteChanges::SqliteChanges(std::string name, wal::Db* db, Micros max_execute_time,
                              std::function<Micros()> clock, bool test_only_skip_undo_on_conflict,
-                             bool allow_ddl)
+                             bool allow_ddl, size_t max_result_bytes)
     : Named(std::move(name)),
       db_(db),
       max_execute_time_(max_execute_time),
       clock_(std::move(clock)),
       test_only_skip_undo_on_conflict_(test_only_skip_undo_on_conflict),
-      allow_ddl_(allow_ddl) {}
+      allow_ddl_(allow_ddl),
+      max_result_bytes_(max_result_bytes) {}
 
 Status SqliteChanges::Init() {
   // No statement may load code into the agent: off for the SQL function and
@@ -278,6 +279,7 @@ Status SqliteChanges::Execute(const std::vector<proto::Statement>& statements,
   }
   std::vector<proto::ResultSet>& results = out->results;
   results.assign(statements.size(), proto::ResultSet());
+  result_bytes_ = 0;
   {
     // The statements of this call run against one deadline (OnProgress).
     struct Deadline {
@@ -540,8 +542,22 @@ Status SqliteChanges::RunStatement(size_t index, const proto::Statement& st,
     if (rc == SQLITE_ROW) {
       proto::Row row;
       row.values.reserve(n_cols);
-      for (int c = 0; c < n_cols; ++c) row.values.push_back(ColumnValue(s, c));
+      for (int c = 0; c < n_cols; ++c) {
+        row.values.push_back(ColumnValue(s, c));
+        result_bytes_ += ResultBytes(row.values.back());
+      }
       rs->rows.push_back(std::move(row));
+      if (max_result_bytes_ > 0 && result_bytes_ > max_result_bytes_) {
+        // Reading on would hold the whole result in the agent's memory (and
+        // the reply could not reach the client anyway).
+        sqlite3_reset(s);
+        return Err(Status::kInvalidArgument,
+                   "the results of this Execute call passed " + std::to_string(max_result_bytes_) +
+                       " bytes (the resource's limit per call) at row " +
+                       std::to_string(rs->rows.size()) + where() +
+                       "; nothing of this call is applied: select fewer rows (LIMIT, a narrower "
+                       "WHERE) or page through them");
+      }
       continue;
     }
     if (rc == SQLITE_DONE) break;

@@ -74,10 +74,11 @@ class SqliteChanges : private Named {
   // max_execute_time 0: no limit.
   // `test_only_skip_undo_on_conflict`: SqliteResourceOptions' option of that name.
   // `allow_ddl` false: user statements that change the schema are refused
-  // (SqliteResourceOptions::allow_ddl).
+  // (SqliteResourceOptions::allow_ddl). `max_result_bytes`: what the rows
+  // one Execute call returns may hold (SqliteResourceOptions); 0: no limit.
   SqliteChanges(std::string name, wal::Db* db, Micros max_execute_time,
                 std::function<Micros()> clock, bool test_only_skip_undo_on_conflict = false,
-                bool allow_ddl = true);
+                bool allow_ddl = true, size_t max_result_bytes = 0);
   SqliteChanges(const SqliteChanges&) = delete;
   SqliteChanges& operator=(const SqliteChanges&) = delete;
 
@@ -123,6 +124,8 @@ class SqliteChanges : private Named {
   const std::function<Micros()> clock_;
   const bool test_only_skip_undo_on_conflict_;
   const bool allow_ddl_;
+  const size_t max_result_bytes_;
+  size_t result_bytes_ = 0;  // of the current Execute call's rows
 
   std::unique_ptr<wal::Stmt> pk_info_, schema_version_;
   std::unordered_map<std::string, UserStmt> user_stmts_;  // by SQL text

@@ -119,6 +119,13 @@ struct SqliteResourceOptions {
   // load_extension() (extension loading is off on the connection).
   // Default: true.
   bool allow_ddl = true;
+  // Most bytes the rows of one Execute call may hold (text and blobs by
+  // their size, numbers 8 bytes each, plus 8 per value). Past it the call
+  // fails with INVALID_ARGUMENT naming the limit, nothing of it applied:
+  // a SELECT over a large table would otherwise be held whole in the agent's
+  // memory, and a reply over the client's 64 MiB frame limit never arrives.
+  // 0: no limit. Default: 32 MiB.
+  size_t max_result_bytes = 32u << 20;
   // The monotonic clock max_execute_time and the purge interval of final
   // branch rows are measured on (the simulator passes its virtual clock).
   // Default: empty, the steady clock.

@@ -504,6 +504,27 @@ TEST_F(SqliteResourceTest, DdlIsAllowedByDefaultAndRefusedWhenTheResourceDeniesI
   EXPECT_EQ(Count("SELECT COUNT(*) FROM made"), 2);
 }
 
+// max_result_bytes bounds the rows one Execute call returns: a SELECT past
+// it fails with INVALID_ARGUMENT naming the limit, nothing of the call is
+// applied, and the branch goes on.
+TEST_F(SqliteResourceTest, ResultsPastTheLimitAreRefusedAndNothingOfTheCallApplies) {
+  SqliteResourceOptions o;
+  o.max_result_bytes = 2000;  // 1,000 accounts of 2 integers (16 bytes) are 16,000
+  Open(o);
+  ExecuteResult r = Execute(a_, {Add(1, 5), Sql("SELECT id, balance FROM accounts")});
+  EXPECT_EQ(r.status.code(), Status::kInvalidArgument) << r.status.ToString();
+  EXPECT_THAT(r.status.message(), HasSubstr("the results of this Execute call passed 2000 bytes "
+                                            "(the resource's limit per call) at row 126"));
+  EXPECT_TRUE(r.results.empty());
+  EXPECT_EQ(Balance(1), 100);
+  r = Execute(a_, {Add(1, 5), Sql("SELECT id, balance FROM accounts ORDER BY id LIMIT 10")});
+  ASSERT_OK(r.status);
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(r.results[1].rows.size(), 10u);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(1), 105);
+}
+
 TEST_F(SqliteResourceTest, StatementThatRollsBackTheTransactionKeepsEarlierWork) {
   ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
   ExecuteResult r = Execute(a_, {Add(2, 5), Sql("INSERT OR ROLLBACK INTO accounts VALUES(1, 5)")});
