@@ -130,6 +130,15 @@ Status CommitDriver::ValidateParticipants(std::vector<proto::Participant>* ps) c
   return Status::Ok();
 }
 
+Status CommitDriver::CheckParticipantCount(size_t n, const std::string& field) const {
+  if (n <= options_.max_participants) return Status::Ok();
+  return Status::InvalidArgument(field + " names " + std::to_string(n) +
+                                 " distinct participants; at most " +
+                                 std::to_string(options_.max_participants) +
+                                 " take part in one transaction (txcoord --max-participants); "
+                                 "nothing was sent to them: roll the transaction back");
+}
+
 void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Micros now) {
   if (!serving_) return ReplyNotServing(token, req.txid, false);
   auto it = txns_.find(req.txid);
@@ -169,6 +178,7 @@ void CommitDriver::OnCommit(uint64_t token, const proto::CommitRequest& req, Mic
   }
   std::vector<proto::Participant> ps = req.participants;
   Status valid = ValidateParticipants(&ps);
+  if (valid.ok()) valid = CheckParticipantCount(ps.size(), "CommitRequest.participants");
   if (!valid.ok()) return ReplyCommit(token, t.txid, proto::Outcome::PENDING, valid, "");
   t.participants = std::move(ps);
   t.protocol = req.protocol;
@@ -211,6 +221,9 @@ void CommitDriver::OnSubmit(uint64_t token, const proto::SubmitRequest& req, Mic
       work.emplace_back();
     }
     work[i].insert(work[i].end(), b.statements.begin(), b.statements.end());
+  }
+  if (Status many = CheckParticipantCount(ps.size(), "SubmitRequest.branches"); !many.ok()) {
+    return ReplyCommit(token, t.txid, proto::Outcome::PENDING, many, "");
   }
   t.participants = std::move(ps);
   t.protocol = req.protocol;

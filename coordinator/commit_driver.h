@@ -69,6 +69,14 @@ struct DriverOptions {
   // bug): PRE_COMMIT is sent as soon as PRECOMMIT is proposed, before it is
   // chosen. Default: false.
   bool testing_precommit_before_chosen = false;
+  // The most participants a transaction may have (distinct resource and
+  // agent pairs, counted after duplicates are merged): a Commit or Submit
+  // naming more is refused with INVALID_ARGUMENT, nothing changed (the
+  // transaction stays open, to be rolled back). Each is a PREPARE and a
+  // DECIDE per transaction, and the list is written into the decision log.
+  // At most validate::kMaxParticipants (the wire refuses longer lists).
+  // Default: 1,000 (validate::kMaxParticipants).
+  size_t max_participants = 1000;
   // Options of the TxnTable the node builds next to this driver (the driver
   // only reads the table): ended-transaction retention and the like.
   TxnTableOptions table;
@@ -301,6 +309,9 @@ class CommitDriver {
   void RecordHazard(const TxId& txid, const proto::Participant& p, proto::Outcome::type decided,
                     const std::string& message, Micros now);
   Status ValidateParticipants(std::vector<proto::Participant>* ps) const;
+  // INVALID_ARGUMENT naming `field`, n and the limit when n is above
+  // options_.max_participants.
+  Status CheckParticipantCount(size_t n, const std::string& field) const;
 
   void StartVoting(Txn* t, const std::vector<std::vector<proto::Statement>>* work, Micros now);
   void MaybeDecide(Txn* t, Micros now);

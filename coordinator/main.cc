@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "coordinator/node.h"
 #include "protocol/coordinator_set.h"
+#include "protocol/validate.h"
 
 namespace po = boost::program_options;
 
@@ -36,6 +37,12 @@ int main(int argc, char** argv) {
        "this starts an election (longer: fewer needless elections on a slow network, a longer "
        "wait for a new leader)")
       ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync the decision log")
+      ("max-participants", po::value<size_t>()->default_value(txc::validate::kMaxParticipants),
+       "most participants (resource at agent) one transaction may have; a Commit or Submit "
+       "naming more is refused (1 to 1000)")
+      ("serve-log-bench", po::bool_switch(),
+       "benchmarks only: serve LogBench.Append (txbench log and probe), which writes records "
+       "into the decision log; off, such a call is refused")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
   po::variables_map vm;
@@ -57,6 +64,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.unsafe_no_sync = vm["unsafe-no-sync"].as<bool>();
+  o.serve_log_bench = vm["serve-log-bench"].as<bool>();
+  o.driver.max_participants = vm["max-participants"].as<size_t>();
+  if (o.driver.max_participants < 1 || o.driver.max_participants > txc::validate::kMaxParticipants) {
+    std::cerr << "txcoord: --max-participants must be between 1 and "
+              << txc::validate::kMaxParticipants << ", got " << o.driver.max_participants << "\n";
+    return 2;
+  }
   int64_t election_ms = vm["election-timeout-ms"].as<int64_t>();
   if (election_ms < 100 || election_ms > 60000) {
     std::cerr << "txcoord: --election-timeout-ms must be between 100 and 60000 (more than the "

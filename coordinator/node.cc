@@ -106,9 +106,9 @@ Status CoordinatorNode::Start() {
         reply(std::move(r));
       });
 
-  server_.Handle<paxos::wire::AppendRequest, paxos::wire::AppendResponse>(
-      "Append", [this](paxos::wire::AppendRequest req,
-                       rpc::RpcServer::Reply<paxos::wire::AppendResponse> reply) {
+  server_.Handle<proto::LogBenchAppendRequest, proto::LogBenchAppendResponse>(
+      "Append", [this](proto::LogBenchAppendRequest req,
+                       rpc::RpcServer::Reply<proto::LogBenchAppendResponse> reply) {
         OnAppend(std::move(req), std::move(reply));
       });
 
@@ -303,7 +303,7 @@ void CoordinatorNode::Do(AppendedAction& a) {
   }
   auto it = appends_.find(std::strtoull(a.who.c_str(), nullptr, 10));
   if (it == appends_.end()) return;
-  paxos::wire::AppendResponse r;
+  proto::LogBenchAppendResponse r;
   r.slot = static_cast<int64_t>(a.index);
   it->second(std::move(r));
   appends_.erase(it);
@@ -328,10 +328,17 @@ void CoordinatorNode::Do(NoteAction& n) {
 
 // ------------------------------------------------------------------- txbench
 
-void CoordinatorNode::OnAppend(paxos::wire::AppendRequest req,
-                               rpc::RpcServer::Reply<paxos::wire::AppendResponse> reply) {
+void CoordinatorNode::OnAppend(proto::LogBenchAppendRequest req,
+                               rpc::RpcServer::Reply<proto::LogBenchAppendResponse> reply) {
+  if (!options_.serve_log_bench) {
+    // A benchmark hook that writes into the decision log: nobody reaches it
+    // unless the operator asked for it at start.
+    return reply(validate::Refusal<proto::LogBenchAppendResponse>(Status::InvalidArgument(
+        "LogBench.Append is a benchmark hook, served only by a replica started with "
+        "--serve-log-bench (txbench log and probe need every replica started so)")));
+  }
   if (!core_->driver().serving()) {
-    paxos::wire::AppendResponse r;
+    proto::LogBenchAppendResponse r;
     std::string leader = core_->LeaderAddress();
     r.status.code = leader.empty() ? proto::Code::UNAVAILABLE : proto::Code::NOT_LEADER;
     r.status.message = "not the leader";
@@ -358,7 +365,7 @@ void CoordinatorNode::OnAppend(paxos::wire::AppendRequest req,
 
 void CoordinatorNode::FailAppends(const Status& why) {
   for (auto& [id, reply] : appends_) {
-    paxos::wire::AppendResponse r;
+    proto::LogBenchAppendResponse r;
     r.status.code = ToProtoCode(why.code());
     r.status.message = why.message();
     if (why.code() == Status::kNotLeader) r.status.__set_leader_hint(why.message());

@@ -54,6 +54,11 @@ struct NodeOptions {
   // HOST:PORT to serve GET /metrics on (Prometheus text format; see
   // docs/operations.md). Empty: no metrics server. Default: empty.
   std::string metrics_listen;
+  // Serves LogBench.Append (txbench log and probe): a benchmark hook that
+  // proposes client-supplied records through the decision log. Off, a call
+  // is refused with INVALID_ARGUMENT naming --serve-log-bench, and nothing
+  // reaches the log. Default: false.
+  bool serve_log_bench = false;
 };
 
 class CoordinatorNode {
@@ -94,7 +99,7 @@ class CoordinatorNode {
   void WakeReplica(Micros at);
   proto::StatusResponse StatusNow() const;
   // `txbench log`: records proposed through the log, answered when chosen.
-  void OnAppend(paxos::wire::AppendRequest req, rpc::RpcServer::Reply<paxos::wire::AppendResponse> reply);
+  void OnAppend(proto::LogBenchAppendRequest req, rpc::RpcServer::Reply<proto::LogBenchAppendResponse> reply);
   void FailAppends(const Status& why);
   proto::ListTxnsResponse ListTxns(const proto::ListTxnsRequest& req) const;
   // node_metrics.cc: the metrics this node exports. RegisterMetrics runs
@@ -114,7 +119,7 @@ class CoordinatorNode {
   boost::asio::steady_timer paxos_timer_;
   std::map<uint64_t, std::function<void(ClientResponse)>> pending_;
   uint64_t next_token_ = 1;
-  std::map<uint64_t, rpc::RpcServer::Reply<paxos::wire::AppendResponse>> appends_;
+  std::map<uint64_t, rpc::RpcServer::Reply<proto::LogBenchAppendResponse>> appends_;
   std::vector<proto::Command> append_batch_;
   uint64_t next_append_ = 1;
   bool storage_failed_ = false;

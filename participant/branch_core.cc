@@ -237,6 +237,11 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
           return ReplyExecute(p, Status::Aborted(Name(resource, txid) + " will vote NO: " +
                                                  *b.doomed + "; roll the transaction back"));
         }
+        if (Status over = CheckStatementBudget(key, b, e->statements.size()); !over.ok()) {
+          // Nothing of this call runs; earlier work stays (like a statement
+          // error, the caller decides whether to go on or roll back).
+          return ReplyExecute(p, over);
+        }
         Micros timeout = e->__isset.timeout_ms && e->timeout_ms > 0 ? e->timeout_ms * kMillis
                                                                     : options_.active_timeout;
         b.deadline = now + timeout;
@@ -288,6 +293,11 @@ void BranchCore::Start(const Key& key, Branch& b, Pending p, Micros now) {
       return StartRollback(key, b, std::nullopt, now);
     }
     if (pr->__isset.work) {
+      if (Status over = CheckStatementBudget(key, b, pr->work.size()); !over.ok()) {
+        // A one-shot that cannot run: NO, and a tombstone (as any failed one).
+        ReplyVote(p, proto::Vote::NO, over.message());
+        return StartRollback(key, b, std::nullopt, now);
+      }
       b.wait_until = now + options_.lock_timeout;
       b.waited = false;
       std::vector<proto::Statement> stmts = pr->work;
@@ -441,6 +451,11 @@ void BranchCore::OnExecuteDone(uint64_t op, const ExecuteResult& r, Micros now) 
 
   if (r.status.ok()) {
     b.wrote = r.wrote;
+    if (const auto* e = std::get_if<proto::ExecuteRequest>(&b.current->req)) {
+      b.statements += e->statements.size();
+    } else if (const auto* pr = std::get_if<proto::PrepareRequest>(&b.current->req)) {
+      b.statements += pr->work.size();
+    }
     Pending p = std::move(*b.current);
     b.current.reset();
     if (!oneshot) {
@@ -477,6 +492,17 @@ void BranchCore::OnExecuteDone(uint64_t op, const ExecuteResult& r, Micros now) 
     return FailCurrent(key, b, LockTimeoutStatus(r.conflict, r.holder), now);
   }
   FailCurrent(key, b, r.status, now);
+}
+
+Status BranchCore::CheckStatementBudget(const Key& key, const Branch& b, size_t more) const {
+  if (b.statements + more <= options_.max_branch_statements) return Status::Ok();
+  return Status::InvalidArgument(
+      Name(key.first, key.second) + " has run " + std::to_string(b.statements) +
+      " statements; this call's " + std::to_string(more) + " would make " +
+      std::to_string(b.statements + more) + ", past the limit of " +
+      std::to_string(options_.max_branch_statements) +
+      " statements per branch (txagent --max-branch-statements); none of them ran: commit this "
+      "transaction and do the rest in another, or roll it back");
 }
 
 Status BranchCore::LockTimeoutStatus(const std::string& conflict,

@@ -75,6 +75,16 @@ struct AgentOptions {
   // participant entry names another incarnation votes NO, because ACTIVE work
   // is acknowledged before it is synced and a power loss may have taken it.
   int64_t incarnation = 0;
+  // The most statements one branch runs over its whole life, summed over its
+  // Execute calls (and a one-shot PREPARE's work). An Execute that would go
+  // past it is refused with INVALID_ARGUMENT naming the count and the limit,
+  // none of its statements run, and the branch keeps its earlier work (it
+  // can still prepare); a one-shot PREPARE past it votes NO. Bounds the
+  // undo log, the row locks and the time one transaction holds on the
+  // resource: a client that loops on Execute cannot grow them forever.
+  // Default: 100,000 (ten full requests of protocol/validate.h's
+  // kMaxStatements).
+  size_t max_branch_statements = 100000;
   // Testing seam, never set outside tests (txsim's abort-after-prepared bug):
   // the agent's own abort of a branch that seemed abandoned runs even if the
   // branch voted YES meanwhile, as before the fix (a PREPARED branch is
@@ -314,6 +324,9 @@ class BranchCore {
   struct Branch {
     St state = St::kNone;
     bool wrote = false;
+    // Statements this branch has run (successful Execute calls and a
+    // one-shot's work), against max_branch_statements.
+    size_t statements = 0;
     bool in_flight = false;  // a ResourceOp is running
     std::optional<Pending> current;  // the request the in-flight op (or lock wait) serves
     std::deque<Pending> queue;
@@ -375,6 +388,9 @@ class BranchCore {
   void Log(AgentLogLine::Level level, std::string message);
   // Ends the current request with `s` (one-shot: a NO vote and a tombstone).
   void FailCurrent(const Key& key, Branch& b, const Status& s, Micros now);
+  // INVALID_ARGUMENT when `more` statements would take the branch past
+  // max_branch_statements; OK otherwise.
+  Status CheckStatementBudget(const Key& key, const Branch& b, size_t more) const;
   Status LockTimeoutStatus(const std::string& conflict, const std::optional<TxId>& holder) const;
   void Park(const Key& key, Branch& b, const ExecuteResult& r, Micros now);
   // Ends a lock wait; with retry, re-issues the waiting request's operation.

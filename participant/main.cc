@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
       ("coordinator", po::value<std::string>()->required(),
        "the coordinator group: HOST:PORT[,HOST:PORT...]")
       ("resource", po::value<std::vector<std::string>>()->required(),
-       "a resource to host (repeatable): NAME=sqlite:PATH, NAME=postgres:'host=... dbname=...' "
+       "a resource to host (repeatable): NAME=sqlite:PATH (PATH?ddl=deny: refuse schema "
+       "changes from transactions), NAME=postgres:'host=... dbname=...' "
        "(a libpq connection string), NAME=mariadb:'host=... port=... database=... user=...' or "
        "NAME=queue:PATH (a transactional message queue in an SQLite file)")
       ("db-pool-size", po::value<int64_t>()->default_value(32),
@@ -36,6 +37,9 @@ int main(int argc, char** argv) {
        "how long a statement waits for a row lock")
       ("active-timeout-ms", po::value<int64_t>()->default_value(60000),
        "an idle ACTIVE branch asks the coordinator after this long")
+      ("max-branch-statements", po::value<int64_t>()->default_value(100000),
+       "most statements one branch runs over its whole life (all its Execute calls); an "
+       "Execute past it is refused, nothing of it applied")
       ("autonomous-termination-timeout", po::value<std::string>()->default_value("0"),
        "3PC: when the coordinator group has been unreachable this long (e.g. 10s), an in-doubt "
        "branch asks the other participants and decides by Skeen's rule; 0 = off (the default). "
@@ -109,6 +113,12 @@ int main(int argc, char** argv) {
   o.coordinators = txc::rpc::SplitList(vm["coordinator"].as<std::string>());
   o.core.lock_timeout = vm["lock-timeout-ms"].as<int64_t>() * txc::kMillis;
   o.core.active_timeout = vm["active-timeout-ms"].as<int64_t>() * txc::kMillis;
+  if (int64_t m = vm["max-branch-statements"].as<int64_t>(); m < 1) {
+    std::cerr << "txagent: --max-branch-statements wants a positive count, got " << m << "\n";
+    return 2;
+  } else {
+    o.core.max_branch_statements = static_cast<size_t>(m);
+  }
   o.core.incarnation = *incarnation;
   o.core.confirm_decisions = vm["confirm-decisions"].as<bool>();
   o.metrics_listen = vm["metrics-listen"].as<std::string>();

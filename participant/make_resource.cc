@@ -59,10 +59,33 @@ Result<std::unique_ptr<ResourceManager>> MakeResource(const std::string& spec,
     return Status::InvalidArgument(where + "unknown resource kind \"" + kind +
                                    "\" (supported: sqlite, postgres, mariadb, queue)");
   }
+  // sqlite:PATH?OPTION=VALUE&...: options of the resource, each known one
+  // checked (a misspelt option must not silently leave DDL allowed).
+  SqliteResourceOptions options;
+  if (auto q = path.find('?'); q != std::string::npos) {
+    std::string query = path.substr(q + 1);
+    path = path.substr(0, q);
+    size_t at = 0;
+    while (at <= query.size()) {
+      size_t amp = query.find('&', at);
+      std::string item = query.substr(at, amp == std::string::npos ? std::string::npos : amp - at);
+      at = amp == std::string::npos ? query.size() + 1 : amp + 1;
+      if (item == "ddl=allow") {
+        options.allow_ddl = true;
+      } else if (item == "ddl=deny") {
+        options.allow_ddl = false;
+      } else {
+        return Status::InvalidArgument(where + "unknown option \"" + item +
+                                       "\" after \"?\" (an sqlite resource takes ddl=allow or "
+                                       "ddl=deny, e.g. " + name + "=sqlite:/var/lib/" + name +
+                                       ".db?ddl=deny)");
+      }
+    }
+  }
   if (path.empty()) {
     return Status::InvalidArgument(where + "empty database path after \"sqlite:\"");
   }
-  auto r = SqliteResource::Open(name, path);
+  auto r = SqliteResource::Open(name, path, options);
   if (!r.ok()) return Status(r.status().code(), where + r.status().message());
   return std::unique_ptr<ResourceManager>(std::move(*r));
 }

@@ -416,9 +416,20 @@ Status QueueResource::Impl::DoExecute(const TxId& txid,
   if (!state->has_value()) TXC_RETURN_IF_ERROR(log_.InsertBranch(txid, BranchState::kActive));
   std::vector<proto::ResultSet> results;
   results.reserve(statements.size());
+  size_t result_bytes = 0;
   for (size_t i = 0; i < statements.size(); ++i) {
     proto::ResultSet rs;
     TXC_RETURN_IF_ERROR(DoStatement(id, i, statements[i], &rs));
+    for (const auto& row : rs.rows) {
+      for (const auto& v : row.values) result_bytes += internal::ResultBytes(v);
+    }
+    if (options_.max_result_bytes > 0 && result_bytes > options_.max_result_bytes) {
+      return Err(Status::kInvalidArgument,
+                 "the results of this Execute call passed " +
+                     std::to_string(options_.max_result_bytes) +
+                     " bytes (the resource's limit per call) at statement " + std::to_string(i + 1) +
+                     "; nothing of this call is applied: dequeue fewer messages per call");
+    }
     results.push_back(std::move(rs));
   }
   auto wrote = HasWork(id);

@@ -78,6 +78,11 @@ struct QueueResourceOptions {
   // both sizes. Bounds the memory of one statement and of one DEQUEUE reply.
   // Default: 1 MiB.
   size_t max_payload_bytes = 1 << 20;
+  // Most bytes the rows of one Execute call may hold (DEQUEUE returns a
+  // whole payload; ten thousand of them in one call would be 10 GB). Past it
+  // the call fails with INVALID_ARGUMENT naming the limit, nothing of it
+  // applied (no message claimed). 0: no limit. Default: 32 MiB.
+  size_t max_result_bytes = 32u << 20;
   // How long a group waits for another process that holds the file's write
   // lock; then its operations fail with UNAVAILABLE, nothing applied, and can
   // be retried. Default: 5 s.

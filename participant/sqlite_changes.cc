@@ -235,14 +235,26 @@ class Capture {
 }  // namespace
 
 SqliteChanges::SqliteChanges(std::string name, wal::Db* db, Micros max_execute_time,
-                             std::function<Micros()> clock, bool test_only_skip_undo_on_conflict)
+                             std::function<Micros()> clock, bool test_only_skip_undo_on_conflict,
+                             bool allow_ddl, size_t max_result_bytes)
     : Named(std::move(name)),
       db_(db),
       max_execute_time_(max_execute_time),
       clock_(std::move(clock)),
-      test_only_skip_undo_on_conflict_(test_only_skip_undo_on_conflict) {}
+      test_only_skip_undo_on_conflict_(test_only_skip_undo_on_conflict),
+      allow_ddl_(allow_ddl),
+      max_result_bytes_(max_result_bytes) {}
 
 Status SqliteChanges::Init() {
+  // No statement may load code into the agent: off for the SQL function and
+  // the C API alike (SQLite's default, made explicit so a build or a library
+  // that turns it on does not open the door).
+  int loading = -1;
+  if (sqlite3_db_config(db_->raw(), SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, &loading) !=
+          SQLITE_OK ||
+      loading != 0) {
+    return Err(Status::kInternal, "cannot turn extension loading off on the connection");
+  }
   auto prep = [this](std::unique_ptr<wal::Stmt>* out, std::string_view sql) {
     return PrepareInto(*db_, out, sql);
   };
@@ -267,6 +279,7 @@ Status SqliteChanges::Execute(const std::vector<proto::Statement>& statements,
   }
   std::vector<proto::ResultSet>& results = out->results;
   results.assign(statements.size(), proto::ResultSet());
+  result_bytes_ = 0;
   {
     // The statements of this call run against one deadline (OnProgress).
     struct Deadline {
@@ -343,6 +356,66 @@ Status SqliteChanges::Invert(const SqliteBuffer& redo, SqliteBuffer* undo) {
   return Status::Ok();
 }
 
+// The pragmas a branch may read without an argument: they report settings
+// or the schema and change nothing. Anything else without an argument may
+// act (wal_checkpoint, optimize, shrink_memory, incremental_vacuum) and is
+// refused, as is every pragma given a value.
+static bool HarmlessPragmaRead(const char* name) {
+  static const char* kReads[] = {
+      "application_id", "auto_vacuum",    "busy_timeout",   "cache_size",   "collation_list",
+      "compile_options", "data_version",  "database_list",  "encoding",     "foreign_key_check",
+      "foreign_keys",   "freelist_count", "function_list",  "integrity_check", "journal_mode",
+      "module_list",    "page_count",     "page_size",      "pragma_list",  "quick_check",
+      "schema_version", "synchronous",    "table_list",     "user_version"};
+  for (const char* p : kReads) {
+    if (name != nullptr && strcasecmp(name, p) == 0) return true;
+  }
+  return false;
+}
+
+// The pragmas that take a table or index name as their argument and only
+// describe it: PRAGMA table_info(accounts) is a read.
+static bool IntrospectionPragma(const char* name) {
+  static const char* kReadOnly[] = {"table_info",  "table_xinfo",       "index_list",
+                                    "index_info",  "index_xinfo",       "foreign_key_list",
+                                    "foreign_key_check", "integrity_check", "quick_check"};
+  for (const char* p : kReadOnly) {
+    if (name != nullptr && strcasecmp(name, p) == 0) return true;
+  }
+  return false;
+}
+
+// Schema changes, by authorizer action: what ddl=deny refuses.
+static const char* DdlAction(int action) {
+  switch (action) {
+    case SQLITE_CREATE_INDEX: return "CREATE INDEX";
+    case SQLITE_CREATE_TABLE: return "CREATE TABLE";
+    case SQLITE_CREATE_TEMP_INDEX: return "CREATE TEMP INDEX";
+    case SQLITE_CREATE_TEMP_TABLE: return "CREATE TEMP TABLE";
+    case SQLITE_CREATE_TEMP_TRIGGER: return "CREATE TEMP TRIGGER";
+    case SQLITE_CREATE_TEMP_VIEW: return "CREATE TEMP VIEW";
+    case SQLITE_CREATE_TRIGGER: return "CREATE TRIGGER";
+    case SQLITE_CREATE_VIEW: return "CREATE VIEW";
+    case SQLITE_CREATE_VTABLE: return "CREATE VIRTUAL TABLE";
+    case SQLITE_DROP_INDEX: return "DROP INDEX";
+    case SQLITE_DROP_TABLE: return "DROP TABLE";
+    case SQLITE_DROP_TEMP_INDEX: return "DROP INDEX";
+    case SQLITE_DROP_TEMP_TABLE: return "DROP TABLE";
+    case SQLITE_DROP_TEMP_TRIGGER: return "DROP TRIGGER";
+    case SQLITE_DROP_TEMP_VIEW: return "DROP VIEW";
+    case SQLITE_DROP_TRIGGER: return "DROP TRIGGER";
+    case SQLITE_DROP_VIEW: return "DROP VIEW";
+    case SQLITE_DROP_VTABLE: return "DROP VIRTUAL TABLE";
+    case SQLITE_ALTER_TABLE: return "ALTER TABLE";
+    case SQLITE_REINDEX: return "REINDEX";
+    case SQLITE_ANALYZE: return "ANALYZE";
+    default: return nullptr;
+  }
+}
+
+// Runs while a user statement is compiled (PrepareUser), for every action
+// it would take, including those of the triggers it fires; the resource's
+// own statements are compiled without it.
 int SqliteChanges::Authorize(void* ctx, int action, const char* a1, const char* a2,
                                     const char* /*db*/, const char* /*trigger*/) {
   auto* self = static_cast<SqliteChanges*>(ctx);
@@ -350,6 +423,13 @@ int SqliteChanges::Authorize(void* ctx, int action, const char* a1, const char* 
     self->auth_denied_ = std::move(why);
     return SQLITE_DENY;
   };
+  if (!self->allow_ddl_) {
+    if (const char* ddl = DdlAction(action)) {
+      return deny(std::string(ddl) + " is not allowed: resource " + self->name() +
+                  " is configured with ddl=deny (change its schema outside transactions, or "
+                  "drop the option)");
+    }
+  }
   switch (action) {
     case SQLITE_TRANSACTION:
     case SQLITE_SAVEPOINT:
@@ -373,16 +453,20 @@ int SqliteChanges::Authorize(void* ctx, int action, const char* a1, const char* 
       }
       return SQLITE_OK;
     case SQLITE_PRAGMA: {
-      if (a2 == nullptr) return SQLITE_OK;  // a query
-      static const char* kReadOnly[] = {"table_info",  "table_xinfo",       "index_list",
-                                        "index_info",  "index_xinfo",       "foreign_key_list",
-                                        "foreign_key_check", "integrity_check", "quick_check"};
-      for (const char* p : kReadOnly) {
-        if (a1 != nullptr && strcasecmp(a1, p) == 0) return SQLITE_OK;
-      }
+      // a1 is the pragma, a2 its argument (null when it has none).
+      if (a2 == nullptr ? HarmlessPragmaRead(a1) : IntrospectionPragma(a1)) return SQLITE_OK;
       return deny(std::string("PRAGMA ") + (a1 != nullptr ? a1 : "") +
-                  " cannot be set from a transaction branch");
+                  (a2 != nullptr ? " with a value" : "") +
+                  " is not allowed in a transaction branch: only reads of settings and of "
+                  "the schema are (e.g. PRAGMA user_version, PRAGMA table_info(t))");
     }
+    case SQLITE_FUNCTION:
+      // a2 is the function's name. Extension loading is also off on the
+      // connection (Init); refusing it here names the reason.
+      if (a2 != nullptr && strcasecmp(a2, "load_extension") == 0) {
+        return deny("load_extension() is not allowed: a branch cannot load code into the agent");
+      }
+      return SQLITE_OK;
     default:
       return SQLITE_OK;
   }
@@ -401,9 +485,10 @@ Result<sqlite3_stmt*> SqliteChanges::PrepareUser(const std::string& sql) {
   sqlite3_set_authorizer(db, nullptr, nullptr);
   UserStmt stmt(raw);
   if (rc != SQLITE_OK) {
-    std::string msg = (rc & 0xff) == SQLITE_AUTH && !auth_denied_.empty()
-                          ? auth_denied_
-                          : std::string(sqlite3_errmsg(db));
+    // A refusal of the authorizer comes back as SQLITE_AUTH, or, for a
+    // function, as a plain error ("not authorized to use function"): either
+    // way our reason says more.
+    std::string msg = !auth_denied_.empty() ? auth_denied_ : std::string(sqlite3_errmsg(db));
     if (IsStorageRc(rc)) return Err(Status::kStorageFailed, msg);
     return Err(Status::kSqlError, msg);
   }
@@ -457,8 +542,22 @@ Status SqliteChanges::RunStatement(size_t index, const proto::Statement& st,
     if (rc == SQLITE_ROW) {
       proto::Row row;
       row.values.reserve(n_cols);
-      for (int c = 0; c < n_cols; ++c) row.values.push_back(ColumnValue(s, c));
+      for (int c = 0; c < n_cols; ++c) {
+        row.values.push_back(ColumnValue(s, c));
+        result_bytes_ += ResultBytes(row.values.back());
+      }
       rs->rows.push_back(std::move(row));
+      if (max_result_bytes_ > 0 && result_bytes_ > max_result_bytes_) {
+        // Reading on would hold the whole result in the agent's memory (and
+        // the reply could not reach the client anyway).
+        sqlite3_reset(s);
+        return Err(Status::kInvalidArgument,
+                   "the results of this Execute call passed " + std::to_string(max_result_bytes_) +
+                       " bytes (the resource's limit per call) at row " +
+                       std::to_string(rs->rows.size()) + where() +
+                       "; nothing of this call is applied: select fewer rows (LIMIT, a narrower "
+                       "WHERE) or page through them");
+      }
       continue;
     }
     if (rc == SQLITE_DONE) break;

@@ -73,12 +73,17 @@ class SqliteChanges : private Named {
   // `db` and `clock` (monotonic: the Execute time limit) outlive this.
   // max_execute_time 0: no limit.
   // `test_only_skip_undo_on_conflict`: SqliteResourceOptions' option of that name.
+  // `allow_ddl` false: user statements that change the schema are refused
+  // (SqliteResourceOptions::allow_ddl). `max_result_bytes`: what the rows
+  // one Execute call returns may hold (SqliteResourceOptions); 0: no limit.
   SqliteChanges(std::string name, wal::Db* db, Micros max_execute_time,
-                std::function<Micros()> clock, bool test_only_skip_undo_on_conflict = false);
+                std::function<Micros()> clock, bool test_only_skip_undo_on_conflict = false,
+                bool allow_ddl = true, size_t max_result_bytes = 0);
   SqliteChanges(const SqliteChanges&) = delete;
   SqliteChanges& operator=(const SqliteChanges&) = delete;
 
-  // Prepares the statements and installs the progress handler.
+  // Prepares the statements, installs the progress handler and turns
+  // extension loading off on the connection.
   Status Init();
 
   // Runs one Execute call's statements, capturing what they change. Fails
@@ -118,6 +123,9 @@ class SqliteChanges : private Named {
   const Micros max_execute_time_;
   const std::function<Micros()> clock_;
   const bool test_only_skip_undo_on_conflict_;
+  const bool allow_ddl_;
+  const size_t max_result_bytes_;
+  size_t result_bytes_ = 0;  // of the current Execute call's rows
 
   std::unique_ptr<wal::Stmt> pk_info_, schema_version_;
   std::unordered_map<std::string, UserStmt> user_stmts_;  // by SQL text

@@ -105,6 +105,27 @@ struct SqliteResourceOptions {
   // write lock; then its operations fail with UNAVAILABLE, nothing applied,
   // and can be retried. Default: 5 s.
   Micros busy_timeout = 5 * kSeconds;
+  // Whether a branch's statements may change the schema (CREATE, DROP,
+  // ALTER, REINDEX, ANALYZE, of tables, indexes, views, triggers and virtual
+  // tables). Schema changes are not undone by a rollback and are not locked
+  // against other branches, so a production resource whose schema is
+  // managed outside txcoord should refuse them (txagent --resource
+  // NAME=sqlite:PATH?ddl=deny); refused, the statement fails with SQL_ERROR
+  // naming the option, and nothing of its Execute call is applied. Allowed
+  // by default because set-up scripts and the demos create their tables
+  // through transactions. Whatever this says, every branch is refused
+  // ATTACH/DETACH, transaction control, writes to the branch log tables,
+  // PRAGMAs other than reads of settings and of the schema, and
+  // load_extension() (extension loading is off on the connection).
+  // Default: true.
+  bool allow_ddl = true;
+  // Most bytes the rows of one Execute call may hold (text and blobs by
+  // their size, numbers 8 bytes each, plus 8 per value). Past it the call
+  // fails with INVALID_ARGUMENT naming the limit, nothing of it applied:
+  // a SELECT over a large table would otherwise be held whole in the agent's
+  // memory, and a reply over the client's 64 MiB frame limit never arrives.
+  // 0: no limit. Default: 32 MiB.
+  size_t max_result_bytes = 32u << 20;
   // The monotonic clock max_execute_time and the purge interval of final
   // branch rows are measured on (the simulator passes its virtual clock).
   // Default: empty, the steady clock.

@@ -14,9 +14,16 @@
 #include <sqlite3.h>
 
 #include "common/status.h"
+#include "txcoord_types.h"
 #include "wal/sqlite.h"
 
 namespace txc::participant::internal {
+
+// What a result value weighs in a reply, for the per-call result limits: its
+// bytes, 8 for a number, and a little for the field itself.
+inline size_t ResultBytes(const proto::Value& v) {
+  return 8 + (v.__isset.s ? v.s.size() : 0) + (v.__isset.b ? v.b.size() : 0);
+}
 
 inline bool HasPrefixNoCase(const char* s, const char* prefix) {
   return s != nullptr && strncasecmp(s, prefix, std::strlen(prefix)) == 0;

@@ -56,18 +56,3 @@ struct Message {
   13: i64 snapshot_size
   14: optional binary snapshot_chunk
 }
-
-// ------------------------------------------------ benchmark of the log alone
-// Proposes one opaque record through the decision log and answers once it is
-// chosen (durable on a majority). Used by `txbench log`; the record is a
-// no-op for the transaction table.
-struct AppendRequest {
-  1: binary payload
-}
-struct AppendResponse {
-  1: txcoord.Status status
-  2: i64 slot
-}
-service LogBench {
-  AppendResponse Append(1: AppendRequest req)
-}

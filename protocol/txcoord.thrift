@@ -417,6 +417,25 @@ service Replica {
   PeerAck Deliver(1: PeerMessage msg)
 }
 
+// ------------------------------------------- benchmark of the decision log
+// `txbench log` and `txbench probe`: proposes one opaque record through the
+// decision log and answers once it is chosen (durable on a majority); the
+// record is a no-op for the transaction table. A benchmark hook that writes
+// into the decision log: served only by a replica started with
+// --serve-log-bench (any other answers INVALID_ARGUMENT naming the flag).
+// On the wire the method is "Append" (the Thrift method name), on the
+// coordinator's client port.
+struct LogBenchAppendRequest {
+  1: binary payload
+}
+struct LogBenchAppendResponse {
+  1: Status status
+  2: i64 slot              // the log slot that holds the record
+}
+service LogBench {
+  LogBenchAppendResponse Append(1: LogBenchAppendRequest req)
+}
+
 // --------------------------------------------- persisted: replicated commands
 
 // on-disk format: do not renumber

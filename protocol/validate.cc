@@ -17,7 +17,24 @@ Status CheckProtocol(const proto::Protocol::type& p, const std::string& field) {
   return Bad(field, v, "a protocol is TWO_PC (1) or THREE_PC (2)");
 }
 
+// "FIELD holds N WHAT; at most MAX PER": the field, its size and the limit.
+Status TooMany(const std::string& field, size_t n, const std::string& what, size_t max,
+               const std::string& per_and_advice) {
+  return Status::InvalidArgument(field + " holds " + std::to_string(n) + " " + what + "; at most " +
+                                 std::to_string(max) + " " + per_and_advice);
+}
+
+// A resource name or an address: echoed in errors, kept in logs.
+Status CheckName(const std::string& value, const std::string& field, const char* what) {
+  if (value.size() <= kMaxNameBytes) return Status::Ok();
+  return Status::InvalidArgument(field + " is " + std::to_string(value.size()) + " bytes long; " +
+                                 what + " is at most " + std::to_string(kMaxNameBytes) + " bytes");
+}
+
 Status CheckParticipants(const std::vector<proto::Participant>& ps, const std::string& field) {
+  if (ps.size() > kMaxParticipants) {
+    return TooMany(field, ps.size(), "participants", kMaxParticipants, "take part in one transaction");
+  }
   for (size_t i = 0; i < ps.size(); ++i) {
     Status s = CheckParticipant(ps[i], field + "[" + std::to_string(i) + "]");
     if (!s.ok()) return s;
@@ -32,9 +49,16 @@ Status CheckStatements(const std::vector<proto::Statement>& ss, const std::strin
                                    " travel in one request: split the work over several Execute "
                                    "calls of the same transaction");
   }
+  size_t params = 0;
   for (size_t i = 0; i < ss.size(); ++i) {
     Status s = CheckStatement(ss[i], field + "[" + std::to_string(i) + "]");
     if (!s.ok()) return s;
+    params += ss[i].params.size();
+  }
+  if (params > kMaxParamsPerRequest) {
+    return TooMany(field, params, "parameters in all", kMaxParamsPerRequest,
+                   "travel in one request: split the work over several Execute calls of the same "
+                   "transaction");
   }
   return Status::Ok();
 }
@@ -57,6 +81,8 @@ Status CheckTimeoutMs(int64_t ms, const std::string& field) {
 }
 
 Status CheckParticipant(const proto::Participant& p, const std::string& field) {
+  TXC_RETURN_IF_ERROR(CheckName(p.resource, field + ".resource", "a resource name"));
+  TXC_RETURN_IF_ERROR(CheckName(p.address, field + ".address", "an agent address"));
   // An agent's incarnations count up from 1; 0 stands for "not known".
   if (p.__isset.incarnation && p.incarnation < 0) {
     return Bad(field + ".incarnation", p.incarnation, "an agent incarnation is >= 0");
@@ -65,6 +91,16 @@ Status CheckParticipant(const proto::Participant& p, const std::string& field) {
 }
 
 Status CheckStatement(const proto::Statement& s, const std::string& field) {
+  if (s.sql.size() > kMaxSqlBytes) {
+    return Status::InvalidArgument(field + ".sql is " + std::to_string(s.sql.size()) +
+                                   " bytes long; a statement's SQL is at most " +
+                                   std::to_string(kMaxSqlBytes) +
+                                   " bytes (1 MiB): pass data as parameters");
+  }
+  if (s.params.size() > kMaxParamsPerStatement) {
+    return TooMany(field + ".params", s.params.size(), "parameters", kMaxParamsPerStatement,
+                   "bind to one statement");
+  }
   if (s.__isset.expect_rows && s.expect_rows < 0) {
     return Bad(field + ".expect_rows", s.expect_rows, "a row count is >= 0");
   }
@@ -84,16 +120,41 @@ Status Check(const proto::CommitRequest& req) {
 
 Status Check(const proto::SubmitRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "SubmitRequest.txid"));
+  // Each branch is at most one participant (the driver joins repeated ones).
+  if (req.branches.size() > kMaxParticipants) {
+    return TooMany("SubmitRequest.branches", req.branches.size(), "branches", kMaxParticipants,
+                   "(participants) take part in one transaction");
+  }
+  size_t statements = 0, params = 0;
   for (size_t i = 0; i < req.branches.size(); ++i) {
     std::string field = "SubmitRequest.branches[" + std::to_string(i) + "]";
     TXC_RETURN_IF_ERROR(CheckParticipant(req.branches[i].participant, field + ".participant"));
     TXC_RETURN_IF_ERROR(CheckStatements(req.branches[i].statements, field + ".statements"));
+    statements += req.branches[i].statements.size();
+    for (const auto& st : req.branches[i].statements) params += st.params.size();
+  }
+  // The whole request, too: branches of one participant are joined into one
+  // PREPARE, which the agent refuses past these limits.
+  if (statements > kMaxStatements) {
+    return TooMany("SubmitRequest.branches", statements, "statements in all", kMaxStatements,
+                   "travel in one request: use an interactive transaction (several Execute "
+                   "calls) for more work");
+  }
+  if (params > kMaxParamsPerRequest) {
+    return TooMany("SubmitRequest.branches", params, "parameters in all", kMaxParamsPerRequest,
+                   "travel in one request: use an interactive transaction (several Execute "
+                   "calls) for more work");
   }
   return CheckProtocol(req.protocol, "SubmitRequest.protocol");
 }
 
 Status Check(const proto::AbortRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "AbortRequest.txid"));
+  if (req.reason.size() > kMaxReasonBytes) {
+    return Status::InvalidArgument("AbortRequest.reason is " + std::to_string(req.reason.size()) +
+                                   " bytes long; at most " + std::to_string(kMaxReasonBytes) +
+                                   " bytes");
+  }
   return CheckParticipants(req.participants, "AbortRequest.participants");
 }
 
@@ -157,6 +218,7 @@ Status Check(const proto::RetryTxnsRequest& req) {
 
 Status Check(const proto::ExecuteRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "ExecuteRequest.txid"));
+  TXC_RETURN_IF_ERROR(CheckName(req.resource, "ExecuteRequest.resource", "a resource name"));
   TXC_RETURN_IF_ERROR(CheckStatements(req.statements, "ExecuteRequest.statements"));
   if (req.__isset.timeout_ms) {
     TXC_RETURN_IF_ERROR(CheckTimeoutMs(req.timeout_ms, "ExecuteRequest.timeout_ms"));
@@ -166,6 +228,7 @@ Status Check(const proto::ExecuteRequest& req) {
 
 Status Check(const proto::PrepareRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "PrepareRequest.txid"));
+  TXC_RETURN_IF_ERROR(CheckName(req.resource, "PrepareRequest.resource", "a resource name"));
   TXC_RETURN_IF_ERROR(CheckParticipants(req.participants, "PrepareRequest.participants"));
   TXC_RETURN_IF_ERROR(CheckProtocol(req.protocol, "PrepareRequest.protocol"));
   if (req.__isset.work) TXC_RETURN_IF_ERROR(CheckStatements(req.work, "PrepareRequest.work"));
@@ -174,6 +237,7 @@ Status Check(const proto::PrepareRequest& req) {
 
 Status Check(const proto::DecideRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "DecideRequest.txid"));
+  TXC_RETURN_IF_ERROR(CheckName(req.resource, "DecideRequest.resource", "a resource name"));
   int32_t outcome = WireEnumValue(req.outcome);
   if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) {
     return Bad("DecideRequest.outcome", outcome, "a decision is COMMITTED (2) or ABORTED (3)");

@@ -7,9 +7,11 @@
 // and the next restart refuses to recover it, and `timeout_ms * kMillis`
 // overflows.
 //
-// Strings (resource names, SQL, addresses) and statement parameters are not
-// checked here: any value of those is representable, and the cores refuse the
-// ones they cannot serve.
+// Sizes are bounded too (docs/operations.md, "Limits"): statements and
+// parameters per request, parameters and SQL bytes per statement,
+// participants per transaction, the length of names and reasons. Each
+// refusal names the field, its size and the limit. The contents of strings
+// (which resource, which SQL) are the cores' and the resources' to judge.
 //
 // Pure functions; thread-safe.
 #pragma once
@@ -57,6 +59,32 @@ Status Check(const proto::PeerMessage& msg);
 // writer for as long as they run while every other branch waits; a client
 // with more work splits it over several Execute calls of one transaction.
 constexpr size_t kMaxStatements = 10000;
+
+// The most parameters one statement binds. SQLite binds at most 32,766
+// (PostgreSQL and MariaDB 65,535), so nothing a built-in database would run
+// is refused; a longer list only costs the agent decoding and memory.
+constexpr size_t kMaxParamsPerStatement = 32766;
+// The most parameters one request carries over all its statements: ten per
+// statement at the statement limit. Bounds the bind work one request holds
+// the resource's single writer for, as kMaxStatements bounds the statements.
+constexpr size_t kMaxParamsPerRequest = 100000;
+// The longest SQL text of one statement: 1 MiB. Parsing is linear, but a
+// statement's text is kept in the resource's statement cache and quoted in
+// errors; real statements are far shorter, and data travels as parameters.
+constexpr size_t kMaxSqlBytes = 1 << 20;
+// The most participants one transaction has (CommitRequest.participants,
+// SubmitRequest.branches, AbortRequest.participants,
+// PrepareRequest.participants). The list is written into the decision log
+// with DECIDE and into every participant's PREPARED record, and each one is
+// a PREPARE and a DECIDE call per transaction. The coordinator enforces the
+// same bound after merging a Submit's branches (DriverOptions).
+constexpr size_t kMaxParticipants = 1000;
+// The longest resource name and agent address of a Participant (both are
+// written into the decision log and the PREPARED records).
+constexpr size_t kMaxNameBytes = 256;
+// The longest reason a client gives for an abort (it is sent back with the
+// outcome), as an operator's reason in Resolve.
+constexpr size_t kMaxReasonBytes = 1024;
 
 // The integer a Thrift enum field holds. The generated reader stores any i32
 // from the wire in the field, but an enum whose type has no fixed underlying

@@ -16,13 +16,16 @@ stop_pids() { local p; for p in "$@"; do kill "$p" 2>/dev/null || true; done
 # ------------------------------------------------ a 3-replica txcoord group
 # With GMETRICS=1 set before start_group, replica i also serves /metrics on
 # 127.0.0.1:${GM[i]}.
+# With GLOGBENCH=1, the replicas serve LogBench.Append (--serve-log-bench),
+# which txbench log and txbench probe call.
 declare -A GP GPID GM
-GDIR=""; GLIST=""; PEERS=""; GMETRICS=${GMETRICS:-0}
+GDIR=""; GLIST=""; PEERS=""; GMETRICS=${GMETRICS:-0}; GLOGBENCH=${GLOGBENCH:-0}
 start_replica() { # id
-  local metrics=()
-  if [ "$GMETRICS" = 1 ]; then metrics=(--metrics-listen "127.0.0.1:${GM[$1]}"); fi
+  local extra=()
+  if [ "$GMETRICS" = 1 ]; then extra=(--metrics-listen "127.0.0.1:${GM[$1]}"); fi
+  if [ "$GLOGBENCH" = 1 ]; then extra+=(--serve-log-bench); fi
   "$BIN/txcoord" --id "$1" --listen "127.0.0.1:${GP[$1]}" --peers "$PEERS" --data "$GDIR/r$1" \
-    "${metrics[@]}" --log-level warn 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
+    "${extra[@]}" --log-level warn 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
 }
 start_group() { # dir
   GDIR=$1; mkdir -p "$GDIR"

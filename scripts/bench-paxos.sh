@@ -29,7 +29,9 @@ if ! command -v etcd >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >/dev/null
 fi
 
-# free_port, wait_port, json, forget and the 3-replica group helpers.
+# free_port, wait_port, json, forget and the 3-replica group helpers. The
+# groups serve LogBench.Append (txbench log, txbench probe): --serve-log-bench.
+GLOGBENCH=1
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 echo "## machine"
@@ -170,6 +172,7 @@ sp=$(free_port)
 wait_port $sp
 run_transfer single "127.0.0.1:$sp"
 kill $SPID; wait $SPID 2>/dev/null || true
+GLOGBENCH=0  # end to end: transactions only, as in production
 start_group "$WORK/e2e-group"
 leader_of_group >/dev/null
 run_transfer group "$GLIST"

@@ -1,6 +1,7 @@
 // txbench: load generator. `txbench transfer` moves money between accounts
 // held in different resources, through real agents and coordinators.
-// `txbench log` measures the replicated decision log alone (LogBench.Append),
+// `txbench log` measures the replicated decision log alone (LogBench.Append:
+// every txcoord replica must be started with --serve-log-bench),
 // or etcd's v3 JSON gateway (/v3/kv/put) for comparison, with C requests in
 // flight on one io thread. `txbench probe` issues Appends back to back and
 // reports every gap between two successes (failover measurement).
@@ -778,7 +779,7 @@ void ScheduleProgress(asio::steady_timer* timer, LogLoad* load, int64_t* last, b
 struct AppendSlot : std::enable_shared_from_this<AppendSlot> {
   LogLoad* load;
   std::shared_ptr<rpc::CoordinatorSet> set;
-  paxos::wire::AppendRequest req;
+  proto::LogBenchAppendRequest req;
   asio::steady_timer pause;
   AppendSlot(asio::io_context& io) : pause(io) {}
 
@@ -789,13 +790,19 @@ struct AppendSlot : std::enable_shared_from_this<AppendSlot> {
     }
     Micros t0 = SteadyNowMicros();
     auto self = shared_from_this();
-    set->Call<paxos::wire::AppendRequest, paxos::wire::AppendResponse>(
-        "Append", req, 5 * kSeconds, [self, t0](Status s, paxos::wire::AppendResponse r) {
+    set->Call<proto::LogBenchAppendRequest, proto::LogBenchAppendResponse>(
+        "Append", req, 5 * kSeconds, [self, t0](Status s, proto::LogBenchAppendResponse r) {
           if (s.ok() && r.status.code == proto::Code::OK) {
             self->load->Ok(t0);
             return self->Next();
           }
           self->load->Fail(s.ok() ? "Append: " + r.status.message : s.ToString());
+          if (s.ok() && r.status.code == proto::Code::INVALID_ARGUMENT) {
+            // Refused, not failed over (a replica without --serve-log-bench):
+            // this slot stops, so the run ends with the refusal as its error.
+            --self->load->active;
+            return;
+          }
           self->pause.expires_after(std::chrono::milliseconds(20));
           self->pause.async_wait([self](const boost::system::error_code&) { self->Next(); });
         });
@@ -941,7 +948,8 @@ int Log(int argc, char** argv) {
   po::variables_map vm;
   const char* usage =
       "usage: txbench log (--coordinator LIST | --etcd URLS [--etcd-target leader|any]) "
-      "--concurrency C --duration 10s --record-bytes 256 [--json]";
+      "--concurrency C --duration 10s --record-bytes 256 [--json]\n"
+      "(the txcoord replicas must run with --serve-log-bench)";
   cli::Parse(argc, argv, usage, desc, vm);
   SetLogLevel(vm["log-level"].as<std::string>());
   bool etcd = vm.count("etcd") > 0;
@@ -1082,7 +1090,9 @@ int Probe(int argc, char** argv) {
       ("call-timeout-ms", po::value<int>()->default_value(200), "deadline of one Append")
       ("record-bytes", po::value<int>()->default_value(64), "payload of each record");
   po::variables_map vm;
-  const char* usage = "usage: txbench probe --coordinator LIST --duration 60s [--gap-ms 100]";
+  const char* usage =
+      "usage: txbench probe --coordinator LIST --duration 60s [--gap-ms 100]\n"
+      "(the txcoord replicas must run with --serve-log-bench)";
   cli::Parse(argc, argv, usage, desc, vm);
   SetLogLevel(vm["log-level"].as<std::string>());
   Micros duration = 0;
@@ -1106,17 +1116,18 @@ int Probe(int argc, char** argv) {
   co.backoff_max = 20 * kMillis;
   co.connect_timeout = 100 * kMillis;
   rpc::ChannelPool pool(io, co);
-  paxos::wire::AppendRequest req;
+  proto::LogBenchAppendRequest req;
   req.payload = RandomBytes(static_cast<size_t>(vm["record-bytes"].as<int>()), 0x9be);
   Micros end = SteadyNowMicros() + duration;
   size_t index = 0;
   Micros last_ok_steady = 0, last_ok_wall = 0;
   int64_t ok = 0, gaps = 0;
+  bool refused = false;
   asio::steady_timer pause(io);
   std::function<void()> issue = [&] {
     if (SteadyNowMicros() >= end) return;
-    pool.Get(addrs[index])->Call<paxos::wire::AppendRequest, paxos::wire::AppendResponse>(
-        "Append", req, call_timeout, [&](Status s, paxos::wire::AppendResponse r) {
+    pool.Get(addrs[index])->Call<proto::LogBenchAppendRequest, proto::LogBenchAppendResponse>(
+        "Append", req, call_timeout, [&](Status s, proto::LogBenchAppendResponse r) {
           if (s.ok() && r.status.code == proto::Code::OK) {
             Micros now = SteadyNowMicros();
             Micros wall = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -1131,6 +1142,14 @@ int Probe(int argc, char** argv) {
             last_ok_wall = wall;
             ++ok;
             return issue();
+          }
+          if (s.ok() && r.status.code == proto::Code::INVALID_ARGUMENT) {
+            // Not a leader change: the replica does not serve the call (it
+            // was started without --serve-log-bench). Retrying cannot help.
+            std::fprintf(stderr, "txbench probe: %s\n", r.status.message.c_str());
+            refused = true;
+            io.stop();
+            return;
           }
           size_t next = (index + 1) % addrs.size();
           if (s.ok() && r.status.__isset.leader_hint) {
@@ -1161,7 +1180,7 @@ int Probe(int argc, char** argv) {
   io.run();
   pool.CloseAll();
   std::printf("probe ok=%ld gaps=%ld\n", static_cast<long>(ok), static_cast<long>(gaps));
-  return ok > 0 ? 0 : 1;
+  return ok > 0 && !refused ? 0 : 1;
 }
 
 }  // namespace
@@ -1176,7 +1195,8 @@ int main(int argc, char** argv) {
       "       txbench setup-db --db NAME=KIND:CONNINFO [--db ...] --accounts N --balance B\n"
       "       txbench log (--coordinator LIST | --etcd URLS [--etcd-target leader|any]) "
       "--concurrency C --duration 10s --record-bytes 256 [--json]\n"
-      "       txbench probe --coordinator LIST --duration 60s [--gap-ms 100]";
+      "       txbench probe --coordinator LIST --duration 60s [--gap-ms 100]\n"
+      "(log and probe: every txcoord replica must run with --serve-log-bench)";
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << usage << "\n";
     return argc < 2 ? 2 : 0;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -646,6 +647,88 @@ TEST_F(SliceTest, OutOfRangeNumbersAreRefusedAndNeverReachTheBranchLog) {
   // Neither server wrote the bad values to its log.
   EXPECT_EQ(agent_a_->LogTail(1 << 20).find("1.-5"), std::string::npos) << agent_a_->LogTail();
   EXPECT_EQ(coord_->LogTail(1 << 20).find("-1.3"), std::string::npos) << coord_->LogTail();
+}
+
+// The SQL authorizer through the whole path: a client's ATTACH (which would
+// let a branch write a database the agent cannot undo) and a PRAGMA write
+// are refused with SQL_ERROR, the branch keeps its earlier work and still
+// commits, and the database holds exactly what the committed work did.
+TEST_F(SliceTest, AttachAndPragmaWritesAreRefusedThroughTheClientAndDataStaysIntact) {
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance - 7 WHERE id = 1")).ok());
+  const std::string other = dir_.path + "/elsewhere.db";
+  auto attach = tx->Execute("bank_a", {Sql("UPDATE accounts SET balance = 0 WHERE id = 2"),
+                                       Sql("ATTACH DATABASE '" + other + "' AS other")});
+  ASSERT_FALSE(attach.ok());
+  EXPECT_EQ(attach.status().code(), Status::kSqlError) << attach.status().ToString();
+  EXPECT_NE(attach.status().message().find("ATTACH/DETACH is not allowed"), std::string::npos)
+      << attach.status().message();
+  auto pragma = tx->Execute("bank_a", Sql("PRAGMA journal_mode=DELETE"));
+  ASSERT_FALSE(pragma.ok());
+  EXPECT_NE(pragma.status().message().find("PRAGMA journal_mode with a value is not allowed"),
+            std::string::npos)
+      << pragma.status().message();
+  auto read = tx->Execute("bank_a", Sql("PRAGMA journal_mode"));  // a read passes
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(read->rows.size(), 1u);
+  EXPECT_EQ(read->rows[0].values[0].s, "wal");
+  Status s = tx->Commit();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Balance("bank_a", 1), 993);
+  EXPECT_EQ(Balance("bank_a", 2), 1000);  // the refused call's UPDATE never applied
+  EXPECT_FALSE(std::filesystem::exists(other)) << "ATTACH created " << other;
+}
+
+// Limits on what one request carries: refused at the wire with
+// INVALID_ARGUMENT naming the field, the value and the limit; nothing runs.
+TEST_F(SliceTest, OversizedStatementsAreRefusedNamingTheLimit) {
+  proto::ExecuteRequest big;
+  big.txid = MakeTxId(1, 2000000);
+  big.resource = "bank_a";
+  big.statements = {Sql("UPDATE accounts SET balance = 0 WHERE id = 1 OR id = ?")};
+  big.statements[0].sql += std::string(1 << 20, ' ');
+  big.statements[0].params = {Int(3)};
+  auto r = testing::CallOnce<proto::ExecuteRequest, proto::ExecuteResponse>(aport_, "Execute", big);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status.code, proto::Code::INVALID_ARGUMENT) << r->status.message;
+  EXPECT_NE(r->status.message.find("ExecuteRequest.statements[0].sql is " +
+                                   std::to_string(big.statements[0].sql.size()) +
+                                   " bytes long; a statement's SQL is at most 1048576"),
+            std::string::npos)
+      << r->status.message;
+  EXPECT_EQ(Balance("bank_a", 1), 1000);
+  EXPECT_EQ(Balance("bank_a", 3), 1000);
+  for (const auto& b : Branches(aport_)) EXPECT_NE(b.txid, big.txid) << "a branch was created";
+}
+
+// LogBench.Append writes client records into the decision log: a replica
+// serves it only when started with --serve-log-bench, and refuses it
+// otherwise, naming the flag.
+TEST_F(SliceTest, LogBenchAppendIsServedOnlyWithItsFlag) {
+  proto::LogBenchAppendRequest req;
+  req.payload = "benchmark record";
+  auto refused = testing::CallOnce<proto::LogBenchAppendRequest, proto::LogBenchAppendResponse>(
+      cport_, "Append", req);
+  ASSERT_TRUE(refused.ok()) << refused.status().ToString();
+  EXPECT_EQ(refused->status.code, proto::Code::INVALID_ARGUMENT) << refused->status.message;
+  EXPECT_NE(refused->status.message.find("--serve-log-bench"), std::string::npos)
+      << refused->status.message;
+
+  coord_->Kill(SIGTERM);
+  coord_ = MakeCoordinator({}, {"--serve-log-bench"});
+  ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
+  // The restarted replica serves once its new epoch is durable.
+  Result<proto::LogBenchAppendResponse> served = Status::Unavailable("not called");
+  for (int waited = 0; waited <= 10000; waited += 50) {
+    served = testing::CallOnce<proto::LogBenchAppendRequest, proto::LogBenchAppendResponse>(
+        cport_, "Append", req);
+    if (served.ok() && served->status.code == proto::Code::OK) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(served.ok()) << served.status().ToString();
+  EXPECT_EQ(served->status.code, proto::Code::OK) << served->status.message;
+  EXPECT_GT(served->slot, 0);
 }
 
 TEST_F(SliceTest, TxadminReadsItsOptionsFromAConfigFile) {

@@ -95,6 +95,7 @@ bool Contains(const std::string& haystack, const std::string& needle) {
 class BranchCoreTest : public ::testing::Test {
  protected:
   BranchCoreTest() : core_({kRes, kOther}, TestOptions()) {}
+  explicit BranchCoreTest(AgentOptions options) : core_({kRes, kOther}, options) {}
 
   AgentEffects Take() { return core_.TakeEffects(); }
 
@@ -235,6 +236,72 @@ TEST_F(BranchCoreTest, FailedLaterStatementKeepsEarlierWork) {
   EXPECT_EQ(StateOf(kT1), "active");
   Prepare(2, kT1);
   OnlyOp(Take(), ResourceOp::kPrepare, kT1);
+}
+
+// max_branch_statements counts every statement a branch ran, over all its
+// Execute calls: a call that would pass it runs nothing, is refused naming
+// the count and the limit, and leaves the branch as it was (it still
+// prepares and commits what it did).
+class BranchStatementLimitTest : public BranchCoreTest {
+ protected:
+  static AgentOptions WithLimit() {
+    AgentOptions o = TestOptions();
+    o.max_branch_statements = 5;
+    return o;
+  }
+  BranchStatementLimitTest() : BranchCoreTest(WithLimit()) {}
+  static std::vector<proto::Statement> Stmts(size_t n) {
+    return std::vector<proto::Statement>(n, Sql("UPDATE accounts SET balance = balance + 1"));
+  }
+};
+
+TEST_F(BranchStatementLimitTest, ExecutePastTheBranchLimitRunsNothingAndTheBranchStillCommits) {
+  Execute(1, kT1, Stmts(3));
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT1), Done(true));
+  ASSERT_EQ(ExecReply(Take(), 1).status.code, proto::Code::OK);
+
+  Execute(2, kT1, Stmts(3));
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.ops.empty()) << "a refused call reached the resource";
+  auto r = ExecReply(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_TRUE(Contains(r.status.message, "branch 7.1 on bank_a has run 3 statements; this call's 3 "
+                                         "would make 6, past the limit of 5 statements per branch"))
+      << r.status.message;
+  EXPECT_EQ(StateOf(kT1), "active");
+
+  // Up to the limit still runs; a failed call does not count.
+  Execute(3, kT1, Stmts(1));
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT1), Failed(Status::SqlError("bank_a: boom")));
+  EXPECT_EQ(ExecReply(Take(), 3).status.code, proto::Code::SQL_ERROR);
+  Execute(4, kT1, Stmts(2));
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT1), Done(true));
+  EXPECT_EQ(ExecReply(Take(), 4).status.code, proto::Code::OK);
+  Execute(5, kT1, Stmts(1));
+  EXPECT_EQ(ExecReply(Take(), 5).status.code, proto::Code::INVALID_ARGUMENT);
+
+  Prepare(6, kT1);
+  OpDone(OnlyOp(Take(), ResourceOp::kPrepare, kT1));
+  EXPECT_EQ(VoteReply(Take(), 6).vote, proto::Vote::YES);
+}
+
+TEST_F(BranchStatementLimitTest, RefusedFirstExecuteLeavesNoBranch) {
+  Execute(1, kT1, Stmts(6));
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.ops.empty());
+  EXPECT_EQ(ExecReply(fx, 1).status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_EQ(StateOf(kT1), "");
+}
+
+TEST_F(BranchStatementLimitTest, OneShotPastTheLimitVotesNoWithoutRunningItsWork) {
+  PrepareWithWork(1, kT1, Stmts(6));
+  AgentEffects fx = Take();
+  auto v = VoteReply(fx, 1);
+  EXPECT_EQ(v.vote, proto::Vote::NO);
+  EXPECT_TRUE(Contains(v.reason, "past the limit of 5 statements per branch")) << v.reason;
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));  // a tombstone, no kExecuteAndPrepare
+  Execute(2, kT1, Stmts(1));
+  EXPECT_EQ(ExecReply(Take(), 2).status.code, proto::Code::ABORTED);
 }
 
 // A statement that changed another number of rows than it expected, or that

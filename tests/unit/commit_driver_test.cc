@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "protocol/validate.h"
 #include "tests/support/core_harness.h"
 
 namespace txc::coord {
@@ -673,6 +674,64 @@ TEST_F(CommitDriverTest, CommitWithAnInvalidParticipantIsRefusedAndTheTxnStaysOp
   EXPECT_EQ(Outcome(t).outcome, proto::Outcome::PENDING);
   Commit(3, t, {kA});
   EXPECT_EQ(Prepares(Take()).size(), 1u);
+}
+
+// max_participants: a Commit or Submit naming more distinct participants is
+// refused before any PREPARE goes out, naming the count and the limit; the
+// transaction stays open (a shorter Commit, or an Abort, still works).
+// Repeated participants count once.
+TEST(CommitDriverLimitTest, CommitOrSubmitWithTooManyParticipantsIsRefusedAndChangesNothing) {
+  DriverOptions o = TestOptions();
+  o.max_participants = 2;
+  TxnTable table;
+  CommitDriver driver(&table, o);
+  table.Apply(1, MakeEpoch(kEpoch));
+  driver.BecomeLeader(kEpoch, kT0);
+  auto begin = [&](uint64_t token) {
+    driver.OnBegin(token, proto::BeginRequest(), kT0);
+    return std::get<proto::BeginResponse>(driver.TakeEffects().replies.at(0).response).txid;
+  };
+  TxId t = begin(1);
+  proto::CommitRequest commit;
+  commit.txid = t;
+  commit.participants = {kA, kB, kC};
+  driver.OnCommit(2, commit, kT0);
+  DriverEffects fx = driver.TakeEffects();
+  auto r = CommitReply(fx, 2);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_NE(r.status.message.find("CommitRequest.participants names 3 distinct participants; at "
+                                  "most 2 take part in one transaction"),
+            std::string::npos)
+      << r.status.message;
+  EXPECT_EQ(r.outcome, proto::Outcome::PENDING);
+  EXPECT_TRUE(fx.calls.empty());
+  EXPECT_TRUE(fx.proposals.empty());
+
+  proto::SubmitRequest submit;
+  submit.txid = begin(3);
+  for (const auto& p : {kA, kB, kC}) {
+    proto::Branch b;
+    b.participant = p;
+    b.statements = {Sql("UPDATE accounts SET balance = 0")};
+    submit.branches.push_back(b);
+  }
+  driver.OnSubmit(4, submit, kT0);
+  fx = driver.TakeEffects();
+  r = CommitReply(fx, 4);
+  EXPECT_EQ(r.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_NE(r.status.message.find("SubmitRequest.branches names 3 distinct participants"),
+            std::string::npos)
+      << r.status.message;
+  EXPECT_TRUE(fx.calls.empty());
+
+  // The refused transaction still commits with fewer; duplicates count once.
+  commit.participants = {kA, kB, kA};
+  driver.OnCommit(5, commit, kT0);
+  EXPECT_EQ(Prepares(driver.TakeEffects()).size(), 2u);
+}
+
+TEST(CommitDriverLimitTest, DefaultMatchesTheWireLimit) {
+  EXPECT_EQ(DriverOptions().max_participants, validate::kMaxParticipants);
 }
 
 // ------------------------------------------------------- operator resolve

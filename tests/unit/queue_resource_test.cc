@@ -403,6 +403,24 @@ TEST_F(QueueResourceTest, RollbackOfUnknownTxidLeavesATombstone) {
   EXPECT_EQ(Commit(MakeTxId(5, 56)).code(), Status::kNotFound);
 }
 
+// max_result_bytes bounds what one Execute returns: DEQUEUEs whose payloads
+// together pass it fail with INVALID_ARGUMENT naming the limit, and nothing
+// of that call is applied (no message stays claimed).
+TEST_F(QueueResourceTest, DequeuesPastTheResultLimitAreRefusedAndClaimNothing) {
+  Open({.max_result_bytes = 250});
+  Committed("q", {std::string(100, 'a'), std::string(100, 'b'), std::string(100, 'c')});
+  const TxId t = MakeTxId(5, 1);
+  ExecuteResult r = Execute(t, {Dequeue("q"), Dequeue("q"), Dequeue("q")});
+  EXPECT_EQ(r.status.code(), Status::kInvalidArgument) << r.status.ToString();
+  EXPECT_THAT(r.status.message(), HasSubstr("passed 250 bytes (the resource's limit per call) at "
+                                            "statement 3"));
+  EXPECT_EQ(CountOf("q"), 3);
+  // Fewer per call go through, in order; the branch that was refused still works.
+  EXPECT_EQ(Take(t, "q"), std::string(100, 'a'));
+  ASSERT_OK(Commit(t));
+  EXPECT_EQ(Drain("q"), (std::vector<std::string>{std::string(100, 'b'), std::string(100, 'c')}));
+}
+
 TEST_F(QueueResourceTest, BadCommandsAndParamsGetClearErrors) {
   Open({.max_payload_bytes = 16});
   struct Case {

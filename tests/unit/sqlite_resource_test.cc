@@ -428,6 +428,103 @@ TEST_F(SqliteResourceTest, TransactionControlAndLogTablesAreOffLimits) {
   EXPECT_EQ(Balance(3), 101);
 }
 
+// The authorizer, for every branch: ATTACH/DETACH, PRAGMA writes, pragmas
+// that act without a value, and load_extension() are refused with SQL_ERROR
+// naming the reason; nothing of the call is applied (the UPDATE before the
+// refused statement) and the branch goes on and commits.
+TEST_F(SqliteResourceTest, AuthorizerRefusesAttachPragmaWritesAndExtensionsKeepingTheBranch) {
+  ASSERT_OK(Execute(a_, {Add(1, 5)}).status);
+  struct Case {
+    std::string sql;
+    std::string says;
+  };
+  const std::string other = dir_ + "/other.db";
+  for (const Case& c : std::vector<Case>{
+           {"ATTACH DATABASE '" + other + "' AS other", "ATTACH/DETACH is not allowed"},
+           {"DETACH DATABASE main", "ATTACH/DETACH is not allowed"},
+           {"PRAGMA foreign_keys=OFF", "PRAGMA foreign_keys with a value is not allowed"},
+           {"PRAGMA writable_schema=ON", "PRAGMA writable_schema with a value is not allowed"},
+           {"PRAGMA wal_checkpoint", "PRAGMA wal_checkpoint is not allowed"},
+           {"PRAGMA optimize", "PRAGMA optimize is not allowed"},
+           {"SELECT load_extension('/tmp/nothing.so')", "load_extension() is not allowed"},
+       }) {
+    ExecuteResult r = Execute(a_, {Add(2, 7), Sql(c.sql)});
+    EXPECT_EQ(r.status.code(), Status::kSqlError) << c.sql << ": " << r.status.ToString();
+    EXPECT_THAT(r.status.message(), HasSubstr(c.says)) << c.sql;
+    EXPECT_THAT(r.status.message(), HasSubstr("statement 2")) << c.sql;
+  }
+  EXPECT_EQ(Balance(2), 100);  // no refused call applied its UPDATE
+  EXPECT_FALSE(std::filesystem::exists(other));
+  // Reads of settings and of the schema pass.
+  for (const char* sql : {"PRAGMA user_version", "PRAGMA journal_mode", "PRAGMA foreign_keys",
+                          "PRAGMA table_info(accounts)", "PRAGMA index_list(kv)",
+                          "SELECT name FROM pragma_table_info('accounts')"}) {
+    ExecuteResult r = Execute(a_, {Sql(sql)});
+    EXPECT_TRUE(r.status.ok()) << sql << ": " << r.status.ToString();
+  }
+  ASSERT_OK(Prepare(a_));
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(1), 105);
+  EXPECT_EQ(Balance(2), 100);
+}
+
+// DDL runs by default (set-up scripts create their tables through
+// transactions); with allow_ddl false every kind of schema change is refused,
+// naming the option, and the schema and data stay as they were.
+TEST_F(SqliteResourceTest, DdlIsAllowedByDefaultAndRefusedWhenTheResourceDeniesIt) {
+  ASSERT_OK(Execute(a_, {Sql("CREATE TABLE made(id INTEGER PRIMARY KEY)"),
+                         Sql("INSERT INTO made VALUES(1)")})
+                .status);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM made"), 1);
+
+  SqliteResourceOptions o;
+  o.allow_ddl = false;
+  Open(o);
+  const int64_t objects = Count("SELECT COUNT(*) FROM sqlite_master");
+  for (const char* sql : {"CREATE TABLE t2(id INTEGER PRIMARY KEY)", "DROP TABLE made",
+                          "ALTER TABLE accounts ADD COLUMN note TEXT",
+                          "CREATE INDEX by_balance ON accounts(balance)",
+                          "CREATE VIEW rich AS SELECT * FROM accounts WHERE balance > 100",
+                          "CREATE TRIGGER t AFTER INSERT ON made BEGIN SELECT 1; END",
+                          "CREATE TEMP TABLE scratch(x)", "ANALYZE", "REINDEX"}) {
+    ExecuteResult r = Execute(b_, {Add(3, 1), Sql(sql)});
+    EXPECT_EQ(r.status.code(), Status::kSqlError) << sql << ": " << r.status.ToString();
+    EXPECT_THAT(r.status.message(), HasSubstr("is not allowed: resource bank_a is configured with "
+                                              "ddl=deny"))
+        << sql;
+  }
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM sqlite_master"), objects);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM made"), 1);
+  EXPECT_EQ(Balance(3), 100);
+  // Data statements still run and commit.
+  ASSERT_OK(Execute(b_, {Add(3, 1), Sql("INSERT INTO made VALUES(2)")}).status);
+  ASSERT_OK(Commit(b_));
+  EXPECT_EQ(Balance(3), 101);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM made"), 2);
+}
+
+// max_result_bytes bounds the rows one Execute call returns: a SELECT past
+// it fails with INVALID_ARGUMENT naming the limit, nothing of the call is
+// applied, and the branch goes on.
+TEST_F(SqliteResourceTest, ResultsPastTheLimitAreRefusedAndNothingOfTheCallApplies) {
+  SqliteResourceOptions o;
+  o.max_result_bytes = 2000;  // 1,000 accounts of 2 integers (16 bytes) are 16,000
+  Open(o);
+  ExecuteResult r = Execute(a_, {Add(1, 5), Sql("SELECT id, balance FROM accounts")});
+  EXPECT_EQ(r.status.code(), Status::kInvalidArgument) << r.status.ToString();
+  EXPECT_THAT(r.status.message(), HasSubstr("the results of this Execute call passed 2000 bytes "
+                                            "(the resource's limit per call) at row 126"));
+  EXPECT_TRUE(r.results.empty());
+  EXPECT_EQ(Balance(1), 100);
+  r = Execute(a_, {Add(1, 5), Sql("SELECT id, balance FROM accounts ORDER BY id LIMIT 10")});
+  ASSERT_OK(r.status);
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(r.results[1].rows.size(), 10u);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Balance(1), 105);
+}
+
 TEST_F(SqliteResourceTest, StatementThatRollsBackTheTransactionKeepsEarlierWork) {
   ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
   ExecuteResult r = Execute(a_, {Add(2, 5), Sql("INSERT OR ROLLBACK INTO accounts VALUES(1, 5)")});
@@ -1294,6 +1391,28 @@ TEST_F(ResourceManagerTest, MakeResourceOpensSqliteSpec) {
   EXPECT_TRUE(rec->empty());
 }
 
+// ?ddl=deny in the spec refuses schema changes from branches; ?ddl=allow
+// (the default) keeps them.
+TEST_F(ResourceManagerTest, MakeResourceTakesTheDdlOption) {
+  auto ddl = [](ResourceManager& rm, const TxId& t, const std::string& sql) {
+    std::promise<ExecuteResult> p;
+    auto f = p.get_future();
+    rm.Execute(t, {Sql(sql)}, [&p](ExecuteResult r) { p.set_value(std::move(r)); });
+    return Wait(std::move(f));
+  };
+  auto denied = MakeResource("bank_a=sqlite:" + dir_ + "/a.db?ddl=deny");
+  ASSERT_TRUE(denied.ok()) << denied.status().ToString();
+  ASSERT_TRUE((*denied)->Recover().ok());
+  ExecuteResult r = ddl(**denied, MakeTxId(1, 1), "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  EXPECT_EQ(r.status.code(), Status::kSqlError);
+  EXPECT_THAT(r.status.message(), HasSubstr("ddl=deny"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/a.db?ddl=deny"));
+  auto allowed = MakeResource("bank_b=sqlite:" + dir_ + "/b.db?ddl=allow");
+  ASSERT_TRUE(allowed.ok()) << allowed.status().ToString();
+  ASSERT_TRUE((*allowed)->Recover().ok());
+  EXPECT_OK(ddl(**allowed, MakeTxId(1, 1), "CREATE TABLE t(id INTEGER PRIMARY KEY)").status);
+}
+
 TEST_F(ResourceManagerTest, MakeResourceExplainsBadSpecs) {
   struct Case {
     std::string spec;
@@ -1307,6 +1426,9 @@ TEST_F(ResourceManagerTest, MakeResourceExplainsBadSpecs) {
            {"bank_a=oracle:host=db", "unknown resource kind \"oracle\" (supported: sqlite, postgres, mariadb, queue)"},
            {"bank_a=mariadb:host=db colour=blue", "colour"},
            {"bank_a=sqlite:", "empty database path"},
+           {"bank_a=sqlite:/tmp/x.db?ddl=maybe", "unknown option \"ddl=maybe\""},
+           {"bank_a=sqlite:/tmp/x.db?ddl=deny&colour=blue", "unknown option \"colour=blue\""},
+           {"bank_a=sqlite:?ddl=deny", "empty database path"},
        }) {
     auto r = MakeResource(c.spec);
     ASSERT_FALSE(r.ok()) << c.spec;

@@ -200,6 +200,149 @@ TEST(ValidateTest, OneRequestCarriesAtMostMaxStatements) {
   EXPECT_NE(Check(r).message().find("SubmitRequest.branches[0].statements holds"), std::string::npos);
 }
 
+bool Says(const Status& s, const std::string& text) {
+  EXPECT_EQ(s.code(), Status::kInvalidArgument) << s.ToString();
+  return s.message().find(text) != std::string::npos;
+}
+
+// Parameters: per statement and per request; SQL text per statement. At the
+// limit passes; one past it is refused naming the field, the size and the
+// limit.
+TEST(ValidateTest, ParametersAndSqlLengthAreBoundedNamingFieldSizeAndLimit) {
+  proto::ExecuteRequest e;
+  e.txid = MakeTxId(1, 1);
+  e.resource = "bank_a";
+  e.statements = {Stmt(std::nullopt)};
+  e.statements[0].params.resize(kMaxParamsPerStatement);
+  EXPECT_TRUE(Check(e).ok());
+  e.statements[0].params.resize(kMaxParamsPerStatement + 1);
+  Status s = Check(e);
+  EXPECT_TRUE(Says(s, "ExecuteRequest.statements[0].params holds 32767 parameters; at most 32766 "
+                      "bind to one statement"))
+      << s.message();
+
+  // Four statements of 25,000 are exactly the request limit; one more is over.
+  e.statements.assign(4, Stmt(std::nullopt));
+  for (auto& st : e.statements) st.params.resize(25000);
+  EXPECT_TRUE(Check(e).ok());
+  e.statements.push_back(Stmt(std::nullopt));
+  e.statements.back().params.resize(1);
+  s = Check(e);
+  EXPECT_TRUE(Says(s, "ExecuteRequest.statements holds 100001 parameters in all; at most 100000 "
+                      "travel in one request"))
+      << s.message();
+
+  e.statements = {Stmt(std::nullopt)};
+  e.statements[0].sql = std::string(kMaxSqlBytes, 'x');
+  EXPECT_TRUE(Check(e).ok());
+  e.statements[0].sql.push_back(' ');
+  s = Check(e);
+  EXPECT_TRUE(Says(s, "ExecuteRequest.statements[0].sql is 1048577 bytes long; a statement's SQL "
+                      "is at most 1048576 bytes"))
+      << s.message();
+
+  // The same checks in a one-shot PREPARE's work and in Submit.
+  proto::PrepareRequest p;
+  p.txid = MakeTxId(1, 1);
+  p.resource = "bank_a";
+  p.__set_work(e.statements);
+  EXPECT_TRUE(Says(Check(p), "PrepareRequest.work[0].sql is 1048577 bytes long"));
+  proto::SubmitRequest r;
+  r.txid = MakeTxId(1, 1);
+  proto::Branch b;
+  b.participant = Part("bank_a");
+  b.statements = {Stmt(std::nullopt)};
+  b.statements[0].params.resize(kMaxParamsPerStatement + 1);
+  r.branches = {b};
+  EXPECT_TRUE(Says(Check(r), "SubmitRequest.branches[0].statements[0].params holds 32767"));
+  // Over the whole Submit: each branch is within the limits, the sum is not.
+  b.statements.assign(kMaxStatements / 2 + 1, Stmt(std::nullopt));
+  r.branches = {b, b};
+  r.branches[1].participant = Part("bank_b");
+  s = Check(r);
+  EXPECT_TRUE(Says(s, "SubmitRequest.branches holds 10002 statements in all; at most 10000"))
+      << s.message();
+  b.statements.assign(4, Stmt(std::nullopt));
+  for (auto& st : b.statements) st.params.resize(12501);
+  r.branches = {b, b};
+  s = Check(r);
+  EXPECT_TRUE(Says(s, "SubmitRequest.branches holds 100008 parameters in all; at most 100000"))
+      << s.message();
+}
+
+// Participants per transaction, wherever a list of them arrives.
+TEST(ValidateTest, ParticipantsPerTransactionAreBounded) {
+  std::vector<proto::Participant> most, more;
+  for (size_t i = 0; i < kMaxParticipants; ++i) most.push_back(Part("r" + std::to_string(i)));
+  more = most;
+  more.push_back(Part("one_more"));
+
+  proto::CommitRequest c;
+  c.txid = MakeTxId(1, 1);
+  c.participants = most;
+  EXPECT_TRUE(Check(c).ok());
+  c.participants = more;
+  Status s = Check(c);
+  EXPECT_TRUE(Says(s, "CommitRequest.participants holds 1001 participants; at most 1000"))
+      << s.message();
+
+  proto::AbortRequest a;
+  a.txid = MakeTxId(1, 1);
+  a.participants = more;
+  EXPECT_TRUE(Says(Check(a), "AbortRequest.participants holds 1001 participants"));
+
+  proto::PrepareRequest p;
+  p.txid = MakeTxId(1, 1);
+  p.resource = "r0";
+  p.participants = more;
+  EXPECT_TRUE(Says(Check(p), "PrepareRequest.participants holds 1001 participants"));
+
+  proto::SubmitRequest r;
+  r.txid = MakeTxId(1, 1);
+  for (const auto& part : more) {
+    proto::Branch b;
+    b.participant = part;
+    r.branches.push_back(b);
+  }
+  s = Check(r);
+  EXPECT_TRUE(Says(s, "SubmitRequest.branches holds 1001 branches; at most 1000")) << s.message();
+  r.branches.pop_back();
+  EXPECT_TRUE(Check(r).ok());
+}
+
+// Names and reasons that are echoed in errors and kept in logs.
+TEST(ValidateTest, NamesAddressesAndReasonsAreBounded) {
+  proto::CommitRequest c;
+  c.txid = MakeTxId(1, 1);
+  c.participants = {Part(std::string(kMaxNameBytes, 'r'))};
+  EXPECT_TRUE(Check(c).ok());
+  c.participants = {Part(std::string(kMaxNameBytes + 1, 'r'))};
+  Status s = Check(c);
+  EXPECT_TRUE(Says(s, "CommitRequest.participants[0].resource is 257 bytes long; a resource name "
+                      "is at most 256 bytes"))
+      << s.message();
+  c.participants = {Part("bank_a")};
+  c.participants[0].address = std::string(300, 'h');
+  EXPECT_TRUE(Says(Check(c), "CommitRequest.participants[0].address is 300 bytes long"));
+
+  proto::ExecuteRequest e;
+  e.txid = MakeTxId(1, 1);
+  e.resource = std::string(1000, 'r');
+  EXPECT_TRUE(Says(Check(e), "ExecuteRequest.resource is 1000 bytes long"));
+  proto::DecideRequest d;
+  d.txid = MakeTxId(1, 1);
+  d.outcome = proto::Outcome::ABORTED;
+  d.resource = std::string(257, 'r');
+  EXPECT_TRUE(Says(Check(d), "DecideRequest.resource is 257 bytes long"));
+
+  proto::AbortRequest a;
+  a.txid = MakeTxId(1, 1);
+  a.reason = std::string(kMaxReasonBytes, 'w');
+  EXPECT_TRUE(Check(a).ok());
+  a.reason.push_back('!');
+  EXPECT_TRUE(Says(Check(a), "AbortRequest.reason is 1025 bytes long; at most 1024 bytes"));
+}
+
 TEST(ValidateTest, PrepareChecksParticipantsProtocolAndWork) {
   proto::PrepareRequest r;
   r.txid = MakeTxId(4, 1);
