@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "coordinator/node.h"
 #include "protocol/coordinator_set.h"
+#include "protocol/tls_flags.h"
 
 namespace po = boost::program_options;
 
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
       ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync the decision log")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
+  txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
   txc::cli::Parse(argc, argv, "usage: txcoord --listen HOST:PORT --data DIR [--id N --peers LIST]", desc, vm);
   txc::SetLogLevel(vm["log-level"].as<std::string>());
@@ -92,7 +94,19 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  {
+    std::vector<std::string> addresses{o.listen, o.metrics_listen};
+    for (const auto& [id, address] : o.peers) addresses.push_back(address);
+    auto tls = txc::rpc::TlsFromOptions(vm, "txcoord", addresses);
+    if (!tls.ok()) {
+      std::cerr << "txcoord: " << tls.status().message() << "\n";
+      return 2;
+    }
+    o.tls = *tls;
+  }
+
   boost::asio::io_context io;
+  txc::rpc::TlsReloadOnSighup reload(io);
   txc::coord::CoordinatorNode node(io, o);
   txc::Status s = node.Start();
   if (!s.ok()) {

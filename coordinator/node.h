@@ -54,6 +54,10 @@ struct NodeOptions {
   // HOST:PORT to serve GET /metrics on (Prometheus text format; see
   // docs/operations.md). Empty: no metrics server. Default: empty.
   std::string metrics_listen;
+  // Mutual TLS on the server and on every outgoing channel (to the other
+  // replicas and to the agents); calls are checked against
+  // authz::CoordinatorTable(). Default: plaintext (docs/security.md).
+  TlsConfig tls;
 };
 
 class CoordinatorNode {

@@ -11,6 +11,7 @@
 #include "common/cli.h"
 #include "common/log.h"
 #include "participant/agent.h"
+#include "protocol/tls_flags.h"
 
 namespace po = boost::program_options;
 
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
        "Unsafe under partitions: see docs/protocols.md")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
+  txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
   txc::cli::Parse(argc, argv,
                   "usage: txagent --listen HOST:PORT --data DIR --coordinator HOST:PORT[,...] "
@@ -49,6 +51,21 @@ int main(int argc, char** argv) {
                   desc, vm);
   txc::SetLogLevel(vm["log-level"].as<std::string>());
   auto log = txc::Logger("agent");
+  // Before any resource is opened: a wrong certificate file changes nothing.
+  txc::TlsConfig tls;
+  {
+    std::vector<std::string> addresses{vm["listen"].as<std::string>(),
+                                       vm["metrics-listen"].as<std::string>()};
+    for (const std::string& c : txc::rpc::SplitList(vm["coordinator"].as<std::string>())) {
+      addresses.push_back(c);
+    }
+    auto parsed = txc::rpc::TlsFromOptions(vm, "txagent", addresses);
+    if (!parsed.ok()) {
+      std::cerr << "txagent: " << parsed.status().message() << "\n";
+      return 2;
+    }
+    tls = *parsed;
+  }
 
   std::error_code ec;
   std::string data = vm["data"].as<std::string>();
@@ -128,8 +145,10 @@ int main(int argc, char** argv) {
     std::cerr << "txagent: --coordinator names no address\n";
     return 2;
   }
+  o.tls = tls;
 
   boost::asio::io_context io;
+  txc::rpc::TlsReloadOnSighup reload(io);
   txc::participant::Agent agent(io, o, std::move(resources));
   txc::Status s = agent.Start();
   if (!s.ok()) {
