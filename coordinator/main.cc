@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
       ("unsafe-no-sync", po::bool_switch(), "benchmarks only: do not fsync the decision log")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
+  desc.add_options()("rpc-idle-timeout", po::value<std::string>()->default_value("5m"),
+                     "close a client or peer connection that sent nothing and waits for nothing "
+                     "this long (it reconnects on its next call)");
   txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
   txc::cli::Parse(argc, argv, "usage: txcoord --listen HOST:PORT --data DIR [--id N --peers LIST]", desc, vm);
@@ -59,6 +62,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.unsafe_no_sync = vm["unsafe-no-sync"].as<bool>();
+  if (auto d = txc::cli::ParseDuration(vm["rpc-idle-timeout"].as<std::string>()); d && *d > 0) {
+    o.rpc_idle_timeout = *d;
+  } else {
+    std::cerr << "txcoord: --rpc-idle-timeout wants a positive duration such as 5m or 30s, got '"
+              << vm["rpc-idle-timeout"].as<std::string>() << "'\n";
+    return 2;
+  }
   int64_t election_ms = vm["election-timeout-ms"].as<int64_t>();
   if (election_ms < 100 || election_ms > 60000) {
     std::cerr << "txcoord: --election-timeout-ms must be between 100 and 60000 (more than the "

@@ -22,9 +22,10 @@ rpc::ChannelOptions PeerChannelOptions(const TlsConfig& tls) {
   return o;
 }
 
-rpc::ServerOptions Serving(const TlsConfig& tls) {
+rpc::ServerOptions Serving(const TlsConfig& tls, Micros idle_timeout) {
   rpc::ServerOptions o;
   o.tls = tls;
+  o.idle_timeout = idle_timeout;
   o.authz = &authz::CoordinatorTable();
   return o;
 }
@@ -34,7 +35,7 @@ rpc::ServerOptions Serving(const TlsConfig& tls) {
 CoordinatorNode::CoordinatorNode(boost::asio::io_context& io, NodeOptions options)
     : io_(io),
       options_(std::move(options)),
-      server_(io, Serving(options_.tls)),
+      server_(io, Serving(options_.tls, options_.rpc_idle_timeout)),
       pool_(io, PeerChannelOptions(options_.tls)),
       tick_timer_(io),
       paxos_timer_(io) {}

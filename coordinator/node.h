@@ -58,6 +58,9 @@ struct NodeOptions {
   // replicas and to the agents); calls are checked against
   // authz::CoordinatorTable(). Default: plaintext (docs/security.md).
   TlsConfig tls;
+  // The server closes a connection idle this long (rpc::ServerOptions).
+  // Default: 5 min.
+  Micros rpc_idle_timeout = 5 * 60 * kSeconds;
 };
 
 class CoordinatorNode {

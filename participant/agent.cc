@@ -58,6 +58,7 @@ Agent::Agent(boost::asio::io_context& io, AgentNodeOptions options,
         rpc::ServerOptions o;
         o.tls = options_.tls;
         o.authz = &authz::AgentTable();
+        o.idle_timeout = options_.rpc_idle_timeout;
         return o;
       }()),
       pool_(io, [this] {

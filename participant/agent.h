@@ -40,6 +40,9 @@ struct AgentNodeOptions {
   // and the other agents; calls are checked against authz::AgentTable().
   // Default: plaintext (docs/security.md).
   TlsConfig tls;
+  // The server closes a connection idle this long (rpc::ServerOptions).
+  // Default: 5 min.
+  Micros rpc_idle_timeout = 5 * 60 * kSeconds;
 };
 
 // Reads the counter in `path`, adds one, and makes it durable (write, fsync,

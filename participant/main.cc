@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
        "Unsafe under partitions: see docs/protocols.md")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
+  desc.add_options()("rpc-idle-timeout", po::value<std::string>()->default_value("5m"),
+                     "close a client or peer connection that sent nothing and waits for nothing "
+                     "this long (it reconnects on its next call)");
   txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
   txc::cli::Parse(argc, argv,
@@ -146,6 +149,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.tls = tls;
+  if (auto d = txc::cli::ParseDuration(vm["rpc-idle-timeout"].as<std::string>()); d && *d > 0) {
+    o.rpc_idle_timeout = *d;
+  } else {
+    std::cerr << "txagent: --rpc-idle-timeout wants a positive duration such as 5m or 30s, got '"
+              << vm["rpc-idle-timeout"].as<std::string>() << "'\n";
+    return 2;
+  }
 
   boost::asio::io_context io;
   txc::rpc::TlsReloadOnSighup reload(io);

@@ -405,7 +405,7 @@ bool IsQuietDisconnect(const boost::system::error_code& ec) {
 }
 
 using RawHandlerFn = std::function<void(const Bytes&, std::function<void(Bytes)>)>;
-using RawRefusalFn = std::function<Bytes(const std::string&)>;
+using RawRefusalFn = std::function<Bytes(int, const std::string&)>;
 
 // A connection's byte stream: a TCP socket, or a TLS session over one. Both
 // allow one read and one write outstanding at a time, which is how the
@@ -547,8 +547,12 @@ struct ServerCore {
   uint64_t malformed_frames = 0;
   uint64_t permission_denied = 0;
   uint64_t tls_handshake_failures = 0;
+  uint64_t idle_closed = 0;
+  uint64_t slow_frames_closed = 0;
+  uint64_t in_flight_refused = 0;
   LogLimiter denied_log;
   LogLimiter handshake_log;
+  LogLimiter limits_log;
 };
 
 // One accepted connection. Alive while a read or write is outstanding;
@@ -560,10 +564,16 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       : core_(std::move(core)),
         transport_(std::move(socket), std::move(tls_ctx)),
         handshake_timer_(core_->io),
+        deadline_timer_(core_->io),
         peer_(PeerName(transport_.socket())) {}
 
   void Start() {
-    if (!transport_.tls()) return StartRead();
+    last_activity_ = SteadyNowMicros();
+    if (!transport_.tls()) {
+      StartRead();
+      ArmDeadline();
+      return;
+    }
     // The role comes from the certificate, so nothing is read before the
     // handshake; a peer that stalls it is cut off at handshake_timeout.
     handshake_timer_.expires_after(std::chrono::microseconds(core_->options.handshake_timeout));
@@ -584,6 +594,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     closed_ = true;
     boost::system::error_code ec;
     handshake_timer_.cancel();
+    deadline_timer_.cancel();
     transport_.socket().close(ec);
     core_->conns.erase(this);
     out_.clear();
@@ -598,10 +609,60 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     }
     AppendFrame(&out_, kReply, method, seqid, 0, result);
     ++core_->calls_served;
+    if (in_flight_ > 0) --in_flight_;
     if (!in_dispatch_) Flush();
+    if (in_flight_ == 0) {
+      last_activity_ = SteadyNowMicros();
+      ArmDeadline();
+    }
   }
 
  private:
+  static constexpr Micros kNever = std::numeric_limits<Micros>::max();
+
+  // When this connection is to be closed if nothing changes: a frame begun
+  // must be complete by frame_timeout; a connection with nothing in flight
+  // is idle after idle_timeout; one waiting on its handlers has no deadline.
+  Micros Deadline() const {
+    if (in_.size() > 0 && reading_) return frame_started_ + core_->options.frame_timeout;
+    if (in_flight_ == 0 && in_.size() == 0) return last_activity_ + core_->options.idle_timeout;
+    return kNever;
+  }
+
+  // One timer per connection, armed lazily: when it fires it looks at the
+  // deadline as it is now and re-arms for a later one. It is re-armed early
+  // only when the deadline moved earlier (a frame began on an idle connection).
+  void ArmDeadline() {
+    if (closed_) return;
+    const Micros d = Deadline();
+    if (d == kNever || d >= armed_at_) return;
+    armed_at_ = d;
+    deadline_timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::microseconds(d)));
+    deadline_timer_.async_wait(
+        [weak = weak_from_this(), gen = ++timer_generation_](const boost::system::error_code&) {
+          if (auto self = weak.lock()) self->OnDeadline(gen);
+        });
+  }
+
+  void OnDeadline(uint64_t gen) {
+    if (closed_ || gen != timer_generation_) return;
+    armed_at_ = kNever;
+    const Micros d = Deadline();
+    if (d > SteadyNowMicros()) return ArmDeadline();
+    const bool slow = in_.size() > 0;
+    ++(slow ? core_->slow_frames_closed : core_->idle_closed);
+    uint64_t suppressed = 0;
+    if (slow && core_->limits_log.Allow(&suppressed)) {
+      Log()->warn("closing connection from {}: a frame begun {} ms ago is still incomplete "
+                  "({} bytes so far; frame_timeout) ({} similar lines suppressed)",
+                  peer_, (SteadyNowMicros() - frame_started_) / kMillis, in_.size(), suppressed);
+    } else if (!slow) {
+      Log()->debug("closing connection from {}: idle for {} s (idle_timeout)", peer_,
+                   core_->options.idle_timeout / kSeconds);
+    }
+    Close();
+  }
+
   void OnHandshake(const boost::system::error_code& ec) {
     handshake_timer_.cancel();
     if (closed_) return;
@@ -624,7 +685,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     role_ = id.role;
     Log()->debug("TLS connection from {} role={} cn='{}'", peer_, authz::RoleName(role_),
                  Printable(id.common_name));
+    last_activity_ = SteadyNowMicros();
     StartRead();
+    ArmDeadline();
   }
 
   // With TLS, the one place where a call is checked against the table: a
@@ -645,14 +708,23 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       Log()->warn("PERMISSION_DENIED from {}: {} ({} similar lines suppressed)", peer_, why,
                   suppressed);
     }
-    Bytes refusal = handler && handler->refusal ? handler->refusal(why) : Bytes();
+    Refuse(method, handler, seqid, Status::kPermissionDenied, why);
+    return false;
+  }
+
+  // Answers a call without running its handler: its response with `code`
+  // and `why` in the status, or a Thrift exception if it has no status (or
+  // no handler).
+  void Refuse(std::string_view method, const ServerCore::Handler* handler, int32_t seqid,
+              Status::Code code, const std::string& why) {
+    Bytes refusal = handler && handler->refusal ? handler->refusal(code, why) : Bytes();
     if (refusal.empty()) {
-      SendException(method, seqid, kInternalError, "PERMISSION_DENIED: " + why);
+      SendException(method, seqid, kInternalError,
+                    std::string(Status::CodeName(code)) + ": " + why);
     } else {
       AppendFrame(&out_, kReply, method, seqid, 0, refusal);
       if (!in_dispatch_) Flush();
     }
-    return false;
   }
 
   void StartRead() {
@@ -673,6 +745,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       return;
     }
     in_.Commit(n);
+    const Micros now = SteadyNowMicros();
+    last_activity_ = now;
+    bool consumed = false;
     const uint32_t max = core_->options.max_frame_bytes;
     in_dispatch_ = true;
     while (in_.size() >= 4) {
@@ -688,10 +763,19 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       Dispatch(in_.data() + 4, len);
       if (closed_) return;
       in_.Consume(size_t{len} + 4);
+      consumed = true;
     }
     in_dispatch_ = false;
+    // The bytes left are the start of the next frame: its clock starts with
+    // the read that completed the previous one, or with its first bytes.
+    if (in_.size() == 0) {
+      frame_started_ = 0;
+    } else if (consumed || frame_started_ == 0) {
+      frame_started_ = now;
+    }
     Flush();
     if (out_.size() + wbuf_.size() <= kMaxQueuedReplyBytes) StartRead();
+    ArmDeadline();
   }
 
   void Dispatch(const char* frame, uint32_t len) {
@@ -726,6 +810,21 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
                     fmt::format("Invalid method name: '{}'", env.name));
       return;
     }
+    if (in_flight_ >= core_->options.max_in_flight) {
+      ++core_->in_flight_refused;
+      uint64_t suppressed = 0;
+      if (core_->limits_log.Allow(&suppressed)) {
+        Log()->warn("refusing a call of {} from {}: {} calls in flight on its connection "
+                    "(max_in_flight) ({} similar lines suppressed)",
+                    Printable(env.name), peer_, in_flight_, suppressed);
+      }
+      Refuse(env.name, &it->second, env.seqid, Status::kUnavailable,
+             fmt::format("{} calls are in flight on this connection (the server's limit); "
+                         "retry once some are answered",
+                         in_flight_));
+      return;
+    }
+    ++in_flight_;
     Log()->trace("call {} seqid={} from {}", env.name, env.seqid, peer_);
     // A call without field 1 gets a default request, as in stock Thrift.
     Bytes arg_bytes = found ? Bytes(args) : Bytes(1, static_cast<char>(kTStop));
@@ -736,6 +835,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
         if (auto self = weak.lock()) self->SendReply(*method, seqid, result);
       });
     } catch (const std::exception& e) {
+      if (in_flight_ > 0) --in_flight_;
       Log()->error("handler of '{}' threw: {}", *method, e.what());
       SendException(*method, seqid, kInternalError,
                     fmt::format("handler of '{}' failed: {}", *method, e.what()));
@@ -783,6 +883,12 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   std::shared_ptr<ServerCore> core_;
   Transport transport_;
   asio::steady_timer handshake_timer_;
+  asio::steady_timer deadline_timer_;  // idle_timeout and frame_timeout
+  Micros armed_at_ = kNever;
+  uint64_t timer_generation_ = 0;
+  Micros last_activity_ = 0;
+  Micros frame_started_ = 0;  // first bytes of the frame being received; 0: none
+  size_t in_flight_ = 0;      // calls handed to handlers, not yet answered
   std::string peer_;
   authz::Role role_ = authz::Role::kNone;
   bool handshaken_ = false;
@@ -932,6 +1038,12 @@ uint64_t RpcServer::permission_denied() const { return impl_->core_->permission_
 uint64_t RpcServer::tls_handshake_failures() const {
   return impl_->core_->tls_handshake_failures;
 }
+
+uint64_t RpcServer::idle_closed() const { return impl_->core_->idle_closed; }
+
+uint64_t RpcServer::slow_frames_closed() const { return impl_->core_->slow_frames_closed; }
+
+uint64_t RpcServer::in_flight_refused() const { return impl_->core_->in_flight_refused; }
 
 // ------------------------------------------------------------ channel
 

@@ -62,6 +62,19 @@ struct ServerOptions {
   // A TLS handshake not finished within this closes the connection (a peer
   // that connects and says nothing holds no slot for long). Default: 10 s.
   Micros handshake_timeout = 10 * kSeconds;
+  // A connection with no call in flight and no byte received for this long
+  // is closed (clients reconnect on their next call). Idle connections hold
+  // a slot of max_connections. Default: 5 min.
+  Micros idle_timeout = 5 * 60 * kSeconds;
+  // A frame whose first bytes arrived must be complete within this, or the
+  // connection is closed (a peer trickling one byte at a time holds a slot
+  // and a buffer otherwise). Default: 30 s.
+  Micros frame_timeout = 30 * kSeconds;
+  // Calls of one connection handed to handlers and not yet answered; a call
+  // above it is answered UNAVAILABLE at once without running (memory per
+  // connection stays bounded). Default: 65,536 (AsyncClient runs 10,000 on
+  // one connection).
+  size_t max_in_flight = 65536;
 };
 
 class RpcServer {
@@ -100,6 +113,11 @@ class RpcServer {
   // (no certificate, another CA, a timeout).
   uint64_t permission_denied() const;
   uint64_t tls_handshake_failures() const;
+  // Connections closed for idling past idle_timeout or for a frame not
+  // complete within frame_timeout; calls refused by max_in_flight.
+  uint64_t idle_closed() const;
+  uint64_t slow_frames_closed() const;
+  uint64_t in_flight_refused() const;
 
  private:
   class Impl;
@@ -108,9 +126,9 @@ class RpcServer {
   using RawHandler =
       std::function<void(const detail::Bytes& args, std::function<void(detail::Bytes)> reply)>;
   // The serialised response to a refused call: a default response whose
-  // status field says PERMISSION_DENIED with `message`; empty when the
+  // status field has `code` (a Status::Code) and `message`; empty when the
   // response type has no status field (a Thrift exception is sent instead).
-  using RawRefusal = std::function<detail::Bytes(const std::string& message)>;
+  using RawRefusal = std::function<detail::Bytes(int code, const std::string& message)>;
   void HandleRaw(const std::string& method, RawHandler handler, RawRefusal refusal);
   std::unique_ptr<Impl> impl_;
 };

@@ -37,7 +37,7 @@ void RpcServer::Handle(const std::string& method, std::function<void(Req, Reply<
     }
     handler(std::move(req),
             Reply<Resp>([reply = std::move(reply)](Resp resp) { reply(detail::Serialize(resp)); }));
-  }, [](const std::string& message) -> detail::Bytes {
+  }, [](int code, const std::string& message) -> detail::Bytes {
     // Every txcoord response carries a Status (field `status`); the code is
     // set by number, so this header needs no generated type.
     if constexpr (requires(Resp r) {
@@ -45,7 +45,7 @@ void RpcServer::Handle(const std::string& method, std::function<void(Req, Reply<
                     r.status.message;
                   }) {
       Resp resp;
-      resp.status.code = static_cast<decltype(resp.status.code)>(Status::kPermissionDenied);
+      resp.status.code = static_cast<decltype(resp.status.code)>(code);
       resp.status.message = message;
       if constexpr (requires(Resp r) { r.__isset.status; }) resp.__isset.status = true;
       return detail::Serialize(resp);
