@@ -2,6 +2,7 @@
 // txagents with certificates made by scripts/make-certs.sh, the client
 // library and txbench over TLS, and callers that must be refused (no
 // certificate, another CA, a role that may not call the method).
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -376,6 +377,36 @@ TEST_F(TlsTest, ReplicaGroupTalksOverTlsAndRefusesForgedPeerMessages) {
   auto st = (*c)->ClusterStatus(Addr(ports[follower - 1]));
   ASSERT_TRUE(st.ok()) << st.status().ToString();
   EXPECT_EQ(st->leader_id, leader);
+}
+
+// SIGHUP reloads the certificate files for new connections; a transaction
+// open across it commits, and new clients connect.
+TEST_F(TlsTest, SighupReloadsCertificatesWithoutDisturbingTransactions) {
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance - 10 WHERE id = 2")).ok());
+  ASSERT_EQ(::kill(coord_->pid(), SIGHUP), 0);
+  ASSERT_EQ(::kill(agent_a_->pid(), SIGHUP), 0);
+  bool seen = false;
+  for (int waited = 0; waited <= 10000 && !seen; waited += 50) {
+    seen = coord_->LogTail().find("SIGHUP") != std::string::npos &&
+           agent_a_->LogTail().find("SIGHUP") != std::string::npos;
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(seen) << coord_->LogTail();
+  ASSERT_TRUE(tx->Execute("bank_b", Sql("UPDATE accounts SET balance = balance + 10 WHERE id = 2")).ok());
+  ASSERT_TRUE(tx->Commit().ok());
+  EXPECT_TRUE(EventuallyBalance("bank_a", 2, 990));
+  EXPECT_TRUE(EventuallyBalance("bank_b", 2, 1010));
+  // A new client makes new connections, with the files read again.
+  auto fresh = Connect(Certs("client"));
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  ASSERT_TRUE((*fresh)->Submit(Transfer(5)).ok());
+  EXPECT_NE(coord_->LogTail().find("TLS certificates reloaded"), std::string::npos)
+      << coord_->LogTail();
+  // Still running: a reload is not a restart.
+  EXPECT_FALSE(coord_->Exited());
+  EXPECT_FALSE(agent_a_->Exited());
 }
 
 TEST(TlsStartupTest, BadCertificateFileIsNamedAndExitsTwo) {
