@@ -124,7 +124,11 @@ class Client::Impl {
             st->done = true;
             return st->promise.set_value(Status::Ok());
           }
-          st->errors[a] = s.ToString();
+          // The last attempt, made at the deadline, times out at once: it
+          // must not hide why the earlier ones failed.
+          if (s.code() != Status::kTimeout || st->errors.count(a) == 0) {
+            st->errors[a] = s.ToString();
+          }
           Micros now = SteadyNowMicros();
           if (now < st->deadline) {  // again in 100 ms, or at the deadline
             auto timer = std::make_shared<boost::asio::steady_timer>(

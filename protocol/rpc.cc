@@ -1064,6 +1064,7 @@ struct ClientConn {
   std::string wbuf;  // the write in flight
   bool writing = false;
   bool connect_timed_out = false;
+  bool answered = false;  // a reply arrived on this connection
 };
 
 }  // namespace
@@ -1295,8 +1296,12 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
               size_t n) {
     if (conn != conn_) return;
     if (ec) {
-      return ConnectionLost(ec == asio::error::eof ? std::string("closed by the server")
-                                                   : ec.message());
+      std::string why = ec == asio::error::eof ? std::string("closed by the server") : ec.message();
+      if (ec == asio::error::eof && !conn->answered && !conn->transport.tls()) {
+        why += " before any reply (a server with TLS closes plaintext connections: give this "
+               "client a certificate, --tls-cert/--tls-key/--tls-ca)";
+      }
+      return ConnectionLost(why);
     }
     conn->in.Commit(n);
     while (conn->in.size() >= 4) {
@@ -1311,6 +1316,7 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
         break;
       }
       std::string error;
+      conn->answered = true;
       if (!HandleFrame(conn->in.data() + 4, len, &error)) {
         return ConnectionLost(error, /*malformed=*/true);
       }
