@@ -454,6 +454,11 @@ class Transport {
   std::optional<TlsStream> tls_;
 };
 
+// " (N similar lines suppressed)", or nothing when none were.
+std::string Suppressed(uint64_t n) {
+  return n == 0 ? std::string() : fmt::format(" ({} similar lines suppressed)", n);
+}
+
 // Logs at most one line a second for a kind of event a hostile or broken
 // peer can repeat at will (refused calls, failed handshakes); the lines
 // skipped are counted into the next one.
@@ -654,8 +659,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     uint64_t suppressed = 0;
     if (slow && core_->limits_log.Allow(&suppressed)) {
       Log()->warn("closing connection from {}: a frame begun {} ms ago is still incomplete "
-                  "({} bytes so far; frame_timeout) ({} similar lines suppressed)",
-                  peer_, (SteadyNowMicros() - frame_started_) / kMillis, in_.size(), suppressed);
+                  "({} bytes so far; frame_timeout){}",
+                  peer_, (SteadyNowMicros() - frame_started_) / kMillis, in_.size(),
+                  Suppressed(suppressed));
     } else if (!slow) {
       Log()->debug("closing connection from {}: idle for {} s (idle_timeout)", peer_,
                    core_->options.idle_timeout / kSeconds);
@@ -674,8 +680,8 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
                                   : tls::HandshakeError(transport_.ssl(), ec);
       uint64_t suppressed = 0;
       if (core_->handshake_log.Allow(&suppressed)) {
-        Log()->warn("TLS handshake with {} failed: {} ({} similar lines suppressed)", peer_, why,
-                    suppressed);
+        Log()->warn("TLS handshake with {} failed: {}{}", peer_, why,
+                    Suppressed(suppressed));
       }
       Close();
       return;
@@ -705,8 +711,8 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
                                         authz::RoleName(role_), Printable(method));
     uint64_t suppressed = 0;
     if (core_->denied_log.Allow(&suppressed)) {
-      Log()->warn("PERMISSION_DENIED from {}: {} ({} similar lines suppressed)", peer_, why,
-                  suppressed);
+      Log()->warn("PERMISSION_DENIED from {}: {}{}", peer_, why,
+                  Suppressed(suppressed));
     }
     Refuse(method, handler, seqid, Status::kPermissionDenied, why);
     return false;
@@ -815,8 +821,8 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       uint64_t suppressed = 0;
       if (core_->limits_log.Allow(&suppressed)) {
         Log()->warn("refusing a call of {} from {}: {} calls in flight on its connection "
-                    "(max_in_flight) ({} similar lines suppressed)",
-                    Printable(env.name), peer_, in_flight_, suppressed);
+                    "(max_in_flight){}",
+                    Printable(env.name), peer_, in_flight_, Suppressed(suppressed));
       }
       Refuse(env.name, &it->second, env.seqid, Status::kUnavailable,
              fmt::format("{} calls are in flight on this connection (the server's limit); "
