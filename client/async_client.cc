@@ -16,7 +16,11 @@ class AsyncClient::Impl {
   Impl(boost::asio::io_context& io, ClientOptions o)
       : io(io),
         options(std::move(o)),
-        pool(io),
+        pool(io, [this] {
+          rpc::ChannelOptions c;
+          c.tls = options.tls;
+          return c;
+        }()),
         coordinators(std::make_shared<rpc::CoordinatorSet>(io, &pool, options.coordinators)) {}
 
   Result<std::string> AgentFor(const std::string& resource) const {

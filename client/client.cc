@@ -10,6 +10,7 @@
 #include "protocol/coordinator_set.h"
 #include "common/status_proto.h"
 #include "protocol/rpc.h"
+#include "protocol/tls.h"
 
 namespace txc {
 
@@ -55,7 +56,11 @@ class Client::Impl {
  public:
   explicit Impl(const ClientOptions& o)
       : work_(boost::asio::make_work_guard(io_)),
-        pool_(io_),
+        pool_(io_, [&o] {
+          rpc::ChannelOptions c;
+          c.tls = o.tls;
+          return c;
+        }()),
         coordinators_(std::make_shared<rpc::CoordinatorSet>(io_, &pool_, o.coordinators)) {
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -119,7 +124,11 @@ class Client::Impl {
             st->done = true;
             return st->promise.set_value(Status::Ok());
           }
-          st->errors[a] = s.ToString();
+          // The last attempt, made at the deadline, times out at once: it
+          // must not hide why the earlier ones failed.
+          if (s.code() != Status::kTimeout || st->errors.count(a) == 0) {
+            st->errors[a] = s.ToString();
+          }
           Micros now = SteadyNowMicros();
           if (now < st->deadline) {  // again in 100 ms, or at the deadline
             auto timer = std::make_shared<boost::asio::steady_timer>(
@@ -183,6 +192,7 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
     auto ep = rpc::ParseEndpoint(a);
     if (!ep.ok()) return Status::InvalidArgument("agent for " + name + ": " + ep.status().message());
   }
+  if (options.tls.enabled()) TXC_RETURN_IF_ERROR(rpc::tls::Check(options.tls));
   std::unique_ptr<Client> c(new Client(std::move(options)));
   c->impl_ = std::make_unique<Impl>(c->options_);
   if (c->options_.connect_timeout > 0) {

@@ -41,6 +41,7 @@
 
 #include "common/status.h"
 #include "common/time.h"
+#include "common/tls_config.h"
 #include "common/txid.h"
 #include "txcoord_types.h"
 
@@ -74,6 +75,11 @@ struct ClientOptions {
   Micros commit_timeout = 30 * kSeconds;
   // Abort a transaction not committed within this (0: the coordinator's default).
   int64_t txn_timeout_ms = 0;
+  // Mutual TLS to the coordinators and the agents: this application's
+  // certificate (role txcoord:client), its key and the cluster's CA. Files
+  // that do not load make Connect fail with INVALID_ARGUMENT naming the file.
+  // Default: plaintext (docs/security.md).
+  TlsConfig tls;
 };
 
 // "2pc" -> TWO_PC, "3pc" -> THREE_PC (any case); INVALID_ARGUMENT naming the

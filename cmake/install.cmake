@@ -32,7 +32,7 @@ endforeach()
 # tests/integration/sdk_install_test.cc compiles a consumer against them.
 set(TXC_PUBLIC_HEADERS
   client/client.h
-  common/status.h common/time.h common/txid.h
+  common/status.h common/time.h common/tls_config.h common/txid.h
   participant/embedded_agent.h participant/resource_manager.h)
 foreach(h ${TXC_PUBLIC_HEADERS})
   get_filename_component(dir ${h} DIRECTORY)

@@ -13,6 +13,7 @@ include(CMakeFindDependencyMacro)
 find_dependency(Threads)
 find_dependency(Boost 1.74 COMPONENTS program_options)
 find_dependency(spdlog)  # and, through spdlog's own package, fmt
+find_dependency(OpenSSL 3)  # TLS in the RPC layer (Debian 12: libssl-dev)
 
 # Thrift, SQLite, libpq and MariaDB Connector/C come with pkg-config files
 # only (Debian 12: libthrift-dev, libsqlite3-dev, libpq-dev, libmariadb-dev).

@@ -17,6 +17,7 @@ const char* Status::CodeName(Code code) {
     case kInternal: return "INTERNAL";
     case kSqlError: return "SQL_ERROR";
     case kExpectationFailed: return "EXPECTATION_FAILED";
+    case kPermissionDenied: return "PERMISSION_DENIED";
   }
   return "UNKNOWN";
 }

@@ -27,6 +27,7 @@ class [[nodiscard]] Status {
     kInternal = 10,
     kSqlError = 11,
     kExpectationFailed = 12,
+    kPermissionDenied = 13,
   };
 
   Status() = default;
@@ -45,6 +46,7 @@ class [[nodiscard]] Status {
   static Status Internal(std::string m) { return {kInternal, std::move(m)}; }
   static Status SqlError(std::string m) { return {kSqlError, std::move(m)}; }
   static Status ExpectationFailed(std::string m) { return {kExpectationFailed, std::move(m)}; }
+  static Status PermissionDenied(std::string m) { return {kPermissionDenied, std::move(m)}; }
 
   bool ok() const { return code_ == kOk; }
   Code code() const { return code_; }

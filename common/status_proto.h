@@ -23,9 +23,10 @@ static_assert(Status::kConflict == static_cast<int>(proto::Code::CONFLICT));
 static_assert(Status::kInternal == static_cast<int>(proto::Code::INTERNAL));
 static_assert(Status::kSqlError == static_cast<int>(proto::Code::SQL_ERROR));
 static_assert(Status::kExpectationFailed == static_cast<int>(proto::Code::EXPECTATION_FAILED));
+static_assert(Status::kPermissionDenied == static_cast<int>(proto::Code::PERMISSION_DENIED));
 // The last code of both lists (status_test checks that proto::Code has no
 // other: a code added to one list only fails there).
-constexpr int kLastStatusCode = Status::kExpectationFailed;
+constexpr int kLastStatusCode = Status::kPermissionDenied;
 
 inline proto::Code::type ToProtoCode(Status::Code c) { return static_cast<proto::Code::type>(c); }
 

@@ -96,6 +96,7 @@ struct PaxosLogOptions {
   std::string path;                  // the acceptor's LogStore
   bool unsafe_no_sync = false;
   Micros election_max = 600 * kMillis;  // peer calls time out after twice this
+  TlsConfig tls;  // of the channels to the other replicas (see NodeOptions::tls)
   // Observes each Persist, in seconds from Persist to durable (queueing and
   // the group commit with its fsync). Borrowed; may be null.
   metrics::Histogram* write_latency = nullptr;

@@ -10,6 +10,7 @@
 #include "coordinator/node.h"
 #include "protocol/coordinator_set.h"
 #include "protocol/validate.h"
+#include "protocol/tls_flags.h"
 
 namespace po = boost::program_options;
 
@@ -45,6 +46,10 @@ int main(int argc, char** argv) {
        "into the decision log; off, such a call is refused")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
+  desc.add_options()("rpc-idle-timeout", po::value<std::string>()->default_value("5m"),
+                     "close a client or peer connection that sent nothing and waits for nothing "
+                     "this long (it reconnects on its next call)");
+  txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
   txc::cli::Parse(argc, argv, "usage: txcoord --listen HOST:PORT --data DIR [--id N --peers LIST]", desc, vm);
   txc::SetLogLevel(vm["log-level"].as<std::string>());
@@ -69,6 +74,13 @@ int main(int argc, char** argv) {
   if (o.driver.max_participants < 1 || o.driver.max_participants > txc::validate::kMaxParticipants) {
     std::cerr << "txcoord: --max-participants must be between 1 and "
               << txc::validate::kMaxParticipants << ", got " << o.driver.max_participants << "\n";
+    return 2;
+  }
+  if (auto d = txc::cli::ParseDuration(vm["rpc-idle-timeout"].as<std::string>()); d && *d > 0) {
+    o.rpc_idle_timeout = *d;
+  } else {
+    std::cerr << "txcoord: --rpc-idle-timeout wants a positive duration such as 5m or 30s, got '"
+              << vm["rpc-idle-timeout"].as<std::string>() << "'\n";
     return 2;
   }
   int64_t election_ms = vm["election-timeout-ms"].as<int64_t>();
@@ -106,7 +118,19 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  {
+    std::vector<std::string> addresses{o.listen, o.metrics_listen};
+    for (const auto& [id, address] : o.peers) addresses.push_back(address);
+    auto tls = txc::rpc::TlsFromOptions(vm, "txcoord", addresses);
+    if (!tls.ok()) {
+      std::cerr << "txcoord: " << tls.status().message() << "\n";
+      return 2;
+    }
+    o.tls = *tls;
+  }
+
   boost::asio::io_context io;
+  txc::rpc::TlsReloadOnSighup reload(io);
   txc::coord::CoordinatorNode node(io, o);
   txc::Status s = node.Start();
   if (!s.ok()) {

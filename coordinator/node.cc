@@ -15,9 +15,18 @@ namespace {
 
 // Agents come back after a restart within a second or so: reconnect fast, so
 // PREPARE and COMMIT reach them soon after.
-rpc::ChannelOptions PeerChannelOptions() {
+rpc::ChannelOptions PeerChannelOptions(const TlsConfig& tls) {
   rpc::ChannelOptions o;
   o.backoff_max = 200 * kMillis;
+  o.tls = tls;
+  return o;
+}
+
+rpc::ServerOptions Serving(const TlsConfig& tls, Micros idle_timeout) {
+  rpc::ServerOptions o;
+  o.tls = tls;
+  o.idle_timeout = idle_timeout;
+  o.authz = &authz::CoordinatorTable();
   return o;
 }
 
@@ -26,8 +35,8 @@ rpc::ChannelOptions PeerChannelOptions() {
 CoordinatorNode::CoordinatorNode(boost::asio::io_context& io, NodeOptions options)
     : io_(io),
       options_(std::move(options)),
-      server_(io),
-      pool_(io, PeerChannelOptions()),
+      server_(io, Serving(options_.tls, options_.rpc_idle_timeout)),
+      pool_(io, PeerChannelOptions(options_.tls)),
       tick_timer_(io),
       paxos_timer_(io) {}
 
@@ -125,6 +134,7 @@ Status CoordinatorNode::Start() {
     po.unsafe_no_sync = options_.unsafe_no_sync;
     po.election_max = options_.election_max;
     po.write_latency = log_write_;
+    po.tls = options_.tls;
     paxos_ = std::make_unique<PaxosLog>(io_, &server_, po);
     auto recovered = paxos_->Recover();
     if (!recovered.ok()) return recovered.status();

@@ -59,6 +59,13 @@ struct NodeOptions {
   // is refused with INVALID_ARGUMENT naming --serve-log-bench, and nothing
   // reaches the log. Default: false.
   bool serve_log_bench = false;
+  // Mutual TLS on the server and on every outgoing channel (to the other
+  // replicas and to the agents); calls are checked against
+  // authz::CoordinatorTable(). Default: plaintext (docs/security.md).
+  TlsConfig tls;
+  // The server closes a connection idle this long (rpc::ServerOptions).
+  // Default: 5 min.
+  Micros rpc_idle_timeout = 5 * 60 * kSeconds;
 };
 
 class CoordinatorNode {

@@ -39,6 +39,17 @@ void CoordinatorNode::ObserveReply(const ClientResponse& r, Micros started) {
 
 void CoordinatorNode::RegisterMetrics() {
   metrics::Registry& m = metrics_;
+  // With TLS (docs/security.md): refused calls and failed handshakes.
+  m.AddCounterFunc("txcoord_rpc_permission_denied_total",
+                   "Calls refused because the caller's role may not call the method.", [this] {
+                     return std::vector<Sample>{
+                         {{}, static_cast<double>(server_.permission_denied())}};
+                   });
+  m.AddCounterFunc("txcoord_rpc_tls_handshake_failures_total",
+                   "TLS handshakes that failed (no certificate, another CA, a timeout).", [this] {
+                     return std::vector<Sample>{
+                         {{}, static_cast<double>(server_.tls_handshake_failures())}};
+                   });
   const std::string latency_help =
       "Seconds from a Commit or Submit request to its decided answer (COMMITTED or ABORTED), "
       "as the leader measured it.";

@@ -21,7 +21,11 @@ using codec::Encode;
 }  // namespace
 
 PaxosLog::PaxosLog(boost::asio::io_context& io, rpc::RpcServer* server, PaxosLogOptions options)
-    : io_(io), server_(server), options_(std::move(options)), pool_(io) {}
+    : io_(io), server_(server), options_(std::move(options)), pool_(io, [this] {
+        rpc::ChannelOptions o;
+        o.tls = options_.tls;
+        return o;
+      }()) {}
 
 PaxosLog::~PaxosLog() { Stop(); }
 

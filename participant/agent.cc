@@ -54,10 +54,17 @@ Agent::Agent(boost::asio::io_context& io, AgentNodeOptions options,
     : io_(io),
       options_(std::move(options)),
       core_(Names(resources), options_.core, options_.tick),
-      server_(io),
-      pool_(io, [] {
+      server_(io, [this] {
+        rpc::ServerOptions o;
+        o.tls = options_.tls;
+        o.authz = &authz::AgentTable();
+        o.idle_timeout = options_.rpc_idle_timeout;
+        return o;
+      }()),
+      pool_(io, [this] {
         rpc::ChannelOptions o;
         o.backoff_max = 200 * kMillis;  // find a restarted coordinator soon
+        o.tls = options_.tls;
         return o;
       }()),
       coordinators_(std::make_shared<rpc::CoordinatorSet>(io, &pool_, options_.coordinators)),

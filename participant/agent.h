@@ -36,6 +36,13 @@ struct AgentNodeOptions {
   // HOST:PORT to serve GET /metrics on (Prometheus text format; see
   // docs/operations.md). Empty: no metrics server. Default: empty.
   std::string metrics_listen;
+  // Mutual TLS on the server and on the channels to the coordinator group
+  // and the other agents; calls are checked against authz::AgentTable().
+  // Default: plaintext (docs/security.md).
+  TlsConfig tls;
+  // The server closes a connection idle this long (rpc::ServerOptions).
+  // Default: 5 min.
+  Micros rpc_idle_timeout = 5 * 60 * kSeconds;
 };
 
 // Reads the counter in `path`, adds one, and makes it durable (write, fsync,

@@ -27,6 +27,17 @@ void Agent::ObserveOp(ResourceOp::Kind kind, Micros started, bool ok) {
 
 void Agent::RegisterMetrics() {
   metrics::Registry& m = metrics_;
+  // With TLS (docs/security.md): refused calls and failed handshakes.
+  m.AddCounterFunc("txagent_rpc_permission_denied_total",
+                   "Calls refused because the caller's role may not call the method.", [this] {
+                     return std::vector<Sample>{
+                         {{}, static_cast<double>(server_.permission_denied())}};
+                   });
+  m.AddCounterFunc("txagent_rpc_tls_handshake_failures_total",
+                   "TLS handshakes that failed (no certificate, another CA, a timeout).", [this] {
+                     return std::vector<Sample>{
+                         {{}, static_cast<double>(server_.tls_handshake_failures())}};
+                   });
   const std::string help =
       "Seconds from handing a durable operation to the resource until its completion reached "
       "the agent: queueing behind the resource's worker, the WAL write and its group-commit "

@@ -11,6 +11,7 @@
 #include "common/cli.h"
 #include "common/log.h"
 #include "participant/agent.h"
+#include "protocol/tls_flags.h"
 
 namespace po = boost::program_options;
 
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
        "confirm every COMMIT or ABORT for a prepared branch with the coordinator group before "
        "applying it (callers are not authenticated in plaintext: anyone who reaches the port "
        "could send one); off by default for now, see docs/protocol.md");
+  desc.add_options()("rpc-idle-timeout", po::value<std::string>()->default_value("5m"),
+                     "close a client or peer connection that sent nothing and waits for nothing "
+                     "this long (it reconnects on its next call)");
+  txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
   txc::cli::Parse(argc, argv,
                   "usage: txagent --listen HOST:PORT --data DIR --coordinator HOST:PORT[,...] "
@@ -57,6 +62,21 @@ int main(int argc, char** argv) {
                   desc, vm);
   txc::SetLogLevel(vm["log-level"].as<std::string>());
   auto log = txc::Logger("agent");
+  // Before any resource is opened: a wrong certificate file changes nothing.
+  txc::TlsConfig tls;
+  {
+    std::vector<std::string> addresses{vm["listen"].as<std::string>(),
+                                       vm["metrics-listen"].as<std::string>()};
+    for (const std::string& c : txc::rpc::SplitList(vm["coordinator"].as<std::string>())) {
+      addresses.push_back(c);
+    }
+    auto parsed = txc::rpc::TlsFromOptions(vm, "txagent", addresses);
+    if (!parsed.ok()) {
+      std::cerr << "txagent: " << parsed.status().message() << "\n";
+      return 2;
+    }
+    tls = *parsed;
+  }
 
   std::error_code ec;
   std::string data = vm["data"].as<std::string>();
@@ -143,8 +163,17 @@ int main(int argc, char** argv) {
     std::cerr << "txagent: --coordinator names no address\n";
     return 2;
   }
+  o.tls = tls;
+  if (auto d = txc::cli::ParseDuration(vm["rpc-idle-timeout"].as<std::string>()); d && *d > 0) {
+    o.rpc_idle_timeout = *d;
+  } else {
+    std::cerr << "txagent: --rpc-idle-timeout wants a positive duration such as 5m or 30s, got '"
+              << vm["rpc-idle-timeout"].as<std::string>() << "'\n";
+    return 2;
+  }
 
   boost::asio::io_context io;
+  txc::rpc::TlsReloadOnSighup reload(io);
   txc::participant::Agent agent(io, o, std::move(resources));
   txc::Status s = agent.Start();
   if (!s.ok()) {

@@ -11,12 +11,14 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "common/log.h"
+#include "protocol/tls.h"
 
 namespace txc::rpc {
 
@@ -403,6 +405,82 @@ bool IsQuietDisconnect(const boost::system::error_code& ec) {
 }
 
 using RawHandlerFn = std::function<void(const Bytes&, std::function<void(Bytes)>)>;
+using RawRefusalFn = std::function<Bytes(int, const std::string&)>;
+
+// A connection's byte stream: a TCP socket, or a TLS session over one. Both
+// allow one read and one write outstanding at a time, which is how the
+// server and the channel use them.
+class Transport {
+ public:
+  using TlsStream = asio::ssl::stream<tcp::socket>;
+
+  // TLS when `ctx` is set, plaintext otherwise. Built in place (never moved).
+  Transport(tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx) : ctx_(std::move(ctx)) {
+    if (ctx_) {
+      tls_.emplace(std::move(socket), *ctx_);
+    } else {
+      plain_.emplace(std::move(socket));
+    }
+  }
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  bool tls() const { return tls_.has_value(); }
+  tcp::socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
+  const tcp::socket& socket() const { return tls_ ? tls_->next_layer() : *plain_; }
+  TlsStream& tls_stream() { return *tls_; }
+  SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
+
+  template <class Buffer, class Handler>
+  void ReadSome(const Buffer& buffer, Handler&& handler) {
+    if (tls_) {
+      tls_->async_read_some(buffer, std::forward<Handler>(handler));
+    } else {
+      plain_->async_read_some(buffer, std::forward<Handler>(handler));
+    }
+  }
+  template <class Buffer, class Handler>
+  void Write(const Buffer& buffer, Handler&& handler) {
+    if (tls_) {
+      asio::async_write(*tls_, buffer, std::forward<Handler>(handler));
+    } else {
+      asio::async_write(*plain_, buffer, std::forward<Handler>(handler));
+    }
+  }
+
+ private:
+  std::shared_ptr<asio::ssl::context> ctx_;  // declared first: outlives the stream
+  std::optional<tcp::socket> plain_;
+  std::optional<TlsStream> tls_;
+};
+
+// " (N similar lines suppressed)", or nothing when none were.
+std::string Suppressed(uint64_t n) {
+  return n == 0 ? std::string() : fmt::format(" ({} similar lines suppressed)", n);
+}
+
+// Logs at most one line a second for a kind of event a hostile or broken
+// peer can repeat at will (refused calls, failed handshakes); the lines
+// skipped are counted into the next one.
+class LogLimiter {
+ public:
+  // True when a line may be logged now; *suppressed is how many were skipped.
+  bool Allow(uint64_t* suppressed) {
+    const Micros now = SteadyNowMicros();
+    if (now - last_ < kSeconds && last_ != 0) {
+      ++skipped_;
+      return false;
+    }
+    last_ = now;
+    *suppressed = skipped_;
+    skipped_ = 0;
+    return true;
+  }
+
+ private:
+  Micros last_ = 0;
+  uint64_t skipped_ = 0;
+};
 
 }  // namespace
 
@@ -463,27 +541,66 @@ struct ServerCore {
   bool listening = false;
   uint64_t generation = 0;  // bumped by Stop(): accepts of an older Listen() are stale
   uint16_t port = 0;
+  struct Handler {
+    RawHandlerFn fn;
+    RawRefusalFn refusal;
+  };
   // std::less<> for lookup by string_view; keys are stable (replies point at them).
-  std::map<std::string, RawHandlerFn, std::less<>> handlers;
+  std::map<std::string, Handler, std::less<>> handlers;
   std::unordered_map<ServerConn*, std::weak_ptr<ServerConn>> conns;
   uint64_t calls_served = 0;
   uint64_t malformed_frames = 0;
+  uint64_t permission_denied = 0;
+  uint64_t tls_handshake_failures = 0;
+  uint64_t idle_closed = 0;
+  uint64_t slow_frames_closed = 0;
+  uint64_t in_flight_refused = 0;
+  LogLimiter denied_log;
+  LogLimiter handshake_log;
+  LogLimiter limits_log;
 };
 
 // One accepted connection. Alive while a read or write is outstanding;
 // replies hold only a weak_ptr.
 class ServerConn : public std::enable_shared_from_this<ServerConn> {
  public:
-  ServerConn(std::shared_ptr<ServerCore> core, tcp::socket socket)
-      : core_(std::move(core)), socket_(std::move(socket)), peer_(PeerName(socket_)) {}
+  ServerConn(std::shared_ptr<ServerCore> core, tcp::socket socket,
+             std::shared_ptr<asio::ssl::context> tls_ctx)
+      : core_(std::move(core)),
+        transport_(std::move(socket), std::move(tls_ctx)),
+        handshake_timer_(core_->io),
+        deadline_timer_(core_->io),
+        peer_(PeerName(transport_.socket())) {}
 
-  void Start() { StartRead(); }
+  void Start() {
+    last_activity_ = SteadyNowMicros();
+    if (!transport_.tls()) {
+      StartRead();
+      ArmDeadline();
+      return;
+    }
+    // The role comes from the certificate, so nothing is read before the
+    // handshake; a peer that stalls it is cut off at handshake_timeout.
+    handshake_timer_.expires_after(std::chrono::microseconds(core_->options.handshake_timeout));
+    handshake_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->closed_ || self->handshaken_) return;
+      self->handshake_timed_out_ = true;
+      boost::system::error_code ignored;
+      self->transport_.socket().close(ignored);  // the handshake completes with an error
+    });
+    transport_.tls_stream().async_handshake(
+        asio::ssl::stream_base::server,
+        [self = shared_from_this()](const boost::system::error_code& ec) { self->OnHandshake(ec); });
+  }
 
   void Close() {
     if (closed_) return;
     closed_ = true;
     boost::system::error_code ec;
-    socket_.close(ec);
+    handshake_timer_.cancel();
+    deadline_timer_.cancel();
+    transport_.socket().close(ec);
     core_->conns.erase(this);
     out_.clear();
     Log()->debug("connection from {} closed", peer_);
@@ -497,14 +614,129 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     }
     AppendFrame(&out_, kReply, method, seqid, 0, result);
     ++core_->calls_served;
+    if (in_flight_ > 0) --in_flight_;
     if (!in_dispatch_) Flush();
+    if (in_flight_ == 0) {
+      last_activity_ = SteadyNowMicros();
+      ArmDeadline();
+    }
   }
 
  private:
+  static constexpr Micros kNever = std::numeric_limits<Micros>::max();
+
+  // When this connection is to be closed if nothing changes: a frame begun
+  // must be complete by frame_timeout; a connection with nothing in flight
+  // is idle after idle_timeout; one waiting on its handlers has no deadline.
+  Micros Deadline() const {
+    if (in_.size() > 0 && reading_) return frame_started_ + core_->options.frame_timeout;
+    if (in_flight_ == 0 && in_.size() == 0) return last_activity_ + core_->options.idle_timeout;
+    return kNever;
+  }
+
+  // One timer per connection, armed lazily: when it fires it looks at the
+  // deadline as it is now and re-arms for a later one. It is re-armed early
+  // only when the deadline moved earlier (a frame began on an idle connection).
+  void ArmDeadline() {
+    if (closed_) return;
+    const Micros d = Deadline();
+    if (d == kNever || d >= armed_at_) return;
+    armed_at_ = d;
+    deadline_timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::microseconds(d)));
+    deadline_timer_.async_wait(
+        [weak = weak_from_this(), gen = ++timer_generation_](const boost::system::error_code&) {
+          if (auto self = weak.lock()) self->OnDeadline(gen);
+        });
+  }
+
+  void OnDeadline(uint64_t gen) {
+    if (closed_ || gen != timer_generation_) return;
+    armed_at_ = kNever;
+    const Micros d = Deadline();
+    if (d > SteadyNowMicros()) return ArmDeadline();
+    const bool slow = in_.size() > 0;
+    ++(slow ? core_->slow_frames_closed : core_->idle_closed);
+    uint64_t suppressed = 0;
+    if (slow && core_->limits_log.Allow(&suppressed)) {
+      Log()->warn("closing connection from {}: a frame begun {} ms ago is still incomplete "
+                  "({} bytes so far; frame_timeout){}",
+                  peer_, (SteadyNowMicros() - frame_started_) / kMillis, in_.size(),
+                  Suppressed(suppressed));
+    } else if (!slow) {
+      Log()->debug("closing connection from {}: idle for {} s (idle_timeout)", peer_,
+                   core_->options.idle_timeout / kSeconds);
+    }
+    Close();
+  }
+
+  void OnHandshake(const boost::system::error_code& ec) {
+    handshake_timer_.cancel();
+    if (closed_) return;
+    if (ec) {
+      ++core_->tls_handshake_failures;
+      const std::string why = handshake_timed_out_
+                                  ? fmt::format("not finished within {} ms",
+                                                core_->options.handshake_timeout / kMillis)
+                                  : tls::HandshakeError(transport_.ssl(), ec);
+      uint64_t suppressed = 0;
+      if (core_->handshake_log.Allow(&suppressed)) {
+        Log()->warn("TLS handshake with {} failed: {}{}", peer_, why,
+                    Suppressed(suppressed));
+      }
+      Close();
+      return;
+    }
+    handshaken_ = true;
+    tls::PeerIdentity id = tls::PeerOf(transport_.ssl());
+    role_ = id.role;
+    Log()->debug("TLS connection from {} role={} cn='{}'", peer_, authz::RoleName(role_),
+                 Printable(id.common_name));
+    last_activity_ = SteadyNowMicros();
+    StartRead();
+    ArmDeadline();
+  }
+
+  // With TLS, the one place where a call is checked against the table: a
+  // refused call never reaches its handler.
+  // `handler` is null for a method this server does not serve.
+  bool Authorized(std::string_view method, const ServerCore::Handler* handler, int32_t seqid) {
+    if (!transport_.tls()) return true;  // no role without TLS: loopback dev mode
+    const authz::Table* table = core_->options.authz;
+    if (table != nullptr && table->Allows(role_, method)) return true;
+    ++core_->permission_denied;
+    std::string why = table != nullptr
+                          ? table->Refusal(role_, Printable(method))
+                          : fmt::format("role {} may not call {} (this server has no "
+                                        "authorization table)",
+                                        authz::RoleName(role_), Printable(method));
+    uint64_t suppressed = 0;
+    if (core_->denied_log.Allow(&suppressed)) {
+      Log()->warn("PERMISSION_DENIED from {}: {}{}", peer_, why,
+                  Suppressed(suppressed));
+    }
+    Refuse(method, handler, seqid, Status::kPermissionDenied, why);
+    return false;
+  }
+
+  // Answers a call without running its handler: its response with `code`
+  // and `why` in the status, or a Thrift exception if it has no status (or
+  // no handler).
+  void Refuse(std::string_view method, const ServerCore::Handler* handler, int32_t seqid,
+              Status::Code code, const std::string& why) {
+    Bytes refusal = handler && handler->refusal ? handler->refusal(code, why) : Bytes();
+    if (refusal.empty()) {
+      SendException(method, seqid, kInternalError,
+                    std::string(Status::CodeName(code)) + ": " + why);
+    } else {
+      AppendFrame(&out_, kReply, method, seqid, 0, refusal);
+      if (!in_dispatch_) Flush();
+    }
+  }
+
   void StartRead() {
     if (closed_ || reading_) return;
     reading_ = true;
-    socket_.async_read_some(
+    transport_.ReadSome(
         in_.Prepare(), [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
           self->OnRead(ec, n);
         });
@@ -519,6 +751,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       return;
     }
     in_.Commit(n);
+    const Micros now = SteadyNowMicros();
+    last_activity_ = now;
+    bool consumed = false;
     const uint32_t max = core_->options.max_frame_bytes;
     in_dispatch_ = true;
     while (in_.size() >= 4) {
@@ -534,10 +769,19 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       Dispatch(in_.data() + 4, len);
       if (closed_) return;
       in_.Consume(size_t{len} + 4);
+      consumed = true;
     }
     in_dispatch_ = false;
+    // The bytes left are the start of the next frame: its clock starts with
+    // the read that completed the previous one, or with its first bytes.
+    if (in_.size() == 0) {
+      frame_started_ = 0;
+    } else if (consumed || frame_started_ == 0) {
+      frame_started_ = now;
+    }
     Flush();
     if (out_.size() + wbuf_.size() <= kMaxQueuedReplyBytes) StartRead();
+    ArmDeadline();
   }
 
   void Dispatch(const char* frame, uint32_t len) {
@@ -559,6 +803,11 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       return;
     }
     auto it = core_->handlers.find(env.name);
+    // Before the method is looked up: a caller learns nothing of what a
+    // server serves beyond what its role may call.
+    if (!Authorized(env.name, it == core_->handlers.end() ? nullptr : &it->second, env.seqid)) {
+      return;
+    }
     if (it == core_->handlers.end()) {
       // As a stock Thrift processor does; the connection stays usable.
       Log()->warn("unknown method '{}' from {}; replied UNKNOWN_METHOD", Printable(env.name),
@@ -567,16 +816,32 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
                     fmt::format("Invalid method name: '{}'", env.name));
       return;
     }
+    if (in_flight_ >= core_->options.max_in_flight) {
+      ++core_->in_flight_refused;
+      uint64_t suppressed = 0;
+      if (core_->limits_log.Allow(&suppressed)) {
+        Log()->warn("refusing a call of {} from {}: {} calls in flight on its connection "
+                    "(max_in_flight){}",
+                    Printable(env.name), peer_, in_flight_, Suppressed(suppressed));
+      }
+      Refuse(env.name, &it->second, env.seqid, Status::kUnavailable,
+             fmt::format("{} calls are in flight on this connection (the server's limit); "
+                         "retry once some are answered",
+                         in_flight_));
+      return;
+    }
+    ++in_flight_;
     Log()->trace("call {} seqid={} from {}", env.name, env.seqid, peer_);
     // A call without field 1 gets a default request, as in stock Thrift.
     Bytes arg_bytes = found ? Bytes(args) : Bytes(1, static_cast<char>(kTStop));
     const std::string* method = &it->first;
     const int32_t seqid = env.seqid;
     try {
-      it->second(arg_bytes, [weak = weak_from_this(), method, seqid](Bytes result) {
+      it->second.fn(arg_bytes, [weak = weak_from_this(), method, seqid](Bytes result) {
         if (auto self = weak.lock()) self->SendReply(*method, seqid, result);
       });
     } catch (const std::exception& e) {
+      if (in_flight_ > 0) --in_flight_;
       Log()->error("handler of '{}' threw: {}", *method, e.what());
       SendException(*method, seqid, kInternalError,
                     fmt::format("handler of '{}' failed: {}", *method, e.what()));
@@ -600,10 +865,10 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     if (closed_ || writing_ || out_.empty()) return;
     std::swap(out_, wbuf_);
     writing_ = true;
-    asio::async_write(socket_, asio::buffer(wbuf_),
-                      [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-                        self->OnWritten(ec);
-                      });
+    transport_.Write(asio::buffer(wbuf_),
+                     [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                       self->OnWritten(ec);
+                     });
   }
 
   void OnWritten(const boost::system::error_code& ec) {
@@ -622,8 +887,18 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   }
 
   std::shared_ptr<ServerCore> core_;
-  tcp::socket socket_;
+  Transport transport_;
+  asio::steady_timer handshake_timer_;
+  asio::steady_timer deadline_timer_;  // idle_timeout and frame_timeout
+  Micros armed_at_ = kNever;
+  uint64_t timer_generation_ = 0;
+  Micros last_activity_ = 0;
+  Micros frame_started_ = 0;  // first bytes of the frame being received; 0: none
+  size_t in_flight_ = 0;      // calls handed to handlers, not yet answered
   std::string peer_;
+  authz::Role role_ = authz::Role::kNone;
+  bool handshaken_ = false;
+  bool handshake_timed_out_ = false;
   FrameBuffer in_;
   std::string out_;   // replies queued behind the write in flight
   std::string wbuf_;  // the write in flight
@@ -667,7 +942,19 @@ void AcceptNext(const std::shared_ptr<ServerCore>& core) {
         } else {
           boost::system::error_code ignored;
           socket.set_option(tcp::no_delay(true), ignored);
-          auto conn = std::make_shared<ServerConn>(core, std::move(socket));
+          std::shared_ptr<asio::ssl::context> tls_ctx;
+          if (core->options.tls.enabled()) {
+            // The cached context, or a fresh one after a reload (SIGHUP);
+            // Listen() loaded it once, so this does not fail.
+            auto ctx = tls::ServerContext(core->options.tls);
+            if (ctx.ok()) tls_ctx = *ctx;
+          }
+          if (core->options.tls.enabled() && !tls_ctx) {
+            socket.close(ignored);
+            AcceptNext(core);
+            return;
+          }
+          auto conn = std::make_shared<ServerConn>(core, std::move(socket), std::move(tls_ctx));
           core->conns.emplace(conn.get(), conn);
           Log()->debug("connection accepted on port {}", core->port);
           conn->Start();
@@ -697,8 +984,8 @@ RpcServer::RpcServer(asio::io_context& io, ServerOptions options)
 
 RpcServer::~RpcServer() { Stop(); }
 
-void RpcServer::HandleRaw(const std::string& method, RawHandler handler) {
-  impl_->core_->handlers[method] = std::move(handler);
+void RpcServer::HandleRaw(const std::string& method, RawHandler handler, RawRefusal refusal) {
+  impl_->core_->handlers[method] = ServerCore::Handler{std::move(handler), std::move(refusal)};
 }
 
 Status RpcServer::Listen(const std::string& host_port) {
@@ -708,6 +995,21 @@ Status RpcServer::Listen(const std::string& host_port) {
   if (core.listening) {
     return Status::InvalidArgument(fmt::format(
         "server already listening on port {}; cannot listen on {}", core.port, host_port));
+  }
+  if (core.options.tls.enabled()) {
+    auto ctx = tls::ServerContext(core.options.tls);
+    if (!ctx.ok()) return ctx.status();
+    // Every method served must have a row in the table: one left out would
+    // be refused to every role, which a test finds sooner than an operator.
+    if (core.options.authz != nullptr) {
+      for (const auto& [method, handler] : core.handlers) {
+        if (!core.options.authz->Contains(method)) {
+          return Status::Internal("method " + method +
+                                  " is served but missing from the authorization table "
+                                  "(protocol/authz.cc)");
+        }
+      }
+    }
   }
   boost::system::error_code ec;
   core.acceptor.open(endpoint->protocol(), ec);
@@ -723,7 +1025,8 @@ Status RpcServer::Listen(const std::string& host_port) {
   }
   core.port = local.port();
   core.listening = true;
-  Log()->info("listening on {}:{}", local.address().to_string(), core.port);
+  Log()->info("listening on {}:{}{}", local.address().to_string(), core.port,
+              core.options.tls.enabled() ? " (mutual TLS)" : "");
   AcceptNext(impl_->core_);
   return Status::Ok();
 }
@@ -736,6 +1039,18 @@ uint64_t RpcServer::calls_served() const { return impl_->core_->calls_served; }
 
 uint64_t RpcServer::malformed_frames() const { return impl_->core_->malformed_frames; }
 
+uint64_t RpcServer::permission_denied() const { return impl_->core_->permission_denied; }
+
+uint64_t RpcServer::tls_handshake_failures() const {
+  return impl_->core_->tls_handshake_failures;
+}
+
+uint64_t RpcServer::idle_closed() const { return impl_->core_->idle_closed; }
+
+uint64_t RpcServer::slow_frames_closed() const { return impl_->core_->slow_frames_closed; }
+
+uint64_t RpcServer::in_flight_refused() const { return impl_->core_->in_flight_refused; }
+
 // ------------------------------------------------------------ channel
 
 namespace {
@@ -743,14 +1058,19 @@ namespace {
 // One TCP connection of a channel; a reconnect makes a new one, so handlers
 // of an old connection can tell they are stale.
 struct ClientConn {
-  explicit ClientConn(asio::io_context& io) : socket(io), connect_timer(io) {}
-  tcp::socket socket;
+  ClientConn(asio::io_context& io, std::shared_ptr<asio::ssl::context> tls_ctx)
+      : transport(tcp::socket(io), std::move(tls_ctx)),
+        socket(transport.socket()),
+        connect_timer(io) {}
+  Transport transport;
+  tcp::socket& socket;  // the TCP socket under the transport
   asio::steady_timer connect_timer;
   FrameBuffer in;
   std::string out;   // requests queued behind the write in flight
   std::string wbuf;  // the write in flight
   bool writing = false;
   bool connect_timed_out = false;
+  bool answered = false;  // a reply arrived on this connection
 };
 
 }  // namespace
@@ -782,8 +1102,15 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
     auto ep = ParseEndpoint(address_);
     if (ep.ok()) {
       endpoint_ = *ep;
+      host_ = address_.substr(0, address_.rfind(':'));
     } else {
       bad_address_ = ep.status();
+    }
+    if (bad_address_.ok() && options_.tls.enabled()) {
+      // Files that do not load fail every call with the reason, as a bad
+      // address does: a channel has no other way to report.
+      auto ctx = tls::ClientContext(options_.tls);
+      if (!ctx.ok()) bad_address_ = ctx.status();
     }
   }
 
@@ -872,7 +1199,12 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   }
 
   void StartConnect() {
-    auto conn = std::make_shared<ClientConn>(io_);
+    std::shared_ptr<asio::ssl::context> tls_ctx;
+    if (options_.tls.enabled()) {
+      auto ctx = tls::ClientContext(options_.tls);  // cached; reloaded after SIGHUP
+      if (ctx.ok()) tls_ctx = *ctx;
+    }
+    auto conn = std::make_shared<ClientConn>(io_, std::move(tls_ctx));
     conn_ = conn;
     state_ = State::kConnecting;
     auto self = shared_from_this();
@@ -889,13 +1221,44 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   }
 
   void OnConnected(const std::shared_ptr<ClientConn>& conn, const boost::system::error_code& ec) {
-    conn->connect_timer.cancel();
-    if (conn != conn_) return;  // closed or replaced meanwhile
+    if (conn != conn_) {  // closed or replaced meanwhile
+      conn->connect_timer.cancel();
+      return;
+    }
     if (ec) {
+      conn->connect_timer.cancel();
       const std::string why =
           conn->connect_timed_out
               ? fmt::format("connect timed out after {} ms", options_.connect_timeout / kMillis)
               : ec.message();
+      return ConnectFailed(why);
+    }
+    if (!conn->transport.tls()) {
+      conn->connect_timer.cancel();
+      return OnReady(conn);
+    }
+    // The handshake shares the connect deadline (the timer still runs): one
+    // per connection, which then carries every call of this channel.
+    tls::VerifyPeerName(conn->transport.ssl(), host_);
+    conn->transport.tls_stream().async_handshake(
+        asio::ssl::stream_base::client,
+        [self = shared_from_this(), conn](const boost::system::error_code& hec) {
+          conn->connect_timer.cancel();
+          if (conn != self->conn_) return;
+          if (hec) {
+            std::string why = conn->connect_timed_out
+                                  ? fmt::format("TLS handshake timed out after {} ms",
+                                                self->options_.connect_timeout / kMillis)
+                                  : "TLS handshake failed: " +
+                                        tls::HandshakeError(conn->transport.ssl(), hec);
+            return self->ConnectFailed(why);
+          }
+          self->OnReady(conn);
+        });
+  }
+
+  void ConnectFailed(const std::string& why) {
+    {
       const Micros wait = backoff_;
       next_attempt_ = SteadyNowMicros() + wait;
       backoff_ = std::min(backoff_ * 2, options_.backoff_max);
@@ -912,6 +1275,9 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
               /*post=*/false);
       return;
     }
+  }
+
+  void OnReady(const std::shared_ptr<ClientConn>& conn) {
     boost::system::error_code ignored;
     conn->socket.set_option(tcp::no_delay(true), ignored);
     if (failures_ > 0) {
@@ -927,7 +1293,7 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   }
 
   void StartRead(const std::shared_ptr<ClientConn>& conn) {
-    conn->socket.async_read_some(conn->in.Prepare(), [self = shared_from_this(), conn](
+    conn->transport.ReadSome(conn->in.Prepare(), [self = shared_from_this(), conn](
                                                          const boost::system::error_code& ec,
                                                          size_t n) { self->OnRead(conn, ec, n); });
   }
@@ -936,8 +1302,12 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
               size_t n) {
     if (conn != conn_) return;
     if (ec) {
-      return ConnectionLost(ec == asio::error::eof ? std::string("closed by the server")
-                                                   : ec.message());
+      std::string why = ec == asio::error::eof ? std::string("closed by the server") : ec.message();
+      if (ec == asio::error::eof && !conn->answered && !conn->transport.tls()) {
+        why += " before any reply (a server with TLS closes plaintext connections: give this "
+               "client a certificate, --tls-cert/--tls-key/--tls-ca)";
+      }
+      return ConnectionLost(why);
     }
     conn->in.Commit(n);
     while (conn->in.size() >= 4) {
@@ -952,6 +1322,7 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
         break;
       }
       std::string error;
+      conn->answered = true;
       if (!HandleFrame(conn->in.data() + 4, len, &error)) {
         return ConnectionLost(error, /*malformed=*/true);
       }
@@ -1030,9 +1401,9 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
     if (conn->writing || conn->out.empty()) return;
     std::swap(conn->out, conn->wbuf);
     conn->writing = true;
-    asio::async_write(conn->socket, asio::buffer(conn->wbuf),
-                      [self = shared_from_this(), conn](const boost::system::error_code& ec,
-                                                        size_t) { self->OnWritten(conn, ec); });
+    conn->transport.Write(asio::buffer(conn->wbuf),
+                          [self = shared_from_this(), conn](const boost::system::error_code& ec,
+                                                            size_t) { self->OnWritten(conn, ec); });
   }
 
   void OnWritten(const std::shared_ptr<ClientConn>& conn, const boost::system::error_code& ec) {
@@ -1134,7 +1505,8 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   const std::string address_;
   const ChannelOptions options_;
   tcp::endpoint endpoint_;
-  Status bad_address_;
+  std::string host_;     // the host part of address_: what the server's certificate must name
+  Status bad_address_;   // or certificate files that do not load
 
   State state_ = State::kIdle;
   std::shared_ptr<ClientConn> conn_;  // set while connecting or connected

@@ -23,6 +23,8 @@
 
 #include "common/status.h"
 #include "common/time.h"
+#include "common/tls_config.h"
+#include "protocol/authz.h"
 
 namespace txc::rpc {
 
@@ -49,6 +51,30 @@ struct ServerOptions {
   // Connections above this are refused (accepted and closed at once).
   // Default: 4096.
   size_t max_connections = 4096;
+  // TLS: with files named, every connection is mutual TLS (the peer must
+  // present a certificate signed by tls.ca) and every call is checked
+  // against `authz` for the peer's role. Default: plaintext, no roles.
+  TlsConfig tls;
+  // Who may call which method, with TLS on (protocol/authz.h). With TLS on
+  // and no table, every call is refused. Borrowed; must outlive the server.
+  // Default: none.
+  const authz::Table* authz = nullptr;
+  // A TLS handshake not finished within this closes the connection (a peer
+  // that connects and says nothing holds no slot for long). Default: 10 s.
+  Micros handshake_timeout = 10 * kSeconds;
+  // A connection with no call in flight and no byte received for this long
+  // is closed (clients reconnect on their next call). Idle connections hold
+  // a slot of max_connections. Default: 5 min.
+  Micros idle_timeout = 5 * 60 * kSeconds;
+  // A frame whose first bytes arrived must be complete within this, or the
+  // connection is closed (a peer trickling one byte at a time holds a slot
+  // and a buffer otherwise). Default: 30 s.
+  Micros frame_timeout = 30 * kSeconds;
+  // Calls of one connection handed to handlers and not yet answered; a call
+  // above it is answered UNAVAILABLE at once without running (memory per
+  // connection stays bounded). Default: 65,536 (AsyncClient runs 10,000 on
+  // one connection).
+  size_t max_in_flight = 65536;
 };
 
 class RpcServer {
@@ -71,6 +97,8 @@ class RpcServer {
   void Handle(const std::string& method, std::function<void(Req, Reply<Resp>)> handler);
 
   // Binds and starts accepting. host_port "127.0.0.1:0" picks a free port.
+  // With TLS: INVALID_ARGUMENT naming a certificate file that does not load,
+  // INTERNAL if a registered method is missing from the authorization table.
   Status Listen(const std::string& host_port);
   uint16_t port() const;
 
@@ -81,6 +109,15 @@ class RpcServer {
   // and tests).
   uint64_t calls_served() const;
   uint64_t malformed_frames() const;
+  // Calls refused by the authorization table, and TLS handshakes that failed
+  // (no certificate, another CA, a timeout).
+  uint64_t permission_denied() const;
+  uint64_t tls_handshake_failures() const;
+  // Connections closed for idling past idle_timeout or for a frame not
+  // complete within frame_timeout; calls refused by max_in_flight.
+  uint64_t idle_closed() const;
+  uint64_t slow_frames_closed() const;
+  uint64_t in_flight_refused() const;
 
  private:
   class Impl;
@@ -88,7 +125,11 @@ class RpcServer {
   // function that takes the serialised result struct out.
   using RawHandler =
       std::function<void(const detail::Bytes& args, std::function<void(detail::Bytes)> reply)>;
-  void HandleRaw(const std::string& method, RawHandler handler);
+  // The serialised response to a refused call: a default response whose
+  // status field has `code` (a Status::Code) and `message`; empty when the
+  // response type has no status field (a Thrift exception is sent instead).
+  using RawRefusal = std::function<detail::Bytes(int code, const std::string& message)>;
+  void HandleRaw(const std::string& method, RawHandler handler, RawRefusal refusal);
   std::unique_ptr<Impl> impl_;
 };
 
@@ -101,6 +142,11 @@ struct ChannelOptions {
   Micros backoff_max = 1 * kSeconds;
   // Largest response frame accepted. Default: 64 MiB.
   uint32_t max_frame_bytes = 64u << 20;
+  // TLS: with files named, every connection is mutual TLS; the server's
+  // certificate must be signed by tls.ca and name the host dialled (SAN IP
+  // or DNS). One handshake per connection, which lives for many calls.
+  // Default: plaintext.
+  TlsConfig tls;
 };
 
 // An async client connection to one address: many calls in flight on one
@@ -123,6 +169,9 @@ class RpcChannel : public std::enable_shared_from_this<RpcChannel> {
   void Call(const std::string& method, const Req& req, Micros timeout, Done<Resp> done);
 
   // Fails every pending call with UNAVAILABLE and stops reconnecting.
+  // (A failed TLS handshake fails the calls with UNAVAILABLE naming the
+  // reason, e.g. "certificate verify failed", and backs off as a failed
+  // connect does; certificate files that do not load give INVALID_ARGUMENT.)
   void Close();
 
   const std::string& address() const;
@@ -138,7 +187,7 @@ class RpcChannel : public std::enable_shared_from_this<RpcChannel> {
 class ChannelPool {
  public:
   explicit ChannelPool(boost::asio::io_context& io, ChannelOptions options = {})
-      : io_(io), options_(options) {}
+      : io_(io), options_(std::move(options)) {}
   ~ChannelPool();
   std::shared_ptr<RpcChannel> Get(const std::string& host_port);
   void CloseAll();

@@ -37,6 +37,21 @@ void RpcServer::Handle(const std::string& method, std::function<void(Req, Reply<
     }
     handler(std::move(req),
             Reply<Resp>([reply = std::move(reply)](Resp resp) { reply(detail::Serialize(resp)); }));
+  }, [](int code, const std::string& message) -> detail::Bytes {
+    // Every txcoord response carries a Status (field `status`); the code is
+    // set by number, so this header needs no generated type.
+    if constexpr (requires(Resp r) {
+                    r.status.code;
+                    r.status.message;
+                  }) {
+      Resp resp;
+      resp.status.code = static_cast<decltype(resp.status.code)>(code);
+      resp.status.message = message;
+      if constexpr (requires(Resp r) { r.__isset.status; }) resp.__isset.status = true;
+      return detail::Serialize(resp);
+    } else {
+      return detail::Bytes();
+    }
   });
 }
 

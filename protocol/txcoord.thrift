@@ -36,6 +36,7 @@ enum Code {
   INTERNAL = 10
   SQL_ERROR = 11         // a statement failed in the resource; message is the database's
   EXPECTATION_FAILED = 12 // a statement changed another number of rows than expect_rows
+  PERMISSION_DENIED = 13 // the caller's role (TLS certificate) may not call this method
 }
 
 struct Status {

@@ -9,7 +9,8 @@ PKGS=(g++ make cmake ninja-build ccache pkg-config python3
       prometheus  # promtool: the metrics test checks /metrics with it
       libpq-dev postgresql-15  # postgres: resources; the tests run a throwaway server
       mariadb-server-core mariadb-client-core libmariadb-dev  # mariadb: resources and their tests
-      python3-thrift)  # examples/python: the Python client and participant
+      python3-thrift  # examples/python: the Python client and participant
+      libssl-dev openssl)  # TLS in the RPC layer (OpenSSL 3); openssl: scripts/make-certs.sh
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

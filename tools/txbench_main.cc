@@ -31,6 +31,7 @@
 #include "paxos_types.h"
 #include "protocol/coordinator_set.h"
 #include "protocol/rpc.h"
+#include "protocol/tls_flags.h"
 #include "tools/txbench_xa.h"
 
 namespace po = boost::program_options;
@@ -206,6 +207,18 @@ struct AsyncSlot : std::enable_shared_from_this<AsyncSlot> {
   }
 };
 
+// The TLS configuration from --tls-* (the loopback rule without them:
+// protocol/tls_flags.h); nullopt after printing why, for an exit 2.
+std::optional<TlsConfig> TlsOrComplain(const po::variables_map& vm,
+                                       const std::vector<std::string>& addresses) {
+  auto tls = rpc::TlsFromOptions(vm, "txbench", addresses);
+  if (!tls.ok()) {
+    std::cerr << "txbench: " << tls.status().message() << "\n";
+    return std::nullopt;
+  }
+  return *tls;
+}
+
 int Transfer(int argc, char** argv) {
   po::options_description desc("txbench transfer options");
   desc.add_options()
@@ -237,6 +250,7 @@ int Transfer(int argc, char** argv) {
        "how long the set-up waits for the coordinator group and the agents before giving up "
        "(UNAVAILABLE naming every address tried)")
       ("quiet", po::bool_switch(), "no progress lines");
+  rpc::AddTlsOptions(desc);
   po::variables_map vm;
   cli::Parse(argc, argv,
              "usage: txbench transfer --coordinator LIST --agent NAME=HOST:PORT [--agent ...] "
@@ -398,6 +412,13 @@ int Transfer(int argc, char** argv) {
       }
       resources.push_back(a.substr(0, eq));
       co.agents[a.substr(0, eq)] = a.substr(eq + 1);
+    }
+    {
+      std::vector<std::string> addresses = co.coordinators;
+      for (const auto& [name, address] : co.agents) addresses.push_back(address);
+      auto tls = TlsOrComplain(vm, addresses);
+      if (!tls) return 2;
+      co.tls = *tls;
     }
     Micros connect_timeout = 0;
     try {
@@ -945,6 +966,7 @@ int Log(int argc, char** argv) {
       ("record-bytes", po::value<int>()->default_value(256), "payload of each record (etcd: the value; the key is 16 bytes more)")
       ("json", po::bool_switch(), "print the summary as one JSON line")
       ("quiet", po::bool_switch(), "no progress lines");
+  rpc::AddTlsOptions(desc);
   po::variables_map vm;
   const char* usage =
       "usage: txbench log (--coordinator LIST | --etcd URLS [--etcd-target leader|any]) "
@@ -974,10 +996,16 @@ int Log(int argc, char** argv) {
     return 2;
   }
   bool quiet = vm["quiet"].as<bool>() || vm["json"].as<bool>();
+  rpc::ChannelOptions channel_options;
+  if (!etcd) {
+    auto tls = TlsOrComplain(vm, rpc::SplitList(vm["coordinator"].as<std::string>()));
+    if (!tls) return 2;
+    channel_options.tls = *tls;  // LogBench.Append: an admin certificate
+  }
 
   asio::io_context io;
   LogLoad load;
-  rpc::ChannelPool pool(io);
+  rpc::ChannelPool pool(io, channel_options);
   std::shared_ptr<rpc::CoordinatorSet> set;
   std::vector<tcp::endpoint> members;
   std::vector<std::shared_ptr<AppendSlot>> appends;
@@ -1089,6 +1117,7 @@ int Probe(int argc, char** argv) {
       ("gap-ms", po::value<int>()->default_value(100), "report gaps between successes longer than this")
       ("call-timeout-ms", po::value<int>()->default_value(200), "deadline of one Append")
       ("record-bytes", po::value<int>()->default_value(64), "payload of each record");
+  rpc::AddTlsOptions(desc);
   po::variables_map vm;
   const char* usage =
       "usage: txbench probe --coordinator LIST --duration 60s [--gap-ms 100]\n"
@@ -1110,8 +1139,12 @@ int Probe(int argc, char** argv) {
   Micros gap = vm["gap-ms"].as<int>() * kMillis;
   Micros call_timeout = vm["call-timeout-ms"].as<int>() * kMillis;
 
+  auto tls = TlsOrComplain(vm, addrs);
+  if (!tls) return 2;
+
   asio::io_context io;
   rpc::ChannelOptions co;
+  co.tls = *tls;
   co.backoff_initial = 2 * kMillis;
   co.backoff_max = 20 * kMillis;
   co.connect_timeout = 100 * kMillis;

@@ -7,6 +7,7 @@
 #include "common/cli.h"
 #include "common/txid.h"
 #include "protocol/rpc.h"
+#include "protocol/tls_flags.h"
 
 namespace po = boost::program_options;
 
@@ -111,6 +112,7 @@ po::options_description GlobalOptions() {
       "read the global options from this INI-style file (key = value, e.g. coordinator = ...); "
       "the command line wins")("log-level", po::value<std::string>()->default_value("error"),
                                "trace, debug, info, warn, error or off")("help,h", "show this help");
+  rpc::AddTlsOptions(d);
   return d;
 }
 
@@ -393,6 +395,10 @@ ParseResult Parse(const std::vector<std::string>& args) {
   inv.command = command;
   inv.agent = agent;
   inv.log_level = gvm["log-level"].as<std::string>();
+  inv.tls.cert = gvm["tls-cert"].as<std::string>();
+  inv.tls.key = gvm["tls-key"].as<std::string>();
+  inv.tls.ca = gvm["tls-ca"].as<std::string>();
+  inv.insecure = gvm["insecure"].as<bool>();
   po::options_description desc = CommandOptions(*command);
   po::options_description all;
   all.add(desc);

@@ -9,13 +9,16 @@
 // operation failed, e.g. no replica answered), kExitUsage (the command line
 // is wrong: unknown command or option, missing argument).
 //
-// Pure: no I/O besides reading the --config file. Thread-compatible.
+// Pure: no I/O besides reading the --config file (the TLS files are loaded
+// by Main). Thread-compatible.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include <boost/program_options.hpp>
+
+#include "common/tls_config.h"
 
 namespace txc::admin {
 
@@ -48,6 +51,8 @@ struct Invocation {
   std::vector<std::string> args;          // the positional arguments, as in CommandSpec::args
   bool json = false;
   std::string log_level = "error";
+  TlsConfig tls;          // --tls-cert/--tls-key/--tls-ca (an admin certificate)
+  bool insecure = false;  // --insecure: plaintext to addresses other than loopback
   boost::program_options::variables_map options;  // the command's own options
 };
 

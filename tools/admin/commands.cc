@@ -16,6 +16,7 @@
 #include "common/status_proto.h"
 #include "common/txid.h"
 #include "protocol/rpc.h"
+#include "protocol/tls_flags.h"
 #include "tools/admin/report.h"
 #include "tools/admin/wal_dump.h"
 
@@ -35,6 +36,7 @@ std::string List(const std::vector<std::string>& items) {
 Result<std::unique_ptr<Client>> ConnectGroup(const Invocation& inv) {
   ClientOptions co;
   co.coordinators = inv.coordinators;
+  co.tls = inv.tls;
   co.commit_timeout = 5 * kSeconds;
   // No check at connect: each command reports what it could not reach in
   // its own words (status prints a row per replica, reachable or not).
@@ -258,7 +260,9 @@ int TxnsRetry(const Invocation& inv, std::ostream& out, std::ostream& err) {
 template <class Req, class Resp>
 Resp CallAgent(const Invocation& inv, const std::string& method, const Req& req, Status* transport) {
   boost::asio::io_context io;
-  auto channel = std::make_shared<rpc::RpcChannel>(io, inv.agent);
+  rpc::ChannelOptions options;
+  options.tls = inv.tls;
+  auto channel = std::make_shared<rpc::RpcChannel>(io, inv.agent, options);
   *transport = Status::Timeout("no answer within " + std::to_string(kAgentTimeout / kSeconds) + " s");
   Resp resp;
   channel->Call<Req, Resp>(method, req, kAgentTimeout, [&](Status s, Resp r) {
@@ -431,6 +435,15 @@ int Main(const std::vector<std::string>& args, std::ostream& out, std::ostream& 
       break;
   }
   SetLogLevel(p.invocation.log_level);
+  if (p.invocation.command->scope != Scope::kFile) {
+    std::vector<std::string> addresses = p.invocation.coordinators;
+    addresses.push_back(p.invocation.agent);
+    auto tls = rpc::CheckTlsChoice(p.invocation.tls, p.invocation.insecure, "txadmin", addresses);
+    if (!tls.ok()) {
+      err << "txadmin: " << tls.status().message() << "\n";
+      return kExitUsage;
+    }
+  }
   return Run(p.invocation, out, err);
 }
 

@@ -1,0 +1,87 @@
+#include "protocol/tls_flags.h"
+
+#include <csignal>
+
+#include <boost/asio/ip/address_v4.hpp>
+
+#include "common/log.h"
+#include "protocol/tls.h"
+
+namespace po = boost::program_options;
+
+namespace txc::rpc {
+
+void AddTlsOptions(po::options_description& desc) {
+  desc.add_options()
+      ("tls-cert", po::value<std::string>()->default_value(""),
+       "this process's certificate (PEM); with --tls-key and --tls-ca every connection is mutual "
+       "TLS and the certificate's txcoord:ROLE decides what it may call (docs/security.md)")
+      ("tls-key", po::value<std::string>()->default_value(""), "the private key of --tls-cert (PEM)")
+      ("tls-ca", po::value<std::string>()->default_value(""),
+       "the CA certificate (PEM) every peer's certificate must be signed by")
+      ("insecure", po::bool_switch(),
+       "allow plaintext on addresses other than loopback (no --tls-*): anyone who reaches a "
+       "port can then call anything");
+}
+
+bool IsLoopbackAddress(const std::string& host_port) {
+  const size_t colon = host_port.rfind(':');
+  const std::string host = colon == std::string::npos ? host_port : host_port.substr(0, colon);
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  auto a = boost::asio::ip::make_address_v4(host, ec);
+  return !ec && a.is_loopback();
+}
+
+Result<TlsConfig> TlsFromOptions(const po::variables_map& vm, const std::string& program,
+                                 const std::vector<std::string>& addresses) {
+  TlsConfig c;
+  c.cert = vm["tls-cert"].as<std::string>();
+  c.key = vm["tls-key"].as<std::string>();
+  c.ca = vm["tls-ca"].as<std::string>();
+  const bool insecure = vm.count("insecure") && vm["insecure"].as<bool>();
+  return CheckTlsChoice(c, insecure, program, addresses);
+}
+
+Result<TlsConfig> CheckTlsChoice(const TlsConfig& c, bool insecure, const std::string& program,
+                                 const std::vector<std::string>& addresses) {
+  if (c.enabled()) {
+    TXC_RETURN_IF_ERROR(tls::Check(c));
+    Logger("rpc")->info("{}: mutual TLS on every connection: cert={} ca={}", program, c.cert,
+                        c.ca);
+    return c;
+  }
+  for (const std::string& a : addresses) {
+    if (a.empty() || IsLoopbackAddress(a)) continue;
+    if (!insecure) {
+      return Status::InvalidArgument(
+          "no --tls-cert/--tls-key/--tls-ca, and " + a +
+          " is not a loopback address: plaintext is allowed on loopback only. Give the TLS "
+          "flags (scripts/make-certs.sh DIR makes a set; docs/security.md), or --insecure to "
+          "run plaintext anyway");
+    }
+    Logger("rpc")->warn("{}: --insecure: plaintext without authentication on {} (not loopback): "
+                        "anyone who reaches it can call any method",
+                        program, a);
+    return c;
+  }
+  Logger("rpc")->warn("{}: no --tls-* flags: plaintext without authentication, allowed because "
+                      "every address is loopback",
+                      program);
+  return c;
+}
+
+TlsReloadOnSighup::TlsReloadOnSighup(boost::asio::io_context& io) : signals_(io, SIGHUP) {
+  Wait();
+}
+
+void TlsReloadOnSighup::Wait() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    Logger("rpc")->info("SIGHUP: new connections will load the TLS certificate files again");
+    tls::RequestReload();
+    Wait();
+  });
+}
+
+}  // namespace txc::rpc
