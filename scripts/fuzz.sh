@@ -2,9 +2,11 @@
 # make fuzz: builds tests/fuzz's libFuzzer targets with clang under ASan +
 # UBSan in their own build directory and runs each on its corpus for
 # FUZZ_SECONDS (docs/testing.md, "Fuzzing").
-#   - New inputs that add coverage are kept: at the end each corpus is merged
-#     (-merge=1) back into tests/fuzz/corpus/TARGET, so it holds only inputs
-#     that add coverage.
+#   - Each target starts from the committed seeds (tests/fuzz/corpus/TARGET,
+#     read only) and its working corpus (FUZZ_BUILD/corpus/TARGET). New inputs
+#     are kept there, merged (-merge=1) so it holds only inputs that add
+#     coverage; it grows from run to run, outside the repository (copy
+#     entries worth keeping into tests/fuzz/corpus by hand).
 #   - A crash, leak, timeout or out-of-memory input is written to
 #     tests/fuzz/crashes/TARGET/ (kept: the replay test runs it from then on)
 #     and makes this script fail.
@@ -48,33 +50,34 @@ summary="$BUILD/fuzz-summary.txt"
 : > "$summary"
 failed=()
 for t in $TARGETS; do
-  corpus="$ROOT/tests/fuzz/corpus/$t"
+  seeds_dir="$ROOT/tests/fuzz/corpus/$t"
+  corpus="$ROOT/$BUILD/corpus/$t"
   crashes="$ROOT/tests/fuzz/crashes/$t"
   work="$ROOT/$BUILD/fuzz-work/$t"
-  mkdir -p "$corpus" "$crashes" "$work"
-  rm -rf "$work/new" && mkdir -p "$work/new"
+  mkdir -p "$seeds_dir" "$corpus" "$crashes" "$work"
   before=$(ls "$crashes" | wc -l)
-  seeds=$(ls "$corpus" | wc -l)
-  echo "fuzz: $t for ${SECS}s on $seeds seeds (log: $work/fuzz.log)"
-  # New inputs go to work/new (first corpus directory); the seeds are read.
+  seeds=$(ls "$seeds_dir" | wc -l)
+  kept=$(ls "$corpus" | wc -l)
+  echo "fuzz: $t for ${SECS}s on $seeds seeds + $kept kept inputs (log: $work/fuzz.log)"
+  # New inputs go to the working corpus (the first directory); the seeds are only read.
   status=0
   (cd "$work" && "$ROOT/$BUILD/bin/${t}_fuzz" -max_total_time="$SECS" -timeout=25 \
      -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-     -artifact_prefix="$crashes/" new "$corpus") > "$work/fuzz.log" 2>&1 || status=$?
+     -artifact_prefix="$crashes/" "$corpus" "$seeds_dir") > "$work/fuzz.log" 2>&1 || status=$?
   after=$(ls "$crashes" | wc -l)
-  # Keep what adds coverage: merge the seeds and the new inputs into a fresh corpus.
+  # Keep what adds coverage: merge the working corpus and the seeds into a fresh one.
   rm -rf "$work/merged" && mkdir -p "$work/merged"
-  (cd "$work" && "$ROOT/$BUILD/bin/${t}_fuzz" -merge=1 -timeout=25 -max_len=65536 merged "$corpus" new) \
+  (cd "$work" && "$ROOT/$BUILD/bin/${t}_fuzz" -merge=1 -timeout=25 -max_len=65536 merged "$corpus" "$seeds_dir") \
      > "$work/merge.log" 2>&1 || true
   if [ "$(ls "$work/merged" | wc -l)" -gt 0 ]; then
-    rm -f "$corpus"/* && cp "$work/merged"/* "$corpus"/
+    rm -rf "$corpus" && mv "$work/merged" "$corpus"
   fi
   line=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE)' "$work/fuzz.log" | tail -1 || true)
   execs=$(grep -E '^stat::number_of_executed_units' "$work/fuzz.log" | awk '{print $2}' || true)
   cov=$(echo "$line" | grep -oE 'cov: [0-9]+' | awk '{print $2}')
   ft=$(echo "$line" | grep -oE 'ft: [0-9]+' | awk '{print $2}')
-  printf '%-16s execs=%-10s cov=%-6s ft=%-6s corpus=%s->%s crashes_new=%s exit=%s\n' \
-    "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$seeds" "$(ls "$corpus" | wc -l)" \
+  printf '%-16s execs=%-10s cov=%-6s ft=%-6s seeds=%s corpus=%s->%s crashes_new=%s exit=%s\n' \
+    "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$seeds" "$kept" "$(ls "$corpus" | wc -l)" \
     "$((after - before))" "$status" | tee -a "$summary"
   if [ "$status" -ne 0 ] || [ "$after" -ne "$before" ]; then
     failed+=("$t")
