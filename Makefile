@@ -5,7 +5,7 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 LAUNCHER := $(shell command -v ccache >/dev/null 2>&1 && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
-.PHONY: all deps configure build test demo demo-crossdb demo-outbox bench soak sanitize tsan clean
+.PHONY: all deps configure build test demo demo-crossdb demo-outbox bench soak sanitize tsan clean fuzz fuzz-seed
 
 all: build
 
@@ -72,6 +72,18 @@ sanitize:
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(MAKE) test BUILD=build-asan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=address,undefined"
 tsan:
 	$(MAKE) test BUILD=build-tsan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=thread"
+
+# libFuzzer over every decoder of untrusted bytes (tests/fuzz, docs/testing.md,
+# "Fuzzing"): a clang build of its own (build-fuzz/, ASan + UBSan), each target
+# FUZZ_SECONDS on its corpus; a crash is kept in tests/fuzz/crashes/ and fails.
+# Not part of `make test`, which replays the committed corpus (replay_test).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) bash scripts/fuzz.sh
+# Re-captures the seed corpus from a real run (tests/fuzz/capture_test.cc).
+fuzz-seed: deps configure
+	cmake --build $(BUILD) -j $(JOBS) --target capture_test txcoord txagent
+	TXC_FUZZ_CAPTURE_DIR=$(CURDIR)/tests/fuzz/corpus $(BUILD)/bin/capture_test
 
 clean:
 	rm -rf $(BUILD)

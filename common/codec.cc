@@ -59,9 +59,35 @@ Scratch& WriteScratch() {
   return scratch;
 }
 
-Scratch& ReadScratch() {
-  thread_local Scratch scratch;
+// Held by pointer: EndRead replaces a read scratch whose protocol a failed
+// decode left unusable (below).
+std::unique_ptr<Scratch>& ReadScratchSlot() {
+  thread_local std::unique_ptr<Scratch> scratch = std::make_unique<Scratch>();
   return scratch;
+}
+
+Scratch& ReadScratch() { return *ReadScratchSlot(); }
+
+// Thrift's TInputRecursionTracker raises a protocol's nesting depth before it
+// checks the limit, and its destructor never runs when that check throws: an
+// input nested past the limit (64) leaves the depth one higher for good. Our
+// protocols live as long as the thread, so after 64 such inputs every decode
+// on the thread failed with DEPTH_LIMIT: a client could make a server refuse
+// every later request of that thread (found by the participant_wal fuzz
+// target). True when `p`'s depth is not back to 0 (a decode has returned).
+// Cheap: no exception unless it leaked.
+bool DepthLeaked(tp::TProtocol* p) {
+  const uint32_t limit = p->getRecursionLimit();
+  p->setRecurisionLimit(1);  // sic: Thrift's spelling
+  bool leaked = false;
+  try {
+    p->incrementInputRecursionDepth();  // throws iff the depth was >= 1
+  } catch (const std::exception&) {
+    leaked = true;
+  }
+  p->decrementInputRecursionDepth();  // the increment happened either way
+  p->setRecurisionLimit(limit);
+  return leaked;
 }
 
 }  // namespace
@@ -155,6 +181,10 @@ void EndRead() {
   Scratch& s = ReadScratch();
   s.buffer->readEnd();
   s.Recycle();
+  // Skips run on the inner protocol, generated readers on the checked one.
+  if (DepthLeaked(&s.checked) || DepthLeaked(s.protocol.get())) {
+    ReadScratchSlot() = std::make_unique<Scratch>();
+  }
 }
 
 }  // namespace detail

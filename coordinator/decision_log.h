@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio.hpp>
@@ -101,6 +102,13 @@ struct PaxosLogOptions {
   // the group commit with its fsync). Borrowed; may be null.
   metrics::Histogram* write_latency = nullptr;
 };
+
+// Reads the payload of a Replica.Deliver call as a Paxos message. False, with
+// *why set, when it does not parse or its type is not one the replica knows:
+// the wire may hold any int32 there, reading it as the enum is undefined, and
+// its ballot must not make a leader step down. Pure (the peer-message fuzz
+// target runs it too).
+bool DecodePeerPayload(std::string_view payload, paxos::Message* msg, std::string* why);
 
 class PaxosLog {
  public:

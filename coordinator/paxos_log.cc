@@ -20,6 +20,20 @@ using codec::Encode;
 
 }  // namespace
 
+bool DecodePeerPayload(std::string_view payload, paxos::Message* msg, std::string* why) {
+  if (!Decode(payload, msg)) {
+    *why = "an unreadable peer message";
+    return false;
+  }
+  const int32_t type = validate::WireEnumValue(msg->type);
+  if (type < static_cast<int32_t>(paxos::wire::Type::PREVOTE) ||
+      type > static_cast<int32_t>(paxos::wire::Type::CATCHUP_REPLY)) {
+    *why = "a peer message of unknown type " + std::to_string(type);
+    return false;
+  }
+  return true;
+}
+
 PaxosLog::PaxosLog(boost::asio::io_context& io, rpc::RpcServer* server, PaxosLogOptions options)
     : io_(io), server_(server), options_(std::move(options)), pool_(io, [this] {
         rpc::ChannelOptions o;
@@ -94,18 +108,14 @@ Status PaxosLog::Start(Hooks hooks) {
         reply(proto::PeerAck());
         if (stopped_) return;
         paxos::Message msg;
-        if (!Decode(m.payload, &msg) || options_.peers.count(msg.sender) == 0) {
-          Logger("paxos")->warn("dropping an unreadable peer message from replica {}", m.sender);
+        std::string why;
+        if (!DecodePeerPayload(m.payload, &msg, &why)) {
+          Logger("paxos")->warn("dropping {} from replica {}", why, m.sender);
           return;
         }
-        // The wire may hold any int32 in the type field: one the replica
-        // does not know is dropped here (reading it as the enum is undefined,
-        // and its ballot must not make a leader step down).
-        const int32_t type = validate::WireEnumValue(msg.type);
-        if (type < static_cast<int32_t>(paxos::wire::Type::PREVOTE) ||
-            type > static_cast<int32_t>(paxos::wire::Type::CATCHUP_REPLY)) {
-          Logger("paxos")->warn("dropping a peer message of unknown type {} from replica {}", type,
-                                m.sender);
+        if (options_.peers.count(msg.sender) == 0) {
+          Logger("paxos")->warn("dropping a peer message from replica {}: sender {} is not a member",
+                                m.sender, msg.sender);
           return;
         }
         last_heard_[msg.sender] = SteadyNowMicros();

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common/codec.h"
+#include "protocol/validate.h"
 
 namespace txc::coord {
 
@@ -17,6 +18,48 @@ namespace {
 // are read back with them.
 using codec::Decode;
 using codec::Encode;
+
+// The enum fields of every command read back (a log record, a chosen value,
+// a snapshot), checked as the int32s the wire holds before anything reads
+// them as enums: the decoder stores any int32 there, and loading one outside
+// the enum's values is undefined behaviour (found by the coord_log and
+// paxos_peer fuzz targets: a corrupt record, or a value a forged ACCEPT got
+// chosen, reached Apply's switch). A type this build does not know, e.g.
+// from a newer txcoord, is refused, never half-applied.
+Status CheckCommands(const proto::CommandBatch& batch) {
+  for (const proto::Command& c : batch.commands) {
+    const int32_t type = validate::WireEnumValue(c.type);
+    const int32_t outcome = validate::WireEnumValue(c.outcome);
+    const int32_t protocol = validate::WireEnumValue(c.protocol);
+    if (type < proto::CommandType::NOOP || type > proto::CommandType::FORGET) {
+      return Status::Internal("command of unknown type " + std::to_string(type) +
+                              " (written by a newer txcoord, or corrupt)");
+    }
+    if (outcome < proto::Outcome::UNKNOWN || outcome > proto::Outcome::FORGOTTEN) {
+      return Status::Internal("command with unknown outcome " + std::to_string(outcome));
+    }
+    if (protocol < proto::Protocol::TWO_PC || protocol > proto::Protocol::THREE_PC) {
+      return Status::Internal("command with unknown protocol " + std::to_string(protocol));
+    }
+    // Txids are allocated from 1 in epochs from 1 (validate::CheckTxId); a
+    // table that applied epoch 0 would write a snapshot it cannot restore
+    // (its forgotten runs would name epoch 0: found by coord_log).
+    if (type != proto::CommandType::NOOP && type != proto::CommandType::EPOCH &&
+        (c.txid.epoch < 1 || c.txid.seq < 1)) {
+      return Status::Internal("command for txid " + std::to_string(c.txid.epoch) + "." +
+                              std::to_string(c.txid.seq) + " (epochs and seqs start at 1)");
+    }
+    // A DECIDE or RESOLVE that decides neither way would leave an undecided
+    // entry that a snapshot does not carry, so a replica restored from one
+    // would differ from one that replayed the log (found by coord_log).
+    if ((type == proto::CommandType::DECIDE || type == proto::CommandType::RESOLVE) &&
+        outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) {
+      return Status::Internal("decision with outcome " + std::to_string(outcome) +
+                              " (neither committed nor aborted)");
+    }
+  }
+  return Status::Ok();
+}
 
 // Run-set helpers: `runs` maps first -> last, disjoint and not adjacent.
 bool Contains(const std::map<int64_t, int64_t>& runs, int64_t seq) {
@@ -307,7 +350,7 @@ std::string TxnTable::Snapshot() const {
 
 Status TxnTable::Restore(const std::string& image) {
   proto::CommandBatch batch;
-  if (!Decode(image, &batch) || batch.commands.empty() ||
+  if (!Decode(image, &batch) || batch.commands.empty() || !CheckCommands(batch).ok() ||
       batch.commands.back().type != proto::CommandType::NOOP) {
     return Status::Internal("transaction table snapshot is unreadable");
   }
@@ -409,6 +452,9 @@ std::string EncodeBatch(const std::vector<proto::Command>& commands) {
 Result<std::vector<proto::Command>> DecodeBatch(const std::string& bytes) {
   proto::CommandBatch batch;
   if (!Decode(bytes, &batch)) return Status::Internal("unreadable command batch in the log");
+  if (Status bad = CheckCommands(batch); !bad.ok()) {
+    return Status::Internal("command batch in the log holds a " + bad.message());
+  }
   return std::move(batch.commands);
 }
 

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "protocol/tls.h"
+#include "protocol/wire.h"
 
 namespace txc::rpc {
 
@@ -30,33 +31,12 @@ namespace {
 
 // ------------------------------------------------------------ wire helpers
 
-// Thrift type ids (TBinaryProtocol), from thrift/protocol/TEnum.h.
-constexpr uint8_t kTStop = 0;
-constexpr uint8_t kTBool = 2;
-constexpr uint8_t kTByte = 3;
-constexpr uint8_t kTDouble = 4;
-constexpr uint8_t kTI16 = 6;
-constexpr uint8_t kTI32 = 8;
-constexpr uint8_t kTI64 = 10;
-constexpr uint8_t kTString = 11;
-constexpr uint8_t kTStruct = 12;
-constexpr uint8_t kTMap = 13;
-constexpr uint8_t kTSet = 14;
-constexpr uint8_t kTList = 15;
-
-// Message types and the strict version word.
-constexpr uint32_t kVersionMask = 0xffff0000u;
-constexpr uint32_t kVersion1 = 0x80010000u;
-constexpr uint8_t kCall = 1;
-constexpr uint8_t kReply = 2;
-constexpr uint8_t kException = 3;
+// The wire's type ids, message types and version word, and its readers.
+using namespace wire;  // NOLINT: the wire format's constants, read and written here
 
 // TApplicationException types (thrift/TApplicationException.h).
 constexpr int32_t kUnknownMethod = 1;
 constexpr int32_t kInternalError = 6;
-
-// Nesting limit while skipping a struct (Thrift's default recursion limit).
-constexpr int kMaxDepth = 64;
 
 // Read and write buffers that grew past this are given back once idle.
 constexpr size_t kKeepBufferBytes = 1u << 20;
@@ -79,11 +59,6 @@ const std::shared_ptr<spdlog::logger>& Log() {
 const Bytes& EmptyBytes() {
   static const Bytes empty;
   return empty;
-}
-
-inline uint32_t LoadBE32(const char* p) {
-  const auto* u = reinterpret_cast<const uint8_t*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | uint32_t{u[3]};
 }
 
 inline char* StoreBE32(char* p, uint32_t v) {
@@ -137,173 +112,6 @@ std::string EncodeApplicationException(std::string_view message, int32_t type) {
   p = StoreBE32(p, static_cast<uint32_t>(type));
   *p = static_cast<char>(kTStop);
   return s;
-}
-
-// Bounds-checked reader of TBinaryProtocol data inside one frame. Every
-// method returns false on truncated or impossible input; none allocates.
-class WireReader {
- public:
-  WireReader(const char* data, size_t size) : p_(data), end_(data + size) {}
-
-  const char* pos() const { return p_; }
-  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
-
-  bool ReadU8(uint8_t* v) {
-    if (remaining() < 1) return false;
-    *v = static_cast<uint8_t>(*p_++);
-    return true;
-  }
-  bool ReadI16(int16_t* v) {
-    if (remaining() < 2) return false;
-    const auto* u = reinterpret_cast<const uint8_t*>(p_);
-    *v = static_cast<int16_t>((u[0] << 8) | u[1]);
-    p_ += 2;
-    return true;
-  }
-  bool ReadU32(uint32_t* v) {
-    if (remaining() < 4) return false;
-    *v = LoadBE32(p_);
-    p_ += 4;
-    return true;
-  }
-  bool ReadString(std::string_view* s) {
-    uint32_t len;
-    if (!ReadU32(&len) || len > remaining()) return false;  // also rejects negative sizes
-    *s = std::string_view(p_, len);
-    p_ += len;
-    return true;
-  }
-  bool Advance(size_t n) {
-    if (n > remaining()) return false;
-    p_ += n;
-    return true;
-  }
-
-  // Skips one value of `type`.
-  bool Skip(uint8_t type, int depth) {
-    if (int w = FixedWidth(type); w > 0) return Advance(static_cast<size_t>(w));
-    switch (type) {
-      case kTString: {
-        std::string_view s;
-        return ReadString(&s);
-      }
-      case kTStruct:
-        return SkipStruct(depth);
-      case kTMap: {
-        uint8_t kt, vt;
-        uint32_t n;
-        if (depth >= kMaxDepth || !ReadU8(&kt) || !ReadU8(&vt) || !ReadU32(&n)) return false;
-        return SkipElements(n, kt, vt, depth + 1);
-      }
-      case kTSet:
-      case kTList: {
-        uint8_t et;
-        uint32_t n;
-        if (depth >= kMaxDepth || !ReadU8(&et) || !ReadU32(&n)) return false;
-        return SkipElements(n, et, kTStop, depth + 1);
-      }
-      default:
-        return false;
-    }
-  }
-
-  bool SkipStruct(int depth) {
-    if (depth >= kMaxDepth) return false;
-    for (;;) {
-      uint8_t type;
-      int16_t id;
-      if (!ReadU8(&type)) return false;
-      if (type == kTStop) return true;
-      if (!ReadI16(&id) || !Skip(type, depth + 1)) return false;
-    }
-  }
-
-  // Walks a struct; if it has a struct-typed field `id`, returns its bytes in
-  // *field (otherwise leaves *field empty with found false).
-  bool FindStructField(int16_t want, std::string_view* field, bool* found) {
-    *found = false;
-    for (;;) {
-      uint8_t type;
-      int16_t id;
-      if (!ReadU8(&type)) return false;
-      if (type == kTStop) return true;
-      if (!ReadI16(&id)) return false;
-      const char* begin = p_;
-      if (!Skip(type, 1)) return false;
-      if (id == want && type == kTStruct && !*found) {
-        *field = std::string_view(begin, static_cast<size_t>(p_ - begin));
-        *found = true;
-      }
-    }
-  }
-
- private:
-  static int FixedWidth(uint8_t type) {
-    switch (type) {
-      case kTBool:
-      case kTByte:
-        return 1;
-      case kTI16:
-        return 2;
-      case kTI32:
-        return 4;
-      case kTI64:
-      case kTDouble:
-        return 8;
-      default:
-        return 0;
-    }
-  }
-
-  // `vt` is kTStop for lists and sets.
-  bool SkipElements(uint32_t n, uint8_t kt, uint8_t vt, int depth) {
-    if (n > 0x7fffffffu) return false;  // a negative size on the wire
-    if (n == 0) return true;
-    const int kw = FixedWidth(kt);
-    const int vw = vt == kTStop ? 0 : FixedWidth(vt);
-    if (kw > 0 && (vt == kTStop || vw > 0)) {
-      const uint64_t bytes = uint64_t{n} * static_cast<uint64_t>(kw + vw);
-      return bytes <= remaining() && Advance(static_cast<size_t>(bytes));
-    }
-    // Every element takes at least one byte: refuse impossible counts early.
-    if (n > remaining()) return false;
-    for (uint32_t i = 0; i < n; ++i) {
-      if (!Skip(kt, depth)) return false;
-      if (vt != kTStop && !Skip(vt, depth)) return false;
-    }
-    return true;
-  }
-
-  const char* p_;
-  const char* end_;
-};
-
-// The parsed envelope of one message.
-struct Envelope {
-  uint8_t type = 0;
-  std::string_view name;
-  int32_t seqid = 0;
-};
-
-// Reads the strict message header. On failure *error says why.
-bool ReadEnvelope(WireReader* r, Envelope* env, std::string* error) {
-  uint32_t version;
-  if (!r->ReadU32(&version)) {
-    *error = "truncated message header";
-    return false;
-  }
-  if ((version & kVersionMask) != kVersion1) {
-    *error = fmt::format("bad protocol version 0x{:08x} (want strict TBinaryProtocol)", version);
-    return false;
-  }
-  env->type = static_cast<uint8_t>(version & 0xff);
-  uint32_t seqid;
-  if (!r->ReadString(&env->name) || !r->ReadU32(&seqid)) {
-    *error = "truncated message header";
-    return false;
-  }
-  env->seqid = static_cast<int32_t>(seqid);
-  return true;
 }
 
 // ------------------------------------------------------------ frame buffer
@@ -381,22 +189,6 @@ std::string PeerName(const tcp::socket& socket) {
   tcp::endpoint ep = socket.remote_endpoint(ec);
   if (ec) return "?";
   return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
-// Peer-supplied text (a method name) made safe for a log line.
-std::string Printable(std::string_view s) {
-  constexpr size_t kMax = 64;
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < kMax; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("\\x{:02x}", c);
-    }
-  }
-  if (s.size() > kMax) out += "...";
-  return out;
 }
 
 bool IsQuietDisconnect(const boost::system::error_code& ec) {
@@ -756,14 +548,15 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     bool consumed = false;
     const uint32_t max = core_->options.max_frame_bytes;
     in_dispatch_ = true;
-    while (in_.size() >= 4) {
-      const uint32_t len = LoadBE32(in_.data());
-      if (len == 0 || len > max) {
+    for (;;) {
+      const FrameHead head = PeekFrame(std::string_view(in_.data(), in_.size()), max);
+      const uint32_t len = head.length;
+      if (head.kind == FrameHead::kBadLength) {
         Malformed(fmt::format("frame length {} out of range (1..{})", len, max));
         return;
       }
-      if (in_.size() - 4 < len) {
-        in_.Reserve(size_t{len} + 4);
+      if (head.kind == FrameHead::kNeedMore) {
+        if (len > 0) in_.Reserve(size_t{len} + 4);
         break;
       }
       Dispatch(in_.data() + 4, len);
@@ -785,21 +578,10 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   }
 
   void Dispatch(const char* frame, uint32_t len) {
-    WireReader r(frame, len);
-    Envelope env;
+    Call env;
     std::string error;
-    if (!ReadEnvelope(&r, &env, &error)) {
+    if (!DecodeCall(std::string_view(frame, len), &env, &error)) {
       Malformed(error);
-      return;
-    }
-    if (env.type != kCall) {
-      Malformed(fmt::format("message type {} where a call was expected", env.type));
-      return;
-    }
-    std::string_view args;
-    bool found = false;
-    if (!r.FindStructField(1, &args, &found)) {
-      Malformed(fmt::format("unreadable arguments of '{}'", Printable(env.name)));
       return;
     }
     auto it = core_->handlers.find(env.name);
@@ -833,7 +615,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     ++in_flight_;
     Log()->trace("call {} seqid={} from {}", env.name, env.seqid, peer_);
     // A call without field 1 gets a default request, as in stock Thrift.
-    Bytes arg_bytes = found ? Bytes(args) : Bytes(1, static_cast<char>(kTStop));
+    Bytes arg_bytes = env.has_args ? Bytes(env.args) : Bytes(1, static_cast<char>(kTStop));
     const std::string* method = &it->first;
     const int32_t seqid = env.seqid;
     try {
@@ -1310,15 +1092,17 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
       return ConnectionLost(why);
     }
     conn->in.Commit(n);
-    while (conn->in.size() >= 4) {
-      const uint32_t len = LoadBE32(conn->in.data());
-      if (len == 0 || len > options_.max_frame_bytes) {
+    for (;;) {
+      const FrameHead head =
+          PeekFrame(std::string_view(conn->in.data(), conn->in.size()), options_.max_frame_bytes);
+      const uint32_t len = head.length;
+      if (head.kind == FrameHead::kBadLength) {
         return ConnectionLost(fmt::format("response frame length {} out of range (1..{})", len,
                                           options_.max_frame_bytes),
                               /*malformed=*/true);
       }
-      if (conn->in.size() - 4 < len) {
-        conn->in.Reserve(size_t{len} + 4);
+      if (head.kind == FrameHead::kNeedMore) {
+        if (len > 0) conn->in.Reserve(size_t{len} + 4);
         break;
       }
       std::string error;
@@ -1335,66 +1119,48 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   // Completes the call a reply belongs to. False when the frame cannot be
   // tied to a call (the stream is then not trustworthy: close it).
   bool HandleFrame(const char* frame, uint32_t len, std::string* error) {
-    WireReader r(frame, len);
-    Envelope env;
-    if (!ReadEnvelope(&r, &env, error)) return false;
+    Reply env;
+    if (!DecodeReply(std::string_view(frame, len), &env, error)) return false;
     auto it = pending_.find(env.seqid);
     if (it == pending_.end()) {
       Log()->debug("dropping reply seqid={} from {}: its call already completed", env.seqid,
                    address_);
       return true;
     }
+    const std::string& method = it->second.method;
     Status status;
     Bytes result;
-    if (env.type == kReply) {
-      std::string_view body;
-      bool found = false;
-      if (!r.FindStructField(0, &body, &found)) {
+    switch (env.body) {
+      case Reply::kResult:
+        result.assign(env.result.data(), env.result.size());
+        break;
+      case Reply::kUnreadableResult:
+        status = Status::Internal(fmt::format("unreadable reply to {} from {}", method, address_));
+        break;
+      case Reply::kNoResult:
         status = Status::Internal(
-            fmt::format("unreadable reply to {} from {}", it->second.method, address_));
-      } else if (!found) {
+            fmt::format("reply to {} from {} carries no result", method, address_));
+        break;
+      case Reply::kApplicationError:
         status = Status::Internal(
-            fmt::format("reply to {} from {} carries no result", it->second.method, address_));
-      } else {
-        result.assign(body.data(), body.size());
-      }
-    } else if (env.type == kException) {
-      status = ReadApplicationException(&r, it->second.method);
-    } else {
-      status = Status::Internal(fmt::format("reply to {} from {} has message type {}",
-                                            it->second.method, address_, env.type));
+            fmt::format("{} on {}: server raised TApplicationException "
+                        "type={}: {}",
+                        method, address_, env.error_type, env.error_message));
+        break;
+      case Reply::kUnreadableException:
+        status = Status::Internal(
+            fmt::format("{} on {}: unreadable exception reply", method, address_));
+        break;
+      case Reply::kOtherType:
+        status = Status::Internal(fmt::format("reply to {} from {} has message type {}", method,
+                                              address_, env.type));
+        break;
     }
     RawDone done = std::move(it->second.done);
     pending_.erase(it);
     MaybeCompactDeadlines();
     RunDone(done, status, result);
     return true;
-  }
-
-  Status ReadApplicationException(WireReader* r, const std::string& method) {
-    std::string_view message;
-    int32_t type = 0;
-    for (;;) {
-      uint8_t ftype;
-      int16_t id;
-      if (!r->ReadU8(&ftype) || (ftype != kTStop && !r->ReadI16(&id))) break;
-      if (ftype == kTStop) {
-        return Status::Internal(
-            fmt::format("{} on {}: server raised TApplicationException "
-                        "type={}: {}",
-                        method, address_, type, message));
-      }
-      if (id == 1 && ftype == kTString) {
-        if (!r->ReadString(&message)) break;
-      } else if (id == 2 && ftype == kTI32) {
-        uint32_t v;
-        if (!r->ReadU32(&v)) break;
-        type = static_cast<int32_t>(v);
-      } else if (!r->Skip(ftype, 1)) {
-        break;
-      }
-    }
-    return Status::Internal(fmt::format("{} on {}: unreadable exception reply", method, address_));
   }
 
   void Flush(const std::shared_ptr<ClientConn>& conn) {

@@ -697,5 +697,71 @@ TEST_F(TxnTableTest, ForgedCountsAndTypesAreRefused) {
   EXPECT_EQ(DecodeBatch(bad_type).status().code(), Status::kInternal);
 }
 
+// A command's enum fields hold whatever int32 the bytes carried. A batch (a
+// log record, a chosen value) or a snapshot with a value outside an enum is
+// refused before anything reads it as the enum (undefined behaviour; found by
+// the coord_log and paxos_peer fuzz targets, inputs in tests/fuzz/crashes/).
+// The bytes are patched, since no enum variable may hold such a value.
+std::string WithTypeValue(std::string bytes, uint8_t original, uint32_t value) {
+  // A command's first field: T_I32 (8), id 1, then the value.
+  const std::string field = std::string("\x08\x00\x01\x00\x00\x00", 6) + static_cast<char>(original);
+  const size_t at = bytes.find(field);
+  EXPECT_NE(at, std::string::npos);
+  if (at == std::string::npos) return bytes;
+  for (int b = 0; b < 4; ++b) bytes[at + 3 + b] = static_cast<char>(value >> (24 - 8 * b));
+  return bytes;
+}
+
+TEST_F(TxnTableTest, BatchWithUnknownCommandTypeIsRefused) {
+  const std::string ok = EncodeBatch({MakeEnd(MakeTxId(3, 1))});  // END_TXN = 3
+  ASSERT_TRUE(DecodeBatch(ok).ok());
+  auto bad = DecodeBatch(WithTypeValue(ok, 3, 7941));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown type 7941"), std::string::npos)
+      << bad.status().ToString();
+  // Just past the last type, and negative.
+  EXPECT_FALSE(DecodeBatch(WithTypeValue(ok, 3, 7)).ok());
+  EXPECT_FALSE(DecodeBatch(WithTypeValue(ok, 3, 0xffffffffu)).ok());
+  EXPECT_TRUE(DecodeBatch(WithTypeValue(ok, 3, 6)).ok());  // FORGET
+}
+
+TEST_F(TxnTableTest, DecisionThatDecidesNothingIsRefused) {
+  const std::string ok = EncodeBatch(
+      {MakeDecide(MakeTxId(4, 1), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, "")});
+  ASSERT_TRUE(DecodeBatch(ok).ok());
+  // The outcome field: T_I32 (8), id 3, COMMITTED (2) -> UNKNOWN (0), PENDING (1).
+  const std::string field("\x08\x00\x03\x00\x00\x00\x02", 7);
+  const size_t at = ok.find(field);
+  ASSERT_NE(at, std::string::npos);
+  for (char v : {'\x00', '\x01', '\x04'}) {
+    std::string bad = ok;
+    bad[at + 6] = v;
+    auto r = DecodeBatch(bad);
+    ASSERT_FALSE(r.ok()) << static_cast<int>(v);
+    EXPECT_NE(r.status().message().find("neither committed nor aborted"), std::string::npos);
+  }
+}
+
+// Epochs and seqs start at 1: a table that applied a txid of epoch 0 wrote a
+// snapshot it could not restore (its forgotten runs named epoch 0).
+TEST_F(TxnTableTest, CommandForTxidOutsideTheAllocatedRangeIsRefused) {
+  for (const TxId& t : {MakeTxId(0, 5), MakeTxId(3, 0), MakeTxId(-1, 2)}) {
+    auto r = DecodeBatch(EncodeBatch({MakeEnd(t)}));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("start at 1"), std::string::npos) << r.status().ToString();
+  }
+  EXPECT_TRUE(DecodeBatch(EncodeBatch({MakeEnd(MakeTxId(1, 1)), MakeEpoch(0)})).ok());
+}
+
+TEST_F(TxnTableTest, SnapshotWithUnknownCommandTypeDoesNotRestore) {
+  Apply(MakeDecide(MakeTxId(3, 1), proto::Outcome::COMMITTED, {kA}, proto::Protocol::TWO_PC, ""));
+  const std::string image = table_.Snapshot();  // DECIDE = 1 first
+  TxnTable restored;
+  ASSERT_TRUE(restored.Restore(image).ok());
+  TxnTable refused;
+  EXPECT_FALSE(refused.Restore(WithTypeValue(image, 1, 5963781)).ok());
+  EXPECT_EQ(refused.size(), 0u);
+}
+
 }  // namespace
 }  // namespace txc::coord
