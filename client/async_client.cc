@@ -55,26 +55,6 @@ class AsyncClient::Impl {
 
 namespace {
 
-// A commit's or submit's answer, worded as Client::Finish words it.
-Status Finish(const TxId& id, const proto::CommitResponse& r) {
-  if (r.status.code != proto::Code::OK) return FromProto(r.status);
-  switch (r.outcome) {
-    case proto::Outcome::COMMITTED:
-      return Status::Ok();
-    case proto::Outcome::ABORTED:
-      return Status::Aborted("transaction " + ToString(id) + " aborted: " + r.reason);
-    case proto::Outcome::FORGOTTEN:
-      // Never "aborted": it may have committed, and redoing it would do the
-      // work twice.
-      return Status::Unavailable("the outcome of " + ToString(id) +
-                                 " is unknown: it ended long ago and the coordinator group no "
-                                 "longer remembers it (it may have committed); check before redoing it");
-    default:
-      return Status::Unavailable("the outcome of " + ToString(id) +
-                                 " is not known yet; ask AsyncClient::async_outcome later");
-  }
-}
-
 Status EmptyHandle() {
   return Status::InvalidArgument("empty AsyncTransaction: use one that async_begin returned");
 }
@@ -208,7 +188,7 @@ void AsyncClient::Commit(AsyncTransaction txn, std::function<void(Status)> done)
             return done(Status::Unavailable("coordinator unreachable; the outcome of " + ToString(id) +
                                             " is unknown: " + r.status().message()));
           }
-          done(Finish(id, *r));
+          done(CommitAnswer(id, *r, "AsyncClient::async_outcome"));
         });
   });
 }
@@ -274,7 +254,7 @@ void AsyncClient::Submit(Work work, TxnOptions options, std::function<void(Resul
                   return done(Status::Unavailable("coordinator unreachable; the outcome of " + ToString(id) +
                                                   " is unknown: " + c.status().message()));
                 }
-                Status s = Finish(id, *c);
+                Status s = CommitAnswer(id, *c, "AsyncClient::async_outcome");
                 if (!s.ok()) return done(s);
                 done(id);
               });

@@ -220,7 +220,7 @@ Result<Transaction> Client::Begin(TxnOptions options) {
   return Transaction(this, r->txid, options);
 }
 
-Status Client::Finish(const TxId& id, const proto::CommitResponse& r) {
+Status CommitAnswer(const TxId& id, const proto::CommitResponse& r, std::string_view ask_later) {
   if (r.status.code != proto::Code::OK) return FromProto(r.status);
   switch (r.outcome) {
     case proto::Outcome::COMMITTED:
@@ -234,8 +234,8 @@ Status Client::Finish(const TxId& id, const proto::CommitResponse& r) {
                                  " is unknown: it ended long ago and the coordinator group no "
                                  "longer remembers it (it may have committed); check before redoing it");
     default:
-      return Status::Unavailable("the outcome of " + ToString(id) +
-                                 " is not known yet; ask Client::Outcome later");
+      return Status::Unavailable("the outcome of " + ToString(id) + " is not known yet; ask " +
+                                 std::string(ask_later) + " later");
   }
 }
 
@@ -263,7 +263,7 @@ Result<TxId> Client::Submit(const std::map<std::string, std::vector<proto::State
     return Status::Unavailable("coordinator unreachable; the outcome of " + ToString(req.txid) +
                                " is unknown: " + r.status().message());
   }
-  Status s = Finish(req.txid, *r);
+  Status s = CommitAnswer(req.txid, *r, "Client::Outcome");
   if (!s.ok()) return s;
   return req.txid;
 }
@@ -415,7 +415,7 @@ Status Transaction::Commit() {
     return Status::Unavailable("coordinator unreachable; the outcome of " + ToString(id_) +
                                " is unknown: " + r.status().message());
   }
-  return client_->Finish(id_, *r);
+  return CommitAnswer(id_, *r, "Client::Outcome");
 }
 
 Status Transaction::Rollback() {

@@ -85,6 +85,13 @@ struct ClientOptions {
 // "2pc" -> TWO_PC, "3pc" -> THREE_PC (any case); INVALID_ARGUMENT naming the
 // text and the accepted spellings for anything else (including "").
 Result<proto::Protocol::type> ParseProtocol(std::string_view text);
+
+// What a Commit or Submit answer means for the application: OK when
+// committed, ABORTED with the reason, and UNAVAILABLE when the outcome is not
+// known (FORGOTTEN: it may have committed; not decided yet: `ask_later` names
+// the call that asks again, e.g. "Client::Outcome"). Shared by Client and
+// AsyncClient.
+Status CommitAnswer(const TxId& id, const proto::CommitResponse& r, std::string_view ask_later);
 // The spelling ParseProtocol accepts: "2pc", "3pc" ("?" for a value outside the enum).
 const char* ProtocolFlag(proto::Protocol::type protocol);
 
@@ -179,7 +186,6 @@ class Client {
   class Impl;
   ClientOptions options_;
   std::unique_ptr<Impl> impl_;
-  Status Finish(const TxId& id, const proto::CommitResponse& r);
 };
 
 }  // namespace txc
