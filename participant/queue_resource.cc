@@ -120,8 +120,6 @@ class QueueResource::Impl {
                    ExecuteResult* out);
   Status DoStatement(const std::string& txid, size_t index, const proto::Statement& st,
                      proto::ResultSet* rs);
-  Status DoPrepare(const TxId& txid, const PrepareInfo& info);
-  Status DoPreCommit(const TxId& txid);
   Status DoCommit(const TxId& txid);
   Status DoRollback(const TxId& txid);
   Status DoHeuristic(HeuristicRecord record);
@@ -361,12 +359,12 @@ Status QueueResource::Impl::RunOp(Op& op) {
       return DoExecute(op.txid, op.statements, &op.result);
     case Op::kExecuteAndPrepare: {
       TXC_RETURN_IF_ERROR(DoExecute(op.txid, op.statements, &op.result));
-      return DoPrepare(op.txid, op.info);
+      return log_.Prepare(op.txid, op.info);
     }
     case Op::kPrepare:
-      return DoPrepare(op.txid, op.info);
+      return log_.Prepare(op.txid, op.info);
     case Op::kPreCommit:
-      return DoPreCommit(op.txid);
+      return log_.PreCommit(op.txid);
     case Op::kCommit:
       return DoCommit(op.txid);
     case Op::kRollback:
@@ -573,44 +571,6 @@ Status QueueResource::Impl::DoStatement(const std::string& txid, size_t index,
 
 // ------------------------------------------------ Prepare, Commit, Rollback
 
-Status QueueResource::Impl::DoPrepare(const TxId& txid, const PrepareInfo& info) {
-  const std::string id = ToString(txid);
-  auto state = log_.LoadState(id);
-  if (!state.ok()) return state.status();
-  if (!state->has_value()) return Err(Status::kNotFound, "no branch " + id + " to prepare");
-  switch (**state) {
-    case BranchState::kActive:
-      break;
-    case BranchState::kPrepared:
-    case BranchState::kPreCommitted:
-      return Status::Ok();  // already durable
-    case BranchState::kAborted:
-      return Err(Status::kAborted, "branch " + id + " is already aborted");
-    case BranchState::kCommitted:
-      return Err(Status::kInvalidArgument, "branch " + id + " is already committed");
-  }
-  return log_.SetPrepared(id, info);
-}
-
-Status QueueResource::Impl::DoPreCommit(const TxId& txid) {
-  const std::string id = ToString(txid);
-  auto state = log_.LoadState(id);
-  if (!state.ok()) return state.status();
-  if (!state->has_value()) return Err(Status::kNotFound, "no branch " + id + " to precommit");
-  switch (**state) {
-    case BranchState::kPrepared:
-      return log_.SetState(id, BranchState::kPreCommitted);
-    case BranchState::kPreCommitted:
-    case BranchState::kCommitted:
-      return Status::Ok();
-    case BranchState::kAborted:
-      return Err(Status::kAborted, "branch " + id + " is already aborted; cannot precommit it");
-    case BranchState::kActive:
-      break;
-  }
-  return Err(Status::kInvalidArgument,
-             "branch " + id + " is ACTIVE: only a PREPARED branch is precommitted");
-}
 
 Status QueueResource::Impl::DoCommit(const TxId& txid) {
   const std::string id = ToString(txid);

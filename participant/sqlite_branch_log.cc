@@ -383,4 +383,42 @@ void BranchLog::MaybePurge(Micros now) {
   }
 }
 
+Status BranchLog::Prepare(const TxId& txid, const PrepareInfo& info) {
+  const std::string id = ToString(txid);
+  auto state = LoadState(id);
+  if (!state.ok()) return state.status();
+  if (!state->has_value()) return Err(Status::kNotFound, "no branch " + id + " to prepare");
+  switch (**state) {
+    case BranchState::kActive:
+      break;
+    case BranchState::kPrepared:
+    case BranchState::kPreCommitted:
+      return Status::Ok();  // already durable
+    case BranchState::kAborted:
+      return Err(Status::kAborted, "branch " + id + " is already aborted");
+    case BranchState::kCommitted:
+      return Err(Status::kInvalidArgument, "branch " + id + " is already committed");
+  }
+  return SetPrepared(id, info);
+}
+
+Status BranchLog::PreCommit(const TxId& txid) {
+  const std::string id = ToString(txid);
+  auto state = LoadState(id);
+  if (!state.ok()) return state.status();
+  if (!state->has_value()) return Err(Status::kNotFound, "no branch " + id + " to precommit");
+  switch (**state) {
+    case BranchState::kPrepared:
+      return SetState(id, BranchState::kPreCommitted);
+    case BranchState::kPreCommitted:
+    case BranchState::kCommitted:
+      return Status::Ok();  // already there, or past it
+    case BranchState::kAborted:
+      return Err(Status::kAborted, "branch " + id + " is already aborted; cannot precommit it");
+    case BranchState::kActive:
+      break;
+  }
+  return Err(Status::kInvalidArgument, "branch " + id + " is ACTIVE: only a PREPARED branch is precommitted");
+}
+
 }  // namespace txc::participant::internal

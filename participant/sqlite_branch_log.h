@@ -52,6 +52,13 @@ class BranchLog : private Named {
   Status SetState(const std::string& txid, BranchState s);
   // ACTIVE -> PREPARED, with the participants and protocol to recover with.
   Status SetPrepared(const std::string& txid, const PrepareInfo& info);
+  // A resource's Prepare over this log: ACTIVE -> PREPARED (SetPrepared); OK
+  // again for a PREPARED or PRECOMMITTED branch (already durable); NOT_FOUND,
+  // ABORTED or INVALID_ARGUMENT naming the branch otherwise.
+  Status Prepare(const TxId& txid, const PrepareInfo& info);
+  // A resource's PreCommit: PREPARED -> PRECOMMITTED; OK for a branch
+  // PRECOMMITTED or COMMITTED already; refused otherwise, naming the branch.
+  Status PreCommit(const TxId& txid);
   // Appends one Execute call's change sets and lock keys.
   Status AppendChange(const std::string& txid, std::string_view redo, std::string_view undo,
                       const std::vector<std::string>& keys);

@@ -111,9 +111,7 @@ class SqliteResource::Impl {
   // Branch operations, inside the group transaction and the op's savepoint.
   Status DoExecute(const TxId& txid, const std::vector<proto::Statement>& statements,
                    ExecuteResult* out);
-  Status DoPrepare(const TxId& txid, const PrepareInfo& info);
   Status DoCommit(const TxId& txid);
-  Status DoPreCommit(const TxId& txid);
   Status DoRollback(const TxId& txid);
   Status DoHeuristic(HeuristicRecord record);
   Status DoForgetHeuristic(const TxId& txid);
@@ -332,10 +330,10 @@ Status SqliteResource::Impl::RunOp(Op& op) {
     case Op::kExecuteAndPrepare: {
       Status s = DoExecute(op.txid, op.statements, &op.result);
       if (!s.ok()) return s;
-      return DoPrepare(op.txid, op.info);
+      return log_.Prepare(op.txid, op.info);
     }
     case Op::kPrepare:
-      return DoPrepare(op.txid, op.info);
+      return log_.Prepare(op.txid, op.info);
     case Op::kCommit:
       return DoCommit(op.txid);
     case Op::kRollback:
@@ -345,7 +343,7 @@ Status SqliteResource::Impl::RunOp(Op& op) {
     case Op::kForgetHeuristic:
       return DoForgetHeuristic(op.txid);
     case Op::kPreCommit:
-      return DoPreCommit(op.txid);
+      return log_.PreCommit(op.txid);
   }
   return Status::Internal("unknown op");
 }
@@ -405,43 +403,6 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
 
 // ------------------------------------------------ Prepare, Commit, Rollback
 
-Status SqliteResource::Impl::DoPrepare(const TxId& txid, const PrepareInfo& info) {
-  const std::string id = ToString(txid);
-  auto state = log_.LoadState(id);
-  if (!state.ok()) return state.status();
-  if (!state->has_value()) return Err(Status::kNotFound, "no branch " + id + " to prepare");
-  switch (**state) {
-    case BranchState::kActive:
-      break;
-    case BranchState::kPrepared:
-    case BranchState::kPreCommitted:
-      return Status::Ok();  // already durable
-    case BranchState::kAborted:
-      return Err(Status::kAborted, "branch " + id + " is already aborted");
-    case BranchState::kCommitted:
-      return Err(Status::kInvalidArgument, "branch " + id + " is already committed");
-  }
-  return log_.SetPrepared(id, info);
-}
-
-Status SqliteResource::Impl::DoPreCommit(const TxId& txid) {
-  const std::string id = ToString(txid);
-  auto state = log_.LoadState(id);
-  if (!state.ok()) return state.status();
-  if (!state->has_value()) return Err(Status::kNotFound, "no branch " + id + " to precommit");
-  switch (**state) {
-    case BranchState::kPrepared:
-      return log_.SetState(id, BranchState::kPreCommitted);
-    case BranchState::kPreCommitted:
-    case BranchState::kCommitted:
-      return Status::Ok();  // already there, or past it
-    case BranchState::kAborted:
-      return Err(Status::kAborted, "branch " + id + " is already aborted; cannot precommit it");
-    case BranchState::kActive:
-      break;
-  }
-  return Err(Status::kInvalidArgument, "branch " + id + " is ACTIVE: only a PREPARED branch is precommitted");
-}
 
 Status SqliteResource::Impl::DoCommit(const TxId& txid) {
   const std::string id = ToString(txid);
