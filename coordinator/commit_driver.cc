@@ -51,6 +51,7 @@ const char* CommitDriver::StateName(State s) {
 }
 
 void CommitDriver::BecomeLeader(int64_t epoch, Micros now) {
+  FailBarrierWaiters(Status::NotLeader("this coordinator started a new leadership; ask again"));
   serving_ = true;
   leader_hint_.clear();  // this node leads now; a hint from an earlier StepDown is void
   epoch_ = epoch;
@@ -87,6 +88,11 @@ void CommitDriver::StepDown(const std::string& leader_hint) {
   leader_hint_ = leader_hint;
   if (!serving_) return;
   serving_ = false;
+  for (auto* v : {&barrier_covered_, &barrier_next_}) {
+    for (const BarrierWaiter& w : *v) ReplyNotServing(w.token, w.txid, true);
+    v->clear();
+  }
+  barrier_in_flight_ = false;
   for (auto& [txid, t] : txns_) {
     for (uint64_t w : t.waiters) ReplyNotServing(w, txid, false);
     for (const auto& [w, p] : t.forget_waiters) ReplyNotServing(w, txid, false);
@@ -438,9 +444,10 @@ void CommitDriver::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, M
     bool decided = t.state == State::kCompleting || t.state == State::kEnding;
     return ReplyOutcome(token, decided ? t.outcome : proto::Outcome::PENDING, Status::Ok());
   }
-  // Never "unknown" for a newer leader's txid: an agent would roll back an
-  // ACTIVE branch that the newer leader may still commit.
-  if (RefuseNewerEpoch(token, req.txid, true)) return;
+  // Never "unknown" for a newer leader's txid (an agent would roll back an
+  // ACTIVE branch that the newer leader may still commit), unless an epoch
+  // barrier shows there is none.
+  if (req.txid.epoch > epoch_) return AwaitEpochBarrier(token, req.txid);
   std::string reason;
   auto outcome = SettledOutcome(req.txid, &reason);
   if (outcome == proto::Outcome::UNKNOWN) {
@@ -449,6 +456,73 @@ void CommitDriver::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, M
                                                 " was never allocated by this coordinator group"));
   }
   ReplyOutcome(token, outcome, Status::Ok());
+}
+
+namespace {
+constexpr const char* kEpochBarrierReason = "epoch barrier";
+// Outcome queries waiting for barriers, at most: beyond, UNAVAILABLE.
+constexpr size_t kMaxBarrierWaiters = 10000;
+}  // namespace
+
+proto::Command MakeEpochBarrier(int64_t epoch) {
+  proto::Command c;
+  c.type = proto::CommandType::NOOP;
+  c.epoch = epoch;
+  c.reason = kEpochBarrierReason;
+  return c;
+}
+
+bool IsEpochBarrier(const proto::Command& cmd) {
+  return cmd.type == proto::CommandType::NOOP && cmd.who.empty() &&
+         cmd.reason == kEpochBarrierReason;
+}
+
+void CommitDriver::AwaitEpochBarrier(uint64_t token, const TxId& txid) {
+  if (barrier_covered_.size() + barrier_next_.size() >= kMaxBarrierWaiters) {
+    return ReplyOutcome(token, proto::Outcome::UNKNOWN,
+                        Status::Unavailable("too many outcome queries about txids of newer "
+                                            "epochs are waiting; ask again"));
+  }
+  barrier_next_.push_back({token, txid});
+  if (barrier_in_flight_) return;
+  barrier_covered_ = std::move(barrier_next_);
+  barrier_next_.clear();
+  barrier_in_flight_ = true;
+  effects_.proposals.push_back(MakeEpochBarrier(epoch_));
+}
+
+void CommitDriver::OnNoopApplied(const proto::Command& cmd, Micros now) {
+  (void)now;
+  if (!serving_ || !barrier_in_flight_ || !IsEpochBarrier(cmd) || cmd.epoch != epoch_) return;
+  const bool still_newest = table_->marker_epoch() == epoch_;
+  for (const BarrierWaiter& w : barrier_covered_) {
+    if (still_newest) {
+      ReplyOutcome(w.token, proto::Outcome::UNKNOWN,
+                   Status::InvalidArgument("txid " + ToString(w.txid) +
+                                           " was never allocated by this coordinator group (no "
+                                           "leader of epoch " + std::to_string(w.txid.epoch) +
+                                           " has served; this leader's epoch is " +
+                                           std::to_string(epoch_) + ")"));
+    } else {
+      RefuseNewerEpoch(w.token, w.txid, true);
+    }
+  }
+  barrier_covered_.clear();
+  barrier_in_flight_ = false;
+  if (!barrier_next_.empty()) {
+    barrier_covered_ = std::move(barrier_next_);
+    barrier_next_.clear();
+    barrier_in_flight_ = true;
+    effects_.proposals.push_back(MakeEpochBarrier(epoch_));
+  }
+}
+
+void CommitDriver::FailBarrierWaiters(const Status& why) {
+  for (auto* v : {&barrier_covered_, &barrier_next_}) {
+    for (const BarrierWaiter& w : *v) ReplyOutcome(w.token, proto::Outcome::UNKNOWN, why);
+    v->clear();
+  }
+  barrier_in_flight_ = false;
 }
 
 proto::Outcome::type CommitDriver::SettledOutcome(const TxId& txid, std::string* reason) const {
@@ -791,6 +865,9 @@ void CommitDriver::OnProposalFailed(const proto::Command& cmd, const Status& why
     t.waiters.clear();
   }
   txns_.clear();
+  FailBarrierWaiters(Status::Unavailable("the coordinator's log failed (making " +
+                                         DescribeCommand(cmd) + " durable): " + why.ToString() +
+                                         "; ask again"));
   serving_ = false;
 }
 

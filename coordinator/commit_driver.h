@@ -121,6 +121,11 @@ struct StuckNotice {
   std::string ToString() const;
 };
 
+// The NOOP a leader proposes as an epoch barrier (CommitDriver::
+// AwaitEpochBarrier): its epoch field names the leadership.
+proto::Command MakeEpochBarrier(int64_t epoch);
+bool IsEpochBarrier(const proto::Command& cmd);
+
 struct DriverEffects {
   std::vector<ParticipantCall> calls;
   std::vector<proto::Command> proposals;
@@ -190,6 +195,9 @@ class CommitDriver {
   // The log could not make `cmd` durable (storage failure, lost leadership).
   // The outcome is unknown to this node: waiting clients get UNAVAILABLE.
   void OnProposalFailed(const proto::Command& cmd, const Status& why, Micros now);
+  // A NOOP the log chose and applied: settles the outcome queries waiting
+  // for an epoch barrier (IsEpochBarrier) if it is this leadership's.
+  void OnNoopApplied(const proto::Command& cmd, Micros now);
 
   void Tick(Micros now);
 
@@ -302,6 +310,20 @@ class CommitDriver {
   // A txid of a newer epoch than this leadership's: a newer leader allocated
   // it, so this one was deposed without knowing. Replies NOT_LEADER (true).
   bool RefuseNewerEpoch(uint64_t token, const TxId& txid, bool outcome_query);
+  // An outcome query about a txid of a newer epoch: either a newer leader
+  // allocated it (this one was deposed) or nobody did (a txid the group never
+  // allocated, e.g. a conformance kit playing the coordinator). An epoch
+  // barrier tells them apart: a NOOP this leader proposes after the query
+  // came, chosen and applied while the last applied EPOCH marker is still
+  // this leader's. Any leader of a newer epoch has its marker chosen, and
+  // every lower slot chosen, before it allocates a txid (it serves only
+  // then), so a txid of a newer epoch allocated before the query would put
+  // its marker before the barrier in the log. Then the answer is "never
+  // allocated" (UNKNOWN, INVALID_ARGUMENT), a definite answer an agent
+  // may act on (AgentOptions::confirm_decisions); otherwise NOT_LEADER. One
+  // barrier in flight at a time covers every query that came before it.
+  void AwaitEpochBarrier(uint64_t token, const TxId& txid);
+  void FailBarrierWaiters(const Status& why);
   // The participants of `ps` that `t` does not drive already.
   static std::vector<proto::Participant> Unnamed(const Txn& t, const std::vector<proto::Participant>& ps);
   // Tells `participants` ABORTED, fire and forget (presumed abort).
@@ -345,6 +367,15 @@ class CommitDriver {
   int64_t epoch_ = 0;
   int64_t next_seq_ = 1;
   std::string leader_hint_;
+  // AwaitEpochBarrier: queries covered by the barrier in flight, and those
+  // that came after it was proposed (covered by the next one).
+  struct BarrierWaiter {
+    uint64_t token;
+    TxId txid;
+  };
+  std::vector<BarrierWaiter> barrier_covered_;
+  std::vector<BarrierWaiter> barrier_next_;
+  bool barrier_in_flight_ = false;
   std::map<TxId, Txn, TxIdLess> txns_;
   std::map<TxId, std::vector<HeuristicHazard>, TxIdLess> hazards_;
   std::deque<TxId> hazard_order_;

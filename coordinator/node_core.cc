@@ -425,6 +425,7 @@ void NodeCore::Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects
   }
   if (cmd.type == proto::CommandType::NOOP) {
     if (!cmd.who.empty()) out->actions.push_back(AppendedAction{cmd.who, index});
+    driver_.OnNoopApplied(cmd, now);
     return;
   }
   if (!driver_.serving()) return;

@@ -49,10 +49,19 @@ Result<int64_t> NextIncarnation(const std::string& path) {
   return n;
 }
 
+namespace {
+AgentNodeOptions ResolveConfirm(AgentNodeOptions o) {
+  using C = AgentNodeOptions::Confirm;
+  o.core.confirm_decisions = o.confirm_decisions == C::kOn ||
+                             (o.confirm_decisions == C::kAuto && !o.tls.enabled());
+  return o;
+}
+}  // namespace
+
 Agent::Agent(boost::asio::io_context& io, AgentNodeOptions options,
              std::vector<std::unique_ptr<ResourceManager>> resources)
     : io_(io),
-      options_(std::move(options)),
+      options_(ResolveConfirm(std::move(options))),
       core_(Names(resources), options_.core, options_.tick),
       server_(io, [this] {
         rpc::ServerOptions o;

@@ -43,6 +43,13 @@ struct AgentNodeOptions {
   // The server closes a connection idle this long (rpc::ServerOptions).
   // Default: 5 min.
   Micros rpc_idle_timeout = 5 * 60 * kSeconds;
+  // Whether a COMMIT or ABORT for a prepared branch is confirmed with the
+  // group before it is applied (AgentOptions::confirm_decisions; core.
+  // confirm_decisions is set from this). kAuto: on in plaintext, where any
+  // caller could send it; off with TLS, where the authorization table lets
+  // only the replica role call Agent.Decide.
+  enum class Confirm { kAuto, kOn, kOff };
+  Confirm confirm_decisions = Confirm::kAuto;
 };
 
 // Reads the counter in `path`, adds one, and makes it durable (write, fsync,

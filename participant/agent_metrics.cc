@@ -136,6 +136,21 @@ void Agent::RegisterMetrics() {
       {"txagent_statement_timeouts_total",
        "Executes the resource interrupted past its time limit (TIMEOUT; the branch votes NO).",
        &Counters::statement_timeouts},
+      {"txagent_decisions_confirmed_total",
+       "Decisions from callers not authenticated as the coordinator group (plaintext) that the "
+       "group confirmed before they were applied.",
+       &Counters::decisions_confirmed},
+      {"txagent_decisions_refused_total",
+       "Decisions from callers not authenticated as the group that the group contradicted: "
+       "forged or stale, refused, nothing changed.",
+       &Counters::decisions_refused},
+      {"txagent_decisions_unconfirmed_total",
+       "Decisions from callers not authenticated as the group that could not be confirmed yet "
+       "(the group unreachable or undecided): answered UNAVAILABLE, nothing changed.",
+       &Counters::decisions_unconfirmed},
+      {"txagent_decisions_foreign_total",
+       "Decisions applied for txids the group says it never allocated (not its transactions).",
+       &Counters::decisions_foreign},
   };
   for (const CounterDef& d : kCounters) {
     m.AddCounterFunc(d.name, d.help, [this, field = d.field] {

@@ -162,6 +162,20 @@ void BranchCore::SettleConfirmation(const Key& key, Branch& b, const Status& sta
     Start(key, b, std::move(p), now);
     return Pump(key, now);
   }
+  if (outcome == proto::Outcome::UNKNOWN) {
+    // The group never allocated this txid (a definite answer: see
+    // CommitDriver::AwaitEpochBarrier): the branch is no transaction of the
+    // group's, so no decision of the group's can be contradicted; whoever
+    // prepared it decides it (a conformance kit playing the coordinator, a
+    // coordinator of another group). A transaction the group did allocate is
+    // never answered UNKNOWN.
+    ++counters_.decisions_foreign;
+    Log(AgentLogLine::kInfo, "applying " + what + " from a caller not authenticated as the "
+                             "coordinator group: the group never allocated this txid");
+    p.unconfirmed = false;
+    Start(key, b, std::move(p), now);
+    return Pump(key, now);
+  }
   if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) {
     // Not decided yet as far as the group says (PENDING: a coordinator
     // delivers an abort of a transaction it is still driving before it
@@ -477,9 +491,13 @@ void BranchCore::OnExecuteDone(uint64_t op, const ExecuteResult& r, Micros now) 
   if (r.status.code() == Status::kTimeout) ++counters_.statement_timeouts;
   if (r.status.code() == Status::kConflict) {
     bool younger = r.holder && Older(*r.holder, txid);
-    if (oneshot && younger) {
+    if (oneshot && younger && !HolderDecided(key.first, *r.holder)) {
       // Wait-die: a younger one-shot transaction never waits, so no cycle of
-      // prepared branches across agents can form.
+      // prepared branches across agents can form. Behind a holder whose
+      // decision has reached this agent it waits (bounded by lock_timeout):
+      // a decided transaction waits for no lock anywhere, so no cycle can
+      // go through it, and the client that just heard the holder commit
+      // may well be the one asking for its rows again.
       ++counters_.wait_die_refusals;
       return FailCurrent(key, b,
                          Status::Conflict("lock conflict on " + r.conflict +
@@ -492,6 +510,22 @@ void BranchCore::OnExecuteDone(uint64_t op, const ExecuteResult& r, Micros now) 
     return FailCurrent(key, b, LockTimeoutStatus(r.conflict, r.holder), now);
   }
   FailCurrent(key, b, r.status, now);
+}
+
+bool BranchCore::HolderDecided(const std::string& resource, const TxId& holder) const {
+  auto it = branches_.find(Key{resource, holder});
+  if (it == branches_.end()) return false;
+  const Branch& b = it->second;
+  if (b.state == St::kCommitted || b.state == St::kAborting) return true;
+  // A decision parked while the group confirms it (confirm_decisions), or
+  // queued behind the branch's current operation.
+  auto is_decision = [](const Pending& p) {
+    const auto* d = std::get_if<proto::DecideRequest>(&p.req);
+    return d != nullptr && !(d->__isset.precommit && d->precommit) &&
+           (d->outcome == proto::Outcome::COMMITTED || d->outcome == proto::Outcome::ABORTED);
+  };
+  if (b.current && is_decision(*b.current)) return true;
+  return std::any_of(b.queue.begin(), b.queue.end(), is_decision);
 }
 
 Status BranchCore::CheckStatementBudget(const Key& key, const Branch& b, size_t more) const {

@@ -292,6 +292,8 @@ class BranchCore {
     uint64_t decisions_confirmed = 0;
     uint64_t decisions_refused = 0;
     uint64_t decisions_unconfirmed = 0;
+    // Applied without the group: it never allocated the txid (UNKNOWN).
+    uint64_t decisions_foreign = 0;
   };
   const Counters& counters() const { return counters_; }
 
@@ -370,6 +372,9 @@ class BranchCore {
     return s == St::kActive || s == St::kPrepared || s == St::kPreCommitted || s == St::kAborting;
   }
   static bool InDoubt(St s) { return s == St::kPrepared || s == St::kPreCommitted; }
+  // The branch of `holder` on `resource` has its decision here (being
+  // applied, confirmed or queued): its transaction waits for no lock.
+  bool HolderDecided(const std::string& resource, const TxId& holder) const;
   static constexpr size_t kMaxFinalsRemembered = 200000;
   bool KnownResource(const std::string& r) const { return resources_.count(r) > 0; }
   Branch& Get(const std::string& resource, const TxId& txid, Micros now);

@@ -47,10 +47,11 @@ int main(int argc, char** argv) {
        "Unsafe under partitions: see docs/protocols.md")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off")
-      ("confirm-decisions", po::bool_switch(),
-       "confirm every COMMIT or ABORT for a prepared branch with the coordinator group before "
-       "applying it (callers are not authenticated in plaintext: anyone who reaches the port "
-       "could send one); off by default for now, see docs/protocol.md");
+      ("confirm-decisions", po::value<std::string>()->default_value("auto")->implicit_value("on"),
+       "confirm a COMMIT or ABORT for a prepared branch with the coordinator group before "
+       "applying it: auto (the default) = on in plaintext, where anyone who reaches the port "
+       "could send one, off with TLS, where only the replica role may call Decide; on; off "
+       "(trust every caller: loopback experiments only). See docs/protocol.md");
   desc.add_options()("rpc-idle-timeout", po::value<std::string>()->default_value("5m"),
                      "close a client or peer connection that sent nothing and waits for nothing "
                      "this long (it reconnects on its next call)");
@@ -140,7 +141,14 @@ int main(int argc, char** argv) {
     o.core.max_branch_statements = static_cast<size_t>(m);
   }
   o.core.incarnation = *incarnation;
-  o.core.confirm_decisions = vm["confirm-decisions"].as<bool>();
+  if (const std::string c = vm["confirm-decisions"].as<std::string>(); c == "auto" || c == "on" ||
+                                                                        c == "off") {
+    using C = txc::participant::AgentNodeOptions::Confirm;
+    o.confirm_decisions = c == "auto" ? C::kAuto : c == "on" ? C::kOn : C::kOff;
+  } else {
+    std::cerr << "txagent: --confirm-decisions wants auto, on or off, not '" << c << "'\n";
+    return 2;
+  }
   o.metrics_listen = vm["metrics-listen"].as<std::string>();
   {
     std::string d = vm["autonomous-termination-timeout"].as<std::string>();

@@ -18,12 +18,19 @@ stop_pids() { local p; for p in "$@"; do kill "$p" 2>/dev/null || true; done
 # 127.0.0.1:${GM[i]}.
 # With GLOGBENCH=1, the replicas serve LogBench.Append (--serve-log-bench),
 # which txbench log and txbench probe call.
+# With GTLS=DIR (certificates made by scripts/make-certs.sh DIR), every
+# process runs mutual TLS: tls_flags ROLE gives its flags.
 declare -A GP GPID GM
-GDIR=""; GLIST=""; PEERS=""; GMETRICS=${GMETRICS:-0}; GLOGBENCH=${GLOGBENCH:-0}
+GDIR=""; GLIST=""; PEERS=""; GMETRICS=${GMETRICS:-0}; GLOGBENCH=${GLOGBENCH:-0}; GTLS=${GTLS:-}
+tls_flags() { # role -> the --tls-* flags of that role when GTLS is set, else nothing
+  [ -n "$GTLS" ] && echo "--tls-cert $GTLS/$1.crt --tls-key $GTLS/$1.key --tls-ca $GTLS/ca.crt" || true
+}
 start_replica() { # id
   local extra=()
   if [ "$GMETRICS" = 1 ]; then extra=(--metrics-listen "127.0.0.1:${GM[$1]}"); fi
   if [ "$GLOGBENCH" = 1 ]; then extra+=(--serve-log-bench); fi
+  # shellcheck disable=SC2207
+  extra+=($(tls_flags replica))
   "$BIN/txcoord" --id "$1" --listen "127.0.0.1:${GP[$1]}" --peers "$PEERS" --data "$GDIR/r$1" \
     "${extra[@]}" --log-level warn 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
 }
@@ -39,7 +46,7 @@ stop_group() { stop_pids "${GPID[1]}" "${GPID[2]}" "${GPID[3]}"; }
 leader_of_group() { # prints the leader's id once one serves (10 s at most)
   for _ in $(seq 1 100); do
     local l
-    l=$(timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null |
+    l=$(timeout 5 "$BIN/txadmin" --coordinator "$GLIST" $(tls_flags admin) status --json 2>/dev/null |
         python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["leader"] if s["leader_reachable"] else "")' 2>/dev/null || true)
     [ -n "$l" ] && { echo "$l"; return 0; }
     sleep 0.1
@@ -48,7 +55,7 @@ leader_of_group() { # prints the leader's id once one serves (10 s at most)
 }
 group_caught_up() { # all three replicas answer and trail the leader by <= 100 slots (20 s at most)
   for _ in $(seq 1 200); do
-    timeout 5 "$BIN/txadmin" --coordinator "$GLIST" status --json 2>/dev/null | python3 -c '
+    timeout 5 "$BIN/txadmin" --coordinator "$GLIST" $(tls_flags admin) status --json 2>/dev/null | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 sys.exit(0 if r["leader_reachable"] and len(r["replicas"]) == 3 and max(x["lag"] for x in r["replicas"]) <= 100 else 1)' \

@@ -2058,6 +2058,53 @@ TEST_F(ConfirmedDecisionTest, ACommitTheGroupConfirmsIsApplied) {
   EXPECT_EQ(core_.counters().decisions_confirmed, 1u);
 }
 
+// A txid the group never allocated (it answers UNKNOWN, a definite answer
+// after an epoch barrier): no transaction of the group's, so whoever
+// prepared the branch decides it (txconform plays the coordinator so).
+TEST_F(ConfirmedDecisionTest, ADecisionForATxidTheGroupNeverAllocatedIsApplied) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  ASSERT_EQ(Take().queries.size(), 1u);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::UNKNOWN, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "committed");
+  EXPECT_EQ(core_.counters().decisions_foreign, 1u);
+  EXPECT_EQ(core_.counters().decisions_confirmed, 0u);
+}
+
+// The client heard kT1 commit and sends its next one-shot transaction on the
+// same row while the agent still confirms kT1's COMMIT: the younger one waits
+// behind the decided holder (it waits for no lock anywhere) instead of dying.
+TEST_F(ConfirmedDecisionTest, AYoungerOneShotWaitsBehindAHolderWhoseDecisionIsHere) {
+  MakePrepared(kT1);
+  Decide(2, kT1, proto::Outcome::COMMITTED);
+  ASSERT_EQ(Take().queries.size(), 1u);
+  PrepareWithWork(3, kT5, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT5), ConflictWith(kT1));
+  AgentEffects fx = Take();
+  EXPECT_FALSE(FindReply<proto::PrepareResponse>(fx, 3).has_value()) << "died at once";
+  EXPECT_EQ(core_.counters().wait_die_refusals, 0u);
+  EXPECT_EQ(core_.counters().lock_waits, 1u);
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::COMMITTED, now_);
+  OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1));
+  fx = Take();
+  EXPECT_EQ(DecideReply(fx, 2).status.code, proto::Code::OK);
+  ExecDone(OnlyOp(fx, ResourceOp::kExecuteAndPrepare, kT5), Done(true));
+  EXPECT_EQ(VoteReply(Take(), 3).vote, proto::Vote::YES);
+}
+
+// Behind a holder that is only prepared (its transaction may still wait for
+// a lock at another agent) a younger one-shot still dies at once.
+TEST_F(ConfirmedDecisionTest, AYoungerOneShotStillDiesBehindAnUndecidedPreparedHolder) {
+  MakePrepared(kT1);
+  Take();
+  PrepareWithWork(3, kT5, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecuteAndPrepare, kT5), ConflictWith(kT1));
+  EXPECT_EQ(VoteReply(Take(), 3).vote, proto::Vote::NO);
+  EXPECT_EQ(core_.counters().wait_die_refusals, 1u);
+}
+
 // The atomicity break from outside: anyone reaching the port sends COMMIT
 // for a branch whose transaction the group aborted (or has not decided).
 TEST_F(ConfirmedDecisionTest, AForgedCommitIsRefusedAndTheBranchFollowsTheGroup) {

@@ -1062,13 +1062,107 @@ TEST_F(CommitDriverTest, OutcomeOfAnAllocatedButAbortedTxidIsAborted) {
 
 // Issue 8, 4d: "unknown" to a newer leader's txid made an agent roll back an
 // ACTIVE branch the newer leader could still commit.
-TEST_F(CommitDriverTest, OutcomeOfANewerEpochsTxidIsNotLeaderNotUnknown) {
+// An outcome query about a txid of a newer epoch waits for an epoch barrier
+// (CommitDriver::AwaitEpochBarrier): no answer until a NOOP this leader
+// proposed after the query is chosen; then "never allocated" if no newer
+// EPOCH marker came before it in the log.
+class EpochBarrierTest : public CommitDriverTest {
+ protected:
+  proto::OutcomeRequest Query(const TxId& t) {
+    proto::OutcomeRequest req;
+    req.txid = t;
+    return req;
+  }
+  // The barrier among `fx`'s proposals (fails the test if there is none).
+  proto::Command BarrierOf(const DriverEffects& fx) {
+    for (const auto& c : fx.proposals) {
+      if (IsEpochBarrier(c)) return c;
+    }
+    ADD_FAILURE() << "no epoch barrier proposed";
+    return proto::Command();
+  }
+  void ChooseNoop(const proto::Command& cmd) {
+    table_.Apply(++index_, cmd);
+    driver_.OnNoopApplied(cmd, now_);
+  }
+  std::map<uint64_t, proto::OutcomeResponse> Replies(const DriverEffects& fx) {
+    std::map<uint64_t, proto::OutcomeResponse> out;
+    for (const auto& r : fx.replies) out[r.token] = std::get<proto::OutcomeResponse>(r.response);
+    return out;
+  }
+};
+
+TEST_F(EpochBarrierTest, ANewerEpochsTxidIsNeverAllocatedOnceABarrierOfThisEpochIsChosen) {
   Begin();
   for (TxId t : {MakeTxId(kEpoch + 1, 1), MakeTxId(kEpoch + 5, 9)}) {
-    auto o = Outcome(t);
-    EXPECT_EQ(o.status.code, proto::Code::NOT_LEADER) << ToString(t);
-    EXPECT_NE(o.outcome, proto::Outcome::ABORTED) << ToString(t);
+    driver_.OnOutcome(11, Query(t), now_);
+    DriverEffects fx = Take();
+    EXPECT_TRUE(fx.replies.empty()) << "answered before the barrier was chosen";
+    ASSERT_EQ(fx.proposals.size(), 1u);
+    proto::Command barrier = BarrierOf(fx);
+    EXPECT_EQ(barrier.epoch, kEpoch);
+    EXPECT_EQ(table_.unended_count(), 0u);
+    ChooseNoop(barrier);
+    auto replies = Replies(Take());
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(replies[11].status.code, proto::Code::INVALID_ARGUMENT) << ToString(t);
+    EXPECT_EQ(replies[11].outcome, proto::Outcome::UNKNOWN) << ToString(t);
+    EXPECT_NE(replies[11].status.message.find("never allocated"), std::string::npos);
   }
+}
+
+TEST_F(EpochBarrierTest, ANewerEpochMarkerBeforeTheBarrierMeansNotLeaderNeverUnknown) {
+  driver_.OnOutcome(11, Query(MakeTxId(kEpoch + 1, 1)), now_);
+  proto::Command barrier = BarrierOf(Take());
+  // A newer leader's marker is chosen first: it may have allocated the txid.
+  table_.Apply(++index_, MakeEpoch(kEpoch + 1));
+  ChooseNoop(barrier);
+  auto replies = Replies(Take());
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[11].status.code, proto::Code::NOT_LEADER);
+  EXPECT_NE(replies[11].outcome, proto::Outcome::ABORTED);
+}
+
+TEST_F(EpochBarrierTest, AQueryAfterTheBarrierWasProposedWaitsForTheNextOne) {
+  driver_.OnOutcome(11, Query(MakeTxId(kEpoch + 1, 1)), now_);
+  proto::Command first = BarrierOf(Take());
+  driver_.OnOutcome(12, Query(MakeTxId(kEpoch + 2, 1)), now_);
+  EXPECT_TRUE(Take().proposals.empty()) << "one barrier in flight at a time";
+  ChooseNoop(first);
+  DriverEffects fx = Take();
+  auto replies = Replies(fx);
+  ASSERT_EQ(replies.size(), 1u) << "the later query is not covered by the first barrier";
+  EXPECT_EQ(replies.count(11), 1u);
+  proto::Command second = BarrierOf(fx);
+  // Another NOOP (txbench's, or an older leadership's barrier) settles nothing.
+  proto::Command other = MakeEpochBarrier(kEpoch - 1);
+  ChooseNoop(other);
+  EXPECT_TRUE(Take().replies.empty());
+  ChooseNoop(second);
+  replies = Replies(Take());
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[12].status.code, proto::Code::INVALID_ARGUMENT);
+}
+
+TEST_F(EpochBarrierTest, SteppingDownOrALogFailureAnswersTheWaitingQueries) {
+  driver_.OnOutcome(11, Query(MakeTxId(kEpoch + 1, 1)), now_);
+  proto::Command barrier = BarrierOf(Take());
+  driver_.StepDown("10.0.0.9:7000");
+  auto replies = Replies(Take());
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[11].status.code, proto::Code::NOT_LEADER);
+  ChooseNoop(barrier);  // chosen after all: nobody is waiting any more
+  EXPECT_TRUE(Take().replies.empty());
+
+  BecomeLeader(kEpoch + 2);
+  Take();
+  driver_.OnOutcome(13, Query(MakeTxId(kEpoch + 3, 1)), now_);
+  proto::Command b2 = BarrierOf(Take());
+  driver_.OnProposalFailed(b2, Status::StorageFailed("EIO"), now_);
+  replies = Replies(Take());
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[13].status.code, proto::Code::UNAVAILABLE);
+  EXPECT_EQ(replies[13].outcome, proto::Outcome::UNKNOWN);
 }
 
 TEST_F(CommitDriverTest, OutcomeOfANeverAllocatedTxidIsUnknownAndInvalid) {

@@ -38,14 +38,17 @@ using Stmts = std::vector<Statement>;
 
 // The epoch of the kit's txids when --epoch is not given: 10^15 plus the
 // Unix time in ms. A coordinator's epoch is its leader's ballot round, a
-// small number, and the coordinator answers an outcome query for a txid of a
-// newer epoch than its own with NOT_LEADER (CommitDriver::RefuseNewerEpoch:
-// "never unknown for a newer leader's txid"), which a txagent reads as "nobody
-// could say" and keeps its branch as it is. A txid of an older epoch, or of
-// the current one below its next seq, would be answered ABORTED (presumed
-// abort), and a restarted txagent asking about its in-doubt branch would roll
-// it back before the kit decides it. The clock part keeps the txids of two
-// runs against the same agent apart (the agent keeps tombstones for minutes).
+// small number. Asked about a txid of a newer epoch than its own, the group
+// answers "never allocated" (UNKNOWN) once an epoch barrier shows no newer
+// leader exists (CommitDriver::AwaitEpochBarrier). A txagent keeps an
+// in-doubt branch as it is on that answer, and applies the kit's decisions
+// for it (a plaintext txagent confirms every decision with the group, and a
+// txid the group never allocated is no transaction of the group's). A txid
+// of an older epoch, or of the current one below its next seq, would be
+// answered ABORTED (presumed abort): a restarted txagent asking about its
+// in-doubt branch would roll it back before the kit decides it, and would
+// refuse the kit's COMMIT. The clock part keeps the txids of two runs
+// against the same agent apart (the agent keeps tombstones for minutes).
 constexpr int64_t kEpochBase = 1'000'000'000'000'000;
 
 // A resource name no agent hosts (and a valid one, so the agent's answer is
