@@ -260,8 +260,10 @@ void Agent::Apply(AgentCoreEffects fx) {
             Logger("agent")->warn("outcome query failed txid={} error={}", ToString(txid),
                                   a.status.ToString());
           } else {
-            Logger("agent")->info("in-doubt branch resolved by query txid={} outcome={}",
-                                  ToString(txid), OutcomeName(a.outcome));
+            // Debug: in plaintext every decision is confirmed by such a
+            // query; what a branch does with the answer is logged by the core.
+            Logger("agent")->debug("outcome query answered txid={} outcome={}", ToString(txid),
+                                   OutcomeName(a.outcome));
           }
           Apply(core_.OnOutcomeReply(txid, s, r, SteadyNowMicros()));
         });

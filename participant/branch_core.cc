@@ -785,6 +785,10 @@ void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcom
     if (InDoubt(b.state)) {
       // In doubt: only the group's decision settles it.
       if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) continue;
+      if (!HolderDecided(resource, txid)) {
+        Log(AgentLogLine::kInfo, "in-doubt branch resolved by query " + Name(resource, txid) +
+                                     " outcome=" + OutcomeName(outcome));
+      }
       d.outcome = outcome;
       if (outcome == proto::Outcome::ABORTED) CancelLockWait(key, now);
       Enqueue(key, Pending{0, false, d}, now);
