@@ -3,8 +3,9 @@
 // txcoord and txagent: a branch prepared outside the group's knowledge, then
 // a forged COMMIT and a forged ABORT, each refused with the group's answer
 // named, the balances unchanged, and the transactions the group decides
-// still ending as decided (txagent --confirm-decisions, BranchCore's
-// AgentOptions::confirm_decisions).
+// still ending as decided. The agent runs with its defaults: plaintext, so it
+// confirms every decision with the group (txagent --confirm-decisions auto,
+// BranchCore's AgentOptions::confirm_decisions).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -38,7 +39,7 @@ class ForgedDecisionTest : public ::testing::Test {
         "txagent",
         std::vector<std::string>{TXC_BIN_DIR "/txagent", "--listen", Addr(aport_), "--data",
                                  dir_.path + "/agent", "--coordinator", Addr(cport_), "--resource",
-                                 "bank_a=sqlite:" + dir_.path + "/bank_a.db", "--confirm-decisions"},
+                                 "bank_a=sqlite:" + dir_.path + "/bank_a.db"},
         dir_.path + "/agent.log");
     ASSERT_TRUE(agent_->Start(aport_)) << agent_->LogTail();
     ClientOptions o;
