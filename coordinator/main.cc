@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
        "outcome has not reached every participant this long after the decision (e.g. 10s, 500ms, 2m)")
       ("snapshot-every", po::value<uint64_t>()->default_value(50000),
        "write a snapshot of the transaction table and truncate the log after this many log records")
-      ("retain-ended", po::value<uint64_t>()->default_value(txc::coord::TxnTable::kEndedRetained),
+      ("retain-ended", po::value<uint64_t>()->default_value(txc::coord::TxnTableOptions{}.ended_retained),
        "ended transactions kept whole; older ones keep only their outcome")
       ("election-timeout-ms", po::value<int64_t>()->default_value(300),
        "in a group: a follower that hears no leader for a random time between this and twice "

@@ -21,8 +21,12 @@ struct TxnTableOptions {
   // How many ended transactions are kept whole (participants, reason), oldest
   // forgotten first. A forgotten one's outcome is still known exactly, as a
   // run of seqs of its epoch (txids are allocated in order, so committed ones
-  // form long runs). Default: 200,000.
-  size_t ended_retained = 200000;
+  // form long runs). Default: 20,000: the whole entries cost memory (about
+  // 0.7 KB each with two participants) and every snapshot encodes them on the
+  // io thread; 200,000 (the default before) held replicas at about 200 MB
+  // and stalled each one for hundreds of ms every 50,000 slots
+  // (docs/benchmarks.md, "Ended transactions retained").
+  size_t ended_retained = 20000;
   // Bound on those runs (all epochs together). Beyond it the oldest runs go,
   // and a txid up to the last one dropped that the table no longer knows is
   // answered FORGOTTEN (outcome unknown), never presumed aborted.
@@ -47,8 +51,8 @@ class TxnTable {
     uint64_t decided_at = 0;    // log index of the deciding command
   };
 
-  // The default of TxnTableOptions::ended_retained, and the only retention
-  // before snapshots carried the forgotten runs (version 1 images).
+  // The only retention before snapshots carried the forgotten runs (version
+  // 1 images), and the default of TxnTableOptions::ended_retained until then.
   static constexpr size_t kEndedRetained = 200000;
 
   explicit TxnTable(TxnTableOptions options = {});

@@ -1756,7 +1756,7 @@ void CommitAndEndMany(TxnTable* table, uint64_t* index, int64_t epoch, int64_t c
 // once the table no longer holds its entry, was told ABORTED: it would redo
 // the work a second time. With the default retention.
 TEST_F(CommitDriverTest, ACommittedTxidForgottenAfterEndIsStillAnsweredCommitted) {
-  const int64_t n = static_cast<int64_t>(TxnTable::kEndedRetained) + 5;
+  const int64_t n = static_cast<int64_t>(TxnTableOptions{}.ended_retained) + 5;
   CommitAndEndMany(&table_, &index_, kEpoch, n);
   TxId first = MakeTxId(kEpoch, 1);
   ASSERT_EQ(table_.Find(first), nullptr);  // forgotten

@@ -498,13 +498,25 @@ TEST_F(TxnTableTest, VersionOneImagesRestoreAndAFullOneStopsPresumingAborts) {
   EXPECT_EQ(small.size(), 3u);
   EXPECT_EQ(small.ForgottenOutcome(MakeTxId(2, 1)), proto::Outcome::UNKNOWN);
 
-  TxnTable full;
-  ASSERT_OK(full.Restore(v1(static_cast<int64_t>(TxnTable::kEndedRetained))));
+  const std::string image = v1(static_cast<int64_t>(TxnTable::kEndedRetained));
+  TxnTableOptions as_before;
+  as_before.ended_retained = TxnTable::kEndedRetained;
+  TxnTable full(as_before);
+  ASSERT_OK(full.Restore(image));
   EXPECT_EQ(full.size(), TxnTable::kEndedRetained);
   ASSERT_NE(full.Find(MakeTxId(3, 1)), nullptr);
   EXPECT_EQ(full.ForgottenOutcome(MakeTxId(2, 1)), proto::Outcome::FORGOTTEN);
   EXPECT_EQ(full.ForgottenOutcome(MakeTxId(3, 999999)), proto::Outcome::FORGOTTEN);
   EXPECT_EQ(full.ForgottenOutcome(MakeTxId(4, 1)), proto::Outcome::UNKNOWN);
+
+  // With today's smaller default retention the same image keeps the newest
+  // entries whole and the older ones' outcomes as runs: still COMMITTED.
+  TxnTable now;
+  ASSERT_OK(now.Restore(image));
+  EXPECT_EQ(now.size(), TxnTableOptions{}.ended_retained);
+  EXPECT_EQ(now.Find(MakeTxId(3, 1)), nullptr);
+  EXPECT_EQ(now.ForgottenOutcome(MakeTxId(3, 1)), proto::Outcome::COMMITTED);
+  EXPECT_EQ(now.ForgottenOutcome(MakeTxId(3, 999999)), proto::Outcome::FORGOTTEN);
 }
 
 TEST_F(TxnTableTest, EncodeDecodeBatchRoundTrips) {
