@@ -126,6 +126,12 @@ uint32_t CheckedReadProtocol::readSetBegin_virt(TType& elem, uint32_t& size) {
   return readListBegin_virt(elem, size);
 }
 
+uint32_t CheckedReadProtocol::skip_virt(TType type) {
+  // The nested headers it reads come through the checked readers, and its
+  // depth is counted here, as the generated readers' is.
+  return tp::skip(*this, type);
+}
+
 uint32_t CheckedReadProtocol::ReadSize(uint32_t* size) {
   int32_t s = 0;
   uint32_t n = inner_->readI32(s);
@@ -181,7 +187,8 @@ void EndRead() {
   Scratch& s = ReadScratch();
   s.buffer->readEnd();
   s.Recycle();
-  // Skips run on the inner protocol, generated readers on the checked one.
+  // Generated readers and skips count their depth on the checked protocol;
+  // the inner one is probed as well, in case anything reaches it directly.
   if (DepthLeaked(&s.checked) || DepthLeaked(s.protocol.get())) {
     ReadScratchSlot() = std::make_unique<Scratch>();
   }

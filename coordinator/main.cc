@@ -49,6 +49,12 @@ int main(int argc, char** argv) {
   desc.add_options()("rpc-idle-timeout", po::value<std::string>()->default_value("5m"),
                      "close a client or peer connection that sent nothing and waits for nothing "
                      "this long (it reconnects on its next call)");
+  desc.add_options()("rpc-max-connections-per-peer",
+                     po::value<size_t>()->default_value(
+                         txc::rpc::ServerOptions{}.max_connections_per_peer),
+                     "connections one client address (IP) may hold open; more from it are "
+                     "refused at accept. Per IP: clients on one host or behind one NAT or proxy "
+                     "share it");
   txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
   txc::cli::Parse(argc, argv, "usage: txcoord --listen HOST:PORT --data DIR [--id N --peers LIST]", desc, vm);
@@ -81,6 +87,11 @@ int main(int argc, char** argv) {
   } else {
     std::cerr << "txcoord: --rpc-idle-timeout wants a positive duration such as 5m or 30s, got '"
               << vm["rpc-idle-timeout"].as<std::string>() << "'\n";
+    return 2;
+  }
+  o.rpc_max_connections_per_peer = vm["rpc-max-connections-per-peer"].as<size_t>();
+  if (o.rpc_max_connections_per_peer < 1) {
+    std::cerr << "txcoord: --rpc-max-connections-per-peer must be at least 1\n";
     return 2;
   }
   int64_t election_ms = vm["election-timeout-ms"].as<int64_t>();

@@ -22,10 +22,11 @@ rpc::ChannelOptions PeerChannelOptions(const TlsConfig& tls) {
   return o;
 }
 
-rpc::ServerOptions Serving(const TlsConfig& tls, Micros idle_timeout) {
+rpc::ServerOptions Serving(const NodeOptions& node) {
   rpc::ServerOptions o;
-  o.tls = tls;
-  o.idle_timeout = idle_timeout;
+  o.tls = node.tls;
+  o.idle_timeout = node.rpc_idle_timeout;
+  o.max_connections_per_peer = node.rpc_max_connections_per_peer;
   o.authz = &authz::CoordinatorTable();
   return o;
 }
@@ -35,7 +36,7 @@ rpc::ServerOptions Serving(const TlsConfig& tls, Micros idle_timeout) {
 CoordinatorNode::CoordinatorNode(boost::asio::io_context& io, NodeOptions options)
     : io_(io),
       options_(std::move(options)),
-      server_(io, Serving(options_.tls, options_.rpc_idle_timeout)),
+      server_(io, Serving(options_)),
       pool_(io, PeerChannelOptions(options_.tls)),
       tick_timer_(io),
       paxos_timer_(io) {}

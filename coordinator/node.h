@@ -66,6 +66,10 @@ struct NodeOptions {
   // The server closes a connection idle this long (rpc::ServerOptions).
   // Default: 5 min.
   Micros rpc_idle_timeout = 5 * 60 * kSeconds;
+  // Connections one peer address may hold open on the server; more from it
+  // are refused at accept (rpc::ServerOptions::max_connections_per_peer).
+  // Default: 1024.
+  size_t rpc_max_connections_per_peer = rpc::ServerOptions{}.max_connections_per_peer;
 };
 
 class CoordinatorNode {

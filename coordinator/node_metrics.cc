@@ -50,6 +50,18 @@ void CoordinatorNode::RegisterMetrics() {
                      return std::vector<Sample>{
                          {{}, static_cast<double>(server_.tls_handshake_failures())}};
                    });
+  // Connections refused at accept (docs/operations.md, "Limits"), by the cap
+  // that refused them.
+  m.AddCounterFunc("txcoord_rpc_connections_refused_total",
+                   "Connections closed at accept: the server's max_connections or the "
+                   "per-address --rpc-max-connections-per-peer was reached.",
+                   [this] {
+                     return std::vector<Sample>{
+                         {{{"limit", "max_connections"}},
+                          static_cast<double>(server_.connections_refused())},
+                         {{{"limit", "per_peer"}},
+                          static_cast<double>(server_.peer_connections_refused())}};
+                   });
   const std::string latency_help =
       "Seconds from a Commit or Submit request to its decided answer (COMMITTED or ABORTED), "
       "as the leader measured it.";

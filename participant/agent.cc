@@ -68,6 +68,7 @@ Agent::Agent(boost::asio::io_context& io, AgentNodeOptions options,
         o.tls = options_.tls;
         o.authz = &authz::AgentTable();
         o.idle_timeout = options_.rpc_idle_timeout;
+        o.max_connections_per_peer = options_.rpc_max_connections_per_peer;
         return o;
       }()),
       pool_(io, [this] {

@@ -50,6 +50,10 @@ struct AgentNodeOptions {
   // only the replica role call Agent.Decide.
   enum class Confirm { kAuto, kOn, kOff };
   Confirm confirm_decisions = Confirm::kAuto;
+  // Connections one peer address may hold open on the server; more from it
+  // are refused at accept (rpc::ServerOptions::max_connections_per_peer).
+  // Default: 1024.
+  size_t rpc_max_connections_per_peer = rpc::ServerOptions{}.max_connections_per_peer;
 };
 
 // Reads the counter in `path`, adds one, and makes it durable (write, fsync,

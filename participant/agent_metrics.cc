@@ -38,6 +38,18 @@ void Agent::RegisterMetrics() {
                      return std::vector<Sample>{
                          {{}, static_cast<double>(server_.tls_handshake_failures())}};
                    });
+  // Connections refused at accept (docs/operations.md, "Limits"), by the cap
+  // that refused them.
+  m.AddCounterFunc("txagent_rpc_connections_refused_total",
+                   "Connections closed at accept: the server's max_connections or the "
+                   "per-address --rpc-max-connections-per-peer was reached.",
+                   [this] {
+                     return std::vector<Sample>{
+                         {{{"limit", "max_connections"}},
+                          static_cast<double>(server_.connections_refused())},
+                         {{{"limit", "per_peer"}},
+                          static_cast<double>(server_.peer_connections_refused())}};
+                   });
   const std::string help =
       "Seconds from handing a durable operation to the resource until its completion reached "
       "the agent: queueing behind the resource's worker, the WAL write and its group-commit "

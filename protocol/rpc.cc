@@ -325,6 +325,7 @@ struct ServerCore {
       : io(io), options(opts), acceptor(io), retry_timer(io) {}
 
   void Stop();
+  bool Admit(const tcp::socket& socket, const asio::ip::address& peer);
 
   asio::io_context& io;
   ServerOptions options;
@@ -340,6 +341,9 @@ struct ServerCore {
   // std::less<> for lookup by string_view; keys are stable (replies point at them).
   std::map<std::string, Handler, std::less<>> handlers;
   std::unordered_map<ServerConn*, std::weak_ptr<ServerConn>> conns;
+  // Connections open per peer address (max_connections_per_peer); an address
+  // leaves the map with its last connection.
+  std::map<asio::ip::address, size_t> per_peer;
   uint64_t calls_served = 0;
   uint64_t malformed_frames = 0;
   uint64_t permission_denied = 0;
@@ -347,22 +351,29 @@ struct ServerCore {
   uint64_t idle_closed = 0;
   uint64_t slow_frames_closed = 0;
   uint64_t in_flight_refused = 0;
+  uint64_t connections_refused = 0;
+  uint64_t peer_connections_refused = 0;
   LogLimiter denied_log;
   LogLimiter handshake_log;
   LogLimiter limits_log;
+  LogLimiter accept_log;  // refused connections: a peer can open them at will
 };
 
 // One accepted connection. Alive while a read or write is outstanding;
 // replies hold only a weak_ptr.
 class ServerConn : public std::enable_shared_from_this<ServerConn> {
  public:
+  // Takes the slots ServerCore::Admit counted for `address`; gives them
+  // back when closed (or destroyed, should it be without Close()).
   ServerConn(std::shared_ptr<ServerCore> core, tcp::socket socket,
-             std::shared_ptr<asio::ssl::context> tls_ctx)
+             std::shared_ptr<asio::ssl::context> tls_ctx, asio::ip::address address)
       : core_(std::move(core)),
         transport_(std::move(socket), std::move(tls_ctx)),
         handshake_timer_(core_->io),
         deadline_timer_(core_->io),
-        peer_(PeerName(transport_.socket())) {}
+        peer_(PeerName(transport_.socket())),
+        address_(std::move(address)) {}
+  ~ServerConn() { ReleaseSlots(); }
 
   void Start() {
     last_activity_ = SteadyNowMicros();
@@ -393,7 +404,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     handshake_timer_.cancel();
     deadline_timer_.cancel();
     transport_.socket().close(ec);
-    core_->conns.erase(this);
+    ReleaseSlots();
     out_.clear();
     Log()->debug("connection from {} closed", peer_);
   }
@@ -416,6 +427,14 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
 
  private:
   static constexpr Micros kNever = std::numeric_limits<Micros>::max();
+
+  void ReleaseSlots() {
+    if (released_) return;
+    released_ = true;
+    core_->conns.erase(this);
+    auto it = core_->per_peer.find(address_);
+    if (it != core_->per_peer.end() && --it->second == 0) core_->per_peer.erase(it);
+  }
 
   // When this connection is to be closed if nothing changes: a frame begun
   // must be complete by frame_timeout; a connection with nothing in flight
@@ -678,6 +697,8 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   Micros frame_started_ = 0;  // first bytes of the frame being received; 0: none
   size_t in_flight_ = 0;      // calls handed to handlers, not yet answered
   std::string peer_;
+  asio::ip::address address_;  // the peer's, the key of its per_peer slot
+  bool released_ = false;      // its slots given back (ReleaseSlots)
   authz::Role role_ = authz::Role::kNone;
   bool handshaken_ = false;
   bool handshake_timed_out_ = false;
@@ -716,9 +737,10 @@ void AcceptNext(const std::shared_ptr<ServerCore>& core) {
           });
           return;
         }
-        if (core->conns.size() >= core->options.max_connections) {
-          Log()->warn("refusing connection from {}: {} connections open (max_connections)",
-                      PeerName(socket), core->conns.size());
+        boost::system::error_code peer_ec;
+        const asio::ip::address address = socket.remote_endpoint(peer_ec).address();
+        if (peer_ec || !core->Admit(socket, address)) {
+          // Refused, or gone already (reset before it was accepted).
           boost::system::error_code ignored;
           socket.close(ignored);
         } else {
@@ -736,13 +758,38 @@ void AcceptNext(const std::shared_ptr<ServerCore>& core) {
             AcceptNext(core);
             return;
           }
-          auto conn = std::make_shared<ServerConn>(core, std::move(socket), std::move(tls_ctx));
+          auto conn = std::make_shared<ServerConn>(core, std::move(socket), std::move(tls_ctx),
+                                                   address);
           core->conns.emplace(conn.get(), conn);
+          ++core->per_peer[address];
           Log()->debug("connection accepted on port {}", core->port);
           conn->Start();
         }
         AcceptNext(core);
       });
+}
+
+// One peer must not take every slot: a client that opens connections in a
+// loop would otherwise lock every other client out until idle_timeout. The
+// listener's own cap bounds descriptors and memory over all peers.
+bool ServerCore::Admit(const tcp::socket& socket, const asio::ip::address& peer) {
+  const auto it = per_peer.find(peer);
+  const size_t from_peer = it == per_peer.end() ? 0 : it->second;
+  const bool listener_full = conns.size() >= options.max_connections;
+  if (!listener_full && from_peer < options.max_connections_per_peer) return true;
+  ++(listener_full ? connections_refused : peer_connections_refused);
+  uint64_t suppressed = 0;
+  if (!accept_log.Allow(&suppressed)) return false;
+  if (listener_full) {
+    Log()->warn("refusing connection from {}: {} connections open on port {} "
+                "(max_connections){}",
+                PeerName(socket), conns.size(), port, Suppressed(suppressed));
+  } else {
+    Log()->warn("refusing connection from {}: {} connections open from {} "
+                "(max_connections_per_peer); other addresses are still served{}",
+                PeerName(socket), from_peer, peer.to_string(), Suppressed(suppressed));
+  }
+  return false;
 }
 
 void ServerCore::Stop() {
@@ -832,6 +879,14 @@ uint64_t RpcServer::idle_closed() const { return impl_->core_->idle_closed; }
 uint64_t RpcServer::slow_frames_closed() const { return impl_->core_->slow_frames_closed; }
 
 uint64_t RpcServer::in_flight_refused() const { return impl_->core_->in_flight_refused; }
+
+size_t RpcServer::open_connections() const { return impl_->core_->conns.size(); }
+
+uint64_t RpcServer::connections_refused() const { return impl_->core_->connections_refused; }
+
+uint64_t RpcServer::peer_connections_refused() const {
+  return impl_->core_->peer_connections_refused;
+}
 
 // ------------------------------------------------------------ channel
 

@@ -51,6 +51,14 @@ struct ServerOptions {
   // Connections above this are refused (accepted and closed at once).
   // Default: 4096.
   size_t max_connections = 4096;
+  // Open connections from one peer address (IP, any port); one more from
+  // that address is refused as above while other addresses still get in, so
+  // one client cannot take every slot of max_connections. Counted per source
+  // IP, not per client: every client of one host (all of them on loopback),
+  // or behind one NAT or proxy, shares it. Client, AsyncClient and txbench at
+  // any --concurrency hold one connection per server, a replica one per peer.
+  // Default: 1024 (a quarter of max_connections).
+  size_t max_connections_per_peer = 1024;
   // TLS: with files named, every connection is mutual TLS (the peer must
   // present a certificate signed by tls.ca) and every call is checked
   // against `authz` for the peer's role. Default: plaintext, no roles.
@@ -118,6 +126,11 @@ class RpcServer {
   uint64_t idle_closed() const;
   uint64_t slow_frames_closed() const;
   uint64_t in_flight_refused() const;
+  // Connections open now; connections refused at accept by max_connections
+  // and by max_connections_per_peer.
+  size_t open_connections() const;
+  uint64_t connections_refused() const;
+  uint64_t peer_connections_refused() const;
 
  private:
   class Impl;

@@ -1,12 +1,14 @@
 // Template definitions for protocol/rpc.h: Thrift (de)serialisation of one
 // struct (common/codec.h), and the typed wrappers of RpcServer::HandleRaw /
-// RpcChannel::CallRaw.
+// RpcChannel::CallRaw, which check the enum fields of every request and
+// response they decode (validate::CheckEnums).
 // Included at the end of rpc.h; do not include directly.
 #pragma once
 
 #include <string>
 
 #include "common/codec.h"
+#include "protocol/validate.h"
 
 namespace txc::rpc {
 namespace detail {
@@ -28,18 +30,9 @@ bool Deserialize(const Bytes& bytes, T* value) {
 // parse: it counts a malformed frame and closes the connection.
 template <class Req, class Resp>
 void RpcServer::Handle(const std::string& method, std::function<void(Req, Reply<Resp>)> handler) {
-  HandleRaw(method, [handler = std::move(handler)](const detail::Bytes& args,
-                                                   std::function<void(detail::Bytes)> reply) {
-    Req req;
-    if (!detail::Deserialize(args, &req)) {
-      reply(detail::Bytes());
-      return;
-    }
-    handler(std::move(req),
-            Reply<Resp>([reply = std::move(reply)](Resp resp) { reply(detail::Serialize(resp)); }));
-  }, [](int code, const std::string& message) -> detail::Bytes {
+  auto refusal = [](int code, const std::string& message) -> detail::Bytes {
     // Every txcoord response carries a Status (field `status`); the code is
-    // set by number, so this header needs no generated type.
+    // set by number.
     if constexpr (requires(Resp r) {
                     r.status.code;
                     r.status.message;
@@ -52,7 +45,23 @@ void RpcServer::Handle(const std::string& method, std::function<void(Req, Reply<
     } else {
       return detail::Bytes();
     }
-  });
+  };
+  HandleRaw(method, [handler = std::move(handler), refusal](const detail::Bytes& args,
+                                                            std::function<void(detail::Bytes)> reply) {
+    Req req;
+    if (!detail::Deserialize(args, &req)) {
+      reply(detail::Bytes());
+      return;
+    }
+    // The one check of enum values for every server, before any handler
+    // reads one: the request parsed, so the connection stays usable.
+    if (Status bad = validate::CheckEnums(req); !bad.ok()) {
+      reply(refusal(bad.code(), bad.message()));
+      return;
+    }
+    handler(std::move(req),
+            Reply<Resp>([reply = std::move(reply)](Resp resp) { reply(detail::Serialize(resp)); }));
+  }, refusal);
 }
 
 // The completion holds a reference to the channel (when it is owned by a
@@ -67,6 +76,14 @@ void RpcChannel::Call(const std::string& method, const Req& req, Micros timeout,
             if (status.ok() && !detail::Deserialize(result, &resp)) {
               status = Status::Internal("unreadable response to " + method);
               resp = Resp();
+            } else if (status.ok()) {
+              // As a decode error: no caller sees an enum value its type
+              // does not have (a newer or a broken peer sent it).
+              if (Status bad = validate::CheckEnums(resp); !bad.ok()) {
+                status = Status::Internal("unreadable response to " + method + ": " +
+                                          bad.message());
+                resp = Resp();
+              }
             }
             done(std::move(status), std::move(resp));
           });

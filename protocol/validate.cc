@@ -1,6 +1,8 @@
 #include "protocol/validate.h"
 
 #include <cstring>
+#include <iterator>
+#include <map>
 #include <vector>
 
 namespace txc::validate {
@@ -263,6 +265,182 @@ Status Check(const proto::PeerMessage& msg) {
   if (msg.sender < 1) return Bad("PeerMessage.sender", msg.sender, "a replica id is >= 1");
   if (msg.receiver < 1) return Bad("PeerMessage.receiver", msg.receiver, "a replica id is >= 1");
   return Status::Ok();
+}
+
+// ------------------------------------------------------------ enum fields
+
+namespace {
+
+// Where a field sits in a message ("ListTxnsResponse.txns[3].progress[0]"),
+// as a chain of frames on the stack: spelled out only for a refusal, so
+// checking a valid message allocates nothing.
+struct Path {
+  static constexpr size_t kNoIndex = static_cast<size_t>(-1);
+  const Path* parent;
+  const char* name;         // a field, or the message type at the root
+  size_t index = kNoIndex;  // an element of a list field
+
+  std::string ToString() const {
+    std::string s = parent != nullptr ? parent->ToString() + "." : std::string();
+    s += name;
+    if (index != kNoIndex) s += "[" + std::to_string(index) + "]";
+    return s;
+  }
+};
+
+// "1 TWO_PC to 2 THREE_PC", or every value when they have gaps.
+std::string ValuesOf(const std::map<int, const char*>& names) {
+  if (names.empty()) return "none";
+  const auto first = names.begin();
+  const auto last = std::prev(names.end());
+  auto item = [](const std::pair<const int, const char*>& e) {
+    return std::to_string(e.first) + " " + e.second;
+  };
+  if (static_cast<size_t>(last->first - first->first) + 1 == names.size()) {
+    return names.size() == 1 ? item(*first) : item(*first) + " to " + item(*last);
+  }
+  std::string out;
+  for (const auto& e : names) out += (out.empty() ? "" : ", ") + item(e);
+  return out;
+}
+
+// The generated *_VALUES_TO_NAMES table is the enum's list of values, so a
+// value added to the IDL is valid here without an edit.
+Status CheckEnum(int32_t v, const std::map<int, const char*>& names, const char* type,
+                 const Path& at, const char* field) {
+  if (v == 0 || names.count(v) != 0) return Status::Ok();
+  return Status::InvalidArgument(Path{&at, field}.ToString() + " = " + std::to_string(v) +
+                                 ": " + type + " has no such value (" + ValuesOf(names) +
+                                 (names.count(0) != 0 ? "" : ", or 0: unset") + ")");
+}
+
+Status Field(const proto::Code::type& e, const Path& at, const char* field) {
+  return CheckEnum(WireEnumValue(e), proto::_Code_VALUES_TO_NAMES, "Code", at, field);
+}
+Status Field(const proto::Protocol::type& e, const Path& at, const char* field) {
+  return CheckEnum(WireEnumValue(e), proto::_Protocol_VALUES_TO_NAMES, "Protocol", at, field);
+}
+Status Field(const proto::Vote::type& e, const Path& at, const char* field) {
+  return CheckEnum(WireEnumValue(e), proto::_Vote_VALUES_TO_NAMES, "Vote", at, field);
+}
+Status Field(const proto::Outcome::type& e, const Path& at, const char* field) {
+  return CheckEnum(WireEnumValue(e), proto::_Outcome_VALUES_TO_NAMES, "Outcome", at, field);
+}
+
+// The structs inside messages that hold enums. An optional field that is not
+// set holds its default (0), which passes: no __isset test needed.
+Status Of(const proto::Status& s, const Path& at) { return Field(s.code, at, "code"); }
+
+Status Of(const proto::ParticipantProgress& p, const Path& at) {
+  return Field(p.vote, at, "vote");
+}
+
+Status Of(const proto::TxnInfo& t, const Path& at);
+Status Of(const proto::BranchInfo& b, const Path& at);
+
+template <class T>
+Status Each(const std::vector<T>& list, const Path& at, const char* field) {
+  for (size_t i = 0; i < list.size(); ++i) {
+    TXC_RETURN_IF_ERROR(Of(list[i], Path{&at, field, i}));
+  }
+  return Status::Ok();
+}
+
+Status Of(const proto::TxnInfo& t, const Path& at) {
+  TXC_RETURN_IF_ERROR(Field(t.outcome, at, "outcome"));
+  TXC_RETURN_IF_ERROR(Field(t.protocol, at, "protocol"));
+  return Each(t.progress, at, "progress");
+}
+
+Status Of(const proto::BranchInfo& b, const Path& at) {
+  TXC_RETURN_IF_ERROR(Field(b.heuristic_outcome, at, "heuristic_outcome"));
+  return Field(b.group_outcome, at, "group_outcome");
+}
+
+// A response's status, at "TYPE.status".
+Status StatusOf(const proto::Status& s, const char* type) {
+  const Path root{nullptr, type};
+  return Of(s, Path{&root, "status"});
+}
+
+}  // namespace
+
+// Requests. (Those without an enum field pass: listed so that every message
+// type has its line.)
+Status CheckEnums(const proto::BeginRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::CommitRequest& m) {
+  return Field(m.protocol, Path{nullptr, "CommitRequest"}, "protocol");
+}
+Status CheckEnums(const proto::SubmitRequest& m) {
+  return Field(m.protocol, Path{nullptr, "SubmitRequest"}, "protocol");
+}
+Status CheckEnums(const proto::AbortRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::OutcomeRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::StatusRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::ListTxnsRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::RetryTxnsRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::ForgetParticipantRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::ResolveRequest& m) {
+  return Field(m.outcome, Path{nullptr, "ResolveRequest"}, "outcome");
+}
+Status CheckEnums(const proto::ExecuteRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::PrepareRequest& m) {
+  return Field(m.protocol, Path{nullptr, "PrepareRequest"}, "protocol");
+}
+Status CheckEnums(const proto::DecideRequest& m) {
+  return Field(m.outcome, Path{nullptr, "DecideRequest"}, "outcome");
+}
+Status CheckEnums(const proto::ListBranchesRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::AgentResolveRequest& m) {
+  return Field(m.outcome, Path{nullptr, "AgentResolveRequest"}, "outcome");
+}
+Status CheckEnums(const proto::AgentForgetRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::BranchStateRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::PeerMessage&) { return Status::Ok(); }
+Status CheckEnums(const proto::LogBenchAppendRequest&) { return Status::Ok(); }
+Status CheckEnums(const proto::TxId&) { return Status::Ok(); }
+
+// Responses: every one carries a Status.
+Status CheckEnums(const proto::BeginResponse& m) { return StatusOf(m.status, "BeginResponse"); }
+Status CheckEnums(const proto::CommitResponse& m) {
+  TXC_RETURN_IF_ERROR(StatusOf(m.status, "CommitResponse"));
+  return Field(m.outcome, Path{nullptr, "CommitResponse"}, "outcome");
+}
+Status CheckEnums(const proto::OutcomeResponse& m) {
+  TXC_RETURN_IF_ERROR(StatusOf(m.status, "OutcomeResponse"));
+  return Field(m.outcome, Path{nullptr, "OutcomeResponse"}, "outcome");
+}
+Status CheckEnums(const proto::StatusResponse& m) { return StatusOf(m.status, "StatusResponse"); }
+Status CheckEnums(const proto::ListTxnsResponse& m) {
+  TXC_RETURN_IF_ERROR(StatusOf(m.status, "ListTxnsResponse"));
+  return Each(m.txns, Path{nullptr, "ListTxnsResponse"}, "txns");
+}
+Status CheckEnums(const proto::RetryTxnsResponse& m) {
+  return StatusOf(m.status, "RetryTxnsResponse");
+}
+Status CheckEnums(const proto::ExecuteResponse& m) { return StatusOf(m.status, "ExecuteResponse"); }
+Status CheckEnums(const proto::PrepareResponse& m) {
+  TXC_RETURN_IF_ERROR(StatusOf(m.status, "PrepareResponse"));
+  return Field(m.vote, Path{nullptr, "PrepareResponse"}, "vote");
+}
+Status CheckEnums(const proto::DecideResponse& m) { return StatusOf(m.status, "DecideResponse"); }
+Status CheckEnums(const proto::ListBranchesResponse& m) {
+  TXC_RETURN_IF_ERROR(StatusOf(m.status, "ListBranchesResponse"));
+  return Each(m.branches, Path{nullptr, "ListBranchesResponse"}, "branches");
+}
+Status CheckEnums(const proto::AgentResolveResponse& m) {
+  TXC_RETURN_IF_ERROR(StatusOf(m.status, "AgentResolveResponse"));
+  return Each(m.branches, Path{nullptr, "AgentResolveResponse"}, "branches");
+}
+Status CheckEnums(const proto::AgentForgetResponse& m) {
+  return StatusOf(m.status, "AgentForgetResponse");
+}
+Status CheckEnums(const proto::BranchStateResponse& m) {
+  return StatusOf(m.status, "BranchStateResponse");
+}
+Status CheckEnums(const proto::PeerAck& m) { return StatusOf(m.status, "PeerAck"); }
+Status CheckEnums(const proto::LogBenchAppendResponse& m) {
+  return StatusOf(m.status, "LogBenchAppendResponse");
 }
 
 }  // namespace txc::validate

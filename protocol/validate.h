@@ -99,6 +99,66 @@ int32_t WireEnumValue(const E& e) {
   return v;
 }
 
+// ------------------------------------------------------------ enum fields
+//
+// Every enum field of every request and response of the Coordinator, Agent,
+// Replica and LogBench services (protocol/txcoord.thrift), checked once, where
+// the RPC layer decodes a message (rpc_inl.h) and before a handler or a
+// caller sees it. The generated readers store any int32 of the wire in an
+// enum field, and a switch or a comparison on it (the generated write() too)
+// then takes a branch nobody wrote, or is undefined behaviour. A request that
+// holds a value its enum does not have is answered INVALID_ARGUMENT naming
+// the field and the value ("CommitRequest.protocol = 7: Protocol has no such
+// value (1 TWO_PC to 2 THREE_PC, or 0: unset)"); such a response fails the
+// call as unreadable.
+//
+// Valid: a value of the enum, or 0. A struct built without setting an enum
+// field that has no default in the IDL holds 0 there and is sent so (a
+// refused Prepare's PrepareResponse carries vote 0), and 0 is inside every
+// enum's range. What a value means for a request (a decision is COMMITTED or
+// ABORTED) is Check()'s business, above.
+//
+// One overload per message type: the RPC layer calls CheckEnums on every
+// request and response it decodes, so a new message type without one does
+// not compile. Structs without enum fields other than a response's Status
+// have one too, so the list is the whole protocol.
+Status CheckEnums(const proto::BeginRequest& m);
+Status CheckEnums(const proto::BeginResponse& m);
+Status CheckEnums(const proto::CommitRequest& m);
+Status CheckEnums(const proto::SubmitRequest& m);
+Status CheckEnums(const proto::AbortRequest& m);
+Status CheckEnums(const proto::CommitResponse& m);
+Status CheckEnums(const proto::OutcomeRequest& m);
+Status CheckEnums(const proto::OutcomeResponse& m);
+Status CheckEnums(const proto::StatusRequest& m);
+Status CheckEnums(const proto::StatusResponse& m);
+Status CheckEnums(const proto::ListTxnsRequest& m);
+Status CheckEnums(const proto::ListTxnsResponse& m);
+Status CheckEnums(const proto::RetryTxnsRequest& m);
+Status CheckEnums(const proto::RetryTxnsResponse& m);
+Status CheckEnums(const proto::ForgetParticipantRequest& m);
+Status CheckEnums(const proto::ResolveRequest& m);
+Status CheckEnums(const proto::ExecuteRequest& m);
+Status CheckEnums(const proto::ExecuteResponse& m);
+Status CheckEnums(const proto::PrepareRequest& m);
+Status CheckEnums(const proto::PrepareResponse& m);
+Status CheckEnums(const proto::DecideRequest& m);
+Status CheckEnums(const proto::DecideResponse& m);
+Status CheckEnums(const proto::ListBranchesRequest& m);
+Status CheckEnums(const proto::ListBranchesResponse& m);
+Status CheckEnums(const proto::AgentResolveRequest& m);
+Status CheckEnums(const proto::AgentResolveResponse& m);
+Status CheckEnums(const proto::AgentForgetRequest& m);
+Status CheckEnums(const proto::AgentForgetResponse& m);
+Status CheckEnums(const proto::BranchStateRequest& m);
+Status CheckEnums(const proto::BranchStateResponse& m);
+Status CheckEnums(const proto::PeerMessage& m);
+Status CheckEnums(const proto::PeerAck& m);
+Status CheckEnums(const proto::LogBenchAppendRequest& m);
+Status CheckEnums(const proto::LogBenchAppendResponse& m);
+// Not a message of the services, but the RPC tests serve it as a response.
+Status CheckEnums(const proto::TxId& m);
+
 // The pieces, for requests that embed them. `field` names the value in the
 // message ("CommitRequest.txid").
 Status CheckTxId(const proto::TxId& txid, const std::string& field);

@@ -24,8 +24,9 @@ struct MessageType {
   bool request;         // the method's argument (else its result)
   const char* type;
   // Decodes as the server (a request) or the channel (a response) does,
-  // through rpc::detail::Deserialize; when that succeeds, runs the server's
-  // range checks on a request and checks the round trip. True if it parsed.
+  // through rpc::detail::Deserialize and validate::CheckEnums; when both
+  // pass, runs the server's range checks on a request and checks the round
+  // trip. True if it parsed with every enum field in range.
   bool (*decode)(std::string_view bytes);
 };
 
@@ -33,6 +34,10 @@ template <class T>
 bool DecodeMessage(std::string_view bytes) {
   T v;
   if (!rpc::detail::Deserialize(std::string(bytes), &v)) return false;
+  // The RPC layer refuses a message with an enum value out of range before
+  // anything reads the field (rpc_inl.h); the round trip's write() would
+  // load it as the enum.
+  if (!validate::CheckEnums(v).ok()) return false;
   CheckRoundTrip(v, typeid(T).name());
   if constexpr (requires { validate::Check(v); }) {
     // What every handler runs first; its verdict does not matter here, only

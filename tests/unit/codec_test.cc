@@ -158,6 +158,43 @@ TEST(CodecTest, FieldOfAnotherTypeIsSkipped) {
   EXPECT_EQ(t.seq, 7);
 }
 
+// A field the schema does not know is skipped through the checked reader
+// too: its type bytes and counts are refused as a known field's would be.
+// (Thrift's TBinaryProtocol alone takes an empty list or map of T_STOP
+// elements, and casts an unknown element type byte to its TType enum before
+// refusing it.)
+TEST(CodecTest, SkippedFieldsAreCheckedLikeReadOnes) {
+  const std::string txid("\x0a\x00\x01\x00\x00\x00\x00\x00\x00\x00\x03"
+                         "\x0a\x00\x02\x00\x00\x00\x00\x00\x00\x00\x04", 22);
+  auto with_field_9 = [&](const std::string& field) { return txid + field + std::string(1, '\0'); };
+  proto::TxId t;
+  // Well-formed unknown fields are skipped: a list<i32> of 2, a map<string,
+  // i64> of 1, a struct holding a list<struct>.
+  for (const std::string& field :
+       {std::string("\x0f\x00\x09\x08\x00\x00\x00\x02\x00\x00\x00\x01\x00\x00\x00\x02", 16),
+        std::string("\x0d\x00\x09\x0b\x0a\x00\x00\x00\x01\x00\x00\x00\x01k"
+                    "\x00\x00\x00\x00\x00\x00\x00\x07", 22),
+        std::string("\x0c\x00\x09\x0f\x00\x01\x0c\x00\x00\x00\x01\x00\x00", 13)}) {
+    t = proto::TxId();
+    EXPECT_TRUE(Decode(with_field_9(field), &t)) << field.size();
+    EXPECT_EQ(t.epoch, 3);
+    EXPECT_EQ(t.seq, 4);
+  }
+  // Refused: an empty list and an empty map of T_STOP elements, an unknown
+  // element type, and a count past the input's bytes.
+  for (const std::string& field :
+       {std::string("\x0f\x00\x09\x00\x00\x00\x00\x00", 8),
+        std::string("\x0d\x00\x09\x08\x00\x00\x00\x00\x00", 9),
+        std::string("\x0e\x00\x09\x63\x00\x00\x00\x00", 8),
+        std::string("\x0f\x00\x09\x0c\x7f\xff\xff\xff", 8)}) {
+    EXPECT_FALSE(Decode(with_field_9(field), &t)) << field.size();
+  }
+  // And a skip leaves the thread's reader sound for the next decode.
+  t = proto::TxId();
+  ASSERT_TRUE(Decode(with_field_9(std::string()), &t));
+  EXPECT_EQ(t.seq, 4);
+}
+
 TEST(CodecTest, ForgedStringLengthIsRefusedWithoutAllocating) {
   // Participant.resource claims 2^31-1 bytes; the input has 12.
   const std::string bytes("\x0b\x00\x01\x7f\xff\xff\xff" "bank_", 12);

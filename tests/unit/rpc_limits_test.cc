@@ -1,6 +1,7 @@
 // Connection limits of the RPC server (issue 12, item 7): idle connections
-// are closed, a frame that trickles in is closed at its deadline, and calls
-// in flight per connection are bounded.
+// are closed, a frame that trickles in is closed at its deadline, calls in
+// flight per connection are bounded, and so are connections per listener and
+// per peer address.
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -163,6 +164,63 @@ TEST_F(RpcLimitsTest, CallsInFlightPerConnectionAreBounded) {
   ReleaseAll();
   EXPECT_TRUE(RunUntil([&] { return done; }));
   EXPECT_EQ(server->in_flight_refused(), 1u);
+}
+
+// Every client of this test is 127.0.0.1, so they all share one address's
+// slots: a cap of 3 refuses the fourth connection.
+TEST_F(RpcLimitsTest, ConnectionsFromOnePeerAddressAreBounded) {
+  ServerOptions o;
+  o.max_connections_per_peer = 3;
+  auto server = Serve(o);
+  bool closed[4] = {};
+  std::vector<std::unique_ptr<tcp::socket>> sockets;
+  for (int i = 0; i < 3; ++i) sockets.push_back(RawConnect(server->port(), &closed[i]));
+  ASSERT_TRUE(RunUntil([&] { return server->open_connections() == 3; }));
+  sockets.push_back(RawConnect(server->port(), &closed[3]));
+  EXPECT_TRUE(RunUntil([&] { return closed[3]; })) << "the fourth was not refused";
+  EXPECT_EQ(server->peer_connections_refused(), 1u);
+  EXPECT_EQ(server->connections_refused(), 0u) << "refused by the listener's cap instead";
+  EXPECT_EQ(server->open_connections(), 3u);
+  EXPECT_FALSE(closed[0] || closed[1] || closed[2]);
+  // Once the server has seen one of the three close, the address has a slot
+  // again: a new connection is served.
+  sockets[0]->close();
+  ASSERT_TRUE(RunUntil([&] { return server->open_connections() == 2; }));
+  auto channel = std::make_shared<RpcChannel>(io_, "127.0.0.1:" + std::to_string(server->port()));
+  Status status = Status::Internal("no answer");
+  bool done = false;
+  channel->Call<proto::BeginRequest, proto::BeginResponse>(
+      "Begin", proto::BeginRequest(), 10 * kSeconds, [&](Status s, proto::BeginResponse) {
+        status = s;
+        done = true;
+      });
+  ASSERT_TRUE(RunUntil([&] { return held_.size() == 1; })) << "the new connection was not served";
+  ReleaseAll();
+  ASSERT_TRUE(RunUntil([&] { return done; }));
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(server->open_connections(), 3u);
+  EXPECT_EQ(server->peer_connections_refused(), 1u);
+  // Full again: the next one is refused.
+  bool refused = false;
+  auto extra = RawConnect(server->port(), &refused);
+  EXPECT_TRUE(RunUntil([&] { return refused; }));
+  EXPECT_EQ(server->peer_connections_refused(), 2u);
+  channel->Close();
+}
+
+TEST_F(RpcLimitsTest, ListenerCapIsCountedApartFromThePerPeerCap) {
+  ServerOptions o;
+  o.max_connections = 2;
+  auto server = Serve(o);
+  bool closed[3] = {};
+  auto a = RawConnect(server->port(), &closed[0]);
+  auto b = RawConnect(server->port(), &closed[1]);
+  ASSERT_TRUE(RunUntil([&] { return server->open_connections() == 2; }));
+  auto c = RawConnect(server->port(), &closed[2]);
+  EXPECT_TRUE(RunUntil([&] { return closed[2]; }));
+  EXPECT_EQ(server->connections_refused(), 1u);
+  EXPECT_EQ(server->peer_connections_refused(), 0u);
+  EXPECT_FALSE(closed[0] || closed[1]);
 }
 
 }  // namespace

@@ -877,5 +877,155 @@ TEST_F(RpcTest, PipelinedCallsKeepManyInFlight) {
               kTotal / secs);
 }
 
+// ---------------------------------------------------------------- enum values
+
+// Thrift binary by hand, for messages no generated writer sends: an enum
+// field holding a value its enum does not have.
+std::string BE(uint64_t v, int bytes) {
+  std::string out;
+  for (int i = bytes - 1; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+  return out;
+}
+std::string I32Field(int16_t id, int32_t v) {
+  return "\x08" + BE(static_cast<uint16_t>(id), 2) + BE(static_cast<uint32_t>(v), 4);
+}
+std::string I64Field(int16_t id, int64_t v) {
+  return "\x0a" + BE(static_cast<uint16_t>(id), 2) + BE(static_cast<uint64_t>(v), 8);
+}
+std::string StructField(int16_t id, const std::string& fields) {
+  return "\x0c" + BE(static_cast<uint16_t>(id), 2) + fields + std::string(1, '\0');
+}
+// A framed message (strict header) whose args or result struct holds
+// `fields` as field `field_id` (1: a call's request, 0: a reply's response).
+std::string FramedMessage(const std::string& method, apache::thrift::protocol::TMessageType type,
+                          int32_t seqid, int16_t field_id, const std::string& fields) {
+  const std::string header = BE(0x80010000u | static_cast<uint32_t>(type), 4) +
+                             BE(method.size(), 4) + method + BE(static_cast<uint32_t>(seqid), 4);
+  return Frame(header + StructField(field_id, fields) + std::string(1, '\0'));
+}
+
+// A reply frame's body read with Thrift's own code: its seqid and response.
+template <class Resp>
+Resp DecodeResult(const std::string& body, int32_t* seqid_out = nullptr) {
+  auto buffer = std::make_shared<apache::thrift::transport::TMemoryBuffer>(
+      reinterpret_cast<uint8_t*>(const_cast<char*>(body.data())),
+      static_cast<uint32_t>(body.size()), apache::thrift::transport::TMemoryBuffer::COPY);
+  apache::thrift::protocol::TBinaryProtocol protocol(buffer);
+  std::string name;
+  apache::thrift::protocol::TMessageType type;
+  int32_t seqid = 0;
+  protocol.readMessageBegin(name, type, seqid);
+  if (seqid_out != nullptr) *seqid_out = seqid;
+  std::string ignored;
+  protocol.readStructBegin(ignored);
+  apache::thrift::protocol::TType field_type;
+  int16_t field_id = -1;
+  protocol.readFieldBegin(ignored, field_type, field_id);
+  EXPECT_EQ(field_id, 0);
+  Resp resp;
+  resp.read(&protocol);
+  return resp;
+}
+
+TEST_F(RpcTest, RequestWithAnEnumOutOfRangeIsRefusedNamingFieldAndValue) {
+  RpcServer server(io_);
+  int runs = 0;
+  server.Handle<proto::CommitRequest, proto::CommitResponse>(
+      "Commit", [&](proto::CommitRequest, RpcServer::Reply<proto::CommitResponse> reply) {
+        ++runs;
+        proto::CommitResponse r;
+        r.outcome = proto::Outcome::COMMITTED;
+        reply(r);
+      });
+  ASSERT_OK(server.Listen("127.0.0.1:0"));
+  tcp::socket socket = Connect(server.port());
+  const std::string txid = StructField(1, I64Field(1, 4) + I64Field(2, 2));
+  asio::write(socket, asio::buffer(FramedMessage("Commit", apache::thrift::protocol::T_CALL, 3, 1,
+                                                 txid + I32Field(3, 9))));
+  auto reply = ReadFrame(socket);
+  ASSERT_TRUE(reply.has_value());
+  proto::CommitResponse resp = DecodeResult<proto::CommitResponse>(*reply);
+  EXPECT_EQ(resp.status.code, proto::Code::INVALID_ARGUMENT);
+  EXPECT_NE(resp.status.message.find("CommitRequest.protocol = 9: Protocol has no such value"),
+            std::string::npos)
+      << resp.status.message;
+  EXPECT_EQ(runs, 0) << "the handler saw the value";
+  // The request parsed: the connection stays usable, and a valid one runs.
+  asio::write(socket, asio::buffer(FramedMessage("Commit", apache::thrift::protocol::T_CALL, 4, 1,
+                                                 txid + I32Field(3, proto::Protocol::THREE_PC))));
+  reply = ReadFrame(socket);
+  ASSERT_TRUE(reply.has_value());
+  resp = DecodeResult<proto::CommitResponse>(*reply);
+  EXPECT_EQ(resp.status.code, proto::Code::OK) << resp.status.message;
+  EXPECT_EQ(resp.outcome, proto::Outcome::COMMITTED);
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(server.malformed_frames(), 0u);
+}
+
+// A peer (a test acceptor here) answers with an enum value out of range: the
+// call fails as unreadable, naming the field; the caller never sees it.
+TEST_F(RpcTest, ResponseWithAnEnumOutOfRangeFailsTheCallAsUnreadable) {
+  tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  auto channel = std::make_shared<RpcChannel>(
+      io_, "127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()));
+  tcp::socket peer(io_);
+  bool accepted = false;
+  acceptor.async_accept(peer, [&](const boost::system::error_code& ec) { accepted = !ec; });
+
+  struct Answer {
+    std::string result_fields;  // the CommitResponse the peer sends
+    std::string field;          // what the failure must name, or empty: OK
+  };
+  const std::string ok_status = StructField(1, I32Field(1, 0));
+  const Answer answers[] = {
+      {ok_status + I32Field(3, 77), "CommitResponse.outcome = 77"},
+      {StructField(1, I32Field(1, 1024)), "CommitResponse.status.code = 1024"},
+      {StructField(1, I32Field(1, -1)) + I32Field(3, 2), "CommitResponse.status.code = -1"},
+      {ok_status + I32Field(3, proto::Outcome::ABORTED), ""},
+  };
+  for (const Answer& a : answers) {
+    SCOPED_TRACE(a.field);
+    bool done = false;
+    Status status;
+    proto::CommitResponse resp;
+    proto::CommitRequest req;
+    req.txid.epoch = 1;
+    req.txid.seq = 1;
+    channel->Call<proto::CommitRequest, proto::CommitResponse>(
+        "Commit", req, 3 * kSeconds, [&](Status s, proto::CommitResponse r) {
+          status = std::move(s);
+          resp = std::move(r);
+          done = true;
+        });
+    ASSERT_TRUE(RunUntil([&] { return accepted; }));
+    auto call = ReadFrame(peer);
+    ASSERT_TRUE(call.has_value());
+    int32_t seqid = 0;
+    {
+      auto buffer = std::make_shared<apache::thrift::transport::TMemoryBuffer>(
+          reinterpret_cast<uint8_t*>(call->data()), static_cast<uint32_t>(call->size()));
+      apache::thrift::protocol::TBinaryProtocol protocol(buffer);
+      std::string name;
+      apache::thrift::protocol::TMessageType type;
+      protocol.readMessageBegin(name, type, seqid);
+      EXPECT_EQ(name, "Commit");
+    }
+    asio::write(peer, asio::buffer(FramedMessage("Commit", apache::thrift::protocol::T_REPLY,
+                                                 seqid, 0, a.result_fields)));
+    ASSERT_TRUE(RunUntil([&] { return done; }));
+    if (a.field.empty()) {
+      ASSERT_OK(status);
+      EXPECT_EQ(resp.outcome, proto::Outcome::ABORTED);
+      continue;
+    }
+    EXPECT_EQ(status.code(), Status::kInternal) << status.ToString();
+    EXPECT_NE(status.message().find("unreadable response to Commit: " + a.field),
+              std::string::npos)
+        << status.message();
+    EXPECT_EQ(resp.outcome, proto::Outcome::UNKNOWN) << "the caller got the decoded value";
+  }
+  channel->Close();
+}
+
 }  // namespace
 }  // namespace txc::rpc

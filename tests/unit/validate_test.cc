@@ -2,6 +2,7 @@
 // refusal names the field and the value, and what honest clients send passes.
 #include "protocol/validate.h"
 
+#include <cstring>
 #include <limits>
 #include <optional>
 
@@ -429,6 +430,155 @@ TEST(ValidateTest, RefusalCarriesOnlyTheStatus) {
   auto c = Refusal<proto::CommitResponse>(why);
   EXPECT_EQ(c.status.code, proto::Code::INVALID_ARGUMENT);
   EXPECT_EQ(c.outcome, proto::Outcome::UNKNOWN);  // nothing is claimed about the transaction
+}
+
+// ------------------------------------------------------------ enum fields
+
+// Stores `v` in an enum field as the generated reader does, without a cast
+// to the enum (a value outside its range is not one of its values).
+template <class E>
+void SetRaw(E* field, int32_t v) {
+  static_assert(sizeof(E) == sizeof(v));
+  std::memcpy(field, &v, sizeof v);
+}
+
+// Every response's status.code: 0..13 pass, anything else is refused naming
+// "TYPE.status.code" and the value.
+template <class Resp>
+void ExpectStatusCodeChecked(const std::string& type) {
+  SCOPED_TRACE(type);
+  Resp r;
+  EXPECT_TRUE(CheckEnums(r).ok());
+  for (int32_t code : {0, 5, 13}) {
+    SetRaw(&r.status.code, code);
+    EXPECT_TRUE(CheckEnums(r).ok()) << code;
+  }
+  for (int32_t code : {14, 1024, -1, std::numeric_limits<int32_t>::min()}) {
+    SetRaw(&r.status.code, code);
+    ExpectRefused(CheckEnums(r), type + ".status.code", std::to_string(code));
+  }
+}
+
+TEST(ValidateEnumsTest, EveryResponseStatusCodeIsChecked) {
+  ExpectStatusCodeChecked<proto::BeginResponse>("BeginResponse");
+  ExpectStatusCodeChecked<proto::CommitResponse>("CommitResponse");
+  ExpectStatusCodeChecked<proto::OutcomeResponse>("OutcomeResponse");
+  ExpectStatusCodeChecked<proto::StatusResponse>("StatusResponse");
+  ExpectStatusCodeChecked<proto::ListTxnsResponse>("ListTxnsResponse");
+  ExpectStatusCodeChecked<proto::RetryTxnsResponse>("RetryTxnsResponse");
+  ExpectStatusCodeChecked<proto::ExecuteResponse>("ExecuteResponse");
+  ExpectStatusCodeChecked<proto::PrepareResponse>("PrepareResponse");
+  ExpectStatusCodeChecked<proto::DecideResponse>("DecideResponse");
+  ExpectStatusCodeChecked<proto::ListBranchesResponse>("ListBranchesResponse");
+  ExpectStatusCodeChecked<proto::AgentResolveResponse>("AgentResolveResponse");
+  ExpectStatusCodeChecked<proto::AgentForgetResponse>("AgentForgetResponse");
+  ExpectStatusCodeChecked<proto::BranchStateResponse>("BranchStateResponse");
+  ExpectStatusCodeChecked<proto::PeerAck>("PeerAck");
+  ExpectStatusCodeChecked<proto::LogBenchAppendResponse>("LogBenchAppendResponse");
+}
+
+TEST(ValidateEnumsTest, RequestEnumsAreCheckedAndTheMessageNamesTheValues) {
+  proto::CommitRequest c;
+  EXPECT_TRUE(CheckEnums(c).ok());
+  SetRaw(&c.protocol, 7);
+  Status s = CheckEnums(c);
+  ExpectRefused(s, "CommitRequest.protocol", "7");
+  // The message says what the values are: 0 is not a Protocol, but passes
+  // here as "unset" (Check() refuses it for a request).
+  EXPECT_NE(s.message().find("Protocol has no such value (1 TWO_PC to 2 THREE_PC, or 0: unset)"),
+            std::string::npos)
+      << s.message();
+  SetRaw(&c.protocol, 0);
+  EXPECT_TRUE(CheckEnums(c).ok());
+
+  proto::SubmitRequest sub;
+  SetRaw(&sub.protocol, -3);
+  ExpectRefused(CheckEnums(sub), "SubmitRequest.protocol", "-3");
+  proto::PrepareRequest p;
+  SetRaw(&p.protocol, 3);
+  ExpectRefused(CheckEnums(p), "PrepareRequest.protocol", "3");
+  proto::DecideRequest d;
+  SetRaw(&d.outcome, 5);
+  s = CheckEnums(d);
+  ExpectRefused(s, "DecideRequest.outcome", "5");
+  EXPECT_NE(s.message().find("Outcome has no such value (0 UNKNOWN to 4 FORGOTTEN)"),
+            std::string::npos)
+      << s.message();
+  SetRaw(&d.outcome, proto::Outcome::FORGOTTEN);
+  EXPECT_TRUE(CheckEnums(d).ok());  // an Outcome; Check() judges what it means
+  proto::ResolveRequest r;
+  SetRaw(&r.outcome, 99);
+  ExpectRefused(CheckEnums(r), "ResolveRequest.outcome", "99");
+  proto::AgentResolveRequest ar;
+  SetRaw(&ar.outcome, 1 << 20);
+  ExpectRefused(CheckEnums(ar), "AgentResolveRequest.outcome", std::to_string(1 << 20));
+}
+
+TEST(ValidateEnumsTest, ResponseOutcomesAndVotesAreChecked) {
+  proto::CommitResponse c;
+  SetRaw(&c.outcome, proto::Outcome::COMMITTED);
+  EXPECT_TRUE(CheckEnums(c).ok());
+  SetRaw(&c.outcome, 77);
+  ExpectRefused(CheckEnums(c), "CommitResponse.outcome", "77");
+  proto::OutcomeResponse o;
+  SetRaw(&o.outcome, 5);
+  ExpectRefused(CheckEnums(o), "OutcomeResponse.outcome", "5");
+  proto::PrepareResponse p;
+  EXPECT_TRUE(CheckEnums(p).ok());  // vote 0: a refused Prepare's answer
+  for (int32_t v : {1, 2, 3}) {
+    SetRaw(&p.vote, v);
+    EXPECT_TRUE(CheckEnums(p).ok()) << v;
+  }
+  SetRaw(&p.vote, 4);
+  ExpectRefused(CheckEnums(p), "PrepareResponse.vote", "4");
+  // A bad status is named before the field that follows it.
+  SetRaw(&p.status.code, 40);
+  ExpectRefused(CheckEnums(p), "PrepareResponse.status.code", "40");
+}
+
+TEST(ValidateEnumsTest, EnumsInsideListsAreNamedWithTheirIndex) {
+  proto::ListTxnsResponse l;
+  l.txns.resize(3);
+  l.txns[2].progress.resize(2);
+  EXPECT_TRUE(CheckEnums(l).ok());
+  SetRaw(&l.txns[1].outcome, 9);
+  ExpectRefused(CheckEnums(l), "ListTxnsResponse.txns[1].outcome", "9");
+  SetRaw(&l.txns[1].outcome, proto::Outcome::ABORTED);
+  SetRaw(&l.txns[2].protocol, 8);
+  ExpectRefused(CheckEnums(l), "ListTxnsResponse.txns[2].protocol", "8");
+  SetRaw(&l.txns[2].protocol, proto::Protocol::THREE_PC);
+  SetRaw(&l.txns[2].progress[1].vote, -7);
+  ExpectRefused(CheckEnums(l), "ListTxnsResponse.txns[2].progress[1].vote", "-7");
+  SetRaw(&l.txns[2].progress[1].vote, proto::Vote::READ_ONLY);
+  EXPECT_TRUE(CheckEnums(l).ok());
+
+  proto::ListBranchesResponse b;
+  b.branches.resize(2);
+  SetRaw(&b.branches[1].heuristic_outcome, 6);
+  ExpectRefused(CheckEnums(b), "ListBranchesResponse.branches[1].heuristic_outcome", "6");
+  SetRaw(&b.branches[1].heuristic_outcome, proto::Outcome::COMMITTED);
+  SetRaw(&b.branches[0].group_outcome, 1000);
+  ExpectRefused(CheckEnums(b), "ListBranchesResponse.branches[0].group_outcome", "1000");
+  proto::AgentResolveResponse ar;
+  ar.branches.resize(1);
+  SetRaw(&ar.branches[0].group_outcome, 12);
+  ExpectRefused(CheckEnums(ar), "AgentResolveResponse.branches[0].group_outcome", "12");
+}
+
+TEST(ValidateEnumsTest, MessagesWithoutEnumFieldsPass) {
+  EXPECT_TRUE(CheckEnums(proto::BeginRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::AbortRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::OutcomeRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::StatusRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::ListTxnsRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::RetryTxnsRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::ForgetParticipantRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::ExecuteRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::ListBranchesRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::AgentForgetRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::BranchStateRequest()).ok());
+  EXPECT_TRUE(CheckEnums(proto::PeerMessage()).ok());
+  EXPECT_TRUE(CheckEnums(proto::LogBenchAppendRequest()).ok());
 }
 
 }  // namespace
