@@ -129,6 +129,8 @@ Process::Process(std::string name, std::vector<std::string> argv, std::string lo
 Process::~Process() { Kill(SIGKILL); }
 
 bool Process::Start(int port, int wait_ms) {
+  // Before the fork: the first call makes the certificates (std::system).
+  std::vector<std::string> argv = WithTestTls(argv_);
   pid_ = fork();
   if (pid_ < 0) return false;
   if (pid_ == 0) {
@@ -139,7 +141,7 @@ bool Process::Start(int port, int wait_ms) {
     unsetenv("TXC_CRASH_AT");
     for (const auto& [k, v] : env_) setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> args;
-    for (auto& a : argv_) args.push_back(a.data());
+    for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
     execv(args[0], args.data());
     _exit(127);
