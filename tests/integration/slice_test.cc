@@ -833,6 +833,44 @@ TEST(TestPortTest, AReservationEndsWithItsProcess) {
   EXPECT_EQ(testing::ReservePort(port, port), port);
 }
 
+// tests/support/test_tls.h: which command gets which certificate, and where.
+TEST(TestTlsTest, EachProgramGetsItsRolesFlagsUnlessItChose) {
+  using authz::Role;
+  const std::string bin = TXC_BIN_DIR;
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txcoord", "--listen", "x"}), Role::kReplica);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txagent"}), Role::kAgent);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txadmin", "status"}), Role::kAdmin);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txbench", "transfer", "--coordinator", "c"}), Role::kClient);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txbench", "log", "--coordinator", "c"}), Role::kAdmin);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txbench", "transfer", "--direct"}), Role::kNone);
+  EXPECT_EQ(testing::RoleOfCommand({"/bin/sh", "x"}), Role::kNone);
+  EXPECT_EQ(testing::DefaultRoleFor("ListBranches"), Role::kAdmin);
+  EXPECT_EQ(testing::DefaultRoleFor("Decide"), Role::kReplica);
+  EXPECT_EQ(testing::DefaultRoleFor("Execute"), Role::kClient);
+  EXPECT_EQ(testing::DefaultRoleFor("BranchState"), Role::kAgent);
+
+  const std::vector<std::string> insecure{bin + "/txcoord", "--insecure"};
+  EXPECT_EQ(testing::WithTestTls(insecure), insecure);
+  {
+    testing::ScopedPlaintext plaintext;
+    EXPECT_FALSE(testing::TestTlsOn());
+    EXPECT_FALSE(testing::TestTls(Role::kClient).enabled());
+    EXPECT_EQ(testing::WithTestTls({bin + "/txagent"}), std::vector<std::string>{bin + "/txagent"});
+  }
+  if (!testing::TestTlsOn()) GTEST_SKIP() << "TXC_TEST_TLS=0";
+  // txadmin's global options go before its command.
+  auto admin = testing::WithTestTls({bin + "/txadmin", "status"});
+  ASSERT_EQ(admin.size(), 8u);
+  EXPECT_EQ(admin[1], "--tls-cert");
+  EXPECT_EQ(admin[2], testing::TestCertDir() + "/admin.crt");
+  EXPECT_EQ(admin.back(), "status");
+  auto agent = testing::WithTestTls({bin + "/txagent", "--listen", "x"});
+  ASSERT_EQ(agent.size(), 9u);
+  EXPECT_EQ(agent[3], "--tls-cert");
+  EXPECT_EQ(agent[4], testing::TestCertDir() + "/agent.crt");
+  EXPECT_TRUE(std::filesystem::exists(testing::TestCertDir() + "/agent.key"));
+}
+
 TEST(TestPortTest, PortsComeFromOutsideTheEphemeralRange) {
   int lo = 32768, hi = 60999;
   std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> lo >> hi;
