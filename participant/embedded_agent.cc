@@ -80,6 +80,7 @@ AgentNodeOptions NodeOptions(const EmbeddedAgentOptions& o, int64_t incarnation)
   n.core.active_timeout = o.active_timeout;
   n.core.incarnation = incarnation;
   n.metrics_listen = o.metrics_listen;
+  n.tls = o.tls;
   return n;
 }
 

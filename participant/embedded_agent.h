@@ -32,6 +32,7 @@
 
 #include "common/status.h"
 #include "common/time.h"
+#include "common/tls_config.h"
 #include "participant/resource_manager.h"
 
 namespace txc::participant {
@@ -52,6 +53,10 @@ struct EmbeddedAgentOptions {
   Micros active_timeout = 60 * kSeconds;
   // HOST:PORT for GET /metrics (Prometheus text); empty: none.
   std::string metrics_listen;
+  // Mutual TLS on the agent's server and on its calls to the coordinator
+  // group, as txagent's --tls-* flags (an agent certificate). Default:
+  // plaintext (docs/security.md).
+  TlsConfig tls;
 };
 
 class EmbeddedAgent {

@@ -9,6 +9,11 @@
 // --protocol 2pc|3pc (default 2pc) is the commit protocol of every transaction
 // it runs, the set-up and the balance checks included.
 //
+// Every connection is mutual TLS: the demo makes a throwaway CA and a
+// certificate per role with scripts/make-certs.sh in its directory, and each
+// process presents its role's (replica, agent; the transfers run as client,
+// the in-doubt check as admin). --plaintext runs without TLS, on loopback.
+//
 // Ends with: RESULT committed=N aborted=N total_before=N total_after=N invariant=held|BROKEN
 #include <fcntl.h>
 #include <signal.h>
@@ -23,9 +28,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -53,15 +60,24 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
+// True once something listens on TCP port `port`, read from /proc/net/tcp:
+// a probe connection would be a failed TLS handshake in the child's log.
 bool PortOpen(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // the header
+  while (std::getline(in, line)) {
+    // "  0: 0100007F:4E20 00000000:0000 0A ...": local address:port, remote, state (0A: LISTEN).
+    std::istringstream fields(line);
+    std::string slot, local, remote, state;
+    fields >> slot >> local >> remote >> state;
+    const size_t colon = local.find(':');
+    if (colon != std::string::npos && state == "0A" &&
+        std::stoi(local.substr(colon + 1), nullptr, 16) == port) {
+      return true;
+    }
+  }
+  return false;
 }
 
 // A child process: its command line, log file and pid.
@@ -112,6 +128,26 @@ void StopAll() {
   for (Child* c : g_children) c->Kill(SIGTERM);
 }
 
+// scripts/make-certs.sh: `given` if named, else from the source tree the
+// demo runs in, else next to the build's bin directory (build/bin/../..).
+std::string FindMakeCerts(const std::string& given, const std::string& bin) {
+  if (!given.empty()) return given;
+  for (const std::string& p : {std::string("scripts/make-certs.sh"), bin + "/../../scripts/make-certs.sh"}) {
+    if (std::filesystem::exists(p)) return std::filesystem::absolute(p).lexically_normal().string();
+  }
+  return "";
+}
+
+TlsConfig RoleTls(const std::string& certs, const std::string& role) {
+  if (certs.empty()) return {};
+  return TlsConfig{certs + "/" + role + ".crt", certs + "/" + role + ".key", certs + "/ca.crt"};
+}
+
+std::vector<std::string> TlsFlags(const TlsConfig& t) {
+  if (!t.enabled()) return {};
+  return {"--tls-cert", t.cert, "--tls-key", t.key, "--tls-ca", t.ca};
+}
+
 int64_t SumBalances(Client& c, const TxnOptions& txn, const std::string& resource) {
   for (int attempt = 0; attempt < 100; ++attempt) {
     auto tx = c.Begin(txn);
@@ -140,7 +176,10 @@ int main(int argc, char** argv) {
       ("replicas", po::value<int>()->default_value(3), "coordinator replicas: 1, 3 or 5")
       ("protocol", po::value<std::string>()->default_value("2pc"),
        "commit protocol of every transaction: 2pc or 3pc")
-      ("no-kill", po::bool_switch(), "do not kill anything mid-run");
+      ("no-kill", po::bool_switch(), "do not kill anything mid-run")
+      ("plaintext", po::bool_switch(), "no TLS: plaintext connections on loopback")
+      ("make-certs", po::value<std::string>()->default_value(""),
+       "the certificate script (default: scripts/make-certs.sh of the source tree)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -171,6 +210,29 @@ int main(int argc, char** argv) {
   std::printf("txcoord bank-transfer demo (%s): data and logs in %s\n", ProtocolFlag(txn.protocol),
               dir.c_str());
 
+  // The certificates: a throwaway CA and one certificate per role, made now
+  // into the demo's directory, next to its logs.
+  std::string certs;
+  if (!vm["plaintext"].as<bool>()) {
+    std::string script = FindMakeCerts(vm["make-certs"].as<std::string>(), bin);
+    if (script.empty()) {
+      std::cerr << "bank_transfer: scripts/make-certs.sh not found: run from the source tree, give "
+                   "--make-certs PATH, or --plaintext to run without TLS\n";
+      return 2;
+    }
+    certs = dir + "/certs";
+    std::string cmd = "bash '" + script + "' '" + certs + "' >'" + dir + "/make-certs.log' 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      std::fprintf(stderr, "bank_transfer: %s failed (see %s/make-certs.log; is openssl installed?); "
+                   "--plaintext runs without TLS\n", script.c_str(), dir.c_str());
+      return 1;
+    }
+    std::printf("TLS: on, mutual, every connection; certificates (CA, replica, agent, client, admin) in %s\n",
+                certs.c_str());
+  } else {
+    std::printf("TLS: off (--plaintext): plaintext on loopback, no roles\n");
+  }
+
   int replicas = vm["replicas"].as<int>();
   if (replicas != 1 && replicas != 3 && replicas != 5) {
     std::cerr << "bank_transfer: --replicas must be 1, 3 or 5\n";
@@ -192,6 +254,7 @@ int main(int argc, char** argv) {
     if (replicas > 1) {
       coords[i].argv.insert(coords[i].argv.end(), {"--id", std::to_string(i + 1), "--peers", peers});
     }
+    for (const std::string& f : TlsFlags(RoleTls(certs, "replica"))) coords[i].argv.push_back(f);
   }
   std::map<std::string, Child> agents;
   for (std::string bank : {"bank_a", "bank_b"}) {
@@ -199,6 +262,7 @@ int main(int argc, char** argv) {
     a.argv = {bin + "/txagent", "--listen", "127.0.0.1:" + std::to_string(a.port), "--data",
               dir + "/" + bank, "--coordinator", caddr, "--resource",
               bank + "=sqlite:" + dir + "/" + bank + ".db"};
+    for (const std::string& f : TlsFlags(RoleTls(certs, "agent"))) a.argv.push_back(f);
     agents.emplace(bank, std::move(a));
   }
   for (auto& c : coords) g_children.push_back(&c);
@@ -220,6 +284,7 @@ int main(int argc, char** argv) {
   for (auto& [bank, a] : agents) co.agents[bank] = "127.0.0.1:" + std::to_string(a.port);
   co.call_timeout = 3 * kSeconds;
   co.commit_timeout = 10 * kSeconds;
+  co.tls = RoleTls(certs, "client");
   std::printf("waiting for the coordinator group to answer (up to 5 s)\n");
   auto client = Client::Connect(co);
   if (!client.ok()) {
@@ -227,6 +292,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   Client& c = **client;
+  // The operator's view (the leader, the transactions in doubt) as admin:
+  // a client certificate may not list transactions.
+  ClientOptions ao = co;
+  ao.tls = RoleTls(certs, "admin");
+  auto admin = Client::Connect(ao);
+  if (!admin.ok()) {
+    std::fprintf(stderr, "%s\n", admin.status().ToString().c_str());
+    return 1;
+  }
+  Client& ops = **admin;
 
   // Each bank: an accounts table, every account opened with 1000.
   for (const auto& [bank, a] : agents) {
@@ -299,7 +374,7 @@ int main(int argc, char** argv) {
       } else if (step == kKillLeader) {
         for (auto& replica : coords) {
           if (replica.pid <= 0) continue;
-          auto st = c.ClusterStatus("127.0.0.1:" + std::to_string(replica.port));
+          auto st = ops.ClusterStatus("127.0.0.1:" + std::to_string(replica.port));
           if (st.ok() && st->leader_id == st->replica_id && st->leader_id >= 1 && st->leader_id <= replicas) {
             dead_leader = &coords[st->leader_id - 1];
             break;
@@ -331,7 +406,7 @@ int main(int argc, char** argv) {
 
   // Let every decided transaction reach both banks, then count the money.
   for (int i = 0; i < 300; ++i) {
-    auto doubt = c.ListTxns("in-doubt");
+    auto doubt = ops.ListTxns("in-doubt");
     if (doubt.ok() && doubt->empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

@@ -58,6 +58,10 @@ using testing::TempDir;
 
 std::string Addr(int port) { return "127.0.0.1:" + std::to_string(port); }
 
+// Plaintext, whatever TXC_TEST_TLS says: the recording proxies read the
+// frames off the wire, and the fuzz targets take plaintext frames.
+const testing::ScopedPlaintext kProxiesRecordPlaintext;
+
 // A TCP proxy on 127.0.0.1:listen_port to 127.0.0.1:target_port that keeps a
 // copy of both directions of every connection. Runs its own io thread.
 class RecordingProxy {

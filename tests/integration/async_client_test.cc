@@ -60,6 +60,7 @@ class AsyncClientTest : public ::testing::Test {
     options_.agents = {{"bank_a", Addr(aport_)}, {"bank_b", Addr(bport_)}};
     options_.call_timeout = 10 * kSeconds;
     options_.commit_timeout = 30 * kSeconds;
+    options_.tls = testing::TestTls(authz::Role::kClient);
 
     // The accounts, through the blocking client.
     auto setup = Client::Connect(options_);

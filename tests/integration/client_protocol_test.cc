@@ -52,6 +52,8 @@ class ClientProtocolTest : public ::testing::Test {
     o.agents = {{"bank_a", Addr(aport_)}, {"bank_b", Addr(bport_)}};
     o.call_timeout = 5 * kSeconds;
     o.commit_timeout = 20 * kSeconds;
+    // admin: WatchCommit reads the leader's ListTxns, an operator command.
+    o.tls = testing::TestTls(authz::Role::kAdmin);
     auto c = Client::Connect(o);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     client_ = std::move(*c);

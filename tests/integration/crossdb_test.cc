@@ -100,6 +100,7 @@ class CrossDbTest : public ::testing::Test {
     for (const char* r : {"orders", "stock", "ledger"}) o.agents[r] = Addr(port_[r]);
     o.call_timeout = 10 * kSeconds;
     o.commit_timeout = 20 * kSeconds;
+    o.tls = testing::TestTls(authz::Role::kClient);
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return c.ok() ? std::move(*c) : nullptr;

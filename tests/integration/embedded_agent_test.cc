@@ -80,6 +80,7 @@ class EmbeddedAgentTest : public ::testing::Test {
     o.listen = Addr(port);
     o.coordinators = {Addr(cport_)};
     o.data_dir = dir_.path + "/agent";
+    o.tls = testing::TestTls(authz::Role::kAgent);
     return o;
   }
 
@@ -96,6 +97,7 @@ class EmbeddedAgentTest : public ::testing::Test {
     o.agents = {{"ledger", agent}, {"books", agent}};
     o.call_timeout = 5 * kSeconds;
     o.commit_timeout = 10 * kSeconds;
+    o.tls = testing::TestTls(authz::Role::kClient);
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return c.ok() ? std::move(*c) : nullptr;

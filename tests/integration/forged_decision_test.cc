@@ -24,6 +24,12 @@ using testing::TempDir;
 
 std::string Addr(int port) { return "127.0.0.1:" + std::to_string(port); }
 
+// Plaintext, whatever TXC_TEST_TLS says: the forgery this file shows is the
+// plaintext mode's (anyone reaching the port may call Decide). With TLS on
+// the authorization table refuses it first (tls_test.cc,
+// ClientCannotDecideAPreparedBranch).
+const testing::ScopedPlaintext kPlaintextForging;
+
 class ForgedDecisionTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -115,6 +115,7 @@ class MetricsScrapeTest : public ::testing::Test {
     o.coordinators = {Addr(cport_)};
     o.agents = {{"bank_a", Addr(aport_)}};
     o.call_timeout = 20 * kSeconds;
+    o.tls = testing::TestTls(authz::Role::kClient);  // RPC only: the /metrics pages stay HTTP
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return c.ok() ? std::move(c.value()) : nullptr;

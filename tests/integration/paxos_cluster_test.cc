@@ -57,6 +57,8 @@ class ClusterTest : public ::testing::Test {
     o.agents = {{"bank_a", Addr(aport_)}, {"bank_b", Addr(bport_)}};
     o.call_timeout = 5 * kSeconds;
     o.commit_timeout = 20 * kSeconds;
+    // admin: ExpectSettledAndConserved reads ListTxns, an operator command.
+    o.tls = testing::TestTls(authz::Role::kAdmin);
     auto c = Client::Connect(o);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     client_ = std::move(c.value());

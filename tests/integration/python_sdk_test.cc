@@ -36,6 +36,10 @@ std::string Script(const std::string& name) {
 }
 const std::map<std::string, std::string> kPyEnv = {{"TXC_GEN_PY", TXC_GEN_PY_DIR}};
 
+// Plaintext, whatever TXC_TEST_TLS says: client.py and participant.py speak
+// plaintext Thrift only, and the txcoord and txagents here talk to them.
+const testing::ScopedPlaintext kPythonSpeaksPlaintext;
+
 // The value of "key": "..." in client.py's --json line ("" when absent).
 std::string JsonString(const std::string& out, const std::string& key) {
   std::string needle = "\"" + key + "\": \"";

@@ -42,6 +42,11 @@ constexpr int kStepMs = 300 * 1000;  // one configure, build or install step
 
 std::string Addr(int port) { return "127.0.0.1:" + std::to_string(port); }
 
+// Plaintext, whatever TXC_TEST_TLS says: the consumer programs built against
+// the installed SDK (examples/sdk_consumer, the pkg-config client) take no
+// TLS flags, and the installed txcoord and txagent here serve them.
+const testing::ScopedPlaintext kConsumersSpeakPlaintext;
+
 std::string Slurp(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -116,6 +116,9 @@ class SliceTest : public ::testing::Test {
     o.agents = {{"bank_a", Addr(aport_)}, {"bank_b", Addr(bport_)}};
     o.call_timeout = 5 * kSeconds;
     o.commit_timeout = commit_timeout;
+    // admin: the tests run operator commands through it too (ListTxns,
+    // ShowTxn, RetryTxns, Resolve).
+    o.tls = testing::TestTls(authz::Role::kAdmin);
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return std::move(c.value());
@@ -154,6 +157,23 @@ class SliceTest : public ::testing::Test {
                                   {Int(amount), Int(from), Int(amount)}, 1)}},
             {"bank_b", {SqlExpect("UPDATE accounts SET balance = balance + ? WHERE id = ?",
                                   {Int(amount), Int(to)}, 1)}}};
+  }
+
+  // Sends malformed frames (and an HTTP request) to every port; the servers
+  // keep serving.
+  void ExpectGarbageLeavesServersServing() {
+    const std::vector<std::string> garbage = {
+        std::string("\xff\xff\xff\xff", 4), std::string("\x00\x00\x00\x05hello", 9),
+        "GET / HTTP/1.1\r\n\r\n", std::string("\x7f\xff\xff\xff\x80\x01\x00\x01", 8),
+        std::string("\x00\x00\x00\x10\x80\x01\x00\x01\x00\x00\x00\x07Nothing", 19)};
+    for (int port : {cport_, aport_, bport_}) {
+      for (const auto& g : garbage) testing::SendRaw(port, g);
+    }
+    EXPECT_FALSE(coord_->Exited());
+    EXPECT_FALSE(agent_a_->Exited());
+    EXPECT_FALSE(agent_b_->Exited());
+    auto r = client_->Submit(Transfer(1, 2, 2));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
   }
 
   TempDir dir_;
@@ -565,19 +585,20 @@ TEST_F(SliceTest, ThreePhaseAutonomousTerminationDisagreeingWithTheGroupIsARepor
       << agent_b_->LogTail();
 }
 
-TEST_F(SliceTest, MalformedBytesOnEveryPortLeaveServersServing) {
-  const std::vector<std::string> garbage = {
-      std::string("\xff\xff\xff\xff", 4), std::string("\x00\x00\x00\x05hello", 9),
-      "GET / HTTP/1.1\r\n\r\n", std::string("\x7f\xff\xff\xff\x80\x01\x00\x01", 8),
-      std::string("\x00\x00\x00\x10\x80\x01\x00\x01\x00\x00\x00\x07Nothing", 19)};
-  for (int port : {cport_, aport_, bport_}) {
-    for (const auto& g : garbage) testing::SendRaw(port, g);
-  }
-  EXPECT_FALSE(coord_->Exited());
-  EXPECT_FALSE(agent_a_->Exited());
-  EXPECT_FALSE(agent_b_->Exited());
-  auto r = client_->Submit(Transfer(1, 2, 2));
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
+// Plaintext, whatever TXC_TEST_TLS says: raw bytes reach the frame reader
+// only on a plaintext port; on a TLS port the handshake meets them first
+// (SliceTest.MalformedBytesBeforeTheTlsHandshakeLeaveServersServing).
+class SlicePlaintextTest : public SliceTest {
+  testing::ScopedPlaintext plaintext_;
+};
+
+TEST_F(SlicePlaintextTest, MalformedBytesOnEveryPortLeaveServersServing) {
+  ExpectGarbageLeavesServersServing();
+}
+
+// With TXC_TEST_TLS=0 this repeats the plaintext case.
+TEST_F(SliceTest, MalformedBytesBeforeTheTlsHandshakeLeaveServersServing) {
+  ExpectGarbageLeavesServersServing();
 }
 
 TEST_F(SliceTest, UnknownResourceAndBadSqlGetClearErrors) {
@@ -810,6 +831,44 @@ TEST(TestPortTest, AReservationEndsWithItsProcess) {
   close(pipefd[1]);
   // Its holder exited (as a crashed test would): the port is free again.
   EXPECT_EQ(testing::ReservePort(port, port), port);
+}
+
+// tests/support/test_tls.h: which command gets which certificate, and where.
+TEST(TestTlsTest, EachProgramGetsItsRolesFlagsUnlessItChose) {
+  using authz::Role;
+  const std::string bin = TXC_BIN_DIR;
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txcoord", "--listen", "x"}), Role::kReplica);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txagent"}), Role::kAgent);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txadmin", "status"}), Role::kAdmin);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txbench", "transfer", "--coordinator", "c"}), Role::kClient);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txbench", "log", "--coordinator", "c"}), Role::kAdmin);
+  EXPECT_EQ(testing::RoleOfCommand({bin + "/txbench", "transfer", "--direct"}), Role::kNone);
+  EXPECT_EQ(testing::RoleOfCommand({"/bin/sh", "x"}), Role::kNone);
+  EXPECT_EQ(testing::DefaultRoleFor("ListBranches"), Role::kAdmin);
+  EXPECT_EQ(testing::DefaultRoleFor("Decide"), Role::kReplica);
+  EXPECT_EQ(testing::DefaultRoleFor("Execute"), Role::kClient);
+  EXPECT_EQ(testing::DefaultRoleFor("BranchState"), Role::kAgent);
+
+  const std::vector<std::string> insecure{bin + "/txcoord", "--insecure"};
+  EXPECT_EQ(testing::WithTestTls(insecure), insecure);
+  {
+    testing::ScopedPlaintext plaintext;
+    EXPECT_FALSE(testing::TestTlsOn());
+    EXPECT_FALSE(testing::TestTls(Role::kClient).enabled());
+    EXPECT_EQ(testing::WithTestTls({bin + "/txagent"}), std::vector<std::string>{bin + "/txagent"});
+  }
+  if (!testing::TestTlsOn()) GTEST_SKIP() << "TXC_TEST_TLS=0";
+  // txadmin's global options go before its command.
+  auto admin = testing::WithTestTls({bin + "/txadmin", "status"});
+  ASSERT_EQ(admin.size(), 8u);
+  EXPECT_EQ(admin[1], "--tls-cert");
+  EXPECT_EQ(admin[2], testing::TestCertDir() + "/admin.crt");
+  EXPECT_EQ(admin.back(), "status");
+  auto agent = testing::WithTestTls({bin + "/txagent", "--listen", "x"});
+  ASSERT_EQ(agent.size(), 9u);
+  EXPECT_EQ(agent[3], "--tls-cert");
+  EXPECT_EQ(agent[4], testing::TestCertDir() + "/agent.crt");
+  EXPECT_TRUE(std::filesystem::exists(testing::TestCertDir() + "/agent.key"));
 }
 
 TEST(TestPortTest, PortsComeFromOutsideTheEphemeralRange) {

@@ -223,8 +223,8 @@ TEST_F(TlsTest, PlaintextClientIsRefused) {
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), Status::kUnavailable) << c.status().ToString();
   // Straight to the agent too: no handshake, no call.
-  auto r = testing::CallOnce<proto::ListBranchesRequest, proto::ListBranchesResponse>(
-      aport_, "ListBranches", proto::ListBranchesRequest(), 2 * kSeconds);
+  auto r = testing::CallOnceWith<proto::ListBranchesRequest, proto::ListBranchesResponse>(
+      TlsConfig{}, aport_, "ListBranches", proto::ListBranchesRequest(), 2 * kSeconds);
   EXPECT_FALSE(r.ok());
   EXPECT_GE(Metric(ametrics_, "txagent_rpc_tls_handshake_failures_total"), 1);
 }

@@ -82,6 +82,7 @@ class TxadminClusterTest : public ::testing::Test {
     for (int p : ports_) o.coordinators.push_back(Addr(p));
     o.agents = {{"bank_a", Addr(aport_)}, {"bank_b", Addr(aport_)}};
     o.commit_timeout = 20 * kSeconds;
+    o.tls = testing::TestTls(authz::Role::kClient);
     auto c = Client::Connect(o);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     client_ = std::move(c.value());
@@ -134,6 +135,7 @@ class TxadminClusterTest : public ::testing::Test {
   Ran Txadmin(std::vector<std::string> args) {
     std::string out = dir_.path + "/txadmin.out", err = dir_.path + "/txadmin.err";
     args.insert(args.begin(), TXC_BIN_DIR "/txadmin");
+    args = testing::WithTestTls(std::move(args));  // an admin certificate when TLS is on
     pid_t pid = fork();
     if (pid == 0) {
       int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -490,6 +492,7 @@ TEST_F(TxadminClusterTest, TxnForgetEndsATransactionWhoseParticipantIsLost) {
   o.coordinators = {coord};
   o.agents = {{"bank_x", Addr(aport)}, {"bank_c", Addr(cport)}};
   o.commit_timeout = 3 * kSeconds;
+  o.tls = testing::TestTls(authz::Role::kClient);
   auto client = Client::Connect(o);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   {

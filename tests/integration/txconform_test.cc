@@ -32,6 +32,10 @@ using testing::TempDir;
 
 std::string Addr(int port) { return "127.0.0.1:" + std::to_string(port); }
 
+// Plaintext, whatever TXC_TEST_TLS says: txconform takes no TLS flags, and
+// the Python participants and the proxy it checks speak plaintext.
+const testing::ScopedPlaintext kTxconformSpeaksPlaintext;
+
 struct ConformRun {
   int exit_code = -1;
   std::string output;

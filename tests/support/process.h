@@ -1,6 +1,7 @@
 // Test support: real txcoord/txagent processes on loopback, started and
 // stopped by pid. Every process a test starts is killed when its Process
-// object is destroyed.
+// object is destroyed. With TLS on (test_tls.h, the default) a txcoord,
+// txagent, txadmin or txbench is started with its role's --tls-* flags.
 #pragma once
 
 #include <sys/types.h>
@@ -14,6 +15,7 @@
 #include "common/status.h"
 #include "common/time.h"
 #include "protocol/rpc.h"
+#include "tests/support/test_tls.h"
 
 namespace txc::testing {
 
@@ -48,7 +50,8 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   // Starts it; if `port` > 0, waits until it listens there (false on timeout
-  // or if it exited).
+  // or if it exited). The command line gets the TLS flags of its role
+  // (WithTestTls) unless TLS is off at this moment or it chose already.
   bool Start(int port = 0, int wait_ms = 10000);
   // Sends `sig` and reaps it.
   void Kill(int sig);
@@ -73,12 +76,15 @@ void SendRaw(int port, const std::string& bytes);
 
 // Calls `method` on 127.0.0.1:port once, on a connection of its own, and
 // waits for the answer: for requests no client library would send, and for
-// the agent's ListBranches.
+// the agent's ListBranches. `tls` empty: plaintext.
 template <class Req, class Resp>
-Result<Resp> CallOnce(int port, const std::string& method, const Req& req,
-                      Micros timeout = 5 * kSeconds) {
+Result<Resp> CallOnceWith(const TlsConfig& tls, int port, const std::string& method,
+                          const Req& req, Micros timeout = 5 * kSeconds) {
   boost::asio::io_context io;
-  auto channel = std::make_shared<rpc::RpcChannel>(io, "127.0.0.1:" + std::to_string(port));
+  rpc::ChannelOptions options;
+  options.tls = tls;
+  auto channel =
+      std::make_shared<rpc::RpcChannel>(io, "127.0.0.1:" + std::to_string(port), options);
   Status status = Status::Timeout("no answer from port " + std::to_string(port));
   Resp resp;
   channel->template Call<Req, Resp>(method, req, timeout, [&](Status s, Resp r) {
@@ -90,6 +96,22 @@ Result<Resp> CallOnce(int port, const std::string& method, const Req& req,
   channel->Close();
   if (!status.ok()) return status;
   return resp;
+}
+
+// CallOnceWith as `role` (TestTls: plaintext when TLS is off).
+template <class Req, class Resp>
+Result<Resp> CallOnceAs(authz::Role role, int port, const std::string& method, const Req& req,
+                        Micros timeout = 5 * kSeconds) {
+  return CallOnceWith<Req, Resp>(TestTls(role), port, method, req, timeout);
+}
+
+// CallOnceAs a role the authorization table lets call `method`
+// (DefaultRoleFor: ListBranches as admin, Prepare and Decide as the
+// coordinator's replica, Execute as a client, ...).
+template <class Req, class Resp>
+Result<Resp> CallOnce(int port, const std::string& method, const Req& req,
+                      Micros timeout = 5 * kSeconds) {
+  return CallOnceAs<Req, Resp>(DefaultRoleFor(method), port, method, req, timeout);
 }
 
 }  // namespace txc::testing
