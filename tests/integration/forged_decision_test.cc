@@ -74,6 +74,20 @@ class ForgedDecisionTest : public ::testing::Test {
     return -1;
   }
 
+  // Reads take no locks (README: a read may see another transaction's
+  // uncommitted change), and a plaintext agent applies even the group's ABORT
+  // only after confirming it, a round trip after the client's Rollback
+  // returned. So a rolled-back change is read until then: wait (10 s at
+  // most) for the balance to be `want`; a committed change never goes back.
+  int64_t BalanceOnceSettled(int64_t id, int64_t want) {
+    int64_t b = Balance(id);
+    for (int i = 0; i < 100 && b != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      b = Balance(id);
+    }
+    return b;
+  }
+
   proto::DecideResponse Decide(const TxId& txid, proto::Outcome::type outcome) {
     proto::DecideRequest d;
     d.txid = txid;
@@ -111,7 +125,7 @@ TEST_F(ForgedDecisionTest, AForgedCommitOfAnUndecidedTransactionIsRefused) {
 
   Status rb = tx->Rollback();
   EXPECT_TRUE(rb.ok()) << rb.ToString();
-  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(BalanceOnceSettled(1, 100), 100);
 }
 
 // A transaction the group aborted (the client rolled it back) after someone
@@ -132,7 +146,7 @@ TEST_F(ForgedDecisionTest, AForgedCommitOfAnAbortedTransactionIsRefused) {
   proto::DecideResponse forged = Decide(id, proto::Outcome::COMMITTED);
   EXPECT_NE(forged.status.code, proto::Code::OK) << forged.status.message;
   EXPECT_TRUE(forged.__isset.refused && forged.refused) << forged.status.message;
-  EXPECT_EQ(Balance(2), 100);
+  EXPECT_EQ(BalanceOnceSettled(2, 100), 100);
 }
 
 // The decisions the group really makes still apply (each confirmed).
