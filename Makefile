@@ -53,12 +53,14 @@ demo-outbox: deps configure
 # Benchmarks (not part of the test suite); results go to docs/benchmarks.md by hand.
 # bench-paxos.sh: the replicated log against etcd, failover, 1 vs 3 replicas.
 # bench-3pc.sh: 2PC vs 3PC end to end against 3 replicas.
+# bench-tls.sh: mutual TLS vs plaintext (and the plaintext decision confirmation), 3 replicas.
 # bench-crossdb.sh: PostgreSQL + MariaDB transfers, txcoord vs a direct 2PC
 # client (throwaway servers run as nobody: needs root).
 bench: build
 	bash scripts/bench.sh $(BUILD)
 	bash scripts/bench-paxos.sh $(BUILD)
 	bash scripts/bench-3pc.sh $(BUILD)
+	bash scripts/bench-tls.sh $(BUILD)
 	bash scripts/bench-crossdb.sh $(BUILD)
 
 # Long simulation soak: 10,000 heavy-fault seeds.
