@@ -82,7 +82,7 @@ void Agent::RegisterMetrics() {
   };
   m.AddGaugeFunc("txagent_branches",
                  "Branches this agent holds, by state. committed and aborted count finished "
-                 "branches still remembered (about 30 s) for duplicate messages.",
+                 "branches still remembered (about 10 s) for duplicate messages.",
                  [census] {
                    std::vector<Sample> out;
                    for (const auto& [state, n] : census().by_state) out.push_back({{{"state", state}}, n});

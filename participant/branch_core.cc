@@ -855,18 +855,28 @@ void BranchCore::Tick(Micros now) {
   }
   // Forget finished branches after the retention; the resource's own log
   // keeps tombstones for late executes.
-  while (!finals_.empty() && (finals_.front().first + options_.final_retention <= now ||
-                              finals_.size() > kMaxFinalsRemembered)) {
+  // A finished branch still busy (its commit or rollback running, a
+  // duplicate queued) is looked at again later: once its finals_ entry is
+  // gone nothing else would ever forget it.
+  std::vector<Key> busy;
+  while (!finals_.empty()) {
+    const bool over_cap = finals_.size() + busy.size() > options_.max_finals_remembered;
+    if (!over_cap && finals_.front().first + options_.final_retention > now) break;
     Key key = finals_.front().second;
     finals_.pop_front();
     auto it = branches_.find(key);
     if (it == branches_.end()) continue;
     Branch& b = it->second;
-    if ((b.state == St::kCommitted || b.state == St::kAborted) && !b.in_flight && !b.parked &&
-        b.queue.empty() && b.since + options_.final_retention <= now) {
+    if (b.state != St::kCommitted && b.state != St::kAborted) continue;  // not final any more
+    // Over the cap, a finished branch goes however young it is.
+    if (!b.in_flight && !b.parked && b.queue.empty() &&
+        (over_cap || b.since + options_.final_retention <= now)) {
       branches_.erase(it);
+    } else {
+      busy.push_back(std::move(key));
     }
   }
+  for (Key& k : busy) finals_.emplace_back(now, std::move(k));
 }
 
 AgentEffects BranchCore::TakeEffects() {

@@ -1524,6 +1524,33 @@ TEST_F(BranchCoreTest, FinishedBranchesAreForgottenAfterFinalRetention) {
   EXPECT_EQ(DecideReply(Take(), 4).status.code, proto::Code::OK);
 }
 
+// At most max_finals_remembered finished branches stay in memory, however
+// young (a busy agent commits more in the retention than memory should hold),
+// and one that got a duplicate message after it finished is still forgotten
+// in the end (before, popping its entry early left it in memory for ever).
+TEST_F(BranchCoreTest, FinishedBranchesAreCappedAndNoneIsKeptForEver) {
+  AgentOptions o = TestOptions();
+  o.max_finals_remembered = 2;
+  core_ = BranchCore({kRes, kOther}, o);
+  std::vector<TxId> ids;
+  for (int64_t seq = 11; seq <= 14; ++seq) {
+    const TxId t = MakeTxId(7, seq);
+    ids.push_back(t);
+    MakePrepared(t);
+    Decide(100 + static_cast<uint64_t>(seq), t, proto::Outcome::COMMITTED);
+    OpDone(OnlyOp(Take(), ResourceOp::kCommit, t));
+    Take();
+  }
+  core_.Tick(now_);
+  EXPECT_EQ(core_.Branches().size(), 2u);
+  EXPECT_EQ(StateOf(ids[3]), "committed");
+  // A duplicate COMMIT of a remembered one: acknowledged from memory.
+  Decide(200, ids[3], proto::Outcome::COMMITTED);
+  EXPECT_EQ(DecideReply(Take(), 200).status.code, proto::Code::OK);
+  core_.Tick(now_ + 30 * kSeconds);
+  EXPECT_TRUE(core_.Branches().empty());
+}
+
 // An ABORT after the agent forgot a branch asks the resource, whose answer
 // is final either way: a released read-only branch rolls back as a no-op (OK),
 // one that committed changes refuses (INVALID_ARGUMENT): the agent reports the
