@@ -67,3 +67,38 @@ sys.exit(0 if r["leader_reachable"] and len(r["replicas"]) == 3 and max(x["lag"]
   done
   return 1
 }
+
+# ------------------------------------------------------- two SQLite agents
+start_agents() { # dir coordinator-list: txagents bank_a and bank_b (SQLite under dir)
+  # -> APID, BPID and AGENTS (txbench's --agent flags)
+  local ap bp; ap=$(free_port); bp=$(free_port)
+  "$BIN/txagent" --listen 127.0.0.1:$ap --data "$1/a" --coordinator "$2" --resource bank_a=sqlite:$1/a.db --log-level warn 2>"$1/a.log" & APID=$!; PIDS+=($!)
+  "$BIN/txagent" --listen 127.0.0.1:$bp --data "$1/b" --coordinator "$2" --resource bank_b=sqlite:$1/b.db --log-level warn 2>"$1/b.log" & BPID=$!; PIDS+=($!)
+  AGENTS=(--agent bank_a=127.0.0.1:$ap --agent bank_b=127.0.0.1:$bp)
+  wait_port $ap; wait_port $bp
+}
+
+# ------------------------------------------------------------ SVG plots
+# The scripts write each plot's data to a .dat file in PLOT_DIR and draw the
+# SVG next to it with scripts/plots/*.gp; PLOT_DIR is docs/ unless set (e.g.
+# to keep a smoke run's plots out of the tree).
+PLOT_DIR=${PLOT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../docs" && pwd)}
+PLOT_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/plots" && pwd)
+mkdir -p "$PLOT_DIR"
+cpu_model() { grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'; }
+# The plots' second title line: which machine, which day.
+PLOT_MACHINE="$(nproc) cores, $(cpu_model | sed 's/([RT]M\?)//g; s/ CPU / /; s/  */ /g' | tr -d "'"), $(date -u +%F)"
+plot() { # script data.dat out.svg [gnuplot assignments]: scripts/plots/script.gp draws PLOT_DIR/out.svg from PLOT_DIR/data.dat
+  if ! command -v gnuplot >/dev/null 2>&1; then
+    # Said once per script: the tables are the result, the plots a picture of them.
+    [ -n "${PLOTS_SKIPPED:-}" ] || echo "- plots skipped: gnuplot is not installed (scripts/install-deps.sh installs gnuplot-nox)"
+    PLOTS_SKIPPED=1; return 0
+  fi
+  # Drawn aside and moved in place: a failed plot leaves the last good one.
+  if gnuplot -e "dat='$PLOT_DIR/$2'; out='$WORK/$3'; machine='$PLOT_MACHINE'; ${4:-}" \
+       "$PLOT_SCRIPTS/$1.gp" 2>"$WORK/plot-$3.err" && mv "$WORK/$3" "$PLOT_DIR/$3"; then
+    echo "- plot: $PLOT_DIR/$3"
+  else
+    echo "- plot $3 failed: $(head -c 300 "$WORK/plot-$3.err" | tr '\n' ' ')"
+  fi
+}

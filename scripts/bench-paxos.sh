@@ -9,8 +9,11 @@
 #     from the kill to the first successful Append under the new leader;
 #  3. end to end: txbench transfer (two agents) against one coordinator and
 #     against a 3-replica group; prints the ratio.
-# Prints Markdown tables for docs/benchmarks.md. Every process it starts is a
-# child of this shell and is stopped by pid in the EXIT trap.
+# Prints Markdown tables for docs/benchmarks.md and draws parts 1 and 2 as
+# docs/bench-log-vs-etcd.svg and docs/bench-failover.svg (their data in the
+# .dat files next to them; PLOT_DIR=DIR puts them elsewhere; without gnuplot
+# the plots are skipped). Every process it starts is a child of this shell and
+# is stopped by pid in the EXIT trap.
 # Usage: scripts/bench-paxos.sh [BUILD_DIR] [SECONDS] [KILLS]
 set -euo pipefail
 BUILD=${1:-build}
@@ -29,13 +32,13 @@ if ! command -v etcd >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >/dev/null
 fi
 
-# free_port, wait_port, json, forget and the 3-replica group helpers. The
+# free_port, wait_port, json, forget, start_agents, plot and the 3-replica group helpers. The
 # groups serve LogBench.Append (txbench log, txbench probe): --serve-log-bench.
 GLOGBENCH=1
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 echo "## machine"
-echo "- $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- $(nproc) cores: $(cpu_model); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- $(etcd --version | head -1), record ${RECORD} bytes (etcd: 16-byte key + ${RECORD}-byte value)"
 
 # ---------------------------------------------------------------- servers
@@ -68,7 +71,8 @@ echo "## replicated log alone: txbench log, ${SECS} s each, ${RECORD}-byte recor
 echo
 echo "| system | concurrency | committed/s | p50 ms | p99 ms | p999 ms | errors |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
-for c in 1 256; do
+LOG_CONC=(1 256)
+for c in "${LOG_CONC[@]}"; do
   for sys in txcoord etcd; do
     if [ $sys = txcoord ]; then target=(--coordinator "$GLIST"); else target=(--etcd "$ELIST"); fi
     "$BIN/txbench" log "${target[@]}" --concurrency $c --duration "${SECS}s" --record-bytes $RECORD --json \
@@ -81,9 +85,23 @@ for c in 1 256; do
     fi
   done
 done
-python3 - "$WORK" <<'PY'
+python3 - "$WORK" "$PLOT_DIR/bench-log-vs-etcd.dat" "$SECS" "$RECORD" "${LOG_CONC[@]}" <<'PY'
 import json, sys
-w = sys.argv[1]
+w, dat, secs, record, conc = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+def load(system, c):
+    try:
+        return json.load(open(f"{w}/log-{system}-{c}.json"))
+    except Exception:
+        return None
+# For scripts/plots/log-vs-etcd.gp: a row per concurrency, "?" where a run failed.
+with open(dat, "w") as f:
+    f.write(f"# scripts/bench-paxos.sh: txbench log, 3 replicas / 3 etcd members, {secs} s per run, {record}-byte records\n")
+    f.write("# concurrency txcoord_per_s txcoord_p99_ms etcd_per_s etcd_p99_ms\n")
+    for c in conc:
+        cols = [c]
+        for r in (load("txcoord", c), load("etcd", c)):
+            cols += ["%.1f" % r["committed_per_s"], "%.3f" % r["p99_ms"]] if r else ["?", "?"]
+        f.write(" ".join(cols) + "\n")
 try:
     t = json.load(open(f"{w}/log-txcoord-256.json")); e = json.load(open(f"{w}/log-etcd-256.json"))
     print(f"\nAt concurrency 256: txcoord/etcd throughput {t['committed_per_s'] / e['committed_per_s']:.2f}x; "
@@ -91,6 +109,8 @@ try:
 except Exception as ex:
     print(f"\n(no ratio: {ex})")
 PY
+echo
+plot log-vs-etcd bench-log-vs-etcd.dat bench-log-vs-etcd.svg "secs='$SECS'; record='$RECORD'"
 for i in 1 2 3; do kill "${EPID[$i]}" 2>/dev/null || true; wait "${EPID[$i]}" 2>/dev/null || true; done
 
 # -------------------------------------------------------------- 2. failover
@@ -121,7 +141,7 @@ for k in $(seq 1 "$KILLS"); do
 done
 kill "$PROBEPID" "$LOADPID" 2>/dev/null || true
 wait "$PROBEPID" "$LOADPID" 2>/dev/null || true
-python3 - "$WORK/kills" "$WORK/probe.out" <<'PY'
+python3 - "$WORK/kills" "$WORK/probe.out" "$PLOT_DIR/bench-failover.dat" "$WORK/failover.pct" <<'PY'
 import sys
 kills = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
 gaps = []
@@ -148,17 +168,30 @@ if ms:
     print("\nall (ms): " + ", ".join(f"{x:.0f}" for x in ms))
 if missing:
     print(f"\n{missing} kill(s) without a matching gap in the probe's output")
+# For scripts/plots/failover.gp: the sorted times with their cumulative
+# fraction, and the percentiles above for its title and markers.
+if ms:
+    with open(sys.argv[3], "w") as f:
+        f.write(f"# scripts/bench-paxos.sh: failover after kill -9 of the leader, {len(ms)} of {len(kills)} kills measured\n")
+        f.write("# rank fraction_of_kills ms\n")
+        for i, x in enumerate(ms):
+            f.write(f"{i + 1} {(i + 1) / len(ms):.4f} {x:.1f}\n")
+    with open(sys.argv[4], "w") as f:
+        f.write(f"{pct(0.5):.1f} {pct(0.99):.1f} {len(ms)}\n")
 PY
+if [ -s "$WORK/failover.pct" ]; then
+  read -r P50 P99 MEASURED <"$WORK/failover.pct"
+  echo
+  plot failover bench-failover.dat bench-failover.svg "p50=$P50; p99=$P99; kills=$MEASURED"
+fi
 
 # ------------------------------------------------------------ 3. end to end
 run_transfer() { # name coordinator-list -> $WORK/e2e-name.json
-  local d=$WORK/e2e-$1 ap bp; mkdir -p "$d"; ap=$(free_port); bp=$(free_port)
-  "$BIN/txagent" --listen 127.0.0.1:$ap --data "$d/a" --coordinator "$2" --resource bank_a=sqlite:$d/a.db --log-level warn 2>"$d/a.log" & PIDS+=($!); local a=$!
-  "$BIN/txagent" --listen 127.0.0.1:$bp --data "$d/b" --coordinator "$2" --resource bank_b=sqlite:$d/b.db --log-level warn 2>"$d/b.log" & PIDS+=($!); local b=$!
-  wait_port $ap; wait_port $bp
-  timeout $((SECS + 120)) "$BIN/txbench" transfer --coordinator "$2" --agent bank_a=127.0.0.1:$ap --agent bank_b=127.0.0.1:$bp \
+  local d=$WORK/e2e-$1; mkdir -p "$d"
+  start_agents "$d" "$2"
+  timeout $((SECS + 120)) "$BIN/txbench" transfer --coordinator "$2" "${AGENTS[@]}" \
     --accounts 10000 --concurrency 64 --duration "${SECS}s" --mode oneshot --json >"$WORK/e2e-$1.json" 2>"$d/bench.log" || true
-  kill $a $b; wait $a $b 2>/dev/null || true
+  stop_pids $APID $BPID
 }
 echo
 echo "## end to end: txbench transfer, oneshot, concurrency 64, two agents, ${SECS} s each"
