@@ -127,6 +127,7 @@ Status CoordinatorNode::Start() {
   co.driver = options_.driver;
   co.tick = options_.tick;
   co.snapshot_every = options_.snapshot_every;
+  co.describe_applied = Logger("coord")->should_log(spdlog::level::debug);
   if (options_.peers.size() > 1) {
     PaxosLogOptions po;
     po.self_id = options_.replica_id;

@@ -429,7 +429,9 @@ void NodeCore::Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects
     return;
   }
   if (!driver_.serving()) return;
-  Note(out, "chosen slot " + std::to_string(index) + " " + DescribeCommand(cmd), &cmd.txid);
+  if (options_.describe_applied) {
+    Note(out, "chosen slot " + std::to_string(index) + " " + DescribeCommand(cmd), &cmd.txid);
+  }
   driver_.OnApplied(cmd, now);
   // Durable and applied; COMMIT not sent yet.
   if (IsCommitDecide(cmd)) Note(out, "", nullptr, "coord.after_decide");

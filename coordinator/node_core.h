@@ -69,6 +69,10 @@ struct NodeCoreOptions {
   // core hands the image to the replica (which may then forget the slots it
   // covers) and a SnapshotAction asks the shell to keep it. Default: 0.
   uint64_t snapshot_every = 0;
+  // Describe each command applied while serving in a NoteAction (the shell
+  // logs it at debug). The real node sets it only when its log shows debug
+  // lines: the text costs a few percent of a busy leader. Default: true.
+  bool describe_applied = true;
   // Testing seam (txsim's injected bugs live in its shell, never here): runs
   // on every chosen command before the core applies it, and may rewrite it.
   // Default: none.

@@ -595,9 +595,14 @@ Result<std::vector<std::string>> SqliteChanges::PrimaryKeyColumns(const std::str
 
 Status SqliteChanges::CheckHasPrimaryKey(const std::string& table, size_t index,
                                                 const std::string& sql) {
+  TXC_RETURN_IF_ERROR(RefreshTableKeys());  // a statement of this call may have changed it
+  if (tables_with_pk_.count(table) > 0) return Status::Ok();
   auto cols = PrimaryKeyColumns(table);
   if (!cols.ok()) return cols.status();
-  if (!cols->empty()) return Status::Ok();
+  if (!cols->empty()) {
+    tables_with_pk_.insert(table);
+    return Status::Ok();
+  }
   return Err(Status::kSqlError,
              "table " + table + " has no PRIMARY KEY; txcoord can only undo and lock rows of "
              "tables with a PRIMARY KEY (statement " + std::to_string(index + 1) + ": " +
@@ -859,6 +864,7 @@ Status SqliteChanges::RefreshTableKeys() {
   }
   if (version != table_keys_version_) {
     table_keys_.clear();
+    tables_with_pk_.clear();
     table_keys_version_ = version;
   }
   return Status::Ok();

@@ -416,6 +416,22 @@ TEST_F(SqliteResourceTest, TableWithoutPrimaryKeyIsRefused) {
   ASSERT_OK(Execute(a_, {Sql("SELECT * FROM audit")}).status);
 }
 
+// Whether a table has a primary key is remembered per schema version: a
+// table rebuilt without one, by another connection, is refused again.
+TEST_F(SqliteResourceTest, TableRebuiltWithoutPrimaryKeyIsRefusedAgain) {
+  TxId t0 = MakeTxId(1, 1), t1 = MakeTxId(1, 2);
+  ASSERT_OK(Execute(t0, {Add(1, 1)}).status);
+  ASSERT_OK(Commit(t0));
+  ASSERT_OK(Execute(t1, {Sql("INSERT INTO kv VALUES('a', 1, 'x')")}).status);
+  ASSERT_OK(Commit(t1));
+  ASSERT_OK(reader_->Exec("DROP TABLE kv; CREATE TABLE kv(k TEXT, part INTEGER, v TEXT);"));
+  TxId t2 = MakeTxId(1, 3);
+  ExecuteResult r = Execute(t2, {Sql("INSERT INTO kv VALUES('b', 1, 'y')")});
+  EXPECT_EQ(r.status.code(), Status::kSqlError);
+  EXPECT_THAT(r.status.message(), HasSubstr("kv has no PRIMARY KEY"));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM kv"), 0);
+}
+
 TEST_F(SqliteResourceTest, TransactionControlAndLogTablesAreOffLimits) {
   for (const char* sql : {"COMMIT", "BEGIN", "SAVEPOINT x", "DELETE FROM txc_branches",
                           "PRAGMA synchronous=OFF", "SELECT 1; SELECT 2"}) {
