@@ -491,19 +491,28 @@ void BranchCore::OnExecuteDone(uint64_t op, const ExecuteResult& r, Micros now) 
   if (r.status.code() == Status::kTimeout) ++counters_.statement_timeouts;
   if (r.status.code() == Status::kConflict) {
     bool younger = r.holder && Older(*r.holder, txid);
-    if (oneshot && younger && !HolderDecided(key.first, *r.holder)) {
-      // Wait-die: a younger one-shot transaction never waits, so no cycle of
-      // prepared branches across agents can form. Behind a holder whose
-      // decision has reached this agent it waits (bounded by lock_timeout):
-      // a decided transaction waits for no lock anywhere, so no cycle can
-      // go through it, and the client that just heard the holder commit
-      // may well be the one asking for its rows again.
+    if (younger && !HolderDecided(key.first, *r.holder)) {
+      // Wait-die, by txid age, on every agent alike: a younger transaction
+      // never waits for an older one, so every wait goes from older to
+      // younger and no cycle (a deadlock across agents) can form. Behind a
+      // holder whose decision has reached this agent it waits (bounded by
+      // lock_timeout): a decided transaction waits for no lock anywhere, so
+      // no cycle can go through it, and the client that just heard the
+      // holder commit may well be the one asking for its rows again. Behind
+      // a holder that is only prepared it dies: that transaction's other
+      // branches may still be waiting for locks.
       ++counters_.wait_die_refusals;
-      return FailCurrent(key, b,
-                         Status::Conflict("lock conflict on " + r.conflict +
-                                          " held by older transaction " + ToString(*r.holder) +
-                                          " (wait-die)"),
-                         now);
+      std::string why = "lock conflict on " + r.conflict + " held by older transaction " +
+                        ToString(*r.holder) + " (wait-die)";
+      if (oneshot) return FailCurrent(key, b, Status::Conflict(why), now);
+      // Interactive: the whole branch dies here, releasing its locks at
+      // once (waiting for its client's Rollback could keep an older
+      // transaction waiting for them), and the client is told to retry.
+      Pending p = std::move(*b.current);
+      b.current.reset();
+      ReplyExecute(p, Status::Aborted(why + "; " + Name(key.first, txid) +
+                                      " is rolled back: roll the transaction back and retry it"));
+      return StartRollback(key, b, std::nullopt, now);
     }
     if (now < b.wait_until) return Park(key, b, r, now);
     ++counters_.lock_timeouts;

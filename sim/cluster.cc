@@ -169,7 +169,7 @@ Timing::Timing() {
   driver.call_timeout = 1 * kSeconds;
   driver.stuck_after = 3 * kSeconds;  // short, so stuck transactions happen in a seed
   agent.lock_timeout = 300 * kMillis;
-  agent.active_timeout = 2 * kSeconds;
+  agent.active_timeout = 500 * kMillis;
   agent.in_doubt_after = 300 * kMillis;
   agent.query_max = 2 * kSeconds;
   agent.final_retention = 30 * kSeconds;
@@ -194,6 +194,10 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
   if (options_.replicas < 1) options_.replicas = 1;
   if (options_.scenario == "3pc-partition") {
     options_.protocol = "3pc";
+    options_.faults = FaultLevel::kNone;
+  }
+  if (options_.scenario == "abort-after-prepared") {
+    options_.protocol = "2pc";
     options_.faults = FaultLevel::kNone;
   }
   if (options_.autonomous_termination) timing_.agent.autonomous_termination_timeout = 2 * kSeconds;
@@ -246,6 +250,24 @@ void Cluster::OnPreCommitSend(const TxId& txid, const std::string& to,
   });
 }
 
+bool Cluster::OnPrepareSent(int node, const TxId& txid, const std::string& to,
+                            const proto::PrepareRequest& req) {
+  if (!scenario_abort_pending() || req.__isset.work) return false;
+  long here = std::count_if(req.participants.begin(), req.participants.end(),
+                            [&](const proto::Participant& p) { return p.address == to; });
+  SimAgent* agent = AgentAt(to);
+  if (here < 2 || agent == nullptr) return false;
+  scenario_abort_fired_ = true;
+  agent->StallDisk(3 * kSeconds);
+  ++result_.faults.disk_stall;
+  world_->LogFault(agent->node(), "DISK STALL 3 s (scenario abort-after-prepared: the PREPARE of " +
+                                      req.resource + " for " + ToString(txid) + " is being forced)");
+  CrashNode(node, "scenario abort-after-prepared: after the first PREPARE of " + ToString(txid) +
+                      " to " + to + ", before the others");
+  world_->After(300 * kMillis, [this, node] { Restart(node); });
+  return true;
+}
+
 SimAgent* Cluster::AgentAt(const std::string& address) {
   auto it = address_node_.find(address);
   if (it == address_node_.end()) return nullptr;
@@ -287,6 +309,10 @@ void Cluster::Build() {
   Rng& rng = world_->rng();
   int n_resources = static_cast<int>(rng.Uniform(2, 3));
   int n_agents = static_cast<int>(rng.Uniform(2, n_resources));
+  if (options_.scenario == "abort-after-prepared") {
+    n_resources = 3;  // bank_a and bank_c on agent1, bank_b on agent2
+    n_agents = 2;
+  }
   int n_clients = static_cast<int>(rng.Uniform(3, 8));
   ConfigureFaults();
 

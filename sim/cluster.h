@@ -316,6 +316,23 @@ class Cluster {
   bool scenario_partition_pending() const {
     return options_.scenario == "3pc-partition" && !scenario_partitioned_;
   }
+  // Scenario abort-after-prepared: every transaction is an interactive
+  // transfer over three resources (two on one agent) whose client vanishes
+  // once its Commit is sent, until the scenario has fired.
+  bool scenario_abort_pending() const {
+    return options_.scenario == "abort-after-prepared" && !scenario_abort_fired_;
+  }
+  // Scenario abort-after-prepared: coordinator `node` just sent the PREPARE
+  // of `txid` to the agent at `to`. The first time that agent holds two
+  // branches of an interactive transaction, its disk stalls (that PREPARE's
+  // sync takes 3 s) and the coordinator crashes at once, before the other
+  // PREPAREs leave, and restarts 300 ms later knowing nothing of `txid`.
+  // The agent's other branch, ACTIVE and idle, then asks for the outcome
+  // (presumed abort: ABORTED) while the stalled PREPARE runs: the abort
+  // queued for that branch must not run once it votes YES. True: the
+  // coordinator crashed (the caller returns at once).
+  bool OnPrepareSent(int node, const TxId& txid, const std::string& to,
+                     const proto::PrepareRequest& req);
 
   // A named point in a shell: under a fault schedule that armed it, the node
   // crashes right here (returns true; the caller must return at once).
@@ -397,6 +414,7 @@ class Cluster {
 
   SimOptions options_;
   bool scenario_partitioned_ = false;
+  bool scenario_abort_fired_ = false;
   Timing timing_;
   BugFlags bugs_;
   std::unique_ptr<World> world_;

@@ -347,6 +347,7 @@ bool SimCoordinator::Do(Live* l, coord::ParticipantCall& call, std::vector<coord
                                       : s.ToString()));
           Apply(l, l->core.OnVote(txid, index, s, r, c_->world().now()));
         });
+    if (c_->OnPrepareSent(node_, txid, call.to.address, req)) return false;
   } else if (call.decide) {
     bool want_ack = call.want_ack;
     bool commit = call.decide->outcome == proto::Outcome::COMMITTED;

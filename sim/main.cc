@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
       ("trace", po::bool_switch(), "print every event of every seed")
       ("inject-bug", po::value<std::string>(), "switch on a deliberate bug (see --list-bugs)")
       ("scenario", po::value<std::string>(),
-       "a scripted run instead of random faults: 3pc-partition (seed 1 unless --seed/--seeds)")
+       "a scripted run instead of random faults: 3pc-partition, abort-after-prepared (seed 1 "
+       "unless --seed/--seeds)")
       ("confirm-decisions", po::bool_switch(),
        "agents confirm each decision for a branch in doubt with the group before applying it, as "
        "a txagent without TLS does")
@@ -110,8 +111,9 @@ int main(int argc, char** argv) {
     return r.violations > 0 ? 1 : 0;
   }
   std::string scenario = vm.count("scenario") ? vm["scenario"].as<std::string>() : "";
-  if (!scenario.empty() && scenario != "3pc-partition") {
-    std::cerr << "txsim: unknown --scenario '" << scenario << "' (known: 3pc-partition)\n";
+  if (!scenario.empty() && scenario != "3pc-partition" && scenario != "abort-after-prepared") {
+    std::cerr << "txsim: unknown --scenario '" << scenario
+              << "' (known: 3pc-partition, abort-after-prepared)\n";
     return 2;
   }
   const bool autonomous = vm["autonomous-termination"].as<bool>();
@@ -280,6 +282,11 @@ int main(int argc, char** argv) {
                   autonomous ? "decided the same way as the group"
                              : "waited for the group and learnt its decision after the heal");
     }
+  }
+  if (scenario == "abort-after-prepared" && faults_seen.disk_stall == 0) {
+    std::printf("txsim: scenario abort-after-prepared never fired (no PREPARE went to an agent "
+                "holding two branches of its transaction): it showed nothing\n");
+    return 1;
   }
   return violations > 0 ? 1 : 0;
 }

@@ -52,6 +52,11 @@ struct SimOptions {
   //   "3pc-partition": no random faults, 3PC; at the first PRE_COMMIT the
   //   leader sends to an agent while another agent takes part, that agent is
   //   cut off from every node (coordinators, agents, clients) for 15 s.
+  //   "abort-after-prepared": no random faults, 2PC, interactive transfers
+  //   over three resources whose clients vanish once Commit is sent; the
+  //   first PREPARE to an agent holding two of a transaction's branches
+  //   stalls on its disk for 3 s and the coordinator crashes before the
+  //   next PREPARE leaves (Cluster::OnPrepareSent).
   std::string scenario;
   // Agents run 3PC's autonomous termination (AgentOptions::
   // autonomous_termination_timeout, 2 s here). Off by default.

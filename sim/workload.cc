@@ -107,10 +107,12 @@ void SimClient::Plan() {
   txn_ = Txn();
   int r = static_cast<int>(rng.Uniform(0, 99));
   txn_.kind = r < 45 ? Kind::kTransfer : r < 88 ? Kind::kOneShot : r < 94 ? Kind::kAudit : Kind::kRollback;
+  const bool scenario = c_->scenario_abort_pending();
+  if (scenario) txn_.kind = Kind::kTransfer;
   std::vector<std::string> names = c_->resource_names();
   // A random order of distinct resources (Fisher-Yates with our RNG).
   for (size_t i = names.size(); i > 1; --i) std::swap(names[i - 1], names[rng.Index(i)]);
-  size_t n = names.size() >= 3 && rng.Bernoulli(0.3) ? 3 : 2;
+  size_t n = names.size() >= 3 && (scenario || rng.Bernoulli(0.3)) ? 3 : 2;
   auto account = [&](const std::string& res) {
     return rng.Uniform(1, c_->accounts_per_resource(res));
   };
@@ -158,6 +160,7 @@ void SimClient::Plan() {
     }
   }
   if (rng.Bernoulli(c_->client_crash_p())) txn_.crash_stage = static_cast<int>(rng.Uniform(1, 3));
+  if (scenario) txn_.crash_stage = 3;  // gone once its Commit is sent
 }
 
 void SimClient::Begin() {

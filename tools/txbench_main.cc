@@ -32,6 +32,7 @@
 #include "protocol/coordinator_set.h"
 #include "protocol/rpc.h"
 #include "protocol/tls_flags.h"
+#include "tools/abort_reason.h"
 #include "tools/txbench_xa.h"
 
 namespace po = boost::program_options;
@@ -51,32 +52,6 @@ double Percentile(std::vector<Micros>& sorted, double p) {
   return static_cast<double>(sorted[i]) / 1000.0;
 }
 
-// Why a transfer aborted, in a word: the status code, or for ABORTED (the
-// coordinator's answer) the reason its message names.
-std::string AbortReason(const Status& s) {
-  switch (s.code()) {
-    case Status::kLockTimeout: return "lock_timeout";
-    case Status::kConflict: return "conflict";
-    case Status::kExpectationFailed: return "expectation_failed";
-    default: break;
-  }
-  std::string m = s.message();
-  for (char& c : m) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (m.find("EXPECTATION_FAILED") != std::string::npos || m.find("EXPECTED") != std::string::npos) {
-    return "expectation_failed";
-  }
-  if (m.find("LOCK_TIMEOUT") != std::string::npos || m.find("LOCK TIMEOUT") != std::string::npos) {
-    return "lock_timeout";
-  }
-  if (m.find("DEADLOCK") != std::string::npos) return "deadlock";
-  if (m.find("SERIALIZ") != std::string::npos) return "serialization";
-  if (m.find("CONNECTIONS ARE HELD") != std::string::npos) return "no_connection";
-  if (m.find("VOTED NO") != std::string::npos) return "voted_no";
-  if (m.find("CONFLICT") != std::string::npos || m.find("WAIT-DIE") != std::string::npos) return "conflict";
-  if (m.find("TIMED OUT") != std::string::npos) return "timeout";
-  return "other";
-}
-
 struct Stats {
   std::atomic<int64_t> committed{0}, aborted{0}, errors{0};
   std::mutex mu;
@@ -92,7 +67,7 @@ struct Stats {
   void Aborted(const Status& s) {
     ++aborted;
     std::lock_guard<std::mutex> l(mu);
-    std::string why = AbortReason(s);
+    std::string why = bench::AbortReason(s);
     if (++aborted_by[why] == 1) first_abort[why] = s.ToString();
   }
 };

@@ -149,17 +149,17 @@ TEST_F(MetricsScrapeTest, CountersMoveWithTransactionsAndPromtoolAcceptsBothPage
     auto r = client_->Submit({{"bank_a", {Sql("UPDATE accounts SET balance = balance + 1 WHERE id = 1")}}});
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
-  // A lock wait: a statement on row 1 waits for tx1's lock (the agent's
+  // A lock wait: an older transaction's statement on row 1 waits for tx1's lock (the agent's
   // metrics show the wait), then goes on once tx1 commits. 2 more commits.
   // (A one-shot above may have waited too, behind the previous one's commit
   // still being confirmed at the agent: BranchCore::HolderDecided.)
   const double waits_before = Value(Scrape(ametrics_), "txagent_lock_waits_total");
   {
+    auto tx2 = other_->Begin();  // older than tx1: it may wait (wait-die)
+    ASSERT_TRUE(tx2.ok());
     auto tx1 = client_->Begin();
     ASSERT_TRUE(tx1.ok());
     ASSERT_TRUE(tx1->Execute("bank_a", Sql("UPDATE accounts SET balance = 0 WHERE id = 1")).ok());
-    auto tx2 = other_->Begin();
-    ASSERT_TRUE(tx2.ok());
     auto waiting = std::async(std::launch::async, [&] {
       return tx2->Execute("bank_a", Sql("UPDATE accounts SET balance = 5 WHERE id = 1"));
     });

@@ -245,17 +245,29 @@ TEST_F(SliceTest, RollbackRestoresBothAndLateExecuteIsRefused) {
   EXPECT_TRUE(EventuallyBalance("bank_b", 3, 1000, 5000));
 }
 
-TEST_F(SliceTest, LockConflictTimesOutNamingRowAndHolder) {
+// Wait-die by txid age: an older transaction waits for a younger one's lock
+// (up to the lock timeout); a younger one meeting an older one's lock dies at
+// once. Both answers name the row and the holder.
+TEST_F(SliceTest, LockConflictTimesOutForTheOlderAndKillsTheYoungerNamingRowAndHolder) {
+  auto waiter = client_->Begin();  // the oldest
+  ASSERT_TRUE(waiter.ok());
   auto holder = client_->Begin();
   ASSERT_TRUE(holder.ok());
   ASSERT_TRUE(holder->Execute("bank_a", Sql("UPDATE accounts SET balance = balance - 1 WHERE id = 2")).ok());
-  auto waiter = client_->Begin();
-  ASSERT_TRUE(waiter.ok());
   auto r = waiter->Execute("bank_a", Sql("UPDATE accounts SET balance = balance + 1 WHERE id = 2"));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Status::kLockTimeout) << r.status().ToString();
   EXPECT_NE(r.status().message().find("accounts"), std::string::npos) << r.status().message();
   EXPECT_NE(r.status().message().find(ToString(holder->id())), std::string::npos) << r.status().message();
+  auto younger = client_->Begin();
+  ASSERT_TRUE(younger.ok());
+  auto died = younger->Execute("bank_a", Sql("UPDATE accounts SET balance = balance + 5 WHERE id = 2"));
+  ASSERT_FALSE(died.ok());
+  EXPECT_EQ(died.status().code(), Status::kAborted) << died.status().ToString();
+  EXPECT_NE(died.status().message().find("wait-die"), std::string::npos) << died.status().message();
+  EXPECT_NE(died.status().message().find("accounts"), std::string::npos) << died.status().message();
+  EXPECT_NE(died.status().message().find(ToString(holder->id())), std::string::npos) << died.status().message();
+  EXPECT_FALSE(younger->Commit().ok());  // its branch was rolled back at bank_a
   ASSERT_TRUE(holder->Commit().ok());
   // Once the holder's branch committed at bank_a, the row is free again.
   ASSERT_TRUE(WaitBranch(aport_, holder->id(), "committed")) << agent_a_->LogTail();

@@ -177,6 +177,9 @@ class BranchCoreTest : public ::testing::Test {
 const TxId kT1 = MakeTxId(7, 1);
 const TxId kT2 = MakeTxId(7, 2);
 const TxId kT5 = MakeTxId(7, 5);
+// Older than every 7.x: an interactive statement waits for a lock only
+// behind a younger holder (wait-die).
+const TxId kW = MakeTxId(6, 2);
 
 // ----------------------------------------------------------------- execute
 
@@ -593,8 +596,8 @@ TEST_F(BranchCoreTest, DuplicateOneShotPrepareOfAPreparedBranchDoesNotRunTheWork
 
 TEST_F(BranchCoreTest, ConflictingExecuteWaitsAndRetriesWhenTheHolderCommits) {
   MakePrepared(kT1);
-  Execute(10, kT2, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
-  ResourceOp w1 = OnlyOp(Take(), ResourceOp::kExecute, kT2);
+  Execute(10, kW, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ResourceOp w1 = OnlyOp(Take(), ResourceOp::kExecute, kW);
   ExecDone(w1, ConflictWith(kT1));
   EXPECT_TRUE(Take().empty());  // parked: no reply, no op
 
@@ -603,7 +606,7 @@ TEST_F(BranchCoreTest, ConflictingExecuteWaitsAndRetriesWhenTheHolderCommits) {
   OpDone(h);
   AgentEffects fx = Take();
   EXPECT_EQ(DecideReply(fx, 11).status.code, proto::Code::OK);
-  ResourceOp w2 = OnlyOp(fx, ResourceOp::kExecute, kT2);  // woken at once
+  ResourceOp w2 = OnlyOp(fx, ResourceOp::kExecute, kW);  // woken at once
   EXPECT_NE(w2.id, w1.id);
   ASSERT_EQ(w2.statements.size(), 1u);
   EXPECT_EQ(w2.statements[0].sql, "UPDATE accounts SET balance = 1 WHERE id = 7");
@@ -612,24 +615,61 @@ TEST_F(BranchCoreTest, ConflictingExecuteWaitsAndRetriesWhenTheHolderCommits) {
   ExecDone(w2, Done());
   fx = Take();
   EXPECT_EQ(ExecReply(fx, 10).status.code, proto::Code::OK);
-  EXPECT_EQ(StateOf(kT2), "active");
+  EXPECT_EQ(StateOf(kW), "active");
+}
+
+// Wait-die for interactive statements: a younger transaction meeting an
+// older, undecided holder does not wait (a cycle across agents could form);
+// its branch here is rolled back at once, releasing its locks, and the
+// client is told to retry.
+TEST_F(BranchCoreTest, YoungerInteractiveStatementDiesAtOnceBehindAnOlderHolder) {
+  MakeActive(kT2);
+  Execute(10, kT2, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  AgentEffects fx = Take();
+  auto r = ExecReply(fx, 10);
+  EXPECT_EQ(r.status.code, proto::Code::ABORTED);
+  EXPECT_TRUE(Contains(r.status.message, "held by older transaction 7.1 (wait-die)")) << r.status.message;
+  EXPECT_TRUE(Contains(r.status.message, "retry")) << r.status.message;
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT2));  // its earlier work undone, locks released
+  Take();
+  EXPECT_EQ(StateOf(kT2), "aborted");
+  EXPECT_EQ(core_.counters().wait_die_refusals, 1u);
+  EXPECT_EQ(core_.counters().lock_waits, 0u);
+  Prepare(11, kT2);
+  EXPECT_EQ(VoteReply(Take(), 11).vote, proto::Vote::NO);
+}
+
+// ...but behind an older holder whose decision has reached this agent it
+// waits: that transaction waits for nothing, so no cycle goes through it.
+TEST_F(BranchCoreTest, YoungerInteractiveStatementWaitsBehindADecidedOlderHolder) {
+  MakePrepared(kT1);
+  Decide(11, kT1, proto::Outcome::COMMITTED);
+  ResourceOp commit = OnlyOp(Take(), ResourceOp::kCommit, kT1);
+  Execute(10, kT2, {Sql("UPDATE accounts SET balance = 1 WHERE id = 7")});
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  EXPECT_TRUE(Take().empty());  // parked
+  OpDone(commit);
+  AgentEffects fx = Take();
+  OnlyOp(fx, ResourceOp::kExecute, kT2);  // woken
+  EXPECT_EQ(core_.counters().wait_die_refusals, 0u);
 }
 
 TEST_F(BranchCoreTest, ConflictingExecuteRetriesWhenTheHolderRollsBack) {
   MakeActive(kT1);
-  Execute(10, kT2);
-  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Execute(10, kW);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kW), ConflictWith(kT1));
   Decide(11, kT1, proto::Outcome::ABORTED);
   OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1));
   AgentEffects fx = Take();
   EXPECT_EQ(DecideReply(fx, 11).status.code, proto::Code::OK);
-  OnlyOp(fx, ResourceOp::kExecute, kT2);
+  OnlyOp(fx, ResourceOp::kExecute, kW);
 }
 
 TEST_F(BranchCoreTest, WakingTheWaitersOfOneResourceLeavesTheOthersParked) {
   MakePrepared(kT1, kOther);
-  Execute(10, kT2);  // on bank_a, blocked by 7.1 there (a branch this agent does not know)
-  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Execute(10, kW);  // on bank_a, blocked by 7.1 there (a branch this agent does not know)
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kW), ConflictWith(kT1));
   Decide(11, kT1, proto::Outcome::COMMITTED, kOther);
   OpDone(OnlyOp(Take(), ResourceOp::kCommit, kT1, kOther));
   AgentEffects fx = Take();
@@ -649,12 +689,12 @@ TEST_F(BranchCoreTest, ParkedExecuteRetriesAfterLockRetryWithoutAWakeUp) {
 }
 
 TEST_F(BranchCoreTest, ParkedExecuteFailsWithLockTimeoutNamingHolderAndRow) {
-  Execute(10, kT2);
-  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Execute(10, kW);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kW), ConflictWith(kT1));
   // Retries keep finding the row locked.
   now_ += 2 * kSeconds - 1;
   core_.Tick(now_);
-  ResourceOp retry = OnlyOp(Take(), ResourceOp::kExecute, kT2);
+  ResourceOp retry = OnlyOp(Take(), ResourceOp::kExecute, kW);
   ExecDone(retry, ConflictWith(kT1));
   EXPECT_TRUE(Take().empty());
   now_ += 1;
@@ -667,14 +707,14 @@ TEST_F(BranchCoreTest, ParkedExecuteFailsWithLockTimeoutNamingHolderAndRow) {
   EXPECT_TRUE(Contains(r.status.message, "held by txn 7.1")) << r.status.message;
   EXPECT_TRUE(Contains(r.status.message, "2000 ms")) << r.status.message;
   // Nothing was done for 7.2 here: it leaves no branch behind.
-  EXPECT_EQ(StateOf(kT2), "");
+  EXPECT_EQ(StateOf(kW), "");
   core_.Tick(now_ + 1 * kSeconds);
   EXPECT_TRUE(Take().empty());
 }
 
 TEST_F(BranchCoreTest, ConflictReportedAfterTheLockTimeoutFailsAtOnce) {
-  Execute(10, kT2);
-  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecute, kT2);
+  Execute(10, kW);
+  ResourceOp op = OnlyOp(Take(), ResourceOp::kExecute, kW);
   now_ += 2 * kSeconds;  // a slow resource answers late
   ExecDone(op, ConflictWith(kT1));
   auto r = ExecReply(Take(), 10);
@@ -683,16 +723,16 @@ TEST_F(BranchCoreTest, ConflictReportedAfterTheLockTimeoutFailsAtOnce) {
 }
 
 TEST_F(BranchCoreTest, LockTimeoutOfALaterStatementKeepsTheBranchActive) {
-  MakeActive(kT2);
-  Execute(10, kT2);
-  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
-  Prepare(11, kT2);  // waits behind the parked statement
+  MakeActive(kW);
+  Execute(10, kW);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kW), ConflictWith(kT1));
+  Prepare(11, kW);  // waits behind the parked statement
   EXPECT_TRUE(Take().empty());
   now_ += 2 * kSeconds;
   core_.Tick(now_);
   AgentEffects fx = Take();
   EXPECT_EQ(ExecReply(fx, 10).status.code, proto::Code::LOCK_TIMEOUT);
-  OnlyOp(fx, ResourceOp::kPrepare, kT2);  // the earlier work can still commit
+  OnlyOp(fx, ResourceOp::kPrepare, kW);  // the earlier work can still commit
   EXPECT_FALSE(FindReply<proto::PrepareResponse>(fx, 11).has_value());
 }
 
@@ -742,12 +782,12 @@ TEST_F(BranchCoreTest, OlderOneShotVotesNoWhenTheLockTimesOut) {
 TEST_F(BranchCoreTest, CountersCountWaitsOncePerRequestAndEveryRefusalAndTimeout) {
   // A statement parks, retries twice into the same lock, then times out:
   // one wait, one timeout.
-  Execute(10, kT2);
-  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Execute(10, kW);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kW), ConflictWith(kT1));
   for (int i = 0; i < 2; ++i) {
     now_ += 20 * kMillis;
     core_.Tick(now_);
-    ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+    ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kW), ConflictWith(kT1));
   }
   EXPECT_EQ(core_.counters().lock_waits, 1u);
   EXPECT_EQ(core_.counters().lock_timeouts, 0u);
@@ -1087,12 +1127,12 @@ TEST_F(BranchCoreTest, FailedRollbackOfARecoveredActiveBranchIsRetried) {
 
 TEST_F(BranchCoreTest, LockWaitersOfAFailingRollbackWakeOnlyWhenItSucceeds) {
   MakeActive(kT1);
-  Execute(10, kT2);
-  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kT2), ConflictWith(kT1));
+  Execute(10, kW);
+  ExecDone(OnlyOp(Take(), ResourceOp::kExecute, kW), ConflictWith(kT1));
   Decide(11, kT1, proto::Outcome::ABORTED);
   OpDone(OnlyOp(Take(), ResourceOp::kRollback, kT1), Status::Unavailable("database is locked"));
   AgentEffects fx = Take();
-  for (const auto& op : fx.ops) EXPECT_NE(op.txid, kT2) << "woken while the locks are held";
+  for (const auto& op : fx.ops) EXPECT_NE(op.txid, kW) << "woken while the locks are held";
   now_ += 100 * kMillis;
   core_.Tick(now_);
   fx = Take();
@@ -1103,13 +1143,13 @@ TEST_F(BranchCoreTest, LockWaitersOfAFailingRollbackWakeOnlyWhenItSucceeds) {
   ASSERT_EQ(rb.kind, ResourceOp::kRollback);
   // Let the waiter's own lock_retry attempts settle first.
   for (const auto& op : fx.ops) {
-    if (op.txid == kT2) ExecDone(op, ConflictWith(kT1));
+    if (op.txid == kW) ExecDone(op, ConflictWith(kT1));
   }
   Take();
   OpDone(rb);
   fx = Take();
   bool woken = false;
-  for (const auto& op : fx.ops) woken = woken || (op.txid == kT2 && op.kind == ResourceOp::kExecute);
+  for (const auto& op : fx.ops) woken = woken || (op.txid == kW && op.kind == ResourceOp::kExecute);
   EXPECT_TRUE(woken);
 }
 
