@@ -46,15 +46,7 @@ int main(int argc, char** argv) {
        "into the decision log; off, such a call is refused")
       ("metrics-listen", po::value<std::string>()->default_value(""),
        "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off");
-  desc.add_options()("rpc-idle-timeout", po::value<std::string>()->default_value("5m"),
-                     "close a client or peer connection that sent nothing and waits for nothing "
-                     "this long (it reconnects on its next call)");
-  desc.add_options()("rpc-max-connections-per-peer",
-                     po::value<size_t>()->default_value(
-                         txc::rpc::ServerOptions{}.max_connections_per_peer),
-                     "connections one client address (IP) may hold open; more from it are "
-                     "refused at accept. Per IP: clients on one host or behind one NAT or proxy "
-                     "share it");
+  txc::rpc::AddServerOptions(desc);
   txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
   txc::cli::Parse(argc, argv, "usage: txcoord --listen HOST:PORT --data DIR [--id N --peers LIST]", desc, vm);
@@ -82,16 +74,10 @@ int main(int argc, char** argv) {
               << txc::validate::kMaxParticipants << ", got " << o.driver.max_participants << "\n";
     return 2;
   }
-  if (auto d = txc::cli::ParseDuration(vm["rpc-idle-timeout"].as<std::string>()); d && *d > 0) {
-    o.rpc_idle_timeout = *d;
-  } else {
-    std::cerr << "txcoord: --rpc-idle-timeout wants a positive duration such as 5m or 30s, got '"
-              << vm["rpc-idle-timeout"].as<std::string>() << "'\n";
-    return 2;
-  }
-  o.rpc_max_connections_per_peer = vm["rpc-max-connections-per-peer"].as<size_t>();
-  if (o.rpc_max_connections_per_peer < 1) {
-    std::cerr << "txcoord: --rpc-max-connections-per-peer must be at least 1\n";
+  if (txc::Status bad = txc::rpc::ReadServerOptions(vm, &o.rpc_idle_timeout,
+                                                    &o.rpc_max_connections_per_peer);
+      !bad.ok()) {
+    std::cerr << "txcoord: " << bad.message() << "\n";
     return 2;
   }
   int64_t election_ms = vm["election-timeout-ms"].as<int64_t>();

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "coordinator/node.h"
+#include "protocol/tls_flags.h"
 
 namespace txc::coord {
 
@@ -39,29 +40,7 @@ void CoordinatorNode::ObserveReply(const ClientResponse& r, Micros started) {
 
 void CoordinatorNode::RegisterMetrics() {
   metrics::Registry& m = metrics_;
-  // With TLS (docs/security.md): refused calls and failed handshakes.
-  m.AddCounterFunc("txcoord_rpc_permission_denied_total",
-                   "Calls refused because the caller's role may not call the method.", [this] {
-                     return std::vector<Sample>{
-                         {{}, static_cast<double>(server_.permission_denied())}};
-                   });
-  m.AddCounterFunc("txcoord_rpc_tls_handshake_failures_total",
-                   "TLS handshakes that failed (no certificate, another CA, a timeout).", [this] {
-                     return std::vector<Sample>{
-                         {{}, static_cast<double>(server_.tls_handshake_failures())}};
-                   });
-  // Connections refused at accept (docs/operations.md, "Limits"), by the cap
-  // that refused them.
-  m.AddCounterFunc("txcoord_rpc_connections_refused_total",
-                   "Connections closed at accept: the server's max_connections or the "
-                   "per-address --rpc-max-connections-per-peer was reached.",
-                   [this] {
-                     return std::vector<Sample>{
-                         {{{"limit", "max_connections"}},
-                          static_cast<double>(server_.connections_refused())},
-                         {{{"limit", "per_peer"}},
-                          static_cast<double>(server_.peer_connections_refused())}};
-                   });
+  rpc::AddServerMetrics(m, "txcoord", server_);
   const std::string latency_help =
       "Seconds from a Commit or Submit request to its decided answer (COMMITTED or ABORTED), "
       "as the leader measured it.";

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "participant/agent.h"
+#include "protocol/tls_flags.h"
 
 namespace txc::participant {
 
@@ -27,29 +28,7 @@ void Agent::ObserveOp(ResourceOp::Kind kind, Micros started, bool ok) {
 
 void Agent::RegisterMetrics() {
   metrics::Registry& m = metrics_;
-  // With TLS (docs/security.md): refused calls and failed handshakes.
-  m.AddCounterFunc("txagent_rpc_permission_denied_total",
-                   "Calls refused because the caller's role may not call the method.", [this] {
-                     return std::vector<Sample>{
-                         {{}, static_cast<double>(server_.permission_denied())}};
-                   });
-  m.AddCounterFunc("txagent_rpc_tls_handshake_failures_total",
-                   "TLS handshakes that failed (no certificate, another CA, a timeout).", [this] {
-                     return std::vector<Sample>{
-                         {{}, static_cast<double>(server_.tls_handshake_failures())}};
-                   });
-  // Connections refused at accept (docs/operations.md, "Limits"), by the cap
-  // that refused them.
-  m.AddCounterFunc("txagent_rpc_connections_refused_total",
-                   "Connections closed at accept: the server's max_connections or the "
-                   "per-address --rpc-max-connections-per-peer was reached.",
-                   [this] {
-                     return std::vector<Sample>{
-                         {{{"limit", "max_connections"}},
-                          static_cast<double>(server_.connections_refused())},
-                         {{{"limit", "per_peer"}},
-                          static_cast<double>(server_.peer_connections_refused())}};
-                   });
+  rpc::AddServerMetrics(m, "txagent", server_);
   const std::string help =
       "Seconds from handing a durable operation to the resource until its completion reached "
       "the agent: queueing behind the resource's worker, the WAL write and its group-commit "

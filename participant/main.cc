@@ -52,15 +52,7 @@ int main(int argc, char** argv) {
        "applying it: auto (the default) = on in plaintext, where anyone who reaches the port "
        "could send one, off with TLS, where only the replica role may call Decide; on; off "
        "(trust every caller: loopback experiments only). See docs/protocol.md");
-  desc.add_options()("rpc-idle-timeout", po::value<std::string>()->default_value("5m"),
-                     "close a client or peer connection that sent nothing and waits for nothing "
-                     "this long (it reconnects on its next call)");
-  desc.add_options()("rpc-max-connections-per-peer",
-                     po::value<size_t>()->default_value(
-                         txc::rpc::ServerOptions{}.max_connections_per_peer),
-                     "connections one client address (IP) may hold open; more from it are "
-                     "refused at accept. Per IP: clients on one host or behind one NAT or proxy "
-                     "share it");
+  txc::rpc::AddServerOptions(desc);
   txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
   txc::cli::Parse(argc, argv,
@@ -178,16 +170,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.tls = tls;
-  if (auto d = txc::cli::ParseDuration(vm["rpc-idle-timeout"].as<std::string>()); d && *d > 0) {
-    o.rpc_idle_timeout = *d;
-  } else {
-    std::cerr << "txagent: --rpc-idle-timeout wants a positive duration such as 5m or 30s, got '"
-              << vm["rpc-idle-timeout"].as<std::string>() << "'\n";
-    return 2;
-  }
-  o.rpc_max_connections_per_peer = vm["rpc-max-connections-per-peer"].as<size_t>();
-  if (o.rpc_max_connections_per_peer < 1) {
-    std::cerr << "txagent: --rpc-max-connections-per-peer must be at least 1\n";
+  if (txc::Status bad = txc::rpc::ReadServerOptions(vm, &o.rpc_idle_timeout,
+                                                    &o.rpc_max_connections_per_peer);
+      !bad.ok()) {
+    std::cerr << "txagent: " << bad.message() << "\n";
     return 2;
   }
 

@@ -4,6 +4,7 @@
 
 #include <boost/asio/ip/address_v4.hpp>
 
+#include "common/cli.h"
 #include "common/log.h"
 #include "protocol/tls.h"
 
@@ -82,6 +83,58 @@ void TlsReloadOnSighup::Wait() {
     tls::RequestReload();
     Wait();
   });
+}
+
+void AddServerOptions(po::options_description& desc) {
+  desc.add_options()("rpc-idle-timeout", po::value<std::string>()->default_value("5m"),
+                     "close a client or peer connection that sent nothing and waits for nothing "
+                     "this long (it reconnects on its next call)");
+  desc.add_options()("rpc-max-connections-per-peer",
+                     po::value<size_t>()->default_value(ServerOptions{}.max_connections_per_peer),
+                     "connections one client address (IP) may hold open; more from it are "
+                     "refused at accept. Per IP: clients on one host or behind one NAT or proxy "
+                     "share it");
+}
+
+Status ReadServerOptions(const po::variables_map& vm, Micros* idle_timeout,
+                         size_t* max_connections_per_peer) {
+  const std::string idle = vm["rpc-idle-timeout"].as<std::string>();
+  auto d = cli::ParseDuration(idle);
+  if (!d || *d <= 0) {
+    return Status::InvalidArgument(
+        "--rpc-idle-timeout wants a positive duration such as 5m or 30s, got '" + idle + "'");
+  }
+  size_t per_peer = vm["rpc-max-connections-per-peer"].as<size_t>();
+  if (per_peer < 1) return Status::InvalidArgument("--rpc-max-connections-per-peer must be at least 1");
+  *idle_timeout = *d;
+  *max_connections_per_peer = per_peer;
+  return Status::Ok();
+}
+
+void AddServerMetrics(metrics::Registry& m, const std::string& prefix, const RpcServer& server) {
+  using metrics::Sample;
+  const RpcServer* s = &server;
+  // With TLS (docs/security.md): refused calls and failed handshakes.
+  m.AddCounterFunc(prefix + "_rpc_permission_denied_total",
+                   "Calls refused because the caller's role may not call the method.", [s] {
+                     return std::vector<Sample>{{{}, static_cast<double>(s->permission_denied())}};
+                   });
+  m.AddCounterFunc(prefix + "_rpc_tls_handshake_failures_total",
+                   "TLS handshakes that failed (no certificate, another CA, a timeout).", [s] {
+                     return std::vector<Sample>{
+                         {{}, static_cast<double>(s->tls_handshake_failures())}};
+                   });
+  // Connections refused at accept (docs/operations.md, "Limits"), by the cap
+  // that refused them.
+  m.AddCounterFunc(prefix + "_rpc_connections_refused_total",
+                   "Connections closed at accept: the server's max_connections or the "
+                   "per-address --rpc-max-connections-per-peer was reached.",
+                   [s] {
+                     return std::vector<Sample>{
+                         {{{"limit", "max_connections"}}, static_cast<double>(s->connections_refused())},
+                         {{{"limit", "per_peer"}},
+                          static_cast<double>(s->peer_connections_refused())}};
+                   });
 }
 
 }  // namespace txc::rpc

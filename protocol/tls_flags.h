@@ -11,13 +11,30 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
 
+#include "common/metrics.h"
 #include "common/status.h"
+#include "common/time.h"
 #include "common/tls_config.h"
+#include "protocol/rpc.h"
 
 namespace txc::rpc {
 
 // Adds the four options to `desc`.
 void AddTlsOptions(boost::program_options::options_description& desc);
+
+// The RPC server flags of every server binary (txcoord, txagent):
+// --rpc-idle-timeout and --rpc-max-connections-per-peer.
+void AddServerOptions(boost::program_options::options_description& desc);
+// Reads them into `idle_timeout` and `max_connections_per_peer`;
+// INVALID_ARGUMENT naming the flag and what it wants (callers print it after
+// their program's name and exit 2).
+Status ReadServerOptions(const boost::program_options::variables_map& vm, Micros* idle_timeout,
+                         size_t* max_connections_per_peer);
+
+// Registers the server's refusal counters as `PREFIX_rpc_permission_denied_total`,
+// `PREFIX_rpc_tls_handshake_failures_total` and `PREFIX_rpc_connections_refused_total{limit}`
+// (docs/operations.md). `server` must outlive `m`'s scrapes.
+void AddServerMetrics(metrics::Registry& m, const std::string& prefix, const RpcServer& server);
 
 // True for "127.x.y.z:PORT" and "localhost:PORT" (and the bare hosts).
 bool IsLoopbackAddress(const std::string& host_port);

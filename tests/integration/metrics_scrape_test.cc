@@ -197,6 +197,9 @@ TEST_F(MetricsScrapeTest, CountersMoveWithTransactionsAndPromtoolAcceptsBothPage
   EXPECT_GE(Value(page, "txcoord_log_write_latency_seconds_count"), 7) << page;
   EXPECT_EQ(Value(page, "txcoord_in_doubt_transactions"), 0);
   EXPECT_EQ(Value(page, "txcoord_stuck_transactions"), 0);
+  // The RPC server's refusal counters (rpc::AddServerMetrics): none here.
+  EXPECT_EQ(Value(page, "txcoord_rpc_connections_refused_total{limit=\"per_peer\"}"), 0) << page;
+  EXPECT_EQ(Value(page, "txcoord_rpc_connections_refused_total{limit=\"max_connections\"}"), 0);
   EXPECT_EQ(Value(page, "txcoord_oldest_stuck_age_seconds"), 0);
   EXPECT_EQ(Value(page, "txcoord_active_transactions"), 0);
   EXPECT_EQ(Value(page, "txcoord_storage_failed"), 0);
@@ -218,6 +221,7 @@ TEST_F(MetricsScrapeTest, CountersMoveWithTransactionsAndPromtoolAcceptsBothPage
   EXPECT_EQ(Value(page, "txagent_prepares_total{vote=\"no\"}"), 1) << page;
   EXPECT_EQ(Value(page, "txagent_prepares_total{vote=\"read_only\"}"), 0) << page;
   EXPECT_EQ(Value(page, "txagent_lock_waits_total"), waits_before + 1) << page;
+  EXPECT_EQ(Value(page, "txagent_rpc_connections_refused_total{limit=\"per_peer\"}"), 0) << page;
   // Plaintext: each COMMIT of a prepared branch was confirmed with the group
   // before it was applied; with TLS only replicas reach Agent.Decide and
   // nothing is confirmed (--confirm-decisions auto). None refused either way.

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "protocol/tls_flags.h"
+
 namespace txc::cli {
 namespace {
 
@@ -21,6 +23,47 @@ TEST(ParseDurationTest, RefusesAnythingElse) {
                           "99999999999999999999s"}) {
     EXPECT_EQ(ParseDuration(bad), std::nullopt) << "'" << bad << "'";
   }
+}
+
+// The RPC server flags txcoord and txagent share (protocol/tls_flags.h).
+boost::program_options::variables_map ParseServerFlags(std::vector<std::string> args) {
+  boost::program_options::options_description desc;
+  rpc::AddServerOptions(desc);
+  boost::program_options::variables_map vm;
+  boost::program_options::store(
+      boost::program_options::command_line_parser(args).options(desc).run(), vm);
+  boost::program_options::notify(vm);
+  return vm;
+}
+
+TEST(ServerOptionsTest, ReadsDefaultsAndGivenValues) {
+  Micros idle = 0;
+  size_t per_peer = 0;
+  ASSERT_TRUE(rpc::ReadServerOptions(ParseServerFlags({}), &idle, &per_peer).ok());
+  EXPECT_EQ(idle, 5 * 60 * kSeconds);
+  EXPECT_EQ(per_peer, rpc::ServerOptions{}.max_connections_per_peer);
+  ASSERT_TRUE(rpc::ReadServerOptions(ParseServerFlags({"--rpc-idle-timeout", "30s",
+                                                       "--rpc-max-connections-per-peer", "8"}),
+                                     &idle, &per_peer)
+                  .ok());
+  EXPECT_EQ(idle, 30 * kSeconds);
+  EXPECT_EQ(per_peer, 8u);
+}
+
+TEST(ServerOptionsTest, RefusesBadValuesNamingTheFlagAndKeepsTheOutputs) {
+  Micros idle = 7;
+  size_t per_peer = 9;
+  Status s = rpc::ReadServerOptions(ParseServerFlags({"--rpc-idle-timeout", "0s"}), &idle, &per_peer);
+  EXPECT_EQ(s.code(), Status::kInvalidArgument);
+  EXPECT_NE(s.message().find("--rpc-idle-timeout wants a positive duration"), std::string::npos)
+      << s.message();
+  s = rpc::ReadServerOptions(ParseServerFlags({"--rpc-max-connections-per-peer", "0"}), &idle,
+                             &per_peer);
+  EXPECT_EQ(s.code(), Status::kInvalidArgument);
+  EXPECT_NE(s.message().find("--rpc-max-connections-per-peer must be at least 1"), std::string::npos)
+      << s.message();
+  EXPECT_EQ(idle, 7);
+  EXPECT_EQ(per_peer, 9u);
 }
 
 }  // namespace
