@@ -137,6 +137,9 @@ Status BranchLog::Init() {
   TXC_RETURN_IF_ERROR(prep(&insert_branch_,
                            "INSERT INTO txc_branches(txid, epoch, seq, state, updated) "
                            "VALUES(?1, ?2, ?3, ?4, ?5)"));
+  TXC_RETURN_IF_ERROR(prep(&insert_prepared_,
+                           "INSERT INTO txc_branches(txid, epoch, seq, state, participants, "
+                           "protocol, updated) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
   TXC_RETURN_IF_ERROR(
       prep(&set_state_, "UPDATE txc_branches SET state = ?2, updated = ?3 WHERE txid = ?1"));
   TXC_RETURN_IF_ERROR(prep(&set_prepared_,
@@ -215,6 +218,17 @@ Status BranchLog::InsertBranch(const TxId& txid, BranchState st) {
   return Internal(s.Run());
 }
 
+Status BranchLog::InsertPrepared(const TxId& txid, const PrepareInfo& info) {
+  const std::string id = ToString(txid);
+  std::string participants = EncodeParticipants(info.participants);
+  if (participants.empty()) return Err(Status::kInternal, "cannot encode the participants of " + id);
+  wal::Stmt& s = *insert_prepared_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, id, txid.epoch, txid.seq,
+                                       static_cast<int>(BranchState::kPrepared), Blob{participants},
+                                       static_cast<int>(info.protocol), WallMs())));
+  ResetOnExit reset{s};
+  return Internal(s.Run());
+}
 
 Status BranchLog::SetPrepared(const std::string& txid, const PrepareInfo& info) {
   wal::Stmt& s = *set_prepared_;
@@ -259,10 +273,15 @@ Result<std::vector<std::string>> BranchLog::Undos(const std::string& txid) {
 }
 
 Status BranchLog::DeleteChanges(const std::string& txid) {
+  return DeleteChangesIfAny(txid).status();
+}
+
+Result<bool> BranchLog::DeleteChangesIfAny(const std::string& txid) {
   wal::Stmt& s = *delete_changes_;
   TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
   ResetOnExit reset{s};
-  return Internal(s.Run());
+  TXC_RETURN_IF_ERROR(Internal(s.Run()));
+  return sqlite3_changes(db_->raw()) > 0;
 }
 
 // ------------------------------------------------------------- recovery

@@ -49,6 +49,9 @@ class BranchLog : private Named {
   // -> COMMITTED; `changed`: the branch had changes to commit.
   Status SetCommitted(const std::string& txid, bool changed);
   Status InsertBranch(const TxId& txid, BranchState s);
+  // A new branch's row, PREPARED at once with the participants and protocol
+  // to recover with (a one-shot's Execute and Prepare in one operation).
+  Status InsertPrepared(const TxId& txid, const PrepareInfo& info);
   Status SetState(const std::string& txid, BranchState s);
   // ACTIVE -> PREPARED, with the participants and protocol to recover with.
   Status SetPrepared(const std::string& txid, const PrepareInfo& info);
@@ -66,6 +69,8 @@ class BranchLog : private Named {
   Result<std::vector<std::string>> Undos(const std::string& txid);
   // Drops the branch's change rows (it committed or rolled back).
   Status DeleteChanges(const std::string& txid);
+  // The same, and says whether there were any (the branch changed rows).
+  Result<bool> DeleteChangesIfAny(const std::string& txid);
 
   // Recovery: the branches not yet final (ACTIVE, PREPARED, PRE_COMMITTED),
   // oldest first, and the lock keys of one of them.
@@ -91,7 +96,7 @@ class BranchLog : private Named {
   wal::Db* const db_;
   const std::function<Micros()> wall_clock_;
   std::unique_ptr<wal::Stmt> get_state_, changed_, set_committed_, insert_heuristic_,
-      delete_heuristic_, list_heuristics_, insert_branch_, set_state_, set_prepared_, next_seq_,
+      delete_heuristic_, list_heuristics_, insert_branch_, insert_prepared_, set_state_, set_prepared_, next_seq_,
       insert_change_, has_changes_, list_undo_, delete_changes_, recover_branches_, change_keys_,
       purge_;
   Micros next_purge_;

@@ -109,8 +109,10 @@ class SqliteResource::Impl {
   static void Deliver(Op& op);
 
   // Branch operations, inside the group transaction and the op's savepoint.
+  // `prepare`: a one-shot's ExecuteAndPrepare, which also makes the branch
+  // PREPARED (and must find it ACTIVE or new: DoExecute refuses the rest).
   Status DoExecute(const TxId& txid, const std::vector<proto::Statement>& statements,
-                   ExecuteResult* out);
+                   ExecuteResult* out, const PrepareInfo* prepare = nullptr);
   Status DoCommit(const TxId& txid);
   Status DoRollback(const TxId& txid);
   Status DoHeuristic(HeuristicRecord record);
@@ -327,11 +329,8 @@ Status SqliteResource::Impl::RunOp(Op& op) {
   switch (op.kind) {
     case Op::kExecute:
       return DoExecute(op.txid, op.statements, &op.result);
-    case Op::kExecuteAndPrepare: {
-      Status s = DoExecute(op.txid, op.statements, &op.result);
-      if (!s.ok()) return s;
-      return log_.Prepare(op.txid, op.info);
-    }
+    case Op::kExecuteAndPrepare:
+      return DoExecute(op.txid, op.statements, &op.result, &op.info);
     case Op::kPrepare:
       return log_.Prepare(op.txid, op.info);
     case Op::kCommit:
@@ -352,7 +351,7 @@ Status SqliteResource::Impl::RunOp(Op& op) {
 
 Status SqliteResource::Impl::DoExecute(const TxId& txid,
                                        const std::vector<proto::Statement>& statements,
-                                       ExecuteResult* out) {
+                                       ExecuteResult* out, const PrepareInfo* prepare) {
   const std::string id = ToString(txid);
   auto state = log_.LoadState(id);
   if (!state.ok()) return state.status();
@@ -371,9 +370,14 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
                        "; it takes no more statements");
     }
   }
-  auto had_changes = log_.HasChanges(id);
-  if (!had_changes.ok()) return had_changes.status();
-  out->wrote = *had_changes;
+  // A branch with no row has no change rows either (they are written in
+  // the same local transaction as its row).
+  out->wrote = false;
+  if (state->has_value()) {
+    auto had_changes = log_.HasChanges(id);
+    if (!had_changes.ok()) return had_changes.status();
+    out->wrote = *had_changes;
+  }
 
   CapturedChanges captured;
   TXC_RETURN_IF_ERROR(changes_.Execute(statements, &captured));
@@ -396,7 +400,14 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
     for (const std::string& key : keys) locks_.Acquire(key, txid);
     out->wrote = true;
   }
-  if (!state->has_value()) TXC_RETURN_IF_ERROR(log_.InsertBranch(txid, BranchState::kActive));
+  if (prepare != nullptr) {
+    // One-shot: the branch goes PREPARED in this same local transaction,
+    // its row written once (the state was ACTIVE or there was none).
+    TXC_RETURN_IF_ERROR(state->has_value() ? log_.SetPrepared(id, *prepare)
+                                           : log_.InsertPrepared(txid, *prepare));
+  } else if (!state->has_value()) {
+    TXC_RETURN_IF_ERROR(log_.InsertBranch(txid, BranchState::kActive));
+  }
   out->results = std::move(captured.results);
   return Status::Ok();
 }
@@ -417,10 +428,9 @@ Status SqliteResource::Impl::DoCommit(const TxId& txid) {
     default:
       break;
   }
-  auto changed = log_.HasChanges(id);
+  auto changed = log_.DeleteChangesIfAny(id);
   if (!changed.ok()) return changed.status();
   TXC_RETURN_IF_ERROR(log_.SetCommitted(id, *changed));
-  TXC_RETURN_IF_ERROR(log_.DeleteChanges(id));
   locks_.ReleaseAll(txid);
   return Status::Ok();
 }
