@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -54,6 +55,24 @@ Result<ProcSample> ReadProcSample(pid_t pid) {
   s.rss_kb = StatusField(text, "VmRSS");
   s.rss_peak_kb = StatusField(text, "VmHWM");
   return s;
+}
+
+bool TcpPortListening(int port) {
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+      // "  0: 0100007F:4E20 00000000:0000 0A ...": local address:port, remote, state.
+      std::istringstream fields(line);
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      const size_t colon = local.rfind(':');
+      if (colon == std::string::npos || state != "0A") continue;  // 0A: LISTEN
+      if (std::strtol(local.c_str() + colon + 1, nullptr, 16) == port) return true;
+    }
+  }
+  return false;
 }
 
 Result<std::vector<pid_t>> ParsePidList(const std::string& s) {

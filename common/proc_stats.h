@@ -25,6 +25,12 @@ struct ProcSample {
 // gone; INTERNAL naming the file when it cannot be read as expected.
 Result<ProcSample> ReadProcSample(pid_t pid);
 
+// True when some socket listens on TCP `port` (any address, IPv4 or IPv6),
+// from /proc/net/tcp and /proc/net/tcp6: how a launcher waits for a child
+// it started to open its port. Unlike a probe connection, it leaves no
+// failed TLS handshake in the child's log and counters.
+bool TcpPortListening(int port);
+
 // "12,345,7": the pids of a --server-pids value. INVALID_ARGUMENT naming the
 // bad item otherwise.
 Result<std::vector<pid_t>> ParsePidList(const std::string& s);

@@ -40,6 +40,7 @@
 #include <boost/program_options.hpp>
 
 #include "client/client.h"
+#include "common/proc_stats.h"
 #include "common/log.h"
 
 namespace po = boost::program_options;
@@ -60,25 +61,6 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-// True once something listens on TCP port `port`, read from /proc/net/tcp:
-// a probe connection would be a failed TLS handshake in the child's log.
-bool PortOpen(int port) {
-  std::ifstream in("/proc/net/tcp");
-  std::string line;
-  std::getline(in, line);  // the header
-  while (std::getline(in, line)) {
-    // "  0: 0100007F:4E20 00000000:0000 0A ...": local address:port, remote, state (0A: LISTEN).
-    std::istringstream fields(line);
-    std::string slot, local, remote, state;
-    fields >> slot >> local >> remote >> state;
-    const size_t colon = local.find(':');
-    if (colon != std::string::npos && state == "0A" &&
-        std::stoi(local.substr(colon + 1), nullptr, 16) == port) {
-      return true;
-    }
-  }
-  return false;
-}
 
 // A child process: its command line, log file and pid.
 struct Child {
@@ -104,7 +86,7 @@ struct Child {
       _exit(127);
     }
     for (int i = 0; i < 200; ++i) {
-      if (PortOpen(port)) return true;
+      if (txc::TcpPortListening(port)) return true;
       if (i == 20) {
         std::fprintf(stderr, "waiting for %s to listen on 127.0.0.1:%d (up to 10 s; its log: %s)\n",
                      name.c_str(), port, log.c_str());

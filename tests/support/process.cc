@@ -1,5 +1,7 @@
 #include "tests/support/process.h"
 
+#include "common/proc_stats.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -65,26 +67,6 @@ std::pair<int, int> TestPortRange() {
   return {10000, 65535};
 }
 
-// True if a socket listens on TCP port `port`, from /proc/net/tcp and tcp6:
-// unlike a probe connection, it leaves no failed TLS handshake in the
-// daemon's log and counters.
-bool Listening(int port) {
-  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream in(table);
-    std::string line;
-    std::getline(in, line);  // the header
-    while (std::getline(in, line)) {
-      // "  0: 0100007F:4E20 00000000:0000 0A ...": local address:port, remote, state.
-      std::istringstream fields(line);
-      std::string slot, local, remote, state;
-      fields >> slot >> local >> remote >> state;
-      const size_t colon = local.rfind(':');
-      if (colon == std::string::npos || state != "0A") continue;  // 0A: LISTEN
-      if (std::stoi(local.substr(colon + 1), nullptr, 16) == port) return true;
-    }
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -170,7 +152,7 @@ bool Process::Start(int port, int wait_ms) {
   if (port <= 0) return true;
   for (int waited = 0; waited <= wait_ms; waited += 20) {
     if (Exited()) return false;
-    if (Listening(port)) return true;
+    if (TcpPortListening(port)) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;

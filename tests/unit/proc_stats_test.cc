@@ -4,6 +4,8 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -60,6 +62,37 @@ TEST(ProcStatsTest, PidListsAreParsedAndBadOnesNamed) {
     EXPECT_EQ(r.status().code(), Status::kInvalidArgument) << bad;
   }
   EXPECT_NE(ParsePidList("12,abc").status().message().find("'abc'"), std::string::npos);
+}
+
+// A listening socket is seen (IPv4 and IPv6), a bound one that does not
+// listen is not, and neither is a closed one.
+TEST(ProcStatsTest, TcpPortListeningSeesOnlyListeningSockets) {
+  for (int family : {AF_INET, AF_INET6}) {
+    int fd = socket(family, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      len = sizeof(*a);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      a->sin6_addr = in6addr_loopback;
+      len = sizeof(*a);
+    }
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&ss), len), 0) << "family " << family;
+    ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len), 0);
+    int port = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                       : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+    EXPECT_FALSE(TcpPortListening(port)) << "bound, not listening, family " << family;
+    ASSERT_EQ(listen(fd, 1), 0);
+    EXPECT_TRUE(TcpPortListening(port)) << "family " << family;
+    close(fd);
+    EXPECT_FALSE(TcpPortListening(port)) << "closed, family " << family;
+  }
 }
 
 }  // namespace
