@@ -5,7 +5,7 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 LAUNCHER := $(shell command -v ccache >/dev/null 2>&1 && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
-.PHONY: all deps configure build test demo demo-crossdb demo-outbox bench soak sanitize tsan clean fuzz fuzz-seed
+.PHONY: all deps configure build test demo demo-crossdb demo-outbox bench profile soak sanitize tsan clean fuzz fuzz-seed
 
 all: build
 
@@ -64,6 +64,10 @@ bench: build
 	bash scripts/bench-crossdb.sh $(BUILD)
 
 # Long simulation soak: 10,000 heavy-fault seeds.
+# perf profiles of the leader, a follower and an agent at concurrency 64 (not a test; linux-perf).
+profile: build
+	bash scripts/profile.sh $(BUILD)
+
 soak: build
 	$(BUILD)/bin/txsim --seeds 1..10000 --faults heavy
 
