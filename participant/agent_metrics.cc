@@ -121,8 +121,8 @@ void Agent::RegisterMetrics() {
       {"txagent_lock_timeouts_total",
        "Requests that failed with LOCK_TIMEOUT after --lock-timeout-ms.", &Counters::lock_timeouts},
       {"txagent_lock_conflicts_total",
-       "One-shot PREPAREs refused at once on a lock conflict with an older transaction "
-       "(wait-die): they vote NO.",
+       "Requests refused at once on a lock conflict with an older transaction (wait-die): a "
+       "one-shot PREPARE votes NO, an interactive branch is rolled back.",
        &Counters::wait_die_refusals},
       {"txagent_statement_timeouts_total",
        "Executes the resource interrupted past its time limit (TIMEOUT; the branch votes NO).",

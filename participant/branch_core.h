@@ -45,11 +45,12 @@
 namespace txc::participant {
 
 struct AgentOptions {
-  // An interactive statement waits this long for a row lock held by another
-  // transaction, then fails with LOCK_TIMEOUT naming the holder. A one-shot
-  // PREPARE uses wait-die instead (an older txn waits up to this long, a
-  // younger one votes NO at once), so distributed deadlocks cannot stall it.
-  // Default: 2 s.
+  // Wait-die by txid age, for interactive statements and one-shot PREPAREs
+  // alike: a request that meets a younger (or already decided) holder's row
+  // lock waits this long, then fails with LOCK_TIMEOUT naming the holder; one
+  // that meets an older, undecided holder's lock does not wait (a one-shot
+  // votes NO, an interactive branch is rolled back and its client told to
+  // retry), so distributed deadlocks cannot stall anyone. Default: 2 s.
   Micros lock_timeout = 2 * kSeconds;
   // An ACTIVE branch with no request for this long asks the coordinator
   // whether its transaction is still alive (a client may have died).
@@ -287,7 +288,7 @@ class BranchCore {
     uint64_t rollback_failures = 0;  // rollback attempts that failed (each retry counts)
     uint64_t lock_waits = 0;       // requests that waited for a row lock (once per request)
     uint64_t lock_timeouts = 0;    // ... that gave up after lock_timeout
-    uint64_t wait_die_refusals = 0;  // one-shot PREPAREs refused at once by wait-die
+    uint64_t wait_die_refusals = 0;  // requests refused at once by wait-die (one-shot or interactive)
     uint64_t statement_timeouts = 0;  // executes the resource interrupted (TIMEOUT)
     // Decisions from callers not attributable to the group
     // (confirm_decisions): confirmed by the group and applied; refused

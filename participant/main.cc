@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
        "or set TXC_PASSWORD_<NAME> in the environment (PostgreSQL also reads PGPASSWORD and "
        "~/.pgpass)")
       ("lock-timeout-ms", po::value<int64_t>()->default_value(2000),
-       "how long a statement waits for a row lock")
+       "how long a statement waits for a row lock held by a younger transaction (one that "
+       "meets an older transaction's lock is aborted at once: wait-die)")
       ("active-timeout-ms", po::value<int64_t>()->default_value(60000),
        "an idle ACTIVE branch asks the coordinator after this long")
       ("max-branch-statements", po::value<int64_t>()->default_value(100000),

@@ -2,6 +2,7 @@
 // --insecure; also as keys of a --config file), and the rule for running
 // without them: plaintext only when every address the process listens on or
 // dials is loopback, unless --insecure says otherwise (docs/security.md).
+// Also the RPC server flags and refusal counters txcoord and txagent share.
 #pragma once
 
 #include <string>
