@@ -57,6 +57,7 @@ void CommitDriver::BecomeLeader(int64_t epoch, Micros now) {
   epoch_ = epoch;
   next_seq_ = 1;
   txns_.clear();
+  pending_ends_.clear();  // an earlier leadership's: its new driving ends them again
   // Finish what earlier leaders decided: resend the outcome until acked, then END.
   for (const TxnTable::Entry* e : table_->Unended()) {
     Txn& t = txns_[e->txid];
@@ -93,6 +94,7 @@ void CommitDriver::StepDown(const std::string& leader_hint) {
     v->clear();
   }
   barrier_in_flight_ = false;
+  pending_ends_.clear();
   for (auto& [txid, t] : txns_) {
     for (uint64_t w : t.waiters) ReplyNotServing(w, txid, false);
     for (const auto& [w, p] : t.forget_waiters) ReplyNotServing(w, txid, false);
@@ -865,6 +867,7 @@ void CommitDriver::OnProposalFailed(const proto::Command& cmd, const Status& why
     t.waiters.clear();
   }
   txns_.clear();
+  pending_ends_.clear();
   FailBarrierWaiters(Status::Unavailable("the coordinator's log failed (making " +
                                          DescribeCommand(cmd) + " durable): " + why.ToString() +
                                          "; ask again"));
@@ -1007,11 +1010,17 @@ void CommitDriver::MaybeEnd(Txn* t) {
     if (!a) return;
   }
   t->state = State::kEnding;
-  effects_.proposals.push_back(MakeEnd(t->txid));
+  if (!options_.lazy_end) {
+    effects_.proposals.push_back(MakeEnd(t->txid));
+    return;
+  }
+  pending_ends_.push_back(MakeEnd(t->txid));
+  if (pending_ends_.size() >= options_.lazy_end_batch) flush_ends_ = true;
 }
 
 void CommitDriver::Tick(Micros now) {
   if (!serving_) return;
+  flush_ends_ = true;  // the ENDs of the last tick's interval
   std::vector<std::pair<TxId, std::string>> to_abort;
   for (auto& [txid, t] : txns_) {
     switch (t.state) {
@@ -1112,6 +1121,14 @@ size_t CommitDriver::RetryNow(const std::optional<TxId>& txid, Micros now) {
 }
 
 DriverEffects CommitDriver::TakeEffects() {
+  // Pending ENDs ride with any other proposal (one slot), or go alone when
+  // flushed (Tick, or a full batch). Each follows its own DECIDE, chosen
+  // before its transaction reached kEnding.
+  if (!pending_ends_.empty() && (flush_ends_ || !effects_.proposals.empty())) {
+    for (proto::Command& c : pending_ends_) effects_.proposals.push_back(std::move(c));
+    pending_ends_.clear();
+  }
+  flush_ends_ = false;
   DriverEffects out = std::move(effects_);
   effects_ = DriverEffects();
   return out;

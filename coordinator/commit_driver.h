@@ -77,6 +77,16 @@ struct DriverOptions {
   // At most validate::kMaxParticipants (the wire refuses longer lists).
   // Default: 1,000 (validate::kMaxParticipants).
   size_t max_participants = 1000;
+  // Lazy END: an END_TXN (all participants acknowledged) is not proposed
+  // alone at once. It waits for the next proposal of this leader (a DECIDE,
+  // usually, which it joins in one slot) or for the next Tick, or until
+  // `lazy_end_batch` of them wait; so a transaction costs one log write
+  // instead of two, and the END never holds up the next transaction's
+  // DECIDE behind its fsync. The txn stays "ending" that much longer (its
+  // outcome is in the table either way). false: each END is proposed at
+  // once. The real node and txsim turn it on. Default: false.
+  bool lazy_end = false;
+  size_t lazy_end_batch = 256;
   // Options of the TxnTable the node builds next to this driver (the driver
   // only reads the table): ended-transaction retention and the like.
   TxnTableOptions table;
@@ -382,6 +392,9 @@ class CommitDriver {
   uint64_t hazard_count_ = 0;
   Counters counters_;
   DriverEffects effects_;
+  // lazy_end: ENDs not proposed yet (TakeEffects adds them to a proposal).
+  std::vector<proto::Command> pending_ends_;
+  bool flush_ends_ = false;  // propose pending_ends_ at the next TakeEffects
 };
 
 }  // namespace txc::coord

@@ -43,7 +43,12 @@ struct NodeOptions {
   Micros heartbeat = 50 * kMillis;
   Micros election_min = 300 * kMillis;
   Micros election_max = 600 * kMillis;
-  DriverOptions driver;
+  // The node proposes END lazily (DriverOptions::lazy_end).
+  DriverOptions driver = [] {
+    DriverOptions d;
+    d.lazy_end = true;
+    return d;
+  }();
   // How often the driver's timers are checked. Default: 5 ms.
   Micros tick = 5 * kMillis;
   // A snapshot of the table is written, and the log truncated, after this

@@ -44,9 +44,11 @@ struct Op : wal::GroupOp {
   ExecuteResult result;    // result.status is the outcome for every kind
   bool finalized = false;  // outcome fixed even if the group is re-run
 
-  bool NeedsSync() const {
-    return kind == kPrepare || kind == kExecuteAndPrepare || kind == kCommit || kind == kPreCommit ||
-           kind == kHeuristic || kind == kForgetHeuristic;
+  // `defer_commit`: a Commit does not sync its group; its callback waits
+  // for a later sync instead (SqliteResourceOptions::defer_commit_sync).
+  bool NeedsSync(bool defer_commit) const {
+    return kind == kPrepare || kind == kExecuteAndPrepare || (kind == kCommit && !defer_commit) ||
+           kind == kPreCommit || kind == kHeuristic || kind == kForgetHeuristic;
   }
 };
 
@@ -71,6 +73,11 @@ class SqliteResource::Impl {
     co.max_weight = options_.max_group_ops;
     co.executor = options_.executor;
     co.durability_barrier = options_.durability_barrier;
+    co.sync_delay = std::chrono::microseconds(options_.commit_sync_delay);
+    co.sync = [this](wal::GroupCommitter::Group& held) {
+      std::lock_guard<std::mutex> l(db_mu_);
+      return SyncHeld(held);
+    };
     committer_ = std::make_unique<wal::GroupCommitter>(
         std::move(co),
         [this](wal::GroupCommitter::Group& group) {
@@ -102,6 +109,9 @@ class SqliteResource::Impl {
   // The committer's worker, under db_mu_: true when the group committed and
   // needs durability before its callbacks.
   bool RunGroup(wal::GroupCommitter::Group& group);
+  // Deferred commits: syncs the log file for the held Commits (true), or
+  // fails them (false).
+  bool SyncHeld(wal::GroupCommitter::Group& held);
   Status RunOp(Op& op);
   bool FailGroup(std::vector<Op*>& ops, const Status& why);
   void Fail(const Status& why);
@@ -245,7 +255,7 @@ bool SqliteResource::Impl::RunGroup(wal::GroupCommitter::Group& group) {
     return false;
   }
   bool need_sync = false;
-  for (auto& op : ops) need_sync |= op->NeedsSync();
+  for (auto& op : ops) need_sync |= op->NeedsSync(options_.defer_commit_sync);
   bool want_full = need_sync && !options_.unsafe_no_sync;
   if (!options_.unsafe_no_sync && want_full != sync_full_) {
     // Between transactions only: SQLite applies it to the next commit.
@@ -320,9 +330,58 @@ bool SqliteResource::Impl::RunGroup(wal::GroupCommitter::Group& group) {
     locks_count.store(locks_.size());
     groups.fetch_add(1);
     if (want_full) syncs.fetch_add(1);
-    for (auto& op : ops) op->finalized = true;
+    for (auto& op : ops) {
+      op->finalized = true;
+      // Written but not synced: a successful Commit's callback (the ack a
+      // coordinator may END on) waits for a later sync. Its locks are free
+      // already: anything later that depends on it is later in the WAL, so
+      // any sync that covers that covers this COMMIT too.
+      op->needs_durability = !need_sync && op->kind == Op::kCommit && op->result.status.ok();
+    }
     return need_sync;
   }
+}
+
+bool SqliteResource::Impl::SyncHeld(wal::GroupCommitter::Group& held) {
+  auto fail_all = [&](const Status& why) {
+    for (auto& g : held) {
+      Op& op = static_cast<Op&>(*g);
+      op.result = ExecuteResult{};
+      op.result.status = Err(Status::kStorageFailed,
+                             "the COMMIT of " + ToString(op.txid) +
+                                 " was written but could not be made durable: " + why.message());
+    }
+    return false;
+  };
+  if (committer_->failed()) return fail_all(Sticky());
+  if (options_.unsafe_no_sync) return false;  // delivered as they are
+  if (options_.test_only_ack_commit_before_sync) return false;  // the injected bug: no sync
+  if (inject_failure.exchange(false)) {
+    Status why = Err(Status::kStorageFailed, "injected failure (test): disk full");
+    Fail(why);
+    return fail_all(why);
+  }
+  // The write-ahead log holds every COMMIT since the last checkpoint (which
+  // synced the database file); without an open log (another journal mode),
+  // the database file itself.
+  sqlite3_file* file = nullptr;
+  int rc = sqlite3_file_control(db_->raw(), "main", SQLITE_FCNTL_JOURNAL_POINTER, &file);
+  if (rc == SQLITE_OK && (file == nullptr || file->pMethods == nullptr)) {
+    rc = sqlite3_file_control(db_->raw(), "main", SQLITE_FCNTL_FILE_POINTER, &file);
+  }
+  if (rc == SQLITE_OK && file != nullptr && file->pMethods != nullptr) {
+    rc = file->pMethods->xSync(file, SQLITE_SYNC_NORMAL);
+  } else if (rc == SQLITE_OK) {
+    rc = SQLITE_IOERR;  // no open file, though a COMMIT was written
+  }
+  if (rc != SQLITE_OK) {
+    Status why = Err(Status::kStorageFailed,
+                     std::string("cannot sync the write-ahead log: ") + sqlite3_errstr(rc));
+    Fail(why);
+    return fail_all(why);
+  }
+  syncs.fetch_add(1);
+  return true;
 }
 
 Status SqliteResource::Impl::RunOp(Op& op) {

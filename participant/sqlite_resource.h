@@ -50,8 +50,9 @@
 // Group commit (wal/group_committer.h, shared with the coordinator's
 // LogStore): one worker takes every queued operation (up to
 // max_group_ops), runs them in one BEGIN IMMEDIATE ... COMMIT (each in its own
-// SAVEPOINT), syncs once if any of them needs durability (Prepare, Commit,
-// ExecuteAndPrepare), passes the durability barrier, then runs the callbacks.
+// SAVEPOINT), syncs once if any of them needs durability (Prepare,
+// ExecuteAndPrepare, PreCommit; a Commit's sync is deferred, see
+// defer_commit_sync), passes the durability barrier, then runs the callbacks.
 // The worker is the resource's own thread, or (options.executor) a drain task
 // posted to an executor: the simulator runs the same group commit as events.
 //
@@ -153,6 +154,23 @@ struct SqliteResourceOptions {
   // fsync returned inside COMMIT). The simulator passes a hook that waits for
   // SimVfs::WhenDurable.
   std::function<void(std::function<void()> deliver)> durability_barrier;
+  // Deferred commit sync. A group holding only Commits (and Executes and
+  // Rollbacks) is written without a sync; each Commit's callback, the ack
+  // the coordinator may END the transaction on, waits until a later group's
+  // sync covers it (the WAL is written in order), or until the worker has
+  // been idle for commit_sync_delay and syncs the WAL for it. So a COMMIT
+  // costs no fsync of its own and the next PREPARE never waits behind one,
+  // and still no ack leaves before its COMMITTED record is durable: after a
+  // power loss a branch whose COMMIT was lost is PREPARED again, and the
+  // coordinator, never acked, still knows its outcome. With an executor, a
+  // drain that finds nothing queued syncs at once. Defaults: true, 2 ms.
+  bool defer_commit_sync = true;
+  Micros commit_sync_delay = 2 * kMillis;
+  // Test-only, never in production: held Commits are acknowledged without
+  // the sync (the simulator's injected bug ack-commit-before-sync; a power
+  // loss before the next sync loses a COMMIT the coordinator forgot).
+  // Default: false.
+  bool test_only_ack_commit_before_sync = false;
   // Test-only, never in production: Rollback marks the branch ABORTED,
   // releases its locks and reports success WITHOUT applying its undo (the
   // simulator's injected bug forget-undo, which its checker must catch).

@@ -155,6 +155,7 @@ void SimAgent::Boot() {
     o.clock = [worker] { return worker->Now(); };
     o.wall_clock = [&w] { return kSimWallEpoch + w.now(); };
     o.test_only_forget_undo = c_->bugs().forget_undo;  // BUG forget-undo
+    o.test_only_ack_commit_before_sync = c_->bugs().ack_commit_before_sync;  // BUG ack-commit-before-sync
     o.test_only_skip_undo_on_conflict = c_->bugs().skip_undo_on_conflict;  // BUG skip-undo-on-conflict
     auto r = participant::SqliteResource::Open(name, BankDbUri(vfs_, name), o);
     if (!r.ok()) {

@@ -69,6 +69,9 @@ const std::vector<BugInfo>& Bugs() {
       {"early-commit-reply",
        "the coordinator tells the client COMMITTED when DECIDE is proposed, not when durable"},
       {"forget-undo", "a rollback marks the branch ABORTED without applying its undo"},
+      {"ack-commit-before-sync",
+       "the agent's resource acknowledges a COMMIT written without a sync (deferred) before any "
+       "sync covers it"},
       {"skip-undo-on-conflict",
        "a branch locks no unique-key values, and its undo skips (reporting success) a row it "
        "cannot restore because another branch took the unique value it had freed"},
@@ -168,6 +171,7 @@ Timing::Timing() {
   driver.resend_max = 1 * kSeconds;
   driver.call_timeout = 1 * kSeconds;
   driver.stuck_after = 3 * kSeconds;  // short, so stuck transactions happen in a seed
+  driver.lazy_end = true;             // as the real node
   agent.lock_timeout = 300 * kMillis;
   agent.active_timeout = 500 * kMillis;
   agent.in_doubt_after = 300 * kMillis;
@@ -206,6 +210,7 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
   bugs_.lying_disk = options.bug == "lying-disk";
   bugs_.early_commit_reply = options.bug == "early-commit-reply";
   bugs_.forget_undo = options.bug == "forget-undo";
+  bugs_.ack_commit_before_sync = options.bug == "ack-commit-before-sync";
   bugs_.skip_undo_on_conflict = options.bug == "skip-undo-on-conflict";
   bugs_.heuristic_commit = options.bug == "heuristic-commit";
   bugs_.ack_before_durable_accept = options.bug == "ack-before-durable-accept";

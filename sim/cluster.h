@@ -68,6 +68,7 @@ struct BugFlags {
   bool lying_disk = false;
   bool early_commit_reply = false;
   bool forget_undo = false;
+  bool ack_commit_before_sync = false;
   bool skip_undo_on_conflict = false;
   bool heuristic_commit = false;
   bool ack_before_durable_accept = false;

@@ -18,6 +18,7 @@ void GroupCommitter::Stop() {
     // are dropped, their completions never called.
     std::lock_guard<std::mutex> l(mu_);
     queue_.clear();
+    held_.clear();
     return;
   }
   {
@@ -73,16 +74,47 @@ void GroupCommitter::DeliverAll(Group& group) {
   for (auto& op : group) (*deliver_)(*op);
 }
 
+void GroupCommitter::Settle(Group* group, bool durable) {
+  if (durable) {
+    if (held_.empty()) return;
+    for (auto& op : *group) held_.push_back(std::move(op));
+    *group = std::exchange(held_, {});
+    return;
+  }
+  Group now;
+  for (auto& op : *group) {
+    (op->needs_durability ? held_ : now).push_back(std::move(op));
+  }
+  *group = std::move(now);
+}
+
 void GroupCommitter::Run() {
   for (;;) {
     Group group;
+    bool sync_only = false;
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [this] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and drained
-      TakeGroup(&group);
+      auto ready = [this] { return stop_ || !queue_.empty(); };
+      if (held_.empty()) {
+        cv_.wait(l, ready);
+      } else {
+        cv_.wait_for(l, options_.sync_delay, ready);
+      }
+      if (queue_.empty()) {
+        if (held_.empty()) return;  // stopping, and drained
+        sync_only = true;           // idle for sync_delay (or stopping)
+      } else {
+        TakeGroup(&group);
+      }
     }
-    bool durable = run_group_(group);
+    bool durable;
+    if (sync_only) {
+      group = std::exchange(held_, {});
+      durable = options_.sync(group);
+    } else {
+      durable = run_group_(group);
+      Settle(&group, durable);
+    }
     if (durable && options_.durability_barrier) WaitForBarrier();
     DeliverAll(group);
   }
@@ -115,15 +147,26 @@ void GroupCommitter::PostDrain() {
 // queued meanwhile, completions' new operations included.
 void GroupCommitter::Drain() {
   auto group = std::make_shared<Group>();
+  bool sync_only = false;
   {
     std::lock_guard<std::mutex> l(mu_);
     TakeGroup(group.get());
     if (group->empty()) {
-      drain_pending_ = false;
-      return;
+      if (held_.empty()) {
+        drain_pending_ = false;
+        return;
+      }
+      sync_only = true;  // nothing queued: make the held operations durable now
     }
   }
-  bool durable = run_group_(*group);
+  bool durable;
+  if (sync_only) {
+    *group = std::exchange(held_, {});
+    durable = options_.sync(*group);
+  } else {
+    durable = run_group_(*group);
+    Settle(group.get(), durable);
+  }
   // Holds its own reference to the deliver function: a completion may
   // destroy the committer while that function runs.
   auto finish = [this, alive = alive_, deliver = deliver_, group,
@@ -136,7 +179,7 @@ void GroupCommitter::Drain() {
     bool more;
     {
       std::lock_guard<std::mutex> l(mu_);
-      more = !queue_.empty();
+      more = !queue_.empty() || !held_.empty();
       drain_pending_ = more;
     }
     if (more) PostDrain();

@@ -16,6 +16,15 @@
 // and Options::durability_barrier is set, the completions are delivered only
 // once the barrier calls `deliver`, and no later group starts before that.
 //
+// Deferred durability (Options::sync): RunGroup may write a group without a
+// sync while some of its operations must not complete before one (it marks
+// them GroupOp::needs_durability). Those completions are held, and
+// delivered, after the others of their group, once a later group is synced
+// or once `sync` has made the written groups durable: with the thread after
+// no operation arrived for Options::sync_delay, with an executor at the end
+// of a drain that finds nothing queued. A synced group delivers the held
+// completions first (they are earlier in the log file), then its own.
+//
 // Sticky failure: Fail() records the first reason a group could not be
 // written; from then on failed() is true and the owner refuses every write,
 // naming fail_reason(), until the process restarts.
@@ -28,6 +37,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -55,6 +65,9 @@ class GroupOp {
   virtual ~GroupOp() = default;
   // What the operation counts for against Options::max_weight.
   virtual size_t weight() const { return 1; }
+  // Set by RunGroup on an operation of a group it did not sync: its
+  // completion waits for a later sync (deferred durability, above).
+  bool needs_durability = false;
 };
 
 class GroupCommitter {
@@ -72,6 +85,15 @@ class GroupCommitter {
     // executor it may be called from any task of that executor. Empty:
     // deliver at once.
     std::function<void(std::function<void()> deliver)> durability_barrier;
+    // Deferred durability: makes every group written so far durable (the
+    // log file's fsync) for `held`, the operations waiting for it; true
+    // when it synced (the durability barrier applies), false when it could
+    // not, having set each held operation's outcome (a storage failure).
+    // Required when RunGroup may set GroupOp::needs_durability.
+    std::function<bool(Group& held)> sync;
+    // With the thread: how long held completions wait for another group to
+    // sync them before `sync` runs. Default: 2 ms.
+    std::chrono::microseconds sync_delay{2000};
   };
 
   // Writes one group in one transaction and one sync, fixing every
@@ -111,6 +133,9 @@ class GroupCommitter {
   void TakeGroup(Group* group);  // under mu_
   void WaitForBarrier();
   void DeliverAll(Group& group);
+  // After RunGroup: a synced group takes the held operations in front of its
+  // own; an unsynced one moves its needs_durability operations to held_.
+  void Settle(Group* group, bool durable);
 
   const Options options_;
   const RunGroupFn run_group_;
@@ -124,6 +149,8 @@ class GroupCommitter {
   // With an executor: a drain task is posted, running, or waiting for its
   // group's durability barrier. At most one at a time.
   bool drain_pending_ = false;
+  // Written, waiting for a sync before their completions (the worker's own).
+  Group held_;
   // False once destroyed; shared with posted tasks and barrier continuations.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 

@@ -33,10 +33,10 @@ constexpr uint64_t kSeedDivisor = 1;
 // SimBugTest's shortened scan (it moves when the fault schedule changes).
 constexpr uint64_t kResurrectedDecideSeed = 22;
 // Likewise for empty-disk-votes.
-constexpr uint64_t kEmptyDiskVotesSeed = 48;
+constexpr uint64_t kEmptyDiskVotesSeed = 30;
 // The first heavy seed (one replica) that catches skip-undo-on-conflict: a
 // renamed member's row lost by an undo (SimUndoTest).
-constexpr uint64_t kSkipUndoOnConflictSeed = 11;
+constexpr uint64_t kSkipUndoOnConflictSeed = 9;
 
 // The last seed of a run of seeds from `lo` that would end at `hi` unsanitized.
 uint64_t LastSeed(uint64_t lo, uint64_t hi) {

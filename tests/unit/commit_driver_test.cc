@@ -348,6 +348,110 @@ TEST_F(CommitDriverTest, EndIsProposedOnlyAfterEveryAckAndThenTheTxnIsForgotten)
   EXPECT_TRUE(table_.Find(t)->ended);
 }
 
+// DriverOptions::lazy_end (the real node's and txsim's setting): an END
+// waits for the next proposal, which it joins in one slot, or for the next
+// Tick; a full batch goes at once; a lost leadership drops the pending ones.
+class LazyEndTest : public CommitDriverTest {
+ protected:
+  static DriverOptions Lazy(size_t batch) {
+    DriverOptions o = TestOptions();
+    o.lazy_end = true;
+    o.lazy_end_batch = batch;
+    return o;
+  }
+  void UseLazy(size_t batch = 256) {
+    driver_ = CommitDriver(&table_, Lazy(batch));
+    BecomeLeader(kEpoch + 1);
+  }
+  // A transaction decided COMMITTED and acknowledged by both participants.
+  TxId Acked(uint64_t token) {
+    proto::Command decide;
+    TxId t = BeginAndVoteYes({kA, kB}, token, &decide);
+    Choose(decide);
+    Take();
+    Ack(t, 0);
+    Ack(t, 1);
+    return t;
+  }
+  static size_t Ends(const DriverEffects& fx) {
+    return std::count_if(fx.proposals.begin(), fx.proposals.end(), [](const proto::Command& c) {
+      return c.type == proto::CommandType::END_TXN;
+    });
+  }
+};
+
+TEST_F(LazyEndTest, EndWaitsForTheNextTickAndTheTxnEndsThen) {
+  UseLazy();
+  TxId t = Acked(2);
+  EXPECT_TRUE(Take().proposals.empty());
+  EXPECT_EQ(driver_.ActiveTxns(now_)[0].state, "ending");
+  EXPECT_EQ(Outcome(t).outcome, proto::Outcome::COMMITTED);  // from the table meanwhile
+  Take();
+  driver_.Tick(now_);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 1u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::END_TXN);
+  EXPECT_EQ(fx.proposals[0].txid, t);
+  Choose(fx.proposals[0]);
+  EXPECT_EQ(driver_.active_count(), 0u);
+  driver_.Tick(now_);
+  EXPECT_TRUE(Take().proposals.empty());  // nothing proposed twice
+}
+
+TEST_F(LazyEndTest, EndJoinsTheNextDecideInOneBatch) {
+  UseLazy();
+  TxId first = Acked(2);
+  TxId second = Begin(3);
+  Commit(4, second, {kA, kB});
+  Take();
+  Vote(second, 0, kYes);
+  Vote(second, 1, kYes);
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.proposals.size(), 2u);
+  EXPECT_EQ(fx.proposals[0].type, proto::CommandType::DECIDE);  // the DECIDE first
+  EXPECT_EQ(fx.proposals[0].txid, second);
+  EXPECT_EQ(fx.proposals[1].type, proto::CommandType::END_TXN);
+  EXPECT_EQ(fx.proposals[1].txid, first);
+}
+
+TEST_F(LazyEndTest, AFullBatchIsProposedWithoutWaiting) {
+  UseLazy(/*batch=*/3);
+  std::vector<TxId> ts;
+  for (uint64_t token : {10, 20, 30}) {
+    proto::Command decide;
+    ts.push_back(BeginAndVoteYes({kA, kB}, token, &decide));
+    Choose(decide);
+    Take();
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    Ack(ts[i], 0);
+    Ack(ts[i], 1);
+  }
+  EXPECT_EQ(Ends(Take()), 0u);
+  Ack(ts[2], 0);
+  Ack(ts[2], 1);
+  EXPECT_EQ(Ends(Take()), 3u);
+}
+
+TEST_F(LazyEndTest, ALostLeadershipDropsPendingEndsAndTheNextOneEndsTheTxnAgain) {
+  UseLazy();
+  TxId t = Acked(2);
+  driver_.StepDown("elsewhere:1");
+  EXPECT_EQ(Ends(Take()), 0u);
+  // Leading again, the driver re-drives the unended decided transaction:
+  // the decision is resent, and its END comes only after the new acks.
+  BecomeLeader(kEpoch + 2);
+  DriverEffects fx = Take();
+  EXPECT_EQ(Ends(fx), 0u);
+  EXPECT_EQ(Decisions(fx, proto::Outcome::COMMITTED).size(), 2u);
+  Ack(t, 0);
+  Ack(t, 1);
+  driver_.Tick(now_);
+  fx = Take();
+  ASSERT_EQ(Ends(fx), 1u);
+  EXPECT_EQ(fx.proposals.back().txid, t);
+}
+
 TEST_F(CommitDriverTest, CommitGoesOnlyToYesVotersNotReadOnlyOnes) {
   TxId t = Begin();
   Commit(2, t, {kA, kB, kC});

@@ -195,6 +195,20 @@ TEST_F(SqliteResourceTest, ExecuteThenCommitKeepsTheData) {
   EXPECT_OK(Commit(a_));
 }
 
+// With the worker thread, a Commit's deferred sync runs once the worker is
+// idle (commit_sync_delay): exactly one sync, then the callback.
+TEST_F(SqliteResourceTest, ACommitAloneIsSyncedOnceAfterItsGroup) {
+  ASSERT_OK(Execute(a_, {Add(1, -30)}).status);
+  ASSERT_OK(Prepare(a_));
+  uint64_t syncs = rm_->syncs();
+  uint64_t groups = rm_->groups_committed();
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(rm_->groups_committed(), groups + 1);
+  EXPECT_EQ(rm_->syncs(), syncs + 1);
+  EXPECT_EQ(Count("SELECT state FROM txc_branches WHERE txid = '1.1'"),
+            static_cast<int>(BranchState::kCommitted));
+}
+
 TEST_F(SqliteResourceTest, RollbackRestoresUpdatesInsertsAndDeletesExactly) {
   auto before = Accounts();
   ASSERT_OK(Execute(a_, {Add(1, -30), Sql("INSERT INTO accounts VALUES(?1, ?2)", {I(5000), I(7)})})
@@ -992,9 +1006,68 @@ TEST_F(SqliteResourceExecutorTest, GroupsRunAsExecutorTasksNeverInsideTheCall) {
     rm_->Commit(a_, Note("commit a"));
     EXPECT_EQ(got_.back(), "prepare a");
   });
-  EXPECT_EQ(exec_.RunAll(), 2);
+  // The Prepare's group, the Commit's (written, not synced), then the sync
+  // of the WAL for the Commit's deferred callback.
+  EXPECT_EQ(exec_.RunAll(), 3);
   EXPECT_EQ(got_.back(), "commit a");
   EXPECT_EQ(State("1.1"), static_cast<int>(BranchState::kCommitted));
+}
+
+// defer_commit_sync: a Commit's group is written without a sync and its
+// callback waits for the next sync: a later group's (which delivers it
+// first), or the WAL's own when nothing else came.
+TEST_F(SqliteResourceExecutorTest, ACommitsCallbackWaitsForTheNextSync) {
+  OpenOnExecutor(true);
+  rm_->ExecuteAndPrepare(a_, {Add(1, -30)}, {}, [&](ExecuteResult r) {
+    EXPECT_OK(r.status);
+    got_.push_back("one-shot a");
+  });
+  exec_.RunAll();
+  ASSERT_EQ(barriers_.size(), 1u);
+  barriers_[0]();
+  uint64_t syncs = rm_->syncs();
+
+  // Commit a, and before its group runs, a one-shot b: b's synced group
+  // covers a's COMMIT, which is delivered first.
+  rm_->Commit(a_, Note("commit a"));
+  rm_->ExecuteAndPrepare(b_, {Add(2, 30)}, {}, [&](ExecuteResult r) {
+    EXPECT_OK(r.status);
+    got_.push_back("one-shot b");
+  });
+  exec_.RunAll();
+  EXPECT_EQ(rm_->syncs(), syncs + 1);  // one sync for both
+  ASSERT_EQ(barriers_.size(), 2u);
+  EXPECT_EQ(got_.back(), "one-shot a");
+  barriers_[1]();
+  EXPECT_EQ(got_, (std::vector<std::string>{"one-shot a", "commit a", "one-shot b"}));
+
+  // Commit b alone: its group is written (the row is committed, the lock
+  // free), but the callback waits for the WAL's sync and its barrier.
+  rm_->Commit(b_, Note("commit b"));
+  EXPECT_EQ(exec_.RunAll(), 2);  // the Commit's group, then the sync
+  EXPECT_EQ(State("1.2"), static_cast<int>(BranchState::kCommitted));
+  EXPECT_EQ(rm_->syncs(), syncs + 2);
+  ASSERT_EQ(barriers_.size(), 3u);
+  EXPECT_EQ(got_.back(), "one-shot b");  // not yet
+  barriers_[2]();
+  EXPECT_EQ(got_.back(), "commit b");
+}
+
+// The deferred sync fails: the held Commit hears a storage failure (its
+// record may never reach the disk), and the resource refuses everything.
+TEST_F(SqliteResourceExecutorTest, AFailedDeferredSyncFailsTheCommitAndSticks) {
+  OpenOnExecutor(false);
+  rm_->ExecuteAndPrepare(a_, {Add(1, -30)}, {}, [&](ExecuteResult r) { EXPECT_OK(r.status); });
+  exec_.RunAll();
+  rm_->InjectFailureForTest();
+  rm_->Commit(a_, Note("commit a"));
+  exec_.RunAll();
+  ASSERT_EQ(got_.size(), 1u);
+  EXPECT_THAT(got_[0], HasSubstr("could not be made durable"));
+  EXPECT_THAT(got_[0], HasSubstr("injected failure"));
+  Exec(b_, {Add(2, 1)}, "exec b");
+  exec_.RunAll();
+  EXPECT_THAT(got_.back(), HasSubstr("refuses every operation until restarted"));
 }
 
 TEST_F(SqliteResourceExecutorTest, OneDrainTakesAtMostMaxGroupOps) {
