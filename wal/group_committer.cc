@@ -79,13 +79,29 @@ void GroupCommitter::Settle(Group* group, bool durable) {
     if (held_.empty()) return;
     for (auto& op : *group) held_.push_back(std::move(op));
     *group = std::exchange(held_, {});
+    held_groups_ = 0;
     return;
   }
+  if (!options_.sync) return;  // no deferred durability: nothing is held
+  const bool was_empty = held_.empty();
   Group now;
   for (auto& op : *group) {
     (op->needs_durability ? held_ : now).push_back(std::move(op));
   }
   *group = std::move(now);
+  if (held_.empty()) return;
+  if (was_empty) {
+    held_since_ = std::chrono::steady_clock::now();
+    held_groups_ = 0;
+  }
+  ++held_groups_;
+}
+
+bool GroupCommitter::HeldTooLong() const {
+  if (held_.empty()) return false;
+  if (held_groups_ >= kMaxHeldGroups) return true;
+  return options_.executor == nullptr &&
+         std::chrono::steady_clock::now() - held_since_ >= options_.sync_delay;
 }
 
 void GroupCommitter::Run() {
@@ -103,6 +119,8 @@ void GroupCommitter::Run() {
       if (queue_.empty()) {
         if (held_.empty()) return;  // stopping, and drained
         sync_only = true;           // idle for sync_delay (or stopping)
+      } else if (HeldTooLong()) {
+        sync_only = true;  // the queue waits for the next turn
       } else {
         TakeGroup(&group);
       }
@@ -110,6 +128,7 @@ void GroupCommitter::Run() {
     bool durable;
     if (sync_only) {
       group = std::exchange(held_, {});
+      held_groups_ = 0;
       durable = options_.sync(group);
     } else {
       durable = run_group_(group);
@@ -150,18 +169,23 @@ void GroupCommitter::Drain() {
   bool sync_only = false;
   {
     std::lock_guard<std::mutex> l(mu_);
-    TakeGroup(group.get());
-    if (group->empty()) {
-      if (held_.empty()) {
-        drain_pending_ = false;
-        return;
+    if (HeldTooLong()) {
+      sync_only = true;  // the queue waits for the next drain
+    } else {
+      TakeGroup(group.get());
+      if (group->empty()) {
+        if (held_.empty()) {
+          drain_pending_ = false;
+          return;
+        }
+        sync_only = true;  // nothing queued: make the held operations durable now
       }
-      sync_only = true;  // nothing queued: make the held operations durable now
     }
   }
   bool durable;
   if (sync_only) {
     *group = std::exchange(held_, {});
+    held_groups_ = 0;
     durable = options_.sync(*group);
   } else {
     durable = run_group_(*group);

@@ -22,8 +22,11 @@
 // delivered, after the others of their group, once a later group is synced
 // or once `sync` has made the written groups durable: with the thread after
 // no operation arrived for Options::sync_delay, with an executor at the end
-// of a drain that finds nothing queued. A synced group delivers the held
-// completions first (they are earlier in the log file), then its own.
+// of a drain that finds nothing queued; and in both, before the next group
+// once they have waited through kMaxHeldGroups unsynced groups (or, with the
+// thread, for sync_delay), so a stream of operations that never sync cannot
+// hold them for long. A synced group delivers the held completions first
+// (they are earlier in the log file), then its own.
 //
 // Sticky failure: Fail() records the first reason a group could not be
 // written; from then on failed() is true and the owner refuses every write,
@@ -149,8 +152,15 @@ class GroupCommitter {
   // With an executor: a drain task is posted, running, or waiting for its
   // group's durability barrier. At most one at a time.
   bool drain_pending_ = false;
-  // Written, waiting for a sync before their completions (the worker's own).
+  // Written, waiting for a sync before their completions (the worker's own):
+  // since when, and through how many unsynced groups.
   Group held_;
+  std::chrono::steady_clock::time_point held_since_;
+  int held_groups_ = 0;
+  // Bound on held_groups_ before the held operations are synced anyway.
+  static constexpr int kMaxHeldGroups = 8;
+  // True when the held operations have waited long enough (see above).
+  bool HeldTooLong() const;
   // False once destroyed; shared with posted tasks and barrier continuations.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 

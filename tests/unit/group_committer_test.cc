@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -163,6 +164,110 @@ TEST(GroupCommitterTest, ThreadRunsEveryQueuedOpBeforeStoppingAndDeliversInOrder
   }
   EXPECT_EQ(grouped, want);
   EXPECT_EQ(rec.delivered, want);
+}
+
+// Deferred durability: even ops (the "commits") are held when their group
+// is not synced; odd ones complete at once. The owner's sync answers durable.
+struct Deferring : Recorder {
+  int syncs = 0;
+  std::vector<std::vector<int>> synced;  // the held ids each sync was for
+  GroupCommitter::RunGroupFn RunDeferring() {
+    return [this](GroupCommitter::Group& g) {
+      bool d = Run()(g);
+      for (auto& op : g) op->needs_durability = static_cast<TestOp&>(*op).id % 2 == 0;
+      return d;
+    };
+  }
+  std::function<bool(GroupCommitter::Group&)> Sync() {
+    return [this](GroupCommitter::Group& held) {
+      std::lock_guard<std::mutex> l(mu);
+      ++syncs;
+      std::vector<int> ids;
+      for (auto& op : held) ids.push_back(static_cast<TestOp&>(*op).id);
+      synced.push_back(ids);
+      return true;
+    };
+  }
+};
+
+TEST(GroupCommitterTest, HeldOpsCompleteWithTheNextSyncedGroupFirst) {
+  ManualExecutor ex;
+  Deferring rec;
+  GroupCommitter::Options o;
+  o.executor = &ex;
+  o.max_weight = 2;
+  o.sync = rec.Sync();
+  GroupCommitter c(o, rec.RunDeferring(), rec.Deliver());
+  for (int i = 1; i <= 2; ++i) c.Enqueue(std::make_unique<TestOp>(i, 1));
+  ASSERT_TRUE(ex.RunOne());  // group {1, 2}, not synced: 2 is held
+  EXPECT_EQ(rec.delivered, (std::vector<int>{1}));
+  c.Enqueue(std::make_unique<TestOp>(3, 1));
+  rec.durable = true;  // the next group syncs
+  while (ex.RunOne()) {
+  }
+  EXPECT_EQ(rec.delivered, (std::vector<int>{1, 2, 3}));  // the held one first
+  EXPECT_EQ(rec.syncs, 0);  // the group's own sync covered it
+}
+
+TEST(GroupCommitterTest, HeldOpsAreSyncedWhenNothingElseComesOrAfterManyUnsyncedGroups) {
+  ManualExecutor ex;
+  Deferring rec;
+  GroupCommitter::Options o;
+  o.executor = &ex;
+  o.max_weight = 1;
+  o.sync = rec.Sync();
+  {
+    GroupCommitter c(o, rec.RunDeferring(), rec.Deliver());
+    c.Enqueue(std::make_unique<TestOp>(2, 1));
+    while (ex.RunOne()) {
+    }
+    EXPECT_EQ(rec.delivered, (std::vector<int>{2}));  // synced once nothing was queued
+    EXPECT_EQ(rec.synced, (std::vector<std::vector<int>>{{2}}));
+  }
+  // A stream of unsynced groups: the held ops wait through at most 8 of them.
+  Deferring rec2;
+  o.sync = rec2.Sync();
+  GroupCommitter c(o, rec2.RunDeferring(), rec2.Deliver());
+  for (int i = 1; i <= 40; ++i) c.Enqueue(std::make_unique<TestOp>(i, 1));
+  while (ex.RunOne()) {
+  }
+  ASSERT_GE(rec2.synced.size(), 2u);
+  // Held from group {2} through {9}: 8 unsynced groups, then the sync.
+  EXPECT_EQ(rec2.synced[0], (std::vector<int>{2, 4, 6, 8}));
+  EXPECT_EQ(rec2.delivered.size(), 40u);
+}
+
+TEST(GroupCommitterTest, ThreadSyncsHeldOpsOnceIdleAndBeforeStopping) {
+  Deferring rec;
+  GroupCommitter::Options o;
+  o.sync = rec.Sync();
+  o.sync_delay = std::chrono::microseconds(1000);
+  {
+    GroupCommitter c(o, rec.RunDeferring(), rec.Deliver());
+    c.Start();
+    c.Enqueue(std::make_unique<TestOp>(2, 1));
+    // Bounded wait for the idle sync (the delay is 1 ms).
+    for (int i = 0; i < 5000; ++i) {
+      {
+        std::lock_guard<std::mutex> l(rec.mu);
+        if (!rec.delivered.empty()) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::lock_guard<std::mutex> l(rec.mu);
+    EXPECT_EQ(rec.delivered, (std::vector<int>{2}));
+    EXPECT_EQ(rec.syncs, 1);
+  }
+  Deferring rec2;
+  o.sync = rec2.Sync();
+  o.sync_delay = std::chrono::microseconds(60LL * 1000 * 1000);  // never idle long enough
+  {
+    GroupCommitter c(o, rec2.RunDeferring(), rec2.Deliver());
+    c.Start();
+    c.Enqueue(std::make_unique<TestOp>(4, 1));
+  }  // Stop syncs what it holds before the thread ends
+  EXPECT_EQ(rec2.delivered, (std::vector<int>{4}));
+  EXPECT_EQ(rec2.syncs, 1);
 }
 
 TEST(GroupCommitterTest, FirstFailureSticks) {
