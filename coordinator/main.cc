@@ -7,6 +7,7 @@
 
 #include "common/cli.h"
 #include "common/log.h"
+#include "common/server_memory.h"
 #include "coordinator/node.h"
 #include "protocol/coordinator_set.h"
 #include "protocol/validate.h"
@@ -15,6 +16,7 @@
 namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
+  txc::KeepLargeBuffersOutOfTheHeap();  // before any thread: see common/server_memory.h
   po::options_description desc("txcoord options");
   desc.add_options()
       ("id", po::value<int>()->default_value(1), "this replica's id (1..N)")

@@ -10,12 +10,14 @@
 
 #include "common/cli.h"
 #include "common/log.h"
+#include "common/server_memory.h"
 #include "participant/agent.h"
 #include "protocol/tls_flags.h"
 
 namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
+  txc::KeepLargeBuffersOutOfTheHeap();  // before any thread: see common/server_memory.h
   po::options_description desc("txagent options");
   desc.add_options()
       ("listen", po::value<std::string>()->default_value("127.0.0.1:7100"), "HOST:PORT to serve on")

@@ -1,0 +1,22 @@
+// How the long-running servers (txcoord, txagent) use glibc's allocator.
+//
+// glibc serves a large allocation (128 KiB and up, at first) by mmap and
+// returns it to the system when freed, but each such free raises the
+// threshold to that size (up to 32 MiB), so later buffers of that size come
+// from the heap and, once freed, stay resident. A server that now and then
+// builds a big transient buffer (a transaction-table snapshot: several MB;
+// a burst of replies to thousands of clients) keeps that memory for good: a
+// replica under 10,000 transactions in flight sat at 100-125 MB resident,
+// 70-85 MB with the threshold fixed (docs/benchmarks.md, "10,000 transactions
+// in flight"). KeepLargeBuffersOutOfTheHeap fixes it at `threshold` bytes.
+#pragma once
+
+#include <cstddef>
+
+namespace txc {
+
+// Call once at the start of main, before any thread starts. False if glibc
+// refused the setting (the server runs on with its defaults).
+bool KeepLargeBuffersOutOfTheHeap(size_t threshold = 1 << 20);
+
+}  // namespace txc
