@@ -61,60 +61,16 @@ Status CheckCommands(const proto::CommandBatch& batch) {
   return Status::Ok();
 }
 
-// Run-set helpers: `runs` maps first -> last, disjoint and not adjacent.
-bool Contains(const std::map<int64_t, int64_t>& runs, int64_t seq) {
-  auto it = runs.upper_bound(seq);
-  if (it == runs.begin()) return false;
-  --it;
-  return it->second >= seq;
-}
-
-// Adds `seq`; returns the change in the number of runs (-1, 0 or +1).
-int AddSeq(std::map<int64_t, int64_t>* runs, int64_t seq) {
-  auto next = runs->upper_bound(seq);
-  auto prev = next == runs->begin() ? runs->end() : std::prev(next);
-  if (prev != runs->end() && prev->second >= seq) return 0;  // already there
-  bool join_prev = prev != runs->end() && prev->second == seq - 1;
-  bool join_next = next != runs->end() && next->first == seq + 1;
-  if (join_prev && join_next) {
-    prev->second = next->second;
-    runs->erase(next);
-    return -1;
-  }
-  if (join_prev) {
-    prev->second = seq;
-    return 0;
-  }
-  if (join_next) {
-    int64_t last = next->second;
-    runs->erase(next);
-    runs->emplace(seq, last);
-    return 0;
-  }
-  runs->emplace(seq, seq);
-  return 1;
-}
-
-std::vector<int64_t> Flatten(const std::map<int64_t, int64_t>& runs) {
-  std::vector<int64_t> out;
-  out.reserve(runs.size() * 2);
-  for (const auto& [first, last] : runs) {
-    out.push_back(first);
-    out.push_back(last);
-  }
-  return out;
-}
-
-// The inverse of Flatten, for an image read back; false when malformed.
-bool Unflatten(const std::vector<int64_t>& flat, std::map<int64_t, int64_t>* runs) {
+// The inverse of SeqRuns::Flatten, for an image read back; false when
+// malformed (runs must be sorted, disjoint and not adjacent).
+bool Unflatten(const std::vector<int64_t>& flat, SeqRuns* runs) {
   if (flat.size() % 2 != 0) return false;
   int64_t prev_last = 0;
   for (size_t i = 0; i < flat.size(); i += 2) {
     int64_t first = flat[i], last = flat[i + 1];
-    // Runs are sorted, disjoint and not adjacent (first - 1 cannot overflow:
-    // first >= 1 here).
+    // (first - 1 cannot overflow: first >= 1 here.)
     if (first < 1 || last < first || (i > 0 && first - 1 <= prev_last)) return false;
-    runs->emplace_hint(runs->end(), first, last);
+    if (!runs->AddRun(first, last)) return false;
     prev_last = last;
   }
   return true;
@@ -238,7 +194,7 @@ void TxnTable::Forget(const Entry& e) {
   ++forgotten_count_;
   EpochRuns& runs = forgotten_[e.txid.epoch];
   Runs* set = e.outcome == proto::Outcome::COMMITTED ? &runs.committed : &runs.aborted;
-  forgotten_runs_ = static_cast<size_t>(static_cast<int64_t>(forgotten_runs_) + AddSeq(set, e.txid.seq));
+  forgotten_runs_ = static_cast<size_t>(static_cast<int64_t>(forgotten_runs_) + set->Add(e.txid.seq));
   while (forgotten_runs_ > options_.forgotten_runs_max) DropOldestRun();
 }
 
@@ -250,11 +206,10 @@ void TxnTable::DropOldestRun() {
   }
   EpochRuns& runs = eit->second;
   Runs* from = &runs.committed;
-  if (from->empty() || (!runs.aborted.empty() && runs.aborted.begin()->first < from->begin()->first)) {
+  if (from->empty() || (!runs.aborted.empty() && runs.aborted.First() < from->First())) {
     from = &runs.aborted;
   }
-  TxId last = MakeTxId(eit->first, from->begin()->second);
-  from->erase(from->begin());
+  TxId last = MakeTxId(eit->first, from->PopFirstRun().second);
   --forgotten_runs_;
   if (!lost_ || TxIdLess()(lost_through_, last)) lost_through_ = last;
   lost_ = true;
@@ -263,8 +218,8 @@ void TxnTable::DropOldestRun() {
 
 proto::Outcome::type TxnTable::ForgottenOutcome(const TxId& txid) const {
   if (auto it = forgotten_.find(txid.epoch); it != forgotten_.end()) {
-    if (Contains(it->second.committed, txid.seq)) return proto::Outcome::COMMITTED;
-    if (Contains(it->second.aborted, txid.seq)) return proto::Outcome::ABORTED;
+    if (it->second.committed.Contains(txid.seq)) return proto::Outcome::COMMITTED;
+    if (it->second.aborted.Contains(txid.seq)) return proto::Outcome::ABORTED;
   }
   if (lost_ && !TxIdLess()(lost_through_, txid) && entries_.count(txid) == 0) {
     return proto::Outcome::FORGOTTEN;
@@ -303,8 +258,8 @@ std::string TxnTable::Snapshot() const {
   for (const auto& [epoch, runs] : forgotten_) {
     proto::ForgottenRuns f;
     f.epoch = epoch;
-    f.committed = Flatten(runs.committed);
-    f.aborted = Flatten(runs.aborted);
+    f.committed = runs.committed.Flatten();
+    f.aborted = runs.aborted.Flatten();
     forgotten.push_back(std::move(f));
   }
   batch.__set_forgotten(std::move(forgotten));
@@ -367,7 +322,7 @@ Status TxnTable::Restore(const std::string& image) {
       if (!Unflatten(f.committed, &runs.committed) || !Unflatten(f.aborted, &runs.aborted)) {
         return Status::Internal("transaction table snapshot holds malformed forgotten runs");
       }
-      fresh.forgotten_runs_ += runs.committed.size() + runs.aborted.size();
+      fresh.forgotten_runs_ += runs.committed.runs() + runs.aborted.runs();
     }
     if (batch.__isset.lost_through) {
       fresh.lost_ = true;

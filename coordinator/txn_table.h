@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "common/txid.h"
+#include "coordinator/seq_runs.h"
 #include "txcoord_types.h"
 
 namespace txc::coord {
@@ -30,7 +31,10 @@ struct TxnTableOptions {
   // Bound on those runs (all epochs together). Beyond it the oldest runs go,
   // and a txid up to the last one dropped that the table no longer knows is
   // answered FORGOTTEN (outcome unknown), never presumed aborted.
-  // Default: 1,048,576 runs (some tens of MB at worst).
+  // Runs are stored by 64-seq chunks (coordinator/seq_runs.h): at worst a
+  // chunk (about 64 bytes) per run, when every run is 64 seqs from the next;
+  // about a byte per seq where commits interleave with aborts.
+  // Default: 1,048,576 runs.
   size_t forgotten_runs_max = size_t{1} << 20;
 };
 
@@ -108,8 +112,8 @@ class TxnTable {
   Status Restore(const std::string& image);
 
  private:
-  // Runs of seqs [first, last], keyed by first.
-  using Runs = std::map<int64_t, int64_t>;
+  // Seqs held as runs, stored by 64-seq chunks (coordinator/seq_runs.h).
+  using Runs = SeqRuns;
   struct EpochRuns {
     Runs committed;
     Runs aborted;
