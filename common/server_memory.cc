@@ -14,4 +14,6 @@ bool KeepLargeBuffersOutOfTheHeap(size_t threshold) {
          mallopt(M_TRIM_THRESHOLD, static_cast<int>(2 * threshold)) == 1;
 }
 
+void ReturnFreedMemory() { malloc_trim(0); }
+
 }  // namespace txc

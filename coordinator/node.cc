@@ -6,6 +6,7 @@
 
 #include "common/crash_point.h"
 #include "common/log.h"
+#include "common/server_memory.h"
 #include "common/status_proto.h"
 #include "protocol/validate.h"
 
@@ -392,6 +393,9 @@ void CoordinatorNode::Do(SnapshotAction& a) {
   if ((local_ && local_->failed()) || (paxos_ && paxos_->failed())) return;
   if (local_) local_->Compact(a.index, std::move(a.image));
   if (paxos_) paxos_->Compact(a.index, std::move(a.image));
+  // The core just dropped the log's values up to the snapshot and freed the
+  // image's scratch: give those pages back (common/server_memory.h).
+  ReturnFreedMemory();
   Logger("coord")->info("snapshot written applied_index={} entries={}", a.index, a.entries);
 }
 

@@ -168,14 +168,44 @@ std::pair<int64_t, int64_t> SeqRuns::PopFirstRun() {
 }
 
 std::vector<int64_t> SeqRuns::Flatten() const {
+  // One ordered walk over both maps (a table snapshot flattens up to a
+  // million runs on the io thread): chunks and whole runs by chunk index.
   std::vector<int64_t> out;
   out.reserve(runs_ * 2);
-  for (int64_t s = NextFrom(1); s >= 1;) {
-    int64_t e = RunEnd(s);
-    out.push_back(s);
-    out.push_back(e);
-    if (e == kMaxSeq) break;
-    s = NextFrom(e + 1);
+  int64_t first = -1, last = -1;
+  auto take = [&](int64_t a, int64_t b) {  // seqs a..b, ascending, all in the set
+    if (first >= 1 && last != kMaxSeq && a == last + 1) {
+      last = b;
+      return;
+    }
+    if (first >= 1) {
+      out.push_back(first);
+      out.push_back(last);
+    }
+    first = a;
+    last = b;
+  };
+  auto c = chunks_.begin();
+  auto w = whole_.begin();
+  while (c != chunks_.end() || w != whole_.end()) {
+    if (w == whole_.end() || (c != chunks_.end() && c->first < w->first)) {
+      const int64_t base = c->first * kBits;
+      for (uint64_t bits = c->second; bits != 0;) {
+        int from = __builtin_ctzll(bits);
+        uint64_t rest = ~(bits >> from);  // zeros where the run goes on
+        int len = rest == 0 ? static_cast<int>(kBits) - from : __builtin_ctzll(rest);
+        take(base + from, base + from + len - 1);
+        bits &= ~Mask(from, from + len - 1);
+      }
+      ++c;
+    } else {
+      take(w->first * kBits, w->second * kBits + (kBits - 1));
+      ++w;
+    }
+  }
+  if (first >= 1) {
+    out.push_back(first);
+    out.push_back(last);
   }
   return out;
 }
