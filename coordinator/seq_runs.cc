@@ -194,7 +194,7 @@ std::vector<int64_t> SeqRuns::Flatten() const {
         int from = __builtin_ctzll(bits);
         uint64_t rest = ~(bits >> from);  // zeros where the run goes on
         int len = rest == 0 ? static_cast<int>(kBits) - from : __builtin_ctzll(rest);
-        take(base + from, base + from + len - 1);
+        take(base + from, base + (from + len - 1));  // (base + 64 may overflow)
         bits &= ~Mask(from, from + len - 1);
       }
       ++c;
