@@ -343,24 +343,27 @@ bool SqliteResource::Impl::RunGroup(wal::GroupCommitter::Group& group) {
 }
 
 bool SqliteResource::Impl::SyncHeld(wal::GroupCommitter::Group& held) {
-  auto fail_all = [&](const Status& why) {
+  // `reason` without the resource's name: Err adds it once.
+  auto fail_all = [&](const std::string& reason) {
     for (auto& g : held) {
       Op& op = static_cast<Op&>(*g);
       op.result = ExecuteResult{};
-      op.result.status = Err(Status::kStorageFailed,
-                             "the COMMIT of " + ToString(op.txid) +
-                                 " was written but could not be made durable: " + why.message());
+      op.result.status = Err(Status::kStorageFailed, "the COMMIT of " + ToString(op.txid) +
+                                                         " was written but could not be made "
+                                                         "durable: " + reason);
     }
     return false;
   };
-  if (committer_->failed()) return fail_all(Sticky());
+  auto fail_sticky = [&](const std::string& reason) {
+    Fail(Err(Status::kStorageFailed, reason));
+    return fail_all(reason);
+  };
+  if (committer_->failed()) {
+    return fail_all("a local commit failed earlier (" + committer_->fail_reason() + ")");
+  }
   if (options_.unsafe_no_sync) return false;  // delivered as they are
   if (options_.test_only_ack_commit_before_sync) return false;  // the injected bug: no sync
-  if (inject_failure.exchange(false)) {
-    Status why = Err(Status::kStorageFailed, "injected failure (test): disk full");
-    Fail(why);
-    return fail_all(why);
-  }
+  if (inject_failure.exchange(false)) return fail_sticky("injected failure (test): disk full");
   // The write-ahead log holds every COMMIT since the last checkpoint (which
   // synced the database file); without an open log (another journal mode),
   // the database file itself.
@@ -375,10 +378,7 @@ bool SqliteResource::Impl::SyncHeld(wal::GroupCommitter::Group& held) {
     rc = SQLITE_IOERR;  // no open file, though a COMMIT was written
   }
   if (rc != SQLITE_OK) {
-    Status why = Err(Status::kStorageFailed,
-                     std::string("cannot sync the write-ahead log: ") + sqlite3_errstr(rc));
-    Fail(why);
-    return fail_all(why);
+    return fail_sticky(std::string("cannot sync the write-ahead log: ") + sqlite3_errstr(rc));
   }
   syncs.fetch_add(1);
   return true;

@@ -1065,6 +1065,7 @@ TEST_F(SqliteResourceExecutorTest, AFailedDeferredSyncFailsTheCommitAndSticks) {
   ASSERT_EQ(got_.size(), 1u);
   EXPECT_THAT(got_[0], HasSubstr("could not be made durable"));
   EXPECT_THAT(got_[0], HasSubstr("injected failure"));
+  EXPECT_EQ(got_[0].find("bank_a:"), got_[0].rfind("bank_a:"));  // the resource named once
   Exec(b_, {Add(2, 1)}, "exec b");
   exec_.RunAll();
   EXPECT_THAT(got_.back(), HasSubstr("refuses every operation until restarted"));
