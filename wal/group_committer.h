@@ -6,7 +6,8 @@
 // and hands them to the owner's RunGroup, which writes them in one local
 // transaction with a single sync and fixes each operation's outcome. Then the
 // worker passes every operation, in submission order, to the owner's Deliver
-// (which runs or posts its completion).
+// (which runs or posts its completion), except those held for a later sync
+// (deferred durability, below), which come after.
 //
 // The worker is the committer's own thread, or (Options::executor) a drain
 // task posted to an executor when an operation is queued and none is
