@@ -117,6 +117,10 @@ class PaxosLog {
     std::function<void(uint64_t token)> persisted;
     // A peer's message arrived: call NodeCore::OnPeerMessage.
     std::function<void(const paxos::Message& m)> message;
+    // The connection to replica `id` was closed by its side (its process
+    // died, or it closed the connection): call NodeCore::OnPeerGone. May be
+    // empty.
+    std::function<void(int id)> peer_gone;
     // A write failed; sticky: no later Persist completes.
     std::function<void(const Status& why)> failed;
   };
@@ -149,9 +153,14 @@ class PaxosLog {
   std::optional<Micros> last_heard(int id) const;
 
  private:
+  void ClosedByPeer(const std::string& address);
+
   boost::asio::io_context& io_;
   rpc::RpcServer* server_;
   PaxosLogOptions options_;
+  // Expires with this object: the pool's closed-by-peer callbacks are posted
+  // and may run after it is gone.
+  std::shared_ptr<PaxosLog*> self_ = std::make_shared<PaxosLog*>(this);
   rpc::ChannelPool pool_;
   Hooks hooks_;
   std::unique_ptr<wal::LogStore> store_;

@@ -164,6 +164,9 @@ Status CoordinatorNode::Start() {
     hooks.message = [this](const paxos::Message& m) {
       if (!stopped_) Apply(core_->OnPeerMessage(m, SteadyNowMicros()));
     };
+    hooks.peer_gone = [this](int id) {
+      if (!stopped_) Apply(core_->OnPeerGone(id, SteadyNowMicros()));
+    };
     hooks.failed = [this](const Status& why) {
       if (stopped_) return;
       storage_failed_ = true;

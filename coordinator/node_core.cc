@@ -131,6 +131,11 @@ NodeEffects NodeCore::OnPeerMessage(const paxos::Message& m, Micros now) {
   return Collect(now);
 }
 
+NodeEffects NodeCore::OnPeerGone(int peer, Micros now) {
+  replica_->OnPeerGone(peer, now);
+  return Collect(now);
+}
+
 NodeEffects NodeCore::TickReplica(Micros now) {
   replica_->Tick(now);
   NodeEffects out = Collect(now);

@@ -188,6 +188,8 @@ class NodeCore {
   // Group.
   NodeEffects OnPersisted(uint64_t token, Micros now);
   NodeEffects OnPeerMessage(const paxos::Message& m, Micros now);
+  // The transport saw replica `peer`'s process go away (paxos::Replica::OnPeerGone).
+  NodeEffects OnPeerGone(int peer, Micros now);
   NodeEffects TickReplica(Micros now);
   // txbench's Append: proposes `cmds` (NOOPs carrying `who`) as one slot;
   // each comes back as an AppendedAction once chosen, or in a refused

@@ -38,8 +38,22 @@ PaxosLog::PaxosLog(boost::asio::io_context& io, rpc::RpcServer* server, PaxosLog
     : io_(io), server_(server), options_(std::move(options)), pool_(io, [this] {
         rpc::ChannelOptions o;
         o.tls = options_.tls;
+        o.on_closed_by_peer = [self = std::weak_ptr<PaxosLog*>(self_)](const std::string& address) {
+          auto live = self.lock();
+          if (live) (*live)->ClosedByPeer(address);
+        };
         return o;
       }()) {}
+
+void PaxosLog::ClosedByPeer(const std::string& address) {
+  if (stopped_ || !hooks_.peer_gone) return;
+  for (const auto& [id, addr] : options_.peers) {
+    if (addr == address && id != options_.self_id) {
+      Logger("paxos")->debug("replica {} ({}) closed our connection", id, address);
+      hooks_.peer_gone(id);
+    }
+  }
+}
 
 PaxosLog::~PaxosLog() { Stop(); }
 

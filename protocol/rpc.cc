@@ -1144,7 +1144,12 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
         why += " before any reply (a server with TLS closes plaintext connections: give this "
                "client a certificate, --tls-cert/--tls-key/--tls-ca)";
       }
-      return ConnectionLost(why);
+      const bool by_peer = ec == asio::error::eof || ec == asio::error::connection_reset;
+      ConnectionLost(why);
+      if (by_peer && options_.on_closed_by_peer) {
+        asio::post(io_, [cb = options_.on_closed_by_peer, address = address_] { cb(address); });
+      }
+      return;
     }
     conn->in.Commit(n);
     for (;;) {

@@ -160,6 +160,12 @@ struct ChannelOptions {
   // or DNS). One handshake per connection, which lives for many calls.
   // Default: plaintext.
   TlsConfig tls;
+  // Called (posted, on the io thread) with the channel's address when an
+  // established connection is closed by the server's side: end of stream or
+  // reset, as its kernel does when the server process dies. Not for timeouts,
+  // malformed replies, failed connects or Close(). A hint: a server that
+  // closes a connection on purpose is still running. Default: none.
+  std::function<void(const std::string& address)> on_closed_by_peer;
 };
 
 // An async client connection to one address: many calls in flight on one

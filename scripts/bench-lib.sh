@@ -31,11 +31,12 @@ start_replica() { # id
   if [ "$GLOGBENCH" = 1 ]; then extra+=(--serve-log-bench); fi
   # shellcheck disable=SC2207
   extra+=($(tls_flags replica))
-  # GEXTRA: more txcoord flags for every replica (word-split), e.g. "--retain-ended 20000".
+  # GEXTRA: more txcoord flags for every replica (word-split), e.g. "--retain-ended 20000";
+  # GLOGLEVEL: their --log-level (default warn).
   # shellcheck disable=SC2206
   [ -n "${GEXTRA:-}" ] && extra+=($GEXTRA)
   "$BIN/txcoord" --id "$1" --listen "127.0.0.1:${GP[$1]}" --peers "$PEERS" --data "$GDIR/r$1" \
-    "${extra[@]}" --log-level warn 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
+    "${extra[@]}" --log-level "${GLOGLEVEL:-warn}" 2>>"$GDIR/r$1.log" & GPID[$1]=$!; PIDS+=($!)
 }
 start_group() { # dir
   GDIR=$1; mkdir -p "$GDIR"

@@ -15,7 +15,15 @@
 # the plots are skipped). Every process it starts is a child of this shell and
 # is stopped by pid in the EXIT trap.
 # Usage: scripts/bench-paxos.sh [BUILD_DIR] [SECONDS] [KILLS]
+# PARTS=log,failover,e2e (the default: all three) runs only the parts named;
+# KEEP_WORK=1 keeps the scratch directory (logs, the probe's gaps) and prints it;
+# FAILOVER_SIGNAL=STOP hangs the leader (kill -STOP, then -9 once the group
+# moved on) instead of killing it: its connections stay open, as when its
+# machine or network fails, so the followers wait for the election timeout
+# (the times go to bench-failover-stop.dat/.svg).
 set -euo pipefail
+PARTS=${PARTS:-log,failover,e2e}
+part() { case ",$PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 BUILD=${1:-build}
 SECS=${2:-10}
 KILLS=${3:-20}
@@ -23,10 +31,13 @@ RECORD=256
 BIN=$(cd "$BUILD/bin" && pwd)
 WORK=$(mktemp -d /tmp/txc-bench-paxos.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [ "${KEEP_WORK:-0}" = 1 ]; then echo "bench-paxos: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 
-if ! command -v etcd >/dev/null 2>&1; then
+if part log && ! command -v etcd >/dev/null 2>&1; then
   echo "bench-paxos: installing etcd-server" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >/dev/null
@@ -39,7 +50,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 echo "## machine"
 echo "- $(nproc) cores: $(cpu_model); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- $(etcd --version | head -1), record ${RECORD} bytes (etcd: 16-byte key + ${RECORD}-byte value)"
+if part log; then echo "- $(etcd --version | head -1), record ${RECORD} bytes (etcd: 16-byte key + ${RECORD}-byte value)"; fi
 
 # ---------------------------------------------------------------- servers
 # start_group, start_replica, leader_of_group, group_caught_up: scripts/bench-lib.sh
@@ -63,6 +74,7 @@ start_etcd() { # dir
 
 # ------------------------------------------------------ 1. the log alone
 start_group "$WORK/log-group"
+if part log; then
 start_etcd "$WORK"
 leader_of_group >/dev/null
 group_caught_up
@@ -112,15 +124,21 @@ PY
 echo
 plot log-vs-etcd bench-log-vs-etcd.dat bench-log-vs-etcd.svg "secs='$SECS'; record='$RECORD'"
 for i in 1 2 3; do kill "${EPID[$i]}" 2>/dev/null || true; wait "${EPID[$i]}" 2>/dev/null || true; done
+fi
 
 # -------------------------------------------------------------- 2. failover
 # A background log load (concurrency 32) plus the probe; the group is the one above.
+if part failover; then
+leader_of_group >/dev/null
 echo
-echo "## failover: kill -9 of the leader, ${KILLS} times, default timeouts, under a log load (concurrency 32)"
+SIG=${FAILOVER_SIGNAL:-KILL}
+FO=bench-failover; [ "$SIG" = KILL ] || FO=bench-failover-$(echo "$SIG" | tr 'A-Z' 'a-z')
+SHOW=$SIG; [ "$SIG" = KILL ] && SHOW=9
+echo "## failover: kill -$SHOW of the leader, ${KILLS} times, default timeouts, under a log load (concurrency 32)"
 LOAD_SECS=$((KILLS * 8 + 30))
 "$BIN/txbench" log --coordinator "$GLIST" --concurrency 32 --duration "${LOAD_SECS}s" --record-bytes $RECORD --quiet \
   >"$WORK/failover-load.out" 2>"$WORK/failover-load.err" & LOADPID=$!; PIDS+=($!)
-"$BIN/txbench" probe --coordinator "$GLIST" --duration "${LOAD_SECS}s" --gap-ms 100 \
+"$BIN/txbench" probe --coordinator "$GLIST" --duration "${LOAD_SECS}s" --gap-ms 5 \
   >"$WORK/probe.out" 2>"$WORK/probe.err" & PROBEPID=$!; PIDS+=($!)
 : >"$WORK/kills"
 sleep 1
@@ -129,19 +147,23 @@ for k in $(seq 1 "$KILLS"); do
   leader=$(leader_of_group) || { echo "- kill $k: no leader within 10 s; stopping here"; break; }
   sleep 0.5
   t=$(date +%s%6N)
-  kill -9 "${GPID[$leader]}"; wait "${GPID[$leader]}" 2>/dev/null || true; forget "${GPID[$leader]}"
+  kill -"$SIG" "${GPID[$leader]}"
+  if [ "$SIG" = KILL ]; then wait "${GPID[$leader]}" 2>/dev/null || true; forget "${GPID[$leader]}"; fi
   echo "$t $leader" >>"$WORK/kills"
   # Wait (15 s at most) for the probe's first success after the kill.
   for _ in $(seq 1 150); do
     awk -v t="$t" '$1 == "gap" { split($3, a, "="); if (a[2] + 0 > t + 0) f = 1 } END { exit !f }' "$WORK/probe.out" && break
     sleep 0.1
   done
+  if [ "$SIG" != KILL ]; then
+    kill -9 "${GPID[$leader]}"; wait "${GPID[$leader]}" 2>/dev/null || true; forget "${GPID[$leader]}"
+  fi
   start_replica "$leader"
   wait_port "${GP[$leader]}" || true
 done
 kill "$PROBEPID" "$LOADPID" 2>/dev/null || true
 wait "$PROBEPID" "$LOADPID" 2>/dev/null || true
-python3 - "$WORK/kills" "$WORK/probe.out" "$PLOT_DIR/bench-failover.dat" "$WORK/failover.pct" <<'PY'
+python3 - "$WORK/kills" "$WORK/probe.out" "$PLOT_DIR/$FO.dat" "$WORK/failover.pct" "$SHOW" <<'PY'
 import sys
 kills = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
 gaps = []
@@ -151,7 +173,7 @@ for l in open(sys.argv[2]):
         gaps.append((int(f["last_ok_us"]), int(f["first_ok_us"])))
 ms, missing = [], 0
 for t, leader in kills:
-    after = [g for g in gaps if g[1] > t and g[0] <= t + 5000]
+    after = [g for g in gaps if g[1] > t and g[0] <= t + 20000]
     if not after:
         missing += 1
         continue
@@ -172,7 +194,7 @@ if missing:
 # fraction, and the percentiles above for its title and markers.
 if ms:
     with open(sys.argv[3], "w") as f:
-        f.write(f"# scripts/bench-paxos.sh: failover after kill -9 of the leader, {len(ms)} of {len(kills)} kills measured\n")
+        f.write(f"# scripts/bench-paxos.sh: failover after kill -{sys.argv[5]} of the leader, {len(ms)} of {len(kills)} kills measured\n")
         f.write("# rank fraction_of_kills ms\n")
         for i, x in enumerate(ms):
             f.write(f"{i + 1} {(i + 1) / len(ms):.4f} {x:.1f}\n")
@@ -182,10 +204,12 @@ PY
 if [ -s "$WORK/failover.pct" ]; then
   read -r P50 P99 MEASURED <"$WORK/failover.pct"
   echo
-  plot failover bench-failover.dat bench-failover.svg "p50=$P50; p99=$P99; kills=$MEASURED"
+  plot failover $FO.dat $FO.svg "p50=$P50; p99=$P99; kills=$MEASURED; sig='$SHOW'"
+fi
 fi
 
 # ------------------------------------------------------------ 3. end to end
+if part e2e; then
 run_transfer() { # name coordinator-list -> $WORK/e2e-name.json
   local d=$WORK/e2e-$1; mkdir -p "$d"
   start_agents "$d" "$2"
@@ -224,5 +248,6 @@ for name, label in (("single", "1 replica"), ("group", "3 replicas")):
 if len(rows) == 2:
     print(f"\n3 replicas / 1 replica: {rows['group']['committed_per_s'] / rows['single']['committed_per_s']:.2f}x")
 PY
+fi
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -498,6 +498,17 @@ void Cluster::CrashNode(int node, const std::string& why, bool power_loss) {
   net_->Down(node);
   if (SimCoordinator* coord = CoordinatorAt(node)) {
     coord->Crash();
+    if (!power_loss) {
+      // The process died, its machine did not: the kernel closes its
+      // connections, and each other replica hears of it (unless partitioned
+      // from it, or the closing segment is lost).
+      for (int id = 1; id <= replicas(); ++id) {
+        SimCoordinator* other = CoordinatorById(id);
+        if (other == coord) continue;
+        const int gone = coord->replica_id();
+        net_->Send(node, other->node(), false, [other, gone] { other->DeliverPeerGone(gone); });
+      }
+    }
   } else {
     agents_[node - 1]->Crash();
   }
@@ -572,6 +583,15 @@ void Cluster::SchedulePartition() {
         if (b >= a) ++b;
         id = net_->Partition(a, b, kind == 0);
         what = world_->NodeName(a) + (kind == 0 ? " <-/-> " : " -/-> ") + world_->NodeName(b);
+        // A partition between two replicas also plays a connection reset
+        // with both processes alive: a false "peer gone" hint, which must
+        // cost no safety (paxos::Replica::OnPeerGone).
+        SimCoordinator* ca = CoordinatorAt(a);
+        SimCoordinator* cb = CoordinatorAt(b);
+        if (ca != nullptr && cb != nullptr) {
+          cb->DeliverPeerGone(ca->replica_id());
+          if (kind == 0) ca->DeliverPeerGone(cb->replica_id());
+        }
       }
       world_->LogFault(-1, "PARTITION " + what);
       ++result_.faults.partition;
@@ -657,6 +677,16 @@ void Cluster::ScheduleGroupPartition() {
       }
       world_->LogFault(-1, "PARTITION " + what);
       ++result_.faults.partition;
+      // Each replica that stops hearing another is also told, falsely, that
+      // the other's process went away (a connection reset with both alive):
+      // the hint must cost no safety (paxos::Replica::OnPeerGone).
+      for (int id : ids) {
+        for (const auto& [from, to] : net_->PartitionLinks(id)) {
+          SimCoordinator* deaf = CoordinatorAt(to);
+          SimCoordinator* unheard = CoordinatorAt(from);
+          if (deaf != nullptr && unheard != nullptr) deaf->DeliverPeerGone(unheard->replica_id());
+        }
+      }
       world_->After(rng.Uniform(50 * kMillis, 2 * kSeconds), [this, ids, what] {
         for (int id : ids) net_->Heal(id);
         world_->LogFault(-1, "HEAL " + what);

@@ -146,6 +146,9 @@ class SimCoordinator {
 
   // Group mode: a peer's message arrives.
   void DeliverPeer(const paxos::Message& m);
+  // Replica `id`'s process went away and its kernel closed our connection to
+  // it (NodeCore::OnPeerGone).
+  void DeliverPeerGone(int id);
 
   // Client RPCs (run when a request reaches this node).
   void Begin(const proto::BeginRequest& req, std::function<void(proto::BeginResponse)> reply);

@@ -631,6 +631,12 @@ void SimCoordinator::BootReplica() {
   Apply(l, l->core.Start(w.now()));
 }
 
+void SimCoordinator::DeliverPeerGone(int id) {
+  if (!live_ || !live_->core.group()) return;  // down: lost
+  Live* l = live_.get();
+  Apply(l, l->core.OnPeerGone(id, c_->world().now()));
+}
+
 void SimCoordinator::DeliverPeer(const paxos::Message& m) {
   if (!live_ || !live_->core.group()) return;  // down: lost
   Live* l = live_.get();

@@ -184,6 +184,16 @@ void Network::Heal(int id) {
 
 void Network::HealAll() { cuts_.clear(); }
 
+std::vector<std::pair<int, int>> Network::PartitionLinks(int id) const {
+  std::vector<std::pair<int, int>> links;
+  for (const Cut& c : cuts_) {
+    if (c.id != id || c.b < 0) continue;
+    links.emplace_back(c.a, c.b);
+    if (c.both) links.emplace_back(c.b, c.a);
+  }
+  return links;
+}
+
 bool Network::Blocked(int from, int to) const {
   for (const Cut& c : cuts_) {
     if (c.b == -1) {

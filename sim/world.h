@@ -160,6 +160,8 @@ class Network {
   int Isolate(int a);  // every link of a, both ways
   void Heal(int id);
   void HealAll();
+  // The directed links (from, to) that cut `id` (made by Partition) blocks.
+  std::vector<std::pair<int, int>> PartitionLinks(int id) const;
   bool Blocked(int from, int to) const;
 
   // One-way message: `deliver` runs at `to` unless it is lost. `dup_ok`: the

@@ -81,7 +81,9 @@ class LogStore::Impl {
     TXC_RETURN_IF_ERROR(
         prep(&put_record_, "INSERT OR REPLACE INTO records(idx, data) VALUES(?1, ?2)"));
     TXC_RETURN_IF_ERROR(prep(&put_meta_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"));
-    TXC_RETURN_IF_ERROR(prep(&truncate_, "DELETE FROM records WHERE idx <= ?1"));
+    TXC_RETURN_IF_ERROR(prep(&truncate_,
+                             "DELETE FROM records WHERE idx IN "
+                             "(SELECT idx FROM records WHERE idx <= ?1 ORDER BY idx LIMIT ?2)"));
     TXC_RETURN_IF_ERROR(
         prep(&read_from_, "SELECT idx, data FROM records WHERE idx >= ?1 ORDER BY idx"));
     TXC_RETURN_IF_ERROR(prep(&get_meta_, "SELECT value FROM meta WHERE key = ?1"));
@@ -201,17 +203,29 @@ class LogStore::Impl {
         s.Reset();
         return st;
       }
-      case Op::kTruncate: {
-        Stmt& s = *truncate_;
-        s.Reset();
-        TXC_RETURN_IF_ERROR(
-            s.BindInt(1, static_cast<int64_t>(std::min<uint64_t>(op.upto, INT64_MAX))));
-        Status st = s.Run();
-        s.Reset();
-        return st;
-      }
+      case Op::kTruncate:
+        // Deleted by TruncateSome, a chunk per group.
+        truncate_target_ = std::max(truncate_target_, std::min<uint64_t>(op.upto, INT64_MAX));
+        truncate_pending_ = true;
+        return Status::Ok();
     }
     return Status::Internal("unknown log op");
+  }
+
+  // Deletes the lowest records at or below the truncation target, at most
+  // truncate_chunk of them, in the group's transaction.
+  Status TruncateSome() {
+    if (!truncate_pending_) return Status::Ok();
+    const size_t chunk = std::max<size_t>(options_.truncate_chunk, 1);
+    Stmt& s = *truncate_;
+    s.Reset();
+    TXC_RETURN_IF_ERROR(s.BindInt(1, static_cast<int64_t>(truncate_target_)));
+    TXC_RETURN_IF_ERROR(s.BindInt(2, static_cast<int64_t>(std::min<size_t>(chunk, INT64_MAX))));
+    Status st = s.Run();
+    s.Reset();
+    TXC_RETURN_IF_ERROR(st);
+    if (static_cast<size_t>(sqlite3_changes(db_->raw())) < chunk) truncate_pending_ = false;
+    return Status::Ok();
   }
 
   static Status Validate(const Op& op) {
@@ -252,6 +266,7 @@ class LogStore::Impl {
       for (size_t i = 0; i < group.size(); ++i) {
         if (valid[i]) TXC_RETURN_IF_ERROR(ApplyOp(*group[i]));
       }
+      TXC_RETURN_IF_ERROR(TruncateSome());
       if (inject_failure.exchange(false)) {
         return Status::StorageFailed("injected failure (test): disk full at sync");
       }
@@ -278,6 +293,11 @@ class LogStore::Impl {
 
   std::unique_ptr<Stmt> put_record_, put_meta_, truncate_, read_from_, get_meta_, last_index_,
       begin_, commit_;
+
+  // The truncation still to do (WAL thread): records <= target go, a chunk
+  // per group, while pending.
+  uint64_t truncate_target_ = 0;
+  bool truncate_pending_ = false;
 
   std::mutex db_mu_;  // the WAL thread's group vs. start-up reads
   // Stopped first (in ~Impl), draining with every member alive.

@@ -44,6 +44,13 @@ struct LogStoreOptions {
   // Test and benchmark only: skip fsync (synchronous=OFF). Never in production.
   // Default: false.
   bool unsafe_no_sync = false;
+  // Most records one group commit deletes for a truncation (TruncatePrefix,
+  // Batch::truncate_upto): a longer prefix goes over the following groups, so
+  // one snapshot's truncation (tens of thousands of records: a long
+  // transaction and a WAL of tens of MB) never holds up the writes queued
+  // behind it, such as a candidate's promise. Readers must skip records at or
+  // below their snapshot index anyway (both logs read from it). Default: 1024.
+  size_t truncate_chunk = 1024;
 };
 
 class LogStore {
@@ -64,9 +71,13 @@ class LogStore {
   // Queues a durable metadata write, ordered with appends.
   void PutMeta(const std::string& key, std::string value, Done done);
   // Queues deletion of every record with index <= `upto` (after a snapshot).
+  // `done` runs once the group that starts it is durable; the deletion goes
+  // on, truncate_chunk records per group, in the groups that follow (records
+  // at or below `upto` may be read back until then, and after a restart).
   void TruncatePrefix(uint64_t upto, Done done);
   // Writes that must be durable together or not at all: one transaction
-  // (metadata first, then the records, then the truncation). E.g. a snapshot
+  // (metadata first, then the records, then the start of the truncation, which
+  // goes on as TruncatePrefix's does). E.g. a snapshot
   // and its index; a rejoined replica's promise, adopted values and mark.
   struct Batch {
     std::vector<std::pair<std::string, std::string>> metas;

@@ -130,6 +130,7 @@ class Replica::Impl {
   void OnMessage(const Message& m, Micros now);
   void OnPersisted(uint64_t token, Micros now);
   void Tick(Micros now);
+  void OnPeerGone(int peer, Micros now);
   void OnStorageFailed(Micros now);
   bool Propose(std::string value, Micros now);
   void Compacted(int64_t index, std::string image);
@@ -156,6 +157,8 @@ class Replica::Impl {
   // --- plumbing
   void Start(Micros now);
   Micros RandomElectionTimeout();
+  // After a split vote: a random wait in [0, election_min / 2].
+  Micros RandomRetryBackoff();
   uint64_t NextRandom();
   void Send(int to, Message m);
   uint64_t NewPersist(std::optional<Ballot> promised, std::vector<Entry> entries);
@@ -255,6 +258,9 @@ class Replica::Impl {
   int leader_id_ = 0;
   int64_t epoch_ = 0;
   Micros last_heard_leader_ = 0;
+  // The transport reported this leader's process gone (OnPeerGone); 0: none.
+  // Cleared by hearing a leader.
+  int gone_leader_ = 0;
   Micros election_deadline_ = 0;
 
   // Pre-vote.
@@ -367,6 +373,25 @@ Micros Replica::Impl::RandomElectionTimeout() {
   const Micros lo = opt_.election_min;
   const Micros hi = std::max(opt_.election_max, lo);
   return lo + static_cast<Micros>(NextRandom() % static_cast<uint64_t>(hi - lo + 1));
+}
+
+Micros Replica::Impl::RandomRetryBackoff() {
+  const uint64_t span = static_cast<uint64_t>(std::max<Micros>(opt_.election_min / 2, 1));
+  return static_cast<Micros>(NextRandom() % (span + 1));
+}
+
+void Replica::Impl::OnPeerGone(int peer, Micros now) {
+  Start(now);
+  if (failed_ || joining_ || role_ != Role::kFollower || peer == id_ || peer != leader_id_) return;
+  gone_leader_ = peer;
+  // Both followers hear of it at about the same moment: a random wait of up
+  // to a heartbeat keeps them from splitting the vote (and RandomRetryBackoff
+  // settles it if they still do).
+  const Micros wait = static_cast<Micros>(
+      NextRandom() % (static_cast<uint64_t>(std::max<Micros>(opt_.heartbeat, 1)) + 1));
+  election_deadline_ = std::min(election_deadline_, now_ + wait);
+  Log(LogLine::kInfo, "the connection to leader id=", peer,
+      " was closed by its side: running for election early");
 }
 
 void Replica::Impl::Send(int to, Message m) {
@@ -564,7 +589,7 @@ void Replica::Impl::StartPhase1() {
   phase1_snapshot_from_ = 0;
   phase1_deadline_ = now_ + RandomElectionTimeout();
   last_prepare_at_ = now_;
-  Log(LogLine::kDebug, "phase 1 id=", id_, " ballot=", Str(ballot_), " from_slot=", from_slot_);
+  Log(LogLine::kInfo, "phase 1 id=", id_, " ballot=", Str(ballot_), " from_slot=", from_slot_);
 
   // Our own promise counts only once it is durable, and no PREPARE leaves
   // before it is: a candidate that crashed with its ballot only in memory
@@ -630,7 +655,7 @@ void Replica::Impl::StepDown(const char* why) {
     fx_.stepped_down = true;
     Log(LogLine::kInfo, "step down id=", id_, " ballot=", Str(ballot_), ": ", why);
   } else if (role_ == Role::kCandidate) {
-    Log(LogLine::kDebug, "candidate id=", id_, " ballot=", Str(ballot_), " gives up: ", why);
+    Log(LogLine::kInfo, "candidate id=", id_, " ballot=", Str(ballot_), " gives up: ", why);
   }
   role_ = Role::kFollower;
   if (leader_id_ == id_) leader_id_ = 0;
@@ -648,6 +673,7 @@ void Replica::Impl::FollowLeader(const Ballot& b) {
   leader_id_ = b.replica;
   epoch_ = b.round;
   last_heard_leader_ = now_;
+  gone_leader_ = 0;
   election_deadline_ = now_ + RandomElectionTimeout();
   prevoting_ = false;
 }
@@ -657,8 +683,9 @@ void Replica::Impl::FollowLeader(const Ballot& b) {
 void Replica::Impl::HandlePreVote(const Message& m) {
   // Grant only while no live leader is heard: a replica that merely cannot
   // hear a healthy leader then cannot push the group into a new round.
+  // (Or once the transport reported our leader's process gone.)
   const bool grant = role_ != Role::kLeader && !joining_ &&
-                     now_ - last_heard_leader_ >= opt_.election_min &&
+                     (now_ - last_heard_leader_ >= opt_.election_min || gone_leader_ != 0) &&
                      m.applied_index >= snapshot_index_;
   Message r = MakeMessage(wire::Type::PREVOTE_REPLY, m.ballot);
   r.ok = grant;
@@ -700,6 +727,12 @@ void Replica::Impl::HandlePrepare(const Message& m) {
   if (role_ != Role::kFollower) StepDown("promised a higher round");
   promised_ = m.ballot;
   leader_id_ = 0;
+  // Our own pre-vote, if one is out, is moot: its grants must not start a
+  // phase 1 that would preempt the candidate just promised. And a hint that
+  // the old leader is gone has served: if this candidate fails too, the
+  // election timeout applies.
+  prevoting_ = false;
+  gone_leader_ = 0;
   // Give the candidate time to finish before we run for office ourselves.
   election_deadline_ = now_ + RandomElectionTimeout();
   NewPersist(promised_, {});
@@ -740,8 +773,17 @@ void Replica::Impl::HandlePromise(const Message& m) {
   if (role_ != Role::kCandidate) return;
   if (!m.ok) {
     // The round is taken (by an equal or higher ballot): try again later,
-    // with a higher round.
-    if (m.ballot.round >= ballot_.round && !Same(m.ballot, ballot_)) StepDown("round taken");
+    // with a higher round. Usually another candidate took it at the same
+    // moment (a split vote: each refuses the other's round, and neither wins
+    // it). Waiting a whole election timeout again would double the failover,
+    // so retry after a shorter random wait: the two candidates' waits differ,
+    // and the later one finds the earlier one's PREPARE first. If the taker
+    // is a leader, its heartbeat arrives first and the pre-vote is refused
+    // by every replica that hears it.
+    if (m.ballot.round >= ballot_.round && !Same(m.ballot, ballot_)) {
+      StepDown("round taken");
+      election_deadline_ = now_ + RandomRetryBackoff();
+    }
     return;
   }
   if (!Same(m.ballot, ballot_) || promisers_.count(m.sender)) return;
@@ -1242,6 +1284,7 @@ Replica::~Replica() = default;
 void Replica::OnMessage(const Message& m, Micros now) { impl_->OnMessage(m, now); }
 void Replica::OnPersisted(uint64_t token, Micros now) { impl_->OnPersisted(token, now); }
 void Replica::Tick(Micros now) { impl_->Tick(now); }
+void Replica::OnPeerGone(int peer, Micros now) { impl_->OnPeerGone(peer, now); }
 void Replica::OnStorageFailed(Micros now) { impl_->OnStorageFailed(now); }
 bool Replica::Propose(std::string value, Micros now) { return impl_->Propose(std::move(value), now); }
 void Replica::Compacted(int64_t index, std::string image) {

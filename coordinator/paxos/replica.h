@@ -146,6 +146,15 @@ class Replica {
   // now on. It steps down (Effects::stepped_down if it led) and stays silent
   // until the process restarts. Persists not yet acknowledged never will be.
   void OnStorageFailed(Micros now);
+  // A hint from the transport: the process of replica `peer` went away (the
+  // connection to it was closed by its side, as the kernel does for a killed
+  // process). A follower whose leader that is runs for election within a
+  // heartbeat instead of a whole election timeout, and grants pre-votes at
+  // once. Only a hint: the election still needs a majority's pre-votes and
+  // promises, so a wrong one (a leader that is alive) costs at most a refused
+  // pre-vote, or one election if every follower hears it. A machine that
+  // dies or a partition sends nothing; the election timeout covers those.
+  void OnPeerGone(int peer, Micros now);
 
   // Proposes `value` for the next slot. REQUIRES: is_leader(). Values queue
   // while the window is full. Returns false when not the leader.

@@ -1,7 +1,8 @@
 # scripts/bench-paxos.sh part 2: the failover time of every kill of the
 # leader, sorted, as a cumulative distribution. Data columns (sorted by ms):
 #   kill_rank fraction_of_kills ms
-# Set by the caller: dat, out, machine, p50, p99 (nearest rank, ms), kills.
+# Set by the caller: dat, out, machine, p50, p99 (nearest rank, ms), kills, sig (the
+# signal: KILL, or STOP for a hung leader whose connections stay open).
 set terminal svg size 800,480 dynamic noenhanced font "sans,12"
 set output out
 # Room on the right for the p99 label; the first step rises from 0 at the
@@ -9,7 +10,7 @@ set output out
 stats dat using 3 nooutput  # before any range is set: stats keeps to them
 set xrange [0:STATS_max * 1.2]
 set arrow 3 from STATS_min, 0 to STATS_min, 1.0 / STATS_records nohead lw 2 lc rgb "#1f77b4"
-set title sprintf("Failover after kill -9 of the leader: %d kills, p50 %.0f ms, p99 %.0f ms\n%s", kills, p50, p99, machine)
+set title sprintf("Failover after kill -%s of the leader: %d kills, p50 %.0f ms, p99 %.0f ms\n%s", sig, kills, p50, p99, machine)
 set xlabel "time from the kill to the first committed Append (ms)"
 set ylabel "fraction of kills at most that long"
 set yrange [0:1.05]

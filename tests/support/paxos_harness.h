@@ -218,6 +218,13 @@ class PaxosCluster {
   }
   // The replica's log refuses every write from now on, as a failed disk
   // does: pending writes never complete; the shell tells the core.
+  // The transport tells `id` that replica `gone`'s process went away.
+  void PeerGone(int id, int gone) {
+    Node& n = nodes_[id];
+    if (!n.up()) return;
+    n.replica->OnPeerGone(gone, now_);
+    Collect(id);
+  }
   void FailStorage(int id) {
     Node& n = nodes_[id];
     if (!n.up()) return;

@@ -144,6 +144,44 @@ TEST_F(LogStoreTest, TruncatePrefixDropsOldRecordsOnly) {
   EXPECT_TRUE(ReadAll().empty());
 }
 
+// A long truncation is deleted truncate_chunk records per group, lowest
+// first, in the groups that follow; records above the target stay, and so do
+// the ones written meanwhile.
+TEST_F(LogStoreTest, LongTruncationIsDeletedAChunkPerGroup) {
+  LogStoreOptions o;
+  o.truncate_chunk = 3;
+  Open(o);
+  std::vector<LogRecord> recs;
+  for (uint64_t i = 1; i <= 10; ++i) recs.push_back({i, "r" + std::to_string(i)});
+  ASSERT_OK(AppendSync(recs));
+  ASSERT_OK(TruncateSync(8));
+  auto all = ReadAll();
+  ASSERT_EQ(all.size(), 7u);  // 1..3 went with the truncation's own group
+  EXPECT_EQ(all.front().index, 4u);
+  ASSERT_OK(AppendSync({{11, "r11"}}));  // 4..6
+  ASSERT_EQ(ReadAll().front().index, 7u);
+  ASSERT_OK(AppendSync({{12, "r12"}}));  // 7..8: done
+  all = ReadAll();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all.front().index, 9u);
+  EXPECT_EQ(all.back().index, 12u);
+  ASSERT_OK(AppendSync({{13, "r13"}}));  // nothing left to delete
+  EXPECT_EQ(ReadAll().size(), 5u);
+  // A snapshot's truncation in a batch starts with its group too.
+  LogStore::Batch b;
+  b.metas = {{"snapshot_index", "12"}};
+  b.truncate_upto = 12;
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  store_->Write(std::move(b), [p](Status s) { p->set_value(std::move(s)); });
+  ASSERT_OK(Wait(f));
+  EXPECT_EQ(ReadAll().front().index, 12u);
+  ASSERT_OK(AppendSync({{14, "r14"}}));
+  all = ReadAll();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all.front().index, 13u);
+}
+
 TEST_F(LogStoreTest, IndexZeroIsRejectedWithoutFailingTheStore) {
   Open();
   Status s = AppendSync({{0, "bad"}});

@@ -382,6 +382,104 @@ TEST_F(PaxosTest, NewLeaderAfterCrashKeepsChosenValuesWithAHigherRound) {
   EXPECT_EQ(c.node(l1).sm.back(), "after");
 }
 
+// A leader's process dies and its kernel closes the followers' connections
+// to it: they run for election within a heartbeat instead of after an election
+// timeout. Without the hint, nobody may lead before election_min has passed.
+TEST_F(PaxosTest, LeaderWhoseConnectionClosesIsReplacedWithinAHeartbeat) {
+  for (bool hint : {false, true}) {
+    PaxosCluster c(3, FastOptions(), 11);
+    const int l1 = c.WaitLeader();
+    ASSERT_NE(l1, 0);
+    c.RunFor(100 * kMillis);
+    c.Crash(l1);
+    const Micros crashed = c.now();
+    if (hint) {
+      for (int id : c.members()) {
+        if (id != l1) c.PeerGone(id, l1);
+      }
+    }
+    const int l2 = c.WaitLeader(5 * kSeconds, 1 * kMillis);
+    ASSERT_NE(l2, 0) << "hint " << hint;
+    EXPECT_NE(l2, l1);
+    const Micros took = c.now() - crashed;
+    if (hint) {
+      // A random wait of at most a heartbeat, then pre-vote and phase 1 (no
+      // latency here), unless the two split the vote and one retried.
+      EXPECT_LE(took, FastOptions().heartbeat + FastOptions().election_min / 2 + 10 * kMillis);
+    } else {
+      EXPECT_GE(took, FastOptions().election_min);
+    }
+    EXPECT_THAT(c.violations(), IsEmpty());
+  }
+}
+
+// The hint is only a hint: a follower told that a live leader is gone asks
+// for pre-votes, and the other follower, which still hears the leader,
+// refuses; the leader keeps its round. Told to both followers, it may cost an
+// election, never agreement.
+TEST_F(PaxosTest, FalseConnectionClosedHintDoesNotBreakAgreement) {
+  PaxosCluster c(3, FastOptions(), 12);
+  const int l1 = c.WaitLeader();
+  ASSERT_NE(l1, 0);
+  for (int i = 0; i < 5; ++i) c.Propose(l1, "a" + std::to_string(i));
+  c.RunFor(100 * kMillis);
+  const int64_t epoch = c.replica(l1).epoch();
+  std::vector<int> followers;
+  for (int id : c.members()) {
+    if (id != l1) followers.push_back(id);
+  }
+  const int prevotes = c.sent(Type::PREVOTE);
+  c.PeerGone(followers[0], l1);
+  c.RunFor(1 * kSeconds);
+  EXPECT_GT(c.sent(Type::PREVOTE), prevotes);  // it did ask
+  EXPECT_EQ(c.Leader(), l1);
+  EXPECT_EQ(c.replica(l1).epoch(), epoch);
+  // A hint about a replica that is not the leader changes nothing.
+  const int prevotes2 = c.sent(Type::PREVOTE);
+  c.PeerGone(followers[0], followers[1]);
+  c.RunFor(1 * kSeconds);
+  EXPECT_EQ(c.sent(Type::PREVOTE), prevotes2);
+  // Both followers misled at once: maybe a new leader, agreement intact.
+  for (int f : followers) c.PeerGone(f, l1);
+  c.RunFor(1 * kSeconds);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  c.Propose(l, "after");
+  c.RunFor(200 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_TRUE(c.Converged(6));
+}
+
+// Two followers time out together, both win pre-votes and both start phase 1
+// in the same round: each refuses the other's round and neither wins it. They
+// retry after a random wait of at most election_min / 2 rather than a whole
+// election timeout, so the group has a leader well before a second timeout.
+TEST_F(PaxosTest, SplitVoteIsRetriedWithinHalfAnElectionTimeout) {
+  int splits = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    PaxosCluster c(3, FastOptions(), seed);
+    const int l1 = c.WaitLeader();
+    ASSERT_NE(l1, 0);
+    c.RunFor(50 * kMillis);
+    c.Crash(l1);
+    c.Advance(FastOptions().election_max);  // both survivors pre-vote now
+    const Micros start = c.now();
+    c.Settle();  // FIFO: both pre-votes granted, both PREPAREs refused
+    bool split = true;
+    for (int id : c.members()) {
+      if (id != l1 && c.replica(id).is_leader()) split = false;
+    }
+    splits += split ? 1 : 0;
+    const int l2 = c.WaitLeader(5 * kSeconds, 1 * kMillis);
+    ASSERT_NE(l2, 0) << "seed " << seed;
+    if (split) {
+      EXPECT_LE(c.now() - start, FastOptions().election_min / 2 + 10 * kMillis) << "seed " << seed;
+    }
+    EXPECT_THAT(c.violations(), IsEmpty()) << "seed " << seed;
+  }
+  EXPECT_GT(splits, 0);  // the setup does split the vote
+}
+
 // A value that reached one acceptor besides the crashed leader: with that
 // acceptor in the next quorum it must be chosen (it is the highest-ballot
 // value there), without it it must not be; either way, everywhere alike.

@@ -547,6 +547,52 @@ TEST_F(RpcTest, ChannelReconnectsAfterServerRestartsOnSamePort) {
   EXPECT_EQ(up.resp.txid.seq, 3);
 }
 
+// A connection closed by the server's side (as its kernel does when the
+// process dies) is reported through on_closed_by_peer, with the address, even
+// with no call pending; a timed-out call or the caller's own Close() is not.
+TEST_F(RpcTest, ConnectionClosedByTheServerIsReportedOnceWithItsAddress) {
+  auto server = std::make_unique<RpcServer>(io_);
+  std::vector<std::pair<proto::BeginRequest, BeginReply>> held;
+  server->Handle<proto::BeginRequest, proto::BeginResponse>(
+      "Begin", [&](proto::BeginRequest req, BeginReply reply) {
+        if (req.timeout_ms == 1) {
+          held.emplace_back(std::move(req), std::move(reply));
+        } else {
+          reply(EchoBegin(req));
+        }
+      });
+  ASSERT_OK(server->Listen("127.0.0.1:0"));
+  const std::string address = Address(*server);
+  std::vector<std::string> closed;
+  ChannelOptions o;
+  o.on_closed_by_peer = [&](const std::string& a) { closed.push_back(a); };
+  auto channel = std::make_shared<RpcChannel>(io_, address, o);
+  ASSERT_OK(Begin(*channel, 2).status);
+  // A call that times out leaves the connection open: nothing reported.
+  EXPECT_EQ(Begin(*channel, 1, 20 * kMillis).status.code(), Status::kTimeout);
+  RunFor(milliseconds(20));
+  EXPECT_TRUE(closed.empty());
+
+  held.clear();
+  server.reset();  // closes every connection; the channel is idle
+  ASSERT_TRUE(RunUntil([&] { return !closed.empty(); }));
+  RunFor(milliseconds(20));
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0], address);
+
+  // Our own Close() is not the server's doing.
+  auto server2 = std::make_unique<RpcServer>(io_);
+  StartEchoServer(server2.get());
+  std::vector<std::string> closed2;
+  ChannelOptions o2;
+  o2.on_closed_by_peer = [&](const std::string& a) { closed2.push_back(a); };
+  auto channel2 = std::make_shared<RpcChannel>(io_, Address(*server2), o2);
+  ASSERT_OK(Begin(*channel2, 3).status);
+  channel2->Close();
+  RunFor(milliseconds(50));
+  EXPECT_TRUE(closed2.empty());
+}
+
 TEST_F(RpcTest, CloseFailsPendingCallsAndLaterCallsWithUnavailable) {
   RpcServer server(io_);
   std::vector<BeginReply> held;
