@@ -168,46 +168,69 @@ std::pair<int64_t, int64_t> SeqRuns::PopFirstRun() {
 }
 
 std::vector<int64_t> SeqRuns::Flatten() const {
-  // One ordered walk over both maps (a table snapshot flattens up to a
-  // million runs on the io thread): chunks and whole runs by chunk index.
   std::vector<int64_t> out;
   out.reserve(runs_ * 2);
-  int64_t first = -1, last = -1;
-  auto take = [&](int64_t a, int64_t b) {  // seqs a..b, ascending, all in the set
-    if (first >= 1 && last != kMaxSeq && a == last + 1) {
-      last = b;
-      return;
-    }
-    if (first >= 1) {
-      out.push_back(first);
-      out.push_back(last);
-    }
-    first = a;
-    last = b;
-  };
-  auto c = chunks_.begin();
-  auto w = whole_.begin();
-  while (c != chunks_.end() || w != whole_.end()) {
-    if (w == whole_.end() || (c != chunks_.end() && c->first < w->first)) {
-      const int64_t base = c->first * kBits;
-      for (uint64_t bits = c->second; bits != 0;) {
-        int from = __builtin_ctzll(bits);
-        uint64_t rest = ~(bits >> from);  // zeros where the run goes on
-        int len = rest == 0 ? static_cast<int>(kBits) - from : __builtin_ctzll(rest);
-        take(base + from, base + (from + len - 1));  // (base + 64 may overflow)
-        bits &= ~Mask(from, from + len - 1);
-      }
-      ++c;
-    } else {
-      take(w->first * kBits, w->second * kBits + (kBits - 1));
-      ++w;
-    }
-  }
-  if (first >= 1) {
+  ForEachRun([&](int64_t first, int64_t last) {
     out.push_back(first);
     out.push_back(last);
-  }
+  });
   return out;
+}
+
+namespace {
+
+void PutVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+bool GetVarint(std::string_view* in, uint64_t* v) {
+  uint64_t r = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (in->empty()) return false;
+    const auto b = static_cast<uint8_t>(in->front());
+    in->remove_prefix(1);
+    if (shift == 63 && b > 1) return false;  // beyond 64 bits
+    r |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) {
+      *v = r;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void SeqRuns::EncodeRuns(std::string* out) const {
+  uint64_t prev = 0;
+  ForEachRun([&](int64_t first, int64_t last) {
+    PutVarint(out, static_cast<uint64_t>(first) - prev);
+    PutVarint(out, static_cast<uint64_t>(last - first));
+    prev = static_cast<uint64_t>(last);
+  });
+}
+
+bool SeqRuns::DecodeRuns(std::string_view in) {
+  if (!empty()) return false;
+  uint64_t prev = 0;
+  while (!in.empty()) {
+    uint64_t gap = 0, len = 0;
+    if (!GetVarint(&in, &gap) || !GetVarint(&in, &len)) return false;
+    // Maximal runs: the first starts at 1 or later, the others leave a gap.
+    if (gap < (prev == 0 ? 1u : 2u)) return false;
+    const uint64_t max = static_cast<uint64_t>(kMaxSeq);
+    if (gap > max - prev) return false;
+    const uint64_t first = prev + gap;
+    if (len > max - first) return false;
+    const uint64_t last = first + len;
+    if (!AddRun(static_cast<int64_t>(first), static_cast<int64_t>(last))) return false;
+    prev = last;
+  }
+  return true;
 }
 
 }  // namespace txc::coord

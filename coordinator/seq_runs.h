@@ -17,6 +17,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -41,6 +43,19 @@ class SeqRuns {
   int64_t First() const { return NextFrom(1); }
   // Maximal runs, in order, flattened as first, last, first, last...
   std::vector<int64_t> Flatten() const;
+  // Calls fn(first, last) for each maximal run, in order (what Flatten lists,
+  // without the vector).
+  template <class Fn>
+  void ForEachRun(Fn fn) const;
+  // The runs as bytes (a table snapshot's, version 3): per run, in order, the
+  // gap from the previous run's last seq (0 before the first) to its first,
+  // then its length minus one, each an unsigned LEB128 varint: a scattered
+  // commit costs about two bytes, not two 64-bit integers.
+  void EncodeRuns(std::string* out) const;
+  // Adds the runs EncodeRuns wrote (to an empty set); false when the bytes are
+  // malformed (truncated, a gap that joins or overlaps runs, beyond
+  // INT64_MAX), leaving the set with the runs read so far.
+  bool DecodeRuns(std::string_view in);
   // How many maximal runs the set holds.
   size_t runs() const { return runs_; }
 
@@ -63,5 +78,43 @@ class SeqRuns {
   std::map<int64_t, int64_t> whole_;
   size_t runs_ = 0;
 };
+
+template <class Fn>
+void SeqRuns::ForEachRun(Fn fn) const {
+  // One ordered walk over both maps (a table snapshot walks up to a million
+  // runs on the io thread): chunks and whole runs by chunk index.
+  int64_t first = -1, last = -1;
+  auto take = [&](int64_t a, int64_t b) {  // seqs a..b, ascending, all in the set
+    if (first >= 1 && last != INT64_MAX && a == last + 1) {
+      last = b;
+      return;
+    }
+    if (first >= 1) fn(first, last);
+    first = a;
+    last = b;
+  };
+  auto c = chunks_.begin();
+  auto w = whole_.begin();
+  while (c != chunks_.end() || w != whole_.end()) {
+    if (w == whole_.end() || (c != chunks_.end() && c->first < w->first)) {
+      const int64_t base = c->first * kBits;
+      for (uint64_t bits = c->second; bits != 0;) {
+        const int from = __builtin_ctzll(bits);
+        const uint64_t rest = ~(bits >> from);  // zeros where the run goes on
+        const int len = rest == 0 ? static_cast<int>(kBits) - from : __builtin_ctzll(rest);
+        take(base + from, base + (from + len - 1));  // (base + 64 may overflow)
+        const int to = from + len - 1;
+        const uint64_t mask = (to == 63 ? ~uint64_t{0} : ((uint64_t{1} << (to + 1)) - 1)) &
+                              ~((uint64_t{1} << from) - 1);
+        bits &= ~mask;
+      }
+      ++c;
+    } else {
+      take(w->first * kBits, w->second * kBits + (kBits - 1));
+      ++w;
+    }
+  }
+  if (first >= 1) fn(first, last);
+}
 
 }  // namespace txc::coord

@@ -76,7 +76,7 @@ bool Unflatten(const std::vector<int64_t>& flat, SeqRuns* runs) {
   return true;
 }
 
-constexpr int32_t kSnapshotVersion = 2;
+constexpr int32_t kSnapshotVersion = 3;
 
 }  // namespace
 
@@ -250,7 +250,8 @@ std::vector<const TxnTable::Entry*> TxnTable::Unended() const {
 
 // The snapshot is itself a CommandBatch: for every entry its DECIDE (or
 // PRECOMMIT) and END in the order ended, then the EPOCH marker and the epoch,
-// so Restore is replay. Version 2 adds the forgotten runs and the lost bound.
+// so Restore is replay. Version 2 adds the forgotten runs and the lost bound;
+// version 3 writes those runs as varint bytes (ForgottenRuns fields 4, 5).
 std::string TxnTable::Snapshot() const {
   proto::CommandBatch batch;
   batch.__set_snapshot_version(kSnapshotVersion);
@@ -258,8 +259,13 @@ std::string TxnTable::Snapshot() const {
   for (const auto& [epoch, runs] : forgotten_) {
     proto::ForgottenRuns f;
     f.epoch = epoch;
-    f.committed = runs.committed.Flatten();
-    f.aborted = runs.aborted.Flatten();
+    // Version 3: the runs as varint bytes (about two bytes per scattered
+    // commit), written from the chunks without a flattened copy.
+    std::string committed, aborted;
+    runs.committed.EncodeRuns(&committed);
+    runs.aborted.EncodeRuns(&aborted);
+    f.__set_committed_runs(std::move(committed));
+    f.__set_aborted_runs(std::move(aborted));
     forgotten.push_back(std::move(f));
   }
   batch.__set_forgotten(std::move(forgotten));
@@ -310,16 +316,30 @@ Status TxnTable::Restore(const std::string& image) {
     return Status::Internal("transaction table snapshot is unreadable");
   }
   TxnTable fresh(options_);
+  if (batch.__isset.snapshot_version && batch.snapshot_version > kSnapshotVersion) {
+    return Status::Internal("transaction table snapshot of version " +
+                            std::to_string(batch.snapshot_version) +
+                            " was written by a newer txcoord (this one reads up to " +
+                            std::to_string(kSnapshotVersion) + ")");
+  }
   if (batch.__isset.snapshot_version) {
     for (const proto::ForgottenRuns& f : batch.forgotten) {
       // Each epoch once, with at least one run (the forgetting code keeps no
       // empty epoch, and relies on that when it drops the oldest run).
-      if (f.epoch < 1 || fresh.forgotten_.count(f.epoch) != 0 ||
-          (f.committed.empty() && f.aborted.empty())) {
+      // Version 3 carries the runs as bytes (and empty lists); version 2 as lists.
+      const bool bytes = batch.snapshot_version >= 3;
+      const bool none = bytes ? (f.committed_runs.empty() && f.aborted_runs.empty())
+                              : (f.committed.empty() && f.aborted.empty());
+      if (f.epoch < 1 || fresh.forgotten_.count(f.epoch) != 0 || none ||
+          (bytes && (!f.committed.empty() || !f.aborted.empty()))) {
         return Status::Internal("transaction table snapshot holds malformed forgotten runs");
       }
       EpochRuns& runs = fresh.forgotten_[f.epoch];
-      if (!Unflatten(f.committed, &runs.committed) || !Unflatten(f.aborted, &runs.aborted)) {
+      const bool ok = bytes ? runs.committed.DecodeRuns(f.committed_runs) &&
+                                  runs.aborted.DecodeRuns(f.aborted_runs)
+                            : Unflatten(f.committed, &runs.committed) &&
+                                  Unflatten(f.aborted, &runs.aborted);
+      if (!ok) {
         return Status::Internal("transaction table snapshot holds malformed forgotten runs");
       }
       fresh.forgotten_runs_ += runs.committed.runs() + runs.aborted.runs();

@@ -466,11 +466,16 @@ struct Command {
 // The forgotten txids of one epoch whose outcome a transaction-table
 // snapshot still knows: runs of seqs, flattened as first, last, first, last...
 // in ascending order. Seqs of the epoch in no run were never decided (or were
-// decided before `lost_through`, see CommandBatch).
+// decided before `lost_through`, see CommandBatch). Snapshot version 3 leaves
+// the lists empty and carries the same runs as bytes (fields 4 and 5: per
+// run, the gap from the previous run's last seq, 0 before the first, then
+// its length minus one, unsigned LEB128 varints; coordinator/seq_runs.h).
 struct ForgottenRuns {
   1: i64 epoch
   2: list<i64> committed
   3: list<i64> aborted     // operators' aborts (RESOLVE); others are never logged
+  4: optional binary committed_runs
+  5: optional binary aborted_runs
 }
 
 // One log record: many commands batched into one slot. A transaction-table

@@ -163,20 +163,36 @@ class LogStore::Impl {
                          db_->path(), why.ToString());
   }
 
+  Status PutRecords(const std::vector<LogRecord>& records) {
+    for (const LogRecord& r : records) {
+      Stmt& s = *put_record_;
+      s.Reset();
+      TXC_RETURN_IF_ERROR(s.BindInt(1, static_cast<int64_t>(r.index)));
+      TXC_RETURN_IF_ERROR(s.BindBlob(2, r.data));
+      Status st = s.Run();
+      s.Reset();
+      TXC_RETURN_IF_ERROR(st);
+    }
+    return Status::Ok();
+  }
+
+  Status PutMeta(const std::string& key, const std::string& value) {
+    Stmt& s = *put_meta_;
+    s.Reset();
+    TXC_RETURN_IF_ERROR(s.BindText(1, key));
+    TXC_RETURN_IF_ERROR(s.BindBlob(2, value));
+    Status st = s.Run();
+    s.Reset();
+    return st;
+  }
+
   Status ApplyOp(Op& op) {
     switch (op.kind) {
       case Op::kBatch: {
-        for (auto& [key, value] : op.batch.metas) {
-          Op meta;
-          meta.kind = Op::kMeta;
-          meta.key = key;
-          meta.value = value;
-          TXC_RETURN_IF_ERROR(ApplyOp(meta));
-        }
-        Op append;
-        append.kind = Op::kAppend;
-        append.records = op.records;
-        TXC_RETURN_IF_ERROR(ApplyOp(append));
+        // (No copy of the values: every Paxos accept is such a batch, and a
+        // snapshot image can be tens of MB.)
+        for (const auto& [key, value] : op.batch.metas) TXC_RETURN_IF_ERROR(PutMeta(key, value));
+        TXC_RETURN_IF_ERROR(PutRecords(op.records));
         if (!op.batch.truncate_upto) return Status::Ok();
         Op truncate;
         truncate.kind = Op::kTruncate;
@@ -184,25 +200,9 @@ class LogStore::Impl {
         return ApplyOp(truncate);
       }
       case Op::kAppend:
-        for (const LogRecord& r : op.records) {
-          Stmt& s = *put_record_;
-          s.Reset();
-          TXC_RETURN_IF_ERROR(s.BindInt(1, static_cast<int64_t>(r.index)));
-          TXC_RETURN_IF_ERROR(s.BindBlob(2, r.data));
-          Status st = s.Run();
-          s.Reset();
-          TXC_RETURN_IF_ERROR(st);
-        }
-        return Status::Ok();
-      case Op::kMeta: {
-        Stmt& s = *put_meta_;
-        s.Reset();
-        TXC_RETURN_IF_ERROR(s.BindText(1, op.key));
-        TXC_RETURN_IF_ERROR(s.BindBlob(2, op.value));
-        Status st = s.Run();
-        s.Reset();
-        return st;
-      }
+        return PutRecords(op.records);
+      case Op::kMeta:
+        return PutMeta(op.key, op.value);
       case Op::kTruncate:
         // Deleted by TruncateSome, a chunk per group.
         truncate_target_ = std::max(truncate_target_, std::min<uint64_t>(op.upto, INT64_MAX));

@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -125,6 +126,42 @@ TEST(SeqRunsTest, AddRunTakesLongRunsWithoutAChunkPerSeqAndRefusesOverlaps) {
   EXPECT_EQ(big.Flatten(), (std::vector<int64_t>{10, (int64_t{1} << 60) + 1}));
   EXPECT_EQ(big.PopFirstRun(), std::make_pair(int64_t{10}, (int64_t{1} << 60) + 1));
   EXPECT_TRUE(big.empty());
+}
+
+TEST(SeqRunsTest, EncodedRunsDecodeToTheSameSetAndTakeAboutTwoBytesPerScatteredRun) {
+  for (uint32_t seed = 1; seed <= 30; ++seed) {
+    std::mt19937_64 rng(seed);
+    SeqRuns r;
+    std::set<int64_t> s;
+    for (int i = 0; i < 2000; ++i) {
+      const int64_t q = 1 + static_cast<int64_t>(rng() % (64 * (1 + seed % 9)));
+      r.Add(q);
+      s.insert(q);
+    }
+    if (seed % 3 == 0) ASSERT_TRUE(r.AddRun(100000, 100000 + 64 * 50));  // whole chunks
+    if (seed % 3 == 0) {
+      for (int64_t q = 100000; q <= 100000 + 64 * 50; ++q) s.insert(q);
+    }
+    std::string bytes;
+    r.EncodeRuns(&bytes);
+    SeqRuns back;
+    ASSERT_TRUE(back.DecodeRuns(bytes)) << seed;
+    ExpectSame(back, s, 0, 64 * 10 + 2);
+    EXPECT_EQ(back.Flatten(), r.Flatten());
+    EXPECT_LE(bytes.size(), r.runs() * 2 + 16);  // small gaps and lengths: a byte each
+  }
+  SeqRuns top;
+  ASSERT_TRUE(top.AddRun(kMax - 5, kMax));
+  ASSERT_TRUE(top.AddRun(1, 1));
+  std::string bytes;
+  top.EncodeRuns(&bytes);
+  SeqRuns back;
+  ASSERT_TRUE(back.DecodeRuns(bytes));
+  EXPECT_EQ(back.Flatten(), (std::vector<int64_t>{1, 1, kMax - 5, kMax}));
+  EXPECT_FALSE(back.DecodeRuns(bytes));  // only into an empty set
+  SeqRuns none;
+  EXPECT_TRUE(none.DecodeRuns(""));
+  EXPECT_TRUE(none.empty());
 }
 
 TEST(SeqRunsTest, SeqsNearTheTopOfInt64) {

@@ -552,13 +552,13 @@ TEST_F(TxnTableTest, DescribeCommandNamesKindTxidAndOutcome) {
 // Hostile snapshot images (found by review): an epoch with no runs (the
 // oldest-run drop would then erase from an empty map), runs reaching INT64_MAX
 // (the adjacency check overflowed), and one epoch listed twice.
-std::string ImageWithForgotten(std::vector<proto::ForgottenRuns> forgotten) {
+std::string ImageWithForgotten(std::vector<proto::ForgottenRuns> forgotten, int32_t version = 2) {
   proto::CommandBatch batch;
   batch.commands.push_back(MakeEpoch(1));
   proto::Command tail;
   tail.type = proto::CommandType::NOOP;
   batch.commands.push_back(tail);
-  batch.__set_snapshot_version(2);
+  batch.__set_snapshot_version(version);
   batch.__set_forgotten(std::move(forgotten));
   auto buf = std::make_shared<apache::thrift::transport::TMemoryBuffer>();
   apache::thrift::protocol::TBinaryProtocol proto(buf);
@@ -579,6 +579,53 @@ TEST(TxnTableImageTest, RestoreRejectsRunsPastInt64MaxWithoutOverflow) {
   f.committed = {1, INT64_MAX, 5, 6};
   TxnTable t;
   EXPECT_FALSE(t.Restore(ImageWithForgotten({f})).ok());
+}
+
+// Version 3: the runs as bytes. Hostile bytes are refused, as are lists and
+// bytes together, an epoch with empty bytes, and an image of a later version.
+std::string ImageWithForgotten3(std::vector<proto::ForgottenRuns> forgotten) {
+  return ImageWithForgotten(std::move(forgotten), 3);
+}
+
+TEST(TxnTableImageTest, Version3RunsAreReadAndHostileOnesRefused) {
+  auto runs = [](std::string committed, std::string aborted = "") {
+    proto::ForgottenRuns f;
+    f.epoch = 1;
+    f.__set_committed_runs(std::move(committed));
+    f.__set_aborted_runs(std::move(aborted));
+    return f;
+  };
+  {
+    TxnTable t;  // 3..5 and 9 committed, 7 aborted
+    ASSERT_OK(t.Restore(ImageWithForgotten3({runs(std::string("\x03\x02\x04\x00", 4), std::string("\x07\x00", 2))})));
+    EXPECT_EQ(t.forgotten_runs(), 3u);
+    EXPECT_EQ(t.ForgottenOutcome(MakeTxId(1, 4)), proto::Outcome::COMMITTED);
+    EXPECT_EQ(t.ForgottenOutcome(MakeTxId(1, 9)), proto::Outcome::COMMITTED);
+    EXPECT_EQ(t.ForgottenOutcome(MakeTxId(1, 7)), proto::Outcome::ABORTED);
+    EXPECT_EQ(t.ForgottenOutcome(MakeTxId(1, 6)), proto::Outcome::UNKNOWN);  // in no run
+  }
+  const std::vector<std::string> bad = {
+      std::string("\x03", 1),                      // a run without its length
+      std::string("\x00\x01", 2),                  // the first run at seq 0
+      std::string("\x03\x02\x01\x00", 4),          // gap 1: touches the run before
+      std::string("\x03\x80", 2),                  // truncated varint
+      std::string("\x01\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 10),  // past INT64_MAX
+      std::string("\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02\x00", 11),  // a varint over 64 bits
+  };
+  for (const std::string& b : bad) {
+    TxnTable t;
+    EXPECT_FALSE(t.Restore(ImageWithForgotten3({runs(b)})).ok()) << ::testing::PrintToString(b);
+  }
+  {
+    TxnTable t;
+    EXPECT_FALSE(t.Restore(ImageWithForgotten3({runs("")})).ok());  // an epoch with no runs
+    proto::ForgottenRuns both = runs("\x01");
+    both.committed = {1, 1};
+    EXPECT_FALSE(t.Restore(ImageWithForgotten3({both})).ok());
+    Status later = t.Restore(ImageWithForgotten({runs(std::string("\x01\x00", 2))}, 4));
+    EXPECT_FALSE(later.ok());
+    EXPECT_NE(later.message().find("newer"), std::string::npos) << later.ToString();
+  }
 }
 
 TEST(TxnTableImageTest, RestoreRejectsAnEpochListedTwice) {
@@ -639,16 +686,26 @@ const char kOldSnapshotHex[] =
     "00000000000700000000000000080f00030a0000000200000000000000090000000000000009000c00040a00"
     "0100000000000000020a000200000000000000030000";
 
-TEST_F(TxnTableTest, SnapshotsOfTheOldCodecRestoreAndNewOnesAreByteIdentical) {
+TEST_F(TxnTableTest, SnapshotsOfTheOldCodecRestoreAndRewriteAsVersion3) {
   TxnTableOptions o;
   o.ended_retained = 1;
   o.forgotten_runs_max = 3;
-  const std::string old = FromHex(kOldSnapshotHex);
-  EXPECT_EQ(OldCodecTable(o).Snapshot(), old);
+  const std::string old = FromHex(kOldSnapshotHex);  // version 2
+  // Today's snapshots are version 3 (the forgotten runs as varint bytes):
+  // the same table, restored from either, writes the same version-3 image.
+  const std::string v3 = OldCodecTable(o).Snapshot();
+  EXPECT_NE(v3, old);
+  EXPECT_LT(v3.size(), old.size());
 
   TxnTable copy(o);
   ASSERT_OK(copy.Restore(old));
-  EXPECT_EQ(copy.Snapshot(), old);
+  EXPECT_EQ(copy.Snapshot(), v3);
+  TxnTable copy3(o);
+  ASSERT_OK(copy3.Restore(v3));
+  EXPECT_EQ(copy3.Snapshot(), v3);
+  EXPECT_EQ(copy3.forgotten_runs(), 3u);
+  EXPECT_EQ(copy3.ForgottenOutcome(MakeTxId(2, 7)), proto::Outcome::COMMITTED);
+  EXPECT_EQ(copy3.ForgottenOutcome(MakeTxId(2, 9)), proto::Outcome::ABORTED);
   EXPECT_EQ(copy.applied_index(), 16u);
   EXPECT_EQ(copy.forgotten_runs(), 3u);
   EXPECT_EQ(copy.ForgottenOutcome(MakeTxId(2, 7)), proto::Outcome::COMMITTED);
