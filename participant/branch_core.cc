@@ -717,11 +717,13 @@ void BranchCore::Park(const Key& key, Branch& b, const ExecuteResult& r, Micros 
   b.conflict = r.conflict;
   b.next_retry = now + options_.lock_retry;
   live_.insert(key);
+  parked_.insert(key);
   if (r.holder) waiters_[Key{key.first, *r.holder}].insert(key);
 }
 
 void BranchCore::Unpark(const Key& key, Branch& b, bool retry, Micros now) {
   b.parked = false;
+  parked_.erase(key);
   if (b.holder) {
     auto it = waiters_.find(Key{key.first, *b.holder});
     if (it != waiters_.end()) {
@@ -816,15 +818,24 @@ void BranchCore::OnOutcome(const TxId& txid, const Status& status, proto::Outcom
 }
 
 void BranchCore::Tick(Micros now) {
-  std::vector<Key> keys(live_.begin(), live_.end());
+  // Every live branch at most every deadline_scan; the parked ones always.
+  const bool scan = now >= next_scan_;
+  if (scan) next_scan_ = now + options_.deadline_scan;
+  std::vector<Key> keys = scan ? std::vector<Key>(live_.begin(), live_.end())
+                               : std::vector<Key>(parked_.begin(), parked_.end());
   std::set<TxId, TxIdLess> asked;
   for (const Key& key : keys) {
     auto it = branches_.find(key);
     if (it == branches_.end()) {
       live_.erase(key);
+      parked_.erase(key);
       continue;
     }
     Branch& b = it->second;
+    if (!scan && !b.parked) {
+      parked_.erase(key);
+      continue;
+    }
     if (b.parked) {
       if (now >= b.wait_until) {
         std::string conflict = b.conflict;

@@ -36,7 +36,7 @@ constexpr uint64_t kResurrectedDecideSeed = 22;
 constexpr uint64_t kEmptyDiskVotesSeed = 30;
 // The first heavy seed (one replica) that catches skip-undo-on-conflict: a
 // renamed member's row lost by an undo (SimUndoTest).
-constexpr uint64_t kSkipUndoOnConflictSeed = 9;
+constexpr uint64_t kSkipUndoOnConflictSeed = 8;
 
 // The last seed of a run of seeds from `lo` that would end at `hi` unsanitized.
 uint64_t LastSeed(uint64_t lo, uint64_t hi) {

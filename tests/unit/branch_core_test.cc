@@ -35,6 +35,9 @@ AgentOptions TestOptions() {
   o.lock_retry = 20 * kMillis;
   o.rollback_retry = 100 * kMillis;
   o.rollback_retry_max = 1 * kSeconds;
+  // These tests place ticks a microsecond either side of each deadline; the
+  // scan's own spacing is tested by DeadlineScanLooksAtIdleBranchesAtMostEvery.
+  o.deadline_scan = 0;
   return o;
 }
 
@@ -1228,6 +1231,35 @@ TEST_F(BranchCoreTest, RecoveredPreparedBranchAsksAtOnceThenWithBackoff) {
     core_.Tick(s.at);
     EXPECT_EQ(Take().queries.size(), s.asks ? 1u : 0u) << (s.at - t0);
   }
+}
+
+// The product's setting: Tick looks at every live branch at most every
+// deadline_scan (a deadline is served up to that late), and at parked
+// branches on every tick.
+TEST_F(BranchCoreTest, DeadlineScanLooksAtIdleBranchesAtMostEvery) {
+  AgentOptions o = TestOptions();
+  o.deadline_scan = 50 * kMillis;
+  BranchCore core({kRes, kOther}, o);
+  RecoveredBranch r;
+  r.txid = kT1;
+  r.state = BranchState::kPrepared;
+  r.info.participants = kParticipants;
+  core.OnRecovered(kRes, {r}, now_);
+  (void)core.TakeEffects();
+  const Micros t0 = now_;
+  core.Tick(t0);  // the first tick scans: a recovered in-doubt branch asks at once
+  EXPECT_EQ(core.TakeEffects().queries, std::vector<TxId>{kT1});
+  // Its next query is due at t0 + 1 s. Ticks every 5 ms scan only every 50 ms:
+  // the scan at t0 + 1 s - 10 ms finds it not due, the next one (t0 + 1.04 s)
+  // asks, 40 ms late.
+  Micros asked_at = 0;
+  for (Micros t = t0 + 5 * kMillis; t <= t0 + 1200 * kMillis && asked_at == 0; t += 5 * kMillis) {
+    core.Tick(t);
+    if (!core.TakeEffects().queries.empty()) asked_at = t;
+  }
+  ASSERT_NE(asked_at, 0);
+  EXPECT_GE(asked_at, t0 + 1 * kSeconds);
+  EXPECT_LE(asked_at, t0 + 1 * kSeconds + 50 * kMillis);
 }
 
 TEST_F(BranchCoreTest, InDoubtBranchCommitsWhenTheGroupSaysCommitted) {
