@@ -11,11 +11,6 @@ namespace {
 constexpr int64_t kMaxSeq = std::numeric_limits<int64_t>::max();
 constexpr uint64_t kAll = ~uint64_t{0};
 
-// Bits [from, to] of a word (0 <= from <= to <= 63).
-uint64_t Mask(int from, int to) {
-  uint64_t high = to == 63 ? kAll : (uint64_t{1} << (to + 1)) - 1;
-  return high & (kAll << from);
-}
 
 }  // namespace
 

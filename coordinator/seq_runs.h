@@ -62,6 +62,11 @@ class SeqRuns {
  private:
   static constexpr int64_t kBits = 64;
   static int64_t ChunkOf(int64_t seq) { return seq / kBits; }
+  // Bits [from, to] of a word (0 <= from <= to <= 63).
+  static uint64_t Mask(int from, int to) {
+    const uint64_t high = to == 63 ? ~uint64_t{0} : (uint64_t{1} << (to + 1)) - 1;
+    return high & (~uint64_t{0} << from);
+  }
   // The set's seqs from `seq` on (inclusive): the first one, or -1.
   int64_t NextFrom(int64_t seq) const;
   // The last seq of the run that holds `seq` (REQUIRES: Contains(seq)).
@@ -103,10 +108,7 @@ void SeqRuns::ForEachRun(Fn fn) const {
         const uint64_t rest = ~(bits >> from);  // zeros where the run goes on
         const int len = rest == 0 ? static_cast<int>(kBits) - from : __builtin_ctzll(rest);
         take(base + from, base + (from + len - 1));  // (base + 64 may overflow)
-        const int to = from + len - 1;
-        const uint64_t mask = (to == 63 ? ~uint64_t{0} : ((uint64_t{1} << (to + 1)) - 1)) &
-                              ~((uint64_t{1} << from) - 1);
-        bits &= ~mask;
+        bits &= ~Mask(from, from + len - 1);
       }
       ++c;
     } else {
