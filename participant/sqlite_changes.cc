@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <unordered_set>
 #include <utility>
@@ -205,8 +206,162 @@ int BindValue(sqlite3_stmt* s, int i, const proto::Value& v) {
   return sqlite3_bind_null(s, i);
 }
 
-// Change capture for one Execute: a session on "main" that records every
-// table except ours, remembering which tables it was asked about.
+
+// ------------------------------------------------ change set values
+// A change set value: a type byte (0 undefined, SQLITE_INTEGER, FLOAT,
+// TEXT, BLOB, NULL), then 8 bytes big-endian for a number, or a varint
+// length and the bytes for text and blobs (the session extension's format,
+// which sqlite3changeset_* read).
+
+void PutChangeVarint(std::string* out, uint64_t v) {
+  char buf[10];
+  int n = 0;
+  do {
+    buf[n++] = static_cast<char>(v & 0x7f);
+    v >>= 7;
+  } while (v != 0);
+  while (n > 0) {
+    char c = buf[--n];
+    out->push_back(n > 0 ? static_cast<char>(c | 0x80) : c);
+  }
+}
+
+bool GetChangeVarint(std::string_view* in, uint64_t* v) {
+  *v = 0;
+  for (int i = 0; i < 9 && !in->empty(); ++i) {
+    auto c = static_cast<uint8_t>(in->front());
+    in->remove_prefix(1);
+    *v = (*v << 7) | (c & 0x7f);
+    if ((c & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+void PutChangeU64(std::string* out, uint64_t x) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+}
+
+uint64_t GetChangeU64(std::string_view b) {
+  uint64_t x = 0;
+  for (int i = 0; i < 8; ++i) x = (x << 8) | static_cast<uint8_t>(b[i]);
+  return x;
+}
+
+// `v` == nullptr: undefined.
+void PutChangeValue(std::string* out, sqlite3_value* v) {
+  if (v == nullptr) {
+    out->push_back('\0');
+    return;
+  }
+  int type = sqlite3_value_type(v);
+  switch (type) {
+    case SQLITE_INTEGER:
+      out->push_back(static_cast<char>(type));
+      PutChangeU64(out, static_cast<uint64_t>(sqlite3_value_int64(v)));
+      break;
+    case SQLITE_FLOAT: {
+      out->push_back(static_cast<char>(type));
+      double d = sqlite3_value_double(v);
+      uint64_t x;
+      std::memcpy(&x, &d, sizeof x);
+      PutChangeU64(out, x);
+      break;
+    }
+    case SQLITE_TEXT:
+    case SQLITE_BLOB: {
+      out->push_back(static_cast<char>(type));
+      const void* p = type == SQLITE_TEXT ? static_cast<const void*>(sqlite3_value_text(v))
+                                          : sqlite3_value_blob(v);
+      int n = sqlite3_value_bytes(v);
+      PutChangeVarint(out, static_cast<uint64_t>(n));
+      if (n > 0 && p != nullptr) out->append(static_cast<const char*>(p), static_cast<size_t>(n));
+      break;
+    }
+    default:
+      out->push_back(static_cast<char>(SQLITE_NULL));
+  }
+}
+
+// Column `i` of the row under `s`, as PutChangeValue writes a value. The
+// column's value is unprotected, which only matters to a connection shared
+// by threads; this one is the worker's alone.
+void PutChangeColumn(std::string* out, sqlite3_stmt* s, int i) {
+  PutChangeValue(out, sqlite3_column_value(s, i));
+}
+
+// Splits the next value (type byte and payload) off `rec`.
+bool NextChangeValue(std::string_view* rec, std::string_view* value) {
+  if (rec->empty()) return false;
+  std::string_view start = *rec;
+  auto type = static_cast<uint8_t>(rec->front());
+  rec->remove_prefix(1);
+  if (type == SQLITE_INTEGER || type == SQLITE_FLOAT) {
+    if (rec->size() < 8) return false;
+    rec->remove_prefix(8);
+  } else if (type == SQLITE_TEXT || type == SQLITE_BLOB) {
+    uint64_t n = 0;
+    if (!GetChangeVarint(rec, &n) || rec->size() < n) return false;
+    rec->remove_prefix(n);
+  } else if (type > SQLITE_NULL) {
+    return false;
+  }
+  *value = start.substr(0, start.size() - rec->size());
+  return true;
+}
+
+int BindChangeValue(sqlite3_stmt* s, int i, std::string_view v) {
+  auto type = static_cast<uint8_t>(v[0]);
+  v.remove_prefix(1);
+  switch (type) {
+    case SQLITE_INTEGER:
+      return sqlite3_bind_int64(s, i, static_cast<sqlite3_int64>(GetChangeU64(v)));
+    case SQLITE_FLOAT: {
+      uint64_t x = GetChangeU64(v);
+      double d;
+      std::memcpy(&d, &x, sizeof d);
+      return sqlite3_bind_double(s, i, d);
+    }
+    case SQLITE_TEXT:
+    case SQLITE_BLOB: {
+      uint64_t n = 0;
+      GetChangeVarint(&v, &n);
+      return type == SQLITE_TEXT
+                 ? sqlite3_bind_text64(s, i, v.data(), n, SQLITE_TRANSIENT, SQLITE_UTF8)
+                 : sqlite3_bind_blob64(s, i, v.data(), n, SQLITE_TRANSIENT);
+    }
+    default:
+      return sqlite3_bind_null(s, i);
+  }
+}
+
+// Whether column `i` of the row under `s` differs from the old value `old`
+// (as the session extension compares: by type, then value).
+bool ColumnChanged(sqlite3_stmt* s, int i, std::string_view old) {
+  auto type = static_cast<uint8_t>(old[0]);
+  int now = sqlite3_column_type(s, i);
+  if (type == SQLITE_NULL) return now != SQLITE_NULL;
+  if (type != now) return true;
+  std::string_view payload = old.substr(1);
+  if (type == SQLITE_INTEGER) {
+    return static_cast<sqlite3_int64>(GetChangeU64(payload)) != sqlite3_column_int64(s, i);
+  }
+  if (type == SQLITE_FLOAT) {
+    uint64_t x = GetChangeU64(payload);
+    double d;
+    std::memcpy(&d, &x, sizeof d);
+    return d != sqlite3_column_double(s, i);
+  }
+  uint64_t n = 0;
+  GetChangeVarint(&payload, &n);
+  const void* p = sqlite3_column_blob(s, i);
+  return n != static_cast<uint64_t>(sqlite3_column_bytes(s, i)) ||
+         (n > 0 && std::memcmp(payload.data(), p, n) != 0);
+}
+
+// Change capture for one Execute through the session extension (only with
+// capture_with_session, the reference the pre-update hook is tested
+// against): a session on "main" that records every table except ours,
+// remembering which tables it was asked about.
 class Capture {
  public:
   ~Capture() {
@@ -236,14 +391,15 @@ class Capture {
 
 SqliteChanges::SqliteChanges(std::string name, wal::Db* db, Micros max_execute_time,
                              std::function<Micros()> clock, bool test_only_skip_undo_on_conflict,
-                             bool allow_ddl, size_t max_result_bytes)
+                             bool allow_ddl, size_t max_result_bytes, bool capture_with_session)
     : Named(std::move(name)),
       db_(db),
       max_execute_time_(max_execute_time),
       clock_(std::move(clock)),
       test_only_skip_undo_on_conflict_(test_only_skip_undo_on_conflict),
       allow_ddl_(allow_ddl),
-      max_result_bytes_(max_result_bytes) {}
+      max_result_bytes_(max_result_bytes),
+      capture_with_session_(capture_with_session) {}
 
 Status SqliteChanges::Init() {
   // No statement may load code into the agent: off for the SQL function and
@@ -261,6 +417,8 @@ Status SqliteChanges::Init() {
   TXC_RETURN_IF_ERROR(
       prep(&pk_info_, "SELECT name, pk FROM pragma_table_info(?1, 'main') ORDER BY cid"));
   TXC_RETURN_IF_ERROR(prep(&schema_version_, "PRAGMA main.schema_version"));
+  // One hook per connection: a session installs its own while it lives.
+  if (!capture_with_session_) sqlite3_preupdate_hook(db_->raw(), &SqliteChanges::OnPreupdate, this);
   if (max_execute_time_ > 0) {
     // Checked every few thousand virtual machine steps: cheap next to the work.
     sqlite3_progress_handler(db_->raw(), 4000, &SqliteChanges::OnProgress, this);
@@ -272,11 +430,28 @@ Status SqliteChanges::Init() {
 
 Status SqliteChanges::Execute(const std::vector<proto::Statement>& statements,
                               CapturedChanges* out) {
-  Capture capture;
-  if (int rc = capture.Start(db_->raw()); rc != SQLITE_OK) {
-    return Err(IsStorageRc(rc) ? Status::kStorageFailed : Status::kInternal,
-               std::string("cannot start change capture: ") + sqlite3_errstr(rc));
+  std::optional<Capture> session;
+  if (capture_with_session_) {
+    session.emplace();
+    if (int rc = session->Start(db_->raw()); rc != SQLITE_OK) {
+      return Err(IsStorageRc(rc) ? Status::kStorageFailed : Status::kInternal,
+                 std::string("cannot start change capture: ") + sqlite3_errstr(rc));
+    }
+  } else {
+    TXC_RETURN_IF_ERROR(RefreshTableKeys());  // the shapes the hook reads are this version's
+    captured_.clear();
+    capture_new_tables_.clear();
+    capture_null_key_.clear();
+    capture_rc_ = SQLITE_OK;
+    capturing_ = true;
   }
+  struct StopCapture {
+    bool* on;
+    ~StopCapture() { *on = false; }
+  } stop_capture{&capturing_};
+  auto new_tables = [&] {
+    return session ? session->TakeNewTables() : std::exchange(capture_new_tables_, {});
+  };
   std::vector<proto::ResultSet>& results = out->results;
   results.assign(statements.size(), proto::ResultSet());
   result_bytes_ = 0;
@@ -297,8 +472,15 @@ Status SqliteChanges::Execute(const std::vector<proto::Statement>& statements,
     };
     for (size_t i = 0; i < statements.size(); ++i) {
       Status s = RunStatement(i, statements[i], &results[i]);
-      for (const std::string& table : capture.TakeNewTables()) {
+      for (const std::string& table : new_tables()) {
         if (s.ok()) s = CheckHasPrimaryKey(table, i, statements[i].sql);
+      }
+      if (s.ok() && !capture_null_key_.empty()) {
+        s = Err(Status::kSqlError,
+                "statement " + std::to_string(i + 1) + " (" + Snippet(statements[i].sql) +
+                    ") writes a row of " + capture_null_key_ +
+                    " whose PRIMARY KEY holds NULL; txcoord can only undo and lock rows whose "
+                    "primary key has no NULL");
       }
       if (!s.ok() && execute_timed_out_) return timed_out(i);
       TXC_RETURN_IF_ERROR(s);
@@ -306,12 +488,237 @@ Status SqliteChanges::Execute(const std::vector<proto::Statement>& statements,
   }
 
   SqliteBuffer& redo = out->redo;
-  if (int rc = sqlite3session_changeset(capture.session(), &redo.n, &redo.p); rc != SQLITE_OK) {
-    return Err(IsStorageRc(rc) ? Status::kStorageFailed : Status::kInternal,
-               std::string("cannot read the change set: ") + sqlite3_errstr(rc));
+  if (session) {
+    if (int rc = sqlite3session_changeset(session->session(), &redo.n, &redo.p); rc != SQLITE_OK) {
+      return Err(IsStorageRc(rc) ? Status::kStorageFailed : Status::kInternal,
+                 std::string("cannot read the change set: ") + sqlite3_errstr(rc));
+    }
+  } else {
+    capturing_ = false;
+    TXC_RETURN_IF_ERROR(WriteChangeSet(&redo));
   }
   out->keys.clear();
   if (redo.n > 0) TXC_RETURN_IF_ERROR(CollectKeys(redo, &out->keys));
+  return Status::Ok();
+}
+
+
+// ------------------------------------------------- pre-update capture
+
+void SqliteChanges::OnPreupdate(void* ctx, sqlite3* /*db*/, int op, const char* db_name,
+                                const char* table, sqlite3_int64 /*key1*/,
+                                sqlite3_int64 /*key2*/) {
+  auto* self = static_cast<SqliteChanges*>(ctx);
+  if (!self->capturing_ || self->capture_rc_ != SQLITE_OK) return;
+  if (db_name == nullptr || sqlite3_stricmp(db_name, "main") != 0) return;
+  if (table == nullptr || IsInternalTable(table)) return;
+  self->RecordChange(op, table);
+}
+
+Result<SqliteChanges::CaptureShape*> SqliteChanges::ShapeOf(const std::string& table) {
+  auto it = capture_shapes_.find(table);
+  if (it != capture_shapes_.end()) return &it->second;
+  CaptureShape shape;
+  std::vector<std::string> names;
+  {
+    wal::Stmt& s = *pk_info_;
+    TXC_RETURN_IF_ERROR(Internal(BindAll(s, table)));
+    ResetOnExit reset{s};
+    for (;;) {
+      auto row = s.Step();
+      if (!row.ok()) return Internal(row.status());
+      if (!*row) break;
+      names.push_back(s.ColumnText(0));
+      // The column's position in the primary key (1-based; 0: not in it),
+      // as a change set's table header holds it: sqlite3changeset_apply
+      // skips a table whose header differs from the table.
+      shape.pk.push_back(static_cast<unsigned char>(s.ColumnInt(1)));
+      shape.has_pk = shape.has_pk || shape.pk.back() != 0;
+    }
+  }
+  shape.n_cols = static_cast<int>(names.size());
+  if (shape.has_pk) {
+    std::string select, where;
+    for (size_t i = 0; i < names.size(); ++i) {
+      select += (i == 0 ? "" : ", ") + QuoteId(names[i]);
+      if (shape.pk[i] == 0) continue;
+      where += (where.empty() ? " WHERE " : " AND ") + QuoteId(names[i]) + " IS ?" +
+               std::to_string(i + 1);
+    }
+    auto st = db_->Prepare("SELECT " + select + " FROM main." + QuoteId(table) + where);
+    if (!st.ok()) return Internal(st.status());
+    shape.row = std::move(*st);
+  }
+  return &capture_shapes_.emplace(table, std::move(shape)).first->second;
+}
+
+// Called by the hook for a change to `table` in "main" (not ours).
+void SqliteChanges::RecordChange(int op, const char* table) {
+  sqlite3* db = db_->raw();
+  TableCapture* t = nullptr;
+  for (TableCapture& c : captured_) {
+    if (c.name == table) t = &c;
+  }
+  if (t == nullptr) {
+    capture_new_tables_.emplace_back(table);
+    auto shape = ShapeOf(table);
+    if (!shape.ok()) {
+      capture_rc_ = SQLITE_ERROR;
+      return;
+    }
+    if ((*shape)->n_cols != sqlite3_preupdate_count(db)) {
+      // A statement of this call changed the table's columns: read them again.
+      capture_shapes_.erase(table);
+      shape = ShapeOf(table);
+      if (!shape.ok()) {
+        capture_rc_ = SQLITE_ERROR;
+        return;
+      }
+    }
+    TableCapture c;
+    c.name = table;
+    c.n_cols = (*shape)->n_cols;
+    c.pk = (*shape)->pk;
+    c.has_pk = (*shape)->has_pk;
+    captured_.push_back(std::move(c));
+    t = &captured_.back();
+  }
+  // No primary key: nothing is recorded (as a session records nothing);
+  // CheckHasPrimaryKey refuses the statement.
+  if (!t->has_pk) return;
+  if (t->n_cols != sqlite3_preupdate_count(db)) {
+    capture_rc_ = SQLITE_SCHEMA;
+    return;
+  }
+  RecordRow(*t, op);
+  // An UPDATE that moves a row to another primary key leaves the old key
+  // (recorded above) and arrives at the new one.
+  if (op == SQLITE_UPDATE) RecordRow(*t, SQLITE_INSERT);
+}
+
+void SqliteChanges::RecordRow(TableCapture& t, int op) {
+  sqlite3* db = db_->raw();
+  bool insert = op == SQLITE_INSERT;
+  auto value = [&](int i, sqlite3_value** v) {
+    *v = nullptr;
+    int rc = insert ? sqlite3_preupdate_new(db, i, v) : sqlite3_preupdate_old(db, i, v);
+    if (rc != SQLITE_OK && capture_rc_ == SQLITE_OK) capture_rc_ = rc;
+    return rc == SQLITE_OK;
+  };
+  std::string key;
+  for (int i = 0; i < t.n_cols; ++i) {
+    if (t.pk[i] == 0) continue;
+    sqlite3_value* v = nullptr;
+    if (!value(i, &v)) return;
+    // A NULL in the primary key (a rowid table allows it): such a row can
+    // be neither locked nor undone, so the statement is refused (Execute).
+    if (v == nullptr || sqlite3_value_type(v) == SQLITE_NULL) {
+      if (capture_null_key_.empty()) capture_null_key_ = t.name;
+      return;
+    }
+    PutChangeValue(&key, v);
+  }
+  bool indirect = sqlite3_preupdate_depth(db) > 0;
+  auto [it, fresh] = t.by_key.emplace(std::move(key), t.rows.size());
+  if (!fresh) {
+    RowChange& r = t.rows[it->second];
+    if (!indirect) r.indirect = false;
+    return;
+  }
+  RowChange r;
+  r.op = op;
+  r.indirect = indirect;
+  for (int i = 0; i < t.n_cols; ++i) {
+    sqlite3_value* v = nullptr;
+    if ((!insert || t.pk[i] != 0) && !value(i, &v)) return;
+    PutChangeValue(&r.record, v);
+  }
+  t.rows.push_back(std::move(r));
+}
+
+// The change set of what the call's recorded rows became.
+Status SqliteChanges::WriteChangeSet(SqliteBuffer* redo) {
+  auto fail = [this](int rc, const std::string& why) {
+    return Err(IsStorageRc(rc) ? Status::kStorageFailed : Status::kInternal,
+               "cannot read the change set: " + why);
+  };
+  if (capture_rc_ != SQLITE_OK) return fail(capture_rc_, sqlite3_errstr(capture_rc_));
+  TXC_RETURN_IF_ERROR(RefreshTableKeys());
+  std::string out;
+  for (TableCapture& t : captured_) {
+    if (t.rows.empty()) continue;
+    auto shape = ShapeOf(t.name);
+    if (!shape.ok()) return shape.status();
+    if ((*shape)->n_cols != t.n_cols || (*shape)->pk != t.pk) {
+      return fail(SQLITE_SCHEMA, "table " + t.name + " changed shape during the call");
+    }
+    wal::Stmt& st = *(*shape)->row;
+    sqlite3_stmt* s = st.raw();
+    size_t rewind = out.size();
+    out.push_back('T');
+    PutChangeVarint(&out, static_cast<uint64_t>(t.n_cols));
+    out.append(reinterpret_cast<const char*>(t.pk.data()), t.pk.size());
+    out.append(t.name);
+    out.push_back('\0');
+    size_t header_end = out.size();
+    for (const RowChange& r : t.rows) {
+      st.Reset();
+      ResetOnExit reset{st};
+      std::vector<std::string_view> old;
+      std::string_view rec = r.record;
+      for (int i = 0; i < t.n_cols; ++i) {
+        std::string_view v;
+        if (!NextChangeValue(&rec, &v)) return fail(SQLITE_CORRUPT, "a recorded row is malformed");
+        old.push_back(v);
+        if (t.pk[i] != 0) {
+          if (int rc = BindChangeValue(s, i + 1, v); rc != SQLITE_OK) return fail(rc, sqlite3_errstr(rc));
+        }
+      }
+      auto found = st.Step();
+      if (!found.ok()) return Internal(found.status());
+      if (*found && r.op == SQLITE_INSERT) {
+        out.push_back(static_cast<char>(SQLITE_INSERT));
+        out.push_back(r.indirect ? 1 : 0);
+        for (int i = 0; i < t.n_cols; ++i) PutChangeColumn(&out, s, i);
+      } else if (*found) {
+        // old.*: the key and the changed columns' old values; new.*: the
+        // changed columns' new values; nothing when no column changed.
+        std::string olds, news;
+        bool changed_any = false;
+        for (int i = 0; i < t.n_cols; ++i) {
+          bool changed = ColumnChanged(s, i, old[i]);
+          changed_any = changed_any || changed;
+          if (changed || t.pk[i] != 0) {
+            olds.append(old[i]);
+          } else {
+            olds.push_back('\0');
+          }
+          if (changed) {
+            PutChangeColumn(&news, s, i);
+          } else {
+            news.push_back('\0');
+          }
+        }
+        if (changed_any) {
+          out.push_back(static_cast<char>(SQLITE_UPDATE));
+          out.push_back(r.indirect ? 1 : 0);
+          out.append(olds);
+          out.append(news);
+        }
+      } else if (r.op != SQLITE_INSERT) {
+        out.push_back(static_cast<char>(SQLITE_DELETE));
+        out.push_back(r.indirect ? 1 : 0);
+        out.append(r.record);
+      }
+    }
+    if (out.size() == header_end) out.resize(rewind);
+  }
+  captured_.clear();
+  if (out.empty()) return Status::Ok();
+  redo->p = sqlite3_malloc64(out.size());
+  if (redo->p == nullptr) return fail(SQLITE_NOMEM, "out of memory");
+  std::memcpy(redo->p, out.data(), out.size());
+  redo->n = static_cast<int>(out.size());
   return Status::Ok();
 }
 
@@ -865,6 +1272,7 @@ Status SqliteChanges::RefreshTableKeys() {
   if (version != table_keys_version_) {
     table_keys_.clear();
     tables_with_pk_.clear();
+    capture_shapes_.clear();
     table_keys_version_ = version;
   }
   return Status::Ok();
@@ -1110,6 +1518,20 @@ std::string SqliteChanges::ForeignKeyViolation() {
 Status SqliteChanges::ApplyUndo(const TxId& txid, const std::string& undo) {
   undo_txid_ = &txid;
   undo_conflict_.clear();
+  // The undo holds the inverse of every change the branch made, its
+  // triggers' changes included (captured as indirect): a trigger fired by
+  // the undo would write again what the undo takes back.
+  sqlite3* db = db_->raw();
+  int triggers = 0;
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &triggers);
+  if (triggers != 0) sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
+  struct Restore {
+    sqlite3* db;
+    int on;
+    ~Restore() {
+      if (on != 0) sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, nullptr);
+    }
+  } restore{db, triggers};
   int rc = sqlite3changeset_apply(db_->raw(), static_cast<int>(undo.size()),
                                   const_cast<char*>(undo.data()), nullptr, &SqliteChanges::OnUndoConflict,
                                   this);

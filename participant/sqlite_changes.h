@@ -1,7 +1,8 @@
 // Internal to SqliteResource: statement execution and change capture.
 //
-// Runs the user statements of one Execute call inside an SQLite session
-// (every table but the resource's own), under the call's time limit
+// Runs the user statements of one Execute call, capturing every row they
+// change (every table but the resource's own) as an SQLite change set,
+// under the call's time limit
 // (max_execute_time, through the progress handler), and collects the lock
 // keys of every row the call changed: the row key (table + primary key),
 // the UNIQUE index values it writes or frees and the parent keys its
@@ -77,9 +78,11 @@ class SqliteChanges : private Named {
   // `allow_ddl` false: user statements that change the schema are refused
   // (SqliteResourceOptions::allow_ddl). `max_result_bytes`: what the rows
   // one Execute call returns may hold (SqliteResourceOptions); 0: no limit.
+  // `capture_with_session`: SqliteResourceOptions' option of that name.
   SqliteChanges(std::string name, wal::Db* db, Micros max_execute_time,
                 std::function<Micros()> clock, bool test_only_skip_undo_on_conflict = false,
-                bool allow_ddl = true, size_t max_result_bytes = 0);
+                bool allow_ddl = true, size_t max_result_bytes = 0,
+                bool capture_with_session = false);
   SqliteChanges(const SqliteChanges&) = delete;
   SqliteChanges& operator=(const SqliteChanges&) = delete;
 
@@ -120,12 +123,53 @@ class SqliteChanges : private Named {
   static int OnUndoConflict(void* ctx, int type, sqlite3_changeset_iter* it);
   static int OnProgress(void* ctx);
 
+  // Change capture through the pre-update hook, installed on the connection
+  // by Init and recording only inside Execute. It keeps what the session
+  // extension keeps and writes the same change set: per row (by primary
+  // key), its first change in the call with the values it had before; at the
+  // end each row is read back by primary key and written as an INSERT,
+  // UPDATE (changed columns only) or DELETE, or left out when it ends as it
+  // began. Unlike a session, nothing is prepared per call: the tables'
+  // shapes and row statements are kept per schema version.
+  struct CaptureShape {
+    int n_cols = 0;
+    std::vector<unsigned char> pk;  // per column: its position in the primary key, 0: none
+    bool has_pk = false;
+    std::unique_ptr<wal::Stmt> row;  // every column of a row, by primary key
+  };
+  struct RowChange {
+    int op = 0;             // of the row's first change in the call
+    bool indirect = false;  // made by a trigger
+    std::string record;     // change set values: all old ones, or an INSERT's key
+  };
+  struct TableCapture {
+    std::string name;
+    int n_cols = 0;
+    std::vector<unsigned char> pk;
+    bool has_pk = false;
+    std::vector<RowChange> rows;                     // in first-change order
+    std::unordered_map<std::string, size_t> by_key;  // primary key values -> rows
+  };
+  static void OnPreupdate(void* ctx, sqlite3* db, int op, const char* db_name, const char* table,
+                          sqlite3_int64 key1, sqlite3_int64 key2);
+  void RecordChange(int op, const char* table);
+  void RecordRow(TableCapture& t, int op);
+  Result<CaptureShape*> ShapeOf(const std::string& table);
+  Status WriteChangeSet(SqliteBuffer* redo);
+  bool capturing_ = false;         // inside Execute, hook mode
+  int capture_rc_ = SQLITE_OK;     // the first error the hook met
+  std::vector<TableCapture> captured_;
+  std::vector<std::string> capture_new_tables_;  // first written since last asked
+  std::string capture_null_key_;  // a table a row with a NULL primary key was written to
+  std::unordered_map<std::string, CaptureShape> capture_shapes_;  // at table_keys_version_
+
   wal::Db* const db_;
   const Micros max_execute_time_;
   const std::function<Micros()> clock_;
   const bool test_only_skip_undo_on_conflict_;
   const bool allow_ddl_;
   const size_t max_result_bytes_;
+  const bool capture_with_session_;
   size_t result_bytes_ = 0;  // of the current Execute call's rows
 
   std::unique_ptr<wal::Stmt> pk_info_, schema_version_;

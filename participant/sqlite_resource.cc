@@ -68,7 +68,7 @@ class SqliteResource::Impl {
         log_(name_, db_.get(), wall_clock_),
         changes_(name_, db_.get(), options_.max_execute_time, clock_,
                  options_.test_only_skip_undo_on_conflict, options_.allow_ddl,
-                 options_.max_result_bytes) {
+                 options_.max_result_bytes, options_.capture_with_session) {
     wal::GroupCommitter::Options co;
     co.max_weight = options_.max_group_ops;
     co.executor = options_.executor;

@@ -183,6 +183,12 @@ struct SqliteResourceOptions {
   // success for) an undo row that would break a constraint, so the row this
   // branch deleted is gone for good. Default: false.
   bool test_only_skip_undo_on_conflict = false;
+  // Captures each Execute call's changes with the SQLite session extension
+  // (a session per call) instead of the pre-update hook. Both write the same
+  // change set; the session prepares statements on every call, so it costs
+  // more. Kept as the reference the tests compare the hook against.
+  // Default: false.
+  bool capture_with_session = false;
 };
 
 class SqliteResource : public ResourceManager {
