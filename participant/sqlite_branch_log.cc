@@ -244,9 +244,10 @@ Status BranchLog::SetPrepared(const std::string& txid, const PrepareInfo& info) 
 }
 
 Status BranchLog::AppendChange(const std::string& txid, std::string_view redo,
-                               std::string_view undo, const std::vector<std::string>& keys) {
+                               std::string_view undo, const std::vector<std::string>& keys,
+                               bool first) {
   int64_t seq = 1;
-  {
+  if (!first) {
     wal::Stmt& s = *next_seq_;
     TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
     ResetOnExit reset{s};

@@ -62,9 +62,11 @@ class BranchLog : private Named {
   // A resource's PreCommit: PREPARED -> PRECOMMITTED; OK for a branch
   // PRECOMMITTED or COMMITTED already; refused otherwise, naming the branch.
   Status PreCommit(const TxId& txid);
-  // Appends one Execute call's change sets and lock keys.
+  // Appends one Execute call's change sets and lock keys. `first`: the
+  // branch has no row yet, so no change rows either (its first is seq 1,
+  // not looked up).
   Status AppendChange(const std::string& txid, std::string_view redo, std::string_view undo,
-                      const std::vector<std::string>& keys);
+                      const std::vector<std::string>& keys, bool first = false);
   // The undo change sets, newest first.
   Result<std::vector<std::string>> Undos(const std::string& txid);
   // Drops the branch's change rows (it committed or rolled back).

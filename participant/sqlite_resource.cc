@@ -455,7 +455,8 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
   if (redo.n > 0) {
     SqliteBuffer undo;
     TXC_RETURN_IF_ERROR(changes_.Invert(redo, &undo));
-    TXC_RETURN_IF_ERROR(log_.AppendChange(id, redo.view(), undo.view(), keys));
+    TXC_RETURN_IF_ERROR(
+        log_.AppendChange(id, redo.view(), undo.view(), keys, /*first=*/!state->has_value()));
     for (const std::string& key : keys) locks_.Acquire(key, txid);
     out->wrote = true;
   }

@@ -5,14 +5,15 @@
 // DESIGN.md, "Participant WAL"). Log tables (created on open, excluded from
 // change capture):
 //   txc_branches(txid TEXT PRIMARY KEY, epoch, seq, state INTEGER, participants BLOB,
-//                protocol INTEGER, updated INTEGER)
+//                protocol INTEGER, updated INTEGER, changed INTEGER)
 //   txc_changes(txid TEXT, seq INTEGER, redo BLOB, undo BLOB, keys BLOB, PRIMARY KEY(txid, seq))
 // participants and keys hold proto::PreparedRecord and proto::ChangeKeysRecord
 // (protocol/txcoord.thrift, through common/codec.h); files of the older
 // layout still recover.
-// Redo is the SQLite session changeset of one Execute call; undo its inverse.
-// A table without a PRIMARY KEY cannot be captured by the session extension:
-// a statement that changes one fails with SQL_ERROR.
+// Redo is the SQLite changeset of one Execute call (captured through the
+// pre-update hook, or a session: capture_with_session); undo its inverse.
+// A table without a PRIMARY KEY, or a row whose PRIMARY KEY holds NULL,
+// cannot be captured: a statement that changes one fails with SQL_ERROR.
 //
 // Row locks: an exclusive lock per changed row (table + primary key), owned by
 // the branch until Commit/Rollback. A statement runs inside a SAVEPOINT; if
