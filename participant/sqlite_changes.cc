@@ -1515,7 +1515,64 @@ std::string SqliteChanges::ForeignKeyViolation() {
   return out + " would refer to a missing row of " + name() + "." + s.ColumnText(2);
 }
 
+// sqlite3changeset_apply passes over, and reports success for, the changes
+// of a table that lost columns or whose primary key changed since the change
+// set was written: such an undo would end a rollback with the branch's rows
+// still in place. Names the first such table.
+Status SqliteChanges::CheckUndoShapes(const TxId& txid, const std::string& undo) {
+  sqlite3_changeset_iter* it = nullptr;
+  int rc = sqlite3changeset_start(&it, static_cast<int>(undo.size()), const_cast<char*>(undo.data()));
+  std::unordered_set<std::string> checked;
+  Status out = Status::Ok();
+  while (rc == SQLITE_OK && out.ok() && sqlite3changeset_next(it) == SQLITE_ROW) {
+    const char* table = nullptr;
+    int n_cols = 0, op = 0, indirect = 0;
+    sqlite3changeset_op(it, &table, &n_cols, &op, &indirect);
+    if (table == nullptr || !checked.insert(table).second) continue;
+    unsigned char* pk = nullptr;
+    int pk_cols = 0;
+    sqlite3changeset_pk(it, &pk, &pk_cols);
+    std::vector<int> now;  // the table's columns: their position in its primary key
+    {
+      wal::Stmt& s = *pk_info_;
+      if (Status b = Internal(BindAll(s, std::string(table))); !b.ok()) {
+        out = b;
+        break;
+      }
+      ResetOnExit reset{s};
+      for (;;) {
+        auto row = s.Step();
+        if (!row.ok()) {
+          out = Internal(row.status());
+          break;
+        }
+        if (!*row) break;
+        now.push_back(static_cast<int>(s.ColumnInt(1)));
+      }
+    }
+    if (!out.ok()) break;
+    bool same = static_cast<int>(now.size()) >= n_cols;
+    for (int c = 0; same && c < n_cols && c < pk_cols; ++c) same = now[c] == pk[c];
+    if (!same) {
+      out = Err(Status::kConflict,
+                "cannot roll back branch " + ToString(txid) + ": table " + table +
+                    (now.empty() ? " no longer exists"
+                                 : " no longer has the columns and PRIMARY KEY the branch "
+                                   "wrote it with (" + std::to_string(n_cols) + " columns then, " +
+                                   std::to_string(now.size()) + " now)") +
+                    ". Nothing was undone: the branch keeps its changes, undo and locks; give "
+                    "the table back its shape and roll back again");
+    }
+  }
+  int frc = it != nullptr ? sqlite3changeset_finalize(it) : rc;
+  if (out.ok() && (rc != SQLITE_OK || frc != SQLITE_OK)) {
+    return Err(Status::kInternal, "cannot read the undo of branch " + ToString(txid));
+  }
+  return out;
+}
+
 Status SqliteChanges::ApplyUndo(const TxId& txid, const std::string& undo) {
+  TXC_RETURN_IF_ERROR(CheckUndoShapes(txid, undo));
   undo_txid_ = &txid;
   undo_conflict_.clear();
   // The undo holds the inverse of every change the branch made, its

@@ -96,7 +96,7 @@ class SqliteChanges : private Named {
   // The undo of a change set.
   Status Invert(const SqliteBuffer& redo, SqliteBuffer* undo);
   // Applies one undo change set of `txid` exactly, or nothing (CONFLICT
-  // naming the row and the constraint).
+  // naming the row and the constraint, or the table that changed shape).
   Status ApplyUndo(const TxId& txid, const std::string& undo);
   // A lock key, printable: "<resource>.<table> <column>=<value>,...".
   std::string Describe(const std::string& key);
@@ -120,6 +120,7 @@ class SqliteChanges : private Named {
 
   static int Authorize(void* ctx, int action, const char* a1, const char* a2, const char* db,
                        const char* trigger);
+  Status CheckUndoShapes(const TxId& txid, const std::string& undo);
   static int OnUndoConflict(void* ctx, int type, sqlite3_changeset_iter* it);
   static int OnProgress(void* ctx);
 

@@ -817,6 +817,31 @@ TEST_F(SqliteResourceTest, UndoOverwritesARowChangedBehindTxcoordsBack) {
   EXPECT_EQ(Balance(9999), std::nullopt);
 }
 
+// SQLite's changeset_apply skips, and reports success for, a table whose
+// primary key changed: the rollback must refuse instead of ending with the
+// branch's rows in place.
+TEST_F(SqliteResourceTest, RollbackRefusesATableRebuiltWithAnotherPrimaryKey) {
+  ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
+  const char* rebuild =
+      "CREATE TABLE t2(id INTEGER NOT NULL, balance INTEGER NOT NULL, PRIMARY KEY(balance, id));"
+      "INSERT INTO t2 SELECT id, balance FROM accounts; DROP TABLE accounts;"
+      "ALTER TABLE t2 RENAME TO accounts;";
+  ASSERT_OK(reader_->Exec(rebuild));
+  Status s = Rollback(a_);
+  EXPECT_EQ(s.code(), Status::kConflict) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("table accounts no longer has the columns and PRIMARY KEY"));
+  EXPECT_EQ(Balance(1), 90);  // nothing undone
+  EXPECT_GT(rm_->locks_held(), 0u);
+  // Given its shape back, the table is rolled back.
+  ASSERT_OK(reader_->Exec(
+      "CREATE TABLE t2(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
+      "INSERT INTO t2 SELECT id, balance FROM accounts; DROP TABLE accounts;"
+      "ALTER TABLE t2 RENAME TO accounts;"));
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+}
+
 TEST_F(SqliteResourceTest, ConcurrentExecuteAndPrepareAreGroupCommitted) {
   constexpr int kThreads = 8;
   constexpr int kPerThread = 50;
