@@ -1421,6 +1421,27 @@ TEST_F(SqliteResourceKeyTest, UndoBlockedByAForeignKeyFailsAndSucceedsOnRetry) {
   EXPECT_EQ(Balance(1), 100);
 }
 
+// ON DELETE CASCADE: the branch's own cascaded deletes are in its undo (as
+// indirect changes), and an undo that deletes a parent the branch inserted
+// must not trip over the child its cascade already took.
+TEST_F(SqliteResourceKeyTest, UndoRestoresRowsACascadeTookAndRemovesCascadingRowsItAdded) {
+  ASSERT_OK(reader_->Exec(
+      "CREATE TABLE owner(id INTEGER PRIMARY KEY, name TEXT);"
+      "CREATE TABLE pet(id INTEGER PRIMARY KEY, owner INTEGER REFERENCES owner(id) ON DELETE CASCADE);"
+      "INSERT INTO owner VALUES(3, 'ann'); INSERT INTO pet VALUES(30, 3), (31, 3);"));
+  ASSERT_OK(Execute(a_, {Sql("DELETE FROM owner WHERE id = 3", {}, 1)}).status);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM pet"), 0);  // the cascade took both pets
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM owner WHERE id = 3"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM pet WHERE owner = 3"), 2);
+
+  ASSERT_OK(Execute(b_, {Sql("INSERT INTO owner VALUES(7, 'bo')"), Sql("INSERT INTO pet VALUES(70, 7)")}).status);
+  ASSERT_OK(Rollback(b_));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM owner WHERE id = 7"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM pet WHERE id = 70"), 0);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+}
+
 TEST_F(SqliteResourceKeyTest, UndoOfAnUpdatedRowDeletedOutsideFails) {
   ASSERT_OK(Execute(a_, {Add(5, -10)}).status);
   ASSERT_OK(reader_->Exec("DELETE FROM accounts WHERE id = 5"));
