@@ -31,9 +31,9 @@ constexpr uint64_t kSeedDivisor = 1;
 
 // A heavy group seed that catches resurrected-decide, for the sanitized
 // SimBugTest's shortened scan (it moves when the fault schedule changes).
-constexpr uint64_t kResurrectedDecideSeed = 22;
+constexpr uint64_t kResurrectedDecideSeed = 41;
 // Likewise for empty-disk-votes.
-constexpr uint64_t kEmptyDiskVotesSeed = 30;
+constexpr uint64_t kEmptyDiskVotesSeed = 48;
 // The first heavy seed (one replica) that catches skip-undo-on-conflict: a
 // renamed member's row lost by an undo (SimUndoTest).
 constexpr uint64_t kSkipUndoOnConflictSeed = 8;
