@@ -1473,7 +1473,8 @@ int SqliteChanges::OnUndoConflict(void* ctx, int type, sqlite3_changeset_iter* i
       break;
     case SQLITE_CHANGESET_NOTFOUND:
       if (op == SQLITE_DELETE) {
-        what = "row the branch inserted was deleted outside it";
+        what = "row the branch inserted is gone already (deleted outside the branch, or by an "
+               "ON DELETE CASCADE of this undo)";
         decision = SQLITE_CHANGESET_OMIT;  // the before-image has no such row either
       } else {
         what = "row deleted outside its branch, so it cannot be restored";
@@ -1493,10 +1494,15 @@ int SqliteChanges::OnUndoConflict(void* ctx, int type, sqlite3_changeset_iter* i
   const char* action = decision == SQLITE_CHANGESET_REPLACE ? "overwrite"
                        : decision == SQLITE_CHANGESET_OMIT  ? "skip"
                                                             : "abandon the undo";
-  Logger("wal")->error("rollback found a conflicting row resource={} txid={} row=\"{}\" "
-                       "problem=\"{}\" action=\"{}\"",
-                       self->name(), self->undo_txid_ != nullptr ? ToString(*self->undo_txid_) : "?",
-                       row.empty() ? "-" : row, what, action);
+  // A row already as the before-image wants it (absent) is worth a warning,
+  // not an error: nothing of the undo is lost.
+  Logger("wal")->log(decision == SQLITE_CHANGESET_OMIT && !self->test_only_skip_undo_on_conflict_
+                         ? spdlog::level::warn
+                         : spdlog::level::err,
+                     "rollback found a conflicting row resource={} txid={} row=\"{}\" "
+                     "problem=\"{}\" action=\"{}\"",
+                     self->name(), self->undo_txid_ != nullptr ? ToString(*self->undo_txid_) : "?",
+                     row.empty() ? "-" : row, what, action);
   if (decision == SQLITE_CHANGESET_ABORT && self->undo_conflict_.empty()) {
     self->undo_conflict_ = row.empty() ? what : row + ": " + what;
   }
