@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "client/client.h"
 #include "participant/sqlite_changes.h"
 #include "wal/sqlite.h"
 
@@ -125,35 +126,6 @@ std::string Dump(wal::Db& db) {
   return out;
 }
 
-proto::Value Int(int64_t i) {
-  proto::Value v;
-  v.__set_i(i);
-  return v;
-}
-proto::Value Text(const std::string& s) {
-  proto::Value v;
-  v.__set_s(s);
-  return v;
-}
-proto::Value Blob(const std::string& s) {
-  proto::Value v;
-  v.__set_b(s);
-  return v;
-}
-proto::Value Real(double d) {
-  proto::Value v;
-  v.__set_d(d);
-  return v;
-}
-proto::Value Null() { return proto::Value(); }
-
-proto::Statement Stmt(const std::string& sql, std::vector<proto::Value> params = {}) {
-  proto::Statement s;
-  s.sql = sql;
-  s.params = std::move(params);
-  return s;
-}
-
 // One random statement over a few keys, so rows are hit again and again
 // within a call: inserts, upserts, updates that move primary keys, deletes
 // and re-inserts, updates that change nothing,
@@ -163,27 +135,27 @@ proto::Statement RandomStatement(std::mt19937& rng) {
   int id = 1 + pick(8), id2 = 1 + pick(8);
   std::string key = std::string(1, static_cast<char>('a' + pick(5)));
   switch (pick(16)) {
-    case 0: return Stmt("INSERT INTO acc(id, bal, name) VALUES (?1, ?2, ?3)",
+    case 0: return Sql("INSERT INTO acc(id, bal, name) VALUES (?1, ?2, ?3)",
                         {Int(id), Int(pick(100)), pick(3) == 0 ? Null() : Text("n" + std::to_string(pick(6)))});
-    case 1: return Stmt("INSERT OR REPLACE INTO acc(id, bal, name) VALUES (?1, ?2, ?3)",
+    case 1: return Sql("INSERT OR REPLACE INTO acc(id, bal, name) VALUES (?1, ?2, ?3)",
                         {Int(id), Int(pick(100)), Text("n" + std::to_string(pick(6)))});
-    case 2: return Stmt("UPDATE acc SET bal = bal + ?2 WHERE id = ?1", {Int(id), Int(pick(21) - 10)});
-    case 3: return Stmt("UPDATE acc SET bal = bal - 200 WHERE id = ?1", {Int(id)});  // fires the trigger
-    case 4: return Stmt("UPDATE acc SET id = ?2 WHERE id = ?1", {Int(id), Int(id2)});
-    case 5: return Stmt("DELETE FROM acc WHERE id = ?1", {Int(id)});
-    case 6: return Stmt("UPDATE acc SET bal = bal WHERE id = ?1", {Int(id)});
-    case 7: return Stmt("INSERT INTO kv(k, v, f) VALUES (?1, ?2, ?3) ON CONFLICT(k) DO UPDATE SET v = excluded.v, f = excluded.f",
-                        {Text(key), Blob(std::string(static_cast<size_t>(pick(3)), '\x01')),
+    case 2: return Sql("UPDATE acc SET bal = bal + ?2 WHERE id = ?1", {Int(id), Int(pick(21) - 10)});
+    case 3: return Sql("UPDATE acc SET bal = bal - 200 WHERE id = ?1", {Int(id)});  // fires the trigger
+    case 4: return Sql("UPDATE acc SET id = ?2 WHERE id = ?1", {Int(id), Int(id2)});
+    case 5: return Sql("DELETE FROM acc WHERE id = ?1", {Int(id)});
+    case 6: return Sql("UPDATE acc SET bal = bal WHERE id = ?1", {Int(id)});
+    case 7: return Sql("INSERT INTO kv(k, v, f) VALUES (?1, ?2, ?3) ON CONFLICT(k) DO UPDATE SET v = excluded.v, f = excluded.f",
+                        {Text(key), txc::Blob(std::string(static_cast<size_t>(pick(3)), '\x01')),
                          pick(2) == 0 ? Real(0.0) : Real(-0.0)});
-    case 8: return Stmt("UPDATE kv SET k = ?2 WHERE k = ?1", {Text(key), Text(key + "x")});
-    case 9: return Stmt("DELETE FROM kv WHERE k = ?1", {Text(key)});
-    case 10: return Stmt("INSERT OR IGNORE INTO comp(a, b, c) VALUES (?1, ?2, ?3)",
+    case 8: return Sql("UPDATE kv SET k = ?2 WHERE k = ?1", {Text(key), Text(key + "x")});
+    case 9: return Sql("DELETE FROM kv WHERE k = ?1", {Text(key)});
+    case 10: return Sql("INSERT OR IGNORE INTO comp(a, b, c) VALUES (?1, ?2, ?3)",
                          {Int(id % 3), Text(key), Int(pick(5))});
-    case 11: return Stmt("UPDATE comp SET b = ?2 WHERE a = ?1", {Int(id % 3), Text(key)});
-    case 12: return Stmt("UPDATE comp SET c = ?2 WHERE a = ?1", {Int(id % 3), pick(2) == 0 ? Null() : Blob("z")});
-    case 13: return Stmt("DELETE FROM comp WHERE a = ?1 AND b IS ?2", {Int(id % 3), Text(key)});
-    case 14: return Stmt("DELETE FROM acc WHERE id > ?1", {Int(id)});
-    default: return Stmt("UPDATE acc SET name = ?2 WHERE id = ?1",
+    case 11: return Sql("UPDATE comp SET b = ?2 WHERE a = ?1", {Int(id % 3), Text(key)});
+    case 12: return Sql("UPDATE comp SET c = ?2 WHERE a = ?1", {Int(id % 3), pick(2) == 0 ? Null() : txc::Blob("z")});
+    case 13: return Sql("DELETE FROM comp WHERE a = ?1 AND b IS ?2", {Int(id % 3), Text(key)});
+    case 14: return Sql("DELETE FROM acc WHERE id > ?1", {Int(id)});
+    default: return Sql("UPDATE acc SET name = ?2 WHERE id = ?1",
                          {Int(id), pick(2) == 0 ? Null() : Text("n" + std::to_string(pick(6)))});
   }
 }
@@ -253,7 +225,7 @@ TEST(SqliteCaptureTest, HookRefusesAWriteToATableWithoutPrimaryKeyAsTheSessionDo
   for (bool with_session : {true, false}) {
     Side s = Open(with_session);
     CapturedChanges out;
-    Status st = s.changes->Execute({Stmt("INSERT INTO nopk(x) VALUES (1)")}, &out);
+    Status st = s.changes->Execute({Sql("INSERT INTO nopk(x) VALUES (1)")}, &out);
     EXPECT_EQ(st.code(), Status::kSqlError) << st.ToString();
     EXPECT_NE(st.message().find("nopk has no PRIMARY KEY"), std::string::npos) << st.ToString();
   }
@@ -267,7 +239,7 @@ TEST(SqliteCaptureTest, HookRefusesARowWhosePrimaryKeyHoldsNull) {
                           "UPDATE comp SET c = 5 WHERE a = 7", "DELETE FROM comp WHERE a = 7"}) {
     CapturedChanges out;
     ASSERT_TRUE(s.db->Exec("SAVEPOINT call").ok());
-    Status st = s.changes->Execute({Stmt("INSERT INTO acc(id, bal) VALUES (1, 5)"), Stmt(sql)}, &out);
+    Status st = s.changes->Execute({Sql("INSERT INTO acc(id, bal) VALUES (1, 5)"), Sql(sql)}, &out);
     ASSERT_TRUE(s.db->Exec("ROLLBACK TO call").ok());
     ASSERT_TRUE(s.db->Exec("RELEASE call").ok());
     EXPECT_EQ(st.code(), Status::kSqlError) << sql;
@@ -276,18 +248,18 @@ TEST(SqliteCaptureTest, HookRefusesARowWhosePrimaryKeyHoldsNull) {
         << st.ToString();
     // The next call is captured as usual.
     CapturedChanges next;
-    ASSERT_TRUE(s.changes->Execute({Stmt("UPDATE kv SET v = x'01'")}, &next).ok());
+    ASSERT_TRUE(s.changes->Execute({Sql("UPDATE kv SET v = x'01'")}, &next).ok());
   }
 }
 
 TEST(SqliteCaptureTest, HookFollowsAColumnAddedByAnEarlierCall) {
   Side s = Open(false);
   CapturedChanges first;
-  ASSERT_TRUE(s.changes->Execute({Stmt("INSERT INTO acc(id, bal) VALUES (1, 5)")}, &first).ok());
+  ASSERT_TRUE(s.changes->Execute({Sql("INSERT INTO acc(id, bal) VALUES (1, 5)")}, &first).ok());
   CapturedChanges second;
   ASSERT_TRUE(s.changes
-                  ->Execute({Stmt("ALTER TABLE acc ADD COLUMN note TEXT"),
-                             Stmt("UPDATE acc SET note = 'x', bal = 6 WHERE id = 1")},
+                  ->Execute({Sql("ALTER TABLE acc ADD COLUMN note TEXT"),
+                             Sql("UPDATE acc SET note = 'x', bal = 6 WHERE id = 1")},
                             &second)
                   .ok());
   std::vector<std::string> got = Changes(second.redo);
