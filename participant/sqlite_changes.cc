@@ -1003,13 +1003,9 @@ Result<std::vector<std::string>> SqliteChanges::PrimaryKeyColumns(const std::str
 Status SqliteChanges::CheckHasPrimaryKey(const std::string& table, size_t index,
                                                 const std::string& sql) {
   TXC_RETURN_IF_ERROR(RefreshTableKeys());  // a statement of this call may have changed it
-  if (tables_with_pk_.count(table) > 0) return Status::Ok();
-  auto cols = PrimaryKeyColumns(table);
-  if (!cols.ok()) return cols.status();
-  if (!cols->empty()) {
-    tables_with_pk_.insert(table);
-    return Status::Ok();
-  }
+  auto shape = ShapeOf(table);
+  if (!shape.ok()) return shape.status();
+  if ((*shape)->has_pk) return Status::Ok();
   return Err(Status::kSqlError,
              "table " + table + " has no PRIMARY KEY; txcoord can only undo and lock rows of "
              "tables with a PRIMARY KEY (statement " + std::to_string(index + 1) + ": " +
@@ -1271,7 +1267,6 @@ Status SqliteChanges::RefreshTableKeys() {
   }
   if (version != table_keys_version_) {
     table_keys_.clear();
-    tables_with_pk_.clear();
     capture_shapes_.clear();
     table_keys_version_ = version;
   }
@@ -1529,7 +1524,7 @@ Status SqliteChanges::CheckUndoShapes(const TxId& txid, const std::string& undo)
   sqlite3_changeset_iter* it = nullptr;
   int rc = sqlite3changeset_start(&it, static_cast<int>(undo.size()), const_cast<char*>(undo.data()));
   std::unordered_set<std::string> checked;
-  Status out = Status::Ok();
+  Status out = RefreshTableKeys();  // the shapes read below are the table's now
   while (rc == SQLITE_OK && out.ok() && sqlite3changeset_next(it) == SQLITE_ROW) {
     const char* table = nullptr;
     int n_cols = 0, op = 0, indirect = 0;
@@ -1538,25 +1533,12 @@ Status SqliteChanges::CheckUndoShapes(const TxId& txid, const std::string& undo)
     unsigned char* pk = nullptr;
     int pk_cols = 0;
     sqlite3changeset_pk(it, &pk, &pk_cols);
-    std::vector<int> now;  // the table's columns: their position in its primary key
-    {
-      wal::Stmt& s = *pk_info_;
-      if (Status b = Internal(BindAll(s, std::string(table))); !b.ok()) {
-        out = b;
-        break;
-      }
-      ResetOnExit reset{s};
-      for (;;) {
-        auto row = s.Step();
-        if (!row.ok()) {
-          out = Internal(row.status());
-          break;
-        }
-        if (!*row) break;
-        now.push_back(static_cast<int>(s.ColumnInt(1)));
-      }
+    auto shape = ShapeOf(table);
+    if (!shape.ok()) {
+      out = shape.status();
+      break;
     }
-    if (!out.ok()) break;
+    const std::vector<unsigned char>& now = (*shape)->pk;  // per column: its key position
     bool same = static_cast<int>(now.size()) >= n_cols;
     for (int c = 0; same && c < n_cols && c < pk_cols; ++c) same = now[c] == pk[c];
     if (!same) {

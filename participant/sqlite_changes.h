@@ -182,9 +182,6 @@ class SqliteChanges : private Named {
 
   // Key locks: per table, recomputed when the schema changes.
   std::unordered_map<std::string, TableKeys> table_keys_;
-  // Tables known to have a primary key, at the same schema version: each
-  // Execute's capture asks about every table it writes.
-  std::unordered_set<std::string> tables_with_pk_;
   int64_t table_keys_version_ = -1;
 
   // Execute deadline (clock_ time, 0 = none), checked by OnProgress.
