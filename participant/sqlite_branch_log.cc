@@ -1,6 +1,7 @@
 #include "participant/sqlite_branch_log.h"
 
 #include <limits>
+#include <set>
 #include <utility>
 
 #include "common/codec.h"
@@ -98,7 +99,8 @@ Status BranchLog::Init() {
       "CREATE TABLE IF NOT EXISTS txc_branches("
       "  txid TEXT PRIMARY KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,"
       "  state INTEGER NOT NULL, participants BLOB, protocol INTEGER,"
-      "  updated INTEGER NOT NULL, changed INTEGER NOT NULL DEFAULT 1);"
+      "  updated INTEGER NOT NULL, changed INTEGER NOT NULL DEFAULT 1,"
+      "  redo BLOB, undo BLOB, keys BLOB);"
       "CREATE INDEX IF NOT EXISTS txc_branches_by_state ON txc_branches(state, updated);"
       "CREATE TABLE IF NOT EXISTS txc_changes("
       "  txid TEXT NOT NULL, seq INTEGER NOT NULL, redo BLOB NOT NULL, undo BLOB NOT NULL,"
@@ -107,22 +109,34 @@ Status BranchLog::Init() {
       "  txid TEXT PRIMARY KEY, outcome INTEGER NOT NULL, reason TEXT NOT NULL,"
       "  who TEXT NOT NULL, at INTEGER NOT NULL);"));
   {
-    // Logs written before the `changed` column existed: their committed
-    // branches count as having changed data (a rollback of them is refused).
-    auto cols = db_->Prepare("SELECT COUNT(*) FROM pragma_table_info('txc_branches') "
-                             "WHERE name = 'changed'");
+    // Logs written before a column existed get it: `changed` (their
+    // committed branches count as having changed data: a rollback of them is
+    // refused), and a one-shot's change set in its row (redo, undo, keys).
+    auto cols = db_->Prepare("SELECT name FROM pragma_table_info('txc_branches')");
     if (!cols.ok()) return Internal(cols.status());
-    auto row = (*cols)->Step();
-    if (!row.ok()) return Internal(row.status());
-    if (*row && (*cols)->ColumnInt(0) == 0) {
-      TXC_RETURN_IF_ERROR(Internal(db_->Exec(
-          "ALTER TABLE txc_branches ADD COLUMN changed INTEGER NOT NULL DEFAULT 1")));
+    std::set<std::string> have;
+    for (;;) {
+      auto row = (*cols)->Step();
+      if (!row.ok()) return Internal(row.status());
+      if (!*row) break;
+      have.insert((*cols)->ColumnText(0));
+    }
+    cols->reset();
+    for (const char* add : {"changed INTEGER NOT NULL DEFAULT 1", "redo BLOB", "undo BLOB",
+                            "keys BLOB"}) {
+      std::string_view def(add);
+      if (have.count(std::string(def.substr(0, def.find(' ')))) != 0) continue;
+      TXC_RETURN_IF_ERROR(
+          Internal(db_->Exec("ALTER TABLE txc_branches ADD COLUMN " + std::string(def))));
     }
   }
   auto prep = [this](std::unique_ptr<wal::Stmt>* out, std::string_view sql) {
     return PrepareInto(*db_, out, sql);
   };
-  TXC_RETURN_IF_ERROR(prep(&get_state_, "SELECT state FROM txc_branches WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&get_state_, "SELECT state, redo IS NOT NULL FROM txc_branches "
+                                         "WHERE txid = ?1"));
+  TXC_RETURN_IF_ERROR(prep(&clear_inline_, "UPDATE txc_branches SET redo = NULL, undo = NULL, "
+                                           "keys = NULL WHERE txid = ?1 AND redo IS NOT NULL"));
   TXC_RETURN_IF_ERROR(prep(&changed_, "SELECT changed FROM txc_branches WHERE txid = ?1"));
   TXC_RETURN_IF_ERROR(prep(&insert_heuristic_,
                            "INSERT OR REPLACE INTO txc_heuristics(txid, outcome, reason, who, at) "
@@ -132,14 +146,15 @@ Status BranchLog::Init() {
                            "SELECT txid, outcome, reason, who, at FROM txc_heuristics "
                            "ORDER BY at, txid"));
   TXC_RETURN_IF_ERROR(prep(&set_committed_,
-                           "UPDATE txc_branches SET state = 4, changed = ?2, updated = ?3 "
-                           "WHERE txid = ?1"));
+                           "UPDATE txc_branches SET state = 4, changed = ?2, updated = ?3, "
+                           "redo = NULL, undo = NULL, keys = NULL WHERE txid = ?1"));
   TXC_RETURN_IF_ERROR(prep(&insert_branch_,
                            "INSERT INTO txc_branches(txid, epoch, seq, state, updated) "
                            "VALUES(?1, ?2, ?3, ?4, ?5)"));
   TXC_RETURN_IF_ERROR(prep(&insert_prepared_,
                            "INSERT INTO txc_branches(txid, epoch, seq, state, participants, "
-                           "protocol, updated) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+                           "protocol, updated, redo, undo, keys) "
+                           "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
   TXC_RETURN_IF_ERROR(
       prep(&set_state_, "UPDATE txc_branches SET state = ?2, updated = ?3 WHERE txid = ?1"));
   TXC_RETURN_IF_ERROR(prep(&set_prepared_,
@@ -151,15 +166,20 @@ Status BranchLog::Init() {
                            "INSERT INTO txc_changes(txid, seq, redo, undo, keys) "
                            "VALUES(?1, ?2, ?3, ?4, ?5)"));
   TXC_RETURN_IF_ERROR(
-      prep(&has_changes_, "SELECT EXISTS(SELECT 1 FROM txc_changes WHERE txid = ?1)"));
+      prep(&has_changes_, "SELECT EXISTS(SELECT 1 FROM txc_changes WHERE txid = ?1) OR "
+                          "EXISTS(SELECT 1 FROM txc_branches WHERE txid = ?1 AND redo IS NOT NULL)"));
   TXC_RETURN_IF_ERROR(
-      prep(&list_undo_, "SELECT undo FROM txc_changes WHERE txid = ?1 ORDER BY seq DESC"));
+      prep(&list_undo_, "SELECT undo FROM (SELECT undo, seq FROM txc_changes WHERE txid = ?1 "
+                        "UNION ALL SELECT undo, 1 FROM txc_branches WHERE txid = ?1 AND undo IS "
+                        "NOT NULL) ORDER BY seq DESC"));
   TXC_RETURN_IF_ERROR(prep(&delete_changes_, "DELETE FROM txc_changes WHERE txid = ?1"));
   TXC_RETURN_IF_ERROR(prep(&recover_branches_,
                            "SELECT txid, state, participants, protocol FROM txc_branches "
                            "WHERE state IN (1, 2, 3) ORDER BY epoch, seq"));
   TXC_RETURN_IF_ERROR(
-      prep(&change_keys_, "SELECT keys FROM txc_changes WHERE txid = ?1 ORDER BY seq"));
+      prep(&change_keys_, "SELECT keys FROM (SELECT keys, seq FROM txc_changes WHERE txid = ?1 "
+                          "UNION ALL SELECT keys, 1 FROM txc_branches WHERE txid = ?1 AND keys IS "
+                          "NOT NULL) ORDER BY seq"));
   TXC_RETURN_IF_ERROR(prep(&purge_,
                            "DELETE FROM txc_branches WHERE rowid IN (SELECT rowid FROM "
                            "txc_branches WHERE state IN (4, 5) AND updated < ?1 LIMIT ?2)"));
@@ -168,14 +188,22 @@ Status BranchLog::Init() {
 
 // ------------------------------------------------------ branch log rows
 
-Result<std::optional<BranchState>> BranchLog::LoadState(const std::string& txid) {
+Result<std::optional<BranchLog::Loaded>> BranchLog::Load(const std::string& txid) {
   wal::Stmt& s = *get_state_;
   TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
   ResetOnExit reset{s};
   auto row = s.Step();
   if (!row.ok()) return Internal(row.status());
-  if (!*row) return std::optional<BranchState>();
-  return std::optional<BranchState>(static_cast<BranchState>(s.ColumnInt(0)));
+  if (!*row) return std::optional<Loaded>();
+  return std::optional<Loaded>(
+      Loaded{static_cast<BranchState>(s.ColumnInt(0)), s.ColumnInt(1) != 0});
+}
+
+Result<std::optional<BranchState>> BranchLog::LoadState(const std::string& txid) {
+  auto loaded = Load(txid);
+  if (!loaded.ok()) return loaded.status();
+  if (!loaded->has_value()) return std::optional<BranchState>();
+  return std::optional<BranchState>((*loaded)->state);
 }
 
 Result<bool> BranchLog::Changed(const std::string& txid) {
@@ -218,14 +246,26 @@ Status BranchLog::InsertBranch(const TxId& txid, BranchState st) {
   return Internal(s.Run());
 }
 
-Status BranchLog::InsertPrepared(const TxId& txid, const PrepareInfo& info) {
+Status BranchLog::InsertPrepared(const TxId& txid, const PrepareInfo& info,
+                                 const std::optional<Change>& change) {
   const std::string id = ToString(txid);
   std::string participants = EncodeParticipants(info.participants);
   if (participants.empty()) return Err(Status::kInternal, "cannot encode the participants of " + id);
+  std::string key_blob;
+  if (change) {
+    key_blob = EncodeKeys(*change->keys);
+    if (key_blob.empty()) return Err(Status::kInternal, "cannot encode the lock keys of " + id);
+  }
   wal::Stmt& s = *insert_prepared_;
-  TXC_RETURN_IF_ERROR(Internal(BindAll(s, id, txid.epoch, txid.seq,
-                                       static_cast<int>(BranchState::kPrepared), Blob{participants},
-                                       static_cast<int>(info.protocol), WallMs())));
+  Status bound = change ? BindAll(s, id, txid.epoch, txid.seq,
+                                  static_cast<int>(BranchState::kPrepared), Blob{participants},
+                                  static_cast<int>(info.protocol), WallMs(), Blob{change->redo},
+                                  Blob{change->undo}, Blob{key_blob})
+                        : BindAll(s, id, txid.epoch, txid.seq,
+                                  static_cast<int>(BranchState::kPrepared), Blob{participants},
+                                  static_cast<int>(info.protocol), WallMs(), SqlNull{}, SqlNull{},
+                                  SqlNull{});
+  TXC_RETURN_IF_ERROR(Internal(bound));
   ResetOnExit reset{s};
   return Internal(s.Run());
 }
@@ -274,10 +314,14 @@ Result<std::vector<std::string>> BranchLog::Undos(const std::string& txid) {
 }
 
 Status BranchLog::DeleteChanges(const std::string& txid) {
-  return DeleteChangesIfAny(txid).status();
+  TXC_RETURN_IF_ERROR(DeleteChangeRowsIfAny(txid).status());
+  wal::Stmt& s = *clear_inline_;
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
+  ResetOnExit reset{s};
+  return Internal(s.Run());
 }
 
-Result<bool> BranchLog::DeleteChangesIfAny(const std::string& txid) {
+Result<bool> BranchLog::DeleteChangeRowsIfAny(const std::string& txid) {
   wal::Stmt& s = *delete_changes_;
   TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
   ResetOnExit reset{s};

@@ -1,9 +1,15 @@
 // Internal to SqliteResource: the branch log, in the resource's own database
 // file (see sqlite_resource.h for the tables):
 //   txc_branches: one row per branch, its state, and once PREPARED its
-//                 participants and protocol (proto::PreparedRecord);
-//   txc_changes:  per Execute call that changed rows, its redo and undo
-//                 change sets and its lock keys (proto::ChangeKeysRecord).
+//                 participants and protocol (proto::PreparedRecord); a
+//                 branch written PREPARED at once (a one-shot) keeps its
+//                 single change set in its own row (redo, undo, keys) until
+//                 it ends;
+//   txc_changes:  per Execute call of any other branch that changed rows,
+//                 its redo and undo change sets and its lock keys
+//                 (proto::ChangeKeysRecord).
+// A branch's changes are in one of the two places, never both: a branch
+// that is PREPARED takes no more statements.
 // Files of the older, legacy layout of both records still recover.
 // Final rows (COMMITTED, ABORTED tombstones) are purged after a retention.
 //
@@ -41,17 +47,31 @@ class BranchLog : private Named {
 
   // The branch's state; nullopt when it has no row.
   Result<std::optional<BranchState>> LoadState(const std::string& txid);
+  struct Loaded {
+    BranchState state;
+    bool changes_inline;  // its change set is in its own row (InsertPrepared)
+  };
+  Result<std::optional<Loaded>> Load(const std::string& txid);
   // True when an Execute of the branch changed rows.
   Result<bool> HasChanges(const std::string& txid);
   // False only for a branch recorded COMMITTED with no changes (a read-only
   // branch released at PREPARE); true otherwise, and for old logs' rows.
   Result<bool> Changed(const std::string& txid);
-  // -> COMMITTED; `changed`: the branch had changes to commit.
+  // -> COMMITTED; `changed`: the branch had changes to commit. Drops the
+  // change set kept in the row, if any.
   Status SetCommitted(const std::string& txid, bool changed);
   Status InsertBranch(const TxId& txid, BranchState s);
+  // One Execute call's change sets and lock keys.
+  struct Change {
+    std::string_view redo, undo;
+    const std::vector<std::string>* keys = nullptr;
+  };
   // A new branch's row, PREPARED at once with the participants and protocol
-  // to recover with (a one-shot's Execute and Prepare in one operation).
-  Status InsertPrepared(const TxId& txid, const PrepareInfo& info);
+  // to recover with (a one-shot's Execute and Prepare in one operation),
+  // and its change set if it changed rows (kept in the row, not in
+  // txc_changes).
+  Status InsertPrepared(const TxId& txid, const PrepareInfo& info,
+                        const std::optional<Change>& change = std::nullopt);
   Status SetState(const std::string& txid, BranchState s);
   // ACTIVE -> PREPARED, with the participants and protocol to recover with.
   Status SetPrepared(const std::string& txid, const PrepareInfo& info);
@@ -69,10 +89,12 @@ class BranchLog : private Named {
                       const std::vector<std::string>& keys, bool first = false);
   // The undo change sets, newest first.
   Result<std::vector<std::string>> Undos(const std::string& txid);
-  // Drops the branch's change rows (it committed or rolled back).
+  // Drops the branch's change rows and the change set in its row (it
+  // rolled back).
   Status DeleteChanges(const std::string& txid);
-  // The same, and says whether there were any (the branch changed rows).
-  Result<bool> DeleteChangesIfAny(const std::string& txid);
+  // Drops the branch's rows of txc_changes only, and says whether there
+  // were any (the branch changed rows).
+  Result<bool> DeleteChangeRowsIfAny(const std::string& txid);
 
   // Recovery: the branches not yet final (ACTIVE, PREPARED, PRE_COMMITTED),
   // oldest first, and the lock keys of one of them.
@@ -97,7 +119,7 @@ class BranchLog : private Named {
 
   wal::Db* const db_;
   const std::function<Micros()> wall_clock_;
-  std::unique_ptr<wal::Stmt> get_state_, changed_, set_committed_, insert_heuristic_,
+  std::unique_ptr<wal::Stmt> get_state_, changed_, clear_inline_, set_committed_, insert_heuristic_,
       delete_heuristic_, list_heuristics_, insert_branch_, insert_prepared_, set_state_, set_prepared_, next_seq_,
       insert_change_, has_changes_, list_undo_, delete_changes_, recover_branches_, change_keys_,
       purge_;

@@ -452,19 +452,26 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
     }
   }
 
+  // A one-shot (a new branch PREPARED at once) keeps its change set in its
+  // own row; any other branch appends a row to txc_changes per call.
+  const bool one_row = prepare != nullptr && !state->has_value();
+  SqliteBuffer undo;
   if (redo.n > 0) {
-    SqliteBuffer undo;
     TXC_RETURN_IF_ERROR(changes_.Invert(redo, &undo));
-    TXC_RETURN_IF_ERROR(
-        log_.AppendChange(id, redo.view(), undo.view(), keys, /*first=*/!state->has_value()));
+    if (!one_row) {
+      TXC_RETURN_IF_ERROR(
+          log_.AppendChange(id, redo.view(), undo.view(), keys, /*first=*/!state->has_value()));
+    }
     for (const std::string& key : keys) locks_.Acquire(key, txid);
     out->wrote = true;
   }
-  if (prepare != nullptr) {
-    // One-shot: the branch goes PREPARED in this same local transaction,
-    // its row written once (the state was ACTIVE or there was none).
-    TXC_RETURN_IF_ERROR(state->has_value() ? log_.SetPrepared(id, *prepare)
-                                           : log_.InsertPrepared(txid, *prepare));
+  if (one_row) {
+    std::optional<BranchLog::Change> change;
+    if (redo.n > 0) change = BranchLog::Change{redo.view(), undo.view(), &keys};
+    TXC_RETURN_IF_ERROR(log_.InsertPrepared(txid, *prepare, change));
+  } else if (prepare != nullptr) {
+    // The branch goes PREPARED in this same local transaction.
+    TXC_RETURN_IF_ERROR(log_.SetPrepared(id, *prepare));
   } else if (!state->has_value()) {
     TXC_RETURN_IF_ERROR(log_.InsertBranch(txid, BranchState::kActive));
   }
@@ -477,10 +484,10 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
 
 Status SqliteResource::Impl::DoCommit(const TxId& txid) {
   const std::string id = ToString(txid);
-  auto state = log_.LoadState(id);
-  if (!state.ok()) return state.status();
-  if (!state->has_value()) return Err(Status::kNotFound, "no branch " + id + " to commit");
-  switch (**state) {
+  auto loaded = log_.Load(id);
+  if (!loaded.ok()) return loaded.status();
+  if (!loaded->has_value()) return Err(Status::kNotFound, "no branch " + id + " to commit");
+  switch ((*loaded)->state) {
     case BranchState::kCommitted:
       return Status::Ok();
     case BranchState::kAborted:
@@ -488,9 +495,15 @@ Status SqliteResource::Impl::DoCommit(const TxId& txid) {
     default:
       break;
   }
-  auto changed = log_.DeleteChangesIfAny(id);
-  if (!changed.ok()) return changed.status();
-  TXC_RETURN_IF_ERROR(log_.SetCommitted(id, *changed));
+  // Its change set is either in its row (dropped by SetCommitted) or in
+  // txc_changes.
+  bool changed = (*loaded)->changes_inline;
+  if (!changed) {
+    auto rows = log_.DeleteChangeRowsIfAny(id);
+    if (!rows.ok()) return rows.status();
+    changed = *rows;
+  }
+  TXC_RETURN_IF_ERROR(log_.SetCommitted(id, changed));
   locks_.ReleaseAll(txid);
   return Status::Ok();
 }

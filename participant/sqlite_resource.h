@@ -5,8 +5,12 @@
 // DESIGN.md, "Participant WAL"). Log tables (created on open, excluded from
 // change capture):
 //   txc_branches(txid TEXT PRIMARY KEY, epoch, seq, state INTEGER, participants BLOB,
-//                protocol INTEGER, updated INTEGER, changed INTEGER)
+//                protocol INTEGER, updated INTEGER, changed INTEGER,
+//                redo BLOB, undo BLOB, keys BLOB)
 //   txc_changes(txid TEXT, seq INTEGER, redo BLOB, undo BLOB, keys BLOB, PRIMARY KEY(txid, seq))
+// A one-shot branch (Execute and Prepare in one call, on a branch with no
+// row) keeps its one change set in its txc_branches row until it ends; any
+// other branch has a txc_changes row per Execute call that changed rows.
 // participants and keys hold proto::PreparedRecord and proto::ChangeKeysRecord
 // (protocol/txcoord.thrift, through common/codec.h); files of the older
 // layout still recover.

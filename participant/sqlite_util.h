@@ -121,6 +121,8 @@ inline Status BindOne(wal::Stmt& s, int i, int64_t v) { return s.BindInt(i, v); 
 inline Status BindOne(wal::Stmt& s, int i, int v) { return s.BindInt(i, v); }
 inline Status BindOne(wal::Stmt& s, int i, const std::string& v) { return s.BindText(i, v); }
 inline Status BindOne(wal::Stmt& s, int i, Blob v) { return s.BindBlob(i, v.data); }
+struct SqlNull {};
+inline Status BindOne(wal::Stmt& s, int i, SqlNull) { return s.BindNull(i); }
 
 template <typename... Args>
 Status BindAll(wal::Stmt& s, const Args&... args) {

@@ -255,7 +255,8 @@ bool SimAgent::HasChanges(const Live* l, const std::string& name, const TxId& tx
   auto it = l->readers.find(name);
   if (it == l->readers.end() || it->second == nullptr) return false;
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(it->second, "SELECT EXISTS(SELECT 1 FROM txc_changes WHERE txid = ?1)", -1,
+  if (sqlite3_prepare_v2(it->second, "SELECT EXISTS(SELECT 1 FROM txc_changes WHERE txid = ?1) OR "
+                         "EXISTS(SELECT 1 FROM txc_branches WHERE txid = ?1 AND redo IS NOT NULL)", -1,
                          &st, nullptr) != SQLITE_OK) {
     return false;
   }

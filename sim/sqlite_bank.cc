@@ -160,7 +160,11 @@ Status ReadBankImage(sqlite3* db, BankImage* out) {
   });
   if (!s.ok()) return s;
   Status parse = Status::Ok();
-  s = Query(db, "SELECT txid, redo FROM txc_changes ORDER BY txid, seq", [&](sqlite3_stmt* st) {
+  // A one-shot's change set is in its branch row, any other's in txc_changes.
+  s = Query(db,
+            "SELECT txid, redo FROM (SELECT txid, 1 AS seq, redo FROM txc_branches WHERE redo IS "
+            "NOT NULL UNION ALL SELECT txid, seq, redo FROM txc_changes) ORDER BY txid, seq",
+            [&](sqlite3_stmt* st) {
     auto txid = ParseTxId(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
     if (!txid) return;
     std::vector<RowChange> call;

@@ -5,7 +5,8 @@
 // The schema is the workload's: accounts(id INTEGER PRIMARY KEY, balance
 // INTEGER NOT NULL), members and email_pool (sim/bank.h), plus
 // SqliteResource's own log tables (txc_branches, txc_changes). A branch's
-// changes in the image are read from its redo changesets in txc_changes, so
+// changes in the image are read from its redo changesets (in its txc_branches
+// row for a one-shot, in txc_changes otherwise), so
 // an open branch's Delta() is exactly what its work added to the balances
 // (and its member_delta the rows it added to members).
 //

@@ -346,6 +346,12 @@ TEST_F(SqliteResourceTest, OlderLogGainsTheChangedColumnAndItsCommittedBranchesS
   ASSERT_OK(Commit(b_));
   EXPECT_EQ(Count("SELECT changed FROM txc_branches WHERE txid = '1.2'"), 0);
   EXPECT_OK(Rollback(b_));
+  // It gained the columns of a one-shot's change set too.
+  const TxId c = MakeTxId(1, 3);
+  ASSERT_OK(ExecuteAndPrepare(c, {Add(1, -5)}).status);
+  EXPECT_EQ(Count("SELECT redo IS NOT NULL FROM txc_branches WHERE txid = '1.3'"), 1);
+  ASSERT_OK(Rollback(c));
+  EXPECT_EQ(Balance(1), 100);
 }
 
 // A heuristic decision commits or rolls back a PREPARED branch together with
@@ -794,6 +800,59 @@ TEST_F(SqliteResourceTest, ExecuteAndPrepareIsOneDurableStep) {
   EXPECT_EQ(recovered[0].state, BranchState::kPrepared);
   ASSERT_OK(Commit(a_));
   EXPECT_EQ(Balance(1), 90);
+}
+
+// A one-shot keeps its one change set in its own txc_branches row (no
+// txc_changes row): a restart recovers its lock keys from there, a rollback
+// its undo, and its end drops the change set from the row.
+TEST_F(SqliteResourceTest, OneShotKeepsItsChangeSetInItsBranchRow) {
+  const auto before = Accounts();
+  ASSERT_OK(ExecuteAndPrepare(a_, {Add(1, -10), Sql("INSERT INTO kv VALUES('x', 1, 'v')")},
+                              TwoParticipants())
+                .status);
+  ASSERT_OK(ExecuteAndPrepare(b_, {Add(2, -10)}).status);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches WHERE redo IS NOT NULL AND undo IS NOT "
+                  "NULL AND keys IS NOT NULL"),
+            2);
+  auto recovered = Open();
+  ASSERT_EQ(recovered.size(), 2u);
+  EXPECT_EQ(recovered[0].state, BranchState::kPrepared);
+  EXPECT_EQ(recovered[0].info.participants, TwoParticipants().participants);
+  EXPECT_EQ(rm_->locks_held(), 3u);  // accounts 1 and 2, kv ('x', 1)
+  const TxId c = MakeTxId(1, 3);
+  ExecuteResult r = Execute(c, {Add(1, 1)});
+  EXPECT_EQ(r.status.code(), Status::kConflict);
+  EXPECT_EQ(r.holder, a_);
+  ASSERT_OK(Rollback(c));
+
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Balance(1), 100);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM kv"), 0);
+  EXPECT_EQ(Count("SELECT redo IS NULL AND undo IS NULL AND keys IS NULL FROM txc_branches "
+                  "WHERE txid = '1.1'"),
+            1);
+  ASSERT_OK(Commit(b_));
+  EXPECT_EQ(Count("SELECT redo IS NULL AND undo IS NULL AND keys IS NULL AND changed = 1 "
+                  "FROM txc_branches WHERE txid = '1.2'"),
+            1);
+  EXPECT_EQ(Rollback(b_).code(), Status::kInvalidArgument);  // it changed rows: committed here
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  auto after = before;
+  after[2] = 90;
+  EXPECT_EQ(Accounts(), after);
+  EXPECT_TRUE(Open().empty());
+  EXPECT_EQ(rm_->locks_held(), 0u);
+}
+
+// A one-shot that changed nothing keeps no change set: its commit records it
+// as read-only, and a rollback after that is a no-op.
+TEST_F(SqliteResourceTest, ReadOnlyOneShotCommitsAsUnchanged) {
+  ASSERT_OK(ExecuteAndPrepare(a_, {Sql("SELECT balance FROM accounts WHERE id = 1")}).status);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches WHERE redo IS NULL"), 1);
+  ASSERT_OK(Commit(a_));
+  EXPECT_EQ(Count("SELECT changed FROM txc_branches WHERE txid = '1.1'"), 0);
+  EXPECT_OK(Rollback(a_));
 }
 
 TEST_F(SqliteResourceTest, FailedExecuteAndPrepareLeavesNoBranch) {

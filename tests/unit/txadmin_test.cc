@@ -538,6 +538,11 @@ TEST_F(TxadminWalTest, ReadsAnAgentsBranchLogWhileAWriterHoldsItOpen) {
   ASSERT_TRUE(log.SetPrepared("2.1", info).ok());
   ASSERT_TRUE(log.InsertBranch(MakeTxId(2, 2), participant::BranchState::kActive).ok());
   ASSERT_TRUE(log.SetState("2.2", participant::BranchState::kAborted).ok());
+  const std::vector<std::string> one_shot_keys = {"a", "b", "c"};
+  ASSERT_TRUE(log.InsertPrepared(MakeTxId(2, 4), info,
+                                 participant::internal::BranchLog::Change{"one-shot", "u",
+                                                                          &one_shot_keys})
+                  .ok());
   ASSERT_TRUE((*db)->Exec("COMMIT").ok());
 
   // A writer in the middle of a transaction: the dump neither waits for it
@@ -551,7 +556,7 @@ TEST_F(TxadminWalTest, ReadsAnAgentsBranchLogWhileAWriterHoldsItOpen) {
   EXPECT_EQ(d->kind, WalDump::kBranchLog);
   Json j = WalJson(*d);
   EXPECT_EQ(j["kind"], "agent-branch-log");
-  ASSERT_EQ(j["branches"].size(), 2u);
+  ASSERT_EQ(j["branches"].size(), 3u);
   EXPECT_EQ(j["branches"][0]["txid"], "2.1");
   EXPECT_EQ(j["branches"][0]["state"], "PREPARED");
   EXPECT_EQ(j["branches"][0]["protocol"], "2pc");
@@ -561,11 +566,45 @@ TEST_F(TxadminWalTest, ReadsAnAgentsBranchLogWhileAWriterHoldsItOpen) {
   EXPECT_EQ(j["branches"][0]["changes"][0]["redo_bytes"], 10);
   EXPECT_EQ(j["branches"][0]["changes"][0]["lock_keys"], 2);
   EXPECT_EQ(j["branches"][1]["state"], "ABORTED");
+  EXPECT_EQ(j["branches"][1]["changes"].size(), 0u);
+  // A one-shot's change set is in its own row: shown as its change 1.
+  EXPECT_EQ(j["branches"][2]["txid"], "2.4");
+  ASSERT_EQ(j["branches"][2]["changes"].size(), 1u);
+  EXPECT_EQ(j["branches"][2]["changes"][0]["seq"], 1);
+  EXPECT_EQ(j["branches"][2]["changes"][0]["redo_bytes"], 8);
+  EXPECT_EQ(j["branches"][2]["changes"][0]["lock_keys"], 3);
+  d = ReadWal(path, MakeTxId(2, 4));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_EQ(d->branches.size(), 1u);
+  ASSERT_EQ(d->branches[0].changes.size(), 1u);
 
   d = ReadWal(path, MakeTxId(2, 3));
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   ASSERT_EQ(d->branches.size(), 1u);
   EXPECT_EQ(d->branches[0].state, static_cast<int>(participant::BranchState::kActive));
+}
+
+// A branch log written before a one-shot's change set moved into its
+// branch row (no redo column in txc_branches) is still read.
+TEST_F(TxadminWalTest, ReadsABranchLogOfTheLayoutBeforeOneShotRows) {
+  std::string path = dir_ + "/old.db";
+  auto db = wal::Db::Open(path);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  ASSERT_TRUE((*db)->Exec(
+      "CREATE TABLE txc_branches(txid TEXT PRIMARY KEY, epoch INTEGER NOT NULL, seq INTEGER NOT "
+      "NULL, state INTEGER NOT NULL, participants BLOB, protocol INTEGER, updated INTEGER NOT "
+      "NULL, changed INTEGER NOT NULL DEFAULT 1);"
+      "CREATE TABLE txc_changes(txid TEXT NOT NULL, seq INTEGER NOT NULL, redo BLOB NOT NULL, "
+      "undo BLOB NOT NULL, keys BLOB NOT NULL, PRIMARY KEY(txid, seq));"
+      "INSERT INTO txc_branches VALUES('3.1', 3, 1, 1, NULL, NULL, 0, 1);"
+      "INSERT INTO txc_changes VALUES('3.1', 1, X'0102', X'03', X'');"
+      "INSERT INTO txc_changes VALUES('3.1', 2, X'010203', X'03', X'');").ok());
+  auto d = ReadWal(path, std::nullopt);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_EQ(d->branches.size(), 1u);
+  ASSERT_EQ(d->branches[0].changes.size(), 2u);
+  EXPECT_EQ(d->branches[0].changes[1].seq, 2);
+  EXPECT_EQ(d->branches[0].changes[1].redo_bytes, 3u);
 }
 
 // The WAL of a database resource, written by hand with xa_resource.cc's

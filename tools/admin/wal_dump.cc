@@ -56,6 +56,13 @@ class Reader {
     }
   }
 
+  Result<bool> HasColumn(const std::string& table, const std::string& column) {
+    bool found = false;
+    TXC_RETURN_IF_ERROR(Query(("SELECT 1 FROM pragma_table_info('" + table + "') WHERE name = ?1").c_str(),
+                              column, [&](sqlite3_stmt*) { found = true; }));
+    return found;
+  }
+
   Result<bool> HasTable(const std::string& name) {
     bool found = false;
     TXC_RETURN_IF_ERROR(Query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", name,
@@ -137,12 +144,18 @@ Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
   std::map<std::string, size_t> by_txid;  // -> index in d->branches
   for (size_t i = 0; i < d->branches.size(); ++i) by_txid.emplace(d->branches[i].txid, i);
   // Change rows; a branch with rows but no branch row (never written so) is
-  // still shown.
-  const char* changes_sql =
-      txid ? "SELECT txid, seq, length(redo), length(undo), keys FROM txc_changes WHERE txid = ?1 "
-             "ORDER BY seq"
-           : "SELECT txid, seq, length(redo), length(undo), keys FROM txc_changes ORDER BY txid, seq";
-  TXC_RETURN_IF_ERROR(r.Query(changes_sql, key, [&](sqlite3_stmt* s) {
+  // still shown. A one-shot's one change set is in its branch row (files
+  // written before that have no such column), shown as its change 1.
+  auto inline_changes = r.HasColumn("txc_branches", "redo");
+  if (!inline_changes.ok()) return inline_changes.status();
+  const std::string where = txid ? " WHERE txid = ?1" : "";
+  std::string changes_sql = "SELECT txid, seq, length(redo), length(undo), keys FROM txc_changes" + where;
+  if (*inline_changes) {
+    changes_sql += " UNION ALL SELECT txid, 1, length(redo), length(undo), keys FROM txc_branches" +
+                   (txid ? where + " AND" : std::string(" WHERE")) + " redo IS NOT NULL";
+  }
+  changes_sql += " ORDER BY 1, 2";
+  TXC_RETURN_IF_ERROR(r.Query(changes_sql.c_str(), key, [&](sqlite3_stmt* s) {
     std::string id = Column(s, 0);
     WalDump::Change c;
     c.seq = sqlite3_column_int64(s, 1);
