@@ -578,7 +578,9 @@ Result<std::vector<HeuristicRecord>> SqliteResource::Impl::Heuristics() {
 Result<std::unique_ptr<SqliteResource>> SqliteResource::Open(const std::string& name,
                                                              const std::string& path,
                                                              SqliteResourceOptions options) {
-  auto db = wal::Db::Open(path);
+  // Every use of the connection is under db_mu_ (the worker's group, or
+  // Open and Recover on the caller's thread).
+  auto db = wal::Db::Open(path, /*caller_serializes=*/true);
   if (!db.ok()) return Status(db.status().code(), name + ": " + db.status().message());
   auto impl = std::make_unique<Impl>(name, options, std::move(*db));
   Status s = impl->Init();

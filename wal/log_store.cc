@@ -308,7 +308,9 @@ Result<std::unique_ptr<LogStore>> LogStore::Open(const std::string& path,
                                                  boost::asio::any_io_executor completions,
                                                  LogStoreOptions options) {
   if (options.max_group_records == 0) options.max_group_records = 1;
-  auto db = Db::Open(path);
+  // Every use of the connection is under db_mu_, or in Init before the WAL
+  // thread starts.
+  auto db = Db::Open(path, /*caller_serializes=*/true);
   if (!db.ok()) return db.status();
   auto impl = std::make_unique<Impl>(std::move(*db), std::move(completions), options);
   TXC_RETURN_IF_ERROR(impl->Init());

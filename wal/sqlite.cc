@@ -63,9 +63,16 @@ bool OnlyWhitespace(const char* p, const char* end) {
 
 }  // namespace
 
-Result<std::unique_ptr<Db>> Db::Open(const std::string& path) {
+Result<std::unique_ptr<Db>> Db::Open(const std::string& path, bool caller_serializes) {
+  // Before SQLite initializes (its first open, or a VFS registered first,
+  // which initializes it: then this is refused with SQLITE_MISUSE and the
+  // statistics stay on, which costs time only).
+  static const int memstatus_off = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)memstatus_off;
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  if (caller_serializes) flags |= SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
   if (rc != SQLITE_OK) {
     Status s = MakeError(rc, path, "open", raw != nullptr ? sqlite3_errmsg(raw) : nullptr);
     sqlite3_close_v2(raw);  // harmless on nullptr

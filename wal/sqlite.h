@@ -25,8 +25,13 @@ class Db {
  public:
   // Opens (creating if needed) the database at `path` (":memory:" works) and
   // applies journal_mode=WAL, synchronous=FULL, busy_timeout=5000,
-  // foreign_keys=ON.
-  static Result<std::unique_ptr<Db>> Open(const std::string& path);
+  // foreign_keys=ON. `caller_serializes`: every use of the connection and of
+  // its statements is serialized by the caller (one thread at a time, under
+  // the caller's mutex), so SQLite's own per-connection mutex is left out
+  // (SQLITE_OPEN_NOMUTEX). The first Open of a process also turns SQLite's
+  // memory statistics off (a global mutex around every allocation; nothing
+  // here reads them).
+  static Result<std::unique_ptr<Db>> Open(const std::string& path, bool caller_serializes = false);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
