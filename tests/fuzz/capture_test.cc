@@ -462,7 +462,11 @@ class CaptureTest : public ::testing::Test {
         seeds->Add("participant_wal", "prepared", std::string(1, '\2') + blob, 3);
       }
       if (std::string(db_name) != "bank.db") continue;
-      auto k = (*db)->Prepare("SELECT keys FROM txc_changes");
+      // Lock keys of interactive branches' calls, and of one-shots (kept in
+      // their branch row).
+      auto k = (*db)->Prepare(
+          "SELECT keys FROM txc_changes UNION ALL "
+          "SELECT keys FROM txc_branches WHERE keys IS NOT NULL");
       ASSERT_TRUE(k.ok()) << k.status().ToString();
       for (;;) {
         auto row = (*k)->Step();
