@@ -134,8 +134,12 @@ struct Child {
 };
 
 std::vector<Child*> g_children;
+// Stops every child, once: the list is emptied, so the atexit call after
+// main's own (or after main's locals, which the list points into, are gone)
+// does nothing.
 void StopAll() {
   for (Child* c : g_children) c->Kill(SIGTERM);
+  g_children.clear();
 }
 
 constexpr const char* kQueue = "order-events";
@@ -343,6 +347,11 @@ int main(int argc, char** argv) {
   for (auto& c : coords) g_children.push_back(&c);
   for (auto& [name, a] : agents) g_children.push_back(&a);
   std::atexit(StopAll);
+  // Declared after the children: on any return from main it stops them before they
+  // are destroyed.
+  struct StopAllOnReturn {
+    ~StopAllOnReturn() { StopAll(); }
+  } stop_all_on_return;
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, [](int) { StopAll(); _exit(130); });
   signal(SIGPIPE, SIG_IGN);  // a closed stdout must not skip the clean-up
   for (Child* c : g_children) {
