@@ -251,21 +251,20 @@ Status BranchLog::InsertPrepared(const TxId& txid, const PrepareInfo& info,
   const std::string id = ToString(txid);
   std::string participants = EncodeParticipants(info.participants);
   if (participants.empty()) return Err(Status::kInternal, "cannot encode the participants of " + id);
+  std::optional<Blob> redo, undo, keys;
   std::string key_blob;
   if (change) {
     key_blob = EncodeKeys(*change->keys);
     if (key_blob.empty()) return Err(Status::kInternal, "cannot encode the lock keys of " + id);
+    redo = Blob{change->redo};
+    undo = Blob{change->undo};
+    keys = Blob{key_blob};
   }
   wal::Stmt& s = *insert_prepared_;
-  Status bound = change ? BindAll(s, id, txid.epoch, txid.seq,
-                                  static_cast<int>(BranchState::kPrepared), Blob{participants},
-                                  static_cast<int>(info.protocol), WallMs(), Blob{change->redo},
-                                  Blob{change->undo}, Blob{key_blob})
-                        : BindAll(s, id, txid.epoch, txid.seq,
-                                  static_cast<int>(BranchState::kPrepared), Blob{participants},
-                                  static_cast<int>(info.protocol), WallMs(), SqlNull{}, SqlNull{},
-                                  SqlNull{});
-  TXC_RETURN_IF_ERROR(Internal(bound));
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, id, txid.epoch, txid.seq,
+                                       static_cast<int>(BranchState::kPrepared), Blob{participants},
+                                       static_cast<int>(info.protocol), WallMs(), redo, undo,
+                                       keys)));
   ResetOnExit reset{s};
   return Internal(s.Run());
 }

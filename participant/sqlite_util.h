@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -121,8 +122,10 @@ inline Status BindOne(wal::Stmt& s, int i, int64_t v) { return s.BindInt(i, v); 
 inline Status BindOne(wal::Stmt& s, int i, int v) { return s.BindInt(i, v); }
 inline Status BindOne(wal::Stmt& s, int i, const std::string& v) { return s.BindText(i, v); }
 inline Status BindOne(wal::Stmt& s, int i, Blob v) { return s.BindBlob(i, v.data); }
-struct SqlNull {};
-inline Status BindOne(wal::Stmt& s, int i, SqlNull) { return s.BindNull(i); }
+// A blob, or NULL when absent.
+inline Status BindOne(wal::Stmt& s, int i, const std::optional<Blob>& v) {
+  return v ? s.BindBlob(i, v->data) : s.BindNull(i);
+}
 
 template <typename... Args>
 Status BindAll(wal::Stmt& s, const Args&... args) {
