@@ -15,6 +15,9 @@
 #include <filesystem>
 #include <mutex>
 #include <random>
+#include <utility>
+
+#include <boost/program_options.hpp>
 #include <string>
 
 #include "common/cli.h"
@@ -83,49 +86,32 @@ struct Run {
 };
 
 int Main(int argc, char** argv) {
-  int64_t accounts = 10000, concurrency = 64, txns = 200000;
-  std::string dir;
-  bool no_sync = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "txbench-resource: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto number = [&]() -> int64_t {
-      std::string v = value();
-      char* end = nullptr;
-      long long n = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || n <= 0) {
-        std::fprintf(stderr, "txbench-resource: %s wants a positive integer, not \"%s\"\n",
-                     a.c_str(), v.c_str());
-        std::exit(2);
-      }
-      return n;
-    };
-    if (a == "--accounts") {
-      accounts = number();
-    } else if (a == "--concurrency") {
-      concurrency = number();
-    } else if (a == "--txns") {
-      txns = number();
-    } else if (a == "--dir") {
-      dir = value();
-    } else if (a == "--unsafe-no-sync") {
-      no_sync = true;
-    } else {
-      std::fprintf(stderr,
-                   "usage: txbench-resource --dir DIR [--accounts 10000] [--concurrency 64] "
-                   "[--txns 200000] [--unsafe-no-sync]\n");
-      return 2;
-    }
-  }
-  if (dir.empty()) {
-    std::fprintf(stderr, "txbench-resource: --dir DIR is required (a new database is made there)\n");
+  namespace po = boost::program_options;
+  po::options_description desc("txbench-resource options");
+  desc.add_options()
+      ("dir", po::value<std::string>(), "where to make the database (DIR/bench.db, replaced)")
+      ("accounts", po::value<int64_t>()->default_value(10000), "accounts in the table")
+      ("concurrency", po::value<int64_t>()->default_value(64), "branches in flight")
+      ("txns", po::value<int64_t>()->default_value(200000), "branches to run")
+      ("unsafe-no-sync", po::bool_switch(), "no fsync (to tell the sync's cost apart)");
+  po::variables_map vm;
+  const std::string usage =
+      "usage: txbench-resource --dir DIR [--accounts 10000] [--concurrency 64] [--txns 200000] "
+      "[--unsafe-no-sync]";
+  cli::Parse(argc, argv, usage, desc, vm);
+  auto bad = [&](const std::string& why) {
+    std::fprintf(stderr, "txbench-resource: %s\n%s\n", why.c_str(), usage.c_str());
     return 2;
+  };
+  if (!vm.count("dir")) return bad("--dir DIR is required (a new database is made there)");
+  const std::string dir = vm["dir"].as<std::string>();
+  const int64_t accounts = vm["accounts"].as<int64_t>();
+  const int64_t concurrency = vm["concurrency"].as<int64_t>();
+  const int64_t txns = vm["txns"].as<int64_t>();
+  const bool no_sync = vm["unsafe-no-sync"].as<bool>();
+  for (auto [name, v] : {std::pair{"--accounts", accounts}, std::pair{"--concurrency", concurrency},
+                         std::pair{"--txns", txns}}) {
+    if (v <= 0) return bad(std::string(name) + " wants a positive integer, not " + std::to_string(v));
   }
   std::filesystem::create_directories(dir);
   const std::string path = dir + "/bench.db";

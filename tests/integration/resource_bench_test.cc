@@ -77,12 +77,14 @@ TEST(ResourceBenchTest, RefusesBadArguments) {
   TempDir dir;
   Ran r = RunBench(dir, {"--dir", dir.path, "--concurrency", "0"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("--concurrency wants a positive integer"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--concurrency wants a positive integer, not 0"), std::string::npos)
+      << r.output;
   r = RunBench(dir, {"--txns", "10"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("--dir DIR is required"), std::string::npos) << r.output;
   r = RunBench(dir, {"--dir", dir.path, "--bogus"});
   EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("bogus"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("usage: txbench-resource"), std::string::npos) << r.output;
 }
 
