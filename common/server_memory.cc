@@ -4,16 +4,42 @@
 
 #include <climits>
 
+// gperftools' C interface, referenced weakly: non-null only in a process
+// linked with tcmalloc (the servers), so this file builds and runs the same
+// in every binary.
+extern "C" {
+__attribute__((weak)) void MallocExtension_ReleaseFreeMemory(void);
+__attribute__((weak)) int MallocExtension_GetNumericProperty(const char* property, size_t* value);
+}
+
 namespace txc {
+namespace {
+
+bool UsingTcmalloc() {
+  size_t ignored = 0;
+  return MallocExtension_GetNumericProperty != nullptr &&
+         MallocExtension_GetNumericProperty("generic.current_allocated_bytes", &ignored) != 0;
+}
+
+}  // namespace
 
 bool KeepLargeBuffersOutOfTheHeap(size_t threshold) {
   if (threshold > static_cast<size_t>(INT_MAX)) return false;
+  if (UsingTcmalloc()) return true;
   // A fixed threshold also turns the dynamic adjustment off; the trim
   // threshold then stays at twice it, so freed heap tops go back as well.
   return mallopt(M_MMAP_THRESHOLD, static_cast<int>(threshold)) == 1 &&
          mallopt(M_TRIM_THRESHOLD, static_cast<int>(2 * threshold)) == 1;
 }
 
-void ReturnFreedMemory() { malloc_trim(0); }
+void ReturnFreedMemory() {
+  if (UsingTcmalloc()) {
+    MallocExtension_ReleaseFreeMemory();
+  } else {
+    malloc_trim(0);
+  }
+}
+
+const char* AllocatorName() { return UsingTcmalloc() ? "tcmalloc" : "glibc"; }
 
 }  // namespace txc

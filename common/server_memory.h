@@ -1,4 +1,11 @@
-// How the long-running servers (txcoord, txagent) use glibc's allocator.
+// How the long-running servers (txcoord, txagent) use their allocator.
+//
+// They are linked with tcmalloc (gperftools' tcmalloc_minimal, CMake's
+// TXC_ALLOCATOR, the default when it is installed and no sanitizer is on):
+// glibc's malloc and free were 17-24% of each server's CPU under load, much
+// of it objects allocated on one thread and freed on another
+// (docs/benchmarks.md, "The allocator"). Everything else links glibc's, and
+// the functions below serve either:
 //
 // glibc serves a large allocation (128 KiB and up, at first) by mmap and
 // returns it to the system when freed, but each such free raises the
@@ -16,14 +23,21 @@
 namespace txc {
 
 // Call once at the start of main, before any thread starts. False if glibc
-// refused the setting (the server runs on with its defaults).
+// refused the setting (the server runs on with its defaults). With tcmalloc
+// it does nothing and returns true: tcmalloc serves big buffers from spans of
+// its page heap and gives free spans back by itself (ReturnFreedMemory gives
+// back all of them at once).
 bool KeepLargeBuffersOutOfTheHeap(size_t threshold = 1 << 20);
 
 // Hands the heap's free pages back to the system (malloc_trim): for a server
 // right after it freed many small allocations at once (a replica after a
 // table snapshot compacted its log: tens of thousands of slot values), which
 // glibc would otherwise keep resident between live ones. A few milliseconds
-// on a 100 MB heap.
+// on a 100 MB heap. With tcmalloc: its free page-heap spans.
 void ReturnFreedMemory();
+
+// "tcmalloc" when this process's malloc is tcmalloc's, else "glibc" (or a
+// sanitizer's, which replaces glibc's). The servers log it at start.
+const char* AllocatorName();
 
 }  // namespace txc

@@ -199,8 +199,9 @@ Status CoordinatorNode::Start() {
     metrics_server_ = std::make_unique<metrics::MetricsServer>(io_, &metrics_);
     TXC_RETURN_IF_ERROR(metrics_server_->Listen(options_.metrics_listen));
   }
-  log->info("listening on {} replica={} replicas={} data={}", options_.listen, options_.replica_id,
-            std::max<size_t>(1, options_.peers.size()), options_.data_dir);
+  log->info("listening on {} replica={} replicas={} data={} allocator={}", options_.listen,
+            options_.replica_id, std::max<size_t>(1, options_.peers.size()), options_.data_dir,
+            AllocatorName());
   Apply(core_->Start(SteadyNowMicros()));
   return Status::Ok();
 }

@@ -10,6 +10,7 @@
 
 #include "common/crash_point.h"
 #include "common/log.h"
+#include "common/server_memory.h"
 #include "protocol/validate.h"
 
 namespace txc::participant {
@@ -178,7 +179,7 @@ Status Agent::Start() {
   }
   std::string names;
   for (const auto& [name, r] : resources_) names += (names.empty() ? "" : ",") + name;
-  log->info("listening on {} resources={}", options_.listen, names);
+  log->info("listening on {} resources={} allocator={}", options_.listen, names, AllocatorName());
   Apply(core_.Start(SteadyNowMicros()));  // recovery work (rollbacks) and the first tick
   return Status::Ok();
 }

@@ -11,6 +11,7 @@ PKGS=(g++ make cmake ninja-build ccache pkg-config python3
       mariadb-server-core mariadb-client-core libmariadb-dev  # mariadb: resources and their tests
       python3-thrift  # examples/python: the Python client and participant
       gnuplot-nox  # make bench: SVG plots
+      libgoogle-perftools-dev  # tcmalloc_minimal: the servers' allocator (CMake TXC_ALLOCATOR)
       libssl-dev openssl)  # TLS in the RPC layer (OpenSSL 3); openssl: scripts/make-certs.sh
 missing=()
 for p in "${PKGS[@]}"; do

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "common/proc_stats.h"
+#include "tests/support/scattered_heap.h"
 
 namespace txc {
 namespace {
@@ -70,23 +71,8 @@ TEST(ServerMemoryTest, AFreedBigBufferLeavesResidentMemoryOnlyWhenTuned) {
 // MiB the call gave back, in a fresh child process (255 on error).
 int GivenBackMiB() {
   return InChild([] {
-    constexpr int kBlocks = 64 * 1024;  // 64 MiB in 1 KiB blocks
-    std::vector<volatile char*> blocks(kBlocks);
-    for (auto& b : blocks) {
-      b = static_cast<volatile char*>(malloc(1024));
-      if (b == nullptr) return 255;
-      b[0] = 1;
-      b[512] = 1;
-    }
-    // Keep one block in 256 (and the last): the rest is free but scattered.
-    for (int i = 0; i + 1 < kBlocks; ++i) {
-      if (i % 256 != 0) free(const_cast<char*>(blocks[i]));
-    }
-    int64_t before = RssKb();
-    ReturnFreedMemory();
-    int64_t after = RssKb();
-    if (before < 0 || after < 0) return 255;
-    return static_cast<int>(std::clamp<int64_t>((before - after) / 1024, 0, 100));
+    int mib = testing::ScatteredFreeGivenBackMiB();
+    return mib < 0 ? 255 : mib;
   });
 }
 
