@@ -27,36 +27,43 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WORK=$(mktemp -d /tmp/txc-ab.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
-# One cluster under load, in a subshell of its own: prints
+# One cluster under load: prints
 # "committed_per_s p50_ms cpu_us_per_txn leader_us follower_us follower_us agent_us agent_us".
-side() { # bin_dir out_dir
-  (
-    BIN=$1; PIDS=()
-    trap 'for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
-    # shellcheck source=bench-lib.sh
-    source "$HERE/bench-lib.sh"
-    start_group "$2/group"
-    L=$(leader_of_group) || { echo "no leader" >&2; exit 1; }
-    start_agents "$2" "$GLIST"
-    order=("${GPID[$L]}")
-    for i in 1 2 3; do [ "$i" = "$L" ] || order+=("${GPID[$i]}"); done
-    order+=("$APID" "$BPID")
+side() { # bin_dir out_dir (called with &: it runs in a subshell of its own)
+  BIN=$1; PIDS=()
+  # Its processes go when it ends or when the main script sends TERM (a
+  # background subshell ignores the terminal's SIGINT, and so does txbench).
+  trap 'for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+        pkill -TERM -P "$BASHPID" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+  trap 'exit 143' TERM
+  # shellcheck source=bench-lib.sh
+  source "$HERE/bench-lib.sh"
+  start_group "$2/group"
+  L=$(leader_of_group) || { echo "no leader" >&2; exit 1; }
+  start_agents "$2" "$GLIST"
+  order=("${GPID[$L]}")
+  for i in 1 2 3; do [ "$i" = "$L" ] || order+=("${GPID[$i]}"); done
+  order+=("$APID" "$BPID")
+  load() { # duration [txbench flags...]: in the background, so TERM stops it too
     "$BIN/txbench" transfer --coordinator "$GLIST" "${AGENTS[@]}" --accounts 10000 --concurrency "$CONC" \
-      --duration 3s --mode "$MODE" --quiet >/dev/null 2>&1 || true  # creates the accounts
-    ticks() { for p in "${order[@]}"; do cut -d' ' -f14,15 "/proc/$p/stat"; done | awk '{print $1 + $2}' | paste -sd' '; }
-    before=$(ticks)
-    "$BIN/txbench" transfer --coordinator "$GLIST" "${AGENTS[@]}" --accounts 10000 --concurrency "$CONC" \
-      --duration "${SECS}s" --mode "$MODE" --json --quiet >"$2/r.json" 2>"$2/bench.log" || true
-    after=$(ticks)
-    python3 - "$2/r.json" "$before" "$after" <<'PY'
+      --duration "$1" --mode "$MODE" --quiet "${@:2}" & local tb=$!; PIDS+=($tb)
+    wait $tb || true
+  }
+  load 3s >/dev/null 2>&1  # creates the accounts
+  ticks() { proc_ticks "${order[@]}" | paste -sd' '; }
+  before=$(ticks)
+  load "${SECS}s" --json >"$2/r.json" 2>"$2/bench.log"
+  after=$(ticks)
+  python3 - "$2/r.json" "$before" "$after" <<'PY'
 import json, os, sys
 r = json.load(open(sys.argv[1])); hz = os.sysconf("SC_CLK_TCK"); n = max(r["committed"], 1)
 per = [(int(b) - int(a)) / hz * 1e6 / n for a, b in zip(sys.argv[2].split(), sys.argv[3].split())]
 print("%.0f %.3f %.0f %s" % (r["committed_per_s"], r["p50_ms"], sum(per), " ".join("%.0f" % x for x in per)))
 PY
-  )
 }
 
+pa=""; pb=""
+trap 'kill -TERM $pa $pb 2>/dev/null; wait 2>/dev/null; exit 130' INT TERM
 ratios=()
 for round in $(seq 1 "$ROUNDS"); do
   mkdir -p "$WORK/a$round" "$WORK/b$round"

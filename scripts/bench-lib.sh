@@ -6,6 +6,9 @@
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+proc_ticks() { # PID... -> each one's CPU so far (utime+stime, clock ticks), one per line
+  local p; for p in "$@"; do cut -d' ' -f14,15 "/proc/$p/stat"; done | awk '{print $1 + $2}'
+}
 json() { python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, r))' "$@"; }
 # Forgets a pid once its process is reaped, so the trap never signals a reused pid.
 forget() { local keep=(); for p in "${PIDS[@]:-}"; do [ "$p" != "$1" ] && keep+=("$p"); done; PIDS=("${keep[@]:-}"); }

@@ -28,7 +28,7 @@ start_agents "$WORK" "$GLIST"
 servers=("${GPID[1]}" "${GPID[2]}" "${GPID[3]}" "$APID" "$BPID")
 "$BIN/txbench" transfer --coordinator "$GLIST" "${AGENTS[@]}" --accounts 10000 --concurrency 64 \
   --duration 3s --mode oneshot >/dev/null 2>&1 || true  # warm-up: creates the accounts
-ticks() { for p in "${servers[@]}"; do cut -d' ' -f14,15 "/proc/$p/stat"; done | awk '{print $1 + $2}'; }
+ticks() { proc_ticks "${servers[@]}"; }
 mapfile -t before < <(ticks)
 "$BIN/txbench" transfer --coordinator "$GLIST" "${AGENTS[@]}" --accounts 10000 --concurrency 64 \
   --duration "${SECS}s" --mode oneshot --json >"$OUT/txbench.json" 2>"$WORK/bench.log" & TB=$!; PIDS+=($!)
