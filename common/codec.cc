@@ -3,6 +3,7 @@
 #include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/protocol/TProtocolException.h>
 #include <thrift/transport/TBufferTransports.h>
+#include <thrift/transport/TVirtualTransport.h>
 
 #include <limits>
 
@@ -139,6 +140,46 @@ uint32_t CheckedReadProtocol::ReadSize(uint32_t* size) {
   if (s > max_elements_) throw TProtocolException(TProtocolException::SIZE_LIMIT);
   *size = static_cast<uint32_t>(s);
   return n;
+}
+
+namespace {
+
+// Appends what the protocol writes to a string: no buffer of its own.
+class StringSink : public apache::thrift::transport::TVirtualTransport<StringSink> {
+ public:
+  explicit StringSink(std::string* out) : out_(out) {}
+  bool isOpen() const override { return true; }
+  void write(const uint8_t* buf, uint32_t len) {
+    out_->append(reinterpret_cast<const char*>(buf), len);
+  }
+
+ private:
+  std::string* out_;
+};
+
+}  // namespace
+
+struct StringWriter::Impl {
+  explicit Impl(size_t reserve_bytes)
+      : sink(std::make_shared<StringSink>(&out)),
+        protocol(std::make_shared<tp::TBinaryProtocolT<StringSink>>(sink)) {
+    out.reserve(reserve_bytes);
+  }
+  std::string out;
+  std::shared_ptr<StringSink> sink;
+  std::shared_ptr<tp::TBinaryProtocolT<StringSink>> protocol;
+};
+
+StringWriter::StringWriter(size_t reserve_bytes) : impl_(std::make_unique<Impl>(reserve_bytes)) {}
+StringWriter::~StringWriter() = default;
+
+tp::TProtocol* StringWriter::protocol() { return impl_->protocol.get(); }
+
+std::string StringWriter::Take(bool ok) {
+  std::string out;
+  if (ok) out.swap(impl_->out);
+  impl_->out.clear();
+  return out;
 }
 
 namespace detail {

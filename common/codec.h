@@ -68,6 +68,28 @@ void EndRead();
 
 }  // namespace detail
 
+// Writes one large struct piece by piece straight into a string: for images
+// too big to materialise first as a generated struct and then copy out of a
+// buffer (the transaction table's snapshot: its command list would be built
+// whole, then encoded into a buffer that doubles, then copied). The caller
+// writes the fields, in the generated writer's order if the bytes must match
+// Encode's; whole sub-structs go through their own write(protocol()).
+// Take() returns the bytes (empty if `ok` is false).
+class StringWriter {
+ public:
+  explicit StringWriter(size_t reserve_bytes);
+  ~StringWriter();
+  StringWriter(const StringWriter&) = delete;
+  StringWriter& operator=(const StringWriter&) = delete;
+
+  apache::thrift::protocol::TProtocol* protocol();
+  std::string Take(bool ok);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Serialises `value`. Returns empty bytes if Thrift refused to write it (a
 // valid struct is never empty: it ends with a stop byte).
 template <class T>

@@ -252,61 +252,120 @@ std::vector<const TxnTable::Entry*> TxnTable::Unended() const {
 // PRECOMMIT) and END in the order ended, then the EPOCH marker and the epoch,
 // so Restore is replay. Version 2 adds the forgotten runs and the lost bound;
 // version 3 writes those runs as varint bytes (ForgottenRuns fields 4, 5).
+//
+// Written command by command straight into the image, in the generated
+// writer's field order, so the bytes are exactly Encode(batch) of that batch
+// (txn_table_test checks it) without the batch: building it whole, then
+// encoding it into a doubling buffer and copying that out, tripled the image
+// in memory at every snapshot (about 25 MB at 10,000 transactions in flight).
 std::string TxnTable::Snapshot() const {
-  proto::CommandBatch batch;
-  batch.__set_snapshot_version(kSnapshotVersion);
-  std::vector<proto::ForgottenRuns> forgotten;
-  for (const auto& [epoch, runs] : forgotten_) {
-    proto::ForgottenRuns f;
-    f.epoch = epoch;
-    // Version 3: the runs as varint bytes (about two bytes per scattered
-    // commit), written from the chunks without a flattened copy.
-    std::string committed, aborted;
-    runs.committed.EncodeRuns(&committed);
-    runs.aborted.EncodeRuns(&aborted);
-    f.__set_committed_runs(std::move(committed));
-    f.__set_aborted_runs(std::move(aborted));
-    forgotten.push_back(std::move(f));
-  }
-  batch.__set_forgotten(std::move(forgotten));
-  if (lost_) batch.__set_lost_through(lost_through_);
-  auto add = [&](const Entry& e) {
-    if (e.precommitted) {
-      proto::Command c;
-      c.type = proto::CommandType::PRECOMMIT;
-      c.txid = e.txid;
-      c.participants = e.participants;
-      batch.commands.push_back(c);
-    }
+  namespace tp = apache::thrift::protocol;
+  // The command count goes first on the wire: count what `add` writes.
+  uint32_t count = 3;  // EPOCH marker, highest epoch, applied index
+  auto count_entry = [&](const Entry& e) {
+    if (e.precommitted) ++count;
     if (e.outcome != proto::Outcome::UNKNOWN) {
-      proto::Command c = MakeDecide(e.txid, e.outcome, e.participants, e.protocol, e.reason);
-      if (e.heuristic) c.type = proto::CommandType::RESOLVE;
-      batch.commands.push_back(std::move(c));
-      if (!e.ended) {
-        for (const proto::Command& f : e.forgotten) batch.commands.push_back(f);
-      }
+      ++count;
+      if (!e.ended) count += static_cast<uint32_t>(e.forgotten.size());
     }
   };
   for (const TxId& t : ended_order_) {
     auto it = entries_.find(t);
     if (it == entries_.end()) continue;
-    add(it->second);
-    batch.commands.push_back(MakeEnd(t));
+    count_entry(it->second);
+    ++count;  // its END
   }
   for (const auto& [txid, e] : entries_) {
-    if (!e.ended) add(e);
+    if (!e.ended) count_entry(e);
   }
-  batch.commands.push_back(MakeEpoch(marker_epoch_));
-  proto::Command highest;
-  highest.type = proto::CommandType::NOOP;
-  highest.epoch = epoch_;
-  batch.commands.push_back(highest);
-  // The applied index travels as the last command's epoch field of a NOOP.
-  proto::Command tail;
-  tail.type = proto::CommandType::NOOP;
-  tail.epoch = static_cast<int64_t>(applied_index_);
-  batch.commands.push_back(tail);
-  return Encode(batch);
+
+  codec::StringWriter w(std::max<size_t>(snapshot_bytes_ + snapshot_bytes_ / 8,
+                                         static_cast<size_t>(count) * 64));
+  tp::TProtocol* p = w.protocol();
+  bool ok = true;
+  try {
+    p->writeStructBegin("CommandBatch");
+    p->writeFieldBegin("commands", tp::T_LIST, 1);
+    p->writeListBegin(tp::T_STRUCT, count);
+    uint32_t written = 0;
+    auto put = [&](const proto::Command& c) {
+      c.write(p);
+      ++written;
+    };
+    auto add = [&](const Entry& e) {
+      if (e.precommitted) {
+        proto::Command c;
+        c.type = proto::CommandType::PRECOMMIT;
+        c.txid = e.txid;
+        c.participants = e.participants;
+        put(c);
+      }
+      if (e.outcome != proto::Outcome::UNKNOWN) {
+        proto::Command c = MakeDecide(e.txid, e.outcome, e.participants, e.protocol, e.reason);
+        if (e.heuristic) c.type = proto::CommandType::RESOLVE;
+        put(c);
+        if (!e.ended) {
+          for (const proto::Command& f : e.forgotten) put(f);
+        }
+      }
+    };
+    for (const TxId& t : ended_order_) {
+      auto it = entries_.find(t);
+      if (it == entries_.end()) continue;
+      add(it->second);
+      put(MakeEnd(t));
+    }
+    for (const auto& [txid, e] : entries_) {
+      if (!e.ended) add(e);
+    }
+    put(MakeEpoch(marker_epoch_));
+    proto::Command highest;
+    highest.type = proto::CommandType::NOOP;
+    highest.epoch = epoch_;
+    put(highest);
+    // The applied index travels as the last command's epoch field of a NOOP.
+    proto::Command tail;
+    tail.type = proto::CommandType::NOOP;
+    tail.epoch = static_cast<int64_t>(applied_index_);
+    put(tail);
+    assert(written == count);
+    p->writeListEnd();
+    p->writeFieldEnd();
+
+    p->writeFieldBegin("snapshot_version", tp::T_I32, 2);
+    p->writeI32(kSnapshotVersion);
+    p->writeFieldEnd();
+
+    p->writeFieldBegin("forgotten", tp::T_LIST, 3);
+    p->writeListBegin(tp::T_STRUCT, static_cast<uint32_t>(forgotten_.size()));
+    for (const auto& [epoch, runs] : forgotten_) {
+      proto::ForgottenRuns f;
+      f.epoch = epoch;
+      // Version 3: the runs as varint bytes (about two bytes per scattered
+      // commit), written from the chunks without a flattened copy.
+      std::string committed, aborted;
+      runs.committed.EncodeRuns(&committed);
+      runs.aborted.EncodeRuns(&aborted);
+      f.__set_committed_runs(std::move(committed));
+      f.__set_aborted_runs(std::move(aborted));
+      f.write(p);
+    }
+    p->writeListEnd();
+    p->writeFieldEnd();
+
+    if (lost_) {
+      p->writeFieldBegin("lost_through", tp::T_STRUCT, 4);
+      lost_through_.write(p);
+      p->writeFieldEnd();
+    }
+    p->writeFieldStop();
+    p->writeStructEnd();
+  } catch (const std::exception&) {
+    ok = false;  // as Encode: empty bytes if Thrift refused to write it
+  }
+  std::string image = w.Take(ok);
+  snapshot_bytes_ = image.size();
+  return image;
 }
 
 Status TxnTable::Restore(const std::string& image) {

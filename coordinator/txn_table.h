@@ -135,6 +135,8 @@ class TxnTable {
   int64_t epoch_ = 0;
   int64_t marker_epoch_ = 0;
   uint64_t applied_index_ = 0;
+  // The last snapshot's size: what the next one reserves (a little more).
+  mutable size_t snapshot_bytes_ = 0;
 };
 
 // Command helpers.

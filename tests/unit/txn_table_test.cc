@@ -6,6 +6,7 @@
 #include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
 
+#include "common/codec.h"
 #include "tests/support/core_harness.h"
 
 namespace txc::coord {
@@ -338,6 +339,15 @@ void DecideAndEnd(TxnTable* table, uint64_t* index, const TxId& t,
   table->Apply(++*index, MakeEnd(t));
 }
 
+// Epoch 2, then 2.1, 2.3, 2.5, 2.7, 2.8 committed, 2.9 aborted and 2.10
+// committed, each ended: scattered runs for a table to forget.
+void DecideAndEndScattered(TxnTable* table, uint64_t* index) {
+  table->Apply(++*index, MakeEpoch(2));
+  for (int64_t seq : {1, 3, 5, 7, 8}) DecideAndEnd(table, index, MakeTxId(2, seq));
+  DecideAndEnd(table, index, MakeTxId(2, 9), proto::Outcome::ABORTED);
+  DecideAndEnd(table, index, MakeTxId(2, 10));
+}
+
 TEST_F(TxnTableTest, AForgottenTxidKeepsItsExactOutcome) {
   TxnTableOptions o;
   o.ended_retained = 2;
@@ -424,10 +434,7 @@ TEST_F(TxnTableTest, SnapshotCarriesTheForgottenOutcomes) {
   o.forgotten_runs_max = 3;
   TxnTable table(o);
   uint64_t index = 0;
-  table.Apply(++index, MakeEpoch(2));
-  for (int64_t seq : {1, 3, 5, 7, 8}) DecideAndEnd(&table, &index, MakeTxId(2, seq));
-  DecideAndEnd(&table, &index, MakeTxId(2, 9), proto::Outcome::ABORTED);
-  DecideAndEnd(&table, &index, MakeTxId(2, 10));
+  DecideAndEndScattered(&table, &index);
   table.Apply(++index, Committed(MakeTxId(2, 11)));  // unended
   ASSERT_EQ(table.forgotten_runs(), 3u);             // 5, 7..8; aborted 9 (1 and 3 dropped)
 
@@ -452,6 +459,52 @@ TEST_F(TxnTableTest, SnapshotCarriesTheForgottenOutcomes) {
   EXPECT_EQ(tight.Find(MakeTxId(2, 10)), nullptr);
   EXPECT_EQ(tight.ForgottenOutcome(MakeTxId(2, 10)), proto::Outcome::COMMITTED);
   EXPECT_NE(tight.Find(MakeTxId(2, 11)), nullptr);
+}
+
+// Snapshot writes its image command by command, without building the batch:
+// the bytes must be exactly the codec's encoding of the batch they decode to
+// (what Encode(batch) wrote before), with every kind of content present.
+TEST_F(TxnTableTest, SnapshotIsTheCodecEncodingOfItsBatch) {
+  TxnTableOptions o;
+  o.ended_retained = 1;
+  o.forgotten_runs_max = 2;
+  TxnTable table(o);
+  uint64_t index = 0;
+  DecideAndEndScattered(&table, &index);
+  table.Apply(++index, Committed(MakeTxId(2, 11)));  // unended, with a FORGET
+  proto::Command forget;
+  forget.type = proto::CommandType::FORGET;
+  forget.txid = MakeTxId(2, 11);
+  forget.participants = {kA};
+  forget.who = "operator";
+  table.Apply(++index, forget);
+  table.Apply(++index, Precommit(MakeTxId(2, 12), {kA, kB}));  // precommitted, undecided
+  table.Apply(++index, Resolve(MakeTxId(1, 4), proto::Outcome::ABORTED, "by hand"));
+  ASSERT_EQ(table.Find(MakeTxId(2, 11))->forgotten.size(), 1u);
+
+  const std::string image = table.Snapshot();
+  proto::CommandBatch batch;
+  ASSERT_TRUE(codec::Decode(image, &batch));
+  EXPECT_EQ(codec::Encode(batch), image);
+  EXPECT_TRUE(batch.__isset.snapshot_version);
+  EXPECT_TRUE(batch.__isset.lost_through);  // runs were dropped: outcomes lost below it
+  EXPECT_FALSE(batch.forgotten.empty());
+  // ENDed 2.10 (DECIDE, END), 2.11 (DECIDE, FORGET), 2.12 (PRECOMMIT), 1.4
+  // (RESOLVE), then the epoch marker, the highest epoch and the applied index.
+  ASSERT_EQ(batch.commands.size(), 9u);
+  EXPECT_EQ(batch.commands[0].type, proto::CommandType::DECIDE);
+  EXPECT_EQ(batch.commands[1].type, proto::CommandType::END_TXN);
+  EXPECT_EQ(batch.commands.back().epoch, static_cast<int64_t>(index));
+
+  TxnTable copy(o);
+  ASSERT_OK(copy.Restore(image));
+  EXPECT_EQ(copy.Snapshot(), image);
+  // An empty table too.
+  const std::string empty = TxnTable().Snapshot();
+  proto::CommandBatch none;
+  ASSERT_TRUE(codec::Decode(empty, &none));
+  EXPECT_EQ(codec::Encode(none), empty);
+  EXPECT_FALSE(none.__isset.lost_through);
 }
 
 TEST_F(TxnTableTest, RestoreRejectsMalformedForgottenRuns) {
@@ -656,10 +709,7 @@ std::string FromHex(std::string_view hex) {
 TxnTable OldCodecTable(const TxnTableOptions& o) {
   TxnTable table(o);
   uint64_t index = 0;
-  table.Apply(++index, MakeEpoch(2));
-  for (int64_t seq : {1, 3, 5, 7, 8}) DecideAndEnd(&table, &index, MakeTxId(2, seq));
-  DecideAndEnd(&table, &index, MakeTxId(2, 9), proto::Outcome::ABORTED);
-  DecideAndEnd(&table, &index, MakeTxId(2, 10));
+  DecideAndEndScattered(&table, &index);
   proto::Participant b = kB;
   b.__set_incarnation(42);
   table.Apply(++index, MakeDecide(MakeTxId(2, 11), proto::Outcome::COMMITTED, {kA, b},
