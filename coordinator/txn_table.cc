@@ -279,8 +279,12 @@ std::string TxnTable::Snapshot() const {
     if (!e.ended) count_entry(e);
   }
 
-  codec::StringWriter w(std::max<size_t>(snapshot_bytes_ + snapshot_bytes_ / 8,
-                                         static_cast<size_t>(count) * 64));
+  // Reserved from the last image's bytes per command, so the image does not
+  // grow by doubling (up to twice its size, kept as long as the image is).
+  const size_t per_command =
+      snapshot_commands_ == 0 ? 96 : snapshot_bytes_ / snapshot_commands_ + 1;
+  const size_t reserve = static_cast<size_t>(count) * per_command;
+  codec::StringWriter w(reserve + reserve / 16 + 1024);
   tp::TProtocol* p = w.protocol();
   bool ok = true;
   try {
@@ -292,28 +296,45 @@ std::string TxnTable::Snapshot() const {
       c.write(p);
       ++written;
     };
+    // One command reused for every entry's: its participants and reason keep
+    // their storage from one to the next. Fields not set are a new command's.
+    const proto::Command blank;
+    proto::Command c;
+    auto fill = [&](proto::CommandType::type type, const Entry& e) -> proto::Command& {
+      c.type = type;
+      c.txid = e.txid;
+      c.outcome = blank.outcome;
+      c.participants = e.participants;
+      c.protocol = blank.protocol;
+      c.reason.clear();
+      c.who.clear();
+      c.epoch = blank.epoch;
+      return c;
+    };
     auto add = [&](const Entry& e) {
-      if (e.precommitted) {
-        proto::Command c;
-        c.type = proto::CommandType::PRECOMMIT;
-        c.txid = e.txid;
-        c.participants = e.participants;
-        put(c);
-      }
+      if (e.precommitted) put(fill(proto::CommandType::PRECOMMIT, e));
       if (e.outcome != proto::Outcome::UNKNOWN) {
-        proto::Command c = MakeDecide(e.txid, e.outcome, e.participants, e.protocol, e.reason);
-        if (e.heuristic) c.type = proto::CommandType::RESOLVE;
-        put(c);
+        // As MakeDecide; RESOLVE for an operator's (heuristic) decision.
+        proto::Command& d = fill(
+            e.heuristic ? proto::CommandType::RESOLVE : proto::CommandType::DECIDE, e);
+        d.outcome = e.outcome;
+        d.protocol = e.protocol;
+        d.reason = e.reason;
+        d.epoch = e.txid.epoch;
+        put(d);
         if (!e.ended) {
           for (const proto::Command& f : e.forgotten) put(f);
         }
       }
     };
+    proto::Command end = MakeEnd(TxId{});
     for (const TxId& t : ended_order_) {
       auto it = entries_.find(t);
       if (it == entries_.end()) continue;
       add(it->second);
-      put(MakeEnd(t));
+      end.txid = t;
+      end.epoch = t.epoch;
+      put(end);
     }
     for (const auto& [txid, e] : entries_) {
       if (!e.ended) add(e);
@@ -364,7 +385,11 @@ std::string TxnTable::Snapshot() const {
     ok = false;  // as Encode: empty bytes if Thrift refused to write it
   }
   std::string image = w.Take(ok);
+  // A first image, or a table whose commands grew longer, may have outgrown
+  // its reservation by doubling: give the excess back (one copy).
+  if (image.capacity() > image.size() + image.size() / 8) image.shrink_to_fit();
   snapshot_bytes_ = image.size();
+  snapshot_commands_ = count;
   return image;
 }
 

@@ -11,6 +11,9 @@
 #
 # Usage: scripts/ab.sh BIN_DIR_A BIN_DIR_B [ROUNDS] [SECONDS] [CONCURRENCY] [MODE]
 #   defaults: 5 rounds of 10 s, concurrency 32 per cluster, oneshot
+#   A_GEXTRA / B_GEXTRA: more txcoord flags for that side's replicas (one build
+#   against itself with a flag on one side: scripts/ab.sh build/bin build/bin
+#   with B_GEXTRA="--snapshot-every 20000").
 # Prints per round each side's committed/s, p50 and us of server CPU per
 # committed transaction (replicas + agents; the leader first), and B/A; at the
 # end the median of B/A. Every process is stopped by pid, also on Ctrl-C.
@@ -29,8 +32,8 @@ trap 'rm -rf "$WORK"' EXIT
 
 # One cluster under load: prints
 # "committed_per_s p50_ms cpu_us_per_txn leader_us follower_us follower_us agent_us agent_us".
-side() { # bin_dir out_dir (called with &: it runs in a subshell of its own)
-  BIN=$1; PIDS=()
+side() { # bin_dir out_dir replica_flags (called with &: it runs in a subshell of its own)
+  BIN=$1; PIDS=(); GEXTRA=$3
   # Its processes go when it ends or when the main script sends TERM (a
   # background subshell ignores the terminal's SIGINT, and so does txbench).
   trap 'for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -67,8 +70,8 @@ trap 'kill -TERM $pa $pb 2>/dev/null; wait 2>/dev/null; exit 130' INT TERM
 ratios=()
 for round in $(seq 1 "$ROUNDS"); do
   mkdir -p "$WORK/a$round" "$WORK/b$round"
-  side "$A" "$WORK/a$round" >"$WORK/a$round.out" 2>"$WORK/a$round.err" & pa=$!
-  side "$B" "$WORK/b$round" >"$WORK/b$round.out" 2>"$WORK/b$round.err" & pb=$!
+  side "$A" "$WORK/a$round" "${A_GEXTRA:-}" >"$WORK/a$round.out" 2>"$WORK/a$round.err" & pa=$!
+  side "$B" "$WORK/b$round" "${B_GEXTRA:-}" >"$WORK/b$round.out" 2>"$WORK/b$round.err" & pb=$!
   wait $pa || true; wait $pb || true
   read -r ta pa50 ca rest_a <"$WORK/a$round.out" || { echo "round $round: A failed: $(tail -2 "$WORK/a$round.err")"; continue; }
   read -r tb pb50 cb rest_b <"$WORK/b$round.out" || { echo "round $round: B failed: $(tail -2 "$WORK/b$round.err")"; continue; }

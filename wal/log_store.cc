@@ -168,7 +168,7 @@ class LogStore::Impl {
       Stmt& s = *put_record_;
       s.Reset();
       TXC_RETURN_IF_ERROR(s.BindInt(1, static_cast<int64_t>(r.index)));
-      TXC_RETURN_IF_ERROR(s.BindBlob(2, r.data));
+      TXC_RETURN_IF_ERROR(s.BindBlobNoCopy(2, r.data));  // r outlives the Reset below
       Status st = s.Run();
       s.Reset();
       TXC_RETURN_IF_ERROR(st);
@@ -180,7 +180,7 @@ class LogStore::Impl {
     Stmt& s = *put_meta_;
     s.Reset();
     TXC_RETURN_IF_ERROR(s.BindText(1, key));
-    TXC_RETURN_IF_ERROR(s.BindBlob(2, value));
+    TXC_RETURN_IF_ERROR(s.BindBlobNoCopy(2, value));  // value outlives the Reset below
     Status st = s.Run();
     s.Reset();
     return st;

@@ -171,6 +171,11 @@ Status Stmt::BindBlob(int i, std::string_view v) {
                      : sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT);
   return BindStatus(rc, db_, stmt_, i);
 }
+Status Stmt::BindBlobNoCopy(int i, std::string_view v) {
+  int rc = v.empty() ? sqlite3_bind_zeroblob(stmt_, i, 0)
+                     : sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_STATIC);
+  return BindStatus(rc, db_, stmt_, i);
+}
 Status Stmt::BindNull(int i) { return BindStatus(sqlite3_bind_null(stmt_, i), db_, stmt_, i); }
 
 Result<bool> Stmt::Step() {

@@ -68,6 +68,10 @@ class Stmt {
   Status BindDouble(int i, double v);
   Status BindText(int i, std::string_view v);
   Status BindBlob(int i, std::string_view v);
+  // Binds `v` without SQLite's copy of it: the bytes must stay valid and
+  // unchanged until the next Reset (for large values, e.g. a snapshot image,
+  // which SQLite would otherwise hold twice while it writes the row).
+  Status BindBlobNoCopy(int i, std::string_view v);
   Status BindNull(int i);
 
   // Steps once: true = a row is ready, false = done. Errors as Status.

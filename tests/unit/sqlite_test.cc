@@ -97,6 +97,42 @@ TEST_F(SqliteTest, BindsStepsAndReadsBackEveryType) {
   EXPECT_FALSE(*row);
 }
 
+// BindBlobNoCopy: SQLite reads the caller's bytes during the step (no copy
+// at bind); the row holds them after the caller's buffer changes, and an
+// empty value is a zero-length blob, as with BindBlob.
+TEST_F(SqliteTest, BlobBoundWithoutCopyIsWrittenAtTheStep) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(db->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)"));
+  auto ins = db->Prepare("INSERT INTO t(id, b) VALUES(?1, ?2)");
+  ASSERT_TRUE(ins.ok());
+  Stmt& s = **ins;
+  std::string image(1 << 20, 'x');
+  image[12345] = '\0';
+  ASSERT_OK(s.BindInt(1, 1));
+  ASSERT_OK(s.BindBlobNoCopy(2, image));
+  image[0] = 'y';  // before the step: the row gets this byte
+  ASSERT_OK(s.Run());
+  s.Reset();
+  const std::string written = image;
+  image.assign(image.size(), 'z');  // after the step and Reset: the row keeps its bytes
+  ASSERT_OK(s.BindInt(1, 2));
+  ASSERT_OK(s.BindBlobNoCopy(2, ""));
+  ASSERT_OK(s.Run());
+  s.Reset();
+
+  auto sel = db->Prepare("SELECT b, typeof(b) FROM t ORDER BY id");
+  ASSERT_TRUE(sel.ok());
+  Stmt& q = **sel;
+  auto row = q.Step();
+  ASSERT_TRUE(row.ok() && *row);
+  EXPECT_EQ(q.ColumnBlob(0), written);
+  row = q.Step();
+  ASSERT_TRUE(row.ok() && *row);
+  EXPECT_EQ(q.ColumnBlob(0), "");
+  EXPECT_EQ(q.ColumnText(1), "blob");
+}
+
 TEST_F(SqliteTest, DataSurvivesReopen) {
   {
     auto db = OpenDb();
