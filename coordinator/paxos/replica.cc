@@ -203,6 +203,10 @@ class Replica::Impl {
   // --- learner
   void TryApply(const Ballot& b, int64_t commit);
   void Apply(int64_t slot, const std::string& value);
+  // Every write of accepted_ goes through here (see chosen_).
+  void SetAccepted(int64_t slot, Entry e);
+  const std::string& ChosenValue(
+      std::map<int64_t, std::optional<std::string>>::const_iterator it) const;
   void Install(int64_t index, std::string image);
   void MaybeCatchup(int to, int64_t target);
   bool ReceiveChunk(const Message& m);
@@ -238,7 +242,11 @@ class Replica::Impl {
   // Learner.
   int64_t applied_ = 0;
   int64_t commit_index_ = 0;              // highest slot known chosen
-  std::map<int64_t, std::string> chosen_;  // applied values above snapshot_index_
+  // Applied values above snapshot_index_, for catch-up. nullopt: the same
+  // bytes as accepted_'s entry for the slot, so most values are held once, not
+  // twice; SetAccepted copies such a value here before it replaces the entry,
+  // and both maps are cut at the same index.
+  std::map<int64_t, std::optional<std::string>> chosen_;
   int64_t max_round_seen_ = 0;
   Micros last_catchup_at_ = std::numeric_limits<Micros>::min() / 2;
   int64_t last_catchup_from_ = 0;
@@ -331,7 +339,7 @@ Replica::Impl::Impl(int id, std::vector<int> members, Options options, DurableSt
     Entry entry = e;
     entry.slot = slot;
     max_round_seen_ = std::max(max_round_seen_, entry.ballot.round);
-    accepted_[slot] = std::move(entry);
+    SetAccepted(slot, std::move(entry));
   }
   applied_ = std::max<int64_t>(applied_index, 0);
   if (applied_ < snapshot_index_) {
@@ -343,7 +351,7 @@ Replica::Impl::Impl(int id, std::vector<int> members, Options options, DurableSt
   // are the ones it applied (it applies only chosen values).
   for (auto it = accepted_.upper_bound(snapshot_index_);
        it != accepted_.end() && it->first <= applied_; ++it) {
-    chosen_[it->first] = it->second.value;
+    chosen_[it->first] = std::nullopt;  // the accepted value it applied
   }
   commit_index_ = applied_;
   joining_ = recovered.joining;
@@ -824,7 +832,7 @@ void Replica::Impl::Dispatch() {
   while (!queue_.empty() && next_slot_ - 1 - leader_commit_ < window) {
     Entry e = MakeEntry(next_slot_++, ballot_, std::move(queue_.front()));
     queue_.pop_front();
-    accepted_[e.slot] = e;
+    SetAccepted(e.slot, e);
     acks_[e.slot];
     batch.push_back(std::move(e));
   }
@@ -879,7 +887,7 @@ void Replica::Impl::HandleAccept(const Message& m) {
     auto it = accepted_.find(e.slot);
     if (it != accepted_.end() && Same(it->second.ballot, m.ballot)) continue;  // have it
     Entry ne = MakeEntry(e.slot, m.ballot, e.value);
-    accepted_[e.slot] = ne;
+    SetAccepted(e.slot, ne);
     writes.push_back(std::move(ne));
   }
   if (new_promise || !writes.empty()) {
@@ -993,9 +1001,25 @@ void Replica::Impl::TryApply(const Ballot& b, int64_t commit) {
 void Replica::Impl::Apply(int64_t slot, const std::string& value) {
   applied_ = slot;
   commit_index_ = std::max(commit_index_, slot);
-  chosen_[slot] = value;
+  auto a = accepted_.find(slot);
+  if (a != accepted_.end() && a->second.value == value) {
+    chosen_[slot] = std::nullopt;  // held once, in accepted_
+  } else {
+    chosen_[slot] = value;
+  }
   fx_.applies.emplace_back(slot, value);
   CheckRecovered();
+}
+
+void Replica::Impl::SetAccepted(int64_t slot, Entry e) {
+  auto c = chosen_.find(slot);
+  if (c != chosen_.end() && !c->second) c->second = accepted_.at(slot).value;
+  accepted_[slot] = std::move(e);
+}
+
+const std::string& Replica::Impl::ChosenValue(
+    std::map<int64_t, std::optional<std::string>>::const_iterator it) const {
+  return it->second ? *it->second : accepted_.at(it->first).value;
 }
 
 void Replica::Impl::Install(int64_t index, std::string image) {
@@ -1067,9 +1091,10 @@ void Replica::Impl::HandleCatchupRequest(const Message& m) {
   for (int64_t s = from; s <= applied_ && r.entries.size() < batch; ++s) {
     auto it = chosen_.find(s);
     if (it == chosen_.end()) break;
-    if (!r.entries.empty() && bytes + it->second.size() > chunk) break;
-    bytes += it->second.size();
-    r.entries.push_back(MakeEntry(s, r.ballot, it->second));
+    const std::string& value = ChosenValue(it);
+    if (!r.entries.empty() && bytes + value.size() > chunk) break;
+    bytes += value.size();
+    r.entries.push_back(MakeEntry(s, r.ballot, value));
   }
   if (r.entries.empty()) return;
   Send(m.sender, std::move(r));
@@ -1141,7 +1166,7 @@ void Replica::Impl::HandleCatchupReply(const Message& m) {
     auto it = accepted_.find(e.slot);
     if (it == accepted_.end() || Less(it->second.ballot, m.ballot)) {
       Entry ne = MakeEntry(e.slot, m.ballot, e.value);
-      accepted_[e.slot] = ne;
+      SetAccepted(e.slot, ne);
       writes.push_back(std::move(ne));
     }
     Apply(e.slot, e.value);
@@ -1245,7 +1270,7 @@ void Replica::Impl::JoinProgress() {
       if (slot <= snapshot_index_) continue;
       auto it = accepted_.find(slot);
       if (it != accepted_.end() && !Less(it->second.ballot, e.ballot)) continue;
-      accepted_[slot] = e;
+      SetAccepted(slot, e);
       join_writes_.push_back(e);
     }
     join_reported_.clear();
