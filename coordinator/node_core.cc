@@ -274,6 +274,14 @@ void NodeCore::MaybeSnapshot(NodeEffects* out) {
   SnapshotAction a;
   a.index = applied;
   a.image = table_.Snapshot();
+  if (a.image.empty()) {
+    // Not encodable (never seen): keep the log rather than compact it into
+    // an image that would not restore; the next interval tries again.
+    Note(out, "transaction table snapshot could not be encoded at applied_index " +
+                  std::to_string(applied) + "; the log is kept",
+         nullptr, nullptr, NoteAction::kWarn, true);
+    return;
+  }
   a.entries = table_.size();
   if (replica_) replica_->Compacted(static_cast<int64_t>(applied), a.image);
   out->actions.push_back(std::move(a));

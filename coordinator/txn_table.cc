@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdint>
+#include <stdexcept>
 
 #include "common/codec.h"
 #include "protocol/validate.h"
@@ -349,7 +350,8 @@ std::string TxnTable::Snapshot() const {
     tail.type = proto::CommandType::NOOP;
     tail.epoch = static_cast<int64_t>(applied_index_);
     put(tail);
-    assert(written == count);
+    // The count on the wire must be what was written: else no image at all.
+    if (written != count) throw std::logic_error("snapshot command count mismatch");
     p->writeListEnd();
     p->writeFieldEnd();
 

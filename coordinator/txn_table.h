@@ -107,7 +107,8 @@ class TxnTable {
   const std::map<TxId, Entry, TxIdLess>& entries() const { return entries_; }
 
   // A compact, self-contained image of the table (for log compaction and
-  // snapshot install). Restore replaces this table with the image.
+  // snapshot install). Restore replaces this table with the image. Empty if
+  // it could not be encoded (the caller then keeps its log).
   std::string Snapshot() const;
   Status Restore(const std::string& image);
 
