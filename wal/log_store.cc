@@ -81,6 +81,8 @@ class LogStore::Impl {
     TXC_RETURN_IF_ERROR(
         prep(&put_record_, "INSERT OR REPLACE INTO records(idx, data) VALUES(?1, ?2)"));
     TXC_RETURN_IF_ERROR(prep(&put_meta_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"));
+    TXC_RETURN_IF_ERROR(prep(&put_meta_zeros_,
+                             "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, zeroblob(?2))"));
     TXC_RETURN_IF_ERROR(prep(&truncate_,
                              "DELETE FROM records WHERE idx IN "
                              "(SELECT idx FROM records WHERE idx <= ?1 ORDER BY idx LIMIT ?2)"));
@@ -176,7 +178,21 @@ class LogStore::Impl {
     return Status::Ok();
   }
 
+  // Values from this size (a snapshot image) are written into a zero-filled
+  // row a chunk at a time, so SQLite does not build the whole row in memory.
+  static constexpr size_t kChunkedMeta = size_t{256} << 10;
+
   Status PutMeta(const std::string& key, const std::string& value) {
+    if (value.size() >= kChunkedMeta) {
+      Stmt& z = *put_meta_zeros_;
+      z.Reset();
+      TXC_RETURN_IF_ERROR(z.BindText(1, key));
+      TXC_RETURN_IF_ERROR(z.BindInt(2, static_cast<int64_t>(value.size())));
+      Status st = z.Run();
+      z.Reset();
+      TXC_RETURN_IF_ERROR(st);
+      return db_->WriteBlob("meta", "value", db_->last_insert_rowid(), value);
+    }
     Stmt& s = *put_meta_;
     s.Reset();
     TXC_RETURN_IF_ERROR(s.BindText(1, key));
@@ -291,7 +307,7 @@ class LogStore::Impl {
   boost::asio::any_io_executor completions_;
   LogStoreOptions options_;
 
-  std::unique_ptr<Stmt> put_record_, put_meta_, truncate_, read_from_, get_meta_, last_index_,
+  std::unique_ptr<Stmt> put_record_, put_meta_, put_meta_zeros_, truncate_, read_from_, get_meta_, last_index_,
       begin_, commit_;
 
   // The truncation still to do (WAL thread): records <= target go, a chunk

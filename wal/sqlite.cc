@@ -1,5 +1,6 @@
 #include "wal/sqlite.h"
 
+#include <algorithm>
 #include <cctype>
 #include <utility>
 
@@ -133,6 +134,38 @@ Status Db::SetSynchronousFull(bool full) {
 int64_t Db::changes() const { return sqlite3_changes64(db_); }
 
 int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+
+Status Db::WriteBlob(const char* table, const char* column, int64_t rowid,
+                     std::string_view data) {
+  const std::string what = std::string("write blob ") + table + "." + column + " of row " +
+                           std::to_string(rowid);
+  sqlite3_blob* blob = nullptr;
+  int rc = sqlite3_blob_open(db_, "main", table, column, rowid, /*flags=*/1, &blob);
+  if (rc != SQLITE_OK) {
+    Status s = MakeError(rc, path_, what, sqlite3_errmsg(db_));
+    sqlite3_blob_close(blob);  // null-safe
+    return s;
+  }
+  const int held = sqlite3_blob_bytes(blob);
+  if (held < 0 || static_cast<size_t>(held) != data.size()) {
+    sqlite3_blob_close(blob);
+    return Status::Internal(path_ + ": " + what + ": the row holds " + std::to_string(held) +
+                            " bytes, not " + std::to_string(data.size()));
+  }
+  constexpr size_t kChunk = size_t{1} << 20;
+  for (size_t off = 0; off < data.size(); off += kChunk) {
+    const size_t n = std::min(kChunk, data.size() - off);
+    rc = sqlite3_blob_write(blob, data.data() + off, static_cast<int>(n), static_cast<int>(off));
+    if (rc != SQLITE_OK) {
+      Status s = MakeError(rc, path_, what, sqlite3_errmsg(db_));
+      sqlite3_blob_close(blob);
+      return s;
+    }
+  }
+  rc = sqlite3_blob_close(blob);
+  if (rc != SQLITE_OK) return MakeError(rc, path_, what, sqlite3_errmsg(db_));
+  return Status::Ok();
+}
 
 Status Db::Error(std::string_view what) const {
   int rc = sqlite3_extended_errcode(db_);

@@ -44,6 +44,13 @@ class Db {
   // PRAGMA synchronous: true = FULL (every commit syncs the WAL), false = NORMAL.
   Status SetSynchronousFull(bool full);
 
+  // Writes `data` into the BLOB at `table`.`column` of row `rowid`, which
+  // must hold exactly data.size() bytes already (inserted as zeroblob(n)), a
+  // chunk at a time: unlike a bound value, SQLite never holds the whole of it
+  // in one buffer (a snapshot image of tens of MB). Inside the caller's
+  // transaction; an error names the table and the row.
+  Status WriteBlob(const char* table, const char* column, int64_t rowid, std::string_view data);
+
   int64_t changes() const;            // rows changed by the last statement
   int64_t last_insert_rowid() const;
   sqlite3* raw() { return db_; }

@@ -132,6 +132,39 @@ TEST_F(LogStoreTest, MetaIsDurableAndOverwritable) {
   EXPECT_EQ(**e, std::string("\0\1", 2));
 }
 
+// A value of 256 KiB or more (a snapshot image) goes into a zero-filled row
+// a chunk at a time: the same bytes come back, after a reopen, whether it
+// replaces a small value, a large one, or is replaced by a small one.
+TEST_F(LogStoreTest, LargeMetaIsWrittenInChunksAndReadsBackWhole) {
+  Open();
+  auto image = [](size_t n, char seed) {
+    std::string v(n, '\0');
+    for (size_t i = 0; i < n; ++i) v[i] = static_cast<char>(seed + i * 131 + (i >> 20));
+    return v;
+  };
+  const std::string big = image((3u << 20) + 12345, 7);  // past three 1 MiB chunks
+  const std::string edge = image(256u << 10, 3);         // exactly the threshold
+  ASSERT_OK(PutMetaSync("snapshot", "small first"));
+  ASSERT_OK(PutMetaSync("snapshot", big));
+  ASSERT_OK(PutMetaSync("edge", edge));
+  Open();
+  auto v = store_->GetMeta("snapshot");
+  ASSERT_TRUE(v.ok() && v->has_value());
+  EXPECT_TRUE(**v == big) << "size " << (*v)->size();
+  auto e = store_->GetMeta("edge");
+  ASSERT_TRUE(e.ok() && e->has_value());
+  EXPECT_TRUE(**e == edge);
+  ASSERT_OK(PutMetaSync("snapshot", image(1u << 20, 9)));
+  ASSERT_OK(PutMetaSync("edge", "small again"));
+  Open();
+  v = store_->GetMeta("snapshot");
+  ASSERT_TRUE(v.ok() && v->has_value());
+  EXPECT_TRUE(**v == image(1u << 20, 9));
+  e = store_->GetMeta("edge");
+  ASSERT_TRUE(e.ok() && e->has_value());
+  EXPECT_EQ(**e, "small again");
+}
+
 TEST_F(LogStoreTest, TruncatePrefixDropsOldRecordsOnly) {
   Open();
   ASSERT_OK(AppendSync({{1, "a"}, {2, "b"}, {3, "c"}, {4, "d"}}));

@@ -133,6 +133,37 @@ TEST_F(SqliteTest, BlobBoundWithoutCopyIsWrittenAtTheStep) {
   EXPECT_EQ(q.ColumnText(1), "blob");
 }
 
+// WriteBlob fills a zero-filled row in place, a chunk at a time; a row of
+// another size, or no row, is an error that names the row, and writes nothing.
+TEST_F(SqliteTest, WriteBlobFillsAZeroFilledRow) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(db->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB NOT NULL)"));
+  std::string data((2u << 20) + 77, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + (i >> 16));
+  ASSERT_OK(db->Exec("INSERT INTO t(id, b) VALUES(5, zeroblob(" + std::to_string(data.size()) +
+                     ")), (6, zeroblob(10))"));
+  ASSERT_OK(db->WriteBlob("t", "b", 5, data));
+
+  Status wrong = db->WriteBlob("t", "b", 6, data);
+  EXPECT_FALSE(wrong.ok());
+  EXPECT_THAT(wrong.message(), ::testing::HasSubstr("row 6"));
+  EXPECT_THAT(wrong.message(), ::testing::HasSubstr("holds 10 bytes"));
+  Status missing = db->WriteBlob("t", "b", 99, data);
+  EXPECT_FALSE(missing.ok());
+  EXPECT_THAT(missing.message(), ::testing::HasSubstr("row 99"));
+
+  auto sel = db->Prepare("SELECT b FROM t ORDER BY id");
+  ASSERT_TRUE(sel.ok());
+  Stmt& q = **sel;
+  auto row = q.Step();
+  ASSERT_TRUE(row.ok() && *row);
+  EXPECT_TRUE(q.ColumnBlob(0) == data);
+  row = q.Step();
+  ASSERT_TRUE(row.ok() && *row);
+  EXPECT_EQ(q.ColumnBlob(0), std::string(10, '\0'));
+}
+
 TEST_F(SqliteTest, DataSurvivesReopen) {
   {
     auto db = OpenDb();
