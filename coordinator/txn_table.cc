@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdint>
-#include <stdexcept>
 
 #include "common/codec.h"
 #include "protocol/validate.h"
@@ -261,43 +260,27 @@ std::vector<const TxnTable::Entry*> TxnTable::Unended() const {
 // in memory at every snapshot (about 25 MB at 10,000 transactions in flight).
 std::string TxnTable::Snapshot() const {
   namespace tp = apache::thrift::protocol;
-  // The command count goes first on the wire: count what `add` writes.
-  uint32_t count = 3;  // EPOCH marker, highest epoch, applied index
-  auto count_entry = [&](const Entry& e) {
-    if (e.precommitted) ++count;
-    if (e.outcome != proto::Outcome::UNKNOWN) {
-      ++count;
-      if (!e.ended) count += static_cast<uint32_t>(e.forgotten.size());
-    }
-  };
-  for (const TxId& t : ended_order_) {
-    auto it = entries_.find(t);
-    if (it == entries_.end()) continue;
-    count_entry(it->second);
-    ++count;  // its END
-  }
-  for (const auto& [txid, e] : entries_) {
-    if (!e.ended) count_entry(e);
-  }
-
-  // Reserved from the last image's bytes per command, so the image does not
-  // grow by doubling (up to twice its size, kept as long as the image is);
-  // the first from 160 (a DECIDE with two participants is about 150, an END
-  // about 40): over rather than under, as an excess is given back below.
-  const size_t per_command =
-      snapshot_commands_ == 0 ? 160 : snapshot_bytes_ / snapshot_commands_ + 1;
-  const size_t reserve = static_cast<size_t>(count) * per_command;
+  // Reserved from the last image's bytes per entry (retained or in flight),
+  // so the image does not grow by doubling (up to twice its size, kept as
+  // long as the image is); the first from 300 (a DECIDE with two
+  // participants and its END are about 190): over rather than under, as an
+  // excess is given back below.
+  const size_t units = entries_.size() + 1;
+  const size_t per_unit = snapshot_units_ == 0 ? 300 : snapshot_bytes_ / snapshot_units_ + 1;
+  const size_t reserve = units * per_unit;
   codec::StringWriter w(reserve + reserve / 16 + 1024);
   tp::TProtocol* p = w.protocol();
   bool ok = true;
+  uint32_t count = 0;  // commands written
   try {
     p->writeStructBegin("CommandBatch");
     p->writeFieldBegin("commands", tp::T_LIST, 1);
-    p->writeListBegin(tp::T_STRUCT, count);
-    uint32_t written = 0;
+    // The count is not known before the commands are written: 0 here, the
+    // real one patched in below (kCommandCountAt).
+    p->writeListBegin(tp::T_STRUCT, 0);
     auto put = [&](const proto::Command& c) {
       c.write(p);
-      ++written;
+      ++count;
     };
     // One command reused for every entry's: its participants and reason keep
     // their storage from one to the next. Fields not set are a new command's.
@@ -352,8 +335,6 @@ std::string TxnTable::Snapshot() const {
     tail.type = proto::CommandType::NOOP;
     tail.epoch = static_cast<int64_t>(applied_index_);
     put(tail);
-    // The count on the wire must be what was written: else no image at all.
-    if (written != count) throw std::logic_error("snapshot command count mismatch");
     p->writeListEnd();
     p->writeFieldEnd();
 
@@ -389,11 +370,19 @@ std::string TxnTable::Snapshot() const {
     ok = false;  // as Encode: empty bytes if Thrift refused to write it
   }
   std::string image = w.Take(ok);
+  if (!image.empty()) {
+    // TBinaryProtocol: the struct's first field header (type, id: 3 bytes),
+    // the list's element type (1 byte), then its size, a big-endian i32.
+    constexpr size_t kCommandCountAt = 4;
+    for (int i = 0; i < 4; ++i) {
+      image[kCommandCountAt + i] = static_cast<char>((count >> (8 * (3 - i))) & 0xff);
+    }
+  }
   // A first image, or a table whose commands grew longer, may have outgrown
   // its reservation by doubling: give the excess back (one copy).
   if (image.capacity() > image.size() + image.size() / 8) image.shrink_to_fit();
   snapshot_bytes_ = image.size();
-  snapshot_commands_ = count;
+  snapshot_units_ = units;
   return image;
 }
 

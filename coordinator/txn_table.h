@@ -136,10 +136,10 @@ class TxnTable {
   int64_t epoch_ = 0;
   int64_t marker_epoch_ = 0;
   uint64_t applied_index_ = 0;
-  // The last snapshot's size and command count: the next one reserves its
-  // bytes per command times its own count (a little more).
+  // The last snapshot's size and the entries it had (plus one): the next
+  // one reserves its bytes per entry times its own (a little more).
   mutable size_t snapshot_bytes_ = 0;
-  mutable uint32_t snapshot_commands_ = 0;
+  mutable size_t snapshot_units_ = 0;
 };
 
 // Command helpers.

@@ -307,8 +307,8 @@ class LogStore::Impl {
   boost::asio::any_io_executor completions_;
   LogStoreOptions options_;
 
-  std::unique_ptr<Stmt> put_record_, put_meta_, put_meta_zeros_, truncate_, read_from_, get_meta_, last_index_,
-      begin_, commit_;
+  std::unique_ptr<Stmt> put_record_, put_meta_, put_meta_zeros_, truncate_, read_from_, get_meta_,
+      last_index_, begin_, commit_;
 
   // The truncation still to do (WAL thread): records <= target go, a chunk
   // per group, while pending.
