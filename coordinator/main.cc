@@ -31,8 +31,9 @@ int main(int argc, char** argv) {
       ("stuck-after", po::value<std::string>()->default_value("60s"),
        "flag a decided transaction stuck (txadmin txns --state stuck; a warning each interval) when its "
        "outcome has not reached every participant this long after the decision (e.g. 10s, 500ms, 2m)")
-      ("snapshot-every", po::value<uint64_t>()->default_value(50000),
-       "write a snapshot of the transaction table and truncate the log after this many log records")
+      ("snapshot-every", po::value<uint64_t>()->default_value(100000),
+       "write a snapshot of the transaction table and truncate the log after this many applied "
+       "commands (a log record holds the commands the leader proposed at once; counts as one at least)")
       ("retain-ended", po::value<uint64_t>()->default_value(txc::coord::TxnTableOptions{}.ended_retained),
        "ended transactions kept whole; older ones keep only their outcome")
       ("election-timeout-ms", po::value<int64_t>()->default_value(300),

@@ -52,8 +52,9 @@ struct NodeOptions {
   // How often the driver's timers are checked. Default: 5 ms.
   Micros tick = 5 * kMillis;
   // A snapshot of the table is written, and the log truncated, after this
-  // many log records. Default: 50,000.
-  uint64_t snapshot_every = 50000;
+  // many applied commands (a log record holds one or more). Default: 100,000
+  // (about 50,000 transactions: a DECIDE and an END each).
+  uint64_t snapshot_every = 100000;
   // Benchmark only: skip fsync in the decision log. Default: false.
   bool unsafe_no_sync = false;
   // HOST:PORT to serve GET /metrics on (Prometheus text format; see

@@ -76,7 +76,7 @@ void NodeCore::Replay(uint64_t index, const std::vector<proto::Command>& cmds) {
 
 NodeEffects NodeCore::Start(Micros now) {
   NodeEffects out;
-  last_snapshot_index_ = table_.applied_index();  // what the replay or the snapshot restored
+  applied_since_snapshot_ = 0;  // the replay or the snapshot restored the rest
   out.wake_driver = now + options_.tick;
   if (replica_) out.wake_replica = now + options_.paxos_tick;
   return out;
@@ -97,6 +97,7 @@ NodeEffects NodeCore::Lead(int64_t epoch, Micros now) {
 NodeEffects NodeCore::OnChosen(uint64_t index, const std::vector<proto::Command>& cmds, Micros now) {
   NodeEffects out;
   for (const proto::Command& c : cmds) Apply(index, c, now, &out);
+  applied_since_snapshot_ += std::max<size_t>(cmds.size(), 1);
   Merge(&out, Collect(now));
   return out;
 }
@@ -144,8 +145,11 @@ NodeEffects NodeCore::TickReplica(Micros now) {
 }
 
 NodeEffects NodeCore::FlushProposals(Micros now) {
+  NodeEffects out;
+  ProposeHeld(now, &out);
   holding_ = false;
-  return Collect(now);
+  Merge(&out, Collect(now));
+  return out;
 }
 
 NodeEffects NodeCore::ProposeCommands(std::vector<proto::Command> cmds, Micros now) {
@@ -268,9 +272,9 @@ NodeEffects NodeCore::Collect(Micros now) {
 
 void NodeCore::MaybeSnapshot(NodeEffects* out) {
   if (options_.snapshot_every == 0 || failed_) return;
+  if (applied_since_snapshot_ < options_.snapshot_every) return;
+  applied_since_snapshot_ = 0;
   uint64_t applied = table_.applied_index();
-  if (applied < last_snapshot_index_ + options_.snapshot_every) return;
-  last_snapshot_index_ = applied;
   SnapshotAction a;
   a.index = applied;
   a.image = table_.Snapshot();
@@ -314,11 +318,12 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
     if (!s.ok()) {
       Note(out, "snapshot install failed: " + s.ToString(), nullptr, nullptr, NoteAction::kError);
     }
-    last_snapshot_index_ = table_.applied_index();
+    applied_since_snapshot_ = 0;
   }
   for (auto& [slot, value] : fx.applies) {
     uint64_t index = static_cast<uint64_t>(slot);
     out->actions.push_back(AppliedAction{index, value});
+    ++applied_since_snapshot_;  // a slot counts as one command at least
     if (value.empty()) continue;  // the replica's no-op, filling a gap
     auto cmds = DecodeBatch(value);
     if (!cmds.ok()) {
@@ -328,6 +333,7 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
            nullptr, nullptr, NoteAction::kError);
       continue;
     }
+    if (!cmds->empty()) applied_since_snapshot_ += cmds->size() - 1;
     for (const proto::Command& c : *cmds) Apply(index, c, now, out);
   }
   if (fx.stepped_down) {
@@ -375,39 +381,81 @@ void NodeCore::HandleDriver(DriverEffects& fx, Micros now, NodeEffects* out) {
 }
 
 void NodeCore::Propose(std::vector<proto::Command> cmds, Micros now, NodeEffects* out) {
-  std::optional<Status> refused;
   if (failed_) {
-    refused = Status::StorageFailed("the decision log refused an earlier write");
-  } else if (replica_ && !replica_->is_leader()) {
-    refused = Status::NotLeader("this replica does not lead");
+    return Refuse(std::move(cmds), Status::StorageFailed("the decision log refused an earlier write"),
+                  now, out);
   }
-  if (refused) {
-    ProposeAction a;
-    a.cmds = cmds;
-    a.refused = true;
-    out->actions.push_back(std::move(a));
-    for (const proto::Command& c : cmds) driver_.OnProposalFailed(c, *refused, now);
-    return;
+  if (replica_ && !replica_->is_leader()) {
+    return Refuse(std::move(cmds), Status::NotLeader("this replica does not lead"), now, out);
   }
   bool decide = std::any_of(cmds.begin(), cmds.end(), IsCommitDecide);
-  ProposeAction a;
-  a.bytes = EncodeBatch(cmds);
-  if (replica_) {
-    std::string value = a.bytes;
-    a.cmds = std::move(cmds);
-    out->actions.push_back(std::move(a));
-    replica_->Propose(std::move(value), now);
-    if (options_.batch_proposals && !holding_) {
+  if (replica_ && options_.batch_proposals) {
+    // Held until the flush: the commands of this turn share one slot.
+    held_.insert(held_.end(), std::make_move_iterator(cmds.begin()),
+                 std::make_move_iterator(cmds.end()));
+    if (!holding_) {
       holding_ = true;
       out->flush_proposals = true;
     }
+    if (held_.size() >= kMaxCommandsPerSlot) ProposeHeld(now, out);
   } else {
-    a.index = next_index_++;
+    ProposeAction a;
+    a.bytes = EncodeBatch(cmds);
     a.cmds = std::move(cmds);
-    out->actions.push_back(std::move(a));
+    if (replica_) {
+      std::string value = a.bytes;
+      out->actions.push_back(std::move(a));
+      replica_->Propose(std::move(value), now);
+    } else {
+      a.index = next_index_++;
+      out->actions.push_back(std::move(a));
+    }
   }
   // The DECIDE is on its way to the disk (or to the acceptors), not durable.
   if (decide) Note(out, "", nullptr, "coord.decide_proposed");
+}
+
+void NodeCore::ProposeHeld(Micros now, NodeEffects* out) {
+  if (held_.empty()) return;
+  std::vector<proto::Command> cmds = std::exchange(held_, {});
+  // Held effects may have taken the lead away (a higher ballot) or failed
+  // the log since these were proposed: then they are refused as a proposal
+  // made now would be.
+  if (failed_) {
+    return Refuse(std::move(cmds), Status::StorageFailed("the decision log refused an earlier write"),
+                  now, out);
+  }
+  if (!replica_->is_leader()) {
+    return Refuse(std::move(cmds), Status::NotLeader("this replica does not lead"), now, out);
+  }
+  ProposeSlot(std::move(cmds), now, out);
+}
+
+void NodeCore::ProposeSlot(std::vector<proto::Command> cmds, Micros now, NodeEffects* out) {
+  ProposeAction a;
+  a.bytes = EncodeBatch(cmds);
+  if (a.bytes.size() > kMaxSlotBytes && cmds.size() > 1) {
+    auto mid = cmds.begin() + static_cast<std::ptrdiff_t>(cmds.size() / 2);
+    std::vector<proto::Command> second(std::make_move_iterator(mid),
+                                       std::make_move_iterator(cmds.end()));
+    cmds.erase(mid, cmds.end());
+    ProposeSlot(std::move(cmds), now, out);
+    ProposeSlot(std::move(second), now, out);
+    return;
+  }
+  a.cmds = std::move(cmds);
+  std::string value = a.bytes;
+  out->actions.push_back(std::move(a));
+  replica_->Propose(std::move(value), now);
+}
+
+void NodeCore::Refuse(std::vector<proto::Command> cmds, const Status& why, Micros now,
+                      NodeEffects* out) {
+  ProposeAction a;
+  a.cmds = cmds;
+  a.refused = true;
+  out->actions.push_back(std::move(a));
+  for (const proto::Command& c : cmds) driver_.OnProposalFailed(c, why, now);
 }
 
 void NodeCore::Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects* out) {

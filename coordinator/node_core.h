@@ -46,6 +46,14 @@
 
 namespace txc::coord {
 
+// batch_proposals: the most commands one slot carries (about 100 KiB
+// encoded); a turn that proposes more fills several slots. A batch whose
+// encoding exceeds kMaxSlotBytes (large participant lists) is split in halves
+// until each fits or holds one command, so a slot, and an ACCEPT of many
+// slots, stays well under the RPC frame limit (16 MiB).
+inline constexpr size_t kMaxCommandsPerSlot = 512;
+inline constexpr size_t kMaxSlotBytes = size_t{1} << 20;
+
 struct NodeCoreOptions {
   DriverOptions driver;
   // How often the driver's timers are checked. Default: 5 ms.
@@ -60,14 +68,17 @@ struct NodeCoreOptions {
   // How often the replica's timers are checked. Default: 5 ms.
   Micros paxos_tick = 5 * kMillis;
   paxos::DurableState recovered;
-  // Group: after a proposal, hold the replica's effects until
-  // FlushProposals(), so the proposals of one turn of the shell's event loop
-  // share one ACCEPT and one write (the real node posts the flush; the
-  // simulator flushes at once). Default: false.
+  // Group: after a proposal, hold the proposals and the replica's effects
+  // until FlushProposals(): the commands proposed in one turn of the shell's
+  // event loop go to the replica as one slot (at most kMaxCommandsPerSlot
+  // each), so they share one ACCEPT, one log record and one apply (both the
+  // real node and the simulator post the flush behind the events already
+  // queued). Default: false (each proposal is its own slot at once).
   bool batch_proposals = false;
-  // Applied slots between snapshots of the table (0: never). At each, the
-  // core hands the image to the replica (which may then forget the slots it
-  // covers) and a SnapshotAction asks the shell to keep it. Default: 0.
+  // Applied commands between snapshots of the table (0: never); a slot
+  // counts as at least one. At each, the core hands the image to the replica
+  // (which may then forget the slots it covers) and a SnapshotAction asks the
+  // shell to keep it. Default: 0.
   uint64_t snapshot_every = 0;
   // Describe each command applied while serving in a NoteAction (the shell
   // logs it at debug). The real node sets it only when its log shows debug
@@ -237,6 +248,11 @@ class NodeCore {
   void HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out);
   void HandleDriver(DriverEffects& fx, Micros now, NodeEffects* out);
   void Propose(std::vector<proto::Command> cmds, Micros now, NodeEffects* out);
+  // batch_proposals: what was proposed since the last flush goes to the
+  // replica as one slot (or is refused, if this replica no longer leads).
+  void ProposeHeld(Micros now, NodeEffects* out);
+  void ProposeSlot(std::vector<proto::Command> cmds, Micros now, NodeEffects* out);
+  void Refuse(std::vector<proto::Command> cmds, const Status& why, Micros now, NodeEffects* out);
   void MaybeSnapshot(NodeEffects* out);
   void Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects* out);
   static void Merge(NodeEffects* out, NodeEffects more);
@@ -249,11 +265,12 @@ class NodeCore {
   CommitDriver driver_;
   std::unique_ptr<paxos::Replica> replica_;
   uint64_t next_index_ = 1;  // single replica: the slot of the next proposal
-  uint64_t last_snapshot_index_ = 0;
+  uint64_t applied_since_snapshot_ = 0;  // commands (a slot counts as at least one)
   int64_t lead_epoch_ = 0;   // the epoch whose marker this replica proposed
   int known_leader_ = 0;
   bool failed_ = false;      // the log failed as a whole
   bool holding_ = false;     // batch_proposals: the replica's effects wait for FlushProposals
+  std::vector<proto::Command> held_;  // batch_proposals: proposed since the last flush
   Status startup_;
 };
 

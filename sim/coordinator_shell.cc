@@ -212,6 +212,15 @@ void SimCoordinator::Apply(Live* l, coord::NodeEffects fx) {
   if (!*l->alive) return;
   if (fx.wake_driver) WakeDriver(l, *fx.wake_driver);
   if (fx.wake_replica) WakeReplica(l, *fx.wake_replica);
+  if (fx.flush_proposals) {
+    // As the real node posts it: behind every event already due now, so the
+    // proposals of the messages delivered at this instant share one slot.
+    auto alive = l->alive;
+    c_->world().After(0, [this, l, alive] {
+      if (!*alive) return;
+      Apply(l, l->core.FlushProposals(c_->world().now()));
+    });
+  }
   std::vector<coord::NodeEffects> later;
   for (coord::NodeAction& action : fx.actions) {
     bool go_on = std::visit([&](auto& a) { return Do(l, a, &later); }, action);
@@ -583,6 +592,7 @@ void SimCoordinator::BootReplica() {
   o.paxos_tick = t.paxos_tick;
   o.paxos.snapshot_chunk = t.paxos_snapshot_chunk;  // images travel in several chunks
   o.snapshot_every = t.snapshot_every;
+  o.batch_proposals = true;  // as the real node runs a group
   // BUG dead-leader-heartbeats: the node stops serving on a failed log, but
   // its replica core keeps leading (the test-only seam of NodeCoreOptions).
   o.testing_keep_replica_on_log_failure = c_->bugs().dead_leader_heartbeats;

@@ -195,6 +195,7 @@ class Replica::Impl {
 
   // --- leader
   void Dispatch();
+  void SendAccepts(std::vector<Entry> batch);  // one ACCEPT to each peer, one Persist
   void AdvanceCommit();
   void SendHeartbeats();
   void ResendAccepts();
@@ -828,15 +829,26 @@ void Replica::Impl::Dispatch() {
   // Under load, wait until half the window is free: otherwise each chosen
   // slot would free one place and the pipeline would go one value per ACCEPT.
   if (inflight > 0 && window - inflight < std::max<int64_t>(window / 2, 1)) return;
-  std::vector<Entry> batch;
+  // One ACCEPT (and one write) per snapshot_chunk bytes of values, at least
+  // one value each: a window of large values stays under the frame limit.
   while (!queue_.empty() && next_slot_ - 1 - leader_commit_ < window) {
-    Entry e = MakeEntry(next_slot_++, ballot_, std::move(queue_.front()));
-    queue_.pop_front();
-    SetAccepted(e.slot, e);
-    acks_[e.slot];
-    batch.push_back(std::move(e));
+    std::vector<Entry> batch;
+    size_t bytes = 0;
+    while (!queue_.empty() && next_slot_ - 1 - leader_commit_ < window) {
+      const size_t n = queue_.front().size();
+      if (!batch.empty() && bytes + n > opt_.snapshot_chunk) break;
+      bytes += n;
+      Entry e = MakeEntry(next_slot_++, ballot_, std::move(queue_.front()));
+      queue_.pop_front();
+      SetAccepted(e.slot, e);
+      acks_[e.slot];
+      batch.push_back(std::move(e));
+    }
+    SendAccepts(std::move(batch));
   }
-  if (batch.empty()) return;
+}
+
+void Replica::Impl::SendAccepts(std::vector<Entry> batch) {
   std::vector<int64_t> slots;
   for (const Entry& e : batch) slots.push_back(e.slot);
   for (int p : peers_) {
@@ -935,13 +947,24 @@ void Replica::Impl::SendHeartbeats() {
 // Messages get lost: re-send each in-flight slot to the acceptors that have
 // not acknowledged it yet.
 void Replica::Impl::ResendAccepts() {
+  // Split as Dispatch splits: snapshot_chunk bytes of values per ACCEPT.
   for (int p : peers_) {
     Message m = MakeMessage(wire::Type::ACCEPT, ballot_);
     m.commit_index = leader_commit_;
+    size_t bytes = 0;
     for (const auto& [slot, who] : acks_) {
       if (who.count(p)) continue;
       auto it = accepted_.find(slot);
-      if (it != accepted_.end()) m.entries.push_back(it->second);
+      if (it == accepted_.end()) continue;
+      const size_t n = it->second.value.size();
+      if (!m.entries.empty() && bytes + n > opt_.snapshot_chunk) {
+        Message next = MakeMessage(wire::Type::ACCEPT, ballot_);
+        next.commit_index = leader_commit_;
+        Send(p, std::exchange(m, std::move(next)));
+        bytes = 0;
+      }
+      bytes += n;
+      m.entries.push_back(it->second);
     }
     if (!m.entries.empty()) Send(p, std::move(m));
   }

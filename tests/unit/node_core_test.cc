@@ -119,6 +119,34 @@ TEST_F(SingleNodeTest, ServesOnlyOnceItsEpochMarkerIsChosenAfterTheReplayedLog) 
   EXPECT_EQ(begun.txid.epoch, 2);
 }
 
+// --snapshot-every counts commands, not slots: a slot of a batching leader
+// holds many, and the log kept between snapshots must stay about as long.
+TEST(NodeCoreSnapshotTest, CountsAppliedCommandsNotSlots) {
+  NodeCoreOptions o;
+  o.tick = 5 * kMillis;
+  o.snapshot_every = 4;
+  NodeCore core(std::move(o));
+  core.Start(kT0);
+  NodeEffects fx = core.Lead(1, kT0);
+  auto proposals = All<ProposeAction>(fx);
+  ASSERT_EQ(proposals.size(), 1u);
+  fx = core.OnChosen(proposals[0].index, proposals[0].cmds, kT0);  // the marker: 1 command
+  EXPECT_TRUE(All<SnapshotAction>(fx).empty());
+  std::vector<proto::Command> two = {Decide(MakeTxId(1, 1), proto::Outcome::ABORTED),
+                                     Decide(MakeTxId(1, 2), proto::Outcome::ABORTED)};
+  fx = core.OnChosen(proposals[0].index + 1, two, kT0);  // 3 commands in 2 slots
+  EXPECT_TRUE(All<SnapshotAction>(fx).empty());
+  fx = core.OnChosen(proposals[0].index + 2, {Decide(MakeTxId(1, 3), proto::Outcome::ABORTED)},
+                     kT0);  // the fourth command, in the third slot
+  auto snaps = All<SnapshotAction>(fx);
+  ASSERT_EQ(snaps.size(), 1u);
+  EXPECT_EQ(snaps[0].index, proposals[0].index + 2);
+  EXPECT_FALSE(snaps[0].image.empty());
+  // The count starts again after a snapshot.
+  fx = core.OnChosen(proposals[0].index + 3, two, kT0);
+  EXPECT_TRUE(All<SnapshotAction>(fx).empty());
+}
+
 TEST_F(SingleNodeTest, NothingIsSentForADecisionBeforeItsCrashPoint) {
   core_.Start(now_);
   Durable(core_.Lead(1, now_));
@@ -295,33 +323,129 @@ TEST_F(GroupTest, OneReplicaLeadsAndServesAndTheOthersPointClientsToIt) {
   EXPECT_FALSE(seen_.empty());  // the seam saw every chosen command at replica 1
 }
 
-TEST_F(GroupTest, ProposalsOfOneTurnShareOneWriteWhenBatched) {
+proto::Command AppendNoop(const std::string& who) {
+  proto::Command c;
+  c.type = proto::CommandType::NOOP;
+  c.who = who;
+  return c;
+}
+
+std::vector<std::string> Whos(const std::string& value) {
+  auto cmds = DecodeBatch(value);
+  EXPECT_TRUE(cmds.ok()) << cmds.status().ToString();
+  std::vector<std::string> out;
+  if (cmds.ok()) {
+    for (const proto::Command& c : *cmds) out.push_back(c.who);
+  }
+  return out;
+}
+
+TEST_F(GroupTest, ProposalsOfOneTurnShareOneSlotWhenBatched) {
   Run(2 * kSeconds);
   int leader = Serving();
   ASSERT_GT(leader, 0);
-  auto noop = [](const std::string& who) {
-    proto::Command c;
-    c.type = proto::CommandType::NOOP;
-    c.who = who;
-    return c;
-  };
-  NodeEffects a = cores_[leader]->ProposeCommands({noop("1:0")}, now_);
-  NodeEffects b = cores_[leader]->ProposeCommands({noop("2:0")}, now_);
+  NodeEffects a = cores_[leader]->ProposeCommands({AppendNoop("1:0")}, now_);
+  NodeEffects b = cores_[leader]->ProposeCommands({AppendNoop("2:0"), AppendNoop("2:1")}, now_);
   EXPECT_TRUE(a.flush_proposals);
   EXPECT_FALSE(b.flush_proposals);  // one flush is already due
   EXPECT_TRUE(All<paxos::Persist>(a).empty());
   EXPECT_TRUE(All<paxos::Persist>(b).empty());
+  EXPECT_TRUE(All<ProposeAction>(a).empty());  // held until the flush
   NodeEffects f = cores_[leader]->FlushProposals(now_);
+  auto proposed = All<ProposeAction>(f);
+  ASSERT_EQ(proposed.size(), 1u);
+  EXPECT_FALSE(proposed[0].refused);
+  EXPECT_EQ(proposed[0].cmds.size(), 3u);
   auto persists = All<paxos::Persist>(f);
   ASSERT_EQ(persists.size(), 1u);
-  EXPECT_EQ(persists[0].entries.size(), 2u);
+  ASSERT_EQ(persists[0].entries.size(), 1u);  // one slot, the three commands in order
+  EXPECT_EQ(Whos(persists[0].entries[0].value), (std::vector<std::string>{"1:0", "2:0", "2:1"}));
+  EXPECT_EQ(persists[0].entries[0].value, proposed[0].bytes);
   Handle(leader, std::move(f));
   Drain();
   Run(100 * kMillis);
-  // Both were chosen (replica 1 applied them, whoever leads).
-  int chosen = 0;
+  // All three were chosen (replica 1 applied them, whoever leads).
+  std::vector<std::string> chosen;
+  for (const auto& c : seen_) {
+    if (c.type == proto::CommandType::NOOP && !c.who.empty()) chosen.push_back(c.who);
+  }
+  EXPECT_EQ(chosen, (std::vector<std::string>{"1:0", "2:0", "2:1"}));
+}
+
+TEST_F(GroupTest, ATurnProposingMoreThanASlotHoldsFillsSeveralSlots) {
+  Run(2 * kSeconds);
+  int leader = Serving();
+  ASSERT_GT(leader, 0);
+  std::vector<NodeEffects> turn;
+  for (size_t i = 0; i <= kMaxCommandsPerSlot; ++i) {
+    turn.push_back(cores_[leader]->ProposeCommands({AppendNoop("n:" + std::to_string(i))}, now_));
+  }
+  // The slot filled at the last command that fits leaves at once; the one
+  // command after it waits for the flush.
+  std::vector<ProposeAction> proposed;
+  for (NodeEffects& fx : turn) {
+    for (ProposeAction& p : All<ProposeAction>(fx)) proposed.push_back(p);
+  }
+  ASSERT_EQ(proposed.size(), 1u);
+  EXPECT_EQ(proposed[0].cmds.size(), kMaxCommandsPerSlot);
+  NodeEffects f = cores_[leader]->FlushProposals(now_);
+  auto last = All<ProposeAction>(f);
+  ASSERT_EQ(last.size(), 1u);
+  ASSERT_EQ(last[0].cmds.size(), 1u);
+  EXPECT_EQ(last[0].cmds[0].who, "n:" + std::to_string(kMaxCommandsPerSlot));
+  auto persists = All<paxos::Persist>(f);
+  ASSERT_EQ(persists.size(), 1u);
+  EXPECT_EQ(persists[0].entries.size(), 2u);  // two slots, one ACCEPT, one write
+  Handle(leader, std::move(f));
+  Drain();
+  Run(100 * kMillis);
+  size_t chosen = 0;
   for (const auto& c : seen_) chosen += c.type == proto::CommandType::NOOP && !c.who.empty();
-  EXPECT_EQ(chosen, 2);
+  EXPECT_EQ(chosen, kMaxCommandsPerSlot + 1);
+}
+
+TEST_F(GroupTest, HeldCommandsOverTheSlotByteLimitAreSplitInOrder) {
+  Run(2 * kSeconds);
+  int leader = Serving();
+  ASSERT_GT(leader, 0);
+  std::vector<std::string> whos;
+  for (int i = 0; i < 6; ++i) {
+    whos.push_back(std::to_string(i) + ":" + std::string(300 << 10, 'x'));  // 300 KiB each
+    Handle(leader, cores_[leader]->ProposeCommands({AppendNoop(whos.back())}, now_));
+  }
+  flushes_.clear();
+  NodeEffects f = cores_[leader]->FlushProposals(now_);
+  auto proposed = All<ProposeAction>(f);
+  ASSERT_EQ(proposed.size(), 2u);  // 1.8 MiB in two halves of 0.9 MiB
+  std::vector<std::string> in_slots;
+  for (const ProposeAction& p : proposed) {
+    EXPECT_LE(p.bytes.size(), kMaxSlotBytes);
+    for (const proto::Command& c : p.cmds) in_slots.push_back(c.who);
+  }
+  EXPECT_EQ(in_slots, whos);
+  Handle(leader, std::move(f));
+  Drain();
+  Run(100 * kMillis);
+  std::vector<std::string> chosen;
+  for (const auto& c : seen_) {
+    if (c.type == proto::CommandType::NOOP && !c.who.empty()) chosen.push_back(c.who);
+  }
+  EXPECT_EQ(chosen, whos);
+}
+
+TEST_F(GroupTest, HeldProposalsAreRefusedIfTheLogFailsBeforeTheFlush) {
+  Run(2 * kSeconds);
+  int leader = Serving();
+  ASSERT_GT(leader, 0);
+  Handle(leader, cores_[leader]->ProposeCommands({AppendNoop("1:0"), AppendNoop("1:1")}, now_));
+  flushes_.clear();  // the flush runs below, after the failure
+  Handle(leader, cores_[leader]->OnLogFailed({}, Status::StorageFailed("EIO"), now_));
+  NodeEffects f = cores_[leader]->FlushProposals(now_);
+  auto proposed = All<ProposeAction>(f);
+  ASSERT_EQ(proposed.size(), 1u);
+  EXPECT_TRUE(proposed[0].refused);
+  EXPECT_EQ(proposed[0].cmds.size(), 2u);
+  EXPECT_TRUE(All<paxos::Persist>(f).empty());  // nothing reaches the log
 }
 
 }  // namespace

@@ -358,6 +358,42 @@ TEST_F(PaxosTest, ManyProposalsAreBatchedWithinTheWindow) {
   EXPECT_LT(accepts * 3, entries) << accepts << " ACCEPTs for " << entries << " entries";
 }
 
+// A slot may hold many commands (the node batches a turn's proposals), so an
+// ACCEPT carries at most snapshot_chunk bytes of values (one value at least):
+// a window of large values is sent as several ACCEPTs, each under the frame
+// limit, and each persisted on its own.
+TEST_F(PaxosTest, AcceptsCarryAtMostAChunkOfValueBytes) {
+  Options o = FastOptions();
+  o.snapshot_chunk = 1000;
+  o.max_inflight = 8;  // values queue behind a full window, then leave together
+  PaxosCluster c(3, o, 17);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  size_t most_bytes = 0, most_entries = 0;
+  int big_accepts = 0;
+  c.set_send_observer([&](int from, const Message& m) {
+    if (from != l || m.type != Type::ACCEPT || m.entries.empty()) return;
+    size_t bytes = 0;
+    for (const auto& e : m.entries) bytes += e.value.size();
+    if (bytes < 400) return;  // heartbeat-borne or no-op entries
+    ++big_accepts;
+    most_bytes = std::max(most_bytes, bytes);
+    most_entries = std::max(most_entries, m.entries.size());
+  });
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(c.Propose(l, std::string(400, static_cast<char>('a' + i))));
+  }
+  c.RunFor(500 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  ASSERT_TRUE(c.Converged(20));
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(c.node(l).sm[i], std::string(400, static_cast<char>('a' + i)));
+  }
+  EXPECT_GT(big_accepts, 0);
+  EXPECT_LE(most_bytes, o.snapshot_chunk);
+  EXPECT_EQ(most_entries, 2u);  // 2 x 400 fit in 1000; a third does not
+}
+
 TEST_F(PaxosTest, NewLeaderAfterCrashKeepsChosenValuesWithAHigherRound) {
   PaxosCluster c(3, FastOptions(), 3);
   const int l1 = c.WaitLeader();
