@@ -296,6 +296,19 @@ class GroupTest : public ::testing::Test {
   std::deque<std::pair<int, paxos::Message>> wire_;
   std::map<int, std::vector<std::string>> notes_;
   std::map<int, std::vector<ClientReply>> replies_;
+  // Flushes `f` of the leader, lets the group run, and returns the `who` of
+  // every append replica 1 applied, in order.
+  std::vector<std::string> ChooseAndListAppends(int leader, NodeEffects f) {
+    Handle(leader, std::move(f));
+    Drain();
+    Run(100 * kMillis);
+    std::vector<std::string> chosen;
+    for (const auto& c : seen_) {
+      if (c.type == proto::CommandType::NOOP && !c.who.empty()) chosen.push_back(c.who);
+    }
+    return chosen;
+  }
+
   std::vector<proto::Command> seen_;
 };
 
@@ -361,15 +374,9 @@ TEST_F(GroupTest, ProposalsOfOneTurnShareOneSlotWhenBatched) {
   ASSERT_EQ(persists[0].entries.size(), 1u);  // one slot, the three commands in order
   EXPECT_EQ(Whos(persists[0].entries[0].value), (std::vector<std::string>{"1:0", "2:0", "2:1"}));
   EXPECT_EQ(persists[0].entries[0].value, proposed[0].bytes);
-  Handle(leader, std::move(f));
-  Drain();
-  Run(100 * kMillis);
   // All three were chosen (replica 1 applied them, whoever leads).
-  std::vector<std::string> chosen;
-  for (const auto& c : seen_) {
-    if (c.type == proto::CommandType::NOOP && !c.who.empty()) chosen.push_back(c.who);
-  }
-  EXPECT_EQ(chosen, (std::vector<std::string>{"1:0", "2:0", "2:1"}));
+  EXPECT_EQ(ChooseAndListAppends(leader, std::move(f)),
+            (std::vector<std::string>{"1:0", "2:0", "2:1"}));
 }
 
 TEST_F(GroupTest, ATurnProposingMoreThanASlotHoldsFillsSeveralSlots) {
@@ -396,12 +403,7 @@ TEST_F(GroupTest, ATurnProposingMoreThanASlotHoldsFillsSeveralSlots) {
   auto persists = All<paxos::Persist>(f);
   ASSERT_EQ(persists.size(), 1u);
   EXPECT_EQ(persists[0].entries.size(), 2u);  // two slots, one ACCEPT, one write
-  Handle(leader, std::move(f));
-  Drain();
-  Run(100 * kMillis);
-  size_t chosen = 0;
-  for (const auto& c : seen_) chosen += c.type == proto::CommandType::NOOP && !c.who.empty();
-  EXPECT_EQ(chosen, kMaxCommandsPerSlot + 1);
+  EXPECT_EQ(ChooseAndListAppends(leader, std::move(f)).size(), kMaxCommandsPerSlot + 1);
 }
 
 TEST_F(GroupTest, HeldCommandsOverTheSlotByteLimitAreSplitInOrder) {
@@ -423,14 +425,7 @@ TEST_F(GroupTest, HeldCommandsOverTheSlotByteLimitAreSplitInOrder) {
     for (const proto::Command& c : p.cmds) in_slots.push_back(c.who);
   }
   EXPECT_EQ(in_slots, whos);
-  Handle(leader, std::move(f));
-  Drain();
-  Run(100 * kMillis);
-  std::vector<std::string> chosen;
-  for (const auto& c : seen_) {
-    if (c.type == proto::CommandType::NOOP && !c.who.empty()) chosen.push_back(c.who);
-  }
-  EXPECT_EQ(chosen, whos);
+  EXPECT_EQ(ChooseAndListAppends(leader, std::move(f)), whos);
 }
 
 TEST_F(GroupTest, HeldProposalsAreRefusedIfTheLogFailsBeforeTheFlush) {
