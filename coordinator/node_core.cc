@@ -323,9 +323,12 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
   for (auto& [slot, value] : fx.applies) {
     uint64_t index = static_cast<uint64_t>(slot);
     out->actions.push_back(AppliedAction{index, value});
-    ++applied_since_snapshot_;  // a slot counts as one command at least
-    if (value.empty()) continue;  // the replica's no-op, filling a gap
+    if (value.empty()) {  // the replica's no-op, filling a gap
+      ++applied_since_snapshot_;  // a slot counts as one command at least
+      continue;
+    }
     auto cmds = DecodeBatch(value);
+    applied_since_snapshot_ += cmds.ok() ? std::max<size_t>(cmds->size(), 1) : 1;
     if (!cmds.ok()) {
       Note(out,
            "the chosen value at slot " + std::to_string(index) +
@@ -333,7 +336,6 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
            nullptr, nullptr, NoteAction::kError);
       continue;
     }
-    if (!cmds->empty()) applied_since_snapshot_ += cmds->size() - 1;
     for (const proto::Command& c : *cmds) Apply(index, c, now, out);
   }
   if (fx.stepped_down) {
@@ -380,14 +382,14 @@ void NodeCore::HandleDriver(DriverEffects& fx, Micros now, NodeEffects* out) {
   if (committed) Note(out, "", nullptr, "coord.commit_sent");       // acks outstanding
 }
 
+std::optional<Status> NodeCore::CannotPropose() const {
+  if (failed_) return Status::StorageFailed("the decision log refused an earlier write");
+  if (replica_ && !replica_->is_leader()) return Status::NotLeader("this replica does not lead");
+  return std::nullopt;
+}
+
 void NodeCore::Propose(std::vector<proto::Command> cmds, Micros now, NodeEffects* out) {
-  if (failed_) {
-    return Refuse(std::move(cmds), Status::StorageFailed("the decision log refused an earlier write"),
-                  now, out);
-  }
-  if (replica_ && !replica_->is_leader()) {
-    return Refuse(std::move(cmds), Status::NotLeader("this replica does not lead"), now, out);
-  }
+  if (auto why = CannotPropose()) return Refuse(std::move(cmds), *why, now, out);
   bool decide = std::any_of(cmds.begin(), cmds.end(), IsCommitDecide);
   if (replica_ && options_.batch_proposals) {
     // Held until the flush: the commands of this turn share one slot.
@@ -421,13 +423,7 @@ void NodeCore::ProposeHeld(Micros now, NodeEffects* out) {
   // Held effects may have taken the lead away (a higher ballot) or failed
   // the log since these were proposed: then they are refused as a proposal
   // made now would be.
-  if (failed_) {
-    return Refuse(std::move(cmds), Status::StorageFailed("the decision log refused an earlier write"),
-                  now, out);
-  }
-  if (!replica_->is_leader()) {
-    return Refuse(std::move(cmds), Status::NotLeader("this replica does not lead"), now, out);
-  }
+  if (auto why = CannotPropose()) return Refuse(std::move(cmds), *why, now, out);
   ProposeSlot(std::move(cmds), now, out);
 }
 

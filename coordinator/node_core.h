@@ -252,6 +252,9 @@ class NodeCore {
   // replica as one slot (or is refused, if this replica no longer leads).
   void ProposeHeld(Micros now, NodeEffects* out);
   void ProposeSlot(std::vector<proto::Command> cmds, Micros now, NodeEffects* out);
+  // Why no proposal can be made now (the log failed, or this replica does
+  // not lead), if so.
+  std::optional<Status> CannotPropose() const;
   void Refuse(std::vector<proto::Command> cmds, const Status& why, Micros now, NodeEffects* out);
   void MaybeSnapshot(NodeEffects* out);
   void Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects* out);
