@@ -226,9 +226,9 @@ Result<std::vector<RecoveredBranch>> QueueResource::Impl::Recover() {
   int64_t before = sqlite3_total_changes64(db_->raw());
   TXC_RETURN_IF_ERROR(Internal(db_->Exec(
       "DELETE FROM txc_messages WHERE enqueued_by IS NOT NULL AND enqueued_by NOT IN "
-      "  (SELECT txid FROM txc_branches WHERE state IN (1, 2, 3));"
+      "  (SELECT txid FROM txc_branches WHERE state < 4);"
       "UPDATE txc_messages SET claimed_by = NULL WHERE claimed_by IS NOT NULL AND claimed_by "
-      "  NOT IN (SELECT txid FROM txc_branches WHERE state IN (1, 2, 3));")));
+      "  NOT IN (SELECT txid FROM txc_branches WHERE state < 4);")));
   int64_t orphans = sqlite3_total_changes64(db_->raw()) - before;
   if (orphans > 0) {
     Logger("wal")->warn("queue resource released messages held by no live branch resource={} "

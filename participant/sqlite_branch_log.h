@@ -60,6 +60,9 @@ class BranchLog : private Named {
   // -> COMMITTED; `changed`: the branch had changes to commit. Drops the
   // change set kept in the row, if any.
   Status SetCommitted(const std::string& txid, bool changed);
+  // -> COMMITTED in one statement for a live branch whose change set is in
+  // its row (a one-shot's); false, and nothing written, for any other.
+  Result<bool> CommitInline(const std::string& txid);
   Status InsertBranch(const TxId& txid, BranchState s);
   // One Execute call's change sets and lock keys.
   struct Change {
@@ -108,7 +111,9 @@ class BranchLog : private Named {
   int64_t wall_ms() const { return WallMs(); }
 
   // Purges final rows older than the retention, at most once per interval
-  // of `now` (the monotonic clock); the first call purges.
+  // of `now` (the monotonic clock); the first call purges. One call scans
+  // at most a window of rows; while windows come back full, the next call
+  // goes on at once.
   void MaybePurge(Micros now);
 
  private:
@@ -122,8 +127,9 @@ class BranchLog : private Named {
   std::unique_ptr<wal::Stmt> get_state_, changed_, clear_inline_, set_committed_, insert_heuristic_,
       delete_heuristic_, list_heuristics_, insert_branch_, insert_prepared_, set_state_, set_prepared_, next_seq_,
       insert_change_, has_changes_, list_undo_, delete_changes_, recover_branches_, change_keys_,
-      purge_;
+      commit_inline_, purge_scan_, purge_;
   Micros next_purge_;
+  int64_t purge_from_ = 0;  // the rowid after which the next purge scans
 };
 
 }  // namespace txc::participant::internal

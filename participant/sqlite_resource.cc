@@ -124,6 +124,10 @@ class SqliteResource::Impl {
   Status DoExecute(const TxId& txid, const std::vector<proto::Statement>& statements,
                    ExecuteResult* out, const PrepareInfo* prepare = nullptr);
   Status DoCommit(const TxId& txid);
+  // Runs an op that is a single statement (a one-shot's Commit) and gives
+  // its status; nullopt, with nothing written, for any other op (run it
+  // inside a savepoint with RunOp).
+  std::optional<Status> RunSingleStatementOp(Op& op);
   Status DoRollback(const TxId& txid);
   Status DoHeuristic(HeuristicRecord record);
   Status DoForgetHeuristic(const TxId& txid);
@@ -281,12 +285,18 @@ bool SqliteResource::Impl::RunGroup(wal::GroupCommitter::Group& group) {
     for (auto& op : ops) {
       if (op->finalized) continue;
       op->result = ExecuteResult{};
-      savepoint_->Reset();
-      Status sp = savepoint_->Run();
-      savepoint_->Reset();
-      if (!sp.ok()) return FailGroup(ops, sp);
+      // An op that is one statement (a one-shot's Commit) needs no
+      // savepoint: SQLite undoes a failed statement by itself.
+      std::optional<Status> single = RunSingleStatementOp(*op);
+      bool use_savepoint = !single.has_value();
+      if (use_savepoint) {
+        savepoint_->Reset();
+        Status sp = savepoint_->Run();
+        savepoint_->Reset();
+        if (!sp.ok()) return FailGroup(ops, sp);
+      }
       size_t mark = locks_.Mark();
-      Status s = RunOp(*op);
+      Status s = use_savepoint ? RunOp(*op) : std::move(*single);
       if (sqlite3_get_autocommit(db_->raw())) {
         // A statement rolled back the whole transaction (an I/O error, or
         // "OR ROLLBACK"/RAISE(ROLLBACK) in user SQL): the ops before it in
@@ -303,17 +313,19 @@ bool SqliteResource::Impl::RunGroup(wal::GroupCommitter::Group& group) {
         break;
       }
       if (s.code() == Status::kStorageFailed) return FailGroup(ops, s);
-      if (!s.ok()) {
-        rollback_to_->Reset();
-        Status r = rollback_to_->Run();
-        rollback_to_->Reset();
-        if (!r.ok()) return FailGroup(ops, r);
-        locks_.RevertTo(mark);
+      if (use_savepoint) {
+        if (!s.ok()) {
+          rollback_to_->Reset();
+          Status r = rollback_to_->Run();
+          rollback_to_->Reset();
+          if (!r.ok()) return FailGroup(ops, r);
+          locks_.RevertTo(mark);
+        }
+        release_->Reset();
+        Status rel = release_->Run();
+        release_->Reset();
+        if (!rel.ok()) return FailGroup(ops, rel);
       }
-      release_->Reset();
-      Status rel = release_->Run();
-      release_->Reset();
-      if (!rel.ok()) return FailGroup(ops, rel);
       op->result.status = std::move(s);
     }
     if (restart) continue;
@@ -481,6 +493,17 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
 
 // ------------------------------------------------ Prepare, Commit, Rollback
 
+
+std::optional<Status> SqliteResource::Impl::RunSingleStatementOp(Op& op) {
+  if (op.kind != Op::kCommit) return std::nullopt;
+  // A one-shot's branch (live, its change set in its row): one UPDATE. Any
+  // other branch (none changed) goes the general way, DoCommit.
+  auto done = log_.CommitInline(ToString(op.txid));
+  if (!done.ok()) return done.status();
+  if (!*done) return std::nullopt;
+  locks_.ReleaseAll(op.txid);
+  return Status::Ok();
+}
 
 Status SqliteResource::Impl::DoCommit(const TxId& txid) {
   const std::string id = ToString(txid);

@@ -1290,6 +1290,81 @@ TEST_F(SqliteResourceTest, ClocksComeFromTheOptions) {
             (t0 + 11 * 60 * kSeconds) / kMillis);
 }
 
+// The purge walks txc_branches in rowid order, a window of 10,000 rows per
+// group while windows come back full, skipping live rows and stopping at the
+// first final row still within the retention; the old rows behind that one
+// wait for a later purge, which starts over from the first row.
+TEST_F(SqliteResourceTest, PurgeWalksTheTableInWindowsPastLiveRows) {
+  auto steady = std::make_shared<std::atomic<int64_t>>(0);
+  const Micros t0 = 1'700'000'000'000'000;
+  auto wall = std::make_shared<std::atomic<int64_t>>(t0);
+  SqliteResourceOptions o;
+  o.clock = [steady] { return steady->load(); };
+  o.wall_clock = [wall] { return wall->load(); };
+  ASSERT_OK(Execute(a_, {Add(1, -1)}).status);  // live: the first row
+  rm_.reset();
+  const int64_t recent = t0 / kMillis;
+  ASSERT_OK(reader_->Exec(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000) "
+      "INSERT INTO txc_branches(txid, epoch, seq, state, updated) "
+      "SELECT '9.' || i, 9, i, 4 + i % 2, 0 FROM n;"  // old, committed and aborted
+      "INSERT INTO txc_branches(txid, epoch, seq, state, updated) VALUES('9.25001', 9, 25001, 4, " +
+      std::to_string(recent) + "), ('9.25002', 9, 25002, 4, 0);"));
+  auto old_rows = [this] {
+    return Count("SELECT COUNT(*) FROM txc_branches WHERE txid LIKE '9.%' AND updated = 0");
+  };
+  Open(o);
+  int64_t seq = 100;
+  auto group = [&] { ASSERT_OK(Execute(MakeTxId(2, ++seq), {Sql("SELECT 1")}).status); };
+  group();  // rowids 1-10,000: the live row and 9,999 old ones
+  EXPECT_EQ(old_rows(), 25001 - 9999);
+  group();  // the next window, at once
+  EXPECT_EQ(old_rows(), 25001 - 19999);
+  group();  // up to the recent row
+  EXPECT_EQ(old_rows(), 1);
+  group();  // caught up: the next purge is 30 s later
+  EXPECT_EQ(old_rows(), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches WHERE txid IN ('1.1', '9.25001')"), 2);
+
+  steady->store(30 * kSeconds);
+  wall->store(t0 + 11 * 60 * kSeconds);  // the recent row is old too now
+  group();
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches WHERE txid LIKE '9.%'"), 0);
+  EXPECT_EQ(Count("SELECT state FROM txc_branches WHERE txid = '1.1'"), 1);  // still ACTIVE
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Balance(1), 100);
+}
+
+// Logs of older versions indexed every branch row by (state, updated); the
+// first open drops that index for one over the live rows only, which
+// recovery uses.
+TEST_F(SqliteResourceTest, TheOldStateIndexGivesWayToOneOverLiveRows) {
+  ASSERT_OK(ExecuteAndPrepare(a_, {Add(1, -1)}).status);
+  ASSERT_OK(ExecuteAndPrepare(b_, {Add(2, 1)}).status);
+  ASSERT_OK(Commit(b_));
+  rm_.reset();
+  ASSERT_OK(reader_->Exec("DROP INDEX txc_branches_live;"
+                          "CREATE INDEX txc_branches_by_state ON txc_branches(state, updated);"));
+  auto recovered = Open();
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].txid, a_);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'txc_branches_by_state'"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'txc_branches_live'"), 1);
+  auto plan = reader_->Prepare(
+      "EXPLAIN QUERY PLAN SELECT txid FROM txc_branches WHERE state < 4 ORDER BY epoch, seq");
+  ASSERT_TRUE(plan.ok());
+  std::string details;
+  for (;;) {
+    auto row = (*plan)->Step();
+    ASSERT_TRUE(row.ok());
+    if (!*row) break;
+    details += (*plan)->ColumnText(3) + "\n";
+  }
+  EXPECT_THAT(details, HasSubstr("USING INDEX txc_branches_live"));
+  ASSERT_OK(Commit(a_));
+  EXPECT_TRUE(Open().empty());
+}
+
 // ------------------------------------------- key locks and exact undo
 
 class SqliteResourceKeyTest : public SqliteResourceTest {
