@@ -151,7 +151,6 @@ Status CoordinatorNode::Start() {
         static_cast<uint64_t>(SteadyNowMicros()) * 31 + static_cast<uint64_t>(options_.replica_id);
     co.paxos_tick = options_.tick;
     co.recovered = std::move(recovered.value());
-    co.batch_proposals = true;
     core_ = std::make_unique<NodeCore>(std::move(co));
     if (!core_->startup_status().ok()) {
       return Status(core_->startup_status().code(),

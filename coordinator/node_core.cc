@@ -338,15 +338,7 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
     }
     for (const proto::Command& c : *cmds) Apply(index, c, now, out);
   }
-  if (fx.stepped_down) {
-    if (driver_.serving()) {
-      Note(out, "steps down; leader " + std::to_string(replica_->leader_id()), nullptr, nullptr,
-           NoteAction::kInfo, true);
-    }
-    lead_epoch_ = 0;
-    driver_.StepDown(LeaderAddress());
-    out->stepped_down = true;
-  }
+  if (fx.stepped_down) StepDownDriver(out);
   if (fx.leader_recovered) {
     lead_epoch_ = *fx.leader_recovered;
     Note(out, "leading epoch " + std::to_string(lead_epoch_) + "; proposing its marker", nullptr,
@@ -359,11 +351,7 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
     known_leader_ = leader;
     Note(out, "leader " + std::to_string(leader) + " epoch " + std::to_string(replica_->epoch()),
          nullptr, nullptr, NoteAction::kInfo, true);
-    if (leader != options_.self_id) {
-      lead_epoch_ = 0;
-      driver_.StepDown(LeaderAddress());
-      out->stepped_down = true;
-    }
+    if (leader != options_.self_id) StepDownDriver(out);
   }
 }
 
@@ -391,7 +379,7 @@ std::optional<Status> NodeCore::CannotPropose() const {
 void NodeCore::Propose(std::vector<proto::Command> cmds, Micros now, NodeEffects* out) {
   if (auto why = CannotPropose()) return Refuse(std::move(cmds), *why, now, out);
   bool decide = std::any_of(cmds.begin(), cmds.end(), IsCommitDecide);
-  if (replica_ && options_.batch_proposals) {
+  if (replica_) {
     // Held until the flush: the commands of this turn share one slot.
     held_.insert(held_.end(), std::make_move_iterator(cmds.begin()),
                  std::make_move_iterator(cmds.end()));
@@ -404,14 +392,8 @@ void NodeCore::Propose(std::vector<proto::Command> cmds, Micros now, NodeEffects
     ProposeAction a;
     a.bytes = EncodeBatch(cmds);
     a.cmds = std::move(cmds);
-    if (replica_) {
-      std::string value = a.bytes;
-      out->actions.push_back(std::move(a));
-      replica_->Propose(std::move(value), now);
-    } else {
-      a.index = next_index_++;
-      out->actions.push_back(std::move(a));
-    }
+    a.index = next_index_++;
+    out->actions.push_back(std::move(a));
   }
   // The DECIDE is on its way to the disk (or to the acceptors), not durable.
   if (decide) Note(out, "", nullptr, "coord.decide_proposed");
@@ -451,7 +433,25 @@ void NodeCore::Refuse(std::vector<proto::Command> cmds, const Status& why, Micro
   a.cmds = cmds;
   a.refused = true;
   out->actions.push_back(std::move(a));
+  if (why.code() == Status::kNotLeader) {
+    // The replica lost the lead since these were proposed (its effects,
+    // held until the flush, say so next): nothing failed, so the driver
+    // steps down as that step-down would make it, and its waiters hear
+    // NOT_LEADER, not that the log failed. None of these was proposed.
+    StepDownDriver(out);
+    return;
+  }
   for (const proto::Command& c : cmds) driver_.OnProposalFailed(c, why, now);
+}
+
+void NodeCore::StepDownDriver(NodeEffects* out) {
+  if (driver_.serving()) {
+    Note(out, "steps down; leader " + std::to_string(replica_ ? replica_->leader_id() : 0),
+         nullptr, nullptr, NoteAction::kInfo, true);
+  }
+  lead_epoch_ = 0;
+  driver_.StepDown(LeaderAddress());
+  out->stepped_down = true;
 }
 
 void NodeCore::Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects* out) {

@@ -46,7 +46,7 @@
 
 namespace txc::coord {
 
-// batch_proposals: the most commands one slot carries (about 100 KiB
+// Group mode: the most commands one slot carries (about 100 KiB
 // encoded); a turn that proposes more fills several slots. A batch whose
 // encoding exceeds kMaxSlotBytes (large participant lists) is split in halves
 // until each fits or holds one command, so a slot, and an ACCEPT of many
@@ -68,13 +68,6 @@ struct NodeCoreOptions {
   // How often the replica's timers are checked. Default: 5 ms.
   Micros paxos_tick = 5 * kMillis;
   paxos::DurableState recovered;
-  // Group: after a proposal, hold the proposals and the replica's effects
-  // until FlushProposals(): the commands proposed in one turn of the shell's
-  // event loop go to the replica as one slot (at most kMaxCommandsPerSlot
-  // each), so they share one ACCEPT, one log record and one apply (both the
-  // real node and the simulator post the flush behind the events already
-  // queued). Default: false (each proposal is its own slot at once).
-  bool batch_proposals = false;
   // Applied commands between snapshots of the table (0: never); a slot
   // counts as at least one. At each, the core hands the image to the replica
   // (which may then forget the slots it covers) and a SnapshotAction asks the
@@ -206,7 +199,13 @@ class NodeCore {
   // each comes back as an AppendedAction once chosen, or in a refused
   // ProposeAction.
   NodeEffects ProposeCommands(std::vector<proto::Command> cmds, Micros now);
-  // Group with batch_proposals: what the replica held since a proposal.
+  // Group: after a proposal the core holds the proposals and the replica's
+  // effects until this call: the commands proposed in one turn of the
+  // shell's event loop go to the replica as one slot (at most
+  // kMaxCommandsPerSlot each), so they share one ACCEPT, one log record and
+  // one apply. A shell calls it when effects ask (flush_proposals), behind
+  // the inputs already queued (the real node posts it to its io_context, the
+  // simulator schedules it after the events due at the same instant).
   NodeEffects FlushProposals(Micros now);
 
   // ---- clients and agents
@@ -248,7 +247,7 @@ class NodeCore {
   void HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out);
   void HandleDriver(DriverEffects& fx, Micros now, NodeEffects* out);
   void Propose(std::vector<proto::Command> cmds, Micros now, NodeEffects* out);
-  // batch_proposals: what was proposed since the last flush goes to the
+  // Group: what was proposed since the last flush goes to the
   // replica as one slot (or is refused, if this replica no longer leads).
   void ProposeHeld(Micros now, NodeEffects* out);
   void ProposeSlot(std::vector<proto::Command> cmds, Micros now, NodeEffects* out);
@@ -256,6 +255,9 @@ class NodeCore {
   // not lead), if so.
   std::optional<Status> CannotPropose() const;
   void Refuse(std::vector<proto::Command> cmds, const Status& why, Micros now, NodeEffects* out);
+  // The driver stops serving: its waiters hear NOT_LEADER with the leader's
+  // address when one is known (UNAVAILABLE otherwise).
+  void StepDownDriver(NodeEffects* out);
   void MaybeSnapshot(NodeEffects* out);
   void Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects* out);
   static void Merge(NodeEffects* out, NodeEffects more);
@@ -272,8 +274,8 @@ class NodeCore {
   int64_t lead_epoch_ = 0;   // the epoch whose marker this replica proposed
   int known_leader_ = 0;
   bool failed_ = false;      // the log failed as a whole
-  bool holding_ = false;     // batch_proposals: the replica's effects wait for FlushProposals
-  std::vector<proto::Command> held_;  // batch_proposals: proposed since the last flush
+  bool holding_ = false;     // group: the replica's effects wait for FlushProposals
+  std::vector<proto::Command> held_;  // group: proposed since the last flush
   Status startup_;
 };
 

@@ -592,7 +592,6 @@ void SimCoordinator::BootReplica() {
   o.paxos_tick = t.paxos_tick;
   o.paxos.snapshot_chunk = t.paxos_snapshot_chunk;  // images travel in several chunks
   o.snapshot_every = t.snapshot_every;
-  o.batch_proposals = true;  // as the real node runs a group
   // BUG dead-leader-heartbeats: the node stops serving on a failed log, but
   // its replica core keeps leading (the test-only seam of NodeCoreOptions).
   o.testing_keep_replica_on_log_failure = c_->bugs().dead_leader_heartbeats;

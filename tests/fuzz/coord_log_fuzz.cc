@@ -112,11 +112,16 @@ void RecoverAcceptor(const std::vector<std::string_view>& records) {
   NodeCore core(std::move(o));
   if (!core.startup_status().ok()) return;  // the node refuses to serve
   txc::Micros now = 1'000'000;
-  (void)core.Start(now);
+  // Its writes are never acknowledged (the disk hangs); proposals are
+  // flushed at the end of each turn, as the shell does.
+  auto turn = [&core, &now](txc::coord::NodeEffects fx) {
+    if (fx.flush_proposals) (void)core.FlushProposals(now);
+  };
+  turn(core.Start(now));
   for (int i = 0; i < 4; ++i) {
     now += 400'000;
-    (void)core.TickReplica(now);
-    (void)core.Tick(now);
+    turn(core.TickReplica(now));
+    turn(core.Tick(now));
   }
   CheckSnapshotStable(core.table());
 }

@@ -26,19 +26,23 @@ using txc::coord::NodeCore;
 using txc::coord::NodeEffects;
 
 // Acknowledges every durable write the effects ask for, as the shell does
-// once its LogStore write completes; bounded, since each answer may ask for more.
+// once its LogStore write completes, and flushes the held proposals when
+// asked, as the shell does at the end of its turn; bounded, since each
+// answer may ask for more.
 void Settle(NodeCore* core, NodeEffects fx, txc::Micros now) {
   for (int round = 0; round < 8; ++round) {
     std::vector<uint64_t> tokens;
     for (const auto& a : fx.actions) {
       if (const auto* p = std::get_if<txc::paxos::Persist>(&a)) tokens.push_back(p->token);
     }
-    if (tokens.empty()) return;
+    if (tokens.empty() && !fx.flush_proposals) return;
     NodeEffects next;
-    for (uint64_t t : tokens) {
-      NodeEffects more = core->OnPersisted(t, now);
+    auto take = [&next](NodeEffects more) {
       for (auto& a : more.actions) next.actions.push_back(std::move(a));
-    }
+      next.flush_proposals = next.flush_proposals || more.flush_proposals;
+    };
+    for (uint64_t t : tokens) take(core->OnPersisted(t, now));
+    if (fx.flush_proposals) take(core->FlushProposals(now));
     fx = std::move(next);
   }
 }
@@ -71,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (msg.sender < 1 || msg.sender > 3) continue;  // PaxosLog drops non-members
     Settle(&core, core.OnPeerMessage(msg, now), now);
     Settle(&core, core.TickReplica(now), now);
-    (void)core.Tick(now);
+    Settle(&core, core.Tick(now), now);
   }
   return 0;
 }

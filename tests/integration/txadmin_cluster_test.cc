@@ -326,7 +326,15 @@ TEST_F(TxadminClusterTest, StatusBranchesAndWalDumpOnALiveGroup) {
   EXPECT_EQ(d["leader_reachable"], false);
   EXPECT_EQ(d["leader_address"], Addr(ports_[leader - 1]));
   ASSERT_EQ(d["replicas"].size(), 2u);
-  for (const auto& r : d["replicas"]) EXPECT_EQ(r["leader_id"], leader);
+  // Each follower names it, or has just started an election (leader 0): a
+  // follower that sees its connection to the leader closed campaigns after
+  // at most a heartbeat, not an election timeout (seen once under ctest -j2).
+  int naming = 0;
+  for (const auto& r : d["replicas"]) {
+    EXPECT_TRUE(r["leader_id"] == leader || r["leader_id"] == 0) << dead.out;
+    naming += r["leader_id"] == leader ? 1 : 0;
+  }
+  EXPECT_GE(naming, 1) << dead.out;
   ASSERT_EQ(d["unreachable"].size(), 1u);
   EXPECT_EQ(d["unreachable"][0]["id"], leader);
   EXPECT_EQ(d["unreachable"][0]["leader"], true);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "tests/support/core_harness.h"
@@ -19,6 +20,8 @@
 namespace txc::coord {
 namespace {
 
+using ::testing::HasSubstr;
+using ::testing::Not;
 using txc::testing::Participant;
 
 constexpr Micros kT0 = 1000 * kSeconds;
@@ -228,7 +231,6 @@ class GroupTest : public ::testing::Test {
       o.paxos.election_min = 300 * kMillis;
       o.paxos.election_max = 600 * kMillis;
       o.paxos_tick = 5 * kMillis;
-      o.batch_proposals = true;  // as the real node runs a group
       if (id == 1) o.before_apply = [this](const TxnTable&, proto::Command* c) { seen_.push_back(*c); };
       cores_[id] = std::make_unique<NodeCore>(std::move(o));
       Handle(id, cores_[id]->Start(now_));
@@ -353,7 +355,7 @@ std::vector<std::string> Whos(const std::string& value) {
   return out;
 }
 
-TEST_F(GroupTest, ProposalsOfOneTurnShareOneSlotWhenBatched) {
+TEST_F(GroupTest, ProposalsOfOneTurnShareOneSlot) {
   Run(2 * kSeconds);
   int leader = Serving();
   ASSERT_GT(leader, 0);
@@ -441,6 +443,55 @@ TEST_F(GroupTest, HeldProposalsAreRefusedIfTheLogFailsBeforeTheFlush) {
   EXPECT_TRUE(proposed[0].refused);
   EXPECT_EQ(proposed[0].cmds.size(), 2u);
   EXPECT_TRUE(All<paxos::Persist>(f).empty());  // nothing reaches the log
+}
+
+// A leader that sees a higher ballot between a proposal and the flush no
+// longer leads at the flush: the held DECIDE is refused unproposed, and its
+// client hears that this replica does not serve (NOT_LEADER once a leader is
+// known), not that the log failed; the replica can lead again later.
+TEST_F(GroupTest, HeldProposalsOfAReplicaThatLostTheLeadAreAnsweredNotServing) {
+  Run(2 * kSeconds);
+  int leader = Serving();
+  ASSERT_GT(leader, 0);
+  int other = leader == 1 ? 2 : 1;
+  NodeEffects fx = cores_[leader]->OnBegin(6, proto::BeginRequest(), now_);
+  TxId txid = std::get<proto::BeginResponse>(All<ClientReply>(fx)[0].response).txid;
+  proto::CommitRequest commit;
+  commit.txid = txid;
+  commit.participants = {Participant("bank_a", "a:1")};
+  Handle(leader, cores_[leader]->OnCommit(7, commit, now_));
+  proto::PrepareResponse yes;
+  yes.vote = proto::Vote::YES;
+  fx = cores_[leader]->OnVote(txid, 0, Status::Ok(), yes, now_);
+  EXPECT_TRUE(fx.flush_proposals);  // the DECIDE is held
+
+  paxos::Message prepare;
+  prepare.type = paxos::wire::Type::PREPARE;
+  prepare.sender = other;
+  prepare.receiver = leader;
+  prepare.ballot.round = 1'000'000;
+  prepare.ballot.replica = other;
+  Handle(leader, cores_[leader]->OnPeerMessage(prepare, now_));
+  ASSERT_FALSE(cores_[leader]->replica()->is_leader());
+  replies_[leader].clear();
+  NodeEffects f = cores_[leader]->FlushProposals(now_);
+  auto proposed = All<ProposeAction>(f);
+  ASSERT_EQ(proposed.size(), 1u);
+  EXPECT_TRUE(proposed[0].refused);
+  EXPECT_TRUE(f.stepped_down);
+  EXPECT_FALSE(cores_[leader]->driver().serving());
+  auto replies = All<ClientReply>(f);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].token, 7u);
+  const auto& r = std::get<proto::CommitResponse>(replies[0].response);
+  EXPECT_TRUE(r.status.code == proto::Code::UNAVAILABLE || r.status.code == proto::Code::NOT_LEADER);
+  EXPECT_THAT(r.status.message, HasSubstr("not serving"));
+  EXPECT_THAT(r.status.message, Not(HasSubstr("durable")));
+  EXPECT_EQ(r.outcome, proto::Outcome::UNKNOWN);
+
+  Handle(leader, std::move(f));
+  Run(3 * kSeconds);  // the group elects a leader again, and serves
+  EXPECT_GT(Serving(), 0);
 }
 
 }  // namespace
