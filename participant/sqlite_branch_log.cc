@@ -162,10 +162,11 @@ Status BranchLog::Init() {
   TXC_RETURN_IF_ERROR(prep(&commit_inline_,
                            "UPDATE txc_branches SET state = 4, changed = 1, updated = ?2, "
                            "redo = NULL, undo = NULL, keys = NULL "
-                           "WHERE txid = ?1 AND state < 4 AND redo IS NOT NULL"));
+                           "WHERE txid = ?1 AND state < 4 AND redo IS NOT NULL AND "
+                           "NOT EXISTS (SELECT 1 FROM txc_changes WHERE txid = ?1)"));
   TXC_RETURN_IF_ERROR(prep(&insert_branch_,
-                           "INSERT INTO txc_branches(txid, epoch, seq, state, updated) "
-                           "VALUES(?1, ?2, ?3, ?4, ?5)"));
+                           "INSERT INTO txc_branches(txid, epoch, seq, state, updated, redo, undo, "
+                           "keys) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
   TXC_RETURN_IF_ERROR(prep(&insert_prepared_,
                            "INSERT INTO txc_branches(txid, epoch, seq, state, participants, "
                            "protocol, updated, redo, undo, keys) "
@@ -175,8 +176,11 @@ Status BranchLog::Init() {
   TXC_RETURN_IF_ERROR(prep(&set_prepared_,
                            "UPDATE txc_branches SET state = ?2, participants = ?3, protocol = ?4, "
                            "updated = ?5 WHERE txid = ?1"));
+  // The change set in the branch's row, if any, is its first (seq 1).
   TXC_RETURN_IF_ERROR(
-      prep(&next_seq_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM txc_changes WHERE txid = ?1"));
+      prep(&next_seq_, "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM txc_changes WHERE txid = ?1), "
+                       "(SELECT COUNT(*) FROM txc_branches WHERE txid = ?1 AND redo IS NOT NULL)) "
+                       "+ 1"));
   TXC_RETURN_IF_ERROR(prep(&insert_change_,
                            "INSERT INTO txc_changes(txid, seq, redo, undo, keys) "
                            "VALUES(?1, ?2, ?3, ?4, ?5)"));
@@ -264,10 +268,22 @@ Status BranchLog::SetState(const std::string& txid, BranchState st) {
   return Internal(s.Run());
 }
 
-Status BranchLog::InsertBranch(const TxId& txid, BranchState st) {
+Status BranchLog::InsertBranch(const TxId& txid, BranchState st,
+                               const std::optional<Change>& change) {
+  std::optional<Blob> redo, undo, keys;
+  std::string key_blob;
+  if (change) {
+    key_blob = EncodeKeys(*change->keys);
+    if (key_blob.empty()) {
+      return Err(Status::kInternal, "cannot encode the lock keys of " + ToString(txid));
+    }
+    redo = Blob{change->redo};
+    undo = Blob{change->undo};
+    keys = Blob{key_blob};
+  }
   wal::Stmt& s = *insert_branch_;
-  TXC_RETURN_IF_ERROR(Internal(
-      BindAll(s, ToString(txid), txid.epoch, txid.seq, static_cast<int>(st), WallMs())));
+  TXC_RETURN_IF_ERROR(Internal(BindAll(s, ToString(txid), txid.epoch, txid.seq,
+                                       static_cast<int>(st), WallMs(), redo, undo, keys)));
   ResetOnExit reset{s};
   return Internal(s.Run());
 }
@@ -309,10 +325,9 @@ Status BranchLog::SetPrepared(const std::string& txid, const PrepareInfo& info) 
 }
 
 Status BranchLog::AppendChange(const std::string& txid, std::string_view redo,
-                               std::string_view undo, const std::vector<std::string>& keys,
-                               bool first) {
+                               std::string_view undo, const std::vector<std::string>& keys) {
   int64_t seq = 1;
-  if (!first) {
+  {
     wal::Stmt& s = *next_seq_;
     TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
     ResetOnExit reset{s};

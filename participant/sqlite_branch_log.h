@@ -1,15 +1,17 @@
 // Internal to SqliteResource: the branch log, in the resource's own database
 // file (see sqlite_resource.h for the tables):
 //   txc_branches: one row per branch, its state, and once PREPARED its
-//                 participants and protocol (proto::PreparedRecord); a
-//                 branch written PREPARED at once (a one-shot) keeps its
-//                 single change set in its own row (redo, undo, keys) until
-//                 it ends;
-//   txc_changes:  per Execute call of any other branch that changed rows,
-//                 its redo and undo change sets and its lock keys
-//                 (proto::ChangeKeysRecord).
-// A branch's changes are in one of the two places, never both: a branch
-// that is PREPARED takes no more statements.
+//                 participants and protocol (proto::PreparedRecord); the
+//                 change set of the call that created the branch (a
+//                 one-shot's only one, an interactive branch's first
+//                 Execute) is kept in the row (redo, undo, keys) until the
+//                 branch ends: it is the branch's change seq 1;
+//   txc_changes:  per later Execute call that changed rows, its redo and
+//                 undo change sets and its lock keys (proto::ChangeKeysRecord),
+//                 from seq 2 (or 1 when the first call changed nothing).
+// Readers take the union of the two, by seq. Logs written before
+// 2026-12-05 kept an interactive branch's changes in txc_changes only
+// (from seq 1); they read the same way.
 // Files of the older, legacy layout of both records still recover.
 // Final rows (COMMITTED, ABORTED tombstones) are purged after a retention.
 //
@@ -60,15 +62,19 @@ class BranchLog : private Named {
   // -> COMMITTED; `changed`: the branch had changes to commit. Drops the
   // change set kept in the row, if any.
   Status SetCommitted(const std::string& txid, bool changed);
-  // -> COMMITTED in one statement for a live branch whose change set is in
-  // its row (a one-shot's); false, and nothing written, for any other.
+  // -> COMMITTED in one statement for a live branch whose changes are all
+  // in its row (a one-shot's, an interactive branch's with one writing
+  // Execute); false, and nothing written, for any other.
   Result<bool> CommitInline(const std::string& txid);
-  Status InsertBranch(const TxId& txid, BranchState s);
   // One Execute call's change sets and lock keys.
   struct Change {
     std::string_view redo, undo;
     const std::vector<std::string>* keys = nullptr;
   };
+  // A new branch's row; with the change set of the call that creates it,
+  // if that call changed rows (kept in the row, as seq 1).
+  Status InsertBranch(const TxId& txid, BranchState s,
+                      const std::optional<Change>& change = std::nullopt);
   // A new branch's row, PREPARED at once with the participants and protocol
   // to recover with (a one-shot's Execute and Prepare in one operation),
   // and its change set if it changed rows (kept in the row, not in
@@ -85,11 +91,10 @@ class BranchLog : private Named {
   // A resource's PreCommit: PREPARED -> PRECOMMITTED; OK for a branch
   // PRECOMMITTED or COMMITTED already; refused otherwise, naming the branch.
   Status PreCommit(const TxId& txid);
-  // Appends one Execute call's change sets and lock keys. `first`: the
-  // branch has no row yet, so no change rows either (its first is seq 1,
-  // not looked up).
+  // Appends one Execute call's change sets and lock keys to a branch that
+  // has a row (after its row's change set and its earlier ones).
   Status AppendChange(const std::string& txid, std::string_view redo, std::string_view undo,
-                      const std::vector<std::string>& keys, bool first = false);
+                      const std::vector<std::string>& keys);
   // The undo change sets, newest first.
   Result<std::vector<std::string>> Undos(const std::string& txid);
   // Drops the branch's change rows and the change set in its row (it

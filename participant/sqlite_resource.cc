@@ -464,28 +464,28 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
     }
   }
 
-  // A one-shot (a new branch PREPARED at once) keeps its change set in its
-  // own row; any other branch appends a row to txc_changes per call.
-  const bool one_row = prepare != nullptr && !state->has_value();
+  // The call that creates the branch (a one-shot's, or an interactive
+  // branch's first Execute) keeps its change set in the branch's new row;
+  // each later call appends a row to txc_changes.
+  const bool new_row = !state->has_value();
   SqliteBuffer undo;
   if (redo.n > 0) {
     TXC_RETURN_IF_ERROR(changes_.Invert(redo, &undo));
-    if (!one_row) {
-      TXC_RETURN_IF_ERROR(
-          log_.AppendChange(id, redo.view(), undo.view(), keys, /*first=*/!state->has_value()));
-    }
+    if (!new_row) TXC_RETURN_IF_ERROR(log_.AppendChange(id, redo.view(), undo.view(), keys));
     for (const std::string& key : keys) locks_.Acquire(key, txid);
     out->wrote = true;
   }
-  if (one_row) {
+  if (new_row) {
     std::optional<BranchLog::Change> change;
     if (redo.n > 0) change = BranchLog::Change{redo.view(), undo.view(), &keys};
-    TXC_RETURN_IF_ERROR(log_.InsertPrepared(txid, *prepare, change));
+    if (prepare != nullptr) {
+      TXC_RETURN_IF_ERROR(log_.InsertPrepared(txid, *prepare, change));
+    } else {
+      TXC_RETURN_IF_ERROR(log_.InsertBranch(txid, BranchState::kActive, change));
+    }
   } else if (prepare != nullptr) {
     // The branch goes PREPARED in this same local transaction.
     TXC_RETURN_IF_ERROR(log_.SetPrepared(id, *prepare));
-  } else if (!state->has_value()) {
-    TXC_RETURN_IF_ERROR(log_.InsertBranch(txid, BranchState::kActive));
   }
   out->results = std::move(captured.results);
   return Status::Ok();
@@ -496,8 +496,9 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
 
 std::optional<Status> SqliteResource::Impl::RunSingleStatementOp(Op& op) {
   if (op.kind != Op::kCommit) return std::nullopt;
-  // A one-shot's branch (live, its change set in its row): one UPDATE. Any
-  // other branch (none changed) goes the general way, DoCommit.
+  // A branch whose changes are all in its row (a one-shot's, an interactive
+  // one's with a single writing Execute): one UPDATE. Any other (none
+  // changed) goes the general way, DoCommit.
   auto done = log_.CommitInline(ToString(op.txid));
   if (!done.ok()) return done.status();
   if (!*done) return std::nullopt;
@@ -518,14 +519,11 @@ Status SqliteResource::Impl::DoCommit(const TxId& txid) {
     default:
       break;
   }
-  // Its change set is either in its row (dropped by SetCommitted) or in
-  // txc_changes.
-  bool changed = (*loaded)->changes_inline;
-  if (!changed) {
-    auto rows = log_.DeleteChangeRowsIfAny(id);
-    if (!rows.ok()) return rows.status();
-    changed = *rows;
-  }
+  // Its change sets are in its row (dropped by SetCommitted), in
+  // txc_changes, or both.
+  auto rows = log_.DeleteChangeRowsIfAny(id);
+  if (!rows.ok()) return rows.status();
+  const bool changed = (*loaded)->changes_inline || *rows;
   TXC_RETURN_IF_ERROR(log_.SetCommitted(id, changed));
   locks_.ReleaseAll(txid);
   return Status::Ok();

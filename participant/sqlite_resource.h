@@ -8,9 +8,10 @@
 //                protocol INTEGER, updated INTEGER, changed INTEGER,
 //                redo BLOB, undo BLOB, keys BLOB)
 //   txc_changes(txid TEXT, seq INTEGER, redo BLOB, undo BLOB, keys BLOB, PRIMARY KEY(txid, seq))
-// A one-shot branch (Execute and Prepare in one call, on a branch with no
-// row) keeps its one change set in its txc_branches row until it ends; any
-// other branch has a txc_changes row per Execute call that changed rows.
+// The call that creates a branch (a one-shot's Execute and Prepare, or an
+// interactive branch's first Execute) keeps its change set in the branch's
+// txc_branches row until it ends (seq 1); each later Execute call that
+// changed rows adds a txc_changes row.
 // participants and keys hold proto::PreparedRecord and proto::ChangeKeysRecord
 // (protocol/txcoord.thrift, through common/codec.h); files of the older
 // layout still recover.

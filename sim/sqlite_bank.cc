@@ -160,7 +160,7 @@ Status ReadBankImage(sqlite3* db, BankImage* out) {
   });
   if (!s.ok()) return s;
   Status parse = Status::Ok();
-  // A one-shot's change set is in its branch row, any other's in txc_changes.
+  // A branch's first change set is in its branch row (seq 1), any later one in txc_changes.
   s = Query(db,
             "SELECT txid, redo FROM (SELECT txid, 1 AS seq, redo FROM txc_branches WHERE redo IS "
             "NOT NULL UNION ALL SELECT txid, seq, redo FROM txc_changes) ORDER BY txid, seq",

@@ -681,15 +681,19 @@ TEST_F(SqliteResourceTest, PreparedParticipantsKeepTheirIncarnationAcrossRestart
 TEST_F(SqliteResourceTest, LogBlobsAreTheIdlRecords) {
   const PrepareInfo info = TwoParticipants();
   ASSERT_OK(Execute(a_, {Add(7, -50), Sql("INSERT INTO kv VALUES('x', 2, 'v')")}).status);
+  ASSERT_OK(Execute(a_, {Add(8, 50)}).status);
   ASSERT_OK(Prepare(a_, info));
 
   proto::PreparedRecord prepared;
   ASSERT_TRUE(codec::Decode(Blob(reader_.get(), "SELECT participants FROM txc_branches"),
                             &prepared));
   EXPECT_EQ(prepared.participants, info.participants);
-  proto::ChangeKeysRecord keys;
-  ASSERT_TRUE(codec::Decode(Blob(reader_.get(), "SELECT keys FROM txc_changes"), &keys));
+  proto::ChangeKeysRecord keys;  // the first Execute's, in the branch's row
+  ASSERT_TRUE(codec::Decode(Blob(reader_.get(), "SELECT keys FROM txc_branches"), &keys));
   EXPECT_EQ(keys.keys.size(), 2u);
+  proto::ChangeKeysRecord later;  // the second's, in txc_changes
+  ASSERT_TRUE(codec::Decode(Blob(reader_.get(), "SELECT keys FROM txc_changes"), &later));
+  EXPECT_EQ(later.keys.size(), 1u);
 }
 
 // Bytes the encoder before proto::PreparedRecord and proto::ChangeKeysRecord
@@ -843,6 +847,62 @@ TEST_F(SqliteResourceTest, OneShotKeepsItsChangeSetInItsBranchRow) {
   EXPECT_EQ(Accounts(), after);
   EXPECT_TRUE(Open().empty());
   EXPECT_EQ(rm_->locks_held(), 0u);
+}
+
+// An interactive branch keeps its first Execute's change set in its own row
+// (seq 1) and each later one in txc_changes (seq 2, 3...): a rollback undoes
+// them newest first, a restart recovers the locks of both, and its commit
+// drops both. A branch whose first Execute changed nothing has its first
+// change set in txc_changes, at seq 1 (as logs of older versions have them).
+TEST_F(SqliteResourceTest, AnInteractiveBranchKeepsItsFirstChangeSetInItsRow) {
+  const auto before = Accounts();
+  ASSERT_OK(Execute(a_, {Add(1, -10)}).status);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_branches WHERE txid = '1.1' AND redo IS NOT NULL"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes"), 0);
+  ASSERT_OK(Execute(a_, {Add(2, 10)}).status);
+  ASSERT_OK(Execute(a_, {Add(1, -5)}).status);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes WHERE txid = '1.1'"), 2);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes WHERE txid = '1.1' AND seq IN (2, 3)"), 2);
+
+  ASSERT_OK(Execute(b_, {Sql("SELECT 1")}).status);  // changed nothing: no change set in the row
+  ASSERT_OK(Execute(b_, {Add(3, 1)}).status);
+  EXPECT_EQ(Count("SELECT seq FROM txc_changes WHERE txid = '1.2'"), 1);
+  ASSERT_OK(Execute(b_, {Add(4, 1)}).status);
+
+  auto recovered = Open();  // a restart: both ACTIVE, every lock back
+  ASSERT_EQ(recovered.size(), 2u);
+  EXPECT_EQ(rm_->locks_held(), 4u);  // accounts 1, 2 (a) and 3, 4 (b)
+  const TxId c = MakeTxId(1, 3);
+  EXPECT_EQ(Execute(c, {Add(1, 1)}).status.code(), Status::kConflict);  // the row's change set
+  EXPECT_EQ(Execute(c, {Add(2, 1)}).status.code(), Status::kConflict);  // a later one
+  ASSERT_OK(Rollback(c));
+
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Accounts().at(1), 100);
+  EXPECT_EQ(Accounts().at(2), 100);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes WHERE txid = '1.1'"), 0);
+  EXPECT_EQ(Count("SELECT redo IS NULL FROM txc_branches WHERE txid = '1.1'"), 1);
+
+  ASSERT_OK(Prepare(b_));
+  ASSERT_OK(Commit(b_));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes"), 0);
+  EXPECT_EQ(Count("SELECT changed FROM txc_branches WHERE txid = '1.2'"), 1);
+  EXPECT_EQ(Rollback(b_).code(), Status::kInvalidArgument);  // it changed rows
+
+  const TxId d = MakeTxId(1, 4);  // one writing Execute, all in the row: the one-UPDATE commit
+  ASSERT_OK(Execute(d, {Add(5, -1)}).status);
+  ASSERT_OK(Prepare(d));
+  ASSERT_OK(Commit(d));
+  EXPECT_EQ(Count("SELECT state = 4 AND changed = 1 AND redo IS NULL AND undo IS NULL AND keys "
+                  "IS NULL FROM txc_branches WHERE txid = '1.4'"),
+            1);
+  EXPECT_EQ(rm_->locks_held(), 0u);
+  auto after = before;
+  after[3] = 101;
+  after[4] = 101;
+  after[5] = 99;
+  EXPECT_EQ(Accounts(), after);
+  EXPECT_TRUE(Open().empty());
 }
 
 // A one-shot that changed nothing keeps no change set: its commit records it
@@ -1525,8 +1585,9 @@ TEST_F(SqliteResourceKeyTest, UndoBlockedByAUniqueRowWrittenOutsideFailsAndSucce
   EXPECT_EQ(Balance(2), 110);
   EXPECT_EQ(Email(1), std::nullopt);
   EXPECT_EQ(rm_->locks_held(), locks);
-  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes WHERE txid = '1.1'"), 2);
-  EXPECT_EQ(Count("SELECT state FROM txc_branches WHERE txid = '1.1'"),
+  // The first Execute's change set in the branch's row, the second's in txc_changes.
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_changes WHERE txid = '1.1'"), 1);
+  EXPECT_EQ(Count("SELECT state FROM txc_branches WHERE txid = '1.1' AND redo IS NOT NULL"),
             static_cast<int>(BranchState::kActive));
   EXPECT_EQ(Rollback(a_).code(), Status::kConflict);  // still
 

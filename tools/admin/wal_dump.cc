@@ -144,7 +144,7 @@ Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
   std::map<std::string, size_t> by_txid;  // -> index in d->branches
   for (size_t i = 0; i < d->branches.size(); ++i) by_txid.emplace(d->branches[i].txid, i);
   // Change rows; a branch with rows but no branch row (never written so) is
-  // still shown. A one-shot's one change set is in its branch row (files
+  // still shown. A branch's first change set is in its branch row (files
   // written before that have no such column), shown as its change 1.
   auto inline_changes = r.HasColumn("txc_branches", "redo");
   if (!inline_changes.ok()) return inline_changes.status();

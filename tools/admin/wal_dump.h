@@ -36,8 +36,8 @@ struct WalDump {
   Kind kind = kBranchLog;
   std::string path;  // the file read
 
-  // kBranchLog: one row of txc_branches, with its rows of txc_changes (or, for
-  // a one-shot, the change set kept in its own row, as change 1).
+  // kBranchLog: one row of txc_branches, with its change sets: the first kept
+  // in its own row (change 1), the later ones in txc_changes.
   // kDatabaseBranchLog: one row of xa_branches, with its rows of xa_statements.
   struct Change {
     int64_t seq = 0;
