@@ -175,7 +175,7 @@ Status BranchLog::Init() {
       prep(&set_state_, "UPDATE txc_branches SET state = ?2, updated = ?3 WHERE txid = ?1"));
   TXC_RETURN_IF_ERROR(prep(&set_prepared_,
                            "UPDATE txc_branches SET state = ?2, participants = ?3, protocol = ?4, "
-                           "updated = ?5 WHERE txid = ?1"));
+                           "updated = ?5 WHERE txid = ?1 AND state = 1"));
   // The change set in the branch's row, if any, is its first (seq 1).
   TXC_RETURN_IF_ERROR(
       prep(&next_seq_, "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM txc_changes WHERE txid = ?1), "
@@ -311,7 +311,7 @@ Status BranchLog::InsertPrepared(const TxId& txid, const PrepareInfo& info,
   return Internal(s.Run());
 }
 
-Status BranchLog::SetPrepared(const std::string& txid, const PrepareInfo& info) {
+Result<bool> BranchLog::PrepareIfActive(const std::string& txid, const PrepareInfo& info) {
   wal::Stmt& s = *set_prepared_;
   std::string participants = EncodeParticipants(info.participants);
   if (participants.empty()) {
@@ -321,7 +321,15 @@ Status BranchLog::SetPrepared(const std::string& txid, const PrepareInfo& info) 
                                        Blob{participants}, static_cast<int>(info.protocol),
                                        WallMs())));
   ResetOnExit reset{s};
-  return Internal(s.Run());
+  TXC_RETURN_IF_ERROR(Internal(s.Run()));
+  return db_->changes() > 0;
+}
+
+Status BranchLog::SetPrepared(const std::string& txid, const PrepareInfo& info) {
+  auto done = PrepareIfActive(txid, info);
+  if (!done.ok()) return done.status();
+  if (!*done) return Err(Status::kInternal, "branch " + txid + " was not ACTIVE when prepared");
+  return Status::Ok();
 }
 
 Status BranchLog::AppendChange(const std::string& txid, std::string_view redo,

@@ -82,8 +82,12 @@ class BranchLog : private Named {
   Status InsertPrepared(const TxId& txid, const PrepareInfo& info,
                         const std::optional<Change>& change = std::nullopt);
   Status SetState(const std::string& txid, BranchState s);
-  // ACTIVE -> PREPARED, with the participants and protocol to recover with.
+  // ACTIVE -> PREPARED, with the participants and protocol to recover with
+  // (the caller found it ACTIVE).
   Status SetPrepared(const std::string& txid, const PrepareInfo& info);
+  // The same in one statement if the branch is ACTIVE; false, and nothing
+  // written, otherwise (Prepare says why).
+  Result<bool> PrepareIfActive(const std::string& txid, const PrepareInfo& info);
   // A resource's Prepare over this log: ACTIVE -> PREPARED (SetPrepared); OK
   // again for a PREPARED or PRECOMMITTED branch (already durable); NOT_FOUND,
   // ABORTED or INVALID_ARGUMENT naming the branch otherwise.

@@ -124,7 +124,8 @@ class SqliteResource::Impl {
   Status DoExecute(const TxId& txid, const std::vector<proto::Statement>& statements,
                    ExecuteResult* out, const PrepareInfo* prepare = nullptr);
   Status DoCommit(const TxId& txid);
-  // Runs an op that is a single statement (a one-shot's Commit) and gives
+  // Runs an op that is a single statement (a Prepare of an ACTIVE branch, a
+  // Commit of a branch whose changes are all in its row) and gives
   // its status; nullopt, with nothing written, for any other op (run it
   // inside a savepoint with RunOp).
   std::optional<Status> RunSingleStatementOp(Op& op);
@@ -285,8 +286,9 @@ bool SqliteResource::Impl::RunGroup(wal::GroupCommitter::Group& group) {
     for (auto& op : ops) {
       if (op->finalized) continue;
       op->result = ExecuteResult{};
-      // An op that is one statement (a one-shot's Commit) needs no
-      // savepoint: SQLite undoes a failed statement by itself.
+      // An op that is one statement (a Prepare of an ACTIVE branch, a
+      // one-shot's Commit) needs no savepoint: SQLite undoes a failed
+      // statement by itself.
       std::optional<Status> single = RunSingleStatementOp(*op);
       bool use_savepoint = !single.has_value();
       if (use_savepoint) {
@@ -495,6 +497,14 @@ Status SqliteResource::Impl::DoExecute(const TxId& txid,
 
 
 std::optional<Status> SqliteResource::Impl::RunSingleStatementOp(Op& op) {
+  if (op.kind == Op::kPrepare) {
+    // An ACTIVE branch: one UPDATE. Any other goes the general way
+    // (BranchLog::Prepare), which answers for it.
+    auto done = log_.PrepareIfActive(ToString(op.txid), op.info);
+    if (!done.ok()) return done.status();
+    if (!*done) return std::nullopt;
+    return Status::Ok();
+  }
   if (op.kind != Op::kCommit) return std::nullopt;
   // A branch whose changes are all in its row (a one-shot's, an interactive
   // one's with a single writing Execute): one UPDATE. Any other (none
