@@ -890,6 +890,22 @@ TEST_P(SimBugTest, CaughtWithin300HeavySeeds) {
   EXPECT_NE(first.find("replay: txsim --seed"), std::string::npos);
 }
 
+// The pinned seeds are what the sanitized scan falls back on: a schedule
+// change that moves them must fail here, in every build, not only in a
+// sanitizer run (stop 30's batching moved them unnoticed until one).
+TEST(SimBugSeedTest, PinnedSeedsStillCatchTheirBugs) {
+  for (const auto& [bug, seed] : {std::pair<std::string, uint64_t>{"resurrected-decide",
+                                                                     kResurrectedDecideSeed},
+                                  {"empty-disk-votes", kEmptyDiskVotesSeed}}) {
+    SimOptions o = Heavy(seed);
+    o.bug = bug;
+    EXPECT_GT(RunSeed(o).violations, 0u)
+        << bug << " is no longer caught at its pinned seed " << seed
+        << ": find the first heavy seed that catches it (txsim --seeds 1..300 --faults heavy "
+           "--keep-going --inject-bug " << bug << ") and pin that";
+  }
+}
+
 // Issue 8, 4b as the simulator sees it: concurrent renames free and claim
 // the same email, and a branch that then rolls back must restore the row it
 // deleted. The named seed catches the old undo (no unique-key locks, a
