@@ -203,7 +203,7 @@ Status BranchLog::Init() {
                            "SELECT rowid, state >= 4 AND updated >= ?2 FROM txc_branches "
                            "WHERE rowid > ?1 ORDER BY rowid LIMIT ?3"));
   TXC_RETURN_IF_ERROR(prep(&purge_,
-                           "DELETE FROM txc_branches WHERE rowid BETWEEN ?1 AND ?2 AND "
+                           "DELETE FROM txc_branches WHERE rowid > ?1 AND rowid <= ?2 AND "
                            "state >= 4 AND updated < ?3"));
   return Status::Ok();
 }
@@ -268,22 +268,36 @@ Status BranchLog::SetState(const std::string& txid, BranchState st) {
   return Internal(s.Run());
 }
 
-Status BranchLog::InsertBranch(const TxId& txid, BranchState st,
-                               const std::optional<Change>& change) {
-  std::optional<Blob> redo, undo, keys;
-  std::string key_blob;
-  if (change) {
+namespace {
+
+// A branch row's change set columns (redo, undo, keys), each NULL without a
+// change set. Not copyable: `keys` points into `key_blob`.
+struct ChangeColumns {
+  explicit ChangeColumns(const std::optional<BranchLog::Change>& change) {
+    if (!change) return;
     key_blob = EncodeKeys(*change->keys);
-    if (key_blob.empty()) {
-      return Err(Status::kInternal, "cannot encode the lock keys of " + ToString(txid));
-    }
+    encoded = !key_blob.empty();
     redo = Blob{change->redo};
     undo = Blob{change->undo};
     keys = Blob{key_blob};
   }
+  ChangeColumns(const ChangeColumns&) = delete;
+  ChangeColumns& operator=(const ChangeColumns&) = delete;
+
+  std::string key_blob;
+  bool encoded = true;  // false: the lock keys could not be encoded
+  std::optional<Blob> redo, undo, keys;
+};
+
+}  // namespace
+
+Status BranchLog::InsertBranch(const TxId& txid, BranchState st,
+                               const std::optional<Change>& change) {
+  const ChangeColumns c(change);
+  if (!c.encoded) return Err(Status::kInternal, "cannot encode the lock keys of " + ToString(txid));
   wal::Stmt& s = *insert_branch_;
   TXC_RETURN_IF_ERROR(Internal(BindAll(s, ToString(txid), txid.epoch, txid.seq,
-                                       static_cast<int>(st), WallMs(), redo, undo, keys)));
+                                       static_cast<int>(st), WallMs(), c.redo, c.undo, c.keys)));
   ResetOnExit reset{s};
   return Internal(s.Run());
 }
@@ -293,20 +307,13 @@ Status BranchLog::InsertPrepared(const TxId& txid, const PrepareInfo& info,
   const std::string id = ToString(txid);
   std::string participants = EncodeParticipants(info.participants);
   if (participants.empty()) return Err(Status::kInternal, "cannot encode the participants of " + id);
-  std::optional<Blob> redo, undo, keys;
-  std::string key_blob;
-  if (change) {
-    key_blob = EncodeKeys(*change->keys);
-    if (key_blob.empty()) return Err(Status::kInternal, "cannot encode the lock keys of " + id);
-    redo = Blob{change->redo};
-    undo = Blob{change->undo};
-    keys = Blob{key_blob};
-  }
+  const ChangeColumns c(change);
+  if (!c.encoded) return Err(Status::kInternal, "cannot encode the lock keys of " + id);
   wal::Stmt& s = *insert_prepared_;
   TXC_RETURN_IF_ERROR(Internal(BindAll(s, id, txid.epoch, txid.seq,
                                        static_cast<int>(BranchState::kPrepared), Blob{participants},
-                                       static_cast<int>(info.protocol), WallMs(), redo, undo,
-                                       keys)));
+                                       static_cast<int>(info.protocol), WallMs(), c.redo, c.undo,
+                                       c.keys)));
   ResetOnExit reset{s};
   return Internal(s.Run());
 }
@@ -335,13 +342,13 @@ Status BranchLog::SetPrepared(const std::string& txid, const PrepareInfo& info) 
 Status BranchLog::AppendChange(const std::string& txid, std::string_view redo,
                                std::string_view undo, const std::vector<std::string>& keys) {
   int64_t seq = 1;
-  {
-    wal::Stmt& s = *next_seq_;
-    TXC_RETURN_IF_ERROR(Internal(BindAll(s, txid)));
-    ResetOnExit reset{s};
-    auto row = s.Step();
+  {  // next_seq_ is reset before insert_change_ runs
+    wal::Stmt& q = *next_seq_;
+    TXC_RETURN_IF_ERROR(Internal(BindAll(q, txid)));
+    ResetOnExit reset{q};
+    auto row = q.Step();
     if (!row.ok()) return Internal(row.status());
-    if (*row) seq = s.ColumnInt(0);
+    if (*row) seq = q.ColumnInt(0);
   }
   wal::Stmt& s = *insert_change_;
   std::string key_blob = EncodeKeys(keys);
@@ -487,7 +494,7 @@ void BranchLog::MaybePurge(Micros now) {
   if (now < next_purge_) return;
   next_purge_ = now + kPurgeInterval;
   const int64_t cutoff = WallMs() - kFinalRetentionMs;
-  int64_t first = 0, last = 0, scanned = 0;
+  int64_t last = 0, scanned = 0;
   bool caught_up = false;  // met a recent final row, or the end of the table
   Status st = BindAll(*purge_scan_, purge_from_, cutoff, kPurgeBatch);
   if (st.ok()) {
@@ -507,12 +514,12 @@ void BranchLog::MaybePurge(Micros now) {
         break;
       }
       last = purge_scan_->ColumnInt(0);
-      if (scanned++ == 0) first = last;
+      ++scanned;
     }
   }
   int64_t n = 0;
   if (st.ok() && scanned > 0) {
-    st = BindAll(*purge_, first, last, cutoff);
+    st = BindAll(*purge_, purge_from_, last, cutoff);
     if (st.ok()) st = purge_->Run();
     purge_->Reset();
     n = db_->changes();
