@@ -97,7 +97,7 @@ NodeEffects NodeCore::Lead(int64_t epoch, Micros now) {
 NodeEffects NodeCore::OnChosen(uint64_t index, const std::vector<proto::Command>& cmds, Micros now) {
   NodeEffects out;
   for (const proto::Command& c : cmds) Apply(index, c, now, &out);
-  applied_since_snapshot_ += std::max<size_t>(cmds.size(), 1);
+  CountApplied(cmds.size());
   Merge(&out, Collect(now));
   return out;
 }
@@ -324,11 +324,11 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
     uint64_t index = static_cast<uint64_t>(slot);
     out->actions.push_back(AppliedAction{index, value});
     if (value.empty()) {  // the replica's no-op, filling a gap
-      ++applied_since_snapshot_;  // a slot counts as one command at least
+      CountApplied(0);
       continue;
     }
     auto cmds = DecodeBatch(value);
-    applied_since_snapshot_ += cmds.ok() ? std::max<size_t>(cmds->size(), 1) : 1;
+    CountApplied(cmds.ok() ? cmds->size() : 0);
     if (!cmds.ok()) {
       Note(out,
            "the chosen value at slot " + std::to_string(index) +

@@ -27,6 +27,7 @@
 // Not thread-safe; owned by the node's io thread (the World thread in txsim).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -259,6 +260,11 @@ class NodeCore {
   // address when one is known (UNAVAILABLE otherwise).
   void StepDownDriver(NodeEffects* out);
   void MaybeSnapshot(NodeEffects* out);
+  // A slot applied with `commands` commands: counts towards the next
+  // snapshot as at least one (an empty or unreadable slot too).
+  void CountApplied(size_t commands) {
+    applied_since_snapshot_ += std::max<size_t>(commands, 1);
+  }
   void Apply(uint64_t index, proto::Command cmd, Micros now, NodeEffects* out);
   static void Merge(NodeEffects* out, NodeEffects more);
   static void Note(NodeEffects* out, std::string text, const TxId* txid = nullptr,

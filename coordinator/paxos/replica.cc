@@ -196,6 +196,11 @@ class Replica::Impl {
   // --- leader
   void Dispatch();
   void SendAccepts(std::vector<Entry> batch);  // one ACCEPT to each peer, one Persist
+  // An ACCEPT carries at most snapshot_chunk bytes of values, and at least
+  // one value: true if a value of `next` bytes must start another.
+  bool StartsNewAccept(size_t used, size_t next, bool empty) const {
+    return !empty && used + next > opt_.snapshot_chunk;
+  }
   void AdvanceCommit();
   void SendHeartbeats();
   void ResendAccepts();
@@ -836,7 +841,7 @@ void Replica::Impl::Dispatch() {
     size_t bytes = 0;
     while (!queue_.empty() && next_slot_ - 1 - leader_commit_ < window) {
       const size_t n = queue_.front().size();
-      if (!batch.empty() && bytes + n > opt_.snapshot_chunk) break;
+      if (StartsNewAccept(bytes, n, batch.empty())) break;
       bytes += n;
       Entry e = MakeEntry(next_slot_++, ballot_, std::move(queue_.front()));
       queue_.pop_front();
@@ -957,7 +962,7 @@ void Replica::Impl::ResendAccepts() {
       auto it = accepted_.find(slot);
       if (it == accepted_.end()) continue;
       const size_t n = it->second.value.size();
-      if (!m.entries.empty() && bytes + n > opt_.snapshot_chunk) {
+      if (StartsNewAccept(bytes, n, m.entries.empty())) {
         Message next = MakeMessage(wire::Type::ACCEPT, ballot_);
         next.commit_index = leader_commit_;
         Send(p, std::exchange(m, std::move(next)));
