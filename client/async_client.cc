@@ -2,9 +2,11 @@
 
 #include <algorithm>
 
+#include "client/txid_reserve.h"
 #include "common/status_proto.h"
 #include "protocol/coordinator_set.h"
 #include "protocol/rpc.h"
+#include "protocol/validate.h"
 
 namespace txc {
 
@@ -51,6 +53,11 @@ class AsyncClient::Impl {
   rpc::ChannelPool pool;
   std::shared_ptr<rpc::CoordinatorSet> coordinators;
   bool closed = false;  // the AsyncClient is gone: fail what starts now
+  // Submit's txids (ClientOptions.reserve_txids): the reserve, the Submits
+  // waiting for the Begin that refills it, and whether one is out.
+  TxidReserve reserve{options.reserve_txids};
+  std::vector<std::function<void(Result<TxId>, bool kept)>> txid_waiters;
+  bool refilling = false;
 };
 
 namespace {
@@ -60,6 +67,100 @@ Status EmptyHandle() {
 }
 
 Status Closed() { return Status::Unavailable("the AsyncClient was destroyed"); }
+
+using TxidDone = std::function<void(Result<TxId>, bool kept)>;
+
+void RefillTxids(const std::shared_ptr<AsyncClient::Impl>& impl);
+
+// A txid for a Submit, on the io thread: a kept one at once, or one from a
+// Begin. While a Begin is out, the Submits that found the reserve empty wait
+// for it (one Begin of reserve_txids serves that many of them).
+void TakeTxid(const std::shared_ptr<AsyncClient::Impl>& impl, TxidDone done) {
+  if (impl->reserve.enabled()) {
+    if (auto id = impl->reserve.Take(SteadyNowMicros())) return done(*id, true);
+    impl->txid_waiters.push_back(std::move(done));
+    if (!impl->refilling) RefillTxids(impl);
+    return;
+  }
+  proto::BeginRequest req;
+  if (impl->options.txn_timeout_ms > 0) req.__set_timeout_ms(impl->options.txn_timeout_ms);
+  impl->Coordinator<proto::BeginRequest, proto::BeginResponse>(
+      "Begin", req, impl->options.call_timeout,
+      [done = std::move(done)](Result<proto::BeginResponse> r) {
+        if (!r.ok()) return done(r.status(), false);
+        if (r->status.code != proto::Code::OK) return done(FromProto(r->status), false);
+        done(r->txid, false);
+      });
+}
+
+void RefillTxids(const std::shared_ptr<AsyncClient::Impl>& impl) {
+  impl->refilling = true;
+  proto::BeginRequest req;
+  if (impl->options.txn_timeout_ms > 0) req.__set_timeout_ms(impl->options.txn_timeout_ms);
+  // As many as wait, when more than a batch do (at a high concurrency's
+  // start), up to the most one Begin may reserve.
+  req.__set_count(static_cast<int32_t>(std::clamp<size_t>(
+      impl->txid_waiters.size(), static_cast<size_t>(impl->reserve.batch()),
+      static_cast<size_t>(validate::kMaxBeginCount))));
+  Micros sent = SteadyNowMicros();
+  impl->Coordinator<proto::BeginRequest, proto::BeginResponse>(
+      "Begin", req, impl->options.call_timeout,
+      [impl, sent](Result<proto::BeginResponse> r) {
+        impl->refilling = false;
+        std::vector<TxidDone> waiters;
+        waiters.swap(impl->txid_waiters);
+        Status failed = !r.ok() ? r.status()
+                                : r->status.code != proto::Code::OK ? FromProto(r->status)
+                                                                    : Status::Ok();
+        if (!failed.ok()) {
+          for (TxidDone& w : waiters) w(failed, false);
+          return;
+        }
+        impl->reserve.Keep(*r, sent);
+        size_t i = 0;
+        if (!waiters.empty()) waiters[i++](r->txid, true);
+        for (; i < waiters.size(); ++i) {
+          auto id = impl->reserve.Take(SteadyNowMicros());
+          if (!id) break;
+          waiters[i](*id, true);
+        }
+        // More Submits waited than one Begin reserved: another for the rest.
+        for (; i < waiters.size(); ++i) impl->txid_waiters.push_back(std::move(waiters[i]));
+        if (!impl->txid_waiters.empty() && !impl->refilling) RefillTxids(impl);
+      });
+}
+
+// Sends the Submit under a txid; a kept txid that a newer leader presumed
+// aborted (its leader is gone; it never ran) is replaced once.
+void SendSubmit(const std::shared_ptr<AsyncClient::Impl>& impl,
+                std::shared_ptr<proto::SubmitRequest> req, bool kept, bool again,
+                std::function<void(Result<TxId>)> done) {
+  impl->Coordinator<proto::SubmitRequest, proto::CommitResponse>(
+      "Submit", *req, impl->options.commit_timeout,
+      [impl, req, kept, again, done = std::move(done)](Result<proto::CommitResponse> c) mutable {
+        const TxId id = req->txid;
+        if (!c.ok()) {
+          impl->reserve.Clear();
+          return done(Status::Unavailable("coordinator unreachable; the outcome of " + ToString(id) +
+                                          " is unknown: " + c.status().message()));
+        }
+        if (kept && c->status.code == proto::Code::OK && c->outcome == proto::Outcome::ABORTED &&
+            TxidReserve::LeaderChanged(c->reason)) {
+          impl->reserve.Clear();
+          if (!again) {
+            return TakeTxid(impl, [impl, req, done = std::move(done)](Result<TxId> t,
+                                                                      bool kept2) mutable {
+              if (!t.ok()) return done(t.status());
+              req->txid = *t;
+              SendSubmit(impl, req, kept2, true, std::move(done));
+            });
+          }
+        }
+        Status s = CommitAnswer(id, *c, "AsyncClient::async_outcome");
+        if (!s.ok()) return done(s);
+        done(id);
+      });
+}
 
 }  // namespace
 
@@ -88,6 +189,7 @@ Result<std::unique_ptr<AsyncClient>> AsyncClient::Connect(boost::asio::io_contex
     auto ep = rpc::ParseEndpoint(a);
     if (!ep.ok()) return Status::InvalidArgument("agent for " + name + ": " + ep.status().message());
   }
+  TXC_RETURN_IF_ERROR(CheckReserveTxids(options.reserve_txids));
   return std::unique_ptr<AsyncClient>(new AsyncClient(io, std::move(options)));
 }
 
@@ -239,26 +341,11 @@ void AsyncClient::Submit(Work work, TxnOptions options, std::function<void(Resul
     }
     // The txid comes first, so that a retried submit (after a lost reply or a
     // leader change) is recognised as the same transaction.
-    proto::BeginRequest begin;
-    if (impl->options.txn_timeout_ms > 0) begin.__set_timeout_ms(impl->options.txn_timeout_ms);
-    impl->Coordinator<proto::BeginRequest, proto::BeginResponse>(
-        "Begin", begin, impl->options.call_timeout,
-        [impl, req, done = std::move(done)](Result<proto::BeginResponse> r) mutable {
-          if (!r.ok()) return done(r.status());
-          if (r->status.code != proto::Code::OK) return done(FromProto(r->status));
-          req->txid = r->txid;
-          impl->Coordinator<proto::SubmitRequest, proto::CommitResponse>(
-              "Submit", *req, impl->options.commit_timeout,
-              [id = req->txid, done = std::move(done)](Result<proto::CommitResponse> c) {
-                if (!c.ok()) {
-                  return done(Status::Unavailable("coordinator unreachable; the outcome of " + ToString(id) +
-                                                  " is unknown: " + c.status().message()));
-                }
-                Status s = CommitAnswer(id, *c, "AsyncClient::async_outcome");
-                if (!s.ok()) return done(s);
-                done(id);
-              });
-        });
+    TakeTxid(impl, [impl, req, done = std::move(done)](Result<TxId> t, bool kept) mutable {
+      if (!t.ok()) return done(t.status());
+      req->txid = *t;
+      SendSubmit(impl, req, kept, false, std::move(done));
+    });
   });
 }
 

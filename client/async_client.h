@@ -211,8 +211,9 @@ class AsyncClient {
         token, txid);
   }
 
+  class Impl;  // the implementation's state (async_client.cc); not for callers
+
  private:
-  class Impl;
   AsyncClient(boost::asio::io_context& io, ClientOptions options);
 
   // The operations behind the templates: each dispatches to the io_context and

@@ -7,10 +7,12 @@
 
 #include <boost/asio.hpp>
 
+#include "client/txid_reserve.h"
 #include "protocol/coordinator_set.h"
 #include "common/status_proto.h"
 #include "protocol/rpc.h"
 #include "protocol/tls.h"
+#include "protocol/validate.h"
 
 namespace txc {
 
@@ -54,8 +56,11 @@ const char* ProtocolFlag(proto::Protocol::type protocol) {
 // The io thread, the channels and the coordinator set.
 class Client::Impl {
  public:
+  TxidReserve reserve;  // Submit's txids (ClientOptions.reserve_txids)
+
   explicit Impl(const ClientOptions& o)
-      : work_(boost::asio::make_work_guard(io_)),
+      : reserve(o.reserve_txids),
+        work_(boost::asio::make_work_guard(io_)),
         pool_(io_, [&o] {
           rpc::ChannelOptions c;
           c.tls = o.tls;
@@ -192,6 +197,7 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
     auto ep = rpc::ParseEndpoint(a);
     if (!ep.ok()) return Status::InvalidArgument("agent for " + name + ": " + ep.status().message());
   }
+  TXC_RETURN_IF_ERROR(CheckReserveTxids(options.reserve_txids));
   if (options.tls.enabled()) TXC_RETURN_IF_ERROR(rpc::tls::Check(options.tls));
   std::unique_ptr<Client> c(new Client(std::move(options)));
   c->impl_ = std::make_unique<Impl>(c->options_);
@@ -218,6 +224,13 @@ Result<Transaction> Client::Begin(TxnOptions options) {
   if (!r.ok()) return r.status();
   if (r->status.code != proto::Code::OK) return FromProto(r->status);
   return Transaction(this, r->txid, options);
+}
+
+Status CheckReserveTxids(int32_t n) {
+  if (n >= 1 && n <= validate::kMaxBeginCount) return Status::Ok();
+  return Status::InvalidArgument("ClientOptions.reserve_txids is " + std::to_string(n) +
+                                 ": between 1 and " + std::to_string(validate::kMaxBeginCount) +
+                                 " (1: a Begin per Submit)");
 }
 
 Status CommitAnswer(const TxId& id, const proto::CommitResponse& r, std::string_view ask_later) {
@@ -254,18 +267,53 @@ Result<TxId> Client::Submit(const std::map<std::string, std::vector<proto::State
   }
   // The txid comes first, so that a retried submit (after a lost reply or a
   // leader change) is recognised as the same transaction.
-  auto tx = Begin(options);
-  if (!tx.ok()) return tx.status();
-  req.txid = tx->id();
-  auto r = impl_->Coordinator<proto::SubmitRequest, proto::CommitResponse>(
-      "Submit", req, options_.commit_timeout);
-  if (!r.ok()) {
-    return Status::Unavailable("coordinator unreachable; the outcome of " + ToString(req.txid) +
-                               " is unknown: " + r.status().message());
+  for (int attempt = 0;; ++attempt) {
+    bool kept = false;
+    auto txid = SubmitTxid(&kept);
+    if (!txid.ok()) return txid.status();
+    req.txid = *txid;
+    auto r = impl_->Coordinator<proto::SubmitRequest, proto::CommitResponse>(
+        "Submit", req, options_.commit_timeout);
+    if (!r.ok()) {
+      impl_->reserve.Clear();
+      return Status::Unavailable("coordinator unreachable; the outcome of " + ToString(req.txid) +
+                                 " is unknown: " + r.status().message());
+    }
+    // A kept txid of a leader that is gone: it never ran and never will, and
+    // neither will the rest of its block. Once more with a new txid.
+    if (kept && r->status.code == proto::Code::OK && r->outcome == proto::Outcome::ABORTED &&
+        TxidReserve::LeaderChanged(r->reason)) {
+      impl_->reserve.Clear();
+      if (attempt == 0) continue;
+    }
+    Status s = CommitAnswer(req.txid, *r, "Client::Outcome");
+    if (!s.ok()) return s;
+    return req.txid;
   }
-  Status s = CommitAnswer(req.txid, *r, "Client::Outcome");
-  if (!s.ok()) return s;
-  return req.txid;
+}
+
+Result<TxId> Client::SubmitTxid(bool* kept) {
+  *kept = false;
+  if (!impl_->reserve.enabled()) {
+    auto tx = Begin();
+    if (!tx.ok()) return tx.status();
+    return tx->id();
+  }
+  if (auto id = impl_->reserve.Take(SteadyNowMicros())) {
+    *kept = true;
+    return *id;
+  }
+  proto::BeginRequest req;
+  if (options_.txn_timeout_ms > 0) req.__set_timeout_ms(options_.txn_timeout_ms);
+  req.__set_count(impl_->reserve.batch());
+  Micros sent = SteadyNowMicros();
+  auto r = impl_->Coordinator<proto::BeginRequest, proto::BeginResponse>("Begin", req,
+                                                                         options_.call_timeout);
+  if (!r.ok()) return r.status();
+  if (r->status.code != proto::Code::OK) return FromProto(r->status);
+  impl_->reserve.Keep(*r, sent);
+  *kept = true;  // reserved too (the first of its block)
+  return r->txid;
 }
 
 Result<proto::Outcome::type> Client::Outcome(const TxId& txid) {

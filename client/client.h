@@ -75,12 +75,23 @@ struct ClientOptions {
   Micros commit_timeout = 30 * kSeconds;
   // Abort a transaction not committed within this (0: the coordinator's default).
   int64_t txn_timeout_ms = 0;
+  // Submit takes its txid from a block of this many reserved by one Begin
+  // (BeginRequest.count), while the block is fresh (half the time the leader
+  // keeps it: 10 s by default), instead of a Begin round trip per
+  // transaction. After a leader change a Submit under a txid of the old
+  // leader is answered "presumed abort" (it never ran): the client drops the
+  // block and submits once more under a new txid. At most 256; 1: a Begin
+  // per Submit. Default: 16.
+  int32_t reserve_txids = 16;
   // Mutual TLS to the coordinators and the agents: this application's
   // certificate (role txcoord:client), its key and the cluster's CA. Files
   // that do not load make Connect fail with INVALID_ARGUMENT naming the file.
   // Default: plaintext (docs/security.md).
   TlsConfig tls;
 };
+
+// OK, or INVALID_ARGUMENT naming ClientOptions.reserve_txids out of range.
+Status CheckReserveTxids(int32_t n);
 
 // "2pc" -> TWO_PC, "3pc" -> THREE_PC (any case); INVALID_ARGUMENT naming the
 // text and the accepted spellings for anything else (including "").
@@ -183,6 +194,9 @@ class Client {
  private:
   friend class Transaction;
   explicit Client(ClientOptions options);
+  // A txid for Submit; *kept when it was reserved (BeginRequest.count), not
+  // begun for this Submit alone.
+  Result<TxId> SubmitTxid(bool* kept);
   class Impl;
   ClientOptions options_;
   std::unique_ptr<Impl> impl_;

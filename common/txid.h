@@ -32,6 +32,11 @@ struct TxIdHash {
   }
 };
 
+// The reason a leader gives (CommitResponse.reason) for a txid of an older
+// epoch that no leader decided: presumed aborted, it never commits.
+inline constexpr std::string_view kPresumedAbortLeaderChanged =
+    "its coordinator leader changed before a decision (presumed abort)";
+
 // Protocol/outcome names for logs and tools.
 const char* OutcomeName(proto::Outcome::type o);
 const char* VoteName(proto::Vote::type v);

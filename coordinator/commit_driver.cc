@@ -113,15 +113,27 @@ void CommitDriver::OnBegin(uint64_t token, const proto::BeginRequest& req, Micro
     effects_.replies.push_back({token, resp});
     return;
   }
-  Txn t;
-  t.txid = MakeTxId(epoch_, next_seq_++);
-  t.began = now;
   Micros timeout = options_.txn_timeout;
   if (req.__isset.timeout_ms && req.timeout_ms > 0) timeout = req.timeout_ms * kMillis;
-  t.deadline = now + timeout;
-  resp.txid = t.txid;
-  txns_.emplace(t.txid, std::move(t));
-  ++counters_.begun;
+  // A reservation (count set, validate::Check bounds it): consecutive txids,
+  // each usable for reserve_ttl.
+  const bool reserve = req.__isset.count;
+  const int32_t count = reserve ? req.count : 1;
+  if (reserve) {
+    timeout = std::min(timeout, options_.reserve_ttl);
+    resp.__set_count(count);
+    resp.__set_reserved_ms(timeout / kMillis);
+  }
+  for (int32_t i = 0; i < count; ++i) {
+    Txn t;
+    t.txid = MakeTxId(epoch_, next_seq_++);
+    t.began = now;
+    t.deadline = now + timeout;
+    t.reserved = reserve;
+    if (i == 0) resp.txid = t.txid;
+    txns_.emplace_hint(txns_.end(), t.txid, std::move(t));
+  }
+  counters_.begun += count;
   effects_.replies.push_back({token, resp});
 }
 
@@ -558,7 +570,7 @@ proto::Outcome::type CommitDriver::SettledOutcome(const TxId& txid, std::string*
   // applied, which precedes this leader serving); one of ours that is no
   // longer being driven was aborted.
   if (txid.epoch < epoch_) {
-    *reason = "its coordinator leader changed before a decision (presumed abort)";
+    *reason = std::string(kPresumedAbortLeaderChanged);
     return proto::Outcome::ABORTED;
   }
   if (txid.epoch == epoch_ && txid.seq >= 1 && txid.seq < next_seq_) {
@@ -1026,7 +1038,8 @@ void CommitDriver::Tick(Micros now) {
     switch (t.state) {
       case State::kActive:
         if (now >= t.deadline) {
-          to_abort.emplace_back(txid, "transaction timed out before commit");
+          to_abort.emplace_back(txid, t.reserved ? "reserved txid not used in time"
+                                                 : "transaction timed out before commit");
         }
         break;
       case State::kVoting:
@@ -1065,7 +1078,14 @@ void CommitDriver::Tick(Micros now) {
   }
   for (auto& [txid, reason] : to_abort) {
     auto it = txns_.find(txid);
-    if (it != txns_.end()) Abort(&it->second, reason);
+    if (it == txns_.end()) continue;
+    if (it->second.reserved) {
+      // Unused: no participant, no waiter; nothing to tell anyone.
+      ++counters_.reservations_expired;
+      txns_.erase(it);
+      continue;
+    }
+    Abort(&it->second, reason);
   }
 }
 
@@ -1140,7 +1160,7 @@ std::vector<CommitDriver::TxnView> CommitDriver::ActiveTxns(Micros now) const {
   for (const auto& [txid, t] : txns_) {
     TxnView v;
     v.txid = txid;
-    v.state = StateName(t.state);
+    v.state = t.state == State::kActive && t.reserved ? "reserved" : StateName(t.state);
     v.participants = t.participants;
     v.acked = t.acked;
     v.protocol = t.protocol;

@@ -44,6 +44,11 @@ struct DriverOptions {
   // A transaction begun but not committed within this is aborted (a client
   // may ask for another in Begin). Default: 60 s.
   Micros txn_timeout = 60 * kSeconds;
+  // Txids reserved by a Begin with a count (BeginRequest.count) that no
+  // Submit or Commit used within this are dropped, as a timed-out
+  // transaction is (nothing ran under them), and counted as
+  // reservations_expired, not as aborts. At most txn_timeout. Default: 10 s.
+  Micros reserve_ttl = 10 * kSeconds;
   // Resending COMMIT to a participant that has not acked: backoff doubling
   // from initial to max. Default: 50 ms .. 2 s.
   Micros resend_initial = 50 * kMillis;
@@ -262,7 +267,9 @@ class CommitDriver {
   // missing vote, a timeout, the client's rollback) or a RESOLVE aborts it.
   // Transactions a new leader finishes for an earlier one are not counted.
   struct Counters {
-    uint64_t begun = 0;
+    uint64_t begun = 0;  // txids handed out, reserved ones included
+    // Txids reserved by a Begin with a count that nothing used in time.
+    uint64_t reservations_expired = 0;
     uint64_t committed = 0;
     uint64_t aborted = 0;
     // Of those, the transactions that asked for three-phase commit.
@@ -307,6 +314,7 @@ class CommitDriver {
     std::vector<LogEntry> log;
     bool taken_over = false;  // decided before this leadership (BecomeLeader)
     bool precommit_sent = false;  // 3PC: PRE_COMMIT went out (acked etc. track it until decided)
+    bool reserved = false;  // from a Begin with a count; kActive: not used yet
   };
 
   // Reply helpers.

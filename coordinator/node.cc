@@ -484,6 +484,9 @@ proto::ListTxnsResponse CoordinatorNode::ListTxns(const proto::ListTxnsRequest& 
   Micros now = SteadyNowMicros();
   auto keep = [&](const proto::TxnInfo& t) {
     if (req.__isset.txid && !(t.txid == req.txid)) return false;
+    // Txids reserved for one-shot Submits and not used yet are no
+    // transactions yet: listed when asked for by state or by txid.
+    if (t.state == "reserved" && want != "reserved" && !req.__isset.txid) return false;
     if (want == "hazard") return static_cast<bool>(t.__isset.hazards);
     if (want == "stuck") return t.__isset.stuck && t.stuck;
     return want.empty() || (want == "in-doubt" ? t.in_doubt : t.state == want);

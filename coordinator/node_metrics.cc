@@ -78,6 +78,15 @@ void CoordinatorNode::RegisterMetrics() {
                      return std::vector<Sample>{
                          {{}, up() ? static_cast<double>(core_->driver().counters().begun) : 0}};
                    });
+  m.AddCounterFunc("txcoord_txid_reservations_expired_total",
+                   "Txids reserved by a Begin with a count (for one-shot Submits) that nothing "
+                   "used in time, dropped by this replica while it led.",
+                   [this, up] {
+                     return std::vector<Sample>{
+                         {{}, up() ? static_cast<double>(
+                                         core_->driver().counters().reservations_expired)
+                                   : 0}};
+                   });
   m.AddCounterFunc(
       "txcoord_heuristic_hazards_total",
       "Refusals of a decision by a participant whose branch ended the other way, as this replica "

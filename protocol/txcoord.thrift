@@ -115,10 +115,21 @@ struct Branch {
 
 struct BeginRequest {
   1: optional i64 timeout_ms     // abort if not committed within; default from the coordinator
+  // Reserve this many consecutive txids (1 to 256; default 1), each for one
+  // Submit: a client that submits many one-shot transactions asks for a few
+  // at a time instead of one Begin per transaction. A reserved txid that no
+  // Submit uses within BeginResponse.reserved_ms is dropped (nothing ran).
+  2: optional i32 count
 }
 struct BeginResponse {
   1: Status status
   2: TxId txid
+  // With BeginRequest.count: how many txids were reserved, txid itself and the
+  // next ones (same epoch, seq + 1, ...); unset means one. A coordinator
+  // that predates count leaves it unset.
+  3: optional i32 count
+  // With count: how long (ms) each reserved txid stays usable by a Submit.
+  4: optional i64 reserved_ms
 }
 
 struct CommitRequest {

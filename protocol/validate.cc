@@ -111,6 +111,10 @@ Status CheckStatement(const proto::Statement& s, const std::string& field) {
 
 Status Check(const proto::BeginRequest& req) {
   if (req.__isset.timeout_ms) TXC_RETURN_IF_ERROR(CheckTimeoutMs(req.timeout_ms, "BeginRequest.timeout_ms"));
+  if (req.__isset.count && (req.count < 1 || req.count > kMaxBeginCount)) {
+    return Bad("BeginRequest.count", req.count,
+               "a Begin reserves 1 to " + std::to_string(kMaxBeginCount) + " txids");
+  }
   return Status::Ok();
 }
 

@@ -32,6 +32,8 @@ namespace txc::validate {
 // default. Any value in range times kMillis, added to a steady clock reading,
 // stays far inside int64.
 constexpr int64_t kMaxTimeoutMs = 24LL * 3600 * 1000;
+// The most txids one Begin may reserve (BeginRequest.count).
+constexpr int32_t kMaxBeginCount = 256;
 
 // OK, or INVALID_ARGUMENT naming the first field out of range and its value.
 Status Check(const proto::BeginRequest& req);

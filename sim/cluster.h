@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "client/txid_reserve.h"
 #include "coordinator/commit_driver.h"
 #include "coordinator/node_core.h"
 #include "coordinator/paxos/replica.h"
@@ -239,6 +240,8 @@ class SimClient {
     // After its slow statement failed, the application goes on and asks to
     // commit anyway: the doomed branch must vote NO.
     bool ignore_failure = false;
+    bool kept = false;         // a one-shot's txid from a reservation (BeginRequest.count)
+    bool resubmitted = false;  // once under a new txid (the kept one's leader was gone)
   };
 
   void Next();
@@ -265,6 +268,10 @@ class SimClient {
   int index_;
   bool done_ = false;
   Txn txn_;
+  // One-shot txids reserved a few at a time, as client/ does (lost when the
+  // client crashes).
+  TxidReserve reserve_{kReserveTxids};
+  static constexpr int32_t kReserveTxids = 4;
 };
 
 // --------------------------------------------------------------- cluster

@@ -164,14 +164,32 @@ void SimClient::Plan() {
 }
 
 void SimClient::Begin() {
+  // A one-shot takes a reserved txid while one is fresh, as client/ does;
+  // otherwise its Begin reserves a few.
+  const bool one_shot = txn_.kind == Kind::kOneShot;
+  if (one_shot) {
+    if (auto id = reserve_.Take(c_->world().now())) {
+      txn_.txid = *id;
+      txn_.kept = true;
+      c_->world().Log(node_, &txn_.txid, "client: takes a reserved txid");
+      if (txn_.crash_stage == 1) return Vanish();
+      return SendSubmit();
+    }
+  }
   proto::BeginRequest req;
+  if (one_shot) req.__set_count(kReserveTxids);
+  const Micros sent = c_->world().now();
   c_->CoordinatorCall<proto::BeginRequest, proto::BeginResponse>(
       node_, req, c_->timing().begin_deadline, c_->timing().coord_attempt, &SimCoordinator::Begin,
-      [this](Status s, proto::BeginResponse r) {
+      [this, one_shot, sent](Status s, proto::BeginResponse r) {
         if (!s.ok() || r.status.code != proto::Code::OK) {
           return Finish(1, "begin failed: " + (s.ok() ? r.status.message : s.ToString()));
         }
         txn_.txid = r.txid;
+        if (one_shot) {
+          reserve_.Keep(r, sent);
+          txn_.kept = true;
+        }
         c_->world().Log(node_, &txn_.txid, "client: begun");
         if (txn_.crash_stage == 1) return Vanish();
         if (txn_.kind == Kind::kOneShot) return SendSubmit();
@@ -282,6 +300,17 @@ void SimClient::OnCommitAnswer(const Status& s, const proto::CommitResponse& r) 
       return Finish(0, "committed");
     case proto::Outcome::ABORTED:
       c_->checker().OnToldAborted(txn_.txid);
+      if (txn_.kept && TxidReserve::LeaderChanged(r.reason)) {
+        // As client/: its leader is gone, so is the rest of its block; the
+        // same work once more under a new txid.
+        reserve_.Clear();
+        if (!txn_.resubmitted) {
+          c_->world().Log(node_, &txn_.txid, "client: reserved txid of a gone leader; submits again");
+          txn_.resubmitted = true;
+          txn_.kept = false;
+          return Begin();
+        }
+      }
       return Finish(1, "aborted: " + r.reason);
     default:
       return Finish(2, std::string("outcome ") + OutcomeName(r.outcome));
@@ -367,6 +396,7 @@ void SimClient::Remember() {
 
 void SimClient::Vanish() {
   World& w = c_->world();
+  reserve_.Clear();  // the process's memory
   Remember();
   w.Log(node_, &txn_.txid, "client: crashes mid-transaction");
   c_->Count(2);

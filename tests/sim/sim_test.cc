@@ -31,12 +31,12 @@ constexpr uint64_t kSeedDivisor = 1;
 
 // A heavy group seed that catches resurrected-decide, for the sanitized
 // SimBugTest's shortened scan (it moves when the fault schedule changes).
-constexpr uint64_t kResurrectedDecideSeed = 77;
+constexpr uint64_t kResurrectedDecideSeed = 68;
 // Likewise for empty-disk-votes.
-constexpr uint64_t kEmptyDiskVotesSeed = 57;
+constexpr uint64_t kEmptyDiskVotesSeed = 8;
 // The first heavy seed (one replica) that catches skip-undo-on-conflict: a
 // renamed member's row lost by an undo (SimUndoTest).
-constexpr uint64_t kSkipUndoOnConflictSeed = 8;
+constexpr uint64_t kSkipUndoOnConflictSeed = 10;
 
 // The last seed of a run of seeds from `lo` that would end at `hi` unsanitized.
 uint64_t LastSeed(uint64_t lo, uint64_t hi) {
@@ -515,7 +515,7 @@ TEST(SimPaxosTest, HeavyScheduleKillsLeadersAndPartitionsOneWay) {
 // leader presumed its txid aborted: without the guard in TxnTable
 // (resurrected-decide) a branch commits whose transaction was presumed
 // aborted elsewhere. The seed that shows it moves whenever the fault schedule
-// or the message pattern changes (38, 117, 30, 2, 32, 155, 76, 77 so far), so the test finds it.
+// or the message pattern changes (38, 117, 30, 2, 32, 155, 76, 77, 68 so far), so the test finds it.
 TEST(SimPaxosTest, OldEpochDecideResurfacingIsIgnored) {
   // The first heavy seed that shows the bug must be clean with the guard:
   // scanning keeps this test meaningful when the schedule moves.
@@ -634,7 +634,9 @@ TEST(SimFaultsTest, CountersMatchTheTrace) {
 // (the checker's atomicity rule for interrupted branches guards every seed).
 TEST(SimSlowStatementTest, InterruptedBranchesVoteNoAndTheirTransactionsAbort) {
   size_t interrupted = 0, ignored = 0, voted_no = 0;
-  for (uint64_t s = 1; s <= 10; ++s) {
+  // (Seeds 13, 18, 25 and 27 show a doomed branch's NO vote since the
+  // clients reserve txids; none of 1..10 does.)
+  for (uint64_t s = 1; s <= 20; ++s) {
     std::ostringstream trace, report;
     SimOptions o = Heavy(s);
     o.trace = &trace;

@@ -5,10 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
+#include <set>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio.hpp>
 
+#include "client/async_client.h"
 #include "protocol/rpc.h"
 #include "tests/support/core_harness.h"
 #include "tests/support/process.h"
@@ -21,9 +25,21 @@ class ScriptedCoordinator {
  public:
   ScriptedCoordinator() : work_(boost::asio::make_work_guard(io_)), server_(io_) {
     server_.Handle<proto::BeginRequest, proto::BeginResponse>(
-        "Begin", [](proto::BeginRequest, rpc::RpcServer::Reply<proto::BeginResponse> reply) {
+        "Begin", [this](proto::BeginRequest req, rpc::RpcServer::Reply<proto::BeginResponse> reply) {
           proto::BeginResponse r;
-          r.txid = MakeTxId(3, 1);
+          std::lock_guard<std::mutex> l(mu);
+          begin_counts.push_back(req.__isset.count ? req.count : 0);
+          if (!reserve) {  // as a coordinator that predates BeginRequest.count
+            r.txid = MakeTxId(3, 1);
+            return reply(r);
+          }
+          r.txid = MakeTxId(epoch, next_seq);
+          int32_t n = req.__isset.count ? req.count : 1;
+          next_seq += n;
+          if (req.__isset.count) {
+            r.__set_count(n);
+            r.__set_reserved_ms(reserved_ms);
+          }
           reply(r);
         });
     server_.Handle<proto::CommitRequest, proto::CommitResponse>(
@@ -34,7 +50,15 @@ class ScriptedCoordinator {
     server_.Handle<proto::SubmitRequest, proto::CommitResponse>(
         "Submit", [this](proto::SubmitRequest req, rpc::RpcServer::Reply<proto::CommitResponse> reply) {
           submit_protocol = req.protocol;
-          reply(commit);
+          std::lock_guard<std::mutex> l(mu);
+          submitted.push_back(req.txid);
+          proto::CommitResponse r = commit;
+          if (!submit_answers.empty()) {
+            r = submit_answers.front();
+            submit_answers.erase(submit_answers.begin());
+          }
+          r.txid = req.txid;
+          reply(r);
         });
     server_.Handle<proto::AbortRequest, proto::CommitResponse>(
         "Abort", [this](proto::AbortRequest, rpc::RpcServer::Reply<proto::CommitResponse> reply) {
@@ -63,6 +87,18 @@ class ScriptedCoordinator {
   // yet); written on the io thread before it replies.
   std::atomic<int> commit_protocol{0};
   std::atomic<int> submit_protocol{0};
+
+  // Txid reservations (BeginRequest.count), under mu: when `reserve`, Begin
+  // hands out txids from (epoch, next_seq) on, `count` of them when asked.
+  // What was asked and submitted is recorded (count 0: unset).
+  std::mutex mu;
+  bool reserve = false;
+  int64_t epoch = 3;
+  int64_t next_seq = 1;
+  int64_t reserved_ms = 10000;
+  std::vector<int32_t> begin_counts;
+  std::vector<TxId> submitted;
+  std::vector<proto::CommitResponse> submit_answers;  // the next Submits' answers, then `commit`
 
  private:
   boost::asio::io_context io_;
@@ -225,6 +261,218 @@ TEST_F(ClientTest, ARefusedProtocolIsReportedAsTheCoordinatorSaysIt) {
   EXPECT_EQ(s.code(), Status::kInvalidArgument) << s.ToString();
   EXPECT_NE(s.message().find("TWO_PC"), std::string::npos) << s.ToString();
 }
+
+// ---------------------------------------------- txids reserved for Submit
+
+using Work = std::map<std::string, std::vector<proto::Statement>>;
+const Work kWork{{"bank_a", {Sql("UPDATE accounts SET balance = balance + 1 WHERE id = 1")}}};
+
+std::vector<TxId> Seqs(int64_t epoch, int64_t from, int64_t to) {
+  std::vector<TxId> out;
+  for (int64_t s = from; s <= to; ++s) out.push_back(MakeTxId(epoch, s));
+  return out;
+}
+
+// Submits through the blocking Client or the AsyncClient (on its own io
+// thread, one at a time): both keep the same reserve.
+class ReserveTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    coord_.commit = Answer(proto::Outcome::COMMITTED);
+    std::lock_guard<std::mutex> l(coord_.mu);
+    coord_.reserve = true;
+  }
+  void TearDown() override {
+    async_.reset();
+    if (thread_.joinable()) {
+      work_.reset();
+      thread_.join();
+    }
+  }
+  Status Connect(int32_t reserve_txids) {
+    ClientOptions o;
+    o.coordinators = {coord_.address()};
+    o.agents = {{"bank_a", "127.0.0.1:7101"}};
+    o.commit_timeout = 5 * kSeconds;
+    o.reserve_txids = reserve_txids;
+    if (!GetParam()) {
+      auto c = Client::Connect(o);
+      if (!c.ok()) return c.status();
+      client_ = std::move(*c);
+      return Status::Ok();
+    }
+    auto c = AsyncClient::Connect(io_, o);
+    if (!c.ok()) return c.status();
+    async_ = std::move(*c);
+    thread_ = std::thread([this] { io_.run(); });
+    return Status::Ok();
+  }
+  Result<TxId> Submit() {
+    if (!GetParam()) return client_->Submit(kWork);
+    return async_->async_submit(kWork, {}, boost::asio::use_future).get();
+  }
+  // Several Submits at once (the AsyncClient's all wait for one Begin).
+  std::vector<Result<TxId>> SubmitMany(int n) {
+    std::vector<std::future<Result<TxId>>> fs;
+    for (int i = 0; i < n; ++i) {
+      if (GetParam()) {
+        fs.push_back(async_->async_submit(kWork, {}, boost::asio::use_future));
+      } else {
+        fs.push_back(std::async(std::launch::async, [this] { return client_->Submit(kWork); }));
+      }
+    }
+    std::vector<Result<TxId>> out;
+    for (auto& f : fs) out.push_back(f.get());
+    return out;
+  }
+  std::vector<int32_t> BeginCounts() {
+    std::lock_guard<std::mutex> l(coord_.mu);
+    return coord_.begin_counts;
+  }
+  std::vector<TxId> Submitted() {
+    std::lock_guard<std::mutex> l(coord_.mu);
+    return coord_.submitted;
+  }
+
+  ScriptedCoordinator coord_;
+  std::unique_ptr<Client> client_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{
+      boost::asio::make_work_guard(io_)};
+  std::thread thread_;
+  std::unique_ptr<AsyncClient> async_;
+};
+
+TEST_P(ReserveTest, OneBeginServesSixteenSubmitsInTxidOrder) {
+  ASSERT_OK(Connect(16));
+  for (int i = 1; i <= 20; ++i) {
+    auto id = Submit();
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    EXPECT_EQ(*id, MakeTxId(3, i));
+  }
+  EXPECT_EQ(BeginCounts(), (std::vector<int32_t>{16, 16}));
+  EXPECT_EQ(Submitted(), Seqs(3, 1, 20));
+}
+
+TEST_P(ReserveTest, ReservationOffIsABeginPerSubmitWithoutACount) {
+  ASSERT_OK(Connect(1));
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(Submit().ok());
+  EXPECT_EQ(BeginCounts(), (std::vector<int32_t>{0, 0, 0}));
+  EXPECT_EQ(Submitted(), Seqs(3, 1, 3));
+}
+
+TEST_P(ReserveTest, ACoordinatorWithoutCountsGetsABeginPerSubmit) {
+  {
+    std::lock_guard<std::mutex> l(coord_.mu);
+    coord_.reserve = false;  // answers one txid, count unset
+  }
+  ASSERT_OK(Connect(16));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Submit().ok());
+  EXPECT_EQ(BeginCounts(), (std::vector<int32_t>{16, 16, 16}));
+  EXPECT_EQ(Submitted(), (std::vector<TxId>(3, MakeTxId(3, 1))));
+}
+
+// A kept txid is used only in the first half of the time the leader keeps
+// it (from the Begin's send): later, a new Begin.
+TEST_P(ReserveTest, AStaleReservationIsNotUsed) {
+  {
+    std::lock_guard<std::mutex> l(coord_.mu);
+    coord_.reserved_ms = 100;
+  }
+  ASSERT_OK(Connect(8));
+  ASSERT_TRUE(Submit().ok());
+  ASSERT_TRUE(Submit().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // past 50 ms
+  ASSERT_TRUE(Submit().ok());
+  EXPECT_EQ(BeginCounts(), (std::vector<int32_t>{8, 8}));
+  EXPECT_EQ(Submitted(), (std::vector<TxId>{MakeTxId(3, 1), MakeTxId(3, 2), MakeTxId(3, 9)}));
+}
+
+// After a leader change the new leader presumes a kept txid of the old one
+// aborted (it never ran): the client drops the block and submits once more
+// under a new txid, and the application hears the second answer.
+TEST_P(ReserveTest, AKeptTxidOfAGoneLeaderIsReplacedOnce) {
+  ASSERT_OK(Connect(4));
+  ASSERT_TRUE(Submit().ok());  // 3.1; 3.2-3.4 kept
+  proto::CommitResponse gone = Answer(proto::Outcome::ABORTED);
+  gone.reason = std::string(kPresumedAbortLeaderChanged);
+  {
+    std::lock_guard<std::mutex> l(coord_.mu);
+    coord_.submit_answers = {gone};
+    coord_.epoch = 4;  // the new leader's txids
+    coord_.next_seq = 1;
+  }
+  auto id = Submit();
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(*id, MakeTxId(4, 1));
+  EXPECT_EQ(Submitted(), (std::vector<TxId>{MakeTxId(3, 1), MakeTxId(3, 2), MakeTxId(4, 1)}));
+  EXPECT_EQ(BeginCounts(), (std::vector<int32_t>{4, 4}));  // 3.3 and 3.4 were dropped
+
+  // Once only: a second such answer reaches the caller as the abort it is.
+  {
+    std::lock_guard<std::mutex> l(coord_.mu);
+    coord_.submit_answers = {gone, gone};
+  }
+  id = Submit();
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().code(), Status::kAborted) << id.status().ToString();
+  // Any other abort is the application's, with the block kept: the next
+  // Submit takes the next txid of it.
+  proto::CommitResponse no = Answer(proto::Outcome::ABORTED);
+  no.reason = "bank_a voted no";
+  {
+    std::lock_guard<std::mutex> l(coord_.mu);
+    coord_.submit_answers = {no};
+  }
+  id = Submit();
+  ASSERT_FALSE(id.ok());
+  EXPECT_NE(id.status().message().find("bank_a voted no"), std::string::npos);
+  size_t begins = BeginCounts().size();
+  TxId refused = Submitted().back();
+  auto next = Submit();
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(*next, MakeTxId(refused.epoch, refused.seq + 1));
+  EXPECT_EQ(BeginCounts().size(), begins);
+}
+
+TEST_P(ReserveTest, ConcurrentSubmitsShareReservations) {
+  ASSERT_OK(Connect(16));
+  auto results = SubmitMany(40);
+  std::set<TxId, TxIdLess> ids;
+  for (auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ids.insert(*r);
+  }
+  EXPECT_EQ(ids.size(), 40u);  // every Submit its own txid
+  // The AsyncClient's waiting Submits share one Begin's block, which
+  // reserves as many as wait (at least 16): 40 txids in at most 3 Begins, 16
+  // or more each; the blocking client's threads may each start one at the
+  // same moment.
+  auto counts = BeginCounts();
+  if (GetParam()) {
+    EXPECT_LE(counts.size(), 3u);
+    int32_t reserved = 0;
+    for (int32_t n : counts) {
+      EXPECT_GE(n, 16);
+      reserved += n;
+    }
+    EXPECT_GE(reserved, 40);
+  }
+  EXPECT_LE(counts.size(), 40u);
+}
+
+TEST_P(ReserveTest, AReservationSizeOutOfRangeIsRefusedAtConnect) {
+  for (int32_t n : {0, -1, 257}) {
+    Status s = Connect(n);
+    EXPECT_EQ(s.code(), Status::kInvalidArgument) << n << ": " << s.ToString();
+    EXPECT_NE(s.message().find("reserve_txids is " + std::to_string(n)), std::string::npos) << s.ToString();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BlockingAndAsync, ReserveTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Async" : "Blocking";
+                         });
 
 // Connect probes the group: with nobody listening it fails at
 // connect_timeout, UNAVAILABLE, naming every address tried and what went

@@ -41,6 +41,7 @@ DriverOptions TestOptions() {
   o.resend_initial = 50 * kMillis;
   o.resend_max = 400 * kMillis;
   o.call_timeout = 5 * kSeconds;
+  o.reserve_ttl = 2 * kSeconds;  // shorter than the vote timeout
   return o;
 }
 
@@ -191,6 +192,73 @@ TEST_F(CommitDriverTest, NewLeadershipAllocatesInItsOwnEpoch) {
   driver_.StepDown("");
   BecomeLeader(kEpoch + 1);
   EXPECT_EQ(Begin(), MakeTxId(kEpoch + 1, 1));
+}
+
+// BeginRequest.count: consecutive txids, each a begun transaction that a
+// Submit may use; the ones nothing used are dropped after reserve_ttl,
+// silently (no participant knows them), and not counted as aborts.
+TEST_F(CommitDriverTest, ABeginWithACountReservesConsecutiveTxidsForAWhile) {
+  proto::BeginRequest req;
+  req.__set_count(4);
+  driver_.OnBegin(1, req, now_);
+  DriverEffects fx = Take();
+  auto r = ReplyTo<proto::BeginResponse>(fx, 1);
+  ASSERT_EQ(r.status.code, proto::Code::OK);
+  EXPECT_EQ(r.txid, MakeTxId(kEpoch, 1));
+  EXPECT_EQ(r.count, 4);
+  EXPECT_EQ(r.reserved_ms, TestOptions().reserve_ttl / kMillis);
+  EXPECT_EQ(driver_.next_seq(), 5);
+  EXPECT_EQ(driver_.counters().begun, 4u);
+  EXPECT_EQ(Begin(2), MakeTxId(kEpoch, 5));  // a plain Begin comes after them
+
+  auto views = driver_.ActiveTxns(now_);
+  ASSERT_EQ(views.size(), 5u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(views[i].state, "reserved") << i;
+  EXPECT_EQ(views[4].state, "active");
+
+  // Two of them are used: a Submit and a Commit.
+  proto::SubmitRequest submit;
+  submit.txid = MakeTxId(kEpoch, 2);
+  proto::Branch b;
+  b.participant = kA;
+  b.statements = {Sql("UPDATE t SET v = 1")};
+  submit.branches = {b};
+  driver_.OnSubmit(3, submit, now_);
+  ASSERT_EQ(Prepares(Take()).size(), 1u);
+  Commit(4, MakeTxId(kEpoch, 3), {kB});
+  ASSERT_EQ(Prepares(Take()).size(), 1u);
+
+  // The reservation lasts reserve_ttl; the plain Begin, txn_timeout.
+  driver_.Tick(now_ + TestOptions().reserve_ttl - 1);
+  EXPECT_EQ(driver_.active_count(), 5u);
+  now_ += TestOptions().reserve_ttl;
+  driver_.Tick(now_);  // (the two used ones are voting: the vote timeout is theirs)
+  fx = Take();
+  EXPECT_TRUE(fx.calls.empty());    // nobody to tell about the unused two
+  EXPECT_TRUE(fx.replies.empty());  // nobody waits on them
+  std::vector<TxId> left;
+  for (const auto& v : driver_.ActiveTxns(now_)) left.push_back(v.txid);
+  EXPECT_EQ(left, (std::vector<TxId>{MakeTxId(kEpoch, 2), MakeTxId(kEpoch, 3), MakeTxId(kEpoch, 5)}));
+  EXPECT_EQ(driver_.counters().reservations_expired, 2u);
+  EXPECT_EQ(driver_.counters().aborted, 0u);
+  // Too late for a Submit: the txid answers as a timed-out one does.
+  submit.txid = MakeTxId(kEpoch, 4);
+  driver_.OnSubmit(5, submit, now_);
+  fx = Take();
+  EXPECT_EQ(CommitReply(fx, 5).outcome, proto::Outcome::ABORTED);
+  EXPECT_TRUE(Prepares(fx).empty());
+}
+
+TEST_F(CommitDriverTest, AReservationLastsNoLongerThanTheTransactionTimeoutItAsks) {
+  proto::BeginRequest req;
+  req.__set_count(2);
+  req.__set_timeout_ms(1500);
+  driver_.OnBegin(1, req, now_);
+  auto r = ReplyTo<proto::BeginResponse>(Take(), 1);
+  EXPECT_EQ(r.reserved_ms, 1500);
+  driver_.Tick(now_ + 1500 * kMillis);
+  EXPECT_EQ(driver_.active_count(), 0u);
+  EXPECT_EQ(driver_.counters().reservations_expired, 2u);
 }
 
 TEST_F(CommitDriverTest, BeginBeforeServingIsUnavailableWithoutHint) {

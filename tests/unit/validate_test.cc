@@ -67,6 +67,22 @@ TEST(ValidateTest, BeginChecksATimeoutOnlyWhenSet) {
   ExpectRefused(Check(r), "BeginRequest.timeout_ms", std::to_string(kMax64));
 }
 
+TEST(ValidateTest, BeginReservesOneTo256Txids) {
+  proto::BeginRequest r;
+  r.count = 0;  // not set: one txid
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_count(1);
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_count(kMaxBeginCount);
+  EXPECT_TRUE(Check(r).ok());
+  r.__set_count(0);
+  ExpectRefused(Check(r), "BeginRequest.count", "0");
+  r.__set_count(-3);
+  ExpectRefused(Check(r), "BeginRequest.count", "-3");
+  r.__set_count(kMaxBeginCount + 1);
+  ExpectRefused(Check(r), "BeginRequest.count", std::to_string(kMaxBeginCount + 1));
+}
+
 TEST(ValidateTest, CommitChecksTxIdIncarnationsAndProtocol) {
   proto::CommitRequest r;
   r.txid = MakeTxId(3, 9);

@@ -23,16 +23,17 @@ void NoOptions(po::options_description&) {}
 // The states `txns --state` filters on (the coordinator's ListTxns).
 const std::vector<std::string>& TxnStates() {
   static const std::vector<std::string> states = {
-      "in-doubt",      "stuck",        "hazard",   "heuristic",  "active",    "voting",
-      "precommitting", "precommitted", "deciding", "completing", "ending",    "committed",
-      "aborted"};
+      "in-doubt",      "stuck",        "hazard",   "heuristic",  "active",    "reserved",
+      "voting",        "precommitting", "precommitted", "deciding", "completing", "ending",
+      "committed",     "aborted"};
   return states;
 }
 
 void TxnsOptions(po::options_description& d) {
   d.add_options()("state", po::value<std::string>()->default_value(""),
                   "only transactions in this state: in-doubt, stuck, hazard (or heuristic: a "
-                  "participant ended its branch the other way), active, voting, precommitting, "
+                  "participant ended its branch the other way), active, reserved (txids a "
+                  "client reserved for one-shot submits, unused yet), voting, precommitting, "
                   "precommitted (3PC), deciding, "
                   "completing, ending, committed, aborted (default: all)")(
       "older-than", po::value<std::string>(),
