@@ -298,6 +298,39 @@ TEST_F(ClusterTest, LeaderKilledDuringTransfersIsReplacedAndNothingIsLost) {
   ExpectSettledAndConserved();
 }
 
+// The client keeps the txids one Begin reserved (ClientOptions.reserve_txids);
+// after the leader's death the next Submit carries one of the dead leader's.
+// The new leader presumes it aborted (it never ran), and the client submits
+// the same work under a txid of the new leader: the application sees a commit.
+TEST_F(ClusterTest, AReservedTxidOfAKilledLeaderIsReplacedByTheClient) {
+  Start(3);
+  int leader = WaitLeader(15000);
+  ASSERT_NE(leader, 0);
+  auto transfer = [this] {
+    return client_->Submit(
+        {{"bank_a", {SqlExpect("UPDATE accounts SET balance = balance - 1 WHERE id = 1", {}, 1)}},
+         {"bank_b", {SqlExpect("UPDATE accounts SET balance = balance + 1 WHERE id = 1", {}, 1)}}});
+  };
+  auto first = transfer();  // reserves a block of the current leader's txids
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  replicas_[leader - 1]->Kill(SIGKILL);
+  int next = WaitLeader(15000);
+  ASSERT_NE(next, 0);
+  ASSERT_NE(next, leader);
+  auto second = transfer();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_GT(second->epoch, first->epoch) << ToString(*first) << " then " << ToString(*second);
+  auto o = client_->Outcome(*second);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(*o, proto::Outcome::COMMITTED);
+  // The kept txid after the first: presumed aborted by the new leader.
+  o = client_->Outcome(MakeTxId(first->epoch, first->seq + 1));
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(*o, proto::Outcome::ABORTED);
+  Restart(leader);
+  ExpectSettledAndConserved();
+}
+
 TEST_F(ClusterTest, FiveReplicasKeepCommittingWithTwoDown) {
   Start(5);
   int leader = WaitLeader(15000);
