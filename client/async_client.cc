@@ -135,6 +135,8 @@ void RefillTxids(const std::shared_ptr<AsyncClient::Impl>& impl) {
 void SendSubmit(const std::shared_ptr<AsyncClient::Impl>& impl,
                 std::shared_ptr<proto::SubmitRequest> req, bool kept, bool again,
                 std::function<void(Result<TxId>)> done) {
+  // (A txid may arrive after the client was destroyed: nothing is sent then.)
+  if (impl->closed) return done(Closed());
   impl->Coordinator<proto::SubmitRequest, proto::CommitResponse>(
       "Submit", *req, impl->options.commit_timeout,
       [impl, req, kept, again, done = std::move(done)](Result<proto::CommitResponse> c) mutable {

@@ -283,11 +283,12 @@ class ReserveTest : public ::testing::TestWithParam<bool> {
     coord_.reserve = true;
   }
   void TearDown() override {
+    // The AsyncClient belongs to its io thread: stopped first, then the
+    // client goes (as with no thread running its io_context).
+    work_.reset();
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
     async_.reset();
-    if (thread_.joinable()) {
-      work_.reset();
-      thread_.join();
-    }
   }
   Status Connect(int32_t reserve_txids) {
     ClientOptions o;
