@@ -115,10 +115,11 @@ void CommitDriver::OnBegin(uint64_t token, const proto::BeginRequest& req, Micro
   }
   Micros timeout = options_.txn_timeout;
   if (req.__isset.timeout_ms && req.timeout_ms > 0) timeout = req.timeout_ms * kMillis;
-  // A reservation (count set, validate::Check bounds it): consecutive txids,
-  // each usable for reserve_ttl.
+  // A reservation (count set): consecutive txids, each usable for
+  // reserve_ttl. (The shells refuse a count out of range, validate::Check;
+  // bounded here too for any other caller.)
   const bool reserve = req.__isset.count;
-  const int32_t count = reserve ? req.count : 1;
+  const int32_t count = reserve ? std::clamp(req.count, 1, validate::kMaxBeginCount) : 1;
   if (reserve) {
     timeout = std::min(timeout, options_.reserve_ttl);
     resp.__set_count(count);

@@ -249,6 +249,22 @@ TEST_F(CommitDriverTest, ABeginWithACountReservesConsecutiveTxidsForAWhile) {
   EXPECT_TRUE(Prepares(fx).empty());
 }
 
+// The shells refuse a count out of range before the core sees it; the core
+// bounds it anyway (a caller without the check, e.g. a harness).
+TEST_F(CommitDriverTest, AReservationCountOutOfRangeIsBoundedByTheCore) {
+  for (auto [asked, got] : {std::pair<int32_t, int32_t>{0, 1}, {-7, 1}, {100000, 256}}) {
+    proto::BeginRequest req;
+    req.__set_count(asked);
+    int64_t first = driver_.next_seq();
+    driver_.OnBegin(1, req, now_);
+    auto r = ReplyTo<proto::BeginResponse>(Take(), 1);
+    ASSERT_EQ(r.status.code, proto::Code::OK);
+    EXPECT_EQ(r.count, got) << asked;
+    EXPECT_EQ(r.txid, MakeTxId(kEpoch, first)) << asked;
+    EXPECT_EQ(driver_.next_seq(), first + got) << asked;
+  }
+}
+
 TEST_F(CommitDriverTest, AReservationLastsNoLongerThanTheTransactionTimeoutItAsks) {
   proto::BeginRequest req;
   req.__set_count(2);
