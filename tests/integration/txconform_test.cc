@@ -115,8 +115,13 @@ class TxconformTest : public ::testing::Test {
   }
 
   // The restart script: kills the agent of the pid file (waiting, bounded,
-  // until it is gone or a zombie: either way its port is closed), then runs
-  // `agent_cmd` in the background and records its pid.
+  // until it is gone, or a zombie without threads left: a killed process's
+  // main thread turns zombie while its other threads still exit, and they
+  // hold its files, the listening socket included, so a "Z" alone let the
+  // next agent's port check connect to the dying one's socket and the kit's
+  // first call then meet neither: connection refused, seen under ASan, whose
+  // exits are slow), then runs `agent_cmd` in the background and records
+  // its pid.
   void WriteScript(const std::string& agent_cmd, bool wait_for_outcome_query) {
     std::ofstream s(script_);
     s << "#!/bin/sh\n"
@@ -125,8 +130,9 @@ class TxconformTest : public ::testing::Test {
       << "  pid=$(cat \"$pidfile\")\n"
       << "  kill -9 \"$pid\" 2>/dev/null\n"
       << "  i=0\n"
-      << "  while [ -d /proc/$pid ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pid/status "
-         "2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n"
+      << "  while [ -d /proc/$pid ] && { ! grep -q '^State:[[:space:]]*Z' /proc/$pid/status "
+         "2>/dev/null || [ \"$(ls /proc/$pid/task 2>/dev/null | wc -l)\" -gt 1 ]; } && "
+         "[ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n"
       << "fi\n"
       << "log=" << dir_.path << "/agent.log\n"
       << "asked=$(grep -c 'outcome query' \"$log\" 2>/dev/null)\n"
