@@ -146,8 +146,7 @@ void SendSubmit(const std::shared_ptr<AsyncClient::Impl>& impl,
           return done(Status::Unavailable("coordinator unreachable; the outcome of " + ToString(id) +
                                           " is unknown: " + c.status().message()));
         }
-        if (kept && c->status.code == proto::Code::OK && c->outcome == proto::Outcome::ABORTED &&
-            TxidReserve::LeaderChanged(c->reason)) {
+        if (kept && TxidReserve::LeaderGone(*c)) {
           impl->reserve.Clear();
           if (!again) {
             return TakeTxid(impl, [impl, req, done = std::move(done)](Result<TxId> t,

@@ -281,8 +281,7 @@ Result<TxId> Client::Submit(const std::map<std::string, std::vector<proto::State
     }
     // A kept txid of a leader that is gone: it never ran and never will, and
     // neither will the rest of its block. Once more with a new txid.
-    if (kept && r->status.code == proto::Code::OK && r->outcome == proto::Outcome::ABORTED &&
-        TxidReserve::LeaderChanged(r->reason)) {
+    if (kept && TxidReserve::LeaderGone(*r)) {
       impl_->reserve.Clear();
       if (attempt == 0) continue;
     }

@@ -8,7 +8,6 @@
 #include <deque>
 #include <mutex>
 #include <optional>
-#include <string_view>
 
 #include "common/time.h"
 #include "common/txid.h"
@@ -54,12 +53,13 @@ class TxidReserve {
     blocks_.clear();
   }
 
-  // True when `reason` (CommitResponse.reason of an ABORTED Submit) says a
-  // newer leader presumed the txid aborted because its own leader changed
-  // before deciding: the transaction did not and never will commit, and the
-  // rest of its block belongs to that gone leader too.
-  static bool LeaderChanged(std::string_view reason) {
-    return reason == kPresumedAbortLeaderChanged;
+  // True when a Submit's answer says a newer leader presumed the txid
+  // aborted because its own leader changed before deciding: the transaction
+  // did not and never will commit, and the rest of its block belongs to that
+  // gone leader too.
+  static bool LeaderGone(const proto::CommitResponse& r) {
+    return r.status.code == proto::Code::OK && r.outcome == proto::Outcome::ABORTED &&
+           r.reason == kPresumedAbortLeaderChanged;
   }
 
  private:

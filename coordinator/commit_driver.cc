@@ -1039,8 +1039,7 @@ void CommitDriver::Tick(Micros now) {
     switch (t.state) {
       case State::kActive:
         if (now >= t.deadline) {
-          to_abort.emplace_back(txid, t.reserved ? "reserved txid not used in time"
-                                                 : "transaction timed out before commit");
+          to_abort.emplace_back(txid, "transaction timed out before commit");
         }
         break;
       case State::kVoting:

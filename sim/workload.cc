@@ -300,7 +300,7 @@ void SimClient::OnCommitAnswer(const Status& s, const proto::CommitResponse& r) 
       return Finish(0, "committed");
     case proto::Outcome::ABORTED:
       c_->checker().OnToldAborted(txn_.txid);
-      if (txn_.kept && TxidReserve::LeaderChanged(r.reason)) {
+      if (txn_.kept && TxidReserve::LeaderGone(r)) {
         // As client/: its leader is gone, so is the rest of its block; the
         // same work once more under a new txid.
         reserve_.Clear();
