@@ -15,7 +15,9 @@
 // Threading: used on the node's io thread; hooks run there too.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -87,6 +89,8 @@ class LocalLog {
   std::unique_ptr<wal::LogStore> store_;
   uint64_t commit_index_ = 0;
   int64_t epoch_ = 0;
+  std::atomic<uint64_t> sent_in_reply_{0};
+  std::atomic<uint64_t> sent_as_call_{0};
   bool failed_ = false;
   bool stopped_ = false;
 };
@@ -151,6 +155,10 @@ class PaxosLog {
   uint64_t records_written() const { return store_ ? store_->records_written() : 0; }
   // When a message from replica `id` last arrived.
   std::optional<Micros> last_heard(int id) const;
+  // Messages sent to peers: in the reply to a peer's call (it asked for its
+  // answer there), or as Deliver calls of their own.
+  uint64_t sent_in_reply() const { return sent_in_reply_.load(std::memory_order_relaxed); }
+  uint64_t sent_as_call() const { return sent_as_call_.load(std::memory_order_relaxed); }
 
  private:
   void ClosedByPeer(const std::string& address);
@@ -165,6 +173,21 @@ class PaxosLog {
   Hooks hooks_;
   std::unique_ptr<wal::LogStore> store_;
   std::map<int, Micros> last_heard_;
+  // A peer's Deliver calls that asked for the answer in the reply
+  // (PeerMessage.answer_in_reply), not answered yet: per peer, oldest first.
+  // This replica's next message to that peer goes in the oldest one's reply;
+  // one that waits longer than kHoldAtMost (checked at the peer's next call)
+  // is answered empty, and the message, if one comes, goes as a call.
+  struct HeldReply {
+    rpc::RpcServer::Reply<proto::PeerAck> reply;
+    Micros since = 0;
+  };
+  std::map<int, std::deque<HeldReply>> held_;
+  void ReleaseHeld(int id, Micros arrived_before);
+  // A message of a peer's that came in the reply to our call to it.
+  void AnswerArrived(int to, const proto::PeerAck& ack);
+  std::atomic<uint64_t> sent_in_reply_{0};
+  std::atomic<uint64_t> sent_as_call_{0};
   bool failed_ = false;
   bool stopped_ = false;
 };

@@ -251,6 +251,17 @@ void CoordinatorNode::RegisterMetrics() {
                      return out;
                    });
   }
+  if (options_.peers.size() > 1) {
+    m.AddCounterFunc("txcoord_peer_messages_sent_total",
+                     "Paxos messages sent to the other replicas: in the reply to the peer's "
+                     "call they answer (as=\"reply\"), or as a call of their own (as=\"call\").",
+                     [this] {
+                       const PaxosLog* p = paxos_.get();
+                       return std::vector<Sample>{
+                           {{{"as", "reply"}}, p != nullptr ? static_cast<double>(p->sent_in_reply()) : 0},
+                           {{{"as", "call"}}, p != nullptr ? static_cast<double>(p->sent_as_call()) : 0}};
+                     });
+  }
   m.AddCounterFunc("txcoord_rpc_calls_total", "RPC calls this replica's server answered.", [this] {
     return std::vector<Sample>{{{}, static_cast<double>(server_.calls_served())}};
   });

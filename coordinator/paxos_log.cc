@@ -1,7 +1,8 @@
 // PaxosLog: the real disk and network of one Multi-Paxos group member, under
 // its NodeCore (which runs the paxos::Replica). Acceptor state lives in a
 // LogStore (records: slot -> encoded Entry; meta: promised ballot, snapshot);
-// peer messages travel as Replica.Deliver calls.
+// peer messages travel as Replica.Deliver calls, and a peer's answer in the
+// reply to the call it answers when it has one soon enough.
 #include <algorithm>
 
 #include "common/codec.h"
@@ -112,6 +113,15 @@ Result<paxos::DurableState> PaxosLog::Recover() {
   return ds;
 }
 
+namespace {
+// How long a held reply waits for this replica's answer before it goes empty.
+// An ACCEPT's answer waits for a sync (about a millisecond here, more under
+// load); past this the answer travels as a call of its own, as before.
+constexpr Micros kHoldAtMost = 100 * kMillis;
+// Held replies per peer at most (the oldest goes empty first).
+constexpr size_t kMaxHeld = 1024;
+}  // namespace
+
 Status PaxosLog::Start(Hooks hooks) {
   hooks_ = std::move(hooks);
   server_->Handle<proto::PeerMessage, proto::PeerAck>(
@@ -119,27 +129,71 @@ Status PaxosLog::Start(Hooks hooks) {
         if (Status bad = validate::Check(m); !bad.ok()) {
           return reply(validate::Refusal<proto::PeerAck>(bad));
         }
-        reply(proto::PeerAck());
+        const bool hold = m.__isset.answer_in_reply && m.answer_in_reply && !stopped_;
+        if (!hold) reply(proto::PeerAck());
         if (stopped_) return;
         paxos::Message msg;
         std::string why;
         if (!DecodePeerPayload(m.payload, &msg, &why)) {
           Logger("paxos")->warn("dropping {} from replica {}", why, m.sender);
+          if (hold) reply(proto::PeerAck());
           return;
         }
         if (options_.peers.count(msg.sender) == 0) {
           Logger("paxos")->warn("dropping a peer message from replica {}: sender {} is not a member",
                                 m.sender, msg.sender);
+          if (hold) reply(proto::PeerAck());
           return;
         }
-        last_heard_[msg.sender] = SteadyNowMicros();
+        const Micros now = SteadyNowMicros();
+        last_heard_[msg.sender] = now;
+        if (hold) {
+          ReleaseHeld(msg.sender, now - kHoldAtMost);
+          auto& q = held_[msg.sender];
+          if (q.size() >= kMaxHeld) {
+            q.front().reply(proto::PeerAck());
+            q.pop_front();
+          }
+          q.push_back(HeldReply{std::move(reply), now});
+        }
         hooks_.message(msg);
       });
   return Status::Ok();
 }
 
+void PaxosLog::ReleaseHeld(int id, Micros arrived_before) {
+  auto it = held_.find(id);
+  if (it == held_.end()) return;
+  auto& q = it->second;
+  while (!q.empty() && q.front().since < arrived_before) {
+    q.front().reply(proto::PeerAck());
+    q.pop_front();
+  }
+}
+
+void PaxosLog::AnswerArrived(int to, const proto::PeerAck& ack) {
+  if (stopped_ || !ack.__isset.payload) return;
+  paxos::Message msg;
+  std::string why;
+  if (!DecodePeerPayload(ack.payload, &msg, &why)) {
+    Logger("paxos")->warn("dropping {} in a reply from replica {}", why, to);
+    return;
+  }
+  if (msg.sender != to) {
+    Logger("paxos")->warn("dropping a peer message in a reply from replica {}: it names sender {}",
+                          to, msg.sender);
+    return;
+  }
+  last_heard_[to] = SteadyNowMicros();
+  hooks_.message(msg);
+}
+
 void PaxosLog::Stop() {
   stopped_ = true;
+  for (auto& [id, q] : held_) {
+    for (HeldReply& h : q) h.reply(proto::PeerAck());
+  }
+  held_.clear();
   pool_.CloseAll();
   store_.reset();
 }
@@ -183,15 +237,32 @@ void PaxosLog::Send(const paxos::Outgoing& o) {
   if (stopped_) return;
   auto it = options_.peers.find(o.to);
   if (it == options_.peers.end() || o.to == options_.self_id) return;
+  auto held = held_.find(o.to);
+  if (held != held_.end() && !held->second.empty()) {
+    // The peer's oldest unanswered call carries it back.
+    proto::PeerAck ack;
+    ack.__set_payload(Encode(o.msg));
+    auto reply = std::move(held->second.front().reply);
+    held->second.pop_front();
+    reply(std::move(ack));
+    sent_in_reply_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   proto::PeerMessage m;
   m.sender = options_.self_id;
   m.receiver = o.to;
   m.payload = Encode(o.msg);
+  m.__set_answer_in_reply(true);
+  sent_as_call_.fetch_add(1, std::memory_order_relaxed);
   pool_.Get(it->second)->Call<proto::PeerMessage, proto::PeerAck>(
       "Deliver", m, 2 * options_.election_max,
-      [to = o.to, type = static_cast<int>(o.msg.type), bytes = m.payload.size()](Status s,
-                                                                                 proto::PeerAck) {
-        if (s.ok()) return;  // a refused one (too large) is a bug; a peer down is routine
+      [self = std::weak_ptr<PaxosLog*>(self_), to = o.to, type = static_cast<int>(o.msg.type),
+       bytes = m.payload.size()](Status s, proto::PeerAck ack) {
+        if (s.ok()) {
+          if (auto live = self.lock()) (*live)->AnswerArrived(to, ack);
+          return;
+        }
+        // A refused one (too large) is a bug; a peer down is routine.
         Logger("paxos")->log(s.code() == Status::kInvalidArgument ? spdlog::level::warn
                                                                   : spdlog::level::debug,
                              "message type {} ({} bytes) to replica {} not delivered: {}", type,

@@ -421,9 +421,19 @@ struct PeerMessage {
   1: i32 sender
   2: i32 receiver
   3: binary payload
+  // The sender takes the receiver's next message to it in this call's reply
+  // (PeerAck.payload), so the reply may wait for it (an ACCEPT's reply waits
+  // for the ACCEPTED, which waits for the accepted values' sync). Unset (a
+  // replica before this field): the reply comes at once, with no payload.
+  4: optional bool answer_in_reply
 }
 struct PeerAck {
   1: Status status
+  // A message of the receiver's to the sender (an encoded paxos.Message), when
+  // the call asked for it (answer_in_reply) and the receiver had one to send
+  // within its hold time; unset otherwise (the message, if any, then comes
+  // as a Deliver call of its own).
+  2: optional binary payload
 }
 service Replica {
   PeerAck Deliver(1: PeerMessage msg)

@@ -373,6 +373,7 @@ class CaptureTest : public ::testing::Test {
               seeds->Add("messages", t.type + std::to_string(t.request),
                          std::string(1, static_cast<char>(index)) + std::string(body), 2);
               if (method == "Deliver" && dir == 0) HarvestPeerMessage(seeds, body);
+              if (method == "Deliver" && dir == 1) HarvestPeerAnswer(seeds, body);
             });
             EXPECT_TRUE(known) << "captured method " << method << " has no type in message_types.h";
             types_seen_.insert(method + (dir == 0 ? " request" : " response"));
@@ -399,6 +400,22 @@ class CaptureTest : public ::testing::Test {
     seeds->Add("paxos_peer", std::to_string(static_cast<int>(msg.type)), one, 3);
     if (m.receiver == 1) to_replica1_.emplace_back(args);
     paxos_types_seen_.insert(static_cast<int>(msg.type));
+  }
+
+  // An answer that came in a Deliver's reply (PeerAck.payload) reaches the
+  // caller's core as a Deliver of it would: seeded as that Deliver.
+  void HarvestPeerAnswer(Seeds* seeds, std::string_view result) {
+    proto::PeerAck ack;
+    ASSERT_TRUE(codec::Decode(result, &ack));
+    if (!ack.__isset.payload) return;
+    paxos::Message msg;
+    std::string why;
+    ASSERT_TRUE(coord::DecodePeerPayload(ack.payload, &msg, &why)) << why;
+    proto::PeerMessage m;
+    m.sender = msg.sender;
+    m.receiver = msg.receiver;
+    m.payload = ack.payload;
+    HarvestPeerMessage(seeds, codec::Encode(m));
   }
 
   void HarvestCoordinatorLogs(Seeds* seeds) {

@@ -324,6 +324,23 @@ TEST(MetricsGroupTest, OneLeaderOneEpochAndTheLeadersViewOfItsFollowers) {
     }
     EXPECT_EQ(Promtool(pages[i], dir.path), "") << pages[i];
   }
+  // The leader's calls ask for the answer in their reply, and a follower
+  // answers there: over a second of heartbeats, each follower's replies
+  // carry its messages to the leader and it makes no calls of its own.
+  auto sent = [](const std::string& page, const char* as) {
+    return Value(page, std::string("txcoord_peer_messages_sent_total{as=\"") + as + "\"}");
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::vector<std::string> later(3);
+  for (int i = 0; i < 3; ++i) later[i] = Scrape(mports[i]);
+  for (int i = 0; i < 3; ++i) {
+    if (i == leader) {
+      EXPECT_GT(sent(later[i], "call"), sent(pages[i], "call")) << later[i];
+      continue;
+    }
+    EXPECT_GE(sent(later[i], "reply") - sent(pages[i], "reply"), 3) << later[i];
+    EXPECT_EQ(sent(later[i], "call"), sent(pages[i], "call")) << later[i];
+  }
 }
 
 }  // namespace

@@ -279,6 +279,75 @@ TEST_F(ClusterTest, PeerMessageOfAnUnknownTypeIsDroppedAndTheLeaderStays) {
       << replicas_[leader - 1]->LogTail();
 }
 
+TEST_F(ClusterTest, AFollowerAnswersInTheReplyOnlyWhenTheCallAsks) {
+  Start(3);
+  int leader = WaitLeader(15000);
+  ASSERT_NE(leader, 0);
+  const int follower = leader % 3 + 1;
+  // A HEARTBEAT "from the leader" with a ballot below the follower's promise:
+  // it answers HEARTBEAT_REPLY (refused) at once, and changes nothing.
+  auto heartbeat = [&](std::optional<bool> answer_in_reply) {
+    paxos::wire::Message msg;
+    msg.type = paxos::wire::Type::HEARTBEAT;
+    msg.sender = leader;
+    msg.receiver = follower;
+    msg.ballot.round = 0;
+    msg.ballot.replica = leader;
+    proto::PeerMessage m;
+    m.sender = leader;
+    m.receiver = follower;
+    m.payload = codec::Encode(msg);
+    if (answer_in_reply) m.__set_answer_in_reply(*answer_in_reply);
+    return m;
+  };
+  // As a replica before answer_in_reply calls: the ack at once, no payload
+  // (the answer went to the leader as a call of its own).
+  for (std::optional<bool> flag : {std::optional<bool>(), std::optional<bool>(false)}) {
+    auto ack = testing::CallOnce<proto::PeerMessage, proto::PeerAck>(ports_[follower - 1], "Deliver",
+                                                                     heartbeat(flag));
+    ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+    EXPECT_FALSE(ack->__isset.payload);
+  }
+  // Asked for: the answer comes in the reply.
+  auto ack = testing::CallOnce<proto::PeerMessage, proto::PeerAck>(ports_[follower - 1], "Deliver",
+                                                                   heartbeat(true));
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  ASSERT_TRUE(ack->__isset.payload);
+  paxos::wire::Message answer;
+  ASSERT_TRUE(codec::Decode(ack->payload, &answer));
+  EXPECT_EQ(answer.type, paxos::wire::Type::HEARTBEAT_REPLY);
+  EXPECT_EQ(answer.sender, follower);
+  EXPECT_FALSE(answer.ok);
+  // A message the follower answers with nothing (ACCEPTED, to a replica that
+  // does not lead): the held reply is still answered, empty or with the
+  // follower's next message to the leader, long before the call's timeout.
+  paxos::wire::Message accepted;
+  accepted.type = paxos::wire::Type::ACCEPTED;
+  accepted.sender = leader;
+  accepted.receiver = follower;
+  proto::PeerMessage m;
+  m.sender = leader;
+  m.receiver = follower;
+  m.payload = codec::Encode(accepted);
+  m.__set_answer_in_reply(true);
+  auto started = std::chrono::steady_clock::now();
+  auto late = testing::CallOnce<proto::PeerMessage, proto::PeerAck>(ports_[follower - 1], "Deliver", m,
+                                                                    10 * kSeconds);
+  ASSERT_TRUE(late.ok()) << late.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(3));
+  if (late->__isset.payload) {
+    ASSERT_TRUE(codec::Decode(late->payload, &answer));
+    EXPECT_EQ(answer.sender, follower);
+  }
+  // The group never noticed.
+  auto s = client_->ClusterStatus(Addr(ports_[follower - 1]));
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->leader_id, leader);
+  StartLoad(2);
+  EXPECT_TRUE(CommitsContinue(20, 20000));
+  StopLoad();
+}
+
 TEST_F(ClusterTest, LeaderKilledDuringTransfersIsReplacedAndNothingIsLost) {
   Start(3);
   int leader = WaitLeader(15000);
