@@ -339,11 +339,14 @@ TEST_F(PythonSdkTest, ParticipantPyRecoversAPreparedBranchAfterSigkill) {
   });
   // Killed once the coordinator holds participant.py's YES vote (the leader
   // shows the votes it collected), so the vote surely left before the kill.
+  // Undecided transactions only: the accounts' set-up transaction, decided,
+  // may still be listed (its END not chosen yet) with a YES of bank_py's.
   std::optional<TxId> prepared;
   for (int waited = 0; waited <= 15000 && !prepared; waited += 50) {
     auto txns = client_->ListTxns("");
     if (txns.ok()) {
       for (const auto& t : *txns) {
+        if (t.outcome != proto::Outcome::PENDING) continue;
         for (const auto& p : t.progress) {
           if (p.resource == "bank_py" && p.__isset.vote && p.vote == proto::Vote::YES) {
             prepared = t.txid;
