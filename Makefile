@@ -76,8 +76,14 @@ soak: build
 # or txagent it starts) that hits undefined behaviour would still pass: halt instead.
 sanitize:
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(MAKE) test BUILD=build-asan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=address,undefined"
+# TSan carries on after a report (a test binary then exits 66 and fails, but a
+# txcoord or txagent a test started only writes to its own log): every process
+# writes its reports under build-tsan/tsan-reports, and any report fails the target.
 tsan:
-	$(MAKE) test BUILD=build-tsan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=thread"
+	rm -rf build-tsan/tsan-reports && mkdir -p build-tsan/tsan-reports
+	TSAN_OPTIONS=log_path=$(CURDIR)/build-tsan/tsan-reports/tsan $(MAKE) test BUILD=build-tsan TYPE=Debug CMAKE_FLAGS="-DTXC_SANITIZE=thread"
+	@if [ -n "$$(ls build-tsan/tsan-reports)" ]; then \
+	  echo "ThreadSanitizer reports (one file per reporting process):"; ls build-tsan/tsan-reports; exit 1; fi
 
 # libFuzzer over every decoder of untrusted bytes (tests/fuzz, docs/testing.md,
 # "Fuzzing"): a clang build of its own (build-fuzz/, ASan + UBSan), each target
