@@ -15,13 +15,10 @@ BUILD=${1:-build}
 SECS=${2:-10}
 REPS=${3:-2}
 BIN=$(cd "$BUILD/bin" && pwd)
-WORK=$(mktemp -d /tmp/txc-bench-3pc.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 # free_port, wait_port, stop_pids and the 3-replica group helpers.
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+work_dir bench-3pc
 
 echo "## machine"
 echo "- $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

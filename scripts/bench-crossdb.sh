@@ -37,14 +37,11 @@ if [ "$(id -u)" -ne 0 ]; then echo "bench-crossdb: run as root (the databases ru
 for f in "$PGBIN/initdb" "$PGBIN/postgres" "$(command -v mariadbd || true)" "$(command -v mariadb-install-db || true)"; do
   [ -n "$f" ] && [ -x "$f" ] || { echo "bench-crossdb: needs postgresql-15 and mariadb-server-core (scripts/install-deps.sh)" >&2; exit 2; }
 done
-WORK=$(mktemp -d /tmp/txc-bench-crossdb.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 # free_port, wait_port, json, forget, stop_pids and the 3-replica group helpers.
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+work_dir bench-crossdb
+chmod 755 "$WORK"
 
 # ------------------------------------------------------------- databases
 AS_NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)

@@ -10,6 +10,14 @@ proc_ticks() { # PID... -> each one's CPU so far (utime+stime, clock ticks), one
   local p; for p in "$@"; do cut -d' ' -f14,15 "/proc/$p/stat"; done | awk '{print $1 + $2}'
 }
 json() { python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, r))' "$@"; }
+# WORK, a new directory /tmp/txc-NAME.XXXXXX, and PIDS, the processes the
+# script starts: when the script exits, each of them is stopped by its pid and
+# the directory removed.
+work_dir() { # name
+  WORK=$(mktemp -d "/tmp/txc-$1.XXXXXX")
+  PIDS=()
+  trap 'for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+}
 # Forgets a pid once its process is reaped, so the trap never signals a reused pid.
 forget() { local keep=(); for p in "${PIDS[@]:-}"; do [ "$p" != "$1" ] && keep+=("$p"); done; PIDS=("${keep[@]:-}"); }
 # Stops the given pids (SIGTERM), reaps them and forgets them.

@@ -16,12 +16,9 @@ SECS=${2:-10}
 ROUNDS=${3:-2}
 BIN=$(cd "$BUILD/bin" && pwd)
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WORK=$(mktemp -d /tmp/txc-bench-tls.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 GLOGBENCH=1
 source "$SRC/scripts/bench-lib.sh"
+work_dir bench-tls
 "$SRC/scripts/make-certs.sh" "$WORK/certs" >/dev/null
 
 echo "## machine"

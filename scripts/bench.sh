@@ -11,13 +11,10 @@ set -euo pipefail
 BUILD=${1:-build}
 SECS=${2:-10}
 BIN=$(cd "$BUILD/bin" && pwd)
-WORK=$(mktemp -d /tmp/txc-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 # free_port, wait_port, stop_pids, start_agents, the 3-replica group helpers, plot.
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+work_dir bench
 
 echo "## machine"
 echo "- $(nproc) cores: $(cpu_model); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -12,12 +12,9 @@ set -euo pipefail
 BUILD=${1:-build}
 SECS=${2:-8}
 BIN=$(cd "$BUILD/bin" && pwd)
-WORK=$(mktemp -d /tmp/txc-c1.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 GMETRICS=1
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+work_dir c1
 
 start_group "$WORK/group"
 L=$(leader_of_group)

@@ -21,11 +21,8 @@ SECS=${2:-6}
 PERF_SECS=${PERF_SECS:-0.5}
 BIN=$(cd "$BUILD/bin" && pwd)
 command -v perf >/dev/null || { echo "c1-timeline.sh: perf (linux-perf) is not installed" >&2; exit 2; }
-WORK=$(mktemp -d /tmp/txc-c1t.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+work_dir c1t
 
 start_group "$WORK/group"
 L=$(leader_of_group)

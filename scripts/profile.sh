@@ -16,11 +16,8 @@ PERF_SECS=${PERF_SECS:-5}
 BIN=$(cd "$BUILD/bin" && pwd)
 command -v perf >/dev/null || { echo "profile.sh: perf (linux-perf) is not installed" >&2; exit 2; }
 mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/txc-profile-run.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+work_dir profile-run
 
 start_group "$WORK/group"
 leader_of_group >/dev/null
