@@ -14,11 +14,16 @@
 # scripts/c1-breakdown.sh gives the same run's time from the nodes' own
 # histograms; this one shows what the histograms cannot: the hops, the
 # wake-ups and the work that runs between two transactions.
-# Usage: scripts/c1-timeline.sh [BUILD_DIR] [SECONDS]
+# CONC and MODE run it at another concurrency or in interactive mode (e.g.
+# CONC=64 MODE=interactive): per-thread CPU and per-process syscalls per
+# transaction then come from the committed rate, not from the client's sends.
+# Usage: [CONC=N] [MODE=interactive] scripts/c1-timeline.sh [BUILD_DIR] [SECONDS]
 set -euo pipefail
 BUILD=${1:-build}
 SECS=${2:-6}
 PERF_SECS=${PERF_SECS:-0.5}
+CONC=${CONC:-1}
+MODE=${MODE:-oneshot}
 BIN=$(cd "$BUILD/bin" && pwd)
 command -v perf >/dev/null || { echo "c1-timeline.sh: perf (linux-perf) is not installed" >&2; exit 2; }
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
@@ -44,34 +49,35 @@ thread_ticks() { # -> "role tid comm ticks" for every thread of the servers
     done
   done
 }
-"$BIN/txbench" transfer --coordinator "$GLIST" "${AGENTS[@]}" --accounts 10000 --concurrency 1 \
-  --duration "${SECS}s" --mode oneshot --json >"$WORK/r.json" 2>/dev/null &
+"$BIN/txbench" transfer --coordinator "$GLIST" "${AGENTS[@]}" --accounts 10000 --concurrency "$CONC" \
+  --duration "${SECS}s" --mode "$MODE" --json >"$WORK/r.json" 2>/dev/null &
 BENCH=$!
 sleep 1
-thread_ticks >"$WORK/t0"
+thread_ticks >"$WORK/t0"; date +%s.%N >"$WORK/t0.time"
 perf record -q -a -o "$WORK/perf.data" -e 'syscalls:sys_enter_sendto,syscalls:sys_exit_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_exit_recvfrom,syscalls:sys_enter_fdatasync,syscalls:sys_exit_fdatasync,syscalls:sys_enter_epoll_wait,syscalls:sys_exit_epoll_wait,syscalls:sys_enter_futex,syscalls:sys_exit_futex,syscalls:sys_enter_pwrite64' \
   -- sleep "$PERF_SECS" >/dev/null 2>&1
 sleep 3
-thread_ticks >"$WORK/t1"
+thread_ticks >"$WORK/t1"; date +%s.%N >"$WORK/t1.time"
 wait "$BENCH"
 perf script -i "$WORK/perf.data" -F comm,pid,tid,time,event,trace >"$WORK/trace.txt" 2>/dev/null
 for p in "${servers[@]}"; do echo "$p ${ROLE[$p]}"; done >"$WORK/roles"
-echo "## concurrency 1, 3 replicas (replica $L leads), two agents; CPU over 5 s, syscalls over ${PERF_SECS} s"
-python3 - "$WORK" "$(getconf CLK_TCK)" "${TIMELINE:-0}" <<'PY'
+echo "## concurrency $CONC ($MODE), 3 replicas (replica $L leads), two agents; CPU over about 4 s, syscalls over ${PERF_SECS} s"
+python3 - "$WORK" "$(getconf CLK_TCK)" "${TIMELINE:-0}" "$CONC" <<'PY'
 import collections, json, re, sys
-work, hz, timeline = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, hz, timeline, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 r = json.load(open(work + "/r.json"))
 rate = r["committed_per_s"]
 print("client: p50 %.3f ms, %d committed/s" % (r["p50_ms"], rate))
 def ticks(path):
     return {(a, b): (c, int(d)) for a, b, c, d in (l.split() for l in open(path))}
 t0, t1 = ticks(work + "/t0"), ticks(work + "/t1")
+secs = float(open(work + "/t1.time").read()) - float(open(work + "/t0.time").read())
 total = 0.0
-print("\nserver threads, CPU us per committed transaction (5 s):")
+print("\nserver threads, CPU us per committed transaction (%.1f s):" % secs)
 for key in sorted(t1):
     if key not in t0:
         continue
-    us = (t1[key][1] - t0[key][1]) / hz * 1e6 / max(rate * 5, 1)
+    us = (t1[key][1] - t0[key][1]) / hz * 1e6 / max(rate * secs, 1)
     total += us
     if us >= 1:
         print("  %-10s %-7s %-10s %6.0f" % (key[0], key[1], t1[key][0], us))
@@ -91,8 +97,18 @@ for line in open(work + "/trace.txt"):
 if not ev:
     print("no trace events (perf record -a needs root)"); sys.exit(0)
 span = (ev[-1][0] - ev[0][0]) / 1e6
-txns = sum(1 for e in ev if e[1] == "client" and e[4] == "enter" and e[5] == "sendto")
-print("\ntraced %.2f s, %d client sends (about one per transaction)" % (span, txns))
+if conc == 1:
+    txns = sum(1 for e in ev if e[1] == "client" and e[4] == "enter" and e[5] == "sendto")
+    print("\ntraced %.2f s, %d client sends (about one per transaction)" % (span, txns))
+else:
+    txns = int(rate * span)
+    print("\ntraced %.2f s, about %d transactions (the committed rate times the span)" % (span, txns))
+calls = collections.Counter((e[1], e[5]) for e in ev if e[4] == "enter")
+names = sorted({n for _, n in calls})
+print("\nsyscalls per transaction (entries):")
+print("  %-10s " % "process" + " ".join("%11s" % n for n in names))
+for who in sorted({w for w, _ in calls}):
+    print("  %-10s " % who + " ".join("%11.2f" % (calls[(who, n)] / max(txns, 1)) for n in names))
 sends = collections.Counter()
 for t, who, pid, tid, ee, name, arg in ev:
     if ee == "enter" and name == "sendto":

@@ -7,12 +7,13 @@
 # transaction (from /proc), the functions with the most samples of their own,
 # and the project's functions with the most samples including their callees.
 # This is how docs/benchmarks.md ("Profile-driven CPU work") was measured.
-# Usage: scripts/profile.sh [BUILD_DIR] [SECONDS] [OUT_DIR]   (needs linux-perf)
+# Usage: [MODE=interactive] [PERF_SECS=N] scripts/profile.sh [BUILD_DIR] [SECONDS] [OUT_DIR]   (needs linux-perf)
 set -euo pipefail
 BUILD=${1:-build}
 SECS=${2:-20}
 OUT=${3:-$(mktemp -d /tmp/txc-profile.XXXXXX)}
 PERF_SECS=${PERF_SECS:-5}
+MODE=${MODE:-oneshot}  # or interactive
 BIN=$(cd "$BUILD/bin" && pwd)
 command -v perf >/dev/null || { echo "profile.sh: perf (linux-perf) is not installed" >&2; exit 2; }
 mkdir -p "$OUT"
@@ -28,7 +29,7 @@ servers=("${GPID[1]}" "${GPID[2]}" "${GPID[3]}" "$APID" "$BPID")
 ticks() { proc_ticks "${servers[@]}"; }
 mapfile -t before < <(ticks)
 "$BIN/txbench" transfer --coordinator "$GLIST" "${AGENTS[@]}" --accounts 10000 --concurrency 64 \
-  --duration "${SECS}s" --mode oneshot --json >"$OUT/txbench.json" 2>"$WORK/bench.log" & TB=$!; PIDS+=($!)
+  --duration "${SECS}s" --mode "$MODE" --json >"$OUT/txbench.json" 2>"$WORK/bench.log" & TB=$!; PIDS+=($!)
 sleep $((SECS / 3))
 L=$(leader_of_group)
 F=$((L % 3 + 1))
@@ -42,7 +43,7 @@ forget "$TB"
 mapfile -t after < <(ticks)
 sleep 1  # the perf records ended with their sleeps
 committed=$(json "$OUT/txbench.json" committed)
-echo "## profile: 3 replicas, two agents, one-shot c64, ${SECS} s ($(json "$OUT/txbench.json" "round(committed_per_s)") committed/s)"
+echo "## profile: 3 replicas, two agents, $MODE c64, ${SECS} s ($(json "$OUT/txbench.json" "round(committed_per_s)") committed/s)"
 names=(replica1 replica2 replica3 agent_a agent_b)
 echo
 echo "CPU per committed transaction (us, user+sys from /proc; replica $L leads):"
