@@ -954,6 +954,9 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   ~Impl() { Close(); }
 
   const std::string& address() const { return address_; }
+  size_t queued_bytes() const {
+    return conn_ ? conn_->out.size() + (conn_->writing ? conn_->wbuf.size() : 0) : 0;
+  }
 
   void Call(const std::string& method, Bytes args, Micros timeout, RawDone done) {
     if (state_ == State::kClosed) {
@@ -974,6 +977,20 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
       return PostDone(std::move(done), Status::Timeout(fmt::format(
                                            "{} to {}: timeout {} us is not positive", method,
                                            address_, timeout)));
+    }
+    if (conn_ && queued_bytes() + args.size() > options_.max_queued_bytes) {
+      // The server has not read what is queued: its bytes and these would
+      // pile up without bound (ChannelOptions::max_queued_bytes). Completions
+      // are posted: the caller is inside Call.
+      const std::string why = fmt::format(
+          "{} bytes of requests not taken by the kernel: the server is not reading",
+          queued_bytes());
+      Log()->warn("dropping the connection to {} with {} calls pending: {}", address_,
+                  pending_.size(), why);
+      DropConnection();
+      state_ = State::kIdle;
+      FailAll(Status::Unavailable(fmt::format("connection to {} dropped: {}", address_, why)),
+              /*post=*/true);
     }
     const Micros now = SteadyNowMicros();
     if (state_ == State::kBackoff) {
@@ -1361,6 +1378,7 @@ void RpcChannel::CallRaw(const std::string& method, Bytes args, Micros timeout, 
 void RpcChannel::Close() { impl_->Close(); }
 
 const std::string& RpcChannel::address() const { return impl_->address(); }
+size_t RpcChannel::queued_bytes() const { return impl_->queued_bytes(); }
 
 // ------------------------------------------------------------ pool
 

@@ -155,6 +155,16 @@ struct ChannelOptions {
   Micros backoff_max = 1 * kSeconds;
   // Largest response frame accepted. Default: 64 MiB.
   uint32_t max_frame_bytes = 64u << 20;
+  // Most bytes of requests a connection may hold that the kernel has not
+  // taken yet (the write in flight and the calls queued behind it). A server
+  // that is alive but no longer reads (a stopped or hung process: its
+  // connection stays open, its receive window full) would otherwise make
+  // every call to it, timed out or not, pile its bytes up here for as long as
+  // the caller keeps calling. A call that would go above it drops the
+  // connection instead: the calls pending on it fail with UNAVAILABLE
+  // ("... the server is not reading") and the call reconnects. Default:
+  // 32 MiB, two of the largest requests a server accepts.
+  size_t max_queued_bytes = 32u << 20;
   // TLS: with files named, every connection is mutual TLS; the server's
   // certificate must be signed by tls.ca and name the host dialled (SAN IP
   // or DNS). One handshake per connection, which lives for many calls.
@@ -194,6 +204,9 @@ class RpcChannel : public std::enable_shared_from_this<RpcChannel> {
   void Close();
 
   const std::string& address() const;
+  // Bytes of requests on the connection that the kernel has not taken yet
+  // (see ChannelOptions::max_queued_bytes).
+  size_t queued_bytes() const;
 
  private:
   class Impl;

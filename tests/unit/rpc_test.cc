@@ -1008,6 +1008,60 @@ TEST_F(RpcTest, RequestWithAnEnumOutOfRangeIsRefusedNamingFieldAndValue) {
   EXPECT_EQ(server.malformed_frames(), 0u);
 }
 
+// A server that accepts and then never reads (a stopped process keeps its
+// connections open): calls to it must not pile their bytes up in the channel
+// for as long as the caller keeps calling. Above max_queued_bytes the channel
+// drops the connection, fails what was pending on it with UNAVAILABLE naming
+// the cause, and reconnects.
+TEST_F(RpcTest, CallsToAServerThatStoppedReadingDoNotPileUpWithoutBound) {
+  tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  std::vector<std::unique_ptr<tcp::socket>> peers;  // accepted, never read
+  std::function<void()> accept_next = [&] {
+    auto sock = std::make_unique<tcp::socket>(io_);
+    tcp::socket* raw = sock.get();
+    peers.push_back(std::move(sock));
+    acceptor.async_accept(*raw, [&](const boost::system::error_code& ec) {
+      if (!ec) accept_next();
+    });
+  };
+  accept_next();
+  ChannelOptions options;
+  options.max_queued_bytes = 1u << 20;
+  auto channel = std::make_shared<RpcChannel>(
+      io_, "127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()), options);
+
+  proto::PeerMessage m;
+  m.sender = 1;
+  m.receiver = 2;
+  m.payload.assign(256u << 10, 'x');
+  constexpr int kCalls = 200;  // 50 MiB: far more than the kernel's socket buffers hold
+  int completed = 0;
+  std::vector<Status> failures;
+  size_t most_queued = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    channel->Call<proto::PeerMessage, proto::PeerAck>(
+        "Deliver", m, 60 * kSeconds, [&](Status s, proto::PeerAck) {
+          ++completed;
+          failures.push_back(std::move(s));
+        });
+    most_queued = std::max(most_queued, channel->queued_bytes());
+    RunFor(milliseconds(1));  // lets the writes go as far as the kernel takes them
+    most_queued = std::max(most_queued, channel->queued_bytes());
+  }
+  // Never more than the bound plus the one call that found it full.
+  EXPECT_LE(most_queued, options.max_queued_bytes + m.payload.size() + 1024);
+  EXPECT_GT(most_queued, 0u);
+  ASSERT_TRUE(RunUntil([&] { return completed > 0; }));
+  for (const Status& s : failures) {
+    EXPECT_EQ(s.code(), Status::kUnavailable) << s.ToString();
+    EXPECT_NE(s.message().find("the server is not reading"), std::string::npos) << s.ToString();
+  }
+  // It reconnected after dropping: the acceptor saw more than one connection.
+  EXPECT_TRUE(RunUntil([&] { return peers.size() > 2; }));
+  channel->Close();
+  RunFor(milliseconds(10));
+}
+
 // A peer (a test acceptor here) answers with an enum value out of range: the
 // call fails as unreadable, naming the field; the caller never sees it.
 TEST_F(RpcTest, ResponseWithAnEnumOutOfRangeFailsTheCallAsUnreadable) {
