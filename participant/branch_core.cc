@@ -54,7 +54,14 @@ void BranchCore::SetState(const Key& key, Branch& b, St st, Micros now) {
   } else if (!b.parked) {
     live_.erase(key);
   }
-  if (st == St::kCommitted || st == St::kAborted) finals_.emplace_back(now, key);
+  if (st == St::kCommitted || st == St::kAborted) {
+    finals_.emplace_back(now, key);
+    // What only a branch in doubt reads (recovery's and 3PC termination's
+    // participant list), freed while the ended branch is remembered for
+    // final_retention.
+    b.info = PrepareInfo{};
+    b.termination_answers.clear();
+  }
 }
 
 // ------------------------------------------------------------------ requests

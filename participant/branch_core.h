@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <map>
 #include <optional>
 #include <set>
@@ -343,7 +344,10 @@ class BranchCore {
     size_t statements = 0;
     bool in_flight = false;  // a ResourceOp is running
     std::optional<Pending> current;  // the request the in-flight op (or lock wait) serves
-    std::deque<Pending> queue;
+    // A list, not a deque: an empty std::deque still holds a heap block of
+    // about one Pending, and every branch keeps its queue (empty) for
+    // final_retention after it ends (tens of thousands under load).
+    std::list<Pending> queue;
     Micros since = 0;       // last state change or request
     Micros deadline = 0;    // ACTIVE: ask after; PREPARED: next query
     Micros query_backoff = 0;
