@@ -451,7 +451,9 @@ void BranchCore::IssueOp(const Key& key, Branch& b, ResourceOp::Kind kind,
   op.resource = key.first;
   op.txid = key.second;
   op.statements = std::move(stmts);
-  op.info = b.info;
+  // Only a PREPARE records the participants (with the branch, for recovery);
+  // commits, rollbacks and executes carry none.
+  if (kind == ResourceOp::kPrepare || kind == ResourceOp::kExecuteAndPrepare) op.info = b.info;
   ops_.emplace(op.id, std::make_pair(key, kind));
   b.in_flight = true;
   effects_.ops.push_back(std::move(op));

@@ -167,7 +167,7 @@ struct ResourceOp {
   std::string resource;
   TxId txid;
   std::vector<proto::Statement> statements;
-  PrepareInfo info;
+  PrepareInfo info;  // kPrepare, kExecuteAndPrepare (and kHeuristic); empty otherwise
   HeuristicRecord heuristic;  // kHeuristic
 };
 
