@@ -301,15 +301,11 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
     Note(out, "paxos: " + std::move(line.text), nullptr, nullptr,
          warn ? NoteAction::kWarn : NoteAction::kInfo, !debug);
   }
-  for (paxos::Persist& p : fx.persists) out->actions.push_back(std::move(p));
-  for (paxos::Outgoing& o : fx.sends) {
-    if (o.to == options_.self_id ||
-        std::find(options_.members.begin(), options_.members.end(), o.to) == options_.members.end()) {
-      continue;
-    }
-    out->actions.push_back(std::move(o));
-  }
-  if (fx.install) {
+  // The image first: the log store makes writes durable in order, and a
+  // persist of this batch (a rejoined replica's joined record) must not be
+  // durable without the image it relies on (paxos::Effects::install).
+  auto install = [&] {
+    if (!fx.install) return;
     uint64_t index = static_cast<uint64_t>(fx.install->first);
     Note(out, "installs the leader's snapshot at slot " + std::to_string(index), nullptr, nullptr,
          NoteAction::kInfo, true);
@@ -319,6 +315,16 @@ void NodeCore::HandleReplica(paxos::Effects& fx, Micros now, NodeEffects* out) {
       Note(out, "snapshot install failed: " + s.ToString(), nullptr, nullptr, NoteAction::kError);
     }
     applied_since_snapshot_ = 0;
+  };
+  if (!options_.testing_persist_before_install) install();
+  for (paxos::Persist& p : fx.persists) out->actions.push_back(std::move(p));
+  if (options_.testing_persist_before_install) install();  // BUG persist-before-install
+  for (paxos::Outgoing& o : fx.sends) {
+    if (o.to == options_.self_id ||
+        std::find(options_.members.begin(), options_.members.end(), o.to) == options_.members.end()) {
+      continue;
+    }
+    out->actions.push_back(std::move(o));
   }
   for (auto& [slot, value] : fx.applies) {
     uint64_t index = static_cast<uint64_t>(slot);

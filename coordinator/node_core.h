@@ -88,6 +88,10 @@ struct NodeCoreOptions {
   // leader keeps heartbeating and the healthy majority never elects anyone).
   // Default: false.
   bool testing_keep_replica_on_log_failure = false;
+  // Testing seam, never set outside tests (txsim's persist-before-install
+  // bug): HandleReplica hands the replica's persists to the shell before the
+  // snapshot it installed in the same turn, as before the fix. Default: false.
+  bool testing_persist_before_install = false;
 };
 
 // Make `cmds` durable as one slot. Single replica: as slot `index`, then call

@@ -91,6 +91,10 @@ const std::vector<BugInfo>& Bugs() {
        "a replica whose log storage failed stops serving but its replica core keeps leading "
        "and heartbeating, so the healthy majority elects nobody (group mode)",
        true},
+      {"persist-before-install",
+       "a replica hands its log the records of a turn before the leader's snapshot it installed "
+       "in that turn, so a crash can keep its joined record without the image (group mode)",
+       true},
       {"abort-after-prepared",
        "the agent's own abort of a branch that seemed abandoned (queued while it was ACTIVE, on "
        "an ABORTED or UNKNOWN answer) still runs after the branch voted YES"},
@@ -218,6 +222,7 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
   bugs_.forgotten_commit_as_abort = options.bug == "forgotten-commit-as-abort";
   bugs_.empty_disk_votes = options.bug == "empty-disk-votes";
   bugs_.dead_leader_heartbeats = options.bug == "dead-leader-heartbeats";
+  bugs_.persist_before_install = options.bug == "persist-before-install";
   bugs_.abort_after_prepared = options.bug == "abort-after-prepared";
   bugs_.skip_precommit_choose = options.bug == "3pc-skip-precommit-choose";
   world_ = std::make_unique<World>(options.seed, options.trace, options.hash_trace);

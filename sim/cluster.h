@@ -77,6 +77,7 @@ struct BugFlags {
   bool forgotten_commit_as_abort = false;
   bool empty_disk_votes = false;
   bool dead_leader_heartbeats = false;
+  bool persist_before_install = false;
   bool abort_after_prepared = false;
   bool skip_precommit_choose = false;
 };

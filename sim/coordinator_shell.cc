@@ -595,6 +595,9 @@ void SimCoordinator::BootReplica() {
   // BUG dead-leader-heartbeats: the node stops serving on a failed log, but
   // its replica core keeps leading (the test-only seam of NodeCoreOptions).
   o.testing_keep_replica_on_log_failure = c_->bugs().dead_leader_heartbeats;
+  // BUG persist-before-install: a turn's persists go to the log before the
+  // snapshot installed in it.
+  o.testing_persist_before_install = c_->bugs().persist_before_install;
   // BUG 3pc-skip-precommit-choose: PRE_COMMIT before PRECOMMIT is chosen.
   o.driver.testing_precommit_before_chosen = c_->bugs().skip_precommit_choose;
   // The acceptor's durable image, as paxos_log.cc reads it back from its

@@ -296,7 +296,13 @@ class Replica::Impl {
   std::deque<std::string> queue_;  // values waiting for a slot (recovered ones first)
   int64_t next_slot_ = 1;          // slot the next dispatched value gets
   int64_t leader_commit_ = 0;      // chosen in this reign (or applied before it)
-  std::map<int64_t, std::set<int>> acks_;  // in-flight slot -> acceptors (self once durable)
+  // An in-flight slot: the acceptors that have it (self once durable) and
+  // when its ACCEPT last went out.
+  struct InFlight {
+    std::set<int> who;
+    Micros sent = 0;
+  };
+  std::map<int64_t, InFlight> acks_;
   int64_t recovery_end_ = 0;
   bool recovered_emitted_ = false;
   std::map<int, Micros> last_heard_;  // peer -> last message while leading
@@ -846,7 +852,7 @@ void Replica::Impl::Dispatch() {
       Entry e = MakeEntry(next_slot_++, ballot_, std::move(queue_.front()));
       queue_.pop_front();
       SetAccepted(e.slot, e);
-      acks_[e.slot];
+      acks_[e.slot].sent = now_;
       batch.push_back(std::move(e));
     }
     SendAccepts(std::move(batch));
@@ -868,7 +874,7 @@ void Replica::Impl::SendAccepts(std::vector<Entry> batch) {
     if (role_ != Role::kLeader || !Same(ballot_, b)) return;
     for (int64_t s : slots) {
       auto it = acks_.find(s);
-      if (it != acks_.end()) it->second.insert(id_);
+      if (it != acks_.end()) it->second.who.insert(id_);
     }
     AdvanceCommit();
   });
@@ -923,7 +929,7 @@ void Replica::Impl::HandleAccepted(const Message& m) {
   if (role_ != Role::kLeader || !m.ok || !Same(m.ballot, ballot_)) return;
   for (const Entry& e : m.entries) {
     auto it = acks_.find(e.slot);
-    if (it != acks_.end()) it->second.insert(m.sender);
+    if (it != acks_.end()) it->second.who.insert(m.sender);
   }
   progress_[m.sender] = std::max(progress_[m.sender], m.applied_index);
   AdvanceCommit();
@@ -932,7 +938,7 @@ void Replica::Impl::HandleAccepted(const Message& m) {
 void Replica::Impl::AdvanceCommit() {
   while (true) {
     auto it = acks_.find(leader_commit_ + 1);
-    if (it == acks_.end() || it->second.size() < Majority()) break;
+    if (it == acks_.end() || it->second.who.size() < Majority()) break;
     ++leader_commit_;
     acks_.erase(it);
   }
@@ -950,15 +956,20 @@ void Replica::Impl::SendHeartbeats() {
 }
 
 // Messages get lost: re-send each in-flight slot to the acceptors that have
-// not acknowledged it yet.
+// not acknowledged it yet, once its last ACCEPT is a heartbeat old. A younger
+// one is most likely still on its way, or its acknowledgement is (a follower
+// acknowledges once the value is on its disk): under load about one slot in
+// six was still unacknowledged at a tick, and re-sending those doubled what
+// a slow follower had to read, which made it slower still.
 void Replica::Impl::ResendAccepts() {
+  const auto due = [this](const InFlight& f) { return now_ - f.sent >= opt_.heartbeat; };
   // Split as Dispatch splits: snapshot_chunk bytes of values per ACCEPT.
   for (int p : peers_) {
     Message m = MakeMessage(wire::Type::ACCEPT, ballot_);
     m.commit_index = leader_commit_;
     size_t bytes = 0;
-    for (const auto& [slot, who] : acks_) {
-      if (who.count(p)) continue;
+    for (const auto& [slot, f] : acks_) {
+      if (f.who.count(p) || !due(f)) continue;
       auto it = accepted_.find(slot);
       if (it == accepted_.end()) continue;
       const size_t n = it->second.value.size();
@@ -972,6 +983,9 @@ void Replica::Impl::ResendAccepts() {
       m.entries.push_back(it->second);
     }
     if (!m.entries.empty()) Send(p, std::move(m));
+  }
+  for (auto& [slot, f] : acks_) {
+    if (due(f)) f.sent = now_;
   }
 }
 

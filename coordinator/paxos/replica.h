@@ -117,7 +117,11 @@ struct Effects {
   // Chosen values, in slot order, each slot once (slots above the snapshot).
   std::vector<std::pair<int64_t, std::string>> applies;
   // Replace the state machine with this image (it is at `snapshot_index`);
-  // applies that follow continue from there.
+  // applies that follow continue from there. The shell writes it to the log
+  // before this batch's `persists`, in the same order of durability: a
+  // persist made durable before the image could outlive it in a crash (the
+  // joined record of a replica that rejoined by installing this image would
+  // then vouch for values the disk no longer holds).
   std::optional<std::pair<int64_t, std::string>> install;
   // This replica won phase 1 for `epoch` and has applied every recovered slot:
   // the shell proposes its epoch marker and serves once that is applied.

@@ -31,9 +31,13 @@ constexpr uint64_t kSeedDivisor = 1;
 
 // A heavy group seed that catches resurrected-decide, for the sanitized
 // SimBugTest's shortened scan (it moves when the fault schedule changes).
-constexpr uint64_t kResurrectedDecideSeed = 68;
+constexpr uint64_t kResurrectedDecideSeed = 97;
 // Likewise for empty-disk-votes.
-constexpr uint64_t kEmptyDiskVotesSeed = 8;
+constexpr uint64_t kEmptyDiskVotesSeed = 30;
+// Likewise for persist-before-install: a replica rejoins from an empty disk
+// by installing the leader's snapshot and crashes before the image is synced
+// (found when the leader stopped re-sending young ACCEPTs moved the schedule).
+constexpr uint64_t kPersistBeforeInstallSeed = 247;
 // The first heavy seed (one replica) that catches skip-undo-on-conflict: a
 // renamed member's row lost by an undo (SimUndoTest).
 constexpr uint64_t kSkipUndoOnConflictSeed = 10;
@@ -515,7 +519,7 @@ TEST(SimPaxosTest, HeavyScheduleKillsLeadersAndPartitionsOneWay) {
 // leader presumed its txid aborted: without the guard in TxnTable
 // (resurrected-decide) a branch commits whose transaction was presumed
 // aborted elsewhere. The seed that shows it moves whenever the fault schedule
-// or the message pattern changes (38, 117, 30, 2, 32, 155, 76, 77, 68 so far), so the test finds it.
+// or the message pattern changes (38, 117, 30, 2, 32, 155, 76, 77, 68, 97 so far), so the test finds it.
 TEST(SimPaxosTest, OldEpochDecideResurfacingIsIgnored) {
   // The first heavy seed that shows the bug must be clean with the guard:
   // scanning keeps this test meaningful when the schedule moves.
@@ -885,6 +889,7 @@ TEST_P(SimBugTest, CaughtWithin300HeavySeeds) {
     // the first seed known to catch them (they move when the schedule does).
     if (GetParam() == "resurrected-decide") run(kResurrectedDecideSeed);
     if (GetParam() == "empty-disk-votes") run(kEmptyDiskVotesSeed);
+    if (GetParam() == "persist-before-install") run(kPersistBeforeInstallSeed);
   }
   ASSERT_GT(failing, 0) << "bug " << GetParam() << " went unnoticed over heavy seeds 1.."
                         << LastSeed(1, 300);
@@ -898,7 +903,8 @@ TEST_P(SimBugTest, CaughtWithin300HeavySeeds) {
 TEST(SimBugSeedTest, PinnedSeedsStillCatchTheirBugs) {
   for (const auto& [bug, seed] : {std::pair<std::string, uint64_t>{"resurrected-decide",
                                                                      kResurrectedDecideSeed},
-                                  {"empty-disk-votes", kEmptyDiskVotesSeed}}) {
+                                  {"empty-disk-votes", kEmptyDiskVotesSeed},
+                                  {"persist-before-install", kPersistBeforeInstallSeed}}) {
     SimOptions o = Heavy(seed);
     o.bug = bug;
     EXPECT_GT(RunSeed(o).violations, 0u)

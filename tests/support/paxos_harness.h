@@ -127,6 +127,10 @@ class PaxosCluster {
   void set_send_observer(std::function<void(int from, const paxos::Message&)> fn) {
     send_observer_ = std::move(fn);
   }
+  // The same, with the addressee.
+  void set_outgoing_observer(std::function<void(int from, const paxos::Outgoing&)> fn) {
+    outgoing_observer_ = std::move(fn);
+  }
 
   // The live leader with the highest epoch, or 0.
   int Leader() const {
@@ -473,6 +477,7 @@ class PaxosCluster {
     }
     for (paxos::Outgoing& o : fx.sends) {
       if (send_observer_) send_observer_(id, o.msg);
+      if (outgoing_observer_) outgoing_observer_(id, o);
       ++sent_[o.msg.type];
       ++sent_by_[{id, o.msg.type}];
       if (o.msg.type == paxos::wire::Type::ACCEPT) {
@@ -519,6 +524,7 @@ class PaxosCluster {
   int images_built_ = 0;
   size_t image_padding_ = 0;
   std::function<void(int, const paxos::Message&)> send_observer_;
+  std::function<void(int, const paxos::Outgoing&)> outgoing_observer_;
   uint64_t next_value_ = 1;
 };
 

@@ -394,6 +394,42 @@ TEST_F(PaxosTest, AcceptsCarryAtMostAChunkOfValueBytes) {
   EXPECT_EQ(most_entries, 2u);  // 2 x 400 fit in 1000; a third does not
 }
 
+// Lost ACCEPTs are repaired by re-sending every in-flight slot a peer has not
+// acknowledged, but only once its last ACCEPT is a heartbeat old: one sent a
+// moment before the heartbeat tick is most likely still on its way (or its
+// acknowledgement is, behind the follower's disk write). Re-sending those
+// doubled what a slow follower had to read under load.
+TEST_F(PaxosTest, UnacknowledgedSlotIsResentOnlyOnceItsAcceptIsAHeartbeatOld) {
+  const Options o = FastOptions();
+  PaxosCluster c(3, o, 23);
+  const int l = c.WaitLeader();
+  ASSERT_NE(l, 0);
+  const int f = l % 3 + 1, g = f % 3 + 1;
+  std::vector<Micros> sent_to_f;  // when the leader sent the value to f
+  c.set_outgoing_observer([&](int from, const paxos::Outgoing& o) {
+    if (from != l || o.to != f || o.msg.type != Type::ACCEPT) return;
+    for (const auto& e : o.msg.entries) {
+      if (e.value == "v") sent_to_f.push_back(c.now());
+    }
+  });
+  // Neither follower's answers arrive: the slot stays in flight.
+  c.Block(f, l);
+  c.Block(g, l);
+  c.RunFor(20 * kMillis);  // off the heartbeat's phase
+  ASSERT_TRUE(c.Propose(l, "v"));
+  c.RunFor(4 * o.heartbeat - 10 * kMillis, 1 * kMillis);
+  ASSERT_GE(sent_to_f.size(), 3u) << "sent once, then re-sent at least twice";
+  for (size_t i = 1; i < sent_to_f.size(); ++i) {
+    EXPECT_GE(sent_to_f[i] - sent_to_f[i - 1], o.heartbeat) << "send " << i;
+    EXPECT_LE(sent_to_f[i] - sent_to_f[i - 1], 2 * o.heartbeat) << "send " << i;
+  }
+  // Once the answers arrive again, the value is chosen everywhere.
+  c.HealNetwork();
+  c.RunFor(200 * kMillis);
+  EXPECT_THAT(c.violations(), IsEmpty());
+  EXPECT_TRUE(c.Converged(1));
+}
+
 TEST_F(PaxosTest, NewLeaderAfterCrashKeepsChosenValuesWithAHigherRound) {
   PaxosCluster c(3, FastOptions(), 3);
   const int l1 = c.WaitLeader();
