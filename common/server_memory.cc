@@ -3,6 +3,9 @@
 #include <malloc.h>
 
 #include <climits>
+#include <memory>
+
+#include <boost/asio/steady_timer.hpp>
 
 // gperftools' C interface, referenced weakly: non-null only in a process
 // linked with tcmalloc (the servers), so this file builds and runs the same
@@ -38,6 +41,26 @@ void ReturnFreedMemory() {
   } else {
     malloc_trim(0);
   }
+}
+
+namespace {
+
+void ArmRelease(const std::shared_ptr<boost::asio::steady_timer>& timer,
+                std::chrono::milliseconds interval, std::shared_ptr<std::function<void()>> release) {
+  timer->expires_after(interval);
+  timer->async_wait([timer, interval, release](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: the io_context is going away
+    (*release)();
+    ArmRelease(timer, interval, release);
+  });
+}
+
+}  // namespace
+
+void ReturnFreedMemoryEvery(boost::asio::io_context& io, std::chrono::milliseconds interval,
+                            std::function<void()> release) {
+  ArmRelease(std::make_shared<boost::asio::steady_timer>(io), interval,
+             std::make_shared<std::function<void()>>(std::move(release)));
 }
 
 const char* AllocatorName() { return UsingTcmalloc() ? "tcmalloc" : "glibc"; }

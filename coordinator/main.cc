@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
     txc::Logger("coord")->error("cannot start: {}", s.ToString());
     return 1;
   }
+  txc::ReturnFreedMemoryEvery(io, std::chrono::seconds(1));  // see common/server_memory.h
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     txc::Logger("coord")->info("signal {}: stopping", sig);

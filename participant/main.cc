@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
     log->error("cannot start: {}", s.ToString());
     return 1;
   }
+  txc::ReturnFreedMemoryEvery(io, std::chrono::seconds(1));  // see common/server_memory.h
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     log->info("signal {}: stopping", sig);

@@ -11,6 +11,7 @@
 #include <functional>
 #include <vector>
 
+#include <boost/asio/steady_timer.hpp>
 #include <gtest/gtest.h>
 
 #include "common/proc_stats.h"
@@ -88,6 +89,24 @@ TEST(ServerMemoryTest, ReturnFreedMemoryGivesBackScatteredFreePages) {
 
 TEST(ServerMemoryTest, AThresholdPastAnIntIsRefused) {
   EXPECT_FALSE(KeepLargeBuffersOutOfTheHeap(size_t{1} << 40));
+}
+
+// The servers' periodic return (ReturnFreedMemoryEvery): the release runs
+// again and again (the timer re-arms itself), on the io_context's thread.
+TEST(ServerMemoryTest, FreedMemoryIsReturnedOnTheIoThreadUntilItStops) {
+  boost::asio::io_context io;
+  int calls = 0;
+  bool on_io_thread = true;
+  ReturnFreedMemoryEvery(io, std::chrono::milliseconds(5), [&] {
+    ++calls;
+    on_io_thread = on_io_thread && io.get_executor().running_in_this_thread();
+  });
+  // Bounded: at most 2 s of wall time, stopped after the third release.
+  boost::asio::steady_timer guard(io, std::chrono::seconds(2));
+  guard.async_wait([&](const boost::system::error_code&) { io.stop(); });
+  while (!io.stopped() && calls < 3) io.run_one();
+  EXPECT_GE(calls, 3);
+  EXPECT_TRUE(on_io_thread);
 }
 
 }  // namespace
