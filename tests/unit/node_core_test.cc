@@ -221,25 +221,37 @@ TEST(NodeCoreTest, AckStatusIsTheCallsOrElseTheAgents) {
 class GroupTest : public ::testing::Test {
  protected:
   GroupTest() {
-    for (int id = 1; id <= 3; ++id) {
-      NodeCoreOptions o;
-      o.self_id = id;
-      o.members = {1, 2, 3};
-      for (int j = 1; j <= 3; ++j) o.addresses[j] = "coord" + std::to_string(j) + ":7000";
-      o.paxos.seed = 1000 + id;
-      o.paxos.heartbeat = 50 * kMillis;
-      o.paxos.election_min = 300 * kMillis;
-      o.paxos.election_max = 600 * kMillis;
-      o.paxos_tick = 5 * kMillis;
-      if (id == 1) o.before_apply = [this](const TxnTable&, proto::Command* c) { seen_.push_back(*c); };
-      cores_[id] = std::make_unique<NodeCore>(std::move(o));
-      Handle(id, cores_[id]->Start(now_));
-    }
+    for (int id = 1; id <= 3; ++id) Boot(id);
+  }
+
+  // (Re)starts replica `id` as a new process: with `joining`, on an empty
+  // data directory.
+  void Boot(int id, uint64_t snapshot_every = 0, bool joining = false,
+            bool persist_before_install = false) {
+    NodeCoreOptions o;
+    o.self_id = id;
+    o.members = {1, 2, 3};
+    for (int j = 1; j <= 3; ++j) o.addresses[j] = "coord" + std::to_string(j) + ":7000";
+    o.paxos.seed = 1000 + id;
+    o.paxos.heartbeat = 50 * kMillis;
+    o.paxos.election_min = 300 * kMillis;
+    o.paxos.election_max = 600 * kMillis;
+    o.paxos_tick = 5 * kMillis;
+    o.snapshot_every = snapshot_every;
+    o.recovered.joining = joining;
+    o.testing_persist_before_install = persist_before_install;
+    if (id == 1) o.before_apply = [this](const TxnTable&, proto::Command* c) { seen_.push_back(*c); };
+    cores_[id] = std::make_unique<NodeCore>(std::move(o));
+    Handle(id, cores_[id]->Start(now_));
   }
 
   void Handle(int id, NodeEffects fx) {
     if (fx.flush_proposals) flushes_.push_back(id);
     for (NodeAction& a : fx.actions) {
+      if (id == traced_) {
+        if (std::holds_alternative<InstallAction>(a)) log_order_.push_back("install");
+        if (auto* p = std::get_if<paxos::Persist>(&a)) log_order_.push_back(p->joined ? "joined" : "persist");
+      }
       if (auto* p = std::get_if<paxos::Persist>(&a)) persisted_.push_back({id, p->token});
       if (auto* o = std::get_if<paxos::Outgoing>(&a)) wire_.push_back({o->to, o->msg});
       if (auto* n = std::get_if<NoteAction>(&a)) notes_[id].push_back(n->text);
@@ -298,6 +310,8 @@ class GroupTest : public ::testing::Test {
   std::deque<std::pair<int, paxos::Message>> wire_;
   std::map<int, std::vector<std::string>> notes_;
   std::map<int, std::vector<ClientReply>> replies_;
+  int traced_ = 0;                      // whose log writes log_order_ lists
+  std::vector<std::string> log_order_;  // "install", "joined", "persist", as handed over
   // Flushes `f` of the leader, lets the group run, and returns the `who` of
   // every append replica 1 applied, in order.
   std::vector<std::string> ChooseAndListAppends(int leader, NodeEffects f) {
@@ -380,6 +394,55 @@ TEST_F(GroupTest, ProposalsOfOneTurnShareOneSlot) {
   EXPECT_EQ(ChooseAndListAppends(leader, std::move(f)),
             (std::vector<std::string>{"1:0", "2:0", "2:1"}));
 }
+
+// A replica that rejoins from an empty disk by installing a peer's snapshot
+// hands its log the image before the joined record, which is written in the
+// same turn (once the image brought it up to date). The log makes writes
+// durable in order; with the joined record first, a crash between the two
+// syncs kept the record without the image, and the replica voted with an
+// empty log (txsim heavy seed 247, 3 replicas: a chosen slot changed; the
+// injected bug persist-before-install restores the old order).
+class RejoinOrderTest : public GroupTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(RejoinOrderTest, TheInstalledSnapshotReachesTheLogBeforeTheJoinedRecord) {
+  const bool old_order = GetParam();
+  // Replica 3 snapshots after every applied slot; 2 never does. Replica 1
+  // then loses its disk: its join PREPAREs reach 2 and 3 in that order, so
+  // the promise carrying 3's image comes last, and the same turn installs the
+  // image, completes the fence and writes the joined record.
+  wire_.clear();
+  persisted_.clear();
+  flushes_.clear();
+  Boot(1);
+  Boot(2);
+  Boot(3, /*snapshot_every=*/1);
+  Run(2 * kSeconds);
+  const int leader = Serving();
+  ASSERT_GT(leader, 0);
+  for (int i = 0; i < 4; ++i) {
+    ChooseAndListAppends(leader, cores_[leader]->ProposeCommands({AppendNoop("9:" + std::to_string(i))}, now_));
+  }
+  traced_ = 1;
+  Boot(1, 0, /*joining=*/true, old_order);
+  Run(2 * kSeconds);
+  ASSERT_FALSE(cores_[1]->replica()->joining()) << "replica 1 rejoined";
+  auto at = [&](const char* what) {
+    return std::find(log_order_.begin(), log_order_.end(), what) - log_order_.begin();
+  };
+  const auto install = at("install"), joined = at("joined");
+  ASSERT_LT(install, static_cast<long>(log_order_.size())) << "it caught up by installing an image";
+  ASSERT_LT(joined, static_cast<long>(log_order_.size()));
+  if (old_order) {
+    EXPECT_GT(install, joined) << "the seam restores the order txsim caught";
+  } else {
+    EXPECT_LT(install, joined);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(FixedAndOld, RejoinOrderTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "OldOrderSeam" : "Fixed";
+                         });
 
 TEST_F(GroupTest, ATurnProposingMoreThanASlotHoldsFillsSeveralSlots) {
   Run(2 * kSeconds);
