@@ -93,7 +93,7 @@ TEST(ServerMemoryTest, AThresholdPastAnIntIsRefused) {
 
 // The servers' periodic return (ReturnFreedMemoryEvery): the release runs
 // again and again (the timer re-arms itself), on the io_context's thread.
-TEST(ServerMemoryTest, FreedMemoryIsReturnedOnTheIoThreadUntilItStops) {
+TEST(ServerMemoryTest, FreedMemoryIsReturnedAgainAndAgainOnTheIoThread) {
   boost::asio::io_context io;
   int calls = 0;
   bool on_io_thread = true;
