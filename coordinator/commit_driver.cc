@@ -452,6 +452,7 @@ void CommitDriver::OnForgetParticipant(uint64_t token, const proto::ForgetPartic
 }
 
 void CommitDriver::OnOutcome(uint64_t token, const proto::OutcomeRequest& req, Micros now) {
+  if (req.__isset.decision_key) RegisterDecisionKey(req.decision_key);
   if (!serving_) return ReplyNotServing(token, req.txid, true);
   auto it = txns_.find(req.txid);
   if (it != txns_.end()) {
@@ -622,6 +623,7 @@ void CommitDriver::TellAborted(const TxId& txid, const std::vector<proto::Partic
     d.txid = txid;
     d.resource = p.resource;
     d.outcome = proto::Outcome::ABORTED;
+    Sign(&d, p.address);
     call.decide = d;
     effects_.calls.push_back(std::move(call));
   }
@@ -762,6 +764,7 @@ void CommitDriver::Abort(Txn* t, const std::string& reason) {
     d.txid = t->txid;
     d.resource = call.to.resource;
     d.outcome = proto::Outcome::ABORTED;
+    Sign(&d, call.to.address);
     call.decide = d;
     effects_.calls.push_back(std::move(call));
   }
@@ -916,6 +919,7 @@ void CommitDriver::SendDecision(Txn* t, size_t i, Micros now, bool precommit) {
   d.resource = call.to.resource;
   d.outcome = precommit ? proto::Outcome::COMMITTED : t->outcome;
   if (precommit) d.__set_precommit(true);
+  Sign(&d, call.to.address);
   call.decide = d;
   call.want_ack = true;
   effects_.calls.push_back(std::move(call));
@@ -1198,6 +1202,35 @@ void CommitDriver::ReplyCommit(uint64_t token, const TxId& txid, proto::Outcome:
   r.outcome = outcome;
   r.reason = reason;
   effects_.replies.push_back({token, r});
+}
+
+namespace {
+// Agents' keys kept at most; a new address beyond this clears them all (the
+// agents then confirm once more and register again).
+constexpr size_t kMaxDecisionKeys = 4096;
+}  // namespace
+
+void CommitDriver::RegisterDecisionKey(const proto::DecisionKey& k) {
+  SipKey key{static_cast<uint64_t>(k.k0), static_cast<uint64_t>(k.k1)};
+  if (k.agent_address.empty() || k.agent_address.size() > 1024) return;
+  if (!UsableKey(key)) {
+    decision_keys_.erase(k.agent_address);
+    return;
+  }
+  auto it = decision_keys_.find(k.agent_address);
+  if (it != decision_keys_.end()) {
+    it->second = key;
+    return;
+  }
+  if (decision_keys_.size() >= kMaxDecisionKeys) decision_keys_.clear();
+  decision_keys_.emplace(k.agent_address, key);
+}
+
+void CommitDriver::Sign(proto::DecideRequest* d, const std::string& address) const {
+  if (decision_keys_.empty()) return;
+  auto it = decision_keys_.find(address);
+  if (it == decision_keys_.end()) return;
+  d->__set_decision_mac(static_cast<int64_t>(DecisionMac(it->second, *d)));
 }
 
 void CommitDriver::ReplyOutcome(uint64_t token, proto::Outcome::type outcome, const Status& status) {

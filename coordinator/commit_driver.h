@@ -18,6 +18,11 @@
 // after the DECIDE command was chosen (OnApplied), i.e. it is durable in the
 // log (a majority of replicas, with Paxos). Aborts are not logged.
 //
+// Signed decisions: an agent that confirms decisions (plaintext) registers a
+// key with its outcome queries; every decision for its address then carries
+// a MAC under that key (DecideRequest.decision_mac), and the agent applies a
+// decision whose MAC checks without asking (docs/protocol.md).
+//
 // Not thread-safe; owned by the node's io thread.
 #pragma once
 
@@ -26,9 +31,11 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
+#include "common/decision_mac.h"
 #include "common/status.h"
 #include "common/time.h"
 #include "common/txid.h"
@@ -317,6 +324,12 @@ class CommitDriver {
     bool reserved = false;  // from a Begin with a count; kActive: not used yet
   };
 
+  // Signed decisions (docs/protocol.md, "Who may say commit"): an agent's
+  // key, registered with any of its outcome queries (last one wins), and the
+  // MAC under it on every decision for that address.
+  void RegisterDecisionKey(const proto::DecisionKey& k);
+  void Sign(proto::DecideRequest* d, const std::string& address) const;
+
   // Reply helpers.
   void ReplyCommit(uint64_t token, const TxId& txid, proto::Outcome::type outcome,
                    const Status& status, const std::string& reason);
@@ -403,6 +416,10 @@ class CommitDriver {
   // lazy_end: ENDs not proposed yet (TakeEffects adds them to a proposal).
   std::vector<proto::Command> pending_ends_;
   bool flush_ends_ = false;  // propose pending_ends_ at the next TakeEffects
+  // Agents' keys for signed decisions, by the address participants name
+  // (RegisterDecisionKey). Kept across leaderships: not replicated, not
+  // durable; an agent without one here confirms as before and registers.
+  std::unordered_map<std::string, SipKey> decision_keys_;
 };
 
 }  // namespace txc::coord

@@ -1,6 +1,7 @@
 #include "participant/agent.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +56,23 @@ AgentNodeOptions ResolveConfirm(AgentNodeOptions o) {
   using C = AgentNodeOptions::Confirm;
   o.core.confirm_decisions = o.confirm_decisions == C::kOn ||
                              (o.confirm_decisions == C::kAuto && !o.tls.enabled());
+  if (o.core.confirm_decisions && o.sign_decisions && !UsableKey(o.core.decision_key)) {
+    // This run's key for signed decisions: from the kernel's random source;
+    // without one, every decision is confirmed.
+    unsigned char bytes[16];
+    if (::getrandom(bytes, sizeof bytes, 0) == static_cast<ssize_t>(sizeof bytes)) {
+      for (int half = 0; half < 2; ++half) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; ++i) v = (v << 8) | bytes[half * 8 + i];
+        o.core.decision_key[half] = v;
+      }
+      o.core.decision_key_address = o.advertise.empty() ? o.listen : o.advertise;
+    } else {
+      Logger("agent")->warn("no random key for signed decisions ({}): every decision is confirmed "
+                            "with the group",
+                            std::strerror(errno));
+    }
+  }
   return o;
 }
 }  // namespace
@@ -251,8 +269,7 @@ void Agent::Apply(AgentCoreEffects fx) {
             });
   }
   for (const TxId& txid : fx.queries) {
-    proto::OutcomeRequest req;
-    req.txid = txid;
+    proto::OutcomeRequest req = core_.OutcomeQuery(txid);
     coordinators_->Call<proto::OutcomeRequest, proto::OutcomeResponse>(
         "Outcome", req, options_.query_timeout,
         [this, txid, alive = alive_](Status s, proto::OutcomeResponse r) {

@@ -50,6 +50,14 @@ struct AgentNodeOptions {
   // only the replica role call Agent.Decide.
   enum class Confirm { kAuto, kOn, kOff };
   Confirm confirm_decisions = Confirm::kAuto;
+  // With confirmation in effect: a key of this run is drawn at start from
+  // the system's random source and registered with the group over the
+  // connections the agent dials (AgentOptions::decision_key); decisions
+  // signed under it are applied without asking. Default: true.
+  bool sign_decisions = true;
+  // HOST:PORT that participants name this agent by: the address the group
+  // signs decisions for. Empty: `listen`. Default: empty.
+  std::string advertise;
   // Connections one peer address may hold open on the server; more from it
   // are refused at accept (rpc::ServerOptions::max_connections_per_peer).
   // Default: 1024.

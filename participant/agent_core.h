@@ -46,8 +46,8 @@ struct AgentCoreEffects {
   // with OnExecuteDone (kExecute, kExecuteAndPrepare) or OnOpDone (the rest).
   // Only resources that recovered are named here.
   std::vector<ResourceOp> ops;
-  // Ask the coordinator group Outcome(txid); hand the answer (or the call's
-  // failure) to OnOutcomeReply.
+  // Ask the coordinator group Outcome(OutcomeQuery(txid)); hand the answer
+  // (or the call's failure) to OnOutcomeReply.
   std::vector<TxId> queries;
   // 3PC autonomous termination: ask the agent at q.to Agent.BranchState for
   // its branch of q.txid; hand the answer (or the call's failure) to
@@ -140,6 +140,11 @@ class AgentCore {
   // `call` is OK. Read as ReadOutcomeAnswer says.
   AgentCoreEffects OnOutcomeReply(const TxId& txid, const Status& call,
                                   const proto::OutcomeResponse& response, Micros now);
+  // The request to send for an outcome query (AgentCoreEffects::queries):
+  // the txid, and this agent's key for signed decisions when it has one
+  // (AgentOptions::decision_key). Send it only on a connection the agent
+  // dials to the group.
+  proto::OutcomeRequest OutcomeQuery(const TxId& txid) const { return branches_.OutcomeQuery(txid); }
 
   // The timer armed from wake_at fired.
   AgentCoreEffects Tick(Micros now);

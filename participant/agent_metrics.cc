@@ -142,6 +142,10 @@ void Agent::RegisterMetrics() {
       {"txagent_decisions_foreign_total",
        "Decisions applied for txids the group says it never allocated (not its transactions).",
        &Counters::decisions_foreign},
+      {"txagent_decisions_signed_total",
+       "Decisions from callers not authenticated as the group that carried a valid MAC under "
+       "this run's registered key: applied without asking the group.",
+       &Counters::decisions_signed},
   };
   for (const CounterDef& d : kCounters) {
     m.AddCounterFunc(d.name, d.help, [this, field = d.field] {

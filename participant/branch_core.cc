@@ -128,7 +128,25 @@ void BranchCore::OnDecide(uint64_t token, const proto::DecideRequest& req, Micro
   if (req.outcome == proto::Outcome::ABORTED) CancelLockWait(key, now);
   Pending p{token, true, req};
   p.unconfirmed = options_.confirm_decisions && !from_group;
+  // Signed under this run's key, which only parties this agent dialed learned.
+  p.signature_checked = p.unconfirmed && req.__isset.decision_mac && signs_decisions() &&
+                        (static_cast<uint64_t>(req.decision_mac) ==
+                             DecisionMac(options_.decision_key, req) ||
+                         options_.testing_trust_any_mac);  // BUG trust-any-mac
   Enqueue(key, std::move(p), now);
+}
+
+proto::OutcomeRequest BranchCore::OutcomeQuery(const TxId& txid) const {
+  proto::OutcomeRequest req;
+  req.txid = txid;
+  if (signs_decisions()) {
+    proto::DecisionKey k;
+    k.agent_address = options_.decision_key_address;
+    k.k0 = static_cast<int64_t>(options_.decision_key[0]);
+    k.k1 = static_cast<int64_t>(options_.decision_key[1]);
+    req.__set_decision_key(std::move(k));
+  }
+  return req;
 }
 
 // An unconfirmed COMMITTED or ABORTED for a branch in doubt: park it as the
@@ -138,6 +156,10 @@ bool BranchCore::ConfirmFirst(const Key& key, Branch& b, Pending& p) {
   const auto& d = std::get<proto::DecideRequest>(p.req);
   if (d.__isset.precommit && d.precommit) return false;
   if (d.outcome != proto::Outcome::COMMITTED && d.outcome != proto::Outcome::ABORTED) return false;
+  if (p.signature_checked) {
+    ++counters_.decisions_signed;
+    return false;
+  }
   b.current = std::move(p);
   b.confirming = true;
   effects_.queries.push_back(key.second);

@@ -37,6 +37,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/decision_mac.h"
 #include "common/status.h"
 #include "common/time.h"
 #include "common/txid.h"
@@ -127,6 +128,21 @@ struct AgentOptions {
   // its callers are authenticated; txsim's agents set it too. Default: false
   // (unit tests of the protocol without the confirmation round).
   bool confirm_decisions = false;
+  // Signed decisions, with confirm_decisions: this run's key and the address
+  // (HOST:PORT, as participants name this agent) it is registered for. Every
+  // outcome query carries both (AgentCore::OutcomeQuery), the group signs
+  // its decisions for that address under the key (DecideRequest.
+  // decision_mac), and a decision whose MAC checks is applied without
+  // asking: only a party the agent reached on a connection it dialed learned
+  // the key (docs/protocol.md, "Who may say commit"). The shell draws the
+  // key at start from the system's random source (txsim: from the seed and
+  // the boot). A zero key or an empty address: none (every decision from a
+  // caller not attributable to the group is confirmed). Default: none.
+  SipKey decision_key{};
+  std::string decision_key_address;
+  // Testing seam, never set outside tests (txsim's trust-any-mac bug): a
+  // decision that carries any MAC is applied without asking, checked or not.
+  bool testing_trust_any_mac = false;
 };
 
 // Skeen's cooperative termination rule over the states of the participants
@@ -251,6 +267,13 @@ class BranchCore {
   // replica (see AgentOptions::confirm_decisions).
   void OnDecide(uint64_t token, const proto::DecideRequest& req, Micros now,
                 bool from_group = false);
+  // Whether decisions are signed for this agent (AgentOptions::decision_key),
+  // and the outcome query for `txid`, with the key to register when they are.
+  bool signs_decisions() const {
+    return options_.confirm_decisions && UsableKey(options_.decision_key) &&
+           !options_.decision_key_address.empty();
+  }
+  proto::OutcomeRequest OutcomeQuery(const TxId& txid) const;
 
   // Completions of ResourceOps: Execute and ExecuteAndPrepare report an
   // ExecuteResult, the others a Status.
@@ -307,6 +330,9 @@ class BranchCore {
     uint64_t decisions_unconfirmed = 0;
     // Applied without the group: it never allocated the txid (UNKNOWN).
     uint64_t decisions_foreign = 0;
+    // Decisions for branches in doubt from such callers applied without
+    // asking: their MAC checked (signed decisions).
+    uint64_t decisions_signed = 0;
   };
   const Counters& counters() const { return counters_; }
 
@@ -330,6 +356,9 @@ class BranchCore {
     // A decision whose sender is not attributable to the group and that the
     // group has not confirmed yet (AgentOptions::confirm_decisions).
     bool unconfirmed = false;
+    // ... whose MAC checked under this run's key (AgentOptions::
+    // decision_key): applied without asking.
+    bool signature_checked = false;
   };
 
   // kAborting: decided to abort, rollback not yet done (or failing).

@@ -54,7 +54,14 @@ int main(int argc, char** argv) {
        "confirm a COMMIT or ABORT for a prepared branch with the coordinator group before "
        "applying it: auto (the default) = on in plaintext, where anyone who reaches the port "
        "could send one, off with TLS, where only the replica role may call Decide; on; off "
-       "(trust every caller: loopback experiments only). See docs/protocol.md");
+       "(trust every caller: loopback experiments only). See docs/protocol.md")
+      ("sign-decisions", po::value<std::string>()->default_value("on"),
+       "with --confirm-decisions in effect: on (the default) = register a key of this run with "
+       "the coordinator group over the connections this agent dials, and apply without asking "
+       "a decision signed under it; off = confirm every decision. See docs/protocol.md")
+      ("advertise", po::value<std::string>()->default_value(""),
+       "HOST:PORT that participants name this agent by, the address the group signs decisions "
+       "for (default: --listen)");
   txc::rpc::AddServerOptions(desc);
   txc::rpc::AddTlsOptions(desc);
   po::variables_map vm;
@@ -150,6 +157,13 @@ int main(int argc, char** argv) {
     std::cerr << "txagent: --confirm-decisions wants auto, on or off, not '" << c << "'\n";
     return 2;
   }
+  if (const std::string c = vm["sign-decisions"].as<std::string>(); c == "on" || c == "off") {
+    o.sign_decisions = c == "on";
+  } else {
+    std::cerr << "txagent: --sign-decisions wants on or off, not '" << c << "'\n";
+    return 2;
+  }
+  o.advertise = vm["advertise"].as<std::string>();
   o.metrics_listen = vm["metrics-listen"].as<std::string>();
   {
     std::string d = vm["autonomous-termination-timeout"].as<std::string>();

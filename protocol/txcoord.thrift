@@ -158,8 +158,24 @@ struct CommitResponse {
   4: string reason          // why it aborted, when it did
 }
 
+// An agent's key for signed decisions (docs/protocol.md, "Who may say
+// commit"): decisions the group sends to the agent at `agent_address` carry
+// DecideRequest.decision_mac under this key, and the agent applies such a
+// decision without asking the group. It travels only on connections the
+// agent dials.
+struct DecisionKey {
+  1: string agent_address   // as participants name the agent (HOST:PORT)
+  2: i64 k0                 // SipHash-2-4's 128-bit key
+  3: i64 k1
+}
+
 struct OutcomeRequest {
   1: TxId txid
+  // From an agent that confirms decisions (plaintext): its key. The group
+  // signs its later decisions for that address with it; a key registered by
+  // someone else only makes the agent's signature checks fail, and the agent
+  // then confirms (and registers its own key again).
+  2: optional DecisionKey decision_key
 }
 struct OutcomeResponse {
   1: Status status
@@ -327,6 +343,11 @@ struct DecideRequest {
   // reads. Refused for a branch that is not PREPARED, PRECOMMITTED or
   // COMMITTED.
   4: optional bool precommit
+  // SipHash-2-4, under the key the agent registered (OutcomeRequest.
+  // decision_key), of: resource, a zero byte, txid.epoch and txid.seq (8
+  // bytes each, little-endian), outcome (one byte), precommit (one byte, 0
+  // or 1). Set by the group when it holds a key for the agent's address.
+  5: optional i64 decision_mac
 }
 struct DecideResponse {
   1: Status status

@@ -137,6 +137,15 @@ void SimAgent::Boot() {
   participant::AgentOptions options = c_->timing().agent;
   options.incarnation = static_cast<int64_t>(c_->net().incarnation(node_));
   options.testing_ignore_active_only = c_->bugs().abort_after_prepared;  // BUG abort-after-prepared
+  if (c_->sign_decisions()) {
+    // This boot's key: a function of the seed, the agent and the boot (a
+    // real agent draws it from the kernel), so a restart changes it and
+    // nothing is drawn from the seed's random stream.
+    const SipKey k{c_->seed(), static_cast<uint64_t>(node_)};
+    const std::string boot = std::to_string(c_->net().incarnation(node_));
+    options.decision_key = {SipHash24(k, "k0/" + boot), SipHash24(k, "k1/" + boot)};
+    options.decision_key_address = address_;
+  }
   live_ = std::make_unique<Live>(Keys(images_), options, c_->timing().tick);
   Live* l = live_.get();
   vfs_.PowerOn();
@@ -392,6 +401,33 @@ void SimAgent::Decide(const proto::DecideRequest& req,
                                                      &participant::AgentCore::OnDecide);
 }
 
+bool SimAgent::ForgeDecision(Rng& rng) {
+  if (!live_) return false;
+  std::vector<participant::BranchCore::BranchView> in_doubt;
+  for (auto& b : live_->core.Branches()) {
+    if (b.state == "prepared" || b.state == "precommitted") in_doubt.push_back(std::move(b));
+  }
+  if (in_doubt.empty()) return false;
+  const auto& b = in_doubt[rng.Index(in_doubt.size())];
+  proto::DecideRequest req;
+  req.txid = b.txid;
+  req.resource = b.resource;
+  req.outcome = rng.Bernoulli(0.5) ? proto::Outcome::COMMITTED : proto::Outcome::ABORTED;
+  if (!rng.Bernoulli(0.2)) req.__set_decision_mac(static_cast<int64_t>(rng.Next() | 1));
+  c_->world().Log(node_, &req.txid,
+                  std::string("FORGED ") + OutcomeName(req.outcome) + " decision on " + req.resource +
+                      (req.__isset.decision_mac ? " with a MAC of its own" : " without a MAC"));
+  Serve<proto::DecideRequest, proto::DecideResponse>(
+      req,
+      [this, txid = req.txid](proto::DecideResponse r) {
+        c_->world().Log(node_, &txid, "forged decision answered: " + (r.status.code == proto::Code::OK
+                                                                          ? std::string("applied")
+                                                                          : r.status.message));
+      },
+      &participant::AgentCore::OnDecide);
+  return true;
+}
+
 void SimAgent::BranchState(const proto::BranchStateRequest& req,
                            std::function<void(proto::BranchStateResponse)> reply) {
   c_->world().Log(node_, &req.txid, "BRANCH_STATE asked for " + req.resource);
@@ -479,8 +515,7 @@ void SimAgent::Apply(Live* l, participant::AgentCoreEffects fx) {
       }
     }
     w.Log(node_, &txid, "asks the coordinator for the outcome");
-    proto::OutcomeRequest req;
-    req.txid = txid;
+    proto::OutcomeRequest req = l->core.OutcomeQuery(txid);
     auto alive = l->alive;
     c_->CoordinatorCall<proto::OutcomeRequest, proto::OutcomeResponse>(
         node_, req, c_->timing().query_timeout, c_->timing().query_timeout,

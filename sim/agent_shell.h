@@ -72,6 +72,12 @@ class SimAgent {
   void Execute(const proto::ExecuteRequest& req, std::function<void(proto::ExecuteResponse)> reply);
   void Prepare(const proto::PrepareRequest& req, std::function<void(proto::PrepareResponse)> reply);
   void Decide(const proto::DecideRequest& req, std::function<void(proto::DecideResponse)> reply);
+  // A forger who reaches the agent's port but never sees its traffic
+  // (SimOptions::forge_decisions): a COMMITTED or ABORTED for one of its
+  // branches in doubt, with a MAC of the forger's own or none. The checker
+  // is not told of it (it is no decision). False when there was no branch
+  // in doubt to forge for.
+  bool ForgeDecision(Rng& rng);
   // Another participant's autonomous termination asks (3PC).
   void BranchState(const proto::BranchStateRequest& req,
                    std::function<void(proto::BranchStateResponse)> reply);

@@ -105,6 +105,9 @@ const std::vector<BugInfo>& Bugs() {
       {"forgotten-commit-as-abort",
        "a txid the table forgot after it ended is presumed aborted, even one that committed "
        "(the coordinator's shell rewrites such answers to ABORTED)"},
+      {"trust-any-mac",
+       "an agent applies any decision that carries a MAC without checking it against its key "
+       "(runs with --forge-decisions, which implies --confirm-decisions)"},
   };
   return kBugs;
 }
@@ -129,6 +132,8 @@ std::string ReplayCommand(const SimOptions& o) {
   }
   if (o.autonomous_termination) s += " --autonomous-termination";
   if (o.confirm_decisions) s += " --confirm-decisions";
+  if (o.confirm_decisions && !o.sign_decisions) s += " --unsigned-decisions";
+  if (o.forge_decisions) s += " --forge-decisions";
   return s + " --trace";
 }
 
@@ -209,7 +214,11 @@ Cluster::Cluster(const SimOptions& options) : options_(options) {
     options_.faults = FaultLevel::kNone;
   }
   if (options_.autonomous_termination) timing_.agent.autonomous_termination_timeout = 2 * kSeconds;
+  if (options_.forge_decisions || options_.bug == "trust-any-mac") {
+    options_.confirm_decisions = options_.forge_decisions = true;
+  }
   timing_.agent.confirm_decisions = options_.confirm_decisions;
+  timing_.agent.testing_trust_any_mac = options.bug == "trust-any-mac";
   bugs_.vote_before_durable = options.bug == "vote-before-durable";
   bugs_.lying_disk = options.bug == "lying-disk";
   bugs_.early_commit_reply = options.bug == "early-commit-reply";
@@ -863,8 +872,18 @@ void Cluster::ScheduleEmptyDisk() {
   });
 }
 
+void Cluster::ScheduleForgery() {
+  world_->After(world_->rng().Uniform(5 * kMillis, 50 * kMillis), [this] {
+    if (!forging_) return;
+    SimAgent* a = agents_[world_->rng().Index(agents_.size())].get();
+    if (a->ForgeDecision(world_->rng())) ++injected().forged;
+    ScheduleForgery();
+  });
+}
+
 void Cluster::StopFaults() {
   faults_active_ = false;
+  forging_ = false;
   net_->HealAll();
   NetOptions calm = net_->options();
   calm.drop_p = 0;
@@ -949,6 +968,10 @@ SimResult Cluster::Run() {
     if (agent_disk_fault_budget_ > 0) ScheduleAgentDiskFault();
     if (agent_stall_budget_ > 0) ScheduleAgentDiskStall();
     ScheduleOperatorRetry();
+  }
+  if (options_.forge_decisions && !agents_.empty()) {
+    forging_ = true;
+    ScheduleForgery();
   }
   auto failed = [this] { return checker_->violations() > 0; };
   auto clients_done = [this] {

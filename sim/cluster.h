@@ -312,6 +312,9 @@ class Cluster {
   const Timing& timing() const { return timing_; }
   const BugFlags& bugs() const { return bugs_; }
   FaultLevel faults() const { return options_.faults; }
+  uint64_t seed() const { return options_.seed; }
+  // Agents register keys and accept signed decisions (SimOptions::sign_decisions).
+  bool sign_decisions() const { return options_.confirm_decisions && options_.sign_decisions; }
   bool split_execute() const { return options_.workload == "split-execute"; }
   // The commit protocol clients ask for (SimOptions::protocol).
   proto::Protocol::type protocol() const {
@@ -409,6 +412,9 @@ class Cluster {
   // crash points, partitions), so CheckElection's window is clean.
   bool ElectionWindow() const;
   void ScheduleEmptyDisk();
+  // SimOptions::forge_decisions: one forged decision to a random agent every
+  // 5-50 ms while forging_.
+  void ScheduleForgery();
   // Group mode, after `failed` lost its log at `since`: samples until
   // `since + bound`; a violation if no healthy replica led by then although
   // a connected majority of healthy, voting replicas was up throughout.
@@ -446,6 +452,7 @@ class Cluster {
   // Faults.
   DiskOptions disk_options_;
   bool faults_active_ = false;
+  bool forging_ = false;  // the load runs with SimOptions::forge_decisions
   std::map<std::string, double> crash_points_;  // armed point -> crash probability per hit
   int crash_budget_ = 0;         // targeted crashes left
   int random_crash_budget_ = 0;  // random crashes left

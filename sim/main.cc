@@ -62,7 +62,14 @@ int main(int argc, char** argv) {
        "unless --seed/--seeds)")
       ("confirm-decisions", po::bool_switch(),
        "agents confirm each decision for a branch in doubt with the group before applying it, as "
-       "a txagent without TLS does")
+       "a txagent without TLS does; decisions signed under a key the agent registered with its "
+       "outcome queries are applied without asking, as a txagent does")
+      ("forge-decisions", po::bool_switch(),
+       "a forger sends agents COMMIT or ABORT for their branches in doubt, with MACs of its own "
+       "(implies --confirm-decisions)")
+      ("unsigned-decisions", po::bool_switch(),
+       "with --confirm-decisions: agents register no key, so every decision is confirmed "
+       "(txagent --sign-decisions off)")
       ("autonomous-termination", po::bool_switch(),
        "agents run 3PC's autonomous termination (Skeen's rule after 2 s without the group)")
       ("measure", po::bool_switch(),
@@ -97,6 +104,7 @@ int main(int argc, char** argv) {
     m.one_way_micros = vm["one-way-us"].as<int64_t>();
     m.blocking = !vm["no-blocking"].as<bool>();
     m.confirm_decisions = vm["confirm-decisions"].as<bool>();
+    m.sign_decisions = !vm["unsigned-decisions"].as<bool>();
     if (vm.count("seed")) m.seed = vm["seed"].as<uint64_t>();
     if (!vm["txns-per-seed"].defaulted()) m.txns = vm["txns-per-seed"].as<int>();
     if ((m.protocol != "2pc" && m.protocol != "3pc") || m.participants < 1 || m.participants > 26 ||
@@ -118,6 +126,8 @@ int main(int argc, char** argv) {
   }
   const bool autonomous = vm["autonomous-termination"].as<bool>();
   const bool confirm = vm["confirm-decisions"].as<bool>();
+  const bool sign = !vm["unsigned-decisions"].as<bool>();
+  const bool forge = vm["forge-decisions"].as<bool>();
   uint64_t lo = 1, hi = 1;
   if (vm.count("seed")) {
     lo = hi = vm["seed"].as<uint64_t>();
@@ -187,6 +197,8 @@ int main(int argc, char** argv) {
       o.scenario = scenario;
       o.autonomous_termination = autonomous;
       o.confirm_decisions = confirm;
+      o.sign_decisions = sign;
+      o.forge_decisions = forge;
       o.workload = workload;
       o.replicas = replicas;
       o.trace = trace ? &out : nullptr;

@@ -131,6 +131,7 @@ class Meter {
     so.protocol = o.protocol;
     so.replicas = o.replicas;
     so.confirm_decisions = o.confirm_decisions;
+    so.sign_decisions = o.sign_decisions;
     so.trace = o.trace;
     so.report = &report_;
     MeasureSetup setup;

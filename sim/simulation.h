@@ -66,6 +66,17 @@ struct SimOptions {
   // without TLS. Off by default: the default schedule (and the seeds that
   // catch the injected bugs) stays as it was; sim_test runs seeds with it on.
   bool confirm_decisions = false;
+  // With confirm_decisions: agents register a key with their outcome queries
+  // and apply decisions signed under it without asking (AgentOptions::
+  // decision_key; the key comes from the seed, the agent and its boot, and
+  // draws nothing from the seed's random stream). Default: true, as a real
+  // txagent; false runs the confirmation of every decision.
+  bool sign_decisions = true;
+  // A forger sends agents decisions for their branches in doubt, every 5-50
+  // ms of the load, each with a random MAC or none (it reaches their ports
+  // but never sees their keys). Implies confirm_decisions; counted as
+  // `forged` on the FAULTS line. Off by default.
+  bool forge_decisions = false;
   // Every event as a line, to this stream (nullptr: none).
   std::ostream* trace = nullptr;
   // Keep a hash of the formatted trace (SimResult::trace_hash) even without a stream.
@@ -90,7 +101,8 @@ struct SimOptions {
   X(retention)                   \
   X(slow_statement)              \
   X(disk_stall)                  \
-  X(resolve)
+  X(resolve)                     \
+  X(forged)
 
 // What one seed (or a sum of seeds) actually injected, or saw happen, by class.
 struct FaultCounts {
@@ -147,6 +159,7 @@ struct MeasureOptions {
   int64_t one_way_micros = 1000;
   bool blocking = true;  // also run the crash-point table
   bool confirm_decisions = false;  // SimOptions::confirm_decisions
+  bool sign_decisions = true;      // SimOptions::sign_decisions
   std::ostream* trace = nullptr;
 };
 

@@ -5,13 +5,18 @@
 // named, the balances unchanged, and the transactions the group decides
 // still ending as decided. The agent runs with its defaults: plaintext, so it
 // confirms every decision with the group (txagent --confirm-decisions auto,
-// BranchCore's AgentOptions::confirm_decisions).
+// BranchCore's AgentOptions::confirm_decisions), unless it is signed under
+// the key the agent registered with its outcome queries (--sign-decisions
+// on): the group's decisions after the first are; a forger's MAC is not.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
+#include <sstream>
 #include <thread>
 
 #include "client/client.h"
+#include "tests/support/http_client.h"
 #include "tests/support/process.h"
 
 namespace txc {
@@ -35,6 +40,7 @@ class ForgedDecisionTest : public ::testing::Test {
   void SetUp() override {
     cport_ = FreePort();
     aport_ = FreePort();
+    mport_ = FreePort();
     coord_ = std::make_unique<Process>(
         "txcoord",
         std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
@@ -45,7 +51,8 @@ class ForgedDecisionTest : public ::testing::Test {
         "txagent",
         std::vector<std::string>{TXC_BIN_DIR "/txagent", "--listen", Addr(aport_), "--data",
                                  dir_.path + "/agent", "--coordinator", Addr(cport_), "--resource",
-                                 "bank_a=sqlite:" + dir_.path + "/bank_a.db"},
+                                 "bank_a=sqlite:" + dir_.path + "/bank_a.db", "--metrics-listen",
+                                 Addr(mport_)},
         dir_.path + "/agent.log");
     ASSERT_TRUE(agent_->Start(aport_)) << agent_->LogTail();
     ClientOptions o;
@@ -88,18 +95,44 @@ class ForgedDecisionTest : public ::testing::Test {
     return b;
   }
 
-  proto::DecideResponse Decide(const TxId& txid, proto::Outcome::type outcome) {
+  // Someone votes the client's branch YES behind the coordinator's back:
+  // Agent.Prepare straight to the agent. True when it voted YES.
+  bool PrepareBehindTheGroup(const TxId& txid) {
+    proto::PrepareRequest p;
+    p.txid = txid;
+    p.resource = "bank_a";
+    auto vote = CallOnce<proto::PrepareRequest, proto::PrepareResponse>(aport_, "Prepare", p);
+    EXPECT_TRUE(vote.ok()) << vote.status().ToString();
+    if (vote.ok() && vote->vote != proto::Vote::YES) ADD_FAILURE() << vote->reason;
+    return vote.ok() && vote->vote == proto::Vote::YES;
+  }
+
+  // The agent's counter `name` (its /metrics page); NaN when unreadable.
+  double Counter(const std::string& name) {
+    auto r = testing::HttpGet(mport_, "/metrics");
+    if (!r.ok()) return std::nan("");
+    std::istringstream in(r->body);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.compare(0, name.size() + 1, name + " ") == 0) return std::stod(line.substr(name.size() + 1));
+    }
+    return std::nan("");
+  }
+
+  proto::DecideResponse Decide(const TxId& txid, proto::Outcome::type outcome,
+                               std::optional<int64_t> mac = std::nullopt) {
     proto::DecideRequest d;
     d.txid = txid;
     d.resource = "bank_a";
     d.outcome = outcome;
+    if (mac) d.__set_decision_mac(*mac);
     auto r = CallOnce<proto::DecideRequest, proto::DecideResponse>(aport_, "Decide", d, 10 * kSeconds);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? *r : proto::DecideResponse();
   }
 
   TempDir dir_;
-  int cport_ = 0, aport_ = 0;
+  int cport_ = 0, aport_ = 0, mport_ = 0;
   std::unique_ptr<Process> coord_, agent_;
   std::unique_ptr<Client> client_;
 };
@@ -112,11 +145,7 @@ TEST_F(ForgedDecisionTest, AForgedCommitOfAnUndecidedTransactionIsRefused) {
   auto tx = client_->Begin();
   ASSERT_TRUE(tx.ok());
   ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance + 1000 WHERE id = 1")).ok());
-  proto::PrepareRequest p;
-  p.txid = tx->id();
-  p.resource = "bank_a";
-  auto vote = CallOnce<proto::PrepareRequest, proto::PrepareResponse>(aport_, "Prepare", p);
-  ASSERT_TRUE(vote.ok() && vote->vote == proto::Vote::YES) << (vote.ok() ? vote->reason : vote.status().ToString());
+  ASSERT_TRUE(PrepareBehindTheGroup(tx->id()));
 
   proto::DecideResponse forged = Decide(tx->id(), proto::Outcome::COMMITTED);
   EXPECT_EQ(forged.status.code, proto::Code::UNAVAILABLE) << forged.status.message;
@@ -135,11 +164,7 @@ TEST_F(ForgedDecisionTest, AForgedCommitOfAnAbortedTransactionIsRefused) {
   auto tx = client_->Begin();
   ASSERT_TRUE(tx.ok());
   ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance - 60 WHERE id = 2")).ok());
-  proto::PrepareRequest p;
-  p.txid = tx->id();
-  p.resource = "bank_a";
-  auto vote = CallOnce<proto::PrepareRequest, proto::PrepareResponse>(aport_, "Prepare", p);
-  ASSERT_TRUE(vote.ok() && vote->vote == proto::Vote::YES);
+  ASSERT_TRUE(PrepareBehindTheGroup(tx->id()));
   TxId id = tx->id();
   Status rb = tx->Rollback();
   ASSERT_TRUE(rb.ok()) << rb.ToString();
@@ -159,6 +184,50 @@ TEST_F(ForgedDecisionTest, TheGroupsOwnDecisionsStillApply) {
   ASSERT_TRUE(c.ok()) << c.ToString();
   EXPECT_EQ(Balance(1), 70);
   EXPECT_EQ(Balance(2), 130);
+}
+
+// The set-up's transaction was confirmed (the group held no key yet); that
+// query registered the agent's key, so the group's later decisions are
+// signed and applied without asking.
+TEST_F(ForgedDecisionTest, TheGroupsDecisionsAfterTheFirstAreSigned) {
+  const double confirmed = Counter("txagent_decisions_confirmed_total");
+  ASSERT_GE(confirmed, 1) << "the set-up's COMMIT was not confirmed";
+  for (int i = 0; i < 3; ++i) {
+    auto tx = client_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance + 1 WHERE id = 1")).ok());
+    Status c = tx->Commit();
+    ASSERT_TRUE(c.ok()) << c.ToString();
+  }
+  EXPECT_EQ(Balance(1), 103);
+  double signed_ = 0;
+  for (int i = 0; i < 100 && !(signed_ >= 3); ++i) {  // COMMITs are delivered after the answer
+    signed_ = Counter("txagent_decisions_signed_total");
+    if (!(signed_ >= 3)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(signed_, 3);
+  EXPECT_EQ(Counter("txagent_decisions_confirmed_total"), confirmed);
+}
+
+// A forger who reaches the port but never saw the key, on a branch it
+// prepared behind the group's back: whatever MAC it puts on a COMMIT, the
+// decision is confirmed with the group (which says pending) and not applied.
+TEST_F(ForgedDecisionTest, AForgedCommitWithAMacOfItsOwnIsConfirmedNotApplied) {
+  auto tx = client_->Begin();
+  ASSERT_TRUE(tx.ok());
+  ASSERT_TRUE(tx->Execute("bank_a", Sql("UPDATE accounts SET balance = balance - 60 WHERE id = 2")).ok());
+  ASSERT_TRUE(PrepareBehindTheGroup(tx->id()));
+  const double signed_before = Counter("txagent_decisions_signed_total");
+  for (int64_t mac : {int64_t{1}, int64_t{0x5eed5eed5eed5eed}, int64_t{-1}}) {
+    proto::DecideResponse forged = Decide(tx->id(), proto::Outcome::COMMITTED, mac);
+    EXPECT_EQ(forged.status.code, proto::Code::UNAVAILABLE) << forged.status.message;
+    EXPECT_NE(forged.status.message.find("the coordinator group says pending"), std::string::npos)
+        << forged.status.message;
+  }
+  EXPECT_EQ(Counter("txagent_decisions_signed_total"), signed_before);
+  Status rb = tx->Rollback();
+  EXPECT_TRUE(rb.ok()) << rb.ToString();
+  EXPECT_EQ(BalanceOnceSettled(2, 100), 100);
 }
 
 }  // namespace

@@ -2323,5 +2323,142 @@ TEST_F(ConfirmedDecisionTest, ADuplicateDecisionWaitsBehindTheOneBeingConfirmed)
   EXPECT_EQ(DecideReply(fx, 3).status.code, proto::Code::OK);
 }
 
+// ------------------------------------------------------------ signed decisions
+// AgentOptions::decision_key: the agent registers a key with its outcome
+// queries; a decision whose MAC checks under it is applied without asking,
+// anything else is confirmed as before.
+class SignedDecisionTest : public ConfirmedDecisionTest {
+ protected:
+  static constexpr SipKey kKey = {0x1234567890abcdefULL, 0x0fedcba987654321ULL};
+  SignedDecisionTest() {
+    AgentOptions o = TestOptions();
+    o.confirm_decisions = true;
+    o.decision_key = kKey;
+    o.decision_key_address = "127.0.0.1:7101";
+    core_ = BranchCore({kRes, kOther}, o);
+  }
+  proto::DecideRequest Signed(const TxId& txid, proto::Outcome::type outcome,
+                              const SipKey& key = kKey) {
+    proto::DecideRequest req;
+    req.txid = txid;
+    req.resource = kRes;
+    req.outcome = outcome;
+    req.__set_decision_mac(static_cast<int64_t>(DecisionMac(key, req)));
+    return req;
+  }
+};
+
+TEST_F(SignedDecisionTest, OutcomeQueriesCarryTheKeyAndTheAddress) {
+  proto::OutcomeRequest q = core_.OutcomeQuery(kT1);
+  EXPECT_EQ(q.txid, kT1);
+  ASSERT_TRUE(q.__isset.decision_key);
+  EXPECT_EQ(q.decision_key.agent_address, "127.0.0.1:7101");
+  EXPECT_EQ(static_cast<uint64_t>(q.decision_key.k0), kKey[0]);
+  EXPECT_EQ(static_cast<uint64_t>(q.decision_key.k1), kKey[1]);
+}
+
+TEST_F(SignedDecisionTest, ASignedCommitIsAppliedWithoutAsking) {
+  MakePrepared(kT1);
+  core_.OnDecide(2, Signed(kT1, proto::Outcome::COMMITTED), now_);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.queries.empty());
+  OpDone(OnlyOp(fx, ResourceOp::kCommit, kT1));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "committed");
+  EXPECT_EQ(core_.counters().decisions_signed, 1u);
+  EXPECT_EQ(core_.counters().decisions_confirmed, 0u);
+}
+
+TEST_F(SignedDecisionTest, ASignedAbortIsAppliedWithoutAsking) {
+  MakePrepared(kT1);
+  core_.OnDecide(2, Signed(kT1, proto::Outcome::ABORTED), now_);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(fx.queries.empty());
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));
+  EXPECT_EQ(DecideReply(Take(), 2).status.code, proto::Code::OK);
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  EXPECT_EQ(core_.counters().decisions_signed, 1u);
+}
+
+// A MAC that does not check (another key, another txid's, the outcome or
+// the PRE_COMMIT flag changed after signing, none at all) is no signature:
+// the decision is confirmed, and a forged one refused, as without keys.
+TEST_F(SignedDecisionTest, AnythingButTheRightMacIsConfirmedAndAForgeryRefused) {
+  const SipKey other = {kKey[0], kKey[1] ^ 1};
+  std::vector<proto::DecideRequest> forged;
+  forged.push_back(Signed(kT1, proto::Outcome::COMMITTED, other));
+  {
+    proto::DecideRequest d = Signed(kT2, proto::Outcome::COMMITTED);  // kT2's MAC on kT1
+    d.txid = kT1;
+    forged.push_back(d);
+  }
+  {
+    proto::DecideRequest d = Signed(kT1, proto::Outcome::ABORTED);  // outcome swapped
+    d.outcome = proto::Outcome::COMMITTED;
+    forged.push_back(d);
+  }
+  {
+    proto::DecideRequest d;  // a PRE_COMMIT's MAC with its flag stripped
+    d.txid = kT1;
+    d.resource = kRes;
+    d.outcome = proto::Outcome::COMMITTED;
+    d.__set_precommit(true);
+    d.__set_decision_mac(static_cast<int64_t>(DecisionMac(kKey, d)));
+    d.__isset.precommit = false;
+    d.precommit = false;
+    forged.push_back(d);
+  }
+  {
+    proto::DecideRequest d = Signed(kT1, proto::Outcome::COMMITTED);
+    d.__isset.decision_mac = false;
+    forged.push_back(d);
+  }
+  MakePrepared(kT1);
+  Take();
+  uint64_t token = 10;
+  for (const proto::DecideRequest& d : forged) {
+    core_.OnDecide(token, d, now_);
+    AgentEffects fx = Take();
+    EXPECT_TRUE(fx.ops.empty()) << "applied without asking, token " << token;
+    ASSERT_EQ(fx.queries.size(), 1u) << "token " << token;
+    core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::PENDING, now_);
+    EXPECT_EQ(DecideReply(Take(), token).status.code, proto::Code::UNAVAILABLE);
+    EXPECT_EQ(StateOf(kT1), "prepared");
+    ++token;
+  }
+  EXPECT_EQ(core_.counters().decisions_signed, 0u);
+  // The group aborted it: the last forgery is refused, the branch rolls back.
+  core_.OnDecide(token, forged[0], now_);
+  Take();
+  core_.OnOutcome(kT1, Status::Ok(), proto::Outcome::ABORTED, now_);
+  AgentEffects fx = Take();
+  EXPECT_TRUE(DecideReply(fx, token).refused);
+  OpDone(OnlyOp(fx, ResourceOp::kRollback, kT1));
+  EXPECT_EQ(StateOf(kT1), "aborted");
+  EXPECT_EQ(core_.counters().commits, 0u);
+}
+
+// A run of the agent with a new key (a restart) does not honour the last
+// run's signatures; without confirmation there is no key to register.
+TEST_F(SignedDecisionTest, ASignatureUnderAnotherRunsKeyOrWithoutConfirmationMeansNothing) {
+  AgentOptions o = TestOptions();
+  o.confirm_decisions = true;
+  o.decision_key = {kKey[0] + 1, kKey[1]};
+  o.decision_key_address = "127.0.0.1:7101";
+  core_ = BranchCore({kRes, kOther}, o);
+  MakePrepared(kT1);
+  Take();
+  core_.OnDecide(2, Signed(kT1, proto::Outcome::COMMITTED), now_);
+  EXPECT_EQ(Take().queries.size(), 1u);
+
+  o.confirm_decisions = false;
+  BranchCore unconfirmed({kRes}, o);
+  EXPECT_FALSE(unconfirmed.signs_decisions());
+  EXPECT_FALSE(unconfirmed.OutcomeQuery(kT1).__isset.decision_key);
+  o.confirm_decisions = true;
+  o.decision_key_address.clear();
+  EXPECT_FALSE(BranchCore({kRes}, o).signs_decisions());
+}
+
 }  // namespace
 }  // namespace txc::participant

@@ -2451,5 +2451,112 @@ TEST(ThreePhaseSeamTest, TestingSeamSendsPreCommitBeforePrecommitIsChosen) {
   EXPECT_TRUE(fx.calls[0].decide->precommit);
 }
 
+// ------------------------------------------------------------ signed decisions
+// An agent registers its key with an outcome query; every decision for its
+// address then carries the MAC under it, PRE_COMMIT included (with its flag
+// in the MAC); other agents' decisions carry none.
+class SignedDecisionTest : public CommitDriverTest {
+ protected:
+  static constexpr SipKey kKeyA = {0x1111222233334444ULL, 0x5555666677778888ULL};
+  void Register(const proto::Participant& p, const SipKey& key, uint64_t token = 50) {
+    proto::OutcomeRequest q;
+    q.txid = MakeTxId(kEpoch, 1);
+    proto::DecisionKey k;
+    k.agent_address = p.address;
+    k.k0 = static_cast<int64_t>(key[0]);
+    k.k1 = static_cast<int64_t>(key[1]);
+    q.__set_decision_key(k);
+    driver_.OnOutcome(token, q, now_);
+    Take();
+  }
+  // A transaction over `ps` whose last participant votes NO: the ABORTs sent.
+  std::vector<ParticipantCall> AbortsOfAVotedDownTxn(const Participants& ps) {
+    TxId t = Begin();
+    Commit(2, t, ps);
+    Take();
+    Vote(t, ps.size() - 1, VoteOf(proto::Vote::NO, "no"));
+    return Decisions(Take(), proto::Outcome::ABORTED);
+  }
+  static bool SignedFor(const ParticipantCall& c, const SipKey& key) {
+    return c.decide->__isset.decision_mac &&
+           static_cast<uint64_t>(c.decide->decision_mac) == DecisionMac(key, *c.decide);
+  }
+};
+
+TEST_F(SignedDecisionTest, CommitsAndAbortsForARegisteredAgentAreSigned) {
+  Register(kA, kKeyA);
+  proto::Command decide;
+  BeginAndVoteYes({kA, kB}, 2, &decide);
+  Choose(decide);
+  auto commits = Decisions(Take(), proto::Outcome::COMMITTED);
+  ASSERT_EQ(commits.size(), 2u);
+  EXPECT_TRUE(SignedFor(commits[0], kKeyA));
+  EXPECT_FALSE(commits[1].decide->__isset.decision_mac) << "bank_b registered no key";
+  // A resend is signed as well.
+  driver_.Tick(now_ + 10 * kSeconds);
+  int resent_to_a = 0;
+  for (const auto& c : Decisions(Take(), proto::Outcome::COMMITTED)) {
+    if (!(c.to == kA)) continue;
+    ++resent_to_a;
+    EXPECT_TRUE(SignedFor(c, kKeyA));
+  }
+  EXPECT_EQ(resent_to_a, 1);
+
+  auto aborts = AbortsOfAVotedDownTxn({kA, kB});
+  ASSERT_EQ(aborts.size(), 2u);
+  EXPECT_TRUE(SignedFor(aborts[0], kKeyA));
+  EXPECT_FALSE(aborts[1].decide->__isset.decision_mac);
+}
+
+// The last key registered for an address wins (the agent restarted, or
+// someone registered a key of their own: the agent's check then fails and
+// it confirms, registering its own again); a zero key unregisters.
+TEST_F(SignedDecisionTest, TheLastKeyRegisteredForAnAddressIsUsedAndAZeroKeyRemovesIt) {
+  const SipKey kNew = {kKeyA[0] ^ 7, kKeyA[1]};
+  Register(kA, kKeyA);
+  Register(kA, kNew);
+  auto aborts = AbortsOfAVotedDownTxn({kA});
+  ASSERT_EQ(aborts.size(), 1u);
+  EXPECT_TRUE(SignedFor(aborts[0], kNew));
+  EXPECT_FALSE(SignedFor(aborts[0], kKeyA));
+
+  Register(kA, SipKey{0, 0});
+  aborts = AbortsOfAVotedDownTxn({kA});
+  ASSERT_EQ(aborts.size(), 1u);
+  EXPECT_FALSE(aborts[0].decide->__isset.decision_mac);
+}
+
+// A key registered while this node did not lead (a query that got
+// NOT_LEADER) is kept: it signs once the node leads.
+TEST_F(SignedDecisionTest, AKeyRegisteredWhileNotLeadingIsKept) {
+  driver_.StepDown("10.0.0.9:7000");
+  Register(kA, kKeyA);
+  BecomeLeader(kEpoch + 1);
+  auto aborts = AbortsOfAVotedDownTxn({kA});
+  ASSERT_EQ(aborts.size(), 1u);
+  EXPECT_TRUE(SignedFor(aborts[0], kKeyA));
+}
+
+TEST_F(SignedDecisionTest, PreCommitIsSignedWithItsFlag) {
+  Register(kA, kKeyA);
+  TxId t = Begin();
+  proto::CommitRequest req;
+  req.txid = t;
+  req.participants = {kA};
+  req.protocol = proto::Protocol::THREE_PC;
+  driver_.OnCommit(2, req, now_);
+  Take();
+  Vote(t, 0, kYes);
+  TakeAndChoose();  // PRECOMMIT chosen
+  DriverEffects fx = Take();
+  ASSERT_EQ(fx.calls.size(), 1u);
+  ASSERT_TRUE(fx.calls[0].decide->precommit);
+  EXPECT_TRUE(SignedFor(fx.calls[0], kKeyA));
+  proto::DecideRequest stripped = *fx.calls[0].decide;
+  stripped.__isset.precommit = false;
+  stripped.precommit = false;
+  EXPECT_NE(static_cast<uint64_t>(stripped.decision_mac), DecisionMac(kKeyA, stripped));
+}
+
 }  // namespace
 }  // namespace txc::coord
