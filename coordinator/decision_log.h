@@ -143,11 +143,15 @@ class PaxosLog {
   void Persist(paxos::Persist p);
   void Send(const paxos::Outgoing& o);
   // The leader's snapshot, installed: kept as this replica's own, so a
-  // restart starts from it.
+  // restart starts from it. A failed write is the log's sticky failure, as
+  // a failed Persist is (Hooks::failed).
   void KeepSnapshot(uint64_t index, const std::string& image);
   // The table holds everything through `index` in `image` (the core's
-  // replica has been told): keep it, drop the entries at or below it.
+  // replica has been told): keep it, drop the entries at or below it. A
+  // failed write fails the log as KeepSnapshot's does.
   void Compact(uint64_t index, std::string image);
+  // The store's next write fails (wal::LogStore::InjectFailureForTest).
+  void InjectStoreFailureForTest();
 
   bool failed() const { return failed_; }
   // As LocalLog's (0 before Recover).
@@ -162,6 +166,8 @@ class PaxosLog {
 
  private:
   void ClosedByPeer(const std::string& address);
+  // A write failed: log it (once), fail for good, tell the node.
+  void WriteFailed(const Status& s, const char* what);
 
   boost::asio::io_context& io_;
   rpc::RpcServer* server_;

@@ -204,15 +204,7 @@ void PaxosLog::Persist(paxos::Persist p) {
   Micros started = SteadyNowMicros();
   auto done = [this, token, started](Status s) {
     if (stopped_) return;
-    if (!s.ok()) {
-      if (!failed_) {
-        Logger("paxos")->error("acceptor log write failed; this replica stops accepting until restarted: {}",
-                               s.ToString());
-      }
-      failed_ = true;
-      hooks_.failed(s);
-      return;
-    }
+    if (!s.ok()) return WriteFailed(s, "acceptor log write");
     if (failed_) return;
     if (options_.write_latency != nullptr) {
       options_.write_latency->Observe(static_cast<double>(SteadyNowMicros() - started) / kSeconds);
@@ -231,6 +223,16 @@ void PaxosLog::Persist(paxos::Persist p) {
     batch.records.push_back(wal::LogRecord{static_cast<uint64_t>(e.slot), Encode(e)});
   }
   store_->Write(std::move(batch), done);
+}
+
+void PaxosLog::WriteFailed(const Status& s, const char* what) {
+  if (stopped_) return;
+  if (!failed_) {
+    Logger("paxos")->error("{} failed; this replica stops accepting until restarted: {}", what,
+                           s.ToString());
+  }
+  failed_ = true;
+  hooks_.failed(s);
 }
 
 void PaxosLog::Send(const paxos::Outgoing& o) {
@@ -278,7 +280,9 @@ void PaxosLog::KeepSnapshot(uint64_t index, const std::string& image) {
   // would label the new image with the old index).
   wal::LogStore::Batch batch;
   batch.metas = {{"snapshot", image}, {"snapshot_index", std::to_string(index)}};
-  store_->Write(std::move(batch), [](Status) {});
+  store_->Write(std::move(batch), [this](Status s) {
+    if (!s.ok()) WriteFailed(s, "writing the installed snapshot");
+  });
 }
 
 void PaxosLog::Compact(uint64_t index, std::string image) {
@@ -286,7 +290,13 @@ void PaxosLog::Compact(uint64_t index, std::string image) {
   wal::LogStore::Batch batch;
   batch.metas = {{"snapshot", std::move(image)}, {"snapshot_index", std::to_string(index)}};
   batch.truncate_upto = index;
-  store_->Write(std::move(batch), [](Status) {});
+  store_->Write(std::move(batch), [this](Status s) {
+    if (!s.ok()) WriteFailed(s, "writing a snapshot and compacting the log");
+  });
+}
+
+void PaxosLog::InjectStoreFailureForTest() {
+  if (store_) store_->InjectFailureForTest();
 }
 
 std::optional<Micros> PaxosLog::last_heard(int id) const {
