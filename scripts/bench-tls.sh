@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): what mutual TLS costs. A 3-replica txcoord group on
-# loopback, run three ways: plaintext (the default, where agents confirm every
-# COMMIT/ABORT with the group because no caller is attributable), plaintext
-# with --confirm-decisions off (what the confirmation costs), and mutual TLS
-# on every connection (certificates from scripts/make-certs.sh; the agents
-# trust Decide from the replica role and confirm nothing). Measures the
+# loopback, run four ways: plaintext (the default, where agents confirm a
+# COMMIT/ABORT with the group unless it is signed under the key they
+# registered: after each agent's first decision, every one is), plaintext with
+# --sign-decisions off (every decision confirmed), plaintext with
+# --confirm-decisions off (nothing confirmed: what the confirmation costs),
+# and mutual TLS on every connection (certificates from scripts/make-certs.sh;
+# the agents trust Decide from the replica role and confirm nothing). Measures the
 # replicated log alone (txbench log, concurrency 256) and end to end
 # (txbench transfer, one-shot, concurrency 64, two SQLite agents), with the
 # servers' CPU per committed transaction. Prints Markdown for
@@ -62,6 +64,7 @@ run_config() {
 
 for round in $(seq 1 "$ROUNDS"); do
   run_config plain plain "" "$round"
+  run_config plain-unsigned plain "--sign-decisions off" "$round"
   run_config plain-noconfirm plain "--confirm-decisions off" "$round"
   run_config tls tls "" "$round"
 done
@@ -69,7 +72,8 @@ done
 python3 - "$WORK" "$ROUNDS" "$SECS" <<'PY'
 import json, statistics, sys
 w, rounds, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-names = [("plain", "plaintext (agents confirm decisions)"),
+names = [("plain", "plaintext (agents confirm what is not signed)"),
+         ("plain-unsigned", "plaintext, --sign-decisions off (every decision confirmed)"),
          ("plain-noconfirm", "plaintext, --confirm-decisions off"),
          ("tls", "mutual TLS")]
 def load(name, kind):
@@ -97,7 +101,9 @@ print()
 print(f"- TLS vs plaintext without confirmation: log {t[0] / n[0]:.2f}x, end to end {t[1] / n[1]:.2f}x, "
       f"CPU/txn {t[2] / n[2]:.2f}x")
 print(f"- TLS vs the plaintext default: end to end {t[1] / p[1]:.2f}x, CPU/txn {t[2] / p[2]:.2f}x")
-print(f"- the plaintext confirmation: end to end {p[1] / n[1]:.2f}x, CPU/txn {p[2] / n[2]:.2f}x")
+print(f"- the plaintext confirmation (signed): end to end {p[1] / n[1]:.2f}x, CPU/txn {p[2] / n[2]:.2f}x")
+u = res["plain-unsigned"]
+print(f"- every decision confirmed (unsigned): end to end {u[1] / n[1]:.2f}x, CPU/txn {u[2] / n[2]:.2f}x")
 PY
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
