@@ -119,6 +119,17 @@ class ForgedDecisionTest : public ::testing::Test {
     return std::nan("");
   }
 
+  // Counter(name) once it is at least `want` (polled for up to 5 s): decisions
+  // reach the agent after the client's Commit returned.
+  double WaitCounterAtLeast(const std::string& name, double want) {
+    double v = Counter(name);
+    for (int i = 0; i < 100 && !(v >= want); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      v = Counter(name);
+    }
+    return v;
+  }
+
   proto::DecideResponse Decide(const TxId& txid, proto::Outcome::type outcome,
                                std::optional<int64_t> mac = std::nullopt) {
     proto::DecideRequest d;
@@ -190,8 +201,10 @@ TEST_F(ForgedDecisionTest, TheGroupsOwnDecisionsStillApply) {
 // query registered the agent's key, so the group's later decisions are
 // signed and applied without asking.
 TEST_F(ForgedDecisionTest, TheGroupsDecisionsAfterTheFirstAreSigned) {
-  const double confirmed = Counter("txagent_decisions_confirmed_total");
-  ASSERT_GE(confirmed, 1) << "the set-up's COMMIT was not confirmed";
+  // The set-up's Commit returned once DECIDE was chosen; its COMMIT is
+  // delivered and confirmed after that.
+  const double confirmed = WaitCounterAtLeast("txagent_decisions_confirmed_total", 1);
+  ASSERT_EQ(confirmed, 1) << "the set-up's COMMIT was not confirmed";
   for (int i = 0; i < 3; ++i) {
     auto tx = client_->Begin();
     ASSERT_TRUE(tx.ok());
@@ -200,12 +213,7 @@ TEST_F(ForgedDecisionTest, TheGroupsDecisionsAfterTheFirstAreSigned) {
     ASSERT_TRUE(c.ok()) << c.ToString();
   }
   EXPECT_EQ(Balance(1), 103);
-  double signed_ = 0;
-  for (int i = 0; i < 100 && !(signed_ >= 3); ++i) {  // COMMITs are delivered after the answer
-    signed_ = Counter("txagent_decisions_signed_total");
-    if (!(signed_ >= 3)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(signed_, 3);
+  EXPECT_EQ(WaitCounterAtLeast("txagent_decisions_signed_total", 3), 3);
   EXPECT_EQ(Counter("txagent_decisions_confirmed_total"), confirmed);
 }
 
