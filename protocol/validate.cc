@@ -164,7 +164,17 @@ Status Check(const proto::AbortRequest& req) {
   return CheckParticipants(req.participants, "AbortRequest.participants");
 }
 
-Status Check(const proto::OutcomeRequest& req) { return CheckTxId(req.txid, "OutcomeRequest.txid"); }
+Status Check(const proto::OutcomeRequest& req) {
+  TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "OutcomeRequest.txid"));
+  if (!req.__isset.decision_key) return Status::Ok();
+  const std::string& a = req.decision_key.agent_address;
+  if (a.empty()) {
+    return Status::InvalidArgument(
+        "OutcomeRequest.decision_key.agent_address is empty; it names the agent (HOST:PORT) the "
+        "group signs decisions for");
+  }
+  return CheckName(a, "OutcomeRequest.decision_key.agent_address", "an agent address");
+}
 
 // An operator's reason and name, kept in a log: both required, bounded.
 static Status CheckOperatorText(const std::string& reason, const std::string& who,

@@ -140,6 +140,23 @@ TEST(ValidateTest, AbortAndOutcomeCheckTheirTxId) {
   EXPECT_TRUE(Check(o).ok());
   o.txid = MakeTxId(5, -6);
   ExpectRefused(Check(o), "OutcomeRequest.txid.seq", "-6");
+  // An agent's key for signed decisions names the agent it is for.
+  o.txid = MakeTxId(5, 6);
+  proto::DecisionKey k;
+  k.agent_address = "127.0.0.1:7101";
+  k.k0 = 1;
+  o.__set_decision_key(k);
+  EXPECT_TRUE(Check(o).ok());
+  o.decision_key.agent_address.clear();
+  Status empty = Check(o);
+  EXPECT_EQ(empty.code(), Status::kInvalidArgument);
+  EXPECT_NE(empty.message().find("OutcomeRequest.decision_key.agent_address is empty"),
+            std::string::npos)
+      << empty.message();
+  o.decision_key.agent_address.assign(5000, 'a');
+  Status longer = Check(o);
+  EXPECT_EQ(longer.code(), Status::kInvalidArgument);
+  EXPECT_NE(longer.message().find("is 5000 bytes long"), std::string::npos) << longer.message();
 }
 
 TEST(ValidateTest, RequestsWithoutNumbersPass) {
