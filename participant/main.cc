@@ -87,6 +87,24 @@ int main(int argc, char** argv) {
     tls = *parsed;
   }
 
+  // Flags checked before any resource is opened: a typo touches nothing.
+  using Confirm = txc::participant::AgentNodeOptions::Confirm;
+  Confirm confirm = Confirm::kAuto;
+  if (const std::string c = vm["confirm-decisions"].as<std::string>(); c == "auto" || c == "on" ||
+                                                                        c == "off") {
+    confirm = c == "auto" ? Confirm::kAuto : c == "on" ? Confirm::kOn : Confirm::kOff;
+  } else {
+    std::cerr << "txagent: --confirm-decisions wants auto, on or off, not '" << c << "'\n";
+    return 2;
+  }
+  bool sign = true;
+  if (const std::string c = vm["sign-decisions"].as<std::string>(); c == "on" || c == "off") {
+    sign = c == "on";
+  } else {
+    std::cerr << "txagent: --sign-decisions wants on or off, not '" << c << "'\n";
+    return 2;
+  }
+
   std::error_code ec;
   std::string data = vm["data"].as<std::string>();
   std::filesystem::create_directories(data, ec);
@@ -149,20 +167,8 @@ int main(int argc, char** argv) {
     o.core.max_branch_statements = static_cast<size_t>(m);
   }
   o.core.incarnation = *incarnation;
-  if (const std::string c = vm["confirm-decisions"].as<std::string>(); c == "auto" || c == "on" ||
-                                                                        c == "off") {
-    using C = txc::participant::AgentNodeOptions::Confirm;
-    o.confirm_decisions = c == "auto" ? C::kAuto : c == "on" ? C::kOn : C::kOff;
-  } else {
-    std::cerr << "txagent: --confirm-decisions wants auto, on or off, not '" << c << "'\n";
-    return 2;
-  }
-  if (const std::string c = vm["sign-decisions"].as<std::string>(); c == "on" || c == "off") {
-    o.sign_decisions = c == "on";
-  } else {
-    std::cerr << "txagent: --sign-decisions wants on or off, not '" << c << "'\n";
-    return 2;
-  }
+  o.confirm_decisions = confirm;
+  o.sign_decisions = sign;
   o.advertise = vm["advertise"].as<std::string>();
   o.metrics_listen = vm["metrics-listen"].as<std::string>();
   {

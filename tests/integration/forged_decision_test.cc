@@ -9,9 +9,11 @@
 // the key the agent registered with its outcome queries (--sign-decisions
 // on): the group's decisions after the first are; a forger's MAC is not.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 #include <thread>
 
@@ -236,6 +238,25 @@ TEST_F(ForgedDecisionTest, AForgedCommitWithAMacOfItsOwnIsConfirmedNotApplied) {
   Status rb = tx->Rollback();
   EXPECT_TRUE(rb.ok()) << rb.ToString();
   EXPECT_EQ(BalanceOnceSettled(2, 100), 100);
+}
+
+// A typo in either decision flag is refused (exit 2, naming the flag) before
+// the agent opens a resource or makes its data directory.
+TEST_F(ForgedDecisionTest, ABadDecisionFlagIsRefusedBeforeAnythingIsOpened) {
+  for (const std::string flag : {"--confirm-decisions", "--sign-decisions"}) {
+    const std::string data = dir_.path + "/typo-data", db = dir_.path + "/typo.db";
+    Process bad("txagent",
+                {TXC_BIN_DIR "/txagent", "--listen", Addr(FreePort()), "--data", data,
+                 "--coordinator", Addr(cport_), "--resource", "typo=sqlite:" + db, flag, "maybe"},
+                dir_.path + "/typo.log");
+    ASSERT_TRUE(bad.Start());
+    int status = 0;
+    ASSERT_TRUE(bad.WaitExit(10000, &status)) << bad.LogTail();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << bad.LogTail();
+    EXPECT_NE(bad.LogTail().find(flag + " wants"), std::string::npos) << bad.LogTail();
+    EXPECT_FALSE(std::filesystem::exists(db)) << flag;
+    EXPECT_FALSE(std::filesystem::exists(data)) << flag;
+  }
 }
 
 }  // namespace
