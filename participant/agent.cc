@@ -56,7 +56,14 @@ AgentNodeOptions ResolveConfirm(AgentNodeOptions o) {
   using C = AgentNodeOptions::Confirm;
   o.core.confirm_decisions = o.confirm_decisions == C::kOn ||
                              (o.confirm_decisions == C::kAuto && !o.tls.enabled());
-  if (o.core.confirm_decisions && o.sign_decisions && !UsableKey(o.core.decision_key)) {
+  const std::string& address = o.advertise.empty() ? o.listen : o.advertise;
+  if (o.core.confirm_decisions && o.sign_decisions && address.size() > validate::kMaxNameBytes) {
+    // The group refuses an outcome query whose key names a longer address
+    // (validate.h): registering it would cost the agent every answer.
+    Logger("agent")->warn("the address {}... is longer than {} bytes: no key is registered, every "
+                          "decision is confirmed with the group",
+                          address.substr(0, 40), validate::kMaxNameBytes);
+  } else if (o.core.confirm_decisions && o.sign_decisions && !UsableKey(o.core.decision_key)) {
     // This run's key for signed decisions: from the kernel's random source;
     // without one, every decision is confirmed.
     unsigned char bytes[16];
@@ -66,7 +73,7 @@ AgentNodeOptions ResolveConfirm(AgentNodeOptions o) {
         for (int i = 0; i < 8; ++i) v = (v << 8) | bytes[half * 8 + i];
         o.core.decision_key[half] = v;
       }
-      o.core.decision_key_address = o.advertise.empty() ? o.listen : o.advertise;
+      o.core.decision_key_address = address;
     } else {
       Logger("agent")->warn("no random key for signed decisions ({}): every decision is confirmed "
                             "with the group",

@@ -13,6 +13,7 @@
 #include "common/server_memory.h"
 #include "participant/agent.h"
 #include "protocol/tls_flags.h"
+#include "protocol/validate.h"
 
 namespace po = boost::program_options;
 
@@ -102,6 +103,13 @@ int main(int argc, char** argv) {
     sign = c == "on";
   } else {
     std::cerr << "txagent: --sign-decisions wants on or off, not '" << c << "'\n";
+    return 2;
+  }
+  if (const std::string a = vm["advertise"].as<std::string>();
+      !a.empty() && (a.size() > txc::validate::kMaxNameBytes || a.find(':') == std::string::npos ||
+                     a.back() == ':')) {
+    std::cerr << "txagent: --advertise wants HOST:PORT of at most " << txc::validate::kMaxNameBytes
+              << " bytes, not '" << a.substr(0, 60) << (a.size() > 60 ? "...'" : "'") << "\n";
     return 2;
   }
 

@@ -240,14 +240,20 @@ TEST_F(ForgedDecisionTest, AForgedCommitWithAMacOfItsOwnIsConfirmedNotApplied) {
   EXPECT_EQ(BalanceOnceSettled(2, 100), 100);
 }
 
-// A typo in either decision flag is refused (exit 2, naming the flag) before
-// the agent opens a resource or makes its data directory.
+// A typo in a decision flag is refused (exit 2, naming the flag) before the
+// agent opens a resource or makes its data directory. An --advertise longer
+// than the group accepts in an outcome query's key (validate.h) would cost
+// the agent every outcome answer: refused too.
 TEST_F(ForgedDecisionTest, ABadDecisionFlagIsRefusedBeforeAnythingIsOpened) {
-  for (const std::string flag : {"--confirm-decisions", "--sign-decisions"}) {
+  const std::string too_long = std::string(300, 'h') + ":7101";
+  for (const auto& [flag, value] : {std::pair<std::string, std::string>{"--confirm-decisions", "maybe"},
+                                    {"--sign-decisions", "maybe"},
+                                    {"--advertise", too_long},
+                                    {"--advertise", "no-port"}}) {
     const std::string data = dir_.path + "/typo-data", db = dir_.path + "/typo.db";
     Process bad("txagent",
                 {TXC_BIN_DIR "/txagent", "--listen", Addr(FreePort()), "--data", data,
-                 "--coordinator", Addr(cport_), "--resource", "typo=sqlite:" + db, flag, "maybe"},
+                 "--coordinator", Addr(cport_), "--resource", "typo=sqlite:" + db, flag, value},
                 dir_.path + "/typo.log");
     ASSERT_TRUE(bad.Start());
     int status = 0;
