@@ -69,8 +69,8 @@ class LocalLog {
   // Makes slot `index` durable; `durable` (or `failed`) follows.
   void Append(uint64_t index, std::string bytes, std::vector<proto::Command> cmds);
   // The table holds everything through `index` in `image`: keep the image,
-  // drop the records at or below it.
-  void Compact(uint64_t index, std::string image);
+  // drop the records at or below it. The image is read, never changed.
+  void Compact(uint64_t index, std::shared_ptr<const std::string> image);
 
   int64_t epoch() const { return epoch_; }
   uint64_t commit_index() const { return commit_index_; }
@@ -148,8 +148,9 @@ class PaxosLog {
   void KeepSnapshot(uint64_t index, const std::string& image);
   // The table holds everything through `index` in `image` (the core's
   // replica has been told): keep it, drop the entries at or below it. A
-  // failed write fails the log as KeepSnapshot's does.
-  void Compact(uint64_t index, std::string image);
+  // failed write fails the log as KeepSnapshot's does. The image is the
+  // replica's own copy (shared, read, never changed).
+  void Compact(uint64_t index, std::shared_ptr<const std::string> image);
   // The store's next write fails (wal::LogStore::InjectFailureForTest).
   void InjectStoreFailureForTest();
 

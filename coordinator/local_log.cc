@@ -78,11 +78,12 @@ void LocalLog::Append(uint64_t index, std::string bytes, std::vector<proto::Comm
                  });
 }
 
-void LocalLog::Compact(uint64_t index, std::string image) {
+void LocalLog::Compact(uint64_t index, std::shared_ptr<const std::string> image) {
   if (failed_ || stopped_) return;
   // The image, its index and the truncation in one transaction.
   wal::LogStore::Batch batch;
-  batch.metas = {{"snapshot", std::move(image)}, {"snapshot_index", std::to_string(index)}};
+  batch.shared_metas = {{"snapshot", std::move(image)}};
+  batch.metas = {{"snapshot_index", std::to_string(index)}};
   batch.truncate_upto = index;
   store_->Write(std::move(batch), [](Status) {});
 }

@@ -394,8 +394,8 @@ void CoordinatorNode::FailAppends(const Status& why) {
 
 void CoordinatorNode::Do(SnapshotAction& a) {
   if ((local_ && local_->failed()) || (paxos_ && paxos_->failed())) return;
-  if (local_) local_->Compact(a.index, std::move(a.image));
-  if (paxos_) paxos_->Compact(a.index, std::move(a.image));
+  if (local_) local_->Compact(a.index, a.image);
+  if (paxos_) paxos_->Compact(a.index, a.image);
   // The core just dropped the log's values up to the snapshot and freed the
   // image's scratch: give those pages back (common/server_memory.h).
   ReturnFreedMemory();

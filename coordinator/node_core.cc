@@ -277,8 +277,8 @@ void NodeCore::MaybeSnapshot(NodeEffects* out) {
   uint64_t applied = table_.applied_index();
   SnapshotAction a;
   a.index = applied;
-  a.image = table_.Snapshot();
-  if (a.image.empty()) {
+  std::string image = table_.Snapshot();
+  if (image.empty()) {
     // Not encodable (never seen): keep the log rather than compact it into
     // an image that would not restore; the next interval tries again.
     Note(out, "transaction table snapshot could not be encoded at applied_index " +
@@ -287,6 +287,7 @@ void NodeCore::MaybeSnapshot(NodeEffects* out) {
     return;
   }
   a.entries = table_.size();
+  a.image = std::make_shared<const std::string>(std::move(image));
   if (replica_) replica_->Compacted(static_cast<int64_t>(applied), a.image);
   out->actions.push_back(std::move(a));
 }

@@ -125,7 +125,8 @@ struct InstallAction {
 // as this replica's snapshot; the log may drop the slots at or below it.
 struct SnapshotAction {
   uint64_t index = 0;
-  std::string image;
+  // One copy for the replica (catch-up) and the log write; never changed.
+  std::shared_ptr<const std::string> image;
   size_t entries = 0;
 };
 

@@ -285,10 +285,12 @@ void PaxosLog::KeepSnapshot(uint64_t index, const std::string& image) {
   });
 }
 
-void PaxosLog::Compact(uint64_t index, std::string image) {
+void PaxosLog::Compact(uint64_t index, std::shared_ptr<const std::string> image) {
   if (stopped_ || failed_) return;
+  // The replica's own copy, written without another (it can be tens of MB).
   wal::LogStore::Batch batch;
-  batch.metas = {{"snapshot", std::move(image)}, {"snapshot_index", std::to_string(index)}};
+  batch.shared_metas = {{"snapshot", std::move(image)}};
+  batch.metas = {{"snapshot_index", std::to_string(index)}};
   batch.truncate_upto = index;
   store_->Write(std::move(batch), [this](Status s) {
     if (!s.ok()) WriteFailed(s, "writing a snapshot and compacting the log");

@@ -454,12 +454,12 @@ bool SimCoordinator::Do(Live* l, coord::InstallAction& a, std::vector<coord::Nod
 // Timing::snapshot_every applied slots replaces, on disk, the accepted
 // entries it covers, durable with the next sync.
 bool SimCoordinator::Do(Live* l, coord::SnapshotAction& a, std::vector<coord::NodeEffects>*) {
-  c_->checker().OnSnapshot(node_, a.index, a.image);
+  c_->checker().OnSnapshot(node_, a.index, *a.image);
   c_->world().Log(node_, "snapshot at slot " + std::to_string(a.index) + " (" +
                              std::to_string(a.entries) + " transactions); log compacted");
   int64_t index = static_cast<int64_t>(a.index);
   if (l->log_failed) return true;
-  disk_.Write([this, index, image = std::move(a.image)] { KeepSnapshot(index, image); });
+  disk_.Write([this, index, image = std::move(a.image)] { KeepSnapshot(index, *image); });
   return true;
 }
 

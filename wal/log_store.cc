@@ -30,7 +30,9 @@ struct Op : GroupOp {
   // An op is never split across groups (transactions).
   size_t weight() const override {
     if (kind == kAppend) return std::max<size_t>(records.size(), 1);
-    if (kind == kBatch) return std::max<size_t>(records.size() + batch.metas.size(), 1);
+    if (kind == kBatch) {
+      return std::max<size_t>(records.size() + batch.metas.size() + batch.shared_metas.size(), 1);
+    }
     return 1;
   }
 };
@@ -215,6 +217,10 @@ class LogStore::Impl {
       case Op::kBatch: {
         // (No copy of the values: every Paxos accept is such a batch, and a
         // snapshot image can be tens of MB.)
+        for (const auto& [key, value] : op.batch.shared_metas) {
+          if (value == nullptr) return Status::Internal("log store: no value for meta " + key);
+          TXC_RETURN_IF_ERROR(PutMeta(key, *value));
+        }
         for (const auto& [key, value] : op.batch.metas) TXC_RETURN_IF_ERROR(PutMeta(key, value));
         TXC_RETURN_IF_ERROR(PutRecords(op.records));
         if (!op.batch.truncate_upto) return Status::Ok();

@@ -81,6 +81,9 @@ class LogStore {
   // and its index; a rejoined replica's promise, adopted values and mark.
   struct Batch {
     std::vector<std::pair<std::string, std::string>> metas;
+    // Written as `metas` (first), from a value the caller shares and does not
+    // change: a snapshot image that the Paxos replica also keeps.
+    std::vector<std::pair<std::string, std::shared_ptr<const std::string>>> shared_metas;
     std::vector<LogRecord> records;
     std::optional<uint64_t> truncate_upto;
   };

@@ -133,7 +133,7 @@ class Replica::Impl {
   void OnPeerGone(int peer, Micros now);
   void OnStorageFailed(Micros now);
   bool Propose(std::string value, Micros now);
-  void Compacted(int64_t index, std::string image);
+  void Compacted(int64_t index, std::shared_ptr<const std::string> image);
   Effects TakeEffects();
 
   int id() const { return id_; }
@@ -241,7 +241,9 @@ class Replica::Impl {
   Ballot promised_;
   std::map<int64_t, Entry> accepted_;  // slots above snapshot_index_
   int64_t snapshot_index_ = 0;
-  std::string snapshot_;
+  // The image at snapshot_index_, shared with the shell's log write of it
+  // (never null; empty before the first snapshot).
+  std::shared_ptr<const std::string> snapshot_ = std::make_shared<const std::string>();
   uint64_t next_token_ = 1;
   std::map<uint64_t, Waiting> waiting_;  // tokens not yet known durable
 
@@ -344,7 +346,7 @@ Replica::Impl::Impl(int id, std::vector<int> members, Options options, DurableSt
 
   promised_ = recovered.promised;
   snapshot_index_ = std::max<int64_t>(recovered.snapshot_index, 0);
-  snapshot_ = std::move(recovered.snapshot);
+  snapshot_ = std::make_shared<const std::string>(std::move(recovered.snapshot));
   max_round_seen_ = promised_.round;
   for (auto& [slot, e] : recovered.accepted) {
     if (slot <= snapshot_index_) continue;  // the snapshot covers it
@@ -357,7 +359,7 @@ Replica::Impl::Impl(int id, std::vector<int> members, Options options, DurableSt
   if (applied_ < snapshot_index_) {
     // The state machine is older than the durable snapshot: load the image.
     applied_ = snapshot_index_;
-    fx_.install = std::make_pair(snapshot_index_, snapshot_);
+    fx_.install = std::make_pair(snapshot_index_, *snapshot_);
   }
   // Slots the shell says it applied above its snapshot: their accepted values
   // are the ones it applied (it applies only chosen values).
@@ -566,9 +568,9 @@ bool Replica::Impl::Propose(std::string value, Micros now) {
   return true;
 }
 
-void Replica::Impl::Compacted(int64_t index, std::string image) {
+void Replica::Impl::Compacted(int64_t index, std::shared_ptr<const std::string> image) {
   index = std::min(index, applied_);
-  if (index <= snapshot_index_) return;
+  if (index <= snapshot_index_ || image == nullptr) return;
   snapshot_index_ = index;
   snapshot_ = std::move(image);
   accepted_.erase(accepted_.begin(), accepted_.upper_bound(index));
@@ -783,7 +785,7 @@ void Replica::Impl::SendPromise(int to, const Ballot& b, int64_t from_slot) {
     // We forgot slots the candidate lacks: they are chosen, and the image
     // holds them. The candidate fetches it by catch-up, in chunks.
     r.snapshot_index = snapshot_index_;
-    r.snapshot_size = static_cast<int64_t>(snapshot_.size());
+    r.snapshot_size = static_cast<int64_t>(snapshot_->size());
   }
   Send(to, std::move(r));
 }
@@ -1069,12 +1071,12 @@ void Replica::Impl::Install(int64_t index, std::string image) {
   applied_ = index;
   commit_index_ = std::max(commit_index_, index);
   snapshot_index_ = index;
-  snapshot_ = std::move(image);
+  snapshot_ = std::make_shared<const std::string>(std::move(image));
   accepted_.erase(accepted_.begin(), accepted_.upper_bound(index));
   chosen_.erase(chosen_.begin(), chosen_.upper_bound(index));
   if (asm_index_ != 0 && asm_index_ <= index) DropAssembly();
   fx_.applies.clear();  // all at or below `index`: the image supersedes them
-  fx_.install = std::make_pair(index, snapshot_);
+  fx_.install = std::make_pair(index, *snapshot_);
 }
 
 // Asks `to` for chosen slots after our applied index when we know of chosen
@@ -1116,7 +1118,7 @@ void Replica::Impl::HandleCatchupRequest(const Message& m) {
   if (from <= snapshot_index_) {
     // One chunk of our image: where the requester left off if it is
     // assembling this very image (from us), else from the start.
-    const int64_t size = static_cast<int64_t>(snapshot_.size());
+    const int64_t size = static_cast<int64_t>(snapshot_->size());
     int64_t offset = 0;
     if (m.snapshot_index == snapshot_index_ && m.snapshot_offset > 0 && m.snapshot_offset < size) {
       offset = m.snapshot_offset;
@@ -1124,7 +1126,7 @@ void Replica::Impl::HandleCatchupRequest(const Message& m) {
     r.snapshot_index = snapshot_index_;
     r.snapshot_size = size;
     r.snapshot_offset = offset;
-    r.__set_snapshot_chunk(snapshot_.substr(static_cast<size_t>(offset), chunk));
+    r.__set_snapshot_chunk(snapshot_->substr(static_cast<size_t>(offset), chunk));
     Send(m.sender, std::move(r));
     return;
   }
@@ -1354,8 +1356,12 @@ void Replica::Tick(Micros now) { impl_->Tick(now); }
 void Replica::OnPeerGone(int peer, Micros now) { impl_->OnPeerGone(peer, now); }
 void Replica::OnStorageFailed(Micros now) { impl_->OnStorageFailed(now); }
 bool Replica::Propose(std::string value, Micros now) { return impl_->Propose(std::move(value), now); }
-void Replica::Compacted(int64_t index, std::string image) {
+void Replica::Compacted(int64_t index, std::shared_ptr<const std::string> image) {
   impl_->Compacted(index, std::move(image));
+}
+
+void Replica::Compacted(int64_t index, std::string image) {
+  impl_->Compacted(index, std::make_shared<const std::string>(std::move(image)));
 }
 Effects Replica::TakeEffects() { return impl_->TakeEffects(); }
 int Replica::id() const { return impl_->id(); }

@@ -166,7 +166,9 @@ class Replica {
 
   // The shell's state machine holds everything through `index` in `image`:
   // slots <= index may be forgotten; `image` is sent to replicas behind it,
-  // in chunks sliced from this one copy (the shell builds it once).
+  // in chunks sliced from this one copy (the shell builds it once, and may
+  // write the same copy to its log: the replica never changes it).
+  void Compacted(int64_t index, std::shared_ptr<const std::string> image);
   void Compacted(int64_t index, std::string image);
 
   Effects TakeEffects();

@@ -98,7 +98,7 @@ TEST_F(PaxosLogTest, AFailedSnapshotWriteFailsTheLog) {
 TEST_F(PaxosLogTest, AFailedCompactionFailsTheLog) {
   auto log = Open();
   log->InjectStoreFailureForTest();
-  log->Compact(3, "image-3");
+  log->Compact(3, std::make_shared<const std::string>("image-3"));
   RunUntil([&] { return !failures_.empty(); });
   ASSERT_FALSE(failures_.empty()) << "a failed compaction went unreported";
   EXPECT_TRUE(log->failed());
