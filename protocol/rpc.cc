@@ -7,7 +7,11 @@
 // generated Thrift code (rpc_inl.h). Nothing in this file throws.
 #include "protocol/rpc.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -25,7 +29,11 @@ namespace txc::rpc {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
+using local_stream = asio::local::stream_protocol;
 using detail::Bytes;
+// A connection's socket: TCP, or a Unix-domain stream socket between two
+// processes of one host (ServerOptions::unix_socket).
+using Socket = asio::generic::stream_protocol::socket;
 
 namespace {
 
@@ -184,11 +192,33 @@ void ReleaseIfHuge(std::string* s) {
   if (s->capacity() > kKeepBufferBytes) std::string().swap(*s);
 }
 
-std::string PeerName(const tcp::socket& socket) {
+std::string PeerName(const Socket& socket) {
   boost::system::error_code ec;
-  tcp::endpoint ep = socket.remote_endpoint(ec);
+  const Socket::endpoint_type ep = socket.remote_endpoint(ec);
   if (ec) return "?";
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
+  if (ep.protocol().family() == AF_UNIX) return "local";
+  if (ep.protocol().family() != AF_INET || ep.size() > sizeof(sockaddr_in)) return "?";
+  tcp::endpoint ip;
+  std::memcpy(ip.data(), ep.data(), ep.size());
+  return ip.address().to_string() + ":" + std::to_string(ip.port());
+}
+
+// False when the environment turns the Unix-domain path off (TXC_RPC_UNIX=0),
+// e.g. to measure loopback TCP.
+bool UnixSocketsAllowed() {
+  static const bool allowed = [] {
+    const char* v = std::getenv("TXC_RPC_UNIX");
+    return v == nullptr || std::string_view(v) != "0";
+  }();
+  return allowed;
+}
+
+// The abstract-namespace name a server listening on `ep` (a loopback
+// address) accepts on, and a channel dialling `ep` tries first.
+local_stream::endpoint UnixName(const tcp::endpoint& ep) {
+  std::string name(1, '\0');
+  name += "txcoord-rpc/" + ep.address().to_string() + ":" + std::to_string(ep.port());
+  return local_stream::endpoint(name);
 }
 
 bool IsQuietDisconnect(const boost::system::error_code& ec) {
@@ -199,15 +229,15 @@ bool IsQuietDisconnect(const boost::system::error_code& ec) {
 using RawHandlerFn = std::function<void(const Bytes&, std::function<void(Bytes)>)>;
 using RawRefusalFn = std::function<Bytes(int, const std::string&)>;
 
-// A connection's byte stream: a TCP socket, or a TLS session over one. Both
+// A connection's byte stream: a socket, or a TLS session over one. Both
 // allow one read and one write outstanding at a time, which is how the
 // server and the channel use them.
 class Transport {
  public:
-  using TlsStream = asio::ssl::stream<tcp::socket>;
+  using TlsStream = asio::ssl::stream<Socket>;
 
   // TLS when `ctx` is set, plaintext otherwise. Built in place (never moved).
-  Transport(tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx) : ctx_(std::move(ctx)) {
+  Transport(Socket socket, std::shared_ptr<asio::ssl::context> ctx) : ctx_(std::move(ctx)) {
     if (ctx_) {
       tls_.emplace(std::move(socket), *ctx_);
     } else {
@@ -218,8 +248,8 @@ class Transport {
   Transport& operator=(const Transport&) = delete;
 
   bool tls() const { return tls_.has_value(); }
-  tcp::socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
-  const tcp::socket& socket() const { return tls_ ? tls_->next_layer() : *plain_; }
+  Socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
+  const Socket& socket() const { return tls_ ? tls_->next_layer() : *plain_; }
   TlsStream& tls_stream() { return *tls_; }
   SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
 
@@ -242,7 +272,7 @@ class Transport {
 
  private:
   std::shared_ptr<asio::ssl::context> ctx_;  // declared first: outlives the stream
-  std::optional<tcp::socket> plain_;
+  std::optional<Socket> plain_;
   std::optional<TlsStream> tls_;
 };
 
@@ -325,11 +355,15 @@ struct ServerCore {
       : io(io), options(opts), acceptor(io), retry_timer(io) {}
 
   void Stop();
-  bool Admit(const tcp::socket& socket, const asio::ip::address& peer);
+  bool Admit(const Socket& socket, const asio::ip::address& peer);
 
   asio::io_context& io;
   ServerOptions options;
   tcp::acceptor acceptor;
+  // The Unix-domain socket beside a loopback port (ServerOptions::unix_socket).
+  local_stream::acceptor unix_acceptor{io};
+  asio::steady_timer unix_retry_timer{io};  // its own: two loops must not cancel each other
+  uint64_t unix_connections = 0;
   asio::steady_timer retry_timer;  // re-accept after an accept error (e.g. EMFILE)
   bool listening = false;
   uint64_t generation = 0;  // bumped by Stop(): accepts of an older Listen() are stale
@@ -365,7 +399,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
  public:
   // Takes the slots ServerCore::Admit counted for `address`; gives them
   // back when closed (or destroyed, should it be without Close()).
-  ServerConn(std::shared_ptr<ServerCore> core, tcp::socket socket,
+  ServerConn(std::shared_ptr<ServerCore> core, Socket socket,
              std::shared_ptr<asio::ssl::context> tls_ctx, asio::ip::address address)
       : core_(std::move(core)),
         transport_(std::move(socket), std::move(tls_ctx)),
@@ -722,6 +756,45 @@ class RpcServer::Impl {
 
 namespace {
 
+// A connection accepted from `address` (127.0.0.1 for the Unix-domain
+// socket): admitted and started, or closed.
+void Accepted(const std::shared_ptr<ServerCore>& core, Socket socket,
+              const asio::ip::address& address) {
+  boost::system::error_code ignored;
+  if (!core->Admit(socket, address)) {
+    socket.close(ignored);
+    return;
+  }
+  std::shared_ptr<asio::ssl::context> tls_ctx;
+  if (core->options.tls.enabled()) {
+    // The cached context, or a fresh one after a reload (SIGHUP);
+    // Listen() loaded it once, so this does not fail.
+    auto ctx = tls::ServerContext(core->options.tls);
+    if (ctx.ok()) tls_ctx = *ctx;
+    if (!tls_ctx) {
+      socket.close(ignored);
+      return;
+    }
+  }
+  auto conn = std::make_shared<ServerConn>(core, std::move(socket), std::move(tls_ctx), address);
+  core->conns.emplace(conn.get(), conn);
+  ++core->per_peer[address];
+  Log()->debug("connection accepted on port {}", core->port);
+  conn->Start();
+}
+
+// After an accept error (e.g. EMFILE): `again` in 100 ms on `timer` (the
+// accept loop's own), unless stopped.
+void RetryAccept(const std::shared_ptr<ServerCore>& core, uint64_t gen,
+                 const boost::system::error_code& ec, asio::steady_timer& timer,
+                 void (*again)(const std::shared_ptr<ServerCore>&)) {
+  Log()->warn("accept on port {}: {}; retrying in 100 ms", core->port, ec.message());
+  timer.expires_after(std::chrono::milliseconds(100));
+  timer.async_wait([core, gen, again](const boost::system::error_code& tec) {
+    if (!tec && core->listening && gen == core->generation) again(core);
+  });
+}
+
 // One accept at a time; the handler holds the core, Stop() aborts it.
 void AcceptNext(const std::shared_ptr<ServerCore>& core) {
   core->acceptor.async_accept(
@@ -729,50 +802,48 @@ void AcceptNext(const std::shared_ptr<ServerCore>& core) {
         // Stopped: the socket closes as it goes out of scope.
         if (!core->listening || gen != core->generation) return;
         if (ec) {
-          if (ec == asio::error::operation_aborted) return;
-          Log()->warn("accept on port {}: {}; retrying in 100 ms", core->port, ec.message());
-          core->retry_timer.expires_after(std::chrono::milliseconds(100));
-          core->retry_timer.async_wait([core, gen](const boost::system::error_code& tec) {
-            if (!tec && core->listening && gen == core->generation) AcceptNext(core);
-          });
+          if (ec != asio::error::operation_aborted) {
+            RetryAccept(core, gen, ec, core->retry_timer, &AcceptNext);
+          }
           return;
         }
         boost::system::error_code peer_ec;
         const asio::ip::address address = socket.remote_endpoint(peer_ec).address();
-        if (peer_ec || !core->Admit(socket, address)) {
-          // Refused, or gone already (reset before it was accepted).
+        if (peer_ec) {
+          // Gone already (reset before it was accepted).
           boost::system::error_code ignored;
           socket.close(ignored);
         } else {
           boost::system::error_code ignored;
           socket.set_option(tcp::no_delay(true), ignored);
-          std::shared_ptr<asio::ssl::context> tls_ctx;
-          if (core->options.tls.enabled()) {
-            // The cached context, or a fresh one after a reload (SIGHUP);
-            // Listen() loaded it once, so this does not fail.
-            auto ctx = tls::ServerContext(core->options.tls);
-            if (ctx.ok()) tls_ctx = *ctx;
-          }
-          if (core->options.tls.enabled() && !tls_ctx) {
-            socket.close(ignored);
-            AcceptNext(core);
-            return;
-          }
-          auto conn = std::make_shared<ServerConn>(core, std::move(socket), std::move(tls_ctx),
-                                                   address);
-          core->conns.emplace(conn.get(), conn);
-          ++core->per_peer[address];
-          Log()->debug("connection accepted on port {}", core->port);
-          conn->Start();
+          Accepted(core, Socket(std::move(socket)), address);
         }
         AcceptNext(core);
+      });
+}
+
+// The same for the Unix-domain socket: every peer is a process of this host.
+void AcceptNextUnix(const std::shared_ptr<ServerCore>& core) {
+  core->unix_acceptor.async_accept(
+      [core, gen = core->generation](const boost::system::error_code& ec,
+                                     local_stream::socket socket) {
+        if (!core->listening || gen != core->generation) return;
+        if (ec) {
+          if (ec != asio::error::operation_aborted) {
+            RetryAccept(core, gen, ec, core->unix_retry_timer, &AcceptNextUnix);
+          }
+          return;
+        }
+        ++core->unix_connections;
+        Accepted(core, Socket(std::move(socket)), asio::ip::address_v4::loopback());
+        AcceptNextUnix(core);
       });
 }
 
 // One peer must not take every slot: a client that opens connections in a
 // loop would otherwise lock every other client out until idle_timeout. The
 // listener's own cap bounds descriptors and memory over all peers.
-bool ServerCore::Admit(const tcp::socket& socket, const asio::ip::address& peer) {
+bool ServerCore::Admit(const Socket& socket, const asio::ip::address& peer) {
   const auto it = per_peer.find(peer);
   const size_t from_peer = it == per_peer.end() ? 0 : it->second;
   const bool listener_full = conns.size() >= options.max_connections;
@@ -798,7 +869,9 @@ void ServerCore::Stop() {
   listening = false;
   ++generation;
   acceptor.close(ignored);
+  unix_acceptor.close(ignored);
   retry_timer.cancel();
+  unix_retry_timer.cancel();
   auto open = std::move(conns);
   conns.clear();
   for (auto& [ptr, weak] : open) {
@@ -857,6 +930,26 @@ Status RpcServer::Listen(const std::string& host_port) {
   Log()->info("listening on {}:{}{}", local.address().to_string(), core.port,
               core.options.tls.enabled() ? " (mutual TLS)" : "");
   AcceptNext(impl_->core_);
+  if (core.options.unix_socket && UnixSocketsAllowed() &&
+      (local.address().is_loopback() || local.address().is_unspecified())) {
+    // Channels dial the address they were given: the any-address is reached
+    // as 127.0.0.1.
+    const tcp::endpoint named(local.address().is_unspecified()
+                                  ? asio::ip::address(asio::ip::address_v4::loopback())
+                                  : local.address(),
+                              core.port);
+    core.unix_acceptor.open(local_stream(), ec);
+    if (!ec) core.unix_acceptor.bind(UnixName(named), ec);
+    if (!ec) core.unix_acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      // Another process holds the name (or the kernel refused): TCP only.
+      boost::system::error_code ignored;
+      core.unix_acceptor.close(ignored);
+      Log()->info("no Unix-domain socket beside port {} (TCP only): {}", core.port, ec.message());
+    } else {
+      AcceptNextUnix(impl_->core_);
+    }
+  }
   return Status::Ok();
 }
 
@@ -865,6 +958,8 @@ uint16_t RpcServer::port() const { return impl_->core_->port; }
 void RpcServer::Stop() { impl_->core_->Stop(); }
 
 uint64_t RpcServer::calls_served() const { return impl_->core_->calls_served; }
+
+uint64_t RpcServer::unix_connections() const { return impl_->core_->unix_connections; }
 
 uint64_t RpcServer::malformed_frames() const { return impl_->core_->malformed_frames; }
 
@@ -892,15 +987,15 @@ uint64_t RpcServer::peer_connections_refused() const {
 
 namespace {
 
-// One TCP connection of a channel; a reconnect makes a new one, so handlers
+// One connection of a channel; a reconnect makes a new one, so handlers
 // of an old connection can tell they are stale.
 struct ClientConn {
   ClientConn(asio::io_context& io, std::shared_ptr<asio::ssl::context> tls_ctx)
-      : transport(tcp::socket(io), std::move(tls_ctx)),
+      : transport(Socket(io), std::move(tls_ctx)),
         socket(transport.socket()),
         connect_timer(io) {}
   Transport transport;
-  tcp::socket& socket;  // the TCP socket under the transport
+  Socket& socket;  // the TCP or Unix-domain socket under the transport
   asio::steady_timer connect_timer;
   FrameBuffer in;
   std::string out;   // requests queued behind the write in flight
@@ -1062,9 +1157,13 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
     conn_ = conn;
     state_ = State::kConnecting;
     auto self = shared_from_this();
-    conn->socket.async_connect(endpoint_, [self, conn](const boost::system::error_code& ec) {
-      self->OnConnected(conn, ec);
-    });
+    if (ConnectUnix(*conn)) {
+      asio::post(io_, [self, conn] { self->OnConnected(conn, {}); });
+    } else {
+      conn->socket.async_connect(endpoint_, [self, conn](const boost::system::error_code& ec) {
+        self->OnConnected(conn, ec);
+      });
+    }
     conn->connect_timer.expires_after(std::chrono::microseconds(options_.connect_timeout));
     conn->connect_timer.async_wait([self, conn](const boost::system::error_code& ec) {
       if (ec || conn != self->conn_ || self->state_ != State::kConnecting) return;
@@ -1072,6 +1171,33 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
       boost::system::error_code ignored;
       conn->socket.close(ignored);  // the connect completes with operation_aborted
     });
+  }
+
+  // A loopback address: connects `conn` to the server's Unix-domain socket
+  // if there is one and its process runs under our user id. A connect to a
+  // Unix-domain socket completes or fails at once (non-blocking: a full
+  // backlog fails too), so this does not block the io thread.
+  bool ConnectUnix(ClientConn& conn) {
+    if (!options_.unix_socket || !UnixSocketsAllowed() || !endpoint_.address().is_loopback()) {
+      return false;
+    }
+    local_stream::socket s(io_);
+    boost::system::error_code ec;
+    s.open(local_stream(), ec);
+    if (!ec) s.non_blocking(true, ec);
+    if (!ec) s.connect(UnixName(endpoint_), ec);
+    if (ec) return false;  // none (a server without it, or not ours): TCP
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(s.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        cred.uid != geteuid()) {
+      Log()->warn("not using the Unix-domain socket of {}: its process runs as user {}, not {}; "
+                  "dialling TCP", address_, cred.uid, geteuid());
+      return false;
+    }
+    s.non_blocking(false, ec);
+    conn.socket = Socket(std::move(s));
+    return true;
   }
 
   void OnConnected(const std::shared_ptr<ClientConn>& conn, const boost::system::error_code& ec) {

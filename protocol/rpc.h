@@ -83,6 +83,14 @@ struct ServerOptions {
   // connection stays bounded). Default: 65,536 (AsyncClient runs 10,000 on
   // one connection).
   size_t max_in_flight = 65536;
+  // Listening on a loopback or any-address port, also accept on a
+  // Unix-domain socket named after it (Linux abstract namespace, e.g.
+  // "@txcoord-rpc/127.0.0.1:7000"): channels of this host dial that first
+  // (ChannelOptions::unix_socket), a cheaper path than loopback TCP. The
+  // same frames, limits, TLS and roles; such a connection counts against
+  // the per-peer limit of 127.0.0.1. Off when the environment has
+  // TXC_RPC_UNIX=0. Default: on.
+  bool unix_socket = true;
 };
 
 class RpcServer {
@@ -112,6 +120,9 @@ class RpcServer {
 
   // Closes the acceptor and every connection; pending replies are dropped.
   void Stop();
+
+  // Connections accepted on the Unix-domain socket (ServerOptions::unix_socket).
+  uint64_t unix_connections() const;
 
   // Number of calls answered and malformed frames seen (for status output
   // and tests).
@@ -176,6 +187,12 @@ struct ChannelOptions {
   // malformed replies, failed connects or Close(). A hint: a server that
   // closes a connection on purpose is still running. Default: none.
   std::function<void(const std::string& address)> on_closed_by_peer;
+  // Dialling a loopback address, try the server's Unix-domain socket first
+  // (ServerOptions::unix_socket), and use it only if the process listening
+  // on it runs under this process's user id (a process of another user that
+  // took the name first is not trusted: the channel dials TCP). Off when the
+  // environment has TXC_RPC_UNIX=0. Default: on.
+  bool unix_socket = true;
 };
 
 // An async client connection to one address: many calls in flight on one

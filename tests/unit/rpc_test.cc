@@ -8,7 +8,16 @@
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
 
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -1124,6 +1133,140 @@ TEST_F(RpcTest, ResponseWithAnEnumOutOfRangeFailsTheCallAsUnreadable) {
         << status.message();
     EXPECT_EQ(resp.outcome, proto::Outcome::UNKNOWN) << "the caller got the decoded value";
   }
+  channel->Close();
+}
+
+// ------------------------------------------------------- Unix-domain socket
+
+// Whether this process runs with the Unix-domain path allowed (the .tcp copy
+// of this suite runs with TXC_RPC_UNIX=0).
+bool UnixPathAllowed() {
+  const char* v = std::getenv("TXC_RPC_UNIX");
+  return v == nullptr || std::string(v) != "0";
+}
+
+TEST_F(RpcTest, ALoopbackChannelTalksOverTheServersUnixSocketUnlessEitherSideSaysNo) {
+  if (!UnixPathAllowed()) GTEST_SKIP() << "TXC_RPC_UNIX=0: this copy of the suite runs over TCP";
+  RpcServer server(io_);
+  StartEchoServer(&server);
+  auto channel = std::make_shared<RpcChannel>(io_, Address(server));
+  Outcome r = Begin(*channel, 1);
+  ASSERT_OK(r.status);
+  EXPECT_EQ(r.resp.txid.seq, 1);
+  EXPECT_EQ(server.unix_connections(), 1u);
+  EXPECT_EQ(server.open_connections(), 1u);
+
+  // A channel told not to dials TCP to the same server.
+  ChannelOptions tcp_only;
+  tcp_only.unix_socket = false;
+  auto over_tcp = std::make_shared<RpcChannel>(io_, Address(server), tcp_only);
+  r = Begin(*over_tcp, 2);
+  ASSERT_OK(r.status);
+  EXPECT_EQ(r.resp.txid.seq, 2);
+  EXPECT_EQ(server.unix_connections(), 1u);
+  EXPECT_EQ(server.open_connections(), 2u);
+
+  // A server without the socket: the channel finds none and dials TCP.
+  ServerOptions no_unix;
+  no_unix.unix_socket = false;
+  RpcServer plain(io_, no_unix);
+  StartEchoServer(&plain);
+  auto to_plain = std::make_shared<RpcChannel>(io_, Address(plain));
+  r = Begin(*to_plain, 3);
+  ASSERT_OK(r.status);
+  EXPECT_EQ(r.resp.txid.seq, 3);
+  EXPECT_EQ(plain.unix_connections(), 0u);
+  channel->Close();
+  over_tcp->Close();
+  to_plain->Close();
+}
+
+TEST_F(RpcTest, AServerThatStopsListeningGivesUpItsUnixSocketAndAChannelReconnects) {
+  if (!UnixPathAllowed()) GTEST_SKIP() << "TXC_RPC_UNIX=0: this copy of the suite runs over TCP";
+  auto server = std::make_unique<RpcServer>(io_);
+  StartEchoServer(server.get());
+  const uint16_t port = server->port();
+  auto channel = std::make_shared<RpcChannel>(io_, Address(*server));
+  ASSERT_OK(Begin(*channel, 1).status);
+  server.reset();  // as a server process that exits: its connections end
+  Outcome lost = Begin(*channel, 2, 500 * kMillis);
+  EXPECT_FALSE(lost.status.ok());
+  // A new server on the same port takes the same name (nothing to clean up)
+  // and the channel's next call finds it.
+  server = std::make_unique<RpcServer>(io_);
+  server->Handle<proto::BeginRequest, proto::BeginResponse>(
+      "Begin", [](proto::BeginRequest req, BeginReply reply) { reply(EchoBegin(req)); });
+  ASSERT_OK(server->Listen("127.0.0.1:" + std::to_string(port)));
+  Outcome r;
+  for (int i = 0; i < 50; ++i) {  // past the channel's backoff, if it took one
+    r = Begin(*channel, 3);
+    if (r.status.ok()) break;
+    RunFor(milliseconds(20));
+  }
+  ASSERT_OK(r.status);
+  EXPECT_EQ(server->unix_connections(), 1u);
+  channel->Close();
+}
+
+TEST_F(RpcTest, AUnixSocketHeldByAnotherUsersProcessIsNotTrusted) {
+  if (!UnixPathAllowed()) GTEST_SKIP() << "TXC_RPC_UNIX=0: this copy of the suite runs over TCP";
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "needs root, to run the squatter under another user id (CI runs as root)";
+  }
+  // A free port, then a process of user 65534 takes the Unix-domain name of
+  // 127.0.0.1:port before the real server starts there: it accepts
+  // connections and never answers.
+  uint16_t port = 0;
+  {
+    tcp::acceptor probe(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    port = probe.local_endpoint().port();
+  }
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t squatter = fork();
+  ASSERT_GE(squatter, 0);
+  if (squatter == 0) {
+    close(ready[0]);
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string name = "txcoord-rpc/127.0.0.1:" + std::to_string(port);
+    std::memcpy(addr.sun_path + 1, name.data(), name.size());
+    const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 16) != 0) {
+      _exit(4);
+    }
+    (void)!write(ready[1], "r", 1);
+    for (int i = 0; i < 300; ++i) usleep(100 * 1000);  // at most 30 s; killed sooner
+    _exit(0);
+  }
+  close(ready[1]);
+  char byte = 0;
+  const bool squatting = read(ready[0], &byte, 1) == 1;
+  close(ready[0]);
+  auto stop_squatter = [&] {
+    kill(squatter, SIGKILL);
+    int st = 0;
+    waitpid(squatter, &st, 0);
+  };
+  if (!squatting) {
+    stop_squatter();
+    FAIL() << "the squatter could not take the name";
+  }
+  RpcServer server(io_);
+  server.Handle<proto::BeginRequest, proto::BeginResponse>(
+      "Begin", [](proto::BeginRequest req, BeginReply reply) { reply(EchoBegin(req)); });
+  ASSERT_OK(server.Listen("127.0.0.1:" + std::to_string(port)));  // TCP only: the name is taken
+  auto channel = std::make_shared<RpcChannel>(io_, Address(server));
+  Outcome r = Begin(*channel, 5, 2 * kSeconds);
+  stop_squatter();
+  // Answered by the real server over TCP; the squatter never answers, so a
+  // channel that had used its socket would have timed out.
+  ASSERT_OK(r.status);
+  EXPECT_EQ(r.resp.txid.seq, 5);
+  EXPECT_EQ(server.unix_connections(), 0u);
+  EXPECT_EQ(server.open_connections(), 1u);
   channel->Close();
 }
 
