@@ -147,6 +147,15 @@ Status PaxosLog::Start(Hooks hooks) {
         }
         const Micros now = SteadyNowMicros();
         last_heard_[msg.sender] = now;
+        // Our own connection to whoever calls us stays open, so that its
+        // end (the caller's process died) reaches on_closed_by_peer: a
+        // follower that answers in the replies to the leader's calls sends
+        // nothing on it, and it would otherwise be closed or never opened
+        // (the early election then waited out a whole election timeout).
+        if (msg.sender != options_.self_id) {
+          auto peer = options_.peers.find(msg.sender);
+          if (peer != options_.peers.end()) pool_.Get(peer->second)->Connect();
+        }
         if (hold) {
           ReleaseHeld(msg.sender, now - kHoldAtMost);
           auto& q = held_[msg.sender];

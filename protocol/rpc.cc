@@ -1116,6 +1116,15 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
     if (state_ == State::kConnected) Flush(conn_);
   }
 
+  void Connect() {
+    if (state_ == State::kClosed || !bad_address_.ok()) return;
+    if (state_ == State::kBackoff) {
+      if (SteadyNowMicros() < next_attempt_) return;
+      state_ = State::kIdle;
+    }
+    if (state_ == State::kIdle) StartConnect();
+  }
+
   void Close() {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
@@ -1502,6 +1511,8 @@ void RpcChannel::CallRaw(const std::string& method, Bytes args, Micros timeout, 
 }
 
 void RpcChannel::Close() { impl_->Close(); }
+
+void RpcChannel::Connect() { impl_->Connect(); }
 
 const std::string& RpcChannel::address() const { return impl_->address(); }
 size_t RpcChannel::queued_bytes() const { return impl_->queued_bytes(); }

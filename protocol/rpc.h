@@ -214,6 +214,14 @@ class RpcChannel : public std::enable_shared_from_this<RpcChannel> {
   template <class Req, class Resp>
   void Call(const std::string& method, const Req& req, Micros timeout, Done<Resp> done);
 
+  // Opens the connection if it is neither open nor opening (nor backing off
+  // after a failed connect), without a call; a failed connect backs off as a
+  // call's does. For a caller that makes no calls of its own for long but
+  // wants ChannelOptions::on_closed_by_peer when the server's process dies.
+  // A server closes a connection idle for its idle_timeout, which the hint
+  // cannot tell from a death.
+  void Connect();
+
   // Fails every pending call with UNAVAILABLE and stops reconnecting.
   // (A failed TLS handshake fails the calls with UNAVAILABLE naming the
   // reason, e.g. "certificate verify failed", and backs off as a failed

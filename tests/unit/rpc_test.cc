@@ -1136,6 +1136,28 @@ TEST_F(RpcTest, ResponseWithAnEnumOutOfRangeFailsTheCallAsUnreadable) {
   channel->Close();
 }
 
+TEST_F(RpcTest, ConnectOpensTheConnectionWithoutACallAndItsEndIsReported) {
+  RpcServer server(io_);
+  StartEchoServer(&server);
+  std::vector<std::string> closed;
+  ChannelOptions o;
+  o.on_closed_by_peer = [&closed](const std::string& address) { closed.push_back(address); };
+  auto channel = std::make_shared<RpcChannel>(io_, Address(server), o);
+  channel->Connect();
+  ASSERT_TRUE(RunUntil([&] { return server.open_connections() == 1; }));
+  EXPECT_EQ(server.calls_served(), 0u);
+  channel->Connect();  // open already: nothing more
+  RunFor(milliseconds(20));
+  EXPECT_EQ(server.open_connections(), 1u);
+  server.Stop();  // as the server's process dying: its end of every connection closes
+  ASSERT_TRUE(RunUntil([&] { return !closed.empty(); }));
+  EXPECT_EQ(closed, std::vector<std::string>{Address(server)});
+  channel->Close();
+  channel->Connect();  // closed: stays closed
+  RunFor(milliseconds(20));
+  EXPECT_EQ(closed.size(), 1u);
+}
+
 // ------------------------------------------------------- Unix-domain socket
 
 // Whether this process runs with the Unix-domain path allowed (the .tcp copy
