@@ -1360,9 +1360,6 @@ void Replica::Compacted(int64_t index, std::shared_ptr<const std::string> image)
   impl_->Compacted(index, std::move(image));
 }
 
-void Replica::Compacted(int64_t index, std::string image) {
-  impl_->Compacted(index, std::make_shared<const std::string>(std::move(image)));
-}
 Effects Replica::TakeEffects() { return impl_->TakeEffects(); }
 int Replica::id() const { return impl_->id(); }
 bool Replica::is_leader() const { return impl_->is_leader(); }

@@ -169,7 +169,6 @@ class Replica {
   // in chunks sliced from this one copy (the shell builds it once, and may
   // write the same copy to its log: the replica never changes it).
   void Compacted(int64_t index, std::shared_ptr<const std::string> image);
-  void Compacted(int64_t index, std::string image);
 
   Effects TakeEffects();
 

@@ -274,7 +274,7 @@ class PaxosCluster {
     const int64_t index = static_cast<int64_t>(n.sm.size());
     std::string image = EncodeLog(n.sm, image_padding_);
     ++images_built_;
-    n.replica->Compacted(index, image);
+    n.replica->Compacted(index, std::make_shared<const std::string>(image));
     n.snapshot = std::move(image);
     n.snapshot_index = index;
     n.accepted.erase(n.accepted.begin(), n.accepted.upper_bound(index));
