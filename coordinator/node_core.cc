@@ -397,7 +397,7 @@ void NodeCore::Propose(std::vector<proto::Command> cmds, Micros now, NodeEffects
     if (held_.size() >= kMaxCommandsPerSlot) ProposeHeld(now, out);
   } else {
     ProposeAction a;
-    a.bytes = EncodeBatch(cmds);
+    a.bytes = EncodeBatchInPlace(&cmds);
     a.cmds = std::move(cmds);
     a.index = next_index_++;
     out->actions.push_back(std::move(a));
@@ -418,7 +418,7 @@ void NodeCore::ProposeHeld(Micros now, NodeEffects* out) {
 
 void NodeCore::ProposeSlot(std::vector<proto::Command> cmds, Micros now, NodeEffects* out) {
   ProposeAction a;
-  a.bytes = EncodeBatch(cmds);
+  a.bytes = EncodeBatchInPlace(&cmds);
   if (a.bytes.size() > kMaxSlotBytes && cmds.size() > 1) {
     auto mid = cmds.begin() + static_cast<std::ptrdiff_t>(cmds.size() / 2);
     std::vector<proto::Command> second(std::make_move_iterator(mid),

@@ -501,6 +501,17 @@ std::string EncodeBatch(const std::vector<proto::Command>& commands) {
   return Encode(batch);
 }
 
+std::string EncodeBatchInPlace(std::vector<proto::Command>* commands) {
+  proto::CommandBatch batch;
+  batch.commands.swap(*commands);
+  struct GiveBack {
+    proto::CommandBatch& batch;
+    std::vector<proto::Command>* commands;
+    ~GiveBack() { batch.commands.swap(*commands); }
+  } give_back{batch, commands};
+  return Encode(batch);
+}
+
 Result<std::vector<proto::Command>> DecodeBatch(const std::string& bytes) {
   proto::CommandBatch batch;
   if (!Decode(bytes, &batch)) return Status::Internal("unreadable command batch in the log");

@@ -152,6 +152,9 @@ std::string DescribeCommand(const proto::Command& cmd);
 
 // Serialisation of a batch of commands as one log record (Thrift binary).
 std::string EncodeBatch(const std::vector<proto::Command>& commands);
+// The same bytes without a copy of the commands: they are lent to the batch
+// being encoded and handed back.
+std::string EncodeBatchInPlace(std::vector<proto::Command>* commands);
 Result<std::vector<proto::Command>> DecodeBatch(const std::string& bytes);
 
 }  // namespace txc::coord

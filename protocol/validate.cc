@@ -9,52 +9,60 @@ namespace txc::validate {
 
 namespace {
 
-Status Bad(const std::string& field, int64_t value, const std::string& rule) {
-  return Status::InvalidArgument(field + " = " + std::to_string(value) + ": " + rule);
+// "FIELD[I]" and "FIELD.NAME": built for a refusal's message only.
+std::string Indexed(std::string_view field, size_t i) {
+  return std::string(field) + "[" + std::to_string(i) + "]";
+}
+std::string Dot(std::string_view field, std::string_view name) {
+  return std::string(field) + "." + std::string(name);
 }
 
-Status CheckProtocol(const proto::Protocol::type& p, const std::string& field) {
+Status Bad(std::string_view field, int64_t value, const std::string& rule) {
+  return Status::InvalidArgument(std::string(field) + " = " + std::to_string(value) + ": " + rule);
+}
+
+Status CheckProtocol(const proto::Protocol::type& p, std::string_view field) {
   int32_t v = WireEnumValue(p);
   if (v == proto::Protocol::TWO_PC || v == proto::Protocol::THREE_PC) return Status::Ok();
   return Bad(field, v, "a protocol is TWO_PC (1) or THREE_PC (2)");
 }
 
 // "FIELD holds N WHAT; at most MAX PER": the field, its size and the limit.
-Status TooMany(const std::string& field, size_t n, const std::string& what, size_t max,
-               const std::string& per_and_advice) {
-  return Status::InvalidArgument(field + " holds " + std::to_string(n) + " " + what + "; at most " +
-                                 std::to_string(max) + " " + per_and_advice);
+Status TooMany(std::string_view field, size_t n, std::string_view what, size_t max,
+               std::string_view per_and_advice) {
+  return Status::InvalidArgument(std::string(field) + " holds " + std::to_string(n) + " " +
+                                 std::string(what) + "; at most " + std::to_string(max) + " " +
+                                 std::string(per_and_advice));
 }
 
 // A resource name or an address: echoed in errors, kept in logs.
-Status CheckName(const std::string& value, const std::string& field, const char* what) {
+Status CheckName(const std::string& value, std::string_view field, const char* what) {
   if (value.size() <= kMaxNameBytes) return Status::Ok();
-  return Status::InvalidArgument(field + " is " + std::to_string(value.size()) + " bytes long; " +
+  return Status::InvalidArgument(std::string(field) + " is " + std::to_string(value.size()) + " bytes long; " +
                                  what + " is at most " + std::to_string(kMaxNameBytes) + " bytes");
 }
 
-Status CheckParticipants(const std::vector<proto::Participant>& ps, const std::string& field) {
+Status CheckParticipants(const std::vector<proto::Participant>& ps, std::string_view field) {
   if (ps.size() > kMaxParticipants) {
     return TooMany(field, ps.size(), "participants", kMaxParticipants, "take part in one transaction");
   }
   for (size_t i = 0; i < ps.size(); ++i) {
-    Status s = CheckParticipant(ps[i], field + "[" + std::to_string(i) + "]");
-    if (!s.ok()) return s;
+    // The element's name is spelled out for a refusal only.
+    if (!CheckParticipant(ps[i], field).ok()) return CheckParticipant(ps[i], Indexed(field, i));
   }
   return Status::Ok();
 }
 
-Status CheckStatements(const std::vector<proto::Statement>& ss, const std::string& field) {
+Status CheckStatements(const std::vector<proto::Statement>& ss, std::string_view field) {
   if (ss.size() > kMaxStatements) {
-    return Status::InvalidArgument(field + " holds " + std::to_string(ss.size()) +
+    return Status::InvalidArgument(std::string(field) + " holds " + std::to_string(ss.size()) +
                                    " statements; at most " + std::to_string(kMaxStatements) +
                                    " travel in one request: split the work over several Execute "
                                    "calls of the same transaction");
   }
   size_t params = 0;
   for (size_t i = 0; i < ss.size(); ++i) {
-    Status s = CheckStatement(ss[i], field + "[" + std::to_string(i) + "]");
-    if (!s.ok()) return s;
+    if (!CheckStatement(ss[i], field).ok()) return CheckStatement(ss[i], Indexed(field, i));
     params += ss[i].params.size();
   }
   if (params > kMaxParamsPerRequest) {
@@ -67,14 +75,14 @@ Status CheckStatements(const std::vector<proto::Statement>& ss, const std::strin
 
 }  // namespace
 
-Status CheckTxId(const proto::TxId& txid, const std::string& field) {
+Status CheckTxId(const proto::TxId& txid, std::string_view field) {
   // Epochs (ballot rounds) and seqs both start at 1 (CommitDriver::BecomeLeader).
-  if (txid.epoch < 1) return Bad(field + ".epoch", txid.epoch, "a txid's epoch and seq are >= 1");
-  if (txid.seq < 1) return Bad(field + ".seq", txid.seq, "a txid's epoch and seq are >= 1");
+  if (txid.epoch < 1) return Bad(Dot(field, "epoch"), txid.epoch, "a txid's epoch and seq are >= 1");
+  if (txid.seq < 1) return Bad(Dot(field, "seq"), txid.seq, "a txid's epoch and seq are >= 1");
   return Status::Ok();
 }
 
-Status CheckTimeoutMs(int64_t ms, const std::string& field) {
+Status CheckTimeoutMs(int64_t ms, std::string_view field) {
   if (ms < 0 || ms > kMaxTimeoutMs) {
     return Bad(field, ms, "a timeout is 0 (the server's default) to " + std::to_string(kMaxTimeoutMs) +
                               " ms (24 hours)");
@@ -82,29 +90,33 @@ Status CheckTimeoutMs(int64_t ms, const std::string& field) {
   return Status::Ok();
 }
 
-Status CheckParticipant(const proto::Participant& p, const std::string& field) {
-  TXC_RETURN_IF_ERROR(CheckName(p.resource, field + ".resource", "a resource name"));
-  TXC_RETURN_IF_ERROR(CheckName(p.address, field + ".address", "an agent address"));
+Status CheckParticipant(const proto::Participant& p, std::string_view field) {
+  if (p.resource.size() > kMaxNameBytes) {
+    return CheckName(p.resource, Dot(field, "resource"), "a resource name");
+  }
+  if (p.address.size() > kMaxNameBytes) {
+    return CheckName(p.address, Dot(field, "address"), "an agent address");
+  }
   // An agent's incarnations count up from 1; 0 stands for "not known".
   if (p.__isset.incarnation && p.incarnation < 0) {
-    return Bad(field + ".incarnation", p.incarnation, "an agent incarnation is >= 0");
+    return Bad(Dot(field, "incarnation"), p.incarnation, "an agent incarnation is >= 0");
   }
   return Status::Ok();
 }
 
-Status CheckStatement(const proto::Statement& s, const std::string& field) {
+Status CheckStatement(const proto::Statement& s, std::string_view field) {
   if (s.sql.size() > kMaxSqlBytes) {
-    return Status::InvalidArgument(field + ".sql is " + std::to_string(s.sql.size()) +
+    return Status::InvalidArgument(Dot(field, "sql") + " is " + std::to_string(s.sql.size()) +
                                    " bytes long; a statement's SQL is at most " +
                                    std::to_string(kMaxSqlBytes) +
                                    " bytes (1 MiB): pass data as parameters");
   }
   if (s.params.size() > kMaxParamsPerStatement) {
-    return TooMany(field + ".params", s.params.size(), "parameters", kMaxParamsPerStatement,
+    return TooMany(Dot(field, "params"), s.params.size(), "parameters", kMaxParamsPerStatement,
                    "bind to one statement");
   }
   if (s.__isset.expect_rows && s.expect_rows < 0) {
-    return Bad(field + ".expect_rows", s.expect_rows, "a row count is >= 0");
+    return Bad(Dot(field, "expect_rows"), s.expect_rows, "a row count is >= 0");
   }
   return Status::Ok();
 }
@@ -133,9 +145,15 @@ Status Check(const proto::SubmitRequest& req) {
   }
   size_t statements = 0, params = 0;
   for (size_t i = 0; i < req.branches.size(); ++i) {
-    std::string field = "SubmitRequest.branches[" + std::to_string(i) + "]";
-    TXC_RETURN_IF_ERROR(CheckParticipant(req.branches[i].participant, field + ".participant"));
-    TXC_RETURN_IF_ERROR(CheckStatements(req.branches[i].statements, field + ".statements"));
+    const proto::Branch& b = req.branches[i];
+    // Checked under a fixed name first: the element's is spelled out for a refusal only.
+    if (!CheckParticipant(b.participant, "SubmitRequest.branches[].participant").ok()) {
+      return CheckParticipant(b.participant,
+                              Dot(Indexed("SubmitRequest.branches", i), "participant"));
+    }
+    if (!CheckStatements(b.statements, "SubmitRequest.branches[].statements").ok()) {
+      return CheckStatements(b.statements, Dot(Indexed("SubmitRequest.branches", i), "statements"));
+    }
     statements += req.branches[i].statements.size();
     for (const auto& st : req.branches[i].statements) params += st.params.size();
   }

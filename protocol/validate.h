@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "common/status.h"
@@ -163,10 +164,11 @@ Status CheckEnums(const proto::TxId& m);
 
 // The pieces, for requests that embed them. `field` names the value in the
 // message ("CommitRequest.txid").
-Status CheckTxId(const proto::TxId& txid, const std::string& field);
-Status CheckTimeoutMs(int64_t ms, const std::string& field);
-Status CheckParticipant(const proto::Participant& p, const std::string& field);
-Status CheckStatement(const proto::Statement& s, const std::string& field);
+// Checking a valid value allocates nothing.
+Status CheckTxId(const proto::TxId& txid, std::string_view field);
+Status CheckTimeoutMs(int64_t ms, std::string_view field);
+Status CheckParticipant(const proto::Participant& p, std::string_view field);
+Status CheckStatement(const proto::Statement& s, std::string_view field);
 
 // A response of type Resp that carries only `why` as its status: what a
 // server answers instead of serving a refused request.

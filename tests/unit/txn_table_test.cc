@@ -589,6 +589,11 @@ TEST_F(TxnTableTest, EncodeDecodeBatchRoundTrips) {
   auto truncated = DecodeBatch(bytes.substr(0, bytes.size() - 3));
   EXPECT_FALSE(truncated.ok());
   EXPECT_EQ(truncated.status().code(), Status::kInternal);
+
+  // The proposer's way: the same bytes, the commands lent and given back.
+  std::vector<proto::Command> lent = cmds;
+  EXPECT_EQ(EncodeBatchInPlace(&lent), bytes);
+  EXPECT_EQ(lent, cmds);
 }
 
 TEST_F(TxnTableTest, DescribeCommandNamesKindTxidAndOutcome) {
