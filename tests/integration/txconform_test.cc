@@ -5,8 +5,11 @@
 // examples/python/broken_participant.py and an agent that forgets its
 // empty-rollback tombstones (a proxy in front of a real txagent, below) fail;
 // bad flags exit 2 with a message naming the flag.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <fstream>
@@ -101,6 +104,7 @@ class TxconformTest : public ::testing::Test {
     ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
     script_ = dir_.path + "/restart-agent.sh";
     pidfile_ = dir_.path + "/agent.pid";
+    lockfile_ = dir_.path + "/restart.lock";
     WriteScript(std::string(TXC_BIN_DIR "/txagent --listen ") + Addr(aport_) + " --data " + dir_.path +
                     "/agent --coordinator " + Addr(cport_) + " --resource conform=sqlite:" + dir_.path +
                     "/conform.db",
@@ -108,10 +112,21 @@ class TxconformTest : public ::testing::Test {
     ASSERT_TRUE(RunScript()) << AgentLog();
   }
 
+  // Kills the agent of the pid file, once no restart script runs: a
+  // txconform that died in the middle of its --restart-cmd (a sanitizer
+  // report, the test's timeout) leaves the script running, which would
+  // start an agent after this read the pid file and leave it behind. The
+  // script holds the lock file from its start to its end (bounded wait
+  // here: 30 s, past the script's own bounds).
   void TearDown() override {
+    int fd = open(lockfile_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    for (int i = 0; fd >= 0 && i < 600 && flock(fd, LOCK_EX | LOCK_NB) != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     std::ifstream in(pidfile_);
     pid_t pid = 0;
     if (in >> pid && pid > 0) kill(pid, SIGKILL);
+    if (fd >= 0) close(fd);
   }
 
   // The restart script: kills the agent of the pid file (waiting, bounded,
@@ -125,6 +140,8 @@ class TxconformTest : public ::testing::Test {
   void WriteScript(const std::string& agent_cmd, bool wait_for_outcome_query) {
     std::ofstream s(script_);
     s << "#!/bin/sh\n"
+      << "exec 9>" << lockfile_ << "\n"
+      << "flock 9\n"
       << "pidfile=" << pidfile_ << "\n"
       << "if [ -f \"$pidfile\" ]; then\n"
       << "  pid=$(cat \"$pidfile\")\n"
@@ -136,7 +153,7 @@ class TxconformTest : public ::testing::Test {
       << "fi\n"
       << "log=" << dir_.path << "/agent.log\n"
       << "asked=$(grep -c 'outcome query' \"$log\" 2>/dev/null)\n"
-      << agent_cmd << " >>\"$log\" 2>&1 </dev/null &\n"
+      << agent_cmd << " >>\"$log\" 2>&1 </dev/null 9>&- &\n"
       << "echo $! > \"$pidfile\"\n";
     // txagent: after a restart, return once the agent has asked the
     // coordinator about the branch it recovered in doubt (bounded): the kit's
@@ -182,7 +199,7 @@ class TxconformTest : public ::testing::Test {
   TempDir dir_;
   int cport_ = 0, aport_ = 0;
   std::unique_ptr<Process> coord_;
-  std::string script_, pidfile_;
+  std::string script_, pidfile_, lockfile_;
 };
 
 // txagent holds every case. Of case 5's first check it takes the
