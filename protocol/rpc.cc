@@ -364,6 +364,7 @@ struct ServerCore {
   local_stream::acceptor unix_acceptor{io};
   asio::steady_timer unix_retry_timer{io};  // its own: two loops must not cancel each other
   uint64_t unix_connections = 0;
+  uint64_t tcp_connections = 0;
   asio::steady_timer retry_timer;  // re-accept after an accept error (e.g. EMFILE)
   bool listening = false;
   uint64_t generation = 0;  // bumped by Stop(): accepts of an older Listen() are stale
@@ -816,6 +817,7 @@ void AcceptNext(const std::shared_ptr<ServerCore>& core) {
         } else {
           boost::system::error_code ignored;
           socket.set_option(tcp::no_delay(true), ignored);
+          ++core->tcp_connections;
           Accepted(core, Socket(std::move(socket)), address);
         }
         AcceptNext(core);
@@ -960,6 +962,7 @@ void RpcServer::Stop() { impl_->core_->Stop(); }
 uint64_t RpcServer::calls_served() const { return impl_->core_->calls_served; }
 
 uint64_t RpcServer::unix_connections() const { return impl_->core_->unix_connections; }
+uint64_t RpcServer::tcp_connections() const { return impl_->core_->tcp_connections; }
 
 uint64_t RpcServer::malformed_frames() const { return impl_->core_->malformed_frames; }
 

@@ -121,8 +121,10 @@ class RpcServer {
   // Closes the acceptor and every connection; pending replies are dropped.
   void Stop();
 
-  // Connections accepted on the Unix-domain socket (ServerOptions::unix_socket).
+  // Connections accepted on the Unix-domain socket (ServerOptions::unix_socket)
+  // and on the TCP port, those refused at once by a limit included.
   uint64_t unix_connections() const;
+  uint64_t tcp_connections() const;
 
   // Number of calls answered and malformed frames seen (for status output
   // and tests).

@@ -124,6 +124,16 @@ void AddServerMetrics(metrics::Registry& m, const std::string& prefix, const Rpc
                      return std::vector<Sample>{
                          {{}, static_cast<double>(s->tls_handshake_failures())}};
                    });
+  // Connections accepted, by the socket they came in on (docs/operations.md,
+  // "Processes of one host: the Unix-domain socket").
+  m.AddCounterFunc(prefix + "_rpc_connections_accepted_total",
+                   "Connections accepted, by transport: tcp (the port) or unix (the "
+                   "Unix-domain socket beside a loopback port, for processes of this host).",
+                   [s] {
+                     return std::vector<Sample>{
+                         {{{"transport", "tcp"}}, static_cast<double>(s->tcp_connections())},
+                         {{{"transport", "unix"}}, static_cast<double>(s->unix_connections())}};
+                   });
   // Connections refused at accept (docs/operations.md, "Limits"), by the cap
   // that refused them.
   m.AddCounterFunc(prefix + "_rpc_connections_refused_total",

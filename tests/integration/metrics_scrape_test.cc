@@ -216,6 +216,15 @@ TEST_F(MetricsScrapeTest, CountersMoveWithTransactionsAndPromtoolAcceptsBothPage
   EXPECT_GE(Value(page, "txcoord_applied_index"), 7);
   EXPECT_EQ(Value(page, "txcoord_applied_index"), Value(page, "txcoord_commit_index"));
   EXPECT_GT(Value(page, "txcoord_rpc_calls_total"), 0);
+  // The client and the agent run on this host: their connections came in on
+  // the Unix-domain socket, unless this run turned that path off.
+  const char* unix_env = std::getenv("TXC_RPC_UNIX");
+  if (unix_env == nullptr || std::string(unix_env) != "0") {
+    EXPECT_GT(Value(page, "txcoord_rpc_connections_accepted_total{transport=\"unix\"}"), 0) << page;
+  } else {
+    EXPECT_EQ(Value(page, "txcoord_rpc_connections_accepted_total{transport=\"unix\"}"), 0) << page;
+    EXPECT_GT(Value(page, "txcoord_rpc_connections_accepted_total{transport=\"tcp\"}"), 0) << page;
+  }
   EXPECT_EQ(Promtool(page, dir_.path), "") << page;
 
   // The agent: its commits finish after the client heard COMMITTED.

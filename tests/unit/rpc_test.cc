@@ -1167,6 +1167,19 @@ bool UnixPathAllowed() {
   return v == nullptr || std::string(v) != "0";
 }
 
+// In both copies of the suite: a loopback channel's connection is counted
+// under the transport it took (the .tcp copy's under TCP only).
+TEST_F(RpcTest, EachAcceptedConnectionIsCountedUnderItsTransport) {
+  RpcServer server(io_);
+  StartEchoServer(&server);
+  auto channel = std::make_shared<RpcChannel>(io_, Address(server));
+  ASSERT_OK(Begin(*channel, 1).status);
+  const uint64_t expect_unix = UnixPathAllowed() ? 1 : 0;
+  EXPECT_EQ(server.unix_connections(), expect_unix);
+  EXPECT_EQ(server.tcp_connections(), 1 - expect_unix);
+  channel->Close();
+}
+
 TEST_F(RpcTest, ALoopbackChannelTalksOverTheServersUnixSocketUnlessEitherSideSaysNo) {
   if (!UnixPathAllowed()) GTEST_SKIP() << "TXC_RPC_UNIX=0: this copy of the suite runs over TCP";
   RpcServer server(io_);
@@ -1176,6 +1189,7 @@ TEST_F(RpcTest, ALoopbackChannelTalksOverTheServersUnixSocketUnlessEitherSideSay
   ASSERT_OK(r.status);
   EXPECT_EQ(r.resp.txid.seq, 1);
   EXPECT_EQ(server.unix_connections(), 1u);
+  EXPECT_EQ(server.tcp_connections(), 0u);
   EXPECT_EQ(server.open_connections(), 1u);
 
   // A channel told not to dials TCP to the same server.
@@ -1186,6 +1200,7 @@ TEST_F(RpcTest, ALoopbackChannelTalksOverTheServersUnixSocketUnlessEitherSideSay
   ASSERT_OK(r.status);
   EXPECT_EQ(r.resp.txid.seq, 2);
   EXPECT_EQ(server.unix_connections(), 1u);
+  EXPECT_EQ(server.tcp_connections(), 1u);
   EXPECT_EQ(server.open_connections(), 2u);
 
   // A server without the socket: the channel finds none and dials TCP.
@@ -1198,6 +1213,7 @@ TEST_F(RpcTest, ALoopbackChannelTalksOverTheServersUnixSocketUnlessEitherSideSay
   ASSERT_OK(r.status);
   EXPECT_EQ(r.resp.txid.seq, 3);
   EXPECT_EQ(plain.unix_connections(), 0u);
+  EXPECT_EQ(plain.tcp_connections(), 1u);
   channel->Close();
   over_tcp->Close();
   to_plain->Close();
@@ -1288,6 +1304,7 @@ TEST_F(RpcTest, AUnixSocketHeldByAnotherUsersProcessIsNotTrusted) {
   ASSERT_OK(r.status);
   EXPECT_EQ(r.resp.txid.seq, 5);
   EXPECT_EQ(server.unix_connections(), 0u);
+  EXPECT_EQ(server.tcp_connections(), 1u);
   EXPECT_EQ(server.open_connections(), 1u);
   channel->Close();
 }
