@@ -101,6 +101,14 @@ struct PaxosLogOptions {
   std::string path;                  // the acceptor's LogStore
   bool unsafe_no_sync = false;
   Micros election_max = 600 * kMillis;  // peer calls time out after twice this
+  // A replica that answers a peer in the replies to that peer's calls sends
+  // nothing on its own connection to it, which the peer's server would close
+  // as idle (its --rpc-idle-timeout, 5 min by default), and that close would
+  // reach on_closed_by_peer as if the peer had died (a needless early
+  // election round). So a message to a peer goes as a call of its own when
+  // none went on our connection for this long. Keep it below the peers'
+  // idle timeout.
+  Micros call_at_least_every = 60 * kSeconds;
   TlsConfig tls;  // of the channels to the other replicas (see NodeOptions::tls)
   // Observes each Persist, in seconds from Persist to durable (queueing and
   // the group commit with its fsync). Borrowed; may be null.
@@ -180,6 +188,9 @@ class PaxosLog {
   Hooks hooks_;
   std::unique_ptr<wal::LogStore> store_;
   std::map<int, Micros> last_heard_;
+  // When our last call to each peer went (or, before the first, when we
+  // first had a message for it): PaxosLogOptions::call_at_least_every.
+  std::map<int, Micros> last_call_;
   // A peer's Deliver calls that asked for the answer in the reply
   // (PeerMessage.answer_in_reply), not answered yet: per peer, oldest first.
   // This replica's next message to that peer goes in the oldest one's reply;

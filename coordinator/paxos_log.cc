@@ -248,8 +248,11 @@ void PaxosLog::Send(const paxos::Outgoing& o) {
   if (stopped_) return;
   auto it = options_.peers.find(o.to);
   if (it == options_.peers.end() || o.to == options_.self_id) return;
+  const Micros now = SteadyNowMicros();
+  const Micros last_call = last_call_.try_emplace(o.to, now).first->second;
+  const bool call_due = now - last_call >= options_.call_at_least_every;
   auto held = held_.find(o.to);
-  if (held != held_.end() && !held->second.empty()) {
+  if (held != held_.end() && !held->second.empty() && !call_due) {
     // The peer's oldest unanswered call carries it back.
     proto::PeerAck ack;
     ack.__set_payload(Encode(o.msg));
@@ -264,6 +267,7 @@ void PaxosLog::Send(const paxos::Outgoing& o) {
   m.receiver = o.to;
   m.payload = Encode(o.msg);
   m.__set_answer_in_reply(true);
+  last_call_[o.to] = now;
   sent_as_call_.fetch_add(1, std::memory_order_relaxed);
   pool_.Get(it->second)->Call<proto::PeerMessage, proto::PeerAck>(
       "Deliver", m, 2 * options_.election_max,

@@ -110,20 +110,23 @@ TEST_F(PaxosLogTest, AFailedCompactionFailsTheLog) {
   EXPECT_TRUE(log->failed());
 }
 
-// A follower answers the leader's calls in their replies, so it sends
-// nothing on its own connection to the leader; yet the early election needs
-// that connection's end of stream when the leader's process dies
-// (on_closed_by_peer: every follower that hears it runs and grants the
-// pre-vote at once). Replica 2 hears from 1 and opens its own connection
-// to 1; when 1's server goes away, 2's log reports replica 1 gone.
-TEST(PaxosLogPeerTest, AReplicaKeepsAConnectionToWhoeverCallsItAndHearsWhenItCloses) {
-  testing::TempDir dir;
-  boost::asio::io_context io;
-  rpc::RpcServer server1(io), server2(io);
-  std::vector<int> gone;  // replica 2's peer_gone reports
-  int heard = 0;          // messages replica 2 took
-  auto open = [&](int id, rpc::RpcServer* server, const std::map<int, std::string>& peers) {
-    PaxosLogOptions o;
+// Two real PaxosLogs (replicas 1 and 2; 3 is an address nobody serves) on
+// their own RpcServers, one io_context. Replica 2's peer_gone reports and the
+// messages it takes are counted.
+struct PeerPair {
+  explicit PeerPair(rpc::ServerOptions server1_options = {}, PaxosLogOptions base = {})
+      : server1(io, server1_options), server2(io) {
+    const int port1 = testing::FreePort(), port2 = testing::FreePort();
+    peers = {{1, "127.0.0.1:" + std::to_string(port1)},
+             {2, "127.0.0.1:" + std::to_string(port2)},
+             {3, "127.0.0.1:1"}};
+    // The handlers (Start) before Listen, so the ports are chosen first.
+    log1 = Open(1, &server1, base);
+    log2 = Open(2, &server2, base);
+    EXPECT_TRUE(server1.Listen(peers.at(1)).ok());
+    EXPECT_TRUE(server2.Listen(peers.at(2)).ok());
+  }
+  std::unique_ptr<PaxosLog> Open(int id, rpc::RpcServer* server, PaxosLogOptions o) {
     o.self_id = id;
     o.peers = peers;
     o.path = dir.path + "/paxos" + std::to_string(id) + ".db";
@@ -132,45 +135,88 @@ TEST(PaxosLogPeerTest, AReplicaKeepsAConnectionToWhoeverCallsItAndHearsWhenItClo
     PaxosLog::Hooks h;
     h.persisted = [](uint64_t) {};
     h.failed = [](const Status&) {};
-    h.message = [&heard, id](const paxos::Message&) { heard += id == 2 ? 1 : 0; };
-    h.peer_gone = [&gone, id](int peer) {
+    h.message = [this, id](const paxos::Message&) { heard += id == 2 ? 1 : 0; };
+    h.peer_gone = [this, id](int peer) {
       if (id == 2) gone.push_back(peer);
     };
     EXPECT_TRUE(log->Start(std::move(h)).ok());
     return log;
-  };
-  // The handlers (Start) before Listen, so the ports are chosen first.
-  const int port1 = testing::FreePort(), port2 = testing::FreePort();
-  const std::map<int, std::string> peers = {{1, "127.0.0.1:" + std::to_string(port1)},
-                                            {2, "127.0.0.1:" + std::to_string(port2)},
-                                            {3, "127.0.0.1:1"}};
-  auto log1 = open(1, &server1, peers);
-  auto log2 = open(2, &server2, peers);
-  ASSERT_TRUE(server1.Listen(peers.at(1)).ok());
-  ASSERT_TRUE(server2.Listen(peers.at(2)).ok());
-  auto run_until = [&](const std::function<bool()>& done) {
+  }
+  // A heartbeat from replica `from` to `to`.
+  static paxos::Outgoing Heartbeat(int from, int to) {
+    paxos::Outgoing o;
+    o.to = to;
+    o.msg.type = paxos::wire::Type::HEARTBEAT;
+    o.msg.sender = from;
+    o.msg.receiver = to;
+    return o;
+  }
+  void RunUntil(const std::function<bool()>& done, int max_ms = 5000) {
     auto busy = boost::asio::make_work_guard(io);
-    for (int i = 0; i < 500 && !done(); ++i) {
+    for (int i = 0; i < max_ms && !done(); ++i) {
       io.restart();
-      io.run_for(std::chrono::milliseconds(10));
+      io.run_for(std::chrono::milliseconds(1));
     }
-  };
-  paxos::Outgoing o;
-  o.to = 2;
-  o.msg.type = paxos::wire::Type::HEARTBEAT;
-  o.msg.sender = 1;
-  o.msg.receiver = 2;
-  log1->Send(o);
-  run_until([&] { return heard > 0 && server1.open_connections() > 0; });
-  ASSERT_EQ(heard, 1);
-  EXPECT_EQ(server1.open_connections(), 1u) << "replica 2 opened its own connection to 1";
-  EXPECT_TRUE(gone.empty());
+  }
+
+  testing::TempDir dir;
+  boost::asio::io_context io;
+  rpc::RpcServer server1, server2;
+  std::map<int, std::string> peers;
+  std::vector<int> gone;  // replica 2's peer_gone reports
+  int heard = 0;          // messages replica 2 took
+  std::unique_ptr<PaxosLog> log1, log2;
+};
+
+// A follower answers the leader's calls in their replies, so it sends
+// nothing on its own connection to the leader; yet the early election needs
+// that connection's end of stream when the leader's process dies
+// (on_closed_by_peer: every follower that hears it runs and grants the
+// pre-vote at once). Replica 2 hears from 1 and opens its own connection
+// to 1; when 1's server goes away, 2's log reports replica 1 gone.
+TEST(PaxosLogPeerTest, AReplicaKeepsAConnectionToWhoeverCallsItAndHearsWhenItCloses) {
+  PeerPair p;
+  p.log1->Send(PeerPair::Heartbeat(1, 2));
+  p.RunUntil([&] { return p.heard > 0 && p.server1.open_connections() > 0; });
+  ASSERT_EQ(p.heard, 1);
+  EXPECT_EQ(p.server1.open_connections(), 1u) << "replica 2 opened its own connection to 1";
+  EXPECT_TRUE(p.gone.empty());
   // Replica 1's process "dies": its server closes every connection.
-  log1->Stop();
-  server1.Stop();
-  run_until([&] { return !gone.empty(); });
-  ASSERT_EQ(gone, std::vector<int>{1});
-  log2->Stop();
+  p.log1->Stop();
+  p.server1.Stop();
+  p.RunUntil([&] { return !p.gone.empty(); });
+  ASSERT_EQ(p.gone, std::vector<int>{1});
+  p.log2->Stop();
+}
+
+// A follower answers the leader in the replies to the leader's calls, so
+// its own connection to the leader (kept open to hear the leader's death,
+// above) carries nothing; the leader's server would close it at its idle
+// timeout, and the follower would take that for the leader's death. Its
+// messages go as calls of their own often enough to keep it open.
+TEST(PaxosLogPeerTest, AReplicaThatAnswersInRepliesStillCallsOftenEnoughToStayConnected) {
+  rpc::ServerOptions short_idle;
+  short_idle.idle_timeout = 600 * kMillis;
+  PaxosLogOptions o;
+  o.call_at_least_every = 200 * kMillis;  // a third of server1's idle timeout
+  PeerPair p(short_idle, o);
+  // 2 s of a heartbeat from 1 every 50 ms, each answered by 2 (in the reply
+  // to 1's call, unless a call of 2's own is due): more than three of
+  // server1's idle timeouts.
+  for (int i = 0; i < 40; ++i) {
+    const int before = p.heard;
+    p.log1->Send(PeerPair::Heartbeat(1, 2));
+    p.RunUntil([&] { return p.heard > before; }, 50);
+    p.log2->Send(PeerPair::Heartbeat(2, 1));
+    p.RunUntil([] { return false; }, 50);
+  }
+  EXPECT_EQ(p.heard, 40);
+  EXPECT_TRUE(p.gone.empty()) << "replica 2's connection to 1 was closed as idle";
+  EXPECT_EQ(p.server1.idle_closed(), 0u);
+  EXPECT_GT(p.log2->sent_in_reply(), p.log2->sent_as_call());
+  EXPECT_GE(p.log2->sent_as_call(), 5u);
+  p.log1->Stop();
+  p.log2->Stop();
 }
 
 }  // namespace
