@@ -9,10 +9,25 @@ namespace txc::validate {
 
 namespace {
 
-// "FIELD[I]" and "FIELD.NAME": built for a refusal's message only.
-std::string Indexed(std::string_view field, size_t i) {
-  return std::string(field) + "[" + std::to_string(i) + "]";
-}
+// Where a field sits in a message ("ListTxnsResponse.txns[3].progress[0]"),
+// as a chain of frames on the stack: spelled out only for a refusal, so
+// checking a valid message allocates nothing. A root may name a whole path
+// ("CommitRequest.participants").
+struct Path {
+  static constexpr size_t kNoIndex = static_cast<size_t>(-1);
+  const Path* parent;
+  const char* name;         // a field, or the message type at the root
+  size_t index = kNoIndex;  // an element of a list field
+
+  std::string ToString() const {
+    std::string s = parent != nullptr ? parent->ToString() + "." : std::string();
+    s += name;
+    if (index != kNoIndex) s += "[" + std::to_string(index) + "]";
+    return s;
+  }
+};
+
+// "FIELD.NAME": built for a refusal's message only.
 std::string Dot(std::string_view field, std::string_view name) {
   return std::string(field) + "." + std::string(name);
 }
@@ -36,37 +51,65 @@ Status TooMany(std::string_view field, size_t n, std::string_view what, size_t m
 }
 
 // A resource name or an address: echoed in errors, kept in logs.
-Status CheckName(const std::string& value, std::string_view field, const char* what) {
+Status CheckName(const std::string& value, const Path& at, const char* what) {
   if (value.size() <= kMaxNameBytes) return Status::Ok();
-  return Status::InvalidArgument(std::string(field) + " is " + std::to_string(value.size()) + " bytes long; " +
+  return Status::InvalidArgument(at.ToString() + " is " + std::to_string(value.size()) + " bytes long; " +
                                  what + " is at most " + std::to_string(kMaxNameBytes) + " bytes");
 }
 
-Status CheckParticipants(const std::vector<proto::Participant>& ps, std::string_view field) {
-  if (ps.size() > kMaxParticipants) {
-    return TooMany(field, ps.size(), "participants", kMaxParticipants, "take part in one transaction");
-  }
-  for (size_t i = 0; i < ps.size(); ++i) {
-    // The element's name is spelled out for a refusal only.
-    if (!CheckParticipant(ps[i], field).ok()) return CheckParticipant(ps[i], Indexed(field, i));
+Status ParticipantAt(const proto::Participant& p, const Path& at) {
+  TXC_RETURN_IF_ERROR(CheckName(p.resource, Path{&at, "resource"}, "a resource name"));
+  TXC_RETURN_IF_ERROR(CheckName(p.address, Path{&at, "address"}, "an agent address"));
+  // An agent's incarnations count up from 1; 0 stands for "not known".
+  if (p.__isset.incarnation && p.incarnation < 0) {
+    return Bad(Path{&at, "incarnation"}.ToString(), p.incarnation, "an agent incarnation is >= 0");
   }
   return Status::Ok();
 }
 
-Status CheckStatements(const std::vector<proto::Statement>& ss, std::string_view field) {
+Status StatementAt(const proto::Statement& s, const Path& at) {
+  if (s.sql.size() > kMaxSqlBytes) {
+    return Status::InvalidArgument(Path{&at, "sql"}.ToString() + " is " + std::to_string(s.sql.size()) +
+                                   " bytes long; a statement's SQL is at most " +
+                                   std::to_string(kMaxSqlBytes) +
+                                   " bytes (1 MiB): pass data as parameters");
+  }
+  if (s.params.size() > kMaxParamsPerStatement) {
+    return TooMany(Path{&at, "params"}.ToString(), s.params.size(), "parameters",
+                   kMaxParamsPerStatement, "bind to one statement");
+  }
+  if (s.__isset.expect_rows && s.expect_rows < 0) {
+    return Bad(Path{&at, "expect_rows"}.ToString(), s.expect_rows, "a row count is >= 0");
+  }
+  return Status::Ok();
+}
+
+// `list` names the list field; its elements are named by index.
+Status CheckParticipants(const std::vector<proto::Participant>& ps, const Path& list) {
+  if (ps.size() > kMaxParticipants) {
+    return TooMany(list.ToString(), ps.size(), "participants", kMaxParticipants,
+                   "take part in one transaction");
+  }
+  for (size_t i = 0; i < ps.size(); ++i) {
+    TXC_RETURN_IF_ERROR(ParticipantAt(ps[i], Path{list.parent, list.name, i}));
+  }
+  return Status::Ok();
+}
+
+Status CheckStatements(const std::vector<proto::Statement>& ss, const Path& list) {
   if (ss.size() > kMaxStatements) {
-    return Status::InvalidArgument(std::string(field) + " holds " + std::to_string(ss.size()) +
+    return Status::InvalidArgument(list.ToString() + " holds " + std::to_string(ss.size()) +
                                    " statements; at most " + std::to_string(kMaxStatements) +
                                    " travel in one request: split the work over several Execute "
                                    "calls of the same transaction");
   }
   size_t params = 0;
   for (size_t i = 0; i < ss.size(); ++i) {
-    if (!CheckStatement(ss[i], field).ok()) return CheckStatement(ss[i], Indexed(field, i));
+    TXC_RETURN_IF_ERROR(StatementAt(ss[i], Path{list.parent, list.name, i}));
     params += ss[i].params.size();
   }
   if (params > kMaxParamsPerRequest) {
-    return TooMany(field, params, "parameters in all", kMaxParamsPerRequest,
+    return TooMany(list.ToString(), params, "parameters in all", kMaxParamsPerRequest,
                    "travel in one request: split the work over several Execute calls of the same "
                    "transaction");
   }
@@ -90,37 +133,6 @@ Status CheckTimeoutMs(int64_t ms, std::string_view field) {
   return Status::Ok();
 }
 
-Status CheckParticipant(const proto::Participant& p, std::string_view field) {
-  if (p.resource.size() > kMaxNameBytes) {
-    return CheckName(p.resource, Dot(field, "resource"), "a resource name");
-  }
-  if (p.address.size() > kMaxNameBytes) {
-    return CheckName(p.address, Dot(field, "address"), "an agent address");
-  }
-  // An agent's incarnations count up from 1; 0 stands for "not known".
-  if (p.__isset.incarnation && p.incarnation < 0) {
-    return Bad(Dot(field, "incarnation"), p.incarnation, "an agent incarnation is >= 0");
-  }
-  return Status::Ok();
-}
-
-Status CheckStatement(const proto::Statement& s, std::string_view field) {
-  if (s.sql.size() > kMaxSqlBytes) {
-    return Status::InvalidArgument(Dot(field, "sql") + " is " + std::to_string(s.sql.size()) +
-                                   " bytes long; a statement's SQL is at most " +
-                                   std::to_string(kMaxSqlBytes) +
-                                   " bytes (1 MiB): pass data as parameters");
-  }
-  if (s.params.size() > kMaxParamsPerStatement) {
-    return TooMany(Dot(field, "params"), s.params.size(), "parameters", kMaxParamsPerStatement,
-                   "bind to one statement");
-  }
-  if (s.__isset.expect_rows && s.expect_rows < 0) {
-    return Bad(Dot(field, "expect_rows"), s.expect_rows, "a row count is >= 0");
-  }
-  return Status::Ok();
-}
-
 Status Check(const proto::BeginRequest& req) {
   if (req.__isset.timeout_ms) TXC_RETURN_IF_ERROR(CheckTimeoutMs(req.timeout_ms, "BeginRequest.timeout_ms"));
   if (req.__isset.count && (req.count < 1 || req.count > kMaxBeginCount)) {
@@ -132,7 +144,7 @@ Status Check(const proto::BeginRequest& req) {
 
 Status Check(const proto::CommitRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "CommitRequest.txid"));
-  TXC_RETURN_IF_ERROR(CheckParticipants(req.participants, "CommitRequest.participants"));
+  TXC_RETURN_IF_ERROR(CheckParticipants(req.participants, Path{nullptr, "CommitRequest.participants"}));
   return CheckProtocol(req.protocol, "CommitRequest.protocol");
 }
 
@@ -146,14 +158,9 @@ Status Check(const proto::SubmitRequest& req) {
   size_t statements = 0, params = 0;
   for (size_t i = 0; i < req.branches.size(); ++i) {
     const proto::Branch& b = req.branches[i];
-    // Checked under a fixed name first: the element's is spelled out for a refusal only.
-    if (!CheckParticipant(b.participant, "SubmitRequest.branches[].participant").ok()) {
-      return CheckParticipant(b.participant,
-                              Dot(Indexed("SubmitRequest.branches", i), "participant"));
-    }
-    if (!CheckStatements(b.statements, "SubmitRequest.branches[].statements").ok()) {
-      return CheckStatements(b.statements, Dot(Indexed("SubmitRequest.branches", i), "statements"));
-    }
+    const Path branch{nullptr, "SubmitRequest.branches", i};
+    TXC_RETURN_IF_ERROR(ParticipantAt(b.participant, Path{&branch, "participant"}));
+    TXC_RETURN_IF_ERROR(CheckStatements(b.statements, Path{&branch, "statements"}));
     statements += req.branches[i].statements.size();
     for (const auto& st : req.branches[i].statements) params += st.params.size();
   }
@@ -179,7 +186,7 @@ Status Check(const proto::AbortRequest& req) {
                                    " bytes long; at most " + std::to_string(kMaxReasonBytes) +
                                    " bytes");
   }
-  return CheckParticipants(req.participants, "AbortRequest.participants");
+  return CheckParticipants(req.participants, Path{nullptr, "AbortRequest.participants"});
 }
 
 Status Check(const proto::OutcomeRequest& req) {
@@ -191,7 +198,7 @@ Status Check(const proto::OutcomeRequest& req) {
         "OutcomeRequest.decision_key.agent_address is empty; it names the agent (HOST:PORT) the "
         "group signs decisions for");
   }
-  return CheckName(a, "OutcomeRequest.decision_key.agent_address", "an agent address");
+  return CheckName(a, Path{nullptr, "OutcomeRequest.decision_key.agent_address"}, "an agent address");
 }
 
 // An operator's reason and name, kept in a log: both required, bounded.
@@ -252,8 +259,8 @@ Status Check(const proto::RetryTxnsRequest& req) {
 
 Status Check(const proto::ExecuteRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "ExecuteRequest.txid"));
-  TXC_RETURN_IF_ERROR(CheckName(req.resource, "ExecuteRequest.resource", "a resource name"));
-  TXC_RETURN_IF_ERROR(CheckStatements(req.statements, "ExecuteRequest.statements"));
+  TXC_RETURN_IF_ERROR(CheckName(req.resource, Path{nullptr, "ExecuteRequest.resource"}, "a resource name"));
+  TXC_RETURN_IF_ERROR(CheckStatements(req.statements, Path{nullptr, "ExecuteRequest.statements"}));
   if (req.__isset.timeout_ms) {
     TXC_RETURN_IF_ERROR(CheckTimeoutMs(req.timeout_ms, "ExecuteRequest.timeout_ms"));
   }
@@ -262,16 +269,16 @@ Status Check(const proto::ExecuteRequest& req) {
 
 Status Check(const proto::PrepareRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "PrepareRequest.txid"));
-  TXC_RETURN_IF_ERROR(CheckName(req.resource, "PrepareRequest.resource", "a resource name"));
-  TXC_RETURN_IF_ERROR(CheckParticipants(req.participants, "PrepareRequest.participants"));
+  TXC_RETURN_IF_ERROR(CheckName(req.resource, Path{nullptr, "PrepareRequest.resource"}, "a resource name"));
+  TXC_RETURN_IF_ERROR(CheckParticipants(req.participants, Path{nullptr, "PrepareRequest.participants"}));
   TXC_RETURN_IF_ERROR(CheckProtocol(req.protocol, "PrepareRequest.protocol"));
-  if (req.__isset.work) TXC_RETURN_IF_ERROR(CheckStatements(req.work, "PrepareRequest.work"));
+  if (req.__isset.work) TXC_RETURN_IF_ERROR(CheckStatements(req.work, Path{nullptr, "PrepareRequest.work"}));
   return Status::Ok();
 }
 
 Status Check(const proto::DecideRequest& req) {
   TXC_RETURN_IF_ERROR(CheckTxId(req.txid, "DecideRequest.txid"));
-  TXC_RETURN_IF_ERROR(CheckName(req.resource, "DecideRequest.resource", "a resource name"));
+  TXC_RETURN_IF_ERROR(CheckName(req.resource, Path{nullptr, "DecideRequest.resource"}, "a resource name"));
   int32_t outcome = WireEnumValue(req.outcome);
   if (outcome != proto::Outcome::COMMITTED && outcome != proto::Outcome::ABORTED) {
     return Bad("DecideRequest.outcome", outcome, "a decision is COMMITTED (2) or ABORTED (3)");
@@ -302,23 +309,6 @@ Status Check(const proto::PeerMessage& msg) {
 // ------------------------------------------------------------ enum fields
 
 namespace {
-
-// Where a field sits in a message ("ListTxnsResponse.txns[3].progress[0]"),
-// as a chain of frames on the stack: spelled out only for a refusal, so
-// checking a valid message allocates nothing.
-struct Path {
-  static constexpr size_t kNoIndex = static_cast<size_t>(-1);
-  const Path* parent;
-  const char* name;         // a field, or the message type at the root
-  size_t index = kNoIndex;  // an element of a list field
-
-  std::string ToString() const {
-    std::string s = parent != nullptr ? parent->ToString() + "." : std::string();
-    s += name;
-    if (index != kNoIndex) s += "[" + std::to_string(index) + "]";
-    return s;
-  }
-};
 
 // "1 TWO_PC to 2 THREE_PC", or every value when they have gaps.
 std::string ValuesOf(const std::map<int, const char*>& names) {

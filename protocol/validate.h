@@ -167,8 +167,6 @@ Status CheckEnums(const proto::TxId& m);
 // Checking a valid value allocates nothing.
 Status CheckTxId(const proto::TxId& txid, std::string_view field);
 Status CheckTimeoutMs(int64_t ms, std::string_view field);
-Status CheckParticipant(const proto::Participant& p, std::string_view field);
-Status CheckStatement(const proto::Statement& s, std::string_view field);
 
 // A response of type Resp that carries only `why` as its status: what a
 // server answers instead of serving a refused request.
