@@ -1091,14 +1091,11 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
               /*post=*/true);
     }
     const Micros now = SteadyNowMicros();
-    if (state_ == State::kBackoff) {
-      if (now < next_attempt_) {
-        return PostDone(std::move(done),
-                        Status::Unavailable(fmt::format(
-                            "{} is unreachable ({}); next connect attempt in {} ms", address_,
-                            last_error_, (next_attempt_ - now + 999) / 1000)));
-      }
-      state_ = State::kIdle;
+    if (BackingOff(now)) {
+      return PostDone(std::move(done),
+                      Status::Unavailable(fmt::format(
+                          "{} is unreachable ({}); next connect attempt in {} ms", address_,
+                          last_error_, (next_attempt_ - now + 999) / 1000)));
     }
     if (state_ == State::kIdle) StartConnect();
 
@@ -1121,10 +1118,7 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
 
   void Connect() {
     if (state_ == State::kClosed || !bad_address_.ok()) return;
-    if (state_ == State::kBackoff) {
-      if (SteadyNowMicros() < next_attempt_) return;
-      state_ = State::kIdle;
-    }
+    if (BackingOff(SteadyNowMicros())) return;
     if (state_ == State::kIdle) StartConnect();
   }
 
@@ -1137,6 +1131,15 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
 
  private:
   enum class State { kIdle, kConnecting, kConnected, kBackoff, kClosed };
+
+  // True while a failed connect's back-off runs; once it is over the
+  // channel is idle again (the caller then starts a connect).
+  bool BackingOff(Micros now) {
+    if (state_ != State::kBackoff) return false;
+    if (now < next_attempt_) return true;
+    state_ = State::kIdle;
+    return false;
+  }
 
   struct Pending {
     RawDone done;
