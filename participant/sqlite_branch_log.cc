@@ -94,7 +94,54 @@ BranchLog::BranchLog(std::string name, wal::Db* db, std::function<Micros()> wall
       wall_clock_(std::move(wall_clock)),
       next_purge_(std::numeric_limits<Micros>::min()) {}
 
+// One integer from a query of one row; `none` when it returns no row or NULL.
+Result<int64_t> BranchLog::QueryInt(std::string_view sql, int64_t none) {
+  auto q = db_->Prepare(sql);
+  if (!q.ok()) return Internal(q.status());
+  auto row = (*q)->Step();
+  if (!row.ok()) return Internal(row.status());
+  return *row && !(*q)->ColumnIsNull(0) ? (*q)->ColumnInt(0) : none;
+}
+
+Status BranchLog::CheckLayout() {
+  TXC_RETURN_IF_ERROR(Internal(db_->Exec(
+      "CREATE TABLE IF NOT EXISTS txc_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)")));
+  auto stamped =
+      QueryInt("SELECT value FROM txc_meta WHERE key = 'branch_log_layout'", /*none=*/0);
+  if (!stamped.ok()) return stamped.status();
+  if (*stamped == kBranchLogLayout) return Status::Ok();
+  if (*stamped > kBranchLogLayout) {
+    // A newer version wrote this log. Its live branches may keep what this
+    // code would not read (their undo, their lock keys): recovering them
+    // here could commit without locks or roll back without undo.
+    auto live = QueryInt("SELECT COUNT(*) FROM txc_branches WHERE state < 4", 0);
+    if (!live.ok()) {
+      return Err(Status::kInvalidArgument,
+                 "the branch log was laid out by a newer version (layout " +
+                     std::to_string(*stamped) + "; this one writes " +
+                     std::to_string(kBranchLogLayout) +
+                     ") and cannot be read here: " + live.status().message());
+    }
+    if (*live > 0) {
+      return Err(Status::kInvalidArgument,
+                 "the branch log was laid out by a newer version (layout " +
+                     std::to_string(*stamped) + "; this one writes " +
+                     std::to_string(kBranchLogLayout) + ") and has " + std::to_string(*live) +
+                     " branch(es) that have not ended, which this version could misread: run "
+                     "the newer txagent until `txadmin agent HOST:PORT branches --in-doubt` "
+                     "shows none, then this one");
+    }
+    Logger("wal")->warn("branch log laid out by a newer version (layout {}), with no live branch: "
+                        "used as layout {} resource={}",
+                        *stamped, kBranchLogLayout, name());
+  }
+  return Internal(db_->Exec("INSERT OR REPLACE INTO txc_meta(key, value) VALUES "
+                            "('branch_log_layout', " +
+                            std::to_string(kBranchLogLayout) + ")"));
+}
+
 Status BranchLog::Init() {
+  TXC_RETURN_IF_ERROR(CheckLayout());
   TXC_RETURN_IF_ERROR(db_->Exec(
       "CREATE TABLE IF NOT EXISTS txc_branches("
       "  txid TEXT PRIMARY KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,"

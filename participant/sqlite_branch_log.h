@@ -13,6 +13,8 @@
 // 2026-12-05 kept an interactive branch's changes in txc_changes only
 // (from seq 1); they read the same way.
 // Files of the older, legacy layout of both records still recover.
+//   txc_meta:     'branch_log_layout', the layout that last wrote the log
+//                 (kBranchLogLayout).
 // Final rows (COMMITTED, ABORTED tombstones) are purged after a retention.
 //
 // Every write runs inside the caller's group transaction: the branch log
@@ -44,8 +46,20 @@ class BranchLog : private Named {
   // `db` and `wall_clock` (Unix micros: the `updated` column) outlive the log.
   BranchLog(std::string name, wal::Db* db, std::function<Micros()> wall_clock);
 
-  // Creates the tables if needed and prepares the statements.
+  // Creates the tables if needed and prepares the statements. Refuses a
+  // log that a newer version laid out differently while it has branches
+  // that have not ended (kBranchLogLayout).
   Status Init();
+
+  // The layout of the branch log this code writes, stamped in
+  // txc_meta('branch_log_layout'): raised by every change to how a
+  // branch's rows are kept that an older version would misread. 2: a
+  // branch's change set in its own row and the live-rows index (2026-12-04
+  // and -05). Logs from before the stamp have none; this code reads them
+  // all. A log stamped higher is used only when it has no live branch
+  // (`txc_branches.state < 4`, which later layouts must keep meaning
+  // "live"): its stamp is then lowered to this one.
+  static constexpr int64_t kBranchLogLayout = 2;
 
   // The branch's state; nullopt when it has no row.
   Result<std::optional<BranchState>> LoadState(const std::string& txid);
@@ -126,6 +140,10 @@ class BranchLog : private Named {
   void MaybePurge(Micros now);
 
  private:
+  // See kBranchLogLayout: refuses a newer layout with live branches, else
+  // stamps this one.
+  Status CheckLayout();
+  Result<int64_t> QueryInt(std::string_view sql, int64_t none);
   int64_t WallMs() const { return wall_clock_() / kMillis; }
   // Runs `each` on every row of `s` queried for `txid`; stops at its first error.
   Status EachRow(wal::Stmt& s, const std::string& txid,

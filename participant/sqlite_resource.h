@@ -8,6 +8,8 @@
 //                protocol INTEGER, updated INTEGER, changed INTEGER,
 //                redo BLOB, undo BLOB, keys BLOB)
 //   txc_changes(txid TEXT, seq INTEGER, redo BLOB, undo BLOB, keys BLOB, PRIMARY KEY(txid, seq))
+//   txc_meta(key TEXT PRIMARY KEY, value INTEGER): 'branch_log_layout'
+//     (BranchLog::kBranchLogLayout; a newer layout with live branches is refused)
 // The call that creates a branch (a one-shot's Execute and Prepare, or an
 // interactive branch's first Execute) keeps its change set in the branch's
 // txc_branches row until it ends (seq 1); each later Execute call that

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "common/codec.h"
+#include "participant/sqlite_branch_log.h"
 #include "tests/support/core_harness.h"
 
 #include "wal/sqlite.h"
@@ -1423,6 +1424,54 @@ TEST_F(SqliteResourceTest, TheOldStateIndexGivesWayToOneOverLiveRows) {
   EXPECT_THAT(details, HasSubstr("USING INDEX txc_branches_live"));
   ASSERT_OK(Commit(a_));
   EXPECT_TRUE(Open().empty());
+}
+
+// The branch log's layout is stamped; a log that a newer version laid out
+// is refused while a branch in it is live (this version could recover it
+// without its undo or its locks), and used, restamped, once none is.
+TEST_F(SqliteResourceTest, ALogOfANewerLayoutIsRefusedWhileABranchInItIsLive) {
+  const std::string stamp = "SELECT value FROM txc_meta WHERE key = 'branch_log_layout'";
+  EXPECT_EQ(Count(stamp), internal::BranchLog::kBranchLogLayout);
+  ASSERT_OK(ExecuteAndPrepare(a_, {Add(1, -1)}).status);
+  rm_.reset();
+  const std::string newer = std::to_string(internal::BranchLog::kBranchLogLayout + 1);
+  ASSERT_OK(reader_->Exec("UPDATE txc_meta SET value = " + newer +
+                          " WHERE key = 'branch_log_layout'"));
+  auto refused = SqliteResource::Open("bank_a", path_, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("laid out by a newer version (layout " + newer));
+  EXPECT_THAT(refused.status().message(), HasSubstr("1 branch(es) that have not ended"));
+  EXPECT_EQ(Count(stamp), internal::BranchLog::kBranchLogLayout + 1);  // nothing written
+  EXPECT_EQ(Balance(1), 99);  // the branch's change is still there, undo kept
+  // Once the newer version has ended it (here: by hand, as it would have),
+  // this one opens the log and stamps its own layout.
+  ASSERT_OK(reader_->Exec("UPDATE txc_meta SET value = " +
+                          std::to_string(internal::BranchLog::kBranchLogLayout) +
+                          " WHERE key = 'branch_log_layout'"));
+  ASSERT_EQ(Open().size(), 1u);
+  ASSERT_OK(Commit(a_));
+  rm_.reset();
+  ASSERT_OK(reader_->Exec("UPDATE txc_meta SET value = " + newer +
+                          " WHERE key = 'branch_log_layout'"));
+  EXPECT_TRUE(Open().empty());
+  EXPECT_EQ(Count(stamp), internal::BranchLog::kBranchLogLayout);
+  EXPECT_EQ(Balance(1), 99);
+}
+
+// A log from before the stamp (no txc_meta) is this layout's or older:
+// opened as before, and stamped.
+TEST_F(SqliteResourceTest, ALogFromBeforeTheStampIsStampedOnOpen) {
+  ASSERT_OK(ExecuteAndPrepare(a_, {Add(1, -1)}).status);
+  rm_.reset();
+  ASSERT_OK(reader_->Exec("DROP TABLE txc_meta"));
+  auto recovered = Open();
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(Count("SELECT value FROM txc_meta WHERE key = 'branch_log_layout'"),
+            internal::BranchLog::kBranchLogLayout);
+  ASSERT_OK(Rollback(a_));
+  EXPECT_EQ(Balance(1), 100);
 }
 
 // ------------------------------------------- key locks and exact undo
