@@ -556,6 +556,11 @@ TEST_F(TxadminWalTest, ReadsAnAgentsBranchLogWhileAWriterHoldsItOpen) {
   EXPECT_EQ(d->kind, WalDump::kBranchLog);
   Json j = WalJson(*d);
   EXPECT_EQ(j["kind"], "agent-branch-log");
+  EXPECT_EQ(j["meta"]["branch_log_layout"],
+            std::to_string(participant::internal::BranchLog::kBranchLogLayout));
+  EXPECT_THAT(WalText(*d), HasSubstr("meta branch_log_layout = " +
+                                     std::to_string(participant::internal::BranchLog::kBranchLogLayout) +
+                                     "\n"));
   ASSERT_EQ(j["branches"].size(), 3u);
   EXPECT_EQ(j["branches"][0]["txid"], "2.1");
   EXPECT_EQ(j["branches"][0]["state"], "PREPARED");
@@ -605,6 +610,7 @@ TEST_F(TxadminWalTest, ReadsABranchLogOfTheLayoutBeforeOneShotRows) {
   ASSERT_EQ(d->branches[0].changes.size(), 2u);
   EXPECT_EQ(d->branches[0].changes[1].seq, 2);
   EXPECT_EQ(d->branches[0].changes[1].redo_bytes, 3u);
+  EXPECT_EQ(WalJson(*d)["meta"]["branch_log_layout"], "none (a log written before 2026-12-06)");
 }
 
 // The WAL of a database resource, written by hand with xa_resource.cc's

@@ -125,6 +125,16 @@ void SortByTxid(std::vector<WalDump::Branch>* branches) {
 Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
   std::optional<std::string> key;
   if (txid) key = ToString(*txid);
+  // The layout that last wrote it (participant::internal::BranchLog::kBranchLogLayout).
+  auto stamped = r.HasTable("txc_meta");
+  if (!stamped.ok()) return stamped.status();
+  std::string layout = "none (a log written before 2026-12-06)";
+  if (*stamped) {
+    TXC_RETURN_IF_ERROR(r.Query("SELECT value FROM txc_meta WHERE key = ?1",
+                                std::string("branch_log_layout"),
+                                [&](sqlite3_stmt* s) { layout = Column(s, 0); }));
+  }
+  d->meta.emplace_back("branch_log_layout", layout);
   const char* branches_sql =
       txid ? "SELECT txid, state, participants, protocol, updated FROM txc_branches WHERE txid = ?1"
            : "SELECT txid, state, participants, protocol, updated FROM txc_branches "
@@ -594,11 +604,12 @@ Json WalJson(const WalDump& d) {
       heuristics.push_back(std::move(o));
     }
     j["heuristics"] = std::move(heuristics);
-    return j;
+    if (d.meta.empty()) return j;
   }
   Json meta = Json::object();
   for (const auto& [k, v] : d.meta) meta[k] = v;
   j["meta"] = std::move(meta);
+  if (d.kind == WalDump::kBranchLog || d.kind == WalDump::kDatabaseBranchLog) return j;
   if (d.snapshot) {
     const auto& s = *d.snapshot;
     Json o;
@@ -667,9 +678,9 @@ std::string WalText(const WalDump& d) {
           << h.reason << ")" << (h.at_ms != 0 ? "  at " + IsoTime(h.at_ms) : "") << "\n";
     }
     if (!d.heuristics.empty()) out << "(" << d.heuristics.size() << " heuristic decisions)\n";
-    return out.str();
   }
   for (const auto& [k, v] : d.meta) out << "meta " << k << " = " << v << "\n";
+  if (d.kind == WalDump::kBranchLog || d.kind == WalDump::kDatabaseBranchLog) return out.str();
   if (d.snapshot) {
     const auto& s = *d.snapshot;
     out << "snapshot at index " << s.index << ": ";

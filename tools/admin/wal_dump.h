@@ -85,7 +85,7 @@ struct WalDump {
   };
   std::vector<Record> records;
   // The log's metadata, printable: epoch (single replica), promised ballot,
-  // joining mark, snapshot index (Paxos).
+  // joining mark, snapshot index (Paxos); kBranchLog: its layout.
   std::vector<std::pair<std::string, std::string>> meta;
   struct Snapshot {
     int64_t index = 0;
