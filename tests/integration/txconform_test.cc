@@ -105,10 +105,10 @@ class TxconformTest : public ::testing::Test {
     script_ = dir_.path + "/restart-agent.sh";
     pidfile_ = dir_.path + "/agent.pid";
     lockfile_ = dir_.path + "/restart.lock";
-    WriteScript(std::string(TXC_BIN_DIR "/txagent --listen ") + Addr(aport_) + " --data " + dir_.path +
-                    "/agent --coordinator " + Addr(cport_) + " --resource conform=sqlite:" + dir_.path +
-                    "/conform.db",
-                /*wait_for_outcome_query=*/true);
+    agent_cmd_ = std::string(TXC_BIN_DIR "/txagent --listen ") + Addr(aport_) + " --data " +
+                 dir_.path + "/agent --coordinator " + Addr(cport_) +
+                 " --resource conform=sqlite:" + dir_.path + "/conform.db";
+    WriteScript(agent_cmd_, /*wait_for_outcome_query=*/true);
     ASSERT_TRUE(RunScript()) << AgentLog();
   }
 
@@ -118,7 +118,8 @@ class TxconformTest : public ::testing::Test {
   // start an agent after this read the pid file and leave it behind. The
   // script holds the lock file from its start to its end (bounded wait
   // here: 30 s, past the script's own bounds).
-  void TearDown() override {
+  void TearDown() override { StopAgent(); }
+  void StopAgent() {
     int fd = open(lockfile_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     for (int i = 0; fd >= 0 && i < 600 && flock(fd, LOCK_EX | LOCK_NB) != 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -199,8 +200,62 @@ class TxconformTest : public ::testing::Test {
   TempDir dir_;
   int cport_ = 0, aport_ = 0;
   std::unique_ptr<Process> coord_;
-  std::string script_, pidfile_, lockfile_;
+  std::string agent_cmd_, script_, pidfile_, lockfile_;
 };
+
+pid_t ReadPid(const std::string& path) {
+  std::ifstream in(path);
+  pid_t pid = 0;
+  in >> pid;
+  return pid;
+}
+
+// Alive and not a zombie.
+bool Running(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("State:", 0) == 0) return line.find('Z') == std::string::npos;
+  }
+  return false;
+}
+
+// The end of a test while a restart script still runs (a txconform that
+// died inside its --restart-cmd leaves it running): stopping the agent
+// waits for the script, so the agent the script starts is the one
+// stopped, not one left behind.
+TEST_F(TxconformTest, AnAgentStartedByAScriptStillRunningAtTheEndIsStoppedToo) {
+  WriteScript(agent_cmd_, /*wait_for_outcome_query=*/false);
+  const pid_t first = ReadPid(pidfile_);
+  ASSERT_GT(first, 0);
+  Process sh("restart-agent", {"/bin/sh", script_}, dir_.path + "/script2.log");
+  ASSERT_TRUE(sh.Start());
+  // Until the script holds its lock (it kills the first agent and starts
+  // the next under it); the test's own probe lets go at once.
+  int fd = open(lockfile_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  bool held = false;
+  for (int i = 0; i < 1000 && !held; ++i) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      flock(fd, LOCK_UN);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    } else {
+      held = true;
+    }
+  }
+  close(fd);
+  ASSERT_TRUE(held) << "the restart script never took its lock";
+  StopAgent();
+  int status = 0;
+  ASSERT_TRUE(sh.WaitExit(20000, &status));
+  const pid_t second = ReadPid(pidfile_);
+  EXPECT_NE(second, first);  // the script did start another agent
+  for (int i = 0; i < 200 && Running(second); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(Running(second)) << "agent " << second << " left running";
+  EXPECT_FALSE(Running(first));
+}
 
 // txagent holds every case. Of case 5's first check it takes the
 // "acknowledged" branch: it answers OK to a COMMIT of a branch it has no
