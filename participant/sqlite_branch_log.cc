@@ -106,6 +106,18 @@ Result<int64_t> BranchLog::QueryInt(std::string_view sql, int64_t none) {
 Status BranchLog::CheckLayout() {
   TXC_RETURN_IF_ERROR(Internal(db_->Exec(
       "CREATE TABLE IF NOT EXISTS txc_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)")));
+  // A stamp that is not a number (damaged, or written by something else)
+  // would read as 0, "unstamped": refused instead, unread.
+  auto odd = QueryInt("SELECT COUNT(*) FROM txc_meta WHERE key = 'branch_log_layout' AND "
+                      "typeof(value) <> 'integer'",
+                      0);
+  if (!odd.ok()) return odd.status();
+  if (*odd > 0) {
+    return Err(Status::kInvalidArgument,
+               "txc_meta's branch_log_layout is not a layout number (the log was damaged, or "
+               "written by something other than txagent): restore the database from a backup, "
+               "or delete that row if the log is known to be of this version");
+  }
   auto stamped =
       QueryInt("SELECT value FROM txc_meta WHERE key = 'branch_log_layout'", /*none=*/0);
   if (!stamped.ok()) return stamped.status();

@@ -1460,6 +1460,21 @@ TEST_F(SqliteResourceTest, ALogOfANewerLayoutIsRefusedWhileABranchInItIsLive) {
   EXPECT_EQ(Balance(1), 99);
 }
 
+// A stamp that is not a number would read as 0 ("unstamped") and let a
+// newer log through: refused, and left as it is.
+TEST_F(SqliteResourceTest, ALayoutStampThatIsNotANumberIsRefused) {
+  ASSERT_OK(ExecuteAndPrepare(a_, {Add(1, -1)}).status);
+  rm_.reset();
+  ASSERT_OK(reader_->Exec(
+      "UPDATE txc_meta SET value = 'three' WHERE key = 'branch_log_layout'"));
+  auto refused = SqliteResource::Open("bank_a", path_, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("not a layout number"));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM txc_meta WHERE value = 'three'"), 1);
+  EXPECT_EQ(Balance(1), 99);
+}
+
 // A log from before the stamp (no txc_meta) is this layout's or older:
 // opened as before, and stamped.
 TEST_F(SqliteResourceTest, ALogFromBeforeTheStampIsStampedOnOpen) {
