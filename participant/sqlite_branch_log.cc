@@ -106,46 +106,48 @@ Result<int64_t> BranchLog::QueryInt(std::string_view sql, int64_t none) {
 Status BranchLog::CheckLayout() {
   TXC_RETURN_IF_ERROR(Internal(db_->Exec(
       "CREATE TABLE IF NOT EXISTS txc_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)")));
-  // A stamp that is not a number (damaged, or written by something else)
-  // would read as 0, "unstamped": refused instead, unread.
-  auto odd = QueryInt("SELECT COUNT(*) FROM txc_meta WHERE key = 'branch_log_layout' AND "
-                      "typeof(value) <> 'integer'",
-                      0);
-  if (!odd.ok()) return odd.status();
-  if (*odd > 0) {
-    return Err(Status::kInvalidArgument,
-               "txc_meta's branch_log_layout is not a layout number (the log was damaged, or "
-               "written by something other than txagent): restore the database from a backup, "
-               "or delete that row if the log is known to be of this version");
+  int64_t stamped = 0;  // none: a log from before the stamp
+  {
+    auto q = db_->Prepare(
+        "SELECT typeof(value), value FROM txc_meta WHERE key = 'branch_log_layout'");
+    if (!q.ok()) return Internal(q.status());
+    auto row = (*q)->Step();
+    if (!row.ok()) return Internal(row.status());
+    if (*row) {
+      // Not a number (damaged, or written by something else): it would
+      // read as 0, "unstamped", and let a newer log through. Refused, unread.
+      if ((*q)->ColumnText(0) != "integer") {
+        return Err(Status::kInvalidArgument,
+                   "txc_meta's branch_log_layout is not a layout number (the log was damaged, "
+                   "or written by something other than txagent): restore the database from a "
+                   "backup, or delete that row if the log is known to be of this version");
+      }
+      stamped = (*q)->ColumnInt(1);
+    }
   }
-  auto stamped =
-      QueryInt("SELECT value FROM txc_meta WHERE key = 'branch_log_layout'", /*none=*/0);
-  if (!stamped.ok()) return stamped.status();
-  if (*stamped == kBranchLogLayout) return Status::Ok();
-  if (*stamped > kBranchLogLayout) {
+  if (stamped == kBranchLogLayout) return Status::Ok();
+  if (stamped > kBranchLogLayout) {
     // A newer version wrote this log. Its live branches may keep what this
     // code would not read (their undo, their lock keys): recovering them
     // here could commit without locks or roll back without undo.
+    const std::string newer = "the branch log was laid out by a newer version (layout " +
+                              std::to_string(stamped) + "; this one writes " +
+                              std::to_string(kBranchLogLayout) + ")";
     auto live = QueryInt("SELECT COUNT(*) FROM txc_branches WHERE state < 4", 0);
     if (!live.ok()) {
-      return Err(Status::kInvalidArgument,
-                 "the branch log was laid out by a newer version (layout " +
-                     std::to_string(*stamped) + "; this one writes " +
-                     std::to_string(kBranchLogLayout) +
-                     ") and cannot be read here: " + live.status().message());
+      return Err(Status::kInvalidArgument, newer + " and cannot be read here: " +
+                                               live.status().message());
     }
     if (*live > 0) {
       return Err(Status::kInvalidArgument,
-                 "the branch log was laid out by a newer version (layout " +
-                     std::to_string(*stamped) + "; this one writes " +
-                     std::to_string(kBranchLogLayout) + ") and has " + std::to_string(*live) +
+                 newer + " and has " + std::to_string(*live) +
                      " branch(es) that have not ended, which this version could misread: run "
                      "the newer txagent until `txadmin agent HOST:PORT branches --in-doubt` "
                      "shows none, then this one");
     }
     Logger("wal")->warn("branch log laid out by a newer version (layout {}), with no live branch: "
                         "used as layout {} resource={}",
-                        *stamped, kBranchLogLayout, name());
+                        stamped, kBranchLogLayout, name());
   }
   return Internal(db_->Exec("INSERT OR REPLACE INTO txc_meta(key, value) VALUES "
                             "('branch_log_layout', " +
