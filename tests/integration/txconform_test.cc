@@ -87,6 +87,23 @@ std::string VerdictOf(const std::string& out, const std::string& name) {
   return "";
 }
 
+pid_t ReadPid(const std::string& path) {
+  std::ifstream in(path);
+  pid_t pid = 0;
+  in >> pid;
+  return pid;
+}
+
+// Alive and not a zombie.
+bool Running(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("State:", 0) == 0) return line.find('Z') == std::string::npos;
+  }
+  return false;
+}
+
 // A txcoord, and a txagent (resource "conform", SQLite) that a shell script
 // starts, and kills and starts again: the script is txconform's
 // --restart-cmd. The agent's pid is in a file, so the script and TearDown
@@ -124,9 +141,7 @@ class TxconformTest : public ::testing::Test {
     for (int i = 0; fd >= 0 && i < 600 && flock(fd, LOCK_EX | LOCK_NB) != 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    std::ifstream in(pidfile_);
-    pid_t pid = 0;
-    if (in >> pid && pid > 0) kill(pid, SIGKILL);
+    if (pid_t pid = ReadPid(pidfile_); pid > 0) kill(pid, SIGKILL);
     if (fd >= 0) close(fd);
   }
 
@@ -203,23 +218,6 @@ class TxconformTest : public ::testing::Test {
   std::string agent_cmd_, script_, pidfile_, lockfile_;
 };
 
-pid_t ReadPid(const std::string& path) {
-  std::ifstream in(path);
-  pid_t pid = 0;
-  in >> pid;
-  return pid;
-}
-
-// Alive and not a zombie.
-bool Running(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("State:", 0) == 0) return line.find('Z') == std::string::npos;
-  }
-  return false;
-}
-
 // The end of a test while a restart script still runs (a txconform that
 // died inside its --restart-cmd leaves it running): stopping the agent
 // waits for the script, so the agent the script starts is the one
@@ -262,9 +260,7 @@ TEST_F(TxconformTest, AnAgentStartedByAScriptStillRunningAtTheEndIsStoppedToo) {
 // record of (it cannot tell one it never saw from one it committed and
 // forgot), and the kit checks that no branch came of it.
 TEST_F(TxconformTest, TxagentHoldsEveryCase) {
-  std::ifstream in(pidfile_);
-  pid_t first = 0;
-  in >> first;
+  const pid_t first = ReadPid(pidfile_);
   ConformRun r = Txconform(dir_.path, "conform",
                     {"--agent", Addr(aport_), "--resource", "conform", "--restart-cmd",
                      "/bin/sh " + script_, "--timeout", "20s"});
@@ -285,10 +281,7 @@ TEST_F(TxconformTest, TxagentHoldsEveryCase) {
   const std::string log = AgentLog(1 << 24);
   EXPECT_NE(log.find("the group never allocated this txid"), std::string::npos) << AgentLog();
   // The crash case really restarted the agent.
-  std::ifstream again(pidfile_);
-  pid_t now = 0;
-  again >> now;
-  EXPECT_NE(now, first);
+  EXPECT_NE(ReadPid(pidfile_), first);
 }
 
 TEST_F(TxconformTest, WithoutARestartCommandTheCrashCaseIsSkipped) {
