@@ -89,8 +89,6 @@ class LocalLog {
   std::unique_ptr<wal::LogStore> store_;
   uint64_t commit_index_ = 0;
   int64_t epoch_ = 0;
-  std::atomic<uint64_t> sent_in_reply_{0};
-  std::atomic<uint64_t> sent_as_call_{0};
   bool failed_ = false;
   bool stopped_ = false;
 };
@@ -172,6 +170,9 @@ class PaxosLog {
   // answer there), or as Deliver calls of their own.
   uint64_t sent_in_reply() const { return sent_in_reply_.load(std::memory_order_relaxed); }
   uint64_t sent_as_call() const { return sent_as_call_.load(std::memory_order_relaxed); }
+  // Held replies let go unused because their connection had closed (their
+  // message went in a live reply or a call instead).
+  uint64_t held_on_closed() const { return held_on_closed_.load(std::memory_order_relaxed); }
 
  private:
   void ClosedByPeer(const std::string& address);
@@ -198,6 +199,7 @@ class PaxosLog {
   // is answered empty, and the message, if one comes, goes as a call.
   struct HeldReply {
     rpc::RpcServer::Reply<proto::PeerAck> reply;
+    rpc::CallConnection connection;  // the reply is dropped once it has closed
     Micros since = 0;
   };
   std::map<int, std::deque<HeldReply>> held_;
@@ -206,6 +208,7 @@ class PaxosLog {
   void AnswerArrived(int to, const proto::PeerAck& ack);
   std::atomic<uint64_t> sent_in_reply_{0};
   std::atomic<uint64_t> sent_as_call_{0};
+  std::atomic<uint64_t> held_on_closed_{0};
   bool failed_ = false;
   bool stopped_ = false;
 };

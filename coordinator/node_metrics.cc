@@ -261,6 +261,14 @@ void CoordinatorNode::RegisterMetrics() {
                            {{{"as", "reply"}}, p != nullptr ? static_cast<double>(p->sent_in_reply()) : 0},
                            {{{"as", "call"}}, p != nullptr ? static_cast<double>(p->sent_as_call()) : 0}};
                      });
+    m.AddCounterFunc("txcoord_peer_held_replies_closed_total",
+                     "Replies held for a peer's call (to carry this replica's next message to "
+                     "it) let go unused because the call's connection had closed.",
+                     [this] {
+                       const PaxosLog* p = paxos_.get();
+                       return std::vector<Sample>{
+                           {{}, p != nullptr ? static_cast<double>(p->held_on_closed()) : 0}};
+                     });
   }
   m.AddCounterFunc("txcoord_rpc_calls_total", "RPC calls this replica's server answered.", [this] {
     return std::vector<Sample>{{{}, static_cast<double>(server_.calls_served())}};

@@ -124,8 +124,9 @@ constexpr size_t kMaxHeld = 1024;
 
 Status PaxosLog::Start(Hooks hooks) {
   hooks_ = std::move(hooks);
-  server_->Handle<proto::PeerMessage, proto::PeerAck>(
-      "Deliver", [this](proto::PeerMessage m, rpc::RpcServer::Reply<proto::PeerAck> reply) {
+  server_->HandleHeld<proto::PeerMessage, proto::PeerAck>(
+      "Deliver", [this](proto::PeerMessage m, rpc::RpcServer::Reply<proto::PeerAck> reply,
+                        rpc::CallConnection connection) {
         if (Status bad = validate::Check(m); !bad.ok()) {
           return reply(validate::Refusal<proto::PeerAck>(bad));
         }
@@ -163,7 +164,7 @@ Status PaxosLog::Start(Hooks hooks) {
             q.front().reply(proto::PeerAck());
             q.pop_front();
           }
-          q.push_back(HeldReply{std::move(reply), now});
+          q.push_back(HeldReply{std::move(reply), std::move(connection), now});
         }
         hooks_.message(msg);
       });
@@ -252,6 +253,16 @@ void PaxosLog::Send(const paxos::Outgoing& o) {
   const Micros last_call = last_call_.try_emplace(o.to, now).first->second;
   const bool call_due = now - last_call >= options_.call_at_least_every;
   auto held = held_.find(o.to);
+  if (held != held_.end()) {
+    // A reply on a connection that has closed since (the peer gave up on it,
+    // or restarted) would be dropped, and the message lost with it: such
+    // replies are let go, and the message takes a live one or a call.
+    auto& q = held->second;
+    while (!q.empty() && !q.front().connection.open()) {
+      q.pop_front();
+      held_on_closed_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   if (held != held_.end() && !held->second.empty() && !call_due) {
     // The peer's oldest unanswered call carries it back.
     proto::PeerAck ack;

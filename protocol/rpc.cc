@@ -226,7 +226,8 @@ bool IsQuietDisconnect(const boost::system::error_code& ec) {
          ec == asio::error::operation_aborted || ec == asio::error::broken_pipe;
 }
 
-using RawHandlerFn = std::function<void(const Bytes&, std::function<void(Bytes)>)>;
+using RawHandlerFn =
+    std::function<void(const Bytes&, std::function<void(Bytes)>, const CallConnection&)>;
 using RawRefusalFn = std::function<Bytes(int, const std::string&)>;
 
 // A connection's byte stream: a socket, or a TLS session over one. Both
@@ -372,6 +373,7 @@ struct ServerCore {
   struct Handler {
     RawHandlerFn fn;
     RawRefusalFn refusal;
+    bool wants_connection = false;  // RpcServer::HandleHeld
   };
   // std::less<> for lookup by string_view; keys are stable (replies point at them).
   std::map<std::string, Handler, std::less<>> handlers;
@@ -673,9 +675,16 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     const std::string* method = &it->first;
     const int32_t seqid = env.seqid;
     try {
-      it->second.fn(arg_bytes, [weak = weak_from_this(), method, seqid](Bytes result) {
-        if (auto self = weak.lock()) self->SendReply(*method, seqid, result);
-      });
+      CallConnection connection;
+      if (it->second.wants_connection) {
+        connection = CallConnection(std::shared_ptr<const bool>(shared_from_this(), &closed_));
+      }
+      it->second.fn(
+          arg_bytes,
+          [weak = weak_from_this(), method, seqid](Bytes result) {
+            if (auto self = weak.lock()) self->SendReply(*method, seqid, result);
+          },
+          connection);
     } catch (const std::exception& e) {
       if (in_flight_ > 0) --in_flight_;
       Log()->error("handler of '{}' threw: {}", *method, e.what());
@@ -888,8 +897,10 @@ RpcServer::RpcServer(asio::io_context& io, ServerOptions options)
 
 RpcServer::~RpcServer() { Stop(); }
 
-void RpcServer::HandleRaw(const std::string& method, RawHandler handler, RawRefusal refusal) {
-  impl_->core_->handlers[method] = ServerCore::Handler{std::move(handler), std::move(refusal)};
+void RpcServer::HandleRaw(const std::string& method, RawHandler handler, RawRefusal refusal,
+                          bool wants_connection) {
+  impl_->core_->handlers[method] =
+      ServerCore::Handler{std::move(handler), std::move(refusal), wants_connection};
 }
 
 Status RpcServer::Listen(const std::string& host_port) {

@@ -93,6 +93,26 @@ struct ServerOptions {
   bool unix_socket = true;
 };
 
+// The connection a call arrived on, for a handler that holds its reply for a
+// while: open() turns false once the connection has closed (the caller's end
+// went away, an idle or frame timeout, RpcServer::Stop()), after which a reply
+// is dropped. Such a handler can give what it would have put in that reply to
+// a call on an open connection instead. Copyable; io thread only. A default
+// one is never open.
+class CallConnection {
+ public:
+  CallConnection() = default;
+  // Made by the server (from the connection's `closed` flag).
+  explicit CallConnection(std::weak_ptr<const bool> closed) : closed_(std::move(closed)) {}
+  bool open() const {
+    std::shared_ptr<const bool> closed = closed_.lock();
+    return closed != nullptr && !*closed;
+  }
+
+ private:
+  std::weak_ptr<const bool> closed_;
+};
+
 class RpcServer {
  public:
   // Hands a reply back for one call. Call it exactly once, on the io thread;
@@ -111,6 +131,11 @@ class RpcServer {
   // REQUIRES: called before Listen().
   template <class Req, class Resp>
   void Handle(const std::string& method, std::function<void(Req, Reply<Resp>)> handler);
+  // The same for a handler that may hold its reply (PaxosLog's Deliver): it
+  // is also told the call's connection, to check before it answers late.
+  template <class Req, class Resp>
+  void HandleHeld(const std::string& method,
+                  std::function<void(Req, Reply<Resp>, CallConnection)> handler);
 
   // Binds and starts accepting. host_port "127.0.0.1:0" picks a free port.
   // With TLS: INVALID_ARGUMENT naming a certificate file that does not load,
@@ -148,14 +173,20 @@ class RpcServer {
  private:
   class Impl;
   // A raw handler: args bytes in (the struct at field id 1 of the call), a
-  // function that takes the serialised result struct out.
-  using RawHandler =
-      std::function<void(const detail::Bytes& args, std::function<void(detail::Bytes)> reply)>;
+  // function that takes the serialised result struct out, and the call's
+  // connection (a default one unless registered with wants_connection: the
+  // other calls pay nothing for it).
+  using RawHandler = std::function<void(const detail::Bytes& args,
+                                        std::function<void(detail::Bytes)> reply,
+                                        const CallConnection& connection)>;
   // The serialised response to a refused call: a default response whose
   // status field has `code` (a Status::Code) and `message`; empty when the
   // response type has no status field (a Thrift exception is sent instead).
   using RawRefusal = std::function<detail::Bytes(int code, const std::string& message)>;
-  void HandleRaw(const std::string& method, RawHandler handler, RawRefusal refusal);
+  void HandleRaw(const std::string& method, RawHandler handler, RawRefusal refusal,
+                 bool wants_connection = false);
+  template <class Req, class Resp, class Fn>
+  void HandleTyped(const std::string& method, Fn handler, bool wants_connection);
   std::unique_ptr<Impl> impl_;
 };
 

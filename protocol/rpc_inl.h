@@ -30,6 +30,27 @@ bool Deserialize(const Bytes& bytes, T* value) {
 // parse: it counts a malformed frame and closes the connection.
 template <class Req, class Resp>
 void RpcServer::Handle(const std::string& method, std::function<void(Req, Reply<Resp>)> handler) {
+  HandleTyped<Req, Resp>(
+      method,
+      [handler = std::move(handler)](Req req, Reply<Resp> reply, const CallConnection&) {
+        handler(std::move(req), std::move(reply));
+      },
+      false);
+}
+
+template <class Req, class Resp>
+void RpcServer::HandleHeld(const std::string& method,
+                           std::function<void(Req, Reply<Resp>, CallConnection)> handler) {
+  HandleTyped<Req, Resp>(
+      method,
+      [handler = std::move(handler)](Req req, Reply<Resp> reply, const CallConnection& conn) {
+        handler(std::move(req), std::move(reply), conn);
+      },
+      true);
+}
+
+template <class Req, class Resp, class Fn>
+void RpcServer::HandleTyped(const std::string& method, Fn handler, bool wants_connection) {
   auto refusal = [](int code, const std::string& message) -> detail::Bytes {
     // Every txcoord response carries a Status (field `status`); the code is
     // set by number.
@@ -47,7 +68,8 @@ void RpcServer::Handle(const std::string& method, std::function<void(Req, Reply<
     }
   };
   HandleRaw(method, [handler = std::move(handler), refusal](const detail::Bytes& args,
-                                                            std::function<void(detail::Bytes)> reply) {
+                                                            std::function<void(detail::Bytes)> reply,
+                                                            const CallConnection& connection) {
     Req req;
     if (!detail::Deserialize(args, &req)) {
       reply(detail::Bytes());
@@ -60,8 +82,9 @@ void RpcServer::Handle(const std::string& method, std::function<void(Req, Reply<
       return;
     }
     handler(std::move(req),
-            Reply<Resp>([reply = std::move(reply)](Resp resp) { reply(detail::Serialize(resp)); }));
-  }, refusal);
+            Reply<Resp>([reply = std::move(reply)](Resp resp) { reply(detail::Serialize(resp)); }),
+            connection);
+  }, refusal, wants_connection);
 }
 
 // The completion holds a reference to the channel (when it is owned by a

@@ -14,6 +14,7 @@
 
 #include <boost/asio.hpp>
 
+#include "common/codec.h"
 #include "protocol/rpc.h"
 #include "tests/support/process.h"
 
@@ -135,7 +136,7 @@ struct PeerPair {
     PaxosLog::Hooks h;
     h.persisted = [](uint64_t) {};
     h.failed = [](const Status&) {};
-    h.message = [this, id](const paxos::Message&) { heard += id == 2 ? 1 : 0; };
+    h.message = [this, id](const paxos::Message&) { (id == 2 ? heard : heard_by_1) += 1; };
     h.peer_gone = [this, id](int peer) {
       if (id == 2) gone.push_back(peer);
     };
@@ -165,6 +166,7 @@ struct PeerPair {
   std::map<int, std::string> peers;
   std::vector<int> gone;  // replica 2's peer_gone reports
   int heard = 0;          // messages replica 2 took
+  int heard_by_1 = 0;     // and replica 1
   std::unique_ptr<PaxosLog> log1, log2;
 };
 
@@ -215,6 +217,39 @@ TEST(PaxosLogPeerTest, AReplicaThatAnswersInRepliesStillCallsOftenEnoughToStayCo
   EXPECT_EQ(p.server1.idle_closed(), 0u);
   EXPECT_GT(p.log2->sent_in_reply(), p.log2->sent_as_call());
   EXPECT_GE(p.log2->sent_as_call(), 5u);
+  p.log1->Stop();
+  p.log2->Stop();
+}
+
+// Replica 2 holds the reply of a call from 1 to carry its next message to 1;
+// if that call's connection closes first (1 gave up on it, or restarted), the
+// reply would be dropped and the message lost with it, until a retransmission
+// much later. The message must reach 1 another way: here as a call of its own.
+TEST(PaxosLogPeerTest, AMessageIsNotPutInAHeldReplyWhoseConnectionHasClosed) {
+  PeerPair p;
+  // Replica 1's call, on a connection of the test's own that it closes after.
+  auto channel = std::make_shared<rpc::RpcChannel>(p.io, p.peers.at(2));
+  proto::PeerMessage m;
+  m.sender = 1;
+  m.receiver = 2;
+  m.payload = codec::Encode(PeerPair::Heartbeat(1, 2).msg);
+  m.__set_answer_in_reply(true);
+  int answered = 0;
+  channel->Call<proto::PeerMessage, proto::PeerAck>(
+      "Deliver", m, 5 * kSeconds, [&](Status, proto::PeerAck) { ++answered; });
+  p.RunUntil([&] { return p.heard > 0; });
+  ASSERT_EQ(p.heard, 1);
+  EXPECT_EQ(answered, 0) << "replica 2 holds the reply for its next message to 1";
+  channel->Close();
+  p.RunUntil([&] { return p.server2.open_connections() == 0; });
+  ASSERT_EQ(p.server2.open_connections(), 0u);
+
+  p.log2->Send(PeerPair::Heartbeat(2, 1));
+  p.RunUntil([&] { return p.heard_by_1 > 0; }, 3000);
+  EXPECT_EQ(p.heard_by_1, 1) << "the message went into the reply on the closed connection";
+  EXPECT_EQ(p.log2->held_on_closed(), 1u);
+  EXPECT_EQ(p.log2->sent_in_reply(), 0u);
+  EXPECT_EQ(p.log2->sent_as_call(), 1u);
   p.log1->Stop();
   p.log2->Stop();
 }

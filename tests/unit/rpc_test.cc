@@ -1158,6 +1158,47 @@ TEST_F(RpcTest, ConnectOpensTheConnectionWithoutACallAndItsEndIsReported) {
   EXPECT_EQ(closed.size(), 1u);
 }
 
+// A handler registered with HandleHeld is told the call's connection: open
+// while the caller's end is, and no longer once it has closed, after which a
+// late reply is dropped. One registered with Handle is unaffected.
+TEST_F(RpcTest, AHeldCallsConnectionSaysWhetherItIsStillOpen) {
+  RpcServer server(io_);
+  std::vector<std::pair<RpcServer::Reply<proto::PeerAck>, CallConnection>> held;
+  server.HandleHeld<proto::PeerMessage, proto::PeerAck>(
+      "Deliver", [&held](proto::PeerMessage, RpcServer::Reply<proto::PeerAck> reply,
+                         CallConnection connection) {
+        held.emplace_back(std::move(reply), std::move(connection));
+      });
+  ASSERT_OK(server.Listen("127.0.0.1:0"));
+  EXPECT_FALSE(CallConnection().open());
+  auto first = std::make_shared<RpcChannel>(io_, Address(server));
+  auto second = std::make_shared<RpcChannel>(io_, Address(server));
+  std::vector<Status> results(2);
+  int done = 0;
+  for (int i = 0; i < 2; ++i) {
+    (i == 0 ? first : second)
+        ->Call<proto::PeerMessage, proto::PeerAck>(
+            "Deliver", proto::PeerMessage(), 5 * kSeconds,
+            [&results, &done, i](Status s, proto::PeerAck) {
+              results[i] = s;
+              ++done;
+            });
+  }
+  ASSERT_TRUE(RunUntil([&] { return held.size() == 2; }));
+  EXPECT_TRUE(held[0].second.open());
+  EXPECT_TRUE(held[1].second.open());
+  first->Close();  // the caller gives up on its connection
+  ASSERT_TRUE(RunUntil([&] { return server.open_connections() == 1; }));
+  EXPECT_FALSE(held[0].second.open());
+  EXPECT_TRUE(held[1].second.open());
+  held[1].first(proto::PeerAck());
+  ASSERT_TRUE(RunUntil([&] { return done == 2; }));
+  EXPECT_EQ(results[0].code(), Status::kUnavailable);
+  EXPECT_OK(results[1]);
+  server.Stop();
+  EXPECT_FALSE(held[1].second.open());
+}
+
 // ------------------------------------------------------- Unix-domain socket
 
 // Whether this process runs with the Unix-domain path allowed (the .tcp copy
