@@ -101,11 +101,12 @@ struct PaxosLogOptions {
   Micros election_max = 600 * kMillis;  // peer calls time out after twice this
   // A replica that answers a peer in the replies to that peer's calls sends
   // nothing on its own connection to it, which the peer's server would close
-  // as idle (its --rpc-idle-timeout, 5 min by default), and that close would
-  // reach on_closed_by_peer as if the peer had died (a needless early
-  // election round). So a message to a peer goes as a call of its own when
-  // none went on our connection for this long. Keep it below the peers'
-  // idle timeout.
+  // as idle (its --rpc-idle-timeout, 5 min by default). Such a close is not
+  // taken for the peer's death (the channel reconnects first and reports
+  // only a failed reconnect, ChannelOptions::on_closed_by_peer), but a
+  // message to a peer still goes as a call of its own when none went on our
+  // connection for this long, so that the connection is not torn down and
+  // made again every idle timeout. Best below the peers' idle timeout.
   Micros call_at_least_every = 60 * kSeconds;
   TlsConfig tls;  // of the channels to the other replicas (see NodeOptions::tls)
   // Observes each Persist, in seconds from Persist to durable (queueing and

@@ -136,7 +136,8 @@ Status CoordinatorNode::Start() {
     po.path = options_.data_dir + "/paxos.log";
     po.unsafe_no_sync = options_.unsafe_no_sync;
     po.election_max = options_.election_max;
-    // The peers are assumed to run with this replica's idle timeout.
+    // Taken as the peers' idle timeout too; a peer with a shorter one closes
+    // our connection now and then, which costs a reconnect, not an election.
     po.call_at_least_every = std::min(po.call_at_least_every, options_.rpc_idle_timeout / 3);
     po.write_latency = log_write_;
     po.tls = options_.tls;

@@ -1136,6 +1136,7 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   void Close() {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
+    confirming_close_ = false;
     DropConnection();
     FailAll(Status::Unavailable("channel to " + address_ + " closed"), /*post=*/true);
   }
@@ -1264,6 +1265,10 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   }
 
   void ConnectFailed(const std::string& why) {
+    if (confirming_close_) {
+      confirming_close_ = false;
+      asio::post(io_, [cb = options_.on_closed_by_peer, address = address_] { cb(address); });
+    }
     {
       const Micros wait = backoff_;
       next_attempt_ = SteadyNowMicros() + wait;
@@ -1291,6 +1296,11 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
     } else {
       Log()->debug("connected to {}", address_);
     }
+    if (confirming_close_) {
+      confirming_close_ = false;
+      Log()->debug("{} closed our connection but accepted a new one: running, not reported",
+                   address_);
+    }
     failures_ = 0;
     backoff_ = options_.backoff_initial;
     state_ = State::kConnected;
@@ -1315,8 +1325,12 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
       }
       const bool by_peer = ec == asio::error::eof || ec == asio::error::connection_reset;
       ConnectionLost(why);
-      if (by_peer && options_.on_closed_by_peer) {
-        asio::post(io_, [cb = options_.on_closed_by_peer, address = address_] { cb(address); });
+      if (by_peer && options_.on_closed_by_peer && state_ == State::kIdle) {
+        // A server that closed on purpose (its idle timeout, a limit) still
+        // accepts; one whose process died does not. Only a reconnect that
+        // fails is reported (ConnectFailed).
+        confirming_close_ = true;
+        StartConnect();
       }
       return;
     }
@@ -1515,6 +1529,9 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   Micros backoff_;
   Micros next_attempt_ = 0;
   int failures_ = 0;  // consecutive failed connects
+  // The server closed the connection and the reconnect that tells whether it
+  // is still running is under way (ChannelOptions::on_closed_by_peer).
+  bool confirming_close_ = false;
   std::string last_error_;
 };
 

@@ -215,10 +215,14 @@ struct ChannelOptions {
   // Default: plaintext.
   TlsConfig tls;
   // Called (posted, on the io thread) with the channel's address when an
-  // established connection is closed by the server's side: end of stream or
-  // reset, as its kernel does when the server process dies. Not for timeouts,
-  // malformed replies, failed connects or Close(). A hint: a server that
-  // closes a connection on purpose is still running. Default: none.
+  // established connection is closed by the server's side (end of stream or
+  // reset, as its kernel does when the server process dies) and a reconnect
+  // made at once then fails (refused, or not done within connect_timeout). A
+  // server that closed on purpose (its idle timeout, a connection limit) and
+  // accepts the reconnect is running: nothing is reported, and the channel
+  // stays connected. Not for timeouts, malformed replies, other failed
+  // connects or Close(). A hint: a process that died and is back before the
+  // reconnect is not reported either. Default: none.
   std::function<void(const std::string& address)> on_closed_by_peer;
   // Dialling a loopback address, try the server's Unix-domain socket first
   // (ServerOptions::unix_socket), and use it only if the process listening
@@ -251,8 +255,8 @@ class RpcChannel : public std::enable_shared_from_this<RpcChannel> {
   // after a failed connect), without a call; a failed connect backs off as a
   // call's does. For a caller that makes no calls of its own for long but
   // wants ChannelOptions::on_closed_by_peer when the server's process dies.
-  // A server closes a connection idle for its idle_timeout, which the hint
-  // cannot tell from a death.
+  // (A server closes a connection idle for its idle_timeout: the channel
+  // then reconnects, and reports nothing.)
   void Connect();
 
   // Fails every pending call with UNAVAILABLE and stops reconnecting.

@@ -221,6 +221,28 @@ TEST(PaxosLogPeerTest, AReplicaThatAnswersInRepliesStillCallsOftenEnoughToStayCo
   p.log2->Stop();
 }
 
+// The keep-alive above assumes the peers share an idle timeout. One that
+// closes our connection sooner (a shorter --rpc-idle-timeout) is still
+// running: its close must not be taken for its death (an early election,
+// every idle timeout, by every follower at once).
+TEST(PaxosLogPeerTest, AnIdleCloseByAPeerWithAShorterIdleTimeoutIsNotTakenForItsDeath) {
+  rpc::ServerOptions short_idle;
+  short_idle.idle_timeout = 200 * kMillis;
+  PeerPair p(short_idle);  // replica 2 calls at least every 60 s only
+  p.log1->Send(PeerPair::Heartbeat(1, 2));
+  p.RunUntil([&] { return p.heard > 0 && p.server1.open_connections() > 0; });
+  ASSERT_EQ(p.heard, 1);
+  p.RunUntil([&] { return p.server1.idle_closed() >= 2; }, 3000);
+  EXPECT_GE(p.server1.idle_closed(), 2u);
+  EXPECT_TRUE(p.gone.empty()) << "replica 1's idle close was taken for its death";
+  // And its death still is reported.
+  p.log1->Stop();
+  p.server1.Stop();
+  p.RunUntil([&] { return !p.gone.empty(); });
+  EXPECT_EQ(p.gone, std::vector<int>{1});
+  p.log2->Stop();
+}
+
 // Replica 2 holds the reply of a call from 1 to carry its next message to 1;
 // if that call's connection closes first (1 gave up on it, or restarted), the
 // reply would be dropped and the message lost with it, until a retransmission

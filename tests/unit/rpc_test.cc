@@ -1158,6 +1158,29 @@ TEST_F(RpcTest, ConnectOpensTheConnectionWithoutACallAndItsEndIsReported) {
   EXPECT_EQ(closed.size(), 1u);
 }
 
+// A server that closes a connection on purpose (here its idle timeout) is
+// still running: the channel's reconnect succeeds, nothing is reported, and
+// the channel is connected again. (The report when the process is gone:
+// ConnectionClosedByTheServerIsReportedOnceWithItsAddress.)
+TEST_F(RpcTest, AServerThatClosesAnIdleConnectionIsNotReportedGone) {
+  ServerOptions so;
+  so.idle_timeout = 150 * kMillis;
+  RpcServer server(io_, so);
+  StartEchoServer(&server);
+  std::vector<std::string> closed;
+  ChannelOptions o;
+  o.on_closed_by_peer = [&closed](const std::string& address) { closed.push_back(address); };
+  auto channel = std::make_shared<RpcChannel>(io_, Address(server), o);
+  channel->Connect();
+  ASSERT_TRUE(RunUntil([&] { return server.open_connections() == 1; }));
+  ASSERT_TRUE(RunUntil([&] { return server.idle_closed() >= 1; }));
+  ASSERT_TRUE(RunUntil([&] { return server.open_connections() == 1; }))
+      << "the channel did not reconnect";
+  RunFor(milliseconds(50));
+  EXPECT_TRUE(closed.empty()) << "an idle close was reported as the server's death";
+  EXPECT_OK(Begin(*channel, 5).status);
+}
+
 // A handler registered with HandleHeld is told the call's connection: open
 // while the caller's end is, and no longer once it has closed, after which a
 // late reply is dropped. One registered with Handle is unaffected.
