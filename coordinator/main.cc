@@ -77,12 +77,14 @@ int main(int argc, char** argv) {
               << txc::validate::kMaxParticipants << ", got " << o.driver.max_participants << "\n";
     return 2;
   }
+  bool unix_socket = true;
   if (txc::Status bad = txc::rpc::ReadServerOptions(vm, &o.rpc_idle_timeout,
-                                                    &o.rpc_max_connections_per_peer);
+                                                    &o.rpc_max_connections_per_peer, &unix_socket);
       !bad.ok()) {
     std::cerr << "txcoord: " << bad.message() << "\n";
     return 2;
   }
+  if (!unix_socket) txc::rpc::DisableUnixSockets();  // before any server or channel
   int64_t election_ms = vm["election-timeout-ms"].as<int64_t>();
   if (election_ms < 100 || election_ms > 60000) {
     std::cerr << "txcoord: --election-timeout-ms must be between 100 and 60000 (more than the "

@@ -201,12 +201,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.tls = tls;
+  bool unix_socket = true;
   if (txc::Status bad = txc::rpc::ReadServerOptions(vm, &o.rpc_idle_timeout,
-                                                    &o.rpc_max_connections_per_peer);
+                                                    &o.rpc_max_connections_per_peer, &unix_socket);
       !bad.ok()) {
     std::cerr << "txagent: " << bad.message() << "\n";
     return 2;
   }
+  if (!unix_socket) txc::rpc::DisableUnixSockets();  // before any server or channel
 
   boost::asio::io_context io;
   txc::rpc::TlsReloadOnSighup reload(io);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -205,12 +206,14 @@ std::string PeerName(const Socket& socket) {
 
 // False when the environment turns the Unix-domain path off (TXC_RPC_UNIX=0),
 // e.g. to measure loopback TCP.
+std::atomic<bool> unix_sockets_disabled{false};  // DisableUnixSockets()
+
 bool UnixSocketsAllowed() {
   static const bool allowed = [] {
     const char* v = std::getenv("TXC_RPC_UNIX");
     return v == nullptr || std::string_view(v) != "0";
   }();
-  return allowed;
+  return allowed && !unix_sockets_disabled.load(std::memory_order_relaxed);
 }
 
 // The abstract-namespace name a server listening on `ep` (a loopback
@@ -891,6 +894,8 @@ void ServerCore::Stop() {
 }
 
 }  // namespace
+
+void DisableUnixSockets() { unix_sockets_disabled.store(true, std::memory_order_relaxed); }
 
 RpcServer::RpcServer(asio::io_context& io, ServerOptions options)
     : impl_(std::make_unique<Impl>(io, options)) {}

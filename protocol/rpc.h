@@ -113,6 +113,11 @@ class CallConnection {
   std::weak_ptr<const bool> closed_;
 };
 
+// Process-wide, for good: no server accepts on a Unix-domain socket and no
+// channel dials one, as with TXC_RPC_UNIX=0 in the environment (txcoord's
+// and txagent's --rpc-unix-socket off). Call before any server listens.
+void DisableUnixSockets();
+
 class RpcServer {
  public:
   // Hands a reply back for one call. Call it exactly once, on the io thread;

@@ -94,10 +94,14 @@ void AddServerOptions(po::options_description& desc) {
                      "connections one client address (IP) may hold open; more from it are "
                      "refused at accept. Per IP: clients on one host or behind one NAT or proxy "
                      "share it");
+  desc.add_options()("rpc-unix-socket", po::value<std::string>()->default_value("on"),
+                     "on: also accept on a Unix-domain socket beside a loopback port, and dial a "
+                     "loopback server's socket when its process runs under this user id "
+                     "(docs/operations.md); off: TCP only, both ways (as TXC_RPC_UNIX=0)");
 }
 
 Status ReadServerOptions(const po::variables_map& vm, Micros* idle_timeout,
-                         size_t* max_connections_per_peer) {
+                         size_t* max_connections_per_peer, bool* unix_socket) {
   const std::string idle = vm["rpc-idle-timeout"].as<std::string>();
   auto d = cli::ParseDuration(idle);
   if (!d || *d <= 0) {
@@ -106,8 +110,13 @@ Status ReadServerOptions(const po::variables_map& vm, Micros* idle_timeout,
   }
   size_t per_peer = vm["rpc-max-connections-per-peer"].as<size_t>();
   if (per_peer < 1) return Status::InvalidArgument("--rpc-max-connections-per-peer must be at least 1");
+  const std::string unix_flag = vm["rpc-unix-socket"].as<std::string>();
+  if (unix_flag != "on" && unix_flag != "off") {
+    return Status::InvalidArgument("--rpc-unix-socket wants on or off, not '" + unix_flag + "'");
+  }
   *idle_timeout = *d;
   *max_connections_per_peer = per_peer;
+  *unix_socket = unix_flag == "on";
   return Status::Ok();
 }
 

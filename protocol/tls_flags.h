@@ -24,13 +24,15 @@ namespace txc::rpc {
 void AddTlsOptions(boost::program_options::options_description& desc);
 
 // The RPC server flags of every server binary (txcoord, txagent):
-// --rpc-idle-timeout and --rpc-max-connections-per-peer.
+// --rpc-idle-timeout, --rpc-max-connections-per-peer and --rpc-unix-socket.
 void AddServerOptions(boost::program_options::options_description& desc);
-// Reads them into `idle_timeout` and `max_connections_per_peer`;
-// INVALID_ARGUMENT naming the flag and what it wants (callers print it after
-// their program's name and exit 2).
+// Reads them into `idle_timeout`, `max_connections_per_peer` and
+// `unix_socket` (--rpc-unix-socket on|off; the caller applies off with
+// rpc::DisableUnixSockets()); INVALID_ARGUMENT naming the flag and what it
+// wants (callers print it after their program's name and exit 2), the
+// outputs then untouched.
 Status ReadServerOptions(const boost::program_options::variables_map& vm, Micros* idle_timeout,
-                         size_t* max_connections_per_peer);
+                         size_t* max_connections_per_peer, bool* unix_socket);
 
 // Registers the server's refusal counters as `PREFIX_rpc_permission_denied_total`,
 // `PREFIX_rpc_tls_handshake_failures_total` and `PREFIX_rpc_connections_refused_total{limit}`

@@ -82,28 +82,29 @@ std::string Promtool(const std::string& page, const std::string& dir) {
 
 class MetricsScrapeTest : public ::testing::Test {
  protected:
+  virtual std::vector<std::string> AgentFlags() const { return {}; }
+  virtual std::vector<std::string> CoordFlags() const { return {}; }
   void SetUp() override {
     cport_ = FreePort();
     cmetrics_ = FreePort();
     aport_ = FreePort();
     ametrics_ = FreePort();
-    coord_ = std::make_unique<Process>(
-        "txcoord",
-        std::vector<std::string>{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_), "--data",
-                                 dir_.path + "/coord", "--metrics-listen", Addr(cmetrics_)},
-        dir_.path + "/coord.log");
+    std::vector<std::string> coord_args{TXC_BIN_DIR "/txcoord", "--listen", Addr(cport_),
+                                        "--data", dir_.path + "/coord", "--metrics-listen",
+                                        Addr(cmetrics_)};
+    for (const std::string& flag : CoordFlags()) coord_args.push_back(flag);
+    coord_ = std::make_unique<Process>("txcoord", coord_args, dir_.path + "/coord.log");
     ASSERT_TRUE(coord_->Start(cport_)) << coord_->LogTail();
     // The agent takes the option from its config file, under the same name.
     std::string config = dir_.path + "/agent.conf";
     std::ofstream(config) << "# txagent\nmetrics-listen = " << Addr(ametrics_)
                           << "\nlock-timeout-ms = 10000\n";
-    agent_ = std::make_unique<Process>(
-        "txagent",
-        std::vector<std::string>{TXC_BIN_DIR "/txagent", "--config", config, "--listen",
-                                 Addr(aport_), "--data", dir_.path + "/bank_a", "--coordinator",
-                                 Addr(cport_), "--resource",
-                                 "bank_a=sqlite:" + dir_.path + "/bank_a.db"},
-        dir_.path + "/bank_a.log");
+    std::vector<std::string> agent_args{TXC_BIN_DIR "/txagent", "--config", config, "--listen",
+                                        Addr(aport_), "--data", dir_.path + "/bank_a",
+                                        "--coordinator", Addr(cport_), "--resource",
+                                        "bank_a=sqlite:" + dir_.path + "/bank_a.db"};
+    for (const std::string& flag : AgentFlags()) agent_args.push_back(flag);
+    agent_ = std::make_unique<Process>("txagent", agent_args, dir_.path + "/bank_a.log");
     ASSERT_TRUE(agent_->Start(aport_)) << agent_->LogTail();
     ASSERT_TRUE(testing::WaitPort(cmetrics_, 10000)) << coord_->LogTail();
     ASSERT_TRUE(testing::WaitPort(ametrics_, 10000)) << agent_->LogTail();
@@ -114,7 +115,7 @@ class MetricsScrapeTest : public ::testing::Test {
   std::unique_ptr<Client> Connect() {
     ClientOptions o;
     o.coordinators = {Addr(cport_)};
-    o.agents = {{"bank_a", Addr(aport_)}};
+    o.agents = {{"bank_a", Addr(aport_)}, {"bank_b", Addr(aport_)}};
     o.call_timeout = 20 * kSeconds;
     o.tls = testing::TestTls(authz::Role::kClient);  // RPC only: the /metrics pages stay HTTP
     auto c = Client::Connect(o);
@@ -268,6 +269,82 @@ TEST_F(MetricsScrapeTest, OnlyGetMetricsIsServed) {
   // The nodes keep serving.
   EXPECT_EQ(Value(Scrape(cmetrics_), "txcoord_storage_failed"), 0);
   EXPECT_FALSE(std::isnan(Value(Scrape(ametrics_), "txagent_commits_total")));
+}
+
+// --rpc-unix-socket off (txcoord, txagent): the process's server keeps no
+// Unix-domain socket, so the clients of this host reach it over TCP, and it
+// dials the others over TCP though they keep one. Each process counts the
+// connections it accepted by transport.
+class UnixSocketOffTest : public MetricsScrapeTest {
+ protected:
+  std::vector<std::string> AgentFlags() const override {
+    if (!agent_off_) return {};
+    return {"--rpc-unix-socket", "off"};
+  }
+  std::vector<std::string> CoordFlags() const override {
+    if (!coord_off_) return {};
+    return {"--rpc-unix-socket", "off"};
+  }
+  void Transact() {
+    ASSERT_TRUE(client_);
+    auto tx = client_->Begin();
+    ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+    ASSERT_TRUE(tx->Execute("bank_a", {Sql("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER)"),
+                                       Sql("INSERT INTO t VALUES (1, 0)")})
+                    .ok());
+    ASSERT_TRUE(tx->Commit().ok());
+    auto r = client_->Submit({{"bank_a", {Sql("UPDATE t SET n = n + 1 WHERE id = 1")}}});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    WaitValue(ametrics_, "txagent_commits_total", 2);
+  }
+  static double Accepted(const std::string& page, const std::string& prefix,
+                         const std::string& transport) {
+    return Value(page, prefix + "_rpc_connections_accepted_total{transport=\"" + transport + "\"}");
+  }
+  static bool UnixAllowedHere() {
+    const char* v = std::getenv("TXC_RPC_UNIX");
+    return v == nullptr || std::string(v) != "0";
+  }
+  bool agent_off_ = false, coord_off_ = false;
+};
+
+// In plaintext, where the agent confirms its first decision with the group
+// on a connection of its own (with TLS it confirms none, and dials none).
+class AgentUnixSocketOffTest : public UnixSocketOffTest {
+ protected:
+  AgentUnixSocketOffTest() { agent_off_ = true; }
+  testing::ScopedPlaintext plaintext_;
+};
+class CoordUnixSocketOffTest : public UnixSocketOffTest {
+ protected:
+  CoordUnixSocketOffTest() { coord_off_ = true; }
+};
+
+TEST_F(AgentUnixSocketOffTest, TheAgentAcceptsAndDialsOverTcpOnly) {
+  Transact();
+  const std::string apage = Scrape(ametrics_);
+  EXPECT_EQ(Accepted(apage, "txagent", "unix"), 0) << apage;  // the coordinator's, the client's
+  EXPECT_EQ(Accepted(apage, "txagent", "tcp"), 2) << apage;
+  // The coordinator: the clients' connections over its Unix-domain socket,
+  // and the agent's, made to confirm its first decision, over TCP.
+  EXPECT_GT(Value(apage, "txagent_decisions_confirmed_total"), 0) << apage;
+  const std::string cpage = Scrape(cmetrics_);
+  if (UnixAllowedHere()) {
+    EXPECT_EQ(Accepted(cpage, "txcoord", "unix"), 2) << cpage;
+  }
+  EXPECT_GE(Accepted(cpage, "txcoord", "tcp"), 1) << cpage;
+}
+
+TEST_F(CoordUnixSocketOffTest, TheCoordinatorAcceptsAndDialsOverTcpOnly) {
+  Transact();
+  const std::string cpage = Scrape(cmetrics_);
+  EXPECT_EQ(Accepted(cpage, "txcoord", "unix"), 0) << cpage;  // the client's
+  EXPECT_GT(Accepted(cpage, "txcoord", "tcp"), 0) << cpage;
+  // The agent: the coordinator's connection over TCP though the agent keeps
+  // a socket; the client's (its interactive statements) over that socket.
+  const std::string apage = Scrape(ametrics_);
+  EXPECT_EQ(Accepted(apage, "txagent", "tcp"), UnixAllowedHere() ? 1 : 2) << apage;
+  EXPECT_EQ(Accepted(apage, "txagent", "unix"), UnixAllowedHere() ? 1 : 0) << apage;
 }
 
 TEST(MetricsGroupTest, OneLeaderOneEpochAndTheLeadersViewOfItsFollowers) {

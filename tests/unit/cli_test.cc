@@ -39,31 +39,43 @@ boost::program_options::variables_map ParseServerFlags(std::vector<std::string> 
 TEST(ServerOptionsTest, ReadsDefaultsAndGivenValues) {
   Micros idle = 0;
   size_t per_peer = 0;
-  ASSERT_TRUE(rpc::ReadServerOptions(ParseServerFlags({}), &idle, &per_peer).ok());
+  bool unix_socket = false;
+  ASSERT_TRUE(rpc::ReadServerOptions(ParseServerFlags({}), &idle, &per_peer, &unix_socket).ok());
   EXPECT_EQ(idle, 5 * 60 * kSeconds);
   EXPECT_EQ(per_peer, rpc::ServerOptions{}.max_connections_per_peer);
+  EXPECT_TRUE(unix_socket);
   ASSERT_TRUE(rpc::ReadServerOptions(ParseServerFlags({"--rpc-idle-timeout", "30s",
-                                                       "--rpc-max-connections-per-peer", "8"}),
-                                     &idle, &per_peer)
+                                                       "--rpc-max-connections-per-peer", "8",
+                                                       "--rpc-unix-socket", "off"}),
+                                     &idle, &per_peer, &unix_socket)
                   .ok());
   EXPECT_EQ(idle, 30 * kSeconds);
   EXPECT_EQ(per_peer, 8u);
+  EXPECT_FALSE(unix_socket);
 }
 
 TEST(ServerOptionsTest, RefusesBadValuesNamingTheFlagAndKeepsTheOutputs) {
   Micros idle = 7;
   size_t per_peer = 9;
-  Status s = rpc::ReadServerOptions(ParseServerFlags({"--rpc-idle-timeout", "0s"}), &idle, &per_peer);
+  bool unix_socket = false;
+  Status s = rpc::ReadServerOptions(ParseServerFlags({"--rpc-idle-timeout", "0s"}), &idle, &per_peer,
+                                    &unix_socket);
   EXPECT_EQ(s.code(), Status::kInvalidArgument);
   EXPECT_NE(s.message().find("--rpc-idle-timeout wants a positive duration"), std::string::npos)
       << s.message();
   s = rpc::ReadServerOptions(ParseServerFlags({"--rpc-max-connections-per-peer", "0"}), &idle,
-                             &per_peer);
+                             &per_peer, &unix_socket);
   EXPECT_EQ(s.code(), Status::kInvalidArgument);
   EXPECT_NE(s.message().find("--rpc-max-connections-per-peer must be at least 1"), std::string::npos)
       << s.message();
+  s = rpc::ReadServerOptions(ParseServerFlags({"--rpc-unix-socket", "no"}), &idle, &per_peer,
+                             &unix_socket);
+  EXPECT_EQ(s.code(), Status::kInvalidArgument);
+  EXPECT_NE(s.message().find("--rpc-unix-socket wants on or off, not 'no'"), std::string::npos)
+      << s.message();
   EXPECT_EQ(idle, 7);
   EXPECT_EQ(per_peer, 9u);
+  EXPECT_FALSE(unix_socket);
 }
 
 }  // namespace
