@@ -113,56 +113,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  std::error_code ec;
-  std::string data = vm["data"].as<std::string>();
-  std::filesystem::create_directories(data, ec);
-  txc::participant::ResourceContext context;
-  context.data_dir = data;
-  if (vm["db-pool-size"].as<int64_t>() < 1 || vm["db-pool-size"].as<int64_t>() > 4096) {
-    std::cerr << "txagent: --db-pool-size wants 1..4096\n";
-    return 2;
-  }
-  context.db_pool_size = static_cast<size_t>(vm["db-pool-size"].as<int64_t>());
-  for (const std::string& spec : vm["resource"].as<std::vector<std::string>>()) {
-    std::string name = spec.substr(0, spec.find('='));
-    std::string env = "TXC_PASSWORD_";
-    for (char c : name) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (const char* p = std::getenv(env.c_str())) context.passwords[name] = p;
-  }
-  std::vector<std::string> secret_files;
-  if (vm.count("secret-file")) secret_files = vm["secret-file"].as<std::vector<std::string>>();
-  for (const std::string& f : secret_files) {
-    auto eq = f.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == f.size()) {
-      std::cerr << "txagent: --secret-file wants NAME=PATH, not '" << f << "'\n";
-      return 2;
-    }
-    std::ifstream in(f.substr(eq + 1));
-    std::string line;
-    if (!in || !std::getline(in, line)) {
-      std::cerr << "txagent: --secret-file " << f << ": cannot read a password from "
-                << f.substr(eq + 1) << "\n";
-      return 2;
-    }
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    context.passwords[f.substr(0, eq)] = line;
-  }
-  std::vector<std::unique_ptr<txc::participant::ResourceManager>> resources;
-  for (const std::string& spec : vm["resource"].as<std::vector<std::string>>()) {
-    auto r = txc::participant::MakeResource(spec, context);
-    if (!r.ok()) {
-      std::cerr << "txagent: --resource " << spec.substr(0, spec.find('=')) << ": "
-                << r.status().ToString() << "\n";
-      return 2;
-    }
-    resources.push_back(std::move(r.value()));
-  }
-  auto incarnation = txc::participant::NextIncarnation(data + "/incarnation");
-  if (!incarnation.ok()) {
-    log->error("cannot start: {}", incarnation.status().ToString());
-    return 1;
-  }
-
+  // Every flag is checked before anything is created or opened: a refused
+  // start leaves the data directory, the databases and the incarnation as
+  // they were.
   txc::participant::AgentNodeOptions o;
   o.listen = vm["listen"].as<std::string>();
   o.coordinators = txc::rpc::SplitList(vm["coordinator"].as<std::string>());
@@ -174,7 +127,6 @@ int main(int argc, char** argv) {
   } else {
     o.core.max_branch_statements = static_cast<size_t>(m);
   }
-  o.core.incarnation = *incarnation;
   o.confirm_decisions = confirm;
   o.sign_decisions = sign;
   o.advertise = vm["advertise"].as<std::string>();
@@ -209,6 +161,58 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!unix_socket) txc::rpc::DisableUnixSockets();  // before any server or channel
+
+  std::error_code ec;
+  std::string data = vm["data"].as<std::string>();
+  txc::participant::ResourceContext context;
+  context.data_dir = data;
+  if (vm["db-pool-size"].as<int64_t>() < 1 || vm["db-pool-size"].as<int64_t>() > 4096) {
+    std::cerr << "txagent: --db-pool-size wants 1..4096\n";
+    return 2;
+  }
+  context.db_pool_size = static_cast<size_t>(vm["db-pool-size"].as<int64_t>());
+  for (const std::string& spec : vm["resource"].as<std::vector<std::string>>()) {
+    std::string name = spec.substr(0, spec.find('='));
+    std::string env = "TXC_PASSWORD_";
+    for (char c : name) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (const char* p = std::getenv(env.c_str())) context.passwords[name] = p;
+  }
+  std::vector<std::string> secret_files;
+  if (vm.count("secret-file")) secret_files = vm["secret-file"].as<std::vector<std::string>>();
+  for (const std::string& f : secret_files) {
+    auto eq = f.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == f.size()) {
+      std::cerr << "txagent: --secret-file wants NAME=PATH, not '" << f << "'\n";
+      return 2;
+    }
+    std::ifstream in(f.substr(eq + 1));
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      std::cerr << "txagent: --secret-file " << f << ": cannot read a password from "
+                << f.substr(eq + 1) << "\n";
+      return 2;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    context.passwords[f.substr(0, eq)] = line;
+  }
+  std::filesystem::create_directories(data, ec);
+  std::vector<std::unique_ptr<txc::participant::ResourceManager>> resources;
+  for (const std::string& spec : vm["resource"].as<std::vector<std::string>>()) {
+    auto r = txc::participant::MakeResource(spec, context);
+    if (!r.ok()) {
+      std::cerr << "txagent: --resource " << spec.substr(0, spec.find('=')) << ": "
+                << r.status().ToString() << "\n";
+      return 2;
+    }
+    resources.push_back(std::move(r.value()));
+  }
+  auto incarnation = txc::participant::NextIncarnation(data + "/incarnation");
+  if (!incarnation.ok()) {
+    log->error("cannot start: {}", incarnation.status().ToString());
+    return 1;
+  }
+  o.core.incarnation = *incarnation;
+
 
   boost::asio::io_context io;
   txc::rpc::TlsReloadOnSighup reload(io);

@@ -243,13 +243,20 @@ TEST_F(ForgedDecisionTest, AForgedCommitWithAMacOfItsOwnIsConfirmedNotApplied) {
 // A typo in a decision flag is refused (exit 2, naming the flag) before the
 // agent opens a resource or makes its data directory. An --advertise longer
 // than the group accepts in an outcome query's key (validate.h) would cost
-// the agent every outcome answer: refused too.
-TEST_F(ForgedDecisionTest, ABadDecisionFlagIsRefusedBeforeAnythingIsOpened) {
+// the agent every outcome answer: refused too. So are the other flags that
+// were checked only after the resources were opened (and the incarnation
+// bumped) before 2026-12-06.
+TEST_F(ForgedDecisionTest, ABadFlagIsRefusedBeforeAnythingIsOpened) {
   const std::string too_long = std::string(300, 'h') + ":7101";
   for (const auto& [flag, value] : {std::pair<std::string, std::string>{"--confirm-decisions", "maybe"},
                                     {"--sign-decisions", "maybe"},
                                     {"--advertise", too_long},
-                                    {"--advertise", "no-port"}}) {
+                                    {"--advertise", "no-port"},
+                                    {"--rpc-unix-socket", "maybe"},
+                                    {"--rpc-idle-timeout", "0s"},
+                                    {"--max-branch-statements", "0"},
+                                    {"--db-pool-size", "0"},
+                                    {"--autonomous-termination-timeout", "soon"}}) {
     const std::string data = dir_.path + "/typo-data", db = dir_.path + "/typo.db";
     Process bad("txagent",
                 {TXC_BIN_DIR "/txagent", "--listen", Addr(FreePort()), "--data", data,
