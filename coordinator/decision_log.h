@@ -39,6 +39,14 @@
 
 namespace txc::coord {
 
+// The layouts of the two logs (coord.log, paxos.log), stamped in each at
+// open (wal::LogStoreOptions::layout_key: coord_log_layout, paxos_log_layout).
+// Raise one when a change to what is written there would be misread by the
+// versions before it; they then refuse the file instead (docs/operations.md,
+// "Files"). Layout 1: everything written up to 2026-12-06.
+constexpr int64_t kCoordLogLayout = 1;
+constexpr int64_t kPaxosLogLayout = 1;
+
 struct LocalLogOptions {
   std::string path;
   bool unsafe_no_sync = false;

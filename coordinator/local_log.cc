@@ -15,6 +15,8 @@ Status LocalLog::Start(NodeCore* core, Hooks hooks) {
   hooks_ = std::move(hooks);
   wal::LogStoreOptions lo;
   lo.unsafe_no_sync = options_.unsafe_no_sync;
+  lo.layout_key = "coord_log_layout";
+  lo.layout = kCoordLogLayout;
   auto opened = wal::LogStore::Open(options_.path, io_.get_executor(), lo);
   if (!opened.ok()) return opened.status();
   store_ = std::move(opened.value());

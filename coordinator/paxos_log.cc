@@ -69,6 +69,8 @@ Result<paxos::DurableState> PaxosLog::Recover() {
   }
   wal::LogStoreOptions lo;
   lo.unsafe_no_sync = options_.unsafe_no_sync;
+  lo.layout_key = "paxos_log_layout";
+  lo.layout = kPaxosLogLayout;
   auto opened = wal::LogStore::Open(options_.path, io_.get_executor(), lo);
   if (!opened.ok()) return opened.status();
   store_ = std::move(opened.value());

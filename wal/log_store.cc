@@ -102,8 +102,44 @@ class LogStore::Impl {
     TXC_RETURN_IF_ERROR(prep(&last_index_, "SELECT COALESCE(MAX(idx), 0) FROM records"));
     TXC_RETURN_IF_ERROR(prep(&begin_, "BEGIN IMMEDIATE"));
     TXC_RETURN_IF_ERROR(prep(&commit_, "COMMIT"));
+    TXC_RETURN_IF_ERROR(CheckLayout());
     committer_->Start();
     return Status::Ok();
+  }
+
+  // LogStoreOptions::layout_key. Before the WAL thread starts: the stamp is
+  // written (synced, synchronous=FULL) before any record of this version.
+  Status CheckLayout() {
+    if (options_.layout_key.empty()) return Status::Ok();
+    auto stamp = GetMeta(options_.layout_key);
+    if (!stamp.ok()) return stamp.status();
+    if (stamp->has_value()) {
+      const std::string& text = **stamp;
+      const bool number = !text.empty() && text.size() <= 18 &&
+                          text.find_first_not_of("0123456789") == std::string::npos;
+      if (!number) {
+        return Status::InvalidArgument(
+            db_->path() + ": its " + options_.layout_key +
+            " is not a layout number (the file was damaged, or written by something other than " +
+            options_.program + "): restore it from a backup");
+      }
+      const int64_t stamped = std::stoll(text);
+      if (stamped == options_.layout) return Status::Ok();
+      if (stamped > options_.layout) {
+        return Status::InvalidArgument(
+            db_->path() + " was written by a newer version of " + options_.program + " (" +
+            options_.layout_key + " " + text + "; this one reads " +
+            std::to_string(options_.layout) + "), whose records this one could misread: run " +
+            "the newer " + options_.program);
+      }
+    }
+    Stmt& s = *put_meta_;
+    s.Reset();
+    TXC_RETURN_IF_ERROR(s.BindText(1, options_.layout_key));
+    TXC_RETURN_IF_ERROR(s.BindBlob(2, std::to_string(options_.layout)));
+    auto done = s.Step();
+    s.Reset();
+    return done.status();
   }
 
   void Enqueue(std::unique_ptr<Op> op) { committer_->Enqueue(std::move(op)); }

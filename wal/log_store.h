@@ -51,6 +51,17 @@ struct LogStoreOptions {
   // behind it, such as a candidate's promise. Readers must skip records at or
   // below their snapshot index anyway (both logs read from it). Default: 1024.
   size_t truncate_chunk = 1024;
+  // The layout of what the store's user writes in it, stamped in the meta
+  // table under `layout_key` (decimal text) at Open: a new store, or one
+  // without a stamp or with an older one, gets `layout`; a store stamped with
+  // a newer layout (a later version wrote it, and this one could misread
+  // its records) or with something that is not a number is refused at Open
+  // with INVALID_ARGUMENT, nothing written. Empty key: no stamp (tests and
+  // benchmarks of the store alone). Default: none.
+  std::string layout_key;
+  int64_t layout = 0;
+  // Names the program in the refusal ("run the newer PROGRAM").
+  std::string program = "txcoord";
 };
 
 class LogStore {

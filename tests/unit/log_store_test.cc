@@ -388,5 +388,60 @@ TEST_F(LogStoreTest, DestructorDrainsQueuedWrites) {
   EXPECT_EQ(count->load(), 100);
 }
 
+// The layout stamp (LogStoreOptions::layout_key): written when the store is
+// made or met without one (or with an older one); a newer layout, or a stamp
+// that is not a number, is refused at Open with nothing written.
+TEST_F(LogStoreTest, ALayoutStampIsWrittenAtOpenAndANewerOneIsRefused) {
+  LogStoreOptions v2;
+  v2.layout_key = "test_layout";
+  v2.layout = 2;
+  Open(v2);
+  ASSERT_OK(AppendSync({LogRecord{1, "a"}}));
+  auto stamp = store_->GetMeta("test_layout");
+  ASSERT_OK(stamp.status());
+  EXPECT_EQ(stamp->value_or("none"), "2");
+
+  // An older version (layout 1) refuses it, naming both layouts.
+  store_.reset();
+  LogStoreOptions v1 = v2;
+  v1.layout = 1;
+  auto older = LogStore::Open(path_, io_.get_executor(), v1);
+  ASSERT_FALSE(older.ok());
+  EXPECT_EQ(older.status().code(), Status::kInvalidArgument);
+  EXPECT_THAT(older.status().message(),
+              HasSubstr("was written by a newer version of txcoord (test_layout 2; this one reads 1)"));
+
+  // The newer one (3) reads it, its record intact, and stamps its own.
+  LogStoreOptions v3 = v2;
+  v3.layout = 3;
+  Open(v3);
+  auto records = store_->ReadFrom(1);
+  ASSERT_OK(records.status());
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].data, "a");
+  EXPECT_EQ(store_->GetMeta("test_layout")->value_or("none"), "3");
+  // Its own layout again: nothing to write.
+  Open(v3);
+  EXPECT_EQ(store_->GetMeta("test_layout")->value_or("none"), "3");
+}
+
+TEST_F(LogStoreTest, AStoreFromBeforeTheStampIsStampedAndADamagedStampRefused) {
+  Open();  // no layout_key: no stamp
+  ASSERT_OK(AppendSync({LogRecord{1, "a"}}));
+  EXPECT_FALSE(store_->GetMeta("test_layout")->has_value());
+  LogStoreOptions v1;
+  v1.layout_key = "test_layout";
+  v1.layout = 1;
+  Open(v1);
+  EXPECT_EQ(store_->GetMeta("test_layout")->value_or("none"), "1");
+
+  ASSERT_OK(PutMetaSync("test_layout", "1x"));
+  store_.reset();
+  auto damaged = LogStore::Open(path_, io_.get_executor(), v1);
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_EQ(damaged.status().code(), Status::kInvalidArgument);
+  EXPECT_THAT(damaged.status().message(), HasSubstr("test_layout is not a layout number"));
+}
+
 }  // namespace
 }  // namespace txc::wal
