@@ -1330,12 +1330,13 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
       }
       const bool by_peer = ec == asio::error::eof || ec == asio::error::connection_reset;
       ConnectionLost(why);
-      if (by_peer && options_.on_closed_by_peer && state_ == State::kIdle) {
+      if (by_peer && options_.on_closed_by_peer && state_ != State::kClosed) {
         // A server that closed on purpose (its idle timeout, a limit) still
         // accepts; one whose process died does not. Only a reconnect that
-        // fails is reported (ConnectFailed).
+        // fails is reported (ConnectFailed). A failed call's completion may
+        // have started one already (a retry): its outcome decides.
         confirming_close_ = true;
-        StartConnect();
+        if (state_ == State::kIdle) StartConnect();
       }
       return;
     }

@@ -602,6 +602,40 @@ TEST_F(RpcTest, ConnectionClosedByTheServerIsReportedOnceWithItsAddress) {
   EXPECT_TRUE(closed2.empty());
 }
 
+// A pending call fails when the server's process dies, and its completion
+// retries at once (as CoordinatorSet does): that retry's connect, refused,
+// is what reports the close.
+TEST_F(RpcTest, AServerThatDiesIsReportedEvenWhenACompletionRetriesFirst) {
+  auto server = std::make_unique<RpcServer>(io_);
+  std::vector<BeginReply> held;
+  server->Handle<proto::BeginRequest, proto::BeginResponse>(
+      "Begin", [&](proto::BeginRequest, BeginReply reply) { held.push_back(std::move(reply)); });
+  ASSERT_OK(server->Listen("127.0.0.1:0"));
+  const std::string address = Address(*server);
+  std::vector<std::string> closed;
+  ChannelOptions o;
+  o.on_closed_by_peer = [&](const std::string& a) { closed.push_back(a); };
+  auto channel = std::make_shared<RpcChannel>(io_, address, o);
+  Status first, retry;
+  bool retried = false;
+  channel->Call<proto::BeginRequest, proto::BeginResponse>(
+      "Begin", MakeBegin(1), 3 * kSeconds, [&](Status s, proto::BeginResponse) {
+        first = s;
+        channel->Call<proto::BeginRequest, proto::BeginResponse>(
+            "Begin", MakeBegin(2), 3 * kSeconds, [&](Status s2, proto::BeginResponse) {
+              retry = s2;
+              retried = true;
+            });
+      });
+  ASSERT_TRUE(RunUntil([&] { return held.size() == 1; }));
+  held.clear();
+  server.reset();  // the process "dies": its connections close, its port refuses
+  ASSERT_TRUE(RunUntil([&] { return retried && !closed.empty(); }));
+  EXPECT_EQ(first.code(), Status::kUnavailable);
+  EXPECT_EQ(retry.code(), Status::kUnavailable);
+  EXPECT_EQ(closed, std::vector<std::string>{address});
+}
+
 TEST_F(RpcTest, CloseFailsPendingCallsAndLaterCallsWithUnavailable) {
   RpcServer server(io_);
   std::vector<BeginReply> held;
