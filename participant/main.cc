@@ -213,7 +213,6 @@ int main(int argc, char** argv) {
   }
   o.core.incarnation = *incarnation;
 
-
   boost::asio::io_context io;
   txc::rpc::TlsReloadOnSighup reload(io);
   txc::participant::Agent agent(io, o, std::move(resources));

@@ -204,10 +204,10 @@ std::string PeerName(const Socket& socket) {
   return ip.address().to_string() + ":" + std::to_string(ip.port());
 }
 
-// False when the environment turns the Unix-domain path off (TXC_RPC_UNIX=0),
-// e.g. to measure loopback TCP.
 std::atomic<bool> unix_sockets_disabled{false};  // DisableUnixSockets()
 
+// False when the environment turns the Unix-domain path off (TXC_RPC_UNIX=0),
+// e.g. to measure loopback TCP, or the process did (--rpc-unix-socket off).
 bool UnixSocketsAllowed() {
   static const bool allowed = [] {
     const char* v = std::getenv("TXC_RPC_UNIX");
@@ -1022,6 +1022,7 @@ struct ClientConn {
   bool writing = false;
   bool connect_timed_out = false;
   bool answered = false;  // a reply arrived on this connection
+  Micros ready_at = 0;    // when it was up (OnReady)
 };
 
 }  // namespace
@@ -1049,7 +1050,8 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
         address_(std::move(host_port)),
         options_(options),
         deadline_timer_(io),
-        backoff_(options.backoff_initial) {
+        backoff_(options.backoff_initial),
+        confirm_timer_(io) {
     auto ep = ParseEndpoint(address_);
     if (ep.ok()) {
       endpoint_ = *ep;
@@ -1142,6 +1144,7 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
     confirming_close_ = false;
+    confirm_timer_.cancel();
     DropConnection();
     FailAll(Status::Unavailable("channel to " + address_ + " closed"), /*post=*/true);
   }
@@ -1269,6 +1272,27 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
         });
   }
 
+  // The confirming reconnect after a close by the server: at once, unless the
+  // connection was closed within a second of opening, as a server at its
+  // connection limit does at accept (it would accept the reconnect and close
+  // it again, for ever): then after a wait that doubles from backoff_initial
+  // to backoff_max while that goes on.
+  void ConfirmClose(Micros lived) {
+    if (lived >= kSeconds) {
+      confirm_wait_ = 0;
+      return StartConnect();
+    }
+    confirm_wait_ = confirm_wait_ == 0 ? options_.backoff_initial
+                                       : std::min(confirm_wait_ * 2, options_.backoff_max);
+    confirm_timer_.expires_after(std::chrono::microseconds(confirm_wait_));
+    confirm_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      // A call may have reconnected meanwhile: its connect decides.
+      if (self->confirming_close_ && self->state_ == State::kIdle) self->StartConnect();
+    });
+  }
+
   void ConnectFailed(const std::string& why) {
     if (confirming_close_) {
       confirming_close_ = false;
@@ -1308,6 +1332,7 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
     }
     failures_ = 0;
     backoff_ = options_.backoff_initial;
+    conn->ready_at = SteadyNowMicros();
     state_ = State::kConnected;
     StartRead(conn);
     Flush(conn);
@@ -1336,7 +1361,7 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
         // fails is reported (ConnectFailed). A failed call's completion may
         // have started one already (a retry): its outcome decides.
         confirming_close_ = true;
-        if (state_ == State::kIdle) StartConnect();
+        if (state_ == State::kIdle) ConfirmClose(SteadyNowMicros() - conn->ready_at);
       }
       return;
     }
@@ -1538,6 +1563,8 @@ class RpcChannel::Impl : public std::enable_shared_from_this<RpcChannel::Impl> {
   // The server closed the connection and the reconnect that tells whether it
   // is still running is under way (ChannelOptions::on_closed_by_peer).
   bool confirming_close_ = false;
+  asio::steady_timer confirm_timer_;  // ConfirmClose's wait
+  Micros confirm_wait_ = 0;           // its last wait; 0 after a connection that lived
   std::string last_error_;
 };
 

@@ -1215,6 +1215,32 @@ TEST_F(RpcTest, AServerThatClosesAnIdleConnectionIsNotReportedGone) {
   EXPECT_OK(Begin(*channel, 5).status);
 }
 
+// A server at its connection limit accepts and closes at once; it is
+// running, so that is not reported, and the channel's confirming reconnect
+// must not turn into a loop of accepts and closes: it waits, doubling.
+TEST_F(RpcTest, AServerThatClosesAtAcceptIsNotReconnectedToInALoop) {
+  ServerOptions so;
+  so.max_connections = 1;
+  RpcServer server(io_, so);
+  StartEchoServer(&server);
+  auto first = std::make_shared<RpcChannel>(io_, Address(server));
+  first->Connect();
+  ASSERT_TRUE(RunUntil([&] { return server.open_connections() == 1; }));
+  std::vector<std::string> closed;
+  ChannelOptions o;
+  o.on_closed_by_peer = [&closed](const std::string& address) { closed.push_back(address); };
+  auto second = std::make_shared<RpcChannel>(io_, Address(server), o);
+  second->Connect();
+  ASSERT_TRUE(RunUntil([&] { return server.connections_refused() >= 1; }));
+  RunFor(milliseconds(500));
+  // Waits of 10, 20, 40, ... ms: about six more in 500 ms (a loop: thousands).
+  EXPECT_LE(server.connections_refused(), 12u);
+  EXPECT_GE(server.connections_refused(), 3u);
+  EXPECT_TRUE(closed.empty()) << "a running server was reported gone";
+  second->Close();
+  first->Close();
+}
+
 // A handler registered with HandleHeld is told the call's connection: open
 // while the caller's end is, and no longer once it has closed, after which a
 // late reply is dropped. One registered with Handle is unaffected.
