@@ -132,6 +132,14 @@ class RpcTest : public ::testing::Test {
   }
   void RunFor(milliseconds d) { io_.run_for(d); }
 
+  // A channel to `address` that appends each on_closed_by_peer report to `closed`.
+  std::shared_ptr<RpcChannel> ReportingChannel(const std::string& address,
+                                               std::vector<std::string>* closed) {
+    ChannelOptions o;
+    o.on_closed_by_peer = [closed](const std::string& a) { closed->push_back(a); };
+    return std::make_shared<RpcChannel>(io_, address, o);
+  }
+
   // Registers Begin as an echo and listens on a free loopback port.
   void StartEchoServer(RpcServer* server) {
     server->Handle<proto::BeginRequest, proto::BeginResponse>(
@@ -573,9 +581,7 @@ TEST_F(RpcTest, ConnectionClosedByTheServerIsReportedOnceWithItsAddress) {
   ASSERT_OK(server->Listen("127.0.0.1:0"));
   const std::string address = Address(*server);
   std::vector<std::string> closed;
-  ChannelOptions o;
-  o.on_closed_by_peer = [&](const std::string& a) { closed.push_back(a); };
-  auto channel = std::make_shared<RpcChannel>(io_, address, o);
+  auto channel = ReportingChannel(address, &closed);
   ASSERT_OK(Begin(*channel, 2).status);
   // A call that times out leaves the connection open: nothing reported.
   EXPECT_EQ(Begin(*channel, 1, 20 * kMillis).status.code(), Status::kTimeout);
@@ -593,9 +599,7 @@ TEST_F(RpcTest, ConnectionClosedByTheServerIsReportedOnceWithItsAddress) {
   auto server2 = std::make_unique<RpcServer>(io_);
   StartEchoServer(server2.get());
   std::vector<std::string> closed2;
-  ChannelOptions o2;
-  o2.on_closed_by_peer = [&](const std::string& a) { closed2.push_back(a); };
-  auto channel2 = std::make_shared<RpcChannel>(io_, Address(*server2), o2);
+  auto channel2 = ReportingChannel(Address(*server2), &closed2);
   ASSERT_OK(Begin(*channel2, 3).status);
   channel2->Close();
   RunFor(milliseconds(50));
@@ -613,9 +617,7 @@ TEST_F(RpcTest, AServerThatDiesIsReportedEvenWhenACompletionRetriesFirst) {
   ASSERT_OK(server->Listen("127.0.0.1:0"));
   const std::string address = Address(*server);
   std::vector<std::string> closed;
-  ChannelOptions o;
-  o.on_closed_by_peer = [&](const std::string& a) { closed.push_back(a); };
-  auto channel = std::make_shared<RpcChannel>(io_, address, o);
+  auto channel = ReportingChannel(address, &closed);
   Status first, retry;
   bool retried = false;
   channel->Call<proto::BeginRequest, proto::BeginResponse>(
@@ -1174,9 +1176,7 @@ TEST_F(RpcTest, ConnectOpensTheConnectionWithoutACallAndItsEndIsReported) {
   RpcServer server(io_);
   StartEchoServer(&server);
   std::vector<std::string> closed;
-  ChannelOptions o;
-  o.on_closed_by_peer = [&closed](const std::string& address) { closed.push_back(address); };
-  auto channel = std::make_shared<RpcChannel>(io_, Address(server), o);
+  auto channel = ReportingChannel(Address(server), &closed);
   channel->Connect();
   ASSERT_TRUE(RunUntil([&] { return server.open_connections() == 1; }));
   EXPECT_EQ(server.calls_served(), 0u);
@@ -1202,9 +1202,7 @@ TEST_F(RpcTest, AServerThatClosesAnIdleConnectionIsNotReportedGone) {
   RpcServer server(io_, so);
   StartEchoServer(&server);
   std::vector<std::string> closed;
-  ChannelOptions o;
-  o.on_closed_by_peer = [&closed](const std::string& address) { closed.push_back(address); };
-  auto channel = std::make_shared<RpcChannel>(io_, Address(server), o);
+  auto channel = ReportingChannel(Address(server), &closed);
   channel->Connect();
   ASSERT_TRUE(RunUntil([&] { return server.open_connections() == 1; }));
   ASSERT_TRUE(RunUntil([&] { return server.idle_closed() >= 1; }));
@@ -1227,9 +1225,7 @@ TEST_F(RpcTest, AServerThatClosesAtAcceptIsNotReconnectedToInALoop) {
   first->Connect();
   ASSERT_TRUE(RunUntil([&] { return server.open_connections() == 1; }));
   std::vector<std::string> closed;
-  ChannelOptions o;
-  o.on_closed_by_peer = [&closed](const std::string& address) { closed.push_back(address); };
-  auto second = std::make_shared<RpcChannel>(io_, Address(server), o);
+  auto second = ReportingChannel(Address(server), &closed);
   second->Connect();
   ASSERT_TRUE(RunUntil([&] { return server.connections_refused() >= 1; }));
   RunFor(milliseconds(500));
