@@ -120,17 +120,16 @@ class LogStore::Impl {
       if (!number) {
         return Status::InvalidArgument(
             db_->path() + ": its " + options_.layout_key +
-            " is not a layout number (the file was damaged, or written by something other than " +
-            options_.program + "): restore it from a backup");
+            " is not a layout number (the file was damaged, or written by something other than "
+            "txcoord): restore it from a backup");
       }
       const int64_t stamped = std::stoll(text);
       if (stamped == options_.layout) return Status::Ok();
       if (stamped > options_.layout) {
         return Status::InvalidArgument(
-            db_->path() + " was written by a newer version of " + options_.program + " (" +
-            options_.layout_key + " " + text + "; this one reads " +
-            std::to_string(options_.layout) + "), whose records this one could misread: run " +
-            "the newer " + options_.program);
+            db_->path() + " was written by a newer version of txcoord (" + options_.layout_key +
+            " " + text + "; this one reads " + std::to_string(options_.layout) +
+            "), whose records this one could misread: run the newer txcoord");
       }
     }
     Stmt& s = *put_meta_;

@@ -60,8 +60,6 @@ struct LogStoreOptions {
   // benchmarks of the store alone). Default: none.
   std::string layout_key;
   int64_t layout = 0;
-  // Names the program in the refusal ("run the newer PROGRAM").
-  std::string program = "txcoord";
 };
 
 class LogStore {
