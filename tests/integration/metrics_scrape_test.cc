@@ -42,6 +42,12 @@ std::string Scrape(int port) {
 
 // The value of the sample `series` (exactly as printed: name{labels}) in a
 // page; NaN when the page has no such line.
+// False in the run with the Unix-domain path off (the .tcp copy, TXC_RPC_UNIX=0).
+bool UnixAllowedHere() {
+  const char* v = std::getenv("TXC_RPC_UNIX");
+  return v == nullptr || std::string(v) != "0";
+}
+
 double Value(const std::string& page, const std::string& series) {
   std::istringstream in(page);
   std::string line;
@@ -219,8 +225,7 @@ TEST_F(MetricsScrapeTest, CountersMoveWithTransactionsAndPromtoolAcceptsBothPage
   EXPECT_GT(Value(page, "txcoord_rpc_calls_total"), 0);
   // The client and the agent run on this host: their connections came in on
   // the Unix-domain socket, unless this run turned that path off.
-  const char* unix_env = std::getenv("TXC_RPC_UNIX");
-  if (unix_env == nullptr || std::string(unix_env) != "0") {
+  if (UnixAllowedHere()) {
     EXPECT_GT(Value(page, "txcoord_rpc_connections_accepted_total{transport=\"unix\"}"), 0) << page;
   } else {
     EXPECT_EQ(Value(page, "txcoord_rpc_connections_accepted_total{transport=\"unix\"}"), 0) << page;
@@ -300,10 +305,6 @@ class UnixSocketOffTest : public MetricsScrapeTest {
   static double Accepted(const std::string& page, const std::string& prefix,
                          const std::string& transport) {
     return Value(page, prefix + "_rpc_connections_accepted_total{transport=\"" + transport + "\"}");
-  }
-  static bool UnixAllowedHere() {
-    const char* v = std::getenv("TXC_RPC_UNIX");
-    return v == nullptr || std::string(v) != "0";
   }
   bool agent_off_ = false, coord_off_ = false;
 };
