@@ -104,27 +104,12 @@ Result<int64_t> BranchLog::QueryInt(std::string_view sql, int64_t none) {
 }
 
 Status BranchLog::CheckLayout() {
-  TXC_RETURN_IF_ERROR(Internal(db_->Exec(
-      "CREATE TABLE IF NOT EXISTS txc_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)")));
-  int64_t stamped = 0;  // none: a log from before the stamp
-  {
-    auto q = db_->Prepare(
-        "SELECT typeof(value), value FROM txc_meta WHERE key = 'branch_log_layout'");
-    if (!q.ok()) return Internal(q.status());
-    auto row = (*q)->Step();
-    if (!row.ok()) return Internal(row.status());
-    if (*row) {
-      // Not a number (damaged, or written by something else): it would
-      // read as 0, "unstamped", and let a newer log through. Refused, unread.
-      if ((*q)->ColumnText(0) != "integer") {
-        return Err(Status::kInvalidArgument,
-                   "txc_meta's branch_log_layout is not a layout number (the log was damaged, "
-                   "or written by something other than txagent): restore the database from a "
-                   "backup, or delete that row if the log is known to be of this version");
-      }
-      stamped = (*q)->ColumnInt(1);
-    }
+  auto read = wal::ReadLayoutStamp(*db_, "txc_meta", "branch_log_layout");
+  if (!read.ok()) {
+    const Status& s = read.status();
+    return s.code() == Status::kInvalidArgument ? Err(s.code(), s.message()) : Internal(s);
   }
+  const int64_t stamped = read->value_or(0);  // 0: a log from before the stamp
   if (stamped == kBranchLogLayout) return Status::Ok();
   if (stamped > kBranchLogLayout) {
     // A newer version wrote this log. Its live branches may keep what this
@@ -149,9 +134,7 @@ Status BranchLog::CheckLayout() {
                         "used as layout {} resource={}",
                         stamped, kBranchLogLayout, name());
   }
-  return Internal(db_->Exec("INSERT OR REPLACE INTO txc_meta(key, value) VALUES "
-                            "('branch_log_layout', " +
-                            std::to_string(kBranchLogLayout) + ")"));
+  return Internal(wal::WriteLayoutStamp(*db_, "txc_meta", "branch_log_layout", kBranchLogLayout));
 }
 
 Status BranchLog::Init() {

@@ -122,6 +122,7 @@ class XaResource::Impl {
         "statements BLOB NOT NULL, PRIMARY KEY(txid, seq));"
         "CREATE TABLE IF NOT EXISTS xa_heuristics(txid TEXT PRIMARY KEY, outcome INTEGER NOT "
         "NULL, reason TEXT NOT NULL, who TEXT NOT NULL, at_ms INTEGER NOT NULL);"));
+    TXC_RETURN_IF_ERROR(CheckLayout());
     auto s = driver_->Connect();
     if (!s.ok()) return s.status();
     TXC_RETURN_IF_ERROR(driver_->CheckServer(**s));
@@ -142,6 +143,37 @@ class XaResource::Impl {
   const std::string& name() const { return name_; }
 
   // ---- the WAL -------------------------------------------------------------
+
+  // XaResource::kXaWalLayout: a newer layout is used only with no live branch.
+  Status CheckLayout() {
+    const std::string where = "resource " + name_ + ": its WAL " + db_->path();
+    auto read = wal::ReadLayoutStamp(*db_, "xa_meta", "xa_wal_layout");
+    if (!read.ok()) {
+      return Status(read.status().code(), "resource " + name_ + ": " + read.status().message());
+    }
+    const int64_t stamped = read->value_or(0);  // 0: a WAL from before the stamp
+    if (stamped == kXaWalLayout) return Status::Ok();
+    if (stamped > kXaWalLayout) {
+      const std::string newer = where + " was laid out by a newer version (xa_wal_layout " +
+                                std::to_string(stamped) + "; this one writes " +
+                                std::to_string(kXaWalLayout) + ")";
+      auto q = db_->Prepare("SELECT COUNT(*) FROM xa_branches WHERE state NOT IN (4, 5, 8)");
+      if (!q.ok()) return Status::InvalidArgument(newer + " and cannot be read here: " + q.status().message());
+      auto row = (*q)->Step();
+      if (!row.ok()) return Status::InvalidArgument(newer + " and cannot be read here: " + row.status().message());
+      const int64_t live = *row ? (*q)->ColumnInt(0) : 0;
+      if (live > 0) {
+        return Status::InvalidArgument(
+            newer + " and has " + std::to_string(live) +
+            " branch(es) that have not ended, which this version could misread: run the newer "
+            "txagent until `txadmin agent HOST:PORT branches --in-doubt` shows none, then this one");
+      }
+      Logger("xa")->warn("{}, with no live branch: used as layout {}", newer, kXaWalLayout);
+    }
+    Status w = wal::WriteLayoutStamp(*db_, "xa_meta", "xa_wal_layout", kXaWalLayout);
+    if (!w.ok()) return Status::StorageFailed(where + ": writing its layout stamp: " + w.message());
+    return Status::Ok();
+  }
 
   bool RunGroup(wal::GroupCommitter::Group& group) {
     bool sync = false;

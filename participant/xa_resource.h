@@ -13,6 +13,7 @@
 //               protocol INTEGER, updated INTEGER)
 //   xa_statements(txid TEXT, seq INTEGER, statements BLOB, PRIMARY KEY(txid, seq))
 //   xa_heuristics(txid TEXT PRIMARY KEY, outcome INTEGER, reason TEXT, who TEXT, at_ms INTEGER)
+//   xa_meta(key TEXT PRIMARY KEY, value INTEGER): 'xa_wal_layout' (kXaWalLayout)
 // info holds proto::PreparedRecord, statements a proto::ExecuteRequest (only
 // its statements set), both through common/codec.h. States: ACTIVE 1,
 // PREPARED 2, COMMITTED 4, ABORTED 5 (as BranchState), and COMMITTING 6,
@@ -99,10 +100,21 @@ class XaResource : public ResourceManager {
  public:
   // Opens the WAL, connects once and checks the server (xa::Driver::CheckServer):
   // a resource that cannot work fails here, at agent start, naming itself.
+  // A WAL that a newer version laid out (a higher xa_wal_layout) is refused
+  // while it holds a branch that has not ended (any state but COMMITTED,
+  // ABORTED and GONE), before the database is dialled.
   static Result<std::unique_ptr<XaResource>> Open(const std::string& name,
                                                   std::unique_ptr<xa::Driver> driver,
                                                   XaResourceOptions options);
   ~XaResource() override;
+
+  // The layout of the WAL this code writes, stamped in xa_meta('xa_wal_layout')
+  // at open: raised by every change to the xa_* tables that an older version
+  // would misread. WALs from before the stamp (2026-12-06) have none; this
+  // code reads them. A WAL stamped higher is used only when no branch in it
+  // is live (its stamp is then lowered to this one): later layouts must keep
+  // xa_branches.state's final values 4, 5 and 8.
+  static constexpr int64_t kXaWalLayout = 1;
 
   const std::string& name() const override;
   Result<std::vector<RecoveredBranch>> Recover() override;

@@ -252,4 +252,33 @@ std::string Stmt::ColumnBlob(int i) const {
 }
 bool Stmt::ColumnIsNull(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
 
+Result<std::optional<int64_t>> ReadLayoutStamp(Db& db, std::string_view table,
+                                               std::string_view key) {
+  const std::string t(table);
+  TXC_RETURN_IF_ERROR(db.Exec("CREATE TABLE IF NOT EXISTS " + t +
+                              "(key TEXT PRIMARY KEY, value INTEGER NOT NULL)"));
+  auto q = db.Prepare("SELECT typeof(value), value FROM " + t + " WHERE key = ?1");
+  if (!q.ok()) return q.status();
+  TXC_RETURN_IF_ERROR((*q)->BindText(1, key));
+  auto row = (*q)->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::optional<int64_t>();
+  if ((*q)->ColumnText(0) != "integer") {
+    return Status::InvalidArgument(
+        t + "'s " + std::string(key) + " in " + db.path() +
+        " is not a layout number (the file was damaged, or written by another program): "
+        "restore it from a backup, or delete that row if the file is known to be of this "
+        "version");
+  }
+  return std::optional<int64_t>((*q)->ColumnInt(1));
+}
+
+Status WriteLayoutStamp(Db& db, std::string_view table, std::string_view key, int64_t layout) {
+  auto q = db.Prepare("INSERT OR REPLACE INTO " + std::string(table) + "(key, value) VALUES(?1, ?2)");
+  if (!q.ok()) return q.status();
+  TXC_RETURN_IF_ERROR((*q)->BindText(1, key));
+  TXC_RETURN_IF_ERROR((*q)->BindInt(2, layout));
+  return (*q)->Run();
+}
+
 }  // namespace txc::wal

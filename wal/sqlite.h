@@ -105,4 +105,13 @@ class Stmt {
   Db* db_;
 };
 
+// A file's layout number, kept as an INTEGER row under `key` of `table`
+// (key TEXT PRIMARY KEY, value INTEGER NOT NULL; created if missing).
+// Read: nullopt for a file from before the stamp; INVALID_ARGUMENT if the
+// row holds anything but an integer (a damaged file, or another program's:
+// read as 0 it would let a newer layout through), naming the table and key.
+Result<std::optional<int64_t>> ReadLayoutStamp(Db& db, std::string_view table,
+                                               std::string_view key);
+Status WriteLayoutStamp(Db& db, std::string_view table, std::string_view key, int64_t layout);
+
 }  // namespace txc::wal

@@ -533,6 +533,70 @@ TEST_P(XaResourceTest, WalDumpShowsBranches) {
   EXPECT_NE(text.find("PREPARED"), std::string::npos) << text;
   EXPECT_NE(text.find("COMMITTED"), std::string::npos) << text;
   EXPECT_NE(text.find("INSERT INTO t VALUES (?, ?)"), std::string::npos) << text;
+  EXPECT_NE(text.find("meta xa_wal_layout = " + std::to_string(XaResource::kXaWalLayout) + "\n"),
+            std::string::npos)
+      << text;
+}
+
+// The WAL's layout is stamped at open; one that a newer version laid out is
+// refused while a branch in it is live (before the database is dialled), and
+// used, its stamp lowered, once none is.
+TEST_P(XaResourceTest, ANewerWalLayoutIsRefusedWhileABranchIsLive) {
+  ASSERT_TRUE(res_->Recover().ok());
+  Prepared(Tx(1), 1);
+  res_.reset();
+  const std::string newer = std::to_string(XaResource::kXaWalLayout + 1);
+  auto stamp = [&](const std::string& value) {
+    auto db = wal::Db::Open(dir_.path + "/res.xa.db");
+    EXPECT_TRUE(db.ok());
+    if (!db.ok()) return std::string();
+    if (!value.empty()) {
+      EXPECT_TRUE((*db)->Exec("UPDATE xa_meta SET value = " + value + " WHERE key = 'xa_wal_layout'").ok());
+      EXPECT_EQ((*db)->changes(), 1);
+    }
+    auto q = (*db)->Prepare("SELECT value FROM xa_meta WHERE key = 'xa_wal_layout'");
+    EXPECT_TRUE(q.ok());
+    auto row = (*q)->Step();
+    return row.ok() && *row ? (*q)->ColumnText(0) : std::string();
+  };
+  EXPECT_EQ(stamp(""), std::to_string(XaResource::kXaWalLayout));
+  stamp(newer);
+  auto open = [&] {
+    auto d = server_->Driver("res");
+    EXPECT_TRUE(d.ok());
+    XaResourceOptions o;
+    o.wal_path = dir_.path + "/res.xa.db";
+    o.reconcile_interval = 0;
+    return XaResource::Open("res", std::move(*d), o);
+  };
+  auto refused = open();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("newer version (xa_wal_layout " + newer), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("1 branch(es) that have not ended"), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_EQ(stamp(""), newer);  // nothing written
+  EXPECT_EQ(Prepared(), 1);     // the database's prepared transaction untouched
+
+  // The newer version ends the branch (here: this one, the stamp put back).
+  stamp(std::to_string(XaResource::kXaWalLayout));
+  Open();
+  ASSERT_TRUE(res_->Recover().ok());
+  ASSERT_TRUE(Commit(Tx(1)).ok());
+  res_.reset();
+  stamp(newer);
+  auto used = open();
+  ASSERT_TRUE(used.ok()) << used.status().ToString();
+  used->reset();
+  EXPECT_EQ(stamp(""), std::to_string(XaResource::kXaWalLayout));
+
+  // A stamp that is not a number is refused, unread.
+  stamp("'three'");
+  auto damaged = open();
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_NE(damaged.status().message().find("not a layout number"), std::string::npos)
+      << damaged.status().ToString();
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, XaResourceTest, ::testing::Values("Postgres", "MariaDb"),

@@ -52,6 +52,32 @@ TEST_F(SqliteTest, OpensInWalModeWithFullSync) {
   EXPECT_EQ((*sync)->ColumnInt(0), 1);  // NORMAL
 }
 
+// A layout stamp: none in a file from before it (the table is made), the
+// number once written (again: replaced), and a row that is not an integer
+// refused, naming the table, the key and the file.
+TEST_F(SqliteTest, ALayoutStampIsReadBackAndAStampThatIsNotANumberRefused) {
+  auto db = OpenDb();
+  ASSERT_NE(db, nullptr);
+  auto none = ReadLayoutStamp(*db, "some_meta", "some_layout");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+  ASSERT_OK(WriteLayoutStamp(*db, "some_meta", "some_layout", 3));
+  ASSERT_OK(WriteLayoutStamp(*db, "some_meta", "some_layout", 4));
+  ASSERT_OK(WriteLayoutStamp(*db, "some_meta", "other_layout", 9));
+  auto four = ReadLayoutStamp(*db, "some_meta", "some_layout");
+  ASSERT_TRUE(four.ok()) << four.status().ToString();
+  EXPECT_EQ(*four, std::optional<int64_t>(4));
+  ASSERT_OK(db->Exec("UPDATE some_meta SET value = '4x' WHERE key = 'some_layout'"));
+  auto damaged = ReadLayoutStamp(*db, "some_meta", "some_layout");
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_EQ(damaged.status().code(), Status::kInvalidArgument);
+  EXPECT_THAT(damaged.status().message(),
+              HasSubstr("some_meta's some_layout in " + path_ + " is not a layout number"));
+  auto other = ReadLayoutStamp(*db, "some_meta", "other_layout");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(*other, std::optional<int64_t>(9));
+}
+
 TEST_F(SqliteTest, BindsStepsAndReadsBackEveryType) {
   auto db = OpenDb();
   ASSERT_NE(db, nullptr);

@@ -704,6 +704,7 @@ TEST_F(TxadminWalTest, ReadsADatabaseResourcesWal) {
   EXPECT_EQ(d->kind, WalDump::kDatabaseBranchLog);
   Json j = WalJson(*d);
   EXPECT_EQ(j["kind"], "database-branch-log");
+  EXPECT_EQ(j["meta"]["xa_wal_layout"], "none (a WAL written before 2026-12-06)");
   ASSERT_EQ(j["branches"].size(), 8u);
   // Oldest txid first (3.9 before 3.10), the one without a branch row last.
   std::vector<std::string> order, states;

@@ -122,19 +122,27 @@ void SortByTxid(std::vector<WalDump::Branch>* branches) {
   });
 }
 
+// An agent file's layout stamp (wal::ReadLayoutStamp's table and key) as a
+// meta row: "none" for a file from before the stamps.
+Status ReadLayoutStamp(Reader& r, const std::string& table, const std::string& key,
+                       const std::string& file, WalDump* d) {
+  auto stamped = r.HasTable(table);
+  if (!stamped.ok()) return stamped.status();
+  std::string layout = "none (a " + file + " written before 2026-12-06)";
+  if (*stamped) {
+    const std::string sql = "SELECT value FROM " + table + " WHERE key = ?1";
+    TXC_RETURN_IF_ERROR(r.Query(sql.c_str(), key,
+                                [&](sqlite3_stmt* s) { layout = Column(s, 0); }));
+  }
+  d->meta.emplace_back(key, layout);
+  return Status::Ok();
+}
+
 Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
   std::optional<std::string> key;
   if (txid) key = ToString(*txid);
   // The layout that last wrote it (participant::internal::BranchLog::kBranchLogLayout).
-  auto stamped = r.HasTable("txc_meta");
-  if (!stamped.ok()) return stamped.status();
-  std::string layout = "none (a log written before 2026-12-06)";
-  if (*stamped) {
-    TXC_RETURN_IF_ERROR(r.Query("SELECT value FROM txc_meta WHERE key = ?1",
-                                std::string("branch_log_layout"),
-                                [&](sqlite3_stmt* s) { layout = Column(s, 0); }));
-  }
-  d->meta.emplace_back("branch_log_layout", layout);
+  TXC_RETURN_IF_ERROR(ReadLayoutStamp(r, "txc_meta", "branch_log_layout", "log", d));
   const char* branches_sql =
       txid ? "SELECT txid, state, participants, protocol, updated FROM txc_branches WHERE txid = ?1"
            : "SELECT txid, state, participants, protocol, updated FROM txc_branches "
@@ -203,6 +211,8 @@ Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
 Status ReadDatabaseBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
   std::optional<std::string> key;
   if (txid) key = ToString(*txid);
+  // The layout that last wrote it (participant::XaResource::kXaWalLayout).
+  TXC_RETURN_IF_ERROR(ReadLayoutStamp(r, "xa_meta", "xa_wal_layout", "WAL", d));
   const char* branches_sql =
       txid ? "SELECT txid, gid, state, info, protocol, updated FROM xa_branches WHERE txid = ?1"
            : "SELECT txid, gid, state, info, protocol, updated FROM xa_branches";
