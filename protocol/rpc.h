@@ -227,9 +227,10 @@ struct ChannelOptions {
   // accepts the reconnect is running: nothing is reported, and the channel
   // stays connected. A connection closed within a second of opening (a server
   // at its connection limit closes at accept) is reconnected after a wait
-  // instead, doubling from backoff_initial to backoff_max while that goes on. Not for timeouts, malformed replies, other failed
-  // connects or Close(). A hint: a process that died and is back before the
-  // reconnect is not reported either. Default: none.
+  // instead, doubling from backoff_initial to backoff_max while that goes
+  // on. Not for timeouts, malformed replies, other failed connects or
+  // Close(). A hint: a process that died and is back before the reconnect is
+  // not reported either. Default: none.
   std::function<void(const std::string& address)> on_closed_by_peer;
   // Dialling a loopback address, try the server's Unix-domain socket first
   // (ServerOptions::unix_socket), and use it only if the process listening
