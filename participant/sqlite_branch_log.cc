@@ -6,6 +6,7 @@
 
 #include "common/codec.h"
 #include "common/log.h"
+#include "participant/layout_stamp.h"
 
 namespace txc::participant::internal {
 
@@ -94,47 +95,22 @@ BranchLog::BranchLog(std::string name, wal::Db* db, std::function<Micros()> wall
       wall_clock_(std::move(wall_clock)),
       next_purge_(std::numeric_limits<Micros>::min()) {}
 
-// One integer from a query of one row; `none` when it returns no row or NULL.
-Result<int64_t> BranchLog::QueryInt(std::string_view sql, int64_t none) {
-  auto q = db_->Prepare(sql);
-  if (!q.ok()) return Internal(q.status());
-  auto row = (*q)->Step();
-  if (!row.ok()) return Internal(row.status());
-  return *row && !(*q)->ColumnIsNull(0) ? (*q)->ColumnInt(0) : none;
-}
-
 Status BranchLog::CheckLayout() {
-  auto read = wal::ReadLayoutStamp(*db_, "txc_meta", "branch_log_layout");
-  if (!read.ok()) {
-    const Status& s = read.status();
+  auto found = CheckLayoutStamp(*db_, {.table = "txc_meta",
+                                       .key = "branch_log_layout",
+                                       .layout = kBranchLogLayout,
+                                       .file = "the branch log",
+                                       .live_sql = "SELECT COUNT(*) FROM txc_branches WHERE state < 4"});
+  if (!found.ok()) {
+    const Status& s = found.status();
     return s.code() == Status::kInvalidArgument ? Err(s.code(), s.message()) : Internal(s);
   }
-  const int64_t stamped = read->value_or(0);  // 0: a log from before the stamp
-  if (stamped == kBranchLogLayout) return Status::Ok();
-  if (stamped > kBranchLogLayout) {
-    // A newer version wrote this log. Its live branches may keep what this
-    // code would not read (their undo, their lock keys): recovering them
-    // here could commit without locks or roll back without undo.
-    const std::string newer = "the branch log was laid out by a newer version (layout " +
-                              std::to_string(stamped) + "; this one writes " +
-                              std::to_string(kBranchLogLayout) + ")";
-    auto live = QueryInt("SELECT COUNT(*) FROM txc_branches WHERE state < 4", 0);
-    if (!live.ok()) {
-      return Err(Status::kInvalidArgument, newer + " and cannot be read here: " +
-                                               live.status().message());
-    }
-    if (*live > 0) {
-      return Err(Status::kInvalidArgument,
-                 newer + " and has " + std::to_string(*live) +
-                     " branch(es) that have not ended, which this version could misread: run "
-                     "the newer txagent until `txadmin agent HOST:PORT branches --in-doubt` "
-                     "shows none, then this one");
-    }
+  if (*found > kBranchLogLayout) {
     Logger("wal")->warn("branch log laid out by a newer version (layout {}), with no live branch: "
                         "used as layout {} resource={}",
-                        stamped, kBranchLogLayout, name());
+                        *found, kBranchLogLayout, name());
   }
-  return Internal(wal::WriteLayoutStamp(*db_, "txc_meta", "branch_log_layout", kBranchLogLayout));
+  return Status::Ok();
 }
 
 Status BranchLog::Init() {

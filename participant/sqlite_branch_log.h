@@ -143,7 +143,6 @@ class BranchLog : private Named {
   // See kBranchLogLayout: refuses a newer layout with live branches, else
   // stamps this one.
   Status CheckLayout();
-  Result<int64_t> QueryInt(std::string_view sql, int64_t none);
   int64_t WallMs() const { return wall_clock_() / kMillis; }
   // Runs `each` on every row of `s` queried for `txid`; stops at its first error.
   Status EachRow(wal::Stmt& s, const std::string& txid,

@@ -17,6 +17,7 @@
 
 #include "common/codec.h"
 #include "common/log.h"
+#include "participant/layout_stamp.h"
 #include "wal/group_committer.h"
 #include "wal/sqlite.h"
 
@@ -146,32 +147,21 @@ class XaResource::Impl {
 
   // XaResource::kXaWalLayout: a newer layout is used only with no live branch.
   Status CheckLayout() {
-    const std::string where = "resource " + name_ + ": its WAL " + db_->path();
-    auto read = wal::ReadLayoutStamp(*db_, "xa_meta", "xa_wal_layout");
-    if (!read.ok()) {
-      return Status(read.status().code(), "resource " + name_ + ": " + read.status().message());
+    const std::string file = "its WAL " + db_->path();
+    auto found = internal::CheckLayoutStamp(
+        *db_, {.table = "xa_meta",
+               .key = "xa_wal_layout",
+               .layout = kXaWalLayout,
+               .file = file,
+               .live_sql = "SELECT COUNT(*) FROM xa_branches WHERE state NOT IN (4, 5, 8)"});
+    if (!found.ok()) {
+      return Status(found.status().code(), "resource " + name_ + ": " + found.status().message());
     }
-    const int64_t stamped = read->value_or(0);  // 0: a WAL from before the stamp
-    if (stamped == kXaWalLayout) return Status::Ok();
-    if (stamped > kXaWalLayout) {
-      const std::string newer = where + " was laid out by a newer version (xa_wal_layout " +
-                                std::to_string(stamped) + "; this one writes " +
-                                std::to_string(kXaWalLayout) + ")";
-      auto q = db_->Prepare("SELECT COUNT(*) FROM xa_branches WHERE state NOT IN (4, 5, 8)");
-      if (!q.ok()) return Status::InvalidArgument(newer + " and cannot be read here: " + q.status().message());
-      auto row = (*q)->Step();
-      if (!row.ok()) return Status::InvalidArgument(newer + " and cannot be read here: " + row.status().message());
-      const int64_t live = *row ? (*q)->ColumnInt(0) : 0;
-      if (live > 0) {
-        return Status::InvalidArgument(
-            newer + " and has " + std::to_string(live) +
-            " branch(es) that have not ended, which this version could misread: run the newer "
-            "txagent until `txadmin agent HOST:PORT branches --in-doubt` shows none, then this one");
-      }
-      Logger("xa")->warn("{}, with no live branch: used as layout {}", newer, kXaWalLayout);
+    if (*found > kXaWalLayout) {
+      Logger("xa")->warn("resource {}: {} was laid out by a newer version (xa_wal_layout {}), with "
+                         "no live branch: used as layout {}",
+                         name_, file, *found, kXaWalLayout);
     }
-    Status w = wal::WriteLayoutStamp(*db_, "xa_meta", "xa_wal_layout", kXaWalLayout);
-    if (!w.ok()) return Status::StorageFailed(where + ": writing its layout stamp: " + w.message());
     return Status::Ok();
   }
 

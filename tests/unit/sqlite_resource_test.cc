@@ -1441,7 +1441,7 @@ TEST_F(SqliteResourceTest, ALogOfANewerLayoutIsRefusedWhileABranchInItIsLive) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), Status::kInvalidArgument);
   EXPECT_THAT(refused.status().message(),
-              HasSubstr("laid out by a newer version (layout " + newer));
+              HasSubstr("the branch log was laid out by a newer version (branch_log_layout " + newer));
   EXPECT_THAT(refused.status().message(), HasSubstr("1 branch(es) that have not ended"));
   EXPECT_EQ(Count(stamp), internal::BranchLog::kBranchLogLayout + 1);  // nothing written
   EXPECT_EQ(Balance(1), 99);  // the branch's change is still there, undo kept

@@ -124,7 +124,7 @@ void SortByTxid(std::vector<WalDump::Branch>* branches) {
 
 // An agent file's layout stamp (wal::ReadLayoutStamp's table and key) as a
 // meta row: "none" for a file from before the stamps.
-Status ReadLayoutStamp(Reader& r, const std::string& table, const std::string& key,
+Status AddLayoutMeta(Reader& r, const std::string& table, const std::string& key,
                        const std::string& file, WalDump* d) {
   auto stamped = r.HasTable(table);
   if (!stamped.ok()) return stamped.status();
@@ -142,7 +142,7 @@ Status ReadBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump* d) {
   std::optional<std::string> key;
   if (txid) key = ToString(*txid);
   // The layout that last wrote it (participant::internal::BranchLog::kBranchLogLayout).
-  TXC_RETURN_IF_ERROR(ReadLayoutStamp(r, "txc_meta", "branch_log_layout", "log", d));
+  TXC_RETURN_IF_ERROR(AddLayoutMeta(r, "txc_meta", "branch_log_layout", "log", d));
   const char* branches_sql =
       txid ? "SELECT txid, state, participants, protocol, updated FROM txc_branches WHERE txid = ?1"
            : "SELECT txid, state, participants, protocol, updated FROM txc_branches "
@@ -212,7 +212,7 @@ Status ReadDatabaseBranchLog(Reader& r, const std::optional<TxId>& txid, WalDump
   std::optional<std::string> key;
   if (txid) key = ToString(*txid);
   // The layout that last wrote it (participant::XaResource::kXaWalLayout).
-  TXC_RETURN_IF_ERROR(ReadLayoutStamp(r, "xa_meta", "xa_wal_layout", "WAL", d));
+  TXC_RETURN_IF_ERROR(AddLayoutMeta(r, "xa_meta", "xa_wal_layout", "WAL", d));
   const char* branches_sql =
       txid ? "SELECT txid, gid, state, info, protocol, updated FROM xa_branches WHERE txid = ?1"
            : "SELECT txid, gid, state, info, protocol, updated FROM xa_branches";
